@@ -1,0 +1,34 @@
+# The two commands: `make run` (demo portal on http://127.0.0.1:8000) and `make test` (the whole suite).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test venv messages chromium check lint
+
+run: venv messages
+	$(PY) scripts/devenv.py --demo
+
+test: venv messages chromium
+	$(PY) scripts/devenv.py -- $(PY) -m pytest $(PYTEST_ARGS)
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+messages: venv
+	$(PY) scripts/compilemessages.py
+
+# Browser tests drive Debian's Chromium; install it when missing (never a Playwright browser download).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-dejavu-core; }
+
+check: venv
+	$(PY) scripts/devenv.py -- $(PY) manage.py makemigrations --check --dry-run

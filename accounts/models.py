@@ -1,0 +1,116 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils.translation import gettext_lazy as _
+
+
+class Customer(models.Model):
+    """The client account: what owns balance, orders, invoices and tickets.
+
+    Its primary key is the public "Client ID" (the sequence starts at 100001, see migration 0001).
+    Several users (the owner and trusted users) may act for one customer.
+    """
+
+    class ProfileType(models.TextChoices):
+        PRIVATE = "private", _("Private person")
+        COMPANY = "company", _("Company")
+
+    class Verification(models.TextChoices):
+        NOT_REQUIRED = "not_required", _("Not required")
+        PENDING = "pending", _("Awaiting verification")
+        VERIFIED = "verified", _("Verified")
+        REJECTED = "rejected", _("Rejected")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Account currency of the balance; site currency is how prices are shown.
+    currency = models.CharField(_("account currency"), max_length=3, default=settings.DEFAULT_CURRENCY)
+    site_currency = models.CharField(_("site currency"), max_length=3, default=settings.DEFAULT_CURRENCY)
+    language = models.CharField(_("interface language"), max_length=8, choices=settings.LANGUAGES, default="en")
+    timezone = models.CharField(_("time zone"), max_length=64, default=settings.TIME_ZONE)
+
+    # Postal address and profile type (payment gate fields).
+    street = models.CharField(_("address"), max_length=255, blank=True)
+    city = models.CharField(_("city"), max_length=120, blank=True)
+    postcode = models.CharField(_("postcode"), max_length=20, blank=True)
+    country = models.CharField(_("country"), max_length=2, blank=True)
+    profile_type = models.CharField(
+        _("profile type"), max_length=10, choices=ProfileType.choices, default=ProfileType.PRIVATE
+    )
+    company_name = models.CharField(_("company name"), max_length=255, blank=True)
+    company_registration_number = models.CharField(_("registration number"), max_length=64, blank=True)
+    company_vat_number = models.CharField(_("VAT number"), max_length=64, blank=True)
+    verification_status = models.CharField(
+        _("verification status"), max_length=16, choices=Verification.choices, default=Verification.NOT_REQUIRED
+    )
+    verification_note = models.TextField(_("verification note"), blank=True)
+
+    # Preferences.
+    newsletter = models.BooleanField(_("newsletter subscription"), default=False)
+    low_balance_threshold = models.DecimalField(
+        _("low balance alert threshold"), max_digits=14, decimal_places=2, default=Decimal("0")
+    )
+    auto_renew_default = models.BooleanField(_("auto-renewal of orders"), default=True)
+    pay_without_login = models.BooleanField(_("payment without authorization"), default=False)
+
+    # Where each category of mail goes; blank means the owner's account email.
+    email_billing = models.EmailField(_("accounts/orders email"), blank=True)
+    email_support = models.EmailField(_("technical support email"), blank=True)
+    email_abuse = models.EmailField(_("abuse email"), blank=True)
+
+    class Meta:
+        verbose_name = _("customer")
+        verbose_name_plural = _("customers")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(low_balance_threshold__gte=0), name="customer_threshold_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} {self.display_name}".strip()
+
+    @property
+    def client_id(self) -> int:
+        return self.pk
+
+    @property
+    def display_name(self) -> str:
+        if self.profile_type == self.ProfileType.COMPANY and self.company_name:
+            return self.company_name
+        owner = getattr(self, "_owner_cache", None)
+        if owner is None:
+            owner = self.users.filter(role=User.Role.OWNER).first()
+            self._owner_cache = owner
+        return owner.get_full_name() or owner.username if owner else ""
+
+
+class CustomerUserManager(UserManager):
+    def get_by_natural_key(self, username):
+        return self.get(username__iexact=username)
+
+
+class User(AbstractUser):
+    """A login. Staff users have no customer; customer users act for exactly one customer."""
+
+    class Role(models.TextChoices):
+        OWNER = "owner", _("Owner")
+        FINANCE = "finance", _("Finance")
+        TECHNICAL = "technical", _("Technical")
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, null=True, blank=True, related_name="users", verbose_name=_("customer")
+    )
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices, default=Role.OWNER)
+    email = models.EmailField(_("email address"))
+    email_verified = models.BooleanField(_("email verified"), default=False)
+
+    objects = CustomerUserManager()
+
+    class Meta:
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
+        constraints = [
+            models.UniqueConstraint(Lower("username"), name="user_username_ci_unique"),
+            models.UniqueConstraint(Lower("email"), name="user_email_ci_unique", condition=~models.Q(email="")),
+        ]

@@ -1,0 +1,152 @@
+import re
+
+import pytest
+from django.core import mail, signing
+from django.db import IntegrityError, connection, transaction
+
+from accounts.models import Customer, User
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+from accounts.tokens import make_email_token
+
+pytestmark = pytest.mark.django_db
+
+VALID = {
+    "username": "newclient", "email": "new@example.com", "first_name": "Ann", "last_name": "Lee",
+    "password1": "Sturdy-Passphrase-9", "password2": "Sturdy-Passphrase-9",
+}
+
+
+def _link_from_mail() -> str:
+    return re.search(r"http://\S+/accounts/verify/\S+/", mail.outbox[-1].body).group(0)
+
+
+def test_register_creates_customer_owner_and_sends_link(client, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/accounts/register/", VALID)
+    assert response.status_code == 200
+    user = User.objects.get(username="newclient")
+    assert user.role == User.Role.OWNER and not user.email_verified
+    assert user.customer.client_id > 100000
+    assert mail.outbox[-1].to == ["new@example.com"]
+    assert mail.outbox[-1].alternatives  # HTML part too
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"username": "TAKEN"}, "username"),
+    ({"email": "Taken@Example.com"}, "email"),
+    ({"password1": "short", "password2": "short"}, "password1"),
+    ({"password2": "Different-Passphrase-9"}, "password2"),
+    ({"username": "bad name!"}, "username"),
+    ({"email": "not-an-email"}, "email"),
+    ({"password1": "1234567890123", "password2": "1234567890123"}, "password1"),
+])
+def test_register_bad_input_saves_nothing(client, change, field):
+    UserFactory(username="taken", email="taken@example.com")
+    before = (User.objects.count(), Customer.objects.count())
+    response = client.post("/accounts/register/", {**VALID, **change})
+    assert response.status_code == 200
+    assert field in response.context["form"].errors
+    assert (User.objects.count(), Customer.objects.count()) == before
+    assert mail.outbox == []
+
+
+def test_verification_link_get_changes_nothing_post_verifies(client, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/accounts/register/", VALID)
+    link = _link_from_mail().replace("http://127.0.0.1:8000", "")
+    assert client.get(link).status_code == 200
+    assert not User.objects.get(username="newclient").email_verified
+    response = client.post(link)
+    assert response.status_code == 302
+    assert User.objects.get(username="newclient").email_verified
+
+
+def test_tampered_and_expired_links_are_refused(client, settings):
+    user = UserFactory(email_verified=False)
+    token = make_email_token(user_id=user.pk, email=user.email)
+    response = client.post(f"/accounts/verify/{token[:-2]}xx/")
+    assert response.status_code == 400 and "invalid" in response.content.decode()
+    settings.EMAIL_VERIFICATION_MAX_AGE = -1
+    response = client.post(f"/accounts/verify/{token}/")
+    assert response.status_code == 400 and "expired" in response.content.decode()
+    user.refresh_from_db()
+    assert not user.email_verified
+
+
+def test_login_by_username_or_email_case_insensitive(client):
+    user = UserFactory(username="Mixed", email="mixed@example.com")
+    for login in ("mixed", "MIXED@example.com"):
+        client.logout()
+        response = client.post("/accounts/login/", {"username": login, "password": DEFAULT_PASSWORD})
+        assert response.status_code == 302, login
+        assert client.get("/").context["customer"].pk == user.customer_id
+
+
+def test_wrong_password_shows_form_error(client):
+    UserFactory(username="someone")
+    response = client.post("/accounts/login/", {"username": "someone", "password": "nope"})
+    assert response.status_code == 200
+    assert "Wrong username/email or password." in response.content.decode()
+
+
+def test_logout_requires_post(client):
+    user = UserFactory()
+    client.force_login(user)
+    assert client.get("/accounts/logout/").status_code == 405
+    assert client.post("/accounts/logout/").status_code == 302
+    assert client.get("/").status_code == 302
+
+
+def test_password_reset_by_email(client):
+    user = UserFactory(email="reset@example.com")
+    client.post("/accounts/password/reset/", {"email": "RESET@example.com"})
+    body = mail.outbox[-1].body
+    link = re.search(r"http://\S+/accounts/password/reset/\S+/\S+/", body).group(0).split("testserver")[-1]
+    response = client.get(link, follow=True)
+    form_url = response.redirect_chain[-1][0]
+    response = client.post(form_url, {"new_password1": "Brand-New-Secret-7", "new_password2": "Brand-New-Secret-7"})
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.check_password("Brand-New-Secret-7")
+
+
+def test_password_change_keeps_this_session_and_ends_others(client):
+    from django.test import Client
+
+    user = UserFactory()
+    other = Client()
+    other.force_login(user)
+    client.force_login(user)
+    response = client.post("/accounts/password/change/", {
+        "old_password": DEFAULT_PASSWORD, "new_password1": "Another-Secret-88", "new_password2": "Another-Secret-88"})
+    assert response.status_code == 302
+    assert client.get("/").status_code == 200
+    assert other.get("/").status_code == 302
+
+
+def test_username_is_immutable_in_the_database():
+    user = UserFactory(username="fixed")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.filter(pk=user.pk).update(username="changed")
+
+
+def test_username_and_email_unique_case_insensitive_in_the_database():
+    UserFactory(username="alpha", email="a@example.com")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        UserFactory(username="ALPHA", email="other@example.com")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        UserFactory(username="beta", email="A@EXAMPLE.COM")
+
+
+def test_staff_without_customer_gets_403_on_customer_pages(client):
+    from accounts.tests.factories import StaffUserFactory
+
+    client.force_login(StaffUserFactory())
+    assert client.get("/").status_code == 403
+
+
+def test_admin_searches_users_by_client_id(admin_client):
+    user = UserFactory(username="findme")
+    response = admin_client.get("/admin/accounts/user/", {"q": str(user.customer_id)})
+    assert response.status_code == 200
+    assert "findme" in response.content.decode()
