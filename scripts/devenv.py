@@ -129,6 +129,8 @@ def main() -> int:
     parser.add_argument("command", nargs="*")
     args = parser.parse_args()
     env = dict(os.environ)
+    # Procfile entries (python, celery, gunicorn) must resolve to this virtualenv.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["DATABASE_URL"] = resolve_database_url()
     env["REDIS_URL"] = resolve_redis_url()
     if args.demo:
