@@ -114,3 +114,27 @@ class User(AbstractUser):
             models.UniqueConstraint(Lower("username"), name="user_username_ci_unique"),
             models.UniqueConstraint(Lower("email"), name="user_email_ci_unique", condition=~models.Q(email="")),
         ]
+
+
+class ActivityEvent(models.Model):
+    """Append-only audit trail: logins, security changes, staff actions on a customer's account.
+
+    `visible_to_customer` events make the customer's Activity log; the rest are the staff audit.
+    """
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, null=True, blank=True, related_name="activity")
+    actor = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    action = models.CharField(_("action"), max_length=64)
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    visible_to_customer = models.BooleanField(default=True)
+
+    class Meta:
+        verbose_name = _("activity event")
+        verbose_name_plural = _("activity events")
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["customer", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.action}"

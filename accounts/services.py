@@ -87,3 +87,25 @@ def customer_set_language(*, customer: Customer, language: str) -> None:
         raise ValidationError(_("Unsupported language."))
     Customer.objects.filter(pk=customer.pk).update(language=language)
     customer.language = language
+
+
+def activity_record(
+    *,
+    action: str,
+    customer: Customer | None = None,
+    actor: User | None = None,
+    ip: str | None = None,
+    details: dict | None = None,
+    visible_to_customer: bool = True,
+):
+    """Append one audit/activity row in the caller's transaction. `details` must be JSON-serializable."""
+    from .models import ActivityEvent
+
+    return ActivityEvent.objects.create(
+        action=action,
+        customer=customer,
+        actor=actor if actor is not None and actor.pk else None,
+        ip=ip or None,
+        details=details or {},
+        visible_to_customer=visible_to_customer,
+    )
