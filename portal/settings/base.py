@@ -124,6 +124,13 @@ CELERY_TIMEZONE = env("TIME_ZONE", "UTC")
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A task is acknowledged only after it ran, and re-queued when its worker process dies (kill -9,
+# OOM): with early acks a crash loses the task. Redis redelivers unacked messages after the
+# visibility timeout, so keep it short (all our tasks are idempotent and finish well within it).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = int(env("CELERY_VISIBILITY_TIMEOUT", "600"))
 # Periodic jobs; each app adds its entries below its marker.
 CELERY_BEAT_SCHEDULE: dict = {}
 # --- beat schedule: notifications ---
