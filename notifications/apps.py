@@ -5,3 +5,10 @@ from django.utils.translation import gettext_lazy as _
 class NotificationsConfig(AppConfig):
     name = "notifications"
     verbose_name = _("Notifications")
+
+    def ready(self) -> None:
+        from portal.topbar import register_topbar_provider
+
+        from .selectors import topbar_unread_count
+
+        register_topbar_provider("notifications_unread", topbar_unread_count)

@@ -134,6 +134,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = int(env("CELERY_VISIBILI
 # Periodic jobs; each app adds its entries below its marker.
 CELERY_BEAT_SCHEDULE: dict = {}
 # --- beat schedule: notifications ---
+CELERY_BEAT_SCHEDULE["notifications-outbox-sweep"] = {"task": "notifications.tasks.outbox_sweep_task", "schedule": 60.0}
 # --- beat schedule: billing ---
 # --- beat schedule: orders ---
 # --- beat schedule: tickets ---
@@ -225,6 +226,15 @@ LOGGING = {
 
 # --- app settings: accounts ---
 # --- app settings: notifications ---
+# Outbox delivery: attempts before a mail is marked failed, and the exponential backoff between them.
+NOTIFICATIONS_EMAIL_MAX_ATTEMPTS = int(env("NOTIFICATIONS_EMAIL_MAX_ATTEMPTS", "8"))
+NOTIFICATIONS_EMAIL_RETRY_BASE_SECONDS = int(env("NOTIFICATIONS_EMAIL_RETRY_BASE_SECONDS", "60"))
+NOTIFICATIONS_EMAIL_RETRY_MAX_SECONDS = 3600
+# The sweeper re-queues mail pending this long past due, and mail "sending" this long (worker lost;
+# longer than CELERY_TASK_TIME_LIMIT so a live send is never duplicated).
+NOTIFICATIONS_OUTBOX_PENDING_GRACE_SECONDS = int(env("NOTIFICATIONS_OUTBOX_PENDING_GRACE_SECONDS", "120"))
+NOTIFICATIONS_OUTBOX_STUCK_SECONDS = 600
+NOTIFICATIONS_OUTBOX_SWEEP_BATCH = 500
 # --- app settings: billing ---
 # --- app settings: orders ---
 # --- app settings: tickets ---

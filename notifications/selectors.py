@@ -1,0 +1,96 @@
+from django.db.models import QuerySet
+from django.http import Http404
+
+from accounts.models import Customer
+from accounts.selectors import customer_owner
+
+from .kinds import (
+    CONTEXT_ROUTABLE_CATEGORIES,
+    CONTEXT_ROUTED_KINDS,
+    KINDS,
+    MANDATORY_KINDS,
+    OPT_IN_KINDS,
+    Category,
+    Kind,
+    kind_spec,
+)
+from .models import Notification, NotificationPreference
+
+CATEGORY_ADDRESS_FIELD = {
+    Category.BILLING: "email_billing",
+    Category.SUPPORT: "email_support",
+    Category.ABUSE: "email_abuse",
+}
+
+
+def inbox_for(customer: Customer) -> QuerySet[Notification]:
+    """The customer's notifications, newest first, without the bodies (list pages don't show them)."""
+    return Notification.objects.filter(customer=customer).defer("body_text", "body_html", "context")
+
+
+def notification_get(*, customer: Customer, notification_id: int) -> Notification:
+    notification = Notification.objects.filter(customer=customer, pk=notification_id).first()
+    if notification is None:
+        raise Http404
+    return notification
+
+
+def unread_count(customer: Customer) -> int:
+    return Notification.objects.filter(customer=customer, read_at__isnull=True).count()
+
+
+def topbar_unread_count(request, customer: Customer) -> int:
+    """Top-bar provider: one COUNT per page (portal.topbar caches it per request)."""
+    return unread_count(customer)
+
+
+def email_category(*, kind: str, context: dict) -> str:
+    category = kind_spec(kind).category
+    if kind in CONTEXT_ROUTED_KINDS and context.get("category") in CONTEXT_ROUTABLE_CATEGORIES:
+        category = context["category"]
+    return category
+
+
+def email_recipients(*, customer: Customer, kind: str, context: dict, owner=None) -> list[str]:
+    """Where a kind's mail goes: the customer's address for its category, else the owner's email."""
+    field = CATEGORY_ADDRESS_FIELD.get(email_category(kind=kind, context=context))
+    address = getattr(customer, field, "").strip() if field else ""
+    if not address:
+        owner = owner or customer_owner(customer=customer)
+        address = owner.email.strip() if owner else ""
+    return [address] if address else []
+
+
+def email_enabled(*, customer: Customer, kind: str) -> bool:
+    """Mandatory kinds always; the newsletter is Customer.newsletter; others unless switched off."""
+    if kind in MANDATORY_KINDS:
+        return True
+    if kind == Kind.NEWSLETTER:
+        return customer.newsletter
+    preference = NotificationPreference.objects.filter(customer=customer, kind=kind).first()
+    return preference.email_enabled if preference else kind not in OPT_IN_KINDS
+
+
+def subscriptions_for(customer: Customer) -> list[dict]:
+    """Every kind with its category, whether it can be switched off and the current choice."""
+    stored = dict(
+        NotificationPreference.objects.filter(customer=customer).values_list("kind", "email_enabled")
+    )
+    rows = []
+    for kind, spec in KINDS.items():
+        if kind in MANDATORY_KINDS:
+            enabled = True
+        elif kind == Kind.NEWSLETTER:
+            enabled = customer.newsletter
+        else:
+            enabled = stored.get(kind, kind not in OPT_IN_KINDS)
+        rows.append({
+            "kind": kind,
+            "label": Kind(kind).label,
+            "description": spec.description,
+            "category": spec.category,
+            "category_label": Category(spec.category).label,
+            "mandatory": spec.mandatory,
+            "email_enabled": enabled,
+        })
+    return rows

@@ -1,0 +1,330 @@
+"""The one way any app tells a customer something: `notify()` inside the caller's transaction.
+
+Mail is never sent from a request. `notify()` and `email_enqueue()` write EmailOutbox rows in the
+caller's transaction and queue `email_deliver_task` after commit; if the broker is down the rows wait
+and `outbox_sweep()` (Celery beat every minute, or `manage.py send_outbox` from cron) picks them up.
+"""
+import functools
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from email.utils import formataddr
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone, translation
+
+from accounts.models import Customer
+from accounts.selectors import customer_owner
+
+from . import selectors
+from .kinds import MANDATORY_KINDS, Kind, kind_spec
+from .models import EmailOutbox, Notification, NotificationPreference
+
+logger = logging.getLogger(__name__)
+
+Status = EmailOutbox.Status
+
+
+# --- enqueueing -----------------------------------------------------------------------------------
+
+def enqueue_task_safely(task, **kwargs) -> bool:
+    """`task.delay(**kwargs)` that logs instead of raising when the broker is unreachable.
+
+    Call it inside `transaction.on_commit`. Work that must not be lost is in the database already
+    (an outbox row) and a periodic sweeper re-queues it, so a failed enqueue only delays it.
+    """
+    return _apply_async_safely(task, kwargs)
+
+
+def _apply_async_safely(task, kwargs: dict, countdown: int | None = None) -> bool:
+    try:
+        task.apply_async(kwargs=kwargs, countdown=countdown)
+    except Exception:  # kombu/redis raise a zoo of connection errors; none may reach the user.
+        logger.warning("Could not enqueue %s(%s); the periodic sweeper will pick it up.", task.name, kwargs,
+                       exc_info=True)
+        return False
+    return True
+
+
+def _deliver_after_commit(email_id: int) -> None:
+    from .tasks import email_deliver_task
+
+    transaction.on_commit(functools.partial(enqueue_task_safely, email_deliver_task, email_id=email_id))
+
+
+# --- writing notifications and emails -------------------------------------------------------------
+
+def _absolute_url(path: str) -> str:
+    return settings.PORTAL_BASE_URL + path if path else ""
+
+
+def _check_link(link: str) -> None:
+    if link and (not link.startswith("/") or link.startswith("//")):
+        raise ValueError(f"link must be a site path like '/billing/invoices/12/', got {link!r}")
+
+
+def _tidy_text(text: str) -> str:
+    """Template conditionals leave blank lines behind: keep at most one empty line between paragraphs."""
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+
+
+def _render_kind(*, kind: str, context: dict, link: str) -> tuple[str, str, str]:
+    template_context = {**context, "portal_name": settings.PORTAL_NAME, "link_url": _absolute_url(link)}
+    subject = render_to_string(f"notifications/kinds/{kind}.subject.txt", template_context)
+    body_text = _tidy_text(render_to_string(f"notifications/kinds/{kind}.txt", template_context))
+    body_html = render_to_string(f"notifications/kinds/{kind}.html", template_context).strip()
+    return " ".join(subject.split())[:255], body_text, body_html
+
+
+def _render_email(*, kind: str, subject: str, body_text: str, body_html: str, link: str, owner) -> tuple[str, str]:
+    context = {
+        "portal_name": settings.PORTAL_NAME,
+        "portal_url": settings.PORTAL_BASE_URL,
+        "subject": subject,
+        "body_text": body_text,
+        "body_html": body_html,
+        "link_url": _absolute_url(link),
+        "inbox_url": _absolute_url(reverse("notifications:inbox")),
+        "subscriptions_url": _absolute_url(reverse("notifications:subscriptions")),
+        "mandatory": kind in MANDATORY_KINDS,
+        "name": (owner.get_full_name() or owner.username) if owner else "",
+    }
+    return (
+        _tidy_text(render_to_string("notifications/email/message.txt", context)) + "\n",
+        render_to_string("notifications/email/message.html", context),
+    )
+
+
+def _is_dedupe_conflict(error: IntegrityError, constraint: str) -> bool:
+    diag = getattr(error.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) == constraint
+
+
+def notify(
+    *, customer: Customer, kind: str, context: dict, link: str = "", dedupe_key: str | None = None
+) -> Notification | None:
+    """Store an inbox notification and its emails; deliver them after the caller's transaction commits.
+
+    Renders the kind's templates in the customer's language. Emails go to the category's address
+    unless the customer switched the kind off (mandatory kinds always). The same
+    (customer, kind, dedupe_key) a second time creates nothing and returns None.
+    """
+    kind_spec(kind)  # unknown kind: ValueError, a programming error in the caller
+    kind = Kind(kind).value
+    _check_link(link)
+    context = dict(context or {})
+    json.dumps(context)  # TypeError now, in the caller's code, rather than a ValidationError later
+    with transaction.atomic():
+        if dedupe_key is not None and Notification.objects.filter(
+            customer=customer, kind=kind, dedupe_key=dedupe_key
+        ).exists():
+            return None
+        owner = customer_owner(customer=customer)
+        with translation.override(customer.language):
+            subject, body_text, body_html = _render_kind(kind=kind, context=context, link=link)
+            notification = Notification(
+                customer=customer, kind=kind, subject=subject, body_text=body_text, body_html=body_html,
+                link=link, context=context, dedupe_key=dedupe_key,
+            )
+            notification.full_clean(validate_unique=False, validate_constraints=False)
+            try:
+                with transaction.atomic():  # savepoint: a concurrent twin loses here, not the caller
+                    notification.save()
+            except IntegrityError as error:
+                if _is_dedupe_conflict(error, "notification_dedupe_unique"):
+                    return None
+                raise
+            if not selectors.email_enabled(customer=customer, kind=kind):
+                return notification
+            email_text, email_html = _render_email(
+                kind=kind, subject=subject, body_text=body_text, body_html=body_html, link=link, owner=owner
+            )
+        for recipient in selectors.email_recipients(customer=customer, kind=kind, context=context, owner=owner):
+            email = EmailOutbox.objects.create(
+                notification=notification, customer=customer, kind=kind, recipient=recipient,
+                subject=subject, body_text=email_text, body_html=email_html,
+            )
+            _deliver_after_commit(email.pk)
+    return notification
+
+
+def email_enqueue(
+    *, to: str, subject: str, body_text: str, body_html: str = "", dedupe_key: str | None = None
+) -> EmailOutbox | None:
+    """Queue an email that belongs to no customer's inbox (e.g. staff department mail).
+
+    The same `dedupe_key` twice queues it once (returns None the second time).
+    """
+    to = to.strip()
+    validate_email(to)
+    with transaction.atomic():
+        if dedupe_key is not None and EmailOutbox.objects.filter(dedupe_key=dedupe_key).exists():
+            return None
+        email = EmailOutbox(
+            recipient=to, subject=" ".join(subject.split())[:255], body_text=body_text, body_html=body_html,
+            dedupe_key=dedupe_key,
+        )
+        email.full_clean(validate_unique=False, validate_constraints=False)
+        try:
+            with transaction.atomic():
+                email.save()
+        except IntegrityError as error:
+            if _is_dedupe_conflict(error, "outbox_dedupe_unique"):
+                return None
+            raise
+        _deliver_after_commit(email.pk)
+    return email
+
+
+# --- delivery -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    outcome: str  # "sent", "retry", "failed" or "skipped" (not ours to send: claimed, sent, not due)
+    retry_in: int | None = None
+
+
+def retry_delay_seconds(attempts: int) -> int:
+    """Exponential backoff after the n-th failed attempt: base, 2×base, 4×base … capped."""
+    base = settings.NOTIFICATIONS_EMAIL_RETRY_BASE_SECONDS
+    return min(base * 2 ** max(attempts - 1, 0), settings.NOTIFICATIONS_EMAIL_RETRY_MAX_SECONDS)
+
+
+def _build_message(email: EmailOutbox) -> EmailMultiAlternatives:
+    message = EmailMultiAlternatives(
+        subject=email.subject,
+        body=email.body_text,
+        from_email=formataddr((settings.PORTAL_NAME, settings.DEFAULT_FROM_EMAIL)),
+        to=[email.recipient],
+        headers={"Auto-Submitted": "auto-generated", "X-Portal-Outbox-Id": str(email.pk)},
+    )
+    if email.body_html:
+        message.attach_alternative(email.body_html, "text/html")
+    return message
+
+
+def email_deliver(*, email_id: int) -> DeliveryResult:
+    """Send one outbox row unless another worker has it or it is already sent.
+
+    The claim is a single UPDATE … WHERE status='pending' (committed before sending), so of two
+    workers racing for the row exactly one gets it. Failures keep the error and back off.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = EmailOutbox.objects.filter(pk=email_id, status=Status.PENDING, next_attempt_at__lte=now).update(
+            status=Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
+        )
+    if not claimed:
+        return DeliveryResult("skipped")
+    email = EmailOutbox.objects.get(pk=email_id)
+    try:
+        _build_message(email).send(fail_silently=False)
+    except Exception as error:  # SMTP, DNS, socket: all mean "try again later"
+        return _record_failure(email, error)
+    EmailOutbox.objects.filter(pk=email_id, status=Status.SENDING).update(
+        status=Status.SENT, sent_at=timezone.now(), claimed_at=None, last_error=""
+    )
+    return DeliveryResult("sent")
+
+
+def _record_failure(email: EmailOutbox, error: Exception) -> DeliveryResult:
+    message = f"{type(error).__name__}: {error}"[:2000]
+    logger.warning("Email %s to %s failed (attempt %s): %s", email.pk, email.recipient, email.attempts, message)
+    if email.attempts >= settings.NOTIFICATIONS_EMAIL_MAX_ATTEMPTS:
+        EmailOutbox.objects.filter(pk=email.pk, status=Status.SENDING).update(
+            status=Status.FAILED, claimed_at=None, last_error=message
+        )
+        return DeliveryResult("failed")
+    delay = retry_delay_seconds(email.attempts)
+    EmailOutbox.objects.filter(pk=email.pk, status=Status.SENDING).update(
+        status=Status.PENDING, claimed_at=None, last_error=message,
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+    )
+    return DeliveryResult("retry", retry_in=delay)
+
+
+def email_schedule_retry(*, email_id: int, countdown: int) -> bool:
+    """Queue the next attempt of a failed send (the sweeper is the fallback if this fails)."""
+    from .tasks import email_deliver_task
+
+    return _apply_async_safely(email_deliver_task, {"email_id": email_id}, countdown=countdown)
+
+
+def outbox_sweep() -> list[int]:
+    """Recover rows whose delivery was lost and return the ids due for sending.
+
+    A row stuck in "sending" longer than NOTIFICATIONS_OUTBOX_STUCK_SECONDS lost its worker (killed
+    mid-send); it goes back to pending (or to failed when out of attempts). Pending rows due for
+    longer than the grace period were never picked up (broker down when they were queued).
+    """
+    now = timezone.now()
+    stuck_before = now - timedelta(seconds=settings.NOTIFICATIONS_OUTBOX_STUCK_SECONDS)
+    with transaction.atomic():
+        stuck = EmailOutbox.objects.filter(status=Status.SENDING, claimed_at__lt=stuck_before)
+        stuck.filter(attempts__gte=settings.NOTIFICATIONS_EMAIL_MAX_ATTEMPTS).update(
+            status=Status.FAILED, claimed_at=None, last_error="Worker lost while sending; out of attempts."
+        )
+        # next_attempt_at = claimed_at makes the row due at once (it is older than the grace period).
+        stuck.update(status=Status.PENDING, next_attempt_at=F("claimed_at"), claimed_at=None,
+                     last_error="Worker lost while sending; retrying.")
+    due_before = now - timedelta(seconds=settings.NOTIFICATIONS_OUTBOX_PENDING_GRACE_SECONDS)
+    return list(
+        EmailOutbox.objects.filter(status=Status.PENDING, next_attempt_at__lte=due_before)
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)[: settings.NOTIFICATIONS_OUTBOX_SWEEP_BATCH]
+    )
+
+
+@transaction.atomic
+def email_retry(*, email_ids: list[int]) -> int:
+    """Staff: give failed emails a fresh set of attempts and queue them now."""
+    ids = list(
+        EmailOutbox.objects.select_for_update().filter(pk__in=email_ids, status=Status.FAILED)
+        .values_list("pk", flat=True)
+    )
+    EmailOutbox.objects.filter(pk__in=ids).update(status=Status.PENDING, attempts=0, next_attempt_at=timezone.now())
+    for email_id in ids:
+        _deliver_after_commit(email_id)
+    return len(ids)
+
+
+# --- inbox and preferences ------------------------------------------------------------------------
+
+@transaction.atomic
+def notification_mark_read(*, customer: Customer, notification_id: int) -> Notification:
+    notification = selectors.notification_get(customer=customer, notification_id=notification_id)
+    if notification.read_at is None:
+        Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=timezone.now())
+        notification.refresh_from_db(fields=["read_at"])
+    return notification
+
+
+@transaction.atomic
+def notification_mark_all_read(*, customer: Customer) -> int:
+    return Notification.objects.filter(customer=customer, read_at__isnull=True).update(read_at=timezone.now())
+
+
+@transaction.atomic
+def preferences_update(*, customer: Customer, email_enabled: dict[str, bool]) -> None:
+    """Store per-kind email choices. Mandatory kinds are ignored; the newsletter is Customer.newsletter."""
+    for kind, enabled in email_enabled.items():
+        kind_spec(kind)
+        if kind in MANDATORY_KINDS:
+            continue
+        if kind == Kind.NEWSLETTER:
+            Customer.objects.filter(pk=customer.pk).update(newsletter=bool(enabled))
+            customer.newsletter = bool(enabled)
+            continue
+        NotificationPreference.objects.update_or_create(
+            customer=customer, kind=kind, defaults={"email_enabled": bool(enabled)}
+        )
+

@@ -1,0 +1,25 @@
+from celery import shared_task
+
+from . import services
+
+
+@shared_task
+def email_deliver_task(*, email_id: int) -> str:
+    """Send one outbox row; on failure queue the next attempt with exponential backoff.
+
+    The backoff lives in the row (next_attempt_at), so the sweeper retries even if this re-queue
+    or the worker is lost.
+    """
+    result = services.email_deliver(email_id=email_id)
+    if result.outcome == "retry":
+        services.email_schedule_retry(email_id=email_id, countdown=result.retry_in)
+    return result.outcome
+
+
+@shared_task
+def outbox_sweep_task() -> int:
+    """Beat, every minute: queue delivery of outbox rows that were never picked up or lost their worker."""
+    email_ids = services.outbox_sweep()
+    for email_id in email_ids:
+        services.enqueue_task_safely(email_deliver_task, email_id=email_id)
+    return len(email_ids)
