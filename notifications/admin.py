@@ -1,0 +1,76 @@
+from django.contrib import admin, messages
+from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from . import services
+from .models import EmailOutbox, Notification, NotificationPreference
+
+
+class EmailInline(admin.TabularInline):
+    model = EmailOutbox
+    fields = ("recipient", "status", "attempts", "last_error", "next_attempt_at", "sent_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "customer", "kind", "subject", "read_at")
+    list_filter = ("kind", ("read_at", admin.EmptyFieldListFilter), "created_at")
+    search_fields = ("subject", "customer__id", "dedupe_key")
+    list_select_related = ("customer",)
+    date_hierarchy = "created_at"
+    readonly_fields = (
+        "customer", "kind", "subject", "body_text", "body_html", "link", "context", "dedupe_key", "read_at",
+        "created_at",
+    )
+    inlines = [EmailInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # notifications come from notify(), never typed in by hand
+
+
+@admin.register(EmailOutbox)
+class EmailOutboxAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "recipient", "subject", "kind", "status", "attempts", "short_error", "next_attempt_at",
+                    "sent_at")
+    list_filter = ("status", "kind", "created_at")
+    search_fields = ("recipient", "subject", "customer__id", "dedupe_key")
+    date_hierarchy = "created_at"
+    actions = ["retry_failed"]
+    readonly_fields = (
+        "notification", "customer", "kind", "recipient", "subject", "body_text", "body_html", "status", "attempts",
+        "last_error", "next_attempt_at", "claimed_at", "sent_at", "created_at", "dedupe_key",
+    )
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.display(description=_("last error"))
+    def short_error(self, email: EmailOutbox) -> str:
+        return Truncator(email.last_error).chars(80)
+
+    @admin.action(description=_("Retry failed mail"))
+    def retry_failed(self, request, queryset):
+        count = services.email_retry(email_ids=list(queryset.values_list("pk", flat=True)))
+        skipped = queryset.count() - count
+        self.message_user(request, ngettext(
+            "%(count)d email queued for another attempt.", "%(count)d emails queued for another attempt.", count
+        ) % {"count": count}, messages.SUCCESS)
+        if skipped:
+            self.message_user(request, _("Only failed emails are retried; %(count)d selected were not failed.")
+                              % {"count": skipped}, messages.WARNING)
+
+
+@admin.register(NotificationPreference)
+class NotificationPreferenceAdmin(admin.ModelAdmin):
+    list_display = ("customer", "kind", "email_enabled", "updated_at")
+    list_filter = ("kind", "email_enabled")
+    search_fields = ("customer__id",)
+    raw_id_fields = ("customer",)
