@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "bootstrap",
     "djmoney",
+    "djmoney.contrib.exchange",
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
@@ -53,6 +54,7 @@ INSTALLED_APPS = [
     "accounts",
     "notifications",
     "billing",
+    "billing.gateways",
     "orders",
     "tickets",
 ]
@@ -64,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.IPAllowlistMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.CustomerLocaleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -136,8 +139,17 @@ CELERY_BEAT_SCHEDULE: dict = {}
 # --- beat schedule: notifications ---
 CELERY_BEAT_SCHEDULE["notifications-outbox-sweep"] = {"task": "notifications.tasks.outbox_sweep_task", "schedule": 60.0}
 # --- beat schedule: billing ---
+CELERY_BEAT_SCHEDULE["billing-refresh-rates"] = {"task": "billing.tasks.refresh_rates", "schedule": 6 * 3600}
+CELERY_BEAT_SCHEDULE["billing-low-balance-sweep"] = {"task": "billing.tasks.low_balance_sweep", "schedule": 3600}
+CELERY_BEAT_SCHEDULE["billing-autopay-sweep"] = {"task": "billing.tasks.autopay_sweep", "schedule": 3600}
+# --- beat schedule: billing.gateways ---
+CELERY_BEAT_SCHEDULE["gateways-sandbox-webhooks"] = {"task": "billing.gateways.tasks.sandbox_webhooks_deliver_due", "schedule": 30.0}
+CELERY_BEAT_SCHEDULE["gateways-autopay"] = {"task": "billing.gateways.tasks.autopay_run", "schedule": 3600.0}
 # --- beat schedule: orders ---
+CELERY_BEAT_SCHEDULE["orders-auto-renew"] = {"task": "orders.tasks.renew_services_task", "schedule": 3600.0}
+CELERY_BEAT_SCHEDULE["orders-lifecycle"] = {"task": "orders.tasks.orders_lifecycle_task", "schedule": 3600.0}
 # --- beat schedule: tickets ---
+CELERY_BEAT_SCHEDULE["tickets-autoclose"] = {"task": "tickets.tasks.tickets_autoclose_sweep", "schedule": 3600.0}
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -225,6 +237,18 @@ LOGGING = {
 }
 
 # --- app settings: accounts ---
+# Mobile number verification: accounts.phone.DevelopmentBackend (logs an SMS code),
+# accounts.phone.DevelopmentCallBackend (logs a call-password), accounts.phone.HttpGatewayBackend.
+PHONE_VERIFICATION_BACKEND = env("PHONE_VERIFICATION_BACKEND", "accounts.phone.DevelopmentBackend")
+PHONE_GATEWAY_URL = env("PHONE_GATEWAY_URL", "")
+PHONE_GATEWAY_TOKEN = env("PHONE_GATEWAY_TOKEN", "")
+PHONE_GATEWAY_METHOD = env("PHONE_GATEWAY_METHOD", "sms")  # "sms" or "call"
+PHONE_CODE_TTL = int(env("PHONE_CODE_TTL", "600"))  # seconds a code stays valid
+PHONE_CODE_MAX_ATTEMPTS = int(env("PHONE_CODE_MAX_ATTEMPTS", "5"))  # wrong entries before a code dies
+PHONE_CODES_PER_HOUR = int(env("PHONE_CODES_PER_HOUR", "5"))  # codes sent to one user per hour
+INVITATION_MAX_AGE = int(env("INVITATION_MAX_AGE", str(7 * 24 * 3600)))  # trusted-user invitation links
+OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", PORTAL_NAME)
+OTP_LOGIN_MAX_ATTEMPTS = 5  # wrong second-factor codes before the login starts over
 # --- app settings: notifications ---
 # Outbox delivery: attempts before a mail is marked failed, and the exponential backoff between them.
 NOTIFICATIONS_EMAIL_MAX_ATTEMPTS = int(env("NOTIFICATIONS_EMAIL_MAX_ATTEMPTS", "8"))
@@ -236,5 +260,51 @@ NOTIFICATIONS_OUTBOX_PENDING_GRACE_SECONDS = int(env("NOTIFICATIONS_OUTBOX_PENDI
 NOTIFICATIONS_OUTBOX_STUCK_SECONDS = 600
 NOTIFICATIONS_OUTBOX_SWEEP_BATCH = 500
 # --- app settings: billing ---
+# Rates are kept per 1 unit of this currency (the ECB publishes EUR-based rates).
+BILLING_BASE_CURRENCY = env("BILLING_BASE_CURRENCY", "EUR")
+BASE_CURRENCY = BILLING_BASE_CURRENCY  # djmoney's exchange framework
+EXCHANGE_BACKEND = "billing.rates.EcbExchangeBackend"
+BILLING_ECB_URL = env("BILLING_ECB_URL", "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml")
+BILLING_ECB_TIMEOUT = float(env("BILLING_ECB_TIMEOUT", "10"))
+# Feed rates older than this block conversions until refreshed (the ECB skips weekends/holidays).
+BILLING_RATE_MAX_AGE_HOURS = int(env("BILLING_RATE_MAX_AGE_HOURS", "96"))
+# Top-up limits, in BILLING_BASE_CURRENCY (amounts in other currencies are converted to compare).
+BILLING_TOPUP_MIN = Decimal(env("BILLING_TOPUP_MIN", "1"))
+BILLING_TOPUP_MAX = Decimal(env("BILLING_TOPUP_MAX", "50000"))
+# Shown on invoices and the bank-transfer instructions.
+BILLING_SELLER_DETAILS = env("BILLING_SELLER_DETAILS", "HostPortal B.V.\nServer Street 1\n1011 AB Amsterdam, NL\nVAT NL000000000B01")
+BILLING_BANK_DETAILS = env("BILLING_BANK_DETAILS", "IBAN NL00 BANK 0000 0000 00, BIC BANKNL2A")
+# --- app settings: billing.gateways ---
+# Webhooks older (or further in the future) than this many seconds are rejected as replays.
+PAYMENT_WEBHOOK_TOLERANCE = int(env("PAYMENT_WEBHOOK_TOLERANCE", "300"))
+# Built-in sandbox provider: HMAC secret of its webhooks and the delay of "pending, then success" cards.
+SANDBOX_WEBHOOK_SECRET = env("SANDBOX_WEBHOOK_SECRET", "sandbox-webhook-secret-change-me")
+SANDBOX_PENDING_DELAY = int(env("SANDBOX_PENDING_DELAY", "20"))
+# Stripe Checkout is offered only when both keys are set.
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "")
+# Bank transfer instructions shown on invoices (the invoice number is the payment reference).
+BANK_TRANSFER_DETAILS = {
+    "beneficiary": env("BANK_BENEFICIARY", ""),
+    "bank_name": env("BANK_NAME", ""),
+    "iban": env("BANK_IBAN", ""),
+    "bic": env("BANK_BIC", ""),
+    "address": env("BANK_ADDRESS", ""),
+}
+PAY_LINK_MAX_AGE = int(env("PAY_LINK_MAX_AGE", str(30 * 24 * 3600)))  # pay-without-login links
 # --- app settings: orders ---
+ORDERS_GRACE_DAYS = int(env("ORDERS_GRACE_DAYS", "3"))  # expired -> suspended after this many days
+ORDERS_TERMINATE_AFTER_DAYS = int(env("ORDERS_TERMINATE_AFTER_DAYS", "14"))  # suspended -> terminated
+ORDERS_PENDING_CANCEL_DAYS = int(env("ORDERS_PENDING_CANCEL_DAYS", "5"))  # unpaid new orders cancelled
+ORDERS_RENEW_HOURS_BEFORE_EXPIRY = int(env("ORDERS_RENEW_HOURS_BEFORE_EXPIRY", "24"))
+ORDERS_EXPIRY_NOTICE_DAYS = tuple(int(d) for d in env_list("ORDERS_EXPIRY_NOTICE_DAYS", "7,3,1"))
+ORDERS_JOB_CHUNK_SIZE = int(env("ORDERS_JOB_CHUNK_SIZE", "200"))
+ORDERS_PAGE_SIZE = 25
 # --- app settings: tickets ---
+TICKETS_ATTACHMENT_MAX_BYTES = int(env("TICKETS_ATTACHMENT_MAX_BYTES", str(10 * 1024 * 1024)))
+TICKETS_ATTACHMENTS_PER_MESSAGE = int(env("TICKETS_ATTACHMENTS_PER_MESSAGE", "5"))
+TICKETS_NEW_PER_HOUR = int(env("TICKETS_NEW_PER_HOUR", "5"))  # new tickets per customer per rolling hour
+TICKETS_REOPEN_DAYS = int(env("TICKETS_REOPEN_DAYS", "14"))  # a closed ticket may be reopened this long
+TICKETS_AUTOCLOSE_DAYS = int(env("TICKETS_AUTOCLOSE_DAYS", "7"))  # "answered" with no customer reply
+TICKETS_AUTOCLOSE_WARNING_DAYS = int(env("TICKETS_AUTOCLOSE_WARNING_DAYS", "2"))  # warning ahead of auto-close
+TICKETS_PAGE_SIZE = 20

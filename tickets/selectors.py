@@ -1,0 +1,87 @@
+"""Reads for tickets, always scoped to a customer: another customer's ids are simply not found (404)."""
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Prefetch, Q, QuerySet
+from django.shortcuts import get_object_or_404
+
+from accounts.models import Customer
+
+from .models import Attachment, Department, Message, Ticket
+
+STATUS_FILTERS = ("open", "closed", "all")
+MAX_TICKET_NUMBER_DIGITS = 18  # stays inside bigint
+
+
+def reopen_deadline(ticket: Ticket) -> datetime | None:
+    """Until when the customer may reopen a closed ticket (None while it is not closed)."""
+    if not ticket.closed_at:
+        return None
+    return ticket.closed_at + timedelta(days=settings.TICKETS_REOPEN_DAYS)
+
+
+def departments_open() -> QuerySet[Department]:
+    return Department.objects.filter(is_active=True)
+
+
+def department_by_category(category: str) -> Department | None:
+    return departments_open().filter(category=category).first()
+
+
+def tickets_for(*, customer: Customer, status: str = "open", query: str = "") -> QuerySet[Ticket]:
+    """The customer's tickets, newest activity first; `query` matches the subject or the ticket number."""
+    tickets = Ticket.objects.filter(customer=customer).select_related("department", "last_reply_by")
+    if status == "open":
+        tickets = tickets.exclude(status=Ticket.Status.CLOSED)
+    elif status == "closed":
+        tickets = tickets.filter(status=Ticket.Status.CLOSED)
+    query = query.strip()
+    if query:
+        condition = Q(subject__icontains=query)
+        number = query.lstrip("#").strip()
+        if number.isdigit() and len(number) <= MAX_TICKET_NUMBER_DIGITS:
+            condition |= Q(pk=int(number))
+        tickets = tickets.filter(condition)
+    return tickets.order_by("-last_reply_at", "-pk")
+
+
+def ticket_get(*, customer: Customer, ticket_id: int) -> Ticket:
+    return get_object_or_404(Ticket.objects.select_related("department"), customer=customer, pk=ticket_id)
+
+
+def ticket_thread_for_customer(*, ticket: Ticket) -> QuerySet[Message]:
+    """Messages the customer may see (never internal notes), oldest first, attachments prefetched."""
+    return (
+        ticket.messages.filter(is_internal=False)
+        .select_related("author")
+        .prefetch_related(Prefetch("attachments", queryset=Attachment.objects.order_by("pk")))
+        .order_by("created_at", "pk")
+    )
+
+
+def ticket_thread_for_staff(*, ticket: Ticket) -> QuerySet[Message]:
+    return (
+        ticket.messages.select_related("author")
+        .prefetch_related(Prefetch("attachments", queryset=Attachment.objects.order_by("pk")))
+        .order_by("created_at", "pk")
+    )
+
+
+def attachment_get_for_customer(*, customer: Customer, attachment_id: int) -> Attachment:
+    return get_object_or_404(
+        Attachment.objects.select_related("message"),
+        pk=attachment_id, message__ticket__customer=customer, message__is_internal=False,
+    )
+
+
+def unread_ticket_count(*, customer: Customer) -> int:
+    return Ticket.objects.filter(customer=customer, customer_unread=True).count()
+
+
+def tickets_nav(request, customer: Customer) -> dict | None:
+    """Top-bar data for the Tickets nav item: None hides it (role without tickets), else the unread count."""
+    from accounts.roles import Area, role_allows
+
+    if not role_allows(request.user, Area.TICKETS):
+        return None
+    return {"unread": unread_ticket_count(customer=customer)}
