@@ -5,3 +5,14 @@ from django.utils.translation import gettext_lazy as _
 class OrdersConfig(AppConfig):
     name = "orders"
     verbose_name = _("Orders")
+
+    def ready(self) -> None:
+        # Billing never imports orders: it calls these when an invoice of the kind is paid.
+        from billing.hooks import register_invoice_paid_handler
+        from billing.models import Invoice
+
+        from . import services
+
+        register_invoice_paid_handler(Invoice.Kind.ORDER, services.on_order_invoice_paid)
+        register_invoice_paid_handler(Invoice.Kind.RENEWAL, services.on_renewal_invoice_paid)
+        register_invoice_paid_handler(Invoice.Kind.PLAN_CHANGE, services.on_plan_change_invoice_paid)

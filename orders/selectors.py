@@ -1,0 +1,107 @@
+"""Reads for orders, always scoped to a customer (another customer's order is a 404)."""
+from dataclasses import dataclass
+
+from django.db.models import Case, CharField, F, Func, IntegerField, Q, QuerySet, Value, When
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from accounts.models import Customer
+
+from .models import Order, Plan, ProductType
+
+SORTS = {
+    "created": "created_at",
+    "expires": "expires_at",
+    "status": "status_rank",
+    "cost": "price",
+}
+STATUS_RANK = [Order.Status.ACTIVE, Order.Status.PENDING, Order.Status.EXPIRED, Order.Status.SUSPENDED,
+               Order.Status.CANCELLED, Order.Status.TERMINATED]
+
+
+def orders_for(customer: Customer) -> QuerySet[Order]:
+    return Order.objects.filter(customer=customer)
+
+
+def order_get(*, customer: Customer, order_id: int) -> Order:
+    return get_object_or_404(
+        Order.objects.select_related("plan__product_type", "scheduled_plan", "customer").prefetch_related("plan__locations"),
+        customer=customer, pk=order_id,
+    )
+
+
+@dataclass(frozen=True)
+class OrderListParams:
+    query: str = ""
+    status: str = ""
+    sort: str = "created"
+    descending: bool = True
+
+
+def order_list(*, customer: Customer, params: OrderListParams) -> QuerySet[Order]:
+    """The orders table: search by ID, plan or IP; filter by status; sort by created/expiry/status/cost.
+    One query for the page (plan joined), whatever the number of orders."""
+    orders = orders_for(customer).select_related("plan").annotate(
+        status_rank=Case(*[When(status=s, then=Value(i)) for i, s in enumerate(STATUS_RANK)], output_field=IntegerField()),
+    )
+    query = params.query.strip().lstrip("#")
+    if query:
+        # host() prints an inet without its /32 mask.
+        orders = orders.annotate(ip_text=Func(F("ip"), function="HOST", output_field=CharField()))
+        condition = Q(plan__name__icontains=query) | Q(ip_text__contains=query)
+        if query.isdigit():
+            condition |= Q(pk=int(query))
+        orders = orders.filter(condition)
+    if params.status in Order.Status.values:
+        orders = orders.filter(status=params.status)
+    field = SORTS.get(params.sort, "created_at")
+    ordering = F(field).desc(nulls_last=True) if params.descending else F(field).asc(nulls_last=True)
+    return orders.order_by(ordering, "-pk")
+
+
+def status_counts(*, customer: Customer) -> dict[str, int]:
+    from django.db.models import Count
+
+    return dict(orders_for(customer).values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
+
+
+def renewable_orders(*, customer: Customer, ids: list[int]) -> QuerySet[Order]:
+    return orders_for(customer).filter(pk__in=ids, status__in=[Order.Status.ACTIVE, Order.Status.EXPIRED, Order.Status.SUSPENDED]).select_related("plan").order_by("pk")
+
+
+def catalogue() -> list[ProductType]:
+    """Orderable product types with their active plans, prices and locations (a fixed number of queries)."""
+    from django.db.models import Prefetch
+
+    plans = Plan.objects.filter(is_active=True).prefetch_related("prices", "locations").order_by("sort_order", "pk")
+    return list(ProductType.objects.filter(is_active=True, plans__is_active=True).distinct()
+                .prefetch_related(Prefetch("plans", queryset=plans)).order_by("sort_order", "name"))
+
+
+def plan_for_order(*, plan_id: int) -> Plan:
+    plan = Plan.objects.select_related("product_type").prefetch_related("prices", "locations", "product_type__os_images").filter(
+        pk=plan_id, is_active=True, product_type__is_active=True).first()
+    if plan is None:
+        raise Http404
+    return plan
+
+
+def order_invoices(*, order: Order):
+    """The order's invoices, found by billing's `reference` ("order:<id>" and "order:<id>:…")."""
+    from billing.models import Invoice
+
+    ref = order.reference
+    return Invoice.objects.filter(customer_id=order.customer_id).filter(
+        Q(reference=ref) | Q(reference__startswith=ref + ":")).order_by("-issued_at", "-pk")
+
+
+def order_events(*, order: Order):
+    return order.events.select_related("actor").order_by("-created_at", "-pk")
+
+
+def days_remaining(order: Order, now=None) -> int | None:
+    if order.expires_at is None or order.status in (Order.Status.CANCELLED, Order.Status.TERMINATED):
+        return None
+    now = now or timezone.now()
+    return max(0, (timezone.localtime(order.expires_at).date() - timezone.localtime(now).date()).days)
