@@ -1,8 +1,14 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.exceptions import ValidationError
+from django.template.response import TemplateResponse
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from .models import Customer, User
+from . import services
+from .forms import StaffCodeWordForm, StaffReasonForm
+from .models import ActivityEvent, Customer, PhoneVerification, User
 
 
 class CustomerUserInline(admin.TabularInline):
@@ -23,7 +29,76 @@ class CustomerAdmin(admin.ModelAdmin):
     list_filter = ("profile_type", "verification_status", "currency")
     search_fields = ("=id", "company_name", "users__username", "users__email", "users__last_name")
     inlines = [CustomerUserInline]
-    readonly_fields = ("id", "created_at")
+    # Security state changes only through the actions below (audited services), never by editing fields.
+    readonly_fields = ("id", "created_at", "verification_status", "verification_note", "code_word_state",
+                       "ip_allowlist")
+    exclude = ("code_word_hash",)
+    actions = ["verify_company", "reject_company", "clear_ip_restriction", "check_code_word"]
+
+    @admin.display(description=_("code word"))
+    def code_word_state(self, obj: Customer) -> str:
+        return gettext("set") if obj.code_word_hash else gettext("not set")
+
+    def _intermediate(self, request, queryset, *, form, title: str, action: str, note: str = ""):
+        return TemplateResponse(request, "accounts/admin/action_form.html", {
+            **self.admin_site.each_context(request), "title": title, "form": form, "queryset": queryset,
+            "action": action, "note": note, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "opts": self.model._meta,
+        })
+
+    @admin.action(description=_("Verify company details"))
+    def verify_company(self, request, queryset):
+        done = 0
+        for customer in queryset:
+            try:
+                services.company_verify(customer=customer, staff=request.user)
+                done += 1
+            except ValidationError as error:
+                self.message_user(request, f"{customer.pk}: {error.messages[0]}", messages.WARNING)
+        if done:
+            self.message_user(request, gettext("%(n)d company profile(s) verified.") % {"n": done}, messages.SUCCESS)
+
+    @admin.action(description=_("Reject company details (with a reason)"))
+    def reject_company(self, request, queryset):
+        form = StaffReasonForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            for customer in queryset:
+                try:
+                    services.company_reject(customer=customer, staff=request.user, reason=form.cleaned_data["reason"])
+                except ValidationError as error:
+                    self.message_user(request, f"{customer.pk}: {error.messages[0]}", messages.WARNING)
+                else:
+                    self.message_user(request, gettext("%(id)s: company details rejected.") % {"id": customer.pk},
+                                      messages.SUCCESS)
+            return None
+        return self._intermediate(request, queryset, form=form, title=gettext("Reject company details"),
+                                  action="reject_company")
+
+    @admin.action(description=_("Clear IP restriction"))
+    def clear_ip_restriction(self, request, queryset):
+        for customer in queryset:
+            services.ip_allowlist_clear(customer=customer, staff=request.user)
+        self.message_user(request, gettext("IP restriction cleared for %(n)d customer(s).") % {"n": len(queryset)},
+                          messages.SUCCESS)
+
+    @admin.action(description=_("Check a code word given by the caller"))
+    def check_code_word(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, gettext("Select exactly one customer."), messages.ERROR)
+            return None
+        customer = queryset.get()
+        form = StaffCodeWordForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            if not customer.code_word_hash:
+                self.message_user(request, gettext("This customer has not set a code word."), messages.WARNING)
+            elif services.code_word_check(customer=customer, staff=request.user, candidate=form.cleaned_data["candidate"]):
+                self.message_user(request, gettext("The code word matches."), messages.SUCCESS)
+            else:
+                self.message_user(request, gettext("The code word does NOT match."), messages.ERROR)
+            return None
+        return self._intermediate(request, queryset, form=form, title=gettext("Check code word"),
+                                  action="check_code_word",
+                                  note=gettext("The code word is stored hashed: it can be checked, never read."))
 
     @admin.display(description=_("name"))
     def display_name_column(self, obj: Customer) -> str:
@@ -53,3 +128,35 @@ class UserAdmin(BaseUserAdmin):
         if obj is not None:
             fields.append("username")  # immutable once created (a DB trigger also enforces it)
         return fields
+
+
+@admin.register(ActivityEvent)
+class ActivityEventAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "action", "customer", "actor", "ip", "visible_to_customer")
+    list_filter = ("action", "visible_to_customer")
+    search_fields = ("=customer__id", "actor__username", "action", "ip")
+    list_select_related = ("customer", "actor")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PhoneVerification)
+class PhoneVerificationAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "user", "phone", "method", "attempts", "expires_at", "verified_at")
+    search_fields = ("user__username", "phone")
+    exclude = ("code_hash",)
+    list_select_related = ("user",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

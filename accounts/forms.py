@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
@@ -6,7 +8,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 
-from .models import User
+from .models import Customer, User
 
 username_validator = RegexValidator(
     r"^[A-Za-z0-9_.-]{3,30}$",
@@ -71,8 +73,241 @@ class LoginForm(AuthenticationForm):
         self.helper = FormHelper()
         self.helper.add_input(Submit("submit", _("Log in"), css_class="w-100"))
 
+    def confirm_login_allowed(self, user):
+        from .client_ip import client_ip
+        from .ip_allowlist import ip_permitted
+
+        super().confirm_login_allowed(user)
+        if user.customer_id and not ip_permitted(user.customer.ip_allowlist, client_ip(self.request)):
+            raise forms.ValidationError(
+                _("Access to this account from your IP address %(ip)s is restricted by the account owner."),
+                code="ip_restricted", params={"ip": client_ip(self.request)})
+
 
 class VerifyEmailForm(forms.Form):
     """Confirmation step: the link's GET only shows this form; the POST verifies."""
 
     token = forms.CharField(widget=forms.HiddenInput)
+
+
+# --- Settings -------------------------------------------------------------------------------------------
+
+def country_choices() -> list[tuple[str, str]]:
+    """ISO 3166 countries named in the active language (Babel's CLDR data, no extra package)."""
+    from babel import Locale
+    from django.utils.translation import get_language
+
+    locale = Locale.parse((get_language() or "en").split("-")[0])
+    names = {code: name for code, name in locale.territories.items() if len(code) == 2 and code.isalpha()
+             and code not in {"EU", "EZ", "UN", "QO", "XA", "XB", "XK", "ZZ"}}
+    return [("", "—")] + sorted(names.items(), key=lambda item: item[1])
+
+
+def currency_precision(currency: str) -> int:
+    from babel.numbers import get_currency_precision
+
+    return get_currency_precision(currency)
+
+
+class ContactForm(forms.Form):
+    last_name = forms.CharField(label=_("Last name"), max_length=150)
+    first_name = forms.CharField(label=_("First name"), max_length=150)
+    email = forms.EmailField(label=_("Email"), max_length=254,
+                             help_text=_("A new address takes effect after you open the link we send to it."))
+
+
+class PhoneForm(forms.Form):
+    phone = forms.CharField(label=_("Mobile number"), max_length=32,
+                            widget=forms.TextInput(attrs={"placeholder": "+49 30 1234567", "autocomplete": "tel"}))
+
+    def __init__(self, *args, region: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.region = region
+
+    def clean_phone(self):
+        from .phone import normalize_phone
+
+        try:
+            return normalize_phone(self.cleaned_data["phone"], region=self.region)
+        except ValueError as error:
+            raise forms.ValidationError(str(error), code="invalid")
+
+
+class PhoneCodeForm(forms.Form):
+    code = forms.RegexField(label=_("Code"), regex=r"^\s*\d{4,6}\s*$", max_length=10,
+                            error_messages={"invalid": _("Enter the digits of the code.")},
+                            widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "one-time-code"}))
+
+
+class AddressForm(forms.Form):
+    street = forms.CharField(label=_("Address"), max_length=255)
+    city = forms.CharField(label=_("City"), max_length=120)
+    postcode = forms.CharField(label=_("Postcode"), max_length=20, required=False)
+    country = forms.ChoiceField(label=_("Country"), choices=())
+
+    def __init__(self, *args, country_locked: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["country"].choices = country_choices()
+        if country_locked:
+            self.fields["country"].disabled = True
+            self.fields["country"].required = False
+
+
+class ProfileTypeForm(forms.Form):
+    profile_type = forms.ChoiceField(label=_("Profile type"), choices=Customer.ProfileType.choices,
+                                     widget=forms.RadioSelect)
+    company_name = forms.CharField(label=_("Company name"), max_length=255, required=False)
+    company_registration_number = forms.CharField(label=_("Registration number"), max_length=64, required=False)
+    company_vat_number = forms.CharField(label=_("VAT number"), max_length=64, required=False)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("profile_type") == "company":
+            for field in ("company_name", "company_registration_number"):
+                if not (cleaned.get(field) or "").strip():
+                    self.add_error(field, _("Required for a company profile."))
+        return cleaned
+
+
+class PreferencesForm(forms.Form):
+    newsletter = forms.BooleanField(label=_("Subscribe to the newsletter"), required=False)
+    low_balance_threshold = forms.DecimalField(
+        label=_("Low balance alert threshold"), min_value=0, max_digits=14, decimal_places=4,
+        help_text=_("We notify you when your balance falls below this amount. 0 turns the alert off."))
+    auto_renew_default = forms.TypedChoiceField(
+        label=_("Auto-renewal of orders"), coerce=lambda v: v == "on",
+        choices=[("on", _("Enabled: services renew automatically while the balance covers them")),
+                 ("off", _("Disabled: renew manually"))])
+    site_currency = forms.ChoiceField(label=_("Site currency"), choices=())
+    pay_without_login = forms.BooleanField(
+        label=_("Payment without authorization"), required=False,
+        help_text=_("Allow paying invoices from a link without logging in."))
+    language = forms.ChoiceField(label=_("Interface language"), choices=(),
+                                 help_text=_("Used for pages and for emails we send you."))
+
+    def __init__(self, *args, account_currency: str, **kwargs):
+        from django.conf import settings
+
+        super().__init__(*args, **kwargs)
+        self.account_currency = account_currency
+        self.fields["site_currency"].choices = [(c, c) for c in settings.CURRENCIES]
+        self.fields["language"].choices = [(code, _(name)) for code, name in settings.LANGUAGES]
+        self.fields["low_balance_threshold"].label = _("Low balance alert threshold, %(currency)s") % {
+            "currency": account_currency}
+
+    def clean_low_balance_threshold(self):
+        value = self.cleaned_data["low_balance_threshold"]
+        places = currency_precision(self.account_currency)
+        if -value.as_tuple().exponent > places:
+            raise forms.ValidationError(
+                _("Use at most %(places)d decimal places for %(currency)s.") % {
+                    "places": places, "currency": self.account_currency}, code="precision")
+        if value >= 10 ** 12:
+            raise forms.ValidationError(_("This amount is too large."), code="too_large")
+        return value.quantize(Decimal(1).scaleb(-places))
+
+
+class EmailRoutingForm(forms.Form):
+    email_billing = forms.EmailField(label=_("Accounts and orders"), required=False,
+                                     help_text=_("Invoices, payments and service notices."))
+    email_support = forms.EmailField(label=_("Technical support"), required=False,
+                                     help_text=_("Replies from our support team."))
+    email_abuse = forms.EmailField(label=_("Abuse"), required=False,
+                                   help_text=_("Complaints about your services that need your action."))
+
+
+class CodeWordForm(forms.Form):
+    code_word = forms.CharField(label=_("Code word"), min_length=4, max_length=64,
+                                widget=forms.PasswordInput(attrs={"autocomplete": "off"}))
+    code_word2 = forms.CharField(label=_("Repeat the code word"), max_length=64,
+                                 widget=forms.PasswordInput(attrs={"autocomplete": "off"}))
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("code_word") and cleaned.get("code_word") != cleaned.get("code_word2"):
+            self.add_error("code_word2", _("The code words do not match."))
+        return cleaned
+
+
+class IPAllowlistForm(forms.Form):
+    ip_allowlist = forms.CharField(
+        label=_("Allowed IP addresses"), required=False, max_length=20000,
+        widget=forms.Textarea(attrs={"rows": 6, "class": "font-monospace", "spellcheck": "false",
+                                     "placeholder": "192.15.3.2\n10.10.1.0/24\n192.168.0.1-192.168.0.10\n2001:db8::/32"}),
+        help_text=_("One IP address, range (with a hyphen) or CIDR network per line; # starts a comment. "
+                    "Leave empty to allow access from anywhere."))
+    confirm_lockout = forms.BooleanField(
+        label=_("I understand that my current IP address is not in the list and I will lose access"),
+        required=False)
+
+    def clean_ip_allowlist(self):
+        from .ip_allowlist import AllowlistError, parse_allowlist
+
+        text = self.cleaned_data["ip_allowlist"]
+        try:
+            parse_allowlist(text)
+        except AllowlistError as error:
+            raise forms.ValidationError([str(e) for e in error.errors], code="invalid")
+        if text.count("\n") >= 500:
+            raise forms.ValidationError(_("Use at most 500 lines."), code="too_long")
+        return text
+
+
+class LoginOptionsForm(forms.Form):
+    show_last_login = forms.BooleanField(
+        label=_("Display last IP"), required=False,
+        help_text=_("After logging in, show the IP address and time of the previous login."))
+    login_alerts = forms.BooleanField(
+        label=_("Login notification"), required=False,
+        help_text=_("Email me every time someone logs in to the account, with the IP address and time."))
+
+
+class OTPTokenForm(forms.Form):
+    token = forms.CharField(label=_("Code"), max_length=16,
+                            widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "one-time-code",
+                                                          "autofocus": True}))
+
+
+class OTPLoginForm(OTPTokenForm):
+    token = forms.CharField(label=_("Authentication code or recovery code"), max_length=16,
+                            widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autofocus": True}))
+
+
+class TOTPDisableForm(forms.Form):
+    password = forms.CharField(label=_("Password"), strip=False,
+                               widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    token = forms.CharField(label=_("Authentication code or recovery code"), max_length=16)
+
+
+class TrustedUserForm(forms.Form):
+    username = forms.CharField(label=_("Username"), max_length=30, validators=[username_validator],
+                               help_text=_("Their login. It cannot be changed later."))
+    email = forms.EmailField(label=_("Email"), max_length=254,
+                             help_text=_("We send the invitation link here."))
+    first_name = forms.CharField(label=_("First name"), max_length=150)
+    last_name = forms.CharField(label=_("Last name"), max_length=150, required=False)
+    role = forms.ChoiceField(label=_("Role"), choices=User.Role.choices)
+
+    def clean_username(self):
+        username = self.cleaned_data["username"]
+        if User.objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError(_("This username is already taken."), code="taken")
+        return username
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip()
+        if User.objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError(_("An account with this email already exists."), code="taken")
+        return email
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(label=_("Role"), choices=User.Role.choices)
+
+
+class StaffReasonForm(forms.Form):
+    reason = forms.CharField(label=_("Reason shown to the customer"), widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class StaffCodeWordForm(forms.Form):
+    candidate = forms.CharField(label=_("Code word given by the caller"), max_length=64)

@@ -14,3 +14,39 @@ class CustomerLocaleMiddleware:
             translation.activate(language)
             request.LANGUAGE_CODE = language
         return self.get_response(request)
+
+
+class IPAllowlistMiddleware:
+    """A customer's IP restriction applies to every request of every user acting for it.
+
+    Runs after AuthenticationMiddleware. A session opened from an allowed address stops working as
+    soon as the address (or the list) changes; logging out stays possible.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and user.customer_id:
+            from .client_ip import client_ip
+            from .ip_allowlist import ip_permitted
+
+            allowlist = user.customer.ip_allowlist
+            if allowlist and not ip_permitted(allowlist, client_ip(request)) and not self._exempt(request):
+                return ip_blocked_response(request)
+        return self.get_response(request)
+
+    @staticmethod
+    def _exempt(request) -> bool:
+        from django.urls import reverse
+
+        return request.path in (reverse("accounts:logout"), reverse("accounts:set_language"))
+
+
+def ip_blocked_response(request):
+    from django.shortcuts import render
+
+    from .client_ip import client_ip
+
+    return render(request, "accounts/ip_blocked.html", {"ip": client_ip(request)}, status=403)

@@ -60,6 +60,13 @@ class Customer(models.Model):
     email_support = models.EmailField(_("technical support email"), blank=True)
     email_abuse = models.EmailField(_("abuse email"), blank=True)
 
+    # Security. The code word is write-once and stored as a password hash (see services.code_word_set).
+    code_word_hash = models.CharField(_("code word (hashed)"), max_length=128, blank=True)
+    # One IP, range or CIDR per line, as the customer typed it (validated by accounts.ip_allowlist).
+    ip_allowlist = models.TextField(_("allowed IP addresses"), blank=True)
+    show_last_login = models.BooleanField(_("display last IP"), default=False)
+    login_alerts = models.BooleanField(_("login notification"), default=False)
+
     class Meta:
         verbose_name = _("customer")
         verbose_name_plural = _("customers")
@@ -104,6 +111,10 @@ class User(AbstractUser):
     role = models.CharField(_("role"), max_length=16, choices=Role.choices, default=Role.OWNER)
     email = models.EmailField(_("email address"))
     email_verified = models.BooleanField(_("email verified"), default=False)
+    # A requested new address: `email` stays in force until the link sent here is confirmed.
+    pending_email = models.EmailField(_("new email awaiting confirmation"), blank=True)
+    phone = models.CharField(_("mobile number"), max_length=20, blank=True)
+    phone_verified = models.BooleanField(_("mobile number verified"), default=False)
 
     objects = CustomerUserManager()
 
@@ -138,3 +149,26 @@ class ActivityEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.action}"
+
+
+class PhoneVerification(models.Model):
+    """One code sent to a mobile number; the code itself is stored hashed."""
+
+    class Method(models.TextChoices):
+        SMS = "sms", _("SMS")
+        CALL = "call", _("Call password")
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="phone_verifications")
+    phone = models.CharField(_("mobile number"), max_length=20)
+    method = models.CharField(_("method"), max_length=8, choices=Method.choices)
+    code_hash = models.CharField(max_length=128)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    verified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("phone verification")
+        verbose_name_plural = _("phone verifications")
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["user", "-created_at"])]

@@ -36,3 +36,30 @@ def payment_blockers(customer: Customer) -> list[dict]:
             message = _("Your company details are awaiting verification by our staff.")
         blockers.append({"code": "company_unverified", "field": "", "message": message, "url": settings_url})
     return blockers
+
+
+def activity_for(*, customer: Customer, user: User):
+    """The customer's activity log, newest first. Owners see everything; trusted users their own actions."""
+    from .models import ActivityEvent
+
+    events = ActivityEvent.objects.filter(customer=customer, visible_to_customer=True).select_related("actor")
+    if user.role != User.Role.OWNER:
+        events = events.filter(actor=user)
+    return events.order_by("-created_at", "-pk")
+
+
+def previous_login(*, user: User):
+    """The login before the current one (IP and time), or None."""
+    from .models import ActivityEvent
+
+    return ActivityEvent.objects.filter(actor=user, action="login").order_by("-created_at", "-pk")[1:2].first()
+
+
+def customer_users(*, customer: Customer):
+    return customer.users.order_by("-is_active", "pk")
+
+
+def customer_user_get(*, customer: Customer, user_id: int) -> User:
+    from django.shortcuts import get_object_or_404
+
+    return get_object_or_404(customer.users, pk=user_id)

@@ -1,0 +1,32 @@
+"""Login activity from Django's auth signals, so every way of logging in is recorded the same way."""
+from django.contrib import messages
+from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.dispatch import receiver
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
+
+from .client_ip import client_ip
+
+
+@receiver(user_logged_in, dispatch_uid="accounts.login_recorded")
+def login_recorded(sender, request, user, **kwargs):
+    from . import selectors, services
+
+    if not getattr(user, "customer_id", None):
+        return
+    ip = client_ip(request) if request is not None else ""
+    services.login_record(user=user, ip=ip)
+    if request is not None and user.customer.show_last_login and hasattr(request, "_messages"):
+        previous = selectors.previous_login(user=user)
+        if previous is not None:
+            when = formats.date_format(timezone.localtime(previous.created_at), "DATETIME_FORMAT")
+            messages.info(request, _("Previous login: %(time)s from %(ip)s.") % {"time": when, "ip": previous.ip or "-"})
+
+
+@receiver(user_login_failed, dispatch_uid="accounts.login_failure_recorded")
+def login_failure_recorded(sender, credentials, request=None, **kwargs):
+    from . import services
+
+    reason = "2fa_code" if credentials.get("second_factor") else "password"
+    services.login_failure_record(username=credentials.get("username", ""),
+                                  ip=client_ip(request) if request is not None else "", reason=reason)
