@@ -13,6 +13,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("notifications/", include("notifications.urls")),
     path("billing/", include("billing.urls")),
+    path("pay/", include("billing.gateways.urls")),
     path("orders/", include("orders.urls")),
     path("tickets/", include("tickets.urls")),
 ]

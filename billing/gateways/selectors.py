@@ -1,0 +1,52 @@
+"""Gateway reads, scoped to the acting customer (another customer's id is a 404)."""
+from django.shortcuts import get_object_or_404
+
+from accounts.models import Customer
+
+from .base import Gateway
+from .models import AutopayCharge, AutopaySettings, GatewayConfig, PaymentAttempt, SavedPaymentMethod
+from .registry import all_gateways
+
+
+def gateway_offered(gateway: Gateway, *, currency: str, country: str, configs: dict | None = None) -> bool:
+    """Configured by the deployment (keys), enabled by staff for this currency and country."""
+    if not gateway.is_configured():
+        return False
+    supported = gateway.supported_currencies()
+    if supported is not None and currency not in supported:
+        return False
+    if configs is None:
+        config = GatewayConfig.objects.filter(code=gateway.code).first()
+    else:
+        config = configs.get(gateway.code)
+    return config is not None and config.allows(currency=currency, country=country)
+
+
+def gateways_available(*, customer: Customer, currency: str, saved_methods_only: bool = False) -> list[Gateway]:
+    configs = {config.code: config for config in GatewayConfig.objects.all()}
+    gateways = [
+        gateway for gateway in all_gateways()
+        if gateway_offered(gateway, currency=currency, country=customer.country, configs=configs)
+        and (gateway.supports_saved_methods or not saved_methods_only)
+    ]
+    return sorted(gateways, key=lambda gateway: configs[gateway.code].position)
+
+
+def payment_methods_for(customer: Customer):
+    return SavedPaymentMethod.objects.filter(customer=customer).order_by("-is_default", "-created_at", "-pk")
+
+
+def payment_method_get(*, customer: Customer, method_id: int) -> SavedPaymentMethod:
+    return get_object_or_404(SavedPaymentMethod, customer=customer, pk=method_id)
+
+
+def attempt_get(*, customer: Customer, reference) -> PaymentAttempt:
+    return get_object_or_404(PaymentAttempt.objects.select_related("invoice"), customer=customer, reference=reference)
+
+
+def autopay_settings_for(customer: Customer) -> AutopaySettings | None:
+    return AutopaySettings.objects.select_related("method").filter(customer=customer).first()
+
+
+def autopay_charges_for(customer: Customer):
+    return AutopayCharge.objects.filter(customer=customer).select_related("attempt")

@@ -1,0 +1,86 @@
+import json
+import time
+from decimal import Decimal
+
+import pytest
+
+from accounts.tests.factories import UserFactory
+from billing import services as billing_services
+from billing.gateways import sandbox_provider
+from billing.gateways.models import PaymentAttempt
+from billing.models import Invoice
+from billing.tests.factories import make_currencies
+
+from .factories import GatewayConfigFactory
+
+
+@pytest.fixture
+def currencies(db):
+    return make_currencies()
+
+
+@pytest.fixture
+def gateways_on(currencies):
+    """Sandbox and bank transfer enabled for every currency and country."""
+    return [GatewayConfigFactory(code="sandbox", position=1), GatewayConfigFactory(code="bank_transfer", position=3)]
+
+
+@pytest.fixture
+def owner(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def customer(owner):
+    return owner.customer
+
+
+@pytest.fixture
+def make_invoice(currencies):
+    def make(customer, amount="10.00", kind=Invoice.Kind.ORDER, currency=None):
+        return billing_services.invoice_issue(
+            customer=customer, kind=kind, currency=currency,
+            lines=[billing_services.LineInput(description="VPS Start", quantity=1, unit_price=Decimal(amount))],
+        )
+
+    return make
+
+
+@pytest.fixture
+def fund(currencies):
+    counter = {"n": 0}
+
+    def do_fund(customer, amount):
+        counter["n"] += 1
+        return billing_services.payment_record(
+            idempotency_key=f"gw-test-fund:{customer.pk}:{counter['n']}", customer=customer,
+            amount=Decimal(amount), currency=customer.currency, method="bank_transfer",
+        )
+
+    return do_fund
+
+
+@pytest.fixture
+def sandbox_attempt(gateways_on, customer, make_invoice):
+    """An attempt opened for an invoice, as the pay page does (no HTTP involved)."""
+
+    def make(amount="10.00", **kwargs):
+        invoice = make_invoice(customer, amount)
+        return PaymentAttempt.objects.create(customer=customer, invoice=invoice, gateway="sandbox",
+                                             amount=invoice.total, currency=invoice.currency, status="pending", **kwargs)
+
+    return make
+
+
+def sandbox_event(attempt, *, event_type="payment.succeeded", transaction="txn_test1", amount=None, currency=None,
+                  event_id="evt_test1", card=None) -> bytes:
+    payload = {"id": event_id, "type": event_type, "created": int(time.time()), "data": {
+        "reference": str(attempt.reference), "transaction": transaction,
+        "amount": str(attempt.amount if amount is None else amount), "currency": currency or attempt.currency,
+        "card": card,
+    }}
+    return json.dumps(payload).encode()
+
+
+def signed_headers(body: bytes, *, secret=None, timestamp=None) -> dict:
+    return {sandbox_provider.SIGNATURE_HEADER: sandbox_provider.sign(body.decode(), secret=secret, timestamp=timestamp)}

@@ -1,0 +1,232 @@
+from django.conf import settings
+from django.contrib import messages
+from django.core import signing
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from accounts.client_ip import client_ip
+from accounts.models import Customer
+from accounts.roles import Area, acting_customer, customer_view
+from accounts.selectors import payment_blockers
+from billing.models import Invoice
+from billing.selectors import balance_of, invoice_get
+
+from . import sandbox_provider, selectors, services
+from .forms import AddMethodForm, AutopayForm, PayInvoiceForm, SandboxCardForm
+from .models import PaymentAttempt, SandboxCheckout
+from .registry import get_gateway
+
+
+def _return_urls(request, *, pay_link_path: str = ""):
+    def build(attempt: PaymentAttempt) -> tuple[str, str]:
+        if pay_link_path:
+            url = request.build_absolute_uri(f"{pay_link_path}?attempt={attempt.reference}")
+            return url, url
+        url = request.build_absolute_uri(reverse("gateways:attempt", kwargs={"reference": attempt.reference}))
+        return url, url + "?cancelled=1"
+
+    return build
+
+
+def _pay_context(*, customer: Customer, invoice: Invoice, form, show_balance: bool) -> dict:
+    gateways = selectors.gateways_available(customer=customer, currency=invoice.currency)
+    bank = get_gateway("bank_transfer")
+    balance = balance_of(customer) if show_balance else None
+    return {
+        "invoice": invoice,
+        "form": form,
+        "gateways": [g for g in gateways if g.redirects],
+        "bank_transfer": bank.instructions(reference=invoice.number) if bank in gateways else None,
+        "balance": balance,
+        "can_use_balance": show_balance and invoice.kind != Invoice.Kind.ADVANCE and balance > 0
+        and customer.currency == invoice.currency,
+        "blockers": payment_blockers(customer),
+        "saved_methods_supported": any(g.supports_saved_methods for g in gateways),
+    }
+
+
+def _start(request, *, customer, invoice, form, via_pay_link=False, pay_link_path=""):
+    """Shared by the logged-in pay page and the pay-without-login page; returns a response or None."""
+    try:
+        started = services.payment_start(
+            customer=customer, invoice=invoice, gateway_code=form.cleaned_data["gateway"],
+            use_balance=form.cleaned_data.get("use_balance", False) and not via_pay_link,
+            save_method=form.cleaned_data.get("save_method", False) and not via_pay_link, via_pay_link=via_pay_link,
+            return_url_for=_return_urls(request, pay_link_path=pay_link_path),
+        )
+    except services.PaymentNotAllowed as exc:
+        form.add_error(None, str(exc))
+        return None
+    if started.invoice_paid:
+        messages.success(request, _("Invoice %(number)s was paid from your balance.") % {"number": invoice.number})
+        return redirect(reverse("gateways:pay_invoice", kwargs={"invoice_id": invoice.pk}))
+    return redirect(started.result.redirect_url)
+
+
+@customer_view(Area.BILLING)
+def pay_invoice(request, invoice_id: int):
+    customer = acting_customer(request)
+    invoice = invoice_get(customer=customer, invoice_id=invoice_id)
+    gateways = selectors.gateways_available(customer=customer, currency=invoice.currency)
+    form = PayInvoiceForm(request.POST or None, gateways=[g for g in gateways if g.redirects])
+    if request.method == "POST" and invoice.is_open and form.is_valid():
+        response = _start(request, customer=customer, invoice=invoice, form=form)
+        if response is not None:
+            return response
+    context = _pay_context(customer=customer, invoice=invoice, form=form, show_balance=True)
+    context["pay_link"] = services.pay_link_url(invoice=invoice)
+    return render(request, "gateways/pay_invoice.html", context)
+
+
+@customer_view(Area.BILLING)
+def attempt_status(request, reference):
+    attempt = selectors.attempt_get(customer=acting_customer(request), reference=reference)
+    context = {"attempt": attempt, "cancelled": request.GET.get("cancelled") == "1"}
+    if request.htmx:
+        return render(request, "gateways/partials/attempt_status.html", context)
+    return render(request, "gateways/attempt.html", context)
+
+
+@customer_view(Area.BILLING)
+def payment_methods(request):
+    customer = acting_customer(request)
+    gateways = selectors.gateways_available(customer=customer, currency=customer.currency, saved_methods_only=True)
+    form = AddMethodForm(request.POST or None, gateways=gateways)
+    if request.method == "POST" and form.is_valid():
+        try:
+            started = services.method_setup_start(customer=customer, gateway_code=form.cleaned_data["gateway"],
+                                                  return_url_for=_return_urls(request))
+        except services.PaymentNotAllowed as exc:
+            messages.error(request, str(exc))
+        else:
+            return redirect(started.result.redirect_url)
+    return render(request, "gateways/payment_methods.html", {
+        "methods": selectors.payment_methods_for(customer), "form": form, "gateways": gateways,
+        "autopay": selectors.autopay_settings_for(customer),
+    })
+
+
+@require_POST
+@customer_view(Area.BILLING)
+def method_make_default(request, method_id: int):
+    method = selectors.payment_method_get(customer=acting_customer(request), method_id=method_id)
+    services.method_set_default(method=method, actor=request.user)
+    messages.success(request, _("%(method)s is now your default payment method.") % {"method": method})
+    return redirect("gateways:methods")
+
+
+@require_POST
+@customer_view(Area.BILLING)
+def method_remove(request, method_id: int):
+    method = selectors.payment_method_get(customer=acting_customer(request), method_id=method_id)
+    label = str(method)
+    services.method_remove(method=method, actor=request.user)
+    messages.success(request, _("%(method)s was removed.") % {"method": label})
+    return redirect("gateways:methods")
+
+
+@customer_view(Area.BILLING)
+def autopay(request):
+    customer = acting_customer(request)
+    current = selectors.autopay_settings_for(customer)
+    initial = {"enabled": current.enabled, "method": current.method, "monthly_limit": current.monthly_limit} if current else {
+        "monthly_limit": 0, "method": selectors.payment_methods_for(customer).filter(is_default=True).first()}
+    form = AutopayForm(request.POST or None, customer=customer, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        services.autopay_configure(customer=customer, enabled=form.cleaned_data["enabled"], method=form.cleaned_data["method"],
+                                   monthly_limit=form.cleaned_data["monthly_limit"], actor=request.user)
+        messages.success(request, _("Auto-payment settings saved."))
+        return redirect("gateways:autopay")
+    from django.utils import timezone
+
+    return render(request, "gateways/autopay.html", {
+        "form": form, "settings_row": current, "has_methods": selectors.payment_methods_for(customer).exists(),
+        "month_used": services.autopay_month_used(customer=customer, today=timezone.localdate()),
+        "charges": selectors.autopay_charges_for(customer)[:12], "currency": customer.currency,
+        "threshold": customer.low_balance_threshold,
+    })
+
+
+def pay_link(request, invoice_id: int, token: str):
+    """Pay one invoice without logging in (Customer.pay_without_login). Shows that invoice only."""
+    try:
+        customer_id = services.pay_link_check(invoice_id=invoice_id, token=token)
+    except signing.SignatureExpired:
+        return render(request, "gateways/pay_link_closed.html", {"reason": "expired"}, status=410)
+    except signing.BadSignature:
+        raise Http404
+    invoice = get_object_or_404(Invoice.objects.select_related("customer"), pk=invoice_id, customer_id=customer_id)
+    customer = invoice.customer
+    attempt = None
+    if request.GET.get("attempt"):
+        attempt = PaymentAttempt.objects.filter(invoice=invoice, via_pay_link=True, reference__in=[_uuid_or_none(request.GET["attempt"])]).first()
+    if not customer.pay_without_login:
+        return render(request, "gateways/pay_link_closed.html", {"reason": "disabled"}, status=410)
+    if not invoice.is_open:
+        return render(request, "gateways/pay_link_closed.html", {"reason": "paid", "invoice": invoice, "attempt": attempt},
+                      status=410 if attempt is None else 200)
+    gateways = selectors.gateways_available(customer=customer, currency=invoice.currency)
+    form = PayInvoiceForm(request.POST or None, gateways=[g for g in gateways if g.redirects])
+    if request.method == "POST" and form.is_valid():
+        response = _start(request, customer=customer, invoice=invoice, form=form, via_pay_link=True, pay_link_path=request.path)
+        if response is not None:
+            return response
+    context = _pay_context(customer=customer, invoice=invoice, form=form, show_balance=False)
+    context["attempt"] = attempt
+    return render(request, "gateways/pay_link.html", context)
+
+
+def _uuid_or_none(value: str):
+    import uuid
+
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+@csrf_exempt
+def webhook(request, gateway_code: str):
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    status, result = services.webhook_receive(gateway_code=gateway_code, body=request.body, headers=request.headers,
+                                              remote_ip=client_ip(request))
+    return HttpResponse(result, status=status, content_type="text/plain")
+
+
+# --- the sandbox provider's hosted page (stands in for an external site) ----------------------------
+
+def sandbox_checkout(request, checkout_id: str):
+    checkout = get_object_or_404(SandboxCheckout, pk=checkout_id)
+    form = SandboxCardForm(request.POST or None)
+    declined = False
+    if request.method == "POST" and checkout.status == SandboxCheckout.Status.OPEN and form.is_valid():
+        month, year = form.expiry_parts()
+        try:
+            outcome = sandbox_provider.checkout_pay(
+                checkout_id=checkout.pk, number=form.cleaned_data["number"], exp_month=month, exp_year=year,
+                cvc=form.cleaned_data["cvc"], save_card=form.cleaned_data["save_card"],
+            )
+        except sandbox_provider.SandboxCardError as exc:
+            form.add_error(None, _(str(exc)))
+        else:
+            if outcome == "declined":
+                declined = True
+                form.add_error(None, _(sandbox_provider.DECLINE_MESSAGE))
+            else:
+                return redirect(checkout.success_url)
+    return render(request, "gateways/sandbox/checkout.html", {
+        "checkout": checkout, "form": form, "declined": declined, "test_cards": sandbox_provider.TEST_CARDS,
+        "merchant": settings.PORTAL_NAME,
+    })
+
+
+@require_POST
+def sandbox_checkout_cancel(request, checkout_id: str):
+    checkout = get_object_or_404(SandboxCheckout, pk=checkout_id)
+    checkout = sandbox_provider.checkout_cancel(checkout_id=checkout.pk)
+    return redirect(checkout.cancel_url)
