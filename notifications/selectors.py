@@ -72,10 +72,11 @@ def email_enabled(*, customer: Customer, kind: str) -> bool:
 
 
 def subscriptions_for(customer: Customer) -> list[dict]:
-    """Every kind with its category, whether it can be switched off and the current choice."""
+    """Every kind with its category and address, whether it can be switched off and the current choice."""
     stored = dict(
         NotificationPreference.objects.filter(customer=customer).values_list("kind", "email_enabled")
     )
+    owner = customer_owner(customer=customer)
     rows = []
     for kind, spec in KINDS.items():
         if kind in MANDATORY_KINDS:
@@ -92,5 +93,6 @@ def subscriptions_for(customer: Customer) -> list[dict]:
             "category_label": Category(spec.category).label,
             "mandatory": spec.mandatory,
             "email_enabled": enabled,
+            "address": next(iter(email_recipients(customer=customer, kind=kind, context={}, owner=owner)), ""),
         })
     return rows

@@ -121,6 +121,7 @@ def test_subscriptions_page_shows_mandatory_kinds_locked(owner_client):
         assert f'id="id_{kind}" checked disabled' in html
         assert f'name="{kind}"' not in html
     assert 'name="newsletter" id="id_newsletter">' in html  # opt-in: off by default
+    assert "owner@example.com" in html  # where the mail goes
 
 
 def test_subscriptions_save_turns_kinds_off_and_newsletter_on(owner_client, customer):

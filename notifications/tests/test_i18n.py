@@ -1,0 +1,31 @@
+import pytest
+from django.utils import translation
+
+from notifications import services
+from notifications.kinds import CONTEXT_KEYS, Kind
+from notifications.models import EmailOutbox
+
+pytestmark = pytest.mark.django_db
+
+
+def test_notification_and_email_render_in_the_customers_language(customer):
+    customer.language = "ru"
+    notification = services.notify(customer=customer, kind=Kind.INVOICE_ISSUED, link="/billing/invoices/42/",
+                                   context={"invoice_number": "INV-42", "amount": "12,50 €", "due_date": "01.12.2026"})
+    assert notification.subject == "Выставлен счёт INV-42 на 12,50 €"
+    assert "Мы выставили счёт INV-42 на сумму 12,50 €." in notification.body_text
+    email = EmailOutbox.objects.get()
+    assert email.body_text.startswith("Здравствуйте,")
+    assert "Открыть в личном кабинете:" in email.body_text and 'lang="ru"' in email.body_html
+    assert translation.get_language() == "en"  # the override does not leak into the caller
+
+
+@pytest.mark.parametrize("kind", [kind for kind in Kind if kind != Kind.NEWSLETTER])
+def test_every_kind_is_translated_to_russian(customer, kind):
+    context = {key: "X" for key in CONTEXT_KEYS[kind]}
+    english = services.notify(customer=customer, kind=kind, context=context)
+    customer.language = "ru"
+    russian = services.notify(customer=customer, kind=kind, context=context)
+    assert russian.subject != english.subject
+    english_lines = {line for line in english.body_text.splitlines() if len(line) > 12}
+    assert not english_lines & set(russian.body_text.splitlines())
