@@ -1,4 +1,7 @@
+import importlib
+
 import pytest
+from django.apps import apps
 
 from accounts.tests.factories import StaffUserFactory, UserFactory
 
@@ -8,6 +11,13 @@ def private_media(settings, tmp_path):
     """Attachments go to a throwaway directory, so tests can check exactly what was written."""
     settings.PRIVATE_MEDIA_ROOT = tmp_path / "private"
     return settings.PRIVATE_MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def default_departments(db):
+    """Transactional tests (here or in other apps) flush the tables, data migrations included."""
+    migration = importlib.import_module("tickets.migrations.0002_default_departments_and_ticket_numbers")
+    migration.create_departments(apps, None)
 
 
 @pytest.fixture
