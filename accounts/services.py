@@ -13,6 +13,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from .ip_allowlist import AllowlistError, ip_permitted, parse_allowlist
 from .models import ActivityEvent, Customer, PhoneVerification, User
@@ -98,7 +99,7 @@ def email_verify(*, token: str) -> User:
     if changed_from and user.customer_id:
         activity_record(action="email_changed", customer=user.customer, actor=user,
                         details={"old": changed_from, "new": user.email})
-        security_change_notify(user=user, change=_("Email address changed to %(email)s") % {"email": user.email},
+        security_change_notify(user=user, change=_later(gettext_lazy("Email address changed to %(email)s"), email=user.email),
                                extra_email=changed_from)
     return user
 
@@ -136,21 +137,29 @@ def activity_record(
 # --- Notifications bridge ------------------------------------------------------------------------
 
 def _notify(*, customer: Customer, kind: str, context: dict, link: str = "") -> None:
-    """notifications.services.notify (the contract in PROTOCOL.md); imported late: it sits above accounts."""
-    try:
-        from notifications.services import notify
-    except ImportError:  # the notifications app is not installed in this build
-        logger.warning("notifications.services.notify unavailable; %s for customer %s not sent", kind, customer.pk)
-        return
+    """notifications.services.notify (PROTOCOL contract), imported late: notifications sits above accounts."""
+    from notifications.services import notify
+
     notify(customer=customer, kind=kind, context=context, link=link)
 
 
-def security_change_notify(*, user: User, change: str, ip: str | None = None, extra_email: str = "") -> None:
-    """Tell the account about a security-relevant change (mandatory kind `security_change`)."""
-    context = {
-        "change": str(change), "username": user.username, "ip": ip or "",
-        "time": timezone.now().isoformat(timespec="seconds"),
-    }
+def _later(message, **params):
+    """A change description rendered later, in the language of the customer who receives it."""
+    return lambda: str(message) % {key: str(value) for key, value in params.items()}
+
+
+def _when() -> str:
+    return timezone.now().strftime("%Y-%m-%d %H:%M UTC")
+
+
+def security_change_notify(*, user: User, change, ip: str | None = None, extra_email: str = "") -> None:
+    """Tell the account about a security-relevant change (mandatory kind `security_change`).
+
+    `change` is a lazy string or a `_later(...)` callable, translated in the customer's language.
+    """
+    with translation.override(user.customer.language):
+        text = change() if callable(change) else str(change)
+    context = {"change": text, "username": user.username, "ip": ip or "", "when": _when()}
     if extra_email:
         context["previous_email"] = extra_email
     _notify(customer=user.customer, kind="security_change", context=context, link=reverse("accounts:activity"))
@@ -164,7 +173,7 @@ def _security_event(*, user: User, action: str, change: str, ip: str | None, det
 
 # --- Logins ------------------------------------------------------------------------------------------
 
-def login_record(*, user: User, ip: str) -> None:
+def login_record(*, user: User, ip: str, user_agent: str = "") -> None:
     """A successful login: activity row and, if the customer asked for it, an alert."""
     if not user.customer_id:
         return
@@ -172,8 +181,7 @@ def login_record(*, user: User, ip: str) -> None:
         activity_record(action="login", customer=user.customer, actor=user, ip=ip)
         if user.customer.login_alerts:
             _notify(customer=user.customer, kind="security_login", context={
-                "username": user.username, "ip": ip or "",
-                "time": timezone.now().isoformat(timespec="seconds"),
+                "username": user.username, "ip": ip or "", "when": _when(), "user_agent": user_agent[:200],
             }, link=reverse("accounts:activity"))
 
 
@@ -241,7 +249,7 @@ def phone_verification_pending(*, user: User) -> PhoneVerification | None:
 def phone_verification_confirm(*, user: User, code: str, ip: str | None = None) -> None:
     """Check `code` against the live verification; a wrong code uses up one attempt (committed)."""
     with transaction.atomic():
-        user = User.objects.select_for_update().select_related("customer").get(pk=user.pk)
+        user = User.objects.select_for_update(of=("self",)).select_related("customer").get(pk=user.pk)
         pending = phone_verification_pending(user=user)
         if pending is None:
             raise ValidationError(_("The code has expired or too many wrong codes were entered. Request a new code."),
@@ -252,7 +260,7 @@ def phone_verification_confirm(*, user: User, code: str, ip: str | None = None) 
             user.phone_verified = True
             user.save(update_fields=["phone_verified"])
             _security_event(user=user, action="phone_verified", ip=ip, details={"phone": user.phone},
-                            change=_("Mobile number %(phone)s verified") % {"phone": user.phone})
+                            change=_later(gettext_lazy("Mobile number %(phone)s verified"), phone=user.phone))
             return
         pending.attempts += 1
         pending.save(update_fields=["attempts"])
@@ -356,7 +364,7 @@ def code_word_set(*, customer: Customer, actor: User, code_word: str, ip: str | 
     locked.code_word_hash = make_password(code_word.casefold())
     locked.save(update_fields=["code_word_hash"])
     customer.code_word_hash = locked.code_word_hash
-    _security_event(user=actor, action="code_word_set", ip=ip, change=_("Code word set"))
+    _security_event(user=actor, action="code_word_set", ip=ip, change=gettext_lazy("Code word set"))
 
 
 @transaction.atomic
@@ -387,7 +395,7 @@ def ip_allowlist_set(*, customer: Customer, actor: User, text: str, current_ip: 
     locked.save(update_fields=["ip_allowlist"])
     _security_event(user=actor, action="ip_allowlist_changed", ip=current_ip,
                     details={"entries": len(parse_allowlist(normalized))},
-                    change=_("IP restriction list changed") if normalized else _("IP restriction removed"))
+                    change=gettext_lazy("IP restriction list changed") if normalized else gettext_lazy("IP restriction removed"))
     return locked
 
 
@@ -408,13 +416,14 @@ def customer_update_login_options(*, customer: Customer, actor: User, show_last_
     locked.save(update_fields=["show_last_login", "login_alerts"])
     if changed:
         _security_event(user=actor, action="login_alerts_changed", ip=ip, details={"enabled": login_alerts},
-                        change=_("Login notifications turned on") if login_alerts else _("Login notifications turned off"))
+                        change=gettext_lazy("Login notifications turned on") if login_alerts
+                        else gettext_lazy("Login notifications turned off"))
     return locked
 
 
 def password_changed_record(*, user: User, ip: str | None) -> None:
     with transaction.atomic():
-        _security_event(user=user, action="password_changed", ip=ip, change=_("Password changed"))
+        _security_event(user=user, action="password_changed", ip=ip, change=gettext_lazy("Password changed"))
 
 
 # --- Two-factor authentication ------------------------------------------------------------------------
@@ -456,7 +465,7 @@ def totp_setup_confirm(*, user: User, token: str, ip: str | None = None) -> list
     static = StaticDevice.objects.create(user=user, name="Recovery codes", confirmed=True)
     codes = [_recovery_code() for _i in range(RECOVERY_CODE_COUNT)]
     StaticToken.objects.bulk_create([StaticToken(device=static, token=code) for code in codes])
-    _security_event(user=user, action="2fa_enabled", ip=ip, change=_("Two-factor authentication turned on"))
+    _security_event(user=user, action="2fa_enabled", ip=ip, change=gettext_lazy("Two-factor authentication turned on"))
     return codes
 
 
@@ -481,7 +490,7 @@ def totp_disable(*, user: User, password: str, token: str, ip: str | None = None
         raise ValidationError(errors, code="invalid")
     for device in devices_for_user(user, confirmed=None):
         device.delete()
-    _security_event(user=user, action="2fa_disabled", ip=ip, change=_("Two-factor authentication turned off"))
+    _security_event(user=user, action="2fa_disabled", ip=ip, change=gettext_lazy("Two-factor authentication turned off"))
 
 
 def otp_enabled(user: User) -> bool:
@@ -572,8 +581,8 @@ def trusted_user_set_role(*, customer: Customer, actor: User, user_id: int, role
     user.save(update_fields=["role"])
     activity_record(action="trusted_user_role_changed", customer=customer, actor=actor, ip=ip,
                     details={"username": user.username, "old": old, "new": role})
-    security_change_notify(user=actor, change=_("Role of %(user)s changed to %(role)s") % {
-        "user": user.username, "role": user.get_role_display()}, ip=ip)
+    security_change_notify(user=actor, change=_later(
+        gettext_lazy("Role of %(user)s changed to %(role)s"), user=user.username, role=User.Role(role).label), ip=ip)
     return user
 
 
@@ -592,7 +601,8 @@ def trusted_user_revoke(*, customer: Customer, actor: User, user_id: int, ip: st
     user.save(update_fields=["is_active"])
     activity_record(action="trusted_user_revoked", customer=customer, actor=actor, ip=ip,
                     details={"username": user.username})
-    security_change_notify(user=actor, change=_("Access of %(user)s revoked") % {"user": user.username}, ip=ip)
+    security_change_notify(user=actor, change=_later(
+        gettext_lazy("Access of %(user)s revoked"), user=user.username), ip=ip)
     return user
 
 

@@ -15,7 +15,8 @@ def login_recorded(sender, request, user, **kwargs):
     if not getattr(user, "customer_id", None):
         return
     ip = client_ip(request) if request is not None else ""
-    services.login_record(user=user, ip=ip)
+    services.login_record(user=user, ip=ip,
+                          user_agent=request.META.get("HTTP_USER_AGENT", "") if request is not None else "")
     if request is not None and user.customer.show_last_login and hasattr(request, "_messages"):
         previous = selectors.previous_login(user=user)
         if previous is not None:

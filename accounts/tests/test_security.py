@@ -1,0 +1,229 @@
+"""Login security: two-factor step, recovery codes, lockout, alerts, sessions, activity log."""
+import threading
+
+import pytest
+from django.core import mail
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts import services
+from accounts.models import ActivityEvent, Customer
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def current_code(device: TOTPDevice, drift: int = 0) -> str:
+    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits, drift=drift):06d}"
+
+
+def enable_2fa(client, user) -> tuple[TOTPDevice, list[str]]:
+    client.post("/accounts/settings/security/2fa/start/")
+    device = TOTPDevice.objects.get(user=user, confirmed=False)
+    response = client.post("/accounts/settings/security/2fa/confirm/", {"token": current_code(device)}, follow=True)
+    codes = response.context["recovery_codes"]
+    device.refresh_from_db()
+    return device, codes
+
+
+def password_login(client, username, password=DEFAULT_PASSWORD, **extra):
+    return client.post("/accounts/login/", {"username": username, "password": password}, **extra)
+
+
+def test_enable_2fa_shows_qr_and_ten_recovery_codes_once(client):
+    user = UserFactory()
+    client.force_login(user)
+    client.post("/accounts/settings/security/2fa/start/")
+    page = client.get("/accounts/settings/security/").content.decode()
+    assert "<svg" in page and 'data-testid="otp-secret"' in page
+    device = TOTPDevice.objects.get(user=user)
+    response = client.post("/accounts/settings/security/2fa/confirm/", {"token": "000000" if current_code(device) != "000000" else "111111"})
+    assert "token" in response.context["otp_confirm_form"].errors
+    response = client.post("/accounts/settings/security/2fa/confirm/", {"token": current_code(device)}, follow=True)
+    codes = response.context["recovery_codes"]
+    assert len(codes) == 10 and len(set(codes)) == 10
+    assert client.get("/accounts/settings/security/").context["recovery_codes"] is None  # shown only once
+    assert services.otp_enabled(user)
+    assert ActivityEvent.objects.filter(actor=user, action="2fa_enabled").exists()
+
+
+def test_login_requires_second_step_and_recovery_code_works_once(client, settings):
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0  # django-otp slows down guesses; this test makes wrong tries on purpose
+    settings.OTP_STATIC_THROTTLE_FACTOR = 0
+    user = UserFactory(username="twofa")
+    client.force_login(user)
+    device, codes = enable_2fa(client, user)
+    client.logout()
+
+    response = password_login(client, "twofa")
+    assert response.status_code == 302 and response.url == "/accounts/login/verify/"
+    assert "_auth_user_id" not in client.session  # no session before the second factor
+    assert client.get("/").status_code == 302
+    assert client.post("/accounts/login/verify/", {"token": "nonsense"}).status_code == 200
+    assert "_auth_user_id" not in client.session
+    # The code used to enable 2FA cannot be replayed; the next time step's code (within tolerance) works.
+    assert client.post("/accounts/login/verify/", {"token": current_code(device)}).status_code == 200
+    response = client.post("/accounts/login/verify/", {"token": current_code(device, drift=1)})
+    assert response.status_code == 302
+    assert client.get("/").status_code == 200
+
+    # A recovery code logs in once.
+    for attempt in range(2):
+        other = Client()
+        password_login(other, "twofa")
+        response = other.post("/accounts/login/verify/", {"token": codes[0]})
+        if attempt == 0:
+            assert response.status_code == 302 and other.get("/").status_code == 200
+        else:
+            assert response.status_code == 200 and "_auth_user_id" not in other.session
+
+
+def test_disable_2fa_needs_password_and_code(client):
+    user = UserFactory()
+    client.force_login(user)
+    device, codes = enable_2fa(client, user)
+    response = client.post("/accounts/settings/security/2fa/disable/", {"password": "wrong", "token": "123"})
+    assert {"password", "token"} <= set(response.context["otp_disable_form"].errors)
+    assert services.otp_enabled(user)
+    client.post("/accounts/settings/security/2fa/disable/", {"password": DEFAULT_PASSWORD, "token": codes[3]})
+    assert not services.otp_enabled(user)
+    assert ActivityEvent.objects.filter(actor=user, action="2fa_disabled").exists()
+
+
+def test_wrong_second_factor_codes_restart_login(client, settings):
+    settings.OTP_LOGIN_MAX_ATTEMPTS = 2
+    settings.AXES_FAILURE_LIMIT = 50
+    user = UserFactory(username="guessme")
+    client.force_login(user)
+    enable_2fa(client, user)
+    client.logout()
+    password_login(client, "guessme")
+    client.post("/accounts/login/verify/", {"token": "000001"})
+    response = client.post("/accounts/login/verify/", {"token": "000002"})
+    assert response.status_code == 302 and response.url == "/accounts/login/"
+    assert client.get("/accounts/login/verify/").status_code == 302
+    assert ActivityEvent.objects.filter(actor=user, action="login_failed", details__reason="2fa_code").count() == 2
+
+
+def test_lockout_after_repeated_failed_logins_with_clear_message(client, settings):
+    user = UserFactory(username="victim")
+    for _i in range(settings.AXES_FAILURE_LIMIT - 1):
+        response = password_login(client, "victim", "wrong-password")
+        assert response.status_code == 200
+    response = password_login(client, "victim", "wrong-password")
+    assert response.status_code == 429
+    assert "Too many failed logins" in response.content.decode()
+    # Even the right password is refused while locked.
+    response = password_login(client, "victim")
+    assert response.status_code == 429 and "_auth_user_id" not in client.session
+    assert ActivityEvent.objects.filter(actor=user, action="login_failed").count() >= settings.AXES_FAILURE_LIMIT - 1
+
+
+def test_login_records_activity_and_alert_email_goes_out(client, django_capture_on_commit_callbacks, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    user = UserFactory(username="alerted", email="alerted@example.com")
+    Customer.objects.filter(pk=user.customer_id).update(login_alerts=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = password_login(client, "alerted", REMOTE_ADDR="198.51.100.23", HTTP_USER_AGENT="TestBrowser/1")
+    assert response.status_code == 302
+    event = ActivityEvent.objects.get(actor=user, action="login")
+    assert event.ip == "198.51.100.23"
+    from notifications.models import EmailOutbox
+
+    email = EmailOutbox.objects.get(customer=user.customer, kind="security_login")
+    assert email.recipient == "alerted@example.com" and "198.51.100.23" in email.body_text
+    assert any("198.51.100.23" in m.body for m in mail.outbox if m.to == ["alerted@example.com"])
+
+
+def test_no_alert_when_turned_off(client):
+    user = UserFactory(username="quiet")
+    password_login(client, "quiet")
+    from notifications.models import EmailOutbox
+
+    assert not EmailOutbox.objects.filter(kind="security_login").exists()
+
+
+def test_previous_login_shown_when_enabled(client):
+    user = UserFactory(username="returning")
+    Customer.objects.filter(pk=user.customer_id).update(show_last_login=True)
+    password_login(client, "returning", REMOTE_ADDR="198.51.100.1")
+    client.logout()
+    response = password_login(client, "returning", REMOTE_ADDR="198.51.100.2")
+    response = client.get(response.url)
+    assert any("198.51.100.1" in str(m) for m in response.context["messages"])
+    assert "198.51.100.1" in client.get("/accounts/settings/security/").content.decode()
+
+
+def test_other_sessions_end_after_password_change_and_a_security_mail_is_queued(client):
+    user = UserFactory()
+    other = Client()
+    other.force_login(user)
+    client.force_login(user)
+    response = client.post("/accounts/password/change/", {
+        "old_password": DEFAULT_PASSWORD, "new_password1": "Another-Secret-88", "new_password2": "Another-Secret-88"})
+    assert response.status_code == 302
+    assert client.get("/accounts/settings/profile/").status_code == 200
+    assert other.get("/accounts/settings/profile/").status_code == 302
+    from notifications.models import Notification
+
+    assert Notification.objects.filter(customer=user.customer, kind="security_change").exists()
+
+
+def test_activity_log_scoped_paginated_with_fixed_query_count(client):
+    owner = UserFactory()
+    technical = UserFactory(customer=owner.customer, role="technical")
+    stranger = UserFactory()
+    for i in range(3):
+        services.activity_record(action="login", customer=owner.customer, actor=owner, ip=f"192.0.2.{i}")
+    services.activity_record(action="login", customer=owner.customer, actor=technical, ip="192.0.2.200")
+    services.activity_record(action="login", customer=stranger.customer, actor=stranger, ip="192.0.2.99")
+    services.activity_record(action="company_verified", customer=owner.customer, visible_to_customer=False)
+
+    client.force_login(owner)
+    body = client.get("/accounts/settings/activity/").content.decode()
+    assert "192.0.2.200" in body and "192.0.2.99" not in body and "company_verified" not in body.lower()
+    client.force_login(technical)
+    body = client.get("/accounts/settings/activity/").content.decode()
+    assert "192.0.2.200" in body and "192.0.2.1<" not in body  # trusted users see only their own events
+
+    client.force_login(owner)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get("/accounts/settings/activity/").status_code == 200
+        return len(ctx.captured_queries)
+
+    small = queries()
+    for i in range(60):
+        services.activity_record(action="login_failed", customer=owner.customer, actor=technical, ip="192.0.2.7")
+    assert queries() == small
+    response = client.get("/accounts/settings/activity/?page=3")
+    assert response.context["page"].number == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_code_word_cannot_be_set_twice_even_concurrently():
+    user = UserFactory()
+    results = []
+    barrier = threading.Barrier(2)
+
+    def attempt(word):
+        try:
+            barrier.wait()
+            services.code_word_set(customer=user.customer, actor=user, code_word=word)
+            results.append("ok")
+        except Exception as error:  # noqa: BLE001 - the loser must fail with a ValidationError
+            results.append(type(error).__name__)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=attempt, args=(w,)) for w in ("first word", "second word")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["ValidationError", "ok"]
+    assert ActivityEvent.objects.filter(action="code_word_set").count() == 1
