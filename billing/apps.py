@@ -5,3 +5,10 @@ from django.utils.translation import gettext_lazy as _
 class BillingConfig(AppConfig):
     name = "billing"
     verbose_name = _("Billing")
+
+    def ready(self):
+        from portal.topbar import register_topbar_provider
+
+        from .selectors import topbar_balance
+
+        register_topbar_provider("balance", topbar_balance)

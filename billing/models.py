@@ -1,1 +1,355 @@
-from django.db import models  # noqa: F401
+"""Billing data: the double-entry ledger, currencies and rates, invoices, payments, credit notes.
+
+Sign convention: an account's balance is the plain sum of its legs. A customer's balance account goes
+up on a top-up and down on a charge; provider-side accounts (clearing, revenue, tax, FX, holding,
+adjustments) take the opposite legs, so every ledger transaction sums to zero per currency.
+PostgreSQL enforces that (deferred constraint trigger, migration 0002) and refuses UPDATE/DELETE
+on ledger rows.
+"""
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Customer
+
+AMOUNT = {"max_digits": 20, "decimal_places": 4}
+RATE = {"max_digits": 24, "decimal_places": 12}
+ZERO = Decimal("0")
+
+
+class Currency(models.Model):
+    """A currency staff have set up; `rate` is units of it per 1 base currency (EUR)."""
+
+    class RateSource(models.TextChoices):
+        BASE = "base", _("Base currency")
+        ECB = "ecb", _("European Central Bank")
+        FIXED = "fixed", _("Fixed rate set by staff")
+
+    code = models.CharField(_("code"), max_length=3, primary_key=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    position = models.PositiveSmallIntegerField(_("position"), default=0)
+    rate_source = models.CharField(_("rate source"), max_length=8, choices=RateSource.choices, default=RateSource.ECB)
+    rate = models.DecimalField(_("rate per 1 base unit"), **RATE, null=True, blank=True)
+    rate_updated_at = models.DateTimeField(_("rate updated at"), null=True, blank=True)
+    rate_feed_date = models.DateField(_("rate date in feed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("currency")
+        verbose_name_plural = _("currencies")
+        ordering = ["position", "code"]
+        constraints = [models.CheckConstraint(condition=Q(rate__isnull=True) | Q(rate__gt=0), name="currency_rate_gt_0")]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class RateSnapshot(models.Model):
+    """Append-only rate history (djmoney overwrites its Rate rows in place)."""
+
+    currency = models.CharField(_("currency"), max_length=3, db_index=True)
+    base_currency = models.CharField(_("base currency"), max_length=3)
+    value = models.DecimalField(_("rate"), **RATE)
+    source = models.CharField(_("source"), max_length=8, choices=Currency.RateSource.choices)
+    feed_date = models.DateField(_("date in feed"), null=True, blank=True)
+    fetched_at = models.DateTimeField(_("recorded at"), auto_now_add=True, db_index=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+
+    class Meta:
+        verbose_name = _("exchange rate snapshot")
+        verbose_name_plural = _("exchange rate history")
+        ordering = ["-fetched_at", "-pk"]
+        constraints = [models.CheckConstraint(condition=Q(value__gt=0), name="ratesnapshot_value_gt_0")]
+
+    def __str__(self) -> str:
+        return f"1 {self.base_currency} = {self.value} {self.currency}"
+
+
+class RateRefreshError(models.Model):
+    """A failed rate refresh (network, malformed or empty feed); old rates stay in force."""
+
+    created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
+    source = models.CharField(_("source"), max_length=8, choices=Currency.RateSource.choices)
+    url = models.CharField(_("URL"), max_length=500, blank=True)
+    message = models.TextField(_("error"))
+
+    class Meta:
+        verbose_name = _("rate refresh error")
+        verbose_name_plural = _("rate refresh errors")
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.source}: {self.message[:60]}"
+
+
+class TaxRate(models.Model):
+    """Staff-configured tax per country and profile type (see docs/ARCHITECTURE.md, "Tax rule")."""
+
+    class Profile(models.TextChoices):
+        ANY = "any", _("Any profile")
+        PRIVATE = "private", _("Private person")
+        COMPANY = "company", _("Company")
+
+    country = models.CharField(_("country code"), max_length=2)
+    profile_type = models.CharField(_("profile type"), max_length=8, choices=Profile.choices, default=Profile.ANY)
+    percent = models.DecimalField(_("rate, %"), max_digits=6, decimal_places=3)
+    label = models.CharField(_("label"), max_length=64, default="VAT")
+    reverse_charge = models.BooleanField(
+        _("reverse charge"), default=False,
+        help_text=_("Applies 0% with a reverse-charge note to verified companies with a VAT number."),
+    )
+
+    class Meta:
+        verbose_name = _("tax rate")
+        verbose_name_plural = _("tax rates")
+        ordering = ["country", "profile_type"]
+        constraints = [
+            models.UniqueConstraint(fields=["country", "profile_type"], name="taxrate_country_profile_unique"),
+            models.CheckConstraint(condition=Q(percent__gte=0) & Q(percent__lt=100), name="taxrate_percent_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.country} {self.get_profile_type_display()}: {self.percent}%"
+
+
+class DocumentCounter(models.Model):
+    """Gap-free numbering: one row per (series, year), incremented under a row lock."""
+
+    series = models.CharField(max_length=8)
+    year = models.PositiveSmallIntegerField()
+    last_number = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["series", "year"], name="documentcounter_series_year_unique")]
+
+
+class Invoice(models.Model):
+    class Kind(models.TextChoices):
+        ADVANCE = "advance", _("Advance payment")
+        ORDER = "order", _("Order")
+        RENEWAL = "renewal", _("Renewal")
+        PLAN_CHANGE = "plan_change", _("Plan change")
+
+    class Status(models.TextChoices):
+        UNPAID = "unpaid", _("Unpaid")
+        IN_PROGRESS = "in_progress", _("Payment in progress")
+        PAID = "paid", _("Paid")
+        CANCELLED = "cancelled", _("Cancelled")
+        REFUNDED = "refunded", _("Refunded")
+
+    OPEN_STATUSES = (Status.UNPAID, Status.IN_PROGRESS)
+
+    number = models.CharField(_("number"), max_length=20, unique=True)
+    year = models.PositiveSmallIntegerField()
+    sequence = models.PositiveIntegerField()
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="invoices", verbose_name=_("customer"))
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.UNPAID, db_index=True)
+    currency = models.CharField(_("currency"), max_length=3)
+    subtotal = models.DecimalField(_("subtotal"), **AMOUNT)
+    tax_percent = models.DecimalField(_("tax rate, %"), max_digits=6, decimal_places=3, default=ZERO)
+    tax_label = models.CharField(_("tax label"), max_length=64, blank=True)
+    reverse_charge = models.BooleanField(_("reverse charge"), default=False)
+    tax_amount = models.DecimalField(_("tax"), **AMOUNT, default=ZERO)
+    total = models.DecimalField(_("total"), **AMOUNT)
+    amount_paid = models.DecimalField(_("paid"), **AMOUNT, default=ZERO)
+    # Payer details as they were when the invoice was issued.
+    payer_name = models.CharField(_("payer"), max_length=255, blank=True)
+    payer_company = models.CharField(_("company"), max_length=255, blank=True)
+    payer_address = models.TextField(_("address"), blank=True)
+    payer_country = models.CharField(_("country"), max_length=2, blank=True)
+    payer_vat_number = models.CharField(_("VAT number"), max_length=64, blank=True)
+    payer_email = models.EmailField(_("email"), blank=True)
+    reference = models.CharField(_("reference"), max_length=100, blank=True, db_index=True)
+    idempotency_key = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    issued_at = models.DateTimeField(_("issued"), auto_now_add=True)
+    paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
+    cancelled_at = models.DateTimeField(_("cancelled at"), null=True, blank=True)
+    cancel_reason = models.CharField(_("cancellation reason"), max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = _("invoice")
+        verbose_name_plural = _("invoices")
+        ordering = ["-issued_at", "-pk"]
+        indexes = [models.Index(fields=["customer", "-issued_at"]), models.Index(fields=["customer", "status"])]
+        constraints = [
+            models.UniqueConstraint(fields=["year", "sequence"], name="invoice_year_sequence_unique"),
+            models.CheckConstraint(condition=Q(total__gte=0) & Q(subtotal__gte=0) & Q(tax_amount__gte=0), name="invoice_amounts_gte_0"),
+            models.CheckConstraint(condition=Q(amount_paid__gte=0) & Q(amount_paid__lte=F("total")), name="invoice_paid_within_total"),
+            models.CheckConstraint(condition=~Q(status="paid") | Q(amount_paid=F("total")), name="invoice_paid_is_fully_paid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+    @property
+    def amount_due(self) -> Decimal:
+        return self.total - self.amount_paid
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+
+class InvoiceLine(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveSmallIntegerField(default=0)
+    description = models.CharField(_("description"), max_length=255)
+    quantity = models.PositiveIntegerField(_("quantity"))
+    unit_price = models.DecimalField(_("unit price"), **AMOUNT)
+    amount = models.DecimalField(_("amount"), **AMOUNT)
+    reference = models.CharField(_("reference"), max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["position", "pk"]
+        constraints = [models.CheckConstraint(condition=Q(quantity__gte=1) & Q(unit_price__gte=0), name="invoiceline_positive")]
+
+
+class Payment(models.Model):
+    """Money received from outside (gateway, bank transfer, staff), recorded once per idempotency key."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        REFUNDED = "refunded", _("Refunded")
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="payments", verbose_name=_("customer"))
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, null=True, blank=True, related_name="payments", verbose_name=_("invoice"))
+    idempotency_key = models.CharField(_("idempotency key"), max_length=200, unique=True)
+    method = models.CharField(_("method"), max_length=32)
+    gateway = models.CharField(_("gateway"), max_length=32, blank=True)
+    external_id = models.CharField(_("external ID"), max_length=200, blank=True)
+    amount = models.DecimalField(_("amount"), **AMOUNT)
+    currency = models.CharField(_("currency"), max_length=3)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.SUCCEEDED)
+    # What reached the balance when the payment was converted into the account currency.
+    credited_amount = models.DecimalField(_("credited amount"), **AMOUNT, null=True, blank=True)
+    credited_currency = models.CharField(_("credited currency"), max_length=3, blank=True)
+    rate = models.DecimalField(_("exchange rate"), **RATE, null=True, blank=True)
+    rate_as_of = models.DateTimeField(_("rate time"), null=True, blank=True)
+    memo = models.CharField(_("note"), max_length=255, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(_("date"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("payment")
+        verbose_name_plural = _("payments")
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["customer", "-created_at"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_gt_0"),
+            models.UniqueConstraint(fields=["gateway", "external_id"], condition=~Q(external_id=""), name="payment_gateway_external_id_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.amount} {self.currency}"
+
+
+class LedgerAccount(models.Model):
+    class Kind(models.TextChoices):
+        CUSTOMER = "customer", _("Customer balance")
+        CLEARING = "clearing", _("Gateway clearing")
+        HOLDING = "holding", _("Invoice payments in progress")
+        REVENUE = "revenue", _("Revenue")
+        TAX = "tax", _("Tax payable")
+        FX = "fx", _("Currency exchange")
+        ADJUSTMENT = "adjustment", _("Manual adjustments")
+
+    code = models.CharField(_("code"), max_length=100, unique=True)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_accounts")
+    currency = models.CharField(_("currency"), max_length=3)
+    balance = models.DecimalField(_("balance"), **AMOUNT, default=ZERO)
+    credit_limit = models.DecimalField(_("credit limit"), **AMOUNT, default=ZERO)
+    # Low-balance alert state: set when the balance crosses below the threshold, cleared above it.
+    low_balance_alerted = models.BooleanField(default=False)
+    low_balance_crossings = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("ledger account")
+        verbose_name_plural = _("ledger accounts")
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "currency"], condition=Q(kind="customer"), name="ledgeraccount_customer_currency_unique"),
+            models.CheckConstraint(condition=Q(kind="customer", customer__isnull=False) | (~Q(kind="customer") & Q(customer__isnull=True)), name="ledgeraccount_customer_iff_customer_kind"),
+            models.CheckConstraint(condition=~Q(kind="customer") | Q(balance__gte=-F("credit_limit")), name="ledgeraccount_customer_within_credit_limit"),
+            models.CheckConstraint(condition=Q(credit_limit__gte=0), name="ledgeraccount_credit_limit_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class LedgerTransaction(models.Model):
+    class Kind(models.TextChoices):
+        TOPUP = "topup", _("Top-up")
+        CHARGE = "charge", _("Charge")
+        REFUND = "refund", _("Refund")
+        ADJUSTMENT = "adjustment", _("Adjustment")
+        CONVERSION = "conversion", _("Currency conversion")
+        REVERSAL = "reversal", _("Reversal")
+
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    created_at = models.DateTimeField(_("date"), auto_now_add=True, db_index=True)
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_transactions")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_transactions")
+    reference = models.CharField(_("reference"), max_length=100, blank=True)
+    memo = models.CharField(_("description"), max_length=255, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # Conversions: the rate used (units of rate_to per 1 rate_from) and when it was published.
+    rate = models.DecimalField(_("exchange rate"), **RATE, null=True, blank=True)
+    rate_from = models.CharField(max_length=3, blank=True)
+    rate_to = models.CharField(max_length=3, blank=True)
+    rate_as_of = models.DateTimeField(_("rate time"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("ledger transaction")
+        verbose_name_plural = _("ledger transactions")
+        ordering = ["-pk"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.kind} {self.memo}"
+
+
+class LedgerEntry(models.Model):
+    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries")
+    amount = models.DecimalField(_("amount"), **AMOUNT)
+    currency = models.CharField(_("currency"), max_length=3)
+    balance_after = models.DecimalField(_("balance after"), **AMOUNT)
+
+    class Meta:
+        verbose_name = _("ledger entry")
+        verbose_name_plural = _("ledger entries")
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["account", "-id"])]
+        constraints = [models.CheckConstraint(condition=~Q(amount=0), name="ledgerentry_amount_nonzero")]
+
+
+class CreditNote(models.Model):
+    """A refund document against a paid invoice; numbered in its own gap-free series (CN-2026-000001)."""
+
+    number = models.CharField(_("number"), max_length=24, unique=True)
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes", verbose_name=_("invoice"))
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credit_notes")
+    amount = models.DecimalField(_("amount"), **AMOUNT)
+    tax_amount = models.DecimalField(_("tax"), **AMOUNT, default=ZERO)
+    currency = models.CharField(_("currency"), max_length=3)
+    reason = models.CharField(_("reason"), max_length=255)
+    created_at = models.DateTimeField(_("date"), auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    ledger_transaction = models.OneToOneField(LedgerTransaction, on_delete=models.PROTECT, related_name="credit_note")
+
+    class Meta:
+        verbose_name = _("credit note")
+        verbose_name_plural = _("credit notes")
+        ordering = ["-created_at", "-pk"]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="creditnote_amount_gt_0")]
+
+    def __str__(self) -> str:
+        return self.number

@@ -1,3 +1,22 @@
+from django.urls import path
+
+from . import views
+
 app_name = "billing"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.balance, name="balance"),
+    path("topup/", views.topup, name="topup"),
+    path("topup/preview/", views.topup_preview, name="topup_preview"),
+    path("currency/", views.currency_change, name="currency_change"),
+    path("invoices/", views.invoice_list, name="invoices"),
+    path("invoices/<int:invoice_id>/", views.invoice_detail, name="invoice_detail"),
+    path("invoices/<int:invoice_id>/pdf/", views.invoice_pdf, name="invoice_pdf"),
+    path("invoices/<int:invoice_id>/pay-from-balance/", views.invoice_pay_balance, name="invoice_pay_balance"),
+    path("invoices/<int:invoice_id>/apply-balance/", views.invoice_apply_balance, name="invoice_apply_balance"),
+    path("invoices/<int:invoice_id>/top-up-difference/", views.invoice_topup_difference, name="invoice_topup_difference"),
+    path("invoices/<int:invoice_id>/cancel/", views.invoice_cancel, name="invoice_cancel"),
+    path("payments/", views.payment_list, name="payments"),
+    path("payments/<int:payment_id>/", views.payment_detail, name="payment_detail"),
+    path("expenses/", views.expense_list, name="expenses"),
+]

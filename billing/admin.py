@@ -1,0 +1,249 @@
+"""Staff back office. Ledger rows and payments are read-only (corrections are new transactions through
+services); invoices, currencies, rates and tax rates are managed here, and every action calls a service."""
+from decimal import Decimal, InvalidOperation
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Customer
+
+from . import services
+from .models import (
+    CreditNote, Currency, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, LedgerTransaction, Payment,
+    RateRefreshError, RateSnapshot, TaxRate,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class LedgerEntryInline(admin.TabularInline):
+    model = LedgerEntry
+    fields = ("account", "amount", "currency", "balance_after")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class AdjustmentForm(forms.Form):
+    customer_id = forms.IntegerField(label=_("Client ID"))
+    amount = forms.DecimalField(label=_("Amount (negative to debit)"), max_digits=20, decimal_places=4)
+    reason = forms.CharField(label=_("Reason"), max_length=200)
+
+
+@admin.register(LedgerAccount)
+class LedgerAccountAdmin(ReadOnlyAdmin):
+    list_display = ("code", "kind", "customer", "currency", "balance", "credit_limit")
+    list_filter = ("kind", "currency")
+    search_fields = ("code", "customer__id")
+    change_list_template = "admin/billing/ledgeraccount/change_list.html"
+
+    def get_urls(self):
+        return [path("adjust/", self.admin_site.admin_view(self.adjust_view), name="billing_balance_adjust")] + super().get_urls()
+
+    def adjust_view(self, request):
+        """Manual credit/debit with a reason: a ledger transaction against the adjustments account."""
+        if not request.user.has_perm("billing.view_ledgeraccount"):
+            return redirect("admin:index")
+        form = AdjustmentForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            customer = Customer.objects.filter(pk=form.cleaned_data["customer_id"]).first()
+            if customer is None:
+                form.add_error("customer_id", _("No such client."))
+            else:
+                try:
+                    services.balance_adjust(customer=customer, amount=form.cleaned_data["amount"],
+                                            reason=form.cleaned_data["reason"], actor=request.user,
+                                            idempotency_key=f"adjustment:{request.POST.get('nonce', '')}" if request.POST.get("nonce") else None)
+                except ValidationError as exc:
+                    form.add_error(None, exc.messages[0])
+                else:
+                    messages.success(request, _("Balance adjusted."))
+                    return redirect("admin:billing_ledgeraccount_changelist")
+        import uuid
+
+        return render(request, "admin/billing/adjust.html", {**self.admin_site.each_context(request), "form": form,
+                                                             "nonce": uuid.uuid4().hex, "title": _("Adjust a balance")})
+
+
+@admin.register(LedgerTransaction)
+class LedgerTransactionAdmin(ReadOnlyAdmin):
+    list_display = ("pk", "created_at", "kind", "memo", "invoice", "payment", "rate", "created_by")
+    list_filter = ("kind",)
+    search_fields = ("idempotency_key", "memo", "invoice__number", "reference")
+    inlines = [LedgerEntryInline]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = ("pk", "created_at", "customer", "method", "amount", "currency", "status", "invoice", "external_id")
+    list_filter = ("status", "method", "currency")
+    search_fields = ("idempotency_key", "external_id", "customer__id", "invoice__number")
+
+
+class InvoiceLineInline(admin.TabularInline):
+    model = InvoiceLine
+    fields = ("description", "quantity", "unit_price", "amount", "reference")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class CreditNoteInline(admin.TabularInline):
+    model = CreditNote
+    fields = ("number", "amount", "tax_amount", "currency", "reason", "created_at", "created_by")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(admin.ModelAdmin):
+    list_display = ("number", "issued_at", "customer", "kind", "total", "amount_paid", "currency", "status")
+    list_filter = ("status", "kind", "currency")
+    search_fields = ("number", "customer__id", "payer_name", "payer_company", "reference")
+    readonly_fields = [f.name for f in Invoice._meta.fields]
+    inlines = [InvoiceLineInline, CreditNoteInline]
+    actions = ["cancel_invoices", "pay_from_balance", "refund_to_balance"]
+
+    def has_add_permission(self, request):
+        return False  # invoices are issued by services (orders, top-ups)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def _run(self, request, queryset, action, done):
+        ok = 0
+        for invoice in queryset.order_by("pk"):
+            try:
+                if action(invoice) is not False:
+                    ok += 1
+            except ValidationError as exc:
+                self.message_user(request, f"{invoice.number}: {exc.messages[0]}", messages.ERROR)
+        if ok:
+            self.message_user(request, done % {"count": ok}, messages.SUCCESS)
+
+    @admin.action(description=_("Cancel selected unpaid invoices"))
+    def cancel_invoices(self, request, queryset):
+        self._run(request, queryset, lambda inv: services.invoice_cancel(invoice=inv, reason=str(_("Cancelled by staff")), actor=request.user),
+                  _("%(count)s invoice(s) cancelled."))
+
+    @admin.action(description=_("Pay selected invoices from the customer's balance"))
+    def pay_from_balance(self, request, queryset):
+        self._run(request, queryset, lambda inv: services.invoice_pay_from_balance(invoice=inv, actor=request.user),
+                  _("%(count)s invoice(s) paid from balance."))
+
+    @admin.action(description=_("Refund selected paid invoices to the balance (credit note)"))
+    def refund_to_balance(self, request, queryset):
+        self._run(request, queryset, lambda inv: services.credit_note_issue(invoice=inv, reason=str(_("Refund by staff")), actor=request.user),
+                  _("%(count)s invoice(s) refunded to the balance."))
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(ReadOnlyAdmin):
+    list_display = ("number", "created_at", "invoice", "customer", "amount", "currency", "reason", "created_by")
+    search_fields = ("number", "invoice__number", "customer__id")
+
+
+class CurrencyAdminForm(forms.ModelForm):
+    class Meta:
+        model = Currency
+        fields = ("code", "enabled", "position", "rate_source", "rate")
+
+    def clean_code(self):
+        from babel.numbers import get_currency_name
+
+        code = self.cleaned_data["code"].upper()
+        if len(code) != 3 or get_currency_name(code, locale="en") == code:
+            raise ValidationError(_("Enter an ISO 4217 currency code."))
+        return code
+
+    def clean(self):
+        data = super().clean()
+        if data.get("rate_source") == Currency.RateSource.FIXED and not data.get("rate"):
+            self.add_error("rate", _("A fixed rate needs a value."))
+        return data
+
+
+@admin.register(Currency)
+class CurrencyAdmin(admin.ModelAdmin):
+    form = CurrencyAdminForm
+    list_display = ("code", "enabled", "rate_source", "rate", "rate_updated_at", "rate_feed_date", "is_stale")
+    list_editable = ("enabled",)
+    readonly_fields = ("rate_updated_at", "rate_feed_date")
+    actions = ["refresh_from_ecb"]
+
+    @admin.display(boolean=True, description=_("stale"))
+    def is_stale(self, obj):
+        from .rates import is_stale
+
+        return is_stale(obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields + (("code",) if obj else ())
+
+    def save_model(self, request, obj, form, change):
+        fixed_rate = obj.rate if obj.rate_source == Currency.RateSource.FIXED else None
+        if not change:
+            obj.rate = None if fixed_rate else obj.rate
+            obj.save()
+        else:
+            Currency.objects.filter(pk=obj.pk).update(enabled=obj.enabled, position=obj.position, rate_source=obj.rate_source)
+        previous = form.initial.get("rate")
+        if fixed_rate and (not change or "rate" in form.changed_data or "rate_source" in form.changed_data or previous != fixed_rate):
+            services.currency_set_fixed_rate(code=obj.code, rate=fixed_rate, actor=request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # disable instead: amounts and history refer to the code
+
+    @admin.action(description=_("Refresh rates from the ECB now"))
+    def refresh_from_ecb(self, request, queryset):
+        updated = services.rates_refresh_ecb()
+        if updated:
+            self.message_user(request, _("%(count)s rate(s) updated.") % {"count": updated}, messages.SUCCESS)
+        else:
+            error = RateRefreshError.objects.first()
+            self.message_user(request, _("Refresh failed: %(error)s") % {"error": error.message if error else "-"}, messages.ERROR)
+
+
+@admin.register(RateSnapshot)
+class RateSnapshotAdmin(ReadOnlyAdmin):
+    list_display = ("fetched_at", "currency", "value", "base_currency", "source", "feed_date", "created_by")
+    list_filter = ("source", "currency")
+
+
+@admin.register(RateRefreshError)
+class RateRefreshErrorAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "source", "message", "url")
+    list_filter = ("source",)
+
+
+@admin.register(TaxRate)
+class TaxRateAdmin(admin.ModelAdmin):
+    list_display = ("country", "profile_type", "percent", "label", "reverse_charge")
+    list_filter = ("profile_type", "reverse_charge")
+    search_fields = ("country",)

@@ -1,0 +1,48 @@
+"""Registries other apps fill in their AppConfig.ready(), so billing never imports them.
+
+- "invoice paid" handlers by invoice kind: orders activate/renew services when their invoice is paid.
+  A handler runs inside the transaction that marks the invoice paid; raising rolls the payment back.
+- payment method labels: gateways (issue 6) register the codes they record payments with.
+"""
+from collections.abc import Callable
+
+from django.utils.translation import gettext_lazy as _
+
+_invoice_paid_handlers: dict[str, list[Callable]] = {}
+
+_payment_method_labels: dict[str, object] = {
+    "bank_transfer": _("Bank transfer"),
+    "staff": _("Staff credit"),
+}
+
+
+def register_invoice_paid_handler(kind: str, handler: Callable) -> None:
+    handlers = _invoice_paid_handlers.setdefault(kind, [])
+    if handler not in handlers:
+        handlers.append(handler)
+
+
+def invoice_paid_handlers(kind: str) -> list[Callable]:
+    return list(_invoice_paid_handlers.get(kind, ()))
+
+
+def register_payment_method(code: str, label) -> None:
+    _payment_method_labels[code] = label
+
+
+def payment_method_label(code: str) -> str:
+    return str(_payment_method_labels.get(code, code))
+
+
+# Invoice page payment panels: gateways register fn(request, invoice) -> HTML (or "") shown under
+# "Pay by another method" on an open invoice.
+_invoice_payment_panels: list[Callable] = []
+
+
+def register_invoice_payment_panel(panel: Callable) -> None:
+    if panel not in _invoice_payment_panels:
+        _invoice_payment_panels.append(panel)
+
+
+def invoice_payment_panels(request, invoice) -> list[str]:
+    return [html for html in (panel(request, invoice) for panel in _invoice_payment_panels) if html]

@@ -1,0 +1,16 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from billing.audit import audit
+
+
+class Command(BaseCommand):
+    help = "Check that every ledger transaction balances, every account's legs sum to its balance, and every paid invoice is covered."
+
+    def handle(self, *args, **options):
+        results = audit()
+        failures = [f"[{check}] {failure}" for check, items in results.items() for failure in items]
+        for check, items in results.items():
+            self.stdout.write(f"{check}: {'OK' if not items else f'{len(items)} problem(s)'}")
+        if failures:
+            raise CommandError("Ledger audit failed:\n" + "\n".join(failures))
+        self.stdout.write(self.style.SUCCESS("Ledger audit passed."))

@@ -1,0 +1,186 @@
+"""Billing reads, always scoped to one customer (another customer's id is a 404)."""
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db.models import Q, QuerySet, prefetch_related_objects
+from django.http import Http404
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Customer
+
+from .models import ZERO, Currency, Invoice, LedgerAccount, LedgerEntry, LedgerTransaction, Payment
+from .money import format_money, quantize
+from .rates import RateError, RateTable
+
+INVOICE_FILTERS = {
+    "unpaid": Q(status__in=Invoice.OPEN_STATUSES),
+    "paid": Q(status=Invoice.Status.PAID),
+    "all": Q(),
+}
+INVOICE_SORTS = {
+    "date": ("issued_at", "pk"), "-date": ("-issued_at", "-pk"),
+    "total": ("total", "pk"), "-total": ("-total", "-pk"),
+    "number": ("year", "sequence"), "-number": ("-year", "-sequence"),
+    "status": ("status", "-pk"), "-status": ("-status", "-pk"),
+}
+
+
+def balance_of(customer: Customer) -> Decimal:
+    """Balance in the account currency (customer.currency); one query."""
+    value = (
+        LedgerAccount.objects.filter(kind=LedgerAccount.Kind.CUSTOMER, customer=customer, currency=customer.currency)
+        .values_list("balance", flat=True).first()
+    )
+    return value if value is not None else ZERO
+
+
+def topbar_balance(request, customer: Customer) -> dict:
+    return {"text": format_money(balance_of(customer), customer.currency), "url": reverse("billing:balance")}
+
+
+def enabled_currencies() -> list[Currency]:
+    return list(Currency.objects.filter(enabled=True))
+
+
+def equivalents(amount: Decimal, currency: str, currencies: list[Currency]) -> list[dict]:
+    """`amount` in each other enabled currency at the current rate (rate None when unavailable/stale)."""
+    table = RateTable(currencies)
+    rows = []
+    for target in currencies:
+        if target.code == currency:
+            continue
+        try:
+            quote = table.quote(currency, target.code)
+        except RateError as exc:
+            rows.append({"currency": target.code, "amount": None, "error": exc.messages[0], "stale": True})
+            continue
+        rows.append({"currency": target.code, "amount": quantize(amount * quote.rate, target.code), "rate": quote.rate, "stale": False})
+    return rows
+
+
+def invoices_for(customer: Customer) -> QuerySet[Invoice]:
+    return Invoice.objects.filter(customer=customer)
+
+
+def invoice_list(*, customer: Customer, status: str = "unpaid", sort: str = "-date", search: str = "") -> QuerySet[Invoice]:
+    qs = invoices_for(customer).filter(INVOICE_FILTERS.get(status, INVOICE_FILTERS["all"]))
+    search = search.strip()
+    if search:
+        qs = qs.filter(Q(number__icontains=search) | Q(lines__description__icontains=search) | Q(reference__icontains=search)).distinct()
+    return qs.order_by(*INVOICE_SORTS.get(sort, INVOICE_SORTS["-date"]))
+
+
+def invoice_get(*, customer: Customer, invoice_id: int) -> Invoice:
+    invoice = invoices_for(customer).filter(pk=invoice_id).prefetch_related("lines").first()
+    if invoice is None:
+        raise Http404
+    return invoice
+
+
+def payments_for(customer: Customer) -> QuerySet[Payment]:
+    return Payment.objects.filter(customer=customer).select_related("invoice").order_by("-created_at", "-pk")
+
+
+def payment_get(*, customer: Customer, payment_id: int) -> Payment:
+    payment = payments_for(customer).filter(pk=payment_id).first()
+    if payment is None:
+        raise Http404
+    return payment
+
+
+def account_movements(customer: Customer) -> QuerySet[LedgerEntry]:
+    """The customer's own balance movements (all their account currencies), newest first."""
+    return (
+        LedgerEntry.objects.filter(account__customer=customer, account__kind=LedgerAccount.Kind.CUSTOMER)
+        .select_related("transaction", "transaction__invoice").order_by("-pk")
+    )
+
+
+@dataclass
+class Expense:
+    """A charge to the balance or a directly paid service invoice, with what funded it."""
+
+    date: object
+    name: str
+    amount: Decimal
+    currency: str
+    invoice: Invoice | None
+    funding: list[dict] = field(default_factory=list)  # {"label", "amount", "currency", "payment"}
+
+
+def expenses_for(customer: Customer) -> list[Expense]:
+    """Expenses with FIFO funding: balance credits (top-ups, refunds, adjustments) are consumed by
+    balance charges in posting order; an invoice paid directly is funded by its own payment(s).
+    Three queries whatever the history length."""
+    entries = list(
+        LedgerEntry.objects.filter(account__customer=customer, account__kind=LedgerAccount.Kind.CUSTOMER)
+        .select_related("transaction", "transaction__invoice", "transaction__payment").order_by("pk")
+    )
+    pools: dict[int, list[list]] = {}  # account -> FIFO of [remaining, label, payment]
+    expenses: list[Expense] = []
+    by_invoice: dict[int, Expense] = {}
+    for entry in entries:
+        tx = entry.transaction
+        fifo = pools.setdefault(entry.account_id, [])
+        if entry.amount > 0:
+            fifo.append([entry.amount, tx, tx.payment])
+            continue
+        if tx.kind != LedgerTransaction.Kind.CHARGE:
+            _consume(fifo, -entry.amount)  # conversions/debits move money but are not expenses
+            continue
+        invoice = tx.invoice
+        expense = by_invoice.get(invoice.pk) if invoice else None
+        if expense is None:
+            expense = Expense(date=tx.created_at, name=tx.memo, amount=ZERO, currency=entry.currency, invoice=invoice)
+            expenses.append(expense)
+            if invoice:
+                by_invoice[invoice.pk] = expense
+        expense.amount += -entry.amount
+        expense.date = tx.created_at
+        for amount, source_tx, payment in _consume(fifo, -entry.amount):
+            expense.funding.append({"amount": amount, "currency": entry.currency, "payment": payment,
+                                    "label": _funding_label(source_tx, payment)})
+    direct = (
+        Payment.objects.filter(customer=customer, invoice__isnull=False, status=Payment.Status.SUCCEEDED)
+        .exclude(invoice__kind=Invoice.Kind.ADVANCE).filter(invoice__status__in=[Invoice.Status.PAID, Invoice.Status.REFUNDED])
+        .select_related("invoice").order_by("pk")
+    )
+    for payment in direct:
+        invoice = payment.invoice
+        expense = by_invoice.get(invoice.pk)
+        if expense is None:
+            expense = Expense(date=invoice.paid_at, name=invoice.number, amount=ZERO, currency=invoice.currency, invoice=invoice)
+            expenses.append(expense)
+            by_invoice[invoice.pk] = expense
+        expense.amount += payment.amount
+        expense.funding.append({"amount": payment.amount, "currency": payment.currency, "payment": payment, "label": None})
+    prefetch_related_objects([e.invoice for e in expenses if e.invoice], "lines")
+    for expense in expenses:
+        if expense.invoice is not None:
+            expense.name = "; ".join(line.description for line in expense.invoice.lines.all()) or expense.invoice.number
+    expenses.sort(key=lambda e: e.date, reverse=True)
+    return expenses
+
+
+def _funding_label(source_tx: LedgerTransaction | None, payment: Payment | None) -> str | None:
+    if payment is not None:
+        return None
+    if source_tx is None:
+        return str(_("Credit"))
+    return source_tx.get_kind_display()
+
+
+def _consume(fifo: list[list], amount: Decimal) -> list[tuple]:
+    taken = []
+    while amount > 0 and fifo:
+        head = fifo[0]
+        part = min(head[0], amount)
+        taken.append((part, head[1], head[2]))
+        head[0] -= part
+        amount -= part
+        if head[0] == 0:
+            fifo.pop(0)
+    if amount > 0:
+        taken.append((amount, None, None))  # funded by credit
+    return taken

@@ -1,0 +1,30 @@
+"""Periodic billing jobs; each is idempotent (safe to run twice)."""
+from celery import shared_task
+
+from accounts.models import Customer
+
+from . import services
+from .models import Invoice
+
+
+@shared_task
+def refresh_rates() -> int:
+    return services.rates_refresh_ecb()
+
+
+@shared_task
+def low_balance_sweep() -> int:
+    return services.low_balance_sweep()
+
+
+@shared_task
+def autopay_sweep() -> int:
+    """Retry fund deduction for customers with unpaid service invoices (e.g. after a failed on_commit)."""
+    customer_ids = (
+        Invoice.objects.filter(status=Invoice.Status.UNPAID).exclude(kind=Invoice.Kind.ADVANCE)
+        .filter(customer__ledger_accounts__balance__gt=0).values_list("customer_id", flat=True).distinct()
+    )
+    paid = 0
+    for customer in Customer.objects.filter(pk__in=list(customer_ids)):
+        paid += services.customer_autopay_open_invoices(customer=customer)
+    return paid

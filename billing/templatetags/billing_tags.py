@@ -1,0 +1,28 @@
+from django import template
+
+from billing.hooks import payment_method_label
+from billing.money import format_money
+
+register = template.Library()
+
+
+@register.filter
+def money(amount, currency):
+    """{{ invoice.total|money:invoice.currency }} -> localized "€1,234.50"."""
+    return format_money(amount, currency)
+
+
+@register.filter
+def method_label(code):
+    return payment_method_label(code)
+
+
+@register.simple_tag(takes_context=True)
+def sort_link(context, field):
+    """Query string toggling the sort on `field`, keeping the filter and search."""
+    request = context["request"]
+    params = request.GET.copy()
+    current = params.get("sort", "-date")
+    params["sort"] = field if current == f"-{field}" else f"-{field}"
+    params.pop("page", None)
+    return "?" + params.urlencode()

@@ -1,0 +1,38 @@
+from decimal import Decimal
+
+import pytest
+
+from accounts.tests.factories import UserFactory
+from billing import services
+
+from .factories import make_currencies
+
+
+@pytest.fixture
+def currencies(db):
+    return make_currencies()
+
+
+@pytest.fixture
+def owner(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def customer(owner):
+    return owner.customer
+
+
+@pytest.fixture
+def fund(currencies):
+    """Credit a customer's balance through a recorded payment (the real top-up path)."""
+    counter = {"n": 0}
+
+    def do_fund(customer, amount, currency=None):
+        counter["n"] += 1
+        return services.payment_record(
+            idempotency_key=f"test-fund:{customer.pk}:{counter['n']}:{amount}", customer=customer,
+            amount=Decimal(amount), currency=currency or customer.currency, method="bank_transfer",
+        )
+
+    return do_fund

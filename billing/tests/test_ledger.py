@@ -1,0 +1,141 @@
+import threading
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.db import IntegrityError, InternalError, connection, transaction
+
+from accounts.tests.factories import UserFactory
+from billing import services
+from billing.models import Invoice, LedgerAccount, LedgerEntry, LedgerTransaction
+from billing.selectors import balance_of
+from billing.services import LineInput
+
+from .factories import make_currencies
+
+
+def _issue(customer, price, key=None):
+    return services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, idempotency_key=key,
+                                  lines=[LineInput(description="VPS S", quantity=1, unit_price=Decimal(price))])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fifty_threads_spend_a_tenth_each_exactly_ten_succeed():
+    make_currencies()
+    customer = UserFactory().customer
+    services.payment_record(idempotency_key="seed", customer=customer, amount=Decimal("100.00"), currency="EUR", method="bank_transfer")
+    invoices = [_issue(customer, "10.00") for _ in range(50)]
+    results, errors = [], []
+    barrier = threading.Barrier(50)
+
+    def pay(invoice):
+        try:
+            barrier.wait()
+            results.append(services.invoice_pay_from_balance(invoice=invoice))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=pay, args=(inv,)) for inv in invoices]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert results.count(True) == 10 and results.count(False) == 40
+    assert balance_of(customer) == Decimal("0")
+    account = LedgerAccount.objects.get(customer=customer)
+    assert not LedgerEntry.objects.filter(account=account, balance_after__lt=0).exists()
+    assert Invoice.objects.filter(customer=customer, status=Invoice.Status.PAID).count() == 10
+    call_command("audit_ledger")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_unbalanced_transaction_fails_at_commit():
+    make_currencies()
+    customer = UserFactory().customer
+    account = services.customer_account(customer=customer)
+    with pytest.raises((IntegrityError, InternalError), match="does not balance"):
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO billing_ledgertransaction (idempotency_key, kind, created_at, reference, memo, rate_from, rate_to)"
+                    " VALUES ('raw-unbalanced', 'adjustment', now(), '', '', '', '') RETURNING id"
+                )
+                tx_id = cursor.fetchone()[0]
+                cursor.execute(
+                    "INSERT INTO billing_ledgerentry (transaction_id, account_id, amount, currency, balance_after)"
+                    " VALUES (%s, %s, 5, 'EUR', 5)", [tx_id, account.pk],
+                )
+            # Inside the transaction the row is there: only COMMIT runs the deferred check.
+    assert not LedgerTransaction.objects.filter(idempotency_key="raw-unbalanced").exists()
+
+
+@pytest.mark.django_db
+def test_ledger_rows_refuse_update_and_delete(currencies, customer, fund):
+    fund(customer, "10.00")
+    entry = LedgerEntry.objects.first()
+    with pytest.raises(IntegrityError, match="append-only"):
+        with transaction.atomic():
+            LedgerEntry.objects.filter(pk=entry.pk).update(amount=Decimal("99"))
+    with pytest.raises(IntegrityError, match="append-only"):
+        with transaction.atomic():
+            LedgerEntry.objects.filter(pk=entry.pk).delete()
+    with pytest.raises(IntegrityError, match="append-only"):
+        with transaction.atomic():
+            LedgerTransaction.objects.filter(pk=entry.transaction_id).update(memo="rewritten")
+
+
+@pytest.mark.django_db
+def test_balance_cannot_go_below_credit_limit_in_database(currencies, customer):
+    account = services.customer_account(customer=customer)
+    with pytest.raises(IntegrityError):
+        with transaction.atomic():
+            LedgerAccount.objects.filter(pk=account.pk).update(balance=Decimal("-0.01"))
+
+
+@pytest.mark.django_db
+def test_pay_from_balance_partial_and_full(currencies, customer, fund):
+    fund(customer, "30.00")
+    invoice = _issue(customer, "50.00")
+    assert services.invoice_pay_from_balance(invoice=invoice) is False
+    assert balance_of(customer) == Decimal("30.00")
+    applied = services.invoice_apply_balance(invoice=invoice)
+    invoice.refresh_from_db()
+    assert applied == Decimal("30.00") and invoice.amount_due == Decimal("20.00")
+    assert invoice.status == Invoice.Status.IN_PROGRESS and balance_of(customer) == 0
+    services.payment_record(idempotency_key="card-1", customer=customer, amount=Decimal("20.00"), currency="EUR",
+                            method="bank_transfer", invoice=invoice)
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.PAID and invoice.amount_due == 0
+    revenue = LedgerAccount.objects.get(code="revenue:EUR")
+    assert revenue.balance == Decimal("50.00")
+    call_command("audit_ledger")
+
+
+@pytest.mark.django_db
+def test_invoice_paid_hook_runs_inside_paying_transaction(currencies, customer, fund):
+    from billing import hooks
+
+    seen = []
+    hooks.register_invoice_paid_handler("renewal", lambda inv: seen.append((inv.pk, inv.status)))
+    fund(customer, "20.00")
+    invoice = services.invoice_issue(customer=customer, kind=Invoice.Kind.RENEWAL,
+                                     lines=[LineInput(description="Renewal", quantity=2, unit_price=Decimal("5.00"))])
+    assert services.invoice_pay_from_balance(invoice=invoice) is True
+    assert seen == [(invoice.pk, Invoice.Status.PAID)]
+    assert services.invoice_pay_from_balance(invoice=invoice) is False  # already paid: nothing changes
+    assert balance_of(customer) == Decimal("10.00")
+
+
+@pytest.mark.django_db
+def test_cancel_returns_applied_balance(currencies, customer, fund):
+    fund(customer, "5.00")
+    invoice = _issue(customer, "50.00")
+    services.invoice_apply_balance(invoice=invoice)
+    assert balance_of(customer) == 0
+    services.invoice_cancel(invoice=invoice, reason="changed my mind")
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.CANCELLED and balance_of(customer) == Decimal("5.00")
+    call_command("audit_ledger")

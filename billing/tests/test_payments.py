@@ -1,0 +1,101 @@
+import threading
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from accounts.tests.factories import UserFactory
+from billing import services
+from billing.models import Invoice, LedgerTransaction, Payment
+from billing.selectors import balance_of
+from billing.services import LineInput, PaymentConflict
+
+from .factories import make_currencies
+
+
+def _record(customer, key="gw:tx-1", amount="25.00", **kw):
+    return services.payment_record(idempotency_key=key, customer=customer, amount=Decimal(amount), currency=kw.pop("currency", "EUR"),
+                                   method="bank_transfer", **kw)
+
+
+@pytest.mark.django_db
+def test_same_key_twice_credits_once(currencies, customer):
+    first = _record(customer)
+    second = _record(customer)
+    assert first.pk == second.pk
+    assert Payment.objects.count() == 1
+    assert balance_of(customer) == Decimal("25.00")
+
+
+@pytest.mark.django_db
+def test_same_key_with_different_amount_is_rejected(currencies, customer):
+    _record(customer)
+    with pytest.raises(PaymentConflict):
+        _record(customer, amount="25.01")
+    assert balance_of(customer) == Decimal("25.00")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("amount", ["0", "-5.00", "10.001"])
+def test_bad_amounts_are_refused(currencies, customer, amount):
+    with pytest.raises(services.BillingError):
+        _record(customer, amount=amount)
+    assert not Payment.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_same_key_concurrently_credits_once():
+    make_currencies()
+    customer = UserFactory().customer
+    barrier = threading.Barrier(12)
+    results, errors = [], []
+
+    def call():
+        try:
+            barrier.wait()
+            results.append(_record(customer, key="webhook:evt-42").pk)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(results)) == 1 and len(results) == 12
+    assert Payment.objects.count() == 1
+    assert LedgerTransaction.objects.filter(payment__isnull=False).count() == 1
+    assert balance_of(customer) == Decimal("25.00")
+    call_command("audit_ledger")
+
+
+@pytest.mark.django_db
+def test_payment_for_advance_invoice_credits_balance_and_marks_paid(currencies, customer):
+    invoice = services.topup_invoice_create(customer=customer, amount=Decimal("40.00"), currency="EUR")
+    _record(customer, amount="40.00", invoice=invoice)
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.PAID
+    assert balance_of(customer) == Decimal("40.00")
+    call_command("audit_ledger")
+
+
+@pytest.mark.django_db
+def test_direct_payment_of_service_invoice_goes_to_revenue_not_balance(currencies, customer):
+    invoice = services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                                     lines=[LineInput(description="Dedicated X1", quantity=1, unit_price=Decimal("80.00"))])
+    _record(customer, amount=str(invoice.total), invoice=invoice)
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.PAID and balance_of(customer) == 0
+    call_command("audit_ledger")
+
+
+@pytest.mark.django_db
+def test_payment_gate_blocks_incomplete_profile(currencies):
+    owner = UserFactory(first_name="")
+    with pytest.raises(services.PaymentBlocked) as exc:
+        services.payment_gate_check(owner.customer)
+    assert exc.value.blockers[0]["url"]

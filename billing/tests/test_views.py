@@ -1,0 +1,141 @@
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from accounts.tests.factories import UserFactory
+from billing import services
+from billing.models import Currency, Invoice
+from billing.services import LineInput
+
+
+@pytest.fixture
+def client_in(client, owner):
+    client.force_login(owner)
+    return client
+
+
+def _issue(customer, price="10.00", kind=Invoice.Kind.ORDER):
+    return services.invoice_issue(customer=customer, kind=kind, lines=[LineInput(description="VPS M", quantity=1, unit_price=Decimal(price))])
+
+
+@pytest.mark.django_db
+def test_pages_render(currencies, client_in, customer, fund):
+    fund(customer, "50.00")
+    invoice = _issue(customer, "20.00")
+    services.invoice_pay_from_balance(invoice=invoice)
+    open_invoice = _issue(customer, "99.00")
+    payment = customer.payments.first()
+    for url in [reverse("billing:balance"), reverse("billing:invoices"), reverse("billing:invoices") + "?status=paid&sort=total&q=VPS",
+                reverse("billing:invoice_detail", args=[invoice.pk]), reverse("billing:invoice_detail", args=[open_invoice.pk]),
+                reverse("billing:payments"), reverse("billing:payment_detail", args=[payment.pk]), reverse("billing:expenses"),
+                reverse("billing:currency_change")]:
+        response = client_in.get(url)
+        assert response.status_code == 200, url
+    assert b"\xe2\x82\xac30.00" in client_in.get(reverse("billing:balance")).content  # €30.00 left, top bar and card
+
+
+@pytest.mark.django_db
+def test_topbar_balance_costs_one_query(currencies, customer, fund, rf):
+    from billing.selectors import topbar_balance
+
+    fund(customer, "12.50")
+    with CaptureQueriesContext(connection) as ctx:
+        data = topbar_balance(rf.get("/"), customer)
+    assert len(ctx) == 1 and data["text"] == "€12.50"
+
+
+@pytest.mark.django_db
+def test_pdf(currencies, client_in, customer):
+    invoice = _issue(customer)
+    response = client_in.get(reverse("billing:invoice_pdf", args=[invoice.pk]))
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    assert response.content.startswith(b"%PDF")
+
+
+@pytest.mark.django_db
+def test_other_customers_objects_are_404(currencies, client_in, fund):
+    other = UserFactory().customer
+    invoice = _issue(other)
+    payment = fund(other, "5.00")
+    for name, arg in [("billing:invoice_detail", invoice.pk), ("billing:invoice_pdf", invoice.pk), ("billing:payment_detail", payment.pk)]:
+        assert client_in.get(reverse(name, args=[arg])).status_code == 404
+    for name in ["billing:invoice_pay_balance", "billing:invoice_apply_balance", "billing:invoice_topup_difference", "billing:invoice_cancel"]:
+        assert client_in.post(reverse(name, args=[invoice.pk])).status_code == 404
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.UNPAID
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("amount,currency", [
+    ("-10", "EUR"), ("0", "EUR"), ("0.00", "EUR"), ("50001", "EUR"), ("10.001", "EUR"), ("12.5", "JPY"), ("abc", "EUR"),
+    ("1e3", "XXX"), ("10", "CHF"), ("10", "GBP"), ("", "EUR"), ("NaN", "EUR"), ("Infinity", "EUR"), ("0.5", "EUR"),
+])
+def test_bad_topup_input_is_a_form_error_and_creates_no_invoice(currencies, client_in, amount, currency):
+    Currency.objects.filter(code="GBP").update(enabled=False)
+    response = client_in.post(reverse("billing:topup"), {"amount": amount, "currency": currency})
+    assert response.status_code == 400
+    assert response.context["form"].errors
+    assert not Invoice.objects.exists()
+
+
+@pytest.mark.django_db
+def test_topup_in_another_currency_creates_advance_invoice(currencies, client_in, customer):
+    response = client_in.post(reverse("billing:topup"), {"amount": "1 500", "currency": "JPY"})
+    invoice = Invoice.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("billing:invoice_detail", args=[invoice.pk])
+    assert (invoice.kind, invoice.currency, invoice.total, invoice.tax_amount) == (Invoice.Kind.ADVANCE, "JPY", Decimal("1500"), 0)
+
+
+@pytest.mark.django_db
+def test_topup_preview_partial(currencies, client_in):
+    response = client_in.get(reverse("billing:topup_preview"), {"amount": "100", "currency": "USD"}, HTTP_HX_REQUEST="true")
+    assert b"\xe2\x82\xac86.15" in response.content  # 100 USD -> €86.15
+    assert b"RUB" in response.content or "8" in response.content.decode()
+    bad = client_in.get(reverse("billing:topup_preview"), {"amount": "1.234", "currency": "USD"})
+    assert b"topup-preview-error" in bad.content
+
+
+@pytest.mark.django_db
+def test_invoice_list_query_count_is_constant(currencies, client_in, customer, django_assert_num_queries):
+    def count_queries():
+        with CaptureQueriesContext(connection) as ctx:
+            assert client_in.get(reverse("billing:invoices") + "?status=all").status_code == 200
+        return len(ctx)
+
+    for _ in range(10):
+        _issue(customer)
+    small = count_queries()
+    lines = []
+    from billing.models import InvoiceLine
+
+    invoices = [Invoice(number=f"2099-{n:06d}", year=2099, sequence=n, customer=customer, kind="order", currency="EUR",
+                        subtotal=Decimal("1"), total=Decimal("1")) for n in range(1, 991)]
+    Invoice.objects.bulk_create(invoices)
+    for inv in invoices:
+        lines.append(InvoiceLine(invoice=inv, description="x", quantity=1, unit_price=Decimal("1"), amount=Decimal("1")))
+    InvoiceLine.objects.bulk_create(lines)
+    assert Invoice.objects.count() == 1000
+    assert count_queries() == small
+
+
+@pytest.mark.django_db
+def test_payment_refused_while_profile_incomplete(currencies, client):
+    owner = UserFactory(last_name="")
+    client.force_login(owner)
+    services.payment_record(idempotency_key="f", customer=owner.customer, amount=Decimal("50.00"), currency="EUR", method="bank_transfer")
+    invoice = _issue(owner.customer)
+    page = client.get(reverse("billing:invoice_detail", args=[invoice.pk]))
+    assert b"payment-blocked" in page.content and reverse("accounts:settings").encode() in page.content
+    client.post(reverse("billing:invoice_pay_balance", args=[invoice.pk]))
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.UNPAID
+
+
+@pytest.mark.django_db
+def test_technical_role_cannot_see_billing(currencies, client, customer):
+    tech = UserFactory(customer=customer, role="technical")
+    client.force_login(tech)
+    assert client.get(reverse("billing:invoices")).status_code == 403
