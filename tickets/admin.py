@@ -42,9 +42,9 @@ class TicketAdmin(admin.ModelAdmin):
     search_fields = ("=id", "subject", "=customer__id", "customer__users__email")
     # The queue: whoever has waited longest first, then everything else by recent activity.
     ordering = (F("awaiting_staff_since").asc(nulls_last=True), "-last_reply_at")
-    fields = ("customer", "subject", "department", "priority", "assigned_to", "status", "waiting_column",
-              "created_at", "created_by", "last_reply_at", "closed_at")
-    readonly_fields = ("customer", "subject", "status", "waiting_column", "created_at", "created_by",
+    fields = ("customer", "subject", "related_order", "department", "priority", "assigned_to", "status",
+              "waiting_column", "created_at", "created_by", "last_reply_at", "closed_at")
+    readonly_fields = ("customer", "subject", "related_order", "status", "waiting_column", "created_at", "created_by",
                        "last_reply_at", "closed_at")
     actions = ("assign_to_me", "close_tickets")
     list_per_page = 50

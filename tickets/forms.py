@@ -64,6 +64,11 @@ class AttachmentsFormMixin:
         return checked
 
 
+class ServiceChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, order) -> str:
+        return " · ".join(str(part) for part in (f"#{order.pk}", order.plan, order.ip, order.get_status_display()) if part)
+
+
 class TicketCreateForm(AttachmentsFormMixin, forms.Form):
     department = forms.ModelChoiceField(label=gettext_lazy("Department"), queryset=Department.objects.none(),
                                         empty_label=None)
@@ -72,15 +77,13 @@ class TicketCreateForm(AttachmentsFormMixin, forms.Form):
                                  initial=Ticket.Priority.NORMAL)
     body = forms.CharField(label=gettext_lazy("Message"), widget=forms.Textarea(attrs={"rows": 8}), max_length=20000)
 
-    def __init__(self, *args, departments, orders=None, **kwargs):
+    def __init__(self, *args, departments, orders, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["department"].queryset = departments
-        if orders is not None:
-            self.fields["related_order"] = forms.ModelChoiceField(
-                label=_("Related service"), queryset=orders, required=False,
-                empty_label=_("Not about a specific service"),
-            )
-            self.order_fields(["department", "subject", "priority", "related_order", "body"])
+        self.fields["related_order"] = ServiceChoiceField(
+            label=_("Related service"), queryset=orders, required=False, empty_label=_("Not about a specific service"),
+        )
+        self.order_fields(["department", "subject", "priority", "related_order", "body"])
         self.add_attachments_field()
 
 

@@ -116,6 +116,10 @@ class Ticket(models.Model):
     customer_unread = models.BooleanField(_("unread by customer"), default=False)
     autoclose_warned_at = models.DateTimeField(_("auto-close warning sent"), null=True, blank=True)
     closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+    related_order = models.ForeignKey(
+        "orders.Order", on_delete=models.SET_NULL, null=True, blank=True, related_name="tickets",
+        verbose_name=_("related service"),
+    )
 
     class Meta:
         verbose_name = _("ticket")

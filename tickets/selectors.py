@@ -28,6 +28,13 @@ def department_by_category(category: str) -> Department | None:
     return departments_open().filter(category=category).first()
 
 
+def services_for_ticket(*, customer: Customer):
+    """The customer's services a ticket may refer to (newest first)."""
+    from orders.selectors import orders_for
+
+    return orders_for(customer).select_related("plan").order_by("-pk")
+
+
 def tickets_for(*, customer: Customer, status: str = "open", query: str = "") -> QuerySet[Ticket]:
     """The customer's tickets, newest activity first; `query` matches the subject or the ticket number."""
     tickets = Ticket.objects.filter(customer=customer).select_related("department", "last_reply_by")
@@ -46,7 +53,9 @@ def tickets_for(*, customer: Customer, status: str = "open", query: str = "") ->
 
 
 def ticket_get(*, customer: Customer, ticket_id: int) -> Ticket:
-    return get_object_or_404(Ticket.objects.select_related("department"), customer=customer, pk=ticket_id)
+    return get_object_or_404(
+        Ticket.objects.select_related("department", "related_order__plan"), customer=customer, pk=ticket_id
+    )
 
 
 def ticket_thread_for_customer(*, ticket: Ticket) -> QuerySet[Message]:

@@ -115,12 +115,13 @@ def ticket_create(
         )
     if not department.is_active:
         raise ValidationError(_("This department does not accept new tickets."), code="inactive_department")
+    if related_order is not None and related_order.customer_id != customer.pk:
+        raise ValidationError(_("Choose one of your own services."), code="foreign_order")
     ticket = Ticket(
         customer=customer, subject=subject, department=department, priority=priority, status=Status.OPEN,
         created_by=user, last_reply_at=now, last_reply_by=user, status_changed_at=now, awaiting_staff_since=now,
+        related_order=related_order,
     )
-    if related_order is not None:
-        ticket.related_order = related_order
     ticket.full_clean()
     ticket.save()
     message = Message.objects.create(ticket=ticket, author=user, is_staff=False, body=body)

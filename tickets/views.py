@@ -36,14 +36,16 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
 def ticket_create(request: HttpRequest) -> HttpResponse:
     customer = acting_customer(request)
     departments = selectors.departments_open()
+    orders = selectors.services_for_ticket(customer=customer)
     if request.method == "POST":
-        form = TicketCreateForm(request.POST, request.FILES, departments=departments)
+        form = TicketCreateForm(request.POST, request.FILES, departments=departments, orders=orders)
         if form.is_valid():
             data = form.cleaned_data
             try:
                 ticket = services.ticket_create(
                     customer=customer, user=request.user, department=data["department"], subject=data["subject"],
                     priority=data["priority"], body=data["body"], files=data["attachments"],
+                    related_order=data["related_order"],
                 )
             except ValidationError as error:
                 form.add_error(None, error)
@@ -53,7 +55,7 @@ def ticket_create(request: HttpRequest) -> HttpResponse:
                 return redirect("tickets:detail", ticket_id=ticket.pk)
     else:
         initial = topic_initial(request.GET.get("topic", ""), customer=customer, departments=departments)
-        form = TicketCreateForm(initial=initial, departments=departments)
+        form = TicketCreateForm(initial=initial, departments=departments, orders=orders)
     return render(request, "tickets/create.html", {"form": form})
 
 

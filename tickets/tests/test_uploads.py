@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.datastructures import MultiValueDict
 
+from orders.models import Order
 from tickets.forms import ReplyForm, TicketCreateForm
 from tickets.models import Attachment, Message, Ticket
 from tickets.selectors import departments_open
@@ -106,7 +107,7 @@ def test_path_traversal_name_refused_by_the_form_and_nothing_saved(private_media
     # Django's multipart parser already strips directories from HTTP uploads; the form refuses what remains
     # (for files that arrive another way, e.g. the admin or future API).
     files = MultiValueDict({"attachments": [upload("..\\..\\evil.png")]})
-    form = TicketCreateForm(new_ticket_data(), files, departments=departments_open())
+    form = TicketCreateForm(new_ticket_data(), files, departments=departments_open(), orders=Order.objects.none())
     assert not form.is_valid()
     assert "is not allowed" in form.errors["attachments"][0]
     reply = ReplyForm({"body": "x"}, MultiValueDict({"attachments": [upload(".hidden.png")]}))

@@ -210,3 +210,32 @@ def test_admin_reply_internal_note_and_assignment(client, owner, staff):
     ticket.refresh_from_db()
     assert (ticket.department.slug, ticket.priority, ticket.assigned_to, ticket.status) == (
         "billing", "high", other_staff, Ticket.Status.ANSWERED)
+
+
+def make_order(customer):
+    from decimal import Decimal
+
+    from orders.models import Order
+    from orders.tests.factories import PlanFactory
+
+    return Order.objects.create(customer=customer, plan=PlanFactory(name="VPS Start"), period_months=1,
+                                price=Decimal("10.00"), currency="EUR")
+
+
+def test_related_service_is_limited_to_the_customers_orders(owner, owner_client):
+    mine = make_order(owner.customer)
+    theirs = make_order(UserFactory().customer)
+    form = owner_client.get(reverse("tickets:create")).context["form"]
+    assert list(form.fields["related_order"].queryset) == [mine]
+    assert f"#{mine.pk} · VPS Start · Pending" in form.as_p()
+
+    data = {"department": department().pk, "subject": "Slow disk", "priority": "normal", "body": "iowait 90%"}
+    response = owner_client.post(reverse("tickets:create"), {**data, "related_order": theirs.pk})
+    assert "Select a valid choice" in response.content.decode() and not Ticket.objects.exists()
+    owner_client.post(reverse("tickets:create"), {**data, "related_order": mine.pk})
+    ticket = Ticket.objects.get()
+    assert ticket.related_order == mine
+    assert "VPS Start" in owner_client.get(reverse("tickets:detail", args=[ticket.pk])).content.decode()
+    with pytest.raises(Exception, match="own services"):
+        services.ticket_create(customer=owner.customer, user=owner, department=department(), subject="x",
+                               priority="normal", body="x", related_order=theirs)
