@@ -150,3 +150,14 @@ def test_email_enqueue_is_idempotent_by_key(db, django_capture_on_commit_callbac
         second = services.email_enqueue(to="sales@host.example", subject="New order", body_text="x", dedupe_key="d1")
     assert first.customer is None and second is None
     assert EmailOutbox.objects.count() == 1 and len(callbacks) == 1
+
+
+def test_demo_seed_uses_notify(owner, customer):
+    import io
+
+    from notifications import demo
+
+    demo.seed(customer=customer, owner=owner, stdout=io.StringIO())
+    assert Notification.objects.filter(customer=customer).count() == 3
+    assert Notification.objects.filter(customer=customer, read_at__isnull=True).count() == 2
+    assert EmailOutbox.objects.filter(kind=Kind.SECURITY_LOGIN).count() == 1  # mandatory; newsletter is opt-in
