@@ -6,11 +6,15 @@ from django.conf import settings
 from django.core.files.storage import FileSystemStorage
 from django.db import models
 from django.utils import timezone
-from django.utils.translation import gettext, gettext_lazy as _, gettext_noop
+from django.utils.translation import gettext_lazy as _, pgettext, pgettext_lazy
 
-# Names of the departments created by migration 0002; listed here so they reach the catalogue and
-# show translated while staff keep the stored names.
-DEFAULT_DEPARTMENT_NAMES = (gettext_noop("Technical support"), gettext_noop("Billing"), gettext_noop("Abuse"))
+# Names of the departments created by migration 0002, marked so they reach the catalogue (with a
+# context of their own) and show translated; names staff add later show as typed.
+DEFAULT_DEPARTMENT_NAMES = (
+    pgettext_lazy("department", "Technical support"),
+    pgettext_lazy("department", "Billing"),
+    pgettext_lazy("department", "Abuse"),
+)
 
 
 class PrivateStorage(FileSystemStorage):
@@ -67,7 +71,7 @@ class Department(models.Model):
 
     @property
     def display_name(self) -> str:
-        return gettext(self.name)
+        return pgettext("department", self.name)
 
 
 class Ticket(models.Model):

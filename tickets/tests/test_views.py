@@ -239,3 +239,15 @@ def test_related_service_is_limited_to_the_customers_orders(owner, owner_client)
     with pytest.raises(Exception, match="own services"):
         services.ticket_create(customer=owner.customer, user=owner, department=department(), subject="x",
                                priority="normal", body="x", related_order=theirs)
+
+
+def test_pages_are_translated_to_russian(owner, owner_client):
+    owner.customer.language = "ru"
+    owner.customer.save()
+    owner_client.cookies["django_language"] = "ru"
+    TicketFactory(created_by=owner, department=department("abuse"))
+    html = owner_client.get(reverse("tickets:list")).content.decode()
+    for text in ("Тикеты", "Новый тикет", "Абьюз-отдел", "Открыт", "Последний ответ"):
+        assert text in html
+    html = owner_client.get(reverse("tickets:create"), {"topic": "change-country"}).content.decode()
+    assert "Смена страны" in html and "Текущая страна: Германия" in html
