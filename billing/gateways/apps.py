@@ -8,10 +8,12 @@ class GatewaysConfig(AppConfig):
     verbose_name = _("Payment gateways")
 
     def ready(self) -> None:
-        from billing.hooks import register_payment_method
+        from billing.hooks import register_invoice_payment_panel, register_payment_method
 
         from .registry import all_gateways, register_builtin_gateways
+        from .views import invoice_payment_panel
 
         register_builtin_gateways()
         for gateway in all_gateways():
             register_payment_method(gateway.code, gateway.name)
+        register_invoice_payment_panel(invoice_payment_panel)

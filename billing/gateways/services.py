@@ -17,7 +17,7 @@ from django.core import signing
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
@@ -434,10 +434,14 @@ def _autopay_settle(*, attempt: PaymentAttempt, succeeded: bool) -> None:
     charge.status = AutopayCharge.Status.SUCCEEDED if succeeded else AutopayCharge.Status.FAILED
     charge.failure_message = attempt.failure_message if not succeeded else ""
     charge.save(update_fields=["status", "failure_message"])
-    context = {"amount": format_money(charge.amount, charge.currency, attempt.customer.language),
-               "method": str(attempt.saved_method or ""), "reason": charge.reason,
-               "error": charge.failure_message}
-    _notify(customer=attempt.customer, kind="autopay_succeeded" if succeeded else "autopay_failed", context=context,
+    customer = attempt.customer
+    with translation.override(customer.language):
+        context = {
+            "amount": format_money(charge.amount, charge.currency, customer.language),
+            "service": _("the top-up of your balance with %(method)s") % {"method": attempt.saved_method or _("your saved card")},
+            "reason": charge.failure_message,
+        }
+    _notify(customer=customer, kind="autopay_succeeded" if succeeded else "autopay_failed", context=context,
             link=reverse("gateways:autopay"), dedupe_key=f"autopay:{charge.pk}")
 
 

@@ -230,3 +230,20 @@ def sandbox_checkout_cancel(request, checkout_id: str):
     checkout = get_object_or_404(SandboxCheckout, pk=checkout_id)
     checkout = sandbox_provider.checkout_cancel(checkout_id=checkout.pk)
     return redirect(checkout.cancel_url)
+
+
+def invoice_payment_panel(request, invoice) -> str:
+    """The "pay by another method" block billing shows on an open invoice (billing.hooks panel)."""
+    from django.template.loader import render_to_string
+
+    customer = invoice.customer
+    gateways = selectors.gateways_available(customer=customer, currency=invoice.currency)
+    if not gateways:
+        return ""
+    return render_to_string("gateways/partials/invoice_panel.html", {
+        "invoice": invoice,
+        "gateways": [g for g in gateways if g.redirects],
+        "has_bank_transfer": any(not g.redirects for g in gateways),
+        "can_save": any(g.supports_saved_methods for g in gateways),
+        "pay_link": services.pay_link_url(invoice=invoice),
+    }, request=request)

@@ -104,7 +104,7 @@ class StripeCheckoutGateway(Gateway):
         except ValueError as exc:
             raise WebhookRejected("malformed", str(exc))
         try:
-            return [self._translate(event)]
+            return [self._translate(event.to_dict())]
         except (KeyError, TypeError, AttributeError) as exc:
             raise WebhookRejected("malformed", f"Unexpected {event.get('type')} payload: {exc}")
         except stripe.StripeError as exc:
@@ -118,7 +118,7 @@ class StripeCheckoutGateway(Gateway):
         reference = metadata.get("attempt") or obj.get("client_reference_id") or ""
         if kind_of in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
             if obj["mode"] == "setup":
-                intent = stripe_client().v1.setup_intents.retrieve(obj["setup_intent"], params={"expand": ["payment_method"]})
+                intent = stripe_client().v1.setup_intents.retrieve(obj["setup_intent"], params={"expand": ["payment_method"]}).to_dict()
                 return GatewayEvent(**base, kind="method_saved", reference=reference,
                                     method=_card_details(intent.get("payment_method"), obj.get("customer") or ""))
             if obj.get("payment_status") != "paid":
@@ -126,7 +126,7 @@ class StripeCheckoutGateway(Gateway):
             currency = obj["currency"].upper()
             method = None
             if metadata.get("save_method") == "1":
-                intent = stripe_client().v1.payment_intents.retrieve(obj["payment_intent"], params={"expand": ["payment_method"]})
+                intent = stripe_client().v1.payment_intents.retrieve(obj["payment_intent"], params={"expand": ["payment_method"]}).to_dict()
                 method = _card_details(intent.get("payment_method"), obj.get("customer") or "")
             return GatewayEvent(**base, kind="succeeded", reference=reference, transaction_id=obj["payment_intent"],
                                 amount=from_minor(obj["amount_total"], currency), currency=currency, method=method)
@@ -166,7 +166,8 @@ class StripeCheckoutGateway(Gateway):
                 options={"idempotency_key": f"charge:{attempt.reference}"},
             )
         except stripe.CardError as exc:
-            intent_id = ((exc.error and exc.error.payment_intent) or {}).get("id", "") if exc.error else ""
+            intent = exc.error.to_dict().get("payment_intent") if exc.error else None
+            intent_id = (intent or {}).get("id", "")
             return ChargeResult(status="failed", transaction_id=intent_id, failure_message=exc.user_message or str(exc))
         except stripe.StripeError as exc:
             return ChargeResult(status="failed", failure_message=exc.user_message or str(exc))

@@ -84,3 +84,25 @@ def sandbox_event(attempt, *, event_type="payment.succeeded", transaction="txn_t
 
 def signed_headers(body: bytes, *, secret=None, timestamp=None) -> dict:
     return {sandbox_provider.SIGNATURE_HEADER: sandbox_provider.sign(body.decode(), secret=secret, timestamp=timestamp)}
+
+
+@pytest.fixture(autouse=True)
+def webhooks_go_nowhere(settings):
+    """Sandbox webhooks posted after commit go to a closed port unless a test points them at live_server
+    (never at a demo someone runs on :8000)."""
+    settings.PORTAL_BASE_URL = "http://127.0.0.1:9"
+
+
+@pytest.fixture
+def sandbox_card(customer):
+    """A card saved at the sandbox provider and in the portal, as after a "save card" payment."""
+    from billing.gateways.models import SandboxCard
+
+    from .factories import SavedPaymentMethodFactory
+
+    def make(behaviour="succeed", token="card_autopay"):
+        SandboxCard.objects.create(id=token, customer_ref=str(customer.pk), brand="visa", last4="4242", exp_month=12,
+                                   exp_year=2031, behaviour=behaviour)
+        return SavedPaymentMethodFactory(customer=customer, token=token, is_default=True)
+
+    return make
