@@ -234,3 +234,14 @@ def test_database_refuses_inconsistent_rows(owner):
         Ticket.objects.filter(pk=ticket.pk).update(status=Status.CLOSED)  # closed without closed_at
     with pytest.raises(IntegrityError), transaction.atomic():
         ticket.messages.create(body="note", is_internal=True, is_staff=False)
+
+
+def test_demo_seed_creates_answered_tickets(owner, staff):
+    import io
+
+    from tickets import demo
+
+    demo.seed(customer=owner.customer, owner=owner, stdout=io.StringIO())
+    tickets = Ticket.objects.filter(customer=owner.customer).order_by("pk")
+    assert [t.status for t in tickets] == [Status.ANSWERED, Status.CLOSED]
+    assert tickets[0].customer_unread and tickets[0].messages.filter(is_internal=True).count() == 1
