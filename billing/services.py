@@ -764,18 +764,23 @@ def rates_refresh_ecb(*, url: str | None = None) -> int:
         RateRefreshError.objects.create(source=Currency.RateSource.ECB, url=backend.url, message=str(exc))
         logger.warning("ECB rate refresh failed: %s", exc)
         return 0
+    return rates_apply_ecb(rates=rates, feed_date=backend.feed_date)
+
+
+@transaction.atomic
+def rates_apply_ecb(*, rates: dict[str, Decimal], feed_date) -> int:
+    """Make parsed ECB rates current for ECB-sourced currencies, with a snapshot each."""
     now = timezone.now()
     updated = 0
-    with transaction.atomic():
-        # djmoney's own Rate table (convert_money()), overwritten in place as djmoney does.
-        _djmoney_store(backend.name, rates)
-        for currency in Currency.objects.select_for_update().filter(rate_source=Currency.RateSource.ECB, code__in=rates):
-            value = rates[currency.code]
-            RateSnapshot.objects.create(currency=currency.code, base_currency=base_currency(), value=value,
-                                        source=Currency.RateSource.ECB, feed_date=backend.feed_date)
-            currency.rate, currency.rate_updated_at, currency.rate_feed_date = value, now, backend.feed_date
-            currency.save(update_fields=["rate", "rate_updated_at", "rate_feed_date"])
-            updated += 1
+    # djmoney's own Rate table (convert_money()), overwritten in place as djmoney does.
+    _djmoney_store(EcbExchangeBackend.name, rates)
+    for currency in Currency.objects.select_for_update().filter(rate_source=Currency.RateSource.ECB, code__in=rates):
+        value = rates[currency.code]
+        RateSnapshot.objects.create(currency=currency.code, base_currency=base_currency(), value=value,
+                                    source=Currency.RateSource.ECB, feed_date=feed_date)
+        currency.rate, currency.rate_updated_at, currency.rate_feed_date = value, now, feed_date
+        currency.save(update_fields=["rate", "rate_updated_at", "rate_feed_date"])
+        updated += 1
     return updated
 
 

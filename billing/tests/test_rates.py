@@ -11,7 +11,7 @@ import pytest
 from billing import services
 from billing.models import Currency, RateRefreshError, RateSnapshot
 
-ECB_FILE = Path(__file__).parent / "data" / "ecb-eurofxref-daily-2025-10-21.xml"
+ECB_FILE = Path(__file__).parent.parent / "data" / "ecb-eurofxref-daily-2025-10-21.xml"
 
 
 @pytest.fixture
