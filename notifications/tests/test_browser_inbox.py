@@ -62,3 +62,7 @@ def test_subscriptions_page(page, login, screenshot):
     expect(page.locator("#id_payment_received")).not_to_be_checked()
     expect(page.locator("#id_newsletter")).to_be_checked()
     screenshot("notifications-subscriptions")
+
+    page.get_by_test_id("lang-ru").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Подписки на email")
+    screenshot("notifications-subscriptions-ru")

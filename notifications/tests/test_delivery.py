@@ -121,19 +121,16 @@ def test_backoff_doubles_and_is_capped(settings):
 
 
 @pytest.mark.django_db
-def test_task_requeues_a_failed_send_with_the_backoff_delay(smtp_down, customer, monkeypatch):
+def test_task_requeues_a_failed_send_with_the_backoff_delay(smtp_down, customer, queued_deliveries):
     row = make_email(customer)
-    queued = []
-    monkeypatch.setattr(tasks.email_deliver_task, "apply_async", lambda **kw: queued.append(kw))
     assert tasks.email_deliver_task(email_id=row.pk) == "retry"
-    assert queued == [{"kwargs": {"email_id": row.pk}, "countdown": 60}]
+    assert queued_deliveries == [{"kwargs": {"email_id": row.pk}, "countdown": 60}]
 
 
 @pytest.mark.django_db
 def test_notify_queues_delivery_on_commit_and_the_task_sends(customer, django_capture_on_commit_callbacks,
-                                                             monkeypatch):
-    queued = []
-    monkeypatch.setattr(tasks.email_deliver_task, "apply_async", lambda **kw: queued.append(kw))
+                                                             queued_deliveries):
+    queued = queued_deliveries
     with django_capture_on_commit_callbacks(execute=True):
         services.notify(customer=customer, kind=Kind.LOW_BALANCE, context={"balance": "€1", "threshold": "€5"})
         assert queued == []  # nothing before commit
