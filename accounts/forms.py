@@ -172,7 +172,7 @@ class ProfileTypeForm(forms.Form):
 class PreferencesForm(forms.Form):
     newsletter = forms.BooleanField(label=_("Subscribe to the newsletter"), required=False)
     low_balance_threshold = forms.DecimalField(
-        label=_("Low balance alert threshold"), min_value=0, max_digits=14, decimal_places=4,
+        label=_("Low balance alert threshold"), min_value=0, max_digits=18, decimal_places=6,
         help_text=_("We notify you when your balance falls below this amount. 0 turns the alert off."))
     auto_renew_default = forms.TypedChoiceField(
         label=_("Auto-renewal of orders"), coerce=lambda v: v == "on",
