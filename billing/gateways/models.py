@@ -52,6 +52,10 @@ class GatewayConfig(models.Model):
         return not self.countries or country in self.countries
 
 
+BRAND_LABELS = {"visa": "Visa", "mastercard": "Mastercard", "amex": "American Express", "mir": "Mir", "unionpay": "UnionPay",
+                "jcb": "JCB", "discover": "Discover", "diners": "Diners Club"}
+
+
 class SavedPaymentMethod(models.Model):
     """A card or wallet tokenised at the gateway; the portal never sees the full number."""
 
@@ -80,7 +84,11 @@ class SavedPaymentMethod(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.brand} •••• {self.last4}".strip()
+        return f"{self.brand_label} •••• {self.last4}".strip()
+
+    @property
+    def brand_label(self) -> str:
+        return BRAND_LABELS.get(self.brand, self.brand.title()) or str(self.get_kind_display())
 
     @property
     def expiry(self) -> str:

@@ -13,6 +13,7 @@ from accounts.models import Customer
 from accounts.roles import Area, acting_customer, customer_view
 from accounts.selectors import payment_blockers
 from billing.models import Invoice
+from billing.money import quantize
 from billing.selectors import balance_of, invoice_get
 
 from . import sandbox_provider, selectors, services
@@ -133,7 +134,8 @@ def method_remove(request, method_id: int):
 def autopay(request):
     customer = acting_customer(request)
     current = selectors.autopay_settings_for(customer)
-    initial = {"enabled": current.enabled, "method": current.method, "monthly_limit": current.monthly_limit} if current else {
+    initial = {"enabled": current.enabled, "method": current.method,
+               "monthly_limit": quantize(current.monthly_limit, customer.currency)} if current else {
         "monthly_limit": 0, "method": selectors.payment_methods_for(customer).filter(is_default=True).first()}
     form = AutopayForm(request.POST or None, customer=customer, initial=initial)
     if request.method == "POST" and form.is_valid():

@@ -8,3 +8,10 @@ register = template.Library()
 @register.filter
 def money(amount, currency):
     return format_money(amount, currency)
+
+
+@register.filter
+def gateway_label(code):
+    from billing.hooks import payment_method_label
+
+    return payment_method_label(code)
