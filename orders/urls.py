@@ -1,3 +1,20 @@
+from django.urls import path
+
+from . import views
+
 app_name = "orders"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.order_list, name="order_list"),
+    path("renew/", views.order_batch_renew, name="order_batch_renew"),
+    path("new/", views.catalogue, name="catalogue"),
+    path("new/<int:plan_id>/", views.order_new, name="order_new"),
+    path("new/<int:plan_id>/confirm/", views.order_confirm, name="order_confirm"),
+    path("<int:order_id>/", views.order_detail, name="order_detail"),
+    path("<int:order_id>/auto-renew/", views.order_auto_renew, name="order_auto_renew"),
+    path("<int:order_id>/renew/", views.order_renew, name="order_renew"),
+    path("<int:order_id>/cancel/", views.order_cancel, name="order_cancel"),
+    path("<int:order_id>/cancel/undo/", views.order_cancel_undo, name="order_cancel_undo"),
+    path("<int:order_id>/change-plan/", views.order_change_plan, name="order_change_plan"),
+    path("<int:order_id>/change-plan/cancel/", views.order_change_plan_cancel, name="order_change_plan_cancel"),
+]

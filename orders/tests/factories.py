@@ -37,7 +37,7 @@ class IpPoolFactory(factory.django.DjangoModelFactory):
         if create and extracted:
             n = pool.pk
             IpAddress.objects.bulk_create(
-                IpAddress(pool=pool, address=f"10.{n // 256}.{n % 256}.{i}") for i in range(1, extracted + 1)
+                IpAddress(pool=pool, address=f"10.{n % 256}.{i // 250}.{i % 250 + 1}") for i in range(extracted)
             )
 
 

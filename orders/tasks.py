@@ -1,0 +1,15 @@
+from celery import shared_task
+
+from . import renewals, services
+
+
+@shared_task
+def renew_services_task() -> str:
+    """Beat, hourly: auto-renew every due order (same code path as `manage.py renew_services`)."""
+    return str(renewals.renewals_run())
+
+
+@shared_task
+def orders_lifecycle_task() -> str:
+    """Beat, hourly: expiry, suspension, termination, expiring-soon notices, stale unpaid orders."""
+    return str(services.orders_lifecycle_run())

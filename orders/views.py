@@ -1,0 +1,334 @@
+"""Customer pages for services: catalogue and ordering, the orders table, order detail and actions.
+
+Access rule: every page needs Area.SERVICES. Actions that spend money now or later (order, renew,
+upgrade, the auto-renewal toggle) also need Area.BILLING, because paying is a billing act: a
+Technical trusted user sees services, their details and history, and may cancel them, but cannot
+spend the balance.
+"""
+import uuid
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts.roles import Area, acting_customer, customer_view, role_allows
+from billing.money import quantize
+from billing.services import tax_for
+
+from . import pricing, selectors, services
+from .forms import AutoRenewForm, BatchRenewForm, CancelForm, ChangePlanForm, OrderForm, RenewForm
+from .models import Order
+
+
+def _can_pay(request: HttpRequest) -> bool:
+    return role_allows(request.user, Area.BILLING)
+
+
+def _require_pay(request: HttpRequest) -> None:
+    if not _can_pay(request):
+        raise PermissionDenied(_("Your role cannot spend the account balance. Ask the account owner or a finance user."))
+
+
+def _invoice_url(invoice_id: int) -> str:
+    return reverse("billing:invoice_detail", args=[invoice_id])
+
+
+def _errors(error: ValidationError) -> str:
+    return " ".join(error.messages)
+
+
+# --- orders table ----------------------------------------------------------------------------------
+
+@customer_view(Area.SERVICES)
+@require_GET
+def order_list(request: HttpRequest) -> HttpResponse:
+    customer = acting_customer(request)
+    sort = request.GET.get("sort", "created")
+    params = selectors.OrderListParams(
+        query=request.GET.get("q", "")[:100], status=request.GET.get("status", ""),
+        sort=sort.lstrip("-") if sort.lstrip("-") in selectors.SORTS else "created",
+        descending=sort.startswith("-") or sort not in selectors.SORTS,
+    )
+    page = Paginator(selectors.order_list(customer=customer, params=params), settings.ORDERS_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [(order, selectors.days_remaining(order)) for order in page.object_list]
+    counts = selectors.status_counts(customer=customer)
+    return render(request, "orders/order_list.html", {
+        "page": page, "rows": rows, "params": params, "sort": sort, "can_pay": _can_pay(request),
+        "status_filters": [(value, label, counts[value]) for value, label in Order.Status.choices if counts.get(value)],
+        "batch_periods": [1, 2, 3, 6, 12],
+    })
+
+
+@customer_view(Area.SERVICES)
+@require_POST
+def order_batch_renew(request: HttpRequest) -> HttpResponse:
+    _require_pay(request)
+    customer = acting_customer(request)
+    form = BatchRenewForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        return redirect("orders:order_list")
+    paid, unpaid, refused = [], [], []
+    for order in selectors.renewable_orders(customer=customer, ids=form.order_ids):
+        try:
+            result = services.order_renew(order=order, periods=form.cleaned_data["periods"], actor=request.user)
+        except ValidationError as error:
+            refused.append(f"#{order.pk}: {_errors(error)}")
+            continue
+        (paid if result.paid else unpaid).append(order.pk)
+    skipped = len(form.order_ids) - len(paid) - len(unpaid) - len(refused)
+    if paid:
+        messages.success(request, _("Renewed from the balance: %(ids)s.") % {"ids": ", ".join(f"#{i}" for i in paid)})
+    if unpaid:
+        messages.warning(request, _("Your balance did not cover %(ids)s: their renewal invoices are waiting for payment.") % {
+            "ids": ", ".join(f"#{i}" for i in unpaid)})
+        return redirect(reverse("billing:invoices") + "?status=unpaid")
+    for message in refused:
+        messages.error(request, message)
+    if skipped:
+        messages.error(request, _("%(n)s selected service(s) cannot be renewed.") % {"n": skipped})
+    return redirect("orders:order_list")
+
+
+# --- catalogue and placing an order ----------------------------------------------------------------
+
+@customer_view(Area.SERVICES)
+@require_GET
+def catalogue(request: HttpRequest) -> HttpResponse:
+    customer = acting_customer(request)
+    product_types = selectors.catalogue()
+    cards = []
+    for product_type in product_types:
+        plans = []
+        for plan in product_type.plans.all():
+            try:
+                monthly = pricing.plan_price(plan=plan, period_months=min(p.period_months for p in plan.prices.all()),
+                                             currency=customer.site_currency, prices=list(plan.prices.all()))
+            except (ValidationError, ValueError):
+                monthly = None
+            plans.append((plan, monthly, min((p.period_months for p in plan.prices.all()), default=None)))
+        cards.append((product_type, plans))
+    return render(request, "orders/catalogue.html", {"cards": cards, "can_pay": _can_pay(request)})
+
+
+def _review_context(request, customer, form: OrderForm) -> dict:
+    quote = services.order_quote(customer=customer, plan=form.plan, period_months=form.cleaned_data["period_months"])
+    tax = tax_for(customer)
+    tax_amount = quantize(quote.subtotal * tax.percent / 100, quote.currency)
+    total = quote.subtotal + tax_amount
+    site_total = None
+    if customer.site_currency != quote.currency:
+        try:
+            amount, _rate = pricing.convert(total, quote.currency, customer.site_currency)
+            site_total = pricing.Price(amount=quantize(amount, customer.site_currency), currency=customer.site_currency)
+        except ValidationError:
+            site_total = None
+    from billing.selectors import balance_of
+
+    balance = balance_of(customer)
+    return {"form": form, "plan": form.plan, "quote": quote, "tax": tax, "tax_amount": tax_amount, "total": total,
+            "site_total": site_total, "balance": balance, "covers": balance >= total, "shortfall": max(total - balance, 0),
+            "options": form.options()}
+
+
+@customer_view(Area.SERVICES)
+@require_http_methods(["GET", "POST"])
+def order_new(request: HttpRequest, plan_id: int) -> HttpResponse:
+    """Step 1: period and options (GET/POST); a valid POST shows the review page (step 2)."""
+    customer = acting_customer(request)
+    plan = selectors.plan_for_order(plan_id=plan_id)
+    if request.method == "POST":
+        _require_pay(request)
+        form = OrderForm(request.POST, plan=plan)
+        if form.is_valid():
+            try:
+                return render(request, "orders/order_review.html", _review_context(request, customer, form))
+            except ValidationError as error:
+                form.add_error(None, error)
+    else:
+        form = OrderForm(plan=plan, initial={"request_key": uuid.uuid4().hex,
+                                             "period_months": min((p.period_months for p in plan.prices.all()), default=1)})
+    return render(request, "orders/order_new.html", {"form": form, "plan": plan, "can_pay": _can_pay(request)})
+
+
+@customer_view(Area.SERVICES)
+@require_POST
+def order_confirm(request: HttpRequest, plan_id: int) -> HttpResponse:
+    """Step 3: place the order; pay from the balance when it covers the total, else go to the invoice."""
+    _require_pay(request)
+    customer = acting_customer(request)
+    plan = selectors.plan_for_order(plan_id=plan_id)
+    form = OrderForm(request.POST, plan=plan)
+    if not form.is_valid():
+        return render(request, "orders/order_new.html", {"form": form, "plan": plan, "can_pay": True})
+    try:
+        placed = services.order_place(
+            customer=customer, actor=request.user, plan=plan, period_months=form.cleaned_data["period_months"],
+            options=form.options(), idempotency_key=f"{customer.pk}:{form.cleaned_data['request_key']}",
+        )
+    except ValidationError as error:
+        form.add_error(None, error)
+        return render(request, "orders/order_new.html", {"form": form, "plan": plan, "can_pay": True})
+    if placed.paid:
+        if placed.order.status == Order.Status.ACTIVE:
+            messages.success(request, _("Order #%(id)s is paid and your server is ready.") % {"id": placed.order.pk})
+        else:
+            messages.success(request, _("Order #%(id)s is paid; our staff are setting up your server.") % {"id": placed.order.pk})
+        return redirect("orders:order_detail", order_id=placed.order.pk)
+    messages.info(request, _("Order #%(id)s is placed. Pay its invoice to activate it: top up the difference, or pay the rest or the whole invoice by a payment method.") % {"id": placed.order.pk})
+    return redirect(_invoice_url(placed.invoice.pk))
+
+
+# --- one order -------------------------------------------------------------------------------------
+
+def _detail_context(request, order: Order) -> dict:
+    return {
+        "order": order, "days_left": selectors.days_remaining(order), "events": selectors.order_events(order=order)[:50],
+        "invoices": selectors.order_invoices(order=order)[:20], "can_pay": _can_pay(request),
+        "auto_renew_effective": services.effective_auto_renew(order),
+        "auto_renew_form": AutoRenewForm(initial={"auto_renew": {None: "default", True: "on", False: "off"}[order.auto_renew]}),
+        "renewable": order.status in services.RENEWABLE,
+        "changeable": order.status == Order.Status.ACTIVE,
+        "ended": order.status in (Order.Status.CANCELLED, Order.Status.TERMINATED),
+    }
+
+
+@customer_view(Area.SERVICES)
+@require_GET
+def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    return render(request, "orders/order_detail.html", _detail_context(request, order))
+
+
+@customer_view(Area.SERVICES)
+@require_POST
+def order_auto_renew(request: HttpRequest, order_id: int) -> HttpResponse:
+    """Toggle (htmx partial or full redirect). Choosing whether money is spent later is a billing act too."""
+    _require_pay(request)
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    form = AutoRenewForm(request.POST)
+    if form.is_valid():
+        try:
+            order = services.order_set_auto_renew(order=order, auto_renew=form.value(), actor=request.user)
+        except ValidationError as error:
+            messages.error(request, _errors(error))
+    if request.htmx:
+        order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+        return render(request, "orders/_auto_renew.html", _detail_context(request, order) | {"saved": form.is_valid()})
+    return redirect("orders:order_detail", order_id=order.pk)
+
+
+@customer_view(Area.SERVICES)
+@require_http_methods(["GET", "POST"])
+def order_renew(request: HttpRequest, order_id: int) -> HttpResponse:
+    customer = acting_customer(request)
+    order = selectors.order_get(customer=customer, order_id=order_id)
+    form = RenewForm(request.POST or None)
+    if request.method == "POST":
+        _require_pay(request)
+        if form.is_valid():
+            try:
+                result = services.order_renew(order=order, periods=form.cleaned_data["periods"], actor=request.user)
+            except ValidationError as error:
+                form.add_error(None, error)
+            else:
+                if result.paid:
+                    messages.success(request, _("Order #%(id)s is renewed.") % {"id": order.pk})
+                    return redirect("orders:order_detail", order_id=order.pk)
+                messages.info(request, _("Your balance does not cover the renewal. Pay this invoice to renew the service."))
+                return redirect(_invoice_url(result.invoice.pk))
+    price = services.renewal_price(order) if order.status in services.RENEWABLE else None
+    options = [(n, quantize(price * n, order.currency)) for n in (1, 2, 3, 6, 12)] if price is not None else []
+    from billing.selectors import balance_of
+
+    return render(request, "orders/order_renew.html", {
+        "order": order, "form": form, "price": price, "options": options, "can_pay": _can_pay(request),
+        "balance": balance_of(customer), "starts_today": order.status == Order.Status.SUSPENDED,
+    })
+
+
+@customer_view(Area.SERVICES)
+@require_http_methods(["GET", "POST"])
+def order_cancel(request: HttpRequest, order_id: int) -> HttpResponse:
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    form = CancelForm(request.POST or None)
+    if request.method == "POST" and order.status == Order.Status.PENDING:
+        form = CancelForm({"when": "now", "confirm": request.POST.get("confirm")})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.order_cancel(order=order, actor=request.user, immediately=form.cleaned_data["when"] == "now")
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, _("Order #%(id)s is cancelled.") % {"id": order.pk} if form.cleaned_data["when"] == "now"
+                             else _("Order #%(id)s will be cancelled at the end of the paid period.") % {"id": order.pk})
+            return redirect("orders:order_detail", order_id=order.pk)
+    return render(request, "orders/order_cancel.html", {"order": order, "form": form})
+
+
+@customer_view(Area.SERVICES)
+@require_POST
+def order_cancel_undo(request: HttpRequest, order_id: int) -> HttpResponse:
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    try:
+        services.order_cancel_undo(order=order, actor=request.user)
+        messages.success(request, _("The cancellation is withdrawn; the service continues."))
+    except ValidationError as error:
+        messages.error(request, _errors(error))
+    return redirect("orders:order_detail", order_id=order.pk)
+
+
+@customer_view(Area.SERVICES)
+@require_http_methods(["GET", "POST"])
+def order_change_plan(request: HttpRequest, order_id: int) -> HttpResponse:
+    """GET lists plans with what switching costs now; choosing one shows the amount to confirm."""
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    plans = services.plan_change_candidates(order)
+    quotes, error = [], ""
+    if order.status == Order.Status.ACTIVE:
+        for plan in plans:
+            try:
+                quotes.append(services.plan_change_quote(order=order, plan=plan))
+            except ValidationError as exc:
+                error = error or _errors(exc)
+    selected = None
+    form = ChangePlanForm(request.POST or request.GET or None, plans=plans)
+    if form.is_bound and form.is_valid():
+        selected = next((q for q in quotes if q.plan.pk == form.cleaned_data["plan"].pk), None)
+        if request.method == "POST" and selected is not None:
+            _require_pay(request)
+            try:
+                result = services.order_change_plan(order=order, plan=selected.plan, actor=request.user,
+                                                    expected_amount=form.cleaned_data["expected_amount"])
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                if result.scheduled:
+                    messages.success(request, _("The switch to %(plan)s is scheduled for the next renewal.") % {"plan": selected.plan.name})
+                elif result.paid:
+                    messages.success(request, _("Your service now runs on %(plan)s.") % {"plan": selected.plan.name})
+                else:
+                    messages.info(request, _("Pay this invoice to complete the upgrade."))
+                    return redirect(_invoice_url(result.invoice.pk))
+                return redirect("orders:order_detail", order_id=order.pk)
+    return render(request, "orders/order_change_plan.html", {
+        "order": order, "quotes": quotes, "selected": selected, "form": form, "error": error, "can_pay": _can_pay(request),
+    })
+
+
+@customer_view(Area.SERVICES)
+@require_POST
+def order_change_plan_cancel(request: HttpRequest, order_id: int) -> HttpResponse:
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    try:
+        services.order_cancel_scheduled_change(order=order, actor=request.user)
+        messages.success(request, _("The scheduled plan change is withdrawn."))
+    except ValidationError as error:
+        messages.error(request, _errors(error))
+    return redirect("orders:order_detail", order_id=order.pk)
