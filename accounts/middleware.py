@@ -45,8 +45,11 @@ class IPAllowlistMiddleware:
 
 
 def ip_blocked_response(request):
+    """The 403 page, rendered as for an anonymous visitor: nothing of the account leaks to that address."""
+    from django.contrib.auth.models import AnonymousUser
     from django.shortcuts import render
 
     from .client_ip import client_ip
 
+    request.user = AnonymousUser()
     return render(request, "accounts/ip_blocked.html", {"ip": client_ip(request)}, status=403)

@@ -318,7 +318,7 @@ def _security_page(request: HttpRequest, **forms) -> HttpResponse:
         "otp_disable_form": forms.get("otp_disable_form") or TOTPDisableForm(),
         "recovery_codes": request.session.pop("recovery_codes_once", None),
         "recovery_left": StaticToken.objects.filter(device__user=user).count(),
-        "previous_login": selectors.previous_login(user=user),
+        "previous_login": selectors.previous_login(user=user) if customer.show_last_login else None,
     }
     if role_allows(user, Area.SETTINGS):
         context.update({

@@ -115,6 +115,7 @@ def test_allowed_address_passes_blocked_address_gets_403_page(client):
     assert response.status_code == 403
     assert "198.51.100.1" in response.content.decode()
     assert "restricted" in response.content.decode()
+    assert user.last_name not in response.content.decode()  # nothing of the account shown to that address
     # Logging out stays possible from anywhere.
     assert client.post("/accounts/logout/", REMOTE_ADDR="198.51.100.1").status_code == 302
 
