@@ -1,0 +1,230 @@
+"""Back office: catalogue, IP pools, and orders with staff actions that go through the audited services."""
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Q
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from . import services
+from .models import IpAddress, IpPool, Location, Order, OrderEvent, OrderRenewal, OsImage, Plan, PlanPrice, ProductType
+
+
+@admin.register(Location)
+class LocationAdmin(admin.ModelAdmin):
+    list_display = ("name", "code")
+
+
+@admin.register(ProductType)
+class ProductTypeAdmin(admin.ModelAdmin):
+    list_display = ("name", "code", "provisioner", "order_fields", "is_active", "sort_order")
+    list_editable = ("is_active", "sort_order")
+
+
+@admin.register(OsImage)
+class OsImageAdmin(admin.ModelAdmin):
+    list_display = ("name", "is_active", "sort_order")
+    filter_horizontal = ("product_types",)
+
+
+class PlanPriceInline(admin.TabularInline):
+    model = PlanPrice
+    extra = 1
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = ("name", "product_type", "cpu_cores", "ram_gb", "disk_gb", "traffic_tb", "stock", "is_active")
+    list_filter = ("product_type", "is_active", "locations")
+    list_editable = ("stock", "is_active")
+    search_fields = ("name", "code")
+    filter_horizontal = ("locations",)
+    inlines = [PlanPriceInline]
+
+
+class IpAddressInline(admin.TabularInline):
+    model = IpAddress
+    fields = ("address", "order", "allocated_at")
+    readonly_fields = ("order", "allocated_at")
+    extra = 0
+
+
+class AddRangeForm(forms.Form):
+    addresses = forms.CharField(label=_("Addresses, one per line"), widget=forms.Textarea(attrs={"rows": 8}))
+
+    def clean_addresses(self):
+        from django.core.validators import validate_ipv46_address
+
+        values = [line.strip() for line in self.cleaned_data["addresses"].splitlines() if line.strip()]
+        for value in values:
+            try:
+                validate_ipv46_address(value)
+            except ValidationError:
+                raise ValidationError(_("Not an IP address: %(value)s") % {"value": value[:60]})
+        if len(values) > 4096:
+            raise ValidationError(_("Add at most 4096 addresses at once."))
+        return values
+
+
+@admin.register(IpPool)
+class IpPoolAdmin(admin.ModelAdmin):
+    list_display = ("name", "location", "total", "free")
+    inlines = [IpAddressInline]
+    actions = ["add_addresses"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            total_count=Count("addresses"), free_count=Count("addresses", filter=Q(addresses__order__isnull=True)))
+
+    @admin.display(description=_("addresses"), ordering="total_count")
+    def total(self, obj):
+        return obj.total_count
+
+    @admin.display(description=_("free"), ordering="free_count")
+    def free(self, obj):
+        return obj.free_count
+
+    @admin.action(description=_("Add addresses to the pool"))
+    def add_addresses(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, gettext("Select one pool."), messages.WARNING)
+            return None
+        form = AddRangeForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            pool = queryset.get()
+            existing = set(IpAddress.objects.filter(address__in=form.cleaned_data["addresses"]).values_list("address", flat=True))
+            IpAddress.objects.bulk_create(IpAddress(pool=pool, address=a) for a in form.cleaned_data["addresses"] if a not in existing)
+            self.message_user(request, gettext("%(n)d address(es) added; %(skipped)d already existed.") % {
+                "n": len(form.cleaned_data["addresses"]) - len(existing), "skipped": len(existing)}, messages.SUCCESS)
+            return None
+        return _intermediate(self, request, queryset, form=form, title=gettext("Add addresses"), action="add_addresses")
+
+
+def _intermediate(model_admin, request, queryset, *, form, title, action, note=""):
+    return TemplateResponse(request, "orders/admin/action_form.html", {
+        **model_admin.admin_site.each_context(request), "title": title, "form": form, "queryset": queryset,
+        "action": action, "note": note, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME, "opts": model_admin.model._meta,
+    })
+
+
+class ExpiringWithinFilter(admin.SimpleListFilter):
+    title = _("expiring within")
+    parameter_name = "expiring"
+
+    def lookups(self, request, model_admin):
+        return [("1", _("1 day")), ("3", _("3 days")), ("7", _("7 days")), ("30", _("30 days"))]
+
+    def queryset(self, request, queryset):
+        if self.value() in {"1", "3", "7", "30"}:
+            now = timezone.now()
+            return queryset.filter(status__in=services.RENEWABLE, expires_at__gte=now,
+                                   expires_at__lte=now + timedelta(days=int(self.value())))
+        return queryset
+
+
+class OrderEventInline(admin.TabularInline):
+    model = OrderEvent
+    fields = ("created_at", "action", "from_status", "to_status", "source", "actor", "details")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("-created_at", "-pk")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class OrderRenewalInline(admin.TabularInline):
+    model = OrderRenewal
+    fields = ("period", "periods", "amount", "currency", "status", "invoice_id", "automatic", "starts_at", "ends_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(label=_("Reason"), max_length=255)
+
+
+class ExtendForm(ReasonForm):
+    days = forms.IntegerField(label=_("Days to add"), min_value=1, max_value=366)
+
+
+class CompleteForm(forms.Form):
+    ip = forms.GenericIPAddressField(label=_("IP address of the server"))
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ("id", "customer", "plan", "ip", "status", "provisioning", "expires_at", "price", "currency", "created_at")
+    list_filter = ("status", "provisioning", ExpiringWithinFilter, "plan")
+    search_fields = ("=id", "=customer__id", "ip", "plan__name", "customer__users__username")
+    list_select_related = ("customer", "plan")
+    # State changes only through the actions below (services record events and the staff audit).
+    readonly_fields = [f.name for f in Order._meta.fields]
+    inlines = [OrderRenewalInline, OrderEventInline]
+    actions = ["complete_provisioning", "retry_provisioning", "suspend", "unsuspend", "terminate", "extend"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def _run(self, request, queryset, action, **kwargs):
+        done = 0
+        for order in queryset.order_by("pk"):
+            try:
+                action(order=order, actor=request.user, **kwargs)
+                done += 1
+            except ValidationError as error:
+                self.message_user(request, f"#{order.pk}: {' '.join(error.messages)}", messages.WARNING)
+        if done:
+            self.message_user(request, gettext("%(n)d order(s) updated.") % {"n": done}, messages.SUCCESS)
+
+    def _with_form(self, request, queryset, form_class, action_name, title, run, note=""):
+        form = form_class(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            run(form.cleaned_data)
+            return None
+        return _intermediate(self, request, queryset, form=form, title=title, action=action_name, note=note)
+
+    @admin.action(description=_("Complete provisioning manually (enter the IP)"))
+    def complete_provisioning(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, gettext("Select one order."), messages.WARNING)
+            return None
+        return self._with_form(request, queryset, CompleteForm, "complete_provisioning", gettext("Complete provisioning"),
+                               lambda data: self._run(request, queryset, services.order_complete_manually, ip=data["ip"]))
+
+    @admin.action(description=_("Retry automatic provisioning"))
+    def retry_provisioning(self, request, queryset):
+        self._run(request, queryset, services.order_provision_retry)
+
+    @admin.action(description=_("Suspend"))
+    def suspend(self, request, queryset):
+        return self._with_form(request, queryset, ReasonForm, "suspend", gettext("Suspend orders"),
+                               lambda data: self._run(request, queryset, services.order_suspend, reason=data["reason"]))
+
+    @admin.action(description=_("Unsuspend"))
+    def unsuspend(self, request, queryset):
+        self._run(request, queryset, services.order_unsuspend)
+
+    @admin.action(description=_("Terminate (releases the IP)"))
+    def terminate(self, request, queryset):
+        return self._with_form(request, queryset, ReasonForm, "terminate", gettext("Terminate orders"),
+                               lambda data: self._run(request, queryset, services.order_terminate, reason=data["reason"]),
+                               note=gettext("The service ends now and its pool address is released. This cannot be undone."))
+
+    @admin.action(description=_("Extend by N days (free)"))
+    def extend(self, request, queryset):
+        return self._with_form(request, queryset, ExtendForm, "extend", gettext("Extend orders"),
+                               lambda data: self._run(request, queryset, services.order_extend, days=data["days"], reason=data["reason"]))
