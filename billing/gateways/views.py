@@ -1,9 +1,13 @@
+import uuid
+
 from django.conf import settings
 from django.contrib import messages
 from django.core import signing
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -143,8 +147,6 @@ def autopay(request):
                                    monthly_limit=form.cleaned_data["monthly_limit"], actor=request.user)
         messages.success(request, _("Auto-payment settings saved."))
         return redirect("gateways:autopay")
-    from django.utils import timezone
-
     return render(request, "gateways/autopay.html", {
         "form": form, "settings_row": current, "has_methods": selectors.payment_methods_for(customer).exists(),
         "month_used": services.autopay_month_used(customer=customer, today=timezone.localdate()),
@@ -165,7 +167,8 @@ def pay_link(request, invoice_id: int, token: str):
     customer = invoice.customer
     attempt = None
     if request.GET.get("attempt"):
-        attempt = PaymentAttempt.objects.filter(invoice=invoice, via_pay_link=True, reference__in=[_uuid_or_none(request.GET["attempt"])]).first()
+        attempt = PaymentAttempt.objects.filter(invoice=invoice, via_pay_link=True,
+                                                reference=_uuid_or_none(request.GET["attempt"])).first()
     if not customer.pay_without_login:
         return render(request, "gateways/pay_link_closed.html", {"reason": "disabled"}, status=410)
     if not invoice.is_open:
@@ -183,8 +186,6 @@ def pay_link(request, invoice_id: int, token: str):
 
 
 def _uuid_or_none(value: str):
-    import uuid
-
     try:
         return uuid.UUID(value)
     except ValueError:
@@ -203,6 +204,8 @@ def webhook(request, gateway_code: str):
 # --- the sandbox provider's hosted page (stands in for an external site) ----------------------------
 
 def sandbox_checkout(request, checkout_id: str):
+    if not settings.PAYMENT_SANDBOX_ENABLED:
+        raise Http404
     checkout = get_object_or_404(SandboxCheckout, pk=checkout_id)
     form = SandboxCardForm(request.POST or None)
     declined = False
@@ -229,6 +232,8 @@ def sandbox_checkout(request, checkout_id: str):
 
 @require_POST
 def sandbox_checkout_cancel(request, checkout_id: str):
+    if not settings.PAYMENT_SANDBOX_ENABLED:
+        raise Http404
     checkout = get_object_or_404(SandboxCheckout, pk=checkout_id)
     checkout = sandbox_provider.checkout_cancel(checkout_id=checkout.pk)
     return redirect(checkout.cancel_url)
@@ -236,8 +241,6 @@ def sandbox_checkout_cancel(request, checkout_id: str):
 
 def invoice_payment_panel(request, invoice) -> str:
     """The "pay by another method" block billing shows on an open invoice (billing.hooks panel)."""
-    from django.template.loader import render_to_string
-
     customer = invoice.customer
     gateways = selectors.gateways_available(customer=customer, currency=invoice.currency)
     if not gateways:

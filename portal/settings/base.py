@@ -277,7 +277,9 @@ BILLING_BANK_DETAILS = env("BILLING_BANK_DETAILS", "IBAN NL00 BANK 0000 0000 00,
 # --- app settings: billing.gateways ---
 # Webhooks older (or further in the future) than this many seconds are rejected as replays.
 PAYMENT_WEBHOOK_TOLERANCE = int(env("PAYMENT_WEBHOOK_TOLERANCE", "300"))
-# Built-in sandbox provider: HMAC secret of its webhooks and the delay of "pending, then success" cards.
+# Built-in sandbox provider (test cards; switch off in production): HMAC secret of its webhooks and
+# the delay of "pending, then success" cards.
+PAYMENT_SANDBOX_ENABLED = env_bool("PAYMENT_SANDBOX_ENABLED", True)
 SANDBOX_WEBHOOK_SECRET = env("SANDBOX_WEBHOOK_SECRET", "sandbox-webhook-secret-change-me")
 SANDBOX_PENDING_DELAY = int(env("SANDBOX_PENDING_DELAY", "20"))
 # Stripe Checkout is offered only when both keys are set.

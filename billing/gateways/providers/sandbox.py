@@ -41,6 +41,9 @@ class SandboxGateway(Gateway):
     name = _("Sandbox card (test payments)")
     supports_saved_methods = True
 
+    def is_configured(self) -> bool:
+        return settings.PAYMENT_SANDBOX_ENABLED
+
     def start_payment(self, *, attempt, description, success_url, cancel_url) -> StartResult:
         checkout = sandbox_provider.checkout_create(
             mode="setup" if attempt.purpose == "setup" else "payment",

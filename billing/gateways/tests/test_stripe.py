@@ -257,3 +257,24 @@ def test_off_session_decline_is_recorded_as_failed(stripe_on, recorded, customer
     attempt = PaymentAttempt.objects.get(purpose="autopay")
     assert attempt.status == "failed" and "insufficient funds" in attempt.failure_message
     assert not Payment.objects.exists()
+
+
+@pytest.mark.django_db
+def test_adding_a_card_uses_a_setup_session_and_saves_the_method(client, stripe_on, recorded, customer):
+    http = recorded({("POST", "/v1/customers"): (200, "customer.json"),
+                     ("POST", "/v1/checkout/sessions"): (200, "checkout_session.json"),
+                     ("GET", "/v1/setup_intents/seti_1RecTest001"): (200, "setup_intent.json")})
+    attempt = services.method_setup_start(customer=customer, gateway_code="stripe", return_url_for=return_urls).attempt
+    session = http.calls[1]["params"]
+    assert (session["mode"], session["currency"], session["customer"]) == ("setup", "eur", "cus_RecTest001")
+    event = {"id": "evt_setup", "object": "event", "created": int(time.time()), "type": "checkout.session.completed",
+             "data": {"object": {"id": "cs_test_a1B2c3D4e5", "object": "checkout.session", "mode": "setup",
+                                 "setup_intent": "seti_1RecTest001", "customer": "cus_RecTest001",
+                                 "client_reference_id": str(attempt.reference), "metadata": {"attempt": str(attempt.reference)}}}}
+
+    assert webhook(client, event).content == b"processed"
+    assert webhook(client, event).content == b"duplicate"
+
+    method = SavedPaymentMethod.objects.get(customer=customer)
+    assert (method.token, str(method), method.expiry, method.is_default) == ("pm_1RecTestSetup", "Mastercard •••• 4444", "03/29", True)
+    assert not Payment.objects.exists()

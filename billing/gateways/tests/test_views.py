@@ -278,3 +278,12 @@ def test_billing_invoice_page_shows_the_gateway_panel(owner_client, gateways_on,
     page = owner_client.get(reverse("billing:invoice_detail", kwargs={"invoice_id": invoice.pk}))
     assert b'data-testid="gateway-panel"' in page.content
     assert reverse("gateways:pay_invoice", kwargs={"invoice_id": invoice.pk}).encode() in page.content
+
+
+@pytest.mark.django_db
+def test_pages_are_translated_to_russian(owner_client, gateways_on, customer, make_invoice):
+    customer.language = "ru"
+    customer.save()
+    invoice = make_invoice(customer, "10.00")
+    assert "Способы оплаты" in owner_client.get(reverse("gateways:methods")).content.decode()
+    assert "Выберите способ оплаты" in owner_client.get(reverse("gateways:pay_invoice", kwargs={"invoice_id": invoice.pk})).content.decode()
