@@ -161,3 +161,33 @@ def test_demo_seed_uses_notify(owner, customer):
     assert Notification.objects.filter(customer=customer).count() == 3
     assert Notification.objects.filter(customer=customer, read_at__isnull=True).count() == 2
     assert EmailOutbox.objects.filter(kind=Kind.SECURITY_LOGIN).count() == 1  # mandatory; newsletter is opt-in
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_notices_with_one_dedupe_key_create_one_row():
+    import threading
+
+    from django.db import connection
+
+    from accounts.tests.factories import UserFactory
+
+    customer = UserFactory().customer
+    barrier = threading.Barrier(4)
+    results = []
+
+    def send():
+        try:
+            barrier.wait()
+            with transaction.atomic():
+                results.append(services.notify(customer=customer, kind=Kind.SERVICE_EXPIRING,
+                                               context={"service": "VPS"}, dedupe_key="order:1:period:2:7d"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4 and sum(result is not None for result in results) == 1
+    assert Notification.objects.count() == 1 and EmailOutbox.objects.count() == 1
