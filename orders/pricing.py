@@ -1,10 +1,12 @@
 """Prices, periods and proration. Pure functions over Decimal and calendar dates (no writes).
 
 Proration rule (docs/ARCHITECTURE.md, "Orders"): an upgrade costs
-    (new period price − current period price) × remaining days ÷ days in the current period
-where days are real calendar days in the portal's time zone, "remaining" counts from today (today
-included) to the expiry date (excluded), and the result is rounded once, half up, to the currency's
-minor unit. Downgrades cost nothing now and take effect at the next renewal.
+    (new period price − current period price) × (remaining days ÷ days in the current period
+                                                   + already-paid periods after the current one)
+where days are real calendar days in the portal's time zone, the current period is the billing
+period containing today, "remaining" counts from today (included) to the period's end (excluded),
+and the result is rounded once, half up, to the currency's minor unit. Downgrades cost nothing now
+and take effect at the next renewal.
 """
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -91,6 +93,7 @@ class Proration:
     remaining_days: int
     amount: Decimal
     currency: str
+    later_periods: int = 0
 
     @property
     def is_upgrade(self) -> bool:
@@ -98,19 +101,31 @@ class Proration:
 
 
 def prorate(*, old_price: Decimal, new_price: Decimal, period_start: date, period_end: date, today: date,
-            currency: str) -> Proration:
-    """The charge for switching price for the rest of [period_start, period_end); see the module docstring."""
+            currency: str, later_periods: int = 0) -> Proration:
+    """The charge for switching price for the rest of [period_start, period_end) plus `later_periods`
+    whole periods already paid for; see the module docstring."""
     period_days = (period_end - period_start).days
     if period_days <= 0:
         raise ValueError("empty period")
     remaining = min(period_days, max(0, (period_end - today).days))
     difference = new_price - old_price
-    amount = quantize(difference * remaining / period_days, currency) if difference > 0 else ZERO
+    amount = ZERO
+    if difference > 0:
+        amount = quantize(difference * (remaining + later_periods * period_days) / period_days, currency)
     return Proration(old_price=old_price, new_price=new_price, period_days=period_days, remaining_days=remaining,
-                     amount=amount, currency=currency)
+                     amount=amount, currency=currency, later_periods=later_periods)
+
+
+def period_bounds(order: Order) -> list[datetime]:
+    """Start of every billing period from the anchor to the expiry (the last item is the expiry)."""
+    count = max(1, order.anchor_months // order.period_months)
+    return [add_months(order.anchor_at, n * order.period_months) for n in range(count + 1)]
 
 
 def order_proration(*, order: Order, new_price: Decimal, now: datetime | None = None) -> Proration:
     now = now or timezone.now()
-    return prorate(old_price=order.price, new_price=new_price, period_start=local_date(order.period_started_at),
-                   period_end=local_date(order.expires_at), today=local_date(now), currency=order.currency)
+    bounds = period_bounds(order)
+    current = max((n for n in range(len(bounds) - 1) if bounds[n] <= now), default=0)
+    return prorate(old_price=order.price, new_price=new_price, period_start=local_date(bounds[current]),
+                   period_end=local_date(bounds[current + 1]), today=local_date(now), currency=order.currency,
+                   later_periods=len(bounds) - 2 - current)

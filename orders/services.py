@@ -363,7 +363,8 @@ def renewal_apply(*, renewal: OrderRenewal, source: str, now: datetime | None = 
     else:
         order.anchor_months += months
     start = now if order.status == Status.SUSPENDED else order.expires_at
-    order.period_started_at = start
+    if order.status == Status.SUSPENDED or order.period_started_at is None:
+        order.period_started_at = start  # start of the paid span; an early renewal extends the span
     order.expires_at = pricing.add_months(order.anchor_at, order.anchor_months)
     order.current_period = max(order.current_period, renewal.period + renewal.periods - 1)
     order.status = Status.ACTIVE

@@ -87,3 +87,20 @@ def test_month_arithmetic_clamps_without_drifting():
     anchor = datetime(2026, 1, 31, 9, tzinfo=dt_timezone.utc)
     assert [pricing.add_months(anchor, n).date() for n in (1, 2, 3, 13)] == [
         date(2026, 2, 28), date(2026, 3, 31), date(2026, 4, 30), date(2027, 2, 28)]
+
+
+@pytest.mark.django_db
+def test_upgrade_after_an_early_renewal_also_covers_the_periods_paid_ahead(customer, fund):
+    fund(customer, "200.00")
+    small = PlanFactory()
+    big = PlanFactory(product_type=small.product_type, prices={(1, "EUR"): "40.00"})
+    with time_machine.travel(datetime(2026, 4, 1, tzinfo=dt_timezone.utc), tick=False):
+        order = services.order_place(customer=customer, actor=None, plan=small, period_months=1, options={}, idempotency_key="e").order
+    with time_machine.travel(datetime(2026, 4, 16, tzinfo=dt_timezone.utc), tick=False):
+        services.order_renew(order=order, periods=2, actor=None)  # paid through 1 July
+        order.refresh_from_db()
+        quote = services.plan_change_quote(order=order, plan=big)
+    # April: 15 of 30 days, then May and June in full: 30 × (15/30 + 2) = 75.00
+    assert (quote.proration.remaining_days, quote.proration.period_days, quote.proration.later_periods) == (15, 30, 2)
+    assert quote.proration.amount == Decimal("75.00")
+    assert order.period_started_at == datetime(2026, 4, 1, tzinfo=dt_timezone.utc)
