@@ -73,7 +73,8 @@ def _check_link(link: str) -> None:
 
 def _tidy_text(text: str) -> str:
     """Template conditionals leave blank lines behind: keep at most one empty line between paragraphs."""
-    lines = [line.rstrip() for line in text.strip().splitlines()]
+    # "-- " (with its space) is the standard signature separator mail clients recognise.
+    lines = [line if line == "-- " else line.rstrip() for line in text.strip().splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
 
 
