@@ -1,12 +1,13 @@
 """Staff back office. Ledger rows and payments are read-only (corrections are new transactions through
 services); invoices, currencies, rates and tax rates are managed here, and every action calls a service."""
-from decimal import Decimal, InvalidOperation
+
+import uuid
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
-from django.urls import path, reverse
+from django.urls import path
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Customer
@@ -75,8 +76,6 @@ class LedgerAccountAdmin(ReadOnlyAdmin):
                 else:
                     messages.success(request, _("Balance adjusted."))
                     return redirect("admin:billing_ledgeraccount_changelist")
-        import uuid
-
         return render(request, "admin/billing/adjust.html", {**self.admin_site.each_context(request), "form": form,
                                                              "nonce": uuid.uuid4().hex, "title": _("Adjust a balance")})
 

@@ -4,7 +4,7 @@ Rounding rule (the only one in the project): amounts are quantized to the curren
 (ISO 4217 via Babel: EUR/USD/RUB/GBP 2 decimals, JPY 0) with ROUND_HALF_UP, at the moment they are
 posted (invoice line, tax, conversion result, payment). Intermediate products are never rounded.
 """
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 
 from babel.numbers import format_currency, get_currency_precision
 from babel.core import Locale, UnknownLocaleError
@@ -26,6 +26,12 @@ def quantize(amount: Decimal, currency: str) -> Decimal:
     if isinstance(amount, float):
         raise TypeError("Money is never a float")
     return Decimal(amount).quantize(quantum(currency), rounding=ROUNDING)
+
+
+def quantize_down(amount: Decimal, currency: str) -> Decimal:
+    """The one exception to half-up: how much of a converted balance may be applied to an invoice
+    is rounded down, so the amount taken never exceeds what the balance holds."""
+    return Decimal(amount).quantize(quantum(currency), rounding=ROUND_DOWN)
 
 
 def fits_minor_units(amount: Decimal, currency: str) -> bool:

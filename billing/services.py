@@ -28,7 +28,7 @@ from .models import (
     ZERO, CreditNote, Currency, DocumentCounter, Invoice, InvoiceLine, LedgerAccount, LedgerEntry,
     LedgerTransaction, Payment, RateRefreshError, RateSnapshot, TaxRate,
 )
-from .money import fits_minor_units, format_money, quantize
+from .money import fits_minor_units, format_money, quantize, quantize_down
 from .rates import EcbExchangeBackend, FeedError, FixedExchangeBackend, Quote, RateError, RateTable, base_currency
 
 logger = logging.getLogger(__name__)
@@ -427,8 +427,7 @@ def invoice_apply_balance(*, invoice: Invoice, actor=None) -> Decimal:
         applied = min(account.balance, invoice.amount_due)
     else:
         quote = table.quote(account.currency, invoice.currency)
-        # Round down so the debit converted back never exceeds the balance.
-        applied = min(quantize(account.balance * quote.rate - quantize_half(invoice.currency), invoice.currency), invoice.amount_due)
+        applied = min(quantize_down(account.balance * quote.rate, invoice.currency), invoice.amount_due)
     if applied <= 0:
         raise InsufficientFunds(_("Your balance is empty."))
     debit_legs, quote, _debited = _debit_customer_legs(invoice.customer, applied, invoice.currency, table)
@@ -443,13 +442,6 @@ def invoice_apply_balance(*, invoice: Invoice, actor=None) -> Decimal:
     invoice.status = Invoice.Status.IN_PROGRESS
     invoice.save(update_fields=["amount_paid", "status"])
     return applied
-
-
-def quantize_half(currency: str) -> Decimal:
-    """Half a minor unit: subtracted before half-up rounding to round down instead."""
-    from .money import quantum
-
-    return quantum(currency) / 2
 
 
 @transaction.atomic
@@ -642,6 +634,9 @@ def credit_note_issue(*, invoice: Invoice, reason: str, actor, amount: Decimal |
     invoice = _lock_invoice(invoice)
     if invoice.status != Invoice.Status.PAID:
         raise BillingError(_("Only a paid invoice can be refunded."))
+    if invoice.kind == Invoice.Kind.ADVANCE:
+        # Advance money is already on the balance: refunding it to the balance would double it.
+        raise BillingError(_("An advance payment is already on the balance."))
     already = sum((cn.amount for cn in invoice.credit_notes.all()), ZERO)
     refundable = invoice.total - already
     amount = refundable if amount is None else amount
@@ -652,9 +647,6 @@ def credit_note_issue(*, invoice: Invoice, reason: str, actor, amount: Decimal |
     table = RateTable()
     credit = _credit_customer_legs(invoice.customer, amount, cur, table)
     quote = credit.pop()
-    if invoice.kind == Invoice.Kind.ADVANCE:
-        # Advance money is already on the balance: refunding it to the balance would double it.
-        raise BillingError(_("An advance payment is already on the balance."))
     legs = [(provider_account(kind=LedgerAccount.Kind.REVENUE, currency=cur), -(amount - tax_part))]
     if tax_part:
         legs.append((provider_account(kind=LedgerAccount.Kind.TAX, currency=cur), -tax_part))
