@@ -3,7 +3,6 @@
 Every function locks the ticket row, so a customer reply and a staff reply arriving together apply
 one after the other and the status always reflects the newest message.
 """
-import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -20,12 +19,11 @@ from accounts.models import Customer, User
 from accounts.services import activity_record
 from notifications.kinds import Kind
 from notifications.services import email_enqueue, notify
+from orders.models import Order
 
 from .models import Attachment, Department, Message, Ticket
 from .selectors import reopen_deadline
 from .uploads import CheckedUpload
-
-logger = logging.getLogger(__name__)
 
 # Namespace for pg_advisory_xact_lock(namespace, customer_id): serialises ticket creation per customer.
 TICKET_CREATE_LOCK = 8_001
@@ -96,7 +94,7 @@ def ticket_create(
     priority: str,
     body: str,
     files: Sequence[CheckedUpload] = (),
-    related_order=None,
+    related_order: Order | None = None,
 ) -> Ticket:
     """Open a ticket with its first message; refuses beyond TICKETS_NEW_PER_HOUR per customer."""
     with connection.cursor() as cursor:

@@ -87,11 +87,11 @@ def ticket_reply(request: HttpRequest, ticket_id: int) -> HttpResponse:
             services.message_post_customer(
                 ticket=ticket, user=request.user, body=form.cleaned_data["body"], files=form.cleaned_data["attachments"]
             )
-        except ValidationError as error:
-            form.add_error(None, error)
+        except ValidationError as error:  # e.g. closed meanwhile: the page shows no reply form then
+            messages.error(request, error.messages[0])
         else:
             messages.success(request, _("Your reply has been sent."))
-            return redirect("tickets:detail", ticket_id=ticket.pk)
+        return redirect("tickets:detail", ticket_id=ticket.pk)
     return render(request, "tickets/detail.html", _thread_context(ticket, form), status=400)
 
 

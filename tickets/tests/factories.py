@@ -1,5 +1,3 @@
-import io
-
 import factory
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
@@ -15,12 +13,6 @@ MZ_BYTES = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff" + b"\x00" * 100
 
 def upload(name: str, content: bytes = PNG_BYTES, content_type: str = "image/png") -> SimpleUploadedFile:
     return SimpleUploadedFile(name, content, content_type=content_type)
-
-
-def png_file(name: str = "screen.png") -> io.BytesIO:
-    handle = io.BytesIO(PNG_BYTES)
-    handle.name = name
-    return handle
 
 
 def department(slug: str = "support") -> Department:

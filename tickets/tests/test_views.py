@@ -251,3 +251,11 @@ def test_pages_are_translated_to_russian(owner, owner_client):
         assert text in html
     html = owner_client.get(reverse("tickets:create"), {"topic": "change-country"}).content.decode()
     assert "Смена страны" in html and "Текущая страна: Германия" in html
+
+
+def test_reply_to_a_closed_ticket_is_refused_with_a_message(owner, owner_client):
+    ticket = TicketFactory(created_by=owner)
+    services.ticket_close(ticket=ticket, user=owner)
+    response = owner_client.post(reverse("tickets:reply", args=[ticket.pk]), {"body": "late"}, follow=True)
+    assert "This ticket is closed. Reopen it to write again." in response.content.decode()
+    assert not ticket.messages.filter(body="late").exists()
