@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import factory
 
-from orders.models import IpAddress, IpPool, Location, Order, OsImage, Plan, PlanPrice, ProductType
+from orders.models import IpAddress, IpPool, Location, OsImage, Plan, PlanPrice, ProductType
 
 
 class LocationFactory(factory.django.DjangoModelFactory):

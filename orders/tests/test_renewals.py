@@ -16,7 +16,7 @@ from notifications.models import Notification
 from orders import renewals, services
 from orders.models import IpAddress, Order, OrderRenewal
 
-from .factories import PlanFactory, order_options
+from .factories import PlanFactory
 
 T0 = datetime(2026, 1, 31, 10, 0, tzinfo=dt_timezone.utc)
 

@@ -14,7 +14,7 @@ from billing.selectors import balance_of
 from orders import services
 from orders.models import Order, OrderRenewal
 
-from .factories import PlanFactory, order_options
+from .factories import PlanFactory
 
 pytestmark = pytest.mark.django_db
 
