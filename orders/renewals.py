@@ -11,8 +11,9 @@ Algorithm (docs/ARCHITECTURE.md, "Orders"):
 3. Invoices are issued for rows without an open one (billing's document counter is locked first),
    then each invoice is paid from the balance in (customer, order) order — billing's locking order —
    through billing's invoice-paid hook, which extends the order (`services.renewal_apply`).
-4. An order whose customer lacks funds keeps its unpaid renewal invoice and gets one notification
-   for the period; it never holds back the rest of the chunk. Other per-order errors are logged and
+4. An order whose customer lacks funds never holds back the rest of the chunk: it keeps its unpaid
+   renewal invoice and, after the chunk commits, billing's auto-payment is asked once per customer
+   (`request_auto_payment`); if that cannot help, one notification for the period. Other per-order errors are logged and
    counted. A deadlock or lost lock rolls the whole chunk back and retries it.
 5. A run killed half-way leaves whole chunks committed or not at all; the next run finishes the rest.
    Memory stays flat: only one chunk of orders is held at a time.
@@ -29,6 +30,7 @@ from django.db import OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.models import Customer
 from billing.models import Invoice
 from billing.money import quantize
 from billing.services import invoice_pay_from_balance
@@ -50,15 +52,39 @@ def due_for_auto_renewal(now: datetime):
             .filter(Q(auto_renew=True) | Q(auto_renew__isnull=True, customer__auto_renew_default=True)))
 
 
-def request_auto_payment(*, invoice: Invoice) -> bool:
+def request_auto_payment(*, customer: Customer) -> bool:
     """THE place where auto-renewal asks for money beyond the balance before giving up.
 
-    Billing's saved-method auto-payment (issue 6) tops the balance up asynchronously after its own
-    charge and then pays open service invoices itself (`customer_autopay_open_invoices`), which
-    renews the order through the invoice-paid hook; nothing synchronous is available to call here,
-    so the renewal is left unpaid for now. Return True only if `invoice` is paid on return.
+    Billing's auto-payment (issue 6) charges the customer's saved method, at most once a day and
+    within the monthly cap, for what their open renewal invoices need; when that money is credited,
+    billing pays open service invoices from the balance, which renews the orders through the
+    invoice-paid hook. True means money was collected or is on its way. Called after the chunk's
+    transaction has committed, so no row locks are held during the gateway call.
     """
-    return False
+    from billing.gateways.services import autopay_needed_amount, autopay_topup
+    from billing.selectors import balance_of
+
+    needed = autopay_needed_amount(customer=customer, balance=balance_of(customer))
+    if needed <= 0:
+        return False
+    try:
+        return autopay_topup(customer=customer, needed_amount=needed, reason="renewal")
+    except Exception:  # a broken gateway must not stop the run; the failure notice goes out instead
+        logger.exception("Auto-payment for customer %s failed", customer.pk)
+        return False
+
+
+def _after_unpaid(unpaid: list[int]) -> None:
+    """Renewals the balance did not cover: ask auto-payment once per customer, else notify (once per period)."""
+    asked: dict[int, bool] = {}
+    for renewal in (OrderRenewal.objects.filter(pk__in=unpaid, status=OrderRenewal.Status.PENDING)
+                    .select_related("order__customer", "order__plan").order_by("order__customer_id", "pk")):
+        customer = renewal.order.customer
+        if customer.pk not in asked:
+            asked[customer.pk] = request_auto_payment(customer=customer)
+        if not asked[customer.pk]:
+            with transaction.atomic():
+                services.renewal_failed_notify(order=renewal.order, renewal=renewal)
 
 
 @dataclass
@@ -98,8 +124,9 @@ def _is_retryable(error: OperationalError) -> bool:
 
 
 def _renew_chunk(*, after: int, now: datetime, chunk_size: int, summary: RenewalRunSummary,
-                 on_order: Callable[[Order], None] | None) -> int | None:
-    """Claim and renew one chunk in one transaction; returns the last claimed pk, None when done."""
+                 on_order: Callable[[Order], None] | None, unpaid: list[int]) -> int | None:
+    """Claim and renew one chunk in one transaction; returns the last claimed pk, None when done.
+    Renewals left unpaid are appended to `unpaid` (handled after commit)."""
     with transaction.atomic():
         orders = list(
             due_for_auto_renewal(now).filter(pk__gt=after)
@@ -156,10 +183,10 @@ def _renew_chunk(*, after: int, now: datetime, chunk_size: int, summary: Renewal
                 on_order(order)
             try:
                 with transaction.atomic():
-                    if invoice_pay_from_balance(invoice=invoice) or request_auto_payment(invoice=invoice):
+                    if invoice_pay_from_balance(invoice=invoice):
                         summary.renewed += 1
                     else:
-                        services.renewal_failed_notify(order=order, renewal=renewal)
+                        unpaid.append(renewal.pk)
                         summary.unpaid += 1
             except OperationalError:
                 raise
@@ -186,9 +213,10 @@ def renewals_run(*, now: datetime | None = None, chunk_size: int | None = None,
     after = 0
     while True:
         for attempt in range(RETRYABLE_ATTEMPTS):
-            partial = RenewalRunSummary()
+            partial, unpaid = RenewalRunSummary(), []
             try:
-                last = _renew_chunk(after=after, now=now, chunk_size=chunk_size, summary=partial, on_order=on_order)
+                last = _renew_chunk(after=after, now=now, chunk_size=chunk_size, summary=partial, on_order=on_order,
+                                    unpaid=unpaid)
                 break
             except OperationalError as error:
                 if not _is_retryable(error) or attempt == RETRYABLE_ATTEMPTS - 1:
@@ -197,6 +225,7 @@ def renewals_run(*, now: datetime | None = None, chunk_size: int | None = None,
                 time.sleep(0.05 * (attempt + 1))
         if last is None:
             break
+        _after_unpaid(unpaid)
         for name in ("claimed", "renewed", "unpaid", "errors"):
             setattr(summary, name, getattr(summary, name) + getattr(partial, name))
         summary.error_orders.extend(partial.error_orders)

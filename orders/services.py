@@ -311,11 +311,12 @@ def order_renew(*, order: Order, periods: int, actor: User | None) -> RenewResul
     if existing is not None:
         if existing.status == OrderRenewal.Status.PAID:  # cannot happen while current_period is in step
             raise ValidationError(_("This period is already renewed."), code="renewed")
-        if existing.periods == periods and existing.amount == amount and existing.invoice_id:
+        existing_invoice = Invoice.objects.filter(pk=existing.invoice_id).first() if existing.invoice_id else None
+        if existing.periods == periods and existing.amount == amount and existing_invoice and existing_invoice.is_open:
             renewal = existing
         else:
-            if existing.invoice_id:
-                invoice_cancel(invoice=Invoice.objects.get(pk=existing.invoice_id), reason="replaced by a new renewal")
+            if existing_invoice is not None and existing_invoice.is_open:
+                invoice_cancel(invoice=existing_invoice, reason="replaced by a new renewal")
             existing.delete()
             renewal = None
     else:

@@ -1,4 +1,5 @@
 """Auto-renewal: concurrency, crash recovery, insufficient funds through the whole lifecycle."""
+import io
 import threading
 from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
@@ -223,3 +224,61 @@ def test_auto_renew_off_or_cancel_at_period_end_is_not_renewed(customer, currenc
         summary = renewals.renewals_run()
     assert summary.renewed == 1
     assert list(OrderRenewal.objects.values_list("order_id", flat=True)) == [explicit_on.pk]
+
+
+@pytest.mark.django_db
+def test_renew_services_command_prints_progress_and_a_summary(customer, currencies, fund):
+    fund(customer, "10.00")
+    with time_machine.travel(T0, tick=False):
+        order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
+                                     options={}, idempotency_key="x").order
+    fund(customer, "10.00")
+    out = io.StringIO()
+    with time_machine.travel(order.expires_at - timedelta(hours=2), tick=False):
+        call_command("renew_services", stdout=out)
+        call_command("orders_lifecycle", stdout=io.StringIO())
+    text = out.getvalue()
+    assert "1 order(s) due for auto-renewal." in text and "1/1" in text
+    assert "Auto-renewal: claimed 1, renewed 1, left unpaid 0, errors 0" in text
+    order.refresh_from_db()
+    assert order.current_period == 2
+
+
+@pytest.mark.django_db
+def test_manual_renewal_replaces_a_pending_renewal_invoice_of_the_same_period(customer, currencies, fund):
+    fund(customer, "10.00")
+    with time_machine.travel(T0, tick=False):
+        order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
+                                     options={}, idempotency_key="x").order
+    with time_machine.travel(order.expires_at - timedelta(hours=2), tick=False):
+        renewals.renewals_run()  # no funds: pending renewal with an unpaid invoice for period 2
+        first = OrderRenewal.objects.get(order=order)
+        result = services.order_renew(order=order, periods=3, actor=None)
+    assert not result.paid and result.renewal.periods == 3 and result.invoice.total == Decimal("30.00")
+    assert Invoice.objects.get(pk=first.invoice_id).status == Invoice.Status.CANCELLED
+    assert OrderRenewal.objects.filter(order=order).count() == 1
+
+
+@pytest.mark.django_db
+def test_auto_payment_is_asked_before_giving_up(customer, currencies, fund, django_capture_on_commit_callbacks):
+    from billing.gateways import services as gateway_services
+    from billing.gateways.models import SandboxCard
+    from billing.gateways.tests.factories import GatewayConfigFactory, SavedPaymentMethodFactory
+
+    GatewayConfigFactory(code="sandbox")
+    SandboxCard.objects.create(id="card_orders", customer_ref=str(customer.pk), brand="visa", last4="4242",
+                               exp_month=12, exp_year=2031, behaviour="succeed")
+    method = SavedPaymentMethodFactory(customer=customer, token="card_orders", is_default=True)
+    gateway_services.autopay_configure(customer=customer, enabled=True, method=method, monthly_limit=Decimal("100.00"))
+    fund(customer, "10.00")
+    with time_machine.travel(T0, tick=False):
+        order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
+                                     options={}, idempotency_key="x").order
+    with time_machine.travel(order.expires_at - timedelta(hours=2), tick=False):
+        with django_capture_on_commit_callbacks(execute=True):
+            summary = renewals.renewals_run()
+    assert summary.unpaid == 1  # the balance alone did not cover it ...
+    order.refresh_from_db()
+    assert order.current_period == 2  # ... the saved card topped it up and billing paid the renewal
+    assert not Notification.objects.filter(kind="renewal_failed").exists()
+    assert balance_of(customer) >= Decimal("0.00")
