@@ -176,8 +176,8 @@ class PreferencesForm(forms.Form):
         help_text=_("We notify you when your balance falls below this amount. 0 turns the alert off."))
     auto_renew_default = forms.TypedChoiceField(
         label=_("Auto-renewal of orders"), coerce=lambda v: v == "on",
-        choices=[("on", _("Enabled: services renew automatically while the balance covers them")),
-                 ("off", _("Disabled: renew manually"))])
+        choices=[("on", _("Enabled")), ("off", _("Disabled"))],
+        help_text=_("The default for new orders: services renew automatically while the balance covers them."))
     site_currency = forms.ChoiceField(label=_("Site currency"), choices=())
     pay_without_login = forms.BooleanField(
         label=_("Payment without authorization"), required=False,
