@@ -78,6 +78,7 @@ def test_screenshots_of_every_settings_section(page, login, screenshot, live_ser
         page.wait_for_selector(".settings-section")
         screenshot(f"accounts-settings-{section}")
         page.set_viewport_size({"width": 390, "height": 844})
+        page.reload()
         screenshot(f"accounts-settings-{section}-phone")
     # The sub-navigation is reachable at phone width, and Russian renders too.
     assert page.locator("[data-testid=settings-tabs]").is_visible()
