@@ -93,8 +93,38 @@ def account_movements(customer: Customer) -> QuerySet[LedgerEntry]:
     """The customer's own balance movements (all their account currencies), newest first."""
     return (
         LedgerEntry.objects.filter(account__customer=customer, account__kind=LedgerAccount.Kind.CUSTOMER)
-        .select_related("transaction", "transaction__invoice").order_by("-pk")
+        .select_related("transaction", "transaction__invoice", "transaction__payment", "transaction__credit_note").order_by("-pk")
     )
+
+
+def describe_transaction(tx: LedgerTransaction, amount: Decimal) -> str:
+    """The customer's plain-words line for a balance movement, in the reader's language."""
+    from django.utils.translation import gettext
+
+    from .hooks import payment_method_label
+
+    number = tx.invoice.number if tx.invoice_id else ""
+    kind = tx.kind
+    if kind == LedgerTransaction.Kind.TOPUP:
+        method = payment_method_label(tx.payment.method) if tx.payment_id else ""
+        if number:
+            return gettext("Top-up by invoice %(number)s (%(method)s)") % {"number": number, "method": method}
+        return gettext("Balance top-up (%(method)s)") % {"method": method}
+    if kind == LedgerTransaction.Kind.CHARGE:
+        if ":apply:" in tx.idempotency_key:
+            return gettext("Balance applied to invoice %(number)s") % {"number": number}
+        return gettext("Payment of invoice %(number)s") % {"number": number}
+    if kind == LedgerTransaction.Kind.CONVERSION:
+        return gettext("Account currency changed from %(old)s to %(new)s") % {"old": tx.rate_from, "new": tx.rate_to}
+    if kind == LedgerTransaction.Kind.REFUND:
+        note = getattr(tx, "credit_note", None)
+        return gettext("Refund to balance, credit note %(number)s") % {"number": note.number if note else number}
+    if kind == LedgerTransaction.Kind.REVERSAL:
+        return gettext("Invoice %(number)s cancelled: applied amount returned") % {"number": number}
+    if kind == LedgerTransaction.Kind.ADJUSTMENT:
+        label = gettext("Credit: %(reason)s") if amount > 0 else gettext("Debit: %(reason)s")
+        return label % {"reason": tx.memo}
+    return tx.memo
 
 
 @dataclass

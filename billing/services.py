@@ -681,7 +681,7 @@ def balance_adjust(*, customer: Customer, amount: Decimal, reason: str, actor, i
         return existing
     other = provider_account(kind=LedgerAccount.Kind.ADJUSTMENT, currency=account.currency)
     tx = ledger_post(idempotency_key=key, kind=LedgerTransaction.Kind.ADJUSTMENT, legs=[(account, amount), (other, -amount)],
-                     created_by=actor, memo=(_("Credit: %(reason)s") if amount > 0 else _("Debit: %(reason)s")) % {"reason": reason})
+                     created_by=actor, memo=reason)
     activity_record(action="billing.adjustment", customer=customer, actor=actor, visible_to_customer=True,
                     details={"amount": str(amount), "currency": account.currency, "reason": reason})
     if amount > 0:

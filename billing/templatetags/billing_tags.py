@@ -13,6 +13,14 @@ def money(amount, currency):
 
 
 @register.filter
+def movement_text(entry):
+    """{{ entry|movement_text }}: a balance movement in plain words (see selectors.describe_transaction)."""
+    from billing.selectors import describe_transaction
+
+    return describe_transaction(entry.transaction, entry.amount)
+
+
+@register.filter
 def method_label(code):
     return payment_method_label(code)
 

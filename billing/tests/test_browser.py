@@ -50,3 +50,23 @@ def test_topup_in_another_currency_pay_and_see_balance(page, login, screenshot):
     page.goto("/billing/")
     assert page.get_by_test_id("balance-amount").inner_text() == "€86.15"
     screenshot("billing-balance-after")
+
+
+def test_russian_balance_and_partial_payment_page(page, login, screenshot):
+    make_currencies()
+    owner = UserFactory()
+    owner.customer.language = "ru"
+    owner.customer.save()
+    services.payment_record(idempotency_key="ru:1", customer=owner.customer, amount=Decimal("30.00"), currency="EUR", method="bank_transfer")
+    invoice = services.invoice_issue(customer=owner.customer, kind=Invoice.Kind.ORDER,
+                                     lines=[services.LineInput(description="VPS Start — 1 мес.", quantity=1, unit_price=Decimal("50.00"))])
+    login(owner.username, DEFAULT_PASSWORD)
+    page.goto("/billing/")
+    assert "Пополнить внутренний баланс" in page.content()
+    screenshot("billing-balance-ru")
+    page.goto(f"/billing/invoices/{invoice.pk}/")
+    page.get_by_test_id("apply-balance").click()
+    page.wait_for_load_state("networkidle")
+    assert page.get_by_test_id("invoice-due").inner_text() == "20,00\xa0€"
+    assert page.get_by_test_id("topbar-balance").inner_text() == "0,00\xa0€"
+    screenshot("billing-invoice-partial-ru")

@@ -139,3 +139,30 @@ def test_technical_role_cannot_see_billing(currencies, client, customer):
     tech = UserFactory(customer=customer, role="technical")
     client.force_login(tech)
     assert client.get(reverse("billing:invoices")).status_code == 403
+
+
+@pytest.mark.django_db
+def test_balance_history_and_expenses_query_counts_are_constant(currencies, client_in, customer, fund):
+    def count(url):
+        with CaptureQueriesContext(connection) as ctx:
+            assert client_in.get(url).status_code == 200
+        return len(ctx)
+
+    def spend(n):
+        for _ in range(n):
+            fund(customer, "3.00")
+            services.invoice_pay_from_balance(invoice=_issue(customer, "2.00"))
+
+    spend(2)
+    small = (count(reverse("billing:balance")), count(reverse("billing:expenses")), count(reverse("billing:payments")))
+    spend(25)
+    assert (count(reverse("billing:balance")), count(reverse("billing:expenses")), count(reverse("billing:payments"))) == small
+
+
+@pytest.mark.django_db
+def test_movements_are_described_in_the_readers_language(currencies, client_in, customer, fund):
+    fund(customer, "5.00")
+    assert "Balance top-up (Bank transfer)" in client_in.get(reverse("billing:balance")).content.decode()
+    customer.language = "ru"
+    customer.save()
+    assert "Пополнение баланса (Банковский перевод)" in client_in.get(reverse("billing:balance")).content.decode()
