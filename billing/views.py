@@ -1,5 +1,6 @@
 from decimal import Decimal, InvalidOperation
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -15,7 +16,7 @@ from accounts.selectors import payment_blockers
 from . import hooks, selectors, services
 from .forms import CurrencyChangeForm, TopUpForm
 from .models import Invoice
-from .money import quantize
+from .money import format_money, quantize
 from .rates import RateError, RateTable
 
 PAGE_SIZE = 20
@@ -174,8 +175,6 @@ def invoice_apply_balance(request, invoice_id):
         except ValidationError as exc:
             messages.error(request, exc.messages[0])
         else:
-            from .money import format_money
-
             messages.success(request, _("%(amount)s from your balance was applied to invoice %(number)s.")
                              % {"amount": format_money(applied, invoice.currency), "number": invoice.number})
     return redirect("billing:invoice_detail", invoice_id=invoice.pk)
@@ -216,8 +215,7 @@ def invoice_cancel(request, invoice_id):
 @customer_view(Area.BILLING)
 @require_GET
 def invoice_pdf(request, invoice_id):
-    from django.conf import settings
-    from weasyprint import HTML
+    from weasyprint import HTML  # heavy import, only for PDFs
 
     invoice = selectors.invoice_get(customer=acting_customer(request), invoice_id=invoice_id)
     html = render_to_string("billing/invoice_pdf.html", {"invoice": invoice, "seller": settings.BILLING_SELLER_DETAILS,
