@@ -25,6 +25,7 @@ from accounts.selectors import payment_blockers
 from accounts.services import activity_record
 from billing.models import Invoice
 from billing.money import fits_minor_units, format_money, quantize, quantum
+from billing.selectors import balance_of, invoices_for
 from billing.services import BillingError, invoice_apply_balance, payment_record
 
 from .base import GatewayError, GatewayEvent, MethodDetails, StartResult, WebhookRejected
@@ -208,9 +209,8 @@ def attempt_succeed(*, attempt: PaymentAttempt, transaction_id: str, amount: Dec
     )
     attempt.status, attempt.transaction_id, attempt.payment_id = Status.SUCCEEDED, transaction_id, payment.pk
     attempt.failure_message = detail[:255]
-    if method is not None and (attempt.save_method or attempt.purpose == PaymentAttempt.Purpose.AUTOPAY):
-        if attempt.save_method:
-            attempt.saved_method = method_save(customer=attempt.customer, gateway_code=attempt.gateway, details=method)
+    if method is not None and attempt.save_method:
+        attempt.saved_method = method_save(customer=attempt.customer, gateway_code=attempt.gateway, details=method)
     attempt.save()
     if attempt.purpose == PaymentAttempt.Purpose.AUTOPAY:
         _autopay_settle(attempt=attempt, succeeded=True)
@@ -448,8 +448,6 @@ def _autopay_settle(*, attempt: PaymentAttempt, succeeded: bool) -> None:
 def autopay_needed_amount(*, customer: Customer, balance: Decimal) -> Decimal:
     """What brings the balance up to the low-balance threshold after paying the open renewal invoices
     (the best available estimate of next month's services without importing orders)."""
-    from billing.selectors import invoices_for
-
     open_renewals = (invoices_for(customer).filter(status__in=Invoice.OPEN_STATUSES, currency=customer.currency,
                                                    kind__in=[Invoice.Kind.RENEWAL, Invoice.Kind.ORDER])
                      .values_list("total", "amount_paid"))
@@ -460,8 +458,6 @@ def autopay_needed_amount(*, customer: Customer, balance: Decimal) -> Decimal:
 def autopay_run() -> int:
     """The periodic job: top up every auto-paying customer whose balance is below the threshold or
     cannot cover open renewal invoices. Returns how many were charged."""
-    from billing.selectors import balance_of
-
     charged = 0
     for config in AutopaySettings.objects.filter(enabled=True, method__isnull=False).select_related("customer"):
         customer = config.customer

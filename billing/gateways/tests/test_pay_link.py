@@ -1,5 +1,3 @@
-from decimal import Decimal
-
 import pytest
 import time_machine
 from django.urls import reverse

@@ -3,11 +3,11 @@ from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, transaction
-from django.test.utils import CaptureQueriesContext
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from accounts.tests.factories import DEFAULT_PASSWORD, StaffUserFactory, UserFactory
+from accounts.tests.factories import StaffUserFactory, UserFactory
 from billing.gateways import sandbox_provider, services
 from billing.gateways.models import (
     AutopaySettings, BankTransferReceipt, GatewayConfig, PaymentAttempt, SandboxWebhookOutbox, SavedPaymentMethod,
