@@ -28,6 +28,19 @@ def _reset_active_language():
     translation.activate("en")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _drain_test_broker_queue():
+    """Nothing consumes the test broker's queue; drop what the session published."""
+    yield
+    import redis
+    from django.conf import settings
+
+    try:
+        redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=1).delete("celery")
+    except redis.RedisError:
+        pass
+
+
 @pytest.fixture(scope="session")
 def browser():
     from playwright.sync_api import sync_playwright
