@@ -12,6 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = ["accounts", "notifications", "billing", "orders", "tickets"]
+# Apps nested inside another app's folder keep their own catalogue.
+NESTED = {"billing": ["gateways"], "notifications": ["telegram"]}
+ALL_TARGETS = ["portal", *APPS, "billing/gateways", "notifications/telegram"]
 DJANGO_ADMIN = str(Path(sys.executable).parent / "django-admin")
 ENV = dict(os.environ, DJANGO_SETTINGS_MODULE="")
 
@@ -24,10 +27,10 @@ def run(cwd: Path, ignores: list[str]) -> None:
     subprocess.run(args, cwd=cwd, check=True, env={k: v for k, v in ENV.items() if v})
 
 
-targets = sys.argv[1:] or ["portal", *APPS]
+targets = sys.argv[1:] or ALL_TARGETS
 for target in targets:
     if target == "portal":
         run(ROOT, [f"{app}/*" for app in APPS] + ["bench/*", "scripts/*", "staticfiles/*"])
     else:
-        run(ROOT / target, [])
+        run(ROOT / target, [f"{nested}/*" for nested in NESTED.get(target, [])])
     print(f"updated {target}")
