@@ -24,7 +24,7 @@ from django.utils import timezone, translation
 from accounts.models import Customer
 from accounts.selectors import customer_owner
 
-from . import selectors
+from . import channels, selectors
 from .kinds import MANDATORY_KINDS, Kind, kind_spec
 from .models import EmailOutbox, Notification, NotificationPreference
 
@@ -144,6 +144,7 @@ def notify(
                 if _is_dedupe_conflict(error, "notification_dedupe_unique"):
                     return None
                 raise
+            channels.dispatch(notification)
             if not selectors.email_enabled(customer=customer, kind=kind):
                 return notification
             email_text, email_html = _render_email(

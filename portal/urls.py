@@ -12,6 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("notifications/", include("notifications.urls")),
+    path("notifications/telegram/", include("notifications.telegram.urls")),
     path("billing/", include("billing.urls")),
     path("pay/", include("billing.gateways.urls")),
     path("orders/", include("orders.urls")),

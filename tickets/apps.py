@@ -12,3 +12,9 @@ class TicketsConfig(AppConfig):
         from .selectors import tickets_nav
 
         register_topbar_provider("tickets", tickets_nav)
+
+        from notifications.telegram.replies import register_reply_handler
+
+        from .telegram_replies import ticket_reply_from_telegram
+
+        register_reply_handler(ticket_reply_from_telegram)

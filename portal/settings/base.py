@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "axes",
     "accounts",
     "notifications",
+    "notifications.telegram",
     "billing",
     "billing.gateways",
     "orders",
@@ -138,6 +139,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = int(env("CELERY_VISIBILI
 CELERY_BEAT_SCHEDULE: dict = {}
 # --- beat schedule: notifications ---
 CELERY_BEAT_SCHEDULE["notifications-outbox-sweep"] = {"task": "notifications.tasks.outbox_sweep_task", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["telegram-outbox-sweep"] = {"task": "notifications.telegram.tasks.telegram_outbox_sweep_task", "schedule": 60.0}
 # --- beat schedule: billing ---
 CELERY_BEAT_SCHEDULE["billing-refresh-rates"] = {"task": "billing.tasks.refresh_rates", "schedule": 6 * 3600}
 CELERY_BEAT_SCHEDULE["billing-low-balance-sweep"] = {"task": "billing.tasks.low_balance_sweep", "schedule": 3600}
@@ -259,6 +261,14 @@ NOTIFICATIONS_EMAIL_RETRY_MAX_SECONDS = 3600
 NOTIFICATIONS_OUTBOX_PENDING_GRACE_SECONDS = int(env("NOTIFICATIONS_OUTBOX_PENDING_GRACE_SECONDS", "120"))
 NOTIFICATIONS_OUTBOX_STUCK_SECONDS = 600
 NOTIFICATIONS_OUTBOX_SWEEP_BATCH = 500
+# Telegram (notifications.telegram): hidden unless the bot token, its username and the webhook secret are set.
+TELEGRAM_BOT_TOKEN = env("TELEGRAM_BOT_TOKEN", "")
+TELEGRAM_BOT_USERNAME = env("TELEGRAM_BOT_USERNAME", "").lstrip("@")
+TELEGRAM_WEBHOOK_SECRET = env("TELEGRAM_WEBHOOK_SECRET", "")  # setWebhook secret_token, checked on every update
+TELEGRAM_API_BASE = env("TELEGRAM_API_BASE", "https://api.telegram.org").rstrip("/")
+TELEGRAM_API_TIMEOUT = float(env("TELEGRAM_API_TIMEOUT", "10"))
+TELEGRAM_LINK_TOKEN_TTL = int(env("TELEGRAM_LINK_TOKEN_TTL", "900"))  # seconds a "Link Telegram" deep link works
+TELEGRAM_MAX_ATTEMPTS = int(env("TELEGRAM_MAX_ATTEMPTS", "8"))
 # --- app settings: billing ---
 # Rates are kept per 1 unit of this currency (the ECB publishes EUR-based rates).
 BILLING_BASE_CURRENCY = env("BILLING_BASE_CURRENCY", "EUR")

@@ -1,0 +1,353 @@
+"""Telegram: linking a chat, the bot's outbox and the webhook's updates.
+
+Like email, a bot message is a TelegramOutbox row written in the caller's transaction and sent by a
+Celery task after commit; `telegram_outbox_sweep()` (beat every minute, or
+`manage.py send_telegram_outbox`) recovers rows the broker or a worker lost.
+"""
+import functools
+import hashlib
+import logging
+import secrets
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.text import Truncator
+from django.utils.translation import gettext as _
+
+from accounts.models import User
+from accounts.services import activity_record
+from notifications.models import Notification
+from notifications.services import (
+    DeliveryResult,
+    _apply_async_safely,
+    enqueue_task_safely,
+    retry_delay_seconds,
+)
+
+from . import bot_api, selectors
+from .models import TelegramLink, TelegramLinkToken, TelegramOutbox, TelegramUpdate
+from .replies import TelegramMessage, handle_reply
+
+logger = logging.getLogger(__name__)
+
+Status = TelegramOutbox.Status
+MESSAGE_MAX_CHARS = 4096  # Bot API limit for sendMessage text
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# --- linking --------------------------------------------------------------------------------------
+
+@transaction.atomic
+def link_token_create(*, user: User) -> tuple[str, datetime]:
+    """A fresh one-time token for the deep link; earlier unused tokens of the user stop working."""
+    TelegramLinkToken.objects.filter(user=user, used_at__isnull=True).delete()
+    token = secrets.token_urlsafe(24)  # 32 chars of [A-Za-z0-9_-], what /start parameters allow
+    expires_at = timezone.now() + timedelta(seconds=settings.TELEGRAM_LINK_TOKEN_TTL)
+    TelegramLinkToken.objects.create(user=user, token_hash=_token_hash(token), expires_at=expires_at)
+    return token, expires_at
+
+
+@transaction.atomic
+def link_confirm(*, token: str, chat_id: int, telegram_username: str = "", telegram_name: str = "") -> TelegramLink | None:
+    """`/start <token>` from a chat: link it to the token's user. None if the token is unknown, used or expired."""
+    now = timezone.now()
+    row = (
+        TelegramLinkToken.objects.select_for_update(of=("self",)).select_related("user__customer")
+        .filter(token_hash=_token_hash(token)).first()
+    )
+    if row is None or row.used_at is not None or row.expires_at <= now:
+        return None
+    row.used_at = now
+    row.save(update_fields=["used_at"])
+    user = row.user
+    if not user.is_active or user.customer_id is None:
+        return None
+    # The chat proved control of this portal login with the token: it leaves any other user it had.
+    TelegramLink.objects.filter(chat_id=chat_id).exclude(user=user).delete()
+    link, _created = TelegramLink.objects.update_or_create(
+        user=user,
+        defaults={"customer": user.customer, "chat_id": chat_id, "telegram_username": telegram_username[:64],
+                  "telegram_name": telegram_name[:255], "linked_at": now},
+        create_defaults={"customer": user.customer, "chat_id": chat_id, "telegram_username": telegram_username[:64],
+                         "telegram_name": telegram_name[:255], "linked_at": now,
+                         "kinds": [k for k in selectors.kinds_available(user) if k in selectors.DEFAULT_KINDS]},
+    )
+    activity_record(action="telegram_linked", customer=user.customer, actor=user,
+                    details={"telegram": telegram_username or telegram_name})
+    return link
+
+
+@transaction.atomic
+def link_delete(*, user: User) -> bool:
+    link = TelegramLink.objects.select_for_update().filter(user=user).first()
+    if link is None:
+        return False
+    link.delete()
+    activity_record(action="telegram_unlinked", customer=user.customer, actor=user,
+                    details={"telegram": link.telegram_username or link.telegram_name})
+    return True
+
+
+@transaction.atomic
+def link_kinds_update(*, user: User, kinds: list[str]) -> TelegramLink:
+    """Store the kinds sent to Telegram; kinds the user does not receive are dropped."""
+    link = TelegramLink.objects.select_for_update().get(user=user)
+    available = selectors.kinds_available(user)
+    link.kinds = [kind for kind in available if kind in set(kinds)]
+    link.save(update_fields=["kinds"])
+    return link
+
+
+# --- outbox ---------------------------------------------------------------------------------------
+
+def _deliver_after_commit(outbox_id: int) -> None:
+    from .tasks import telegram_deliver_task
+
+    transaction.on_commit(functools.partial(enqueue_task_safely, telegram_deliver_task, outbox_id=outbox_id))
+
+
+def bot_message_enqueue(
+    *, chat_id: int, text: str, customer=None, user=None, reference: str = "", notification=None,
+    reply_to_message_id: int | None = None,
+) -> TelegramOutbox:
+    with transaction.atomic():
+        row = TelegramOutbox.objects.create(
+            chat_id=chat_id, text=Truncator(text).chars(MESSAGE_MAX_CHARS), customer=customer, user=user,
+            reference=reference, notification=notification, reply_to_message_id=reply_to_message_id,
+        )
+        _deliver_after_commit(row.pk)
+    return row
+
+
+def reference_for(notification: Notification) -> str:
+    """What a reply to this notification answers: tickets pass `ticket_id` in the context."""
+    ticket_id = (notification.context or {}).get("ticket_id")
+    return f"ticket:{ticket_id}" if ticket_id else ""
+
+
+def _notification_text(notification: Notification, reference: str) -> str:
+    footer = []
+    if notification.link:
+        footer.append(settings.PORTAL_BASE_URL + notification.link)
+    if reference:
+        footer.append("↩️ " + _("Reply to this message to answer in the ticket."))
+    footer_text = "\n\n".join(footer)
+    room = MESSAGE_MAX_CHARS - len(notification.subject) - len(footer_text) - 6
+    return "\n\n".join(part for part in (
+        notification.subject, Truncator(notification.body_text).chars(room), footer_text
+    ) if part)
+
+
+def notification_to_telegram(notification: Notification) -> None:
+    """notifications channel: one outbox row per linked chat that chose this kind (inside notify()'s transaction)."""
+    if not selectors.telegram_enabled():
+        return
+    links = TelegramLink.objects.filter(
+        customer_id=notification.customer_id, kinds__contains=[notification.kind], user__is_active=True
+    ).select_related("user__customer", "customer")
+    reference = reference_for(notification)
+    for link in links:
+        if notification.kind not in selectors.kinds_available(link.user):
+            continue  # the user's role changed since they chose it
+        with translation.override(link.customer.language):
+            text = _notification_text(notification, reference)
+        bot_message_enqueue(chat_id=link.chat_id, text=text, customer=link.customer, user=link.user,
+                            reference=reference, notification=notification)
+
+
+def telegram_deliver(*, outbox_id: int) -> DeliveryResult:
+    """Send one outbox row unless another worker has it or it is already sent.
+
+    The claim is a single UPDATE … WHERE status='pending' committed before the HTTP call, so of two
+    workers racing for the row exactly one sends it.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = TelegramOutbox.objects.filter(pk=outbox_id, status=Status.PENDING, next_attempt_at__lte=now).update(
+            status=Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
+        )
+    if not claimed:
+        return DeliveryResult("skipped")
+    row = TelegramOutbox.objects.get(pk=outbox_id)
+    try:
+        message_id = bot_api.send_message(chat_id=row.chat_id, text=row.text,
+                                          reply_to_message_id=row.reply_to_message_id)
+    except bot_api.BotApiError as error:
+        return _record_failure(row, error)
+    TelegramOutbox.objects.filter(pk=outbox_id, status=Status.SENDING).update(
+        status=Status.SENT, sent_at=timezone.now(), claimed_at=None, last_error="", message_id=message_id
+    )
+    return DeliveryResult("sent")
+
+
+def _record_failure(row: TelegramOutbox, error: bot_api.BotApiError) -> DeliveryResult:
+    message = str(error)[:2000]
+    logger.warning("Telegram message %s to chat %s failed (attempt %s): %s", row.pk, row.chat_id, row.attempts, message)
+    if error.permanent or row.attempts >= settings.TELEGRAM_MAX_ATTEMPTS:
+        TelegramOutbox.objects.filter(pk=row.pk, status=Status.SENDING).update(
+            status=Status.FAILED, claimed_at=None, last_error=message
+        )
+        return DeliveryResult("failed")
+    delay = max(error.retry_after or 0, retry_delay_seconds(row.attempts))
+    TelegramOutbox.objects.filter(pk=row.pk, status=Status.SENDING).update(
+        status=Status.PENDING, claimed_at=None, last_error=message,
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+    )
+    return DeliveryResult("retry", retry_in=delay)
+
+
+def telegram_schedule_retry(*, outbox_id: int, countdown: int) -> bool:
+    from .tasks import telegram_deliver_task
+
+    return _apply_async_safely(telegram_deliver_task, {"outbox_id": outbox_id}, countdown=countdown)
+
+
+def telegram_outbox_sweep() -> list[int]:
+    """Recover rows whose worker died mid-send and return the ids due for sending (see notifications.outbox_sweep)."""
+    now = timezone.now()
+    stuck_before = now - timedelta(seconds=settings.NOTIFICATIONS_OUTBOX_STUCK_SECONDS)
+    with transaction.atomic():
+        stuck = TelegramOutbox.objects.filter(status=Status.SENDING, claimed_at__lt=stuck_before)
+        stuck.filter(attempts__gte=settings.TELEGRAM_MAX_ATTEMPTS).update(
+            status=Status.FAILED, claimed_at=None, last_error="Worker lost while sending; out of attempts."
+        )
+        stuck.update(status=Status.PENDING, next_attempt_at=F("claimed_at"), claimed_at=None,
+                     last_error="Worker lost while sending; retrying.")
+    due_before = now - timedelta(seconds=settings.NOTIFICATIONS_OUTBOX_PENDING_GRACE_SECONDS)
+    return list(
+        TelegramOutbox.objects.filter(status=Status.PENDING, next_attempt_at__lte=due_before)
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)[: settings.NOTIFICATIONS_OUTBOX_SWEEP_BATCH]
+    )
+
+
+@transaction.atomic
+def telegram_retry(*, outbox_ids: list[int]) -> int:
+    """Staff: give failed messages a fresh set of attempts and queue them now."""
+    ids = list(
+        TelegramOutbox.objects.select_for_update().filter(pk__in=outbox_ids, status=Status.FAILED)
+        .values_list("pk", flat=True)
+    )
+    TelegramOutbox.objects.filter(pk__in=ids).update(status=Status.PENDING, attempts=0, next_attempt_at=timezone.now())
+    for outbox_id in ids:
+        _deliver_after_commit(outbox_id)
+    return len(ids)
+
+
+# --- webhook updates ------------------------------------------------------------------------------
+
+def update_handle(*, update: dict) -> str:
+    """Record one webhook update and act on it once; a redelivered update_id does nothing. Returns the outcome."""
+    update_id = update.get("update_id")
+    if not isinstance(update_id, int) or isinstance(update_id, bool):
+        raise ValueError("update without an integer update_id")
+    message = update.get("message") if isinstance(update.get("message"), dict) else None
+    chat = message.get("chat") if message and isinstance(message.get("chat"), dict) else {}
+    chat_id = chat.get("id") if isinstance(chat.get("id"), int) else None
+    with transaction.atomic():
+        row, created = TelegramUpdate.objects.get_or_create(
+            update_id=update_id, defaults={"payload": update, "chat_id": chat_id}
+        )
+        if not created:
+            return "duplicate"
+        if chat_id is None or chat.get("type") != "private":
+            outcome = "ignored"  # edits, group chats, channel posts: the bot only talks in private chats
+        else:
+            outcome = _message_handle(message, chat_id)
+        row.outcome = outcome
+        row.save(update_fields=["outcome"])
+    return outcome
+
+
+def _settings_url() -> str:
+    return settings.PORTAL_BASE_URL + reverse("telegram:settings")
+
+
+def _sender_language(message: dict) -> str:
+    code = ((message.get("from") or {}).get("language_code") or "").split("-")[0]
+    return code if code in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+
+
+def _message_handle(message: dict, chat_id: int) -> str:
+    text = (message.get("text") or "").strip()
+    link = selectors.link_for_chat(chat_id)
+    language = link.customer.language if link else _sender_language(message)
+
+    def answer(reply_text: str, *, to_link: TelegramLink | None = link) -> None:
+        bot_message_enqueue(chat_id=chat_id, text=reply_text, customer=to_link.customer if to_link else None,
+                            user=to_link.user if to_link else None, reply_to_message_id=message.get("message_id"))
+
+    command, _sep, argument = text.partition(" ")
+    command = command.split("@")[0]  # "/start@PortalBot" in clients that add the bot name
+    if command == "/start":
+        return _start(message, chat_id, argument.strip(), link, language, answer)
+    with translation.override(language):
+        if command == "/stop":
+            if link is None:
+                answer(_("This chat is not linked to an account."))
+                return "unlinked_chat"
+            link_delete(user=link.user)
+            answer(_("Done: this chat is no longer linked to your %(portal)s account.") % {"portal": settings.PORTAL_NAME},
+                   to_link=None)
+            return "unlinked"
+        if link is None:
+            answer(_("This chat is not linked to an account. To link it, press “Link Telegram” on %(url)s")
+                   % {"url": _settings_url()})
+            return "unlinked_chat"
+        reply_to = message.get("reply_to_message")
+        if not isinstance(reply_to, dict):
+            answer(_("To answer a ticket, reply to the bot's message about it."))
+            return "not_a_reply"
+        original = selectors.outbox_message_for_reply(chat_id=chat_id, message_id=reply_to.get("message_id"))
+        if original is None or original.customer_id != link.customer_id or not original.reference:
+            answer(_("Sorry, this message cannot be answered here. Please reply in the portal."))
+            return "reply_refused"
+        if not text:
+            answer(_("Only text replies can be added here. Attach files in the portal."))
+            return "reply_refused"
+        telegram_message = TelegramMessage(user=link.user, chat_id=chat_id, message_id=message.get("message_id"), text=text)
+        try:
+            handled = handle_reply(customer=link.customer, telegram_message=telegram_message,
+                                   reply_to_reference=original.reference)
+        except ValidationError as error:
+            answer(" ".join(error.messages))
+            return "reply_rejected"
+        if not handled:
+            answer(_("Sorry, this message cannot be answered here. Please reply in the portal."))
+            return "reply_refused"
+        answer(_("Your reply was added to the ticket."))
+        return "reply_added"
+
+
+def _start(message: dict, chat_id: int, token: str, link, language: str, answer) -> str:
+    if token:
+        sender = message.get("from") or {}
+        name = " ".join(filter(None, [sender.get("first_name"), sender.get("last_name")]))
+        new_link = link_confirm(token=token, chat_id=chat_id, telegram_username=sender.get("username") or "",
+                                telegram_name=name)
+        if new_link is not None:
+            with translation.override(new_link.customer.language):
+                answer(_("This chat is now linked to your %(portal)s account (client ID %(client_id)s). "
+                         "Choose which notifications come here on the Telegram page of the portal. "
+                         "To answer a ticket, reply to its message.")
+                       % {"portal": settings.PORTAL_NAME, "client_id": new_link.customer_id}, to_link=new_link)
+            return "linked"
+    with translation.override(language):
+        if token:
+            answer(_("This link has expired or was already used. Press “Link Telegram” in the portal again."))
+            return "link_refused"
+        if link is not None:
+            answer(_("This chat is linked to your %(portal)s account. Send /stop to unlink it.")
+                   % {"portal": settings.PORTAL_NAME})
+        else:
+            answer(_("Hello! To get %(portal)s notifications here, press “Link Telegram” on %(url)s")
+                   % {"portal": settings.PORTAL_NAME, "url": _settings_url()})
+    return "help"

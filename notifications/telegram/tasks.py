@@ -1,0 +1,23 @@
+from celery import shared_task
+
+from notifications.services import enqueue_task_safely
+
+from . import services
+
+
+@shared_task
+def telegram_deliver_task(*, outbox_id: int) -> str:
+    """Send one bot message; on failure queue the next attempt (the backoff lives in the row for the sweeper)."""
+    result = services.telegram_deliver(outbox_id=outbox_id)
+    if result.outcome == "retry":
+        services.telegram_schedule_retry(outbox_id=outbox_id, countdown=result.retry_in)
+    return result.outcome
+
+
+@shared_task
+def telegram_outbox_sweep_task() -> int:
+    """Beat, every minute: queue bot messages that were never picked up or lost their worker."""
+    outbox_ids = services.telegram_outbox_sweep()
+    for outbox_id in outbox_ids:
+        enqueue_task_safely(telegram_deliver_task, outbox_id=outbox_id)
+    return len(outbox_ids)
