@@ -6,16 +6,18 @@ import uuid
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.contrib.admin import helpers
 from django.shortcuts import redirect, render
 from django.urls import path
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Customer
 
 from . import services
 from .models import (
-    CreditNote, Currency, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, LedgerTransaction, Payment,
-    RateRefreshError, RateSnapshot, TaxRate,
+    Act, ActLine, ContractAcceptance, ContractVersion, CreditNote, Currency, Invoice, InvoiceLine, LedgerAccount, LedgerEntry,
+    LedgerTransaction, Payer, Payment, RateRefreshError, RateSnapshot, TaxRate,
 )
 
 
@@ -246,3 +248,120 @@ class TaxRateAdmin(admin.ModelAdmin):
     list_display = ("country", "profile_type", "percent", "label", "reverse_charge")
     list_filter = ("profile_type", "reverse_charge")
     search_fields = ("country",)
+
+
+class PayerRejectForm(forms.Form):
+    reason = forms.CharField(label=_("Reason (shown to the customer)"), max_length=255, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+@admin.register(Payer)
+class PayerAdmin(admin.ModelAdmin):
+    """Customers edit their payers; staff only verify or reject companies (audited services)."""
+
+    list_display = ("pk", "customer", "label_column", "payer_type", "country", "vat_number", "verification_status", "archived_at")
+    list_filter = ("verification_status", "payer_type", "is_profile", "country")
+    search_fields = ("=customer__id", "company_name", "name", "registration_number", "vat_number")
+    readonly_fields = [f.name for f in Payer._meta.fields]
+    actions = ["verify_payers", "reject_payers"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("payer"))
+    def label_column(self, obj: Payer) -> str:
+        return services.payer_details(obj).label or "-"
+
+    def _each(self, request, queryset, action):
+        done = 0
+        for payer in queryset.order_by("pk"):
+            try:
+                action(payer)
+                done += 1
+            except ValidationError as exc:
+                self.message_user(request, f"#{payer.pk}: {exc.messages[0]}", messages.WARNING)
+        return done
+
+    @admin.action(description=_("Verify selected company payers"))
+    def verify_payers(self, request, queryset):
+        done = self._each(request, queryset, lambda p: services.payer_verify(payer=p, staff=request.user))
+        if done:
+            self.message_user(request, gettext("%(n)d payer(s) verified.") % {"n": done}, messages.SUCCESS)
+
+    @admin.action(description=_("Reject selected company payers (with a reason)"))
+    def reject_payers(self, request, queryset):
+        form = PayerRejectForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            done = self._each(request, queryset, lambda p: services.payer_reject(payer=p, staff=request.user,
+                                                                                 reason=form.cleaned_data["reason"]))
+            if done:
+                self.message_user(request, gettext("%(n)d payer(s) rejected.") % {"n": done}, messages.SUCCESS)
+            return None
+        return render(request, "admin/billing/payer/reject.html", {
+            **self.admin_site.each_context(request), "title": gettext("Reject company payers"), "form": form,
+            "queryset": queryset, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME, "opts": self.model._meta,
+        })
+
+
+class ActLineInline(admin.TabularInline):
+    model = ActLine
+    fields = ("invoice", "description", "date", "subtotal", "tax_amount", "total")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Act)
+class ActAdmin(ReadOnlyAdmin):
+    list_display = ("number", "period", "customer", "payer_company", "payer_name", "total", "currency", "created_at")
+    list_filter = ("currency", "period")
+    search_fields = ("number", "=customer__id", "payer_company", "payer_name")
+    inlines = [ActLineInline]
+
+
+class ContractVersionForm(forms.ModelForm):
+    class Meta:
+        model = ContractVersion
+        fields = ("version", "title", "text")
+
+
+@admin.register(ContractVersion)
+class ContractVersionAdmin(admin.ModelAdmin):
+    """Drafts are edited freely; publishing freezes the text (customers accept exactly that version)."""
+
+    form = ContractVersionForm
+    list_display = ("version", "title", "published_at", "acceptance_count")
+    actions = ["publish"]
+
+    @admin.display(description=_("acceptances"))
+    def acceptance_count(self, obj):
+        return obj.acceptances.count()
+
+    def get_changeform_initial_data(self, request):
+        last = ContractVersion.objects.order_by("-version").first()
+        return {"version": (last.version + 1) if last else 1, "title": last.title if last else gettext("Customer agreement"),
+                "text": last.text if last else ""}
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("version", "title", "text", "published_at") if obj and obj.published_at else ("published_at",)
+
+    def has_delete_permission(self, request, obj=None):
+        return obj is None or obj.published_at is None
+
+    @admin.action(description=_("Publish selected versions"))
+    def publish(self, request, queryset):
+        for version in queryset.order_by("version"):
+            services.contract_version_publish(version=version, staff=request.user)
+        self.message_user(request, gettext("Published. Customers are asked to accept the newest version."), messages.SUCCESS)
+
+
+@admin.register(ContractAcceptance)
+class ContractAcceptanceAdmin(ReadOnlyAdmin):
+    list_display = ("accepted_at", "customer", "payer_label", "version", "ip", "user")
+    list_filter = ("version",)
+    search_fields = ("=customer__id", "payer_label", "ip")

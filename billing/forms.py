@@ -67,3 +67,97 @@ class CurrencyChangeForm(forms.Form):
     def __init__(self, *args, currencies, current, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["currency"].choices = [(c.code, c.code) for c in currencies if c.code != current]
+
+
+class PayerForm(forms.Form):
+    """A payer's details; the company fields are required for a company."""
+
+    payer_type = forms.ChoiceField(label=_("Payer type"), widget=forms.RadioSelect)
+    name = forms.CharField(label=_("Full name"), max_length=255, required=False,
+                           help_text=_("For a company: the contact person (optional)."))
+    company_name = forms.CharField(label=_("Company name"), max_length=255, required=False)
+    registration_number = forms.CharField(label=_("Registration number"), max_length=64, required=False)
+    vat_number = forms.CharField(label=_("VAT number"), max_length=64, required=False,
+                                 help_text=_("With the country prefix, e.g. DE123456789. Leave empty if you have none."))
+    street = forms.CharField(label=_("Address"), max_length=255)
+    city = forms.CharField(label=_("City"), max_length=120)
+    postcode = forms.CharField(label=_("Postcode"), max_length=20, required=False)
+    country = forms.ChoiceField(label=_("Country"))
+    email = forms.EmailField(label=_("Email for documents"), max_length=254, required=False)
+
+    COMPANY_REQUIRED = ("company_name", "registration_number")
+
+    def __init__(self, *args, **kwargs):
+        from accounts.forms import country_choices
+
+        from .models import Payer
+
+        super().__init__(*args, **kwargs)
+        self.fields["payer_type"].choices = Payer.Type.choices
+        self.fields["country"].choices = country_choices()
+
+    def clean(self):
+        from .models import Payer
+
+        data = super().clean()
+        for field in ("name", "company_name", "registration_number", "vat_number", "street", "city", "postcode"):
+            if field in data:
+                data[field] = " ".join(data[field].split())
+        if data.get("payer_type") == Payer.Type.COMPANY:
+            for field in self.COMPANY_REQUIRED:
+                if not data.get(field):
+                    self.add_error(field, _("Required for a company."))
+            vat = data.get("vat_number", "").replace(" ", "").upper()
+            if vat and (len(vat) < 4 or not vat[:2].isalpha() or not vat[2:].isalnum()):
+                self.add_error("vat_number", _("Enter the VAT number with its country prefix, e.g. DE123456789."))
+            data["vat_number"] = vat
+        elif data.get("payer_type") == Payer.Type.PRIVATE and not data.get("name"):
+            self.add_error("name", _("Enter the payer's full name."))
+        return data
+
+
+class InvoicePayerForm(forms.Form):
+    payer = forms.TypedChoiceField(label=_("Payer"), coerce=int)
+
+    def __init__(self, *args, payers, **kwargs):
+        super().__init__(*args, **kwargs)
+        from .services import payer_details
+
+        self.payers = {p.pk: p for p in payers}
+        self.fields["payer"].choices = [(p.pk, _payer_choice_label(p, payer_details(p))) for p in payers]
+        self.fields["payer"].widget.attrs["class"] = "form-select"
+
+    def clean_payer(self):
+        return self.payers[self.cleaned_data["payer"]]
+
+
+def _payer_choice_label(payer, details) -> str:
+    label = details.label or str(_("Profile"))
+    if payer.is_profile:
+        label = _("%(name)s (from profile)") % {"name": label}
+    if details.is_company and not details.is_verified_company:
+        label = _("%(name)s — awaiting verification") % {"name": label} if details.verification_status != "rejected" \
+            else _("%(name)s — verification rejected") % {"name": label}
+    return label
+
+
+class DocumentFilterForm(forms.Form):
+    TYPE_CHOICES = [("", _("All documents")), ("invoice", _("Invoices")), ("act", _("Acts")), ("contract", _("Contracts"))]
+
+    type = forms.ChoiceField(label=_("Type"), choices=TYPE_CHOICES, required=False)
+    date_from = forms.DateField(label=_("From month"), required=False, input_formats=["%Y-%m"],
+                                widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m"))
+    date_to = forms.DateField(label=_("To month"), required=False, input_formats=["%Y-%m"],
+                              widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["type"].widget.attrs["class"] = "form-select form-select-sm"
+        for name in ("date_from", "date_to"):
+            self.fields[name].widget.attrs["class"] = "form-control form-control-sm"
+
+    def clean(self):
+        data = super().clean()
+        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
+            self.add_error("date_to", _("The end of the period is before its start."))
+        return data

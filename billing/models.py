@@ -162,6 +162,8 @@ class Invoice(models.Model):
     payer_country = models.CharField(_("country"), max_length=2, blank=True)
     payer_vat_number = models.CharField(_("VAT number"), max_length=64, blank=True)
     payer_email = models.EmailField(_("email"), blank=True)
+    # The payer chosen for the invoice (null on invoices issued before payers existed: the profile).
+    payer = models.ForeignKey("Payer", on_delete=models.PROTECT, null=True, blank=True, related_name="invoices", verbose_name=_("payer"))
     reference = models.CharField(_("reference"), max_length=100, blank=True, db_index=True)
     idempotency_key = models.CharField(max_length=200, unique=True, null=True, blank=True)
     issued_at = models.DateTimeField(_("issued"), auto_now_add=True)
@@ -353,3 +355,150 @@ class CreditNote(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+
+class Payer(models.Model):
+    """Who an invoice, act or contract is made out to. A customer keeps several; the *profile* payer
+    (one per customer, created on first use) has no details of its own: it mirrors the customer's
+    profile (accounts), so there is one source of truth for them. Company payers need staff verification."""
+
+    class Type(models.TextChoices):
+        PRIVATE = "private", _("Private person")
+        COMPANY = "company", _("Company")
+
+    class Verification(models.TextChoices):
+        NOT_REQUIRED = "not_required", _("Not required")
+        PENDING = "pending", _("Awaiting verification")
+        VERIFIED = "verified", _("Verified")
+        REJECTED = "rejected", _("Rejected")
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="payers", verbose_name=_("customer"))
+    is_profile = models.BooleanField(_("from the profile"), default=False)
+    payer_type = models.CharField(_("payer type"), max_length=10, choices=Type.choices, default=Type.PRIVATE)
+    name = models.CharField(_("full name"), max_length=255, blank=True)
+    company_name = models.CharField(_("company name"), max_length=255, blank=True)
+    registration_number = models.CharField(_("registration number"), max_length=64, blank=True)
+    vat_number = models.CharField(_("VAT number"), max_length=64, blank=True)
+    street = models.CharField(_("address"), max_length=255, blank=True)
+    city = models.CharField(_("city"), max_length=120, blank=True)
+    postcode = models.CharField(_("postcode"), max_length=20, blank=True)
+    country = models.CharField(_("country"), max_length=2, blank=True)
+    email = models.EmailField(_("email for documents"), blank=True)
+    verification_status = models.CharField(_("verification status"), max_length=16, choices=Verification.choices,
+                                           default=Verification.NOT_REQUIRED, db_index=True)
+    verification_note = models.CharField(_("verification note"), max_length=255, blank=True)
+    verified_at = models.DateTimeField(_("verified at"), null=True, blank=True)
+    archived_at = models.DateTimeField(_("archived at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("payer")
+        verbose_name_plural = _("payers")
+        ordering = ["-is_profile", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer"], condition=Q(is_profile=True), name="payer_one_profile_payer"),
+            models.CheckConstraint(
+                condition=Q(is_profile=True) | Q(payer_type="private") | ~Q(verification_status="not_required"),
+                name="payer_company_needs_verification_state",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.company_name or self.name or _('Profile')}"
+
+
+class Act(models.Model):
+    """Monthly certificate of services rendered, per (customer, payer, currency, month); gap-free
+    numbered (ACT-YYYY-NNNNNN). Its lines are the service invoices paid that month."""
+
+    number = models.CharField(_("number"), max_length=24, unique=True)
+    year = models.PositiveSmallIntegerField()
+    sequence = models.PositiveIntegerField()
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="acts", verbose_name=_("customer"))
+    payer = models.ForeignKey(Payer, on_delete=models.PROTECT, related_name="acts", verbose_name=_("payer"))
+    currency = models.CharField(_("currency"), max_length=3)
+    period = models.DateField(_("month"), help_text=_("First day of the month covered."))
+    subtotal = models.DecimalField(_("subtotal"), **AMOUNT)
+    tax_amount = models.DecimalField(_("tax"), **AMOUNT, default=ZERO)
+    total = models.DecimalField(_("total"), **AMOUNT)
+    payer_name = models.CharField(_("payer"), max_length=255, blank=True)
+    payer_company = models.CharField(_("company"), max_length=255, blank=True)
+    payer_address = models.TextField(_("address"), blank=True)
+    payer_country = models.CharField(_("country"), max_length=2, blank=True)
+    payer_vat_number = models.CharField(_("VAT number"), max_length=64, blank=True)
+    payer_registration_number = models.CharField(_("registration number"), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("issued"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("act")
+        verbose_name_plural = _("acts")
+        ordering = ["-period", "-pk"]
+        indexes = [models.Index(fields=["customer", "-period"])]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "payer", "currency", "period"], name="act_one_per_payer_currency_month"),
+            models.UniqueConstraint(fields=["year", "sequence"], name="act_year_sequence_unique"),
+            models.CheckConstraint(condition=Q(subtotal__gte=0) & Q(tax_amount__gte=0) & Q(total=F("subtotal") + F("tax_amount")),
+                                   name="act_total_is_subtotal_plus_tax"),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class ActLine(models.Model):
+    """One paid service invoice on an act."""
+
+    act = models.ForeignKey(Act, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveSmallIntegerField(default=0)
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="act_lines")
+    description = models.CharField(_("description"), max_length=500)
+    date = models.DateTimeField(_("date"))
+    subtotal = models.DecimalField(_("subtotal"), **AMOUNT)
+    tax_amount = models.DecimalField(_("tax"), **AMOUNT)
+    total = models.DecimalField(_("total"), **AMOUNT)
+
+    class Meta:
+        ordering = ["position", "pk"]
+        constraints = [models.UniqueConstraint(fields=["invoice"], name="actline_invoice_once")]
+
+
+class ContractVersion(models.Model):
+    """The provider's customer agreement. Staff write drafts in admin and publish them; a published
+    version never changes (customers accepted that text): a change is a new version."""
+
+    version = models.PositiveIntegerField(_("version"), unique=True)
+    title = models.CharField(_("title"), max_length=200)
+    text = models.TextField(_("text"), help_text=_("Plain text; blank lines separate paragraphs."))
+    published_at = models.DateTimeField(_("published at"), null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("contract version")
+        verbose_name_plural = _("contract versions")
+        ordering = ["-version"]
+
+    def __str__(self) -> str:
+        return f"{self.title} v{self.version}"
+
+
+class ContractAcceptance(models.Model):
+    """A payer accepted a contract version online: when, from which IP, by which login."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="contract_acceptances")
+    payer = models.ForeignKey(Payer, on_delete=models.PROTECT, related_name="contract_acceptances", verbose_name=_("payer"))
+    version = models.ForeignKey(ContractVersion, on_delete=models.PROTECT, related_name="acceptances", verbose_name=_("version"))
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("accepted by"))
+    accepted_at = models.DateTimeField(_("accepted at"), auto_now_add=True)
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    # The payer as printed on the accepted contract.
+    payer_label = models.CharField(_("payer"), max_length=255)
+    payer_details = models.JSONField(_("payer details"), default=dict)
+
+    class Meta:
+        verbose_name = _("contract acceptance")
+        verbose_name_plural = _("contract acceptances")
+        ordering = ["-accepted_at", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["payer", "version"], name="contractacceptance_payer_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.payer_label} v{self.version_id}"

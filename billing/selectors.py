@@ -2,14 +2,18 @@
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import Q, QuerySet, prefetch_related_objects
+from django.db.models import CharField, DateTimeField, DecimalField, F, Q, QuerySet, Value, prefetch_related_objects
+from django.db.models.functions import Cast, Coalesce, NullIf
 from django.http import Http404
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Customer
 
-from .models import ZERO, Currency, Invoice, LedgerAccount, LedgerEntry, LedgerTransaction, Payment
+from .models import (
+    AMOUNT, ZERO, Act, ContractAcceptance, ContractVersion, Currency, Invoice, LedgerAccount, LedgerEntry, LedgerTransaction,
+    Payer, Payment,
+)
 from .money import format_money, quantize
 from .rates import RateError, RateTable
 
@@ -214,3 +218,98 @@ def _consume(fifo: list[list], amount: Decimal) -> list[tuple]:
     if amount > 0:
         taken.append((amount, None, None))  # funded by credit
     return taken
+
+
+# --- payers ------------------------------------------------------------------------------------
+
+def payers_for(customer: Customer, *, include_archived: bool = False) -> QuerySet[Payer]:
+    qs = Payer.objects.filter(customer=customer).select_related("customer")
+    return qs if include_archived else qs.filter(archived_at__isnull=True)
+
+
+def payer_get(*, customer: Customer, payer_id: int, include_archived: bool = False) -> Payer:
+    payer = payers_for(customer, include_archived=include_archived).filter(pk=payer_id).first()
+    if payer is None:
+        raise Http404
+    return payer
+
+
+def payer_choices(customer: Customer) -> list[Payer]:
+    """Active payers, the profile payer first (created on first use)."""
+    from .services import payer_profile_get_or_create
+
+    payer_profile_get_or_create(customer=customer)
+    return list(payers_for(customer))
+
+
+# --- documents ---------------------------------------------------------------------------------
+
+DOCUMENT_TYPES = ("invoice", "act", "contract")
+
+
+def act_get(*, customer: Customer, act_id: int) -> Act:
+    act = Act.objects.filter(customer=customer, pk=act_id).prefetch_related("lines").first()
+    if act is None:
+        raise Http404
+    return act
+
+
+def contract_version_current() -> ContractVersion | None:
+    return ContractVersion.objects.filter(published_at__isnull=False).order_by("-version").first()
+
+
+def contract_acceptance_get(*, customer: Customer, acceptance_id: int) -> ContractAcceptance:
+    acceptance = ContractAcceptance.objects.filter(customer=customer, pk=acceptance_id).select_related("version").first()
+    if acceptance is None:
+        raise Http404
+    return acceptance
+
+
+def contract_status(customer: Customer, version: ContractVersion | None, payers: list[Payer]) -> list[dict]:
+    """Each active payer with its acceptance of the current version (or None); one query."""
+    accepted = {}
+    if version is not None:
+        accepted = {a.payer_id: a for a in ContractAcceptance.objects.filter(customer=customer, version=version)}
+    return [{"payer": payer, "acceptance": accepted.get(payer.pk)} for payer in payers]
+
+
+def documents_for(*, customer: Customer, doc_type: str = "", date_from=None, date_to=None):
+    """Invoices, acts and accepted contracts as one list, newest first: a single UNION query (plus
+    the paginator's count), whatever the number of documents. Rows are dicts with doc_type, pk,
+    number, date, payer, amount, currency, status. Acts are dated by the month they cover."""
+    from .services import month_bounds
+
+    money = DecimalField(**AMOUNT)
+    text = CharField()
+
+    def columns(kind, number, date, payer, amount, currency, status):
+        return {"doc_type": Value(kind, output_field=text), "doc_id": F("pk"), "doc_number": number, "doc_date": date,
+                "doc_payer": payer, "doc_amount": amount, "doc_currency": currency, "doc_status": status}
+
+    start = month_bounds(date_from)[0] if date_from else None
+    end = month_bounds(date_to)[1] if date_to else None
+    parts = []
+    if doc_type in ("", "invoice"):
+        qs = Invoice.objects.filter(customer=customer)
+        qs = qs.filter(issued_at__gte=start) if start else qs
+        qs = qs.filter(issued_at__lt=end) if end else qs
+        parts.append(qs.annotate(**columns("invoice", F("number"), F("issued_at"),
+                                            Coalesce(NullIf(F("payer_company"), Value("")), F("payer_name")),
+                                            F("total"), F("currency"), F("status"))))
+    if doc_type in ("", "act"):
+        qs = Act.objects.filter(customer=customer)
+        qs = qs.filter(period__gte=start.date()) if start else qs
+        qs = qs.filter(period__lt=end.date()) if end else qs
+        parts.append(qs.annotate(**columns("act", F("number"), Cast(F("period"), DateTimeField()),
+                                            Coalesce(NullIf(F("payer_company"), Value("")), F("payer_name")),
+                                            F("total"), F("currency"), Value("", output_field=text))))
+    if doc_type in ("", "contract"):
+        qs = ContractAcceptance.objects.filter(customer=customer)
+        qs = qs.filter(accepted_at__gte=start) if start else qs
+        qs = qs.filter(accepted_at__lt=end) if end else qs
+        parts.append(qs.annotate(**columns("contract", Cast(F("version__version"), text), F("accepted_at"), F("payer_label"),
+                                            Value(None, output_field=money), Value("", output_field=text),
+                                            Value("", output_field=text))))
+    fields = ("doc_type", "doc_id", "doc_number", "doc_date", "doc_payer", "doc_amount", "doc_currency", "doc_status")
+    first, *rest = [part.order_by().values(*fields) for part in parts]
+    return first.union(*rest, all=True).order_by("-doc_date", "-doc_id") if rest else first.order_by("-doc_date", "-doc_id")

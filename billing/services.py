@@ -5,6 +5,7 @@
 Each business operation posts ONE ledger transaction whose accounts are all locked at once by
 `_lock_accounts`, so two operations never wait on each other in opposite orders.
 """
+import datetime as dt
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ from accounts.services import activity_record
 
 from . import hooks
 from .models import (
-    ZERO, CreditNote, Currency, DocumentCounter, Invoice, InvoiceLine, LedgerAccount, LedgerEntry,
-    LedgerTransaction, Payment, RateRefreshError, RateSnapshot, TaxRate,
+    ZERO, Act, ActLine, ContractAcceptance, ContractVersion, CreditNote, Currency, DocumentCounter, Invoice, InvoiceLine,
+    LedgerAccount, LedgerEntry, LedgerTransaction, Payer, Payment, RateRefreshError, RateSnapshot, TaxRate,
 )
 from .money import fits_minor_units, format_money, quantize, quantize_down
 from .rates import EcbExchangeBackend, FeedError, FixedExchangeBackend, Quote, RateError, RateTable, base_currency
@@ -207,18 +208,28 @@ def tax_for(customer: Customer) -> TaxDecision:
     A rate marked reverse charge applies only to a company that staff verified and that has a VAT
     number: it is charged 0% with a reverse-charge note. Otherwise the next rate in line applies.
     """
-    rates = {r.profile_type: r for r in TaxRate.objects.filter(country=customer.country.upper())} if customer.country else {}
     is_verified_company = (
         customer.profile_type == Customer.ProfileType.COMPANY
         and customer.verification_status == Customer.Verification.VERIFIED
         and bool(customer.company_vat_number.strip())
     )
-    for profile in (customer.profile_type, TaxRate.Profile.ANY):
+    return _tax_decision(customer.country, customer.profile_type, is_verified_company)
+
+
+def tax_for_payer(payer: "Payer") -> TaxDecision:
+    """The same tax rule applied to a payer's country, type and verification."""
+    details = payer_details(payer)
+    return _tax_decision(details.country, details.payer_type, details.is_verified_company and bool(details.vat_number.strip()))
+
+
+def _tax_decision(country: str, profile_type: str, is_verified_company_with_vat: bool) -> TaxDecision:
+    rates = {r.profile_type: r for r in TaxRate.objects.filter(country=country.upper())} if country else {}
+    for profile in (profile_type, TaxRate.Profile.ANY):
         rate = rates.get(profile)
         if rate is None:
             continue
         if rate.reverse_charge:
-            if is_verified_company:
+            if is_verified_company_with_vat:
                 return TaxDecision(Decimal("0"), _("Reverse charge: VAT to be accounted for by the recipient"), True)
             continue
         return TaxDecision(rate.percent, f"{rate.label} {rate.percent.normalize()}%")
@@ -236,16 +247,13 @@ def _next_document_number(series: str) -> tuple[int, int]:
 
 
 def _payer_snapshot(customer: Customer) -> dict:
-    owner = customer_owner(customer=customer)
-    address = "\n".join(p for p in (customer.street, " ".join(p for p in (customer.postcode, customer.city) if p), customer.country) if p)
-    is_company = customer.profile_type == Customer.ProfileType.COMPANY
+    return _snapshot_fields(_profile_details(customer))
+
+
+def _snapshot_fields(details: "PayerDetails") -> dict:
     return {
-        "payer_name": (owner.get_full_name() or owner.username) if owner else "",
-        "payer_company": customer.company_name if is_company else "",
-        "payer_address": address,
-        "payer_country": customer.country,
-        "payer_vat_number": customer.company_vat_number if is_company else "",
-        "payer_email": customer.email_billing or (owner.email if owner else ""),
+        "payer_name": details.name, "payer_company": details.company, "payer_address": details.address,
+        "payer_country": details.country, "payer_vat_number": details.vat_number, "payer_email": details.email,
     }
 
 
@@ -800,3 +808,354 @@ def currency_set_fixed_rate(*, code: str, rate: Decimal, actor=None) -> Currency
         activity_record(action="billing.fixed_rate_set", actor=actor, visible_to_customer=False,
                         details={"currency": code, "rate": str(rate)})
     return currency
+
+
+# --- payers ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PayerDetails:
+    """A payer's effective details (the profile payer's come from the customer profile)."""
+
+    payer_type: str
+    name: str
+    company: str
+    registration_number: str
+    vat_number: str
+    address: str
+    country: str
+    email: str
+    verification_status: str
+    verification_note: str
+
+    @property
+    def is_company(self) -> bool:
+        return self.payer_type == Payer.Type.COMPANY
+
+    @property
+    def is_verified_company(self) -> bool:
+        return self.is_company and self.verification_status == Payer.Verification.VERIFIED
+
+    @property
+    def label(self) -> str:
+        return self.company or self.name
+
+    def as_dict(self) -> dict:
+        return {field: getattr(self, field) for field in self.__dataclass_fields__}
+
+
+def _address(street: str, postcode: str, city: str, country: str) -> str:
+    return "\n".join(p for p in (street, " ".join(p for p in (postcode, city) if p), country) if p)
+
+
+def _profile_details(customer: Customer) -> PayerDetails:
+    owner = customer_owner(customer=customer)
+    is_company = customer.profile_type == Customer.ProfileType.COMPANY
+    return PayerDetails(
+        payer_type=Payer.Type.COMPANY if is_company else Payer.Type.PRIVATE,
+        name=(owner.get_full_name() or owner.username) if owner else "",
+        company=customer.company_name if is_company else "",
+        registration_number=customer.company_registration_number if is_company else "",
+        vat_number=customer.company_vat_number if is_company else "",
+        address=_address(customer.street, customer.postcode, customer.city, customer.country),
+        country=customer.country,
+        email=customer.email_billing or (owner.email if owner else ""),
+        verification_status=customer.verification_status,
+        verification_note=customer.verification_note,
+    )
+
+
+def payer_details(payer: Payer) -> PayerDetails:
+    if payer.is_profile:
+        return _profile_details(payer.customer)
+    is_company = payer.payer_type == Payer.Type.COMPANY
+    return PayerDetails(
+        payer_type=payer.payer_type, name=payer.name, company=payer.company_name if is_company else "",
+        registration_number=payer.registration_number if is_company else "",
+        vat_number=payer.vat_number if is_company else "",
+        address=_address(payer.street, payer.postcode, payer.city, payer.country), country=payer.country,
+        email=payer.email, verification_status=payer.verification_status, verification_note=payer.verification_note,
+    )
+
+
+def payer_profile_get_or_create(*, customer: Customer) -> Payer:
+    """The customer's default payer, which mirrors the profile; created on first use."""
+    payer, _created = Payer.objects.get_or_create(customer=customer, is_profile=True)
+    return payer
+
+
+# Editing any of these on a company payer sends it back to staff verification.
+PAYER_COMPANY_FIELDS = ("payer_type", "company_name", "registration_number", "vat_number", "street", "city", "postcode", "country")
+PAYER_FIELDS = PAYER_COMPANY_FIELDS + ("name", "email")
+
+
+def _payer_audit_details(payer: Payer) -> dict:
+    return {"payer_id": payer.pk, "payer": payer.company_name or payer.name, "type": payer.payer_type,
+            "status": payer.verification_status}
+
+
+@transaction.atomic
+def payer_create(*, customer: Customer, data: dict, actor=None, ip: str | None = None) -> Payer:
+    """A new payer; a company starts awaiting staff verification."""
+    payer = Payer(customer=customer, **{field: (data.get(field) or "").strip() for field in PAYER_FIELDS})
+    if payer.payer_type == Payer.Type.COMPANY:
+        payer.verification_status = Payer.Verification.PENDING
+    payer.full_clean()
+    payer.save()
+    activity_record(action="billing.payer_created", customer=customer, actor=actor, ip=ip, details=_payer_audit_details(payer))
+    return payer
+
+
+@transaction.atomic
+def payer_update(*, payer: Payer, data: dict, actor=None, ip: str | None = None) -> Payer:
+    """Edit a payer. Changing a company's company fields (or turning a person into a company) sends it
+    back to verification; a company turned into a private person needs none."""
+    payer = Payer.objects.select_for_update().get(pk=payer.pk)
+    if payer.is_profile:
+        raise BillingError(_("The profile payer is edited in your profile settings."))
+    if payer.archived_at:
+        raise BillingError(_("An archived payer cannot be changed."))
+    before = {field: getattr(payer, field) for field in PAYER_COMPANY_FIELDS}
+    for field in PAYER_FIELDS:
+        setattr(payer, field, (data.get(field) or "").strip())
+    company_changed = any(getattr(payer, field) != value for field, value in before.items())
+    if payer.payer_type == Payer.Type.PRIVATE:
+        payer.verification_status, payer.verification_note, payer.verified_at = Payer.Verification.NOT_REQUIRED, "", None
+    elif company_changed or payer.verification_status == Payer.Verification.NOT_REQUIRED:
+        payer.verification_status, payer.verification_note, payer.verified_at = Payer.Verification.PENDING, "", None
+    payer.full_clean()
+    payer.save()
+    activity_record(action="billing.payer_updated", customer=payer.customer, actor=actor, ip=ip, details=_payer_audit_details(payer))
+    return payer
+
+
+@transaction.atomic
+def payer_delete(*, payer: Payer, actor=None, ip: str | None = None) -> bool:
+    """Delete a payer no document refers to; otherwise archive it (documents keep pointing at it).
+    Returns True when deleted, False when archived."""
+    payer = Payer.objects.select_for_update().get(pk=payer.pk)
+    if payer.is_profile:
+        raise BillingError(_("The profile payer cannot be removed."))
+    in_use = payer.invoices.exists() or payer.acts.exists() or payer.contract_acceptances.exists()
+    details = _payer_audit_details(payer)
+    if in_use:
+        if payer.archived_at is None:
+            payer.archived_at = timezone.now()
+            payer.save(update_fields=["archived_at"])
+        activity_record(action="billing.payer_archived", customer=payer.customer, actor=actor, ip=ip, details=details)
+        return False
+    payer.delete()
+    activity_record(action="billing.payer_deleted", customer=payer.customer, actor=actor, ip=ip, details=details)
+    return True
+
+
+def _payer_for_staff(payer: Payer) -> Payer:
+    payer = Payer.objects.select_for_update().select_related("customer").get(pk=payer.pk)
+    if payer.is_profile or payer.payer_type != Payer.Type.COMPANY:
+        raise BillingError(_("Only company payers are verified."), code="not_company")
+    return payer
+
+
+@transaction.atomic
+def payer_verify(*, payer: Payer, staff) -> Payer:
+    payer = _payer_for_staff(payer)
+    payer.verification_status, payer.verification_note, payer.verified_at = Payer.Verification.VERIFIED, "", timezone.now()
+    payer.save(update_fields=["verification_status", "verification_note", "verified_at"])
+    activity_record(action="billing.payer_verified", customer=payer.customer, actor=staff, visible_to_customer=False,
+                    details=_payer_audit_details(payer))
+    return payer
+
+
+@transaction.atomic
+def payer_reject(*, payer: Payer, staff, reason: str) -> Payer:
+    if not reason.strip():
+        raise BillingError(_("A reason is required."))
+    payer = _payer_for_staff(payer)
+    payer.verification_status, payer.verification_note, payer.verified_at = Payer.Verification.REJECTED, reason.strip()[:255], None
+    payer.save(update_fields=["verification_status", "verification_note", "verified_at"])
+    activity_record(action="billing.payer_rejected", customer=payer.customer, actor=staff, visible_to_customer=False,
+                    details={**_payer_audit_details(payer), "reason": payer.verification_note})
+    return payer
+
+
+def payer_blockers(payer: Payer) -> list[dict]:
+    """Why paying for this payer is not possible yet (an unverified non-profile company; the profile
+    payer's own verification is already one of accounts' payment_blockers)."""
+    if payer.is_profile or payer.payer_type != Payer.Type.COMPANY or payer.verification_status == Payer.Verification.VERIFIED:
+        return []
+    url = reverse("billing:payers")
+    if payer.verification_status == Payer.Verification.REJECTED:
+        message = _("Verification of payer %(name)s was rejected: %(note)s") % {"name": payer.company_name, "note": payer.verification_note or "-"}
+    else:
+        message = _("Payer %(name)s is awaiting verification by our staff. Choose another payer or wait for the verification.") % {
+            "name": payer.company_name}
+    return [{"code": "payer_unverified", "field": "", "message": message, "url": url}]
+
+
+def invoice_payment_blockers(invoice: Invoice) -> list[dict]:
+    """Everything that stops paying this invoice: the customer's profile gate plus the chosen payer's."""
+    blockers = list(payment_blockers(invoice.customer))
+    if invoice.payer_id:
+        blockers += payer_blockers(invoice.payer)
+    return blockers
+
+
+def invoice_payment_gate_check(invoice: Invoice) -> None:
+    blockers = invoice_payment_blockers(invoice)
+    if blockers:
+        raise PaymentBlocked(blockers)
+
+
+@transaction.atomic
+def invoice_payer_choose(*, invoice: Invoice, payer: Payer, actor=None, ip: str | None = None) -> Invoice:
+    """Make the invoice out to `payer`: re-snapshot its details and recompute the tax by its country
+    and type. Only before any money was applied; a paid invoice never changes."""
+    invoice = _lock_invoice(invoice)
+    if payer.customer_id != invoice.customer_id:
+        raise BillingError("Payer belongs to another customer.")
+    if payer.archived_at is not None:
+        raise BillingError(_("This payer is archived."))
+    if invoice.status != Invoice.Status.UNPAID or invoice.amount_paid:
+        raise BillingError(_("The payer can only be changed before the invoice is paid."), code="not_open")
+    details = payer_details(payer)
+    tax = TaxDecision(Decimal("0"), "") if invoice.kind == Invoice.Kind.ADVANCE else tax_for_payer(payer)
+    tax_amount = quantize(invoice.subtotal * tax.percent / 100, invoice.currency)
+    for field, value in _snapshot_fields(details).items():
+        setattr(invoice, field, value)
+    invoice.payer = payer
+    invoice.tax_percent, invoice.tax_label, invoice.reverse_charge = tax.percent, tax.label, tax.reverse_charge
+    invoice.tax_amount, invoice.total = tax_amount, invoice.subtotal + tax_amount
+    invoice.save(update_fields=["payer", "tax_percent", "tax_label", "reverse_charge", "tax_amount", "total",
+                                *_snapshot_fields(details)])
+    activity_record(action="billing.invoice_payer_chosen", customer=invoice.customer, actor=actor, ip=ip,
+                    details={"invoice": invoice.number, "payer": details.label, "total": str(invoice.total)})
+    return invoice
+
+
+# --- acts (monthly certificates of services rendered) -------------------------------------------
+
+ACT_STATUSES = (Invoice.Status.PAID, Invoice.Status.REFUNDED)
+
+
+def month_bounds(period) -> tuple:
+    """[start, end) of the calendar month containing `period`, in the portal's time zone."""
+    first = period.replace(day=1)
+    following = (first + dt.timedelta(days=32)).replace(day=1)
+    tz = timezone.get_current_timezone()
+    return (timezone.make_aware(dt.datetime.combine(first, dt.time.min), tz),
+            timezone.make_aware(dt.datetime.combine(following, dt.time.min), tz))
+
+
+def _act_invoices(*, customer_id: int, payer: Payer, currency: str, period):
+    """The service invoices paid in the month for this payer and currency (invoices without a payer
+    were made out to the profile)."""
+    start, end = month_bounds(period)
+    payer_q = Q(payer=payer) | Q(payer__isnull=True) if payer.is_profile else Q(payer=payer)
+    return (Invoice.objects.filter(customer_id=customer_id, currency=currency, status__in=ACT_STATUSES,
+                                   paid_at__gte=start, paid_at__lt=end)
+            .exclude(kind=Invoice.Kind.ADVANCE).filter(payer_q).order_by("paid_at", "pk"))
+
+
+class _ActExists(Exception):
+    pass
+
+
+def act_issue(*, customer: Customer, payer: Payer, currency: str, period) -> Act | None:
+    """The act for (customer, payer, currency, month), or None if it exists already or there is
+    nothing to certify. The counter row is locked first, so concurrent runs are serialised and a
+    run that finds the act made meanwhile rolls back its number: the series stays gap-free."""
+    period = period.replace(day=1)
+    try:
+        with transaction.atomic():
+            if Act.objects.filter(customer=customer, payer=payer, currency=currency, period=period).exists():
+                raise _ActExists
+            year, sequence = _next_document_number("ACT")
+            if Act.objects.filter(customer=customer, payer=payer, currency=currency, period=period).exists():
+                raise _ActExists  # made by a run that held the counter before us
+            invoices = list(_act_invoices(customer_id=customer.pk, payer=payer, currency=currency, period=period)
+                            .prefetch_related("lines"))
+            if not invoices:
+                raise _ActExists
+            details = payer_details(payer)
+            subtotal = sum((i.subtotal for i in invoices), ZERO)
+            tax_amount = sum((i.tax_amount for i in invoices), ZERO)
+            snapshot = _snapshot_fields(details)
+            snapshot.pop("payer_email")
+            act = Act.objects.create(
+                number=f"ACT-{year}-{sequence:06d}", year=year, sequence=sequence, customer=customer, payer=payer,
+                currency=currency, period=period, subtotal=subtotal, tax_amount=tax_amount, total=subtotal + tax_amount,
+                payer_registration_number=details.registration_number, **snapshot,
+            )
+            ActLine.objects.bulk_create([
+                ActLine(act=act, position=n, invoice=invoice, date=invoice.paid_at, subtotal=invoice.subtotal,
+                        tax_amount=invoice.tax_amount, total=invoice.total,
+                        description=(f"{invoice.number}: " + "; ".join(line.description for line in invoice.lines.all()))[:500])
+                for n, invoice in enumerate(invoices)
+            ])
+            return act
+    except (_ActExists, IntegrityError):
+        return None
+
+
+def acts_generate(*, period) -> list[Act]:
+    """Issue the missing acts for the month containing `period` (beat job and `manage.py generate_acts`).
+    Idempotent: an act exists at most once per (customer, payer, currency, month)."""
+    start, end = month_bounds(period)
+    if start.date() >= timezone.localdate().replace(day=1):
+        # An act for a running month would miss the rest of its charges: it is issued once, never amended.
+        raise BillingError(_("Acts are issued after the month has ended."), code="month_not_over")
+    groups = (
+        Invoice.objects.filter(status__in=ACT_STATUSES, paid_at__gte=start, paid_at__lt=end, act_lines__isnull=True)
+        .exclude(kind=Invoice.Kind.ADVANCE).values_list("customer_id", "payer_id", "currency").distinct()
+        .order_by("customer_id", "payer_id", "currency")
+    )
+    made = []
+    for customer_id, payer_id, currency in list(groups):
+        customer = Customer.objects.get(pk=customer_id)
+        payer = Payer.objects.get(pk=payer_id) if payer_id else payer_profile_get_or_create(customer=customer)
+        act = act_issue(customer=customer, payer=payer, currency=currency, period=start.date())
+        if act is not None:
+            made.append(act)
+    return made
+
+
+def previous_month() -> dt.date:
+    """First day of last month (the month the daily act job closes)."""
+    return (timezone.localdate().replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+
+
+# --- contracts -----------------------------------------------------------------------------------
+
+@transaction.atomic
+def contract_version_publish(*, version: ContractVersion, staff) -> ContractVersion:
+    """Publish a draft: from now on it is the agreement customers accept, and its text is frozen."""
+    version = ContractVersion.objects.select_for_update().get(pk=version.pk)
+    if version.published_at is None:
+        version.published_at = timezone.now()
+        version.save(update_fields=["published_at"])
+        activity_record(action="billing.contract_published", actor=staff, visible_to_customer=False,
+                        details={"version": version.version, "title": version.title})
+    return version
+
+
+@transaction.atomic
+def contract_accept(*, payer: Payer, version: ContractVersion, user, ip: str | None = None) -> ContractAcceptance:
+    """Record that `user` accepted `version` for `payer` (time, IP). Accepting twice returns the first."""
+    if version.published_at is None:
+        raise BillingError(_("This contract version is not published."))
+    if payer.archived_at is not None:
+        raise BillingError(_("This payer is archived."))
+    existing = ContractAcceptance.objects.filter(payer=payer, version=version).first()
+    if existing is not None:
+        return existing
+    details = payer_details(payer)
+    try:
+        with transaction.atomic():
+            acceptance = ContractAcceptance.objects.create(
+                customer_id=payer.customer_id, payer=payer, version=version, user=user if user is not None and user.pk else None,
+                ip=ip or None, payer_label=details.label[:255], payer_details=details.as_dict(),
+            )
+    except IntegrityError:  # a concurrent double click won
+        return ContractAcceptance.objects.get(payer=payer, version=version)
+    activity_record(action="billing.contract_accepted", customer=payer.customer, actor=user, ip=ip,
+                    details={"version": version.version, "payer": details.label})
+    return acceptance

@@ -28,3 +28,9 @@ def autopay_sweep() -> int:
     for customer in Customer.objects.filter(pk__in=list(customer_ids)):
         paid += services.customer_autopay_open_invoices(customer=customer)
     return paid
+
+
+@shared_task
+def acts_generate_previous_month() -> int:
+    """Daily: close last month's acts (idempotent, so a missed day is caught up the next)."""
+    return len(services.acts_generate(period=services.previous_month()))

@@ -10,12 +10,12 @@ from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.client_ip import client_ip
 from accounts.roles import Area, acting_customer, customer_view
-from accounts.selectors import payment_blockers
 
 from . import hooks, selectors, services
-from .forms import CurrencyChangeForm, TopUpForm
-from .models import Invoice
+from .forms import CurrencyChangeForm, DocumentFilterForm, InvoicePayerForm, PayerForm, TopUpForm
+from .models import Invoice, Payer
 from .money import format_money, quantize
 from .rates import RateError, RateTable
 
@@ -119,7 +119,11 @@ def invoice_detail(request, invoice_id):
     context = {"invoice": invoice, "balance": balance, "customer": customer,
                "payments": invoice.payments.all(), "credit_notes": invoice.credit_notes.all()}
     if invoice.is_open:
-        context["blockers"] = payment_blockers(customer)
+        context["blockers"] = services.invoice_payment_blockers(invoice)
+        if invoice.status == Invoice.Status.UNPAID and not invoice.amount_paid:
+            payers = selectors.payer_choices(customer)
+            current = invoice.payer_id or next(p.pk for p in payers if p.is_profile)
+            context["payer_form"] = InvoicePayerForm(payers=payers, initial={"payer": current})
         context["payment_panels"] = hooks.invoice_payment_panels(request, invoice)
         if invoice.kind != Invoice.Kind.ADVANCE:
             available = _balance_in(balance, customer.currency, invoice.currency)
@@ -146,9 +150,10 @@ def _invoice_for_post(request, invoice_id):
 
 def _gate(request, customer, invoice) -> bool:
     try:
-        services.payment_gate_check(customer)
-    except services.PaymentBlocked:
-        messages.error(request, _("Complete your profile before paying."))
+        services.invoice_payment_gate_check(invoice)
+    except services.PaymentBlocked as exc:
+        messages.error(request, exc.blockers[0]["message"] if exc.blockers[0]["code"] == "payer_unverified"
+                       else _("Complete your profile before paying."))
         return False
     return True
 
@@ -212,18 +217,42 @@ def invoice_cancel(request, invoice_id):
     return redirect("billing:invoices")
 
 
+def _pdf_response(request, template: str, context: dict, filename: str) -> HttpResponse:
+    from weasyprint import HTML  # heavy import, only for PDFs
+
+    context = {"seller": settings.BILLING_SELLER_DETAILS, "bank": settings.BILLING_BANK_DETAILS,
+               "PORTAL_NAME": settings.PORTAL_NAME, **context}
+    html = render_to_string(template, context, request=request)
+    response = HttpResponse(HTML(string=html, base_url=request.build_absolute_uri("/")).write_pdf(), content_type="application/pdf")
+    response["Content-Disposition"] = f'inline; filename="{filename}"'
+    return response
+
+
 @customer_view(Area.BILLING)
 @require_GET
 def invoice_pdf(request, invoice_id):
-    from weasyprint import HTML  # heavy import, only for PDFs
-
     invoice = selectors.invoice_get(customer=acting_customer(request), invoice_id=invoice_id)
-    html = render_to_string("billing/invoice_pdf.html", {"invoice": invoice, "seller": settings.BILLING_SELLER_DETAILS,
-                                                         "bank": settings.BILLING_BANK_DETAILS, "PORTAL_NAME": settings.PORTAL_NAME}, request=request)
-    pdf = HTML(string=html, base_url=request.build_absolute_uri("/")).write_pdf()
-    response = HttpResponse(pdf, content_type="application/pdf")
-    response["Content-Disposition"] = f'inline; filename="invoice-{invoice.number}.pdf"'
-    return response
+    return _pdf_response(request, "billing/invoice_pdf.html", {"invoice": invoice}, f"invoice-{invoice.number}.pdf")
+
+
+@customer_view(Area.BILLING)
+@require_POST
+def invoice_payer(request, invoice_id):
+    """Choose who the invoice is made out to (before paying): re-snapshots the details and the tax."""
+    customer, invoice = _invoice_for_post(request, invoice_id)
+    form = InvoicePayerForm(request.POST, payers=selectors.payer_choices(customer))
+    if not form.is_valid():
+        messages.error(request, _("Choose one of your payers."))
+    else:
+        try:
+            invoice = services.invoice_payer_choose(invoice=invoice, payer=form.cleaned_data["payer"], actor=request.user,
+                                                    ip=client_ip(request))
+        except ValidationError as exc:
+            messages.error(request, exc.messages[0])
+        else:
+            messages.success(request, _("Invoice %(number)s is now made out to %(payer)s.")
+                             % {"number": invoice.number, "payer": invoice.payer_company or invoice.payer_name})
+    return redirect("billing:invoice_detail", invoice_id=invoice.pk)
 
 
 @customer_view(Area.BILLING)
@@ -245,3 +274,155 @@ def payment_detail(request, payment_id):
 def expense_list(request):
     page = _page(request, selectors.expenses_for(acting_customer(request)))
     return render(request, "billing/expense_list.html", {"page": page})
+
+
+# --- payers ------------------------------------------------------------------------------------
+
+@customer_view(Area.BILLING)
+@require_GET
+def payer_list(request):
+    customer = acting_customer(request)
+    show_archived = request.GET.get("archived") == "1"
+    selectors.payer_choices(customer)  # the profile payer exists from the first visit
+    payers = list(selectors.payers_for(customer, include_archived=show_archived))
+    if show_archived:
+        payers = [p for p in payers if p.archived_at]
+    rows = [{"payer": p, "details": services.payer_details(p)} for p in payers]
+    return render(request, "billing/payer_list.html", {"rows": rows, "show_archived": show_archived, "customer": customer})
+
+
+def _payer_form_data(payer: Payer) -> dict:
+    return {field: getattr(payer, field) for field in services.PAYER_FIELDS}
+
+
+@customer_view(Area.BILLING)
+@require_http_methods(["GET", "POST"])
+def payer_create(request):
+    customer = acting_customer(request)
+    form = PayerForm(request.POST or None, initial={"payer_type": Payer.Type.COMPANY, "country": customer.country})
+    if request.method == "POST" and form.is_valid():
+        try:
+            payer = services.payer_create(customer=customer, data=form.cleaned_data, actor=request.user, ip=client_ip(request))
+        except ValidationError as exc:
+            form.add_error(None, exc.messages[0])
+        else:
+            if payer.verification_status == Payer.Verification.PENDING:
+                messages.success(request, _("Payer %(name)s is saved and awaits verification by our staff.") % {"name": payer.company_name})
+            else:
+                messages.success(request, _("Payer %(name)s is saved.") % {"name": payer.name})
+            return redirect(_safe_next(request) or "billing:payers")
+    return render(request, "billing/payer_form.html", {"form": form, "next": _safe_next(request)},
+                  status=400 if form.is_bound else 200)
+
+
+def _safe_next(request) -> str:
+    """The local page to return to after adding a payer (e.g. the invoice being paid), or ""."""
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    ok = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+    return target if target.startswith("/") and ok else ""
+
+
+@customer_view(Area.BILLING)
+@require_http_methods(["GET", "POST"])
+def payer_edit(request, payer_id):
+    customer = acting_customer(request)
+    payer = selectors.payer_get(customer=customer, payer_id=payer_id)
+    if payer.is_profile:
+        return redirect("accounts:settings")
+    form = PayerForm(request.POST or None, initial=_payer_form_data(payer))
+    if request.method == "POST" and form.is_valid():
+        try:
+            payer = services.payer_update(payer=payer, data=form.cleaned_data, actor=request.user, ip=client_ip(request))
+        except ValidationError as exc:
+            form.add_error(None, exc.messages[0])
+        else:
+            if payer.verification_status == Payer.Verification.PENDING:
+                messages.success(request, _("Changes saved. The company details are sent to our staff for verification again."))
+            else:
+                messages.success(request, _("Changes saved."))
+            return redirect("billing:payers")
+    return render(request, "billing/payer_form.html", {"form": form, "payer": payer}, status=400 if form.is_bound else 200)
+
+
+@customer_view(Area.BILLING)
+@require_POST
+def payer_delete(request, payer_id):
+    payer = selectors.payer_get(customer=acting_customer(request), payer_id=payer_id)
+    try:
+        deleted = services.payer_delete(payer=payer, actor=request.user, ip=client_ip(request))
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+    else:
+        if deleted:
+            messages.success(request, _("The payer is deleted."))
+        else:
+            messages.info(request, _("Documents refer to this payer, so it is archived instead of deleted."))
+    return redirect("billing:payers")
+
+
+# --- documents ---------------------------------------------------------------------------------
+
+@customer_view(Area.BILLING)
+@require_GET
+def documents(request):
+    customer = acting_customer(request)
+    form = DocumentFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    rows = selectors.documents_for(customer=customer, doc_type=filters.get("type", ""),
+                                   date_from=filters.get("date_from"), date_to=filters.get("date_to"))
+    version = selectors.contract_version_current()
+    payers = selectors.payer_choices(customer)
+    return render(request, "billing/documents.html", {
+        "form": form, "page": _page(request, rows), "contract": version,
+        "contract_rows": [{**row, "details": services.payer_details(row["payer"])}
+                          for row in selectors.contract_status(customer, version, payers)],
+    })
+
+
+@customer_view(Area.BILLING)
+@require_GET
+def act_pdf(request, act_id):
+    act = selectors.act_get(customer=acting_customer(request), act_id=act_id)
+    return _pdf_response(request, "billing/act_pdf.html", {"act": act}, f"act-{act.number}.pdf")
+
+
+@customer_view(Area.BILLING)
+@require_GET
+def contract_pdf(request, payer_id):
+    """The current agreement made out to one of the customer's payers (accepted or not yet)."""
+    customer = acting_customer(request)
+    payer = selectors.payer_get(customer=customer, payer_id=payer_id, include_archived=True)
+    version = selectors.contract_version_current()
+    if version is None:
+        raise Http404
+    acceptance = payer.contract_acceptances.filter(version=version).first()
+    details = acceptance.payer_details if acceptance else services.payer_details(payer).as_dict()
+    return _pdf_response(request, "billing/contract_pdf.html", {"version": version, "payer": details, "acceptance": acceptance,
+                                                                "customer": customer}, f"contract-v{version.version}-{payer.pk}.pdf")
+
+
+@customer_view(Area.BILLING)
+@require_GET
+def contract_acceptance_pdf(request, acceptance_id):
+    customer = acting_customer(request)
+    acceptance = selectors.contract_acceptance_get(customer=customer, acceptance_id=acceptance_id)
+    return _pdf_response(request, "billing/contract_pdf.html", {"version": acceptance.version, "payer": acceptance.payer_details,
+                                                                "acceptance": acceptance, "customer": customer},
+                         f"contract-v{acceptance.version.version}-{acceptance.payer_id}.pdf")
+
+
+@customer_view(Area.BILLING)
+@require_POST
+def contract_accept(request, payer_id):
+    customer = acting_customer(request)
+    payer = selectors.payer_get(customer=customer, payer_id=payer_id)
+    version = selectors.contract_version_current()
+    if version is None or str(version.pk) != request.POST.get("version"):
+        messages.error(request, _("The agreement has a new version. Read it and accept again."))
+        return redirect("billing:documents")
+    services.contract_accept(payer=payer, version=version, user=request.user, ip=client_ip(request))
+    messages.success(request, _("You accepted %(title)s (version %(version)s) for %(payer)s.")
+                     % {"title": version.title, "version": version.version, "payer": services.payer_details(payer).label})
+    return redirect("billing:documents")

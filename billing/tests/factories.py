@@ -38,3 +38,22 @@ class TaxRateFactory(factory.django.DjangoModelFactory):
     profile_type = TaxRate.Profile.ANY
     percent = Decimal("19")
     label = "VAT"
+
+
+class CompanyPayerFactory(factory.django.DjangoModelFactory):
+    """A company payer as the customer enters it: awaiting verification until staff verify it."""
+
+    class Meta:
+        model = "billing.Payer"
+
+    payer_type = "company"
+    name = "Erika Mustermann"
+    company_name = factory.Sequence(lambda n: f"Acme {n} GmbH")
+    registration_number = factory.Sequence(lambda n: f"HRB {1000 + n}")
+    vat_number = factory.Sequence(lambda n: f"DE{100000000 + n}")
+    street = "Hauptstr. 1"
+    city = "Berlin"
+    postcode = "10115"
+    country = "DE"
+    email = "billing@acme.example"
+    verification_status = "pending"

@@ -144,6 +144,8 @@ CELERY_BEAT_SCHEDULE["telegram-outbox-sweep"] = {"task": "notifications.telegram
 CELERY_BEAT_SCHEDULE["billing-refresh-rates"] = {"task": "billing.tasks.refresh_rates", "schedule": 6 * 3600}
 CELERY_BEAT_SCHEDULE["billing-low-balance-sweep"] = {"task": "billing.tasks.low_balance_sweep", "schedule": 3600}
 CELERY_BEAT_SCHEDULE["billing-autopay-sweep"] = {"task": "billing.tasks.autopay_sweep", "schedule": 3600}
+# Closes last month's acts; idempotent, so running every 6 hours just catches up after downtime.
+CELERY_BEAT_SCHEDULE["billing-acts-monthly"] = {"task": "billing.tasks.acts_generate_previous_month", "schedule": 6 * 3600}
 # --- beat schedule: billing.gateways ---
 CELERY_BEAT_SCHEDULE["gateways-sandbox-webhooks"] = {"task": "billing.gateways.tasks.sandbox_webhooks_deliver_due", "schedule": 30.0}
 CELERY_BEAT_SCHEDULE["gateways-autopay"] = {"task": "billing.gateways.tasks.autopay_run", "schedule": 3600.0}

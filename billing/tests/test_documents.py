@@ -1,0 +1,151 @@
+import datetime as dt
+import io
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+from pypdf import PdfReader
+
+from accounts.models import ActivityEvent
+from accounts.tests.factories import StaffUserFactory, UserFactory
+from billing import services
+from billing.models import Act, ContractAcceptance, ContractVersion, Invoice, InvoiceLine
+from billing.selectors import payer_choices
+
+from .factories import CompanyPayerFactory
+
+
+@pytest.fixture
+def client_in(client, owner):
+    client.force_login(owner)
+    return client
+
+
+@pytest.fixture
+def contract(db):
+    staff = StaffUserFactory()
+    services.contract_version_publish(version=ContractVersion.objects.create(version=1, title="Customer agreement", text="Old terms."), staff=staff)
+    version = ContractVersion.objects.create(version=2, title="Customer agreement",
+                                             text="1. Subject\n\nThe provider rents virtual servers to the customer.")
+    return services.contract_version_publish(version=version, staff=staff)
+
+
+def _pdf_text(response) -> str:
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    return " ".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
+
+
+@pytest.mark.django_db
+def test_contract_acceptance_is_recorded_with_time_ip_user_and_payer(currencies, client_in, owner, customer, contract):
+    payer = CompanyPayerFactory(customer=customer, company_name="Acme GmbH")
+    before = timezone.now()
+    url = reverse("billing:contract_accept", args=[payer.pk])
+    assert client_in.get(url).status_code == 405  # GET never accepts
+    response = client_in.post(url, {"version": contract.pk}, REMOTE_ADDR="203.0.113.7")
+    assert response.status_code == 302
+    client_in.post(url, {"version": contract.pk}, REMOTE_ADDR="198.51.100.1")  # double click
+    acceptance = ContractAcceptance.objects.get()
+    assert (acceptance.version, acceptance.payer, acceptance.user, acceptance.ip) == (contract, payer, owner, "203.0.113.7")
+    assert acceptance.accepted_at >= before and acceptance.payer_details["company"] == "Acme GmbH"
+    assert ActivityEvent.objects.filter(action="billing.contract_accepted", customer=customer, ip="203.0.113.7").exists()
+
+    text = _pdf_text(client_in.get(reverse("billing:contract_acceptance_pdf", args=[acceptance.pk])))
+    assert "Acme GmbH" in text and payer.vat_number in text and "203.0.113.7" in text and "virtual servers" in text
+    page = client_in.get(reverse("billing:documents")).content.decode()
+    assert f'data-testid="document-contract-{acceptance.pk}"' in page
+
+
+@pytest.mark.django_db
+def test_a_stale_version_is_not_accepted(currencies, client_in, customer, contract):
+    profile = payer_choices(customer)[0]
+    old = ContractVersion.objects.get(version=1)
+    client_in.post(reverse("billing:contract_accept", args=[profile.pk]), {"version": old.pk})
+    client_in.post(reverse("billing:contract_accept", args=[profile.pk]), {"version": "junk"})
+    assert not ContractAcceptance.objects.exists()
+    draft = ContractVersion.objects.create(version=3, title="Draft", text="Not yet")
+    with pytest.raises(services.BillingError):
+        services.contract_accept(payer=profile, version=draft, user=None)
+
+
+@pytest.mark.django_db
+def test_contract_pdf_is_made_out_to_the_payer(currencies, client_in, customer, owner, contract):
+    profile = payer_choices(customer)[0]
+    text = _pdf_text(client_in.get(reverse("billing:contract_pdf", args=[profile.pk])))
+    assert owner.get_full_name() in text and customer.city in text and "Version 2" in text and "Not accepted yet" in text
+
+
+@pytest.mark.django_db
+def test_another_customers_contract_and_documents_are_404(currencies, client_in, contract):
+    stranger = UserFactory()
+    payer = payer_choices(stranger.customer)[0]
+    acceptance = services.contract_accept(payer=payer, version=contract, user=stranger, ip="192.0.2.1")
+    assert client_in.get(reverse("billing:contract_acceptance_pdf", args=[acceptance.pk])).status_code == 404
+    assert client_in.get(reverse("billing:contract_pdf", args=[payer.pk])).status_code == 404
+    assert client_in.post(reverse("billing:contract_accept", args=[payer.pk]), {"version": contract.pk}).status_code == 404
+    assert f"document-contract-{acceptance.pk}" not in client_in.get(reverse("billing:documents")).content.decode()
+
+
+def _make_documents(customer, n):
+    """n documents: invoices, acts and contract acceptances, inserted in bulk."""
+    payer = services.payer_profile_get_or_create(customer=customer)
+    start = Invoice.objects.count()
+    invoices = Invoice.objects.bulk_create([
+        Invoice(number=f"2098-{start + i:06d}", year=2098, sequence=start + i, customer=customer, kind="order", currency="EUR",
+                subtotal=Decimal("1"), total=Decimal("1"), payer_name="P") for i in range(1, n // 2 + 1)])
+    InvoiceLine.objects.bulk_create([InvoiceLine(invoice=i, description="x", quantity=1, unit_price=Decimal("1"), amount=Decimal("1"))
+                                     for i in invoices])
+    first = Act.objects.count()
+    Act.objects.bulk_create([
+        Act(number=f"ACT-2098-{first + i:06d}", year=2098, sequence=first + i, customer=customer, payer=payer, currency="EUR",
+            period=dt.date(1900 + first + i, 1, 1), subtotal=Decimal("2"), total=Decimal("2"), payer_name="P")
+        for i in range(1, n - n // 2)])
+    version = ContractVersion.objects.create(version=100 + ContractVersion.objects.count(), title="A", text="T",
+                                             published_at=timezone.now())
+    ContractAcceptance.objects.create(customer=customer, payer=payer, version=version, payer_label="P")
+
+
+@pytest.mark.django_db
+def test_documents_list_query_count_is_the_same_for_10_and_300_documents(currencies, client_in, customer, contract):
+    def count(query=""):
+        with CaptureQueriesContext(connection) as ctx:
+            response = client_in.get(reverse("billing:documents") + query)
+            assert response.status_code == 200
+        return len(ctx), response
+
+    _make_documents(customer, 10)
+    small, response = count()
+    assert len(response.context["page"].object_list) == 10
+    _make_documents(customer, 290)
+    large, response = count()
+    assert response.context["page"].paginator.count == 300
+    assert large == small
+    assert count("?type=act")[0] == small
+
+
+@pytest.mark.django_db
+def test_documents_filter_by_type_and_period(currencies, client_in, customer, fund):
+    last_month = services.previous_month()
+    with time_machine.travel(timezone.make_aware(dt.datetime.combine(last_month.replace(day=10), dt.time(9))), tick=False):
+        fund(customer, "50.00")
+        invoice = services.invoice_issue(customer=customer, kind="order", lines=[services.LineInput("VPS", 1, Decimal("10.00"))])
+        services.invoice_pay_from_balance(invoice=invoice)
+    act = services.acts_generate(period=last_month)[0]
+    month = last_month.strftime("%Y-%m")
+
+    def shown(query):
+        page = client_in.get(reverse("billing:documents") + query).content.decode()
+        return {kind for kind, pk in (("invoice", invoice.pk), ("act", act.pk)) if f'data-testid="document-{kind}-{pk}"' in page}
+
+    assert shown("") == {"invoice", "act"}
+    assert shown("?type=act") == {"act"}
+    assert shown("?type=invoice") == {"invoice"}
+    assert shown(f"?date_from={month}&date_to={month}") == {"invoice", "act"}
+    assert shown(f"?date_from={timezone.localdate():%Y-%m}") == set()
+    assert shown("?date_from=2001-01&date_to=2001-12") == set()
+    response = client_in.get(reverse("billing:documents") + "?date_from=2026-05&date_to=2026-01")
+    assert "before its start" in response.content.decode()
+    assert client_in.get(reverse("billing:documents") + "?type=bogus&date_from=garbage").status_code == 200
