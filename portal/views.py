@@ -1,12 +1,13 @@
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from accounts.roles import acting_customer
+from accounts.roles import Area, acting_customer, customer_view
 
 from . import health
+from .charts import bar_chart
+from .selectors import dashboard_data
 
 
 @require_GET
@@ -22,10 +23,26 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(body, status=200 if not failing else 503)
 
 
-@login_required
+@require_GET
+@never_cache
+def whoami(request: HttpRequest) -> JsonResponse:
+    """The session's user as JSON: a session check for scripts and the smallest authenticated page
+    (bench/pages.py measures every page against it)."""
+    user = request.user
+    if not user.is_authenticated:
+        return JsonResponse({"authenticated": False}, status=401)
+    return JsonResponse({"authenticated": True, "username": user.username, "customer_id": user.customer_id,
+                         "role": user.role if user.customer_id else "staff"})
+
+
+@customer_view(Area.ACCOUNT)
 def dashboard(request: HttpRequest) -> HttpResponse:
+    """The home page: only the cards the user's role allows (portal.selectors.dashboard_data)."""
     customer = acting_customer(request)
-    return render(request, "dashboard.html", {"customer": customer})
+    data = dashboard_data(customer=customer, user=request.user)
+    charts = [{"series": series, "chart": bar_chart([(m.month, m.amount) for m in series.months], series.currency)}
+              for series in data.get("spending", [])]
+    return render(request, "dashboard.html", {"customer": customer, "charts": charts, **data})
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "billing.gateways",
     "orders",
     "tickets",
+    "portal",  # after the domain apps: its admin.py composes the back office on top of theirs
 ]
 
 MIDDLEWARE = [

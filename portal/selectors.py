@@ -1,0 +1,307 @@
+"""Dashboard and staff-report reads, composed from every app's public selectors and services.
+
+The portal is the top layer, so it may import any app; nothing imports it. Each function runs a
+fixed number of queries whatever the customer's history (pinned by portal/tests/test_dashboard.py).
+"""
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db.models import Count, DecimalField, F, Q, Sum
+from django.db.models.functions import Coalesce, TruncMonth
+from django.utils import timezone
+
+from accounts.models import Customer, User
+from accounts.roles import Area, role_allows
+from billing.gateways.selectors import autopay_settings_for
+from billing.gateways.services import autopay_month_used
+from billing.models import Currency, Invoice, LedgerAccount, LedgerEntry
+from billing.money import quantize
+from billing.rates import RateError, RateTable, is_stale
+from billing.selectors import balance_of, enabled_currencies, equivalents, invoices_for
+from billing.services import tax_for
+from notifications.selectors import inbox_for
+from orders import renewals as order_renewals
+from orders import services as order_services
+from orders.models import Order, OrderRenewal
+from orders.selectors import days_remaining, orders_for
+from tickets.selectors import tickets_for
+
+ZERO = Decimal("0")
+FORECAST_DAYS = 30
+DASHBOARD_LIST_SIZE = 5
+LIVE_SERVICE_STATUSES = (Order.Status.PENDING, Order.Status.ACTIVE, Order.Status.EXPIRED, Order.Status.SUSPENDED)
+
+
+# --- renewal forecast ----------------------------------------------------------------------------
+
+@dataclass
+class ForecastRow:
+    order: Order
+    renews_at: dt.datetime  # when the renewal job will first pick it up
+    amount: Decimal  # what the renewal invoice will ask for (tax included), in `currency`
+    currency: str
+    amount_in_account_currency: Decimal | None  # None: no usable exchange rate
+    covered_by: str = ""  # "balance", "autopay" or "" (not covered)
+    error: str = ""
+
+
+@dataclass
+class RenewalForecast:
+    rows: list[ForecastRow]
+    balance: Decimal
+    currency: str
+    autopay_enabled: bool
+    autopay_left_this_month: Decimal
+    total: Decimal = ZERO  # in the account currency
+    shortfall: Decimal = ZERO  # what the customer should add to cover every row
+
+    @property
+    def all_covered(self) -> bool:
+        return all(row.covered_by for row in self.rows)
+
+
+def _renewal_moment(order: Order, now: dt.datetime) -> dt.datetime:
+    """The job renews an order ORDERS_RENEW_HOURS_BEFORE_EXPIRY before it expires (or at its next run)."""
+    return max(now, order.expires_at - dt.timedelta(hours=settings.ORDERS_RENEW_HOURS_BEFORE_EXPIRY))
+
+
+def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days: int = FORECAST_DAYS,
+                     currencies: list[Currency] | None = None, balance: Decimal | None = None) -> RenewalForecast:
+    """Which services the auto-renewal job will renew in the next `days` days, for how much, and
+    whether the balance (then auto-payment within its monthly cap) covers each in turn.
+
+    The orders are the job's own `due_for_auto_renewal()` query evaluated at the end of the window;
+    the price is `orders.services.renewal_price()` quantized as the job stores it, plus the tax
+    billing adds when it issues the invoice. A renewal invoice the job already issued (a pending
+    renewal for the next period) is forecast at what it still asks for.
+    """
+    now = now or timezone.now()
+    currency = customer.currency
+    balance = balance_of(customer) if balance is None else balance
+    orders = list(
+        order_renewals.due_for_auto_renewal(now + dt.timedelta(days=days)).filter(customer=customer)
+        .select_related("customer", "plan", "scheduled_plan").order_by("expires_at", "pk")
+    )
+    pending_invoices = _pending_renewal_invoices(orders)
+    tax = tax_for(customer) if orders else None
+    table = RateTable(currencies if currencies is not None else enabled_currencies())
+    autopay = autopay_settings_for(customer)
+    autopay_on = bool(autopay and autopay.enabled and autopay.method_id)
+    today = timezone.localdate(now)
+    left_this_month = max(ZERO, autopay.monthly_limit - autopay_month_used(customer=customer, today=today)) if autopay_on else ZERO
+    cap_left: dict[tuple[int, int], Decimal] = {(today.year, today.month): left_this_month}
+
+    rows, running, shortfall, total = [], balance, ZERO, ZERO
+    for order in orders:
+        row = ForecastRow(order=order, renews_at=_renewal_moment(order, now), amount=ZERO, currency=order.currency,
+                          amount_in_account_currency=None)
+        rows.append(row)
+        invoice = pending_invoices.get(order.pk)
+        if invoice is not None:
+            row.amount, row.currency = invoice.total - invoice.amount_paid, invoice.currency
+        else:
+            try:
+                subtotal = quantize(order_services.renewal_price(order), order.currency)  # as the job stores it
+            except ValidationError as error:
+                row.error = error.messages[0]
+                continue
+            row.amount = subtotal + quantize(subtotal * tax.percent / 100, order.currency)  # as invoice_issue adds it
+        try:
+            quote = table.quote(row.currency, currency)
+        except RateError as error:
+            row.error = error.messages[0]
+            continue
+        needed = row.amount if row.currency == currency else quantize(row.amount * quote.rate, currency)
+        row.amount_in_account_currency = needed
+        total += needed
+        if running >= needed:
+            row.covered_by, running = "balance", running - needed
+            continue
+        missing = needed - max(running, ZERO)
+        month = timezone.localdate(row.renews_at)
+        key = (month.year, month.month)
+        left = cap_left.setdefault(key, autopay.monthly_limit if autopay_on else ZERO)
+        if missing <= left:
+            row.covered_by, running, cap_left[key] = "autopay", ZERO, left - missing
+        else:
+            shortfall += missing  # the job leaves this renewal unpaid; the balance stays for the next one
+    return RenewalForecast(rows=rows, balance=balance, currency=currency, autopay_enabled=autopay_on,
+                           autopay_left_this_month=left_this_month, total=total, shortfall=shortfall)
+
+
+def _pending_renewal_invoices(orders: list[Order]) -> dict[int, Invoice]:
+    """Open invoices of renewals already issued for each order's next period (the job pays those)."""
+    if not orders:
+        return {}
+    next_period = {order.pk: order.current_period + 1 for order in orders}
+    renewals = [r for r in OrderRenewal.objects.filter(order_id__in=list(next_period), status=OrderRenewal.Status.PENDING,
+                                                       invoice_id__isnull=False)
+                if r.period == next_period[r.order_id]]
+    if not renewals:
+        return {}
+    invoices = Invoice.objects.in_bulk([r.invoice_id for r in renewals])
+    return {r.order_id: invoices[r.invoice_id] for r in renewals
+            if r.invoice_id in invoices and invoices[r.invoice_id].is_open}
+
+
+# --- spending chart ------------------------------------------------------------------------------
+
+@dataclass
+class MonthAmount:
+    month: dt.date
+    amount: Decimal
+
+
+@dataclass
+class SpendingSeries:
+    currency: str
+    months: list[MonthAmount] = field(default_factory=list)
+
+    @property
+    def total(self) -> Decimal:
+        return sum((m.amount for m in self.months), ZERO)
+
+
+def last_months(today: dt.date, count: int = 12) -> list[dt.date]:
+    """First days of the last `count` months, oldest first, the current month last."""
+    year, month = today.year, today.month
+    firsts = []
+    for _ in range(count):
+        firsts.append(dt.date(year, month, 1))
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return firsts[::-1]
+
+
+def spending_by_month(*, customer: Customer, now: dt.datetime | None = None, months: int = 12) -> list[SpendingSeries]:
+    """What the customer paid for services per calendar month (local time), one series per invoice
+    currency, the account currency first. Spending is the total of paid service invoices (order,
+    renewal, upgrade — not top-ups) by the month they were paid; two queries."""
+    now = now or timezone.now()
+    firsts = last_months(timezone.localdate(now), months)
+    tz = timezone.get_current_timezone()
+    start = timezone.make_aware(dt.datetime.combine(firsts[0], dt.time.min), tz)
+    rows = (
+        invoices_for(customer).exclude(kind=Invoice.Kind.ADVANCE)
+        .filter(status__in=[Invoice.Status.PAID, Invoice.Status.REFUNDED], paid_at__gte=start)
+        .annotate(month=TruncMonth("paid_at", tzinfo=tz)).values("month", "currency")
+        .annotate(amount=Sum("total")).order_by()
+    )
+    sums: dict[str, dict[dt.date, Decimal]] = {}
+    for row in rows:
+        month = row["month"].date() if isinstance(row["month"], dt.datetime) else row["month"]
+        sums.setdefault(row["currency"], {})[month] = row["amount"]
+    currencies = sorted(sums, key=lambda code: (code != customer.currency, code)) or [customer.currency]
+    return [SpendingSeries(currency=code, months=[MonthAmount(m, sums.get(code, {}).get(m, ZERO)) for m in firsts])
+            for code in currencies]
+
+
+# --- the dashboard ---------------------------------------------------------------------------------
+
+def dashboard_data(*, customer: Customer, user: User, now: dt.datetime | None = None) -> dict:
+    """Everything the home page shows, only the cards the user's role allows."""
+    now = now or timezone.now()
+    can = {area: role_allows(user, area) for area in (Area.BILLING, Area.SERVICES, Area.TICKETS, Area.SETTINGS)}
+    data: dict = {"can": can, "now": now}
+    if can[Area.BILLING]:
+        currencies = enabled_currencies()
+        balance = balance_of(customer)
+        data["balance"] = balance
+        data["equivalents"] = equivalents(balance, customer.currency, currencies)
+        unpaid = invoices_for(customer).filter(status__in=Invoice.OPEN_STATUSES)
+        data["unpaid_invoices"] = list(unpaid.order_by("issued_at", "pk")[:DASHBOARD_LIST_SIZE])
+        data["unpaid_summary"] = list(unpaid.values("currency").annotate(
+            count=Count("pk"), due=Sum(F("total") - F("amount_paid"))).order_by("currency"))
+        data["spending"] = spending_by_month(customer=customer, now=now)
+        data["forecast"] = renewal_forecast(customer=customer, now=now, currencies=currencies, balance=balance)
+    if can[Area.SERVICES]:
+        live = orders_for(customer).filter(status__in=LIVE_SERVICE_STATUSES)
+        services = list(live.select_related("plan").order_by(F("expires_at").asc(nulls_last=True), "pk")[:DASHBOARD_LIST_SIZE])
+        for order in services:
+            order.days_left = days_remaining(order, now)
+        data["services"] = services
+        data["services_count"] = live.count()
+    if can[Area.TICKETS]:
+        open_tickets = tickets_for(customer=customer, status="open")
+        data["tickets"] = list(open_tickets.select_related("department")[:DASHBOARD_LIST_SIZE])
+    data["notifications"] = list(inbox_for(customer).order_by("-created_at", "-pk")[:DASHBOARD_LIST_SIZE])
+    return data
+
+
+# --- staff reports -------------------------------------------------------------------------------
+
+AGE_BUCKETS = ((0, 30), (31, 60), (61, 90), (91, None))
+
+
+def revenue_by_month(*, now: dt.datetime | None = None, months: int = 12) -> dict:
+    """Net revenue (the ledger's revenue accounts: invoices recognised minus refunds) per month and
+    currency, for the last `months` months. {"months": [...], "rows": [{"currency", "amounts", "total"}]}."""
+    now = now or timezone.now()
+    firsts = last_months(timezone.localdate(now), months)
+    tz = timezone.get_current_timezone()
+    start = timezone.make_aware(dt.datetime.combine(firsts[0], dt.time.min), tz)
+    sums: dict[str, dict[dt.date, Decimal]] = {}
+    for row in (LedgerEntry.objects.filter(account__kind=LedgerAccount.Kind.REVENUE, transaction__created_at__gte=start)
+                .annotate(month=TruncMonth("transaction__created_at", tzinfo=tz)).values("month", "currency")
+                .annotate(amount=Sum("amount")).order_by()):
+        sums.setdefault(row["currency"], {})[row["month"].date()] = row["amount"]
+    rows = []
+    for code in sorted(sums):
+        amounts = [sums[code].get(m, ZERO) for m in firsts]
+        rows.append({"currency": code, "amounts": amounts, "total": sum(amounts, ZERO)})
+    return {"months": firsts, "rows": rows}
+
+
+def receivables(*, now: dt.datetime | None = None) -> dict:
+    """Unpaid invoices (what customers owe) per currency and age bucket, plus the oldest ones."""
+    now = now or timezone.now()
+    due = F("total") - F("amount_paid")
+    aggregates = {}
+    for low, high in AGE_BUCKETS:
+        condition = Q(issued_at__lte=now - dt.timedelta(days=low))
+        if high is not None:
+            condition &= Q(issued_at__gt=now - dt.timedelta(days=high + 1))
+        aggregates[f"b{low}"] = Coalesce(Sum(due, filter=condition), ZERO, output_field=DecimalField())
+    open_invoices = Invoice.objects.filter(status__in=Invoice.OPEN_STATUSES).exclude(kind=Invoice.Kind.ADVANCE)
+    rows = []
+    for row in open_invoices.values("currency").annotate(count=Count("pk"), total=Sum(due), **aggregates).order_by("currency"):
+        rows.append({"currency": row["currency"], "count": row["count"], "total": row["total"],
+                     "buckets": [row[f"b{low}"] for low, _high in AGE_BUCKETS]})
+    oldest = list(open_invoices.select_related("customer").order_by("issued_at", "pk")[:20])
+    for invoice in oldest:
+        invoice.age_days = (now - invoice.issued_at).days
+    return {"buckets": AGE_BUCKETS, "rows": rows, "oldest": oldest}
+
+
+def services_expiring(*, now: dt.datetime | None = None, days: int) -> list[Order]:
+    now = now or timezone.now()
+    return list(Order.objects.filter(status=Order.Status.ACTIVE, expires_at__gte=now,
+                                     expires_at__lt=now + dt.timedelta(days=days))
+                .select_related("customer", "plan").order_by("expires_at", "pk"))
+
+
+def customers_awaiting_verification() -> list[Customer]:
+    return list(Customer.objects.filter(verification_status=Customer.Verification.PENDING).order_by("pk"))
+
+
+def rate_freshness(*, now: dt.datetime | None = None) -> list[dict]:
+    now = now or timezone.now()
+    return [{"currency": c, "stale": is_stale(c, now), "age": (now - c.rate_updated_at) if c.rate_updated_at else None}
+            for c in Currency.objects.order_by("position", "code")]
+
+
+def staff_reports(*, now: dt.datetime | None = None) -> dict:
+    now = now or timezone.now()
+    expiring_30 = services_expiring(now=now, days=30)
+    week = now + dt.timedelta(days=7)
+    return {
+        "now": now,
+        "revenue": revenue_by_month(now=now),
+        "receivables": receivables(now=now),
+        "expiring_7": [o for o in expiring_30 if o.expires_at < week],
+        "expiring_30": expiring_30,
+        "awaiting_verification": customers_awaiting_verification(),
+        "rates": rate_freshness(now=now),
+    }

@@ -1,0 +1,215 @@
+"""Dashboard: role-filtered cards, a constant number of queries, the spending chart and a renewal
+forecast that agrees with what the renewal job then charges."""
+from datetime import datetime, timedelta, timezone as dt_timezone
+from decimal import Decimal
+from itertools import count
+
+import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from accounts.models import User
+from accounts.tests.factories import UserFactory
+from billing import services as billing_services
+from billing.gateways.models import AutopayCharge, AutopaySettings
+from billing.gateways.tests.factories import SavedPaymentMethodFactory
+from billing.models import Invoice
+from billing.services import LineInput
+from billing.tests.factories import TaxRateFactory, make_currencies
+from notifications.services import notify
+from orders import renewals
+from orders.models import Order, OrderRenewal, PlanPrice
+from orders.tests.factories import PlanFactory
+from portal.selectors import renewal_forecast, spending_by_month
+from tickets.tests.factories import TicketFactory
+
+T0 = datetime(2026, 3, 10, 9, 0, tzinfo=dt_timezone.utc)
+_keys = count()
+
+
+@pytest.fixture
+def currencies(db):
+    return make_currencies()
+
+
+def fund(customer, amount):
+    return billing_services.payment_record(
+        idempotency_key=f"portal-fund:{customer.pk}:{next(_keys)}", customer=customer, amount=Decimal(amount),
+        currency=customer.currency, method="bank_transfer")
+
+
+def make_orders(customer, plan, n, *, first_expiry, step=timedelta(hours=5), price="10.00", auto_renew=True):
+    """Active one-month services expiring one after another from `first_expiry` (created directly:
+    ordering is not under test here)."""
+    start = first_expiry - timedelta(days=30)
+    Order.objects.bulk_create(
+        Order(customer=customer, plan=plan, period_months=1, price=Decimal(price), currency=customer.currency,
+              status=Order.Status.ACTIVE, provisioning=Order.Provisioning.DONE, ip=f"198.51.{i // 250}.{i % 250 + 1}",
+              anchor_at=start, anchor_months=1, period_started_at=start, expires_at=first_expiry + step * i,
+              current_period=1, auto_renew=auto_renew)
+        for i in range(n)
+    )
+    return list(Order.objects.filter(customer=customer).order_by("expires_at", "pk"))
+
+
+def populate(customer, plan, n_services):
+    """n services (a third renewing within 30 days), unpaid invoices, open tickets and notifications."""
+    make_orders(customer, plan, n_services, first_expiry=T0 + timedelta(days=2), step=timedelta(hours=7))
+    for i in range(min(n_services, 12)):
+        billing_services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, lines=[
+            LineInput(description=f"Service {i}", quantity=1, unit_price=Decimal("5.00"))])
+        TicketFactory(created_by=customer.users.first(), subject=f"Question {i}")
+        notify(customer=customer, kind="low_balance", context={"balance": "1.00 EUR", "threshold": "5.00 EUR"},
+               dedupe_key=f"t{i}")
+
+
+def dashboard_queries(client, user) -> int:
+    client.force_login(user)
+    client.get(reverse("dashboard"))  # warm caches (site, content types, translations)
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(reverse("dashboard"))
+    assert response.status_code == 200
+    return len(captured)
+
+
+@pytest.mark.django_db
+def test_dashboard_query_count_is_the_same_for_3_and_300_services(client, currencies):
+    plan = PlanFactory()
+    small, large = UserFactory(), UserFactory()
+    populate(small.customer, plan, 3)
+    populate(large.customer, plan, 300)
+    fund(large.customer, "100.00")
+    with time_machine.travel(T0, tick=False):
+        small_count = dashboard_queries(client, small)
+        large_count = dashboard_queries(client, large)
+        response = client.get(reverse("dashboard"))
+    assert small_count == large_count
+    assert small_count <= 30, small_count
+    html = response.content.decode()
+    assert html.count('data-testid="dashboard-service"') == 5
+    assert html.count('data-testid="forecast-row"') > 50  # everything expiring within 30 days
+    assert 'data-testid="forecast-warning"' in html  # 100.00 does not cover ~100 renewals of 10.00
+
+
+@pytest.mark.django_db
+def test_cards_follow_the_role(client, currencies):
+    owner = UserFactory()
+    finance = UserFactory(customer=owner.customer, role=User.Role.FINANCE)
+    technical = UserFactory(customer=owner.customer, role=User.Role.TECHNICAL)
+    client.force_login(finance)
+    html = client.get(reverse("dashboard")).content.decode()
+    assert 'data-testid="dashboard-balance"' in html and 'data-testid="dashboard-invoices"' in html
+    assert 'data-testid="dashboard-services"' not in html and 'data-testid="dashboard-tickets"' not in html
+    client.force_login(technical)
+    html = client.get(reverse("dashboard")).content.decode()
+    assert 'data-testid="dashboard-services"' in html and 'data-testid="dashboard-tickets"' in html
+    for card in ("dashboard-balance", "dashboard-invoices", "forecast", "spending-chart"):
+        assert f'data-testid="{card}"' not in html
+    assert "Renew" not in html  # renewing spends money: billing area only
+
+
+@pytest.mark.django_db
+def test_staff_without_customer_is_refused(client):
+    staff = UserFactory(customer=None, is_staff=True)
+    client.force_login(staff)
+    assert client.get(reverse("dashboard")).status_code == 403
+
+
+@pytest.mark.django_db
+def test_forecast_matches_what_the_renewal_job_charges(currencies):
+    """Forecast at T0, then run the job on a frozen clock at each forecast moment: every renewal
+    invoice asks exactly the forecast amount, and exactly the forecast rows are paid from the balance."""
+    owner = UserFactory()
+    customer = owner.customer
+    TaxRateFactory(country=customer.country, percent=Decimal("19"))
+    plan = PlanFactory()
+    cheaper = PlanFactory(prices={(1, "EUR"): "7.35", (3, "EUR"): "20.00"})
+    orders = make_orders(customer, plan, 4, first_expiry=T0 + timedelta(days=3), step=timedelta(days=6),
+                         price="10.33")
+    Order.objects.filter(pk=orders[1].pk).update(scheduled_plan=cheaper)  # downgrade applies at renewal
+    Order.objects.filter(pk=orders[3].pk).update(auto_renew=False)  # not renewed by the job
+    make_orders(customer, plan, 1, first_expiry=T0 + timedelta(days=45))  # outside the window
+    fund(customer, "30.00")  # covers two renewals (12.29 + 8.75), not the third
+
+    with time_machine.travel(T0, tick=False):
+        forecast = renewal_forecast(customer=customer)
+    by_order = {row.order.pk: row for row in forecast.rows}
+    assert list(by_order) == [orders[0].pk, orders[1].pk, orders[2].pk]
+    assert by_order[orders[0].pk].amount == Decimal("12.29")  # 10.33 + 19% VAT, rounded half up
+    assert by_order[orders[1].pk].amount == Decimal("8.75")  # the scheduled plan's price + VAT
+    assert [row.covered_by for row in forecast.rows] == ["balance", "balance", ""]
+    assert forecast.shortfall == Decimal("12.29") - (Decimal("30.00") - Decimal("12.29") - Decimal("8.75"))
+
+    for row in forecast.rows:
+        with time_machine.travel(row.renews_at, tick=False):
+            renewals.renewals_run()
+    for row in forecast.rows:
+        renewal = OrderRenewal.objects.get(order_id=row.order.pk, period=2)
+        invoice = Invoice.objects.get(pk=renewal.invoice_id)
+        assert invoice.total == row.amount
+        assert (invoice.status == Invoice.Status.PAID) == (row.covered_by == "balance")
+    assert not OrderRenewal.objects.filter(order_id=orders[3].pk).exists()
+
+
+@pytest.mark.django_db
+def test_forecast_counts_auto_payment_within_its_monthly_cap(currencies):
+    customer = UserFactory().customer
+    plan = PlanFactory()
+    make_orders(customer, plan, 3, first_expiry=T0 + timedelta(days=2), step=timedelta(days=2))
+    method = SavedPaymentMethodFactory(customer=customer)
+    AutopaySettings.objects.create(customer=customer, enabled=True, method=method, monthly_limit=Decimal("25.00"))
+    AutopayCharge.objects.create(customer=customer, day=T0.date(), amount=Decimal("8.00"), currency="EUR",
+                                 status=AutopayCharge.Status.SUCCEEDED)
+    fund(customer, "4.00")
+    with time_machine.travel(T0, tick=False):
+        forecast = renewal_forecast(customer=customer)
+    # 25.00 cap − 8.00 used = 17.00 left: the first two renewals (6.00 + 10.00 missing) fit, the third does not.
+    assert forecast.autopay_left_this_month == Decimal("17.00")
+    assert [row.covered_by for row in forecast.rows] == ["autopay", "autopay", ""]
+    assert forecast.shortfall == Decimal("10.00")
+
+
+@pytest.mark.django_db
+def test_forecast_uses_an_already_issued_renewal_invoice(currencies):
+    customer = UserFactory().customer
+    order = make_orders(customer, PlanFactory(), 1, first_expiry=T0 + timedelta(hours=2))[0]
+    with time_machine.travel(T0, tick=False):
+        renewals.renewals_run()  # no funds: the renewal invoice stays open
+        invoice = Invoice.objects.get(kind=Invoice.Kind.RENEWAL)
+        row = renewal_forecast(customer=customer).rows[0]
+    assert row.order.pk == order.pk and row.amount == invoice.total and row.covered_by == ""
+
+
+@pytest.mark.django_db
+def test_spending_by_month_sums_paid_service_invoices_not_top_ups(currencies):
+    customer = UserFactory().customer
+    fund(customer, "100.00")
+    for month, amount in ((1, "12.00"), (1, "3.00"), (3, "20.00")):
+        with time_machine.travel(datetime(2026, month, 15, 12, tzinfo=dt_timezone.utc), tick=False):
+            invoice = billing_services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                                                     lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal(amount))])
+            assert billing_services.invoice_pay_from_balance(invoice=invoice)
+    billing_services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                                   lines=[LineInput(description="unpaid", quantity=1, unit_price=Decimal("99.00"))])
+    with time_machine.travel(T0, tick=False):
+        series = spending_by_month(customer=customer)
+    assert [s.currency for s in series] == ["EUR"]
+    months = {m.month.month: m.amount for m in series[0].months}
+    assert len(series[0].months) == 12 and series[0].months[-1].month.month == 3
+    assert months[1] == Decimal("15.00") and months[3] == Decimal("20.00") and months[2] == 0
+
+
+@pytest.mark.django_db
+def test_chart_is_accessible_svg_with_values(client, currencies):
+    owner = UserFactory()
+    fund(owner.customer, "50.00")
+    invoice = billing_services.invoice_issue(customer=owner.customer, kind=Invoice.Kind.ORDER,
+                                             lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal("42.50"))])
+    billing_services.invoice_pay_from_balance(invoice=invoice)
+    client.force_login(owner)
+    html = client.get(reverse("dashboard")).content.decode()
+    assert '<svg class="bar-chart' in html and 'role="img"' in html and "<desc" in html
+    assert "€42.50" in html  # the exact value in the description and the data table
+    assert "<script" not in html.split('data-testid="spending-chart"')[1].split("</section>")[0]
