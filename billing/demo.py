@@ -1,10 +1,11 @@
 """Demo billing data: currencies with rates (no network: the saved ECB file plus a staff RUB rate),
-tax rates, a paid top-up so the demo balance is not zero, a paid service invoice and an open one."""
+tax rates, a paid top-up so the demo balance is not zero, a paid service invoice and an open one made
+out to a verified company payer, the customer agreement, and last month's acts if it had charges."""
 from decimal import Decimal
 from pathlib import Path
 
 from . import services
-from .models import Currency, Invoice, TaxRate
+from .models import ContractVersion, Currency, Invoice, TaxRate
 from .rates import parse_ecb_xml
 
 ECB_SAMPLE = Path(__file__).parent / "data" / "ecb-eurofxref-daily-2025-10-21.xml"
@@ -27,5 +28,36 @@ def seed(*, customer, owner, stdout) -> None:
     backup = services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, reference="demo:backup",
                                     lines=[services.LineInput(description="Backup storage 100 GB — 1 month", quantity=1, unit_price=Decimal("4.00"))])
     services.invoice_pay_from_balance(invoice=backup, actor=owner)
-    services.topup_invoice_create(customer=customer, amount=Decimal("100.00"), currency="USD")
-    stdout.write("  billing: currencies and rates, tax rates, a paid top-up, two invoices")
+    open_invoice = services.topup_invoice_create(customer=customer, amount=Decimal("100.00"), currency="USD")
+
+    company = services.payer_create(customer=customer, actor=owner, data={
+        "payer_type": "company", "name": "Alex Demo", "company_name": "Demo Hosting GmbH", "registration_number": "HRB 123456 B",
+        "vat_number": "DE811907980", "street": "Friedrichstr. 68", "city": "Berlin", "postcode": "10117", "country": "DE",
+        "email": "accounts@demo-hosting.example"})
+    services.payer_verify(payer=company, staff=None)
+    services.invoice_payer_choose(invoice=open_invoice, payer=company, actor=owner)
+    if not ContractVersion.objects.exists():
+        version = ContractVersion.objects.create(version=1, title="Customer agreement", text=AGREEMENT)
+        services.contract_version_publish(version=version, staff=None)
+    acts = services.acts_generate(period=services.previous_month())
+    stdout.write(f"  billing: currencies and rates, tax rates, a paid top-up, two invoices, a company payer, "
+                 f"the customer agreement, {len(acts)} act(s) for last month")
+
+
+AGREEMENT = """1. Subject
+The provider makes hosting services (virtual and dedicated servers, IP addresses, backups) available to the customer, and the customer pays for them in advance under the prices published in the client area.
+
+2. Ordering and payment
+Services are ordered and renewed in the client area. Invoices are paid from the prepaid balance or by the payment methods offered. A service starts when its invoice is paid and runs for the period paid.
+
+3. Documents
+Every month the provider issues an act (certificate of services rendered) for the services paid that month, per payer and currency. Acts are available under Billing → Documents. If the customer raises no objection within 10 days, the act is deemed accepted.
+
+4. Customer obligations
+The customer keeps their account credentials safe, uses the services lawfully and complies with the acceptable use policy. Abuse reports are forwarded to the customer's abuse address.
+
+5. Liability
+The provider's liability is limited to the amount paid for the affected service in the month of the incident.
+
+6. Term
+This agreement is accepted online and runs until the customer's account is closed. A new version is published in the client area and applies once the customer accepts it."""

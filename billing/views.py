@@ -120,6 +120,7 @@ def invoice_detail(request, invoice_id):
                "payments": invoice.payments.all(), "credit_notes": invoice.credit_notes.all()}
     if invoice.is_open:
         context["blockers"] = services.invoice_payment_blockers(invoice)
+        context["profile_incomplete"] = any(b["code"] != "payer_unverified" for b in context["blockers"])
         if invoice.status == Invoice.Status.UNPAID and not invoice.amount_paid:
             payers = selectors.payer_choices(customer)
             current = invoice.payer_id or next(p.pk for p in payers if p.is_profile)

@@ -5,7 +5,7 @@ import pytest
 from django.core.management import call_command
 
 from billing import demo
-from billing.models import Currency, Invoice
+from billing.models import ContractVersion, Currency, Invoice, Payer
 from billing.selectors import balance_of
 
 
@@ -16,4 +16,8 @@ def test_demo_seed_gives_rates_invoices_and_a_balance(owner, customer):
     assert balance_of(customer) > 0
     assert Invoice.objects.filter(customer=customer, status="paid").count() == 2
     assert Invoice.objects.filter(customer=customer, status="unpaid").count() == 1
+    company = Payer.objects.get(customer=customer, payer_type="company")
+    assert company.verification_status == "verified"
+    assert Invoice.objects.get(customer=customer, status="unpaid").payer == company
+    assert ContractVersion.objects.filter(published_at__isnull=False).count() == 1
     call_command("audit_ledger", stdout=io.StringIO())
