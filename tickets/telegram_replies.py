@@ -17,7 +17,7 @@ def ticket_reply_from_telegram(customer: Customer, telegram_message, reply_to_re
     if prefix != "ticket" or not number.isdigit():
         return False
     user = telegram_message.user
-    if user.customer_id != customer.pk or not role_allows(user, Area.TICKETS):
+    if not user.is_active or user.customer_id != customer.pk or not role_allows(user, Area.TICKETS):
         return False
     ticket = Ticket.objects.filter(customer=customer, pk=int(number)).first()
     if ticket is None:

@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.db.models import F
 
 from accounts.models import User
 from accounts.roles import Area, role_allows
@@ -35,7 +36,11 @@ def link_for(user: User) -> TelegramLink | None:
 
 
 def link_for_chat(chat_id: int) -> TelegramLink | None:
-    return TelegramLink.objects.select_related("user", "customer").filter(chat_id=chat_id).first()
+    """The chat's link; a revoked (inactive) user's chat counts as unlinked."""
+    return (
+        TelegramLink.objects.select_related("user", "customer")
+        .filter(chat_id=chat_id, user__is_active=True, user__customer_id=F("customer_id")).first()
+    )
 
 
 def kinds_available(user: User) -> list[str]:

@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from notifications.telegram.models import TelegramLink
 
-from .factories import WEBHOOK_SECRET, update
+from .factories import WEBHOOK_SECRET, link_chat, update
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -40,3 +40,16 @@ def test_link_telegram_shows_the_deep_link_then_the_linked_chat(page, login, scr
     expect(page.locator(".alert-success")).to_be_visible()
     assert "payment_received" in TelegramLink.objects.get(user=owner).kinds
     screenshot("telegram-linked")
+
+
+def test_linked_page_in_russian_on_a_phone(page, login, screenshot, bot_api):
+    owner = UserFactory()
+    owner.customer.language = "ru"
+    owner.customer.save()
+    link_chat(owner, chat_id=777)
+    page.set_viewport_size({"width": 390, "height": 844})
+    login(owner.username, DEFAULT_PASSWORD)
+    page.goto("/notifications/telegram/")
+    expect(page.get_by_test_id("telegram-link-card")).to_contain_text("Привязан")
+    expect(page.get_by_test_id("telegram-kinds")).to_contain_text("Уведомления в Telegram")
+    screenshot("telegram-linked-ru-phone")

@@ -121,3 +121,20 @@ def test_non_text_and_non_reply_messages_get_help(client, two_customers):
     assert post_update(client, update(50, chat_id=111, text="hello")).json()["outcome"] == "not_a_reply"
     photo = update(51, chat_id=111, text="", reply_to=bot_message(111).message_id, photo=[{"file_id": "x"}])
     assert post_update(client, photo).json()["outcome"] == "reply_refused"
+
+
+def test_a_revoked_trusted_user_can_no_longer_reply(client, two_customers):
+    alice, _bob, alice_ticket, _ = two_customers
+    technical = UserFactory(customer=alice.customer, role="technical")
+    link_chat(technical, chat_id=555)
+    TelegramOutbox.objects.create(chat_id=555, customer=alice.customer, text="x", reference=f"ticket:{alice_ticket.pk}",
+                                  status="sent", sent_at=alice_ticket.created_at, message_id=8)
+    before = thread(alice_ticket)
+    technical.is_active = False
+    technical.save()
+    assert post_update(client, update(60, chat_id=555, text="hi", reply_to=8)).json()["outcome"] == "unlinked_chat"
+    assert thread(alice_ticket) == before
+    technical.is_active = True
+    technical.save()
+    assert post_update(client, update(61, chat_id=555, text="hi", reply_to=8)).json()["outcome"] == "reply_added"
+    assert thread(alice_ticket) == [*before, "hi"]
