@@ -8,7 +8,9 @@ from django.utils.translation import gettext_lazy as _
 
 from . import services
 from .forms import StaffCodeWordForm, StaffReasonForm
-from .models import ActivityEvent, Customer, PhoneVerification, User
+from .models import (
+    ActivityEvent, Customer, DataExport, DeletionRequest, PhoneVerification, PolicyAcceptance, PolicyVersion, User,
+)
 
 
 class CustomerUserInline(admin.TabularInline):
@@ -113,7 +115,7 @@ class UserAdmin(BaseUserAdmin):
     list_select_related = ("customer",)
     ordering = ("-date_joined",)
     fieldsets = BaseUserAdmin.fieldsets + (
-        (_("Customer"), {"fields": ("customer", "role", "email_verified")}),
+        (_("Customer"), {"fields": ("customer", "role", "email_verified", "theme")}),
     )
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": ("username", "email", "usable_password", "password1", "password2")}),
@@ -160,3 +162,133 @@ class PhoneVerificationAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(PolicyVersion)
+class PolicyVersionAdmin(admin.ModelAdmin):
+    """Staff write a new version (numbered automatically) and publish it; published text never changes."""
+
+    list_display = ("kind", "version", "title", "published_at", "created_at", "acceptance_count")
+    list_filter = ("kind",)
+    fields = ("kind", "version", "title", "changes", "text", "published_at", "created_by")
+    actions = ["publish"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ("version", "published_at", "created_by")
+        if obj.published_at:
+            return self.fields
+        return ("kind", "version", "published_at", "created_by")
+
+    def has_delete_permission(self, request, obj=None):
+        return obj is not None and obj.published_at is None
+
+    @admin.display(description=_("accepted by"))
+    def acceptance_count(self, obj: PolicyVersion) -> int:
+        return obj.acceptances.count()
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.full_clean()
+            obj.save()
+            return
+        created = services.policy_version_create(kind=obj.kind, title=obj.title, text=obj.text, changes=obj.changes,
+                                                 staff=request.user)
+        obj.pk, obj.version = created.pk, created.version
+
+    @admin.action(description=_("Publish (customers are asked to accept it)"))
+    def publish(self, request, queryset):
+        for policy in queryset.order_by("kind", "version"):
+            try:
+                services.policy_publish(policy=policy, staff=request.user)
+            except ValidationError as error:
+                self.message_user(request, f"{policy}: {error.messages[0]}", messages.WARNING)
+            else:
+                self.message_user(request, gettext("%(policy)s published.") % {"policy": policy}, messages.SUCCESS)
+
+
+@admin.register(PolicyAcceptance)
+class PolicyAcceptanceAdmin(admin.ModelAdmin):
+    list_display = ("accepted_at", "policy", "user", "ip")
+    list_filter = ("policy",)
+    search_fields = ("user__username", "=user__customer__id")
+    list_select_related = ("policy", "user")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DataExport)
+class DataExportAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "customer", "requested_by", "status", "size", "finished_at", "expires_at", "attempts")
+    list_filter = ("status",)
+    search_fields = ("=customer__id",)
+    list_select_related = ("customer", "requested_by")
+    exclude = ("file",)  # the archive is the customer's; staff see only that it exists
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DeletionRequest)
+class DeletionRequestAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "customer", "requested_by", "status", "reviewed_by", "reviewed_at")
+    list_filter = ("status",)
+    search_fields = ("=customer__id",)
+    list_select_related = ("customer", "requested_by", "reviewed_by")
+    readonly_fields = ("customer", "requested_by", "reason", "status", "created_at", "reviewed_by", "reviewed_at",
+                       "staff_note")
+    actions = ["approve", "reject"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def _intermediate(self, request, queryset, *, form, title: str, action: str, note: str = ""):
+        return TemplateResponse(request, "accounts/admin/action_form.html", {
+            **self.admin_site.each_context(request), "title": title, "form": form, "queryset": queryset,
+            "action": action, "note": note, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "opts": self.model._meta,
+        })
+
+    @admin.action(description=_("Approve: terminate services and anonymize personal data"))
+    def approve(self, request, queryset):
+        if "apply" not in request.POST:
+            return self._intermediate(
+                request, queryset, form=None, title=gettext("Approve account deletion"), action="approve",
+                note=gettext("Services are terminated and personal data is anonymized at once; this cannot be "
+                             "undone. Invoices and the ledger are kept."))
+        for deletion_request in queryset:
+            try:
+                services.deletion_request_approve(deletion_request=deletion_request, staff=request.user)
+            except ValidationError as error:
+                self.message_user(request, f"{deletion_request.customer_id}: {error.messages[0]}", messages.WARNING)
+            else:
+                self.message_user(request, gettext("%(id)s: personal data anonymized.") % {
+                    "id": deletion_request.customer_id}, messages.SUCCESS)
+        return None
+
+    @admin.action(description=_("Reject (with a reason)"))
+    def reject(self, request, queryset):
+        form = StaffReasonForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            for deletion_request in queryset:
+                try:
+                    services.deletion_request_reject(deletion_request=deletion_request, staff=request.user,
+                                                     note=form.cleaned_data["reason"])
+                except ValidationError as error:
+                    self.message_user(request, f"{deletion_request.customer_id}: {error.messages[0]}", messages.WARNING)
+            return None
+        return self._intermediate(request, queryset, form=form, title=gettext("Reject account deletion"),
+                                  action="reject")

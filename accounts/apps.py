@@ -7,4 +7,4 @@ class AccountsConfig(AppConfig):
     verbose_name = _("Accounts")
 
     def ready(self):
-        from . import signals  # noqa: F401  (connects the login activity receivers)
+        from . import signals, social  # noqa: F401  (login activity and social-link receivers)

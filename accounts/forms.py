@@ -184,6 +184,8 @@ class PreferencesForm(forms.Form):
         help_text=_("Allow paying invoices from a link without logging in."))
     language = forms.ChoiceField(label=_("Interface language"), choices=(),
                                  help_text=_("Used for pages and for emails we send you."))
+    time_zone = forms.ChoiceField(label=_("Time zone"), choices=(), required=False,
+                                  help_text=_("Dates and times in the portal are shown in this time zone."))
 
     def __init__(self, *args, account_currency: str, **kwargs):
         from django.conf import settings
@@ -192,8 +194,12 @@ class PreferencesForm(forms.Form):
         self.account_currency = account_currency
         self.fields["site_currency"].choices = [(c, c) for c in settings.CURRENCIES]
         self.fields["language"].choices = [(code, _(name)) for code, name in settings.LANGUAGES]
+        self.fields["time_zone"].choices = time_zone_choices()
         self.fields["low_balance_threshold"].label = _("Low balance alert threshold, %(currency)s") % {
             "currency": account_currency}
+
+    def clean_time_zone(self):
+        return self.cleaned_data.get("time_zone") or None  # not sent: keep the saved one
 
     def clean_low_balance_threshold(self):
         value = self.cleaned_data["low_balance_threshold"]
@@ -205,6 +211,14 @@ class PreferencesForm(forms.Form):
         if value >= 10 ** 12:
             raise forms.ValidationError(_("This amount is too large."), code="too_large")
         return value.quantize(Decimal(1).scaleb(-places))
+
+
+def time_zone_choices() -> list[tuple[str, str]]:
+    """IANA zones from the system's zoneinfo, labelled with their current UTC offset."""
+    from accounts.services import available_time_zones
+
+    return [(name, name.replace("_", " ")) for name in sorted(available_time_zones())
+            if "/" in name and not name.startswith(("Etc/", "SystemV/", "US/", "posix/", "right/"))] + [("UTC", "UTC")]
 
 
 class EmailRoutingForm(forms.Form):
@@ -311,3 +325,30 @@ class StaffReasonForm(forms.Form):
 
 class StaffCodeWordForm(forms.Form):
     candidate = forms.CharField(label=_("Code word given by the caller"), max_length=64)
+
+
+class AvatarForm(forms.Form):
+    avatar = forms.FileField(label=_("Image"), help_text=_("PNG, JPEG, GIF or WebP, up to 2 MB. We resize it to "
+                                                           "256×256 and remove the photo's metadata."),
+                             widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg,image/gif,image/webp"}))
+
+
+class DeletionRequestForm(forms.Form):
+    reason = forms.CharField(label=_("Why are you leaving? (optional)"), required=False, max_length=2000,
+                             widget=forms.Textarea(attrs={"rows": 3}))
+    password = forms.CharField(label=_("Your password"), strip=False, required=False,
+                               widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    confirm = forms.BooleanField(label=_("I understand that my services will be terminated and my personal data "
+                                         "anonymized; this cannot be undone"))
+
+    def __init__(self, *args, user: User, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        if not user.has_usable_password():
+            del self.fields["password"]
+
+    def clean_password(self):
+        password = self.cleaned_data.get("password", "")
+        if not self.user.check_password(password):
+            raise forms.ValidationError(_("The password is not correct."), code="wrong")
+        return password

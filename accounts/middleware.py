@@ -1,19 +1,29 @@
-from django.utils import translation
+import zoneinfo
+
+from django.utils import timezone, translation
 
 
 class CustomerLocaleMiddleware:
-    """Signed-in customers see the interface in the language saved in their settings."""
+    """Signed-in customers see the interface in their saved language, and dates in their time zone."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         user = getattr(request, "user", None)
+        timezone.deactivate()  # the thread may have served another customer: start from TIME_ZONE
         if user is not None and user.is_authenticated and user.customer_id:
             language = user.customer.language
             translation.activate(language)
             request.LANGUAGE_CODE = language
-        return self.get_response(request)
+            try:
+                timezone.activate(zoneinfo.ZoneInfo(user.customer.timezone))
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                pass  # a zone removed from the system's tzdata: fall back to the provider's
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()
 
 
 class IPAllowlistMiddleware:

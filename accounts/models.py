@@ -1,3 +1,4 @@
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -67,6 +68,9 @@ class Customer(models.Model):
     show_last_login = models.BooleanField(_("display last IP"), default=False)
     login_alerts = models.BooleanField(_("login notification"), default=False)
 
+    # Set when staff approved an account deletion and the personal data was anonymized.
+    anonymized_at = models.DateTimeField(_("anonymized at"), null=True, blank=True)
+
     class Meta:
         verbose_name = _("customer")
         verbose_name_plural = _("customers")
@@ -85,11 +89,26 @@ class Customer(models.Model):
     def display_name(self) -> str:
         if self.profile_type == self.ProfileType.COMPANY and self.company_name:
             return self.company_name
-        owner = getattr(self, "_owner_cache", None)
-        if owner is None:
-            owner = self.users.filter(role=User.Role.OWNER).first()
-            self._owner_cache = owner
+        from .selectors import customer_owner
+
+        owner = customer_owner(customer=self)
         return owner.get_full_name() or owner.username if owner else ""
+
+
+def private_storage():
+    """Files under PRIVATE_MEDIA_ROOT; no public URL, only access-checked views serve them."""
+    from .storage import PrivateStorage
+
+    return PrivateStorage()
+
+
+def avatar_path(instance: "User", filename: str) -> str:
+    # Always our own re-encoded image: a random name, the extension of the format we wrote.
+    return f"avatars/{instance.pk}/{uuid.uuid4().hex}{filename[filename.rfind('.'):]}"
+
+
+def export_path(instance: "DataExport", filename: str) -> str:
+    return f"exports/{instance.customer_id}/{uuid.uuid4().hex}.zip"
 
 
 class CustomerUserManager(UserManager):
@@ -105,6 +124,10 @@ class User(AbstractUser):
         FINANCE = "finance", _("Finance")
         TECHNICAL = "technical", _("Technical")
 
+    class Theme(models.TextChoices):
+        LIGHT = "light", _("Light")
+        DARK = "dark", _("Dark")
+
     customer = models.ForeignKey(
         Customer, on_delete=models.PROTECT, null=True, blank=True, related_name="users", verbose_name=_("customer")
     )
@@ -115,6 +138,8 @@ class User(AbstractUser):
     pending_email = models.EmailField(_("new email awaiting confirmation"), blank=True)
     phone = models.CharField(_("mobile number"), max_length=20, blank=True)
     phone_verified = models.BooleanField(_("mobile number verified"), default=False)
+    theme = models.CharField(_("theme"), max_length=8, choices=Theme.choices, default=Theme.LIGHT)
+    avatar = models.FileField(_("avatar"), storage=private_storage, upload_to=avatar_path, max_length=200, blank=True)
 
     objects = CustomerUserManager()
 
@@ -172,3 +197,108 @@ class PhoneVerification(models.Model):
         verbose_name_plural = _("phone verifications")
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=["user", "-created_at"])]
+
+
+class PolicyVersion(models.Model):
+    """One published text of the privacy policy or the terms; a change is a new version, never an edit."""
+
+    class Kind(models.TextChoices):
+        PRIVACY = "privacy", _("Privacy policy")
+        TERMS = "terms", _("Terms of service")
+
+    kind = models.CharField(_("document"), max_length=16, choices=Kind.choices)
+    version = models.PositiveIntegerField(_("version"), editable=False)
+    title = models.CharField(_("title"), max_length=200)
+    text = models.TextField(_("text"), help_text=_("Plain text; blank lines separate paragraphs."))
+    changes = models.TextField(_("what changed"), blank=True,
+                               help_text=_("A short summary shown to customers in the review banner."))
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    created_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    published_at = models.DateTimeField(_("published"), null=True, blank=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("policy version")
+        verbose_name_plural = _("policy versions")
+        ordering = ["kind", "-version"]
+        constraints = [models.UniqueConstraint(fields=["kind", "version"], name="policy_kind_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} v{self.version}"
+
+
+class PolicyAcceptance(models.Model):
+    """A user accepted a policy version: when and from which address."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="policy_acceptances")
+    policy = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="acceptances")
+    accepted_at = models.DateTimeField(_("accepted at"), auto_now_add=True)
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("policy acceptance")
+        verbose_name_plural = _("policy acceptances")
+        constraints = [models.UniqueConstraint(fields=["user", "policy"], name="policy_acceptance_once")]
+
+
+class DataExport(models.Model):
+    """"Export my data": written first (pending), built by a worker into a ZIP, downloadable for a while."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Being prepared")
+        READY = "ready", _("Ready")
+        FAILED = "failed", _("Failed")
+        EXPIRED = "expired", _("Expired")
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="data_exports")
+    requested_by = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(_("requested"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("prepared"), null=True, blank=True)
+    expires_at = models.DateTimeField(_("link valid until"), null=True, blank=True)
+    file = models.FileField(storage=private_storage, upload_to=export_path, max_length=200, blank=True)
+    size = models.PositiveBigIntegerField(_("size"), default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = _("data export")
+        verbose_name_plural = _("data exports")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # A double click or two tabs cannot queue two exports at once.
+            models.UniqueConstraint(fields=["customer"], condition=models.Q(status="pending"),
+                                    name="data_export_one_pending"),
+        ]
+
+
+class DeletionRequest(models.Model):
+    """The customer asks to close the account; staff review it and, on approval, personal data is anonymized."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Awaiting review")
+        COMPLETED = "completed", _("Completed")
+        REJECTED = "rejected", _("Rejected")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="deletion_requests",
+                                 verbose_name=_("customer"))
+    requested_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, related_name="+")
+    reason = models.TextField(_("reason given by the customer"), blank=True)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(_("requested"), auto_now_add=True)
+    reviewed_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+                                    verbose_name=_("reviewed by"))
+    reviewed_at = models.DateTimeField(_("reviewed"), null=True, blank=True)
+    staff_note = models.TextField(_("note to the customer"), blank=True)
+
+    class Meta:
+        verbose_name = _("account deletion request")
+        verbose_name_plural = _("account deletion requests")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer"], condition=models.Q(status="pending"),
+                                    name="deletion_request_one_pending"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} ({self.get_status_display()})"

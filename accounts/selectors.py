@@ -5,7 +5,10 @@ from .models import Customer, User
 
 
 def customer_owner(*, customer: Customer) -> User | None:
-    return customer.users.filter(role=User.Role.OWNER).order_by("pk").first()
+    """The first owner login; remembered on the instance (one query per request, shared with display_name)."""
+    if getattr(customer, "_owner_cache", None) is None:
+        customer._owner_cache = customer.users.filter(role=User.Role.OWNER).order_by("pk").first()
+    return customer._owner_cache
 
 
 def payment_blockers(customer: Customer) -> list[dict]:
@@ -63,3 +66,71 @@ def customer_user_get(*, customer: Customer, user_id: int) -> User:
     from django.shortcuts import get_object_or_404
 
     return get_object_or_404(customer.users, pk=user_id)
+
+
+# --- Policies, personal data, social logins ---------------------------------------------------------------
+
+def policies_current():
+    """The newest published version of each document (privacy policy, terms)."""
+    from .models import PolicyVersion
+
+    latest = (PolicyVersion.objects.filter(published_at__isnull=False).order_by("kind", "-version")
+              .distinct("kind").values("pk"))
+    return PolicyVersion.objects.filter(pk__in=latest).order_by("kind")
+
+
+def policies_pending_for(*, user: User):
+    """Current versions this user has not accepted yet (one query)."""
+    return policies_current().exclude(acceptances__user=user)
+
+
+def policy_current(*, kind: str):
+    from django.shortcuts import get_object_or_404
+
+    return get_object_or_404(policies_current(), kind=kind)
+
+
+def policy_acceptances_for(*, user: User) -> dict:
+    """{policy id: acceptance} for the current versions."""
+    from .models import PolicyAcceptance
+
+    return {row.policy_id: row for row in PolicyAcceptance.objects.filter(user=user, policy__in=policies_current())}
+
+
+def data_exports_for(*, customer: Customer, limit: int = 5):
+    from .models import DataExport
+
+    return DataExport.objects.filter(customer=customer).select_related("requested_by").order_by("-created_at", "-pk")[:limit]
+
+
+def data_export_download(*, user: User, export_id: int):
+    """A ready, unexpired export requested by this very user; anything else is a 404."""
+    from django.http import Http404
+    from django.utils import timezone
+
+    from .models import DataExport
+
+    export = DataExport.objects.filter(pk=export_id, requested_by=user, customer_id=user.customer_id,
+                                       status=DataExport.Status.READY, expires_at__gt=timezone.now()).first()
+    if export is None or not export.file:
+        raise Http404
+    return export
+
+
+def deletion_request_open(*, customer: Customer):
+    from .models import DeletionRequest
+
+    return DeletionRequest.objects.filter(customer=customer).order_by("-created_at", "-pk").first()
+
+
+def social_accounts_for(*, user: User) -> list:
+    from allauth.socialaccount.models import SocialAccount
+
+    return list(SocialAccount.objects.filter(user=user).order_by("provider", "pk"))
+
+
+def social_providers(request) -> list:
+    """Providers with credentials configured (Google, Facebook); none configured hides the feature."""
+    from allauth.socialaccount.adapter import get_adapter
+
+    return sorted(get_adapter().list_providers(request), key=lambda provider: provider.id)

@@ -1,5 +1,11 @@
+import csv
+import functools
+import io
+import json
 import logging
 import secrets
+import zipfile
+import zoneinfo
 from datetime import timedelta
 from decimal import Decimal
 
@@ -16,7 +22,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .ip_allowlist import AllowlistError, ip_permitted, parse_allowlist
-from .models import ActivityEvent, Customer, PhoneVerification, User
+from . import personal_data
+from .models import (
+    ActivityEvent, Customer, DataExport, DeletionRequest, PhoneVerification, PolicyAcceptance, PolicyVersion, User,
+)
 from .phone import verification_backend
 from .tokens import make_email_token, make_invitation_token, read_email_token, read_invitation_token
 
@@ -137,10 +146,10 @@ def activity_record(
 # --- Notifications bridge ------------------------------------------------------------------------
 
 def _notify(*, customer: Customer, kind: str, context: dict, link: str = "") -> None:
-    """notifications.services.notify (PROTOCOL contract), imported late: notifications sits above accounts."""
-    from notifications.services import notify
+    """Raise `security_event`; notifications (above us in the app map) subscribes and sends it."""
+    from .signals import security_event
 
-    notify(customer=customer, kind=kind, context=context, link=link)
+    security_event.send(sender=Customer, customer=customer, kind=kind, context=context, link=link)
 
 
 def _later(message, **params):
@@ -322,18 +331,21 @@ def customer_update_profile_type(*, customer: Customer, actor: User, profile_typ
 @transaction.atomic
 def customer_update_preferences(*, customer: Customer, actor: User, newsletter: bool, low_balance_threshold: Decimal,
                                 auto_renew_default: bool, site_currency: str, pay_without_login: bool,
-                                language: str) -> Customer:
+                                language: str, time_zone: str | None = None) -> Customer:
     if site_currency not in settings.CURRENCIES:
         raise ValidationError({"site_currency": _("Unsupported currency.")})
+    if time_zone is not None and time_zone not in available_time_zones():
+        raise ValidationError({"time_zone": _("Unknown time zone.")})
     if low_balance_threshold < 0:
         raise ValidationError({"low_balance_threshold": _("The threshold cannot be negative.")})
     locked = _locked_customer(customer)
     locked.newsletter, locked.low_balance_threshold = newsletter, low_balance_threshold
     locked.auto_renew_default, locked.site_currency = auto_renew_default, site_currency
     locked.pay_without_login, locked.language = pay_without_login, language
+    locked.timezone = time_zone or locked.timezone
     locked.full_clean()
     locked.save(update_fields=["newsletter", "low_balance_threshold", "auto_renew_default", "site_currency",
-                               "pay_without_login", "language"])
+                               "pay_without_login", "language", "timezone"])
     activity_record(action="preferences_changed", customer=locked, actor=actor)
     return locked
 
@@ -631,3 +643,402 @@ def company_reject(*, customer: Customer, staff: User, reason: str) -> Customer:
     activity_record(action="company_rejected", customer=locked, actor=staff, visible_to_customer=False,
                     details={"reason": reason.strip()})
     return locked
+
+
+# --- Time zone and theme ------------------------------------------------------------------------------
+
+@functools.cache
+def available_time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+@transaction.atomic
+def user_set_theme(*, user: User, theme: str) -> None:
+    if theme not in User.Theme.values:
+        raise ValidationError(_("Unknown theme."), code="invalid")
+    User.objects.filter(pk=user.pk).update(theme=theme)
+    user.theme = theme
+
+
+# --- Avatar ---------------------------------------------------------------------------------------------
+
+@transaction.atomic
+def user_avatar_set(*, user: User, upload) -> None:
+    """Replace the avatar with our own re-encoded copy of `upload` (checked by content, EXIF dropped)."""
+    from django.core.files.base import ContentFile
+
+    from .avatars import avatar_reencode
+
+    data, extension = avatar_reencode(upload)
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    old = locked.avatar.name
+    locked.avatar.save(f"avatar.{extension}", ContentFile(data), save=False)
+    locked.save(update_fields=["avatar"])
+    user.avatar = locked.avatar
+    if old:
+        transaction.on_commit(functools.partial(locked.avatar.storage.delete, old))
+
+
+@transaction.atomic
+def user_avatar_remove(*, user: User) -> None:
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    old = locked.avatar.name
+    if not old:
+        return
+    locked.avatar = ""
+    locked.save(update_fields=["avatar"])
+    user.avatar = ""
+    transaction.on_commit(functools.partial(locked.avatar.storage.delete, old))
+
+
+# --- Privacy policy and terms ------------------------------------------------------------------------------
+
+@transaction.atomic
+def policy_version_create(*, kind: str, title: str, text: str, changes: str = "", staff: User | None = None
+                          ) -> PolicyVersion:
+    """A new draft with the next version number of its kind (numbers never repeat, drafts included)."""
+    from django.db import connection
+
+    if kind not in PolicyVersion.Kind.values:
+        raise ValidationError({"kind": _("Unknown document.")})
+    with connection.cursor() as cursor:  # serializes numbering per kind; released at commit
+        cursor.execute("SELECT pg_advisory_xact_lock(8101, %s)", [PolicyVersion.Kind.values.index(kind)])
+    last = PolicyVersion.objects.filter(kind=kind).order_by("-version").values_list("version", flat=True).first()
+    policy = PolicyVersion(kind=kind, version=(last or 0) + 1, title=title.strip(), text=text.strip(),
+                           changes=changes.strip(), created_by=staff if staff is not None and staff.pk else None)
+    policy.full_clean()
+    policy.save()
+    return policy
+
+
+@transaction.atomic
+def policy_publish(*, policy: PolicyVersion, staff: User) -> PolicyVersion:
+    """From now on this version is current; every customer user sees the review banner until accepting it."""
+    locked = PolicyVersion.objects.select_for_update().get(pk=policy.pk)
+    if locked.published_at is not None:
+        raise ValidationError(_("This version is already published."), code="published")
+    newer = PolicyVersion.objects.filter(kind=locked.kind, version__gt=locked.version,
+                                         published_at__isnull=False).exists()
+    if newer:
+        raise ValidationError(_("A newer version of this document is already published."), code="outdated")
+    locked.published_at = timezone.now()
+    locked.save(update_fields=["published_at"])
+    activity_record(action="policy_published", actor=staff, visible_to_customer=False,
+                    details={"kind": locked.kind, "version": locked.version})
+    return locked
+
+
+@transaction.atomic
+def policies_accept(*, user: User, policy_ids: list[int], ip: str | None = None) -> list[PolicyVersion]:
+    """Record acceptance of the given current versions (the ones the user was shown); returns what was new."""
+    from . import selectors
+
+    current = {policy.pk: policy for policy in selectors.policies_current()}
+    stale = [pk for pk in policy_ids if pk not in current]
+    if stale or not policy_ids:
+        # A newer version was published while the page was open: the user must read that one.
+        raise ValidationError(_("The document was updated meanwhile. Please review the current version."),
+                              code="stale")
+    accepted = []
+    for pk in sorted(set(policy_ids)):
+        _row, created = PolicyAcceptance.objects.get_or_create(user=user, policy_id=pk, defaults={"ip": ip or None})
+        if created:
+            policy = current[pk]
+            accepted.append(policy)
+            activity_record(action="policy_accepted", customer=user.customer, actor=user, ip=ip,
+                            details={"kind": policy.kind, "version": policy.version})
+    return accepted
+
+
+# --- Export my data -------------------------------------------------------------------------------------
+
+def _enqueue_export(export_id: int) -> None:
+    """After commit; a broker outage is logged, the sweeper builds the export later."""
+    from .tasks import data_export_build_task
+
+    try:
+        data_export_build_task.apply_async(kwargs={"export_id": export_id})
+    except Exception:  # kombu/redis raise many connection errors; none may reach the user.
+        logger.warning("Could not enqueue data export %s; the sweeper will build it.", export_id, exc_info=True)
+
+
+@transaction.atomic
+def data_export_request(*, customer: Customer, user: User, ip: str | None = None) -> DataExport:
+    from django.db import IntegrityError
+
+    try:
+        with transaction.atomic():
+            export = DataExport.objects.create(customer=customer, requested_by=user)
+    except IntegrityError:
+        raise ValidationError(_("An export is already being prepared. It will appear here in a few minutes."),
+                              code="pending")
+    activity_record(action="data_export_requested", customer=customer, actor=user, ip=ip)
+    transaction.on_commit(functools.partial(_enqueue_export, export.pk))
+    return export
+
+
+def _csv_bytes(rows: list[dict]) -> bytes:
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False)
+                         if isinstance(value, (list, dict)) else ("" if value is None else value)
+                         for key, value in row.items()})
+    return buffer.getvalue().encode("utf-8-sig")  # BOM: spreadsheets open UTF-8 correctly
+
+
+def _own_sections(customer: Customer) -> dict[str, list[dict]]:
+    from allauth.socialaccount.models import SocialAccount
+
+    profile = {
+        "client_id": customer.pk, "created_at": customer.created_at, "profile_type": customer.profile_type,
+        "company_name": customer.company_name, "company_registration_number": customer.company_registration_number,
+        "company_vat_number": customer.company_vat_number, "street": customer.street, "city": customer.city,
+        "postcode": customer.postcode, "country": customer.country, "account_currency": customer.currency,
+        "site_currency": customer.site_currency, "language": customer.language, "time_zone": customer.timezone,
+        "newsletter": customer.newsletter, "email_billing": customer.email_billing,
+        "email_support": customer.email_support, "email_abuse": customer.email_abuse,
+        "ip_allowlist": customer.ip_allowlist,
+    }
+    users = list(customer.users.order_by("pk"))
+    linked = {}
+    for account in SocialAccount.objects.filter(user__in=users).order_by("pk"):
+        linked.setdefault(account.user_id, []).append(account.provider)
+    return {
+        "profile": [profile],
+        "users": [{
+            "username": user.username, "first_name": user.first_name, "last_name": user.last_name,
+            "email": user.email, "phone": user.phone, "role": user.role, "is_active": user.is_active,
+            "date_joined": user.date_joined, "last_login": user.last_login, "linked_logins": linked.get(user.pk, []),
+        } for user in users],
+        "activity": [{
+            "date": event.created_at, "action": event.action, "user": event.actor.username if event.actor else "",
+            "ip": event.ip or "", "details": event.details,
+        } for event in ActivityEvent.objects.filter(customer=customer, visible_to_customer=True)
+            .select_related("actor").order_by("created_at", "pk")],
+        "policy_acceptances": [{
+            "document": acceptance.policy.kind, "version": acceptance.policy.version,
+            "user": acceptance.user.username, "accepted_at": acceptance.accepted_at, "ip": acceptance.ip or "",
+        } for acceptance in PolicyAcceptance.objects.filter(user__customer=customer)
+            .select_related("policy", "user").order_by("accepted_at", "pk")],
+    }
+
+
+def data_export_archive(customer: Customer) -> bytes:
+    """The ZIP: our own sections plus every registered app's, each as JSON and CSV."""
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    sections: dict = _own_sections(customer)
+    for name, exporter in personal_data.exporters().items():
+        sections[name] = exporter(customer)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in sections.items():
+            if isinstance(data, bytes):
+                archive.writestr(name, data)
+                continue
+            archive.writestr(f"{name}.json", json.dumps(data, cls=DjangoJSONEncoder, ensure_ascii=False, indent=2))
+            archive.writestr(f"{name}.csv", _csv_bytes(data))
+        archive.writestr("README.txt", (
+            f"{settings.PORTAL_NAME}: personal data of client {customer.pk}, exported {timezone.now():%Y-%m-%d %H:%M} UTC.\n"
+            "Each section is given as JSON and as CSV (UTF-8). Times are in UTC.\n"))
+    return buffer.getvalue()
+
+
+EXPORT_MAX_ATTEMPTS = 3
+
+
+def data_export_build(*, export_id: int) -> DataExport | None:
+    """Build one pending export; None if it is not pending (already built, or another worker has it)."""
+    from django.core.files.base import ContentFile
+
+    with transaction.atomic():
+        export = (DataExport.objects.select_for_update(skip_locked=True).select_related("customer")
+                  .filter(pk=export_id, status=DataExport.Status.PENDING).first())
+        if export is None:
+            return None
+        export.attempts += 1
+        try:
+            with transaction.atomic():
+                data = data_export_archive(export.customer)
+        except Exception as error:
+            logger.exception("data export %s failed", export.pk)
+            export.error = repr(error)[:2000]
+            if export.attempts >= EXPORT_MAX_ATTEMPTS:
+                export.status = DataExport.Status.FAILED
+            export.save(update_fields=["attempts", "error", "status"])
+            return export
+        export.file.save("export.zip", ContentFile(data), save=False)
+        export.size = len(data)
+        export.status = DataExport.Status.READY
+        export.finished_at = timezone.now()
+        export.expires_at = export.finished_at + timedelta(hours=settings.ACCOUNTS_EXPORT_LINK_HOURS)
+        export.save()
+        return export
+
+
+def data_exports_sweep(*, now=None) -> dict:
+    """Build exports nobody picked up (broker down, worker lost) and delete the files of expired ones."""
+    now = now or timezone.now()
+    waiting = list(DataExport.objects.filter(
+        status=DataExport.Status.PENDING,
+        created_at__lte=now - timedelta(seconds=settings.ACCOUNTS_EXPORT_PENDING_GRACE_SECONDS),
+    ).order_by("pk").values_list("pk", flat=True))
+    built = sum(1 for export_id in waiting if data_export_build(export_id=export_id) is not None)
+    expired = 0
+    for export in DataExport.objects.filter(status=DataExport.Status.READY, expires_at__lte=now).order_by("pk"):
+        with transaction.atomic():
+            locked = DataExport.objects.select_for_update(skip_locked=True).filter(
+                pk=export.pk, status=DataExport.Status.READY).first()
+            if locked is None:
+                continue
+            name = locked.file.name
+            locked.status, locked.file = DataExport.Status.EXPIRED, ""
+            locked.save(update_fields=["status", "file"])
+            if name:
+                transaction.on_commit(functools.partial(export.file.storage.delete, name))
+            expired += 1
+    return {"built": built, "expired": expired}
+
+
+# --- Account deletion ---------------------------------------------------------------------------------------
+
+@transaction.atomic
+def deletion_request_create(*, customer: Customer, user: User, reason: str = "", ip: str | None = None
+                            ) -> DeletionRequest:
+    from django.db import IntegrityError
+
+    _locked_customer(customer)
+    try:
+        with transaction.atomic():
+            request = DeletionRequest.objects.create(customer=customer, requested_by=user, reason=reason.strip()[:2000])
+    except IntegrityError:
+        raise ValidationError(_("Your request is already awaiting review."), code="pending")
+    _security_event(user=user, action="deletion_requested", ip=ip,
+                    change=gettext_lazy("Account deletion requested"))
+    return request
+
+
+@transaction.atomic
+def deletion_request_cancel(*, customer: Customer, user: User, ip: str | None = None) -> None:
+    request = DeletionRequest.objects.select_for_update().filter(
+        customer=customer, status=DeletionRequest.Status.PENDING).first()
+    if request is None:
+        raise ValidationError(_("There is no pending deletion request."), code="none")
+    request.status = DeletionRequest.Status.CANCELLED
+    request.save(update_fields=["status"])
+    activity_record(action="deletion_cancelled", customer=customer, actor=user, ip=ip)
+
+
+@transaction.atomic
+def deletion_request_reject(*, deletion_request: DeletionRequest, staff: User, note: str) -> DeletionRequest:
+    if not note.strip():
+        raise ValidationError(_("Give the reason the customer will see."), code="no_reason")
+    request = DeletionRequest.objects.select_for_update().get(pk=deletion_request.pk)
+    if request.status != DeletionRequest.Status.PENDING:
+        raise ValidationError(_("This request has already been reviewed."), code="reviewed")
+    request.status, request.staff_note = DeletionRequest.Status.REJECTED, note.strip()
+    request.reviewed_by, request.reviewed_at = staff, timezone.now()
+    request.save(update_fields=["status", "staff_note", "reviewed_by", "reviewed_at"])
+    activity_record(action="deletion_rejected", customer=request.customer, actor=staff, details={"note": request.staff_note})
+    return request
+
+
+@transaction.atomic
+def deletion_request_approve(*, deletion_request: DeletionRequest, staff: User) -> DeletionRequest:
+    request = DeletionRequest.objects.select_for_update().get(pk=deletion_request.pk)
+    if request.status != DeletionRequest.Status.PENDING:
+        raise ValidationError(_("This request has already been reviewed."), code="reviewed")
+    customer_erase(customer=request.customer, actor=staff)
+    request.status, request.reviewed_by, request.reviewed_at = DeletionRequest.Status.COMPLETED, staff, timezone.now()
+    request.reason = ""
+    request.save(update_fields=["status", "reviewed_by", "reviewed_at", "reason"])
+    return request
+
+
+@transaction.atomic
+def customer_erase(*, customer: Customer, actor: User | None) -> Customer:
+    """Terminate the services, then anonymize every personal field of the account and its users.
+
+    Financial records stay: the ledger is untouched and invoices keep the payer snapshot taken at
+    issue, as accounting law requires. Registered apps run their handlers first (services end).
+    """
+    from allauth.account.models import EmailAddress
+    from allauth.socialaccount.models import SocialAccount
+    from django_otp import devices_for_user
+
+    locked = _locked_customer(customer)
+    if locked.anonymized_at is not None:
+        raise ValidationError(_("This account has already been anonymized."), code="anonymized")
+    for handler in personal_data.erasure_handlers():
+        handler(locked, actor)
+
+    files = []
+    users = list(User.objects.select_for_update().filter(customer=locked).order_by("pk"))
+    for user in users:
+        if user.avatar:
+            files.append((user.avatar.storage, user.avatar.name))
+        for device in devices_for_user(user, confirmed=None):
+            device.delete()
+        user.username = f"erased-{user.pk}"
+        user.first_name = user.last_name = user.email = user.pending_email = user.phone = ""
+        user.email_verified = user.phone_verified = False
+        user.avatar = ""
+        user.is_active = False
+        user.set_unusable_password()
+        user.save()
+    SocialAccount.objects.filter(user__in=users).delete()
+    EmailAddress.objects.filter(user__in=users).delete()
+    PhoneVerification.objects.filter(user__in=users).delete()
+    PolicyAcceptance.objects.filter(user__in=users).update(ip=None)
+    for export in DataExport.objects.filter(customer=locked).exclude(file=""):
+        files.append((export.file.storage, export.file.name))
+    DataExport.objects.filter(customer=locked).delete()
+    # The audit trail stays (what happened, when), without addresses and free-text details.
+    ActivityEvent.objects.filter(customer=locked).update(ip=None, details={})
+
+    for field in ("street", "city", "postcode", "company_name", "company_registration_number", "company_vat_number",
+                  "verification_note", "email_billing", "email_support", "email_abuse", "code_word_hash",
+                  "ip_allowlist"):
+        setattr(locked, field, "")
+    locked.newsletter = locked.login_alerts = locked.show_last_login = locked.pay_without_login = False
+    locked.anonymized_at = timezone.now()
+    locked.save()
+    activity_record(action="account_anonymized", customer=locked, actor=actor, visible_to_customer=False)
+    for storage, name in files:
+        transaction.on_commit(functools.partial(storage.delete, name))
+    return locked
+
+
+# --- Social login (django-allauth) ---------------------------------------------------------------------------
+
+def social_account_linked_record(*, user: User, provider: str, ip: str | None = None) -> None:
+    with transaction.atomic():
+        _security_event(user=user, action="social_linked", ip=ip, details={"provider": provider},
+                        change=_later(gettext_lazy("Login with %(provider)s linked"), provider=provider))
+
+
+@transaction.atomic
+def social_account_unlink(*, user: User, account_id: int, ip: str | None = None) -> str:
+    """Unlink one provider; refused while it is the only way to log in (no password, no other link)."""
+    from allauth.socialaccount.models import SocialAccount
+
+    locked = User.objects.select_for_update().get(pk=user.pk)  # two unlinks at once cannot both pass the check
+    account = SocialAccount.objects.filter(user=locked, pk=account_id).first()
+    if account is None:
+        raise ValidationError(_("This login is not linked to your account."), code="not_found")
+    others = SocialAccount.objects.filter(user=locked).exclude(pk=account.pk).exists()
+    if not locked.has_usable_password() and not others:
+        raise ValidationError(_("This is the only way to log in to your account. Set a password first "
+                                "(use “Forgot your password?” on the login page)."), code="last_method")
+    provider = account.get_provider().name
+    account.delete()
+    _security_event(user=locked, action="social_unlinked", ip=ip, details={"provider": provider},
+                    change=_later(gettext_lazy("Login with %(provider)s unlinked"), provider=provider))
+    return provider

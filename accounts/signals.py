@@ -1,11 +1,19 @@
-"""Login activity from Django's auth signals, so every way of logging in is recorded the same way."""
+"""Login activity from Django's auth signals, and the signal accounts raises for security events.
+
+`security_event` is how accounts tells the customer about a login or a security change without
+importing notifications (which sits above it): notifications subscribes in its AppConfig.ready().
+It is sent inside the caller's transaction; receivers run synchronously, so a failure rolls back.
+"""
 from django.contrib import messages
 from django.contrib.auth.signals import user_logged_in, user_login_failed
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 from .client_ip import client_ip
+
+# kwargs: customer, kind ("security_login" | "security_change"), context (JSON-serializable), link.
+security_event = Signal()
 
 
 @receiver(user_logged_in, dispatch_uid="accounts.login_recorded")

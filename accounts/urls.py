@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import views, views_privacy
 
 app_name = "accounts"
 
@@ -35,6 +35,19 @@ urlpatterns = [
     path("settings/users/<int:user_id>/role/", views.trusted_user_role, name="trusted_user_role"),
     path("settings/users/<int:user_id>/revoke/", views.trusted_user_revoke, name="trusted_user_revoke"),
     path("settings/users/<int:user_id>/resend/", views.trusted_user_resend, name="trusted_user_resend"),
+    path("settings/profile/avatar/", views.settings_avatar, name="settings_avatar"),
+    path("settings/profile/avatar/remove/", views.settings_avatar_remove, name="settings_avatar_remove"),
+    path("avatar/<int:user_id>/", views.avatar, name="avatar"),
+    path("theme/", views.theme_set, name="theme_set"),
+    path("settings/security/social/<int:account_id>/unlink/", views.settings_social_unlink, name="settings_social_unlink"),
+    path("settings/privacy/", views_privacy.settings_privacy, name="settings_privacy"),
+    path("settings/privacy/export/", views_privacy.data_export_request, name="data_export_request"),
+    path("settings/privacy/export/<int:export_id>/download/", views_privacy.data_export_download, name="data_export_download"),
+    path("settings/privacy/delete/", views_privacy.deletion_request, name="deletion_request"),
+    path("settings/privacy/delete/cancel/", views_privacy.deletion_request_cancel, name="deletion_request_cancel"),
+    path("policies/review/", views_privacy.policies_review, name="policies_review"),
+    path("policies/accept/", views_privacy.policies_accept, name="policies_accept"),
+    path("policies/<slug:kind>/", views_privacy.policy_document, name="policy"),
     path("password/change/", views.password_change, name="password_change"),
     path("password/reset/", views.PasswordResetView.as_view(), name="password_reset"),
     path(

@@ -1,5 +1,6 @@
 import io
 import time
+import zoneinfo
 from base64 import b32encode
 
 from django.conf import settings
@@ -13,7 +14,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
@@ -24,7 +25,7 @@ from . import selectors, services
 from .activity_labels import activity_label
 from .client_ip import client_ip
 from .forms import (
-    AddressForm, CodeWordForm, ContactForm, EmailRoutingForm, IPAllowlistForm, LoginForm, LoginOptionsForm,
+    AddressForm, AvatarForm, CodeWordForm, ContactForm, EmailRoutingForm, IPAllowlistForm, LoginForm, LoginOptionsForm,
     OTPLoginForm, OTPTokenForm, PhoneCodeForm, PhoneForm, PreferencesForm, ProfileTypeForm, RegistrationForm,
     RoleForm, TOTPDisableForm, TrustedUserForm,
 )
@@ -102,6 +103,7 @@ SECTIONS = [
     ("security", gettext_lazy("Security"), Area.ACCOUNT, "accounts:settings_security"),
     ("password", gettext_lazy("Password"), Area.ACCOUNT, "accounts:password_change"),
     ("activity", gettext_lazy("Activity"), Area.ACCOUNT, "accounts:activity"),
+    ("privacy", gettext_lazy("Privacy and personal data"), Area.ACCOUNT, "accounts:settings_privacy"),
     ("users", gettext_lazy("Trusted users"), Area.SETTINGS, "accounts:trusted_users"),
 ]
 
@@ -148,6 +150,7 @@ def _profile_page(request: HttpRequest, **forms) -> HttpResponse:
         "phone_code_form": forms.get("phone_code_form") or PhoneCodeForm(),
         "phone_pending": pending,
         "phone_display": format_phone(user.phone),
+        "avatar_form": forms.get("avatar_form") or AvatarForm(),
     }
     if role_allows(user, Area.SETTINGS):
         context["address_form"] = forms.get("address_form") or AddressForm(
@@ -257,7 +260,7 @@ def settings_preferences(request: HttpRequest) -> HttpResponse:
     initial = {"newsletter": customer.newsletter, "low_balance_threshold": customer.low_balance_threshold,
                "auto_renew_default": "on" if customer.auto_renew_default else "off",
                "site_currency": customer.site_currency, "pay_without_login": customer.pay_without_login,
-               "language": customer.language}
+               "language": customer.language, "time_zone": customer.timezone}
     form = PreferencesForm(request.POST or None, initial=initial, account_currency=customer.currency)
     if request.method == "POST" and form.is_valid():
         try:
@@ -266,6 +269,8 @@ def settings_preferences(request: HttpRequest) -> HttpResponse:
             _apply_errors(form, error)
         else:
             translation.activate(form.cleaned_data["language"])
+            if form.cleaned_data["time_zone"]:
+                timezone.activate(zoneinfo.ZoneInfo(form.cleaned_data["time_zone"]))
             messages.success(request, _("Preferences saved."))
             response = _back("accounts:settings_preferences")
             response.set_cookie(settings.LANGUAGE_COOKIE_NAME, form.cleaned_data["language"],
@@ -319,6 +324,10 @@ def _security_page(request: HttpRequest, **forms) -> HttpResponse:
         "recovery_codes": request.session.pop("recovery_codes_once", None),
         "recovery_left": StaticToken.objects.filter(device__user=user).count(),
         "previous_login": selectors.previous_login(user=user) if customer.show_last_login else None,
+        "social_providers": selectors.social_providers(request),
+        "social_accounts": (social_accounts := selectors.social_accounts_for(user=user)),
+        "linked_ids": {account.provider for account in social_accounts},
+        "has_password": user.has_usable_password(),
     }
     if role_allows(user, Area.SETTINGS):
         context.update({
@@ -545,6 +554,9 @@ class LoginView(auth_views.LoginView):
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
 
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "social_providers": selectors.social_providers(self.request)}
+
     def form_valid(self, form):
         user = form.get_user()
         if services.otp_enabled(user):
@@ -616,3 +628,84 @@ class PasswordResetView(auth_views.PasswordResetView):
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     template_name = "accounts/password_reset_confirm.html"
     success_url = reverse_lazy("accounts:password_reset_complete")
+
+
+# --- Avatar, theme, social logins --------------------------------------------------------------------------
+
+@customer_view(Area.ACCOUNT)
+@require_POST
+def settings_avatar(request: HttpRequest) -> HttpResponse:
+    form = AvatarForm(request.POST, request.FILES)
+    if form.is_valid():
+        try:
+            services.user_avatar_set(user=request.user, upload=form.cleaned_data["avatar"])
+        except ValidationError as error:
+            _apply_errors(form, ValidationError({"avatar": error.messages}))
+        else:
+            messages.success(request, _("Your avatar is updated."))
+            return _back("accounts:settings_profile", "avatar")
+    return _profile_page(request, avatar_form=form)
+
+
+@customer_view(Area.ACCOUNT)
+@require_POST
+def settings_avatar_remove(request: HttpRequest) -> HttpResponse:
+    services.user_avatar_remove(user=request.user)
+    messages.success(request, _("Your avatar is removed."))
+    return _back("accounts:settings_profile", "avatar")
+
+
+@customer_view(Area.ACCOUNT)
+def avatar(request: HttpRequest, user_id: int) -> HttpResponse:
+    """Avatars are private files: only users of the same customer see them."""
+    from django.http import FileResponse, Http404
+
+    target = selectors.customer_user_get(customer=acting_customer(request), user_id=user_id)
+    if not target.avatar:
+        raise Http404
+    try:
+        handle = target.avatar.open("rb")
+    except FileNotFoundError:
+        raise Http404
+    content_type = "image/png" if target.avatar.name.endswith(".png") else "image/jpeg"
+    response = FileResponse(handle, content_type=content_type)
+    response["Cache-Control"] = "private, max-age=86400"  # the URL changes with the file (?v=name)
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@require_POST
+def theme_set(request: HttpRequest) -> HttpResponse:
+    """Light/dark colour mode, remembered on the user (staff too)."""
+    if not request.user.is_authenticated:
+        return redirect_to_login_page(request)
+    try:
+        services.user_set_theme(user=request.user, theme=request.POST.get("theme", ""))
+    except ValidationError as error:
+        messages.error(request, error.messages[0])
+    next_url = request.POST.get("next") or "/"
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        next_url = "/"
+    return redirect(next_url)
+
+
+def redirect_to_login_page(request: HttpRequest) -> HttpResponse:
+    from django.contrib.auth.views import redirect_to_login
+
+    return redirect_to_login(request.get_full_path())
+
+
+@customer_view(Area.ACCOUNT)
+@require_POST
+def settings_social_unlink(request: HttpRequest, account_id: int) -> HttpResponse:
+    from django.http import Http404
+
+    if account_id not in {account.pk for account in selectors.social_accounts_for(user=request.user)}:
+        raise Http404
+    try:
+        provider = services.social_account_unlink(user=request.user, account_id=account_id, ip=client_ip(request))
+    except ValidationError as error:
+        messages.error(request, error.messages[0])
+    else:
+        messages.success(request, _("Login with %(provider)s is unlinked.") % {"provider": provider})
+    return _back("accounts:settings_security", "social-login")

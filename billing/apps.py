@@ -12,3 +12,7 @@ class BillingConfig(AppConfig):
         from .selectors import topbar_balance
 
         register_topbar_provider("balance", topbar_balance)
+
+        from . import personal_data  # "export my data" / erasure, registered with accounts.personal_data
+
+        personal_data.register()

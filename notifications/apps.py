@@ -12,3 +12,7 @@ class NotificationsConfig(AppConfig):
         from .selectors import topbar_unread_count
 
         register_topbar_provider("notifications_unread", topbar_unread_count)
+
+        from . import personal_data, receivers  # noqa: F401  (security_event receiver)
+
+        personal_data.register()

@@ -18,3 +18,7 @@ class TicketsConfig(AppConfig):
         from .telegram_replies import ticket_reply_from_telegram
 
         register_reply_handler(ticket_reply_from_telegram)
+
+        from . import personal_data  # "export my data" / erasure, registered with accounts.personal_data
+
+        personal_data.register()

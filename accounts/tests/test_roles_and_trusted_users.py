@@ -85,7 +85,7 @@ def test_trusted_user_can_change_own_password_and_2fa_but_not_account_settings(c
     assert 'data-testid="section-ip"' not in page and 'data-testid="section-code-word"' not in page
     assert client.post("/accounts/settings/security/ip-restriction/", {"ip_allowlist": "10.0.0.1"}).status_code == 403
     sections = [s["key"] for s in client.get("/accounts/settings/profile/").context["sections"]]
-    assert sections == ["profile", "security", "password", "activity"]
+    assert sections == ["profile", "security", "password", "activity", "privacy"]
 
 
 def _invite(client, **overrides):

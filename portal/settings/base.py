@@ -59,6 +59,12 @@ INSTALLED_APPS = [
     "orders",
     "tickets",
     "portal",  # after the domain apps: its admin.py composes the back office on top of theirs
+    # After our apps so accounts/templates/socialaccount/ overrides allauth's pages.
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.google",
+    "allauth.socialaccount.providers.facebook",
 ]
 
 MIDDLEWARE = [
@@ -74,6 +80,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     # AxesMiddleware last: it turns lockouts raised by the auth backend into a response.
     "axes.middleware.AxesMiddleware",
 ]
@@ -95,6 +102,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.portal",
+                "accounts.context_processors.account",
             ],
         },
     }
@@ -138,6 +146,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = int(env("CELERY_VISIBILITY_TIMEOUT", "600"))
 # Periodic jobs; each app adds its entries below its marker.
 CELERY_BEAT_SCHEDULE: dict = {}
+# --- beat schedule: accounts ---
+CELERY_BEAT_SCHEDULE["accounts-data-exports"] = {"task": "accounts.tasks.data_exports_sweep_task", "schedule": 300.0}
 # --- beat schedule: notifications ---
 CELERY_BEAT_SCHEDULE["notifications-outbox-sweep"] = {"task": "notifications.tasks.outbox_sweep_task", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["telegram-outbox-sweep"] = {"task": "notifications.telegram.tasks.telegram_outbox_sweep_task", "schedule": 60.0}
@@ -254,6 +264,30 @@ PHONE_CODES_PER_HOUR = int(env("PHONE_CODES_PER_HOUR", "5"))  # codes sent to on
 INVITATION_MAX_AGE = int(env("INVITATION_MAX_AGE", str(7 * 24 * 3600)))  # trusted-user invitation links
 OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", PORTAL_NAME)
 OTP_LOGIN_MAX_ATTEMPTS = 5  # wrong second-factor codes before the login starts over
+# "Export my data": how long the download link works, and how long a pending export may wait for a
+# worker before the sweeper (beat or `manage.py data_exports`) builds it.
+ACCOUNTS_EXPORT_LINK_HOURS = int(env("ACCOUNTS_EXPORT_LINK_HOURS", "48"))
+ACCOUNTS_EXPORT_PENDING_GRACE_SECONDS = int(env("ACCOUNTS_EXPORT_PENDING_GRACE_SECONDS", "120"))
+ACCOUNTS_AVATAR_MAX_BYTES = int(env("ACCOUNTS_AVATAR_MAX_BYTES", str(2 * 1024 * 1024)))
+ACCOUNTS_AVATAR_SIZE = 256  # pixels, longest side after re-encoding
+# Social login (django-allauth, social part only: our own views stay the login/registration flow).
+# A provider appears on the login page and in Settings only when its credentials are set.
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_ADAPTER = "accounts.social.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "accounts.social.SocialAccountAdapter"
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_AUTO_SIGNUP = False
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_PROVIDERS = {
+    "google": {"SCOPE": ["openid", "profile", "email"], "OAUTH_PKCE_ENABLED": True},
+    "facebook": {"METHOD": "oauth2", "SCOPE": ["email", "public_profile"]},
+}
+if env("GOOGLE_CLIENT_ID") and env("GOOGLE_CLIENT_SECRET"):
+    SOCIALACCOUNT_PROVIDERS["google"]["APPS"] = [
+        {"client_id": env("GOOGLE_CLIENT_ID"), "secret": env("GOOGLE_CLIENT_SECRET")}]
+if env("FACEBOOK_APP_ID") and env("FACEBOOK_APP_SECRET"):
+    SOCIALACCOUNT_PROVIDERS["facebook"]["APPS"] = [
+        {"client_id": env("FACEBOOK_APP_ID"), "secret": env("FACEBOOK_APP_SECRET")}]
 # --- app settings: notifications ---
 # Outbox delivery: attempts before a mail is marked failed, and the exponential backoff between them.
 NOTIFICATIONS_EMAIL_MAX_ATTEMPTS = int(env("NOTIFICATIONS_EMAIL_MAX_ATTEMPTS", "8"))

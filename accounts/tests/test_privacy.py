@@ -1,0 +1,332 @@
+"""Policies (publish → banner → accept), "export my data" and account deletion (anonymize, keep the ledger)."""
+import io
+import json
+import zipfile
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts import services
+from accounts.models import ActivityEvent, Customer, DataExport, DeletionRequest, PolicyAcceptance, User
+from accounts.tests.factories import StaffUserFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def private_media(tmp_path, settings):
+    settings.PRIVATE_MEDIA_ROOT = tmp_path / "private"
+    return settings.PRIVATE_MEDIA_ROOT
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """Record export tasks instead of publishing to the shared Redis."""
+    from accounts import tasks
+
+    calls = []
+    monkeypatch.setattr(tasks.data_export_build_task, "apply_async", lambda kwargs, **options: calls.append(kwargs))
+    return calls
+
+
+def publish(kind="privacy", title="Privacy policy", text="We keep your data safe.\n\nSecond paragraph."):
+    staff = StaffUserFactory()
+    policy = services.policy_version_create(kind=kind, title=title, text=text, changes="New retention rules",
+                                            staff=staff)
+    return services.policy_publish(policy=policy, staff=staff)
+
+
+# --- policies ---------------------------------------------------------------------------------------------
+
+def test_banner_appears_after_a_new_version_and_disappears_after_acceptance(client):
+    user = UserFactory()
+    client.force_login(user)
+    assert 'data-testid="policy-banner"' not in client.get("/").content.decode()
+
+    first = publish()
+    page = client.get("/").content.decode()
+    assert 'data-testid="policy-banner"' in page and "Privacy policy" in page
+    review = client.get(reverse("accounts:policies_review")).content.decode()
+    assert "Second paragraph" in review and "New retention rules" in review
+    assert 'data-testid="policy-banner"' not in review  # not on the page that resolves it
+
+    response = client.post(reverse("accounts:policies_accept"), {"policy": [first.pk]}, REMOTE_ADDR="203.0.113.9")
+    assert response.status_code == 302
+    acceptance = PolicyAcceptance.objects.get(user=user, policy=first)
+    assert acceptance.ip == "203.0.113.9" and acceptance.accepted_at is not None
+    assert 'data-testid="policy-banner"' not in client.get("/").content.decode()
+    activity = client.get(reverse("accounts:activity")).content.decode()
+    assert "Policy accepted" in activity and "203.0.113.9" in activity
+
+    second = publish(text="Version two.")  # a new version brings the banner back
+    assert second.version == 2
+    assert 'data-testid="policy-banner"' in client.get("/").content.decode()
+
+
+def test_accepting_a_version_that_was_superseded_meanwhile_records_nothing(client):
+    user = UserFactory()
+    client.force_login(user)
+    old = publish()
+    publish(text="Newer text")
+    response = client.post(reverse("accounts:policies_accept"), {"policy": [old.pk]})
+    assert response.status_code == 302 and response.url == reverse("accounts:policies_review")
+    assert not PolicyAcceptance.objects.exists()
+
+
+def test_the_banner_is_per_user_and_costs_one_query(client, django_assert_num_queries):
+    owner = UserFactory()
+    colleague = UserFactory(customer=owner.customer, role=User.Role.TECHNICAL)
+    policy = publish()
+    services.policies_accept(user=owner, policy_ids=[policy.pk])
+    client.force_login(colleague)
+    assert 'data-testid="policy-banner"' in client.get("/accounts/settings/profile/").content.decode()
+    from accounts.context_processors import account
+    from django.test import RequestFactory
+
+    request = RequestFactory().get("/")
+    request.user = colleague
+    with django_assert_num_queries(1):
+        assert [p.pk for p in account(request)["policy_updates"]] == [policy.pk]
+
+
+def test_published_policy_is_public_and_drafts_are_not():
+    from django.test import Client
+
+    staff = StaffUserFactory()
+    draft = services.policy_version_create(kind="terms", title="Terms", text="Draft", staff=staff)
+    assert Client().get("/accounts/policies/terms/").status_code == 404
+    services.policy_publish(policy=draft, staff=staff)
+    page = Client().get("/accounts/policies/terms/")
+    assert page.status_code == 200 and "Draft" in page.content.decode()
+    assert Client().get("/accounts/policies/unknown/").status_code == 404
+
+
+def test_policy_text_is_escaped():
+    from django.test import Client
+
+    publish(text="<script>alert(1)</script>")
+    body = Client().get("/accounts/policies/privacy/").content.decode()
+    assert "<script>alert(1)" not in body and "&lt;script&gt;" in body
+
+
+# --- export my data -------------------------------------------------------------------------------------------
+
+def make_customer_data(user, marker: str):
+    """An invoice and ledger rows (a real top-up), a ticket and a notification carrying `marker`."""
+    from billing import services as billing
+    from billing.tests.factories import make_currencies
+    from notifications.services import notify
+    from tickets.models import Department
+    from tickets.tests.factories import TicketFactory
+
+    make_currencies()
+    Department.objects.get_or_create(slug="support", defaults={"name": "Technical support", "category": "support",
+                                                               "email": "support@example.com"})
+    billing.payment_record(idempotency_key=f"test:{marker}", customer=user.customer, amount=Decimal("25.00"),
+                           currency="EUR", method="bank_transfer", memo=marker)
+    invoice = billing.invoice_issue(customer=user.customer, kind="advance",
+                                    lines=[billing.LineInput(description=f"Top-up {marker}", quantity=1,
+                                                             unit_price=Decimal("5.00"))])
+    TicketFactory(created_by=user, subject=f"Ticket {marker}")
+    notify(customer=user.customer, kind="security_change", context={"change": marker, "username": user.username,
+                                                                     "ip": "", "when": "now"})
+    return invoice
+
+
+def read_zip(response) -> zipfile.ZipFile:
+    return zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+
+
+def test_export_contains_only_the_owners_data_and_the_link_404s_for_anyone_else_and_after_expiry(
+        client, enqueued, django_capture_on_commit_callbacks):
+    owner = UserFactory(first_name="Alice")
+    other = UserFactory(first_name="Mallory")
+    mine = make_customer_data(owner, "MINE-123")
+    theirs = make_customer_data(other, "THEIRS-456")
+    client.force_login(owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(reverse("accounts:data_export_request")).status_code == 302
+    export = DataExport.objects.get(customer=owner.customer)
+    assert export.status == DataExport.Status.PENDING and enqueued == [{"export_id": export.pk}]
+
+    services.data_export_build(export_id=export.pk)  # what the worker runs
+    export.refresh_from_db()
+    assert export.status == DataExport.Status.READY and export.size > 0
+    assert export.expires_at == export.finished_at + timedelta(hours=48)
+
+    url = reverse("accounts:data_export_download", args=[export.pk])
+    response = client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    archive = read_zip(response)
+    names = set(archive.namelist())
+    for section in ("profile", "users", "orders", "invoices", "ledger", "payments", "tickets", "notifications"):
+        assert {f"{section}.json", f"{section}.csv"} <= names, section
+    everything = "".join(archive.read(name).decode("utf-8-sig") for name in names)
+    assert "MINE-123" in everything and mine.number in everything and "Alice" in everything
+    assert "THEIRS-456" not in everything and theirs.number not in everything and "Mallory" not in everything
+    invoices = json.loads(archive.read("invoices.json"))
+    assert [row["number"] for row in invoices] == [mine.number] and invoices[0]["total"] == "5.00"
+    ledger = json.loads(archive.read("ledger.json"))
+    assert ledger and all(row["currency"] == "EUR" for row in ledger)
+
+    # Anyone else: another customer's owner, a trusted user of the same customer, anonymous → 404 / login.
+    client.force_login(other)
+    assert client.get(url).status_code == 404
+    client.force_login(UserFactory(customer=owner.customer, role=User.Role.FINANCE))
+    assert client.get(url).status_code == 404
+    client.logout()
+    assert client.get(url).status_code == 302
+
+    client.force_login(owner)
+    DataExport.objects.filter(pk=export.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert client.get(url).status_code == 404
+    path = export.file.path
+    assert services.data_exports_sweep()["expired"] == 1
+    export.refresh_from_db()
+    assert export.status == DataExport.Status.EXPIRED and not export.file
+
+
+def test_a_second_export_request_while_one_is_pending_creates_nothing(client, enqueued):
+    owner = UserFactory()
+    client.force_login(owner)
+    client.post(reverse("accounts:data_export_request"))
+    response = client.post(reverse("accounts:data_export_request"), follow=True)
+    assert "already being prepared" in response.content.decode()
+    assert DataExport.objects.filter(customer=owner.customer).count() == 1
+
+
+@override_settings(CELERY_BROKER_URL="redis://127.0.0.1:1/0")
+def test_broker_down_is_not_an_error_and_the_sweeper_builds_the_export(client, django_capture_on_commit_callbacks):
+    from portal.celery import app
+
+    owner = UserFactory()
+    client.force_login(owner)
+    app.conf.broker_url = "redis://127.0.0.1:1/0"  # a closed port
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(reverse("accounts:data_export_request"))
+    finally:
+        app.conf.broker_url = None
+        app.config_from_object("django.conf:settings", namespace="CELERY")
+    assert response.status_code == 302
+    export = DataExport.objects.get(customer=owner.customer)
+    assert export.status == DataExport.Status.PENDING
+    assert services.data_exports_sweep()["built"] == 0  # still within the grace period: a worker may have it
+    DataExport.objects.filter(pk=export.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    out = io.StringIO()
+    call_command("data_exports", stdout=out)
+    assert "built 1" in out.getvalue()
+    export.refresh_from_db()
+    assert export.status == DataExport.Status.READY
+
+
+def test_export_pages_need_the_settings_role(client):
+    owner = UserFactory()
+    client.force_login(UserFactory(customer=owner.customer, role=User.Role.TECHNICAL))
+    assert client.post(reverse("accounts:data_export_request")).status_code == 403
+    page = client.get(reverse("accounts:settings_privacy")).content.decode()
+    assert 'data-testid="section-policies"' in page and 'data-testid="section-export"' not in page
+
+
+# --- account deletion -----------------------------------------------------------------------------------------
+
+def test_deletion_request_needs_the_password_and_confirmation(client):
+    owner = UserFactory()
+    client.force_login(owner)
+    response = client.post(reverse("accounts:deletion_request"), {"password": "wrong", "confirm": "on"})
+    assert response.status_code == 200 and "The password is not correct." in response.content.decode()
+    response = client.post(reverse("accounts:deletion_request"), {"password": "Correct-Horse-42"})
+    assert response.status_code == 200 and not DeletionRequest.objects.exists()
+    response = client.post(reverse("accounts:deletion_request"),
+                           {"password": "Correct-Horse-42", "confirm": "on", "reason": "Moving"})
+    assert response.status_code == 302
+    assert DeletionRequest.objects.get(customer=owner.customer).status == DeletionRequest.Status.PENDING
+    assert 'data-testid="deletion-pending"' in client.get(reverse("accounts:settings_privacy")).content.decode()
+    client.post(reverse("accounts:deletion_request_cancel"))
+    assert DeletionRequest.objects.get(customer=owner.customer).status == DeletionRequest.Status.CANCELLED
+
+
+def test_approved_deletion_terminates_services_anonymizes_and_keeps_the_ledger_balanced(
+        client, django_capture_on_commit_callbacks):
+    from allauth.socialaccount.models import SocialAccount
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from billing.models import Invoice, LedgerEntry
+    from orders.models import Order
+    from orders.services import order_place
+    from orders.tests.factories import PlanFactory, order_options
+    from tickets.models import Ticket
+
+    owner = UserFactory(first_name="Alice", last_name="Smith", phone="+4915112345678")
+    trusted = UserFactory(customer=owner.customer, role=User.Role.TECHNICAL, first_name="Bob")
+    Customer.objects.filter(pk=owner.customer_id).update(
+        profile_type="company", company_name="Smith GmbH", company_vat_number="DE123", email_billing="acc@smith.test")
+    SocialAccount.objects.create(user=owner, provider="google", uid="g-1")
+    services.user_avatar_set(user=owner, upload=SimpleUploadedFile("a.png", png_bytes()))
+    avatar_path = owner.avatar.path
+    invoice = make_customer_data(owner, "ERASE-ME")
+    placed = order_place(customer=owner.customer, actor=owner, plan=PlanFactory(), period_months=1,
+                         options=order_options(None), idempotency_key="erase-1")
+    assert placed.order.status == Order.Status.ACTIVE
+    entries_before = LedgerEntry.objects.count()
+    deletion = services.deletion_request_create(customer=owner.customer, user=owner, reason="bye")
+    staff = StaffUserFactory()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.deletion_request_approve(deletion_request=deletion, staff=staff)
+
+    customer = Customer.objects.get(pk=owner.customer_id)
+    assert customer.anonymized_at is not None
+    assert (customer.street, customer.city, customer.postcode, customer.company_name, customer.company_vat_number,
+            customer.email_billing) == ("", "", "", "", "", "")
+    for user in User.objects.filter(customer=customer):
+        assert user.username == f"erased-{user.pk}" and not user.is_active and not user.has_usable_password()
+        assert (user.first_name, user.last_name, user.email, user.phone, user.avatar.name) == ("", "", "", "", "")
+    assert not SocialAccount.objects.filter(user__customer=customer).exists()
+    import os
+    assert not os.path.exists(avatar_path)
+    assert Order.objects.get(pk=placed.order.pk).status == Order.Status.TERMINATED  # services first
+    assert not Ticket.objects.filter(customer=customer).exclude(status=Ticket.Status.CLOSED).exists()
+    assert not ActivityEvent.objects.filter(customer=customer, ip__isnull=False).exists()
+    # Financial records stay: the invoice keeps its issued snapshot, no ledger row was touched.
+    kept = Invoice.objects.get(pk=invoice.pk)
+    assert kept.payer_name == invoice.payer_name and kept.payer_name
+    assert LedgerEntry.objects.count() >= entries_before
+    call_command("audit_ledger", stdout=io.StringIO())
+    deletion.refresh_from_db()
+    assert deletion.status == DeletionRequest.Status.COMPLETED and deletion.reviewed_by == staff
+    # The sessions end: the anonymized users can no longer log in.
+    client.force_login(trusted)
+    assert client.get("/").status_code == 302
+    with pytest.raises(Exception):
+        services.deletion_request_approve(deletion_request=deletion, staff=staff)
+
+
+def test_username_stays_immutable_except_for_erasure():
+    from django.db import IntegrityError, transaction
+
+    user = UserFactory()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.filter(pk=user.pk).update(username="someone-else")
+    User.objects.filter(pk=user.pk).update(username=f"erased-{user.pk}")
+
+
+def test_staff_reject_with_a_note_the_customer_sees(client):
+    owner = UserFactory()
+    deletion = services.deletion_request_create(customer=owner.customer, user=owner)
+    services.deletion_request_reject(deletion_request=deletion, staff=StaffUserFactory(), note="Unpaid invoices first")
+    client.force_login(owner)
+    assert "Unpaid invoices first" in client.get(reverse("accounts:settings_privacy")).content.decode()
+
+
+def png_bytes(size=(40, 30), mode="RGB") -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new(mode, size, (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()

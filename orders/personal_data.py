@@ -1,0 +1,31 @@
+"""Orders' part of "export my data" and of account erasure (accounts.personal_data): services end first."""
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Customer, User
+
+from .models import Order
+from .selectors import orders_for
+from .services import order_terminate
+
+ENDED = (Order.Status.TERMINATED, Order.Status.CANCELLED)
+
+
+def export_orders(customer: Customer) -> list[dict]:
+    return [{
+        "id": order.pk, "plan": order.plan.name, "status": order.status, "period_months": order.period_months,
+        "price": order.price, "currency": order.currency, "ip": order.ip or "", "options": order.options,
+        "created_at": order.created_at, "activated_at": order.activated_at, "expires_at": order.expires_at,
+        "ended_at": order.ended_at,
+    } for order in orders_for(customer).select_related("plan").order_by("pk")]
+
+
+def terminate_services(customer: Customer, actor: User | None) -> None:
+    for order in orders_for(customer).exclude(status__in=ENDED).order_by("pk"):
+        order_terminate(order=order, actor=actor, reason=str(_("Account deletion")))
+
+
+def register() -> None:
+    from accounts.personal_data import Stage, register_erasure_handler, register_exporter
+
+    register_exporter("orders", export_orders)
+    register_erasure_handler(terminate_services, stage=Stage.END_SERVICES)
