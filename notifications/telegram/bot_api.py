@@ -4,10 +4,11 @@ from django.conf import settings
 
 
 class BotApiError(Exception):
-    def __init__(self, message: str, *, permanent: bool, retry_after: int | None = None):
+    def __init__(self, message: str, *, permanent: bool, retry_after: int | None = None, status: int | None = None):
         super().__init__(message)
         self.permanent = permanent  # retrying cannot help (chat not found, bot blocked, bad request)
         self.retry_after = retry_after
+        self.status = status
 
 
 def call(method: str, payload: dict) -> dict:
@@ -27,7 +28,8 @@ def call(method: str, payload: dict) -> dict:
     description = body.get("description") or f"HTTP {response.status_code}"
     retry_after = (body.get("parameters") or {}).get("retry_after")
     permanent = 400 <= response.status_code < 500 and response.status_code != 429
-    raise BotApiError(f"{method}: {description}", permanent=permanent, retry_after=retry_after)
+    raise BotApiError(f"{method}: {description}", permanent=permanent, retry_after=retry_after,
+                      status=response.status_code)
 
 
 def send_message(*, chat_id: int, text: str, reply_to_message_id: int | None = None) -> int:

@@ -64,8 +64,8 @@ def kind_rows(user: User, link: TelegramLink) -> list[dict]:
     ]
 
 
-def outbox_message_for_reply(*, chat_id: int, message_id) -> TelegramOutbox | None:
+def outbox_message_for_reply(*, chat_id: int, message_id: int | None) -> TelegramOutbox | None:
     """The bot message a Telegram reply answers (message ids are unique per chat)."""
-    if not isinstance(message_id, int):
+    if message_id is None:
         return None
     return TelegramOutbox.objects.filter(chat_id=chat_id, message_id=message_id).first()

@@ -97,6 +97,16 @@ def link_delete(*, user: User) -> bool:
 
 
 @transaction.atomic
+def link_drop_forbidden(*, chat_id: int) -> None:
+    """Telegram refuses to deliver to this chat any more (403): unlink it; the customer may link again."""
+    link = TelegramLink.objects.select_for_update().select_related("user").filter(chat_id=chat_id).first()
+    if link is not None:
+        link.delete()
+        activity_record(action="telegram_unlinked", customer=link.customer, actor=None,
+                        details={"telegram": link.telegram_username or link.telegram_name, "reason": "bot_blocked"})
+
+
+@transaction.atomic
 def link_kinds_update(*, user: User, kinds: list[str]) -> TelegramLink:
     """Store the kinds sent to Telegram; kinds the user does not receive are dropped."""
     link = TelegramLink.objects.select_for_update().get(user=user)
@@ -195,6 +205,8 @@ def _record_failure(row: TelegramOutbox, error: bot_api.BotApiError) -> Delivery
         TelegramOutbox.objects.filter(pk=row.pk, status=Status.SENDING).update(
             status=Status.FAILED, claimed_at=None, last_error=message
         )
+        if error.status == 403:  # the user blocked the bot or deleted their account: stop writing there
+            link_drop_forbidden(chat_id=row.chat_id)
         return DeliveryResult("failed")
     delay = max(error.retry_after or 0, retry_delay_seconds(row.attempts))
     TelegramOutbox.objects.filter(pk=row.pk, status=Status.SENDING).update(
@@ -246,12 +258,12 @@ def telegram_retry(*, outbox_ids: list[int]) -> int:
 
 def update_handle(*, update: dict) -> str:
     """Record one webhook update and act on it once; a redelivered update_id does nothing. Returns the outcome."""
-    update_id = update.get("update_id")
-    if not isinstance(update_id, int) or isinstance(update_id, bool):
+    update_id = _int64(update.get("update_id"))
+    if update_id is None:
         raise ValueError("update without an integer update_id")
     message = update.get("message") if isinstance(update.get("message"), dict) else None
     chat = message.get("chat") if message and isinstance(message.get("chat"), dict) else {}
-    chat_id = chat.get("id") if isinstance(chat.get("id"), int) else None
+    chat_id = _int64(chat.get("id"))
     with transaction.atomic():
         row, created = TelegramUpdate.objects.get_or_create(
             update_id=update_id, defaults={"payload": update, "chat_id": chat_id}
@@ -267,23 +279,35 @@ def update_handle(*, update: dict) -> str:
     return outcome
 
 
+def _int64(value) -> int | None:
+    """Telegram ids fit a PostgreSQL bigint; anything else is not an id."""
+    if isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63:
+        return value
+    return None
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def _settings_url() -> str:
     return settings.PORTAL_BASE_URL + reverse("telegram:settings")
 
 
 def _sender_language(message: dict) -> str:
-    code = ((message.get("from") or {}).get("language_code") or "").split("-")[0]
+    code = str(_dict(message.get("from")).get("language_code") or "").split("-")[0]
     return code if code in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
 
 
 def _message_handle(message: dict, chat_id: int) -> str:
-    text = (message.get("text") or "").strip()
+    text = message.get("text").strip() if isinstance(message.get("text"), str) else ""
+    message_id = _int64(message.get("message_id"))
     link = selectors.link_for_chat(chat_id)
     language = link.customer.language if link else _sender_language(message)
 
     def answer(reply_text: str, *, to_link: TelegramLink | None = link) -> None:
         bot_message_enqueue(chat_id=chat_id, text=reply_text, customer=to_link.customer if to_link else None,
-                            user=to_link.user if to_link else None, reply_to_message_id=message.get("message_id"))
+                            user=to_link.user if to_link else None, reply_to_message_id=message_id)
 
     command, _sep, argument = text.partition(" ")
     command = command.split("@")[0]  # "/start@PortalBot" in clients that add the bot name
@@ -303,17 +327,17 @@ def _message_handle(message: dict, chat_id: int) -> str:
                    % {"url": _settings_url()})
             return "unlinked_chat"
         reply_to = message.get("reply_to_message")
-        if not isinstance(reply_to, dict):
+        if not isinstance(reply_to, dict) or message_id is None:
             answer(_("To answer a ticket, reply to the bot's message about it."))
             return "not_a_reply"
-        original = selectors.outbox_message_for_reply(chat_id=chat_id, message_id=reply_to.get("message_id"))
+        original = selectors.outbox_message_for_reply(chat_id=chat_id, message_id=_int64(reply_to.get("message_id")))
         if original is None or original.customer_id != link.customer_id or not original.reference:
             answer(_("Sorry, this message cannot be answered here. Please reply in the portal."))
             return "reply_refused"
         if not text:
             answer(_("Only text replies can be added here. Attach files in the portal."))
             return "reply_refused"
-        telegram_message = TelegramMessage(user=link.user, chat_id=chat_id, message_id=message.get("message_id"), text=text)
+        telegram_message = TelegramMessage(user=link.user, chat_id=chat_id, message_id=message_id, text=text)
         try:
             handled = handle_reply(customer=link.customer, telegram_message=telegram_message,
                                    reply_to_reference=original.reference)
@@ -329,9 +353,9 @@ def _message_handle(message: dict, chat_id: int) -> str:
 
 def _start(message: dict, chat_id: int, token: str, link, language: str, answer) -> str:
     if token:
-        sender = message.get("from") or {}
-        name = " ".join(filter(None, [sender.get("first_name"), sender.get("last_name")]))
-        new_link = link_confirm(token=token, chat_id=chat_id, telegram_username=sender.get("username") or "",
+        sender = _dict(message.get("from"))
+        name = " ".join(str(sender[key]) for key in ("first_name", "last_name") if sender.get(key))
+        new_link = link_confirm(token=token, chat_id=chat_id, telegram_username=str(sender.get("username") or ""),
                                 telegram_name=name)
         if new_link is not None:
             with translation.override(new_link.customer.language):

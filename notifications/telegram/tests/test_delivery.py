@@ -8,11 +8,12 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.models import ActivityEvent
 from accounts.tests.factories import UserFactory
 from notifications.kinds import Kind
 from notifications.services import notify
 from notifications.telegram import services
-from notifications.telegram.models import TelegramOutbox
+from notifications.telegram.models import TelegramLink, TelegramOutbox
 from portal.celery import app as celery_app
 
 from .conftest import BOT_TOKEN
@@ -119,6 +120,10 @@ def test_failures_back_off_and_permanent_errors_stop(owner, bot_api):
         assert services.telegram_deliver(outbox_id=row.pk).outcome == "failed"
     row.refresh_from_db()
     assert row.status == Status.FAILED and "blocked" in row.last_error and row.attempts == 3
+    assert not TelegramLink.objects.exists()  # blocked: the chat is unlinked, nothing more is written there
+    assert ActivityEvent.objects.filter(action="telegram_unlinked", details__reason="bot_blocked").count() == 1
+    ticket_reply(owner.customer)
+    assert TelegramOutbox.objects.count() == 1
 
     assert services.telegram_retry(outbox_ids=[row.pk]) == 1
     assert services.telegram_deliver(outbox_id=row.pk).outcome == "sent"

@@ -60,3 +60,18 @@ def test_an_unlinked_chat_is_answered_in_its_language(client, bot_api):
     payload["message"]["from"]["language_code"] = "ru"
     post_update(client, payload)
     assert "не привязан" in TelegramOutbox.objects.get().text
+
+
+def test_odd_field_types_never_cause_a_server_error(client, owner, bot_api):
+    from .factories import link_chat
+
+    link_chat(owner, chat_id=111)
+    assert post_update(client, {"update_id": 2**70, "message": {}}).status_code == 400
+    odd = update(3, chat_id=111, text="x", reply_to=2**70)
+    odd["message"].update({"from": ["not", "a", "dict"], "message_id": 2**80})
+    assert post_update(client, odd).json()["outcome"] == "not_a_reply"
+    odd = update(4, chat_id=111, reply_to=2**70)
+    odd["message"]["text"] = 12345
+    assert post_update(client, odd).json()["outcome"] == "reply_refused"
+    start = update(5, chat_id=2**70, text="/start abc")
+    assert post_update(client, start).json()["outcome"] == "ignored"
