@@ -32,3 +32,12 @@ chromium:
 
 check: venv
 	$(PY) scripts/devenv.py -- $(PY) manage.py makemigrations --check --dry-run
+
+# Page latency with a heavy customer (gunicorn + wrk; figures in docs/PERFORMANCE.md). BENCH_ARGS=--help for options.
+.PHONY: bench-pages
+bench-pages: venv messages
+	@command -v wrk >/dev/null || { \
+	  echo "Installing Debian's wrk for the page benchmark"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk; }
+	$(PY) scripts/devenv.py -- $(PY) bench/pages.py $(BENCH_ARGS)

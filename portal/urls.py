@@ -10,6 +10,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("admin/", admin.site.urls),
+    path("accounts/whoami", views.whoami, name="whoami"),
     path("accounts/social/", include("accounts.social_urls")),  # django-allauth: social login only
     path("accounts/", include("accounts.urls")),
     path("notifications/", include("notifications.urls")),

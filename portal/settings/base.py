@@ -137,13 +137,21 @@ CELERY_TIMEZONE = env("TIME_ZONE", "UTC")
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# A task is acknowledged only after it ran, and re-queued when its worker process dies (kill -9,
-# OOM): with early acks a crash loses the task. Redis redelivers unacked messages after the
-# visibility timeout, so keep it short (all our tasks are idempotent and finish well within it).
+# A task is acknowledged only after it ran (acks_late): with early acks a crash loses it. When only a
+# pool process dies (kill -9, OOM) the worker rejects its task back to the queue at once
+# (reject_on_worker_lost). When the whole worker dies, its unacked messages wait in Redis until they
+# are older than the visibility timeout; any live worker then restores them, sweeping every
+# `unacked_restore_interval` seconds (kombu's default sweep is 10 s x throttle 10 = ~100 s). So
+# interrupted work resumes within ~timeout + interval (< 30 s). The price: a task running longer than
+# the timeout, or waiting on a countdown, is delivered again meanwhile - safe because every task
+# is idempotent (row claims, SKIP LOCKED, idempotency keys), and cheap because they are short.
+# See docs/DEPLOYMENT.md ("Celery delivery guarantees"); portal/tests/faults/ proves it.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = int(env("CELERY_VISIBILITY_TIMEOUT", "600"))
+CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = int(env("CELERY_VISIBILITY_TIMEOUT", "20"))
+CELERY_BROKER_TRANSPORT_OPTIONS["unacked_restore_interval"] = int(env("CELERY_UNACKED_RESTORE_INTERVAL", "2"))
+CELERY_BROKER_TRANSPORT_OPTIONS["unacked_restore_throttle"] = 1  # every sweep scans (one ZRANGE, cheap)
 # Periodic jobs; each app adds its entries below its marker.
 CELERY_BEAT_SCHEDULE: dict = {}
 # --- beat schedule: accounts ---
