@@ -6,6 +6,7 @@ import pytest
 import time_machine
 from django.core.management import call_command
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import ActivityEvent
@@ -64,10 +65,12 @@ def test_message_text_is_in_the_customers_language_with_an_absolute_link(owner, 
 
 
 @pytest.mark.django_db
-def test_nothing_is_written_while_telegram_is_unconfigured(owner, settings, django_assert_num_queries):
+def test_nothing_is_written_or_read_while_telegram_is_unconfigured(owner, settings):
     link_chat(owner, chat_id=1)
     settings.TELEGRAM_BOT_TOKEN = ""
-    ticket_reply(owner.customer)
+    with CaptureQueriesContext(connection) as queries:
+        ticket_reply(owner.customer)
+    assert not [query for query in queries.captured_queries if "telegram_" in query["sql"]]
     assert not TelegramOutbox.objects.exists()
 
 
