@@ -24,6 +24,13 @@ LABELS = {
     "trusted_user_role_changed": _("Trusted user role changed"),
     "trusted_user_revoked": _("Trusted user access revoked"),
     "invitation_accepted": _("Invitation accepted"),
+    "policy_accepted": _("Policy accepted"),
+    "data_export_requested": _("Data export requested"),
+    "deletion_requested": _("Account deletion requested"),
+    "deletion_cancelled": _("Account deletion request withdrawn"),
+    "deletion_rejected": _("Account deletion request declined"),
+    "social_linked": _("Social login linked"),
+    "social_unlinked": _("Social login unlinked"),
 }
 
 FAILURE_REASONS = {

@@ -11,6 +11,8 @@ here from its AppConfig.ready() (see `<app>/personal_data.py`).
 from collections.abc import Callable
 from enum import IntEnum
 
+from django.utils.translation import gettext_lazy as _
+
 Exporter = Callable[..., "list[dict] | bytes"]
 ErasureHandler = Callable[..., None]
 
@@ -19,6 +21,9 @@ class Stage(IntEnum):
     END_SERVICES = 10
     ANONYMIZE = 20
 
+
+# The reason handlers give when they end something because the account is being deleted.
+ERASURE_REASON = _("Account deletion")
 
 _exporters: dict[str, Exporter] = {}
 _erasure_handlers: list[tuple[int, str, ErasureHandler]] = []

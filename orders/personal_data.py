@@ -1,7 +1,6 @@
 """Orders' part of "export my data" and of account erasure (accounts.personal_data): services end first."""
-from django.utils.translation import gettext_lazy as _
-
 from accounts.models import Customer, User
+from accounts.personal_data import ERASURE_REASON
 
 from .models import Order
 from .selectors import orders_for
@@ -21,7 +20,7 @@ def export_orders(customer: Customer) -> list[dict]:
 
 def terminate_services(customer: Customer, actor: User | None) -> None:
     for order in orders_for(customer).exclude(status__in=ENDED).order_by("pk"):
-        order_terminate(order=order, actor=actor, reason=str(_("Account deletion")))
+        order_terminate(order=order, actor=actor, reason=str(ERASURE_REASON))
 
 
 def register() -> None:

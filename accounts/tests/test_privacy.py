@@ -330,3 +330,23 @@ def png_bytes(size=(40, 30), mode="RGB") -> bytes:
     buffer = io.BytesIO()
     Image.new(mode, size, (200, 30, 30)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_privacy_page_and_banner_in_russian(client):
+    owner = UserFactory()
+    Customer.objects.filter(pk=owner.customer_id).update(language="ru")
+    publish()
+    client.force_login(owner)
+    page = client.get(reverse("accounts:settings_privacy")).content.decode()
+    assert "Выгрузка моих данных" in page and "Запросить удаление аккаунта" in page
+    assert "опубликована новая версия" in page and "Тёмная тема" in page
+
+
+def test_demo_seed_publishes_policies_and_leaves_the_new_privacy_version_to_review():
+    from accounts import demo, selectors
+
+    StaffUserFactory()
+    owner = UserFactory()
+    demo.seed(customer=owner.customer, owner=owner, stdout=io.StringIO())
+    assert [(p.kind, p.version) for p in selectors.policies_pending_for(user=owner)] == [("privacy", 2)]
+    assert {(p.kind, p.version) for p in selectors.policies_current()} == {("privacy", 2), ("terms", 1)}
