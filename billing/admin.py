@@ -6,6 +6,7 @@ import uuid
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db.models import Count
 from django.contrib.admin import helpers
 from django.shortcuts import redirect, render
 from django.urls import path
@@ -19,6 +20,12 @@ from .models import (
     Act, ActLine, ContractAcceptance, ContractVersion, CreditNote, Currency, Invoice, InvoiceLine, LedgerAccount, LedgerEntry,
     LedgerTransaction, Payer, Payment, RateRefreshError, RateSnapshot, TaxRate,
 )
+
+
+@admin.display(description=_("Client ID"), ordering="customer_id")
+def client_id(obj) -> int | None:
+    """The customer column of list pages: the Client ID (Customer.__str__ would query the owner per row)."""
+    return obj.customer_id
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -39,6 +46,9 @@ class LedgerEntryInline(admin.TabularInline):
     extra = 0
     can_delete = False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("account")
+
     def has_add_permission(self, request, obj=None):
         return False
 
@@ -51,7 +61,7 @@ class AdjustmentForm(forms.Form):
 
 @admin.register(LedgerAccount)
 class LedgerAccountAdmin(ReadOnlyAdmin):
-    list_display = ("code", "kind", "customer", "currency", "balance", "credit_limit")
+    list_display = ("code", "kind", client_id, "currency", "balance", "credit_limit")
     list_filter = ("kind", "currency")
     search_fields = ("code", "customer__id")
     change_list_template = "admin/billing/ledgeraccount/change_list.html"
@@ -85,6 +95,7 @@ class LedgerAccountAdmin(ReadOnlyAdmin):
 @admin.register(LedgerTransaction)
 class LedgerTransactionAdmin(ReadOnlyAdmin):
     list_display = ("pk", "created_at", "kind", "memo", "invoice", "payment", "rate", "created_by")
+    list_select_related = ("invoice", "payment", "created_by")
     list_filter = ("kind",)
     search_fields = ("idempotency_key", "memo", "invoice__number", "reference")
     inlines = [LedgerEntryInline]
@@ -95,7 +106,8 @@ class LedgerTransactionAdmin(ReadOnlyAdmin):
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdmin):
-    list_display = ("pk", "created_at", "customer", "method", "amount", "currency", "status", "invoice", "external_id")
+    list_display = ("pk", "created_at", client_id, "method", "amount", "currency", "status", "invoice", "external_id")
+    list_select_related = ("invoice",)
     list_filter = ("status", "method", "currency")
     search_fields = ("idempotency_key", "external_id", "customer__id", "invoice__number")
 
@@ -124,7 +136,7 @@ class CreditNoteInline(admin.TabularInline):
 
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
-    list_display = ("number", "issued_at", "customer", "kind", "total", "amount_paid", "currency", "status")
+    list_display = ("number", "issued_at", client_id, "kind", "total", "amount_paid", "currency", "status")
     list_filter = ("status", "kind", "currency")
     search_fields = ("number", "customer__id", "payer_name", "payer_company", "reference")
     readonly_fields = [f.name for f in Invoice._meta.fields]
@@ -166,7 +178,8 @@ class InvoiceAdmin(admin.ModelAdmin):
 
 @admin.register(CreditNote)
 class CreditNoteAdmin(ReadOnlyAdmin):
-    list_display = ("number", "created_at", "invoice", "customer", "amount", "currency", "reason", "created_by")
+    list_display = ("number", "created_at", "invoice", client_id, "amount", "currency", "reason", "created_by")
+    list_select_related = ("invoice", "created_by")
     search_fields = ("number", "invoice__number", "customer__id")
 
 
@@ -234,6 +247,7 @@ class CurrencyAdmin(admin.ModelAdmin):
 @admin.register(RateSnapshot)
 class RateSnapshotAdmin(ReadOnlyAdmin):
     list_display = ("fetched_at", "currency", "value", "base_currency", "source", "feed_date", "created_by")
+    list_select_related = ("created_by",)
     list_filter = ("source", "currency")
 
 
@@ -258,7 +272,7 @@ class PayerRejectForm(forms.Form):
 class PayerAdmin(admin.ModelAdmin):
     """Customers edit their payers; staff only verify or reject companies (audited services)."""
 
-    list_display = ("pk", "customer", "label_column", "payer_type", "country", "vat_number", "verification_status", "archived_at")
+    list_display = ("pk", client_id, "label_column", "payer_type", "country", "vat_number", "verification_status", "archived_at")
     list_filter = ("verification_status", "payer_type", "is_profile", "country")
     search_fields = ("=customer__id", "company_name", "name", "registration_number", "vat_number")
     readonly_fields = [f.name for f in Payer._meta.fields]
@@ -272,7 +286,7 @@ class PayerAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("payer"))
     def label_column(self, obj: Payer) -> str:
-        return services.payer_details(obj).label or "-"
+        return obj.company_name or obj.name or gettext("(from the profile)")
 
     def _each(self, request, queryset, action):
         done = 0
@@ -312,13 +326,16 @@ class ActLineInline(admin.TabularInline):
     extra = 0
     can_delete = False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("invoice")
+
     def has_add_permission(self, request, obj=None):
         return False
 
 
 @admin.register(Act)
 class ActAdmin(ReadOnlyAdmin):
-    list_display = ("number", "period", "customer", "payer_company", "payer_name", "total", "currency", "created_at")
+    list_display = ("number", "period", client_id, "payer_company", "payer_name", "total", "currency", "created_at")
     list_filter = ("currency", "period")
     search_fields = ("number", "=customer__id", "payer_company", "payer_name")
     inlines = [ActLineInline]
@@ -338,9 +355,12 @@ class ContractVersionAdmin(admin.ModelAdmin):
     list_display = ("version", "title", "published_at", "acceptance_count")
     actions = ["publish"]
 
-    @admin.display(description=_("acceptances"))
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(acceptance_total=Count("acceptances"))
+
+    @admin.display(description=_("acceptances"), ordering="acceptance_total")
     def acceptance_count(self, obj):
-        return obj.acceptances.count()
+        return obj.acceptance_total
 
     def get_changeform_initial_data(self, request):
         last = ContractVersion.objects.order_by("-version").first()
@@ -362,6 +382,7 @@ class ContractVersionAdmin(admin.ModelAdmin):
 
 @admin.register(ContractAcceptance)
 class ContractAcceptanceAdmin(ReadOnlyAdmin):
-    list_display = ("accepted_at", "customer", "payer_label", "version", "ip", "user")
+    list_display = ("accepted_at", client_id, "payer_label", "version", "ip", "user")
+    list_select_related = ("version", "user")
     list_filter = ("version",)
     search_fields = ("=customer__id", "payer_label", "ip")

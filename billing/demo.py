@@ -51,7 +51,7 @@ The provider makes hosting services (virtual and dedicated servers, IP addresses
 Services are ordered and renewed in the client area. Invoices are paid from the prepaid balance or by the payment methods offered. A service starts when its invoice is paid and runs for the period paid.
 
 3. Documents
-Every month the provider issues an act (certificate of services rendered) for the services paid that month, per payer and currency. Acts are available under Billing → Documents. If the customer raises no objection within 10 days, the act is deemed accepted.
+Every month the provider issues an act (certificate of services rendered) for the services paid that month, per payer and currency. Acts are available under Balance → Documents. If the customer raises no objection within 10 days, the act is deemed accepted.
 
 4. Customer obligations
 The customer keeps their account credentials safe, uses the services lawfully and complies with the acceptable use policy. Abuse reports are forwarded to the customer's abuse address.

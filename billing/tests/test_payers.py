@@ -202,3 +202,33 @@ def test_another_customers_payer_is_a_404_and_cannot_be_chosen(currencies, clien
     assert client_in.post(reverse("billing:invoice_payer", args=[other_invoice.pk]), {"payer": theirs.pk}).status_code == 404
     with pytest.raises(services.BillingError):
         services.invoice_payer_choose(invoice=invoice, payer=theirs)
+
+
+@pytest.mark.django_db
+def test_payer_act_and_contract_admin_pages_open(currencies, client, customer, staff, fund):
+    import datetime as dt
+
+    import time_machine
+    from django.utils import timezone
+
+    from billing.models import Act, ContractAcceptance, ContractVersion
+
+    for _ in range(3):
+        owner = UserFactory()
+        CompanyPayerFactory(customer=owner.customer)
+        payer_choices(owner.customer)
+        with time_machine.travel(timezone.make_aware(dt.datetime.combine(services.previous_month(), dt.time(12))), tick=False):
+            fund(owner.customer, "20.00")
+            services.invoice_pay_from_balance(invoice=_issue(owner.customer, "10.00"))
+    services.acts_generate(period=services.previous_month())
+    version = services.contract_version_publish(version=ContractVersion.objects.create(version=1, title="A", text="T"), staff=staff)
+    for payer in Payer.objects.all():
+        services.contract_accept(payer=payer, version=version, user=None, ip="192.0.2.1")
+    client.force_login(staff)
+    for name in ("payer", "act", "contractversion", "contractacceptance"):
+        assert client.get(reverse(f"admin:billing_{name}_changelist")).status_code == 200
+    act = Act.objects.first()
+    assert client.get(reverse("admin:billing_act_change", args=[act.pk])).status_code == 200
+    assert client.get(reverse("admin:billing_contractversion_change", args=[version.pk])).status_code == 200
+    assert client.get(reverse("admin:billing_contractversion_add")).status_code == 200
+    assert client.get(reverse("admin:billing_contractacceptance_change", args=[ContractAcceptance.objects.first().pk])).status_code == 200
