@@ -230,6 +230,22 @@ def dashboard_data(*, customer: Customer, user: User, now: dt.datetime | None = 
     return data
 
 
+def attach_owners(customers) -> None:
+    """Customer.__str__ names the owner login (accounts.selectors.customer_owner caches it on the
+    instance): load the owners of a whole page of customers in one query instead of one per row."""
+    by_pk: dict[int, list[Customer]] = {}
+    for customer in customers:
+        if customer is not None and getattr(customer, "_owner_cache", None) is None:
+            by_pk.setdefault(customer.pk, []).append(customer)
+    if not by_pk:
+        return
+    # Highest pk first so the lowest (the first owner, as customer_owner picks) is assigned last.
+    for owner in User.objects.filter(customer_id__in=list(by_pk), role=User.Role.OWNER).order_by("customer_id", "-pk"):
+        for customer in by_pk[owner.customer_id]:
+            customer._owner_cache = owner
+
+
+
 # --- staff reports -------------------------------------------------------------------------------
 
 AGE_BUCKETS = ((0, 30), (31, 60), (61, 90), (91, None))
@@ -266,8 +282,8 @@ def receivables(*, now: dt.datetime | None = None) -> dict:
         aggregates[f"b{low}"] = Coalesce(Sum(due, filter=condition), ZERO, output_field=DecimalField())
     open_invoices = Invoice.objects.filter(status__in=Invoice.OPEN_STATUSES).exclude(kind=Invoice.Kind.ADVANCE)
     rows = []
-    for row in open_invoices.values("currency").annotate(count=Count("pk"), total=Sum(due), **aggregates).order_by("currency"):
-        rows.append({"currency": row["currency"], "count": row["count"], "total": row["total"],
+    for row in open_invoices.values("currency").annotate(count=Count("pk"), due_total=Sum(due), **aggregates).order_by("currency"):
+        rows.append({"currency": row["currency"], "count": row["count"], "total": row["due_total"],
                      "buckets": [row[f"b{low}"] for low, _high in AGE_BUCKETS]})
     oldest = list(open_invoices.select_related("customer").order_by("issued_at", "pk")[:20])
     for invoice in oldest:
@@ -296,7 +312,7 @@ def staff_reports(*, now: dt.datetime | None = None) -> dict:
     now = now or timezone.now()
     expiring_30 = services_expiring(now=now, days=30)
     week = now + dt.timedelta(days=7)
-    return {
+    data = {
         "now": now,
         "revenue": revenue_by_month(now=now),
         "receivables": receivables(now=now),
@@ -305,3 +321,6 @@ def staff_reports(*, now: dt.datetime | None = None) -> dict:
         "awaiting_verification": customers_awaiting_verification(),
         "rates": rate_freshness(now=now),
     }
+    attach_owners([*(i.customer for i in data["receivables"]["oldest"]), *(o.customer for o in expiring_30),
+                   *data["awaiting_verification"]])
+    return data
