@@ -13,3 +13,7 @@ class TelegramConfig(AppConfig):
         from .services import notification_to_telegram
 
         register_channel(notification_to_telegram)
+
+        from . import personal_data
+
+        personal_data.register()

@@ -1,6 +1,6 @@
 import pytest
 
-from accounts.tests.factories import StaffUserFactory
+from accounts.tests.factories import StaffUserFactory, UserFactory
 from notifications.telegram.models import TelegramOutbox, TelegramUpdate
 
 from .factories import link_chat, post_update, update
@@ -28,3 +28,23 @@ def test_staff_see_links_outbox_and_updates_and_retry_failed_messages(admin_clie
     failed.refresh_from_db()
     assert (failed.status, failed.attempts) == ("pending", 0)
     assert admin_client.get("/admin/telegram/telegramlink/add/").status_code == 403
+
+
+def test_export_and_erasure_cover_telegram(client, owner, bot_api):
+    from accounts.personal_data import erasure_handlers, exporters
+    from notifications.telegram.models import TelegramLink, TelegramLinkToken
+    from notifications.telegram.personal_data import erase_telegram
+    from notifications.telegram.services import link_token_create
+
+    other = link_chat(UserFactory(), chat_id=222)
+    link_chat(owner, chat_id=111)
+    link_token_create(user=owner)
+    post_update(client, update(1, chat_id=111, text="hello"))
+    (row,) = exporters()["telegram"](owner.customer)
+    assert (row["login"], row["chat_id"], row["telegram_username"]) == (owner.username, 111, "u111")
+    assert erase_telegram in erasure_handlers()
+
+    erase_telegram(owner.customer, None)
+    assert not TelegramLink.objects.filter(customer=owner.customer).exists() and not TelegramLinkToken.objects.exists()
+    assert not TelegramOutbox.objects.filter(chat_id=111).exists() and not TelegramUpdate.objects.exists()
+    assert list(TelegramLink.objects.all()) == [other]
