@@ -149,3 +149,14 @@ def test_documents_filter_by_type_and_period(currencies, client_in, customer, fu
     response = client_in.get(reverse("billing:documents") + "?date_from=2026-05&date_to=2026-01")
     assert "before its start" in response.content.decode()
     assert client_in.get(reverse("billing:documents") + "?type=bogus&date_from=garbage").status_code == 200
+
+
+@pytest.mark.django_db
+def test_documents_and_payers_pages_in_russian(currencies, client_in, customer, contract):
+    customer.language = "ru"
+    customer.save()
+    CompanyPayerFactory(customer=customer)
+    documents = client_in.get(reverse("billing:documents")).content.decode()
+    assert "Принимаю" in documents and "Все документы" in documents
+    payers = client_in.get(reverse("billing:payers")).content.decode()
+    assert "Ожидает проверки" in payers and "По умолчанию · из профиля" in payers
