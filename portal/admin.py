@@ -14,6 +14,7 @@ import uuid
 from decimal import Decimal
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.views.main import ChangeList
@@ -21,6 +22,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import format_lazy
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -46,6 +48,8 @@ from . import selectors, services
 from .models import StaffReport
 
 ACTION_FORM_TEMPLATE = "admin/portal/action_form.html"
+
+admin.site.site_header = admin.site.site_title = format_lazy("{} · {}", settings.PORTAL_NAME, _("Back office"))
 
 
 class BackOfficePermissions:

@@ -4,13 +4,14 @@ Amounts stay Decimal for every label; floats are used only for pixel coordinates
 """
 from decimal import Decimal
 
+from babel.dates import format_date
 from babel.numbers import format_compact_decimal
 from django.utils import translation
 
 from billing.money import format_money
 
 WIDTH, HEIGHT = 720, 260
-LEFT, RIGHT, TOP, BOTTOM = 64, 12, 28, 44
+LEFT, RIGHT, TOP, BOTTOM = 72, 12, 28, 44
 TICKS = 4
 
 
@@ -41,7 +42,8 @@ def bar_chart(points: list[tuple], currency: str) -> dict:
         height = float(amount / top) * plot_h if amount > 0 else 0.0
         x = LEFT + index * slot + (slot - bar_w) / 2
         bars.append({
-            "month": month, "amount": amount, "money": format_money(amount, currency, locale),
+            "month": month, "label": format_date(month, "LLL", locale=locale), "long_label": format_date(month, "LLLL y", locale=locale),
+            "amount": amount, "money": format_money(amount, currency, locale),
             "short": _compact(amount, locale) if amount else "",
             "x": round(x, 1), "y": round(TOP + plot_h - height, 1), "w": round(bar_w, 1), "h": round(height, 1),
             "cx": round(x + bar_w / 2, 1),
