@@ -23,11 +23,19 @@ def parse_amount(raw: str) -> Decimal:
 class TopUpForm(forms.Form):
     amount = forms.CharField(label=_("Amount"), max_length=24, widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}))
     currency = forms.ChoiceField(label=_("Currency"))
+    # One invoice per rendered form: a double click or a resubmitted POST returns the first invoice.
+    request_key = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)
 
     def __init__(self, *args, currencies, **kwargs):
         super().__init__(*args, **kwargs)
         self.currencies = currencies
         self.fields["currency"].choices = [(c.code, c.code) for c in currencies]
+
+    def clean_request_key(self) -> str:
+        key = self.cleaned_data["request_key"]
+        if key and not key.replace("-", "").isalnum():
+            raise forms.ValidationError(_("Invalid form token; reload the page."))
+        return key
 
     def clean(self):
         data = super().clean()

@@ -1,8 +1,9 @@
 """Billing reads, always scoped to one customer (another customer's id is a 404)."""
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import CharField, DateTimeField, DecimalField, F, Q, QuerySet, Value, prefetch_related_objects
+from django.db.models import CharField, DateTimeField, DecimalField, F, Q, QuerySet, Value
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.http import Http404
 from django.urls import reverse
@@ -141,68 +142,97 @@ class Expense:
     currency: str
     invoice: Invoice | None
     funding: list[dict] = field(default_factory=list)  # {"label", "amount", "currency", "payment"}
+    invoice_id: int | None = None
 
 
-def expenses_for(customer: Customer) -> list[Expense]:
+class ExpenseList(Sequence):
+    """All of a customer's expenses, computed from plain rows; the Invoice/Payment objects a page shows
+    are loaded only for the items it slices (two queries), so a 20,000-entry history costs no model
+    instances beyond one page."""
+
+    def __init__(self, expenses: list[Expense]):
+        self._expenses = expenses
+        self._hydrated: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._expenses)
+
+    def __getitem__(self, index):
+        items = self._expenses[index]
+        self._hydrate(items if isinstance(index, slice) else [items])
+        return items
+
+    def _hydrate(self, items: list[Expense]) -> None:
+        items = [e for e in items if id(e) not in self._hydrated]
+        if not items:
+            return
+        invoices = Invoice.objects.prefetch_related("lines").in_bulk({e.invoice_id for e in items if e.invoice_id})
+        payments = Payment.objects.in_bulk({f["payment"] for e in items for f in e.funding if f["payment"]})
+        for expense in items:
+            if expense.invoice_id:
+                expense.invoice = invoices[expense.invoice_id]
+                expense.name = "; ".join(line.description for line in expense.invoice.lines.all()) or expense.invoice.number
+            for funding in expense.funding:
+                funding["payment"] = payments.get(funding["payment"])
+            self._hydrated.add(id(expense))
+
+
+def expenses_for(customer: Customer) -> ExpenseList:
     """Expenses with FIFO funding: balance credits (top-ups, refunds, adjustments) are consumed by
     balance charges in posting order; an invoice paid directly is funded by its own payment(s).
-    Three queries whatever the history length."""
-    entries = list(
-        LedgerEntry.objects.filter(account__customer=customer, account__kind=LedgerAccount.Kind.CUSTOMER)
-        .select_related("transaction", "transaction__invoice", "transaction__payment").order_by("pk")
+    The FIFO runs over value rows (the whole history is needed to know what funded each charge), then
+    only the displayed items load their invoice and payments: four queries whatever the history length."""
+    entries = (
+        LedgerEntry.objects.filter(account__customer=customer, account__kind=LedgerAccount.Kind.CUSTOMER).order_by("pk")
+        .values_list("account_id", "amount", "currency", "transaction__kind", "transaction__created_at",
+                     "transaction__invoice_id", "transaction__payment_id", "transaction__memo")
     )
-    pools: dict[int, list[list]] = {}  # account -> FIFO of [remaining, label, payment]
+    pools: dict[int, list[list]] = {}  # account -> FIFO of [remaining, source kind, payment id]
     expenses: list[Expense] = []
     by_invoice: dict[int, Expense] = {}
-    for entry in entries:
-        tx = entry.transaction
-        fifo = pools.setdefault(entry.account_id, [])
-        if entry.amount > 0:
-            fifo.append([entry.amount, tx, tx.payment])
+    for account_id, amount, currency, kind, created_at, invoice_id, payment_id, memo in entries:
+        fifo = pools.setdefault(account_id, [])
+        if amount > 0:
+            fifo.append([amount, kind, payment_id])
             continue
-        if tx.kind != LedgerTransaction.Kind.CHARGE:
-            _consume(fifo, -entry.amount)  # conversions/debits move money but are not expenses
+        if kind != LedgerTransaction.Kind.CHARGE:
+            _consume(fifo, -amount)  # conversions/debits move money but are not expenses
             continue
-        invoice = tx.invoice
-        expense = by_invoice.get(invoice.pk) if invoice else None
+        expense = by_invoice.get(invoice_id) if invoice_id else None
         if expense is None:
-            expense = Expense(date=tx.created_at, name=tx.memo, amount=ZERO, currency=entry.currency, invoice=invoice)
+            expense = Expense(date=created_at, name=memo, amount=ZERO, currency=currency, invoice=None, invoice_id=invoice_id)
             expenses.append(expense)
-            if invoice:
-                by_invoice[invoice.pk] = expense
-        expense.amount += -entry.amount
-        expense.date = tx.created_at
-        for amount, source_tx, payment in _consume(fifo, -entry.amount):
-            expense.funding.append({"amount": amount, "currency": entry.currency, "payment": payment,
-                                    "label": _funding_label(source_tx, payment)})
+            if invoice_id:
+                by_invoice[invoice_id] = expense
+        expense.amount += -amount
+        expense.date = created_at
+        for part, source_kind, source_payment in _consume(fifo, -amount):
+            expense.funding.append({"amount": part, "currency": currency, "payment": source_payment,
+                                    "label": _funding_label(source_kind, source_payment)})
     direct = (
         Payment.objects.filter(customer=customer, invoice__isnull=False, status=Payment.Status.SUCCEEDED)
         .exclude(invoice__kind=Invoice.Kind.ADVANCE).filter(invoice__status__in=[Invoice.Status.PAID, Invoice.Status.REFUNDED])
-        .select_related("invoice").order_by("pk")
+        .order_by("pk").values_list("pk", "invoice_id", "amount", "currency", "invoice__paid_at", "invoice__currency",
+                                    "invoice__number")
     )
-    for payment in direct:
-        invoice = payment.invoice
-        expense = by_invoice.get(invoice.pk)
+    for payment_id, invoice_id, amount, currency, paid_at, invoice_currency, number in direct:
+        expense = by_invoice.get(invoice_id)
         if expense is None:
-            expense = Expense(date=invoice.paid_at, name=invoice.number, amount=ZERO, currency=invoice.currency, invoice=invoice)
+            expense = Expense(date=paid_at, name=number, amount=ZERO, currency=invoice_currency, invoice=None, invoice_id=invoice_id)
             expenses.append(expense)
-            by_invoice[invoice.pk] = expense
-        expense.amount += payment.amount
-        expense.funding.append({"amount": payment.amount, "currency": payment.currency, "payment": payment, "label": None})
-    prefetch_related_objects([e.invoice for e in expenses if e.invoice], "lines")
-    for expense in expenses:
-        if expense.invoice is not None:
-            expense.name = "; ".join(line.description for line in expense.invoice.lines.all()) or expense.invoice.number
+            by_invoice[invoice_id] = expense
+        expense.amount += amount
+        expense.funding.append({"amount": amount, "currency": currency, "payment": payment_id, "label": None})
     expenses.sort(key=lambda e: e.date, reverse=True)
-    return expenses
+    return ExpenseList(expenses)
 
 
-def _funding_label(source_tx: LedgerTransaction | None, payment: Payment | None) -> str | None:
-    if payment is not None:
+def _funding_label(source_kind: str | None, payment_id: int | None) -> str | None:
+    if payment_id is not None:
         return None
-    if source_tx is None:
+    if source_kind is None:
         return str(_("Credit"))
-    return source_tx.get_kind_display()
+    return str(LedgerTransaction.Kind(source_kind).label)
 
 
 def _consume(fifo: list[list], amount: Decimal) -> list[tuple]:

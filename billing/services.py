@@ -480,12 +480,22 @@ def invoice_cancel(*, invoice: Invoice, reason: str = "", actor=None) -> Invoice
     return invoice
 
 
-def topup_invoice_create(*, customer: Customer, amount: Decimal, currency: str) -> Invoice:
-    """An advance-payment invoice for topping up the balance (amount already validated by the form)."""
-    return invoice_issue(
-        customer=customer, kind=Invoice.Kind.ADVANCE, currency=currency,
-        lines=[LineInput(description=_("Advance payment: balance top-up"), quantity=1, unit_price=quantize(amount, currency))],
-    )
+def topup_invoice_create(*, customer: Customer, amount: Decimal, currency: str, request_key: str = "") -> Invoice:
+    """An advance-payment invoice for topping up the balance (amount already validated by the form).
+    `request_key` (the form's token) makes a double submit return the first invoice, also when both
+    requests race: the loser's insert hits the unique key, its savepoint (and invoice number) rolls back."""
+    key = f"topup:{customer.pk}:{request_key}" if request_key else None
+    try:
+        with transaction.atomic():
+            return invoice_issue(
+                customer=customer, kind=Invoice.Kind.ADVANCE, currency=currency, idempotency_key=key,
+                lines=[LineInput(description=_("Advance payment: balance top-up"), quantity=1, unit_price=quantize(amount, currency))],
+            )
+    except IntegrityError:
+        existing = Invoice.objects.filter(idempotency_key=key, customer=customer).first() if key else None
+        if existing is None:
+            raise
+        return existing
 
 
 def payment_gate_check(customer: Customer) -> None:

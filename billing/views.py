@@ -1,3 +1,4 @@
+import uuid
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
@@ -35,7 +36,7 @@ def _balance_context(request, customer, form=None):
         "balance": balance,
         "equivalents": selectors.equivalents(balance, customer.currency, currencies),
         "stale_codes": [c.code for c in currencies if table.stale(c.code)],
-        "form": form or TopUpForm(currencies=currencies, initial={"currency": customer.currency}),
+        "form": form or TopUpForm(currencies=currencies, initial={"currency": customer.currency, "request_key": uuid.uuid4().hex}),
         "movements": _page(request, selectors.account_movements(customer)),
     }
 
@@ -67,7 +68,8 @@ def topup(request):
     form = TopUpForm(request.POST, currencies=selectors.enabled_currencies())
     if not form.is_valid():
         return render(request, "billing/balance.html", _balance_context(request, customer, form), status=400)
-    invoice = services.topup_invoice_create(customer=customer, amount=form.cleaned_data["amount"], currency=form.cleaned_data["currency"])
+    invoice = services.topup_invoice_create(customer=customer, amount=form.cleaned_data["amount"], currency=form.cleaned_data["currency"],
+                                            request_key=form.cleaned_data["request_key"])
     messages.success(request, _("Invoice %(number)s for your top-up is ready to pay.") % {"number": invoice.number})
     return redirect("billing:invoice_detail", invoice_id=invoice.pk)
 

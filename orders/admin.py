@@ -36,6 +36,9 @@ class PlanPriceInline(admin.TabularInline):
     model = PlanPrice
     extra = 1
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("plan")  # each row's __str__ names its plan
+
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):

@@ -47,6 +47,8 @@ class OrderForm(forms.Form):
 
 class RenewForm(forms.Form):
     periods = forms.IntegerField(label=_("Number of periods"), min_value=1, max_value=MAX_RENEW_PERIODS, initial=1)
+    # The period this page offered to renew: a double click must not renew the period after it too.
+    period = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
 
 
 class BatchRenewForm(RenewForm):

@@ -139,11 +139,12 @@ def order_place(*, customer: Customer, actor: User | None, plan: Plan, period_mo
 
     `idempotency_key` comes from the order form: a double-click or retry returns the first order.
     """
+    plan = Plan.objects.select_for_update().select_related("product_type").get(pk=plan.pk)
+    # After the plan lock, so a concurrent twin (double click) that committed meanwhile is found too.
     existing = Order.objects.filter(idempotency_key=idempotency_key, customer=customer).first()
     if existing is not None:
         invoice = Invoice.objects.get(pk=existing.invoice_id)
         return PlacedOrder(order=existing, invoice=invoice, paid=invoice.status == Invoice.Status.PAID)
-    plan = Plan.objects.select_for_update().select_related("product_type").get(pk=plan.pk)
     quote = order_quote(customer=customer, plan=plan, period_months=period_months)
     if plan.stock is not None:
         Plan.objects.filter(pk=plan.pk).update(stock=F("stock") - 1)
@@ -293,11 +294,12 @@ def renewal_invoice_issue(*, order: Order, renewal: OrderRenewal) -> Invoice:
 
 
 @transaction.atomic
-def order_renew(*, order: Order, periods: int, actor: User | None) -> RenewResult:
+def order_renew(*, order: Order, periods: int, actor: User | None, expected_period: int | None = None) -> RenewResult:
     """Renew for `periods` billing periods from the balance, or leave an invoice to pay.
 
     A pending renewal of the same period is replaced (its invoice cancelled) so the customer always
-    has one current renewal invoice per period.
+    has one current renewal invoice per period. `expected_period` is the period the customer's form
+    offered: once it is paid, a second submit of that form (double click) is refused, not renewed again.
     """
     if not 1 <= periods <= MAX_RENEW_PERIODS:
         raise ValidationError(_("Choose between 1 and %(max)s periods.") % {"max": MAX_RENEW_PERIODS}, code="periods")
@@ -305,6 +307,9 @@ def order_renew(*, order: Order, periods: int, actor: User | None) -> RenewResul
     if order.status not in RENEWABLE:
         raise ValidationError(_("Only active, expired or suspended services can be renewed."), code="status")
     period = order.current_period + 1
+    if expected_period is not None and expected_period != period:
+        raise ValidationError(_("This service was renewed meanwhile; check its new expiry date before renewing again."),
+                              code="renewed")
     price = renewal_price(order)
     amount = quantize(price * periods, order.currency)
     existing = OrderRenewal.objects.select_for_update().filter(order=order, period=period).first()

@@ -229,12 +229,13 @@ def order_auto_renew(request: HttpRequest, order_id: int) -> HttpResponse:
 def order_renew(request: HttpRequest, order_id: int) -> HttpResponse:
     customer = acting_customer(request)
     order = selectors.order_get(customer=customer, order_id=order_id)
-    form = RenewForm(request.POST or None)
+    form = RenewForm(request.POST or None, initial={"period": order.current_period + 1})
     if request.method == "POST":
         _require_pay(request)
         if form.is_valid():
             try:
-                result = services.order_renew(order=order, periods=form.cleaned_data["periods"], actor=request.user)
+                result = services.order_renew(order=order, periods=form.cleaned_data["periods"], actor=request.user,
+                                              expected_period=form.cleaned_data["period"])
             except ValidationError as error:
                 form.add_error(None, error)
             else:

@@ -18,3 +18,30 @@ from .base import REDIS_URL  # noqa: E402
 
 _redis = urlsplit(REDIS_URL)
 CELERY_BROKER_URL = urlunsplit(_redis._replace(path=f"/{env('TEST_REDIS_DB', '15')}"))
+
+# N+1 detector (django-zeal) in raise mode: every request the suite makes fails on a lazy relation
+# loaded once per row. Allowlist only with a reason.
+INSTALLED_APPS = [*INSTALLED_APPS, "zeal"]  # noqa: F405
+MIDDLEWARE = ["zeal.middleware.zeal_middleware", *MIDDLEWARE]  # noqa: F405
+ZEAL_RAISE = True
+ZEAL_ALLOWLIST: list[dict] = [
+    # billing.services.provider_account(): one get_or_create per distinct provider account (holding,
+    # revenue, tax, fx) while posting a payment; different rows by code, not a lazy relation per row.
+    {"model": "billing.LedgerAccount", "field": "get()"},
+    # The owner is looked up once per Customer instance (cached on it); a request that notifies about
+    # several objects meets the same customer through each of them (order.customer, invoice.customer).
+    {"model": "accounts.Customer", "field": "users"},
+    # Saving email preferences writes one row per notification kind (a fixed list, not data rows).
+    {"model": "notifications.NotificationPreference", "field": "get()"},
+    # Each orders service call re-reads its order by id (under a lock); a fixed number per request.
+    {"model": "orders.Order", "field": "get()"},
+    # A password change ends the user's other sessions one by one (a handful per user).
+    {"model": "sessions.Session", "field": "get()"},
+    # Each staff notification renders the one message it is about, with its attachments.
+    {"model": "tickets.Message", "field": "attachments"},
+    # Each invoice, credit note or act takes its number from the locked series counter.
+    {"model": "billing.DocumentCounter", "field": "get()"},
+    # Batch renewal renews each selected service (at most 100) in its own locked transaction, so one
+    # refusal does not undo the others: each locks its own invoice row.
+    {"model": "billing.Invoice", "field": "get()"},
+]

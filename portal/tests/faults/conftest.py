@@ -143,8 +143,8 @@ class Processes:
                                  str(concurrency), "--loglevel", "INFO", "--hostname", f"{name}@faults",
                                  "--without-gossip", "--without-mingle", "--without-heartbeat"], env)
 
-    def gunicorn(self, name: str, env: dict, workers: int = 2) -> str:
-        port = free_port()
+    def gunicorn(self, name: str, env: dict, workers: int = 2, port: int | None = None) -> str:
+        port = port or free_port()
         self.spawn(name, [str(BIN / "gunicorn"), "portal.wsgi", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
                           "--timeout", "60"], env)
         base = f"http://127.0.0.1:{port}"
@@ -242,3 +242,9 @@ class Browser:
     def form_value(self, path: str, name: str) -> str:
         _status, body, _headers = self.get(path)
         return re.search(rf'name="{name}" value="([^"]*)"', body).group(1)
+
+
+def order_form_data(plan, request_key: str) -> dict:
+    """What the order form posts for `plan`: a period, the form token and the plan's options."""
+    return {"period_months": 1, "request_key": request_key, "hostname": "web1.example.com",
+            "os_image": plan.product_type.os_images.order_by("pk").first().pk, "location": plan.locations.first().code}
