@@ -83,7 +83,8 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     balance = balance_of(customer) if balance is None else balance
     orders = list(
         order_renewals.due_for_auto_renewal(now + dt.timedelta(days=days)).filter(customer=customer)
-        .select_related("customer", "plan", "scheduled_plan").order_by("expires_at", "pk")
+        .select_related("customer", "plan", "scheduled_plan").prefetch_related("scheduled_plan__prices")
+        .order_by("expires_at", "pk")
     )
     pending_invoices = _pending_renewal_invoices(orders)
     tax = tax_for(customer) if orders else None

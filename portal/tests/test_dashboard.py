@@ -20,7 +20,7 @@ from billing.services import LineInput
 from billing.tests.factories import TaxRateFactory, make_currencies
 from notifications.services import notify
 from orders import renewals
-from orders.models import Order, OrderRenewal, PlanPrice
+from orders.models import Order, OrderRenewal
 from orders.tests.factories import PlanFactory
 from portal.selectors import renewal_forecast, spending_by_month
 from tickets.tests.factories import TicketFactory
@@ -56,7 +56,9 @@ def make_orders(customer, plan, n, *, first_expiry, step=timedelta(hours=5), pri
 
 def populate(customer, plan, n_services):
     """n services (a third renewing within 30 days), unpaid invoices, open tickets and notifications."""
-    make_orders(customer, plan, n_services, first_expiry=T0 + timedelta(days=2), step=timedelta(hours=7))
+    orders = make_orders(customer, plan, n_services, first_expiry=T0 + timedelta(days=2), step=timedelta(hours=7))
+    downgrade = PlanFactory(prices={(1, "EUR"): "6.00"})
+    Order.objects.filter(pk__in=[o.pk for o in orders[::3]]).update(scheduled_plan=downgrade)  # priced at renewal
     for i in range(min(n_services, 12)):
         billing_services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, lines=[
             LineInput(description=f"Service {i}", quantity=1, unit_price=Decimal("5.00"))])
