@@ -292,15 +292,22 @@ def receivables(*, now: dt.datetime | None = None) -> dict:
     return {"buckets": AGE_BUCKETS, "rows": rows, "oldest": oldest}
 
 
-def services_expiring(*, now: dt.datetime | None = None, days: int) -> list[Order]:
+REPORT_LIST_SIZE = 50
+
+
+def services_expiring(*, now: dt.datetime | None = None) -> dict:
+    """Active services expiring within 7 and 30 days (counts) and the soonest REPORT_LIST_SIZE of them."""
     now = now or timezone.now()
-    return list(Order.objects.filter(status=Order.Status.ACTIVE, expires_at__gte=now,
-                                     expires_at__lt=now + dt.timedelta(days=days))
-                .select_related("customer", "plan").order_by("expires_at", "pk"))
+    window = Order.objects.filter(status=Order.Status.ACTIVE, expires_at__gte=now, expires_at__lt=now + dt.timedelta(days=30))
+    counts = window.aggregate(within_7=Count("pk", filter=Q(expires_at__lt=now + dt.timedelta(days=7))),
+                              within_30=Count("pk"))
+    soonest = list(window.select_related("customer", "plan").order_by("expires_at", "pk")[:REPORT_LIST_SIZE])
+    return {**counts, "soonest": soonest}
 
 
-def customers_awaiting_verification() -> list[Customer]:
-    return list(Customer.objects.filter(verification_status=Customer.Verification.PENDING).order_by("pk"))
+def customers_awaiting_verification() -> dict:
+    pending = Customer.objects.filter(verification_status=Customer.Verification.PENDING)
+    return {"count": pending.count(), "oldest": list(pending.order_by("pk")[:REPORT_LIST_SIZE])}
 
 
 def rate_freshness(*, now: dt.datetime | None = None) -> list[dict]:
@@ -310,18 +317,16 @@ def rate_freshness(*, now: dt.datetime | None = None) -> list[dict]:
 
 
 def staff_reports(*, now: dt.datetime | None = None) -> dict:
+    """The staff reports page; a fixed number of queries (lists are capped, totals are aggregates)."""
     now = now or timezone.now()
-    expiring_30 = services_expiring(now=now, days=30)
-    week = now + dt.timedelta(days=7)
     data = {
         "now": now,
         "revenue": revenue_by_month(now=now),
         "receivables": receivables(now=now),
-        "expiring_7": [o for o in expiring_30 if o.expires_at < week],
-        "expiring_30": expiring_30,
+        "expiring": services_expiring(now=now),
         "awaiting_verification": customers_awaiting_verification(),
         "rates": rate_freshness(now=now),
     }
-    attach_owners([*(i.customer for i in data["receivables"]["oldest"]), *(o.customer for o in expiring_30),
-                   *data["awaiting_verification"]])
+    attach_owners([*(i.customer for i in data["receivables"]["oldest"]), *(o.customer for o in data["expiring"]["soonest"]),
+                   *data["awaiting_verification"]["oldest"]])
     return data

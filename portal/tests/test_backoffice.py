@@ -268,3 +268,45 @@ def test_customer_page_shows_balance_and_links_with_a_fixed_query_count(client, 
         assert f"?customer__id__exact={customer.pk}\">Invoices ({n})" in html
         assert f"Orders ({n})" in html
     assert counts[0] == counts[1]
+
+
+# --- the permission matrix --------------------------------------------------------------------------
+
+ACTIONS = [
+    (Customer, "verify_company", "verify_company"), (Customer, "reject_company", "verify_company"),
+    (Customer, "clear_ip_restriction", "clear_ip_restriction"), (Customer, "check_code_word", "check_code_word"),
+    (Customer, "adjust_balance", "adjust_balance"), (Invoice, "refund_to_balance", "refund_payment"),
+    (Invoice, "mark_paid_by_bank_transfer", "record_bank_transfer"), (Order, "suspend", "manage_services"),
+    (Order, "unsuspend", "manage_services"), (Order, "terminate", "manage_services"), (Order, "extend", "manage_services"),
+    (EmailOutbox, "retry_failed", "retry_mail"),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("model", "action", "perm"), ACTIONS, ids=[a[1] for a in ACTIONS])
+def test_each_action_is_offered_only_with_its_permission(rf, model, action, perm):
+    from django.contrib import admin
+
+    model_admin = admin.site._registry[model]
+    view = f"{model._meta.app_label}.view_{model._meta.model_name}"
+    request = rf.get("/")
+    request.user = staff(view)
+    assert action not in model_admin.get_actions(request)
+    request.user = staff(view, f"portal.{perm}")
+    assert action in model_admin.get_actions(request)
+
+
+@pytest.mark.django_db
+def test_card_refund_and_bank_receipts_need_their_permissions(rf):
+    from django.contrib import admin
+
+    from billing.gateways.models import BankTransferReceipt, PaymentAttempt
+
+    request = rf.get("/")
+    request.user = staff("billing_gateways.view_paymentattempt", "billing_gateways.add_banktransferreceipt")
+    assert "refund_in_full" not in admin.site._registry[PaymentAttempt].get_actions(request)
+    assert not admin.site._registry[BankTransferReceipt].has_add_permission(request)
+    request.user = staff("billing_gateways.view_paymentattempt", "billing_gateways.add_banktransferreceipt",
+                         "portal.refund_payment", "portal.record_bank_transfer")
+    assert "refund_in_full" in admin.site._registry[PaymentAttempt].get_actions(request)
+    assert admin.site._registry[BankTransferReceipt].has_add_permission(request)

@@ -71,9 +71,9 @@ def test_revenue_receivables_expiring_verification_and_rates(client):
     assert receivable["count"] == 3 and receivable["total"] == Decimal("31.00")
     assert receivable["buckets"] == [Decimal("7.00"), Decimal("11.00"), Decimal("0"), Decimal("13.00")]
     assert report["receivables"]["oldest"][0].age_days == 200
-    assert [o.pk for o in report["expiring_7"]] == [soon.pk]
-    assert [o.pk for o in report["expiring_30"]] == [soon.pk, later.pk]
-    assert [c.company_name for c in report["awaiting_verification"]] == ["Waiting Ltd"]
+    assert report["expiring"]["within_7"] == 1 and report["expiring"]["within_30"] == 2
+    assert [o.pk for o in report["expiring"]["soonest"]] == [soon.pk, later.pk]
+    assert [c.company_name for c in report["awaiting_verification"]["oldest"]] == ["Waiting Ltd"]
     stale = {row["currency"].code: row["stale"] for row in report["rates"]}
     assert stale["USD"] is True and stale["GBP"] is False and stale["EUR"] is False
     assert "Waiting Ltd" in html and html.count('data-testid="expiring-row"') == 2
