@@ -7,7 +7,7 @@ from .models import Customer, User
 def customer_owner(*, customer: Customer) -> User | None:
     """The first owner login; remembered on the instance (one query per request, shared with display_name)."""
     if getattr(customer, "_owner_cache", None) is None:
-        customer._owner_cache = customer.users.filter(role=User.Role.OWNER).order_by("pk").first()
+        customer._owner_cache = User.objects.filter(customer_id=customer.pk, role=User.Role.OWNER).order_by("pk").first()
     return customer._owner_cache
 
 

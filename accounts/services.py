@@ -157,8 +157,13 @@ def _later(message, **params):
     return lambda: str(message) % {key: str(value) for key, value in params.items()}
 
 
-def _when() -> str:
-    return timezone.now().strftime("%Y-%m-%d %H:%M UTC")
+def _when(customer: Customer) -> str:
+    """Now, in the customer's time zone (emails are read there too)."""
+    try:
+        zone = zoneinfo.ZoneInfo(customer.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    return timezone.localtime(timezone.now(), zone).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def security_change_notify(*, user: User, change, ip: str | None = None, extra_email: str = "") -> None:
@@ -168,7 +173,7 @@ def security_change_notify(*, user: User, change, ip: str | None = None, extra_e
     """
     with translation.override(user.customer.language):
         text = change() if callable(change) else str(change)
-    context = {"change": text, "username": user.username, "ip": ip or "", "when": _when()}
+    context = {"change": text, "username": user.username, "ip": ip or "", "when": _when(user.customer)}
     if extra_email:
         context["previous_email"] = extra_email
     _notify(customer=user.customer, kind="security_change", context=context, link=reverse("accounts:activity"))
@@ -190,7 +195,7 @@ def login_record(*, user: User, ip: str, user_agent: str = "") -> None:
         activity_record(action="login", customer=user.customer, actor=user, ip=ip)
         if user.customer.login_alerts:
             _notify(customer=user.customer, kind="security_login", context={
-                "username": user.username, "ip": ip or "", "when": _when(), "user_agent": user_agent[:200],
+                "username": user.username, "ip": ip or "", "when": _when(user.customer), "user_agent": user_agent[:200],
             }, link=reverse("accounts:activity"))
 
 

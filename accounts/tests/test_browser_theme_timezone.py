@@ -113,3 +113,23 @@ def test_policy_banner_review_accept_avatar_and_privacy_page(page, login, screen
     page.wait_for_selector("[data-testid=exports]")
     page.evaluate("window.scrollTo(0, 0)")
     screenshot("accounts-privacy")
+
+
+def test_social_login_buttons_and_linked_logins_in_settings(page, login, screenshot, settings):
+    from allauth.socialaccount.models import SocialAccount
+
+    settings.SOCIALACCOUNT_PROVIDERS = {
+        "google": {"APPS": [{"client_id": "g", "secret": "s"}]},
+        "facebook": {"METHOD": "oauth2", "APPS": [{"client_id": "f", "secret": "s"}]},
+    }
+    user = UserFactory(username="social")
+    SocialAccount.objects.create(user=user, provider="google", uid="1", extra_data={"email": "social@gmail.test"})
+    page.goto("/accounts/login/")
+    assert page.locator("[data-testid=social-google]").is_visible()
+    screenshot("accounts-login-social")
+    login("social", DEFAULT_PASSWORD)
+    page.goto("/accounts/settings/security/#social-login")
+    section = page.locator("[data-testid=section-social]")
+    assert "social@gmail.test" in section.inner_text() and section.locator("[data-testid=link-facebook]").is_visible()
+    page.evaluate("document.getElementById('social-login').scrollIntoView(); window.scrollBy(0, -80)")
+    screenshot("accounts-social-settings", full_page=False)

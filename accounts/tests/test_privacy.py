@@ -350,3 +350,30 @@ def test_demo_seed_publishes_policies_and_leaves_the_new_privacy_version_to_revi
     demo.seed(customer=owner.customer, owner=owner, stdout=io.StringIO())
     assert [(p.kind, p.version) for p in selectors.policies_pending_for(user=owner)] == [("privacy", 2)]
     assert {(p.kind, p.version) for p in selectors.policies_current()} == {("privacy", 2), ("terms", 1)}
+
+
+def test_staff_publish_and_approve_from_the_admin(client, django_capture_on_commit_callbacks):
+    staff = StaffUserFactory()
+    client.force_login(staff)
+    response = client.post("/admin/accounts/policyversion/add/", {
+        "kind": "privacy", "title": "Privacy policy", "text": "Text v1", "changes": ""})
+    assert response.status_code == 302
+    from accounts.models import PolicyVersion
+    policy = PolicyVersion.objects.get()
+    assert policy.version == 1 and policy.published_at is None
+    client.post("/admin/accounts/policyversion/", {"action": "publish", "_selected_action": [policy.pk]})
+    policy.refresh_from_db()
+    assert policy.published_at is not None
+
+    owner = UserFactory()
+    deletion = services.deletion_request_create(customer=owner.customer, user=owner)
+    url = "/admin/accounts/deletionrequest/"
+    confirm = client.post(url, {"action": "approve", "_selected_action": [deletion.pk]})
+    assert confirm.status_code == 200 and "cannot be undone" in confirm.content.decode()
+    deletion.refresh_from_db()
+    assert deletion.status == DeletionRequest.Status.PENDING  # nothing happens before the confirmation
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url, {"action": "approve", "_selected_action": [deletion.pk], "apply": "1"})
+    deletion.refresh_from_db()
+    assert deletion.status == DeletionRequest.Status.COMPLETED
+    assert Customer.objects.get(pk=owner.customer_id).anonymized_at is not None
