@@ -1065,8 +1065,8 @@ def _act_invoices(*, customer_id: int, payer: Payer, currency: str, period):
             .exclude(kind=Invoice.Kind.ADVANCE).filter(payer_q).order_by("paid_at", "pk"))
 
 
-class _ActExists(Exception):
-    pass
+class _NothingToIssue(Exception):
+    """Rolls back act_issue's savepoint (and its number): the act exists or has no invoices."""
 
 
 def act_issue(*, customer: Customer, payer: Payer, currency: str, period) -> Act | None:
@@ -1077,14 +1077,14 @@ def act_issue(*, customer: Customer, payer: Payer, currency: str, period) -> Act
     try:
         with transaction.atomic():
             if Act.objects.filter(customer=customer, payer=payer, currency=currency, period=period).exists():
-                raise _ActExists
+                raise _NothingToIssue
             year, sequence = _next_document_number("ACT")
             if Act.objects.filter(customer=customer, payer=payer, currency=currency, period=period).exists():
-                raise _ActExists  # made by a run that held the counter before us
+                raise _NothingToIssue  # made by a run that held the counter before us
             invoices = list(_act_invoices(customer_id=customer.pk, payer=payer, currency=currency, period=period)
                             .prefetch_related("lines"))
             if not invoices:
-                raise _ActExists
+                raise _NothingToIssue
             details = payer_details(payer)
             subtotal = sum((i.subtotal for i in invoices), ZERO)
             tax_amount = sum((i.tax_amount for i in invoices), ZERO)
@@ -1102,7 +1102,7 @@ def act_issue(*, customer: Customer, payer: Payer, currency: str, period) -> Act
                 for n, invoice in enumerate(invoices)
             ])
             return act
-    except (_ActExists, IntegrityError):
+    except (_NothingToIssue, IntegrityError):
         return None
 
 

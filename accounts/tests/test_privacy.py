@@ -164,7 +164,8 @@ def test_export_contains_only_the_owners_data_and_the_link_404s_for_anyone_else_
     assert response.status_code == 200 and response["Content-Type"] == "application/zip"
     archive = read_zip(response)
     names = set(archive.namelist())
-    for section in ("profile", "users", "orders", "invoices", "ledger", "payments", "tickets", "notifications"):
+    for section in ("profile", "users", "orders", "invoices", "ledger", "payments", "payment_methods", "tickets",
+                    "notifications"):
         assert {f"{section}.json", f"{section}.csv"} <= names, section
     everything = "".join(archive.read(name).decode("utf-8-sig") for name in names)
     assert "MINE-123" in everything and mine.number in everything and "Alice" in everything
@@ -273,6 +274,9 @@ def test_approved_deletion_terminates_services_anonymizes_and_keeps_the_ledger_b
     placed = order_place(customer=owner.customer, actor=owner, plan=PlanFactory(), period_months=1,
                          options=order_options(None), idempotency_key="erase-1")
     assert placed.order.status == Order.Status.ACTIVE
+    from billing.gateways.models import SavedPaymentMethod
+    SavedPaymentMethod.objects.create(customer=owner.customer, gateway="sandbox", token="tok_1", brand="visa",
+                                      last4="4242", exp_month=12, exp_year=2030, is_default=True)
     entries_before = LedgerEntry.objects.count()
     deletion = services.deletion_request_create(customer=owner.customer, user=owner, reason="bye")
     staff = StaffUserFactory()
@@ -291,6 +295,7 @@ def test_approved_deletion_terminates_services_anonymizes_and_keeps_the_ledger_b
     import os
     assert not os.path.exists(avatar_path)
     assert Order.objects.get(pk=placed.order.pk).status == Order.Status.TERMINATED  # services first
+    assert not SavedPaymentMethod.objects.filter(customer=customer).exists()  # nothing can be charged later
     assert not Ticket.objects.filter(customer=customer).exclude(status=Ticket.Status.CLOSED).exists()
     assert not ActivityEvent.objects.filter(customer=customer, ip__isnull=False).exists()
     # Financial records stay: the invoice keeps its issued snapshot, no ledger row was touched.

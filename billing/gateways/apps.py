@@ -17,3 +17,7 @@ class GatewaysConfig(AppConfig):
         for gateway in all_gateways():
             register_payment_method(gateway.code, gateway.name)
         register_invoice_payment_panel(invoice_payment_panel)
+
+        from . import personal_data  # "export my data" / erasure, registered with accounts.personal_data
+
+        personal_data.register()
