@@ -123,10 +123,23 @@ def deletion_request_open(*, customer: Customer):
     return DeletionRequest.objects.filter(customer=customer).order_by("-created_at", "-pk").first()
 
 
+def social_provider_name(provider_id: str) -> str:
+    """"Google", "Facebook": from allauth's provider registry (works even if the app is unconfigured now)."""
+    from allauth.socialaccount.providers import registry
+
+    try:
+        return registry.get_class(provider_id).name
+    except Exception:  # a provider removed from INSTALLED_APPS
+        return provider_id.capitalize()
+
+
 def social_accounts_for(*, user: User) -> list:
     from allauth.socialaccount.models import SocialAccount
 
-    return list(SocialAccount.objects.filter(user=user).order_by("provider", "pk"))
+    accounts = list(SocialAccount.objects.filter(user=user).order_by("provider", "pk"))
+    for account in accounts:
+        account.provider_name = social_provider_name(account.provider)
+    return accounts
 
 
 def social_providers(request) -> list:

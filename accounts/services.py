@@ -1042,7 +1042,9 @@ def social_account_unlink(*, user: User, account_id: int, ip: str | None = None)
     if not locked.has_usable_password() and not others:
         raise ValidationError(_("This is the only way to log in to your account. Set a password first "
                                 "(use “Forgot your password?” on the login page)."), code="last_method")
-    provider = account.get_provider().name
+    from .selectors import social_provider_name
+
+    provider = social_provider_name(account.provider)
     account.delete()
     _security_event(user=locked, action="social_unlinked", ip=ip, details={"provider": provider},
                     change=_later(gettext_lazy("Login with %(provider)s unlinked"), provider=provider))

@@ -232,3 +232,14 @@ def test_social_login_is_hidden_when_no_provider_is_configured(client, settings)
 def test_login_page_offers_configured_providers(client, providers):
     page = client.get(reverse("accounts:login")).content.decode()
     assert 'data-testid="social-google"' in page and 'data-testid="social-facebook"' in page
+
+
+def test_a_link_stays_visible_and_removable_after_its_provider_is_unconfigured(client, settings):
+    settings.SOCIALACCOUNT_PROVIDERS = {"google": {}, "facebook": {}}
+    user = UserFactory()
+    google = link(user)
+    client.force_login(user)
+    page = client.get(reverse("accounts:settings_security")).content.decode()
+    assert 'data-testid="linked-google"' in page and 'data-testid="link-facebook"' not in page
+    assert client.post(reverse("accounts:settings_social_unlink", args=[google.pk])).status_code == 302
+    assert not SocialAccount.objects.filter(pk=google.pk).exists()
