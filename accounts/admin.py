@@ -13,6 +13,17 @@ from .models import (
 )
 
 
+class IntermediateActionMixin:
+    """An admin action that first shows a confirmation page (with an optional form) and acts on "apply"."""
+
+    def _intermediate(self, request, queryset, *, form, title: str, action: str, note: str = ""):
+        return TemplateResponse(request, "accounts/admin/action_form.html", {
+            **self.admin_site.each_context(request), "title": title, "form": form, "queryset": queryset,
+            "action": action, "note": note, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "opts": self.model._meta,
+        })
+
+
 class CustomerUserInline(admin.TabularInline):
     model = User
     fields = ("username", "email", "role", "email_verified", "is_active", "last_login")
@@ -26,7 +37,7 @@ class CustomerUserInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(IntermediateActionMixin, admin.ModelAdmin):
     list_display = ("id", "display_name_column", "profile_type", "verification_status", "country", "currency", "created_at")
     list_filter = ("profile_type", "verification_status", "currency")
     search_fields = ("=id", "company_name", "users__username", "users__email", "users__last_name")
@@ -41,12 +52,6 @@ class CustomerAdmin(admin.ModelAdmin):
     def code_word_state(self, obj: Customer) -> str:
         return gettext("set") if obj.code_word_hash else gettext("not set")
 
-    def _intermediate(self, request, queryset, *, form, title: str, action: str, note: str = ""):
-        return TemplateResponse(request, "accounts/admin/action_form.html", {
-            **self.admin_site.each_context(request), "title": title, "form": form, "queryset": queryset,
-            "action": action, "note": note, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "opts": self.model._meta,
-        })
 
     @admin.action(description=_("Verify company details"))
     def verify_company(self, request, queryset):
@@ -240,7 +245,7 @@ class DataExportAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeletionRequest)
-class DeletionRequestAdmin(admin.ModelAdmin):
+class DeletionRequestAdmin(IntermediateActionMixin, admin.ModelAdmin):
     list_display = ("created_at", "customer", "requested_by", "status", "reviewed_by", "reviewed_at")
     list_filter = ("status",)
     search_fields = ("=customer__id",)
@@ -255,12 +260,6 @@ class DeletionRequestAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    def _intermediate(self, request, queryset, *, form, title: str, action: str, note: str = ""):
-        return TemplateResponse(request, "accounts/admin/action_form.html", {
-            **self.admin_site.each_context(request), "title": title, "form": form, "queryset": queryset,
-            "action": action, "note": note, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "opts": self.model._meta,
-        })
 
     @admin.action(description=_("Approve: terminate services and anonymize personal data"))
     def approve(self, request, queryset):

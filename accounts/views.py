@@ -72,13 +72,18 @@ def resend_verification(request: HttpRequest) -> HttpResponse:
     return redirect(request.POST.get("next") or "dashboard")
 
 
+def _safe_next(request: HttpRequest) -> str:
+    """The POSTed `next` if it points back to this site, else the home page."""
+    next_url = request.POST.get("next") or "/"
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return "/"
+    return next_url
+
+
 @require_POST
 def set_language(request: HttpRequest) -> HttpResponse:
     language = request.POST.get("language", "")
-    next_url = request.POST.get("next") or "/"
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        next_url = "/"
-    response = redirect(next_url)
+    response = redirect(_safe_next(request))
     try:
         customer = acting_customer_or_none(request)
         if customer is not None:
@@ -678,21 +683,12 @@ def avatar(request: HttpRequest, user_id: int) -> HttpResponse:
 def theme_set(request: HttpRequest) -> HttpResponse:
     """Light/dark colour mode, remembered on the user (staff too)."""
     if not request.user.is_authenticated:
-        return redirect_to_login_page(request)
+        return redirect("accounts:login")
     try:
         services.user_set_theme(user=request.user, theme=request.POST.get("theme", ""))
     except ValidationError as error:
         messages.error(request, error.messages[0])
-    next_url = request.POST.get("next") or "/"
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        next_url = "/"
-    return redirect(next_url)
-
-
-def redirect_to_login_page(request: HttpRequest) -> HttpResponse:
-    from django.contrib.auth.views import redirect_to_login
-
-    return redirect_to_login(request.get_full_path())
+    return redirect(_safe_next(request))
 
 
 @customer_view(Area.ACCOUNT)
