@@ -382,3 +382,19 @@ def test_staff_publish_and_approve_from_the_admin(client, django_capture_on_comm
     deletion.refresh_from_db()
     assert deletion.status == DeletionRequest.Status.COMPLETED
     assert Customer.objects.get(pk=owner.customer_id).anonymized_at is not None
+
+
+def test_pending_export_polls_the_privacy_page_for_its_status(client, enqueued):
+    owner = UserFactory()
+    client.force_login(owner)
+    client.post(reverse("accounts:data_export_request"))
+    page = client.get(reverse("accounts:settings_privacy")).content.decode()
+    assert 'hx-get="/accounts/settings/privacy/?part=exports"' in page and 'hx-trigger="every 5s"' in page
+    part = client.get(reverse("accounts:settings_privacy"), {"part": "exports"}, HTTP_HX_REQUEST="true")
+    body = part.content.decode()
+    assert body.lstrip().startswith("<div id=\"exports\"") and "Being prepared" in body and "<html" not in body
+    assert "disabled" in body
+    services.data_export_build(export_id=DataExport.objects.get(customer=owner.customer).pk)
+    body = client.get(reverse("accounts:settings_privacy"), {"part": "exports"}, HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-testid="download-export"' in body and "every 5s" not in body  # ready: polling stops
+    assert "request-export\" disabled" not in body
