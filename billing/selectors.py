@@ -264,6 +264,10 @@ def payer_get(*, customer: Customer, payer_id: int, include_archived: bool = Fal
     return payer
 
 
+def payers_archived(customer: Customer) -> list[Payer]:
+    return list(Payer.objects.filter(customer=customer, archived_at__isnull=False).select_related("customer"))
+
+
 def payer_choices(customer: Customer) -> list[Payer]:
     """Active payers, the profile payer first (created on first use)."""
     from .services import payer_profile_get_or_create

@@ -286,10 +286,7 @@ def expense_list(request):
 def payer_list(request):
     customer = acting_customer(request)
     show_archived = request.GET.get("archived") == "1"
-    selectors.payer_choices(customer)  # the profile payer exists from the first visit
-    payers = list(selectors.payers_for(customer, include_archived=show_archived))
-    if show_archived:
-        payers = [p for p in payers if p.archived_at]
+    payers = selectors.payers_archived(customer) if show_archived else selectors.payer_choices(customer)
     rows = [{"payer": p, "details": services.payer_details(p)} for p in payers]
     return render(request, "billing/payer_list.html", {"rows": rows, "show_archived": show_archived, "customer": customer})
 
