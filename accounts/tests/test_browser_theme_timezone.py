@@ -133,3 +133,12 @@ def test_social_login_buttons_and_linked_logins_in_settings(page, login, screens
     assert "social@gmail.test" in section.inner_text() and section.locator("[data-testid=link-facebook]").is_visible()
     page.evaluate("document.getElementById('social-login').scrollIntoView(); window.scrollBy(0, -80)")
     screenshot("accounts-social-settings", full_page=False)
+
+
+def test_privacy_page_in_russian_dark(page, login, screenshot):
+    user = UserFactory(username="rus", first_name="Ирина", last_name="Петрова", theme="dark")
+    Customer.objects.filter(pk=user.customer_id).update(language="ru", timezone="Europe/Moscow")
+    login("rus", DEFAULT_PASSWORD)
+    page.goto("/accounts/settings/privacy/")
+    assert "Выгрузка моих данных" in page.inner_text("main")
+    screenshot("accounts-privacy-ru-dark")
