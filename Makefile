@@ -41,3 +41,8 @@ bench-pages: venv messages
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk; }
 	$(PY) scripts/devenv.py -- $(PY) bench/pages.py $(BENCH_ARGS)
+
+# Money under load: 100 customers top up (sandbox gateway), order and renew for 2 minutes; then audit.
+.PHONY: bench-load
+bench-load: venv messages
+	$(PY) scripts/devenv.py -- $(PY) bench/load.py $(BENCH_ARGS)

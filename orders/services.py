@@ -139,7 +139,10 @@ def order_place(*, customer: Customer, actor: User | None, plan: Plan, period_mo
 
     `idempotency_key` comes from the order form: a double-click or retry returns the first order.
     """
-    plan = Plan.objects.select_for_update().select_related("product_type").get(pk=plan.pk)
+    # FOR NO KEY UPDATE of the plan row only: it serialises the stock count, yet does not block the
+    # foreign-key checks (FOR KEY SHARE) that other transactions run at COMMIT on rows naming this
+    # plan or its product type - a plain FOR UPDATE deadlocked with renewals under load (bench/load.py).
+    plan = Plan.objects.select_for_update(no_key=True, of=("self",)).select_related("product_type").get(pk=plan.pk)
     # After the plan lock, so a concurrent twin (double click) that committed meanwhile is found too.
     existing = Order.objects.filter(idempotency_key=idempotency_key, customer=customer).first()
     if existing is not None:
