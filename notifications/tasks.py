@@ -23,3 +23,10 @@ def outbox_sweep_task() -> int:
     for email_id in email_ids:
         services.enqueue_task_safely(email_deliver_task, email_id=email_id)
     return len(email_ids)
+
+
+@shared_task
+def email_deliver_batch_task(*, email_ids: list[int]) -> int:
+    """Send a batch of outbox rows (`notifications.bulk.notify_many` queues one task per batch), each
+    exactly as `email_deliver_task` does. Returns how many were sent."""
+    return sum(email_deliver_task(email_id=email_id) == "sent" for email_id in email_ids)

@@ -8,9 +8,13 @@ Algorithm (docs/ARCHITECTURE.md, "Orders"):
 2. One `INSERT … ON CONFLICT (order_id, period) DO NOTHING` writes the chunk's OrderRenewal rows.
    The unique (order, period) key makes a second charge for a period impossible, whatever path
    (job, customer, gateway) got there first; a pending row from an earlier attempt is reused.
-3. Invoices are issued for rows without an open one (billing's document counter is locked first),
-   then each invoice is paid from the balance in (customer, order) order — billing's locking order —
-   through billing's invoice-paid hook, which extends the order (`services.renewal_apply`).
+3. The chunk is then renewed set-based, with a constant number of statements: billing.bulk issues
+   the missing invoices (a block of numbers from one counter UPDATE) and pays, from the balance
+   accounts locked in one statement, every invoice the balance covers in (customer, order) order;
+   the paid renewals are applied with `services.renewal_extend` (the rule `renewal_apply` uses) and
+   written with one UPDATE per table, one events insert and one `notify_many` per notice kind.
+   Orders billed in another currency than the account (FX), or a chunk the set-based path refuses
+   with an error, go through the one-by-one services instead.
 4. An order whose customer lacks funds never holds back the rest of the chunk: it keeps its unpaid
    renewal invoice and, after the chunk commits, billing's auto-payment is asked once per customer
    (`request_auto_payment`); if that cannot help, one notification for the period. Other per-order errors are logged and
@@ -31,12 +35,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Customer
+from billing import bulk
 from billing.models import Invoice
 from billing.money import quantize
 from billing.services import invoice_pay_from_balance
 
 from . import services
-from .models import Order, OrderRenewal
+from .models import Order, OrderEvent, OrderRenewal
 
 logger = logging.getLogger(__name__)
 
@@ -150,53 +155,124 @@ def _renew_chunk(*, after: int, now: datetime, chunk_size: int, summary: Renewal
         renewals = {
             renewal.order_id: renewal
             for renewal in OrderRenewal.objects.filter(order_id__in=list(wanted), status=OrderRenewal.Status.PENDING)
+            .select_related("plan")
             if wanted[renewal.order_id] == renewal.period
         }
-        invoices = Invoice.objects.in_bulk([r.invoice_id for r in renewals.values() if r.invoice_id])
-        work = sorted((o for o in orders if o.pk in renewals), key=lambda o: (o.customer_id, o.pk))
-
-        # Issue first (document counter), then pay (invoices, then balances): billing's lock order.
-        for order in work:
-            renewal = renewals[order.pk]
-            invoice = invoices.get(renewal.invoice_id)
-            if invoice is not None and (invoice.is_open or invoice.status == Invoice.Status.PAID):
-                continue
-            try:
-                with transaction.atomic():
-                    invoice = services.renewal_invoice_issue(order=order, renewal=renewal)
-                    OrderRenewal.objects.filter(pk=renewal.pk).update(invoice_id=invoice.pk)
-            except OperationalError:
-                raise
-            except Exception:
-                logger.exception("Could not issue the renewal invoice of order %s", order.pk)
-                failed.append(order.pk)
-                continue
-            renewal.invoice_id = invoice.pk
-            invoices[invoice.pk] = invoice
-
-        for order in work:
-            renewal = renewals[order.pk]
-            invoice = invoices.get(renewal.invoice_id)
-            if invoice is None:
-                continue
+        invoice_ids = [r.invoice_id for r in renewals.values() if r.invoice_id]
+        invoices = Invoice.objects.in_bulk(invoice_ids) if invoice_ids else {}
+        # (customer, order) order: billing pays in the order given, so a customer's balance is spent
+        # on their oldest orders first, whichever path pays.
+        work = []
+        for order in sorted((o for o in orders if o.pk in renewals), key=lambda o: (o.customer_id, o.pk)):
+            invoice = invoices.get(renewals[order.pk].invoice_id)
+            if invoice is not None and not invoice.is_open:
+                continue  # a paid or cancelled invoice on a pending renewal: nothing to charge here
             if on_order is not None:
                 on_order(order)
+            work.append(order)
+        charges = {order.pk: _charge(order, renewals[order.pk], invoices) for order in work}
+        set_based = [o for o in work if bulk.supports(charges[o.pk])]
+        one_by_one = [o for o in work if not bulk.supports(charges[o.pk])]
+        if set_based:
             try:
                 with transaction.atomic():
-                    if invoice_pay_from_balance(invoice=invoice):
-                        summary.renewed += 1
-                    else:
-                        unpaid.append(renewal.pk)
-                        summary.unpaid += 1
+                    renewed, left = _renew_set_based(set_based, renewals, charges, now)
+                summary.renewed += renewed
+                summary.unpaid += len(left)
+                unpaid.extend(left)
             except OperationalError:
                 raise
-            except Exception:
-                logger.exception("Renewal of order %s failed", order.pk)
-                failed.append(order.pk)
+            except Exception:  # one bad row must not stop the chunk: redo it order by order
+                logger.exception("Set-based renewal of orders %s..%s failed; renewing them one by one",
+                                 set_based[0].pk, set_based[-1].pk)
+                one_by_one = sorted(set_based + one_by_one, key=lambda o: (o.customer_id, o.pk))
+        for order in one_by_one:
+            _renew_one(order, renewals[order.pk], invoices, summary=summary, unpaid=unpaid, failed=failed)
         summary.claimed += len(orders)
         summary.errors += len(failed)
         summary.error_orders.extend(failed)
         return orders[-1].pk
+
+
+def _charge(order: Order, renewal: OrderRenewal, invoices: dict) -> bulk.Charge:
+    """The renewal as a billing charge: its open invoice from an earlier attempt, or a new one."""
+    if renewal.invoice_id in invoices:
+        return bulk.Charge(customer=order.customer, currency=renewal.currency, invoice_id=renewal.invoice_id)
+    reference = f"{order.reference}:period:{renewal.period}"
+    return bulk.Charge(
+        customer=order.customer, currency=renewal.currency, quantity=renewal.periods,
+        description=services._period_description(order, renewal.plan, renewal.periods * order.period_months),
+        unit_price=renewal.amount / renewal.periods, reference=reference,
+        idempotency_key=f"order:{order.pk}:renewal:{renewal.pk}",
+    )
+
+
+def _renew_set_based(orders: list[Order], renewals: dict[int, OrderRenewal], charges: dict[int, bulk.Charge],
+                     now: datetime) -> tuple[int, list[int]]:
+    """Issue and pay the chunk's invoices with billing.bulk, then apply the paid renewals with a few
+    statements: what `services.renewal_apply` does per order. Returns (renewed, unpaid renewal pks)."""
+    from notifications.bulk import Notice, notify_many
+
+    results = bulk.invoices_issue_and_pay(
+        kind=Invoice.Kind.RENEWAL, charges=[charges[o.pk] for o in orders],
+        applied_by_caller=[services.on_renewal_invoice_paid],
+    )
+    renewal_rows, order_rows, events, notices, plan_changes, left = [], [], [], [], [], []
+    for order, result in zip(orders, results):
+        renewal = renewals[order.pk]
+        renewal.invoice_id = result.invoice_id
+        if not result.paid:
+            left.append(renewal.pk)
+            renewal_rows.append({"id": renewal.pk, "invoice_id": renewal.invoice_id, "status": renewal.status,
+                                 "paid_at": None, "starts_at": None, "ends_at": None})
+            continue
+        previous, changed_plan = services.renewal_extend(order=order, renewal=renewal, now=now)
+        renewal_rows.append({"id": renewal.pk, "invoice_id": renewal.invoice_id, "status": renewal.status,
+                             "paid_at": renewal.paid_at, "starts_at": renewal.starts_at, "ends_at": renewal.ends_at})
+        order_rows.append({field.attname: getattr(order, field.attname) for field in _ORDER_FIELDS} | {"id": order.pk})
+        events.append({"order_id": order.pk, "action": "renewed", "source": services.Source.PAYMENT,
+                       "from_status": previous, "to_status": order.status, "created_at": now,
+                       "details": services.renewed_details(order, renewal)})
+        notices.append(Notice(
+            customer=order.customer, link=f"/orders/{order.pk}/",
+            dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewed",
+            context={"service": services.order_label(order), **services.renewed_context(order, renewal)},
+        ))
+        if changed_plan:
+            plan_changes.append((order, renewal, changed_plan))
+    bulk.update_rows(OrderRenewal, renewal_rows, ["invoice_id", "status", "paid_at", "starts_at", "ends_at"])
+    bulk.update_rows(Order, order_rows, [field.attname for field in _ORDER_FIELDS])
+    bulk.insert_rows(OrderEvent, events, returning=None)
+    notify_many(kind="service_renewed", notices=notices)
+    for order, renewal, (old_plan, new_plan) in plan_changes:
+        services.plan_change_applied(order=order, renewal=renewal, old_plan=old_plan, new_plan=new_plan)
+    return len(order_rows), left
+
+
+_ORDER_FIELDS = [Order._meta.get_field(name) for name in services.RENEWAL_ORDER_FIELDS]
+
+
+def _renew_one(order: Order, renewal: OrderRenewal, invoices: dict, *, summary: RenewalRunSummary,
+               unpaid: list[int], failed: list[int]) -> None:
+    """One order through the one-by-one services (invoices needing a currency conversion, or a
+    chunk the set-based path refused); per-order errors are logged and counted."""
+    try:
+        with transaction.atomic():
+            invoice = invoices.get(renewal.invoice_id)
+            if invoice is None:
+                invoice = services.renewal_invoice_issue(order=order, renewal=renewal)
+                OrderRenewal.objects.filter(pk=renewal.pk).update(invoice_id=invoice.pk)
+                renewal.invoice_id = invoice.pk
+            if invoice_pay_from_balance(invoice=invoice):
+                summary.renewed += 1
+            else:
+                unpaid.append(renewal.pk)
+                summary.unpaid += 1
+    except OperationalError:
+        raise
+    except Exception:
+        logger.exception("Renewal of order %s failed", order.pk)
+        failed.append(order.pk)
 
 
 def renewals_run(*, now: datetime | None = None, chunk_size: int | None = None,

@@ -6,9 +6,10 @@ Money never moves here: orders issue invoices through billing and ask billing to
 balance; whatever pays an invoice (balance, gateway, staff) ends in one of the `on_*_invoice_paid`
 handlers registered in OrdersConfig.ready().
 """
+import functools
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -63,16 +64,27 @@ def order_label(order: Order) -> str:
 
 
 def _money(amount: Decimal, currency: str, customer: Customer) -> str:
-    return format_money(amount, currency, locale=customer.language)
+    return _money_in(amount, currency, customer.language)
 
 
 def _date(moment: datetime | None, customer: Customer) -> str:
     if moment is None:
         return ""
+    return _date_in(timezone.localtime(moment).date(), customer.language)
+
+
+# Memoised: batch jobs format the same few amounts and dates thousands of times.
+@functools.lru_cache(maxsize=4096)
+def _money_in(amount: Decimal, currency: str, language: str) -> str:
+    return format_money(amount, currency, locale=language)
+
+
+@functools.lru_cache(maxsize=4096)
+def _date_in(day: date, language: str) -> str:
     from django.utils.formats import date_format
 
-    with translation.override(customer.language):
-        return date_format(timezone.localtime(moment).date(), "DATE_FORMAT")
+    with translation.override(language):
+        return date_format(day, "DATE_FORMAT")
 
 
 def _lock(order: Order) -> Order:
@@ -354,8 +366,7 @@ def on_renewal_invoice_paid(invoice: Invoice) -> None:
 
 
 def renewal_apply(*, renewal: OrderRenewal, source: str, now: datetime | None = None) -> None:
-    """Extend the order by the renewal's months: an active/expired order from its expiry date (early
-    renewal loses nothing), a suspended one from now, and unsuspend it."""
+    """Extend the order by the renewal's months (see `renewal_extend`) and mark the renewal paid."""
     now = now or timezone.now()
     order = Order.objects.select_for_update(of=("self",)).select_related("plan", "customer", "scheduled_plan").get(pk=renewal.order_id)
     renewal.status = OrderRenewal.Status.PAID
@@ -365,6 +376,25 @@ def renewal_apply(*, renewal: OrderRenewal, source: str, now: datetime | None = 
         event_record(order=order, action="renewal_paid_after_end", source=source,
                      details={"period": renewal.period, "amount": str(renewal.amount)})
         return
+    previous, changed_plan = renewal_extend(order=order, renewal=renewal, now=now)
+    order.save(update_fields=RENEWAL_ORDER_FIELDS)
+    renewal.save(update_fields=["status", "paid_at", "starts_at", "ends_at"])
+    event_record(order=order, action="renewed", source=source, from_status=previous, details=renewed_details(order, renewal))
+    _notify(order=order, kind="service_renewed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewed",
+            context=renewed_context(order, renewal))
+    if changed_plan:
+        plan_change_applied(order=order, renewal=renewal, old_plan=changed_plan[0], new_plan=changed_plan[1])
+
+
+RENEWAL_ORDER_FIELDS = ["anchor_at", "anchor_months", "period_started_at", "expires_at", "current_period", "status",
+                        "expiry_notice_days", "plan", "price", "scheduled_plan"]
+
+
+def renewal_extend(*, order: Order, renewal: OrderRenewal, now: datetime) -> tuple[str, tuple[Plan, Plan] | None]:
+    """The renewal rule, in memory (callers save `RENEWAL_ORDER_FIELDS` and the renewal's dates):
+    an active/expired order extends from its expiry date (early renewal loses nothing), a suspended
+    one from now, and is unsuspended; a scheduled downgrade paid for by this renewal switches the
+    plan. Returns (previous status, (old plan, new plan) or None)."""
     months = renewal.periods * order.period_months
     previous = order.status
     if order.status == Status.SUSPENDED or order.expires_at is None:
@@ -384,21 +414,28 @@ def renewal_apply(*, renewal: OrderRenewal, source: str, now: datetime | None = 
         order.plan = order.scheduled_plan
         order.price = quantize(renewal.amount / renewal.periods, order.currency)
         order.scheduled_plan = None
-    order.save(update_fields=["anchor_at", "anchor_months", "period_started_at", "expires_at", "current_period",
-                              "status", "expiry_notice_days", "plan", "price", "scheduled_plan"])
+    renewal.status, renewal.paid_at = OrderRenewal.Status.PAID, now
     renewal.starts_at, renewal.ends_at = start, order.expires_at
-    renewal.save(update_fields=["status", "paid_at", "starts_at", "ends_at"])
-    event_record(order=order, action="renewed", source=source, from_status=previous,
-                 details={"period": renewal.period, "periods": renewal.periods, "amount": str(renewal.amount),
-                          "expires_at": order.expires_at.isoformat()})
+    return previous, changed_plan
+
+
+def renewed_details(order: Order, renewal: OrderRenewal) -> dict:
+    return {"period": renewal.period, "periods": renewal.periods, "amount": str(renewal.amount),
+            "expires_at": order.expires_at.isoformat()}
+
+
+def renewed_context(order: Order, renewal: OrderRenewal) -> dict:
+    """`service_renewed` notification context (without "service", which `_notify` adds first)."""
     customer = order.customer
-    _notify(order=order, kind="service_renewed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewed",
-            context={"expires_at": _date(order.expires_at, customer), "amount": _money(renewal.amount, renewal.currency, customer)})
-    if changed_plan:
-        event_record(order=order, action="plan_changed", source=Source.SYSTEM,
-                     details={"from": changed_plan[0].name, "to": changed_plan[1].name, "scheduled": True})
-        _notify(order=order, kind="plan_changed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:downgrade",
-                context={"old_plan": changed_plan[0].name, "new_plan": changed_plan[1].name})
+    return {"expires_at": _date(order.expires_at, customer), "amount": _money(renewal.amount, renewal.currency, customer)}
+
+
+def plan_change_applied(*, order: Order, renewal: OrderRenewal, old_plan: Plan, new_plan: Plan) -> None:
+    """A renewal switched the order to its scheduled (downgrade) plan: record and tell the customer."""
+    event_record(order=order, action="plan_changed", source=Source.SYSTEM,
+                 details={"from": old_plan.name, "to": new_plan.name, "scheduled": True})
+    _notify(order=order, kind="plan_changed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:downgrade",
+            context={"old_plan": old_plan.name, "new_plan": new_plan.name})
 
 
 def renewal_failed_notify(*, order: Order, renewal: OrderRenewal) -> None:

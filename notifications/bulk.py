@@ -1,0 +1,216 @@
+"""`notify()` for many notices of one kind at once, for batch jobs (auto-renewal, billing.bulk).
+
+`notify_many()` writes what `notify()` writes for each notice — the inbox Notification (the same
+(customer, kind, dedupe_key) twice creates nothing), channel dispatch, one EmailOutbox row per
+recipient unless the customer switched the kind off (mandatory kinds always) — with a constant
+number of statements, and queues the batch's emails with one task after commit (the outbox sweeper
+remains the safety net).
+
+Rendering: the kind's templates are rendered once per language with placeholder tokens in place of
+the context values, the link and the owner's name; each notice's text is the stamp with its own
+values put in (HTML-escaped in the HTML bodies). The first notice of each language is also rendered
+the ordinary way and compared; if the templates did anything with a value but print it, the stamp is
+dropped and every notice is rendered the ordinary way. Values that could behave differently from a
+token (empty, multi-line, padded, not a string or int) are always rendered the ordinary way.
+"""
+import functools
+import json
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from django.db import connection, transaction
+from django.utils import timezone, translation
+from django.utils.html import escape
+
+from accounts.models import Customer, User
+
+from . import selectors
+from .kinds import MANDATORY_KINDS, OPT_IN_KINDS, Kind, kind_spec
+from .models import EmailOutbox, Notification, NotificationPreference
+from .services import _check_link, _render_email, _render_kind
+
+try:
+    from .channels import dispatch as _dispatch_channels
+except ImportError:  # extra channels are optional
+    _dispatch_channels = None
+
+_LINK, _NAME = "\x02link\x03", "\x02name\x03"
+
+
+def _token(key: str) -> str:
+    return f"\x02{key}\x03"
+
+
+@dataclass
+class Notice:
+    customer: Customer
+    context: dict
+    link: str = ""
+    dedupe_key: str | None = None
+    notification_id: int | None = field(default=None, init=False)  # set when stored
+
+
+@dataclass
+class _Rendered:
+    subject: str
+    body_text: str
+    body_html: str
+    email_text: str
+    email_html: str
+
+
+def _owner_name(owner) -> str:
+    return (owner.get_full_name() or owner.username) if owner else ""
+
+
+def _stampable(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, str) and value != "" and value == value.strip() and "\n" not in value and "\x02" not in value
+
+
+def _render(kind: str, notice: Notice, owner) -> _Rendered:
+    subject, body_text, body_html = _render_kind(kind=kind, context=notice.context, link=notice.link)
+    email_text, email_html = _render_email(kind=kind, subject=subject, body_text=body_text, body_html=body_html,
+                                           link=notice.link, owner=owner)
+    return _Rendered(subject, body_text, body_html, email_text, email_html)
+
+
+class _Stamp:
+    """A kind's output rendered once with tokens; `fill()` puts one notice's values in."""
+
+    def __init__(self, kind: str, keys: tuple[str, ...]):
+        self.keys = keys
+        fake = Notice(customer=None, context={key: _token(key) for key in keys}, link=_LINK)
+        owner = SimpleNamespace(get_full_name=lambda: _NAME, username=_NAME)
+        self.rendered = _render(kind, fake, owner)
+        self.usable = len(self.rendered.subject) < 250
+
+    def fits(self, notice: Notice, owner) -> bool:
+        return (self.usable and tuple(notice.context) == self.keys and notice.link != ""
+                and _stampable(notice.link) and _stampable(_owner_name(owner))
+                and all(_stampable(value) for value in notice.context.values()))
+
+    def fill(self, notice: Notice, owner) -> _Rendered:
+        values = [(_token(key), str(value)) for key, value in notice.context.items()]
+        values += [(_LINK, notice.link), (_NAME, _owner_name(owner))]
+
+        def text(stamp: str) -> str:
+            for token, value in values:
+                stamp = stamp.replace(token, value)
+            return stamp
+
+        def html(stamp: str) -> str:
+            for token, value in values:
+                stamp = stamp.replace(token, escape(value))
+            return stamp
+
+        stamp = self.rendered
+        return _Rendered(" ".join(text(stamp.subject).split())[:255], text(stamp.body_text), html(stamp.body_html),
+                         text(stamp.email_text), html(stamp.email_html))
+
+
+def _email_enabled(kind: str, customers: dict[int, Customer]) -> dict[int, bool]:
+    """`selectors.email_enabled` for many customers in one query."""
+    if kind in MANDATORY_KINDS:
+        return dict.fromkeys(customers, True)
+    if kind == Kind.NEWSLETTER:
+        return {pk: customer.newsletter for pk, customer in customers.items()}
+    stored = dict(NotificationPreference.objects.filter(customer_id__in=list(customers), kind=kind)
+                  .values_list("customer_id", "email_enabled"))
+    return {pk: stored.get(pk, kind not in OPT_IN_KINDS) for pk in customers}
+
+
+def prefetch_owners(customers: dict[int, Customer]) -> dict[int, User]:
+    """The first owner login per customer (as `accounts.selectors.customer_owner`) in one query,
+    remembered on the customer objects where `customer_owner` looks first."""
+    missing = [pk for pk, customer in customers.items() if getattr(customer, "_owner_cache", None) is None]
+    if missing:
+        for user in User.objects.filter(customer_id__in=missing, role=User.Role.OWNER).order_by("-pk"):
+            customers[user.customer_id]._owner_cache = user  # the lowest pk is written last
+    return {pk: getattr(customer, "_owner_cache", None) for pk, customer in customers.items()}
+
+
+def _insert(model, columns: list[str], rows: list[tuple], suffix: str = "") -> list[tuple]:
+    raw = connection.cursor().cursor  # psycopg2's mogrify quotes values exactly as execute() would
+    template = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    values = ", ".join(raw.mogrify(template, row).decode() for row in rows)
+    with connection.cursor() as cursor:  # Django's cursor: counted and logged like any query
+        cursor.execute(f'INSERT INTO "{model._meta.db_table}" ({", ".join(columns)}) VALUES {values} {suffix}')
+        return cursor.fetchall()
+
+
+def notify_many(*, kind: str, notices: list[Notice]) -> int:
+    """Store and queue `notices` (all of `kind`) like `notify()` does one by one, inside the caller's
+    transaction. Returns how many notifications were created (deduplicated ones are not)."""
+    if not notices:
+        return 0
+    kind_spec(kind)
+    kind = Kind(kind).value
+    for notice in notices:
+        _check_link(notice.link)
+        json.dumps(notice.context)
+    customers = {notice.customer.pk: notice.customer for notice in notices}
+    owners = prefetch_owners(customers)
+    stamps: dict[str, _Stamp | None] = {}
+    rendered: list[_Rendered] = []
+    for notice in notices:
+        customer, owner = notice.customer, owners[notice.customer.pk]
+        with translation.override(customer.language):
+            language = translation.get_language()
+            if language not in stamps:
+                stamp = _Stamp(kind, tuple(notice.context))
+                # Proof on a real notice that the stamp renders exactly what the templates do.
+                stamps[language] = stamp if stamp.fits(notice, owner) and stamp.fill(notice, owner) == _render(
+                    kind, notice, owner) else None
+            stamp = stamps[language]
+            rendered.append(stamp.fill(notice, owner) if stamp is not None and stamp.fits(notice, owner)
+                            else _render(kind, notice, owner))
+
+    now = timezone.now()
+    with transaction.atomic(savepoint=False):  # all or nothing; no savepoint needed inside the caller's
+        stored = _insert(
+            Notification, ["customer_id", "kind", "subject", "body_text", "body_html", "link", "context", "dedupe_key",
+                           "created_at"],
+            [(n.customer.pk, kind, r.subject, r.body_text, r.body_html, n.link, json.dumps(n.context), n.dedupe_key, now)
+             for n, r in zip(notices, rendered)],
+            "ON CONFLICT (customer_id, kind, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING "
+            "RETURNING id, customer_id, dedupe_key",
+        )
+        created = []
+        rows = iter(stored)
+        row = next(rows, None)
+        for notice, text in zip(notices, rendered):  # RETURNING keeps the VALUES order of inserted rows
+            if row is not None and (row[1], row[2]) == (notice.customer.pk, notice.dedupe_key):
+                notice.notification_id = row[0]
+                created.append((notice, text))
+                row = next(rows, None)
+        if _dispatch_channels is not None:
+            for notice, text in created:
+                _dispatch_channels(Notification(
+                    id=notice.notification_id, customer=notice.customer, kind=kind, subject=text.subject,
+                    body_text=text.body_text, body_html=text.body_html, link=notice.link, context=notice.context,
+                    dedupe_key=notice.dedupe_key, created_at=now))
+        enabled = _email_enabled(kind, {n.customer.pk: n.customer for n, _text in created})
+        emails = [
+            (notice.notification_id, notice.customer.pk, kind, recipient, text.subject, text.email_text,
+             text.email_html, EmailOutbox.Status.PENDING, 0, "", now, now)
+            for notice, text in created if enabled[notice.customer.pk]
+            for recipient in selectors.email_recipients(customer=notice.customer, kind=kind, context=notice.context,
+                                                        owner=owners[notice.customer.pk])
+        ]
+        if emails:
+            ids = [row[0] for row in _insert(
+                EmailOutbox, ["notification_id", "customer_id", "kind", "recipient", "subject", "body_text", "body_html",
+                              "status", "attempts", "last_error", "next_attempt_at", "created_at"], emails, "RETURNING id")]
+            transaction.on_commit(functools.partial(_deliver_batch, ids))
+    return len(created)
+
+
+def _deliver_batch(email_ids: list[int]) -> None:
+    from .services import enqueue_task_safely
+    from .tasks import email_deliver_batch_task
+
+    enqueue_task_safely(email_deliver_batch_task, email_ids=email_ids)
