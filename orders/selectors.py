@@ -56,7 +56,10 @@ def order_list(*, customer: Customer, params: OrderListParams) -> QuerySet[Order
     if params.status in Order.Status.values:
         orders = orders.filter(status=params.status)
     field = SORTS.get(params.sort, "created_at")
-    ordering = F(field).desc(nulls_last=True) if params.descending else F(field).asc(nulls_last=True)
+    if field == "expires_at":  # the only nullable sort key: pending orders have no expiry yet
+        ordering = F(field).desc(nulls_last=True) if params.descending else F(field).asc(nulls_last=True)
+    else:  # plain ASC/DESC, so the default sort walks the (customer, -created_at) index instead of sorting
+        ordering = F(field).desc() if params.descending else F(field).asc()
     return orders.order_by(ordering, "-pk")
 
 
