@@ -46,3 +46,9 @@ bench-pages: venv messages
 .PHONY: bench-load
 bench-load: venv messages
 	$(PY) scripts/devenv.py -- $(PY) bench/load.py $(BENCH_ARGS)
+
+# Auto-renewal against pgbench's TPC-B on the same server (scratch databases, dropped afterwards).
+# 20,000 orders by default; BENCH_ARGS="--orders 100000" for the full run (docs/PERFORMANCE.md).
+.PHONY: bench-renewals
+bench-renewals: venv
+	$(PY) scripts/devenv.py -- $(PY) bench/renewals.py $(BENCH_ARGS)
