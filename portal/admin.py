@@ -141,7 +141,9 @@ class CustomerBackOfficeAdmin(BackOfficePermissions, CustomerNames, CustomerAdmi
     back_office_fields = ("balance", "related_records", "recent_activity")
 
     def get_readonly_fields(self, request, obj=None):
-        return (*super().get_readonly_fields(request, obj), *self.back_office_fields)
+        # The account currency picks the ledger account: it changes only through billing's conversion.
+        account_currency = ("currency",) if obj is not None else ()
+        return (*super().get_readonly_fields(request, obj), *account_currency, *self.back_office_fields)
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)

@@ -26,6 +26,7 @@ from portal.selectors import renewal_forecast, spending_by_month
 from tickets.tests.factories import TicketFactory
 
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=dt_timezone.utc)
+pytestmark = pytest.mark.usefixtures("default_departments")
 _keys = count()
 
 
