@@ -104,6 +104,8 @@ def test_policy_banner_review_accept_avatar_and_privacy_page(page, login, screen
     page.set_input_files("input[name=avatar]", str(avatar))
     page.click("[data-testid=save-avatar]")
     page.wait_for_selector("[data-testid=avatar-preview]")
+    page.wait_for_function("() => { const img = document.querySelector('[data-testid=nav-avatar]');"
+                           " return img && img.complete && img.naturalWidth > 0; }")
     assert page.locator("[data-testid=nav-avatar]").evaluate("img => img.naturalWidth") == 256
     page.evaluate("window.scrollTo(0, 0)")
     screenshot("accounts-avatar", full_page=False)
