@@ -1,6 +1,15 @@
 import zoneinfo
 
+from django.conf import settings
 from django.utils import timezone, translation
+
+
+def customer_zone(customer) -> zoneinfo.ZoneInfo:
+    """The customer's time zone; the provider's (TIME_ZONE) if the name is unknown to this system."""
+    try:
+        return zoneinfo.ZoneInfo(customer.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo(settings.TIME_ZONE)
 
 
 class CustomerLocaleMiddleware:
@@ -16,10 +25,7 @@ class CustomerLocaleMiddleware:
             language = user.customer.language
             translation.activate(language)
             request.LANGUAGE_CODE = language
-            try:
-                timezone.activate(zoneinfo.ZoneInfo(user.customer.timezone))
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                pass  # a zone removed from the system's tzdata: fall back to the provider's
+            timezone.activate(customer_zone(user.customer))
         try:
             return self.get_response(request)
         finally:

@@ -159,11 +159,9 @@ def _later(message, **params):
 
 def _when(customer: Customer) -> str:
     """Now, in the customer's time zone (emails are read there too)."""
-    try:
-        zone = zoneinfo.ZoneInfo(customer.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        zone = zoneinfo.ZoneInfo(settings.TIME_ZONE)
-    return timezone.localtime(timezone.now(), zone).strftime("%Y-%m-%d %H:%M %Z")
+    from .middleware import customer_zone
+
+    return timezone.localtime(timezone.now(), customer_zone(customer)).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def security_change_notify(*, user: User, change, ip: str | None = None, extra_email: str = "") -> None:

@@ -11,6 +11,7 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 from .client_ip import client_ip
+from .middleware import customer_zone
 
 # kwargs: customer, kind ("security_login" | "security_change"), context (JSON-serializable), link.
 security_event = Signal()
@@ -28,7 +29,9 @@ def login_recorded(sender, request, user, **kwargs):
     if request is not None and user.customer.show_last_login and hasattr(request, "_messages"):
         previous = selectors.previous_login(user=user)
         if previous is not None:
-            when = formats.date_format(timezone.localtime(previous.created_at), "DATETIME_FORMAT")
+            # The session is new: the middleware has not switched to the customer's zone yet.
+            when = formats.date_format(timezone.localtime(previous.created_at, customer_zone(user.customer)),
+                                       "DATETIME_FORMAT")
             messages.info(request, _("Previous login: %(time)s from %(ip)s.") % {"time": when, "ip": previous.ip or "-"})
 
 

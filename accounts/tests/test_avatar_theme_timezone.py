@@ -206,3 +206,16 @@ def test_security_notices_state_the_time_in_the_customers_zone():
     services.password_changed_record(user=user, ip="192.0.2.1")
     notice = Notification.objects.get(customer=user.customer, kind="security_change")
     assert notice.context["when"].endswith("JST")
+
+
+def test_previous_login_message_uses_the_customers_zone_right_at_login(client):
+    from accounts.models import ActivityEvent
+    from accounts.tests.factories import DEFAULT_PASSWORD
+
+    user = UserFactory(username="tokyo")
+    Customer.objects.filter(pk=user.customer_id).update(timezone="Asia/Tokyo", show_last_login=True)
+    event = ActivityEvent.objects.create(action="login", customer=user.customer, actor=user, ip="192.0.2.5")
+    ActivityEvent.objects.filter(pk=event.pk).update(created_at=datetime(2026, 3, 1, 23, 30, tzinfo=dt_timezone.utc))
+    response = client.post(reverse("accounts:login"), {"username": "tokyo", "password": DEFAULT_PASSWORD}, follow=True)
+    messages = [str(m) for m in response.context["messages"]]
+    assert any("March 2, 2026, 8:30 a.m." in m and "192.0.2.5" in m for m in messages), messages
