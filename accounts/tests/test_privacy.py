@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
-from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
@@ -201,20 +200,36 @@ def test_a_second_export_request_while_one_is_pending_creates_nothing(client, en
     assert DataExport.objects.filter(customer=owner.customer).count() == 1
 
 
-@override_settings(CELERY_BROKER_URL="redis://127.0.0.1:1/0")
-def test_broker_down_is_not_an_error_and_the_sweeper_builds_the_export(client, django_capture_on_commit_callbacks):
+@pytest.fixture
+def broker_down():
+    """Point the Celery app at a port nothing listens on (the shared Redis itself is never stopped)."""
+    import socket
+
     from portal.celery import app
 
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    original = app.conf.broker_url
+
+    def point(url):
+        app.conf.broker_url = url
+        app._pool = None  # drop connections made to the previous URL
+        app.amqp._producer_pool = None
+
+    point(f"redis://127.0.0.1:{closed_port}/0")
+    yield
+    point(original)
+
+
+def test_broker_down_is_not_an_error_and_the_sweeper_builds_the_export(
+        client, broker_down, caplog, django_capture_on_commit_callbacks):
     owner = UserFactory()
     client.force_login(owner)
-    app.conf.broker_url = "redis://127.0.0.1:1/0"  # a closed port
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(reverse("accounts:data_export_request"))
-    finally:
-        app.conf.broker_url = None
-        app.config_from_object("django.conf:settings", namespace="CELERY")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("accounts:data_export_request"))
     assert response.status_code == 302
+    assert "Could not enqueue data export" in caplog.text  # the enqueue really failed, and was logged
     export = DataExport.objects.get(customer=owner.customer)
     assert export.status == DataExport.Status.PENDING
     assert services.data_exports_sweep()["built"] == 0  # still within the grace period: a worker may have it
