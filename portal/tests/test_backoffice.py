@@ -267,6 +267,7 @@ def test_customer_page_shows_balance_and_links_with_a_fixed_query_count(client, 
         assert "€30.00" in html
         assert f"?customer__id__exact={customer.pk}\">Invoices ({n})" in html
         assert f"Orders ({n})" in html
+        assert 'name="currency"' not in html  # read-only: changes only through billing's conversion
     assert counts[0] == counts[1]
 
 
