@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from django.utils import timezone
 from django.urls import reverse
 
 from accounts.models import Customer
@@ -78,3 +79,27 @@ def test_revenue_receivables_expiring_verification_and_rates(client):
     assert stale["USD"] is True and stale["GBP"] is False and stale["EUR"] is False
     assert "Waiting Ltd" in html and html.count('data-testid="expiring-row"') == 2
     assert "out of date" in html
+
+
+@pytest.mark.django_db
+def test_reports_page_query_count_does_not_grow(client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_currencies()
+    client.force_login(StaffUserFactory())
+    url = reverse("admin:portal_staffreport_changelist")
+    counts = []
+    for n in (2, 20):
+        for _ in range(n):
+            customer = UserFactory(customer__profile_type=Customer.ProfileType.COMPANY, customer__company_name="Co",
+                                   customer__verification_status=Customer.Verification.PENDING).customer
+            issue(customer, "5.00", T0 - timedelta(days=3))
+            order = active_order(customer)
+            order.expires_at = timezone.now() + timedelta(days=2)
+            order.save(update_fields=["expires_at"])
+        client.get(url)
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        counts.append(len(captured))
+    assert counts[0] == counts[1]
