@@ -51,9 +51,19 @@ class PaymentConflict(BillingError):
     """The idempotency key was already used for a different payment."""
 
 
+PAYER_UNVERIFIED = "payer_unverified"  # the blocker code of an unverified payer chosen on the invoice
+
+
+def blockers_need_profile(blockers: list[dict]) -> bool:
+    """True when something in the customer's profile (not only the invoice's payer) must be fixed."""
+    return any(blocker["code"] != PAYER_UNVERIFIED for blocker in blockers)
+
+
 class PaymentBlocked(BillingError):
     def __init__(self, blockers: list[dict]):
-        super().__init__(_("Complete your profile before paying."), code="payment_blocked")
+        # A payer's blocker says what to do itself; profile blockers are listed with links on the page.
+        message = blockers[0]["message"] if blockers and not blockers_need_profile(blockers) else _("Complete your profile before paying.")
+        super().__init__(message, code="payment_blocked")
         self.blockers = blockers
 
 
@@ -998,7 +1008,7 @@ def payer_blockers(payer: Payer) -> list[dict]:
     else:
         message = _("Payer %(name)s is awaiting verification by our staff. Choose another payer or wait for the verification.") % {
             "name": payer.company_name}
-    return [{"code": "payer_unverified", "field": "", "message": message, "url": url}]
+    return [{"code": PAYER_UNVERIFIED, "field": "", "message": message, "url": url}]
 
 
 def invoice_payment_blockers(invoice: Invoice) -> list[dict]:

@@ -122,7 +122,7 @@ def invoice_detail(request, invoice_id):
                "payments": invoice.payments.all(), "credit_notes": invoice.credit_notes.all()}
     if invoice.is_open:
         context["blockers"] = services.invoice_payment_blockers(invoice)
-        context["profile_incomplete"] = any(b["code"] != "payer_unverified" for b in context["blockers"])
+        context["profile_incomplete"] = services.blockers_need_profile(context["blockers"])
         if invoice.status == Invoice.Status.UNPAID and not invoice.amount_paid:
             payers = selectors.payer_choices(customer)
             current = invoice.payer_id or next(p.pk for p in payers if p.is_profile)
@@ -155,8 +155,7 @@ def _gate(request, customer, invoice) -> bool:
     try:
         services.invoice_payment_gate_check(invoice)
     except services.PaymentBlocked as exc:
-        messages.error(request, exc.blockers[0]["message"] if exc.blockers[0]["code"] == "payer_unverified"
-                       else _("Complete your profile before paying."))
+        messages.error(request, exc.messages[0])
         return False
     return True
 

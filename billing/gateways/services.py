@@ -21,12 +21,13 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
-from accounts.selectors import payment_blockers
 from accounts.services import activity_record
 from billing.models import Invoice
 from billing.money import fits_minor_units, format_money, quantize, quantum
 from billing.selectors import balance_of, invoices_for
-from billing.services import BillingError, invoice_apply_balance, payment_record
+from billing.services import (
+    BillingError, PaymentBlocked, invoice_apply_balance, invoice_payment_gate_check, payment_record,
+)
 
 from .base import GatewayError, GatewayEvent, MethodDetails, StartResult, WebhookRejected
 from .models import (
@@ -72,11 +73,12 @@ def payment_start(*, customer: Customer, invoice: Invoice, gateway_code: str, re
                   save_method: bool = False, via_pay_link: bool = False) -> PaymentStart:
     """Pay an open invoice: optionally apply the balance first (partial application), then open a
     gateway payment for what is left. `return_url_for(attempt)` -> (success_url, cancel_url)."""
-    blockers = payment_blockers(customer)
-    if blockers:
-        raise PaymentNotAllowed(_("Complete your profile before paying."), blockers)
     if invoice.customer_id != customer.pk or not invoice.is_open:
         raise PaymentNotAllowed(_("This invoice is not awaiting payment."))
+    try:
+        invoice_payment_gate_check(invoice)  # the customer's profile and the payer chosen on the invoice
+    except PaymentBlocked as exc:
+        raise PaymentNotAllowed(exc.messages[0], exc.blockers)
     applied = Decimal("0")
     if use_balance and invoice.kind != Invoice.Kind.ADVANCE:
         try:

@@ -15,10 +15,10 @@ from django.views.decorators.http import require_POST
 from accounts.client_ip import client_ip
 from accounts.models import Customer
 from accounts.roles import Area, acting_customer, customer_view
-from accounts.selectors import payment_blockers
 from billing.models import Invoice
 from billing.money import quantize
 from billing.selectors import balance_of, invoice_get
+from billing.services import blockers_need_profile, invoice_payment_blockers
 
 from . import sandbox_provider, selectors, services
 from .forms import AddMethodForm, AutopayForm, PayInvoiceForm, SandboxCardForm
@@ -41,6 +41,7 @@ def _pay_context(*, customer: Customer, invoice: Invoice, form, show_balance: bo
     gateways = selectors.gateways_available(customer=customer, currency=invoice.currency)
     bank = get_gateway("bank_transfer")
     balance = balance_of(customer) if show_balance else None
+    blockers = invoice_payment_blockers(invoice)
     return {
         "invoice": invoice,
         "form": form,
@@ -49,7 +50,8 @@ def _pay_context(*, customer: Customer, invoice: Invoice, form, show_balance: bo
         "balance": balance,
         "can_use_balance": show_balance and invoice.kind != Invoice.Kind.ADVANCE and balance > 0
         and customer.currency == invoice.currency,
-        "blockers": payment_blockers(customer),
+        "blockers": blockers,
+        "profile_incomplete": blockers_need_profile(blockers),
         "saved_methods_supported": any(g.supports_saved_methods for g in gateways),
     }
 
