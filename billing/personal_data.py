@@ -1,9 +1,15 @@
-"""Billing's part of "export my data" (accounts.personal_data). Invoices and the ledger are kept on erasure:
-the invoice carries its issued payer snapshot and the law requires the records."""
-from accounts.models import Customer
+"""Billing's part of "export my data" and of account erasure (accounts.personal_data).
+
+On erasure the payers' own details are blanked. Invoices, acts, contract acceptances and the ledger are
+kept as they are: they carry the details printed on them when issued or accepted, and the law requires
+the records."""
+from accounts.models import Customer, User
 
 from .money import quantize as q
-from .selectors import account_movements, invoices_for, payments_for
+from .selectors import (
+    account_movements, acts_for, contract_acceptances_for, invoices_for, payers_for, payments_for,
+)
+from .services import payer_details, payers_anonymize
 
 
 def export_invoices(customer: Customer) -> list[dict]:
@@ -39,9 +45,51 @@ def export_payments(customer: Customer) -> list[dict]:
     } for payment in payments_for(customer).order_by("created_at", "pk")]
 
 
+def export_payers(customer: Customer) -> list[dict]:
+    rows = []
+    for payer in payers_for(customer, include_archived=True).order_by("pk"):
+        details = payer_details(payer)
+        rows.append({
+            "from_profile": payer.is_profile, "type": details.payer_type, "name": details.name, "company": details.company,
+            "registration_number": details.registration_number, "vat_number": details.vat_number,
+            "address": details.address, "country": details.country, "email": details.email,
+            "verification_status": details.verification_status, "verification_note": details.verification_note,
+            "created_at": payer.created_at, "archived_at": payer.archived_at,
+        })
+    return rows
+
+
+def export_acts(customer: Customer) -> list[dict]:
+    return [{
+        "number": act.number, "month": act.period.strftime("%Y-%m"), "currency": act.currency,
+        "subtotal": q(act.subtotal, act.currency), "tax_amount": q(act.tax_amount, act.currency), "total": q(act.total, act.currency),
+        "payer_name": act.payer_name, "payer_company": act.payer_company, "payer_address": act.payer_address,
+        "payer_country": act.payer_country, "payer_vat_number": act.payer_vat_number,
+        "payer_registration_number": act.payer_registration_number, "issued_at": act.created_at,
+        "lines": [{"invoice": line.invoice.number, "description": line.description, "date": line.date,
+                   "total": q(line.total, act.currency)} for line in act.lines.all()],
+    } for act in acts_for(customer).prefetch_related("lines__invoice").order_by("period", "pk")]
+
+
+def export_contract_acceptances(customer: Customer) -> list[dict]:
+    return [{
+        "contract": acceptance.version.title, "version": acceptance.version.version, "accepted_at": acceptance.accepted_at,
+        "accepted_by": acceptance.user.username if acceptance.user else "", "ip": acceptance.ip,
+        "payer": acceptance.payer_label, "payer_details": acceptance.payer_details,
+    } for acceptance in contract_acceptances_for(customer).order_by("accepted_at", "pk")]
+
+
+def anonymize_payers(customer: Customer, actor: User | None) -> None:
+    payers_anonymize(customer=customer)
+
+
 def register() -> None:
-    from accounts.personal_data import register_exporter
+    from accounts.personal_data import register_erasure_handler, register_exporter
 
     register_exporter("invoices", export_invoices)
     register_exporter("ledger", export_ledger)
     register_exporter("payments", export_payments)
+    register_exporter("payers", export_payers)
+    register_exporter("acts", export_acts)
+    register_exporter("contract_acceptances", export_contract_acceptances)
+    register_erasure_handler(anonymize_payers)

@@ -288,6 +288,14 @@ def act_get(*, customer: Customer, act_id: int) -> Act:
     return act
 
 
+def acts_for(customer: Customer) -> QuerySet[Act]:
+    return Act.objects.filter(customer=customer)
+
+
+def contract_acceptances_for(customer: Customer) -> QuerySet[ContractAcceptance]:
+    return ContractAcceptance.objects.filter(customer=customer).select_related("version", "user")
+
+
 def contract_version_current() -> ContractVersion | None:
     return ContractVersion.objects.filter(published_at__isnull=False).order_by("-version").first()
 

@@ -968,6 +968,24 @@ def payer_delete(*, payer: Payer, actor=None, ip: str | None = None) -> bool:
     return True
 
 
+# Blanked when the account is erased; type, country and verification state carry no personal data.
+PAYER_PERSONAL_FIELDS = ("name", "company_name", "registration_number", "vat_number", "street", "city", "postcode", "email",
+                         "verification_note")
+
+
+@transaction.atomic
+def payers_anonymize(*, customer: Customer) -> int:
+    """Account erasure: blank every payer's personal fields and archive it. The profile payer stores
+    nothing (it mirrors the profile, which accounts anonymizes); invoices, acts and contract acceptances
+    keep the details printed on them (legal records). Returns how many payers were anonymized."""
+    payers = Payer.objects.select_for_update().filter(customer=customer, is_profile=False)
+    ids = list(payers.values_list("pk", flat=True))
+    now = timezone.now()
+    Payer.objects.filter(pk__in=ids).update(**{field: "" for field in PAYER_PERSONAL_FIELDS})
+    Payer.objects.filter(pk__in=ids, archived_at__isnull=True).update(archived_at=now)
+    return len(ids)
+
+
 def _payer_for_staff(payer: Payer) -> Payer:
     payer = Payer.objects.select_for_update().select_related("customer").get(pk=payer.pk)
     if payer.is_profile or payer.payer_type != Payer.Type.COMPANY:
