@@ -3,6 +3,8 @@
 - "invoice paid" handlers by invoice kind: orders activate/renew services when their invoice is paid.
   A handler runs inside the transaction that marks the invoice paid; raising rolls the payment back.
 - payment method labels: gateways (issue 6) register the codes they record payments with.
+- invoice payment panels and "invoice issued" email context: gateways add their part of the invoice page
+  and of the email (the pay-without-login link).
 """
 from collections.abc import Callable
 
@@ -46,3 +48,20 @@ def register_invoice_payment_panel(panel: Callable) -> None:
 
 def invoice_payment_panels(request, invoice) -> list[str]:
     return [html for html in (panel(request, invoice) for panel in _invoice_payment_panels) if html]
+
+
+# "Invoice issued" email context: fn(invoice) -> dict merged into the notification's context (gateways
+# add the pay-without-login link). Billing's own keys win over a provider's.
+_invoice_email_context_providers: list[Callable] = []
+
+
+def register_invoice_email_context(provider: Callable) -> None:
+    if provider not in _invoice_email_context_providers:
+        _invoice_email_context_providers.append(provider)
+
+
+def invoice_email_context(invoice) -> dict:
+    context: dict = {}
+    for provider in _invoice_email_context_providers:
+        context.update(provider(invoice))
+    return context

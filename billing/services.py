@@ -326,7 +326,8 @@ def invoice_issue(
     link = reverse("billing:invoice_detail", args=[invoice.pk])
     _notify(
         customer=customer, kind="invoice_issued", link=link, dedupe_key=f"invoice:{invoice.pk}:issued",
-        context={"invoice_number": invoice.number, "amount": format_money(invoice.total, currency, customer.language),
+        context={**hooks.invoice_email_context(invoice),
+                 "invoice_number": invoice.number, "amount": format_money(invoice.total, currency, customer.language),
                  "kind": invoice.kind, "invoice_id": invoice.pk},
     )
     return invoice

@@ -495,3 +495,9 @@ def pay_link_url(*, invoice: Invoice) -> str:
         return ""
     path = reverse("gateways:pay_link", kwargs={"invoice_id": invoice.pk, "token": pay_link_token(invoice=invoice)})
     return settings.PORTAL_BASE_URL + path
+
+
+def pay_link_email_context(invoice: Invoice) -> dict:
+    """The "invoice issued" email's part from gateways (billing.hooks): the pay-without-login link."""
+    url = pay_link_url(invoice=invoice)
+    return {"pay_link": url} if url else {}
