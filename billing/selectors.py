@@ -3,6 +3,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import CharField, DateTimeField, DecimalField, F, Q, QuerySet, Value
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.http import Http404
@@ -42,6 +43,14 @@ def balance_of(customer: Customer) -> Decimal:
 
 def topbar_balance(request, customer: Customer) -> dict:
     return {"text": format_money(balance_of(customer), customer.currency), "url": reverse("billing:balance")}
+
+
+def bank_account() -> dict:
+    """The provider's bank account for transfers (settings.BILLING_BANK_ACCOUNT: beneficiary, bank_name,
+    iban, bic, address), or {} while beneficiary or IBAN is missing. Invoice PDFs and the bank-transfer
+    gateway both read it here."""
+    account = {key: (value or "").strip() for key, value in settings.BILLING_BANK_ACCOUNT.items()}
+    return account if account.get("beneficiary") and account.get("iban") else {}
 
 
 def enabled_currencies() -> list[Currency]:

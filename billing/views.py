@@ -222,7 +222,7 @@ def invoice_cancel(request, invoice_id):
 def _pdf_response(request, template: str, context: dict, filename: str) -> HttpResponse:
     from weasyprint import HTML  # heavy import, only for PDFs
 
-    context = {"seller": settings.BILLING_SELLER_DETAILS, "bank": settings.BILLING_BANK_DETAILS,
+    context = {"seller": settings.BILLING_SELLER_DETAILS, "bank": selectors.bank_account(),
                "PORTAL_NAME": settings.PORTAL_NAME, **context}
     html = render_to_string(template, context, request=request)
     response = HttpResponse(HTML(string=html, base_url=request.build_absolute_uri("/")).write_pdf(), content_type="application/pdf")

@@ -328,9 +328,20 @@ BILLING_RATE_MAX_AGE_HOURS = int(env("BILLING_RATE_MAX_AGE_HOURS", "96"))
 # Top-up limits, in BILLING_BASE_CURRENCY (amounts in other currencies are converted to compare).
 BILLING_TOPUP_MIN = Decimal(env("BILLING_TOPUP_MIN", "1"))
 BILLING_TOPUP_MAX = Decimal(env("BILLING_TOPUP_MAX", "50000"))
-# Shown on invoices and the bank-transfer instructions.
+# The provider's block on invoice, act and contract PDFs.
 BILLING_SELLER_DETAILS = env("BILLING_SELLER_DETAILS", "HostPortal B.V.\nServer Street 1\n1011 AB Amsterdam, NL\nVAT NL000000000B01")
-BILLING_BANK_DETAILS = env("BILLING_BANK_DETAILS", "IBAN NL00 BANK 0000 0000 00, BIC BANKNL2A")
+# The provider's bank account, the one source for open invoice PDFs and the bank-transfer panel of the pay
+# page (the invoice number is the payment reference). Unused until beneficiary and IBAN are both set.
+BILLING_BANK_ACCOUNT = {
+    "beneficiary": env("BANK_BENEFICIARY", ""),
+    "bank_name": env("BANK_NAME", ""),
+    "iban": env("BANK_IBAN", ""),
+    "bic": env("BANK_BIC", ""),
+    "address": env("BANK_ADDRESS", ""),
+}
+# Read-only one-line form of BILLING_BANK_ACCOUNT, kept only because portal/tests/test_russian_documents.py
+# still reads it; billing does not use it. Remove with that reference.
+BILLING_BANK_DETAILS = ", ".join(value for value in BILLING_BANK_ACCOUNT.values() if value)
 # --- app settings: billing.gateways ---
 # Webhooks older (or further in the future) than this many seconds are rejected as replays.
 PAYMENT_WEBHOOK_TOLERANCE = int(env("PAYMENT_WEBHOOK_TOLERANCE", "300"))
@@ -342,14 +353,6 @@ SANDBOX_PENDING_DELAY = int(env("SANDBOX_PENDING_DELAY", "20"))
 # Stripe Checkout is offered only when both keys are set.
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "")
-# Bank transfer instructions shown on invoices (the invoice number is the payment reference).
-BANK_TRANSFER_DETAILS = {
-    "beneficiary": env("BANK_BENEFICIARY", ""),
-    "bank_name": env("BANK_NAME", ""),
-    "iban": env("BANK_IBAN", ""),
-    "bic": env("BANK_BIC", ""),
-    "address": env("BANK_ADDRESS", ""),
-}
 PAY_LINK_MAX_AGE = int(env("PAY_LINK_MAX_AGE", str(30 * 24 * 3600)))  # pay-without-login links
 # --- app settings: orders ---
 ORDERS_GRACE_DAYS = int(env("ORDERS_GRACE_DAYS", "3"))  # expired -> suspended after this many days

@@ -105,7 +105,7 @@ def test_pay_page_with_bank_transfer_and_autopay_setup(page, portal, screenshot,
 
     from .factories import GatewayConfigFactory as Config, SavedPaymentMethodFactory
 
-    settings.BANK_TRANSFER_DETAILS = {"beneficiary": "HostPortal GmbH", "bank_name": "Commerzbank", "iban": "DE89370400440532013000",
+    settings.BILLING_BANK_ACCOUNT = {"beneficiary": "HostPortal GmbH", "bank_name": "Commerzbank", "iban": "DE89370400440532013000",
                                       "bic": "COBADEFFXXX", "address": "Kaiserplatz, Frankfurt am Main"}
     Config(code="bank_transfer", position=5)
     invoice = invoice_issue(customer=portal.customer, kind="order",

@@ -42,15 +42,15 @@ def test_gateways_follow_staff_settings_per_currency_and_country(currencies, cus
 
 @pytest.mark.django_db
 def test_bank_transfer_is_offered_only_with_bank_details(settings, gateways_on, customer):
-    settings.BANK_TRANSFER_DETAILS = {"beneficiary": "", "iban": ""}
+    settings.BILLING_BANK_ACCOUNT = {"beneficiary": "", "iban": ""}
     assert "bank_transfer" not in [g.code for g in gateways_available(customer=customer, currency="EUR")]
-    settings.BANK_TRANSFER_DETAILS = {"beneficiary": "Host GmbH", "iban": "DE89370400440532013000", "bic": "COBADEFFXXX"}
+    settings.BILLING_BANK_ACCOUNT = {"beneficiary": "Host GmbH", "iban": "DE89370400440532013000", "bic": "COBADEFFXXX"}
     assert "bank_transfer" in [g.code for g in gateways_available(customer=customer, currency="EUR")]
 
 
 @pytest.mark.django_db
 def test_pay_page_shows_methods_and_bank_details_with_the_invoice_number(settings, owner_client, gateways_on, customer, make_invoice):
-    settings.BANK_TRANSFER_DETAILS = {"beneficiary": "Host GmbH", "iban": "DE89370400440532013000", "bic": "COBADEFFXXX",
+    settings.BILLING_BANK_ACCOUNT = {"beneficiary": "Host GmbH", "iban": "DE89370400440532013000", "bic": "COBADEFFXXX",
                                       "bank_name": "Commerzbank", "address": ""}
     invoice = make_invoice(customer, "19.99")
 
