@@ -102,7 +102,7 @@ class ThrowawayPostgres:
 
     def run(self, *command: str, **kwargs) -> None:
         prefix = ["runuser", "-u", self.user, "--"] if self.user else []
-        subprocess.run([*prefix, *command], check=True, stdout=subprocess.DEVNULL, **kwargs)
+        subprocess.run([*prefix, *command], check=True, stdout=subprocess.DEVNULL, cwd=self.root, **kwargs)
 
     def ctl(self, *args: str) -> None:
         self.run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "postgres.log"),
@@ -114,7 +114,10 @@ class ThrowawayPostgres:
         self.run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "faults")
 
     def remove(self) -> None:
-        self.ctl("stop", "-m", "immediate")
+        if (self.data / "postmaster.pid").exists():
+            prefix = ["runuser", "-u", self.user, "--"] if self.user else []
+            subprocess.run([*prefix, str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30", "stop", "-m", "immediate"],
+                           cwd=self.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(self.root, ignore_errors=True)
 
     @property
@@ -130,19 +133,19 @@ def run_django(code: str, env: dict) -> str:
 
 
 @pytest.fixture
-def throwaway_postgres(django_db_setup, django_db_blocker):
+def throwaway_postgres(django_db_setup):
     server = ThrowawayPostgres()
-    server.start()
-    # The schema the test run just migrated, triggers and constraints included.
-    with django_db_blocker.unblock():
-        source = database_url(connection.settings_dict)
-    dump = subprocess.run([str(server.bin / "pg_dump"), "--schema-only", "--no-owner", "--no-privileges", source],
-                          check=True, capture_output=True, text=True).stdout
-    assert "CREATE TABLE public.billing_ledgerentry" in dump
-    subprocess.run([str(server.bin / "psql"), "-q", "-v", "ON_ERROR_STOP=1", server.url], input=dump, text=True,
-                   check=True, stdout=subprocess.DEVNULL)
-    yield server
-    server.remove()
+    try:
+        server.start()
+        # The schema the test run just migrated, triggers and constraints included.
+        dump = subprocess.run([str(server.bin / "pg_dump"), "--schema-only", "--no-owner", "--no-privileges",
+                               database_url(connection.settings_dict)], check=True, capture_output=True, text=True).stdout
+        assert "CREATE TABLE public.billing_ledgerentry" in dump
+        subprocess.run([str(server.bin / "psql"), "-q", "-v", "ON_ERROR_STOP=1", server.url], input=dump, text=True,
+                       check=True, stdout=subprocess.DEVNULL)
+        yield server
+    finally:
+        server.remove()
 
 
 def test_requests_during_a_restart_fail_cleanly_and_the_app_recovers(throwaway_postgres, throwaway_redis, processes):
