@@ -1,8 +1,8 @@
 import re
 
 import pytest
-from django.core import mail, signing
-from django.db import IntegrityError, connection, transaction
+from django.core import mail
+from django.db import IntegrityError, transaction
 
 from accounts.models import Customer, User
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
