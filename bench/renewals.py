@@ -12,7 +12,7 @@ its next month. In the same run, against the same server, it runs pgbench's TPC-
 clients in another scratch database and prints renewals/s ÷ pgbench tps. After each round it checks
 that every order was renewed exactly once, and at the end runs `audit_ledger`.
 
-Per worker it reports renewals/s, peak RSS (ru_maxrss) and SQL statements per renewal (counted
+Per worker it reports renewals/s, peak RSS (VmHWM) and SQL statements per renewal (counted
 with a connection execute wrapper: one per statement sent, `executemany` counts once).
 """
 import argparse
@@ -144,6 +144,16 @@ def check_round(round_number: int, orders: int) -> None:
 
 # --- worker ----------------------------------------------------------------------------------------
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set size (VmHWM). Not getrusage's ru_maxrss: Linux keeps that
+    across exec, so a worker would report the parent's size at fork time."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def worker(now: str) -> None:
     """One renewal process: run the real job and print its figures as JSON on stdout."""
     from django.db import connection
@@ -180,20 +190,10 @@ def worker(now: str) -> None:
                 entry[1] += time.perf_counter() - began
 
         connection._commit = timed_commit
-    rss_by_chunk: list[float] = []  # ru_maxrss after each chunk: flat memory means it stops growing
+    rss_by_chunk: list[float] = []  # peak RSS after each chunk: flat memory means it stops growing
 
     def progress(_summary):
-        rss_by_chunk.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        if os.environ.get("BENCH_TRACEMALLOC") and len(rss_by_chunk) == 1:
-            import tracemalloc
-
-            for stat in tracemalloc.take_snapshot().statistics("lineno")[:12]:
-                log(f"    {stat}")
-
-    if os.environ.get("BENCH_TRACEMALLOC"):
-        import tracemalloc
-
-        tracemalloc.start()
+        rss_by_chunk.append(peak_rss_mb())
 
     started = time.time()
     with connection.execute_wrapper(count):
@@ -204,7 +204,7 @@ def worker(now: str) -> None:
     print(json.dumps({
         "renewed": summary.renewed, "unpaid": summary.unpaid, "errors": summary.errors, "retries": summary.retries,
         "statements": statements, "started": started, "finished": finished,
-        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "max_rss_mb": peak_rss_mb(),
         "rss_after_first_chunk_mb": rss_by_chunk[0] if rss_by_chunk else None,
     }))
 
