@@ -73,6 +73,16 @@ def equivalents(amount: Decimal, currency: str, currencies: list[Currency]) -> l
     return rows
 
 
+def balance_in_currency(balance: Decimal, account_currency: str, currency: str) -> Decimal | None:
+    """A balance in another currency at the current rate; None while there is no usable rate."""
+    if account_currency == currency:
+        return balance
+    try:
+        return quantize(balance * RateTable().quote(account_currency, currency).rate, currency)
+    except RateError:
+        return None
+
+
 def invoices_for(customer: Customer) -> QuerySet[Invoice]:
     return Invoice.objects.filter(customer=customer)
 

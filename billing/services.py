@@ -509,6 +509,18 @@ def topup_invoice_create(*, customer: Customer, amount: Decimal, currency: str, 
         return existing
 
 
+def invoice_topup_difference_create(*, customer: Customer, invoice: Invoice) -> Invoice | None:
+    """An advance invoice for what the balance lacks to pay `invoice` (which auto-payment then pays once
+    the advance is paid); None when the balance already covers it."""
+    from .selectors import balance_in_currency, balance_of
+
+    available = balance_in_currency(balance_of(customer), customer.currency, invoice.currency) or Decimal(0)
+    difference = invoice.amount_due - max(available, Decimal(0))
+    if difference <= 0:
+        return None
+    return topup_invoice_create(customer=customer, amount=difference, currency=invoice.currency)
+
+
 def payment_gate_check(customer: Customer) -> None:
     """Raise PaymentBlocked while the profile/verification gate (accounts) says no."""
     blockers = payment_blockers(customer)

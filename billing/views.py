@@ -17,8 +17,8 @@ from accounts.roles import Area, acting_customer, customer_view
 from . import hooks, selectors, services
 from .forms import CurrencyChangeForm, DocumentFilterForm, InvoicePayerForm, PayerForm, TopUpForm
 from .models import Invoice, Payer
-from .money import format_money, quantize
-from .rates import RateError, RateTable
+from .money import format_money
+from .rates import RateTable
 
 PAGE_SIZE = 20
 
@@ -129,21 +129,12 @@ def invoice_detail(request, invoice_id):
             context["payer_form"] = InvoicePayerForm(payers=payers, initial={"payer": current})
         context["payment_panels"] = hooks.invoice_payment_panels(request, invoice)
         if invoice.kind != Invoice.Kind.ADVANCE:
-            available = _balance_in(balance, customer.currency, invoice.currency)
+            available = selectors.balance_in_currency(balance, customer.currency, invoice.currency)
             context["available"] = available
             context["covers"] = available is not None and available >= invoice.amount_due
             if available is not None and 0 < available < invoice.amount_due:
                 context["difference"] = invoice.amount_due - available
     return render(request, "billing/invoice_detail.html", context)
-
-
-def _balance_in(balance, account_currency, currency):
-    if account_currency == currency:
-        return balance
-    try:
-        return quantize(balance * RateTable().quote(account_currency, currency).rate, currency)
-    except RateError:
-        return None
 
 
 def _invoice_for_post(request, invoice_id):
@@ -193,12 +184,10 @@ def invoice_topup_difference(request, invoice_id):
     customer, invoice = _invoice_for_post(request, invoice_id)
     if not invoice.is_open or invoice.kind == Invoice.Kind.ADVANCE:
         raise Http404
-    available = _balance_in(selectors.balance_of(customer), customer.currency, invoice.currency) or Decimal(0)
-    difference = invoice.amount_due - max(available, Decimal(0))
-    if difference <= 0:
+    advance = services.invoice_topup_difference_create(customer=customer, invoice=invoice)
+    if advance is None:
         messages.info(request, _("Your balance already covers this invoice."))
         return redirect("billing:invoice_detail", invoice_id=invoice.pk)
-    advance = services.topup_invoice_create(customer=customer, amount=difference, currency=invoice.currency)
     messages.success(request, _("Pay invoice %(advance)s; invoice %(number)s is then paid from your balance automatically.")
                      % {"advance": advance.number, "number": invoice.number})
     return redirect("billing:invoice_detail", invoice_id=advance.pk)

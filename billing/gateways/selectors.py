@@ -1,7 +1,10 @@
 """Gateway reads, scoped to the acting customer (another customer's id is a 404)."""
+import uuid
+
 from django.shortcuts import get_object_or_404
 
 from accounts.models import Customer
+from billing.models import Invoice
 
 from .base import Gateway
 from .models import AutopayCharge, AutopaySettings, GatewayConfig, PaymentAttempt, SavedPaymentMethod
@@ -42,6 +45,20 @@ def payment_method_get(*, customer: Customer, method_id: int) -> SavedPaymentMet
 
 def attempt_get(*, customer: Customer, reference) -> PaymentAttempt:
     return get_object_or_404(PaymentAttempt.objects.select_related("invoice"), customer=customer, reference=reference)
+
+
+def pay_link_invoice(*, invoice_id: int, customer_id: int) -> Invoice:
+    """The invoice a verified pay-without-login token was made for (scoped to the token's customer)."""
+    return get_object_or_404(Invoice.objects.select_related("customer"), pk=invoice_id, customer_id=customer_id)
+
+
+def pay_link_attempt(*, invoice: Invoice, reference: str) -> PaymentAttempt | None:
+    """The payment a pay-without-login visitor just returned from, if `reference` names one for this invoice."""
+    try:
+        reference = uuid.UUID(reference)
+    except ValueError:
+        return None
+    return PaymentAttempt.objects.filter(invoice=invoice, via_pay_link=True, reference=reference).first()
 
 
 def autopay_settings_for(customer: Customer) -> AutopaySettings | None:

@@ -1,4 +1,3 @@
-import uuid
 
 from django.conf import settings
 from django.contrib import messages
@@ -165,12 +164,9 @@ def pay_link(request, invoice_id: int, token: str):
         return render(request, "gateways/pay_link_closed.html", {"reason": "expired"}, status=410)
     except signing.BadSignature:
         raise Http404
-    invoice = get_object_or_404(Invoice.objects.select_related("customer"), pk=invoice_id, customer_id=customer_id)
+    invoice = selectors.pay_link_invoice(invoice_id=invoice_id, customer_id=customer_id)
     customer = invoice.customer
-    attempt = None
-    if request.GET.get("attempt"):
-        attempt = PaymentAttempt.objects.filter(invoice=invoice, via_pay_link=True,
-                                                reference=_uuid_or_none(request.GET["attempt"])).first()
+    attempt = selectors.pay_link_attempt(invoice=invoice, reference=request.GET["attempt"]) if request.GET.get("attempt") else None
     if not customer.pay_without_login:
         return render(request, "gateways/pay_link_closed.html", {"reason": "disabled"}, status=410)
     if not invoice.is_open:
@@ -185,13 +181,6 @@ def pay_link(request, invoice_id: int, token: str):
     context = _pay_context(customer=customer, invoice=invoice, form=form, show_balance=False)
     context["attempt"] = attempt
     return render(request, "gateways/pay_link.html", context)
-
-
-def _uuid_or_none(value: str):
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 @csrf_exempt
