@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Customer
 from accounts.selectors import customer_owner, payment_blockers
 from accounts.services import activity_record
+from notifications.services import notify as _notify  # module-level name: tests replace it
 
 from . import hooks
 from .models import (
@@ -73,17 +74,6 @@ class LineInput:
     quantity: int
     unit_price: Decimal
     reference: str = ""
-
-
-# --- notifications (the app is built in parallel; billing works without it) ---------------------
-
-def _notify(**kwargs) -> None:
-    try:
-        from notifications.services import notify
-    except ImportError:  # pragma: no cover - only before the notifications app lands
-        logger.warning("notifications.services.notify unavailable; %s not sent", kwargs.get("kind"))
-        return
-    notify(**kwargs)
 
 
 # --- ledger ------------------------------------------------------------------------------------

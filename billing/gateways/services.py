@@ -28,6 +28,7 @@ from billing.selectors import balance_of, invoices_for
 from billing.services import (
     BillingError, PaymentBlocked, invoice_apply_balance, invoice_payment_gate_check, payment_record,
 )
+from notifications.services import notify
 
 from .base import GatewayError, GatewayEvent, MethodDetails, StartResult, WebhookRejected
 from .models import (
@@ -48,15 +49,6 @@ class PaymentNotAllowed(Exception):
     def __init__(self, message: str, blockers: list[dict] | None = None):
         super().__init__(message)
         self.blockers = blockers or []
-
-
-def _notify(**kwargs) -> None:
-    try:
-        from notifications.services import notify
-    except ImportError:  # pragma: no cover - only while the notifications app is missing
-        logger.warning("notifications.services.notify unavailable; %s not sent", kwargs.get("kind"))
-        return
-    notify(**kwargs)
 
 
 # --- starting a payment -----------------------------------------------------------------------------
@@ -443,7 +435,7 @@ def _autopay_settle(*, attempt: PaymentAttempt, succeeded: bool) -> None:
             "service": _("the top-up of your balance with %(method)s") % {"method": attempt.saved_method or _("your saved card")},
             "reason": charge.failure_message,
         }
-    _notify(customer=customer, kind="autopay_succeeded" if succeeded else "autopay_failed", context=context,
+    notify(customer=customer, kind="autopay_succeeded" if succeeded else "autopay_failed", context=context,
             link=reverse("gateways:autopay"), dedupe_key=f"autopay:{charge.pk}")
 
 
