@@ -31,6 +31,8 @@ LABELS = {
     "deletion_rejected": _("Account deletion request declined"),
     "social_linked": _("Social login linked"),
     "social_unlinked": _("Social login unlinked"),
+    "telegram_linked": _("Telegram linked"),
+    "telegram_unlinked": _("Telegram unlinked"),
 }
 
 FAILURE_REASONS = {

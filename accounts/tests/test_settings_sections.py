@@ -334,3 +334,14 @@ def test_activity_page_lists_security_events_newest_first(owner_client, owner, l
     assert labels[0] == tr(language, "Login notifications changed")
     assert tr(language, "Logged in") in labels
     assert tr(language, "Activity log") in response.content.decode()
+
+
+def test_activity_page_labels_telegram_link_events_in_the_customers_language(owner_client, owner, language):
+    from accounts.services import activity_record
+
+    activity_record(action="telegram_linked", customer=owner.customer, actor=owner, details={"telegram": "@ann"})
+    activity_record(action="telegram_unlinked", customer=owner.customer, actor=owner, details={"telegram": "@ann"})
+    labels = [row["label"] for row in owner_client.get("/accounts/settings/activity/").context["rows"]]
+    assert tr(language, "Telegram unlinked") in labels and tr(language, "Telegram linked") in labels
+    if language == "ru":  # the humanised code would pass the check above without a Russian label
+        assert "Telegram linked" not in labels and "Telegram unlinked" not in labels
