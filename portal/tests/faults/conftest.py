@@ -162,7 +162,7 @@ class Processes:
         for process in self.started:
             if process.poll() is None:
                 try:
-                    os.killpg(process.pid, signal.SIGTERM)
+                    os.killpg(process.pid, signal.SIGQUIT)  # quick shutdown for gunicorn and Celery alike
                     process.wait(10)
                 except (ProcessLookupError, subprocess.TimeoutExpired):
                     self.kill_group(process)
