@@ -1,13 +1,12 @@
 import datetime as dt
 import io
-import threading
 from collections import defaultdict
 from decimal import Decimal
 
 import pytest
 import time_machine
 from django.core.management import call_command
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 from pypdf import PdfReader
@@ -17,6 +16,7 @@ from billing import services, tasks
 from billing.models import Act, Invoice, LedgerAccount, LedgerEntry
 from billing.services import LineInput
 
+from .concurrency import run_concurrently
 from .factories import CompanyPayerFactory, TaxRateFactory, make_currencies
 
 LAST_MONTH = services.previous_month()
@@ -108,23 +108,8 @@ def test_act_numbers_stay_gap_free_when_runs_overlap():
         for n, customer in enumerate(customers):
             invoice = _issue(customer, f"{n + 1}.00")
             _pay_by_gateway(invoice, f"threads:{n}")
-    barrier = threading.Barrier(4)
-    made, errors = [], []
-
-    def run():
-        try:
-            barrier.wait()
-            made.extend(services.acts_generate(period=LAST_MONTH))
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    runs, errors = run_concurrently(lambda: services.acts_generate(period=LAST_MONTH), [()] * 4)
+    made = [act for acts in runs for act in acts]
     assert errors == []
     assert len(made) == 6  # every group once, whichever run made it
     assert sorted(Act.objects.values_list("sequence", flat=True)) == list(range(1, 7))

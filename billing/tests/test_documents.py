@@ -20,12 +20,6 @@ from .factories import CompanyPayerFactory
 
 
 @pytest.fixture
-def client_in(client, owner):
-    client.force_login(owner)
-    return client
-
-
-@pytest.fixture
 def contract(db):
     staff = StaffUserFactory()
     services.contract_version_publish(version=ContractVersion.objects.create(version=1, title="Customer agreement", text="Old terms."), staff=staff)

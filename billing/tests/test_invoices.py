@@ -1,9 +1,7 @@
-import threading
 from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from accounts.models import Customer
 from accounts.tests.factories import UserFactory
@@ -12,6 +10,7 @@ from billing.models import Invoice, LedgerAccount
 from billing.selectors import balance_of, expenses_for
 from billing.services import LineInput
 
+from .concurrency import run_concurrently
 from .factories import TaxRateFactory, make_currencies
 
 
@@ -23,24 +22,12 @@ def _issue(customer, price="10.00", kind=Invoice.Kind.ORDER, quantity=1):
 def test_invoice_numbers_stay_gap_free_when_issued_concurrently():
     make_currencies()
     customers = [UserFactory().customer for _ in range(8)]
-    barrier = threading.Barrier(len(customers))
-    errors = []
 
     def issue(customer):
-        try:
-            barrier.wait()
-            for _ in range(3):
-                _issue(customer)
-        except Exception as exc:  # pragma: no cover
-            errors.append(exc)
-        finally:
-            connection.close()
+        for _ in range(3):
+            _issue(customer)
 
-    threads = [threading.Thread(target=issue, args=(c,)) for c in customers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _results, errors = run_concurrently(issue, [(c,) for c in customers])
     assert errors == []
     sequences = sorted(Invoice.objects.values_list("sequence", flat=True))
     assert sequences == list(range(1, 25))

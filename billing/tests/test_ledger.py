@@ -1,4 +1,3 @@
-import threading
 from decimal import Decimal
 
 import pytest
@@ -11,6 +10,7 @@ from billing.models import Invoice, LedgerAccount, LedgerEntry, LedgerTransactio
 from billing.selectors import balance_of
 from billing.services import LineInput
 
+from .concurrency import run_concurrently
 from .factories import make_currencies
 
 
@@ -25,23 +25,8 @@ def test_fifty_threads_spend_a_tenth_each_exactly_ten_succeed():
     customer = UserFactory().customer
     services.payment_record(idempotency_key="seed", customer=customer, amount=Decimal("100.00"), currency="EUR", method="bank_transfer")
     invoices = [_issue(customer, "10.00") for _ in range(50)]
-    results, errors = [], []
-    barrier = threading.Barrier(50)
-
-    def pay(invoice):
-        try:
-            barrier.wait()
-            results.append(services.invoice_pay_from_balance(invoice=invoice))
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=pay, args=(inv,)) for inv in invoices]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, errors = run_concurrently(lambda invoice: services.invoice_pay_from_balance(invoice=invoice),
+                                       [(inv,) for inv in invoices])
     assert errors == []
     assert results.count(True) == 10 and results.count(False) == 40
     assert balance_of(customer) == Decimal("0")

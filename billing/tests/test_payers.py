@@ -18,12 +18,6 @@ COMPANY_FORM = {"payer_type": "company", "name": "Erika Mustermann", "company_na
 
 
 @pytest.fixture
-def client_in(client, owner):
-    client.force_login(owner)
-    return client
-
-
-@pytest.fixture
 def staff(db):
     return StaffUserFactory()
 

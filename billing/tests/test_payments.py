@@ -1,9 +1,7 @@
-import threading
 from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 
 from accounts.tests.factories import UserFactory
 from billing import services
@@ -11,6 +9,7 @@ from billing.models import Invoice, LedgerTransaction, Payment
 from billing.selectors import balance_of
 from billing.services import LineInput, PaymentConflict
 
+from .concurrency import run_concurrently
 from .factories import make_currencies
 
 
@@ -48,23 +47,7 @@ def test_bad_amounts_are_refused(currencies, customer, amount):
 def test_same_key_concurrently_credits_once():
     make_currencies()
     customer = UserFactory().customer
-    barrier = threading.Barrier(12)
-    results, errors = [], []
-
-    def call():
-        try:
-            barrier.wait()
-            results.append(_record(customer, key="webhook:evt-42").pk)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=call) for _ in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, errors = run_concurrently(lambda: _record(customer, key="webhook:evt-42").pk, [()] * 12)
     assert errors == []
     assert len(set(results)) == 1 and len(results) == 12
     assert Payment.objects.count() == 1

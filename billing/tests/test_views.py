@@ -11,12 +11,6 @@ from billing.models import Currency, Invoice
 from billing.services import LineInput
 
 
-@pytest.fixture
-def client_in(client, owner):
-    client.force_login(owner)
-    return client
-
-
 def _issue(customer, price="10.00", kind=Invoice.Kind.ORDER):
     return services.invoice_issue(customer=customer, kind=kind, lines=[LineInput(description="VPS M", quantity=1, unit_price=Decimal(price))])
 

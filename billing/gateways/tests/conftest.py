@@ -4,35 +4,18 @@ from decimal import Decimal
 
 import pytest
 
-from accounts.tests.factories import UserFactory
 from billing import services as billing_services
 from billing.gateways import sandbox_provider
 from billing.gateways.models import PaymentAttempt
 from billing.models import Invoice
-from billing.tests.factories import make_currencies
 
 from .factories import GatewayConfigFactory
-
-
-@pytest.fixture
-def currencies(db):
-    return make_currencies()
 
 
 @pytest.fixture
 def gateways_on(currencies):
     """Sandbox and bank transfer enabled for every currency and country."""
     return [GatewayConfigFactory(code="sandbox", position=1), GatewayConfigFactory(code="bank_transfer", position=3)]
-
-
-@pytest.fixture
-def owner(db):
-    return UserFactory()
-
-
-@pytest.fixture
-def customer(owner):
-    return owner.customer
 
 
 @pytest.fixture
@@ -44,20 +27,6 @@ def make_invoice(currencies):
         )
 
     return make
-
-
-@pytest.fixture
-def fund(currencies):
-    counter = {"n": 0}
-
-    def do_fund(customer, amount):
-        counter["n"] += 1
-        return billing_services.payment_record(
-            idempotency_key=f"gw-test-fund:{customer.pk}:{counter['n']}", customer=customer,
-            amount=Decimal(amount), currency=customer.currency, method="bank_transfer",
-        )
-
-    return do_fund
 
 
 @pytest.fixture

@@ -1,15 +1,14 @@
-import threading
 from datetime import datetime, timezone as dt_timezone
 from decimal import Decimal
 
 import pytest
 import time_machine
-from django.db import connection
 
 from billing.gateways import services
 from billing.gateways.models import AutopayCharge, PaymentAttempt
 from billing.models import Invoice, Payment
 from billing.selectors import balance_of
+from billing.tests.concurrency import run_concurrently
 from notifications.models import Notification
 
 
@@ -44,21 +43,7 @@ def test_two_overlapping_job_runs_charge_once(currencies, customer, sandbox_card
     customer.low_balance_threshold = Decimal("30.00")
     customer.save()
     services.autopay_configure(customer=customer, enabled=True, method=sandbox_card(), monthly_limit=Decimal("500.00"))
-    barrier = threading.Barrier(2)
-    counts = []
-
-    def run():
-        try:
-            barrier.wait()
-            counts.append(services.autopay_run())
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    counts, _errors = run_concurrently(services.autopay_run, [()] * 2)
 
     assert sorted(counts) == [0, 1]
     assert AutopayCharge.objects.count() == 1

@@ -1,15 +1,14 @@
-import threading
 import time
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.urls import reverse
 
 from billing.gateways import services
 from billing.gateways.models import PaymentAttempt, SavedPaymentMethod, WebhookDelivery
 from billing.models import Invoice, Payment
 from billing.selectors import balance_of
+from billing.tests.concurrency import run_concurrently
 
 from .conftest import sandbox_event, signed_headers
 
@@ -43,21 +42,8 @@ def test_the_same_webhook_five_times_concurrently_credits_once(sandbox_attempt):
     attempt = sandbox_attempt("40.00")
     body = sandbox_event(attempt)
     headers = signed_headers(body)
-    barrier = threading.Barrier(5)
-    results = []
-
-    def deliver():
-        try:
-            barrier.wait()
-            results.append(services.webhook_receive(gateway_code="sandbox", body=body, headers=headers, remote_ip="127.0.0.1"))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=deliver) for _ in range(5)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results, _errors = run_concurrently(
+        lambda: services.webhook_receive(gateway_code="sandbox", body=body, headers=headers, remote_ip="127.0.0.1"), [()] * 5)
 
     assert sorted(results) == sorted([(200, "processed")] + [(200, "duplicate")] * 4)
     assert Payment.objects.filter(customer=attempt.customer).count() == 1

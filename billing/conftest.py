@@ -1,11 +1,11 @@
+"""Fixtures shared by billing's and billing.gateways' tests."""
 from decimal import Decimal
 
 import pytest
 
 from accounts.tests.factories import UserFactory
 from billing import services
-
-from .factories import make_currencies
+from billing.tests.factories import make_currencies
 
 
 @pytest.fixture
@@ -21,6 +21,13 @@ def owner(db):
 @pytest.fixture
 def customer(owner):
     return owner.customer
+
+
+@pytest.fixture
+def client_in(client, owner):
+    """The test client logged in as the customer's owner."""
+    client.force_login(owner)
+    return client
 
 
 @pytest.fixture
