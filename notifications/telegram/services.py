@@ -241,6 +241,19 @@ def telegram_outbox_sweep() -> list[int]:
     )
 
 
+UPDATE_PRUNE_BATCH = 5_000
+
+
+def telegram_updates_prune(*, now: datetime | None = None) -> int:
+    """Delete stored webhook updates older than TELEGRAM_UPDATE_RETENTION_DAYS (a batch per call)."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.TELEGRAM_UPDATE_RETENTION_DAYS)
+    with transaction.atomic():
+        ids = list(TelegramUpdate.objects.filter(received_at__lt=cutoff).order_by("received_at")
+                   .values_list("pk", flat=True)[:UPDATE_PRUNE_BATCH])
+        deleted, _by_model = TelegramUpdate.objects.filter(pk__in=ids).delete()
+    return deleted
+
+
 @transaction.atomic
 def telegram_retry(*, outbox_ids: list[int]) -> int:
     """Staff: give failed messages a fresh set of attempts and queue them now."""

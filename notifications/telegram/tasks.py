@@ -16,7 +16,9 @@ def telegram_deliver_task(*, outbox_id: int) -> str:
 
 @shared_task
 def telegram_outbox_sweep_task() -> int:
-    """Beat, every minute: queue bot messages that were never picked up or lost their worker."""
+    """Beat, every minute: queue bot messages that were never picked up or lost their worker, and
+    delete webhook updates past their retention."""
+    services.telegram_updates_prune()
     outbox_ids = services.telegram_outbox_sweep()
     for outbox_id in outbox_ids:
         enqueue_task_safely(telegram_deliver_task, outbox_id=outbox_id)

@@ -316,6 +316,9 @@ TELEGRAM_API_BASE = env("TELEGRAM_API_BASE", "https://api.telegram.org").rstrip(
 TELEGRAM_API_TIMEOUT = float(env("TELEGRAM_API_TIMEOUT", "10"))
 TELEGRAM_LINK_TOKEN_TTL = int(env("TELEGRAM_LINK_TOKEN_TTL", "900"))  # seconds a "Link Telegram" deep link works
 TELEGRAM_MAX_ATTEMPTS = int(env("TELEGRAM_MAX_ATTEMPTS", "8"))
+# Webhook updates hold what customers wrote to the bot; the sweeper deletes them after this many days
+# (well past Telegram's redelivery window, so the unique update_id still stops duplicates).
+TELEGRAM_UPDATE_RETENTION_DAYS = int(env("TELEGRAM_UPDATE_RETENTION_DAYS", "30"))
 # --- app settings: billing ---
 # Rates are kept per 1 unit of this currency (the ECB publishes EUR-based rates).
 BILLING_BASE_CURRENCY = env("BILLING_BASE_CURRENCY", "EUR")

@@ -1,5 +1,12 @@
-import pytest
+from datetime import timedelta
+from io import StringIO
 
+import pytest
+import time_machine
+from django.core.management import call_command
+from django.utils import timezone
+
+from notifications.telegram import tasks
 from notifications.telegram.models import TelegramLink, TelegramLinkToken, TelegramOutbox, TelegramUpdate
 from notifications.telegram.services import link_token_create
 
@@ -75,3 +82,23 @@ def test_odd_field_types_never_cause_a_server_error(client, owner, bot_api):
     assert post_update(client, odd).json()["outcome"] == "reply_refused"
     start = update(5, chat_id=2**70, text="/start abc")
     assert post_update(client, start).json()["outcome"] == "ignored"
+
+
+def test_stored_updates_are_deleted_by_the_sweeper_after_the_retention(client, bot_api, settings):
+    settings.TELEGRAM_UPDATE_RETENTION_DAYS = 30
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        post_update(client, update(1, chat_id=111, text="my server 203.0.113.5 is down"))
+    with time_machine.travel(start + timedelta(days=10), tick=False):
+        post_update(client, update(2, chat_id=111, text="still down"))
+    with time_machine.travel(start + timedelta(days=30) - timedelta(seconds=1), tick=False):
+        tasks.telegram_outbox_sweep_task()
+        assert TelegramUpdate.objects.count() == 2  # not a second early
+    with time_machine.travel(start + timedelta(days=30, seconds=1), tick=False):
+        tasks.telegram_outbox_sweep_task()
+        assert list(TelegramUpdate.objects.values_list("update_id", flat=True)) == [2]
+    with time_machine.travel(start + timedelta(days=41), tick=False):
+        call_command("send_telegram_outbox", stdout=StringIO())  # the cron fallback prunes too
+        assert not TelegramUpdate.objects.exists()
+        # A redelivery after the retention is treated as new: far past Telegram's 24-hour redelivery window.
+        assert post_update(client, update(2, chat_id=111, text="still down")).json()["outcome"] == "unlinked_chat"
