@@ -1,7 +1,8 @@
-"""The inbox's part of "export my data" (accounts.personal_data)."""
-from accounts.models import Customer
+"""The inbox's part of "export my data" and of account erasure (accounts.personal_data)."""
+from accounts.models import Customer, User
 
 from .selectors import inbox_for
+from .services import customer_notifications_erase
 
 
 def export_notifications(customer: Customer) -> list[dict]:
@@ -11,7 +12,12 @@ def export_notifications(customer: Customer) -> list[dict]:
     } for notification in inbox_for(customer).defer(None).order_by("created_at", "pk")]
 
 
+def erase_notifications(customer: Customer, actor: User | None) -> None:
+    customer_notifications_erase(customer=customer)
+
+
 def register() -> None:
-    from accounts.personal_data import register_exporter
+    from accounts.personal_data import register_erasure_handler, register_exporter
 
     register_exporter("notifications", export_notifications)
+    register_erasure_handler(erase_notifications)

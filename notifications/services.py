@@ -160,11 +160,13 @@ def notify(
 
 
 def email_enqueue(
-    *, to: str, subject: str, body_text: str, body_html: str = "", dedupe_key: str | None = None
+    *, to: str, subject: str, body_text: str, body_html: str = "", dedupe_key: str | None = None,
+    customer: Customer | None = None,
 ) -> EmailOutbox | None:
     """Queue an email that belongs to no customer's inbox (e.g. staff department mail).
 
-    The same `dedupe_key` twice queues it once (returns None the second time).
+    `customer`: whose personal data the mail carries (a login link, their ticket message), so account
+    erasure finds it. The same `dedupe_key` twice queues it once (returns None the second time).
     """
     to = to.strip()
     validate_email(to)
@@ -172,8 +174,8 @@ def email_enqueue(
         if dedupe_key is not None and EmailOutbox.objects.filter(dedupe_key=dedupe_key).exists():
             return None
         email = EmailOutbox(
-            recipient=to, subject=" ".join(subject.split())[:255], body_text=body_text, body_html=body_html,
-            dedupe_key=dedupe_key,
+            customer=customer, recipient=to, subject=" ".join(subject.split())[:255], body_text=body_text,
+            body_html=body_html, dedupe_key=dedupe_key,
         )
         email.full_clean(validate_unique=False, validate_constraints=False)
         try:
@@ -297,6 +299,21 @@ def email_retry(*, email_ids: list[int]) -> int:
     for email_id in ids:
         _deliver_after_commit(email_id)
     return len(ids)
+
+
+@transaction.atomic
+def customer_notifications_erase(*, customer: Customer) -> None:
+    """Account erasure: blank every inbox notification and email about the customer.
+
+    The rows stay as a record that something of a kind was sent when (kind, status, timestamps), with
+    no subject, text, address or error (errors quote the address). Mail not sent yet never will be.
+    """
+    Notification.objects.filter(customer=customer).update(
+        subject="", body_text="", body_html="", link="", context={}
+    )
+    emails = EmailOutbox.objects.filter(customer=customer)
+    emails.filter(status__in=[Status.PENDING, Status.SENDING]).update(status=Status.FAILED, claimed_at=None)
+    emails.update(recipient="", subject="", body_text="", body_html="", last_error="")
 
 
 # --- inbox and preferences ------------------------------------------------------------------------

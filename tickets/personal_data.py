@@ -2,7 +2,7 @@
 from accounts.models import Customer, User
 
 from .selectors import ticket_thread_for_customer, tickets_for
-from .services import ticket_close
+from .services import customer_tickets_erase
 
 
 def export_tickets(customer: Customer) -> list[dict]:
@@ -16,13 +16,12 @@ def export_tickets(customer: Customer) -> list[dict]:
     } for ticket in tickets_for(customer=customer, status="all").order_by("pk")]
 
 
-def close_open_tickets(customer: Customer, actor: User | None) -> None:
-    for ticket in tickets_for(customer=customer, status="open").order_by("pk"):
-        ticket_close(ticket=ticket, user=actor)
+def erase_tickets(customer: Customer, actor: User | None) -> None:
+    customer_tickets_erase(customer=customer, actor=actor)
 
 
 def register() -> None:
     from accounts.personal_data import register_erasure_handler, register_exporter
 
     register_exporter("tickets", export_tickets)
-    register_erasure_handler(close_open_tickets)
+    register_erasure_handler(erase_tickets)

@@ -3,6 +3,7 @@
 Every function locks the ticket row, so a customer reply and a staff reply arriving together apply
 one after the other and the status always reflects the newest message.
 """
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -68,7 +69,8 @@ def _staff_email(*, ticket: Ticket, message: Message | None, event: str) -> None
         subject = render_to_string("tickets/email/staff_subject.txt", context).strip()
         body = render_to_string("tickets/email/staff_message.txt", context)
     key = f"ticket:{ticket.pk}:message:{message.pk}:staff" if message else f"ticket:{ticket.pk}:{event}:{timezone.now():%Y%m%d%H%M%S%f}"
-    email_enqueue(to=ticket.department.email, subject=subject, body_text=body, dedupe_key=key)
+    email_enqueue(to=ticket.department.email, subject=subject, body_text=body, dedupe_key=key,
+                  customer=ticket.customer)
 
 
 def _set_last_reply(ticket: Ticket, message: Message) -> None:
@@ -320,3 +322,26 @@ def tickets_autoclose_sweep(*, now: datetime | None = None) -> dict[str, int]:
         if outcome:
             counts[outcome] += 1
     return counts
+
+
+@transaction.atomic
+def customer_tickets_erase(*, customer: Customer, actor: User | None) -> None:
+    """Account erasure: close the customer's tickets and remove what they wrote.
+
+    Subjects and the customer's messages are replaced by a note in their language, their attachments
+    deleted (files after commit). Staff replies and internal notes stay: the conversation's record.
+    """
+    tickets = list(Ticket.objects.select_for_update().filter(customer=customer).order_by("pk"))
+    for ticket in tickets:
+        if not ticket.is_closed:
+            ticket_close(ticket=ticket, user=actor)
+    with translation.override(customer.language):
+        removed = _("[removed at the customer's request]")
+    Ticket.objects.filter(pk__in=[ticket.pk for ticket in tickets]).update(subject=removed)
+    customer_messages = Message.objects.filter(ticket__customer=customer, is_staff=False)
+    customer_messages.update(body=removed)
+    attachments = Attachment.objects.filter(message__in=customer_messages)
+    files = [(attachment.file.storage, attachment.file.name) for attachment in attachments if attachment.file]
+    attachments.delete()
+    for storage, name in files:
+        transaction.on_commit(functools.partial(storage.delete, name))

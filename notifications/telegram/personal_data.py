@@ -1,7 +1,8 @@
 """Telegram's part of "export my data" and of anonymizing an account (accounts.personal_data)."""
 from accounts.models import Customer
 
-from .models import TelegramLink, TelegramLinkToken, TelegramOutbox, TelegramUpdate
+from .models import TelegramLink
+from .services import customer_telegram_erase
 
 
 def export_telegram(customer: Customer) -> list[dict]:
@@ -12,12 +13,7 @@ def export_telegram(customer: Customer) -> list[dict]:
 
 
 def erase_telegram(customer: Customer, actor) -> None:
-    """Forget the chats, what the bot wrote to them and what they wrote to the bot."""
-    chat_ids = list(TelegramLink.objects.filter(customer=customer).values_list("chat_id", flat=True))
-    TelegramLink.objects.filter(customer=customer).delete()
-    TelegramLinkToken.objects.filter(user__customer=customer).delete()
-    TelegramOutbox.objects.filter(customer=customer).delete()
-    TelegramUpdate.objects.filter(chat_id__in=chat_ids).delete()
+    customer_telegram_erase(customer=customer)
 
 
 def register() -> None:

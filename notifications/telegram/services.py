@@ -19,7 +19,7 @@ from django.utils import timezone, translation
 from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 
-from accounts.models import User
+from accounts.models import Customer, User
 from accounts.services import activity_record
 from notifications.models import Notification
 from notifications.services import (
@@ -265,6 +265,22 @@ def telegram_retry(*, outbox_ids: list[int]) -> int:
     for outbox_id in ids:
         _deliver_after_commit(outbox_id)
     return len(ids)
+
+
+@transaction.atomic
+def customer_telegram_erase(*, customer: Customer) -> None:
+    """Forget the chats, what the bot wrote to them and what they wrote to the bot.
+
+    Chats the customer linked earlier count too (the bot wrote to them), except a chat that is now
+    linked to another customer: what it writes is that customer's."""
+    chat_ids = set(TelegramLink.objects.filter(customer=customer).values_list("chat_id", flat=True))
+    chat_ids |= set(TelegramOutbox.objects.filter(customer=customer).values_list("chat_id", flat=True))
+    chat_ids -= set(TelegramLink.objects.filter(chat_id__in=chat_ids).exclude(customer=customer)
+                    .values_list("chat_id", flat=True))
+    TelegramLink.objects.filter(customer=customer).delete()
+    TelegramLinkToken.objects.filter(user__customer=customer).delete()
+    TelegramOutbox.objects.filter(customer=customer).delete()
+    TelegramUpdate.objects.filter(chat_id__in=chat_ids).delete()
 
 
 # --- webhook updates ------------------------------------------------------------------------------

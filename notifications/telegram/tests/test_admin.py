@@ -1,7 +1,9 @@
 import pytest
 
 from accounts.tests.factories import StaffUserFactory, UserFactory
-from notifications.telegram.models import TelegramOutbox, TelegramUpdate
+from notifications.kinds import Kind
+from notifications.services import notify
+from notifications.telegram.models import TelegramLink, TelegramOutbox, TelegramUpdate
 
 from .factories import link_chat, post_update, update
 
@@ -48,3 +50,33 @@ def test_export_and_erasure_cover_telegram(client, owner, bot_api):
     assert not TelegramLink.objects.filter(customer=owner.customer).exists() and not TelegramLinkToken.objects.exists()
     assert not TelegramOutbox.objects.filter(chat_id=111).exists() and not TelegramUpdate.objects.exists()
     assert list(TelegramLink.objects.all()) == [other]
+
+
+def test_erasure_also_forgets_chats_linked_earlier_but_not_a_chat_now_someone_elses(client, owner, bot_api):
+    from notifications.telegram.services import customer_telegram_erase, link_delete
+
+    link_chat(owner, chat_id=111)
+    ticket_reply_notice(owner.customer)
+    post_update(client, update(1, chat_id=111, text="my address is 1 Main St"))
+    link_delete(user=owner)  # unlinked earlier: what the bot wrote there and the chat's updates are still the owner's
+    link_chat(owner, chat_id=333)
+    ticket_reply_notice(owner.customer)
+    TelegramLink.objects.filter(user=owner).delete()
+    link_chat(UserFactory(), chat_id=333)  # the chat moved to another customer's login (/start with their token)
+    post_update(client, update(2, chat_id=333, text="the new customer's message"))
+    stranger = link_chat(UserFactory(), chat_id=222)
+    post_update(client, update(3, chat_id=222, text="stranger's message"))
+    assert set(TelegramOutbox.objects.filter(customer=owner.customer).values_list("chat_id", flat=True)) == {111, 333}
+
+    customer_telegram_erase(customer=owner.customer)
+
+    assert set(TelegramUpdate.objects.values_list("update_id", flat=True)) == {2, 3}
+    assert not TelegramOutbox.objects.filter(customer=owner.customer).exists()
+    assert set(TelegramLink.objects.values_list("chat_id", flat=True)) == {222, 333}
+    assert stranger.pk in TelegramLink.objects.values_list("pk", flat=True)
+
+
+def ticket_reply_notice(customer):
+    notify(customer=customer, kind=Kind.TICKET_REPLY, context={
+        "ticket_id": 10042, "ticket_subject": "Disk full", "author": "Maria", "excerpt": "Cleaned up.",
+        "category": "support"})
