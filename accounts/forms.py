@@ -4,11 +4,13 @@ from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
 from django.contrib.auth import password_validation
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.template.loader import render_to_string
 from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 
 from .models import Customer, User
+from .services import email_link_send
 
 username_validator = RegexValidator(
     r"^[A-Za-z0-9_.-]{3,30}$",
@@ -57,6 +59,21 @@ class RegistrationForm(forms.Form):
             except forms.ValidationError as error:
                 self.add_error("password1", error)
         return cleaned
+
+
+class OutboxPasswordResetForm(PasswordResetForm):
+    """Django's reset form, but the mail goes through the outbox (`email_requested`), never straight to SMTP."""
+
+    def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email,
+                  html_email_template_name=None):
+        user = context["user"]
+        email_link_send(
+            purpose="password-reset", token=f"{context['uid']}/{context['token']}", to=to_email,
+            subject="".join(render_to_string(subject_template_name, context).splitlines()),
+            body_text=render_to_string(email_template_name, context),
+            body_html=render_to_string(html_email_template_name, context) if html_email_template_name else "",
+            customer=user.customer,
+        )
 
 
 class LoginForm(AuthenticationForm):

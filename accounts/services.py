@@ -1,5 +1,6 @@
 import csv
 import functools
+import hashlib
 import io
 import json
 import logging
@@ -13,7 +14,6 @@ from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
 from django.core import signing
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -64,6 +64,19 @@ def customer_register(
     return user
 
 
+def email_link_send(*, purpose: str, token: str, to: str, subject: str, body_text: str, body_html: str,
+                    customer: Customer | None) -> None:
+    """Mail a signed link through notifications' outbox (`email_requested`, in the caller's transaction).
+
+    One mail per link however often the call is retried; the key holds the token's hash, never the token.
+    """
+    from .signals import email_requested
+
+    email_requested.send(sender=User, to=to, subject=subject, body_text=body_text, body_html=body_html,
+                         dedupe_key=f"accounts:{purpose}:{hashlib.sha256(token.encode()).hexdigest()}",
+                         customer=customer)
+
+
 def email_verification_send(*, user: User, email: str | None = None) -> None:
     """Email a signed link that proves `email` (default: the account email) belongs to the user."""
     address = email or user.email
@@ -75,9 +88,8 @@ def email_verification_send(*, user: User, email: str | None = None) -> None:
         subject = _("Confirm your email address for %(portal)s") % {"portal": settings.PORTAL_NAME}
         body = render_to_string("accounts/email/verify_email.txt", context)
         html = render_to_string("accounts/email/verify_email.html", context)
-    transaction.on_commit(
-        lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [address], html_message=html)
-    )
+    email_link_send(purpose="verify-email", token=token, to=address, subject=subject, body_text=body, body_html=html,
+                    customer=user.customer)
 
 
 @transaction.atomic
@@ -549,8 +561,8 @@ def invitation_send(*, user: User, invited_by: User) -> None:
             "name": invited_by.get_full_name() or invited_by.username, "portal": settings.PORTAL_NAME}
         body = render_to_string("accounts/email/invitation.txt", context)
         html = render_to_string("accounts/email/invitation.html", context)
-    address = user.email
-    transaction.on_commit(lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [address], html_message=html))
+    email_link_send(purpose="invitation", token=token, to=user.email, subject=subject, body_text=body, body_html=html,
+                    customer=user.customer)
 
 
 def invitation_user(*, token: str) -> User:

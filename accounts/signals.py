@@ -1,8 +1,10 @@
-"""Login activity from Django's auth signals, and the signal accounts raises for security events.
+"""Login activity from Django's auth signals, and the signals accounts raises for mail it needs sent.
 
-`security_event` is how accounts tells the customer about a login or a security change without
-importing notifications (which sits above it): notifications subscribes in its AppConfig.ready().
-It is sent inside the caller's transaction; receivers run synchronously, so a failure rolls back.
+`security_event` is how accounts tells the customer about a login or a security change, and
+`email_requested` how it sends a one-off mail (verification, invitation, password reset), without
+importing notifications (which sits above it): notifications subscribes in its AppConfig.ready() and
+writes the mail to its outbox, so a broker or SMTP outage delays it but never loses it. Both are sent
+inside the caller's transaction; receivers run synchronously, so a failure rolls back.
 """
 from django.contrib import messages
 from django.contrib.auth.signals import user_logged_in, user_login_failed
@@ -15,6 +17,8 @@ from .middleware import customer_zone
 
 # kwargs: customer, kind ("security_login" | "security_change"), context (JSON-serializable), link.
 security_event = Signal()
+# kwargs: to, subject, body_text, body_html, dedupe_key (str | None), customer (Customer | None).
+email_requested = Signal()
 
 
 @receiver(user_logged_in, dispatch_uid="accounts.login_recorded")

@@ -26,8 +26,8 @@ from .activity_labels import activity_label
 from .client_ip import client_ip
 from .forms import (
     AddressForm, AvatarForm, CodeWordForm, ContactForm, EmailRoutingForm, IPAllowlistForm, LoginForm, LoginOptionsForm,
-    OTPLoginForm, OTPTokenForm, PhoneCodeForm, PhoneForm, PreferencesForm, ProfileTypeForm, RegistrationForm,
-    RoleForm, TOTPDisableForm, TrustedUserForm,
+    OTPLoginForm, OTPTokenForm, OutboxPasswordResetForm, PhoneCodeForm, PhoneForm, PreferencesForm, ProfileTypeForm,
+    RegistrationForm, RoleForm, TOTPDisableForm, TrustedUserForm,
 )
 from .models import Customer, User
 from .phone import format_phone
@@ -623,6 +623,7 @@ def login_verify(request: HttpRequest) -> HttpResponse:
 
 
 class PasswordResetView(auth_views.PasswordResetView):
+    form_class = OutboxPasswordResetForm
     template_name = "accounts/password_reset.html"
     email_template_name = "accounts/email/password_reset.txt"
     html_email_template_name = "accounts/email/password_reset.html"

@@ -1,11 +1,19 @@
-"""accounts raises `security_event` (it may not import us); we turn it into a notification."""
+"""accounts raises `security_event` and `email_requested` (it may not import us): we turn them into a
+notification and an outbox email."""
 from django.dispatch import receiver
 
-from accounts.signals import security_event
+from accounts.signals import email_requested, security_event
 
-from .services import notify
+from .services import email_enqueue, notify
 
 
 @receiver(security_event, dispatch_uid="notifications.security_event")
 def security_event_notify(sender, *, customer, kind: str, context: dict, link: str = "", **kwargs) -> None:
     notify(customer=customer, kind=kind, context=context, link=link)
+
+
+@receiver(email_requested, dispatch_uid="notifications.email_requested")
+def email_requested_enqueue(sender, *, to: str, subject: str, body_text: str, body_html: str = "",
+                            dedupe_key: str | None = None, customer=None, **kwargs) -> None:
+    email_enqueue(to=to, subject=subject, body_text=body_text, body_html=body_html, dedupe_key=dedupe_key,
+                  customer=customer)

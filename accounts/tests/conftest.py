@@ -21,3 +21,14 @@ def owner(db, language):
 def owner_client(client, owner):
     client.force_login(owner)
     return client
+
+
+@pytest.fixture(autouse=True)
+def outbox_delivered_at_once(monkeypatch):
+    """Mail goes through notifications' outbox; deliver each row when its task is queued (after commit),
+    as the worker would, so `mail.outbox` holds what was sent. Nothing is published to Redis."""
+    from notifications import services
+    from notifications.tasks import email_deliver_task
+
+    monkeypatch.setattr(email_deliver_task, "apply_async",
+                        lambda kwargs, **options: services.email_deliver(**kwargs))

@@ -1,4 +1,5 @@
 import re
+from datetime import timedelta
 
 import pytest
 from django.core import mail
@@ -97,9 +98,10 @@ def test_logout_requires_post(client):
     assert client.get("/").status_code == 302
 
 
-def test_password_reset_by_email(client):
+def test_password_reset_by_email(client, django_capture_on_commit_callbacks):
     user = UserFactory(email="reset@example.com")
-    client.post("/accounts/password/reset/", {"email": "RESET@example.com"})
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/accounts/password/reset/", {"email": "RESET@example.com"})
     body = mail.outbox[-1].body
     link = re.search(r"http://\S+/accounts/password/reset/\S+/\S+/", body).group(0).split("testserver")[-1]
     response = client.get(link, follow=True)
@@ -150,3 +152,47 @@ def test_admin_searches_users_by_client_id(admin_client):
     response = admin_client.get("/admin/accounts/user/", {"q": str(user.customer_id)})
     assert response.status_code == 200
     assert "findme" in response.content.decode()
+
+
+def test_verification_mail_waits_in_the_outbox_while_the_broker_is_down(client, monkeypatch,
+                                                                        django_capture_on_commit_callbacks):
+    from io import StringIO
+
+    import time_machine
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from notifications.models import EmailOutbox
+    from notifications.tasks import email_deliver_task
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(email_deliver_task, "apply_async", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/accounts/register/", VALID)
+    assert response.status_code == 200 and mail.outbox == []  # registered; the mail is not lost, only late
+    row = EmailOutbox.objects.get(recipient="new@example.com")
+    user = User.objects.get(username="newclient")
+    assert row.status == EmailOutbox.Status.PENDING and row.customer_id == user.customer_id
+    token = re.search(r"/accounts/verify/(\S+)/", row.body_text).group(1)
+    assert row.dedupe_key.startswith("accounts:verify-email:") and token not in row.dedupe_key
+
+    with time_machine.travel(timezone.now() + timedelta(minutes=5)):
+        call_command("send_outbox", stdout=StringIO())  # the cron fallback of the beat sweeper
+    assert mail.outbox[-1].to == ["new@example.com"] and token in _link_from_mail()
+    row.refresh_from_db()
+    assert row.status == EmailOutbox.Status.SENT
+
+
+def test_password_reset_mail_goes_through_the_outbox_once_per_link(client, django_capture_on_commit_callbacks):
+    from notifications.models import EmailOutbox
+
+    user = UserFactory(email="reset@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/accounts/password/reset/", {"email": "reset@example.com"})
+    row = EmailOutbox.objects.get(recipient="reset@example.com")
+    assert row.customer_id == user.customer_id and row.dedupe_key.startswith("accounts:password-reset:")
+    assert row.status == EmailOutbox.Status.SENT and row.body_html
+    assert [m.to for m in mail.outbox] == [["reset@example.com"]]
+    assert "/accounts/password/reset/" in mail.outbox[0].body
