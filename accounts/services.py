@@ -74,7 +74,7 @@ def email_link_send(*, purpose: str, token: str, to: str, subject: str, body_tex
 
     email_requested.send(sender=User, to=to, subject=subject, body_text=body_text, body_html=body_html,
                          dedupe_key=f"accounts:{purpose}:{hashlib.sha256(token.encode()).hexdigest()}",
-                         customer=customer)
+                         customer=customer, contains_secret=True)
 
 
 def email_verification_send(*, user: User, email: str | None = None) -> None:

@@ -17,7 +17,8 @@ from .middleware import customer_zone
 
 # kwargs: customer, kind ("security_login" | "security_change"), context (JSON-serializable), link.
 security_event = Signal()
-# kwargs: to, subject, body_text, body_html, dedupe_key (str | None), customer (Customer | None).
+# kwargs: to, subject, body_text, body_html, dedupe_key (str | None), customer (Customer | None),
+# contains_secret (the text holds a link that signs in or sets a password: kept from staff eyes).
 email_requested = Signal()
 
 

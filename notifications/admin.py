@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext, ngettext
 
 from . import services
 from .models import EmailOutbox, Notification, NotificationPreference
@@ -46,11 +46,30 @@ class EmailOutboxAdmin(admin.ModelAdmin):
     actions = ["retry_failed"]
     readonly_fields = (
         "notification", "customer", "kind", "recipient", "subject", "body_text", "body_html", "status", "attempts",
-        "last_error", "next_attempt_at", "claimed_at", "sent_at", "created_at", "dedupe_key",
+        "last_error", "next_attempt_at", "claimed_at", "sent_at", "created_at", "dedupe_key", "contains_secret",
     )
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    SECRET_FIELDS = ("body_text", "body_html")
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        if obj is not None and obj.contains_secret:  # a sign-in link works for whoever reads it
+            shown = [name for name in fields if name not in self.SECRET_FIELDS]
+            return (*shown, "hidden_text")
+        return fields
+
+    def get_exclude(self, request, obj=None):
+        exclude = super().get_exclude(request, obj)
+        if obj is not None and obj.contains_secret:
+            return (*(exclude or ()), *self.SECRET_FIELDS)
+        return exclude
+
+    @admin.display(description=_("text"))
+    def hidden_text(self, email: EmailOutbox) -> str:
+        return gettext("Hidden: the message contains a sign-in link.")
 
     @admin.display(description=_("last error"))
     def short_error(self, email: EmailOutbox) -> str:

@@ -81,6 +81,9 @@ class EmailOutbox(models.Model):
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
     dedupe_key = models.CharField(_("deduplication key"), max_length=200, null=True, blank=True)
+    # A sign-in link (email verification, invitation, password reset) works for whoever reads it: staff
+    # don't see the text in admin, and it is blanked once sent.
+    contains_secret = models.BooleanField(_("contains a sign-in link"), default=False)
 
     class Meta:
         verbose_name = _("outgoing email")

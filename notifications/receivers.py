@@ -14,6 +14,7 @@ def security_event_notify(sender, *, customer, kind: str, context: dict, link: s
 
 @receiver(email_requested, dispatch_uid="notifications.email_requested")
 def email_requested_enqueue(sender, *, to: str, subject: str, body_text: str, body_html: str = "",
-                            dedupe_key: str | None = None, customer=None, **kwargs) -> None:
+                            dedupe_key: str | None = None, customer=None, contains_secret: bool = False,
+                            **kwargs) -> None:
     email_enqueue(to=to, subject=subject, body_text=body_text, body_html=body_html, dedupe_key=dedupe_key,
-                  customer=customer)
+                  customer=customer, contains_secret=contains_secret)

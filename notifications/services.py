@@ -161,12 +161,13 @@ def notify(
 
 def email_enqueue(
     *, to: str, subject: str, body_text: str, body_html: str = "", dedupe_key: str | None = None,
-    customer: Customer | None = None,
+    customer: Customer | None = None, contains_secret: bool = False,
 ) -> EmailOutbox | None:
     """Queue an email that belongs to no customer's inbox (e.g. staff department mail).
 
     `customer`: whose personal data the mail carries (a login link, their ticket message), so account
-    erasure finds it. The same `dedupe_key` twice queues it once (returns None the second time).
+    erasure finds it. `contains_secret`: the text holds a sign-in link — hidden in admin, blanked once
+    sent. The same `dedupe_key` twice queues it once (returns None the second time).
     """
     to = to.strip()
     validate_email(to)
@@ -175,7 +176,7 @@ def email_enqueue(
             return None
         email = EmailOutbox(
             customer=customer, recipient=to, subject=" ".join(subject.split())[:255], body_text=body_text,
-            body_html=body_html, dedupe_key=dedupe_key,
+            body_html=body_html, dedupe_key=dedupe_key, contains_secret=contains_secret,
         )
         email.full_clean(validate_unique=False, validate_constraints=False)
         try:
@@ -234,8 +235,9 @@ def email_deliver(*, email_id: int) -> DeliveryResult:
         _build_message(email).send(fail_silently=False)
     except Exception as error:  # SMTP, DNS, socket: all mean "try again later"
         return _record_failure(email, error)
+    forget_secret = {"body_text": "", "body_html": ""} if email.contains_secret else {}
     EmailOutbox.objects.filter(pk=email_id, status=Status.SENDING).update(
-        status=Status.SENT, sent_at=timezone.now(), claimed_at=None, last_error=""
+        status=Status.SENT, sent_at=timezone.now(), claimed_at=None, last_error="", **forget_secret
     )
     return DeliveryResult("sent")
 

@@ -1,4 +1,5 @@
 import pytest
+from django.core import mail
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -171,3 +172,23 @@ def test_admin_lists_outbox_and_retries_failed_mail(client, customer):
     client.post(changelist, {"action": "retry_failed", "_selected_action": [row.pk]})
     row.refresh_from_db()
     assert row.status == EmailOutbox.Status.PENDING and row.attempts == 0
+
+
+def test_a_sign_in_link_is_hidden_from_staff_and_blanked_once_sent(client, customer):
+    from accounts.tests.factories import StaffUserFactory
+    from notifications.models import EmailOutbox
+
+    secret = services.email_enqueue(to="owner@example.com", subject="Reset your password", customer=customer,
+                                    body_text="https://portal.example/accounts/password/reset/MQ/tok-3n/",
+                                    contains_secret=True)
+    plain = services.email_enqueue(to="desk@provider.example", subject="Ticket", body_text="a visible text")
+    client.force_login(StaffUserFactory())
+    secret_page = client.get(reverse("admin:notifications_emailoutbox_change", args=[secret.pk])).content.decode()
+    assert "tok-3n" not in secret_page and "Hidden: the message contains a sign-in link." in secret_page
+    assert "a visible text" in client.get(reverse("admin:notifications_emailoutbox_change", args=[plain.pk])).content.decode()
+
+    assert services.email_deliver(email_id=secret.pk).outcome == "sent"
+    assert services.email_deliver(email_id=plain.pk).outcome == "sent"
+    assert "tok-3n" in mail.outbox[0].body  # the person got their link
+    assert EmailOutbox.objects.filter(pk=secret.pk).values_list("body_text", "body_html").get() == ("", "")
+    assert EmailOutbox.objects.get(pk=plain.pk).body_text == "a visible text"
