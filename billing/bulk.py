@@ -18,7 +18,6 @@ notices) with a constant number of statements, in billing's locking order:
 Charges that need a currency conversion are not handled here (the caller uses the one-by-one
 path for them); `supports()` says which.
 """
-import json
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -28,88 +27,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
-from notifications.bulk import Notice, notify_many, prefetch_owners
+from notifications.bulk import Notice, insert_rows, notify_many, prefetch_owners, update_rows  # noqa: F401 (re-exported)
 
 from . import hooks
 from .models import ZERO, DocumentCounter, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, LedgerTransaction
 from .money import format_money, quantize
 from .services import TaxDecision, _low_balance_update, _payer_snapshot, provider_account, tax_for
-
-_MISSING = object()
-
-
-# --- SQL helpers: one statement for many rows, sent through Django's cursor (counted, logged) ----
-
-def _field_defaults(model, now) -> list[tuple[models.Field, object]]:
-    fields = []
-    for field in model._meta.concrete_fields:
-        if field.primary_key:
-            continue
-        if getattr(field, "auto_now_add", False) or getattr(field, "auto_now", False):
-            default = now
-        elif field.has_default() or field.null or (field.blank and field.empty_strings_allowed):
-            default = field.get_default()  # the model default, else None or ""
-        else:
-            default = _MISSING
-        fields.append((field, default))
-    return fields
-
-
-def _adapt(field: models.Field, value):
-    if isinstance(field, models.JSONField) and value is not None:
-        from psycopg2.extras import Json
-
-        return Json(value, dumps=json.dumps)
-    return value
-
-
-def insert_rows(model, rows: list[dict], *, returning: str | None = "id", on_conflict: str = "") -> list:
-    """INSERT many rows of `model` (dicts by attname; omitted fields take their model default) in one
-    statement. Returns the `returning` column per inserted row, in the order given."""
-    if not rows:
-        return []
-    now = timezone.now()
-    fields = _field_defaults(model, now)
-    raw = connection.cursor().cursor  # psycopg2's mogrify quotes each value exactly as execute() would
-    template = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    values = []
-    for row in rows:
-        params = []
-        for field, default in fields:
-            value = row.get(field.attname, default)
-            if value is _MISSING:
-                raise ValueError(f"{model.__name__}.{field.attname} is required")
-            params.append(_adapt(field, value))
-        values.append(raw.mogrify(template, params).decode())
-    sql = (f'INSERT INTO "{model._meta.db_table}" ({", ".join(chr(34) + f.column + chr(34) for f, _d in fields)}) '
-           f"VALUES {', '.join(values)} {on_conflict}")
-    if returning:
-        sql += f' RETURNING "{returning}"'
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-        return [row[0] for row in cursor.fetchall()] if returning else []
-
-
-def update_rows(model, rows: list[dict], fields: list[str], *, key: str = "id") -> int:
-    """UPDATE many rows of `model`, each to its own values, in one statement (`rows` are dicts with
-    `key` and every name in `fields`)."""
-    if not rows:
-        return 0
-    meta = model._meta
-    columns = [meta.get_field(name) for name in fields]
-    key_field = meta.get_field(key)
-    raw = connection.cursor().cursor
-    template = "(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"
-    values = ", ".join(raw.mogrify(template, [row[key]] + [_adapt(f, row[f.attname]) for f in columns]).decode()
-                       for row in rows)
-    assignments = ", ".join(f'"{f.column}" = v."{f.column}"::{f.db_type(connection)}' for f in columns)
-    names = ", ".join(f'"{f.column}"' for f in [key_field, *columns])
-    sql = (f'UPDATE "{meta.db_table}" AS t SET {assignments} FROM (VALUES {values}) AS v({names}) '
-           f'WHERE t."{key_field.column}" = v."{key_field.column}"::{key_field.db_type(connection)}')
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-        return cursor.rowcount
-
 
 # --- issuing and paying ------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone, translation
 from django.utils.html import escape
 
@@ -35,11 +35,90 @@ except ImportError:  # extra channels are optional
     _dispatch_channels = None
 
 _LINK, _NAME = "\x02link\x03", "\x02name\x03"
+_MISSING = object()
 
 
 def _token(key: str) -> str:
     return f"\x02{key}\x03"
 
+
+# --- SQL helpers (billing.bulk uses them too): one statement for many rows, through Django's cursor ---
+
+def _field_defaults(model, now) -> list[tuple[models.Field, object]]:
+    fields = []
+    for model_field in model._meta.concrete_fields:
+        if model_field.primary_key:
+            continue
+        if getattr(model_field, "auto_now_add", False) or getattr(model_field, "auto_now", False):
+            default = now
+        elif model_field.has_default() or model_field.null or (model_field.blank and model_field.empty_strings_allowed):
+            default = model_field.get_default()  # the model default, else None or ""
+        else:
+            default = _MISSING
+        fields.append((model_field, default))
+    return fields
+
+
+def _adapt(field: models.Field, value):
+    if isinstance(field, models.JSONField) and value is not None:
+        from psycopg2.extras import Json
+
+        return Json(value, dumps=json.dumps)
+    return value
+
+
+def insert_rows(model, rows: list[dict], *, returning: str | tuple[str, ...] | None = "id", on_conflict: str = "") -> list:
+    """INSERT many rows of `model` (dicts by attname; omitted fields take their model default) in one
+    statement. Returns the `returning` column per inserted row, in the order given."""
+    if not rows:
+        return []
+    now = timezone.now()
+    fields = _field_defaults(model, now)
+    raw = connection.cursor().cursor  # psycopg2's mogrify quotes each value exactly as execute() would
+    template = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    values = []
+    for row in rows:
+        params = []
+        for model_field, default in fields:
+            value = row.get(model_field.attname, default)
+            if value is _MISSING:
+                raise ValueError(f"{model.__name__}.{model_field.attname} is required")
+            params.append(_adapt(model_field, value))
+        values.append(raw.mogrify(template, params).decode())
+    sql = (f'INSERT INTO "{model._meta.db_table}" ({", ".join(chr(34) + f.column + chr(34) for f, _d in fields)}) '
+           f"VALUES {', '.join(values)} {on_conflict}")
+    columns = (returning,) if isinstance(returning, str) else returning or ()
+    if columns:
+        sql += " RETURNING " + ", ".join(f'"{column}"' for column in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        if not columns:
+            return []
+        return [row[0] for row in cursor.fetchall()] if isinstance(returning, str) else cursor.fetchall()
+
+
+def update_rows(model, rows: list[dict], fields: list[str], *, key: str = "id") -> int:
+    """UPDATE many rows of `model`, each to its own values, in one statement (`rows` are dicts with
+    `key` and every name in `fields`)."""
+    if not rows:
+        return 0
+    meta = model._meta
+    columns = [meta.get_field(name) for name in fields]
+    key_field = meta.get_field(key)
+    raw = connection.cursor().cursor
+    template = "(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"
+    values = ", ".join(raw.mogrify(template, [row[key]] + [_adapt(f, row[f.attname]) for f in columns]).decode()
+                       for row in rows)
+    assignments = ", ".join(f'"{f.column}" = v."{f.column}"::{f.db_type(connection)}' for f in columns)
+    names = ", ".join(f'"{f.column}"' for f in [key_field, *columns])
+    sql = (f'UPDATE "{meta.db_table}" AS t SET {assignments} FROM (VALUES {values}) AS v({names}) '
+           f'WHERE t."{key_field.column}" = v."{key_field.column}"::{key_field.db_type(connection)}')
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.rowcount
+
+
+# --- notices ---------------------------------------------------------------------------------------
 
 @dataclass
 class Notice:
@@ -133,15 +212,6 @@ def prefetch_owners(customers: dict[int, Customer]) -> dict[int, User]:
     return {pk: getattr(customer, "_owner_cache", None) for pk, customer in customers.items()}
 
 
-def _insert(model, columns: list[str], rows: list[tuple], suffix: str = "") -> list[tuple]:
-    raw = connection.cursor().cursor  # psycopg2's mogrify quotes values exactly as execute() would
-    template = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    values = ", ".join(raw.mogrify(template, row).decode() for row in rows)
-    with connection.cursor() as cursor:  # Django's cursor: counted and logged like any query
-        cursor.execute(f'INSERT INTO "{model._meta.db_table}" ({", ".join(columns)}) VALUES {values} {suffix}')
-        return cursor.fetchall()
-
-
 def notify_many(*, kind: str, notices: list[Notice]) -> int:
     """Store and queue `notices` (all of `kind`) like `notify()` does one by one, inside the caller's
     transaction. Returns how many notifications were created (deduplicated ones are not)."""
@@ -171,13 +241,13 @@ def notify_many(*, kind: str, notices: list[Notice]) -> int:
 
     now = timezone.now()
     with transaction.atomic(savepoint=False):  # all or nothing; no savepoint needed inside the caller's
-        stored = _insert(
-            Notification, ["customer_id", "kind", "subject", "body_text", "body_html", "link", "context", "dedupe_key",
-                           "created_at"],
-            [(n.customer.pk, kind, r.subject, r.body_text, r.body_html, n.link, json.dumps(n.context), n.dedupe_key, now)
-             for n, r in zip(notices, rendered)],
-            "ON CONFLICT (customer_id, kind, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING "
-            "RETURNING id, customer_id, dedupe_key",
+        stored = insert_rows(
+            Notification,
+            [{"customer_id": n.customer.pk, "kind": kind, "subject": r.subject, "body_text": r.body_text,
+              "body_html": r.body_html, "link": n.link, "context": n.context, "dedupe_key": n.dedupe_key,
+              "created_at": now} for n, r in zip(notices, rendered)],
+            on_conflict="ON CONFLICT (customer_id, kind, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
+            returning=("id", "customer_id", "dedupe_key"),
         )
         created = []
         rows = iter(stored)
@@ -195,16 +265,15 @@ def notify_many(*, kind: str, notices: list[Notice]) -> int:
                     dedupe_key=notice.dedupe_key, created_at=now))
         enabled = _email_enabled(kind, {n.customer.pk: n.customer for n, _text in created})
         emails = [
-            (notice.notification_id, notice.customer.pk, kind, recipient, text.subject, text.email_text,
-             text.email_html, EmailOutbox.Status.PENDING, 0, "", now, now)
+            {"notification_id": notice.notification_id, "customer_id": notice.customer.pk, "kind": kind,
+             "recipient": recipient, "subject": text.subject, "body_text": text.email_text,
+             "body_html": text.email_html, "next_attempt_at": now, "created_at": now}
             for notice, text in created if enabled[notice.customer.pk]
             for recipient in selectors.email_recipients(customer=notice.customer, kind=kind, context=notice.context,
                                                         owner=owners[notice.customer.pk])
         ]
         if emails:
-            ids = [row[0] for row in _insert(
-                EmailOutbox, ["notification_id", "customer_id", "kind", "recipient", "subject", "body_text", "body_html",
-                              "status", "attempts", "last_error", "next_attempt_at", "created_at"], emails, "RETURNING id")]
+            ids = insert_rows(EmailOutbox, emails)
             transaction.on_commit(functools.partial(_deliver_batch, ids))
     return len(created)
 

@@ -12,11 +12,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import translation
 
 from accounts.tests.factories import UserFactory
+from billing import hooks
 from billing.models import Invoice, LedgerEntry, TaxRate
 from billing.selectors import balance_of
 from notifications.models import EmailOutbox, Notification, NotificationPreference
 from notifications.services import _render_email, _render_kind
-from orders import renewals
+from orders import renewals, services
 from orders.models import Order, OrderEvent, OrderRenewal
 from orders.pricing import add_months
 
@@ -47,8 +48,17 @@ def run(**kwargs):
         return renewals.renewals_run(**kwargs)
 
 
+@pytest.fixture
+def only_orders_paid_handlers(monkeypatch):
+    """Billing's paid-invoice registry as OrdersConfig.ready() leaves it (other tests add handlers)."""
+    monkeypatch.setattr(hooks, "_invoice_paid_handlers", {
+        Invoice.Kind.ORDER: [services.on_order_invoice_paid], Invoice.Kind.RENEWAL: [services.on_renewal_invoice_paid],
+        Invoice.Kind.PLAN_CHANGE: [services.on_plan_change_invoice_paid]})
+
+
 @pytest.mark.django_db
-def test_statements_per_chunk_do_not_grow_with_orders_or_customers(currencies, fund, no_fallback):
+def test_statements_per_chunk_do_not_grow_with_orders_or_customers(currencies, fund, no_fallback,
+                                                                    only_orders_paid_handlers):
     plan = PlanFactory()
     customers_with_orders(1, 1, plan, fund)
     run()  # warm-up: provider accounts and the invoice counter exist from now on
@@ -194,3 +204,14 @@ def test_running_again_renews_nothing_twice(currencies, fund, no_fallback):
     assert OrderRenewal.objects.filter(status="paid").count() == 12
     assert Notification.objects.filter(kind="service_renewed").count() == 12
     call_command("audit_ledger")
+
+
+@pytest.mark.django_db
+def test_other_paid_invoice_handlers_still_run_inside_the_transaction(currencies, fund, no_fallback,
+                                                                      only_orders_paid_handlers):
+    seen = []
+    hooks.register_invoice_paid_handler(Invoice.Kind.RENEWAL, lambda invoice: seen.append((invoice.pk, invoice.status)))
+    customers_with_orders(2, 2, PlanFactory(), fund)
+    assert run().renewed == 4
+    paid = set(Invoice.objects.filter(kind=Invoice.Kind.RENEWAL).values_list("pk", flat=True))
+    assert sorted(seen) == sorted((pk, "paid") for pk in paid)
