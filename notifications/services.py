@@ -190,13 +190,75 @@ def email_enqueue(
     return email
 
 
-# --- delivery -------------------------------------------------------------------------------------
+# --- outbox rows (EmailOutbox and telegram's TelegramOutbox share their status columns) -------------
 
 @dataclass(frozen=True)
 class DeliveryResult:
     outcome: str  # "sent", "retry", "failed" or "skipped" (not ours to send: claimed, sent, not due)
     retry_in: int | None = None
 
+
+def outbox_claim(model, pk: int) -> bool:
+    """Move one due row pending → sending in a single committed UPDATE: of two racing workers exactly
+    one gets True and sends it."""
+    now = timezone.now()
+    with transaction.atomic():
+        return bool(model.objects.filter(pk=pk, status=Status.PENDING, next_attempt_at__lte=now).update(
+            status=Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
+        ))
+
+
+def outbox_mark_sent(model, pk: int, **fields) -> None:
+    model.objects.filter(pk=pk, status=Status.SENDING).update(
+        status=Status.SENT, sent_at=timezone.now(), claimed_at=None, last_error="", **fields
+    )
+
+
+def outbox_mark_failed(model, pk: int, *, error: str) -> None:
+    model.objects.filter(pk=pk, status=Status.SENDING).update(status=Status.FAILED, claimed_at=None, last_error=error)
+
+
+def outbox_back_off(model, pk: int, *, error: str, delay: int) -> DeliveryResult:
+    model.objects.filter(pk=pk, status=Status.SENDING).update(
+        status=Status.PENDING, claimed_at=None, last_error=error,
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+    )
+    return DeliveryResult("retry", retry_in=delay)
+
+
+def outbox_sweep_rows(model, *, max_attempts: int) -> list[int]:
+    """Recover rows whose delivery was lost and return the ids due for sending.
+
+    A row stuck in "sending" longer than NOTIFICATIONS_OUTBOX_STUCK_SECONDS lost its worker (killed
+    mid-send); it goes back to pending (or to failed when out of attempts). Pending rows due for
+    longer than the grace period were never picked up (broker down when they were queued).
+    """
+    now = timezone.now()
+    stuck_before = now - timedelta(seconds=settings.NOTIFICATIONS_OUTBOX_STUCK_SECONDS)
+    with transaction.atomic():
+        stuck = model.objects.filter(status=Status.SENDING, claimed_at__lt=stuck_before)
+        stuck.filter(attempts__gte=max_attempts).update(
+            status=Status.FAILED, claimed_at=None, last_error="Worker lost while sending; out of attempts."
+        )
+        # next_attempt_at = claimed_at makes the row due at once (it is older than the grace period).
+        stuck.update(status=Status.PENDING, next_attempt_at=F("claimed_at"), claimed_at=None,
+                     last_error="Worker lost while sending; retrying.")
+    due_before = now - timedelta(seconds=settings.NOTIFICATIONS_OUTBOX_PENDING_GRACE_SECONDS)
+    return list(
+        model.objects.filter(status=Status.PENDING, next_attempt_at__lte=due_before)
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)[: settings.NOTIFICATIONS_OUTBOX_SWEEP_BATCH]
+    )
+
+
+def outbox_reset_failed(model, ids: list[int]) -> list[int]:
+    """Staff retry (inside the caller's transaction): failed rows among `ids` get fresh attempts, due now."""
+    failed = list(model.objects.select_for_update().filter(pk__in=ids, status=Status.FAILED).values_list("pk", flat=True))
+    model.objects.filter(pk__in=failed).update(status=Status.PENDING, attempts=0, next_attempt_at=timezone.now())
+    return failed
+
+
+# --- delivery -------------------------------------------------------------------------------------
 
 def retry_delay_seconds(attempts: int) -> int:
     """Exponential backoff after the n-th failed attempt: base, 2×base, 4×base … capped."""
@@ -223,12 +285,7 @@ def email_deliver(*, email_id: int) -> DeliveryResult:
     The claim is a single UPDATE … WHERE status='pending' (committed before sending), so of two
     workers racing for the row exactly one gets it. Failures keep the error and back off.
     """
-    now = timezone.now()
-    with transaction.atomic():
-        claimed = EmailOutbox.objects.filter(pk=email_id, status=Status.PENDING, next_attempt_at__lte=now).update(
-            status=Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
-        )
-    if not claimed:
+    if not outbox_claim(EmailOutbox, email_id):
         return DeliveryResult("skipped")
     email = EmailOutbox.objects.get(pk=email_id)
     try:
@@ -236,9 +293,7 @@ def email_deliver(*, email_id: int) -> DeliveryResult:
     except Exception as error:  # SMTP, DNS, socket: all mean "try again later"
         return _record_failure(email, error)
     forget_secret = {"body_text": "", "body_html": ""} if email.contains_secret else {}
-    EmailOutbox.objects.filter(pk=email_id, status=Status.SENDING).update(
-        status=Status.SENT, sent_at=timezone.now(), claimed_at=None, last_error="", **forget_secret
-    )
+    outbox_mark_sent(EmailOutbox, email_id, **forget_secret)
     return DeliveryResult("sent")
 
 
@@ -246,16 +301,9 @@ def _record_failure(email: EmailOutbox, error: Exception) -> DeliveryResult:
     message = f"{type(error).__name__}: {error}"[:2000]
     logger.warning("Email %s to %s failed (attempt %s): %s", email.pk, email.recipient, email.attempts, message)
     if email.attempts >= settings.NOTIFICATIONS_EMAIL_MAX_ATTEMPTS:
-        EmailOutbox.objects.filter(pk=email.pk, status=Status.SENDING).update(
-            status=Status.FAILED, claimed_at=None, last_error=message
-        )
+        outbox_mark_failed(EmailOutbox, email.pk, error=message)
         return DeliveryResult("failed")
-    delay = retry_delay_seconds(email.attempts)
-    EmailOutbox.objects.filter(pk=email.pk, status=Status.SENDING).update(
-        status=Status.PENDING, claimed_at=None, last_error=message,
-        next_attempt_at=timezone.now() + timedelta(seconds=delay),
-    )
-    return DeliveryResult("retry", retry_in=delay)
+    return outbox_back_off(EmailOutbox, email.pk, error=message, delay=retry_delay_seconds(email.attempts))
 
 
 def email_schedule_retry(*, email_id: int, countdown: int) -> bool:
@@ -266,38 +314,14 @@ def email_schedule_retry(*, email_id: int, countdown: int) -> bool:
 
 
 def outbox_sweep() -> list[int]:
-    """Recover rows whose delivery was lost and return the ids due for sending.
-
-    A row stuck in "sending" longer than NOTIFICATIONS_OUTBOX_STUCK_SECONDS lost its worker (killed
-    mid-send); it goes back to pending (or to failed when out of attempts). Pending rows due for
-    longer than the grace period were never picked up (broker down when they were queued).
-    """
-    now = timezone.now()
-    stuck_before = now - timedelta(seconds=settings.NOTIFICATIONS_OUTBOX_STUCK_SECONDS)
-    with transaction.atomic():
-        stuck = EmailOutbox.objects.filter(status=Status.SENDING, claimed_at__lt=stuck_before)
-        stuck.filter(attempts__gte=settings.NOTIFICATIONS_EMAIL_MAX_ATTEMPTS).update(
-            status=Status.FAILED, claimed_at=None, last_error="Worker lost while sending; out of attempts."
-        )
-        # next_attempt_at = claimed_at makes the row due at once (it is older than the grace period).
-        stuck.update(status=Status.PENDING, next_attempt_at=F("claimed_at"), claimed_at=None,
-                     last_error="Worker lost while sending; retrying.")
-    due_before = now - timedelta(seconds=settings.NOTIFICATIONS_OUTBOX_PENDING_GRACE_SECONDS)
-    return list(
-        EmailOutbox.objects.filter(status=Status.PENDING, next_attempt_at__lte=due_before)
-        .order_by("next_attempt_at", "pk")
-        .values_list("pk", flat=True)[: settings.NOTIFICATIONS_OUTBOX_SWEEP_BATCH]
-    )
+    """Recover lost email deliveries and return the ids due for sending (see `outbox_sweep_rows`)."""
+    return outbox_sweep_rows(EmailOutbox, max_attempts=settings.NOTIFICATIONS_EMAIL_MAX_ATTEMPTS)
 
 
 @transaction.atomic
 def email_retry(*, email_ids: list[int]) -> int:
     """Staff: give failed emails a fresh set of attempts and queue them now."""
-    ids = list(
-        EmailOutbox.objects.select_for_update().filter(pk__in=email_ids, status=Status.FAILED)
-        .values_list("pk", flat=True)
-    )
-    EmailOutbox.objects.filter(pk__in=ids).update(status=Status.PENDING, attempts=0, next_attempt_at=timezone.now())
+    ids = outbox_reset_failed(EmailOutbox, email_ids)
     for email_id in ids:
         _deliver_after_commit(email_id)
     return len(ids)

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.text import Truncator
@@ -26,6 +25,12 @@ from notifications.services import (
     DeliveryResult,
     _apply_async_safely,
     enqueue_task_safely,
+    outbox_back_off,
+    outbox_claim,
+    outbox_mark_failed,
+    outbox_mark_sent,
+    outbox_reset_failed,
+    outbox_sweep_rows,
     retry_delay_seconds,
 )
 
@@ -179,12 +184,7 @@ def telegram_deliver(*, outbox_id: int) -> DeliveryResult:
     The claim is a single UPDATE … WHERE status='pending' committed before the HTTP call, so of two
     workers racing for the row exactly one sends it.
     """
-    now = timezone.now()
-    with transaction.atomic():
-        claimed = TelegramOutbox.objects.filter(pk=outbox_id, status=Status.PENDING, next_attempt_at__lte=now).update(
-            status=Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
-        )
-    if not claimed:
+    if not outbox_claim(TelegramOutbox, outbox_id):
         return DeliveryResult("skipped")
     row = TelegramOutbox.objects.get(pk=outbox_id)
     try:
@@ -192,9 +192,7 @@ def telegram_deliver(*, outbox_id: int) -> DeliveryResult:
                                           reply_to_message_id=row.reply_to_message_id)
     except bot_api.BotApiError as error:
         return _record_failure(row, error)
-    TelegramOutbox.objects.filter(pk=outbox_id, status=Status.SENDING).update(
-        status=Status.SENT, sent_at=timezone.now(), claimed_at=None, last_error="", message_id=message_id
-    )
+    outbox_mark_sent(TelegramOutbox, outbox_id, message_id=message_id)
     return DeliveryResult("sent")
 
 
@@ -202,18 +200,12 @@ def _record_failure(row: TelegramOutbox, error: bot_api.BotApiError) -> Delivery
     message = str(error)[:2000]
     logger.warning("Telegram message %s to chat %s failed (attempt %s): %s", row.pk, row.chat_id, row.attempts, message)
     if error.permanent or row.attempts >= settings.TELEGRAM_MAX_ATTEMPTS:
-        TelegramOutbox.objects.filter(pk=row.pk, status=Status.SENDING).update(
-            status=Status.FAILED, claimed_at=None, last_error=message
-        )
+        outbox_mark_failed(TelegramOutbox, row.pk, error=message)
         if error.status == 403:  # the user blocked the bot or deleted their account: stop writing there
             link_drop_forbidden(chat_id=row.chat_id)
         return DeliveryResult("failed")
     delay = max(error.retry_after or 0, retry_delay_seconds(row.attempts))
-    TelegramOutbox.objects.filter(pk=row.pk, status=Status.SENDING).update(
-        status=Status.PENDING, claimed_at=None, last_error=message,
-        next_attempt_at=timezone.now() + timedelta(seconds=delay),
-    )
-    return DeliveryResult("retry", retry_in=delay)
+    return outbox_back_off(TelegramOutbox, row.pk, error=message, delay=delay)
 
 
 def telegram_schedule_retry(*, outbox_id: int, countdown: int) -> bool:
@@ -223,22 +215,8 @@ def telegram_schedule_retry(*, outbox_id: int, countdown: int) -> bool:
 
 
 def telegram_outbox_sweep() -> list[int]:
-    """Recover rows whose worker died mid-send and return the ids due for sending (see notifications.outbox_sweep)."""
-    now = timezone.now()
-    stuck_before = now - timedelta(seconds=settings.NOTIFICATIONS_OUTBOX_STUCK_SECONDS)
-    with transaction.atomic():
-        stuck = TelegramOutbox.objects.filter(status=Status.SENDING, claimed_at__lt=stuck_before)
-        stuck.filter(attempts__gte=settings.TELEGRAM_MAX_ATTEMPTS).update(
-            status=Status.FAILED, claimed_at=None, last_error="Worker lost while sending; out of attempts."
-        )
-        stuck.update(status=Status.PENDING, next_attempt_at=F("claimed_at"), claimed_at=None,
-                     last_error="Worker lost while sending; retrying.")
-    due_before = now - timedelta(seconds=settings.NOTIFICATIONS_OUTBOX_PENDING_GRACE_SECONDS)
-    return list(
-        TelegramOutbox.objects.filter(status=Status.PENDING, next_attempt_at__lte=due_before)
-        .order_by("next_attempt_at", "pk")
-        .values_list("pk", flat=True)[: settings.NOTIFICATIONS_OUTBOX_SWEEP_BATCH]
-    )
+    """Recover lost bot-message deliveries and return the ids due for sending (see `outbox_sweep_rows`)."""
+    return outbox_sweep_rows(TelegramOutbox, max_attempts=settings.TELEGRAM_MAX_ATTEMPTS)
 
 
 UPDATE_PRUNE_BATCH = 5_000
@@ -257,11 +235,7 @@ def telegram_updates_prune(*, now: datetime | None = None) -> int:
 @transaction.atomic
 def telegram_retry(*, outbox_ids: list[int]) -> int:
     """Staff: give failed messages a fresh set of attempts and queue them now."""
-    ids = list(
-        TelegramOutbox.objects.select_for_update().filter(pk__in=outbox_ids, status=Status.FAILED)
-        .values_list("pk", flat=True)
-    )
-    TelegramOutbox.objects.filter(pk__in=ids).update(status=Status.PENDING, attempts=0, next_attempt_at=timezone.now())
+    ids = outbox_reset_failed(TelegramOutbox, outbox_ids)
     for outbox_id in ids:
         _deliver_after_commit(outbox_id)
     return len(ids)
