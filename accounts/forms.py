@@ -18,7 +18,23 @@ username_validator = RegexValidator(
 )
 
 
-class RegistrationForm(forms.Form):
+class NewLoginFormMixin:
+    """A new login's username and email must be free (case-insensitively): signup and trusted users."""
+
+    def clean_username(self):
+        username = self.cleaned_data["username"]
+        if User.objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError(_("This username is already taken."), code="taken")
+        return username
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip()
+        if User.objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError(_("An account with this email already exists."), code="taken")
+        return email
+
+
+class RegistrationForm(NewLoginFormMixin, forms.Form):
     username = forms.CharField(
         label=_("Username"), max_length=30, validators=[username_validator],
         help_text=_("Used to log in. It cannot be changed later."),
@@ -33,18 +49,6 @@ class RegistrationForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.helper = FormHelper()
         self.helper.add_input(Submit("submit", _("Create account"), css_class="w-100"))
-
-    def clean_username(self):
-        username = self.cleaned_data["username"]
-        if User.objects.filter(username__iexact=username).exists():
-            raise forms.ValidationError(_("This username is already taken."), code="taken")
-        return username
-
-    def clean_email(self):
-        email = self.cleaned_data["email"].strip()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError(_("An account with this email already exists."), code="taken")
-        return email
 
     def clean(self):
         cleaned = super().clean()
@@ -310,7 +314,7 @@ class TOTPDisableForm(forms.Form):
     token = forms.CharField(label=_("Authentication code or recovery code"), max_length=16)
 
 
-class TrustedUserForm(forms.Form):
+class TrustedUserForm(NewLoginFormMixin, forms.Form):
     username = forms.CharField(label=_("Username"), max_length=30, validators=[username_validator],
                                help_text=_("Their login. It cannot be changed later."))
     email = forms.EmailField(label=_("Email"), max_length=254,
@@ -318,18 +322,6 @@ class TrustedUserForm(forms.Form):
     first_name = forms.CharField(label=_("First name"), max_length=150)
     last_name = forms.CharField(label=_("Last name"), max_length=150, required=False)
     role = forms.ChoiceField(label=_("Role"), choices=User.Role.choices)
-
-    def clean_username(self):
-        username = self.cleaned_data["username"]
-        if User.objects.filter(username__iexact=username).exists():
-            raise forms.ValidationError(_("This username is already taken."), code="taken")
-        return username
-
-    def clean_email(self):
-        email = self.cleaned_data["email"].strip()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError(_("An account with this email already exists."), code="taken")
-        return email
 
 
 class RoleForm(forms.Form):
