@@ -179,14 +179,18 @@ def message_post_staff(
     return message
 
 
+def _notice_context(ticket: Ticket) -> dict:
+    """What every ticket notice carries: `ticket_id` (Telegram's reply reference) and `category` (which
+    of the customer's addresses it goes to)."""
+    return {"ticket_id": ticket.number, "ticket_subject": ticket.subject, "category": ticket.department.category}
+
+
 def _notify_customer_reply(*, ticket: Ticket, message: Message) -> None:
     notify(
         customer=ticket.customer,
         kind=Kind.TICKET_REPLY,
         context={
-            "ticket_id": ticket.number,
-            "ticket_subject": ticket.subject,
-            "category": ticket.department.category,
+            **_notice_context(ticket),
             "author": message.author.first_name if message.author else "",
             "excerpt": Truncator(message.body).chars(500),
         },
@@ -290,12 +294,7 @@ def ticket_autoclose_process(*, ticket_id: int, now: datetime | None = None) -> 
         notify(
             customer=ticket.customer,
             kind=Kind.TICKET_AUTOCLOSE_WARNING,
-            context={
-                "ticket_id": ticket.number,
-                "ticket_subject": ticket.subject,
-                "category": ticket.department.category,
-                "closes_at": closes_at_text,
-            },
+            context={**_notice_context(ticket), "closes_at": closes_at_text},
             link=_thread_link(ticket),
             dedupe_key=f"ticket:{ticket.pk}:autoclose-warning:{ticket.status_changed_at:%Y%m%d%H%M%S}",
         )
