@@ -261,6 +261,9 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
+# --- app settings: portal ---
+# The dashboard's renewal forecast lists this many soonest renewals; the rest are summed in one line.
+DASHBOARD_FORECAST_ROWS = int(env("DASHBOARD_FORECAST_ROWS", "10"))
 # --- app settings: accounts ---
 # Mobile number verification: accounts.phone.DevelopmentBackend (logs an SMS code),
 # accounts.phone.DevelopmentCallBackend (logs a call-password), accounts.phone.HttpGatewayBackend.

@@ -92,8 +92,29 @@ def test_dashboard_query_count_is_the_same_for_3_and_300_services(client, curren
     assert small_count <= 30, small_count
     html = response.content.decode()
     assert html.count('data-testid="dashboard-service"') == 5
-    assert html.count('data-testid="forecast-row"') > 50  # everything expiring within 30 days
+    assert html.count('data-testid="forecast-row"') == 10  # DASHBOARD_FORECAST_ROWS soonest of ~100 due
     assert 'data-testid="forecast-warning"' in html  # 100.00 does not cover ~100 renewals of 10.00
+    due = renewals.due_for_auto_renewal(T0 + timedelta(days=30)).filter(customer=large.customer).count()
+    assert due > 50
+    assert f"and {due - 10} more renewals totalling" in html
+    assert 'href="/orders/?sort=expires"' in html
+
+
+@pytest.mark.django_db
+def test_forecast_summarises_renewals_beyond_the_shown_rows(currencies, settings):
+    """Totals, coverage and the shortfall cover every due renewal, whatever the number of rows shown."""
+    customer = UserFactory().customer
+    make_orders(customer, PlanFactory(), 5, first_expiry=T0 + timedelta(days=2), step=timedelta(days=1))
+    fund(customer, "25.00")  # covers two renewals of 10.00; the 3rd is 5.00 short, the 4th and 5th 10.00 each
+    settings.DASHBOARD_FORECAST_ROWS = 2
+    with time_machine.travel(T0, tick=False):
+        capped = renewal_forecast(customer=customer)
+        full = renewal_forecast(customer=customer, shown=100)
+    assert [row.covered_by for row in capped.rows] == ["balance", "balance"]
+    assert capped.count == 5 and capped.more_count == 3 and capped.more_total == Decimal("30.00")
+    assert (capped.total, capped.shortfall, capped.uncovered) == (full.total, full.shortfall, full.uncovered)
+    assert capped.total == Decimal("50.00") and capped.shortfall == Decimal("25.00") and not capped.all_covered
+    assert capped.rows == full.rows[:2]
 
 
 @pytest.mark.django_db
@@ -137,23 +158,29 @@ def test_forecast_matches_what_the_renewal_job_charges(currencies):
     fund(customer, "30.00")  # covers two renewals (12.29 + 8.75), not the third
 
     with time_machine.travel(T0, tick=False):
-        forecast = renewal_forecast(customer=customer)
-    by_order = {row.order.pk: row for row in forecast.rows}
-    assert list(by_order) == [orders[0].pk, orders[1].pk, orders[2].pk]
+        forecast = renewal_forecast(customer=customer, shown=2)  # the third renewal only in the totals
+        every_row = renewal_forecast(customer=customer, shown=100).rows  # when to run the job
+    by_order = {row.order_id: row for row in forecast.rows}
+    assert list(by_order) == [orders[0].pk, orders[1].pk] and forecast.more_count == 1
     assert by_order[orders[0].pk].amount == Decimal("12.29")  # 10.33 + 19% VAT, rounded half up
     assert by_order[orders[1].pk].amount == Decimal("8.75")  # the scheduled plan's price + VAT
-    assert [row.covered_by for row in forecast.rows] == ["balance", "balance", ""]
+    assert [row.covered_by for row in forecast.rows] == ["balance", "balance"]
+    assert forecast.uncovered == 1
     assert forecast.shortfall == Decimal("12.29") - (Decimal("30.00") - Decimal("12.29") - Decimal("8.75"))
 
-    for row in forecast.rows:
+    for row in every_row:
         with time_machine.travel(row.renews_at, tick=False):
             renewals.renewals_run()
+    invoices = {r.order_id: Invoice.objects.get(pk=r.invoice_id) for r in OrderRenewal.objects.filter(period=2)}
+    assert set(invoices) == {orders[0].pk, orders[1].pk, orders[2].pk}  # not orders[3] (auto-renew off)
     for row in forecast.rows:
-        renewal = OrderRenewal.objects.get(order_id=row.order.pk, period=2)
-        invoice = Invoice.objects.get(pk=renewal.invoice_id)
-        assert invoice.total == row.amount
-        assert (invoice.status == Invoice.Status.PAID) == (row.covered_by == "balance")
-    assert not OrderRenewal.objects.filter(order_id=orders[3].pk).exists()
+        assert invoices[row.order_id].total == row.amount
+        assert (invoices[row.order_id].status == Invoice.Status.PAID) == (row.covered_by == "balance")
+    assert sum(invoice.total for invoice in invoices.values()) == forecast.total
+    assert forecast.more_total == invoices[orders[2].pk].total
+    unpaid = [invoice for invoice in invoices.values() if invoice.status != Invoice.Status.PAID]
+    assert len(unpaid) == forecast.uncovered
+    assert sum(invoice.total for invoice in unpaid) - forecast.shortfall == Decimal("30.00") - Decimal("12.29") - Decimal("8.75")
 
 
 @pytest.mark.django_db
@@ -182,7 +209,7 @@ def test_forecast_uses_an_already_issued_renewal_invoice(currencies):
         renewals.renewals_run()  # no funds: the renewal invoice stays open
         invoice = Invoice.objects.get(kind=Invoice.Kind.RENEWAL)
         row = renewal_forecast(customer=customer).rows[0]
-    assert row.order.pk == order.pk and row.amount == invoice.total and row.covered_by == ""
+    assert row.order_id == order.pk and row.amount == invoice.total and row.covered_by == ""
 
 
 @pytest.mark.django_db
