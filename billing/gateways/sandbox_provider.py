@@ -9,13 +9,13 @@ Test cards (any future expiry, any 3-digit CVC):
   4242 4242 4242 4242 / 5555 5555 5555 4444  succeed
   4000 0000 0000 0002                        declined
   4000 0000 0000 0077                        pending, then succeeded after SANDBOX_PENDING_DELAY seconds
+                                             (posted by the beat sweeper once that time has passed)
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-import logging
 import secrets
 import time
 from datetime import timedelta
@@ -29,8 +29,6 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from .models import SandboxCard, SandboxCharge, SandboxCheckout, SandboxWebhookOutbox
-
-logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "Sandbox-Signature"
 CHECKOUT_LIFETIME = timedelta(hours=2)
@@ -198,20 +196,12 @@ def _event_queue(event_type: str, data: dict, *, delay: int = 0, settle_charge: 
         event_id=event_id, event_type=event_type, payload=payload,
         deliver_after=timezone.now() + timedelta(seconds=delay),
     )
-    if delay:
-        transaction.on_commit(lambda: _enqueue_delayed(row.pk, delay))
-    else:
+    # A delayed event (and every retry) is left to the beat sweeper, which posts rows once their
+    # deliver_after has passed. No Celery countdown: with the broker's short visibility timeout a
+    # worker holding a countdown task unacked gets it re-delivered every timeout, multiplying copies.
+    if not delay:
         transaction.on_commit(lambda: webhook_deliver(outbox_id=row.pk))
     return row
-
-
-def _enqueue_delayed(outbox_id: int, delay: int) -> None:
-    from .tasks import sandbox_webhook_deliver
-
-    try:
-        sandbox_webhook_deliver.apply_async(kwargs={"outbox_id": outbox_id}, countdown=delay)
-    except Exception:  # broker down: the beat sweeper delivers it from the outbox
-        logger.warning("sandbox: could not enqueue delayed webhook %s; the sweeper will send it", outbox_id, exc_info=True)
 
 
 # --- Webhook sender ----------------------------------------------------------------------------------

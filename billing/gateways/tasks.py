@@ -4,13 +4,9 @@ from . import sandbox_provider, services
 
 
 @shared_task
-def sandbox_webhook_deliver(*, outbox_id: int) -> bool:
-    return sandbox_provider.webhook_deliver(outbox_id=outbox_id)
-
-
-@shared_task
 def sandbox_webhooks_deliver_due() -> int:
-    """Beat sweeper: re-posts sandbox webhooks that were not acknowledged (portal or broker was down)."""
+    """Beat sweeper: posts sandbox webhooks whose time has come — delayed events ("pending, then
+    success") and retries of ones the portal did not acknowledge."""
     return sandbox_provider.webhooks_deliver_due()
 
 

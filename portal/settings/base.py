@@ -168,7 +168,10 @@ CELERY_BEAT_SCHEDULE["billing-autopay-sweep"] = {"task": "billing.tasks.autopay_
 # Closes last month's acts; idempotent, so running every 6 hours just catches up after downtime.
 CELERY_BEAT_SCHEDULE["billing-acts-monthly"] = {"task": "billing.tasks.acts_generate_previous_month", "schedule": 6 * 3600}
 # --- beat schedule: billing.gateways ---
-CELERY_BEAT_SCHEDULE["gateways-sandbox-webhooks"] = {"task": "billing.gateways.tasks.sandbox_webhooks_deliver_due", "schedule": 30.0}
+# Every 5 s: it posts the sandbox's delayed events when due (SANDBOX_PENDING_DELAY) as well as retries;
+# one indexed query when nothing is due. `expires` drops sweeps queued while no worker was running.
+CELERY_BEAT_SCHEDULE["gateways-sandbox-webhooks"] = {"task": "billing.gateways.tasks.sandbox_webhooks_deliver_due", "schedule": 5.0,
+                                                     "options": {"expires": 5.0}}
 CELERY_BEAT_SCHEDULE["gateways-autopay"] = {"task": "billing.gateways.tasks.autopay_run", "schedule": 3600.0}
 # --- beat schedule: orders ---
 CELERY_BEAT_SCHEDULE["orders-auto-renew"] = {"task": "orders.tasks.renew_services_task", "schedule": 3600.0}

@@ -60,7 +60,7 @@ def webhooks_go_nowhere(settings):
     """Sandbox webhooks posted after commit go to a closed port unless a test points them at live_server
     (never at a demo someone runs on :8000)."""
     settings.PORTAL_BASE_URL = "http://127.0.0.1:9"
-    # Delayed sandbox events run in-process (and find nothing due yet) instead of reaching a shared broker.
+    # Tasks queued after commit (notification mail) run in-process instead of reaching a shared broker.
     settings.CELERY_TASK_ALWAYS_EAGER = True
 
 
