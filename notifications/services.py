@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -44,9 +44,9 @@ def enqueue_task_safely(task, **kwargs) -> bool:
     return _apply_async_safely(task, kwargs)
 
 
-def _apply_async_safely(task, kwargs: dict, countdown: int | None = None) -> bool:
+def _apply_async_safely(task, kwargs: dict) -> bool:
     try:
-        task.apply_async(kwargs=kwargs, countdown=countdown)
+        task.apply_async(kwargs=kwargs)
     except Exception:  # kombu/redis raise a zoo of connection errors; none may reach the user.
         logger.warning("Could not enqueue %s(%s); the periodic sweeper will pick it up.", task.name, kwargs,
                        exc_info=True)
@@ -243,9 +243,12 @@ def outbox_sweep_rows(model, *, max_attempts: int) -> list[int]:
         # next_attempt_at = claimed_at makes the row due at once (it is older than the grace period).
         stuck.update(status=Status.PENDING, next_attempt_at=F("claimed_at"), claimed_at=None,
                      last_error="Worker lost while sending; retrying.")
+    # A fresh row gets a grace period (its on_commit task is probably on the way); a retry after a
+    # failed attempt is the sweeper's job alone, so it goes as soon as its backoff has passed.
     due_before = now - timedelta(seconds=settings.NOTIFICATIONS_OUTBOX_PENDING_GRACE_SECONDS)
     return list(
-        model.objects.filter(status=Status.PENDING, next_attempt_at__lte=due_before)
+        model.objects.filter(status=Status.PENDING)
+        .filter(Q(attempts=0, next_attempt_at__lte=due_before) | Q(attempts__gt=0, next_attempt_at__lte=now))
         .order_by("next_attempt_at", "pk")
         .values_list("pk", flat=True)[: settings.NOTIFICATIONS_OUTBOX_SWEEP_BATCH]
     )
@@ -304,13 +307,6 @@ def _record_failure(email: EmailOutbox, error: Exception) -> DeliveryResult:
         outbox_mark_failed(EmailOutbox, email.pk, error=message)
         return DeliveryResult("failed")
     return outbox_back_off(EmailOutbox, email.pk, error=message, delay=retry_delay_seconds(email.attempts))
-
-
-def email_schedule_retry(*, email_id: int, countdown: int) -> bool:
-    """Queue the next attempt of a failed send (the sweeper is the fallback if this fails)."""
-    from .tasks import email_deliver_task
-
-    return _apply_async_safely(email_deliver_task, {"email_id": email_id}, countdown=countdown)
 
 
 def outbox_sweep() -> list[int]:

@@ -5,15 +5,11 @@ from . import services
 
 @shared_task
 def email_deliver_task(*, email_id: int) -> str:
-    """Send one outbox row; on failure queue the next attempt with exponential backoff.
-
-    The backoff lives in the row (next_attempt_at), so the sweeper retries even if this re-queue
-    or the worker is lost.
+    """Send one outbox row. A failure only sets the row's next_attempt_at (exponential backoff): the
+    sweeper queues the retry once it is due. No countdown/ETA tasks: with the short Redis visibility
+    timeout (portal/settings/base.py) a task held for later would be redelivered over and over.
     """
-    result = services.email_deliver(email_id=email_id)
-    if result.outcome == "retry":
-        services.email_schedule_retry(email_id=email_id, countdown=result.retry_in)
-    return result.outcome
+    return services.email_deliver(email_id=email_id).outcome
 
 
 @shared_task

@@ -23,7 +23,6 @@ from accounts.services import activity_record
 from notifications.models import Notification
 from notifications.services import (
     DeliveryResult,
-    _apply_async_safely,
     enqueue_task_safely,
     outbox_back_off,
     outbox_claim,
@@ -206,12 +205,6 @@ def _record_failure(row: TelegramOutbox, error: bot_api.BotApiError) -> Delivery
         return DeliveryResult("failed")
     delay = max(error.retry_after or 0, retry_delay_seconds(row.attempts))
     return outbox_back_off(TelegramOutbox, row.pk, error=message, delay=delay)
-
-
-def telegram_schedule_retry(*, outbox_id: int, countdown: int) -> bool:
-    from .tasks import telegram_deliver_task
-
-    return _apply_async_safely(telegram_deliver_task, {"outbox_id": outbox_id}, countdown=countdown)
 
 
 def telegram_outbox_sweep() -> list[int]:

@@ -7,11 +7,9 @@ from . import services
 
 @shared_task
 def telegram_deliver_task(*, outbox_id: int) -> str:
-    """Send one bot message; on failure queue the next attempt (the backoff lives in the row for the sweeper)."""
-    result = services.telegram_deliver(outbox_id=outbox_id)
-    if result.outcome == "retry":
-        services.telegram_schedule_retry(outbox_id=outbox_id, countdown=result.retry_in)
-    return result.outcome
+    """Send one bot message; a failure sets the row's next attempt time and the sweeper retries it
+    (no countdown tasks, see notifications.tasks.email_deliver_task)."""
+    return services.telegram_deliver(outbox_id=outbox_id).outcome
 
 
 @shared_task

@@ -121,10 +121,15 @@ def test_backoff_doubles_and_is_capped(settings):
 
 
 @pytest.mark.django_db
-def test_task_requeues_a_failed_send_with_the_backoff_delay(smtp_down, customer, queued_deliveries):
+def test_a_failed_send_is_retried_by_the_sweeper_once_its_backoff_passed(smtp_down, customer, queued_deliveries):
     row = make_email(customer)
     assert tasks.email_deliver_task(email_id=row.pk) == "retry"
-    assert queued_deliveries == [{"kwargs": {"email_id": row.pk}, "countdown": 60}]
+    assert queued_deliveries == []  # no countdown task: the row's next_attempt_at drives the retry
+    row.refresh_from_db()
+    assert row.next_attempt_at > timezone.now() + timedelta(seconds=55)
+    assert services.outbox_sweep() == []
+    with time_machine.travel(row.next_attempt_at + timedelta(seconds=1)):
+        assert services.outbox_sweep() == [row.pk]
 
 
 @pytest.mark.django_db
@@ -135,7 +140,7 @@ def test_notify_queues_delivery_on_commit_and_the_task_sends(customer, django_ca
         services.notify(customer=customer, kind=Kind.LOW_BALANCE, context={"balance": "€1", "threshold": "€5"})
         assert queued == []  # nothing before commit
     row = EmailOutbox.objects.get()
-    assert queued == [{"kwargs": {"email_id": row.pk}, "countdown": None}]
+    assert queued == [{"kwargs": {"email_id": row.pk}}]
     assert tasks.email_deliver_task(**queued[0]["kwargs"]) == "sent"
     assert [m.to for m in mail.outbox] == [["owner@example.com"]]
     assert mail.outbox[0].alternatives[0][1] == "text/html"

@@ -145,8 +145,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # are older than the visibility timeout; any live worker then restores them, sweeping every
 # `unacked_restore_interval` seconds (kombu's default sweep is 10 s x throttle 10 = ~100 s). So
 # interrupted work resumes within ~timeout + interval (< 30 s). The price: a task running longer than
-# the timeout, or waiting on a countdown, is delivered again meanwhile - safe because every task
-# is idempotent (row claims, SKIP LOCKED, idempotency keys), and cheap because they are short.
+# the timeout is delivered again meanwhile - safe because every task is idempotent (row claims,
+# SKIP LOCKED, idempotency keys). No task is ever queued with a countdown/ETA (a held task would be
+# redelivered every timeout): retries are due times on outbox rows that the sweepers pick up.
 # See docs/DEPLOYMENT.md ("Celery delivery guarantees"); portal/tests/faults/ proves it.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -195,4 +195,4 @@ def test_delivery_is_queued_after_commit(owner, bot_api, queued_tasks, django_ca
     link_chat(owner, chat_id=1)
     with django_capture_on_commit_callbacks(execute=True):
         ticket_reply(owner.customer)
-    assert queued_tasks == [{"kwargs": {"outbox_id": TelegramOutbox.objects.get().pk}, "countdown": None}]
+    assert queued_tasks == [{"kwargs": {"outbox_id": TelegramOutbox.objects.get().pk}}]
