@@ -1,4 +1,9 @@
-from .base import *  # noqa: F401,F403
+import os
+
+# Local development: the machine's PostgreSQL unless DATABASE_URL says otherwise (`make run` sets it).
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal")
+
+from .base import *  # noqa: E402,F401,F403
 from .base import env
 
 DEBUG = True
