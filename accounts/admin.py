@@ -7,6 +7,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from . import services
+from .admin_mixins import ReadOnlyAdmin
 from .forms import StaffCodeWordForm, StaffReasonForm
 from .models import (
     ActivityEvent, Customer, DataExport, DeletionRequest, PhoneVerification, PolicyAcceptance, PolicyVersion, User,
@@ -138,21 +139,12 @@ class UserAdmin(BaseUserAdmin):
 
 
 @admin.register(ActivityEvent)
-class ActivityEventAdmin(admin.ModelAdmin):
+class ActivityEventAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "action", "customer", "actor", "ip", "visible_to_customer")
     list_filter = ("action", "visible_to_customer")
     search_fields = ("=customer__id", "actor__username", "action", "ip")
     list_select_related = ("customer", "actor")
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(PhoneVerification)
@@ -213,20 +205,11 @@ class PolicyVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(PolicyAcceptance)
-class PolicyAcceptanceAdmin(admin.ModelAdmin):
+class PolicyAcceptanceAdmin(ReadOnlyAdmin):
     list_display = ("accepted_at", "policy", "user", "ip")
     list_filter = ("policy",)
     search_fields = ("user__username", "=user__customer__id")
     list_select_related = ("policy", "user")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(DataExport)

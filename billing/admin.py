@@ -13,6 +13,7 @@ from django.urls import path
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from accounts.admin_mixins import ReadOnlyAdmin
 from accounts.models import Customer
 
 from . import services
@@ -27,16 +28,6 @@ def client_id(obj) -> int | None:
     """The customer column of list pages: the Client ID (Customer.__str__ would query the owner per row)."""
     return obj.customer_id
 
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class LedgerEntryInline(admin.TabularInline):

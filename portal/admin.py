@@ -28,6 +28,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import ActivityEventAdmin, CustomerAdmin
+from accounts.admin_mixins import ReadOnlyAdmin
 from accounts.models import ActivityEvent, Customer
 from billing import services as billing_services
 from billing.admin import CreditNoteAdmin, InvoiceAdmin, LedgerAccountAdmin, PaymentAdmin
@@ -348,7 +349,7 @@ for model, model_admin in ((Customer, CustomerBackOfficeAdmin), (Invoice, Invoic
 # --- reports ------------------------------------------------------------------------------------------
 
 @admin.register(StaffReport)
-class StaffReportAdmin(admin.ModelAdmin):
+class StaffReportAdmin(ReadOnlyAdmin):
     """"Reports" in the admin index: one read-only page, no rows (the model has no table)."""
 
     def has_view_permission(self, request, obj=None):
@@ -356,15 +357,6 @@ class StaffReportAdmin(admin.ModelAdmin):
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         from django.urls import path

@@ -1,12 +1,12 @@
-import os
 import uuid
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files.storage import FileSystemStorage
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _, pgettext, pgettext_lazy
+
+from accounts.models import private_storage as accounts_private_storage
 
 # Names of the departments created by migration 0002, marked so they reach the catalogue (with a
 # context of their own) and show translated; names staff add later show as typed.
@@ -17,26 +17,8 @@ DEFAULT_DEPARTMENT_NAMES = (
 )
 
 
-class PrivateStorage(FileSystemStorage):
-    """Files under PRIVATE_MEDIA_ROOT (outside the static root); only views that check access serve them.
-
-    The root is read on every use, so a changed setting (tests, deployments) applies immediately.
-    """
-
-    @property
-    def base_location(self):
-        return settings.PRIVATE_MEDIA_ROOT
-
-    @property
-    def location(self):
-        return os.path.abspath(self.base_location)
-
-    def url(self, name):
-        raise ValueError("Private files have no public URL; use the access-checked download views.")
-
-
-def private_storage() -> FileSystemStorage:
-    return PrivateStorage()
+# One private storage for the project (accounts owns it); the name stays here for migration 0001.
+private_storage = accounts_private_storage
 
 
 def attachment_path(instance: "Attachment", filename: str) -> str:

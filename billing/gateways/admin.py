@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from accounts.admin_mixins import ReadOnlyAdmin
 from billing.models import Invoice
 
 from . import services
@@ -15,16 +16,6 @@ from .models import (
 )
 from .registry import all_gateways, get_gateway
 
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class GatewayConfigForm(forms.ModelForm):
