@@ -1,13 +1,11 @@
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import ValidationError
-from django.template.response import TemplateResponse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from . import services
-from .admin_mixins import ReadOnlyAdmin
+from .admin_mixins import ReadOnlyAdmin, admin_action_form
 from .forms import StaffCodeWordForm, StaffReasonForm
 from .models import (
     ActivityEvent, Customer, DataExport, DeletionRequest, PhoneVerification, PolicyAcceptance, PolicyVersion, User,
@@ -18,11 +16,7 @@ class IntermediateActionMixin:
     """An admin action that first shows a confirmation page (with an optional form) and acts on "apply"."""
 
     def _intermediate(self, request, queryset, *, form, title: str, action: str, note: str = ""):
-        return TemplateResponse(request, "accounts/admin/action_form.html", {
-            **self.admin_site.each_context(request), "title": title, "form": form, "queryset": queryset,
-            "action": action, "note": note, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "opts": self.model._meta,
-        })
+        return admin_action_form(self, request, queryset, form=form, title=title, action=action, note=note)
 
 
 class CustomerUserInline(admin.TabularInline):

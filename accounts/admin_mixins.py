@@ -12,3 +12,16 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def admin_action_form(model_admin, request, queryset, *, form, title: str, action: str, note: str = ""):
+    """The intermediate page of an admin action that needs input or confirmation; it re-posts the
+    selection with `apply`, and the action acts only then."""
+    from django.contrib.admin import helpers
+    from django.template.response import TemplateResponse
+
+    return TemplateResponse(request, "accounts/admin/action_form.html", {
+        **model_admin.admin_site.each_context(request), "title": title, "form": form, "queryset": queryset,
+        "action": action, "note": note, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "opts": model_admin.model._meta,
+    })

@@ -3,13 +3,13 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
-from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+
+from accounts.admin_mixins import admin_action_form
 
 from . import services
 from .models import IpAddress, IpPool, Location, Order, OrderEvent, OrderRenewal, OsImage, Plan, PlanPrice, ProductType
@@ -108,11 +108,7 @@ class IpPoolAdmin(admin.ModelAdmin):
         return _intermediate(self, request, queryset, form=form, title=gettext("Add addresses"), action="add_addresses")
 
 
-def _intermediate(model_admin, request, queryset, *, form, title, action, note=""):
-    return TemplateResponse(request, "orders/admin/action_form.html", {
-        **model_admin.admin_site.each_context(request), "title": title, "form": form, "queryset": queryset,
-        "action": action, "note": note, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME, "opts": model_admin.model._meta,
-    })
+_intermediate = admin_action_form
 
 
 class ExpiringWithinFilter(admin.SimpleListFilter):

@@ -16,7 +16,6 @@ from decimal import Decimal
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
@@ -28,7 +27,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import ActivityEventAdmin, CustomerAdmin
-from accounts.admin_mixins import ReadOnlyAdmin
+from accounts.admin_mixins import ReadOnlyAdmin, admin_action_form
 from accounts.models import ActivityEvent, Customer
 from billing import services as billing_services
 from billing.admin import CreditNoteAdmin, InvoiceAdmin, LedgerAccountAdmin, PaymentAdmin
@@ -48,7 +47,6 @@ from tickets.models import Ticket
 from . import selectors, services
 from .models import StaffReport
 
-ACTION_FORM_TEMPLATE = "admin/portal/action_form.html"
 
 admin.site.site_header = admin.site.site_title = format_lazy("{} · {}", settings.PORTAL_NAME, _("Back office"))
 
@@ -105,13 +103,7 @@ class CustomerNames:
         return OwnerNamesChangeList
 
 
-def _action_form(model_admin, request, queryset, *, form, title: str, action: str, note: str = ""):
-    """The intermediate page of an action that needs input; re-posts the selection with `apply`."""
-    return TemplateResponse(request, ACTION_FORM_TEMPLATE, {
-        **model_admin.admin_site.each_context(request), "title": title, "form": form, "queryset": queryset,
-        "action": action, "note": note, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "opts": model_admin.model._meta,
-    })
+_action_form = admin_action_form
 
 
 def _changelist_link(model, customer: Customer, count: int, label: str) -> str:
