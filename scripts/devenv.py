@@ -128,6 +128,8 @@ def main() -> int:
     parser.add_argument("--demo", action="store_true", help="migrate, seed demo data and serve with worker and beat")
     parser.add_argument("command", nargs="*")
     args = parser.parse_args()
+    # Always: beat keeps its schedule file here whichever servers are found.
+    DATA.mkdir(exist_ok=True)
     env = dict(os.environ)
     # Procfile entries (python, celery, gunicorn) must resolve to this virtualenv.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
