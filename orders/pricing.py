@@ -3,13 +3,13 @@
 Proration rule (docs/ARCHITECTURE.md, "Orders"): an upgrade costs
     (new period price − current period price) × (remaining days ÷ days in the current period
                                                    + already-paid periods after the current one)
-where days are real calendar days in the portal's time zone, the current period is the billing
+where days are real calendar days in the customer's time zone, the current period is the billing
 period containing today, "remaining" counts from today (included) to the period's end (excluded),
 and the result is rounded once, half up, to the currency's minor unit. Downgrades cost nothing now
 and take effect at the next renewal.
 """
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 
 from dateutil.relativedelta import relativedelta
@@ -75,14 +75,32 @@ def available_periods(plan: Plan) -> list[int]:
     return sorted({row.period_months for row in plan.prices.all()})
 
 
-def add_months(anchor: datetime, months: int) -> datetime:
+def add_months(anchor: datetime, months: int, zone: tzinfo | None = None) -> datetime:
     """Month arithmetic that clamps to the month end (Jan 31 + 1 month = Feb 28/29) without drifting,
-    because callers always add the total number of months to the same anchor."""
-    return anchor + relativedelta(months=months)
+    because callers always add the total number of months to the same anchor. With `zone` (the
+    customer's) it runs on that zone's wall clock, so a period that starts at 23:30 before a DST
+    change still ends at 23:30 on the same day of a later month, not an hour later on the next day."""
+    if zone is None:
+        return anchor + relativedelta(months=months)
+    local = timezone.localtime(anchor, zone).replace(tzinfo=None) + relativedelta(months=months)
+    return timezone.make_aware(local, zone)
 
 
-def local_date(moment: datetime) -> date:
-    return timezone.localtime(moment).date()
+def add_days(moment: datetime, days: int, zone: tzinfo) -> datetime:
+    """`days` calendar days later on `zone`'s wall clock (a DST night does not move the hour)."""
+    local = timezone.localtime(moment, zone).replace(tzinfo=None) + timedelta(days=days)
+    return timezone.make_aware(local, zone)
+
+
+def order_zone(order: Order) -> tzinfo:
+    """Periods are counted on the customer's calendar."""
+    from accounts.middleware import customer_zone
+
+    return customer_zone(order.customer)
+
+
+def local_date(moment: datetime, zone: tzinfo | None = None) -> date:
+    return timezone.localtime(moment, zone).date()
 
 
 @dataclass(frozen=True)
@@ -116,16 +134,34 @@ def prorate(*, old_price: Decimal, new_price: Decimal, period_start: date, perio
                      amount=amount, currency=currency, later_periods=later_periods)
 
 
-def period_bounds(order: Order) -> list[datetime]:
-    """Start of every billing period from the anchor to the expiry (the last item is the expiry)."""
-    count = max(1, order.anchor_months // order.period_months)
-    return [add_months(order.anchor_at, n * order.period_months) for n in range(count + 1)]
+def period_bounds(order: Order, zone: tzinfo | None = None) -> list[datetime]:
+    """Start of every billing period of the paid span, then the expiry (the last item).
+
+    Periods are whole months counted from the anchor: forwards for the months renewed after it, and
+    backwards over the span paid before it when a staff extension re-anchored the order on its new
+    expiry. What is left at the start (the extension's days) joins the first period, so no period is
+    shorter than a whole one."""
+    zone = zone or order_zone(order)
+    step = order.period_months
+    anchor = order.anchor_at
+    forward = [add_months(anchor, n * step, zone) for n in range(max(1, order.anchor_months // step) + 1)]
+    start = order.period_started_at or anchor
+    backward: list[datetime] = []
+    while (bound := add_months(anchor, -(len(backward) + 1) * step, zone)) > start:
+        backward.insert(0, bound)
+    if start >= anchor:
+        return forward
+    middle = [*backward, anchor]
+    if len(middle) > 1 and add_months(start, step, zone) > middle[0]:
+        middle.pop(0)  # a remainder shorter than a period joins the next one
+    return [start, *middle, *forward[1:]] if order.anchor_months else [start, *middle]
 
 
 def order_proration(*, order: Order, new_price: Decimal, now: datetime | None = None) -> Proration:
     now = now or timezone.now()
-    bounds = period_bounds(order)
+    zone = order_zone(order)
+    bounds = period_bounds(order, zone)
     current = max((n for n in range(len(bounds) - 1) if bounds[n] <= now), default=0)
-    return prorate(old_price=order.price, new_price=new_price, period_start=local_date(bounds[current]),
-                   period_end=local_date(bounds[current + 1]), today=local_date(now), currency=order.currency,
-                   later_periods=len(bounds) - 2 - current)
+    return prorate(old_price=order.price, new_price=new_price, period_start=local_date(bounds[current], zone),
+                   period_end=local_date(bounds[current + 1], zone), today=local_date(now, zone),
+                   currency=order.currency, later_periods=len(bounds) - 2 - current)

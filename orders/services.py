@@ -243,7 +243,7 @@ def _activate(order: Order, *, ip: str, source: str, actor: User | None = None) 
     order.anchor_at = now
     order.anchor_months = order.period_months
     order.period_started_at = now
-    order.expires_at = pricing.add_months(now, order.period_months)
+    order.expires_at = pricing.add_months(now, order.period_months, pricing.order_zone(order))
     order.current_period = 1
     order.save()
     event_record(order=order, action="activated", source=source, actor=actor, from_status=previous,
@@ -404,7 +404,7 @@ def renewal_extend(*, order: Order, renewal: OrderRenewal, now: datetime) -> tup
     start = now if order.status == Status.SUSPENDED else order.expires_at
     if order.status == Status.SUSPENDED or order.period_started_at is None:
         order.period_started_at = start  # start of the paid span; an early renewal extends the span
-    order.expires_at = pricing.add_months(order.anchor_at, order.anchor_months)
+    order.expires_at = pricing.add_months(order.anchor_at, order.anchor_months, pricing.order_zone(order))
     order.current_period = max(order.current_period, renewal.period + renewal.periods - 1)
     order.status = Status.ACTIVE
     order.expiry_notice_days = None
@@ -801,18 +801,22 @@ def order_terminate(*, order: Order, actor: User, reason: str = "") -> Order:
 
 @transaction.atomic
 def order_extend(*, order: Order, actor: User, days: int, reason: str = "") -> Order:
-    """Staff: add free days (compensation); an expired order becomes active again if it now runs."""
+    """Staff: add free days (compensation); an expired order becomes active again if it now runs.
+
+    The expiry moves by exactly `days` calendar days in the customer's zone, and the order is
+    re-anchored on it (no months counted yet), so every later period is a whole month from the new
+    expiry (docs/ARCHITECTURE.md, "Orders")."""
     if not 1 <= days <= 366:
         raise ValidationError(_("Extend by 1 to 366 days."))
     order = _lock(order)
     if order.status not in RENEWABLE:
         raise ValidationError(_("Only active, expired or suspended services can be extended."))
     previous = order.status
-    order.anchor_at += timedelta(days=days)
-    order.expires_at = pricing.add_months(order.anchor_at, order.anchor_months)
+    order.expires_at = pricing.add_days(order.expires_at, days, pricing.order_zone(order))
+    order.anchor_at, order.anchor_months = order.expires_at, 0
     if order.status == Status.EXPIRED and order.expires_at > timezone.now():
         order.status = Status.ACTIVE
-    order.save(update_fields=["anchor_at", "expires_at", "status"])
+    order.save(update_fields=["anchor_at", "anchor_months", "expires_at", "status"])
     event_record(order=order, action="extended", source=Source.STAFF, actor=actor, from_status=previous,
                  details={"days": days, "reason": reason, "expires_at": order.expires_at.isoformat()})
     _audit(order=order, actor=actor, action="order_extend", details={"days": days, "reason": reason})

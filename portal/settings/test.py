@@ -10,6 +10,21 @@ ALLOWED_HOSTS = ["*"]
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DB_NAME", "test_portal")}
 AXES_FAILURE_LIMIT = 5
 
+# PORTAL_TEST_CLOCK=2028-02-29T23:30:00+00:00 runs the suite as if the clock read that moment, ticking
+# on from it, so CI proves no test depends on the day it runs. The offset from the real clock is fixed
+# once and inherited by the processes tests start (workers, beat), so all of them share one clock.
+_clock = env("PORTAL_TEST_CLOCK", "")
+if _clock:
+    import datetime as _dt
+    import os as _os
+    import time as _time
+
+    import time_machine as _time_machine
+
+    if "PORTAL_TEST_CLOCK_OFFSET" not in _os.environ:
+        _os.environ["PORTAL_TEST_CLOCK_OFFSET"] = str(_dt.datetime.fromisoformat(_clock).timestamp() - _time.time())
+    _time_machine.travel(_time.time() + float(_os.environ["PORTAL_TEST_CLOCK_OFFSET"]), tick=True).start()
+
 # Tests publish real Celery messages to a Redis database of their own (default 15), so a demo
 # worker on database 0 never consumes test tasks; conftest empties the queue after the session.
 from urllib.parse import urlsplit, urlunsplit  # noqa: E402
