@@ -27,6 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
+from core.calendar import provider_today
 from notifications.bulk import Notice, insert_rows, notify_many, prefetch_owners, update_rows  # noqa: F401 (re-exported)
 
 from . import hooks
@@ -65,7 +66,7 @@ def supports(charge: Charge) -> bool:
 
 def _reserve_numbers(count: int) -> tuple[int, int]:
     """(year, first sequence) of a block of `count` numbers; the counter row stays locked until commit."""
-    year = timezone.localdate().year
+    year = provider_today().year
     table = DocumentCounter._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(f'UPDATE "{table}" SET last_number = last_number + %s WHERE series = %s AND year = %s '

@@ -20,6 +20,8 @@ from django.utils import timezone
 from django.utils import translation
 from django.utils.translation import gettext as _
 
+from core.calendar import provider_today
+
 from accounts.models import Customer
 from accounts.selectors import customer_owner, payment_blockers
 from accounts.services import activity_record
@@ -1076,11 +1078,6 @@ def invoice_payer_choose(*, invoice: Invoice, payer: Payer, actor=None, ip: str 
 # --- acts (monthly certificates of services rendered) -------------------------------------------
 
 ACT_STATUSES = (Invoice.Status.PAID, Invoice.Status.REFUNDED)
-
-
-def provider_today() -> dt.date:
-    """Today on the provider's calendar (TIME_ZONE): months of acts are the provider's, whoever asks."""
-    return timezone.localdate(timezone=timezone.get_default_timezone())
 
 
 def month_bounds(period) -> tuple:

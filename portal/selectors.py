@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer, User
 from accounts.roles import Area, role_allows
+from core.calendar import provider_today
 from billing.gateways.selectors import autopay_settings_for
 from billing.gateways.services import autopay_month_used
 from billing.models import Currency, Invoice, LedgerAccount, LedgerEntry
@@ -101,7 +102,7 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     table = RateTable(currencies if currencies is not None else enabled_currencies())
     autopay = autopay_settings_for(customer)
     autopay_on = bool(autopay and autopay.enabled and autopay.method_id)
-    today = timezone.localdate(now)
+    today = provider_today(now)
     left_this_month = max(ZERO, autopay.monthly_limit - autopay_month_used(customer=customer, today=today)) if autopay_on else ZERO
     cap_left: dict[tuple[int, int], Decimal] = {(today.year, today.month): left_this_month}
 
@@ -127,7 +128,7 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
         forecast.total += needed
         if index >= shown:
             forecast.more_total += needed
-        month = timezone.localdate(row.renews_at)
+        month = provider_today(row.renews_at)
         month_cap = autopay.monthly_limit if autopay_on else ZERO
         row.covered_by, running = _cover(needed, running, cap_left, (month.year, month.month), month_cap)
         if not row.covered_by:

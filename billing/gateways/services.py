@@ -17,10 +17,11 @@ from django.core import signing
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
+from core.calendar import provider_today
 from accounts.services import activity_record
 from billing.models import Invoice
 from billing.money import fits_minor_units, format_money, quantize, quantum
@@ -377,7 +378,7 @@ def autopay_topup(*, customer: Customer, needed_amount: Decimal, reason: str) ->
     """Charge the customer's auto-payment method for `needed_amount` (account currency), capped by
     what is left of this month's maximum, at most once per customer per day. True if money was
     collected or is on its way. Orders' renewal job calls this when a renewal is due without funds."""
-    today = timezone.localdate()
+    today = provider_today()
     with transaction.atomic():
         config = (AutopaySettings.objects.select_for_update(of=("self",)).select_related("method", "customer")
                   .filter(customer=customer, enabled=True, method__isnull=False).first())

@@ -6,12 +6,12 @@ from django.http import Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from accounts.client_ip import client_ip
+from core.calendar import provider_today
 from accounts.models import Customer
 from accounts.roles import Area, acting_customer, customer_view
 from billing.models import Invoice
@@ -150,7 +150,7 @@ def autopay(request):
         return redirect("gateways:autopay")
     return render(request, "gateways/autopay.html", {
         "form": form, "settings_row": current, "has_methods": selectors.payment_methods_for(customer).exists(),
-        "month_used": services.autopay_month_used(customer=customer, today=timezone.localdate()),
+        "month_used": services.autopay_month_used(customer=customer, today=provider_today()),
         "charges": selectors.autopay_charges_for(customer)[:12], "currency": customer.currency,
         "threshold": customer.low_balance_threshold,
     })

@@ -17,7 +17,7 @@ from billing import services as billing
 from billing.models import Invoice
 from billing.tests.factories import make_currencies
 from notifications.models import Notification
-from orders import pricing, renewals, services
+from orders import renewals, services
 from orders.models import Order
 from orders.tests.factories import PlanFactory, order_options
 from portal.selectors import renewal_forecast
@@ -389,3 +389,22 @@ def test_ticket_autoclose_counts_days_across_feb_29(settings, default_department
     assert tickets_autoclose_sweep(now=utc(2028, 3, 3, 12)) == {"warned": 0, "closed": 1}
     ticket.refresh_from_db()
     assert ticket.status == Ticket.Status.CLOSED
+
+
+def test_low_balance_alert_once_per_crossing_over_the_year_change(plan):
+    # Threshold 15.00 on a 25.00 balance: the order (10.00) at Dec 31 23:59:59 leaves 15.00 (no alert),
+    # its renewal at Jan 1 leaves 5.00 (one alert), a 15.00 top-up (20.00) re-arms, the next renewal
+    # (10.00 left) alerts again.
+    customer = customer_in(funds="25.00")
+    customer.low_balance_threshold = Decimal("15.00")
+    customer.save(update_fields=["low_balance_threshold"])
+    alerts = Notification.objects.filter(customer=customer, kind="low_balance")
+    order = place(customer, plan, utc(2026, 12, 31, 23, 59, 59))
+    assert alerts.count() == 0
+    renew(order, utc(2027, 1, 1, 0, 0, 1))
+    assert alerts.count() == 1
+    with at(utc(2027, 1, 1, 12)):
+        billing.payment_record(idempotency_key="calendar:topup", customer=customer, amount=Decimal("15.00"),
+                               currency=customer.currency, method="bank_transfer")
+    renew(order, utc(2027, 1, 2))
+    assert alerts.count() == 2

@@ -110,3 +110,25 @@ def test_removing_the_card_switches_autopay_off(gateways_on, customer, sandbox_c
     services.method_remove(method=method)
     assert customer.autopay.__class__.objects.get(customer=customer).enabled is False
     assert services.autopay_topup(customer=customer, needed_amount=Decimal("10"), reason="x") is False
+
+
+@pytest.mark.django_db
+def test_monthly_cap_follows_the_providers_month_over_month_and_year_ends(gateways_on, customer, sandbox_card, settings):
+    """Cap 50.00. Provider in Amsterdam: 2027-01-31 23:30 UTC is already Feb 1 there, so the second
+    top-up of 40.00 is February's and not cut to January's remaining 10.00; the year change likewise."""
+    settings.TIME_ZONE = "Europe/Amsterdam"
+    services.autopay_configure(customer=customer, enabled=True, method=sandbox_card(), monthly_limit=Decimal("50.00"))
+
+    def topup(moment):
+        with time_machine.travel(moment, tick=False):
+            assert services.autopay_topup(customer=customer, needed_amount=Decimal("40.00"), reason="low")
+        return AutopayCharge.objects.order_by("-pk").values_list("day", "amount").first()
+
+    from datetime import date
+
+    assert topup(datetime(2027, 1, 31, 22, 0, tzinfo=dt_timezone.utc)) == (date(2027, 1, 31), Decimal("40.00"))
+    assert topup(datetime(2027, 1, 31, 23, 30, tzinfo=dt_timezone.utc)) == (date(2027, 2, 1), Decimal("40.00"))
+    assert topup(datetime(2027, 12, 31, 22, 30, tzinfo=dt_timezone.utc)) == (date(2027, 12, 31), Decimal("40.00"))
+    assert topup(datetime(2027, 12, 31, 23, 0, 1, tzinfo=dt_timezone.utc)) == (date(2028, 1, 1), Decimal("40.00"))
+    # Within the same provider month the cap holds: 10.00 of January 2028 is left.
+    assert topup(datetime(2028, 1, 2, 9, 0, tzinfo=dt_timezone.utc)) == (date(2028, 1, 2), Decimal("10.00"))
