@@ -7,7 +7,7 @@ class BillingConfig(AppConfig):
     verbose_name = _("Billing")
 
     def ready(self):
-        from portal.topbar import register_topbar_provider
+        from core.topbar import register_topbar_provider
 
         from .selectors import topbar_balance
 

@@ -7,7 +7,7 @@ class NotificationsConfig(AppConfig):
     verbose_name = _("Notifications")
 
     def ready(self) -> None:
-        from portal.topbar import register_topbar_provider
+        from core.topbar import register_topbar_provider
 
         from .selectors import topbar_unread_count
 

@@ -40,7 +40,7 @@ def unread_count(customer: Customer) -> int:
 
 
 def topbar_unread_count(request, customer: Customer) -> int:
-    """Top-bar provider: one COUNT per page (portal.topbar caches it per request)."""
+    """Top-bar provider: one COUNT per page (core.topbar caches it per request)."""
     return unread_count(customer)
 
 

@@ -5,12 +5,12 @@ from django.http import HttpRequest
 def portal(request: HttpRequest) -> dict:
     """Values every page needs: portal name, the acting customer, and top-bar widgets.
 
-    Apps contribute top-bar data (balance, unread count) through `portal.topbar`, so this module
+    Apps contribute top-bar data (balance, unread count) through `core.topbar`, so this module
     stays free of domain imports.
     """
     from accounts.roles import acting_customer_or_none
 
-    from .topbar import collect_topbar
+    from core.topbar import collect_topbar
 
     customer = acting_customer_or_none(request)
     return {

@@ -7,7 +7,7 @@ class TicketsConfig(AppConfig):
     verbose_name = _("Tickets")
 
     def ready(self):
-        from portal.topbar import register_topbar_provider
+        from core.topbar import register_topbar_provider
 
         from .selectors import tickets_nav
 
