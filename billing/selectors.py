@@ -229,7 +229,7 @@ def expenses_for(customer: Customer) -> ExpenseList:
             expense.funding.append({"amount": part, "currency": currency, "payment": source_payment,
                                     "label": _funding_label(source_kind, source_payment)})
     direct = (
-        Payment.objects.filter(customer=customer, invoice__isnull=False, status=Payment.Status.SUCCEEDED)
+        Payment.objects.filter(customer=customer, invoice__isnull=False, status__in=[Payment.Status.SUCCEEDED, Payment.Status.REFUNDED])
         .exclude(invoice__kind=Invoice.Kind.ADVANCE).filter(invoice__status__in=[Invoice.Status.PAID, Invoice.Status.REFUNDED])
         .order_by("pk").values_list("pk", "invoice_id", "amount", "currency", "invoice__paid_at", "invoice__currency",
                                     "invoice__number")
