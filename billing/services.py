@@ -914,11 +914,11 @@ def _payment_refund_post(refund: PaymentRefund, payment: Payment, invoice: Invoi
             if tax_part:
                 legs.append((provider_account(kind=LedgerAccount.Kind.TAX, currency=cur), -tax_part))
         completes = note_amount > 0 and note_amount == invoice.total - credited
+    _lock_accounts([leg[0] for leg in legs])
     number = ""
-    if note_amount > 0:
+    if note_amount > 0:  # after the accounts, as in credit_note_issue (the only other user of this counter)
         year, sequence = _next_document_number("CN")
         number = f"CN-{year}-{sequence:06d}"
-    _lock_accounts([leg[0] for leg in legs])
     label = hooks.payment_method_label(payment.method)
     memo = (_("Refund to %(method)s, credit note %(number)s") % {"method": label, "number": number} if number
             else _("Refund to %(method)s") % {"method": label})

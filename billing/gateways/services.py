@@ -326,14 +326,36 @@ def attempt_refund(*, attempt: PaymentAttempt, amount: Decimal, actor, reason: s
         refund = payment_refund_reserve(payment=payment, amount=amount, reason=reason or _("Refund by staff"), actor=actor)
     except BillingError as exc:
         raise GatewayError(exc.messages[0])
+    return _refund_at_gateway(gateway, attempt, refund, actor)
+
+
+def attempt_refund_resume(*, refund: PaymentRefund, actor) -> str:
+    """Finish a card refund left pending (the process stopped between reserving it and recording the
+    gateway's answer): ask the gateway again with the same idempotency key (Stripe returns the refund it
+    already made instead of a second one) and complete or fail it."""
+    if refund.status != PaymentRefund.Status.PENDING:
+        raise GatewayError(_("This refund is not pending."))
+    attempt = PaymentAttempt.objects.get(payment_id=refund.payment_id, status__in=[Status.SUCCEEDED, Status.REFUNDED])
+    gateway = get_gateway(attempt.gateway)
+    if gateway is None:
+        raise GatewayError(_("This gateway cannot refund automatically."))
+    return _refund_at_gateway(gateway, attempt, refund, actor)
+
+
+def _refund_at_gateway(gateway, attempt: PaymentAttempt, refund: PaymentRefund, actor) -> str:
+    amount = refund.amount
     try:
         refund_id = gateway.refund(attempt=attempt, amount=amount, idempotency_key=refund.idempotency_key)
     except GatewayError as exc:
         payment_refund_fail(refund=refund, message=str(exc), actor=actor)
         raise
     with transaction.atomic():
-        payment_refund_complete(refund=refund, external_id=refund_id, actor=actor)
+        # The attempt row first, then billing's invoice and accounts: the order attempt_succeed uses.
         locked = PaymentAttempt.objects.select_for_update().get(pk=attempt.pk)
+        # Completions of this attempt's refunds are serialised by that lock: one completed meanwhile was counted there.
+        if PaymentRefund.objects.get(pk=refund.pk).status != PaymentRefund.Status.PENDING:
+            return refund_id
+        payment_refund_complete(refund=refund, external_id=refund_id, actor=actor)
         locked.refunded_amount += amount
         if locked.refunded_amount == locked.amount:
             locked.status = Status.REFUNDED

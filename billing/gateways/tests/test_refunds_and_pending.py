@@ -174,3 +174,28 @@ def test_card_payment_into_another_currency_while_the_rate_is_stale_is_credited(
     assert response.status_code == 200 and response.content == b"processed"  # before: 500 until the rate refreshed
     payment = Payment.objects.get(customer=customer)
     assert payment.rate_stale and payment.credited_currency == "EUR" and balance_of(customer) == Decimal("43.08")
+
+
+@pytest.mark.django_db
+def test_a_refund_left_pending_is_resumed_with_its_own_key_once(gateways_on, customer, make_invoice, monkeypatch):
+    from billing.gateways.providers.sandbox import SandboxGateway
+
+    invoice = make_invoice(customer, "60.00", kind=Invoice.Kind.ADVANCE)
+    attempt = _captured(_attempt(customer, invoice), "txn_resume")
+    from billing import services as billing_services
+
+    # The process stopped after the reservation was committed, before the gateway answered.
+    refund = billing_services.payment_refund_reserve(payment=Payment.objects.get(pk=attempt.payment_id), amount=Decimal("60.00"),
+                                                     reason="Crash test", actor=None)
+    keys = []
+    original = SandboxGateway.refund
+    monkeypatch.setattr(SandboxGateway, "refund", lambda self, **kw: keys.append(kw["idempotency_key"]) or original(self, **kw))
+
+    services.attempt_refund_resume(refund=refund, actor=StaffUserFactory())
+    with pytest.raises(services.GatewayError):
+        services.attempt_refund_resume(refund=PaymentRefund.objects.get(pk=refund.pk), actor=None)
+
+    assert keys == [refund.idempotency_key]
+    attempt.refresh_from_db()
+    assert attempt.refunded_amount == Decimal("60.00") and PaymentRefund.objects.get().status == "succeeded"
+    assert balance_of(customer) == 0 and _balance("refunding:EUR") == 0
