@@ -271,3 +271,19 @@ def test_captured_payment_at_a_stale_rate_is_recorded_and_flagged(currencies, cu
     assert flag.visible_to_customer is False
     with pytest.raises(services.RateError):  # what the customer asks for still waits for a fresh rate
         services.account_currency_change_preview(customer=customer, currency="USD")
+
+
+@pytest.mark.django_db
+def test_refundable_payments_and_the_payment_page_show_what_went_back(currencies, customer, owner, staff, client):
+    from django.urls import reverse
+
+    from billing.selectors import refundable_payments
+
+    first = _bank_payment(customer, "20.00", key="bank-a")
+    second = _bank_payment(customer, "30.00", key="bank-b")
+    services.payment_refund_sent_by_bank(payment=second, amount=Decimal("10.00"), bank_reference="OUT-a", reason="part", actor=staff)
+
+    assert [(p.pk, left) for p, left in refundable_payments(customer)] == [(second.pk, Decimal("20.00")), (first.pk, Decimal("20.00"))]
+    client.force_login(owner)
+    page = client.get(reverse("billing:payment_detail", args=[second.pk]))
+    assert b'data-testid="payment-refunded"' in page.content and "€10.00" in page.content.decode()
