@@ -754,6 +754,9 @@ def credit_note_issue(*, invoice: Invoice, reason: str, actor, amount: Decimal |
         # Advance money is already on the balance: refunding it to the balance would double it.
         raise BillingError(_("An advance payment is already on the balance: refund it to the card or bank account it came from."),
                            code="advance_to_balance")
+    if PaymentRefund.objects.filter(payment__invoice=invoice, status=PaymentRefund.Status.PENDING).exists():
+        # Its credit note is not issued yet, so the tax remainder cannot be known.
+        raise BillingError(_("A refund of this invoice is being sent; try again once it has completed."), code="refund_pending")
     credited, credited_tax = _credit_note_totals(invoice)
     refundable = invoice.total - credited
     amount = refundable if amount is None else amount

@@ -287,3 +287,19 @@ def test_refundable_payments_and_the_payment_page_show_what_went_back(currencies
     client.force_login(owner)
     page = client.get(reverse("billing:payment_detail", args=[second.pk]))
     assert b'data-testid="payment-refunded"' in page.content and "€10.00" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_credit_note_waits_while_a_refund_of_the_invoice_is_being_sent(currencies, customer, staff):
+    invoice = _service_invoice(customer, "40.00")
+    payment = _bank_payment(customer, "40.00", invoice=invoice)
+    refund = services.payment_refund_reserve(payment=payment, amount=Decimal("15.00"), reason="part to the card", actor=staff)
+
+    with pytest.raises(services.BillingError) as refused:
+        services.credit_note_issue(invoice=invoice, reason="rest to the balance", actor=staff)
+    assert refused.value.code == "refund_pending"
+
+    services.payment_refund_complete(refund=refund, external_id="OUT-p", actor=staff)
+    note = services.credit_note_issue(invoice=invoice, reason="rest to the balance", actor=staff)
+    assert note.amount == Decimal("25.00") and balance_of(customer) == Decimal("25.00")
+    assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.REFUNDED
