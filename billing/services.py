@@ -877,25 +877,19 @@ def payment_refund_reserve(*, payment: Payment, amount: Decimal, reason: str, ac
     return refund
 
 
-class _RefundNotPending(Exception):
-    """Rolls back payment_refund_complete's credit note number: the refund was completed or failed meanwhile."""
-
-
+@transaction.atomic
 def payment_refund_complete(*, refund: PaymentRefund, external_id: str = "", actor=None) -> PaymentRefund:
     """Step 2: the money was sent (gateway refund id or bank reference). Posts the refunding account and
     the reversed revenue and tax (invoice currency and amounts, so the original rate) against the
-    gateway's clearing account, with a credit note when it refunds an invoice. Idempotent."""
-    try:
-        with transaction.atomic():
-            payment = Payment.objects.select_related("invoice").get(pk=refund.payment_id)
-            invoice = _lock_invoice(payment.invoice) if payment.invoice_id else None
-            refund = PaymentRefund.objects.select_for_update().get(pk=refund.pk)
-            if refund.status != PaymentRefund.Status.PENDING:
-                raise _RefundNotPending
-            payment = Payment.objects.select_for_update(of=("self",)).select_related("customer").get(pk=payment.pk)
-            return _payment_refund_post(refund, payment, invoice, external_id, actor)
-    except _RefundNotPending:
-        return PaymentRefund.objects.get(pk=refund.pk)
+    gateway's clearing account, with a credit note when it refunds an invoice. Idempotent: a refund no
+    longer pending is returned as it is."""
+    payment = Payment.objects.select_related("invoice").get(pk=refund.payment_id)
+    invoice = _lock_invoice(payment.invoice) if payment.invoice_id else None  # invoice, then refund and payment rows
+    refund = PaymentRefund.objects.select_for_update().get(pk=refund.pk)
+    if refund.status != PaymentRefund.Status.PENDING:
+        return refund
+    payment = Payment.objects.select_for_update(of=("self",)).select_related("customer").get(pk=payment.pk)
+    return _payment_refund_post(refund, payment, invoice, external_id, actor)
 
 
 def _payment_refund_post(refund: PaymentRefund, payment: Payment, invoice: Invoice | None, external_id: str, actor) -> PaymentRefund:
