@@ -19,7 +19,7 @@ from accounts.models import Customer
 from . import services
 from .models import (
     Act, ActLine, ContractAcceptance, ContractVersion, CreditNote, Currency, Invoice, InvoiceLine, LedgerAccount, LedgerEntry,
-    LedgerTransaction, Payer, Payment, RateRefreshError, RateSnapshot, TaxRate,
+    LedgerTransaction, Payer, Payment, PaymentRefund, RateRefreshError, RateSnapshot, TaxRate,
 )
 
 
@@ -97,10 +97,21 @@ class LedgerTransactionAdmin(ReadOnlyAdmin):
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdmin):
-    list_display = ("pk", "created_at", client_id, "method", "amount", "currency", "status", "invoice", "external_id")
+    list_display = ("pk", "created_at", client_id, "method", "amount", "currency", "status", "refunded_amount", "invoice",
+                    "external_id", "rate_stale")
     list_select_related = ("invoice",)
-    list_filter = ("status", "method", "currency")
+    # "Converted at a stale rate": captured money recorded at the last known rate, for staff to review.
+    list_filter = ("status", "method", "currency", "rate_stale")
     search_fields = ("idempotency_key", "external_id", "customer__id", "invoice__number")
+
+
+@admin.register(PaymentRefund)
+class PaymentRefundAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "idempotency_key", "payment", "amount", "currency", "invoice_part", "balance_part", "status",
+                    "external_id", "credit_note", "created_by")
+    list_select_related = ("payment", "credit_note", "created_by")
+    list_filter = ("status", "currency")
+    search_fields = ("idempotency_key", "external_id", "payment__customer__id")
 
 
 class InvoiceLineInline(admin.TabularInline):

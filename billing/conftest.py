@@ -5,6 +5,7 @@ import pytest
 
 from accounts.tests.factories import UserFactory
 from billing import services
+from billing.tests.audit_after_test import pytest_runtest_call  # noqa: F401 - the ledger audit after every test
 from billing.tests.factories import make_currencies
 
 

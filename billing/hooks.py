@@ -50,6 +50,20 @@ def invoice_payment_panels(request, invoice) -> list[str]:
     return [html for html in (panel(request, invoice) for panel in _invoice_payment_panels) if html]
 
 
+# Payments page: fn(customer) -> [{"amount", "currency", "method", "invoice", "created_at"}] of payments a
+# payment system accepted but has not confirmed yet (gateways: a card awaiting confirmation).
+_payments_in_progress_providers: list[Callable] = []
+
+
+def register_payments_in_progress(provider: Callable) -> None:
+    if provider not in _payments_in_progress_providers:
+        _payments_in_progress_providers.append(provider)
+
+
+def payments_in_progress(customer) -> list[dict]:
+    return [row for provider in _payments_in_progress_providers for row in provider(customer)]
+
+
 # "Invoice issued" email context: fn(invoice) -> dict merged into the notification's context (gateways
 # add the pay-without-login link). Billing's own keys win over a provider's.
 _invoice_email_context_providers: list[Callable] = []

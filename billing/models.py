@@ -232,6 +232,9 @@ class Payment(models.Model):
     credited_currency = models.CharField(_("credited currency"), max_length=3, blank=True)
     rate = models.DecimalField(_("exchange rate"), **RATE, null=True, blank=True)
     rate_as_of = models.DateTimeField(_("rate time"), null=True, blank=True)
+    # Captured money is always recorded: at the last known rate when it was stale, flagged for staff.
+    rate_stale = models.BooleanField(_("converted at a stale rate"), default=False, db_index=True)
+    refunded_amount = models.DecimalField(_("refunded"), **AMOUNT, default=ZERO)
     memo = models.CharField(_("note"), max_length=255, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(_("date"), auto_now_add=True, db_index=True)
@@ -243,6 +246,8 @@ class Payment(models.Model):
         indexes = [models.Index(fields=["customer", "-created_at"])]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_gt_0"),
+            models.CheckConstraint(condition=Q(refunded_amount__gte=0) & Q(refunded_amount__lte=F("amount")),
+                                   name="payment_refunded_within_amount"),
             models.UniqueConstraint(fields=["gateway", "external_id"], condition=~Q(external_id=""), name="payment_gateway_external_id_unique"),
         ]
 
@@ -259,6 +264,7 @@ class LedgerAccount(models.Model):
         TAX = "tax", _("Tax payable")
         FX = "fx", _("Currency exchange")
         ADJUSTMENT = "adjustment", _("Manual adjustments")
+        REFUNDING = "refunding", _("Refunds being sent")
 
     code = models.CharField(_("code"), max_length=100, unique=True)
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
@@ -346,6 +352,9 @@ class CreditNote(models.Model):
     created_at = models.DateTimeField(_("date"), auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     ledger_transaction = models.OneToOneField(LedgerTransaction, on_delete=models.PROTECT, related_name="credit_note")
+    # Set when the money went back to the card or bank account it came from (else: to the balance).
+    payment = models.ForeignKey("Payment", on_delete=models.PROTECT, null=True, blank=True, related_name="credit_notes",
+                                verbose_name=_("refunded to payment"))
 
     class Meta:
         verbose_name = _("credit note")
@@ -355,6 +364,48 @@ class CreditNote(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+
+class PaymentRefund(models.Model):
+    """Money sent back to where a payment came from (card through its gateway, or bank transfer).
+
+    Reserved first (its idempotency key is fixed and the money moved to the `refunding` account, all
+    committed) before the gateway is called with that key; then completed or failed."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds", verbose_name=_("payment"))
+    sequence = models.PositiveSmallIntegerField()
+    idempotency_key = models.CharField(_("idempotency key"), max_length=200, unique=True)
+    amount = models.DecimalField(_("amount"), **AMOUNT)
+    currency = models.CharField(_("currency"), max_length=3)
+    # What the refund takes back from the paid invoice (revenue and tax) and from the balance.
+    invoice_part = models.DecimalField(_("from the invoice"), **AMOUNT, default=ZERO)
+    balance_part = models.DecimalField(_("from the balance"), **AMOUNT, default=ZERO)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    external_id = models.CharField(_("refund reference"), max_length=200, blank=True)
+    reason = models.CharField(_("reason"), max_length=255)
+    failure_message = models.CharField(_("failure"), max_length=255, blank=True)
+    credit_note = models.OneToOneField(CreditNote, on_delete=models.PROTECT, null=True, blank=True, related_name="payment_refund")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(_("date"), auto_now_add=True)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("payment refund")
+        verbose_name_plural = _("payment refunds")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["payment", "sequence"], name="paymentrefund_payment_sequence_unique"),
+            models.CheckConstraint(condition=Q(amount__gt=0) & Q(amount=F("invoice_part") + F("balance_part"))
+                                   & Q(invoice_part__gte=0) & Q(balance_part__gte=0), name="paymentrefund_parts_sum_to_amount"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.idempotency_key} {self.amount} {self.currency} ({self.status})"
 
 
 class Payer(models.Model):

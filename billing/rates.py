@@ -6,11 +6,14 @@ Two djmoney backends feed `Currency.rate` (units per 1 base currency, EUR):
 Every refresh appends RateSnapshot rows (djmoney overwrites its Rate rows) and a failed refresh
 appends a RateRefreshError and leaves the current rates untouched.
 
-A feed rate is stale when it was last refreshed more than BILLING_RATE_MAX_AGE_HOURS ago; stale rates
-block conversions until the job refreshes them or staff set a fixed rate. Staff-fixed rates stay
-valid until staff change them.
+A feed rate is stale when the feed's own date (its publication, not our fetch) is more than
+BILLING_RATE_MAX_AGE_HOURS ago; stale rates block conversions the customer asks for until the job
+refreshes them or staff set a fixed rate. Money already captured is still converted at the last known
+rate (`RateTable(allow_stale=True)`), and the quote says it was stale. Staff-fixed rates stay valid
+until staff change them.
 """
 import datetime as dt
+import zoneinfo
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -26,6 +29,9 @@ from .models import Currency
 
 ECB_NS = {"ecb": "http://www.ecb.int/vocabulary/2002-08-01/eurofxref"}
 RATE_PLACES = Decimal("1e-12")
+# The ECB publishes the day's reference rates at about 16:00 Frankfurt time.
+ECB_PUBLICATION_TIME = dt.time(16, 0)
+ECB_TIME_ZONE = zoneinfo.ZoneInfo("Europe/Berlin")
 
 
 class RateError(ValidationError):
@@ -110,14 +116,25 @@ class Quote:
     target: str
     rate: Decimal
     as_of: dt.datetime | None
+    stale: bool = False  # made at the last known rate although it is out of date (captured money only)
+
+
+def rate_published_at(currency: Currency) -> dt.datetime | None:
+    """When the rate was published: the feed's own date for feed rates (a feed re-fetched today may
+    still carry last year's date), else when it was set."""
+    if currency.rate_feed_date is not None:
+        published = dt.datetime.combine(currency.rate_feed_date, ECB_PUBLICATION_TIME, tzinfo=ECB_TIME_ZONE)
+        return min(published, currency.rate_updated_at) if currency.rate_updated_at else published
+    return currency.rate_updated_at
 
 
 def is_stale(currency: Currency, now: dt.datetime | None = None) -> bool:
     if currency.rate_source in (Currency.RateSource.BASE, Currency.RateSource.FIXED) or currency.code == base_currency():
         return currency.rate is None and currency.code != base_currency()
-    if currency.rate is None or currency.rate_updated_at is None:
+    published = rate_published_at(currency)
+    if currency.rate is None or published is None:
         return True
-    age = (now or timezone.now()) - currency.rate_updated_at
+    age = (now or timezone.now()) - published
     return age > dt.timedelta(hours=settings.BILLING_RATE_MAX_AGE_HOURS)
 
 
@@ -128,11 +145,13 @@ def rate_per_base(currency: Currency) -> Decimal:
 class RateTable:
     """Current rates of all known currencies, loaded in one query; builds quotes between them."""
 
-    def __init__(self, currencies=None):
+    def __init__(self, currencies=None, *, allow_stale: bool = False):
+        """`allow_stale`: for money already taken, which must be recorded whatever the rate's age."""
         if currencies is None:
             currencies = Currency.objects.all()
         self.by_code = {c.code: c for c in currencies}
         self.now = timezone.now()
+        self.allow_stale = allow_stale
 
     def stale(self, code: str) -> bool:
         currency = self.by_code.get(code)
@@ -141,16 +160,20 @@ class RateTable:
     def quote(self, source: str, target: str) -> Quote:
         if source == target:
             return Quote(source, target, Decimal(1), None)
+        stale = False
         for code in (source, target):
             currency = self.by_code.get(code)
             if currency is None or (currency.rate is None and code != base_currency()):
                 raise RateError(_("There is no exchange rate for %(code)s.") % {"code": code})
             if is_stale(currency, self.now):
-                raise RateError(_("The exchange rate for %(code)s is out of date; conversions resume after the next refresh.") % {"code": code})
+                if not self.allow_stale:
+                    raise RateError(_("The exchange rate for %(code)s is out of date; conversions resume after the next refresh.") % {"code": code})
+                stale = True
         src, dst = self.by_code[source], self.by_code[target]
         rate = (rate_per_base(dst) / rate_per_base(src)).quantize(RATE_PLACES, rounding=ROUND_HALF_UP)
-        times = [c.rate_updated_at for c in (src, dst) if c.code != base_currency() and c.rate_updated_at]
-        return Quote(source, target, rate, min(times) if times else None)
+        times = [rate_published_at(c) for c in (src, dst) if c.code != base_currency()]
+        times = [t for t in times if t is not None]
+        return Quote(source, target, rate, min(times) if times else None, stale)
 
 
 def quote(source: str, target: str) -> Quote:

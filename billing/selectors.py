@@ -14,7 +14,7 @@ from accounts.models import Customer
 
 from .models import (
     AMOUNT, ZERO, Act, ContractAcceptance, ContractVersion, Currency, Invoice, LedgerAccount, LedgerEntry, LedgerTransaction,
-    Payer, Payment,
+    Payer, Payment, PaymentRefund,
 )
 from .money import format_money, quantize
 from .rates import RateError, RateTable
@@ -104,6 +104,19 @@ def invoice_get(*, customer: Customer, invoice_id: int) -> Invoice:
 
 def payments_for(customer: Customer) -> QuerySet[Payment]:
     return Payment.objects.filter(customer=customer).select_related("invoice").order_by("-created_at", "-pk")
+
+
+def refundable_payments(customer: Customer) -> list[tuple[Payment, Decimal]]:
+    """The customer's received payments with what can still be sent back to their origin, newest first
+    (for settling a closing account with `billing.gateways.services.payment_refund_to_origin`)."""
+    rows = []
+    payments = (Payment.objects.filter(customer=customer, status=Payment.Status.SUCCEEDED).select_related("invoice")
+                .prefetch_related("refunds").order_by("-created_at", "-pk"))
+    for payment in payments:
+        taken = sum((r.amount for r in payment.refunds.all() if r.status != PaymentRefund.Status.FAILED), ZERO)
+        if payment.amount > taken:
+            rows.append((payment, payment.amount - taken))
+    return rows
 
 
 def payment_get(*, customer: Customer, payment_id: int) -> Payment:
@@ -229,7 +242,7 @@ def expenses_for(customer: Customer) -> ExpenseList:
             expense.funding.append({"amount": part, "currency": currency, "payment": source_payment,
                                     "label": _funding_label(source_kind, source_payment)})
     direct = (
-        Payment.objects.filter(customer=customer, invoice__isnull=False, status=Payment.Status.SUCCEEDED)
+        Payment.objects.filter(customer=customer, invoice__isnull=False, status__in=[Payment.Status.SUCCEEDED, Payment.Status.REFUNDED])
         .exclude(invoice__kind=Invoice.Kind.ADVANCE).filter(invoice__status__in=[Invoice.Status.PAID, Invoice.Status.REFUNDED])
         .order_by("pk").values_list("pk", "invoice_id", "amount", "currency", "invoice__paid_at", "invoice__currency",
                                     "invoice__number")

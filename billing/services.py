@@ -9,12 +9,12 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 from django.utils import translation
@@ -30,10 +30,10 @@ from notifications.services import notify as _notify  # module-level name: tests
 from . import hooks
 from .models import (
     ZERO, Act, ActLine, ContractAcceptance, ContractVersion, CreditNote, Currency, DocumentCounter, Invoice, InvoiceLine,
-    LedgerAccount, LedgerEntry, LedgerTransaction, Payer, Payment, RateRefreshError, RateSnapshot, TaxRate,
+    LedgerAccount, LedgerEntry, LedgerTransaction, Payer, Payment, PaymentRefund, RateRefreshError, RateSnapshot, TaxRate,
 )
 from .money import fits_minor_units, format_money, quantize, quantize_down
-from .rates import EcbExchangeBackend, FeedError, FixedExchangeBackend, Quote, RateError, RateTable, base_currency
+from .rates import RATE_PLACES, EcbExchangeBackend, FeedError, FixedExchangeBackend, Quote, RateError, RateTable, base_currency
 
 logger = logging.getLogger(__name__)
 
@@ -462,7 +462,8 @@ def invoice_cancel(*, invoice: Invoice, reason: str = "", actor=None) -> Invoice
     invoice = _lock_invoice(invoice)
     if not invoice.is_open:
         raise BillingError(_("Only an unpaid invoice can be cancelled."))
-    if invoice.amount_paid > 0:
+    # What was paid on an advance invoice is on the balance already (credited when paid).
+    if invoice.amount_paid > 0 and invoice.kind != Invoice.Kind.ADVANCE:
         table = RateTable()
         credit = _credit_customer_legs(invoice.customer, invoice.amount_paid, invoice.currency, table)
         quote = credit.pop()
@@ -579,22 +580,30 @@ def payment_record(
 
 def _payment_post(payment: Payment, actor) -> None:
     customer = payment.customer
-    table = RateTable()
+    # The money is already taken: it is recorded even when a rate is stale (at the last known rate).
+    table = RateTable(allow_stale=True)
     clearing = provider_account(kind=LedgerAccount.Kind.CLEARING, currency=payment.currency, tag=payment.gateway or payment.method)
     legs: list = [(clearing, -payment.amount)]
     quote = None
     to_balance = payment.amount
+    applied = ZERO
     invoice = None
+    invoice_was_open = False
     if payment.invoice_id:
         invoice = _lock_invoice(payment.invoice)
+        invoice_was_open = invoice.is_open
         if invoice.is_open:
             applied = min(payment.amount, invoice.amount_due)
-            to_balance = payment.amount - applied
-            holding = provider_account(kind=LedgerAccount.Kind.HOLDING, currency=invoice.currency)
-            legs.append((holding, applied))
-            if applied == invoice.amount_due:
-                settle, quote = _settlement_legs(invoice, table)
-                legs += settle
+            if invoice.kind == Invoice.Kind.ADVANCE:
+                # A top-up credits what was paid at once, also when it is only part of the invoice.
+                to_balance = payment.amount
+            else:
+                to_balance = payment.amount - applied
+                holding = provider_account(kind=LedgerAccount.Kind.HOLDING, currency=invoice.currency)
+                legs.append((holding, applied))
+                if applied == invoice.amount_due:
+                    settle, quote = _settlement_legs(invoice, table)
+                    legs += settle
     if to_balance:
         credit = _credit_customer_legs(customer, to_balance, payment.currency, table)
         quote = credit.pop() or quote
@@ -602,31 +611,38 @@ def _payment_post(payment: Payment, actor) -> None:
     if quote is not None:
         account = customer_account(customer=customer)
         credited = next(amount for acc, amount in legs if acc.pk == account.pk)
-        payment.rate, payment.rate_as_of = quote.rate, quote.as_of
+        payment.rate, payment.rate_as_of, payment.rate_stale = quote.rate, quote.as_of, quote.stale
         payment.credited_amount, payment.credited_currency = credited, account.currency
-        payment.save(update_fields=["rate", "rate_as_of", "credited_amount", "credited_currency"])
+        payment.save(update_fields=["rate", "rate_as_of", "rate_stale", "credited_amount", "credited_currency"])
+        if quote.stale:
+            activity_record(action="billing.payment_stale_rate", customer=customer, visible_to_customer=False,
+                            details={"payment": payment.pk, "amount": str(payment.amount), "currency": payment.currency,
+                                     "rate": str(quote.rate), "credited": f"{credited} {account.currency}"})
     _lock_accounts([leg[0] for leg in legs])
     label = hooks.payment_method_label(payment.method)
     memo = (_("Payment for invoice %(number)s (%(method)s)") % {"number": invoice.number, "method": label}
             if invoice else _("Balance top-up (%(method)s)") % {"method": label})
     ledger_post(idempotency_key=f"payment:{payment.pk}", kind=LedgerTransaction.Kind.TOPUP, legs=legs,
                 invoice=invoice, payment=payment, created_by=actor, quote=quote, memo=memo)
-    if invoice is not None and invoice.is_open:
-        if invoice.amount_paid + (payment.amount - to_balance) == invoice.total:
+    if invoice_was_open:
+        if invoice.amount_paid + applied == invoice.total:
             _mark_paid(invoice)
         else:
-            invoice.amount_paid += payment.amount - to_balance
+            invoice.amount_paid += applied
             invoice.status = Invoice.Status.IN_PROGRESS
             invoice.save(update_fields=["amount_paid", "status"])
     lang = customer.language
     with translation.override(lang):
         method_label = str(hooks.payment_method_label(payment.method))
     balance_now = customer_account(customer=customer).balance
+    # A second payment for an invoice that was paid meanwhile is not lost: it is on the balance, and we say so.
+    already_paid = invoice is not None and not invoice_was_open
     _notify(customer=customer, kind="payment_received", link=reverse("billing:payment_detail", args=[payment.pk]),
             dedupe_key=f"payment:{payment.pk}",
             context={"amount": format_money(payment.amount, payment.currency, lang), "method": method_label,
-                     "balance": format_money(balance_now, customer.currency, lang), "invoice": invoice.number if invoice else ""})
-    balance_grew = bool(to_balance) or (invoice is not None and invoice.kind == Invoice.Kind.ADVANCE)
+                     "balance": format_money(balance_now, customer.currency, lang), "invoice": invoice.number if invoice else "",
+                     "credited_to_balance": already_paid})
+    balance_grew = bool(to_balance)
     if balance_grew:
         # Its own transaction after commit: it locks invoices, which must come before accounts.
         transaction.on_commit(lambda: _autopay_after_commit(customer.pk))
@@ -658,11 +674,80 @@ def customer_autopay_open_invoices(*, customer: Customer, actor=None) -> int:
 
 # --- staff corrections -------------------------------------------------------------------------
 
+def _credit_note_totals(invoice: Invoice) -> tuple[Decimal, Decimal]:
+    """(amount, tax) already credited on the invoice, plus the invoice part of refunds still being sent."""
+    amount = tax = ZERO
+    for note in invoice.credit_notes.all():
+        amount += note.amount
+        tax += note.tax_amount
+    pending = PaymentRefund.objects.filter(payment__invoice=invoice, status=PaymentRefund.Status.PENDING)
+    amount += sum((r.invoice_part for r in pending), ZERO)
+    return amount, tax
+
+
+def _credit_note_tax_part(invoice: Invoice, amount: Decimal, credited: Decimal, credited_tax: Decimal) -> Decimal:
+    """Pro-rata tax of a credit note; the one that completes the refund takes what is left, so the credit
+    notes' tax adds up to the invoice's tax exactly (no cent of drift)."""
+    if amount == invoice.total - credited:
+        return invoice.tax_amount - credited_tax
+    return quantize(invoice.tax_amount * amount / invoice.total, invoice.currency) if invoice.total else ZERO
+
+
+def _balance_funding(invoice: Invoice, account: LedgerAccount) -> tuple[Decimal, Decimal, dt.datetime | None]:
+    """What the balance account paid towards the invoice: (invoice-currency amount covered, account-currency
+    amount debited, rate time of the first conversion)."""
+    covered = debited = ZERO
+    as_of = None
+    charges = invoice.ledger_transactions.filter(kind=LedgerTransaction.Kind.CHARGE).prefetch_related("entries__account")
+    for tx in charges:
+        entries = list(tx.entries.all())
+        from_account = -sum((e.amount for e in entries if e.account_id == account.pk), ZERO)
+        if not from_account:
+            continue
+        if account.currency == invoice.currency:
+            covered += from_account
+        else:
+            covered -= sum((e.amount for e in entries if e.account.kind == LedgerAccount.Kind.FX and e.currency == invoice.currency), ZERO)
+            as_of = as_of or tx.rate_as_of
+        debited += from_account
+    return covered, debited, as_of
+
+
+def _credit_note_balance_legs(invoice: Invoice, amount: Decimal, completes: bool) -> tuple[list, Quote | None]:
+    """Legs crediting `amount` (invoice currency) back to the balance at the rate the invoice was paid
+    with (not today's). Only when the balance never paid it is today's rate used."""
+    account = customer_account(customer=invoice.customer)
+    cur = invoice.currency
+    if account.currency == cur:
+        return [(account, amount)], None
+    covered, debited, as_of = _balance_funding(invoice, account)
+    if covered > 0:
+        rate = (debited / covered).quantize(RATE_PLACES, rounding=ROUND_HALF_UP)
+        quote = Quote(cur, account.currency, rate, as_of)
+        if completes and covered == invoice.total:
+            earlier = LedgerEntry.objects.filter(
+                account=account, transaction__kind=LedgerTransaction.Kind.REFUND, transaction__invoice=invoice,
+                transaction__credit_note__isnull=False,
+            ).aggregate(total=Sum("amount"))["total"] or ZERO
+            credited = debited - earlier  # the last credit note returns exactly what is left of what was paid
+        else:
+            credited = quantize(amount * rate, account.currency)
+    else:
+        quote = RateTable().quote(cur, account.currency)
+        credited = quantize(amount * quote.rate, account.currency)
+    return [
+        (provider_account(kind=LedgerAccount.Kind.FX, currency=cur), amount),
+        (provider_account(kind=LedgerAccount.Kind.FX, currency=account.currency), -credited),
+        (account, credited),
+    ], quote
+
+
 @transaction.atomic
 def credit_note_issue(*, invoice: Invoice, reason: str, actor, amount: Decimal | None = None) -> CreditNote:
-    """Refund (part of) a paid service invoice to the balance: reverses revenue and tax pro rata,
-    credits the customer, and documents it with a credit note in its own series (CN-2026-000001).
-    A full refund marks the invoice refunded."""
+    """Refund (part of) a paid service invoice to the balance: reverses revenue and tax pro rata (the
+    last credit note takes the remainder), credits the customer at the rate the invoice was paid with,
+    and documents it with a credit note in its own series (CN-2026-000001). A full refund marks the
+    invoice refunded. Money back to a card or bank account is `payment_refund_reserve/complete`."""
     if not reason.strip():
         raise BillingError(_("A reason is required."))
     invoice = _lock_invoice(invoice)
@@ -670,17 +755,19 @@ def credit_note_issue(*, invoice: Invoice, reason: str, actor, amount: Decimal |
         raise BillingError(_("Only a paid invoice can be refunded."))
     if invoice.kind == Invoice.Kind.ADVANCE:
         # Advance money is already on the balance: refunding it to the balance would double it.
-        raise BillingError(_("An advance payment is already on the balance."))
-    already = sum((cn.amount for cn in invoice.credit_notes.all()), ZERO)
-    refundable = invoice.total - already
+        raise BillingError(_("An advance payment is already on the balance: refund it to the card or bank account it came from."),
+                           code="advance_to_balance")
+    if PaymentRefund.objects.filter(payment__invoice=invoice, status=PaymentRefund.Status.PENDING).exists():
+        # Its credit note is not issued yet, so the tax remainder cannot be known.
+        raise BillingError(_("A refund of this invoice is being sent; try again once it has completed."), code="refund_pending")
+    credited, credited_tax = _credit_note_totals(invoice)
+    refundable = invoice.total - credited
     amount = refundable if amount is None else amount
     if amount <= 0 or amount > refundable or not fits_minor_units(amount, invoice.currency):
         raise BillingError(_("The refund must be between 0 and %(max)s.") % {"max": format_money(refundable, invoice.currency)})
     cur = invoice.currency
-    tax_part = quantize(invoice.tax_amount * amount / invoice.total, cur) if invoice.total else ZERO
-    table = RateTable()
-    credit = _credit_customer_legs(invoice.customer, amount, cur, table)
-    quote = credit.pop()
+    tax_part = _credit_note_tax_part(invoice, amount, credited, credited_tax)
+    credit, quote = _credit_note_balance_legs(invoice, amount, completes=amount == refundable)
     legs = [(provider_account(kind=LedgerAccount.Kind.REVENUE, currency=cur), -(amount - tax_part))]
     if tax_part:
         legs.append((provider_account(kind=LedgerAccount.Kind.TAX, currency=cur), -tax_part))
@@ -699,6 +786,214 @@ def credit_note_issue(*, invoice: Invoice, reason: str, actor, amount: Decimal |
     activity_record(action="billing.refund", customer=invoice.customer, actor=actor, visible_to_customer=True,
                     details={"invoice": invoice.number, "credit_note": number, "amount": str(amount), "currency": cur, "reason": reason})
     return note
+
+
+# --- refunds to the card or bank account a payment came from ---------------------------------------
+
+def _payment_applied_to_invoice(payment: Payment) -> Decimal:
+    """What the payment paid towards its service invoice (its holding leg); the rest went to the balance."""
+    if payment.invoice_id is None or payment.invoice.kind == Invoice.Kind.ADVANCE:
+        return ZERO
+    return LedgerEntry.objects.filter(
+        transaction__idempotency_key=f"payment:{payment.pk}", account__kind=LedgerAccount.Kind.HOLDING, amount__gt=0,
+    ).aggregate(total=Sum("amount"))["total"] or ZERO
+
+
+def _refund_split(payment: Payment, invoice: Invoice | None, amount: Decimal, earlier: list["PaymentRefund"]) -> tuple[Decimal, Decimal]:
+    """(invoice part, balance part) of a refund: first what the payment paid on its service invoice
+    (revenue and tax are reversed), then what it put on the balance."""
+    if invoice is None or invoice.kind == Invoice.Kind.ADVANCE or invoice.status == Invoice.Status.CANCELLED:
+        return ZERO, amount
+    if invoice.is_open:
+        raise BillingError(_("Invoice %(number)s is still being paid: cancel it first (what was paid on it returns to the "
+                             "balance), then refund.") % {"number": invoice.number}, code="invoice_open")
+    credited, _tax = _credit_note_totals(invoice)
+    taken = sum((r.invoice_part for r in earlier), ZERO)
+    invoice_part = max(ZERO, min(amount, _payment_applied_to_invoice(payment) - taken, invoice.total - credited))
+    return invoice_part, amount - invoice_part
+
+
+def _refund_balance_legs(payment: Payment, balance_part: Decimal, refunding: LedgerAccount,
+                         earlier: list["PaymentRefund"]) -> tuple[list, Quote | None]:
+    """Legs taking `balance_part` (payment currency) from the balance into `refunding`, at the rate the
+    payment was credited with; the refund that empties the payment's balance share takes the remainder."""
+    account = customer_account(customer=payment.customer)
+    cur = payment.currency
+    if account.currency == cur:
+        return [(account, -balance_part), (refunding, balance_part)], None
+    if payment.rate and payment.credited_currency == account.currency:
+        quote = Quote(cur, account.currency, payment.rate, payment.rate_as_of)
+        share = payment.amount - _payment_applied_to_invoice(payment)
+        left = share - sum((r.balance_part for r in earlier), ZERO)
+        if balance_part == left:
+            already = -(LedgerEntry.objects.filter(
+                account=account, transaction__payment=payment, transaction__kind__in=[LedgerTransaction.Kind.REFUND, LedgerTransaction.Kind.REVERSAL],
+            ).aggregate(total=Sum("amount"))["total"] or ZERO)
+            debited = payment.credited_amount - already
+        else:
+            debited = quantize(balance_part * payment.rate, account.currency)
+    else:  # the account currency changed since the payment: no rate of its own to reverse
+        quote = RateTable().quote(cur, account.currency)
+        debited = quantize(balance_part * quote.rate, account.currency)
+    return [
+        (account, -debited),
+        (provider_account(kind=LedgerAccount.Kind.FX, currency=account.currency), debited),
+        (provider_account(kind=LedgerAccount.Kind.FX, currency=cur), -balance_part),
+        (refunding, balance_part),
+    ], quote
+
+
+@transaction.atomic
+def payment_refund_reserve(*, payment: Payment, amount: Decimal, reason: str, actor=None) -> PaymentRefund:
+    """Step 1 of sending money back where it came from: fix the refund's idempotency key (stable:
+    `refund:<payment>:<n>`) and move the balance part out of the customer's reach into the `refunding`
+    account, committed BEFORE the gateway or the bank is asked. Then `payment_refund_complete` (money
+    sent) or `payment_refund_fail` (nothing sent: the reservation is reversed)."""
+    if not reason.strip():
+        raise BillingError(_("A reason is required."))
+    invoice = _lock_invoice(payment.invoice) if payment.invoice_id else None  # invoice rows before the payment row
+    payment = Payment.objects.select_for_update(of=("self",)).select_related("customer", "invoice").get(pk=payment.pk)
+    if payment.status not in (Payment.Status.SUCCEEDED, Payment.Status.REFUNDED):
+        raise BillingError(_("Only a received payment can be refunded."))
+    earlier = list(payment.refunds.exclude(status=PaymentRefund.Status.FAILED))
+    left = payment.amount - sum((r.amount for r in earlier), ZERO)
+    if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0 or amount > left or not fits_minor_units(amount, payment.currency):
+        raise BillingError(_("The refund must be between 0 and %(max)s.") % {"max": format_money(left, payment.currency)}, code="amount")
+    invoice_part, balance_part = _refund_split(payment, invoice, amount, earlier)
+    sequence = payment.refunds.count() + 1
+    refund = PaymentRefund.objects.create(
+        payment=payment, sequence=sequence, idempotency_key=f"refund:{payment.pk}:{sequence}", amount=amount,
+        currency=payment.currency, invoice_part=invoice_part, balance_part=balance_part, reason=reason.strip()[:255],
+        created_by=actor if actor is not None and actor.pk else None,
+    )
+    if balance_part:
+        refunding = provider_account(kind=LedgerAccount.Kind.REFUNDING, currency=payment.currency)
+        legs, quote = _refund_balance_legs(payment, balance_part, refunding, earlier)
+        _lock_accounts([leg[0] for leg in legs])
+        try:
+            ledger_post(idempotency_key=f"{refund.idempotency_key}:reserve", kind=LedgerTransaction.Kind.REFUND, legs=legs,
+                        payment=payment, created_by=actor, quote=quote,
+                        memo=_("Refund of payment #%(payment)s being sent") % {"payment": payment.pk})
+        except InsufficientFunds:
+            raise InsufficientFunds(_("The balance no longer holds this money (it was spent): refund at most what the balance holds."),
+                                    code="insufficient_funds")
+    return refund
+
+
+@transaction.atomic
+def payment_refund_complete(*, refund: PaymentRefund, external_id: str = "", actor=None) -> PaymentRefund:
+    """Step 2: the money was sent (gateway refund id or bank reference). Posts the refunding account and
+    the reversed revenue and tax (invoice currency and amounts, so the original rate) against the
+    gateway's clearing account, with a credit note when it refunds an invoice. Idempotent: a refund no
+    longer pending is returned as it is."""
+    payment = Payment.objects.select_related("invoice").get(pk=refund.payment_id)
+    invoice = _lock_invoice(payment.invoice) if payment.invoice_id else None  # invoice, then refund and payment rows
+    refund = PaymentRefund.objects.select_for_update().get(pk=refund.pk)
+    if refund.status != PaymentRefund.Status.PENDING:
+        return refund
+    payment = Payment.objects.select_for_update(of=("self",)).select_related("customer").get(pk=payment.pk)
+    return _payment_refund_post(refund, payment, invoice, external_id, actor)
+
+
+def _payment_refund_post(refund: PaymentRefund, payment: Payment, invoice: Invoice | None, external_id: str, actor) -> PaymentRefund:
+    cur = payment.currency
+    legs = [(provider_account(kind=LedgerAccount.Kind.CLEARING, currency=cur, tag=payment.gateway or payment.method), refund.amount)]
+    if refund.balance_part:
+        legs.append((provider_account(kind=LedgerAccount.Kind.REFUNDING, currency=cur), -refund.balance_part))
+    note_amount = tax_part = ZERO
+    completes = False
+    if invoice is not None and invoice.status in (Invoice.Status.PAID, Invoice.Status.REFUNDED):
+        credited = sum((n.amount for n in invoice.credit_notes.all()), ZERO)
+        credited_tax = sum((n.tax_amount for n in invoice.credit_notes.all()), ZERO)
+        if invoice.kind == Invoice.Kind.ADVANCE:
+            note_amount = min(refund.balance_part, invoice.total - credited)  # documents the advance paid back
+        else:
+            note_amount = refund.invoice_part
+            tax_part = _credit_note_tax_part(invoice, note_amount, credited, credited_tax) if note_amount else ZERO
+            legs.append((provider_account(kind=LedgerAccount.Kind.REVENUE, currency=cur), -(note_amount - tax_part)))
+            if tax_part:
+                legs.append((provider_account(kind=LedgerAccount.Kind.TAX, currency=cur), -tax_part))
+        completes = note_amount > 0 and note_amount == invoice.total - credited
+    _lock_accounts([leg[0] for leg in legs])
+    number = ""
+    if note_amount > 0:  # after the accounts, as in credit_note_issue (the only other user of this counter)
+        year, sequence = _next_document_number("CN")
+        number = f"CN-{year}-{sequence:06d}"
+    label = hooks.payment_method_label(payment.method)
+    memo = (_("Refund to %(method)s, credit note %(number)s") % {"method": label, "number": number} if number
+            else _("Refund to %(method)s") % {"method": label})
+    tx = ledger_post(idempotency_key=refund.idempotency_key, kind=LedgerTransaction.Kind.REFUND, legs=legs, payment=payment,
+                     invoice=invoice if number else None, created_by=actor, memo=memo)
+    if number:
+        refund.credit_note = CreditNote.objects.create(
+            number=number, invoice=invoice, customer=payment.customer, amount=note_amount, tax_amount=tax_part, currency=cur,
+            reason=refund.reason, created_by=actor if actor is not None and actor.pk else None, ledger_transaction=tx, payment=payment,
+        )
+        if completes:
+            invoice.status = Invoice.Status.REFUNDED
+            invoice.save(update_fields=["status"])
+    refund.status, refund.external_id, refund.completed_at = PaymentRefund.Status.SUCCEEDED, external_id[:200], timezone.now()
+    refund.save(update_fields=["status", "external_id", "completed_at", "credit_note"])
+    payment.refunded_amount += refund.amount
+    if payment.refunded_amount == payment.amount:
+        payment.status = Payment.Status.REFUNDED
+    payment.save(update_fields=["refunded_amount", "status"])
+    activity_record(action="billing.payment_refunded", customer=payment.customer, actor=actor, visible_to_customer=True,
+                    details={"payment": payment.pk, "amount": str(refund.amount), "currency": cur, "method": str(label),
+                             "credit_note": number, "reason": refund.reason})
+    return refund
+
+
+@transaction.atomic
+def payment_refund_fail(*, refund: PaymentRefund, message: str, actor=None) -> PaymentRefund:
+    """Nothing was sent: return the reserved balance part to the customer at the amounts it was taken."""
+    refund = PaymentRefund.objects.select_for_update(of=("self",)).select_related("payment").get(pk=refund.pk)
+    if refund.status != PaymentRefund.Status.PENDING:
+        return refund
+    reserve = LedgerTransaction.objects.filter(idempotency_key=f"{refund.idempotency_key}:reserve").first()
+    if reserve is not None:
+        legs = [(entry.account, -entry.amount) for entry in reserve.entries.select_related("account")]
+        _lock_accounts([leg[0] for leg in legs])
+        ledger_post(idempotency_key=f"{refund.idempotency_key}:failed", kind=LedgerTransaction.Kind.REVERSAL, legs=legs,
+                    payment=refund.payment, created_by=actor,
+                    memo=_("Refund of payment #%(payment)s failed: amount returned") % {"payment": refund.payment_id})
+    refund.status, refund.failure_message = PaymentRefund.Status.FAILED, message[:255]
+    refund.save(update_fields=["status", "failure_message"])
+    return refund
+
+
+def payment_refund_sent_by_bank(*, payment: Payment, amount: Decimal, bank_reference: str, reason: str, actor) -> PaymentRefund:
+    """Staff paid money back by bank transfer themselves: reserve and complete with the bank's reference."""
+    if not bank_reference.strip():
+        raise BillingError(_("Enter the bank's transaction reference."))
+    refund = payment_refund_reserve(payment=payment, amount=amount, reason=reason, actor=actor)
+    return payment_refund_complete(refund=refund, external_id=bank_reference.strip(), actor=actor)
+
+
+@transaction.atomic
+def balance_write_off(*, customer: Customer, reason: str, actor, idempotency_key: str) -> list[LedgerTransaction]:
+    """Close every balance account of the customer to zero against `adjustment:writeoff:<CUR>` (money
+    the provider keeps, or a debt it forgives), audited. Idempotent per key and currency."""
+    if not reason.strip():
+        raise BillingError(_("A reason is required."))
+    accounts = list(LedgerAccount.objects.filter(customer=customer, kind=LedgerAccount.Kind.CUSTOMER).order_by("pk"))
+    locked = _lock_accounts(accounts)
+    done = []
+    for account in locked.values():
+        key = f"{idempotency_key}:{account.currency}"
+        existing = LedgerTransaction.objects.filter(idempotency_key=key).first()
+        if existing is not None:
+            done.append(existing)
+            continue
+        if not account.balance:
+            continue
+        other = provider_account(kind=LedgerAccount.Kind.ADJUSTMENT, currency=account.currency, tag="writeoff")
+        amount = account.balance
+        done.append(ledger_post(idempotency_key=key, kind=LedgerTransaction.Kind.ADJUSTMENT, legs=[(account, -amount), (other, amount)],
+                                created_by=actor, memo=_("Balance written off: %(reason)s") % {"reason": reason}))
+        activity_record(action="billing.balance_written_off", customer=customer, actor=actor, visible_to_customer=False,
+                        details={"amount": str(amount), "currency": account.currency, "reason": reason})
+    return done
 
 
 @transaction.atomic

@@ -249,8 +249,9 @@ def invoice_payer(request, invoice_id):
 @customer_view(Area.BILLING)
 @require_GET
 def payment_list(request):
-    page = _page(request, selectors.payments_for(acting_customer(request)))
-    return render(request, "billing/payment_list.html", {"page": page})
+    customer = acting_customer(request)
+    page = _page(request, selectors.payments_for(customer))
+    return render(request, "billing/payment_list.html", {"page": page, "in_progress": hooks.payments_in_progress(customer)})
 
 
 @customer_view(Area.BILLING)

@@ -312,8 +312,42 @@ class EmailOutboxBackOfficeAdmin(BackOfficePermissions, CustomerNames, EmailOutb
                           messages.SUCCESS if queued else messages.WARNING)
 
 
-class PaymentNamesAdmin(CustomerNames, PaymentAdmin):
+class RefundToOriginForm(forms.Form):
+    amount = forms.DecimalField(label=_("Amount to refund"), max_digits=20, decimal_places=4, min_value=Decimal("0.0001"))
+    reason = forms.CharField(label=_("Reason"), max_length=200)
+    bank_reference = forms.CharField(label=_("Bank reference of the transfer you sent (bank payments only)"), max_length=100,
+                                     required=False)
+
+
+class PaymentNamesAdmin(BackOfficePermissions, CustomerNames, PaymentAdmin):
     list_select_related = ("customer", "invoice")
+    actions = ["refund_to_origin"]
+
+    @admin.action(description=_("Refund to the card or bank account it came from"), permissions=["refund_payment"])
+    def refund_to_origin(self, request, queryset):
+        """Card payments go back through their gateway; bank payments are recorded as the transfer staff sent.
+        Either way the ledger moves (balance or revenue and tax, clearing) and a credit note documents it."""
+        if queryset.count() != 1:
+            self.message_user(request, gettext("Select exactly one payment."), messages.ERROR)
+            return None
+        payment = queryset.get()
+        form = RefundToOriginForm(request.POST if "apply" in request.POST else None,
+                                  initial={"amount": payment.amount - payment.refunded_amount})
+        if form.is_bound and form.is_valid():
+            data = form.cleaned_data
+            try:
+                refund = gateway_services.payment_refund_to_origin(payment=payment, amount=data["amount"], reason=data["reason"],
+                                                                   bank_reference=data["bank_reference"], actor=request.user)
+            except ValidationError as error:
+                self.message_user(request, " ".join(error.messages), messages.ERROR)
+            else:
+                self.message_user(request, gettext("Refunded %(amount)s of payment #%(id)s and recorded it in the ledger.") % {
+                    "amount": format_money(refund.amount, refund.currency), "id": payment.pk}, messages.SUCCESS)
+            return None
+        return _action_form(self, request, queryset, form=form, action="refund_to_origin",
+                            title=gettext("Refund to the card or bank account it came from"),
+                            note=gettext("Card payments are refunded through their payment system. For a bank payment, "
+                                         "send the transfer first and enter its reference."))
 
 
 class CreditNoteNamesAdmin(CustomerNames, CreditNoteAdmin):

@@ -21,7 +21,7 @@ from billing.gateways.selectors import autopay_settings_for
 from billing.gateways.services import autopay_month_used
 from billing.models import Currency, Invoice, LedgerAccount, LedgerEntry
 from billing.money import quantize
-from billing.rates import RateError, RateTable, is_stale
+from billing.rates import RateError, RateTable, is_stale, rate_published_at
 from billing.selectors import balance_of, enabled_currencies, equivalents, invoices_for
 from billing.services import tax_for
 from notifications.selectors import inbox_for
@@ -375,9 +375,13 @@ def customers_awaiting_verification() -> dict:
 
 
 def rate_freshness(*, now: dt.datetime | None = None) -> list[dict]:
+    """Each rate's age counted from its publication (the feed's own date), as staleness is."""
     now = now or timezone.now()
-    return [{"currency": c, "stale": is_stale(c, now), "age": (now - c.rate_updated_at) if c.rate_updated_at else None}
-            for c in Currency.objects.order_by("position", "code")]
+    rows = []
+    for currency in Currency.objects.order_by("position", "code"):
+        published = rate_published_at(currency)
+        rows.append({"currency": currency, "stale": is_stale(currency, now), "age": (now - published) if published else None})
+    return rows
 
 
 def staff_reports(*, now: dt.datetime | None = None) -> dict:

@@ -86,13 +86,16 @@ class PaymentAttemptAdmin(ReadOnlyAdmin):
     @admin.action(description=_("Refund to the card in full (through the gateway)"))
     def refund_in_full(self, request, queryset):
         for attempt in queryset:
+            amount = attempt.amount - attempt.refunded_amount
             try:
-                services.attempt_refund(attempt=attempt, amount=attempt.amount - attempt.refunded_amount, actor=request.user)
+                services.attempt_refund(attempt=attempt, amount=amount, actor=request.user)
             except GatewayError as exc:
                 self.message_user(request, f"{attempt.reference}: {exc}", messages.ERROR)
             else:
-                self.message_user(request, _("Refunded %(amount)s %(currency)s. Record the balance side with billing's refund.")
-                                  % {"amount": attempt.amount, "currency": attempt.currency}, messages.SUCCESS)
+                # The ledger side (balance or revenue and tax, credit note) is already recorded: nothing else to do.
+                self.message_user(request, _("Refunded %(amount)s %(currency)s to the card and recorded it in the ledger "
+                                             "(see the payment's refunds and credit notes).")
+                                  % {"amount": amount, "currency": attempt.currency}, messages.SUCCESS)
 
 
 @admin.register(SavedPaymentMethod)

@@ -20,6 +20,18 @@ class GatewaysConfig(AppConfig):
         register_invoice_payment_panel(invoice_payment_panel)
         register_invoice_email_context(pay_link_email_context)
 
+        from billing.hooks import register_payments_in_progress
+
+        from .selectors import payments_in_progress
+
+        register_payments_in_progress(payments_in_progress)
+
+        from billing.audit import register_check
+
+        from .audit import attempt_mismatches
+
+        register_check("gateways", attempt_mismatches)
+
         from . import personal_data  # "export my data" / erasure, registered with accounts.personal_data
 
         personal_data.register()

@@ -90,7 +90,8 @@ class Gateway(ABC):
         """Verify the signature and timestamp, then translate the payload; raise WebhookRejected."""
         raise WebhookRejected("malformed", "This gateway does not receive webhooks.")
 
-    def refund(self, *, attempt, amount: Decimal) -> str:
+    def refund(self, *, attempt, amount: Decimal, idempotency_key: str) -> str:
+        """Send `amount` back; `idempotency_key` is the portal's stable refund key (a retry sends once)."""
         raise GatewayError("This gateway cannot refund automatically.")
 
     def charge_saved_method(self, *, attempt, method) -> ChargeResult:

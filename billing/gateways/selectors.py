@@ -8,7 +8,7 @@ from billing.models import Invoice
 
 from .base import Gateway
 from .models import AutopayCharge, AutopaySettings, GatewayConfig, PaymentAttempt, SavedPaymentMethod
-from .registry import all_gateways
+from .registry import all_gateways, get_gateway
 
 
 def gateway_offered(gateway: Gateway, *, currency: str, country: str, configs: dict | None = None) -> bool:
@@ -45,6 +45,28 @@ def payment_method_get(*, customer: Customer, method_id: int) -> SavedPaymentMet
 
 def attempt_get(*, customer: Customer, reference) -> PaymentAttempt:
     return get_object_or_404(PaymentAttempt.objects.select_related("invoice"), customer=customer, reference=reference)
+
+
+def attempt_in_flight(invoice: Invoice) -> PaymentAttempt | None:
+    """A payment the gateway accepted and is still processing (e.g. a card awaiting confirmation):
+    while it lasts, the invoice must not be paid again by another method."""
+    return (PaymentAttempt.objects.filter(invoice=invoice, status=PaymentAttempt.Status.PENDING).exclude(transaction_id="")
+            .order_by("-created_at").first())
+
+
+def attempts_in_flight_for(customer: Customer):
+    return (PaymentAttempt.objects.filter(customer=customer, status=PaymentAttempt.Status.PENDING).exclude(transaction_id="")
+            .select_related("invoice").order_by("-created_at"))
+
+
+def payments_in_progress(customer: Customer) -> list[dict]:
+    """Billing's payments page rows (billing.hooks) for card payments awaiting confirmation."""
+    rows = []
+    for attempt in attempts_in_flight_for(customer):
+        gateway = get_gateway(attempt.gateway)
+        rows.append({"amount": attempt.amount, "currency": attempt.currency, "method": str(gateway.name if gateway else attempt.gateway),
+                     "invoice": attempt.invoice, "created_at": attempt.created_at})
+    return rows
 
 
 def pay_link_invoice(*, invoice_id: int, customer_id: int) -> Invoice:

@@ -23,11 +23,12 @@ from django.utils.translation import gettext as _
 from accounts.models import Customer
 from core.calendar import provider_today
 from accounts.services import activity_record
-from billing.models import Invoice
+from billing.models import Invoice, Payment, PaymentRefund
 from billing.money import fits_minor_units, format_money, quantize, quantum
 from billing.selectors import balance_of, invoices_for
 from billing.services import (
-    BillingError, PaymentBlocked, invoice_apply_balance, invoice_payment_gate_check, payment_record,
+    BillingError, PaymentBlocked, invoice_apply_balance, invoice_payment_gate_check, payment_record, payment_refund_complete,
+    payment_refund_fail, payment_refund_reserve, payment_refund_sent_by_bank,
 )
 from notifications.services import notify
 
@@ -37,7 +38,7 @@ from .models import (
     WebhookDelivery,
 )
 from .registry import get_gateway
-from .selectors import gateway_offered
+from .selectors import attempt_in_flight, gateway_offered
 
 logger = logging.getLogger(__name__)
 Result = WebhookDelivery.Result
@@ -53,6 +54,11 @@ class PaymentNotAllowed(Exception):
 
 
 # --- starting a payment -----------------------------------------------------------------------------
+
+def in_flight_message(attempt: PaymentAttempt) -> str:
+    return _("A payment of %(amount)s for this invoice is being processed. It will show here once the payment "
+             "system confirms it; please do not pay again.") % {"amount": format_money(attempt.amount, attempt.currency)}
+
 
 @dataclass
 class PaymentStart:
@@ -72,6 +78,9 @@ def payment_start(*, customer: Customer, invoice: Invoice, gateway_code: str, re
         invoice_payment_gate_check(invoice)  # the customer's profile and the payer chosen on the invoice
     except PaymentBlocked as exc:
         raise PaymentNotAllowed(exc.messages[0], exc.blockers)
+    in_flight = attempt_in_flight(invoice)
+    if in_flight is not None:
+        raise PaymentNotAllowed(in_flight_message(in_flight))
     applied = Decimal("0")
     if use_balance and invoice.kind != Invoice.Kind.ADVANCE:
         try:
@@ -198,6 +207,9 @@ def attempt_succeed(*, attempt: PaymentAttempt, transaction_id: str, amount: Dec
         result = Result.MISMATCH
         detail = f"Expected {attempt.amount} {attempt.currency}, received {amount} {currency}; credited to the balance."
         invoice = None
+    elif invoice is not None and not Invoice.objects.filter(pk=invoice.pk, status__in=Invoice.OPEN_STATUSES).exists():
+        # Paid meanwhile (another card, the balance): the money is not lost, payment_record puts it on the balance.
+        detail = "The invoice was already paid; credited to the balance."
     payment = payment_record(
         idempotency_key=f"{attempt.gateway}:{transaction_id}", customer=attempt.customer, amount=amount,
         currency=currency, method=attempt.gateway, invoice=invoice, gateway=attempt.gateway, external_id=transaction_id,
@@ -296,17 +308,55 @@ def method_remove(*, method: SavedPaymentMethod, actor=None) -> None:
 
 # --- refunds (staff) --------------------------------------------------------------------------------
 
-def attempt_refund(*, attempt: PaymentAttempt, amount: Decimal, actor) -> str:
-    """Refund through the gateway (money back to the card). The ledger side is billing's staff refund."""
-    if attempt.status != Status.SUCCEEDED or attempt.purpose == PaymentAttempt.Purpose.SETUP:
+def attempt_refund(*, attempt: PaymentAttempt, amount: Decimal, actor, reason: str = "") -> str:
+    """Refund through the gateway (money back to the card), on the ledger: billing reserves the refund
+    (stable idempotency key, balance part set aside) and commits before the gateway is called with that
+    key; then the refund is completed (clearing, revenue and tax reversed) or, if the gateway refused,
+    the reservation is reversed."""
+    if attempt.status not in (Status.SUCCEEDED, Status.REFUNDED) or attempt.purpose == PaymentAttempt.Purpose.SETUP \
+            or attempt.payment_id is None:
         raise GatewayError(_("Only a successful payment can be refunded."))
     amount = quantize(amount, attempt.currency)
     if amount <= 0 or attempt.refunded_amount + amount > attempt.amount:
         raise GatewayError(_("The refund exceeds what is left of the payment."))
     gateway = get_gateway(attempt.gateway)
-    refund_id = gateway.refund(attempt=attempt, amount=amount)
+    if gateway is None:
+        raise GatewayError(_("This gateway cannot refund automatically."))
+    payment = Payment.objects.get(pk=attempt.payment_id)
+    try:
+        refund = payment_refund_reserve(payment=payment, amount=amount, reason=reason or _("Refund by staff"), actor=actor)
+    except BillingError as exc:
+        raise GatewayError(exc.messages[0])
+    return _refund_at_gateway(gateway, attempt, refund, actor)
+
+
+def attempt_refund_resume(*, refund: PaymentRefund, actor) -> str:
+    """Finish a card refund left pending (the process stopped between reserving it and recording the
+    gateway's answer): ask the gateway again with the same idempotency key (Stripe returns the refund it
+    already made instead of a second one) and complete or fail it."""
+    if refund.status != PaymentRefund.Status.PENDING:
+        raise GatewayError(_("This refund is not pending."))
+    attempt = PaymentAttempt.objects.get(payment_id=refund.payment_id, status__in=[Status.SUCCEEDED, Status.REFUNDED])
+    gateway = get_gateway(attempt.gateway)
+    if gateway is None:
+        raise GatewayError(_("This gateway cannot refund automatically."))
+    return _refund_at_gateway(gateway, attempt, refund, actor)
+
+
+def _refund_at_gateway(gateway, attempt: PaymentAttempt, refund: PaymentRefund, actor) -> str:
+    amount = refund.amount
+    try:
+        refund_id = gateway.refund(attempt=attempt, amount=amount, idempotency_key=refund.idempotency_key)
+    except GatewayError as exc:
+        payment_refund_fail(refund=refund, message=str(exc), actor=actor)
+        raise
     with transaction.atomic():
+        # The attempt row first, then billing's invoice and accounts: the order attempt_succeed uses.
         locked = PaymentAttempt.objects.select_for_update().get(pk=attempt.pk)
+        # Completions of this attempt's refunds are serialised by that lock: one completed meanwhile was counted there.
+        if PaymentRefund.objects.get(pk=refund.pk).status != PaymentRefund.Status.PENDING:
+            return refund_id
+        payment_refund_complete(refund=refund, external_id=refund_id, actor=actor)
         locked.refunded_amount += amount
         if locked.refunded_amount == locked.amount:
             locked.status = Status.REFUNDED
@@ -315,6 +365,21 @@ def attempt_refund(*, attempt: PaymentAttempt, amount: Decimal, actor) -> str:
                         details={"attempt": str(locked.reference), "amount": str(amount), "refund": refund_id})
     attempt.refresh_from_db()
     return refund_id
+
+
+def payment_refund_to_origin(*, payment: Payment, amount: Decimal, reason: str, actor, bank_reference: str = "") -> PaymentRefund:
+    """Send (part of) a payment back where it came from, on the ledger: through its gateway when it came
+    from one that refunds (card), else as a bank transfer staff made (`bank_reference` required).
+    The entry point for every "refund to card/bank" (admin, account deletion settlement)."""
+    attempt = (PaymentAttempt.objects.filter(payment_id=payment.pk, status__in=[Status.SUCCEEDED, Status.REFUNDED])
+               .exclude(gateway="bank_transfer").first())
+    if attempt is not None:
+        try:
+            attempt_refund(attempt=attempt, amount=amount, actor=actor, reason=reason)
+        except GatewayError as exc:
+            raise BillingError(str(exc), code="gateway")
+        return payment.refunds.filter(status=PaymentRefund.Status.SUCCEEDED).order_by("-pk").first()
+    return payment_refund_sent_by_bank(payment=payment, amount=amount, bank_reference=bank_reference, reason=reason, actor=actor)
 
 
 # --- bank transfer (staff) --------------------------------------------------------------------------

@@ -85,6 +85,8 @@ def pay_invoice(request, invoice_id: int):
             return response
     context = _pay_context(customer=customer, invoice=invoice, form=form, show_balance=True)
     context["pay_link"] = services.pay_link_url(invoice=invoice)
+    in_flight = selectors.attempt_in_flight(invoice) if invoice.is_open else None
+    context["in_flight"] = services.in_flight_message(in_flight) if in_flight else ""
     return render(request, "gateways/pay_invoice.html", context)
 
 
@@ -236,7 +238,9 @@ def invoice_payment_panel(request, invoice) -> str:
     gateways = selectors.gateways_available(customer=customer, currency=invoice.currency)
     if not gateways:
         return ""
+    in_flight = selectors.attempt_in_flight(invoice)
     return render_to_string("gateways/partials/invoice_panel.html", {
+        "in_flight": services.in_flight_message(in_flight) if in_flight else "",
         "invoice": invoice,
         "gateways": [g for g in gateways if g.redirects],
         "has_bank_transfer": any(not g.redirects for g in gateways),

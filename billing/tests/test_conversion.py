@@ -78,6 +78,8 @@ def test_currency_change_refuses_a_changed_rate(currencies, customer, fund):
 
 @pytest.mark.django_db
 def test_stale_rate_blocks_conversion_until_staff_fix_it(currencies, customer, settings):
+    """A conversion the customer asks for waits for a fresh rate (money already captured does not:
+    see test_refunds.py::test_captured_payment_at_a_stale_rate_is_recorded_and_flagged)."""
     from django.utils import timezone
 
     from billing.models import Currency
@@ -85,7 +87,7 @@ def test_stale_rate_blocks_conversion_until_staff_fix_it(currencies, customer, s
     Currency.objects.filter(code="USD").update(rate_updated_at=timezone.now() - timezone.timedelta(hours=settings.BILLING_RATE_MAX_AGE_HOURS + 1))
     assert RateTable().stale("USD")
     with pytest.raises(RateError):
-        services.payment_record(idempotency_key="usd-stale", customer=customer, amount=Decimal("5.00"), currency="USD", method="bank_transfer")
+        services.account_currency_change_preview(customer=customer, currency="USD")
     services.currency_set_fixed_rate(code="USD", rate=Decimal("1.16"))
     services.payment_record(idempotency_key="usd-fresh", customer=customer, amount=Decimal("5.80"), currency="USD", method="bank_transfer")
     assert balance_of(customer) == Decimal("5.00")

@@ -150,6 +150,7 @@ def test_topping_up_pays_waiting_service_invoices(currencies, customer, django_c
 
 
 @pytest.mark.django_db
+@pytest.mark.ledger_corrupted_on_purpose
 def test_audit_ledger_names_what_fails(currencies, customer, fund):
     fund(customer, "10.00")
     LedgerAccount.objects.filter(customer=customer).update(balance=Decimal("11.00"))

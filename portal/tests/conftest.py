@@ -3,6 +3,8 @@ import importlib
 import pytest
 from django.apps import apps
 
+from billing.tests.audit_after_test import pytest_runtest_call  # noqa: F401 - the ledger audit after every test
+
 
 @pytest.fixture
 def default_departments():

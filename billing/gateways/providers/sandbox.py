@@ -77,7 +77,7 @@ class SandboxGateway(Gateway):
             raise WebhookRejected("malformed", f"Unreadable payload: {exc}")
         return [event]
 
-    def refund(self, *, attempt, amount: Decimal) -> str:
+    def refund(self, *, attempt, amount: Decimal, idempotency_key: str) -> str:
         try:
             return sandbox_provider.charge_refund(transaction_id=attempt.transaction_id, amount=amount)
         except (sandbox_provider.SandboxCardError, sandbox_provider.SandboxCharge.DoesNotExist) as exc:

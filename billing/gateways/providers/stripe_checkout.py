@@ -142,11 +142,11 @@ class StripeCheckoutGateway(Gateway):
             return GatewayEvent(**base, kind="failed", reference=reference, failure_message=kind_of)
         return GatewayEvent(**base, kind="ignored", reference=reference)
 
-    def refund(self, *, attempt, amount: Decimal) -> str:
+    def refund(self, *, attempt, amount: Decimal, idempotency_key: str) -> str:
         try:
             refund = stripe_client().v1.refunds.create(
                 params={"payment_intent": attempt.transaction_id, "amount": to_minor(amount, attempt.currency)},
-                options={"idempotency_key": f"refund:{attempt.reference}:{attempt.refunded_amount}:{amount}"},
+                options={"idempotency_key": idempotency_key},
             )
         except stripe.StripeError as exc:
             raise GatewayError(exc.user_message or str(exc))

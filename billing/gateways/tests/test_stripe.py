@@ -225,6 +225,8 @@ def test_refund_goes_to_stripe_in_minor_units(client, stripe_on, recorded, custo
 
     assert refund_id == "re_3RecTest001"
     assert http.calls[-1]["params"] == {"payment_intent": "pi_3RecTest001", "amount": "1050"}
+    # The key is the refund's own, reserved before the call: not built from the attempt's changing state.
+    assert http.calls[-1]["headers"]["Idempotency-Key"] == f"refund:{attempt.payment_id}:1"
     attempt.refresh_from_db()
     assert attempt.status == "refunded" and attempt.refunded_amount == Decimal("10.50")
     with pytest.raises(services.GatewayError):

@@ -1,0 +1,71 @@
+"""audit_ledger catches the classes of mistakes found in issue 15 (each test breaks the ledger on purpose,
+so the automatic audit after the test is off for them)."""
+from decimal import Decimal
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from accounts.models import Customer
+from accounts.tests.factories import StaffUserFactory
+from billing import audit, services
+from billing.models import CreditNote, Invoice, LedgerAccount, LedgerTransaction
+from billing.services import LineInput
+
+pytestmark = [pytest.mark.django_db, pytest.mark.ledger_corrupted_on_purpose]
+
+
+def _paid_invoice(customer, fund, amount="40.00"):
+    fund(customer, amount)
+    invoice = services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                                     lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal(amount))])
+    assert services.invoice_pay_from_balance(invoice=invoice)
+    return invoice
+
+
+def test_clearing_moved_without_a_payment_is_reported(currencies, customer):
+    clearing = services.provider_account(kind=LedgerAccount.Kind.CLEARING, currency="EUR", tag="sandbox")
+    services.ledger_post(idempotency_key="mistake:1", kind=LedgerTransaction.Kind.TOPUP,
+                         legs=[(clearing, Decimal("-100.00")), (services.customer_account(customer=customer), Decimal("100.00"))])
+
+    assert any("without a payment" in failure for failure in audit.clearing_mismatches())
+    with pytest.raises(CommandError, match=r"\[clearing\]"):
+        call_command("audit_ledger")
+
+
+def test_money_left_in_a_previous_currency_account_is_flagged(currencies, customer, fund):
+    fund(customer, "51.07")
+    Customer.objects.filter(pk=customer.pk).update(currency="USD")  # the race of issue 15 item 6
+
+    assert audit.foreign_currency_balances() == [
+        f"account customer:{customer.pk}:EUR: 51.0700 EUR left outside customer {customer.pk}'s account currency USD"]
+
+
+def test_revenue_moved_off_a_paid_invoice_is_reported(currencies, customer, fund):
+    invoice = _paid_invoice(customer, fund)
+    revenue = services.provider_account(kind=LedgerAccount.Kind.REVENUE, currency="EUR")
+    services.ledger_post(idempotency_key="mistake:2", kind=LedgerTransaction.Kind.REFUND, invoice=invoice,
+                         legs=[(revenue, Decimal("-40.00")), (services.customer_account(customer=customer), Decimal("40.00"))])
+
+    failures = audit.invoice_recognition_mismatches()
+    assert failures == [f"invoice {invoice.number} (paid): revenue 0.0000 and tax 0 recognised, expected 40.0000 and 0.0000"]
+
+
+def test_credit_note_that_reverses_nothing_is_reported(currencies, customer, fund):
+    invoice = _paid_invoice(customer, fund)
+    adjustment = services.provider_account(kind=LedgerAccount.Kind.ADJUSTMENT, currency="EUR")
+    tx = services.ledger_post(idempotency_key="mistake:3", kind=LedgerTransaction.Kind.REFUND, invoice=invoice,
+                              legs=[(adjustment, Decimal("-40.00")), (services.customer_account(customer=customer), Decimal("40.00"))])
+    CreditNote.objects.create(number="CN-2026-999999", invoice=invoice, customer=customer, amount=Decimal("40.00"),
+                              currency="EUR", reason="forged", created_by=StaffUserFactory(), ledger_transaction=tx)
+
+    failures = audit.credit_note_mismatches()
+    assert f"invoice {invoice.number} is paid with 40.0000 of 40.0000 credited" in failures
+    assert any(f.startswith("credit note CN-2026-999999: reverses revenue 0") for f in failures)
+
+
+def test_refunded_amount_without_ledger_movement_is_reported(currencies, customer, fund):
+    payment = fund(customer, "10.00")
+    type(payment).objects.filter(pk=payment.pk).update(refunded_amount=Decimal("10.00"))  # refunded without the ledger
+
+    failures = audit.clearing_mismatches()
+    assert any(f"payment #{payment.pk}" in f and "clearing moved -10" in f for f in failures)
