@@ -6,7 +6,6 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.core.management import call_command
-from django.utils import timezone
 
 from accounts.personal_data import exporters
 from accounts.services import customer_erase
@@ -17,7 +16,10 @@ from billing.services import LineInput
 
 from .factories import CompanyPayerFactory
 
-IN_LAST_MONTH = timezone.make_aware(dt.datetime.combine(services.previous_month().replace(day=14), dt.time(12, 0)))
+# Fixed moments: a module-level "last month" computed at collection time is another month once the
+# suite runs past a month end.
+IN_LAST_MONTH = dt.datetime(2027, 5, 14, 12, 0, tzinfo=dt.timezone.utc)
+ACTS_RUN = dt.datetime(2027, 6, 2, 9, 0, tzinfo=dt.timezone.utc)
 
 
 @pytest.fixture
@@ -34,7 +36,8 @@ def documents(currencies, customer, owner, fund):
                                          lines=[LineInput(description="VPS M", quantity=1, unit_price=Decimal("20.00"))])
         services.invoice_payer_choose(invoice=invoice, payer=company)
         assert services.invoice_pay_from_balance(invoice=invoice)
-    (act,) = services.acts_generate(period=services.previous_month())
+    with time_machine.travel(ACTS_RUN, tick=False):
+        (act,) = services.acts_generate(period=services.previous_month())
     version = services.contract_version_publish(version=ContractVersion.objects.create(version=1, title="Service agreement", text="Terms."),
                                                 staff=staff)
     acceptance = services.contract_accept(payer=company, version=version, user=owner, ip="203.0.113.7")
