@@ -383,11 +383,14 @@ def _mark_paid(invoice: Invoice) -> None:
 
 
 def _pay_locked_from_balance(invoice: Invoice, actor=None) -> bool:
-    """Pay a locked open invoice in full from the balance, or change nothing."""
+    """Pay a locked open invoice in full from the balance, or change nothing (also while the payment
+    gate is closed: every path that spends the balance on an invoice comes through here or bulk)."""
     due = invoice.amount_due
     if due == 0:
         _mark_paid(invoice)
         return True
+    if invoice_payment_blockers(invoice):
+        return False
     table = RateTable()
     try:
         debit_legs, quote, debited = _debit_customer_legs(invoice.customer, due, invoice.currency, table)
@@ -425,6 +428,7 @@ def invoice_apply_balance(*, invoice: Invoice, actor=None) -> Decimal:
     invoice = _lock_invoice(invoice)
     if invoice.kind == Invoice.Kind.ADVANCE or not invoice.is_open:
         raise BillingError(_("This invoice cannot be paid from the balance."))
+    invoice_payment_gate_check(invoice)
     if _pay_locked_from_balance(invoice, actor):
         return invoice.amount_paid
     account = _lock_accounts([customer_account(customer=invoice.customer)])
@@ -1033,7 +1037,11 @@ def payer_blockers(payer: Payer) -> list[dict]:
 
 
 def invoice_payment_blockers(invoice: Invoice) -> list[dict]:
-    """Everything that stops paying this invoice: the customer's profile gate plus the chosen payer's."""
+    """THE payment gate: everything that stops paying this invoice — the customer's profile gate
+    (missing details, company not verified) plus the chosen payer's. Checked by every path that pays:
+    the invoice and payment pages, `payment_start`, the balance (`_pay_locked_from_balance`, so
+    ordering, renewing, upgrading and auto-payment of open invoices), the set-based renewals
+    (`bulk.invoices_issue_and_pay`) and the card auto-payment (`autopay_topup`)."""
     blockers = list(payment_blockers(invoice.customer))
     if invoice.payer_id:
         blockers += payer_blockers(invoice.payer)

@@ -21,6 +21,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
+from accounts.selectors import payment_blockers
 from accounts.services import activity_record
 from billing.models import Invoice
 from billing.money import fits_minor_units, format_money, quantize, quantum
@@ -384,6 +385,8 @@ def autopay_topup(*, customer: Customer, needed_amount: Decimal, reason: str) ->
         if config is None:
             return False
         customer = config.customer
+        if payment_blockers(customer):  # the payment gate: no card charge for a customer who may not pay
+            return False
         currency = customer.currency
         amount = Decimal(needed_amount).quantize(quantum(currency), rounding=ROUND_UP)
         amount = min(amount, config.monthly_limit - autopay_month_used(customer=customer, today=today))
