@@ -246,7 +246,8 @@ def attempt_method_saved(*, attempt: PaymentAttempt, method: MethodDetails | Non
 
 @transaction.atomic
 def method_save(*, customer: Customer, gateway_code: str, details: MethodDetails) -> SavedPaymentMethod:
-    Customer.objects.select_for_update().filter(pk=customer.pk).first()  # serialises "first method is default"
+    # Serialises "first method is default"; NO KEY, like billing's payment lock taken earlier in a webhook.
+    Customer.objects.select_for_update(no_key=True).filter(pk=customer.pk).first()
     method, created = SavedPaymentMethod.objects.get_or_create(
         gateway=gateway_code, token=details.token,
         defaults={"customer": customer, "kind": details.kind, "brand": details.brand, "last4": details.last4,
@@ -268,7 +269,7 @@ def method_save(*, customer: Customer, gateway_code: str, details: MethodDetails
 
 @transaction.atomic
 def method_set_default(*, method: SavedPaymentMethod, actor=None) -> SavedPaymentMethod:
-    Customer.objects.select_for_update().filter(pk=method.customer_id).first()
+    Customer.objects.select_for_update(no_key=True).filter(pk=method.customer_id).first()
     SavedPaymentMethod.objects.filter(customer_id=method.customer_id, is_default=True).exclude(pk=method.pk).update(is_default=False)
     SavedPaymentMethod.objects.filter(pk=method.pk).update(is_default=True)
     method.is_default = True
@@ -283,7 +284,7 @@ def method_remove(*, method: SavedPaymentMethod, actor=None) -> None:
         except GatewayError:
             logger.warning("could not detach %s at %s; removed locally", method.pk, method.gateway, exc_info=True)
     with transaction.atomic():
-        customer = Customer.objects.select_for_update().get(pk=method.customer_id)
+        customer = Customer.objects.select_for_update(no_key=True).get(pk=method.customer_id)
         was_default, label = method.is_default, str(method)
         AutopaySettings.objects.filter(method=method).update(enabled=False, method=None)
         method.delete()
@@ -357,14 +358,28 @@ def autopay_configure(*, customer: Customer, enabled: bool, method: SavedPayment
         raise BillingError("Payment method belongs to another customer.")
     if enabled and method is None:
         raise BillingError(_("Choose a saved payment method."))
+    # The customer row first (the lock order of an account currency change, which converts the cap).
+    customer = Customer.objects.select_for_update(no_key=True).get(pk=customer.pk)
     row, _created = AutopaySettings.objects.select_for_update().get_or_create(customer=customer)
     row.enabled, row.method, row.monthly_limit = enabled, method, quantize(monthly_limit, customer.currency)
+    row.monthly_limit_currency = customer.currency
     row.full_clean()
     row.save()
     activity_record(action="billing.autopay_configured", customer=customer, actor=actor,
                     details={"enabled": enabled, "method": str(method) if method else "",
                              "monthly_limit": str(row.monthly_limit), "currency": customer.currency})
     return row
+
+
+def autopay_currency_changed(customer: Customer, old_currency: str, new_currency: str, convert) -> None:
+    """billing hook: the monthly cap moves to the new account currency with the balance, under the
+    switch's lock (a 5,000 RUB cap must not become a 5,000 EUR one)."""
+    row = AutopaySettings.objects.select_for_update().filter(customer_id=customer.pk).first()
+    if row is None:
+        return
+    row.monthly_limit = convert(row.monthly_limit, row.monthly_limit_currency)
+    row.monthly_limit_currency = new_currency
+    row.save(update_fields=["monthly_limit", "monthly_limit_currency", "updated_at"])
 
 
 def autopay_month_used(*, customer: Customer, today: date) -> Decimal:
@@ -388,6 +403,8 @@ def autopay_topup(*, customer: Customer, needed_amount: Decimal, reason: str) ->
         if payment_blockers(customer):  # the payment gate: no card charge for a customer who may not pay
             return False
         currency = customer.currency
+        if config.monthly_limit_currency != currency:
+            return False  # an account currency change is converting the cap right now; the next run charges
         amount = Decimal(needed_amount).quantize(quantum(currency), rounding=ROUND_UP)
         amount = min(amount, config.monthly_limit - autopay_month_used(customer=customer, today=today))
         if amount <= 0:

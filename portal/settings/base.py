@@ -350,6 +350,10 @@ BILLING_RATE_MAX_AGE_HOURS = int(env("BILLING_RATE_MAX_AGE_HOURS", "96"))
 BILLING_TOPUP_MIN = Decimal(env("BILLING_TOPUP_MIN", "1"))
 BILLING_TOPUP_MAX = Decimal(env("BILLING_TOPUP_MAX", "50000"))
 # The provider's block on invoice, act and contract PDFs.
+# The provider's country (ISO code) for VAT place of supply: reverse charge only across an EU border,
+# and an EU customer without a configured rate is refused an invoice instead of charged 0%. Empty turns
+# these EU rules off (only the staff-configured rates apply); it matches the default seller details.
+BILLING_SELLER_COUNTRY = env("BILLING_SELLER_COUNTRY", "NL").strip().upper()
 BILLING_SELLER_DETAILS = env("BILLING_SELLER_DETAILS", "HostPortal B.V.\nServer Street 1\n1011 AB Amsterdam, NL\nVAT NL000000000B01")
 # The provider's bank account, the one source for open invoice PDFs and the bank-transfer panel of the pay
 # page (the invoice number is the payment reference). Unused until beneficiary and IBAN are both set.

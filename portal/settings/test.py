@@ -9,6 +9,9 @@ ALLOWED_HOSTS = ["*"]
 # Several test runs may share one server: TEST_DB_NAME keeps them apart.
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DB_NAME", "test_portal")}
 AXES_FAILURE_LIMIT = 5
+# The EU place-of-supply rules are off by default here: factory customers live in DE and most tests
+# configure no VAT rate. Tax tests switch them on with `settings.BILLING_SELLER_COUNTRY = "NL"`.
+BILLING_SELLER_COUNTRY = ""
 
 # Tests publish real Celery messages to a Redis database of their own (default 15), so a demo
 # worker on database 0 never consumes test tasks; conftest empties the queue after the session.

@@ -1,0 +1,33 @@
+"""An EU private customer whose country has no VAT rate configured cannot order: the review and the
+confirmation show a clear form error, and no order, invoice or charge is made (never a 0% invoice)."""
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from billing.models import Invoice
+from billing.selectors import balance_of
+from orders.models import Order
+
+from .factories import PlanFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_order_is_refused_when_no_vat_rate_is_configured_for_the_customers_country(settings, client, owner, customer, fund):
+    settings.BILLING_SELLER_COUNTRY = "NL"
+    customer.country = "AT"
+    customer.save()
+    fund(customer, "100.00")
+    plan = PlanFactory()
+    data = {"period_months": 1, "request_key": "b" * 32, "hostname": "web1.example.com",
+            "os_image": str(plan.product_type.os_images.first().pk), "location": "ams"}
+    client.force_login(owner)
+
+    for url in (reverse("orders:order_new", args=[plan.pk]), reverse("orders:order_confirm", args=[plan.pk])):
+        response = client.post(url, data)
+        assert response.status_code == 200
+        assert "no VAT rate is configured" in " ".join(response.context["form"].non_field_errors())
+
+    assert not Order.objects.exists() and not Invoice.objects.exists()
+    assert balance_of(customer) == Decimal("100.00")
