@@ -25,6 +25,7 @@ from accounts.selectors import payment_blockers
 from accounts.services import activity_record
 from billing.models import Invoice
 from billing.money import fits_minor_units, format_money, quantize, quantum
+from billing.rates import RateTable, rate_per_base
 from billing.selectors import balance_of, invoices_for
 from billing.services import (
     BillingError, PaymentBlocked, invoice_apply_balance, invoice_payment_gate_check, payment_record,
@@ -383,10 +384,26 @@ def autopay_currency_changed(customer: Customer, old_currency: str, new_currency
 
 
 def autopay_month_used(*, customer: Customer, today: date) -> Decimal:
-    return AutopayCharge.objects.filter(
-        customer=customer, day__gte=today.replace(day=1), day__lte=today, currency=customer.currency,
+    """This month's pending and succeeded auto-payment charges in the account currency. Charges made
+    before an account currency change count at the last known rate (stale or not: it only measures the
+    cap), so switching the currency never resets what is left of the month's maximum."""
+    rows = (AutopayCharge.objects.filter(
+        customer=customer, day__gte=today.replace(day=1), day__lte=today,
         status__in=[AutopayCharge.Status.PENDING, AutopayCharge.Status.SUCCEEDED],
-    ).aggregate(total=Sum("amount"))["total"] or Decimal("0")
+    ).values("currency").annotate(total=Sum("amount")).order_by("currency"))
+    used, table = Decimal("0"), None
+    for row in rows:
+        if row["currency"] == customer.currency:
+            used += row["total"]
+            continue
+        table = table or RateTable()
+        source, target = table.by_code.get(row["currency"]), table.by_code.get(customer.currency)
+        if source is None or target is None or rate_per_base(source) is None or rate_per_base(target) is None:
+            logger.warning("No rate to count %s %s of auto-payment against the cap of customer %s",
+                           row["total"], row["currency"], customer.pk)
+            continue
+        used += quantize(row["total"] * rate_per_base(target) / rate_per_base(source), customer.currency)
+    return used
 
 
 def autopay_topup(*, customer: Customer, needed_amount: Decimal, reason: str) -> bool:

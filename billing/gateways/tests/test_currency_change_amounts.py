@@ -4,9 +4,11 @@ rate; the switch raises no false low-balance alert; and a payment recorded while
 credited to the new currency's account, never stranded in the old one."""
 import threading
 import time
+from datetime import datetime, timezone as dt_timezone
 from decimal import Decimal
 
 import pytest
+import time_machine
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
@@ -53,6 +55,20 @@ def test_cap_and_threshold_are_converted_with_the_switch(gateways_on, customer, 
     assert services.autopay_topup(customer=customer, needed_amount=Decimal("3000.00"), reason="renewals") is True
     charge = AutopayCharge.objects.get()
     assert (charge.amount, charge.currency) == (Decimal("52.91"), "EUR")
+
+
+@pytest.mark.django_db
+def test_switching_the_currency_does_not_reset_what_is_left_of_the_months_cap(gateways_on, customer, sandbox_card):
+    in_currency(customer, "RUB")
+    services.autopay_configure(customer=customer, enabled=True, method=sandbox_card(), monthly_limit=Decimal("5000.00"))
+    with time_machine.travel(datetime(2027, 3, 1, 9, tzinfo=dt_timezone.utc), tick=False):
+        assert services.autopay_topup(customer=customer, needed_amount=Decimal("4000.00"), reason="low") is True
+    with time_machine.travel(datetime(2027, 3, 2, 9, tzinfo=dt_timezone.utc), tick=False):
+        switch(customer, "EUR")
+        assert services.autopay_month_used(customer=customer, today=datetime(2027, 3, 2).date()) == Decimal("42.33")
+    with time_machine.travel(datetime(2027, 3, 3, 9, tzinfo=dt_timezone.utc), tick=False):
+        assert services.autopay_topup(customer=customer, needed_amount=Decimal("3000.00"), reason="low") is True
+    assert AutopayCharge.objects.order_by("day").last().amount == Decimal("10.58")  # 52.91 cap - 42.33 used
 
 
 @pytest.mark.django_db
