@@ -171,3 +171,39 @@ def test_a_payment_recorded_during_the_switch_credits_the_new_currency(currencie
     assert customer.currency == "EUR"
     assert LedgerAccount.objects.get(code=f"customer:{customer.pk}:RUB").balance == 0  # nothing stranded
     assert balance_of(customer) == Decimal("200.00")  # 9,450 RUB converted, then 9,450 RUB credited at the rate
+
+
+@pytest.mark.django_db(transaction=True)
+def test_switch_racing_payments_and_invoice_payments_strands_nothing_and_never_deadlocks(currencies, customer):
+    """The switch and payments in both lock paths (onto an invoice, and to the balance), all released at once."""
+    from billing.tests.concurrency import run_concurrently
+
+    in_currency(customer, "RUB")
+    billing_services.payment_record(idempotency_key="storm:fund", customer=customer, amount=Decimal("945.00"),
+                                    currency="RUB", method="bank_transfer")
+    invoices = [billing_services.invoice_issue(
+        customer=customer, kind="order", currency="RUB",
+        lines=[billing_services.LineInput(description="VPS", quantity=1, unit_price=Decimal("94.50"))]) for _ in range(3)]
+    rate = billing_services.account_currency_change_preview(customer=customer, currency="EUR").quote.rate
+    stale = Customer.objects.get(pk=customer.pk)
+
+    def act(what, n):
+        if what == "switch":
+            return billing_services.account_currency_change(customer=customer, currency="EUR", expected_rate=rate)
+        if what == "invoice":
+            return billing_services.payment_record(idempotency_key=f"storm:inv:{n}", customer=stale, amount=Decimal("94.50"),
+                                                   currency="RUB", method="bank_transfer", invoice=invoices[n])
+        if what == "pay":
+            return billing_services.invoice_pay_from_balance(invoice=invoices[n])
+        return billing_services.payment_record(idempotency_key=f"storm:top:{n}", customer=stale, amount=Decimal("94.50"),
+                                               currency="RUB", method="bank_transfer")
+
+    _results, errors = run_concurrently(act, [("switch", 0), ("invoice", 0), ("invoice", 1), ("pay", 2), ("topup", 0),
+                                              ("topup", 1)])
+
+    assert errors == []
+    customer.refresh_from_db()
+    assert customer.currency == "EUR"
+    assert LedgerAccount.objects.get(code=f"customer:{customer.pk}:RUB").balance == 0
+    # 945 + 2 x 94.50 top-ups = 1,134 RUB in, one invoice (94.50 RUB) paid from the balance: 1,039.50 RUB = 11.00 EUR.
+    assert balance_of(customer) == Decimal("11.00")
