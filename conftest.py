@@ -28,6 +28,17 @@ def _reset_active_language():
     translation.activate("en")
 
 
+@pytest.fixture(autouse=True)
+def _broker_not_paused():
+    """A test that made a publish fail pauses publishing in this process (notifications.services);
+    the next test starts with the broker tried again."""
+    from notifications import services
+
+    services._broker_skip_until = 0.0
+    yield
+    services._broker_skip_until = 0.0
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _drain_test_broker_queue():
     """Nothing consumes the test broker's queue; drop what the session published."""

@@ -200,6 +200,8 @@ class PreferencesForm(forms.Form):
         choices=[("on", _("Enabled")), ("off", _("Disabled"))],
         help_text=_("The default for new orders: services renew automatically while the balance covers them."))
     site_currency = forms.ChoiceField(label=_("Site currency"), choices=())
+    # The currency the threshold was typed in: the account currency when the page was shown.
+    threshold_currency = forms.CharField(widget=forms.HiddenInput, required=False)
     pay_without_login = forms.BooleanField(
         label=_("Payment without authorization"), required=False,
         help_text=_("Allow paying invoices from a link without logging in."))
@@ -213,11 +215,15 @@ class PreferencesForm(forms.Form):
 
         super().__init__(*args, **kwargs)
         self.account_currency = account_currency
+        self.fields["threshold_currency"].initial = account_currency
         self.fields["site_currency"].choices = [(c, c) for c in settings.CURRENCIES]
         self.fields["language"].choices = [(code, _(name)) for code, name in settings.LANGUAGES]
         self.fields["time_zone"].choices = time_zone_choices()
         self.fields["low_balance_threshold"].label = _("Low balance alert threshold, %(currency)s") % {
             "currency": account_currency}
+
+    def clean_threshold_currency(self):
+        return self.cleaned_data.get("threshold_currency") or self.account_currency
 
     def clean_time_zone(self):
         return self.cleaned_data.get("time_zone") or None  # not sent: keep the saved one

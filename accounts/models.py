@@ -53,6 +53,11 @@ class Customer(models.Model):
     low_balance_threshold = models.DecimalField(
         _("low balance alert threshold"), max_digits=14, decimal_places=2, default=Decimal("0")
     )
+    # The threshold's currency: the account currency it was entered in (billing converts both with
+    # an account currency change); a threshold in another currency never triggers an alert.
+    low_balance_threshold_currency = models.CharField(
+        _("low balance alert threshold currency"), max_length=3, default=settings.DEFAULT_CURRENCY
+    )
     auto_renew_default = models.BooleanField(_("auto-renewal of orders"), default=True)
     pay_without_login = models.BooleanField(_("payment without authorization"), default=False)
 

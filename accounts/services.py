@@ -346,7 +346,10 @@ def customer_update_profile_type(*, customer: Customer, actor: User, profile_typ
 @transaction.atomic
 def customer_update_preferences(*, customer: Customer, actor: User, newsletter: bool, low_balance_threshold: Decimal,
                                 auto_renew_default: bool, site_currency: str, pay_without_login: bool,
-                                language: str, time_zone: str | None = None) -> Customer:
+                                language: str, time_zone: str | None = None,
+                                threshold_currency: str | None = None) -> Customer:
+    """`threshold_currency`: the account currency the threshold was entered in (the form's); refused if
+    the account currency changed meanwhile, since the number would mean another amount."""
     if site_currency not in settings.CURRENCIES:
         raise ValidationError({"site_currency": _("Unsupported currency.")})
     if time_zone is not None and time_zone not in available_time_zones():
@@ -354,12 +357,16 @@ def customer_update_preferences(*, customer: Customer, actor: User, newsletter: 
     if low_balance_threshold < 0:
         raise ValidationError({"low_balance_threshold": _("The threshold cannot be negative.")})
     locked = _locked_customer(customer)
+    if threshold_currency and threshold_currency != locked.currency:
+        raise ValidationError({"low_balance_threshold": _(
+            "Your account currency is now %(currency)s. Check the threshold and save again.") % {"currency": locked.currency}})
     locked.newsletter, locked.low_balance_threshold = newsletter, low_balance_threshold
+    locked.low_balance_threshold_currency = locked.currency
     locked.auto_renew_default, locked.site_currency = auto_renew_default, site_currency
     locked.pay_without_login, locked.language = pay_without_login, language
     locked.timezone = time_zone or locked.timezone
     locked.full_clean()
-    locked.save(update_fields=["newsletter", "low_balance_threshold", "auto_renew_default", "site_currency",
+    locked.save(update_fields=["newsletter", "low_balance_threshold", "low_balance_threshold_currency", "auto_renew_default", "site_currency",
                                "pay_without_login", "language", "timezone"])
     activity_record(action="preferences_changed", customer=locked, actor=actor)
     return locked

@@ -274,11 +274,12 @@ class PayerRejectForm(forms.Form):
 class PayerAdmin(admin.ModelAdmin):
     """Customers edit their payers; staff only verify or reject companies (audited services)."""
 
-    list_display = ("pk", client_id, "label_column", "payer_type", "country", "vat_number", "verification_status", "archived_at")
+    list_display = ("pk", client_id, "label_column", "payer_type", "country", "country_approved_at", "vat_number",
+                    "verification_status", "archived_at")
     list_filter = ("verification_status", "payer_type", "is_profile", "country")
     search_fields = ("=customer__id", "company_name", "name", "registration_number", "vat_number")
     readonly_fields = [f.name for f in Payer._meta.fields]
-    actions = ["verify_payers", "reject_payers"]
+    actions = ["verify_payers", "reject_payers", "approve_payer_countries"]
 
     def has_add_permission(self, request):
         return False
@@ -305,6 +306,12 @@ class PayerAdmin(admin.ModelAdmin):
         done = self._each(request, queryset, lambda p: services.payer_verify(payer=p, staff=request.user))
         if done:
             self.message_user(request, gettext("%(n)d payer(s) verified.") % {"n": done}, messages.SUCCESS)
+
+    @admin.action(description=_("Approve the country of selected payers for tax (evidence seen)"), permissions=["change"])
+    def approve_payer_countries(self, request, queryset):
+        done = self._each(request, queryset, lambda p: services.payer_country_approve(payer=p, staff=request.user))
+        if done:
+            self.message_user(request, gettext("%(n)d payer country(ies) approved.") % {"n": done}, messages.SUCCESS)
 
     @admin.action(description=_("Reject selected company payers (with a reason)"))
     def reject_payers(self, request, queryset):

@@ -27,13 +27,14 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
+from accounts.selectors import payment_blockers
 from core.calendar import provider_today
 from notifications.bulk import Notice, insert_rows, notify_many, prefetch_owners, update_rows  # noqa: F401 (re-exported)
 
 from . import hooks
-from .models import ZERO, DocumentCounter, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, LedgerTransaction
+from .models import ZERO, DocumentCounter, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, LedgerTransaction, Payer
 from .money import format_money, quantize
-from .services import TaxDecision, _low_balance_update, _payer_snapshot, provider_account, tax_for
+from .services import TaxDecision, _low_balance_update, _payer_snapshot, payer_blockers, provider_account, tax_for
 
 # --- issuing and paying ------------------------------------------------------------------------
 
@@ -128,10 +129,17 @@ def invoices_issue_and_pay(*, kind: str, charges: list[Charge], applied_by_calle
     existing = sorted(charge.invoice_id for charge in charges if charge.invoice_id is not None)
     if existing:
         locked = {row["id"]: row for row in Invoice.objects.select_for_update().filter(pk__in=existing).order_by("pk")
-                  .values("id", "number", "kind", "status", "subtotal", "tax_amount", "total", "amount_paid", "reference")}
+                  .values("id", "number", "kind", "status", "subtotal", "tax_amount", "total", "amount_paid", "reference",
+                          "payer_id")}
         for position, charge in enumerate(charges):
             if charge.invoice_id is not None:
                 invoices[position] = locked[charge.invoice_id]
+
+    # The payment gate (as `_pay_locked_from_balance` applies it): owners are prefetched, so the
+    # profile check costs no query; payers chosen on earlier invoices are loaded in one.
+    blocked = {pk for pk, customer in customers.items() if payment_blockers(customer)}
+    payer_ids = {invoice["payer_id"] for invoice in invoices if invoice.get("payer_id")}
+    blocked_payers = {payer.pk for payer in Payer.objects.filter(pk__in=payer_ids) if payer_blockers(payer)} if payer_ids else set()
 
     # 3. The customers' balance accounts in pk order, one statement; who pays is decided in order.
     accounts: dict[int, LedgerAccount] = {}
@@ -148,6 +156,8 @@ def invoices_issue_and_pay(*, kind: str, charges: list[Charge], applied_by_calle
         if invoice["status"] not in Invoice.OPEN_STATUSES:
             continue
         due = invoice["total"] - invoice["amount_paid"]
+        if due and (charge.customer.pk in blocked or invoice.get("payer_id") in blocked_payers):
+            continue
         if due == 0 or available.get(charge.customer.pk, ZERO) >= due:
             if due:
                 available[charge.customer.pk] -= due

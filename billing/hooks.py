@@ -79,3 +79,19 @@ def invoice_email_context(invoice) -> dict:
     for provider in _invoice_email_context_providers:
         context.update(provider(invoice))
     return context
+
+
+# Account currency change: fn(customer, old_currency, new_currency, convert) for amounts other apps
+# store in the account currency (gateways' auto-payment cap). Runs inside the switch's transaction,
+# under its lock on the customer row, after billing converted the balance and the low-balance
+# threshold; `convert(amount, currency)` gives the amount in the new currency at the switch's rate.
+_currency_change_handlers: list[Callable] = []
+
+
+def register_currency_change_handler(handler: Callable) -> None:
+    if handler not in _currency_change_handlers:
+        _currency_change_handlers.append(handler)
+
+
+def currency_change_handlers() -> list[Callable]:
+    return list(_currency_change_handlers)

@@ -439,6 +439,8 @@ class Payer(models.Model):
                                            default=Verification.NOT_REQUIRED, db_index=True)
     verification_note = models.CharField(_("verification note"), max_length=255, blank=True)
     verified_at = models.DateTimeField(_("verified at"), null=True, blank=True)
+    # Tax evidence: staff accepted a country other than the profile's (cleared when the country changes).
+    country_approved_at = models.DateTimeField(_("country approved for tax at"), null=True, blank=True)
     archived_at = models.DateTimeField(_("archived at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 

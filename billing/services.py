@@ -1,6 +1,7 @@
 """Billing writes. Every function here runs under transaction.atomic and keeps one locking order:
 
-    document counter -> invoice rows (by pk) -> customer balance accounts (by pk) -> provider accounts (by pk)
+    document counter -> invoice rows (by pk) -> customer row (FOR NO KEY UPDATE, `_account_currency_locked`)
+        -> customer balance accounts (by pk) -> provider accounts (by pk)
 
 Each business operation posts ONE ledger transaction whose accounts are all locked at once by
 `_lock_accounts`, so two operations never wait on each other in opposite orders.
@@ -13,7 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, Sum
 from django.urls import reverse
 from django.utils import timezone
@@ -157,7 +158,7 @@ def _low_balance_update(account: LedgerAccount) -> None:
     """One alert per crossing below the customer's threshold; re-armed when the balance is back above."""
     customer = account.customer
     threshold = customer.low_balance_threshold
-    if threshold <= 0 or account.currency != customer.currency:
+    if threshold <= 0 or account.currency != customer.currency or customer.low_balance_threshold_currency != account.currency:
         return
     if account.balance < threshold and not account.low_balance_alerted:
         account.low_balance_alerted = True
@@ -180,6 +181,7 @@ def low_balance_sweep() -> int:
     candidates = list(
         LedgerAccount.objects.filter(
             kind=LedgerAccount.Kind.CUSTOMER, currency=F("customer__currency"), customer__low_balance_threshold__gt=0,
+            customer__low_balance_threshold_currency=F("currency"),
         ).filter(needs_update).values_list("pk", flat=True)
     )
     sent = 0
@@ -204,12 +206,16 @@ class TaxDecision:
     reverse_charge: bool = False
 
 
-def tax_for(customer: Customer) -> TaxDecision:
-    """Tax rule: the staff rate for (country, profile type), else (country, any), else none.
+class TaxNotConfigured(BillingError):
+    """No VAT rate is configured where the supply is taxed: refuse to invoice rather than charge 0%."""
 
-    A rate marked reverse charge applies only to a company that staff verified and that has a VAT
-    number: it is charged 0% with a reverse-charge note. Otherwise the next rate in line applies.
-    """
+
+def _seller_country() -> str:
+    return (settings.BILLING_SELLER_COUNTRY or "").strip().upper()
+
+
+def tax_for(customer: Customer) -> TaxDecision:
+    """Tax rule for the customer's profile (see `_tax_decision`)."""
     is_verified_company = (
         customer.profile_type == Customer.ProfileType.COMPANY
         and customer.verification_status == Customer.Verification.VERIFIED
@@ -218,23 +224,52 @@ def tax_for(customer: Customer) -> TaxDecision:
     return _tax_decision(customer.country, customer.profile_type, is_verified_company)
 
 
+def payer_country_evidenced(payer: "Payer") -> bool:
+    """Place-of-supply evidence: a payer's country counts for tax when it is the profile's country, or
+    staff approved it (`payer_country_approve`), or staff verified the company (its address included)."""
+    if payer.is_profile or payer.country.strip().upper() == payer.customer.country.strip().upper():
+        return True
+    if payer.payer_type == Payer.Type.COMPANY and payer.verification_status == Payer.Verification.VERIFIED:
+        return True
+    return payer.country_approved_at is not None
+
+
 def tax_for_payer(payer: "Payer") -> TaxDecision:
-    """The same tax rule applied to a payer's country, type and verification."""
+    """The same tax rule applied to a payer's country, type and verification. Without evidence for the
+    payer's country (a Dutch customer typing a "US" payer) the profile's country decides."""
     details = payer_details(payer)
-    return _tax_decision(details.country, details.payer_type, details.is_verified_company and bool(details.vat_number.strip()))
+    country = details.country if payer_country_evidenced(payer) else payer.customer.country
+    return _tax_decision(country, details.payer_type, details.is_verified_company and bool(details.vat_number.strip()))
 
 
 def _tax_decision(country: str, profile_type: str, is_verified_company_with_vat: bool) -> TaxDecision:
-    rates = {r.profile_type: r for r in TaxRate.objects.filter(country=country.upper())} if country else {}
+    """The staff rate for (country, profile type), else (country, any). A rate marked reverse charge
+    applies only to a staff-verified company with a VAT number across an EU border from the seller
+    (`BILLING_SELLER_COUNTRY`; NL→NL pays NL VAT) — 0% with a reverse-charge note; otherwise the next
+    rate in line applies. With no applicable rate: a verified VAT-registered EU company across the
+    border is reverse charged; any other EU customer is refused (`TaxNotConfigured`); outside the EU
+    no tax. An empty seller country turns the EU rules off (only the configured rates apply)."""
+    country = (country or "").strip().upper()
+    seller = _seller_country()
+    cross_border_eu = country in EU_COUNTRIES and country != seller
+    reverse_charge_allowed = is_verified_company_with_vat and (cross_border_eu or not seller)
+    reverse_charge = TaxDecision(Decimal("0"), _("Reverse charge: VAT to be accounted for by the recipient"), True)
+    rates = {r.profile_type: r for r in TaxRate.objects.filter(country=country)} if country else {}
     for profile in (profile_type, TaxRate.Profile.ANY):
         rate = rates.get(profile)
         if rate is None:
             continue
         if rate.reverse_charge:
-            if is_verified_company_with_vat:
-                return TaxDecision(Decimal("0"), _("Reverse charge: VAT to be accounted for by the recipient"), True)
+            if reverse_charge_allowed:
+                return reverse_charge
             continue
         return TaxDecision(rate.percent, f"{rate.label} {rate.percent.normalize()}%")
+    if seller and country in EU_COUNTRIES:
+        if reverse_charge_allowed:
+            return reverse_charge
+        raise TaxNotConfigured(
+            _("We cannot invoice customers in %(country)s yet: no VAT rate is configured for it. Please contact support.")
+            % {"country": country}, code="tax_not_configured")
     return TaxDecision(Decimal("0"), "")
 
 
@@ -346,10 +381,23 @@ def _settlement_legs(invoice: Invoice, table: RateTable) -> tuple[list, Quote | 
     return legs, quote
 
 
+def _account_currency_locked(customer: Customer) -> str:
+    """The customer's account currency, read under FOR NO KEY UPDATE on the customer row (refreshing
+    `customer.currency`). An account currency change holds the same lock until it commits, so money is
+    never credited to or taken from the old currency's account after the switch. (Not FOR SHARE: a
+    payment that then saves a card locks the row again, and two shared holders would deadlock; the
+    customer's balance account serialises such postings anyway.) Rows that merely reference the
+    customer (KEY SHARE) are not blocked. Lock order: invoice -> customer row -> accounts."""
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT currency FROM "{Customer._meta.db_table}" WHERE id = %s FOR NO KEY UPDATE', [customer.pk])
+        customer.currency = cursor.fetchone()[0]
+    return customer.currency
+
+
 def _credit_customer_legs(customer: Customer, amount: Decimal, currency: str, table: RateTable) -> list:
     """Legs crediting `amount` `currency` to the customer's balance through FX when the account
     currency differs. The last item is the Quote used (or None)."""
-    account = customer_account(customer=customer)
+    account = customer_account(customer=customer, currency=_account_currency_locked(customer))
     if currency == account.currency:
         return [(account, amount), None]
     quote = table.quote(currency, account.currency)
@@ -364,7 +412,7 @@ def _credit_customer_legs(customer: Customer, amount: Decimal, currency: str, ta
 
 def _debit_customer_legs(customer: Customer, amount: Decimal, currency: str, table: RateTable) -> tuple[list, Quote | None, Decimal]:
     """Legs taking the equivalent of `amount` `currency` from the balance: (legs, quote, debited)."""
-    account = customer_account(customer=customer)
+    account = customer_account(customer=customer, currency=_account_currency_locked(customer))
     if currency == account.currency:
         return [(account, -amount)], None, amount
     quote = table.quote(currency, account.currency)
@@ -386,11 +434,14 @@ def _mark_paid(invoice: Invoice) -> None:
 
 
 def _pay_locked_from_balance(invoice: Invoice, actor=None) -> bool:
-    """Pay a locked open invoice in full from the balance, or change nothing."""
+    """Pay a locked open invoice in full from the balance, or change nothing (also while the payment
+    gate is closed: every path that spends the balance on an invoice comes through here or bulk)."""
     due = invoice.amount_due
     if due == 0:
         _mark_paid(invoice)
         return True
+    if invoice_payment_blockers(invoice):
+        return False
     table = RateTable()
     try:
         debit_legs, quote, debited = _debit_customer_legs(invoice.customer, due, invoice.currency, table)
@@ -428,9 +479,10 @@ def invoice_apply_balance(*, invoice: Invoice, actor=None) -> Decimal:
     invoice = _lock_invoice(invoice)
     if invoice.kind == Invoice.Kind.ADVANCE or not invoice.is_open:
         raise BillingError(_("This invoice cannot be paid from the balance."))
+    invoice_payment_gate_check(invoice)
     if _pay_locked_from_balance(invoice, actor):
         return invoice.amount_paid
-    account = _lock_accounts([customer_account(customer=invoice.customer)])
+    account = _lock_accounts([customer_account(customer=invoice.customer, currency=_account_currency_locked(invoice.customer))])
     account = next(iter(account.values()))
     if account.balance <= 0:
         raise InsufficientFunds(_("Your balance is empty."))
@@ -592,6 +644,8 @@ def _payment_post(payment: Payment, actor) -> None:
     if payment.invoice_id:
         invoice = _lock_invoice(payment.invoice)
         invoice_was_open = invoice.is_open
+    _account_currency_locked(customer)  # after the invoice (lock order); waits for a currency change
+    if invoice is not None:
         if invoice.is_open:
             applied = min(payment.amount, invoice.amount_due)
             if invoice.kind == Invoice.Kind.ADVANCE:
@@ -999,7 +1053,7 @@ def balance_write_off(*, customer: Customer, reason: str, actor, idempotency_key
 @transaction.atomic
 def balance_adjust(*, customer: Customer, amount: Decimal, reason: str, actor, idempotency_key: str | None = None) -> LedgerTransaction:
     """Staff manual credit (amount > 0) or debit (amount < 0) of the balance, with a reason."""
-    account = customer_account(customer=customer)
+    account = customer_account(customer=customer, currency=_account_currency_locked(customer))
     if not reason.strip():
         raise BillingError(_("A reason is required."))
     if not amount or not fits_minor_units(amount, account.currency):
@@ -1043,8 +1097,14 @@ def account_currency_change_preview(*, customer: Customer, currency: str) -> Cur
 
 @transaction.atomic
 def account_currency_change(*, customer: Customer, currency: str, expected_rate: Decimal, actor=None) -> LedgerTransaction | None:
-    """Convert the balance into `currency` through the FX accounts at the rate the customer confirmed."""
-    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    """Switch the account currency: convert the balance through the FX accounts at the rate the customer
+    confirmed, and with it every amount stored in the account currency (the low-balance threshold here,
+    gateways' auto-payment cap through `hooks.register_currency_change_handler`), all under one lock.
+
+    FOR NO KEY UPDATE on the customer row: payments read the account currency under FOR SHARE
+    (`_account_currency_locked`), so one that runs meanwhile waits and then credits the new account.
+    """
+    customer = Customer.objects.select_for_update(no_key=True).get(pk=customer.pk)
     preview = account_currency_change_preview(customer=customer, currency=currency)
     if preview.quote.rate != expected_rate:
         raise BillingError(_("The exchange rate has changed. Review the new amount and confirm again."), code="rate_changed")
@@ -1052,9 +1112,26 @@ def account_currency_change(*, customer: Customer, currency: str, expected_rate:
     new = customer_account(customer=customer, currency=currency)
     locked = _lock_accounts([old, new])
     balance = locked[old.pk].balance
-    tx = None
     if balance < 0:
         raise BillingError(_("Settle the negative balance before changing the currency."))
+    table = RateTable()
+
+    def convert(amount: Decimal, amount_currency: str) -> Decimal:
+        if amount_currency == currency:
+            return amount
+        rate = preview.quote.rate if amount_currency == old.currency else table.quote(amount_currency, currency).rate
+        return quantize(amount * rate, currency)
+
+    # Stored amounts move first, so the posting below already sees the new currency and threshold.
+    threshold = convert(customer.low_balance_threshold, customer.low_balance_threshold_currency)
+    Customer.objects.filter(pk=customer.pk).update(
+        currency=currency, low_balance_threshold=threshold, low_balance_threshold_currency=currency)
+    customer.currency, customer.low_balance_threshold, customer.low_balance_threshold_currency = currency, threshold, currency
+    # The same money in another currency is no new crossing of the threshold: the alert state moves too.
+    LedgerAccount.objects.filter(pk=new.pk).update(low_balance_alerted=locked[old.pk].low_balance_alerted)
+    for handler in hooks.currency_change_handlers():
+        handler(customer, old.currency, currency, convert)
+    tx = None
     if balance > 0:
         converted = quantize(balance * preview.quote.rate, currency)
         legs = [
@@ -1067,7 +1144,6 @@ def account_currency_change(*, customer: Customer, currency: str, expected_rate:
             kind=LedgerTransaction.Kind.CONVERSION, legs=legs, created_by=actor, quote=preview.quote,
             memo=_("Account currency changed from %(old)s to %(new)s") % {"old": old.currency, "new": currency},
         )
-    Customer.objects.filter(pk=customer.pk).update(currency=currency)
     activity_record(action="billing.currency_changed", customer=customer, actor=actor,
                     details={"from": old.currency, "to": currency, "rate": str(preview.quote.rate)})
     return tx
@@ -1238,6 +1314,8 @@ def payer_update(*, payer: Payer, data: dict, actor=None, ip: str | None = None)
     before = {field: getattr(payer, field) for field in PAYER_COMPANY_FIELDS}
     for field in PAYER_FIELDS:
         setattr(payer, field, (data.get(field) or "").strip())
+    if payer.country != before["country"]:
+        payer.country_approved_at = None  # staff approved the old country, not this one
     company_changed = any(getattr(payer, field) != value for field, value in before.items())
     if payer.payer_type == Payer.Type.PRIVATE:
         payer.verification_status, payer.verification_note, payer.verified_at = Payer.Verification.NOT_REQUIRED, "", None
@@ -1316,6 +1394,20 @@ def payer_reject(*, payer: Payer, staff, reason: str) -> Payer:
     return payer
 
 
+@transaction.atomic
+def payer_country_approve(*, payer: Payer, staff) -> Payer:
+    """Staff saw evidence (e.g. a bank or billing address) that the payer is in its stated country,
+    which differs from the profile's: from now on that country decides the payer's invoices' tax."""
+    payer = Payer.objects.select_for_update().select_related("customer").get(pk=payer.pk)
+    if payer.is_profile or not payer.country:
+        raise BillingError(_("Only a payer with its own country is approved."), code="no_country")
+    payer.country_approved_at = timezone.now()
+    payer.save(update_fields=["country_approved_at"])
+    activity_record(action="billing.payer_country_approved", customer=payer.customer, actor=staff, visible_to_customer=False,
+                    details={**_payer_audit_details(payer), "country": payer.country})
+    return payer
+
+
 def payer_blockers(payer: Payer) -> list[dict]:
     """Why paying for this payer is not possible yet (an unverified non-profile company; the profile
     payer's own verification is already one of accounts' payment_blockers)."""
@@ -1331,7 +1423,11 @@ def payer_blockers(payer: Payer) -> list[dict]:
 
 
 def invoice_payment_blockers(invoice: Invoice) -> list[dict]:
-    """Everything that stops paying this invoice: the customer's profile gate plus the chosen payer's."""
+    """THE payment gate: everything that stops paying this invoice — the customer's profile gate
+    (missing details, company not verified) plus the chosen payer's. Checked by every path that pays:
+    the invoice and payment pages, `payment_start`, the balance (`_pay_locked_from_balance`, so
+    ordering, renewing, upgrading and auto-payment of open invoices), the set-based renewals
+    (`bulk.invoices_issue_and_pay`) and the card auto-payment (`autopay_topup`)."""
     blockers = list(payment_blockers(invoice.customer))
     if invoice.payer_id:
         blockers += payer_blockers(invoice.payer)
@@ -1349,6 +1445,7 @@ def invoice_payer_choose(*, invoice: Invoice, payer: Payer, actor=None, ip: str 
     """Make the invoice out to `payer`: re-snapshot its details and recompute the tax by its country
     and type. Only before any money was applied; a paid invoice never changes."""
     invoice = _lock_invoice(invoice)
+    payer = Payer.objects.select_related("customer").get(pk=payer.pk)  # as stored: its tax evidence may be newer
     if payer.customer_id != invoice.customer_id:
         raise BillingError("Payer belongs to another customer.")
     if payer.archived_at is not None:

@@ -8,6 +8,7 @@ import functools
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import formataddr
@@ -44,10 +45,21 @@ def enqueue_task_safely(task, **kwargs) -> bool:
     return _apply_async_safely(task, kwargs)
 
 
+# After a failed publish this process skips the broker for a while: a request that queues several
+# tasks (or the next requests) must not each wait for the socket timeouts of a dead or frozen Redis.
+BROKER_RETRY_AFTER_SECONDS = 30
+_broker_skip_until = 0.0
+
+
 def _apply_async_safely(task, kwargs: dict) -> bool:
+    global _broker_skip_until
+    if time.monotonic() < _broker_skip_until:
+        logger.warning("Broker unreachable a moment ago; %s(%s) is left to the periodic sweeper.", task.name, kwargs)
+        return False
     try:
         task.apply_async(kwargs=kwargs)
     except Exception:  # kombu/redis raise a zoo of connection errors; none may reach the user.
+        _broker_skip_until = time.monotonic() + BROKER_RETRY_AFTER_SECONDS
         logger.warning("Could not enqueue %s(%s); the periodic sweeper will pick it up.", task.name, kwargs,
                        exc_info=True)
         return False

@@ -134,8 +134,9 @@ class CustomerBackOfficeAdmin(BackOfficePermissions, CustomerNames, CustomerAdmi
     back_office_fields = ("balance", "related_records", "recent_activity")
 
     def get_readonly_fields(self, request, obj=None):
-        # The account currency picks the ledger account: it changes only through billing's conversion.
-        account_currency = ("currency",) if obj is not None else ()
+        # The account currency picks the ledger account: it changes only through billing's conversion,
+        # which also converts the threshold (whose currency is therefore never edited by hand).
+        account_currency = ("currency", "low_balance_threshold_currency") if obj is not None else ()
         return (*super().get_readonly_fields(request, obj), *account_currency, *self.back_office_fields)
 
     def get_fieldsets(self, request, obj=None):

@@ -23,7 +23,7 @@ from billing.models import Currency, Invoice, LedgerAccount, LedgerEntry
 from billing.money import quantize
 from billing.rates import RateError, RateTable, is_stale, rate_published_at
 from billing.selectors import balance_of, enabled_currencies, equivalents, invoices_for
-from billing.services import tax_for
+from billing.services import TaxDecision, TaxNotConfigured, tax_for
 from notifications.selectors import inbox_for
 from orders import renewals as order_renewals
 from orders.models import Order, OrderRenewal, PlanPrice
@@ -98,7 +98,10 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     )
     pending_invoices = _pending_renewal_invoices(customer, {order["pk"] for order in orders})
     scheduled_prices = _scheduled_plan_prices({order["scheduled_plan_id"] for order in orders} - {None})
-    tax = tax_for(customer) if orders else None
+    try:
+        tax = tax_for(customer) if orders else None
+    except TaxNotConfigured:  # the renewal invoice will be refused too; forecast the amount without tax
+        tax = TaxDecision(ZERO, "")
     table = RateTable(currencies if currencies is not None else enabled_currencies())
     autopay = autopay_settings_for(customer)
     autopay_on = bool(autopay and autopay.enabled and autopay.method_id)

@@ -281,7 +281,8 @@ def test_approved_deletion_terminates_services_anonymizes_and_keeps_the_ledger_b
     owner = UserFactory(first_name="Alice", last_name="Smith", phone="+4915112345678")
     trusted = UserFactory(customer=owner.customer, role=User.Role.TECHNICAL, first_name="Bob")
     Customer.objects.filter(pk=owner.customer_id).update(
-        profile_type="company", company_name="Smith GmbH", company_vat_number="DE123", email_billing="acc@smith.test")
+        profile_type="company", company_name="Smith GmbH", company_vat_number="DE123", email_billing="acc@smith.test",
+        verification_status="verified")  # an unverified company could not pay for the order below
     SocialAccount.objects.create(user=owner, provider="google", uid="g-1")
     services.user_avatar_set(user=owner, upload=SimpleUploadedFile("a.png", png_bytes()))
     avatar_path = owner.avatar.path

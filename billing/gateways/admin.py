@@ -108,7 +108,7 @@ class SavedPaymentMethodAdmin(ReadOnlyAdmin):
 
 @admin.register(AutopaySettings)
 class AutopaySettingsAdmin(ReadOnlyAdmin):
-    list_display = ["customer", "enabled", "method", "monthly_limit", "updated_at"]
+    list_display = ["customer", "enabled", "method", "monthly_limit", "monthly_limit_currency", "updated_at"]
 
 
 @admin.register(AutopayCharge)

@@ -8,10 +8,13 @@ class GatewaysConfig(AppConfig):
     verbose_name = _("Payment gateways")
 
     def ready(self) -> None:
-        from billing.hooks import register_invoice_email_context, register_invoice_payment_panel, register_payment_method
+        from billing.hooks import (
+            register_currency_change_handler, register_invoice_email_context, register_invoice_payment_panel,
+            register_payment_method,
+        )
 
         from .registry import all_gateways, register_builtin_gateways
-        from .services import pay_link_email_context
+        from .services import autopay_currency_changed, pay_link_email_context
         from .views import invoice_payment_panel
 
         register_builtin_gateways()
@@ -19,6 +22,7 @@ class GatewaysConfig(AppConfig):
             register_payment_method(gateway.code, gateway.name)
         register_invoice_payment_panel(invoice_payment_panel)
         register_invoice_email_context(pay_link_email_context)
+        register_currency_change_handler(autopay_currency_changed)
 
         from billing.hooks import register_payments_in_progress
 

@@ -176,6 +176,8 @@ class AutopaySettings(models.Model):
         verbose_name=_("payment method"),
     )
     monthly_limit = models.DecimalField(_("maximum top-up per month"), default=Decimal("0"), **MONEY)
+    # The cap's currency (the account currency when it was set; converted with an account currency change).
+    monthly_limit_currency = models.CharField(_("currency of the maximum"), max_length=3, default=settings.DEFAULT_CURRENCY)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -21,10 +21,12 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
+from accounts.selectors import payment_blockers
 from core.calendar import provider_today
 from accounts.services import activity_record
 from billing.models import Invoice, Payment, PaymentRefund
 from billing.money import fits_minor_units, format_money, quantize, quantum
+from billing.rates import RateTable, rate_per_base
 from billing.selectors import balance_of, invoices_for
 from billing.services import (
     BillingError, PaymentBlocked, invoice_apply_balance, invoice_payment_gate_check, payment_record, payment_refund_complete,
@@ -258,7 +260,8 @@ def attempt_method_saved(*, attempt: PaymentAttempt, method: MethodDetails | Non
 
 @transaction.atomic
 def method_save(*, customer: Customer, gateway_code: str, details: MethodDetails) -> SavedPaymentMethod:
-    Customer.objects.select_for_update().filter(pk=customer.pk).first()  # serialises "first method is default"
+    # Serialises "first method is default"; NO KEY, like billing's payment lock taken earlier in a webhook.
+    Customer.objects.select_for_update(no_key=True).filter(pk=customer.pk).first()
     method, created = SavedPaymentMethod.objects.get_or_create(
         gateway=gateway_code, token=details.token,
         defaults={"customer": customer, "kind": details.kind, "brand": details.brand, "last4": details.last4,
@@ -280,7 +283,7 @@ def method_save(*, customer: Customer, gateway_code: str, details: MethodDetails
 
 @transaction.atomic
 def method_set_default(*, method: SavedPaymentMethod, actor=None) -> SavedPaymentMethod:
-    Customer.objects.select_for_update().filter(pk=method.customer_id).first()
+    Customer.objects.select_for_update(no_key=True).filter(pk=method.customer_id).first()
     SavedPaymentMethod.objects.filter(customer_id=method.customer_id, is_default=True).exclude(pk=method.pk).update(is_default=False)
     SavedPaymentMethod.objects.filter(pk=method.pk).update(is_default=True)
     method.is_default = True
@@ -295,7 +298,7 @@ def method_remove(*, method: SavedPaymentMethod, actor=None) -> None:
         except GatewayError:
             logger.warning("could not detach %s at %s; removed locally", method.pk, method.gateway, exc_info=True)
     with transaction.atomic():
-        customer = Customer.objects.select_for_update().get(pk=method.customer_id)
+        customer = Customer.objects.select_for_update(no_key=True).get(pk=method.customer_id)
         was_default, label = method.is_default, str(method)
         AutopaySettings.objects.filter(method=method).update(enabled=False, method=None)
         method.delete()
@@ -422,8 +425,11 @@ def autopay_configure(*, customer: Customer, enabled: bool, method: SavedPayment
         raise BillingError("Payment method belongs to another customer.")
     if enabled and method is None:
         raise BillingError(_("Choose a saved payment method."))
+    # The customer row first (the lock order of an account currency change, which converts the cap).
+    customer = Customer.objects.select_for_update(no_key=True).get(pk=customer.pk)
     row, _created = AutopaySettings.objects.select_for_update().get_or_create(customer=customer)
     row.enabled, row.method, row.monthly_limit = enabled, method, quantize(monthly_limit, customer.currency)
+    row.monthly_limit_currency = customer.currency
     row.full_clean()
     row.save()
     activity_record(action="billing.autopay_configured", customer=customer, actor=actor,
@@ -432,11 +438,38 @@ def autopay_configure(*, customer: Customer, enabled: bool, method: SavedPayment
     return row
 
 
+def autopay_currency_changed(customer: Customer, old_currency: str, new_currency: str, convert) -> None:
+    """billing hook: the monthly cap moves to the new account currency with the balance, under the
+    switch's lock (a 5,000 RUB cap must not become a 5,000 EUR one)."""
+    row = AutopaySettings.objects.select_for_update().filter(customer_id=customer.pk).first()
+    if row is None:
+        return
+    row.monthly_limit = convert(row.monthly_limit, row.monthly_limit_currency)
+    row.monthly_limit_currency = new_currency
+    row.save(update_fields=["monthly_limit", "monthly_limit_currency", "updated_at"])
+
+
 def autopay_month_used(*, customer: Customer, today: date) -> Decimal:
-    return AutopayCharge.objects.filter(
-        customer=customer, day__gte=today.replace(day=1), day__lte=today, currency=customer.currency,
+    """This month's pending and succeeded auto-payment charges in the account currency. Charges made
+    before an account currency change count at the last known rate (stale or not: it only measures the
+    cap), so switching the currency never resets what is left of the month's maximum."""
+    rows = (AutopayCharge.objects.filter(
+        customer=customer, day__gte=today.replace(day=1), day__lte=today,
         status__in=[AutopayCharge.Status.PENDING, AutopayCharge.Status.SUCCEEDED],
-    ).aggregate(total=Sum("amount"))["total"] or Decimal("0")
+    ).values("currency").annotate(total=Sum("amount")).order_by("currency"))
+    used, table = Decimal("0"), None
+    for row in rows:
+        if row["currency"] == customer.currency:
+            used += row["total"]
+            continue
+        table = table or RateTable()
+        source, target = table.by_code.get(row["currency"]), table.by_code.get(customer.currency)
+        if source is None or target is None or rate_per_base(source) is None or rate_per_base(target) is None:
+            logger.warning("No rate to count %s %s of auto-payment against the cap of customer %s",
+                           row["total"], row["currency"], customer.pk)
+            continue
+        used += quantize(row["total"] * rate_per_base(target) / rate_per_base(source), customer.currency)
+    return used
 
 
 def autopay_topup(*, customer: Customer, needed_amount: Decimal, reason: str) -> bool:
@@ -450,7 +483,11 @@ def autopay_topup(*, customer: Customer, needed_amount: Decimal, reason: str) ->
         if config is None:
             return False
         customer = config.customer
+        if payment_blockers(customer):  # the payment gate: no card charge for a customer who may not pay
+            return False
         currency = customer.currency
+        if config.monthly_limit_currency != currency:
+            return False  # an account currency change is converting the cap right now; the next run charges
         amount = Decimal(needed_amount).quantize(quantum(currency), rounding=ROUND_UP)
         amount = min(amount, config.monthly_limit - autopay_month_used(customer=customer, today=today))
         if amount <= 0:

@@ -114,6 +114,7 @@ def test_choosing_a_payer_changes_the_invoice_snapshot_and_tax(currencies, clien
 
     dutch = services.payer_create(customer=customer, data={"payer_type": "private", "name": "Jan Jansen", "street": "Dam 1",
                                                            "city": "Amsterdam", "country": "NL"})
+    services.payer_country_approve(payer=dutch, staff=staff)  # evidence for a country other than the profile's
     services.invoice_payer_choose(invoice=invoice, payer=dutch)
     invoice.refresh_from_db()
     assert (invoice.payer_name, invoice.payer_country, invoice.tax_label, invoice.total) == ("Jan Jansen", "NL", "VAT 21%", Decimal("121.00"))

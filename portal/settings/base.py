@@ -136,9 +136,20 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TIMEZONE = env("TIME_ZONE", "UTC")
 # Enqueueing must fail fast when the broker is down: callers fall back to the outbox sweepers.
+# The socket timeouts bound a publish to a Redis that accepts connections but never answers (frozen,
+# SIGSTOP, half-open after a failover): without them a web request waits forever on the reply.
+# They must stay above kombu's 1 s BRPOP timeout, or idle workers would keep reconnecting.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
-CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5,
+    "socket_timeout": float(env("CELERY_BROKER_SOCKET_TIMEOUT", "3")), "socket_connect_timeout": 2,
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers reconnect to the broker forever (Celery's default gives up after 100 tries, ~47 min, and the
+# worker exits); portal.celery also lifts the publishers' one-retry limit inside worker processes.
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # A task is acknowledged only after it ran (acks_late): with early acks a crash loses it. When only a
 # pool process dies (kill -9, OOM) the worker rejects its task back to the queue at once
 # (reject_on_worker_lost). When the whole worker dies, its unacked messages wait in Redis until they
@@ -339,6 +350,10 @@ BILLING_RATE_MAX_AGE_HOURS = int(env("BILLING_RATE_MAX_AGE_HOURS", "96"))
 BILLING_TOPUP_MIN = Decimal(env("BILLING_TOPUP_MIN", "1"))
 BILLING_TOPUP_MAX = Decimal(env("BILLING_TOPUP_MAX", "50000"))
 # The provider's block on invoice, act and contract PDFs.
+# The provider's country (ISO code) for VAT place of supply: reverse charge only across an EU border,
+# and an EU customer without a configured rate is refused an invoice instead of charged 0%. Empty turns
+# these EU rules off (only the staff-configured rates apply); it matches the default seller details.
+BILLING_SELLER_COUNTRY = env("BILLING_SELLER_COUNTRY", "NL").strip().upper()
 BILLING_SELLER_DETAILS = env("BILLING_SELLER_DETAILS", "HostPortal B.V.\nServer Street 1\n1011 AB Amsterdam, NL\nVAT NL000000000B01")
 # The provider's bank account, the one source for open invoice PDFs and the bank-transfer panel of the pay
 # page (the invoice number is the payment reference). Unused until beneficiary and IBAN are both set.

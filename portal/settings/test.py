@@ -9,6 +9,9 @@ ALLOWED_HOSTS = ["*"]
 # Several test runs may share one server: TEST_DB_NAME keeps them apart.
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DB_NAME", "test_portal")}
 AXES_FAILURE_LIMIT = 5
+# The EU place-of-supply rules are off by default here: factory customers live in DE and most tests
+# configure no VAT rate. Tax tests switch them on with `settings.BILLING_SELLER_COUNTRY = "NL"`.
+BILLING_SELLER_COUNTRY = ""
 
 # PORTAL_TEST_CLOCK=2028-02-29T23:30:00+00:00 runs the suite as if the clock read that moment, ticking
 # on from it, so CI proves no test depends on the day it runs. The offset from the real clock is fixed
