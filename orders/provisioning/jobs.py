@@ -47,12 +47,16 @@ def _source(actor) -> str:
 
 
 def job_key(*, order: Order, action: str) -> str:
-    """Create and terminate happen once per order. Other actions are keyed on the order's latest job:
-    the same request made twice in a row (double click, a retried hook) is one job, while a suspend
+    """Create and terminate happen once per order. A resize (each one follows a paid plan change, applied
+    once) is keyed on the order's latest job. Other actions are keyed on the latest job of another
+    action: the same request twice in a row (double click, a retried hook) is one job, while a suspend
     after an unsuspend is a new one. Callers hold the order's row lock, so the latest job is stable."""
     if action in (Action.CREATE, Action.TERMINATE):
         return f"order:{order.pk}:{action}"
-    latest = ProvisioningJob.objects.filter(order=order).order_by("-pk").values_list("pk", flat=True).first()
+    previous = ProvisioningJob.objects.filter(order=order)
+    if action != Action.RESIZE:
+        previous = previous.exclude(action=action)
+    latest = previous.order_by("-pk").values_list("pk", flat=True).first()
     return f"order:{order.pk}:{action}:after:{latest or 0}"
 
 

@@ -273,7 +273,10 @@ class LibvirtModule(ProvisioningModule):
         devices.append(ET.fromstring(nic))
         ET.SubElement(devices, "serial", type="pty")
         ET.SubElement(devices, "console", type="pty")
-        ET.SubElement(devices, "graphics", type="vnc", port="-1", autoport="yes", listen="127.0.0.1")
+        # A random VNC password nobody keeps: the console is locked until a ticket sets a new one (and
+        # QEMU only accepts new passwords on a VNC server started with one).
+        ET.SubElement(devices, "graphics", type="vnc", port="-1", autoport="yes", listen="127.0.0.1",
+                      passwd=secrets.token_urlsafe(6)[:8])
         ET.register_namespace("portal", METADATA_NS)
         return ET.tostring(domain, encoding="unicode")
 
