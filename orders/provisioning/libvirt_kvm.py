@@ -123,7 +123,7 @@ class LibvirtModule(ProvisioningModule):
         if vm is not None:
             return vm
         spec = self.machine_spec(order.plan)
-        nodes = HypervisorNode.objects.select_for_update().filter(is_active=True).order_by("pk")
+        nodes = HypervisorNode.objects.select_for_update(of=("self",)).filter(is_active=True).order_by("pk")
         location = (order.options or {}).get("location")
         if location:
             nodes = nodes.filter(Q(location__isnull=True) | Q(location__name=location) | Q(location__code=location))
