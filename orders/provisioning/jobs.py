@@ -240,12 +240,17 @@ def jobs_retry(*, job_ids: list[int], actor) -> int:
     return len(jobs)
 
 
-def customer_progress(order: Order) -> dict:
-    """For the order page: the create job's state, attempts and whether setup is delayed (no error text:
-    errors are for staff)."""
-    job = ProvisioningJob.objects.filter(order=order, action=Action.CREATE).first()
-    if job is None:
-        return {}
-    step = {State.QUEUED: 1, State.RUNNING: 2, State.DONE: 3}.get(job.state, 1)
-    return {"job": job, "step": step, "delayed": job.attempts > 1 or bool(job.last_error),
-            "failed": job.state == State.FAILED, "label": _("Being set up")}
+@transaction.atomic
+def vm_password_take(*, order: Order, actor) -> str:
+    """The VM's initial root password, once: it is blanked as it is read (customer's POST)."""
+    vm = VirtualMachine.objects.select_for_update().filter(order=order, deleted_at__isnull=True).first()
+    if vm is None or not vm.initial_password or order.status != Order.Status.ACTIVE:
+        return ""
+    password = vm.initial_password
+    vm.initial_password = ""
+    vm.save(update_fields=["initial_password"])
+    from accounts.services import activity_record
+
+    activity_record(action="root_password_shown", customer=order.customer, actor=actor, visible_to_customer=True,
+                    details={"order": order.pk})
+    return password
