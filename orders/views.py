@@ -178,6 +178,8 @@ def order_confirm(request: HttpRequest, plan_id: int) -> HttpResponse:
     if placed.paid:
         if placed.order.status == Order.Status.ACTIVE:
             messages.success(request, _("Order #%(id)s is paid and your server is ready.") % {"id": placed.order.pk})
+        elif placed.order.provisioning == Order.Provisioning.IN_PROGRESS:
+            messages.success(request, _("Order #%(id)s is paid; your server is being created.") % {"id": placed.order.pk})
         else:
             messages.success(request, _("Order #%(id)s is paid; our staff are setting up your server.") % {"id": placed.order.pk})
         return redirect("orders:order_detail", order_id=placed.order.pk)
