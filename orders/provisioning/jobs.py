@@ -227,10 +227,14 @@ def jobs_retry(*, job_ids: list[int], actor) -> int:
     """Staff: failed or cancelled jobs get a fresh set of attempts and run now."""
     from orders import services
 
+    # Lock order as everywhere: orders (pk order), then their jobs.
+    order_ids = set(ProvisioningJob.objects.filter(pk__in=job_ids).values_list("order_id", flat=True))
+    orders = {o.pk: o for o in Order.objects.select_for_update(of=("self",)).select_related("customer")
+              .filter(pk__in=order_ids).order_by("pk")}
     jobs = list(ProvisioningJob.objects.select_for_update().filter(pk__in=job_ids, state__in=[State.FAILED, State.CANCELLED])
                 .order_by("pk"))
     for job in jobs:
-        order = Order.objects.select_for_update(of=("self",)).select_related("customer").get(pk=job.order_id)
+        order = orders[job.order_id]
         _restart(job)
         if job.action == Action.CREATE:
             services.order_provisioning_failed(order=order, error="", final=False, retrying=True)

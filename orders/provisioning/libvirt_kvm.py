@@ -438,7 +438,9 @@ class LibvirtModule(ProvisioningModule):
         template = OsTemplate.objects.filter(node=vm.node, os_image__name=os_image, is_active=True).first()
         if template is None:
             raise NotSupported(f"Node {vm.node.name} has no template for {os_image}.")
-        VirtualMachine.objects.filter(pk=vm.pk).update(template=template)
+        # The new system's root password, shown to the customer once; kept across retries of this job.
+        password = vm.initial_password or secrets.token_urlsafe(12)
+        VirtualMachine.objects.filter(pk=vm.pk).update(template=template, initial_password=password)
 
         def run(conn, vm):
             dom = self._domain(conn, vm)

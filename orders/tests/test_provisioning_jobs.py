@@ -118,6 +118,51 @@ def test_termination_cancels_jobs_still_backing_off_and_frees_the_ip(plan, custo
     assert Order.objects.get(pk=order.pk).status == Order.Status.TERMINATED
 
 
+@pytest.mark.django_db(transaction=True)
+def test_two_parallel_placements_never_overfill_a_node():
+    """Room for one VM, two creates at once: the node rows are locked while choosing, so the second
+    sees the first's reservation and gets the clear "no room" error instead of overcommitting."""
+    import threading
+    from decimal import Decimal
+
+    from django.db import connection
+
+    from accounts.tests.factories import UserFactory
+    from billing.services import payment_record
+    from billing.tests.factories import make_currencies
+
+    make_currencies()
+    product_type, _ = ProductType.objects.get_or_create(code="kvm", defaults={
+        "name": "KVM", "provisioner": ProductType.Provisioner.LIBVIRT, "order_fields": ["hostname", "os_image"]})
+    plan = PlanFactory(product_type=product_type, cpu_cores=2, ram_gb=1, disk_gb=10)
+    node("one-slot", ram=1024, template_for=product_type.os_images.get())
+    orders = []
+    for n in range(2):
+        customer = UserFactory().customer
+        payment_record(idempotency_key=f"slot:{n}", customer=customer, amount=Decimal("50.00"), currency="EUR",
+                       method="bank_transfer")
+        orders.append(services.order_place(customer=customer, actor=None, plan=plan, period_months=1,
+                                           options=order_options(plan), idempotency_key=f"slot:{n}").order)
+    barrier, results = threading.Barrier(2), []
+
+    def place(order):
+        try:
+            barrier.wait()
+            results.append(LibvirtModule()._machine(order).node.name)
+        except ModuleError as error:
+            results.append(str(error))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=place, args=(order,)) for order in orders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results)[0].startswith("No active node has room") and sorted(results)[1] == "one-slot"
+    assert VirtualMachine.objects.count() == 1
+
+
 def test_retry_back_off_doubles_up_to_the_cap(settings):
     settings.PROVISIONING_RETRY_BASE_SECONDS, settings.PROVISIONING_RETRY_MAX_SECONDS = 30, 200
     assert [jobs.retry_delay_seconds(n) for n in range(1, 6)] == [30, 60, 120, 200, 200]

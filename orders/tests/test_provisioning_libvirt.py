@@ -249,6 +249,8 @@ def test_reinstall_replaces_the_disk_with_an_overlay_on_the_new_template(kvm, kv
     # The customer's data: 64 KiB of 0xab at the start of the disk (written with QEMU's own tool).
     subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0xab 0 64k", disk_path], check=True, capture_output=True)
     assert qemu_read_pattern(disk_path, "0xab")
+    first_password = jobs.vm_password_take(order=order, actor=None)  # the customer read it
+    assert first_password and VirtualMachine.objects.get(order=order).initial_password == ""
     with services.transaction.atomic():
         jobs.job_enqueue(order=Order.objects.select_for_update().get(pk=order.pk), action=Action.REINSTALL,
                          params={"os_image": "Debian 12", "ssh_keys": []})
@@ -256,7 +258,12 @@ def test_reinstall_replaces_the_disk_with_an_overlay_on_the_new_template(kvm, kv
     assert disk_backing(conn, name).endswith("/tmpl-b.qcow2")
     assert not qemu_read_pattern(disk_path, "0xab") and qemu_read_pattern(disk_path, "0")
     assert state_of(conn, name) == "running"
-    assert VirtualMachine.objects.get(order=order).template.volume == "tmpl-b.qcow2"
+    vm = VirtualMachine.objects.get(order=order)
+    assert vm.template.volume == "tmpl-b.qcow2"
+    # The reinstalled system has a new root password, waiting to be shown once, and only hashed in its seed.
+    assert vm.initial_password and vm.initial_password != first_password
+    seed = open(domain_xml(conn, name).find("devices/disk[@device='cdrom']/source").get("file"), "rb").read()
+    assert vm.initial_password.encode() not in seed and b"$6$" in seed
 
 
 @pytest.mark.django_db
