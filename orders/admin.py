@@ -262,7 +262,8 @@ class OrderAdmin(admin.ModelAdmin):
     def terminate(self, request, queryset):
         return self._with_form(request, queryset, ReasonForm, "terminate", gettext("Terminate orders"),
                                lambda data: self._run(request, queryset, services.order_terminate, reason=data["reason"]),
-                               note=gettext("The service ends now and its pool address is released. This cannot be undone."))
+                               note=gettext("The service ends now: its virtual machine and disks are deleted (by a provisioning "
+                                            "job) and its pool address is released. This cannot be undone."))
 
     @admin.action(description=_("Extend by N days (free)"))
     def extend(self, request, queryset):

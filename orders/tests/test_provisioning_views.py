@@ -47,6 +47,7 @@ def test_the_order_page_polls_while_the_server_is_set_up_then_reloads(client, ow
     html = page.content.decode()
     assert 'data-testid="setup-progress"' in html and 'hx-trigger="every 3s"' in html
     assert "Your server is being set up" in html and "Queued" in html
+    assert "Paid, being set up" in html  # the status badge of a paid order without its server yet
 
     url = reverse("orders:order_setup_progress", args=[setting_up.pk])
     poll = client.get(url, headers={"HX-Request": "true"})
