@@ -74,7 +74,7 @@ def seed(*, customer, owner, stdout) -> None:
         options = {**options, "hostname": "db1.demo.example", "os_image": "Debian 12"}
         if not placed.paid:
             stdout.write(f"  orders: order #{placed.order.pk} left unpaid (demo balance too low)")
-    stdout.write("  orders: VPS and dedicated catalogue, IP pool AMS-1 (32 addresses), two active orders")
+    stdout.write("  orders: VPS and dedicated catalogue, IP pool AMS-1 (32 addresses), two orders (active, or being set up on the demo node)")
 
 
 DEMO_NODE, DEMO_POOL, DEMO_URI = "demo-local", "hostportal-demo", "qemu:///system"

@@ -76,6 +76,12 @@ def node_health(node: HypervisorNode) -> tuple[bool, str]:
         conn.close()
 
 
+def vm_mark(vm: VirtualMachine) -> str:
+    """Which VM row a domain belongs to, written in its metadata: a same-named domain left by another
+    database (a reset demo, a second portal with the same prefix) is never adopted as ours."""
+    return f"{vm.pk}@{vm.created_at.isoformat()}"
+
+
 def node_usage() -> dict[int, dict]:
     """Reserved vCPU, RAM and disk per node, from the live VM rows."""
     rows = (VirtualMachine.objects.filter(deleted_at__isnull=True).values("node_id")
@@ -247,7 +253,7 @@ class LibvirtModule(ProvisioningModule):
         ET.SubElement(domain, "name").text = vm.domain
         ET.SubElement(domain, "description").text = f"order {order.pk}"
         metadata = ET.SubElement(domain, "metadata")
-        ET.SubElement(metadata, "{%s}order" % METADATA_NS, id=str(order.pk))
+        ET.SubElement(metadata, "{%s}order" % METADATA_NS, id=str(order.pk), vm=vm_mark(vm))
         ET.SubElement(domain, "memory", unit="MiB").text = str(vm.memory_mib)
         ET.SubElement(domain, "currentMemory", unit="MiB").text = str(vm.memory_mib)
         ET.SubElement(domain, "vcpu", placement="static").text = str(vm.vcpus)
@@ -279,6 +285,18 @@ class LibvirtModule(ProvisioningModule):
                       passwd=secrets.token_urlsafe(6)[:8])
         ET.register_namespace("portal", METADATA_NS)
         return ET.tostring(domain, encoding="unicode")
+
+    @staticmethod
+    def _check_ours(dom, vm: VirtualMachine) -> None:
+        libvirt = _libvirt()
+        try:
+            element = ET.fromstring(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS, 0))
+            mark = element.get("vm")
+        except libvirt.libvirtError:
+            mark = None
+        if mark != vm_mark(vm):
+            raise NotSupported(f"Domain {vm.domain} on node {vm.node.name} belongs to another VM record ({mark or 'no portal mark'}); "
+                               f"not adopting it. Remove it or change PROVISIONING_LIBVIRT_PREFIX.")
 
     def _stop(self, dom, *, graceful: bool) -> None:
         """Shut the domain off: ACPI first when `graceful`, then power off after the timeout."""
@@ -330,6 +348,8 @@ class LibvirtModule(ProvisioningModule):
                     dom = self._lookup(conn, vm.domain)  # defined meanwhile by a twin; use it
                     if dom is None:
                         raise
+            else:
+                self._check_ours(dom, vm)
             if not dom.isActive():
                 dom.create()
             dom.setAutostart(1)

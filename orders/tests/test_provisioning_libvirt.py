@@ -139,6 +139,22 @@ def test_two_create_jobs_for_one_order_make_one_vm(kvm, kvm_plan, currencies):
 
 @pytest.mark.django_db
 @time_machine.travel(T0, tick=True)
+def test_a_same_named_domain_of_another_database_is_never_adopted(kvm, kvm_plan, customer, fund):
+    """Deterministic names make retries find their VM; a leftover domain of another VM record (a reset
+    demo database) must not be taken for it."""
+    _libvirt, conn, _pool = kvm
+    order = active_order(customer, fund, kvm_plan)
+    job = ProvisioningJob.objects.get(order=order)
+    jobs._restart(job)
+    assert jobs.job_run(job_id=job.pk) == "done"  # our own domain: reconciled
+    VirtualMachine.objects.filter(order=order).update(created_at=T0 - timedelta(days=3))  # another record
+    jobs._restart(job)
+    assert jobs.job_run(job_id=job.pk) == "failed"  # not retryable: staff must look
+    assert "belongs to another VM record" in ProvisioningJob.objects.get(pk=job.pk).last_error
+
+
+@pytest.mark.django_db
+@time_machine.travel(T0, tick=True)
 def test_power_operations_and_status_reach_the_domain(kvm, kvm_plan, customer, fund):
     _libvirt, conn, _pool = kvm
     order = active_order(customer, fund, kvm_plan)
