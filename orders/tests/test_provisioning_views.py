@@ -95,3 +95,18 @@ def test_the_root_password_is_shown_once_by_post_to_the_owner_only(client, owner
     assert again.status_code == 302
     assert 'data-testid="root-password-waiting"' not in client.get(
         reverse("orders:order_detail", args=[setting_up.pk])).content.decode()
+
+
+@time_machine.travel(T0, tick=False)
+def test_the_customer_is_told_before_confirming_that_a_plan_change_restarts_the_server(client, owner, setting_up):
+    finish_create(setting_up)
+    plan = setting_up.plan
+    bigger = PlanFactory(product_type=plan.product_type, cpu_cores=4, ram_gb=8, disk_gb=160, prices={(1, "EUR"): "30.00"})
+    smaller_disk = PlanFactory(product_type=plan.product_type, cpu_cores=2, ram_gb=4, disk_gb=40,
+                               prices={(1, "EUR"): "8.00"})
+    client.force_login(owner)
+    url = reverse("orders:order_change_plan", args=[setting_up.pk])
+    upgrade = client.get(url, {"plan": bigger.pk}).content.decode()
+    assert 'data-testid="server-notice"' in upgrade and "restarts once to apply the new CPU and memory" in upgrade
+    downgrade = client.get(url, {"plan": smaller_disk.pk}).content.decode()
+    assert "Disks cannot shrink: your server keeps its 80 GiB disk." in downgrade and "restarts once" not in downgrade
