@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 Action = ProvisioningJob.Action
 State = ProvisioningJob.State
 UNFINISHED = (State.QUEUED, State.RUNNING)
+ENDED = (Order.Status.TERMINATED, Order.Status.CANCELLED)
 # The order's VM state after each action succeeded (what staff see until the next status check).
 STATE_AFTER = {Action.CREATE: "running", Action.START: "running", Action.REBOOT: "running",
                Action.UNSUSPEND: "running", Action.REINSTALL: "running", Action.RESIZE: "running",
@@ -117,12 +118,15 @@ class _OutOfAttempts(Exception):
 
 
 def job_run(*, job_id: int) -> str:
-    """Run one job if it is due and ours. Returns "done", "retry", "failed" or "skipped"."""
+    """Run one job if it is due and ours. Returns "done", "retry", "failed", "cancelled" (the service
+    ended: a retried create must not make a VM for it) or "skipped"."""
     if not _claim(job_id):
         return "skipped"
     job = ProvisioningJob.objects.select_related("order__plan__product_type", "order__customer").get(pk=job_id)
     if job.attempts > settings.PROVISIONING_JOB_MAX_ATTEMPTS:  # its workers kept dying (swept back each time)
         return _record_failure(job, _OutOfAttempts("Worker lost while running; out of attempts."))
+    if job.order.status in ENDED and job.action != Action.TERMINATE:
+        return _record_cancelled(job, "The service has ended; only its termination runs.")
     module = get_module(job.module)
     try:
         result = _call(module, job)
@@ -165,6 +169,15 @@ def _record_success(job: ProvisioningJob, result) -> None:
     if job.action == Action.CREATE:
         services.order_provisioned(order=order, ip=result)
     _run_next(order)
+
+
+@transaction.atomic
+def _record_cancelled(job: ProvisioningJob, reason: str) -> str:
+    order = Order.objects.select_for_update(of=("self",)).get(pk=job.order_id)
+    ProvisioningJob.objects.filter(pk=job.pk, state=State.RUNNING).update(
+        state=State.CANCELLED, claimed_at=None, finished_at=timezone.now(), last_error=reason)
+    _run_next(order)
+    return "cancelled"
 
 
 def _run_next(order: Order) -> None:

@@ -163,6 +163,29 @@ def test_two_parallel_placements_never_overfill_a_node():
     assert VirtualMachine.objects.count() == 1
 
 
+@time_machine.travel(T0, tick=False)
+def test_a_job_retried_by_staff_after_termination_never_reaches_the_hypervisor(plan, customer, fund):
+    """Staff retrying a job cancelled by termination (a create, a resize) must not touch a VM nobody pays for."""
+    from accounts.tests.factories import UserFactory
+
+    order = paid_order(customer, fund, plan)
+    create = ProvisioningJob.objects.get(order=order)
+    ProvisioningJob.objects.filter(pk=create.pk).update(state=State.DONE)
+    with transaction.atomic():
+        services.order_provisioned(order=Order.objects.select_for_update().get(pk=order.pk),
+                                   ip=IpAddress.objects.get(order=order).address)
+        resize = jobs.job_enqueue(order=Order.objects.get(pk=order.pk), action=Action.RESIZE,
+                                  params={"vcpus": 4, "memory_mib": 2048, "disk_gib": 20, "plan": plan.pk})
+    staff = UserFactory(customer=None, is_staff=True)
+    services.order_terminate(order=order, actor=staff, reason="left")
+    assert ProvisioningJob.objects.get(pk=resize.pk).state == State.CANCELLED
+    terminate = ProvisioningJob.objects.get(order=order, action=Action.TERMINATE)
+    assert jobs.job_run(job_id=terminate.pk) == "done"
+    assert jobs.jobs_retry(job_ids=[resize.pk], actor=staff) == 1
+    assert jobs.job_run(job_id=resize.pk) == "cancelled"  # the module is never called for an ended service
+    assert ProvisioningJob.objects.get(pk=resize.pk).last_error == "The service has ended; only its termination runs."
+
+
 def test_retry_back_off_doubles_up_to_the_cap(settings):
     settings.PROVISIONING_RETRY_BASE_SECONDS, settings.PROVISIONING_RETRY_MAX_SECONDS = 30, 200
     assert [jobs.retry_delay_seconds(n) for n in range(1, 6)] == [30, 60, 120, 200, 200]
