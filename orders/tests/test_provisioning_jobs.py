@@ -208,3 +208,21 @@ def test_plan_module_and_settings_are_validated(plan):
     plan.module_settings = {}
     plan.full_clean()
     assert plan.module_code == "manual"
+
+
+@time_machine.travel(T0, tick=False)
+def test_the_order_admin_retry_restarts_a_failed_create_with_fresh_attempts(plan, customer, fund):
+    from accounts.tests.factories import UserFactory
+
+    order = paid_order(customer, fund, plan)
+    job = ProvisioningJob.objects.get(order=order)
+    ProvisioningJob.objects.filter(pk=job.pk).update(state=State.FAILED, attempts=6, last_error="ModuleError: x")
+    with transaction.atomic():
+        services.order_provisioning_failed(order=Order.objects.select_for_update().get(pk=order.pk),
+                                           error="ModuleError: x", final=True)
+    assert services.order_provision_retry(order=order, actor=UserFactory(customer=None, is_staff=True)) is False
+    job.refresh_from_db()
+    order.refresh_from_db()
+    assert (job.state, job.attempts) == (State.QUEUED, 0)
+    assert (order.provisioning, order.provisioning_note) == (Order.Provisioning.IN_PROGRESS, "")
+    assert ProvisioningJob.objects.filter(order=order).count() == 1  # the same create job, not a second one
