@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv messages chromium check lint
+.PHONY: run test venv messages chromium libvirt check lint
 
-run: venv messages
+run: libvirt venv messages
 	$(PY) scripts/devenv.py --demo
 
-test: venv messages chromium
+test: libvirt venv messages chromium
 	$(PY) scripts/devenv.py -- $(PY) -m pytest $(PYTEST_ARGS)
 
 venv: $(STAMP)
@@ -29,6 +29,20 @@ chromium:
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-dejavu-core; }
+
+# The libvirt provisioning module: its tests drive a real hypervisor and `make run` puts demo VMs on it.
+# Installs Debian's libvirt daemon, QEMU, qemu-utils, libvirt-dev + pkg-config (to build libvirt-python
+# from requirements.txt) and genisoimage/cloud-image-utils (cloud-init seed images) when missing, then
+# starts virtlogd and libvirtd if they are not running. Without /dev/kvm, VMs run under TCG.
+LIBVIRT_PACKAGES := libvirt-daemon-system qemu-system-x86 qemu-utils libvirt-dev pkg-config cloud-image-utils genisoimage
+libvirt:
+	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	{ command -v libvirtd && command -v qemu-system-x86_64 && command -v qemu-img && command -v genisoimage \
+	  && pkg-config --exists libvirt; } >/dev/null 2>&1 || { \
+	  echo "Installing Debian's libvirt/QEMU for the provisioning module: $(LIBVIRT_PACKAGES)"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(LIBVIRT_PACKAGES); }; \
+	pgrep -x virtlogd >/dev/null || { echo "Starting virtlogd"; $$SUDO virtlogd -d || true; }; \
+	pgrep -x libvirtd >/dev/null || { echo "Starting libvirtd"; $$SUDO libvirtd -d || true; }
 
 check: venv
 	$(PY) scripts/devenv.py -- $(PY) manage.py makemigrations --check --dry-run

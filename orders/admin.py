@@ -12,7 +12,10 @@ from django.utils.translation import gettext_lazy as _
 from accounts.admin_mixins import admin_action_form
 
 from . import services
-from .models import IpAddress, IpPool, Location, Order, OrderEvent, OrderRenewal, OsImage, Plan, PlanPrice, ProductType
+from .models import (HypervisorNode, IpAddress, IpPool, Location, Order, OrderEvent, OrderRenewal, OsImage, OsTemplate, Plan,
+                     PlanPrice, ProductType, ProvisioningJob, VirtualMachine)
+from .provisioning import jobs as provisioning_jobs
+from .provisioning.registry import module_codes
 
 
 @admin.register(Location)
@@ -40,9 +43,23 @@ class PlanPriceInline(admin.TabularInline):
         return super().get_queryset(request).select_related("plan")  # each row's __str__ names its plan
 
 
+class PlanAdminForm(forms.ModelForm):
+    module = forms.ChoiceField(label=_("provisioning module"), required=False,
+                               help_text=_("Empty means the product type's provisioner."))
+
+    class Meta:
+        model = Plan
+        fields = "__all__"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["module"].choices = [("", "—"), *((code, code) for code in module_codes())]
+
+
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ("name", "product_type", "cpu_cores", "ram_gb", "disk_gb", "traffic_tb", "stock", "is_active")
+    form = PlanAdminForm
+    list_display = ("name", "product_type", "module", "cpu_cores", "ram_gb", "disk_gb", "traffic_tb", "stock", "is_active")
     list_filter = ("product_type", "is_active", "locations")
     list_editable = ("stock", "is_active")
     search_fields = ("name", "code")
@@ -149,6 +166,30 @@ class OrderRenewalInline(admin.TabularInline):
         return False
 
 
+class VirtualMachineInline(admin.StackedInline):
+    model = VirtualMachine
+    # Never the initial root password: it is the customer's, shown to them once.
+    fields = ("node", "domain", "template", "vcpus", "memory_mib", "disk_gib", "state", "created_at", "deleted_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class ProvisioningJobInline(admin.TabularInline):
+    model = ProvisioningJob
+    fields = ("action", "state", "attempts", "last_error", "source", "requested_by", "created_at", "finished_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("-pk",)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 class ReasonForm(forms.Form):
     reason = forms.CharField(label=_("Reason"), max_length=255)
 
@@ -169,7 +210,7 @@ class OrderAdmin(admin.ModelAdmin):
     list_select_related = ("customer", "plan")
     # State changes only through the actions below (services record events and the staff audit).
     readonly_fields = [f.name for f in Order._meta.fields]
-    inlines = [OrderRenewalInline, OrderEventInline]
+    inlines = [VirtualMachineInline, ProvisioningJobInline, OrderRenewalInline, OrderEventInline]
     actions = ["complete_provisioning", "retry_provisioning", "suspend", "unsuspend", "terminate", "extend"]
 
     def has_add_permission(self, request):
@@ -221,9 +262,96 @@ class OrderAdmin(admin.ModelAdmin):
     def terminate(self, request, queryset):
         return self._with_form(request, queryset, ReasonForm, "terminate", gettext("Terminate orders"),
                                lambda data: self._run(request, queryset, services.order_terminate, reason=data["reason"]),
-                               note=gettext("The service ends now and its pool address is released. This cannot be undone."))
+                               note=gettext("The service ends now: its virtual machine and disks are deleted (by a provisioning "
+                                            "job) and its pool address is released. This cannot be undone."))
 
     @admin.action(description=_("Extend by N days (free)"))
     def extend(self, request, queryset):
         return self._with_form(request, queryset, ExtendForm, "extend", gettext("Extend orders"),
                                lambda data: self._run(request, queryset, services.order_extend, days=data["days"], reason=data["reason"]))
+
+
+# --- provisioning: nodes, OS templates, jobs --------------------------------------------------------
+
+class OsTemplateInline(admin.TabularInline):
+    model = OsTemplate
+    fields = ("os_image", "volume", "is_active")
+    extra = 1
+
+
+@admin.register(HypervisorNode)
+class HypervisorNodeAdmin(admin.ModelAdmin):
+    list_display = ("name", "uri", "location", "vcpu_use", "ram_use", "disk_use", "is_active", "check_ok", "checked_at")
+    list_filter = ("is_active", "location", "check_ok")
+    readonly_fields = ("checked_at", "check_ok", "check_message")
+    inlines = [OsTemplateInline]
+    actions = ["check_health"]
+
+    def get_queryset(self, request):
+        from django.db.models import Sum
+
+        live = Q(vms__deleted_at__isnull=True)
+        return super().get_queryset(request).select_related("location").annotate(
+            used_vcpus=Sum("vms__vcpus", filter=live), used_ram=Sum("vms__memory_mib", filter=live),
+            used_disk=Sum("vms__disk_gib", filter=live))
+
+    @staticmethod
+    def _use(used, capacity, unit=""):
+        used = used or 0
+        return gettext("%(used)s of %(capacity)s%(unit)s used, %(free)s free") % {
+            "used": used, "capacity": capacity, "unit": unit, "free": capacity - used}
+
+    @admin.display(description=_("vCPU"))
+    def vcpu_use(self, obj):
+        return self._use(obj.used_vcpus, obj.cpu_capacity)
+
+    @admin.display(description=_("RAM"))
+    def ram_use(self, obj):
+        return self._use(obj.used_ram, obj.ram_capacity_mib, " MiB")
+
+    @admin.display(description=_("disk"))
+    def disk_use(self, obj):
+        return self._use(obj.used_disk, obj.disk_capacity_gib, " GiB")
+
+    @admin.action(description=_("Check health (connect, read host and storage pool)"), permissions=["change"])
+    def check_health(self, request, queryset):
+        from .provisioning.libvirt_kvm import node_health
+
+        for node in queryset.order_by("pk"):
+            ok, message = node_health(node)
+            HypervisorNode.objects.filter(pk=node.pk).update(check_ok=ok, check_message=message[:255],
+                                                             checked_at=timezone.now())
+            self.message_user(request, f"{node.name}: {message}", messages.SUCCESS if ok else messages.ERROR)
+
+
+class ProvisioningJobAdmin(admin.ModelAdmin):
+    """The jobs list: filter by state/action/module, retry failed ones. Rows change only through jobs."""
+
+    list_display = ("id", "order", "action", "module", "state", "attempts", "short_error", "next_attempt_at",
+                    "requested_by", "created_at", "finished_at")
+    list_filter = ("state", "action", "module", "source")
+    search_fields = ("=order__id", "=id")
+    list_select_related = ("order__plan", "requested_by")
+    readonly_fields = [f.name for f in ProvisioningJob._meta.fields]
+    actions = ["retry"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("last error"))
+    def short_error(self, obj):
+        return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error
+
+    @admin.action(description=_("Retry (fresh attempts, runs now)"), permissions=["change"])
+    def retry(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        queued = provisioning_jobs.jobs_retry(job_ids=ids, actor=request.user)
+        self.message_user(request, gettext("%(queued)d of %(selected)d selected jobs queued again (only failed or "
+                                           "cancelled ones are retried).") % {"queued": queued, "selected": len(ids)},
+                          messages.SUCCESS if queued else messages.WARNING)
+
+
+admin.site.register(ProvisioningJob, ProvisioningJobAdmin)

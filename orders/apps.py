@@ -17,6 +17,10 @@ class OrdersConfig(AppConfig):
         register_invoice_paid_handler(Invoice.Kind.RENEWAL, services.on_renewal_invoice_paid)
         register_invoice_paid_handler(Invoice.Kind.PLAN_CHANGE, services.on_plan_change_invoice_paid)
 
+        from .provisioning.registry import register_builtin_modules
+
+        register_builtin_modules()
+
         from . import personal_data  # "export my data" / erasure, registered with accounts.personal_data
 
         personal_data.register()

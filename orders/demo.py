@@ -1,5 +1,11 @@
 """Demo catalogue (VPS and dedicated plans priced in the enabled currencies), an IP pool, and two
-active orders for the demo customer bought through the real services (paid from the balance)."""
+active orders for the demo customer bought through the real services (paid from the balance).
+
+With DEMO_PROVISIONING=auto (what `make run` sets) the VPS plans use the libvirt module on a demo node
+at qemu:///system, when libvirt can run here; otherwise they stay on the IP-pool module (addresses
+assigned at once, no VM). It says which it chose.
+"""
+import os
 from decimal import Decimal
 
 from .models import IpAddress, IpPool, Location, OsImage, Plan, PlanPrice, ProductType
@@ -59,6 +65,8 @@ def seed(*, customer, owner, stdout) -> None:
     _plans(vps, VPS_PLANS, [ams, fra], pool)
     _plans(dedicated, DEDICATED_PLANS, [ams], None)
 
+    provisioning_demo(vps, stdout)
+
     options = {"hostname": "web1.demo.example", "os_image": "Ubuntu 24.04 LTS", "location": "Amsterdam"}
     for key, code, months in (("demo:order:1", "vps-standard", 1), ("demo:order:2", "vps-start", 3)):
         placed = services.order_place(customer=customer, actor=owner, plan=Plan.objects.get(code=code),
@@ -66,4 +74,64 @@ def seed(*, customer, owner, stdout) -> None:
         options = {**options, "hostname": "db1.demo.example", "os_image": "Debian 12"}
         if not placed.paid:
             stdout.write(f"  orders: order #{placed.order.pk} left unpaid (demo balance too low)")
-    stdout.write("  orders: VPS and dedicated catalogue, IP pool AMS-1 (32 addresses), two active orders")
+    stdout.write("  orders: VPS and dedicated catalogue, IP pool AMS-1 (32 addresses), two orders (active, or being set up on the demo node)")
+
+
+DEMO_NODE, DEMO_POOL, DEMO_URI = "demo-local", "hostportal-demo", "qemu:///system"
+DEMO_TEMPLATE_MIB = 64  # blank qcow2 "OS images": the VMs run but boot nothing (no downloads here)
+
+
+def provisioning_demo(vps, stdout) -> None:
+    from .models import HypervisorNode, OsTemplate
+
+    mode = os.environ.get("DEMO_PROVISIONING", "off")
+    if mode == "off":
+        return
+    try:
+        _libvirt_demo_storage()
+    except Exception as error:  # no libvirt, daemon down, no permission: the demo still runs
+        stdout.write(f"  provisioning: IP-pool module (libvirt cannot run here: {error})")
+        return
+    node, _ = HypervisorNode.objects.get_or_create(name=DEMO_NODE, defaults={
+        "uri": DEMO_URI, "cpu_capacity": 32, "ram_capacity_mib": 2048, "disk_capacity_gib": 2000,
+        "storage_pool": DEMO_POOL, "network": "default"})
+    for image in OsImage.objects.filter(product_types=vps):
+        volume = "template-" + "".join(c if c.isalnum() else "-" for c in image.name.lower()) + ".qcow2"
+        _libvirt_demo_template(volume)
+        OsTemplate.objects.get_or_create(node=node, os_image=image, defaults={"volume": volume})
+    Plan.objects.filter(product_type=vps).update(module="libvirt", module_settings={"memory_mib": 128, "vcpus": 1})
+    stdout.write(f"  provisioning: libvirt module, demo node {DEMO_NODE} on {DEMO_URI} (128 MiB VMs on blank disks)")
+
+
+def _libvirt_demo_storage() -> None:
+    import libvirt
+
+    conn = libvirt.open(DEMO_URI)
+    try:
+        try:
+            pool = conn.storagePoolLookupByName(DEMO_POOL)
+        except libvirt.libvirtError:
+            pool = conn.storagePoolDefineXML(f"<pool type='dir'><name>{DEMO_POOL}</name><target>"
+                                             f"<path>/var/lib/libvirt/images/{DEMO_POOL}</path></target></pool>")
+            pool.build(0)
+        if not pool.isActive():
+            pool.create()
+        pool.setAutostart(1)
+        network = conn.networkLookupByName("default")
+        if not network.isActive():
+            network.create()
+    finally:
+        conn.close()
+
+
+def _libvirt_demo_template(volume: str) -> None:
+    import libvirt
+
+    conn = libvirt.open(DEMO_URI)
+    try:
+        pool = conn.storagePoolLookupByName(DEMO_POOL)
+        if volume not in pool.listVolumes():
+            pool.createXML(f"<volume><name>{volume}</name><capacity unit='MiB'>{DEMO_TEMPLATE_MIB}</capacity>"
+                           f"<target><format type='qcow2'/></target></volume>", 0)
+    finally:
+        conn.close()

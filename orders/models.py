@@ -41,6 +41,7 @@ class ProductType(models.Model):
     class Provisioner(models.TextChoices):
         MANUAL = "manual", _("Manual (staff enter the IP address)")
         IP_POOL = "ip_pool", _("Automatic from an IP pool")
+        LIBVIRT = "libvirt", _("Virtual machine on a libvirt/KVM node")
 
     code = models.SlugField(_("code"), max_length=32, unique=True)
     name = models.CharField(_("name"), max_length=100)
@@ -84,6 +85,10 @@ class OsImage(models.Model):
 class IpPool(models.Model):
     name = models.CharField(_("name"), max_length=100, unique=True)
     location = models.ForeignKey(Location, on_delete=models.PROTECT, null=True, blank=True, verbose_name=_("location"))
+    # Network settings written into a VM's cloud-init network config (modules that create VMs).
+    prefix_length = models.PositiveSmallIntegerField(_("prefix length"), default=24)
+    gateway = models.GenericIPAddressField(_("gateway"), null=True, blank=True)
+    nameservers = models.CharField(_("DNS servers"), max_length=200, blank=True, help_text=_("Space-separated."))
 
     class Meta:
         verbose_name = _("IP pool")
@@ -109,6 +114,10 @@ class Plan(models.Model):
     locations = models.ManyToManyField(Location, related_name="plans", verbose_name=_("locations"))
     ip_pool = models.ForeignKey(IpPool, on_delete=models.PROTECT, null=True, blank=True, related_name="plans",
                                 verbose_name=_("IP pool"), help_text=_("Used when the product type provisions from a pool."))
+    module = models.CharField(_("provisioning module"), max_length=32, blank=True,
+                              help_text=_("Empty means the product type's provisioner."))
+    module_settings = models.JSONField(_("module settings"), default=dict, blank=True,
+                                       help_text=_("Options of the provisioning module, e.g. {\"memory_mib\": 512} for libvirt."))
     base_currency = models.CharField(_("base currency"), max_length=3, default=settings.DEFAULT_CURRENCY,
                                      help_text=_("Prices missing in another currency are converted from this one at the current rate."))
     setup_fee = models.DecimalField(_("setup fee"), max_digits=14, decimal_places=2, default=Decimal("0"),
@@ -129,6 +138,22 @@ class Plan(models.Model):
     @property
     def in_stock(self) -> bool:
         return self.stock is None or self.stock > 0
+
+    @property
+    def module_code(self) -> str:
+        return self.module or self.product_type.provisioner
+
+    def clean(self) -> None:
+        from .provisioning.registry import get_module, module_codes
+
+        if self.module and self.module not in module_codes():
+            raise ValidationError({"module": _("Unknown provisioning module: %(code)s.") % {"code": self.module}})
+        if not isinstance(self.module_settings, dict):
+            raise ValidationError({"module_settings": _("Use a JSON object.")})
+        if self.product_type_id:
+            errors = get_module(self.module_code).settings_errors(self.module_settings)
+            if errors:
+                raise ValidationError({"module_settings": errors})
 
 
 class PlanPrice(models.Model):
@@ -165,6 +190,8 @@ class Order(models.Model):
     class Provisioning(models.TextChoices):
         NOT_STARTED = "not_started", _("Not started")
         WAITING_STAFF = "waiting_staff", _("Waiting for staff")
+        IN_PROGRESS = "in_progress", _("Being set up")
+        FAILED = "failed", _("Setup failed")
         DONE = "done", _("Done")
 
     customer = models.ForeignKey("accounts.Customer", on_delete=models.PROTECT, related_name="orders", verbose_name=_("customer"))
@@ -322,3 +349,132 @@ class IpAddress(models.Model):
 
     def __str__(self) -> str:
         return self.address
+
+
+# --- provisioning: hypervisor nodes, OS templates, virtual machines and jobs ----------------------
+
+class HypervisorNode(models.Model):
+    """A KVM host the libvirt module places VMs on. Capacity is what staff allow to be sold."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    uri = models.CharField(_("connection URI"), max_length=255,
+                           help_text=_("qemu:///system for this host, qemu+ssh://user@host/system for a remote one."))
+    location = models.ForeignKey(Location, on_delete=models.PROTECT, null=True, blank=True, verbose_name=_("location"),
+                                 help_text=_("Empty: serves every location."))
+    cpu_capacity = models.PositiveIntegerField(_("vCPU capacity"))
+    ram_capacity_mib = models.PositiveIntegerField(_("RAM capacity, MiB"))
+    disk_capacity_gib = models.PositiveIntegerField(_("disk capacity, GiB"))
+    storage_pool = models.CharField(_("storage pool"), max_length=100, default="default")
+    network = models.CharField(_("libvirt network"), max_length=100, blank=True)
+    bridge = models.CharField(_("bridge"), max_length=100, blank=True, help_text=_("Used instead of a libvirt network when set."))
+    is_active = models.BooleanField(_("accepts new VMs"), default=True)
+    checked_at = models.DateTimeField(_("last health check"), null=True, blank=True)
+    check_ok = models.BooleanField(_("healthy"), null=True, blank=True)
+    check_message = models.CharField(_("health check result"), max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = _("hypervisor node")
+        verbose_name_plural = _("hypervisor nodes")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if not (self.network or self.bridge):
+            raise ValidationError(_("Give a libvirt network or a bridge."))
+
+
+class OsTemplate(models.Model):
+    """An OS image on a node: a qcow2 volume in the node's storage pool that VM disks are overlaid on."""
+
+    node = models.ForeignKey(HypervisorNode, on_delete=models.CASCADE, related_name="templates", verbose_name=_("node"))
+    os_image = models.ForeignKey(OsImage, on_delete=models.PROTECT, related_name="templates", verbose_name=_("OS image"))
+    volume = models.CharField(_("volume in the storage pool"), max_length=255)
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("OS template")
+        verbose_name_plural = _("OS templates")
+        ordering = ["node", "os_image__sort_order"]
+        constraints = [models.UniqueConstraint(fields=["node", "os_image"], name="ostemplate_one_per_node_image")]
+
+    def __str__(self) -> str:
+        return f"{self.os_image} @ {self.node}"
+
+
+class VirtualMachine(models.Model):
+    """The VM of an order on a node. Created (with its node and name) before the hypervisor is called,
+    so a retried create goes to the same node and finds the same domain."""
+
+    order = models.OneToOneField("Order", on_delete=models.PROTECT, related_name="vm", verbose_name=_("order"))
+    node = models.ForeignKey(HypervisorNode, on_delete=models.PROTECT, related_name="vms", verbose_name=_("node"))
+    domain = models.CharField(_("domain name"), max_length=100, unique=True)
+    template = models.ForeignKey(OsTemplate, on_delete=models.SET_NULL, null=True, blank=True, verbose_name=_("OS template"))
+    vcpus = models.PositiveIntegerField(_("vCPUs"))
+    memory_mib = models.PositiveIntegerField(_("RAM, MiB"))
+    disk_gib = models.PositiveIntegerField(_("disk, GiB"))
+    state = models.CharField(_("last known state"), max_length=16, blank=True)
+    # Shown to the customer once (then blanked); never in admin or logs.
+    initial_password = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    deleted_at = models.DateTimeField(_("deleted"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("virtual machine")
+        verbose_name_plural = _("virtual machines")
+        indexes = [models.Index(fields=["node"], condition=Q(deleted_at__isnull=True), name="vm_live_on_node")]
+
+    def __str__(self) -> str:
+        return self.domain
+
+
+class ProvisioningJob(models.Model):
+    """One module call for an order, run by a Celery task; retried with back-off, recovered by the sweeper."""
+
+    class Action(models.TextChoices):
+        CREATE = "create", _("Create")
+        START = "start", _("Start")
+        SHUTDOWN = "shutdown", _("Shut down")
+        REBOOT = "reboot", _("Reboot")
+        POWER_OFF = "power_off", _("Power off")
+        SUSPEND = "suspend", _("Suspend")
+        UNSUSPEND = "unsuspend", _("Unsuspend")
+        RESIZE = "resize", _("Resize")
+        REINSTALL = "reinstall", _("Reinstall")
+        TERMINATE = "terminate", _("Terminate")
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    order = models.ForeignKey("Order", on_delete=models.PROTECT, related_name="jobs", verbose_name=_("order"))
+    action = models.CharField(_("action"), max_length=16, choices=Action.choices)
+    module = models.CharField(_("module"), max_length=32)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.QUEUED)
+    params = models.JSONField(_("parameters"), default=dict, blank=True)  # never secrets
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                     related_name="+", verbose_name=_("requested by"))
+    source = models.CharField(_("source"), max_length=16, choices=OrderEvent.Source.choices)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    next_attempt_at = models.DateTimeField(_("next attempt"))
+    claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("provisioning job")
+        verbose_name_plural = _("provisioning jobs")
+        ordering = ["-pk"]
+        indexes = [
+            models.Index(fields=["order", "id"]),
+            models.Index(fields=["next_attempt_at"], condition=Q(state__in=["queued", "running"]), name="provjob_unfinished"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} #{self.order_id}"

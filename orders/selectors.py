@@ -108,3 +108,24 @@ def days_remaining(order: Order, now=None) -> int | None:
         return None
     now = now or timezone.now()
     return max(0, (timezone.localtime(order.expires_at).date() - timezone.localtime(now).date()).days)
+
+
+def order_setup(*, order: Order) -> dict:
+    """The order page's provisioning panel: the create job's progress (no error text: errors are for
+    staff), and whether a root password is waiting to be shown once."""
+    from .models import ProvisioningJob, VirtualMachine
+
+    job = ProvisioningJob.objects.filter(order=order, action=ProvisioningJob.Action.CREATE).first()
+    vm = VirtualMachine.objects.filter(order=order, deleted_at__isnull=True).only("initial_password", "state").first()
+    setting_up = order.status == Order.Status.PENDING and order.provisioning in (
+        Order.Provisioning.IN_PROGRESS, Order.Provisioning.FAILED)
+    step = 0
+    if job is not None:
+        step = {ProvisioningJob.State.QUEUED: 1, ProvisioningJob.State.RUNNING: 2, ProvisioningJob.State.DONE: 3}.get(job.state, 1)
+    return {
+        "setting_up": setting_up, "failed": order.provisioning == Order.Provisioning.FAILED,
+        "step": step, "percent": {0: 5, 1: 25, 2: 60, 3: 100}[step],
+        "delayed": job is not None and job.attempts > 1 and job.state != ProvisioningJob.State.DONE,
+        "password_waiting": bool(vm and vm.initial_password and order.status == Order.Status.ACTIVE),
+        "vm_state": vm.state if vm else "",
+    }

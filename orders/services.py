@@ -225,11 +225,34 @@ def _provision(order: Order) -> None:
     result = provisioning.provision(order)
     if result.done:
         _activate(order, ip=result.ip, source=Source.SYSTEM)
+    elif result.queued:
+        order.provisioning = Order.Provisioning.IN_PROGRESS
+        order.provisioning_note = ""
+        order.save(update_fields=["provisioning", "provisioning_note"])
     else:
         order.provisioning = Order.Provisioning.WAITING_STAFF
         order.provisioning_note = result.note
         order.save(update_fields=["provisioning", "provisioning_note"])
         event_record(order=order, action="waiting_staff", source=Source.SYSTEM, details={"note": result.note})
+
+
+def order_provisioned(*, order: Order, ip: str) -> None:
+    """A provisioning job created the server (caller holds the order's lock): the first period starts
+    now. An order cancelled or terminated meanwhile stays ended (its terminate job follows)."""
+    if order.status == Status.PENDING and order.paid_at is not None and order.provisioning != Order.Provisioning.DONE:
+        _activate(order, ip=ip, source=Source.SYSTEM)
+
+
+def order_provisioning_failed(*, order: Order, error: str, final: bool, retrying: bool = False) -> None:
+    """A create job failed (caller holds the order's lock). The paid order stays paid and pending; the
+    note tells staff why, the order page tells the customer it is delayed (or failed and with staff)."""
+    if order.status != Status.PENDING:
+        return
+    order.provisioning = Order.Provisioning.FAILED if final else Order.Provisioning.IN_PROGRESS
+    order.provisioning_note = "" if retrying else error[:255]
+    order.save(update_fields=["provisioning", "provisioning_note"])
+    if final:
+        event_record(order=order, action="provisioning_failed", source=Source.SYSTEM)
 
 
 def _activate(order: Order, *, ip: str, source: str, actor: User | None = None) -> None:
@@ -255,11 +278,15 @@ def _activate(order: Order, *, ip: str, source: str, actor: User | None = None) 
 def order_provision_retry(*, order: Order, actor: User) -> bool:
     """Staff: try the provisioner again (e.g. after adding addresses to the pool)."""
     order = _lock(order)
-    if order.paid_at is None or order.provisioning != Order.Provisioning.WAITING_STAFF:
+    if order.paid_at is None or order.status != Status.PENDING or order.provisioning not in (
+            Order.Provisioning.WAITING_STAFF, Order.Provisioning.FAILED):
         raise ValidationError(_("Only paid orders waiting for staff can be provisioned."))
-    result = provisioning.provision(order)
+    result = provisioning.provision(order, actor=actor)
     if result.done:
         _activate(order, ip=result.ip, source=Source.STAFF, actor=actor)
+    elif result.queued:
+        order.provisioning, order.provisioning_note = Order.Provisioning.IN_PROGRESS, ""
+        order.save(update_fields=["provisioning", "provisioning_note"])
     _audit(order=order, actor=actor, action="order_provision_retry", details={"done": result.done})
     return result.done
 
@@ -408,6 +435,8 @@ def renewal_extend(*, order: Order, renewal: OrderRenewal, now: datetime) -> tup
     order.current_period = max(order.current_period, renewal.period + renewal.periods - 1)
     order.status = Status.ACTIVE
     order.expiry_notice_days = None
+    if previous == Status.SUSPENDED:
+        provisioning.on_unsuspended(order)
     changed_plan = None
     if order.scheduled_plan_id and renewal.plan_id == order.scheduled_plan_id:
         changed_plan = (order.plan, order.scheduled_plan)
@@ -434,6 +463,7 @@ def plan_change_applied(*, order: Order, renewal: OrderRenewal, old_plan: Plan, 
     """A renewal switched the order to its scheduled (downgrade) plan: record and tell the customer."""
     event_record(order=order, action="plan_changed", source=Source.SYSTEM,
                  details={"from": old_plan.name, "to": new_plan.name, "scheduled": True})
+    provisioning.on_plan_changed(order, old_plan=old_plan)
     _notify(order=order, kind="plan_changed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:downgrade",
             context={"old_plan": old_plan.name, "new_plan": new_plan.name})
 
@@ -480,7 +510,7 @@ def _end(order: Order, *, status: str, action: str, source: str, actor: User | N
     order.status = status
     order.ended_at = timezone.now()
     order.save(update_fields=["status", "ended_at"])
-    provisioning.release(order)
+    provisioning.release(order, actor=actor)
     _cancel_open_invoices(order, reason=action)
     if previous == Status.PENDING and order.paid_at is None and order.plan.stock is not None:
         Plan.objects.filter(pk=order.plan_id).update(stock=F("stock") + 1)
@@ -625,6 +655,7 @@ def on_plan_change_invoice_paid(invoice: Invoice) -> None:
     event_record(order=order, action="plan_changed", source=Source.PAYMENT,
                  details={"from": old_plan.name, "to": change.to_plan.name, "amount": str(change.amount),
                           "stale_period": change.period != order.current_period})
+    provisioning.on_plan_changed(order, old_plan=old_plan)
     _notify(order=order, kind="plan_changed", dedupe_key=f"order:{order.pk}:upgrade:{change.pk}",
             context={"old_plan": old_plan.name, "new_plan": change.to_plan.name})
 
@@ -705,6 +736,7 @@ def orders_lifecycle_run(*, now: datetime | None = None, chunk_size: int | None 
         order.save(update_fields=["status"])
         event_record(order=order, action="suspended", source=Source.SYSTEM, from_status=previous,
                      details={"reason": "unpaid"})
+        provisioning.on_suspended(order)
         with translation.override(order.customer.language):
             reason = _("The service was not renewed within %(days)s days after it expired.") % {"days": settings.ORDERS_GRACE_DAYS}
         _notify(order=order, kind="service_suspended", context={"reason": reason},
@@ -770,6 +802,7 @@ def order_suspend(*, order: Order, actor: User, reason: str = "") -> Order:
     order.save(update_fields=["status"])
     event_record(order=order, action="suspended", source=Source.STAFF, actor=actor, from_status=previous,
                  details={"reason": reason} if reason else None)
+    provisioning.on_suspended(order, actor=actor)
     _audit(order=order, actor=actor, action="order_suspend", details={"reason": reason})
     _notify(order=order, kind="service_suspended", context={"reason": reason},
             dedupe_key=f"order:{order.pk}:period:{order.current_period}:suspended:staff:{timezone.now():%Y%m%d%H%M%S}")
@@ -784,6 +817,7 @@ def order_unsuspend(*, order: Order, actor: User) -> Order:
     order.status = Status.ACTIVE if order.expires_at > timezone.now() else Status.EXPIRED
     order.save(update_fields=["status"])
     event_record(order=order, action="unsuspended", source=Source.STAFF, actor=actor, from_status=Status.SUSPENDED)
+    provisioning.on_unsuspended(order, actor=actor)
     _audit(order=order, actor=actor, action="order_unsuspend")
     return order
 

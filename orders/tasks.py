@@ -13,3 +13,25 @@ def renew_services_task() -> str:
 def orders_lifecycle_task() -> str:
     """Beat, hourly: expiry, suspension, termination, expiring-soon notices, stale unpaid orders."""
     return str(services.orders_lifecycle_run())
+
+
+@shared_task
+def provisioning_job_task(*, job_id: int) -> str:
+    """Run one provisioning job (a module call). A failure only sets the row's next attempt: the
+    sweeper queues the retry when due (no countdown/ETA tasks, see CELERY_TASK_ACKS_LATE)."""
+    from .provisioning import jobs
+
+    return jobs.job_run(job_id=job_id)
+
+
+@shared_task
+def provisioning_jobs_sweep_task() -> int:
+    """Beat, every 30 s: requeue jobs whose worker died, queue jobs due (retries, lost enqueues)."""
+    from notifications.services import enqueue_task_safely
+
+    from .provisioning import jobs
+
+    job_ids = jobs.jobs_sweep()
+    for job_id in job_ids:
+        enqueue_task_safely(provisioning_job_task, job_id=job_id)
+    return len(job_ids)

@@ -178,6 +178,8 @@ def order_confirm(request: HttpRequest, plan_id: int) -> HttpResponse:
     if placed.paid:
         if placed.order.status == Order.Status.ACTIVE:
             messages.success(request, _("Order #%(id)s is paid and your server is ready.") % {"id": placed.order.pk})
+        elif placed.order.provisioning == Order.Provisioning.IN_PROGRESS:
+            messages.success(request, _("Order #%(id)s is paid; your server is being created.") % {"id": placed.order.pk})
         else:
             messages.success(request, _("Order #%(id)s is paid; our staff are setting up your server.") % {"id": placed.order.pk})
         return redirect("orders:order_detail", order_id=placed.order.pk)
@@ -196,6 +198,7 @@ def _detail_context(request, order: Order) -> dict:
         "renewable": order.status in services.RENEWABLE,
         "changeable": order.status == Order.Status.ACTIVE,
         "ended": order.status in (Order.Status.CANCELLED, Order.Status.TERMINATED),
+        "setup": selectors.order_setup(order=order),
     }
 
 
@@ -204,6 +207,36 @@ def _detail_context(request, order: Order) -> dict:
 def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
     order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
     return render(request, "orders/order_detail.html", _detail_context(request, order))
+
+
+@customer_view(Area.SERVICES)
+@require_GET
+def order_setup_progress(request: HttpRequest, order_id: int) -> HttpResponse:
+    """htmx poll while the server is being set up; once that is over the whole page reloads."""
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    setup = selectors.order_setup(order=order)
+    if not request.htmx:
+        return redirect("orders:order_detail", order_id=order.pk)
+    response = render(request, "orders/_setup_progress.html", {"order": order, "setup": setup})
+    if not setup["setting_up"] or setup["failed"]:
+        response["HX-Refresh"] = "true"
+    return response
+
+
+@customer_view(Area.SERVICES)
+@require_POST
+def order_root_password(request: HttpRequest, order_id: int) -> HttpResponse:
+    """Show the new server's root password once (then it is gone from the portal)."""
+    from .provisioning.jobs import vm_password_take
+
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    password = vm_password_take(order=order, actor=request.user)
+    if not password:
+        messages.error(request, _("The root password was already shown; reset it from the server or reinstall."))
+        return redirect("orders:order_detail", order_id=order.pk)
+    response = render(request, "orders/order_root_password.html", {"order": order, "password": password})
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @customer_view(Area.SERVICES)
@@ -321,6 +354,7 @@ def order_change_plan(request: HttpRequest, order_id: int) -> HttpResponse:
                 return redirect("orders:order_detail", order_id=order.pk)
     return render(request, "orders/order_change_plan.html", {
         "order": order, "quotes": quotes, "selected": selected, "form": form, "error": error, "can_pay": _can_pay(request),
+        "server_notice": services.provisioning.plan_change_notice(order, selected.plan) if selected else "",
     })
 
 

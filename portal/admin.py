@@ -39,8 +39,8 @@ from billing.money import format_money
 from billing.selectors import balance_of
 from notifications.admin import EmailOutboxAdmin
 from notifications.models import EmailOutbox
-from orders.admin import OrderAdmin
-from orders.models import Order
+from orders.admin import OrderAdmin, ProvisioningJobAdmin
+from orders.models import Order, ProvisioningJob
 from tickets.admin import TicketAdmin
 from tickets.models import Ticket
 
@@ -303,6 +303,12 @@ class OrderBackOfficeAdmin(BackOfficePermissions, CustomerNames, OrderAdmin):
         return super().extend(request, queryset)
 
 
+class ProvisioningJobBackOfficeAdmin(BackOfficePermissions, ProvisioningJobAdmin):
+    @admin.action(description=_("Retry (fresh attempts, runs now)"), permissions=["manage_services"])
+    def retry(self, request, queryset):
+        return super().retry(request, queryset)
+
+
 class EmailOutboxBackOfficeAdmin(BackOfficePermissions, CustomerNames, EmailOutboxAdmin):
     @admin.action(description=_("Retry failed mail"), permissions=["retry_mail"])
     def retry_failed(self, request, queryset):
@@ -368,7 +374,7 @@ for model, model_admin in ((Customer, CustomerBackOfficeAdmin), (Invoice, Invoic
                            (ActivityEvent, ActivityEventNamesAdmin),
                            (PaymentAttempt, PaymentAttemptBackOfficeAdmin), (BankTransferReceipt, BankTransferReceiptBackOfficeAdmin),
                            (LedgerAccount, LedgerAccountBackOfficeAdmin), (Order, OrderBackOfficeAdmin),
-                           (EmailOutbox, EmailOutboxBackOfficeAdmin)):
+                           (EmailOutbox, EmailOutboxBackOfficeAdmin), (ProvisioningJob, ProvisioningJobBackOfficeAdmin)):
     admin.site.unregister(model)
     admin.site.register(model, model_admin)
 

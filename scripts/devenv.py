@@ -116,6 +116,8 @@ def run(command: list[str], env: dict) -> int:
 
 def demo(env: dict) -> int:
     python = sys.executable
+    # VPS orders become real VMs on a local libvirt demo node when libvirt can run (orders/demo.py).
+    env.setdefault("DEMO_PROVISIONING", "auto")
     for step in (["manage.py", "migrate", "--noinput"], ["manage.py", "seed_demo"]):
         code = subprocess.call([python, *step], env=env, cwd=ROOT)
         if code:

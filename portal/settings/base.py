@@ -188,6 +188,8 @@ CELERY_BEAT_SCHEDULE["gateways-autopay"] = {"task": "billing.gateways.tasks.auto
 # --- beat schedule: orders ---
 CELERY_BEAT_SCHEDULE["orders-auto-renew"] = {"task": "orders.tasks.renew_services_task", "schedule": 3600.0}
 CELERY_BEAT_SCHEDULE["orders-lifecycle"] = {"task": "orders.tasks.orders_lifecycle_task", "schedule": 3600.0}
+CELERY_BEAT_SCHEDULE["orders-provisioning-sweep"] = {"task": "orders.tasks.provisioning_jobs_sweep_task", "schedule": 30.0,
+                                                    "options": {"expires": 30.0}}
 # --- beat schedule: tickets ---
 CELERY_BEAT_SCHEDULE["tickets-autoclose"] = {"task": "tickets.tasks.tickets_autoclose_sweep", "schedule": 3600.0}
 
@@ -387,6 +389,17 @@ ORDERS_RENEW_HOURS_BEFORE_EXPIRY = int(env("ORDERS_RENEW_HOURS_BEFORE_EXPIRY", "
 ORDERS_EXPIRY_NOTICE_DAYS = tuple(int(d) for d in env_list("ORDERS_EXPIRY_NOTICE_DAYS", "7,3,1"))
 ORDERS_JOB_CHUNK_SIZE = int(env("ORDERS_JOB_CHUNK_SIZE", "200"))
 ORDERS_PAGE_SIZE = 25
+# Provisioning jobs (orders/provisioning/jobs.py): attempts, exponential back-off, and when a running
+# job counts as lost (longer than CELERY_TASK_TIME_LIMIT, so a live worker is never overtaken).
+PROVISIONING_JOB_MAX_ATTEMPTS = int(env("PROVISIONING_JOB_MAX_ATTEMPTS", "6"))
+PROVISIONING_RETRY_BASE_SECONDS = int(env("PROVISIONING_RETRY_BASE_SECONDS", "30"))
+PROVISIONING_RETRY_MAX_SECONDS = int(env("PROVISIONING_RETRY_MAX_SECONDS", "1800"))
+PROVISIONING_JOB_STUCK_SECONDS = int(env("PROVISIONING_JOB_STUCK_SECONDS", "360"))
+PROVISIONING_JOB_PENDING_GRACE_SECONDS = 20
+PROVISIONING_JOB_SWEEP_BATCH = 200
+# libvirt module: domains are named "<prefix>-order-<id>" (one prefix per portal sharing a host).
+PROVISIONING_LIBVIRT_PREFIX = env("PROVISIONING_LIBVIRT_PREFIX", "hostportal")
+PROVISIONING_LIBVIRT_SHUTDOWN_TIMEOUT = int(env("PROVISIONING_LIBVIRT_SHUTDOWN_TIMEOUT", "60"))
 # --- app settings: tickets ---
 TICKETS_ATTACHMENT_MAX_BYTES = int(env("TICKETS_ATTACHMENT_MAX_BYTES", str(10 * 1024 * 1024)))
 TICKETS_ATTACHMENTS_PER_MESSAGE = int(env("TICKETS_ATTACHMENTS_PER_MESSAGE", "5"))

@@ -63,3 +63,8 @@ ZEAL_ALLOWLIST: list[dict] = [
     # refusal does not undo the others: each locks its own invoice row.
     {"model": "billing.Invoice", "field": "get()"},
 ]
+
+# Test VMs are named after the test database, so two test runs on one hypervisor never share a domain;
+# blank test disks boot no OS, so a graceful shutdown would only ever time out.
+PROVISIONING_LIBVIRT_PREFIX = f"t-{DATABASES['default']['TEST']['NAME']}".replace("_", "-")
+PROVISIONING_LIBVIRT_SHUTDOWN_TIMEOUT = 1

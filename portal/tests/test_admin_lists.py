@@ -56,6 +56,24 @@ def add_outbox(n):
                                                 body_text="b", status=EmailOutbox.Status.FAILED) for i in range(n))
 
 
+def add_jobs(n):
+    from orders.models import ProvisioningJob
+
+    for _ in range(n):
+        order = active_order(UserFactory().customer)
+        ProvisioningJob.objects.create(order=order, action="suspend", module="libvirt", idempotency_key=f"list:{order.pk}",
+                                       source="system", next_attempt_at=order.activated_at or order.anchor_at,
+                                       requested_by=UserFactory(customer=None, is_staff=True))
+
+
+def add_nodes(n):
+    from orders.models import HypervisorNode
+
+    for _ in range(n):
+        HypervisorNode.objects.create(name=f"node-{next(_keys)}", uri="qemu:///system", cpu_capacity=8,
+                                      ram_capacity_mib=8192, disk_capacity_gib=100, network="default")
+
+
 PAGES = {
     "accounts_customer": add_customers,
     "accounts_user": add_customers,
@@ -64,6 +82,8 @@ PAGES = {
     "orders_order": add_orders,
     "tickets_ticket": add_tickets,
     "notifications_emailoutbox": add_outbox,
+    "orders_provisioningjob": add_jobs,
+    "orders_hypervisornode": add_nodes,
 }
 
 

@@ -18,7 +18,7 @@ from billing.selectors import balance_of
 from billing.services import LineInput
 from billing.tests.factories import make_currencies
 from notifications.models import EmailOutbox
-from orders.models import Order
+from orders.models import Order, ProvisioningJob
 from orders.tests.factories import PlanFactory
 
 _keys = count()
@@ -279,7 +279,7 @@ ACTIONS = [
     (Customer, "adjust_balance", "adjust_balance"), (Invoice, "refund_to_balance", "refund_payment"),
     (Invoice, "mark_paid_by_bank_transfer", "record_bank_transfer"), (Order, "suspend", "manage_services"),
     (Order, "unsuspend", "manage_services"), (Order, "terminate", "manage_services"), (Order, "extend", "manage_services"),
-    (EmailOutbox, "retry_failed", "retry_mail"),
+    (EmailOutbox, "retry_failed", "retry_mail"), (ProvisioningJob, "retry", "manage_services"),
 ]
 
 
