@@ -32,7 +32,7 @@ from notifications.bulk import Notice, insert_rows, notify_many, prefetch_owners
 from . import hooks
 from .models import ZERO, DocumentCounter, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, LedgerTransaction
 from .money import format_money, quantize
-from .services import TaxDecision, _low_balance_update, _payer_snapshot, provider_account, tax_for
+from .services import TaxDecision, _low_balance_update, _payer_snapshot, provider_account, provider_today, tax_for
 
 # --- issuing and paying ------------------------------------------------------------------------
 
@@ -65,7 +65,7 @@ def supports(charge: Charge) -> bool:
 
 def _reserve_numbers(count: int) -> tuple[int, int]:
     """(year, first sequence) of a block of `count` numbers; the counter row stays locked until commit."""
-    year = timezone.localdate().year
+    year = provider_today().year
     table = DocumentCounter._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(f'UPDATE "{table}" SET last_number = last_number + %s WHERE series = %s AND year = %s '

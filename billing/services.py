@@ -236,9 +236,16 @@ def _tax_decision(country: str, profile_type: str, is_verified_company_with_vat:
     return TaxDecision(Decimal("0"), "")
 
 
+def provider_today() -> dt.date:
+    """Today in the provider's time zone (`TIME_ZONE`): document series, acts and months follow the
+    provider's calendar, never the time zone a customer's request activated."""
+    return timezone.localdate(timezone=timezone.get_default_timezone())
+
+
 def _next_document_number(series: str) -> tuple[int, int]:
-    """(year, sequence) from a counter row locked until commit: gap-free, unlike a sequence."""
-    year = timezone.localdate().year
+    """(year, sequence) from a counter row locked until commit: gap-free, unlike a sequence. The year
+    is the provider's, so a web request and a job at the same moment number in the same series."""
+    year = provider_today().year
     DocumentCounter.objects.get_or_create(series=series, year=year)
     counter = DocumentCounter.objects.select_for_update().get(series=series, year=year)
     counter.last_number += 1
@@ -1078,10 +1085,10 @@ ACT_STATUSES = (Invoice.Status.PAID, Invoice.Status.REFUNDED)
 
 
 def month_bounds(period) -> tuple:
-    """[start, end) of the calendar month containing `period`, in the portal's time zone."""
+    """[start, end) of the calendar month containing `period`, in the provider's time zone."""
     first = period.replace(day=1)
     following = (first + dt.timedelta(days=32)).replace(day=1)
-    tz = timezone.get_current_timezone()
+    tz = timezone.get_default_timezone()
     return (timezone.make_aware(dt.datetime.combine(first, dt.time.min), tz),
             timezone.make_aware(dt.datetime.combine(following, dt.time.min), tz))
 
@@ -1141,7 +1148,7 @@ def acts_generate(*, period) -> list[Act]:
     """Issue the missing acts for the month containing `period` (beat job and `manage.py generate_acts`).
     Idempotent: an act exists at most once per (customer, payer, currency, month)."""
     start, end = month_bounds(period)
-    if start.date() >= timezone.localdate().replace(day=1):
+    if start.date() >= provider_today().replace(day=1):
         # An act for a running month would miss the rest of its charges: it is issued once, never amended.
         raise BillingError(_("Acts are issued after the month has ended."), code="month_not_over")
     groups = (
@@ -1161,7 +1168,7 @@ def acts_generate(*, period) -> list[Act]:
 
 def previous_month() -> dt.date:
     """First day of last month (the month the daily act job closes)."""
-    return (timezone.localdate().replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+    return (provider_today().replace(day=1) - dt.timedelta(days=1)).replace(day=1)
 
 
 # --- contracts -----------------------------------------------------------------------------------
