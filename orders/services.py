@@ -386,27 +386,42 @@ def renewal_apply(*, renewal: OrderRenewal, source: str, now: datetime | None = 
         plan_change_applied(order=order, renewal=renewal, old_plan=changed_plan[0], new_plan=changed_plan[1])
 
 
+def renewal_starts_today(order: Order, now: datetime | None = None) -> bool:
+    """Whether a renewal paid now starts a new period today (a suspended order whose paid period has
+    ended) rather than at the current expiry (see `renewal_extend`)."""
+    now = now or timezone.now()
+    return order.expires_at is None or (order.status == Status.SUSPENDED and order.expires_at <= now)
+
+
 RENEWAL_ORDER_FIELDS = ["anchor_at", "anchor_months", "period_started_at", "expires_at", "current_period", "status",
-                        "expiry_notice_days", "plan", "price", "scheduled_plan"]
+                        "suspension_reason", "expiry_notice_days", "plan", "price", "scheduled_plan"]
 
 
 def renewal_extend(*, order: Order, renewal: OrderRenewal, now: datetime) -> tuple[str, tuple[Plan, Plan] | None]:
     """The renewal rule, in memory (callers save `RENEWAL_ORDER_FIELDS` and the renewal's dates):
     an active/expired order extends from its expiry date (early renewal loses nothing), a suspended
-    one from now, and is unsuspended; a scheduled downgrade paid for by this renewal switches the
+    one from now if its paid period has ended (else from its expiry too); a suspension for
+    non-payment is lifted, a staff suspension never is; a scheduled downgrade paid for by this renewal switches the
     plan. Returns (previous status, (old plan, new plan) or None)."""
     months = renewal.periods * order.period_months
     previous = order.status
-    if order.status == Status.SUSPENDED or order.expires_at is None:
+    # A suspended order whose paid period already ended starts again today (it was off meanwhile);
+    # one still inside its paid period extends from its expiry like any other: renewing never
+    # shortens what was paid.
+    restart = renewal_starts_today(order, now)
+    if restart:
         order.anchor_at, order.anchor_months = now, months
     else:
         order.anchor_months += months
-    start = now if order.status == Status.SUSPENDED else order.expires_at
-    if order.status == Status.SUSPENDED or order.period_started_at is None:
+    start = now if restart else order.expires_at
+    if restart or order.period_started_at is None:
         order.period_started_at = start  # start of the paid span; an early renewal extends the span
     order.expires_at = pricing.add_months(order.anchor_at, order.anchor_months)
     order.current_period = max(order.current_period, renewal.period + renewal.periods - 1)
-    order.status = Status.ACTIVE
+    # Paying lifts a suspension for non-payment; a staff suspension stays until staff lift it.
+    if not (order.status == Status.SUSPENDED and order.suspension_reason == Order.SuspensionReason.STAFF):
+        order.status = Status.ACTIVE
+        order.suspension_reason = Order.SuspensionReason.NONE
     order.expiry_notice_days = None
     changed_plan = None
     if order.scheduled_plan_id and renewal.plan_id == order.scheduled_plan_id:
@@ -702,12 +717,14 @@ def orders_lifecycle_run(*, now: datetime | None = None, chunk_size: int | None 
     def suspend(order: Order) -> None:
         previous = order.status
         order.status = Status.SUSPENDED
-        order.save(update_fields=["status"])
+        order.suspension_reason = Order.SuspensionReason.NON_PAYMENT
+        order.save(update_fields=["status", "suspension_reason"])
         event_record(order=order, action="suspended", source=Source.SYSTEM, from_status=previous,
                      details={"reason": "unpaid"})
         with translation.override(order.customer.language):
             reason = _("The service was not renewed within %(days)s days after it expired.") % {"days": settings.ORDERS_GRACE_DAYS}
-        _notify(order=order, kind="service_suspended", context={"reason": reason},
+        _notify(order=order, kind="service_suspended",
+                context={"reason": reason, "suspension_reason": Order.SuspensionReason.NON_PAYMENT.value},
                 dedupe_key=f"order:{order.pk}:period:{order.current_period}:suspended")
 
     summary.suspended = _each_locked(Order.objects.filter(status=Status.EXPIRED, expires_at__lte=now - grace), suspend,
@@ -762,16 +779,22 @@ def _audit(*, order: Order, actor: User, action: str, details: dict | None = Non
 
 @transaction.atomic
 def order_suspend(*, order: Order, actor: User, reason: str = "") -> Order:
+    """Staff: suspend (abuse, a dispute…). Only staff lift it: paying a renewal keeps it suspended. A
+    service already suspended for non-payment becomes staff-suspended, so paying no longer lifts it."""
     order = _lock(order)
-    if order.status not in (Status.ACTIVE, Status.EXPIRED):
-        raise ValidationError(_("Only active or expired services can be suspended."))
+    staff_may_suspend = order.status in (Status.ACTIVE, Status.EXPIRED) or (
+        order.status == Status.SUSPENDED and order.suspension_reason != Order.SuspensionReason.STAFF)
+    if not staff_may_suspend:
+        raise ValidationError(_("Only active, expired or unpaid suspended services can be suspended by staff."))
     previous = order.status
     order.status = Status.SUSPENDED
-    order.save(update_fields=["status"])
+    order.suspension_reason = Order.SuspensionReason.STAFF
+    order.save(update_fields=["status", "suspension_reason"])
     event_record(order=order, action="suspended", source=Source.STAFF, actor=actor, from_status=previous,
                  details={"reason": reason} if reason else None)
     _audit(order=order, actor=actor, action="order_suspend", details={"reason": reason})
-    _notify(order=order, kind="service_suspended", context={"reason": reason},
+    _notify(order=order, kind="service_suspended",
+            context={"reason": reason, "suspension_reason": Order.SuspensionReason.STAFF.value},
             dedupe_key=f"order:{order.pk}:period:{order.current_period}:suspended:staff:{timezone.now():%Y%m%d%H%M%S}")
     return order
 
@@ -782,7 +805,8 @@ def order_unsuspend(*, order: Order, actor: User) -> Order:
     if order.status != Status.SUSPENDED:
         raise ValidationError(_("Only suspended services can be unsuspended."))
     order.status = Status.ACTIVE if order.expires_at > timezone.now() else Status.EXPIRED
-    order.save(update_fields=["status"])
+    order.suspension_reason = Order.SuspensionReason.NONE
+    order.save(update_fields=["status", "suspension_reason"])
     event_record(order=order, action="unsuspended", source=Source.STAFF, actor=actor, from_status=Status.SUSPENDED)
     _audit(order=order, actor=actor, action="order_unsuspend")
     return order

@@ -250,7 +250,7 @@ def order_renew(request: HttpRequest, order_id: int) -> HttpResponse:
 
     return render(request, "orders/order_renew.html", {
         "order": order, "form": form, "price": price, "options": options, "can_pay": _can_pay(request),
-        "balance": balance_of(customer), "starts_today": order.status == Order.Status.SUSPENDED,
+        "balance": balance_of(customer), "starts_today": services.renewal_starts_today(order),
     })
 
 
