@@ -3,6 +3,8 @@
 - "invoice paid" handlers by invoice kind: orders activate/renew services when their invoice is paid.
   A handler runs inside the transaction that marks the invoice paid; raising rolls the payment back.
 - payment method labels: gateways (issue 6) register the codes they record payments with.
+- invoice owner locks by invoice kind: orders lock the order an invoice belongs to before billing locks
+  the invoice, so paying and renewing take their row locks in the same order (docs/ARCHITECTURE.md).
 - invoice payment panels and "invoice issued" email context: gateways add their part of the invoice page
   and of the email (the pay-without-login link).
 """
@@ -26,6 +28,22 @@ def register_invoice_paid_handler(kind: str, handler: Callable) -> None:
 
 def invoice_paid_handlers(kind: str) -> list[Callable]:
     return list(_invoice_paid_handlers.get(kind, ()))
+
+
+# Invoice owner locks: fn(invoice, skip_locked) -> bool, by invoice kind. Billing calls them before it
+# locks an invoice row, so the owner's row (orders: the Order) is always locked first; False means the
+# owner is locked elsewhere and `skip_locked` was asked.
+_invoice_owner_lockers: dict[str, list[Callable]] = {}
+
+
+def register_invoice_owner_lock(kind: str, locker: Callable) -> None:
+    lockers = _invoice_owner_lockers.setdefault(kind, [])
+    if locker not in lockers:
+        lockers.append(locker)
+
+
+def lock_invoice_owners(invoice, *, skip_locked: bool = False) -> bool:
+    return all(locker(invoice, skip_locked) for locker in _invoice_owner_lockers.get(invoice.kind, ()))
 
 
 def register_payment_method(code: str, label) -> None:

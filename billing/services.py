@@ -1,6 +1,8 @@
-"""Billing writes. Every function here runs under transaction.atomic and keeps one locking order:
+"""Billing writes. Every function here runs under transaction.atomic and keeps one locking order
+(docs/ARCHITECTURE.md, "Locking order"):
 
-    document counter -> invoice rows (by pk) -> customer balance accounts (by pk) -> provider accounts (by pk)
+    gateway rows -> the invoice's owner (an order, via hooks.lock_invoice_owners) -> customer row (NO KEY UPDATE)
+    -> document counter -> invoice rows (by pk) -> customer balance accounts (by pk) -> provider accounts (by pk)
 
 Each business operation posts ONE ledger transaction whose accounts are all locked at once by
 `_lock_accounts`, so two operations never wait on each other in opposite orders.
@@ -91,6 +93,12 @@ def provider_account(*, kind: str, currency: str, tag: str = "") -> LedgerAccoun
     code = ":".join(part for part in (kind, tag, currency) if part)
     account, _created = LedgerAccount.objects.get_or_create(code=code, defaults={"kind": kind, "currency": currency})
     return account
+
+
+def _fx_accounts(*currencies: str) -> dict[str, LedgerAccount]:
+    """The FX accounts of these currencies, created (on first use) in code order: two transactions
+    creating the same pair in opposite orders would deadlock on the unique code."""
+    return {currency: provider_account(kind=LedgerAccount.Kind.FX, currency=currency) for currency in sorted(set(currencies))}
 
 
 def _lock_accounts(accounts) -> dict[int, LedgerAccount]:
@@ -331,6 +339,8 @@ def invoice_issue(
 
 
 def _lock_invoice(invoice: Invoice) -> Invoice:
+    """Lock an invoice row, after the row that owns it (an order; see `hooks.lock_invoice_owners`)."""
+    hooks.lock_invoice_owners(invoice)
     return Invoice.objects.select_for_update().select_related("customer").get(pk=invoice.pk)
 
 
@@ -358,9 +368,10 @@ def _credit_customer_legs(customer: Customer, amount: Decimal, currency: str, ta
         return [(account, amount), None]
     quote = table.quote(currency, account.currency)
     converted = quantize(amount * quote.rate, account.currency)
+    fx = _fx_accounts(currency, account.currency)
     return [
-        (provider_account(kind=LedgerAccount.Kind.FX, currency=currency), amount),
-        (provider_account(kind=LedgerAccount.Kind.FX, currency=account.currency), -converted),
+        (fx[currency], amount),
+        (fx[account.currency], -converted),
         (account, converted),
         quote,
     ]
@@ -373,10 +384,11 @@ def _debit_customer_legs(customer: Customer, amount: Decimal, currency: str, tab
         return [(account, -amount)], None, amount
     quote = table.quote(currency, account.currency)
     debited = quantize(amount * quote.rate, account.currency)
+    fx = _fx_accounts(currency, account.currency)
     return [
         (account, -debited),
-        (provider_account(kind=LedgerAccount.Kind.FX, currency=account.currency), debited),
-        (provider_account(kind=LedgerAccount.Kind.FX, currency=currency), -amount),
+        (fx[account.currency], debited),
+        (fx[currency], -amount),
     ], quote, debited
 
 
@@ -647,15 +659,18 @@ def _autopay_after_commit(customer_id: int) -> None:
 def customer_autopay_open_invoices(*, customer: Customer, actor=None) -> int:
     """Fund deduction: pay the customer's unpaid service invoices the balance covers, oldest first.
     Returns how many were paid. SKIP LOCKED: an invoice being paid elsewhere is left to that payer."""
-    open_invoices = list(
-        Invoice.objects.select_for_update(skip_locked=True).select_related("customer")
-        .filter(customer=customer, status=Invoice.Status.UNPAID).exclude(kind=Invoice.Kind.ADVANCE)
-        .order_by("pk")[:50]
-    )
+    candidates = list(Invoice.objects.filter(customer=customer, status=Invoice.Status.UNPAID)
+                      .exclude(kind=Invoice.Kind.ADVANCE).order_by("pk")[:50])
     paid = 0
-    for invoice in open_invoices:
+    for candidate in candidates:
         with transaction.atomic():
-            if _pay_locked_from_balance(invoice, actor):
+            # The owner (order) first, then the invoice, as everywhere; never waiting, so holding the
+            # accounts of an invoice paid earlier in this loop cannot deadlock.
+            if not hooks.lock_invoice_owners(candidate, skip_locked=True):
+                continue
+            invoice = (Invoice.objects.select_for_update(skip_locked=True).select_related("customer")
+                       .filter(pk=candidate.pk, status=Invoice.Status.UNPAID).first())
+            if invoice is not None and _pay_locked_from_balance(invoice, actor):
                 paid += 1
     return paid
 
@@ -753,24 +768,27 @@ def account_currency_change_preview(*, customer: Customer, currency: str) -> Cur
 @transaction.atomic
 def account_currency_change(*, customer: Customer, currency: str, expected_rate: Decimal, actor=None) -> LedgerTransaction | None:
     """Convert the balance into `currency` through the FX accounts at the rate the customer confirmed."""
-    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    # NO KEY UPDATE: serialises currency changes without blocking the foreign-key checks (KEY SHARE)
+    # that payments, notifications and ledger postings of this customer make while holding account
+    # locks - a plain FOR UPDATE here deadlocked with them (docs/ARCHITECTURE.md, lock order).
+    customer = Customer.objects.select_for_update(no_key=True).get(pk=customer.pk)
     preview = account_currency_change_preview(customer=customer, currency=currency)
     if preview.quote.rate != expected_rate:
         raise BillingError(_("The exchange rate has changed. Review the new amount and confirm again."), code="rate_changed")
     old = customer_account(customer=customer)
     new = customer_account(customer=customer, currency=currency)
-    locked = _lock_accounts([old, new])
+    # Every account is created before any is locked: creating one while holding account locks waits
+    # on a concurrent creator of the same code, which may be waiting for our locks.
+    fx = _fx_accounts(old.currency, currency)
+    fx_old, fx_new = fx[old.currency], fx[currency]
+    locked = _lock_accounts([old, new, fx_old, fx_new])
     balance = locked[old.pk].balance
     tx = None
     if balance < 0:
         raise BillingError(_("Settle the negative balance before changing the currency."))
     if balance > 0:
         converted = quantize(balance * preview.quote.rate, currency)
-        legs = [
-            (old, -balance), (provider_account(kind=LedgerAccount.Kind.FX, currency=old.currency), balance),
-            (provider_account(kind=LedgerAccount.Kind.FX, currency=currency), -converted), (new, converted),
-        ]
-        _lock_accounts([leg[0] for leg in legs])
+        legs = [(old, -balance), (fx_old, balance), (fx_new, -converted), (new, converted)]
         tx = ledger_post(
             idempotency_key=f"conversion:{customer.pk}:{old.currency}:{currency}:{timezone.now().timestamp()}",
             kind=LedgerTransaction.Kind.CONVERSION, legs=legs, created_by=actor, quote=preview.quote,

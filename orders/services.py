@@ -88,8 +88,11 @@ def _date_in(day: date, language: str) -> str:
 
 
 def _lock(order: Order) -> Order:
-    """Re-read the order under a row lock (the caller's copy may be stale)."""
-    return Order.objects.select_for_update(of=("self",)).select_related("plan__product_type", "customer").get(pk=order.pk)
+    """Re-read the order under a row lock (the caller's copy may be stale). The row is locked alone
+    first: a FOR UPDATE over a join re-checks the join after waiting, and a concurrent plan switch
+    would make PostgreSQL drop the row (DoesNotExist) instead of returning it."""
+    list(Order.objects.select_for_update().filter(pk=order.pk).values_list("pk", flat=True))
+    return Order.objects.select_related("plan__product_type", "customer").get(pk=order.pk)
 
 
 def _period_description(order: Order, plan: Plan, months: int, start: datetime | None = None,
@@ -200,6 +203,17 @@ def _order_from_reference(invoice: Invoice) -> Order | None:
     if len(parts) < 2 or parts[0] != "order" or not parts[1].isdigit():
         return None
     return Order.objects.filter(pk=int(parts[1]), customer_id=invoice.customer_id).first()
+
+
+def lock_order_of_invoice(invoice: Invoice, skip_locked: bool = False) -> bool:
+    """billing hook, called before billing locks an order's invoice: lock the order first, the order
+    every orders path takes (order -> invoice -> accounts). False if `skip_locked` and it is busy."""
+    parts = (invoice.reference or "").split(":")
+    if len(parts) < 2 or parts[0] != "order" or not parts[1].isdigit():
+        return True
+    locked = (Order.objects.select_for_update(of=("self",), skip_locked=skip_locked)
+              .filter(pk=int(parts[1]), customer_id=invoice.customer_id).values_list("pk", flat=True))
+    return bool(list(locked)) or not skip_locked
 
 
 def on_order_invoice_paid(invoice: Invoice) -> None:
