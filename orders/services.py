@@ -605,6 +605,7 @@ def order_change_plan(*, order: Order, plan: Plan, actor: User | None, expected_
         order.save(update_fields=["scheduled_plan"])
         event_record(order=order, action="downgrade_scheduled", source=_source_for(actor), actor=actor,
                      details={"from": order.plan.name, "to": plan.name, "at": order.expires_at.isoformat()})
+        order_renewals_reprice(order=order, actor=actor)  # an issued renewal would still ask the old price
         return PlanChangeResult(scheduled=True)
     proration = quote.proration
     if expected_amount is not None and expected_amount != proration.amount:
@@ -656,6 +657,79 @@ def on_plan_change_invoice_paid(invoice: Invoice) -> None:
                           "stale_period": change.period != order.current_period})
     _notify(order=order, kind="plan_changed", dedupe_key=f"order:{order.pk}:upgrade:{change.pk}",
             context={"old_plan": old_plan.name, "new_plan": change.to_plan.name})
+    _stale_renewals_withdraw(order)
+
+
+def _renewal_is_stale(order: Order, renewal: OrderRenewal) -> bool:
+    """A pending renewal priced for another plan or price than the order's next renewal now costs."""
+    price = renewal_price(order)
+    return (renewal.plan_id != renewal_plan(order).pk
+            or renewal.amount != quantize(price * renewal.periods, order.currency))
+
+
+def _stale_renewals_withdraw(order: Order) -> None:
+    """The plan just switched inside a paying transaction (the order, the upgrade invoice and the
+    ledger accounts are locked): a pending renewal still asks the old price. One nothing was applied
+    to is cancelled here (only its invoice row is locked, which every other path locks after the order
+    we hold), so it can no longer be paid at the old price; re-issuing needs the invoice counter and
+    returning applied money needs accounts, both before invoices in the lock order, so that is done
+    after commit by `order_renewals_reprice`. If that never runs, the renewal job issues the period anew."""
+    stale = [renewal for renewal in OrderRenewal.objects.select_for_update().filter(order=order, status=OrderRenewal.Status.PENDING)
+             if _renewal_is_stale(order, renewal)]
+    if not stale:
+        return
+    for renewal in stale:
+        invoice = Invoice.objects.filter(pk=renewal.invoice_id).first() if renewal.invoice_id else None
+        if invoice is not None and invoice.is_open and invoice.amount_paid == 0:
+            invoice_cancel(invoice=invoice, reason="plan changed: renewal re-issued at the new price")
+        if invoice is None or invoice.status == Invoice.Status.CANCELLED:
+            event_record(order=order, action="renewal_withdrawn", source=Source.SYSTEM,
+                         details={"period": renewal.period, "amount": str(renewal.amount),
+                                  "invoice": invoice.number if invoice else ""})
+            renewal.delete()
+    periods = {renewal.period: renewal.periods for renewal in stale}
+    order_id = order.pk
+    transaction.on_commit(lambda: _reprice_after_commit(order_id, periods))
+
+
+def _reprice_after_commit(order_id: int, periods: dict[int, int]) -> None:
+    try:
+        order_renewals_reprice(order=Order.objects.get(pk=order_id), withdrawn_periods=periods)
+    except Exception:  # the payment is committed; the renewal job issues the period when it is due
+        logger.exception("Re-issuing the renewals of order %s at the new price failed", order_id)
+
+
+@transaction.atomic
+def order_renewals_reprice(*, order: Order, actor: User | None = None,
+                           withdrawn_periods: dict[int, int] | None = None) -> list[RenewResult]:
+    """Re-issue the order's pending renewals at what its next renewal now costs (after an upgrade, or
+    when a downgrade is scheduled or withdrawn): a stale renewal's invoice is cancelled (money applied
+    to it returns to the balance) and a new one issued for the same periods, paid from the balance if
+    it covers it. `withdrawn_periods` ({period: periods}) are renewals the paying transaction already
+    cancelled; they are issued again if still due."""
+    order = _lock(order)
+    if order.status not in RENEWABLE or order.cancel_at_period_end:
+        return []
+    wanted = dict(withdrawn_periods or {})
+    for renewal in OrderRenewal.objects.filter(order=order, status=OrderRenewal.Status.PENDING).order_by("period"):
+        if _renewal_is_stale(order, renewal):
+            wanted[renewal.period] = renewal.periods
+    results = []
+    next_period = order.current_period + 1
+    if next_period in wanted:
+        # `order_renew` replaces a pending renewal of the period whose amount differs (cancelling its invoice).
+        result = order_renew(order=order, periods=wanted[next_period], actor=actor)
+        event_record(order=order, action="renewal_repriced", source=_source_for(actor), actor=actor,
+                     details={"period": next_period, "amount": str(result.renewal.amount), "invoice": result.invoice.number})
+        results.append(result)
+    # Older or later pending periods cannot be renewed as such any more: drop them (nothing charged).
+    for renewal in OrderRenewal.objects.filter(order=order, status=OrderRenewal.Status.PENDING).exclude(period=next_period):
+        if _renewal_is_stale(order, renewal):
+            invoice = Invoice.objects.filter(pk=renewal.invoice_id).first() if renewal.invoice_id else None
+            if invoice is not None and invoice.is_open:
+                invoice_cancel(invoice=invoice, reason="plan changed")
+            renewal.delete()
+    return results
 
 
 @transaction.atomic
@@ -666,6 +740,7 @@ def order_cancel_scheduled_change(*, order: Order, actor: User) -> Order:
     order.scheduled_plan = None
     order.save(update_fields=["scheduled_plan"])
     event_record(order=order, action="downgrade_withdrawn", source=_source_for(actor), actor=actor)
+    order_renewals_reprice(order=order, actor=actor)
     return order
 
 
