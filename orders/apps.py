@@ -8,10 +8,12 @@ class OrdersConfig(AppConfig):
 
     def ready(self) -> None:
         # Billing never imports orders: it calls these when an invoice of the kind is paid.
-        from billing.hooks import register_invoice_owner_lock, register_invoice_paid_handler
+        from billing.hooks import register_invoice_owner_lock, register_invoice_paid_handler, register_upcoming_charges
         from billing.models import Invoice
 
-        from . import services
+        from . import selectors, services
+
+        register_upcoming_charges(selectors.renewals_due_next_month)  # what auto-payment tops up for
 
         for kind in (Invoice.Kind.ORDER, Invoice.Kind.RENEWAL, Invoice.Kind.PLAN_CHANGE):
             # The order row is locked before its invoice on every path (paying, renewing, upgrading).
