@@ -970,6 +970,14 @@ def deletion_request_approve(*, deletion_request: DeletionRequest, staff: User) 
     request = DeletionRequest.objects.select_for_update().get(pk=deletion_request.pk)
     if request.status != DeletionRequest.Status.PENDING:
         raise ValidationError(_("This request has already been reviewed."), code="reviewed")
+    # Checked under the customer lock customer_erase takes anyway; a payment recorded meanwhile waits
+    # for it (its row names the customer) and then shows up as a balance staff still have to settle.
+    list(Customer.objects.select_for_update().filter(pk=request.customer_id).values_list("pk", flat=True))
+    unsettled = [item for item in personal_data.deletion_open_items(request.customer) if item.blocks]
+    if unsettled:
+        raise ValidationError(
+            _("Settle the account's money first (refund or write off the balance, settle open invoices): %(items)s")
+            % {"items": "; ".join(f"{item.label}: {item.value}" for item in unsettled)}, code="unsettled")
     customer_erase(customer=request.customer, actor=staff)
     request.status, request.reviewed_by, request.reviewed_at = DeletionRequest.Status.COMPLETED, staff, timezone.now()
     request.reason = ""

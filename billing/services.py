@@ -121,8 +121,10 @@ def ledger_post(
     memo: str = "",
     created_by=None,
     quote: Quote | None = None,
+    alert_low_balance: bool = True,
 ) -> LedgerTransaction:
-    """Append one balanced transaction and move the cached balances, all under row locks."""
+    """Append one balanced transaction and move the cached balances, all under row locks.
+    `alert_low_balance=False` for postings that empty a balance on purpose (settling a deleted account)."""
     with transaction.atomic():
         legs = [(account, amount) for account, amount in legs if amount]
         locked = _lock_accounts([account for account, _amount in legs])
@@ -150,7 +152,8 @@ def ledger_post(
             if account.kind == LedgerAccount.Kind.CUSTOMER:
                 if account.balance < -account.credit_limit:
                     raise InsufficientFunds(_("The balance is not enough for this operation."), code="insufficient_funds")
-                _low_balance_update(account)
+                if alert_low_balance:
+                    _low_balance_update(account)
             LedgerAccount.objects.filter(pk=account.pk).update(
                 balance=account.balance, low_balance_alerted=account.low_balance_alerted,
                 low_balance_crossings=account.low_balance_crossings,
@@ -740,6 +743,67 @@ def balance_adjust(*, customer: Customer, amount: Decimal, reason: str, actor, i
     if amount > 0:
         transaction.on_commit(lambda: _autopay_after_commit(customer.pk))
     return tx
+
+
+# --- account deletion: settling the money ------------------------------------------------------
+
+class DeletionSettlement:
+    REFUND_BANK = "refund_bank"  # staff send the balance back by bank transfer
+    WRITE_OFF = "write_off"      # the provider forgives / keeps it
+
+    choices = ((REFUND_BANK, _("Refund by bank transfer")), (WRITE_OFF, _("Write off")))
+
+
+@transaction.atomic
+def customer_settle_for_deletion(*, customer: Customer, deletion_request, method: str, reason: str, actor) -> list[LedgerTransaction]:
+    """Before staff approve an account deletion: cancel the customer's open invoices (what was applied
+    returns to the balance), then bring every balance account to zero on the ledger, each its own
+    transaction — a positive balance refunded by bank transfer (against the bank clearing account,
+    kind refund: staff send the money) or written off (against `adjustment:writeoff:<CUR>`), a
+    negative one always written off. Audited; keyed on the deletion request, the account and its last
+    entry, so a double submit settles once and money arriving later is settled by the next run.
+
+    Minimal path of issue 15 #15, to be unified with the refund/write-off ledger path of issue 15 #1."""
+    if method not in (DeletionSettlement.REFUND_BANK, DeletionSettlement.WRITE_OFF):
+        raise BillingError(_("Choose a refund or a write-off."), code="method")
+    if not reason.strip():
+        raise BillingError(_("A reason is required."), code="reason")
+    if deletion_request.customer_id != customer.pk or deletion_request.status != deletion_request.Status.PENDING:
+        raise BillingError(_("Only a pending deletion request of this customer can be settled."), code="request")
+    # Lock order: owners of the invoices, the invoices, then the accounts.
+    open_invoices = list(Invoice.objects.filter(customer=customer, status__in=Invoice.OPEN_STATUSES).order_by("pk"))
+    for invoice in open_invoices:
+        hooks.lock_invoice_owners(invoice)
+    for invoice in Invoice.objects.select_for_update().filter(pk__in=[i.pk for i in open_invoices]).order_by("pk"):
+        invoice_cancel(invoice=invoice, reason="account deletion", actor=actor)
+    accounts = list(LedgerAccount.objects.filter(customer=customer, kind=LedgerAccount.Kind.CUSTOMER).order_by("pk"))
+    counter = {}
+    for account in accounts:  # created before anything is locked
+        counter[account.pk] = {
+            DeletionSettlement.REFUND_BANK: provider_account(kind=LedgerAccount.Kind.CLEARING, currency=account.currency,
+                                                             tag="bank_transfer"),
+            DeletionSettlement.WRITE_OFF: provider_account(kind=LedgerAccount.Kind.ADJUSTMENT, currency=account.currency,
+                                                           tag="writeoff"),
+        }
+    locked = _lock_accounts(accounts + [a for pair in counter.values() for a in pair.values()])
+    posted = []
+    for account in accounts:
+        balance = locked[account.pk].balance
+        if balance == 0:
+            continue
+        how = method if balance > 0 else DeletionSettlement.WRITE_OFF
+        last_entry = LedgerEntry.objects.filter(account=account).order_by("-pk").values_list("pk", flat=True).first()
+        memo = (_("Balance refunded by bank transfer on account deletion: %(reason)s") if how == DeletionSettlement.REFUND_BANK
+                else _("Balance written off on account deletion: %(reason)s")) % {"reason": reason.strip()}
+        posted.append(ledger_post(
+            idempotency_key=f"deletion-settlement:{deletion_request.pk}:{account.pk}:{last_entry}",
+            kind=LedgerTransaction.Kind.REFUND if how == DeletionSettlement.REFUND_BANK else LedgerTransaction.Kind.ADJUSTMENT,
+            legs=[(account, -balance), (counter[account.pk][how], balance)], reference=f"deletion:{deletion_request.pk}",
+            memo=memo[:255], created_by=actor, alert_low_balance=False,
+        ))
+        activity_record(action="billing.deletion_settled", customer=customer, actor=actor, visible_to_customer=False,
+                        details={"method": how, "amount": str(balance), "currency": account.currency, "reason": reason.strip()})
+    return posted
 
 
 # --- account currency --------------------------------------------------------------------------
