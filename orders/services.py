@@ -211,9 +211,12 @@ def lock_order_of_invoice(invoice: Invoice, skip_locked: bool = False) -> bool:
     parts = (invoice.reference or "").split(":")
     if len(parts) < 2 or parts[0] != "order" or not parts[1].isdigit():
         return True
-    locked = (Order.objects.select_for_update(of=("self",), skip_locked=skip_locked)
-              .filter(pk=int(parts[1]), customer_id=invoice.customer_id).values_list("pk", flat=True))
-    return bool(list(locked)) or not skip_locked
+    order_id = int(parts[1])
+    locked = list(Order.objects.select_for_update(of=("self",), skip_locked=skip_locked)
+                  .filter(pk=order_id, customer_id=invoice.customer_id).values_list("pk", flat=True))
+    if locked or not skip_locked:
+        return True
+    return not Order.objects.filter(pk=order_id, customer_id=invoice.customer_id).exists()  # busy, or no such order
 
 
 def on_order_invoice_paid(invoice: Invoice) -> None:
