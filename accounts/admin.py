@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from . import services
+from . import personal_data, services
 from .admin_mixins import ReadOnlyAdmin, admin_action_form
 from .forms import StaffCodeWordForm, StaffReasonForm
 from .models import (
@@ -228,8 +228,21 @@ class DeletionRequestAdmin(IntermediateActionMixin, admin.ModelAdmin):
     search_fields = ("=customer__id",)
     list_select_related = ("customer", "requested_by", "reviewed_by")
     readonly_fields = ("customer", "requested_by", "reason", "status", "created_at", "reviewed_by", "reviewed_at",
-                       "staff_note")
+                       "staff_note", "open_items")
     actions = ["approve", "reject"]
+
+    @admin.display(description=_("To settle before approval"))
+    def open_items(self, obj):
+        """Balance, open invoices (settle first) and running services (ended by approval), from the apps."""
+        from django.utils.html import format_html, format_html_join
+
+        if obj is None or obj.status != DeletionRequest.Status.PENDING:
+            return "—"
+        items = personal_data.deletion_open_items(obj.customer)
+        if not items:
+            return gettext("Nothing: no balance, open invoices or running services.")
+        return format_html("<ul>{}</ul>", format_html_join("", "<li>{}{}: {}</li>", (
+            (gettext("Settle first — ") if item.blocks else "", item.label, item.value) for item in items)))
 
     def has_add_permission(self, request):
         return False
@@ -241,10 +254,15 @@ class DeletionRequestAdmin(IntermediateActionMixin, admin.ModelAdmin):
     @admin.action(description=_("Approve: terminate services and anonymize personal data"))
     def approve(self, request, queryset):
         if "apply" not in request.POST:
-            return self._intermediate(
-                request, queryset, form=None, title=gettext("Approve account deletion"), action="approve",
-                note=gettext("Services are terminated and personal data is anonymized at once; this cannot be "
-                             "undone. Invoices and the ledger are kept."))
+            unsettled = [f"{request_.customer_id}: {item.label}: {item.value}" for request_ in queryset
+                         for item in personal_data.deletion_open_items(request_.customer) if item.blocks]
+            note = gettext("Services are terminated and personal data is anonymized at once; this cannot be "
+                           "undone. Invoices and the ledger are kept.")
+            if unsettled:
+                note += " " + gettext("Not settled yet (approval is refused until the money is refunded or "
+                                      "written off): %(items)s") % {"items": "; ".join(unsettled)}
+            return self._intermediate(request, queryset, form=None, title=gettext("Approve account deletion"),
+                                      action="approve", note=note)
         for deletion_request in queryset:
             try:
                 services.deletion_request_approve(deletion_request=deletion_request, staff=request.user)

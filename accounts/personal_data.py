@@ -7,8 +7,11 @@ here from its AppConfig.ready() (see `<app>/personal_data.py`).
   `<name>.json` and `<name>.csv`) or raw bytes (written as `<name>`).
 - `register_erasure_handler(fn, stage=...)`: `fn(customer, actor)` runs inside the erasure transaction.
   `Stage.END_SERVICES` handlers run before `Stage.ANONYMIZE` ones: services are terminated first.
+- `register_deletion_check(fn)`: `fn(customer)` returns `OpenItem`s staff see when reviewing an account
+  deletion (balance, open invoices, active services); approval is refused while one `blocks`.
 """
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import IntEnum
 
 from django.utils.translation import gettext_lazy as _
@@ -47,3 +50,26 @@ def exporters() -> dict[str, Exporter]:
 
 def erasure_handlers() -> list[ErasureHandler]:
     return [fn for _stage, _key, fn in sorted(_erasure_handlers, key=lambda item: item[0])]
+
+
+@dataclass(frozen=True)
+class OpenItem:
+    """Something staff must see before approving an account deletion; `blocks`: it must be settled
+    first (money: refunded or written off on the ledger), otherwise the approval ends it (services)."""
+
+    label: str
+    value: str
+    blocks: bool
+
+
+DeletionCheck = Callable[..., "list[OpenItem]"]
+_deletion_checks: dict[str, DeletionCheck] = {}
+
+
+def register_deletion_check(fn: DeletionCheck) -> None:
+    _deletion_checks[f"{fn.__module__}.{fn.__qualname__}"] = fn  # ready() may run twice
+
+
+def deletion_open_items(customer) -> "list[OpenItem]":
+    return [item for _key, fn in sorted(_deletion_checks.items()) for item in fn(customer)]
+

@@ -297,7 +297,10 @@ def phone_verification_confirm(*, user: User, code: str, ip: str | None = None) 
 # --- Customer profile ----------------------------------------------------------------------------------
 
 def _locked_customer(customer: Customer) -> Customer:
-    return Customer.objects.select_for_update().get(pk=customer.pk)
+    # NO KEY UPDATE (docs/ARCHITECTURE.md, lock order): serialises writers of the customer row without
+    # blocking the foreign-key checks of rows other transactions insert for it (invoices, notifications)
+    # while they hold order or account locks - a FOR UPDATE here could deadlock with them.
+    return Customer.objects.select_for_update(no_key=True).get(pk=customer.pk)
 
 
 @transaction.atomic
@@ -977,6 +980,14 @@ def deletion_request_approve(*, deletion_request: DeletionRequest, staff: User) 
     request = DeletionRequest.objects.select_for_update().get(pk=deletion_request.pk)
     if request.status != DeletionRequest.Status.PENDING:
         raise ValidationError(_("This request has already been reviewed."), code="reviewed")
+    # Checked under the customer lock customer_erase takes anyway. Money arriving later (a late bank
+    # transfer) lands on the anonymized account's balance, which staff see and settle like any other.
+    list(Customer.objects.select_for_update(no_key=True).filter(pk=request.customer_id).values_list("pk", flat=True))
+    unsettled = [item for item in personal_data.deletion_open_items(request.customer) if item.blocks]
+    if unsettled:
+        raise ValidationError(
+            _("Settle the account's money first (refund or write off the balance, settle open invoices): %(items)s")
+            % {"items": "; ".join(f"{item.label}: {item.value}" for item in unsettled)}, code="unsettled")
     customer_erase(customer=request.customer, actor=staff)
     request.status, request.reviewed_by, request.reviewed_at = DeletionRequest.Status.COMPLETED, staff, timezone.now()
     request.reason = ""

@@ -3,10 +3,14 @@
 - "invoice paid" handlers by invoice kind: orders activate/renew services when their invoice is paid.
   A handler runs inside the transaction that marks the invoice paid; raising rolls the payment back.
 - payment method labels: gateways (issue 6) register the codes they record payments with.
+- invoice owner locks by invoice kind: orders lock the order an invoice belongs to before billing locks
+  the invoice, so paying and renewing take their row locks in the same order (docs/ARCHITECTURE.md).
+- upcoming charges: orders report what the next month of services will cost, which auto-payment tops up.
 - invoice payment panels and "invoice issued" email context: gateways add their part of the invoice page
   and of the email (the pay-without-login link).
 """
 from collections.abc import Callable
+from decimal import Decimal
 
 from django.utils.translation import gettext_lazy as _
 
@@ -26,6 +30,36 @@ def register_invoice_paid_handler(kind: str, handler: Callable) -> None:
 
 def invoice_paid_handlers(kind: str) -> list[Callable]:
     return list(_invoice_paid_handlers.get(kind, ()))
+
+
+# Invoice owner locks: fn(invoice, skip_locked) -> bool, by invoice kind. Billing calls them before it
+# locks an invoice row, so the owner's row (orders: the Order) is always locked first; False means the
+# owner is locked elsewhere and `skip_locked` was asked.
+_invoice_owner_lockers: dict[str, list[Callable]] = {}
+
+
+def register_invoice_owner_lock(kind: str, locker: Callable) -> None:
+    lockers = _invoice_owner_lockers.setdefault(kind, [])
+    if locker not in lockers:
+        lockers.append(locker)
+
+
+def lock_invoice_owners(invoice, *, skip_locked: bool = False) -> bool:
+    return all(locker(invoice, skip_locked) for locker in _invoice_owner_lockers.get(invoice.kind, ()))
+
+
+# Upcoming charges: fn(*, customer, now) -> Decimal in the customer's account currency, what will be
+# charged within the next month that no open invoice asks for yet (orders: renewals due, with tax).
+_upcoming_charge_providers: list[Callable] = []
+
+
+def register_upcoming_charges(provider: Callable) -> None:
+    if provider not in _upcoming_charge_providers:
+        _upcoming_charge_providers.append(provider)
+
+
+def upcoming_charges(*, customer, now) -> Decimal:
+    return sum((provider(customer=customer, now=now) for provider in _upcoming_charge_providers), Decimal("0"))
 
 
 def register_payment_method(code: str, label) -> None:

@@ -83,8 +83,31 @@ def anonymize_payers(customer: Customer, actor: User | None) -> None:
     payers_anonymize(customer=customer)
 
 
+def deletion_open_items(customer: Customer) -> list:
+    """What blocks approving the account's deletion: every non-zero balance (in any currency) and every
+    open invoice. `services.customer_settle_for_deletion` settles them on the ledger."""
+    from django.utils.translation import gettext as _
+
+    from accounts.personal_data import OpenItem
+
+    from .models import Invoice, LedgerAccount
+    from .money import format_money
+
+    items = [OpenItem(label=_("Balance"), value=format_money(account.balance, account.currency), blocks=True)
+             for account in LedgerAccount.objects.filter(customer=customer, kind=LedgerAccount.Kind.CUSTOMER)
+             .exclude(balance=0).order_by("currency")]
+    items += [OpenItem(label=_("Open invoice %(number)s") % {"number": invoice.number},
+                       value=_("%(paid)s of %(total)s paid") % {"paid": format_money(invoice.amount_paid, invoice.currency),
+                                                                "total": format_money(invoice.total, invoice.currency)},
+                       blocks=True)
+              for invoice in invoices_for(customer).filter(status__in=Invoice.OPEN_STATUSES).order_by("pk")]
+    return items
+
+
 def register() -> None:
-    from accounts.personal_data import register_erasure_handler, register_exporter
+    from accounts.personal_data import register_deletion_check, register_erasure_handler, register_exporter
+
+    register_deletion_check(deletion_open_items)
 
     register_exporter("invoices", export_invoices)
     register_exporter("ledger", export_ledger)

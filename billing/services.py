@@ -1,7 +1,9 @@
-"""Billing writes. Every function here runs under transaction.atomic and keeps one locking order:
+"""Billing writes. Every function here runs under transaction.atomic and keeps one locking order
+(docs/ARCHITECTURE.md, "Locking order"):
 
-    document counter -> invoice rows (by pk) -> customer row (FOR NO KEY UPDATE, `_account_currency_locked`)
-        -> customer balance accounts (by pk) -> provider accounts (by pk)
+    gateway rows -> the invoice's owner (an order, via hooks.lock_invoice_owners) -> document counter
+    -> invoice rows (by pk) -> customer row (FOR NO KEY UPDATE, `_account_currency_locked`)
+    -> customer balance accounts (by pk) -> provider accounts (by pk)
 
 Each business operation posts ONE ledger transaction whose accounts are all locked at once by
 `_lock_accounts`, so two operations never wait on each other in opposite orders.
@@ -96,6 +98,12 @@ def provider_account(*, kind: str, currency: str, tag: str = "") -> LedgerAccoun
     return account
 
 
+def _fx_accounts(*currencies: str) -> dict[str, LedgerAccount]:
+    """The FX accounts of these currencies, created (on first use) in code order: two transactions
+    creating the same pair in opposite orders would deadlock on the unique code."""
+    return {currency: provider_account(kind=LedgerAccount.Kind.FX, currency=currency) for currency in sorted(set(currencies))}
+
+
 def _lock_accounts(accounts) -> dict[int, LedgerAccount]:
     """Lock customer accounts then provider accounts, each in pk order (the deadlock-free order)."""
     ids = {a.pk for a in accounts}
@@ -116,8 +124,10 @@ def ledger_post(
     memo: str = "",
     created_by=None,
     quote: Quote | None = None,
+    alert_low_balance: bool = True,
 ) -> LedgerTransaction:
-    """Append one balanced transaction and move the cached balances, all under row locks."""
+    """Append one balanced transaction and move the cached balances, all under row locks.
+    `alert_low_balance=False` for postings that empty a balance on purpose (settling a deleted account)."""
     with transaction.atomic():
         legs = [(account, amount) for account, amount in legs if amount]
         locked = _lock_accounts([account for account, _amount in legs])
@@ -145,7 +155,8 @@ def ledger_post(
             if account.kind == LedgerAccount.Kind.CUSTOMER:
                 if account.balance < -account.credit_limit:
                     raise InsufficientFunds(_("The balance is not enough for this operation."), code="insufficient_funds")
-                _low_balance_update(account)
+                if alert_low_balance:
+                    _low_balance_update(account)
             LedgerAccount.objects.filter(pk=account.pk).update(
                 balance=account.balance, low_balance_alerted=account.low_balance_alerted,
                 low_balance_crossings=account.low_balance_crossings,
@@ -362,6 +373,8 @@ def invoice_issue(
 
 
 def _lock_invoice(invoice: Invoice) -> Invoice:
+    """Lock an invoice row, after the row that owns it (an order; see `hooks.lock_invoice_owners`)."""
+    hooks.lock_invoice_owners(invoice)
     return Invoice.objects.select_for_update().select_related("customer").get(pk=invoice.pk)
 
 
@@ -402,9 +415,10 @@ def _credit_customer_legs(customer: Customer, amount: Decimal, currency: str, ta
         return [(account, amount), None]
     quote = table.quote(currency, account.currency)
     converted = quantize(amount * quote.rate, account.currency)
+    fx = _fx_accounts(currency, account.currency)
     return [
-        (provider_account(kind=LedgerAccount.Kind.FX, currency=currency), amount),
-        (provider_account(kind=LedgerAccount.Kind.FX, currency=account.currency), -converted),
+        (fx[currency], amount),
+        (fx[account.currency], -converted),
         (account, converted),
         quote,
     ]
@@ -417,10 +431,11 @@ def _debit_customer_legs(customer: Customer, amount: Decimal, currency: str, tab
         return [(account, -amount)], None, amount
     quote = table.quote(currency, account.currency)
     debited = quantize(amount * quote.rate, account.currency)
+    fx = _fx_accounts(currency, account.currency)
     return [
         (account, -debited),
-        (provider_account(kind=LedgerAccount.Kind.FX, currency=account.currency), debited),
-        (provider_account(kind=LedgerAccount.Kind.FX, currency=currency), -amount),
+        (fx[account.currency], debited),
+        (fx[currency], -amount),
     ], quote, debited
 
 
@@ -713,15 +728,18 @@ def _autopay_after_commit(customer_id: int) -> None:
 def customer_autopay_open_invoices(*, customer: Customer, actor=None) -> int:
     """Fund deduction: pay the customer's unpaid service invoices the balance covers, oldest first.
     Returns how many were paid. SKIP LOCKED: an invoice being paid elsewhere is left to that payer."""
-    open_invoices = list(
-        Invoice.objects.select_for_update(skip_locked=True).select_related("customer")
-        .filter(customer=customer, status=Invoice.Status.UNPAID).exclude(kind=Invoice.Kind.ADVANCE)
-        .order_by("pk")[:50]
-    )
+    candidates = list(Invoice.objects.filter(customer=customer, status=Invoice.Status.UNPAID)
+                      .exclude(kind=Invoice.Kind.ADVANCE).order_by("pk")[:50])
     paid = 0
-    for invoice in open_invoices:
+    for candidate in candidates:
         with transaction.atomic():
-            if _pay_locked_from_balance(invoice, actor):
+            # The owner (order) first, then the invoice, as everywhere; never waiting, so holding the
+            # accounts of an invoice paid earlier in this loop cannot deadlock.
+            if not hooks.lock_invoice_owners(candidate, skip_locked=True):
+                continue
+            invoice = (Invoice.objects.select_for_update(skip_locked=True).select_related("customer")
+                       .filter(pk=candidate.pk, status=Invoice.Status.UNPAID).first())
+            if invoice is not None and _pay_locked_from_balance(invoice, actor):
                 paid += 1
     return paid
 
@@ -1072,6 +1090,81 @@ def balance_adjust(*, customer: Customer, amount: Decimal, reason: str, actor, i
     return tx
 
 
+# --- account deletion: settling the money ------------------------------------------------------
+
+class DeletionSettlement:
+    REFUND_BANK = "refund_bank"  # staff send the balance back by bank transfer
+    WRITE_OFF = "write_off"      # the provider forgives / keeps it
+
+    choices = ((REFUND_BANK, _("Refund by bank transfer")), (WRITE_OFF, _("Write off")))
+
+
+@transaction.atomic
+def customer_settle_for_deletion(*, customer: Customer, deletion_request, method: str, reason: str, actor,
+                                 bank_reference: str = "") -> list:
+    """Before staff approve an account deletion: cancel the customer's open invoices (what was applied
+    returns to the balance), then settle every balance through the ledger's own paths:
+
+    - refund: staff send the balance back by bank transfer; it is recorded as refunds of the payments
+      that brought it, newest first, each with the bank's reference (`payment_refund_sent_by_bank`:
+      the money leaves through clearing at the payment's own rate, and the audit reconciles it).
+      Money no payment brought (a credit note, a staff adjustment) is refused: write it off or
+      refund it explicitly;
+    - write-off: `balance_write_off` (a negative balance is always written off).
+
+    A second submit finds nothing left to settle; money arriving later is settled by the next run."""
+    if method not in (DeletionSettlement.REFUND_BANK, DeletionSettlement.WRITE_OFF):
+        raise BillingError(_("Choose a refund or a write-off."), code="method")
+    if not reason.strip():
+        raise BillingError(_("A reason is required."), code="reason")
+    if method == DeletionSettlement.REFUND_BANK and not bank_reference.strip():
+        raise BillingError(_("Enter the bank's transaction reference."), code="bank_reference")
+    if deletion_request.customer_id != customer.pk or deletion_request.status != deletion_request.Status.PENDING:
+        raise BillingError(_("Only a pending deletion request of this customer can be settled."), code="request")
+    # Lock order: owners of the invoices, the invoices, then (inside each posting) the accounts.
+    open_invoices = list(Invoice.objects.filter(customer=customer, status__in=Invoice.OPEN_STATUSES).order_by("pk"))
+    for invoice in open_invoices:
+        hooks.lock_invoice_owners(invoice)
+    for invoice in Invoice.objects.select_for_update().filter(pk__in=[i.pk for i in open_invoices]).order_by("pk"):
+        invoice_cancel(invoice=invoice, reason="account deletion", actor=actor)
+    settled: list = []
+    if method == DeletionSettlement.REFUND_BANK:
+        settled += _refund_balance_by_bank(customer=customer, reason=reason, actor=actor, bank_reference=bank_reference)
+    last_entry = (LedgerEntry.objects.filter(account__customer=customer, account__kind=LedgerAccount.Kind.CUSTOMER)
+                  .order_by("-pk").values_list("pk", flat=True).first())
+    if method == DeletionSettlement.WRITE_OFF or LedgerAccount.objects.filter(
+            customer=customer, kind=LedgerAccount.Kind.CUSTOMER, balance__lt=0).exists():
+        settled += balance_write_off(customer=customer, reason=reason, actor=actor,
+                                     idempotency_key=f"deletion-settlement:{deletion_request.pk}:{last_entry}")
+    return settled
+
+
+def _refund_balance_by_bank(*, customer: Customer, reason: str, actor, bank_reference: str) -> list:
+    """Refund the positive balance as bank refunds of the payments that put money on it, newest first."""
+    from .selectors import refundable_payments
+
+    account = customer_account(customer=customer)
+    balance = LedgerAccount.objects.get(pk=account.pk).balance
+    refunds = []
+    for payment, refundable in refundable_payments(customer):
+        if balance <= 0:
+            break
+        if payment.currency != account.currency:
+            continue  # another currency's payment: its share was converted; staff refund it from the payment
+        invoice = payment.invoice
+        if invoice is not None and invoice.kind != Invoice.Kind.ADVANCE and invoice.status != Invoice.Status.CANCELLED:
+            continue  # it paid for a service: that money is not on the balance
+        amount = min(balance, refundable)
+        refunds.append(payment_refund_sent_by_bank(payment=payment, amount=amount, bank_reference=bank_reference,
+                                                   reason=reason, actor=actor))
+        balance -= amount
+    if balance > 0:
+        raise BillingError(_("%(amount)s of the balance did not come from a payment that can be refunded: write it off, "
+                             "or refund it from the payment it came from.") % {"amount": format_money(balance, account.currency)},
+                           code="not_refundable")
+    return refunds
+
+
 # --- account currency --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -1101,8 +1194,10 @@ def account_currency_change(*, customer: Customer, currency: str, expected_rate:
     confirmed, and with it every amount stored in the account currency (the low-balance threshold here,
     gateways' auto-payment cap through `hooks.register_currency_change_handler`), all under one lock.
 
-    FOR NO KEY UPDATE on the customer row: payments read the account currency under FOR SHARE
-    (`_account_currency_locked`), so one that runs meanwhile waits and then credits the new account.
+    FOR NO KEY UPDATE on the customer row, which every balance posting also takes
+    (`_account_currency_locked`): a payment that runs meanwhile waits, then credits the new account;
+    and unlike FOR UPDATE it does not block the foreign-key checks (KEY SHARE) of rows that merely
+    reference the customer.
     """
     customer = Customer.objects.select_for_update(no_key=True).get(pk=customer.pk)
     preview = account_currency_change_preview(customer=customer, currency=currency)
@@ -1110,7 +1205,11 @@ def account_currency_change(*, customer: Customer, currency: str, expected_rate:
         raise BillingError(_("The exchange rate has changed. Review the new amount and confirm again."), code="rate_changed")
     old = customer_account(customer=customer)
     new = customer_account(customer=customer, currency=currency)
-    locked = _lock_accounts([old, new])
+    # Every account is created before any is locked: creating one while holding account locks waits
+    # on a concurrent creator of the same code, which may be waiting for our locks.
+    fx = _fx_accounts(old.currency, currency)
+    fx_old, fx_new = fx[old.currency], fx[currency]
+    locked = _lock_accounts([old, new, fx_old, fx_new])
     balance = locked[old.pk].balance
     if balance < 0:
         raise BillingError(_("Settle the negative balance before changing the currency."))
@@ -1134,11 +1233,7 @@ def account_currency_change(*, customer: Customer, currency: str, expected_rate:
     tx = None
     if balance > 0:
         converted = quantize(balance * preview.quote.rate, currency)
-        legs = [
-            (old, -balance), (provider_account(kind=LedgerAccount.Kind.FX, currency=old.currency), balance),
-            (provider_account(kind=LedgerAccount.Kind.FX, currency=currency), -converted), (new, converted),
-        ]
-        _lock_accounts([leg[0] for leg in legs])
+        legs = [(old, -balance), (fx_old, balance), (fx_new, -converted), (new, converted)]
         tx = ledger_post(
             idempotency_key=f"conversion:{customer.pk}:{old.currency}:{currency}:{timezone.now().timestamp()}",
             kind=LedgerTransaction.Kind.CONVERSION, legs=legs, created_by=actor, quote=preview.quote,

@@ -187,6 +187,11 @@ class Order(models.Model):
         TERMINATED = "terminated", _("Terminated")
         CANCELLED = "cancelled", _("Cancelled")
 
+    class SuspensionReason(models.TextChoices):
+        NONE = "", _("Not suspended")
+        NON_PAYMENT = "non_payment", _("Not renewed in time")
+        STAFF = "staff", _("Suspended by staff")
+
     class Provisioning(models.TextChoices):
         NOT_STARTED = "not_started", _("Not started")
         WAITING_STAFF = "waiting_staff", _("Waiting for staff")
@@ -202,6 +207,9 @@ class Order(models.Model):
     price = models.DecimalField(_("price per period"), max_digits=14, decimal_places=2)
     currency = models.CharField(_("currency"), max_length=3)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    # Why a suspended order is suspended: paying lifts a non-payment suspension, only staff lift theirs.
+    suspension_reason = models.CharField(_("suspension reason"), max_length=16, choices=SuspensionReason.choices,
+                                         default=SuspensionReason.NONE, blank=True)
     provisioning = models.CharField(_("provisioning"), max_length=16, choices=Provisioning.choices, default=Provisioning.NOT_STARTED)
     provisioning_note = models.CharField(_("provisioning note"), max_length=255, blank=True)
     ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)

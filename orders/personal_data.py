@@ -23,8 +23,24 @@ def terminate_services(customer: Customer, actor: User | None) -> None:
         order_terminate(order=order, actor=actor, reason=str(ERASURE_REASON))
 
 
+def deletion_open_items(customer: Customer) -> list:
+    """Services still running: shown to staff reviewing the deletion; approval terminates them."""
+    from django.utils.translation import gettext as _
+
+    from accounts.personal_data import OpenItem
+
+    from .services import order_label
+
+    return [OpenItem(label=_("Service %(service)s") % {"service": order_label(order)},
+                     value=_("%(status)s: terminated when the deletion is approved") % {"status": order.get_status_display()},
+                     blocks=False)
+            for order in orders_for(customer).exclude(status__in=ENDED).select_related("plan").order_by("pk")]
+
+
 def register() -> None:
-    from accounts.personal_data import Stage, register_erasure_handler, register_exporter
+    from accounts.personal_data import Stage, register_deletion_check, register_erasure_handler, register_exporter
+
+    register_deletion_check(deletion_open_items)
 
     register_exporter("orders", export_orders)
     register_erasure_handler(terminate_services, stage=Stage.END_SERVICES)

@@ -129,3 +129,47 @@ def order_setup(*, order: Order) -> dict:
         "password_waiting": bool(vm and vm.initial_password and order.status == Order.Status.ACTIVE),
         "vm_state": vm.state if vm else "",
     }
+
+
+def renewals_due_next_month(*, customer: Customer, now=None):
+    """What the auto-renewal job will charge this customer within the next month for renewals that no
+    open invoice asks for yet, in the account currency: `renewal_price()` quantized as the job stores
+    it plus the tax billing adds. Registered with `billing.hooks.register_upcoming_charges`, so
+    auto-payment tops up for the next month of services (the renewal invoices already issued are
+    counted by billing itself)."""
+    from decimal import Decimal
+
+    from django.core.exceptions import ValidationError
+
+    from billing.models import Invoice
+    from billing.money import quantize
+    from billing.rates import RateError, RateTable
+    from billing.services import tax_for
+
+    from . import pricing, renewals, services
+    from .models import OrderRenewal
+
+    now = now or timezone.now()
+    orders = list(renewals.due_for_auto_renewal(pricing.add_months(now, 1)).filter(customer=customer)
+                  .select_related("scheduled_plan").order_by("pk"))
+    if not orders:
+        return Decimal("0")
+    open_invoices = set(Invoice.objects.filter(customer=customer, kind=Invoice.Kind.RENEWAL, status__in=Invoice.OPEN_STATUSES)
+                        .values_list("pk", flat=True))
+    invoiced = {(renewal.order_id, renewal.period) for renewal in
+                OrderRenewal.objects.filter(order__in=orders, status=OrderRenewal.Status.PENDING, invoice_id__in=open_invoices)}
+    tax = tax_for(customer)
+    table = RateTable()
+    total = Decimal("0")
+    for order in orders:
+        if (order.pk, order.current_period + 1) in invoiced:
+            continue
+        try:
+            amount = quantize(services.renewal_price(order), order.currency)
+            amount += quantize(amount * tax.percent / 100, order.currency)
+            if order.currency != customer.currency:
+                amount = quantize(amount * table.quote(order.currency, customer.currency).rate, customer.currency)
+        except (ValidationError, RateError):  # no price or rate now: the job will report it; nothing to add
+            continue
+        total += amount
+    return total

@@ -88,8 +88,11 @@ def _date_in(day: date, language: str) -> str:
 
 
 def _lock(order: Order) -> Order:
-    """Re-read the order under a row lock (the caller's copy may be stale)."""
-    return Order.objects.select_for_update(of=("self",)).select_related("plan__product_type", "customer").get(pk=order.pk)
+    """Re-read the order under a row lock (the caller's copy may be stale). The row is locked alone
+    first: a FOR UPDATE over a join re-checks the join after waiting, and a concurrent plan switch
+    would make PostgreSQL drop the row (DoesNotExist) instead of returning it."""
+    list(Order.objects.select_for_update().filter(pk=order.pk).values_list("pk", flat=True))
+    return Order.objects.select_related("plan__product_type", "customer").get(pk=order.pk)
 
 
 def _period_description(order: Order, plan: Plan, months: int, start: datetime | None = None,
@@ -200,6 +203,20 @@ def _order_from_reference(invoice: Invoice) -> Order | None:
     if len(parts) < 2 or parts[0] != "order" or not parts[1].isdigit():
         return None
     return Order.objects.filter(pk=int(parts[1]), customer_id=invoice.customer_id).first()
+
+
+def lock_order_of_invoice(invoice: Invoice, skip_locked: bool = False) -> bool:
+    """billing hook, called before billing locks an order's invoice: lock the order first, the order
+    every orders path takes (order -> invoice -> accounts). False if `skip_locked` and it is busy."""
+    parts = (invoice.reference or "").split(":")
+    if len(parts) < 2 or parts[0] != "order" or not parts[1].isdigit():
+        return True
+    order_id = int(parts[1])
+    locked = list(Order.objects.select_for_update(of=("self",), skip_locked=skip_locked)
+                  .filter(pk=order_id, customer_id=invoice.customer_id).values_list("pk", flat=True))
+    if locked or not skip_locked:
+        return True
+    return not Order.objects.filter(pk=order_id, customer_id=invoice.customer_id).exists()  # busy, or no such order
 
 
 def on_order_invoice_paid(invoice: Invoice) -> None:
@@ -413,27 +430,42 @@ def renewal_apply(*, renewal: OrderRenewal, source: str, now: datetime | None = 
         plan_change_applied(order=order, renewal=renewal, old_plan=changed_plan[0], new_plan=changed_plan[1])
 
 
+def renewal_starts_today(order: Order, now: datetime | None = None) -> bool:
+    """Whether a renewal paid now starts a new period today (a suspended order whose paid period has
+    ended) rather than at the current expiry (see `renewal_extend`)."""
+    now = now or timezone.now()
+    return order.expires_at is None or (order.status == Status.SUSPENDED and order.expires_at <= now)
+
+
 RENEWAL_ORDER_FIELDS = ["anchor_at", "anchor_months", "period_started_at", "expires_at", "current_period", "status",
-                        "expiry_notice_days", "plan", "price", "scheduled_plan"]
+                        "suspension_reason", "expiry_notice_days", "plan", "price", "scheduled_plan"]
 
 
 def renewal_extend(*, order: Order, renewal: OrderRenewal, now: datetime) -> tuple[str, tuple[Plan, Plan] | None]:
     """The renewal rule, in memory (callers save `RENEWAL_ORDER_FIELDS` and the renewal's dates):
     an active/expired order extends from its expiry date (early renewal loses nothing), a suspended
-    one from now, and is unsuspended; a scheduled downgrade paid for by this renewal switches the
+    one from now if its paid period has ended (else from its expiry too); a suspension for
+    non-payment is lifted, a staff suspension never is; a scheduled downgrade paid for by this renewal switches the
     plan. Returns (previous status, (old plan, new plan) or None)."""
     months = renewal.periods * order.period_months
     previous = order.status
-    if order.status == Status.SUSPENDED or order.expires_at is None:
+    # A suspended order whose paid period already ended starts again today (it was off meanwhile);
+    # one still inside its paid period extends from its expiry like any other: renewing never
+    # shortens what was paid.
+    restart = renewal_starts_today(order, now)
+    if restart:
         order.anchor_at, order.anchor_months = now, months
     else:
         order.anchor_months += months
-    start = now if order.status == Status.SUSPENDED else order.expires_at
-    if order.status == Status.SUSPENDED or order.period_started_at is None:
+    start = now if restart else order.expires_at
+    if restart or order.period_started_at is None:
         order.period_started_at = start  # start of the paid span; an early renewal extends the span
     order.expires_at = pricing.add_months(order.anchor_at, order.anchor_months, pricing.order_zone(order))
     order.current_period = max(order.current_period, renewal.period + renewal.periods - 1)
-    order.status = Status.ACTIVE
+    # Paying lifts a suspension for non-payment; a staff suspension stays until staff lift it.
+    if not (order.status == Status.SUSPENDED and order.suspension_reason == Order.SuspensionReason.STAFF):
+        order.status = Status.ACTIVE
+        order.suspension_reason = Order.SuspensionReason.NONE
     order.expiry_notice_days = None
     if previous == Status.SUSPENDED:
         provisioning.on_unsuspended(order)
@@ -606,6 +638,7 @@ def order_change_plan(*, order: Order, plan: Plan, actor: User | None, expected_
         order.save(update_fields=["scheduled_plan"])
         event_record(order=order, action="downgrade_scheduled", source=_source_for(actor), actor=actor,
                      details={"from": order.plan.name, "to": plan.name, "at": order.expires_at.isoformat()})
+        order_renewals_reprice(order=order, actor=actor)  # an issued renewal would still ask the old price
         return PlanChangeResult(scheduled=True)
     proration = quote.proration
     if expected_amount is not None and expected_amount != proration.amount:
@@ -658,6 +691,79 @@ def on_plan_change_invoice_paid(invoice: Invoice) -> None:
     provisioning.on_plan_changed(order, old_plan=old_plan)
     _notify(order=order, kind="plan_changed", dedupe_key=f"order:{order.pk}:upgrade:{change.pk}",
             context={"old_plan": old_plan.name, "new_plan": change.to_plan.name})
+    _stale_renewals_withdraw(order)
+
+
+def _renewal_is_stale(order: Order, renewal: OrderRenewal) -> bool:
+    """A pending renewal priced for another plan or price than the order's next renewal now costs."""
+    price = renewal_price(order)
+    return (renewal.plan_id != renewal_plan(order).pk
+            or renewal.amount != quantize(price * renewal.periods, order.currency))
+
+
+def _stale_renewals_withdraw(order: Order) -> None:
+    """The plan just switched inside a paying transaction (the order, the upgrade invoice and the
+    ledger accounts are locked): a pending renewal still asks the old price. One nothing was applied
+    to is cancelled here (only its invoice row is locked, which every other path locks after the order
+    we hold), so it can no longer be paid at the old price; re-issuing needs the invoice counter and
+    returning applied money needs accounts, both before invoices in the lock order, so that is done
+    after commit by `order_renewals_reprice`. If that never runs, the renewal job issues the period anew."""
+    stale = [renewal for renewal in OrderRenewal.objects.select_for_update().filter(order=order, status=OrderRenewal.Status.PENDING)
+             if _renewal_is_stale(order, renewal)]
+    if not stale:
+        return
+    for renewal in stale:
+        invoice = Invoice.objects.filter(pk=renewal.invoice_id).first() if renewal.invoice_id else None
+        if invoice is not None and invoice.is_open and invoice.amount_paid == 0:
+            invoice_cancel(invoice=invoice, reason="plan changed: renewal re-issued at the new price")
+        if invoice is None or invoice.status == Invoice.Status.CANCELLED:
+            event_record(order=order, action="renewal_withdrawn", source=Source.SYSTEM,
+                         details={"period": renewal.period, "amount": str(renewal.amount),
+                                  "invoice": invoice.number if invoice else ""})
+            renewal.delete()
+    periods = {renewal.period: renewal.periods for renewal in stale}
+    order_id = order.pk
+    transaction.on_commit(lambda: _reprice_after_commit(order_id, periods))
+
+
+def _reprice_after_commit(order_id: int, periods: dict[int, int]) -> None:
+    try:
+        order_renewals_reprice(order=Order.objects.get(pk=order_id), withdrawn_periods=periods)
+    except Exception:  # the payment is committed; the renewal job issues the period when it is due
+        logger.exception("Re-issuing the renewals of order %s at the new price failed", order_id)
+
+
+@transaction.atomic
+def order_renewals_reprice(*, order: Order, actor: User | None = None,
+                           withdrawn_periods: dict[int, int] | None = None) -> list[RenewResult]:
+    """Re-issue the order's pending renewals at what its next renewal now costs (after an upgrade, or
+    when a downgrade is scheduled or withdrawn): a stale renewal's invoice is cancelled (money applied
+    to it returns to the balance) and a new one issued for the same periods, paid from the balance if
+    it covers it. `withdrawn_periods` ({period: periods}) are renewals the paying transaction already
+    cancelled; they are issued again if still due."""
+    order = _lock(order)
+    if order.status not in RENEWABLE or order.cancel_at_period_end:
+        return []
+    wanted = dict(withdrawn_periods or {})
+    for renewal in OrderRenewal.objects.filter(order=order, status=OrderRenewal.Status.PENDING).order_by("period"):
+        if _renewal_is_stale(order, renewal):
+            wanted[renewal.period] = renewal.periods
+    results = []
+    next_period = order.current_period + 1
+    if next_period in wanted:
+        # `order_renew` replaces a pending renewal of the period whose amount differs (cancelling its invoice).
+        result = order_renew(order=order, periods=wanted[next_period], actor=actor)
+        event_record(order=order, action="renewal_repriced", source=_source_for(actor), actor=actor,
+                     details={"period": next_period, "amount": str(result.renewal.amount), "invoice": result.invoice.number})
+        results.append(result)
+    # Older or later pending periods cannot be renewed as such any more: drop them (nothing charged).
+    for renewal in OrderRenewal.objects.filter(order=order, status=OrderRenewal.Status.PENDING).exclude(period=next_period):
+        if _renewal_is_stale(order, renewal):
+            invoice = Invoice.objects.filter(pk=renewal.invoice_id).first() if renewal.invoice_id else None
+            if invoice is not None and invoice.is_open:
+                invoice_cancel(invoice=invoice, reason="plan changed")
+            renewal.delete()
+    return results
 
 
 @transaction.atomic
@@ -668,6 +774,7 @@ def order_cancel_scheduled_change(*, order: Order, actor: User) -> Order:
     order.scheduled_plan = None
     order.save(update_fields=["scheduled_plan"])
     event_record(order=order, action="downgrade_withdrawn", source=_source_for(actor), actor=actor)
+    order_renewals_reprice(order=order, actor=actor)
     return order
 
 
@@ -733,13 +840,15 @@ def orders_lifecycle_run(*, now: datetime | None = None, chunk_size: int | None 
     def suspend(order: Order) -> None:
         previous = order.status
         order.status = Status.SUSPENDED
-        order.save(update_fields=["status"])
+        order.suspension_reason = Order.SuspensionReason.NON_PAYMENT
+        order.save(update_fields=["status", "suspension_reason"])
         event_record(order=order, action="suspended", source=Source.SYSTEM, from_status=previous,
                      details={"reason": "unpaid"})
         provisioning.on_suspended(order)
         with translation.override(order.customer.language):
             reason = _("The service was not renewed within %(days)s days after it expired.") % {"days": settings.ORDERS_GRACE_DAYS}
-        _notify(order=order, kind="service_suspended", context={"reason": reason},
+        _notify(order=order, kind="service_suspended",
+                context={"reason": reason, "suspension_reason": Order.SuspensionReason.NON_PAYMENT.value},
                 dedupe_key=f"order:{order.pk}:period:{order.current_period}:suspended")
 
     summary.suspended = _each_locked(Order.objects.filter(status=Status.EXPIRED, expires_at__lte=now - grace), suspend,
@@ -794,17 +903,23 @@ def _audit(*, order: Order, actor: User, action: str, details: dict | None = Non
 
 @transaction.atomic
 def order_suspend(*, order: Order, actor: User, reason: str = "") -> Order:
+    """Staff: suspend (abuse, a dispute…). Only staff lift it: paying a renewal keeps it suspended. A
+    service already suspended for non-payment becomes staff-suspended, so paying no longer lifts it."""
     order = _lock(order)
-    if order.status not in (Status.ACTIVE, Status.EXPIRED):
-        raise ValidationError(_("Only active or expired services can be suspended."))
+    staff_may_suspend = order.status in (Status.ACTIVE, Status.EXPIRED) or (
+        order.status == Status.SUSPENDED and order.suspension_reason != Order.SuspensionReason.STAFF)
+    if not staff_may_suspend:
+        raise ValidationError(_("Only active, expired or unpaid suspended services can be suspended by staff."))
     previous = order.status
     order.status = Status.SUSPENDED
-    order.save(update_fields=["status"])
+    order.suspension_reason = Order.SuspensionReason.STAFF
+    order.save(update_fields=["status", "suspension_reason"])
     event_record(order=order, action="suspended", source=Source.STAFF, actor=actor, from_status=previous,
                  details={"reason": reason} if reason else None)
     provisioning.on_suspended(order, actor=actor)
     _audit(order=order, actor=actor, action="order_suspend", details={"reason": reason})
-    _notify(order=order, kind="service_suspended", context={"reason": reason},
+    _notify(order=order, kind="service_suspended",
+            context={"reason": reason, "suspension_reason": Order.SuspensionReason.STAFF.value},
             dedupe_key=f"order:{order.pk}:period:{order.current_period}:suspended:staff:{timezone.now():%Y%m%d%H%M%S}")
     return order
 
@@ -815,7 +930,8 @@ def order_unsuspend(*, order: Order, actor: User) -> Order:
     if order.status != Status.SUSPENDED:
         raise ValidationError(_("Only suspended services can be unsuspended."))
     order.status = Status.ACTIVE if order.expires_at > timezone.now() else Status.EXPIRED
-    order.save(update_fields=["status"])
+    order.suspension_reason = Order.SuspensionReason.NONE
+    order.save(update_fields=["status", "suspension_reason"])
     event_record(order=order, action="unsuspended", source=Source.STAFF, actor=actor, from_status=Status.SUSPENDED)
     provisioning.on_unsuspended(order, actor=actor)
     _audit(order=order, actor=actor, action="order_unsuspend")

@@ -284,7 +284,7 @@ def order_renew(request: HttpRequest, order_id: int) -> HttpResponse:
     return render(request, "orders/order_renew.html", {
         "order": order, "form": form, "price": price, "options": options, "can_pay": _can_pay(request),
         "balance": balance_of(customer), "balance_currency": customer.currency,  # the account's, not the order's
-        "starts_today": order.status == Order.Status.SUSPENDED,
+        "starts_today": services.renewal_starts_today(order),
     })
 
 

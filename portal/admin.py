@@ -26,9 +26,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from accounts.admin import ActivityEventAdmin, CustomerAdmin
+from accounts.admin import ActivityEventAdmin, CustomerAdmin, DeletionRequestAdmin
 from accounts.admin_mixins import ReadOnlyAdmin, admin_action_form
-from accounts.models import ActivityEvent, Customer
+from accounts.models import ActivityEvent, Customer, DeletionRequest
 from billing import services as billing_services
 from billing.admin import CreditNoteAdmin, InvoiceAdmin, LedgerAccountAdmin, PaymentAdmin
 from billing.gateways import services as gateway_services
@@ -369,12 +369,69 @@ class ActivityEventNamesAdmin(CustomerNames, ActivityEventAdmin):
     pass
 
 
+# --- account deletion: settle the money before approval ----------------------------------------------
+
+class DeletionSettlementForm(forms.Form):
+    method = forms.ChoiceField(label=_("Positive balance"), choices=billing_services.DeletionSettlement.choices,
+                               widget=forms.RadioSelect)
+    reason = forms.CharField(label=_("Reason"), max_length=200)
+    bank_reference = forms.CharField(label=_("Bank transfer reference"), max_length=120, required=False,
+                                     help_text=_("Required for a refund: the reference of the transfer you sent."))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("method") == billing_services.DeletionSettlement.REFUND_BANK and not data.get("bank_reference", "").strip():
+            self.add_error("bank_reference", _("Enter the bank's transaction reference."))
+        return data
+
+
+class DeletionRequestBackOfficeAdmin(BackOfficePermissions, CustomerNames, DeletionRequestAdmin):
+    actions = [*DeletionRequestAdmin.actions, "settle_money"]
+
+    @admin.action(description=_("Settle the money: cancel open invoices, refund or write off the balance"),
+                  permissions=["adjust_balance"])
+    def settle_money(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, gettext("Select exactly one request."), messages.ERROR)
+            return None
+        deletion_request = queryset.select_related("customer").get()
+        form = DeletionSettlementForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            try:
+                posted = billing_services.customer_settle_for_deletion(
+                    customer=deletion_request.customer, deletion_request=deletion_request,
+                    method=form.cleaned_data["method"], reason=form.cleaned_data["reason"],
+                    bank_reference=form.cleaned_data["bank_reference"], actor=request.user)
+            except ValidationError as error:
+                self.message_user(request, " ".join(error.messages), messages.ERROR)
+            else:
+                self.message_user(request, gettext("%(id)s: open invoices cancelled, %(n)d refund(s) or write-off(s) recorded on the ledger.")
+                                  % {"id": deletion_request.customer_id, "n": len(posted)}, messages.SUCCESS)
+            return None
+        items = [f"{item.label}: {item.value}" for item in
+                 self.open_items_of(deletion_request) if item.blocks] or [gettext("nothing to settle")]
+        return _action_form(self, request, queryset, form=form, action="settle_money",
+                            title=gettext("Settle the money before deleting the account"),
+                            note=gettext("Open invoices are cancelled (what was applied returns to the balance); the "
+                                         "balance is then refunded by bank transfer (you send the money and enter the "
+                                         "bank's reference; it is recorded against the payments that brought it) or "
+                                         "written off; a negative balance is always written off. Now: %(items)s")
+                            % {"items": "; ".join(items)})
+
+    @staticmethod
+    def open_items_of(deletion_request):
+        from accounts.personal_data import deletion_open_items
+
+        return deletion_open_items(deletion_request.customer)
+
+
 for model, model_admin in ((Customer, CustomerBackOfficeAdmin), (Invoice, InvoiceBackOfficeAdmin),
                            (Payment, PaymentNamesAdmin), (CreditNote, CreditNoteNamesAdmin), (Ticket, TicketNamesAdmin),
                            (ActivityEvent, ActivityEventNamesAdmin),
                            (PaymentAttempt, PaymentAttemptBackOfficeAdmin), (BankTransferReceipt, BankTransferReceiptBackOfficeAdmin),
                            (LedgerAccount, LedgerAccountBackOfficeAdmin), (Order, OrderBackOfficeAdmin),
-                           (EmailOutbox, EmailOutboxBackOfficeAdmin), (ProvisioningJob, ProvisioningJobBackOfficeAdmin)):
+                           (EmailOutbox, EmailOutboxBackOfficeAdmin), (ProvisioningJob, ProvisioningJobBackOfficeAdmin),
+                           (DeletionRequest, DeletionRequestBackOfficeAdmin)):
     admin.site.unregister(model)
     admin.site.register(model, model_admin)
 

@@ -296,6 +296,10 @@ def test_approved_deletion_terminates_services_anonymizes_and_keeps_the_ledger_b
     entries_before = LedgerEntry.objects.count()
     deletion = services.deletion_request_create(customer=owner.customer, user=owner, reason="bye")
     staff = StaffUserFactory()
+    from billing.services import customer_settle_for_deletion  # the balance and open invoice first
+
+    customer_settle_for_deletion(customer=owner.customer, deletion_request=deletion, method="refund_bank",
+                                 reason="closing the account", actor=staff, bank_reference="SEPA-1")
 
     with django_capture_on_commit_callbacks(execute=True):
         services.deletion_request_approve(deletion_request=deletion, staff=staff)

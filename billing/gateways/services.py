@@ -17,13 +17,14 @@ from django.core import signing
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
 from accounts.selectors import payment_blockers
 from core.calendar import provider_today
 from accounts.services import activity_record
+from billing import hooks
 from billing.models import Invoice, Payment, PaymentRefund
 from billing.money import fits_minor_units, format_money, quantize, quantum
 from billing.rates import RateTable, rate_per_base
@@ -542,23 +543,38 @@ def _autopay_settle(*, attempt: PaymentAttempt, succeeded: bool) -> None:
             link=reverse("gateways:autopay"), dedupe_key=f"autopay:{charge.pk}")
 
 
-def autopay_needed_amount(*, customer: Customer, balance: Decimal) -> Decimal:
-    """What brings the balance up to the low-balance threshold after paying the open renewal invoices
-    (the best available estimate of next month's services without importing orders)."""
-    open_renewals = (invoices_for(customer).filter(status__in=Invoice.OPEN_STATUSES, currency=customer.currency,
+def _open_service_invoices_due(customer: Customer) -> Decimal:
+    open_invoices = (invoices_for(customer).filter(status__in=Invoice.OPEN_STATUSES, currency=customer.currency,
                                                    kind__in=[Invoice.Kind.RENEWAL, Invoice.Kind.ORDER])
                      .values_list("total", "amount_paid"))
-    due = sum((total - paid for total, paid in open_renewals), Decimal("0"))
-    return max(Decimal("0"), customer.low_balance_threshold + due - balance)
+    return sum((total - paid for total, paid in open_invoices), Decimal("0"))
+
+
+def autopay_needed_amount(*, customer: Customer, balance: Decimal, now=None) -> Decimal:
+    """What the auto-payment page promises: enough to cover the next month of services — the open
+    renewal/order invoices plus what the next month's renewals that have no invoice yet will cost
+    (`billing.hooks.upcoming_charges`, from orders) — and never less than what keeps the balance at
+    the low-balance threshold after the open invoices. `autopay_topup` caps it by the monthly maximum."""
+    due = _open_service_invoices_due(customer)
+    next_month = hooks.upcoming_charges(customer=customer, now=now or timezone.now())
+    return max(Decimal("0"), due + max(next_month, customer.low_balance_threshold) - balance)
+
+
+def autopay_is_due(*, customer: Customer, balance: Decimal) -> bool:
+    """The page's triggers: the balance is below the low-balance threshold, or open renewal/order
+    invoices are waiting for more than the balance holds."""
+    return balance < customer.low_balance_threshold or _open_service_invoices_due(customer) > balance
 
 
 def autopay_run() -> int:
     """The periodic job: top up every auto-paying customer whose balance is below the threshold or
-    cannot cover open renewal invoices. Returns how many were charged."""
+    cannot cover open renewal invoices, by enough for the next month. Returns how many were charged."""
     charged = 0
     for config in AutopaySettings.objects.filter(enabled=True, method__isnull=False).select_related("customer"):
         customer = config.customer
         balance = balance_of(customer)
+        if not autopay_is_due(customer=customer, balance=balance):
+            continue
         needed = autopay_needed_amount(customer=customer, balance=balance)
         if needed > 0:
             if autopay_topup(customer=customer, needed_amount=needed,

@@ -16,7 +16,7 @@ from django.db import connection
 
 from accounts.tests.factories import UserFactory
 from orders import services
-from orders.models import HypervisorNode, IpAddress, Order, OrderEvent, PlanPrice, ProvisioningJob, VirtualMachine
+from orders.models import HypervisorNode, IpAddress, Order, OrderEvent, ProvisioningJob, VirtualMachine
 from orders.provisioning import jobs
 
 from .factories import PlanFactory
