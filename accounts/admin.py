@@ -5,7 +5,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from . import services
-from .admin_mixins import ReadOnlyAdmin, admin_action_form
+from .admin_mixins import BackOfficePermissions, ReadOnlyAdmin, admin_action_form
 from .forms import StaffCodeWordForm, StaffReasonForm
 from .models import (
     ActivityEvent, Customer, DataExport, DeletionRequest, PhoneVerification, PolicyAcceptance, PolicyVersion, User,
@@ -32,7 +32,7 @@ class CustomerUserInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(IntermediateActionMixin, admin.ModelAdmin):
+class CustomerAdmin(BackOfficePermissions, IntermediateActionMixin, admin.ModelAdmin):
     list_display = ("id", "display_name_column", "profile_type", "verification_status", "country", "currency", "created_at")
     list_filter = ("profile_type", "verification_status", "currency")
     search_fields = ("=id", "company_name", "users__username", "users__email", "users__last_name")
@@ -48,7 +48,7 @@ class CustomerAdmin(IntermediateActionMixin, admin.ModelAdmin):
         return gettext("set") if obj.code_word_hash else gettext("not set")
 
 
-    @admin.action(description=_("Verify company details"))
+    @admin.action(description=_("Verify company details"), permissions=["verify_company"])
     def verify_company(self, request, queryset):
         done = 0
         for customer in queryset:
@@ -60,7 +60,7 @@ class CustomerAdmin(IntermediateActionMixin, admin.ModelAdmin):
         if done:
             self.message_user(request, gettext("%(n)d company profile(s) verified.") % {"n": done}, messages.SUCCESS)
 
-    @admin.action(description=_("Reject company details (with a reason)"))
+    @admin.action(description=_("Reject company details (with a reason)"), permissions=["verify_company"])
     def reject_company(self, request, queryset):
         form = StaffReasonForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():
@@ -76,14 +76,14 @@ class CustomerAdmin(IntermediateActionMixin, admin.ModelAdmin):
         return self._intermediate(request, queryset, form=form, title=gettext("Reject company details"),
                                   action="reject_company")
 
-    @admin.action(description=_("Clear IP restriction"))
+    @admin.action(description=_("Clear IP restriction"), permissions=["clear_ip_restriction"])
     def clear_ip_restriction(self, request, queryset):
         for customer in queryset:
             services.ip_allowlist_clear(customer=customer, staff=request.user)
         self.message_user(request, gettext("IP restriction cleared for %(n)d customer(s).") % {"n": len(queryset)},
                           messages.SUCCESS)
 
-    @admin.action(description=_("Check a code word given by the caller"))
+    @admin.action(description=_("Check a code word given by the caller"), permissions=["check_code_word"])
     def check_code_word(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, gettext("Select exactly one customer."), messages.ERROR)
@@ -172,7 +172,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
         return ("kind", "version", "published_at", "created_by")
 
     def has_delete_permission(self, request, obj=None):
-        return obj is not None and obj.published_at is None
+        return super().has_delete_permission(request, obj) and obj is not None and obj.published_at is None
 
     @admin.display(description=_("accepted by"))
     def acceptance_count(self, obj: PolicyVersion) -> int:
@@ -187,7 +187,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
                                                  staff=request.user)
         obj.pk, obj.version = created.pk, created.version
 
-    @admin.action(description=_("Publish (customers are asked to accept it)"))
+    @admin.action(description=_("Publish (customers are asked to accept it)"), permissions=["change"])
     def publish(self, request, queryset):
         for policy in queryset.order_by("kind", "version"):
             try:
@@ -222,7 +222,7 @@ class DataExportAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeletionRequest)
-class DeletionRequestAdmin(IntermediateActionMixin, admin.ModelAdmin):
+class DeletionRequestAdmin(BackOfficePermissions, IntermediateActionMixin, admin.ModelAdmin):
     list_display = ("created_at", "customer", "requested_by", "status", "reviewed_by", "reviewed_at")
     list_filter = ("status",)
     search_fields = ("=customer__id",)
@@ -238,7 +238,7 @@ class DeletionRequestAdmin(IntermediateActionMixin, admin.ModelAdmin):
         return False
 
 
-    @admin.action(description=_("Approve: terminate services and anonymize personal data"))
+    @admin.action(description=_("Approve: terminate services and anonymize personal data"), permissions=["review_deletion"])
     def approve(self, request, queryset):
         if "apply" not in request.POST:
             return self._intermediate(
@@ -255,7 +255,7 @@ class DeletionRequestAdmin(IntermediateActionMixin, admin.ModelAdmin):
                     "id": deletion_request.customer_id}, messages.SUCCESS)
         return None
 
-    @admin.action(description=_("Reject (with a reason)"))
+    @admin.action(description=_("Reject (with a reason)"), permissions=["review_deletion"])
     def reject(self, request, queryset):
         form = StaffReasonForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():

@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+
+from accounts.admin_mixins import BackOfficePermissions
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import gettext, ngettext
@@ -37,7 +39,7 @@ class NotificationAdmin(admin.ModelAdmin):
 
 
 @admin.register(EmailOutbox)
-class EmailOutboxAdmin(admin.ModelAdmin):
+class EmailOutboxAdmin(BackOfficePermissions, admin.ModelAdmin):
     list_display = ("created_at", "recipient", "subject", "kind", "status", "attempts", "short_error", "next_attempt_at",
                     "sent_at")
     list_filter = ("status", "kind", "created_at")
@@ -75,7 +77,7 @@ class EmailOutboxAdmin(admin.ModelAdmin):
     def short_error(self, email: EmailOutbox) -> str:
         return Truncator(email.last_error).chars(80)
 
-    @admin.action(description=_("Retry failed mail"))
+    @admin.action(description=_("Retry failed mail"), permissions=["retry_mail"])
     def retry_failed(self, request, queryset):
         count = services.email_retry(email_ids=list(queryset.values_list("pk", flat=True)))
         skipped = queryset.count() - count

@@ -7,3 +7,10 @@ class PortalConfig(AppConfig):
 
     name = "portal"
     verbose_name = _("Back office")
+
+    def ready(self):
+        from django.contrib import admin
+
+        from .third_party_admin import secure_third_party_admins
+
+        secure_third_party_admins(admin.site)
