@@ -193,10 +193,14 @@ def attempt_succeed(*, attempt: PaymentAttempt, transaction_id: str, amount: Dec
         raise WebhookRejected(Result.MALFORMED, "A success event needs a transaction id and a positive amount.")
     result, detail, invoice = Result.PROCESSED, "", attempt.invoice
     if amount != attempt.amount or currency != attempt.currency:
-        # Real money arrived, but not what was asked: credit it to the balance and leave the invoice open.
-        result = Result.MISMATCH
-        detail = f"Expected {attempt.amount} {attempt.currency}, received {amount} {currency}; credited to the balance."
-        invoice = None
+        # Not what was asked (a provider bug or a forged event): nothing is credited automatically. The
+        # attempt stays open with the received transaction noted; staff settle it after checking the
+        # provider (bank-transfer record or a balance adjustment), the delivery log shows "mismatch".
+        detail = (f"Held for staff: expected {attempt.amount} {attempt.currency}, received {amount} {currency} "
+                  f"(transaction {transaction_id}).")
+        logger.warning("payment attempt %s: %s", attempt.reference, detail)
+        PaymentAttempt.objects.filter(pk=attempt.pk).update(failure_message=detail[:255])
+        return Result.MISMATCH, detail
     payment = payment_record(
         idempotency_key=f"{attempt.gateway}:{transaction_id}", customer=attempt.customer, amount=amount,
         currency=currency, method=attempt.gateway, invoice=invoice, gateway=attempt.gateway, external_id=transaction_id,
