@@ -27,6 +27,7 @@ from accounts.selectors import customer_owner
 from . import channels, selectors
 from .kinds import MANDATORY_KINDS, Kind, kind_spec
 from .models import EmailOutbox, Notification, NotificationPreference
+from .secret_box import seal, unseal
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +180,8 @@ def email_enqueue(
             body_html=body_html, dedupe_key=dedupe_key, contains_secret=contains_secret,
         )
         email.full_clean(validate_unique=False, validate_constraints=False)
+        if contains_secret:  # stored encrypted: staff never read (or filter on) the link
+            email.body_text, email.body_html = seal(body_text), seal(body_html)
         try:
             with transaction.atomic():
                 email.save()
@@ -270,15 +273,17 @@ def retry_delay_seconds(attempts: int) -> int:
 
 
 def _build_message(email: EmailOutbox) -> EmailMultiAlternatives:
+    body_text, body_html = (unseal(email.body_text), unseal(email.body_html)) if email.contains_secret \
+        else (email.body_text, email.body_html)
     message = EmailMultiAlternatives(
         subject=email.subject,
-        body=email.body_text,
+        body=body_text,
         from_email=formataddr((settings.PORTAL_NAME, settings.DEFAULT_FROM_EMAIL)),
         to=[email.recipient],
         headers={"Auto-Submitted": "auto-generated", "X-Portal-Outbox-Id": str(email.pk)},
     )
-    if email.body_html:
-        message.attach_alternative(email.body_html, "text/html")
+    if body_html:
+        message.attach_alternative(body_html, "text/html")
     return message
 
 
