@@ -108,8 +108,10 @@ class CustomerAdmin(BackOfficePermissions, IntermediateActionMixin, admin.ModelA
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
-    list_display = ("username", "email", "client_id", "role", "email_verified", "is_staff", "last_login")
+class UserAdmin(BackOfficePermissions, BaseUserAdmin):
+    list_display = ("username", "email", "client_id", "role", "email_verified", "has_two_factor", "is_staff",
+                    "last_login")
+    actions = ["reset_two_factor"]
     list_filter = ("email_verified", "role", "is_staff", "is_active")
     search_fields = ("username", "email", "=customer__id", "first_name", "last_name")
     list_select_related = ("customer",)
@@ -125,11 +127,35 @@ class UserAdmin(BaseUserAdmin):
     def client_id(self, obj: User):
         return obj.customer_id or "-"
 
+    def get_queryset(self, request):
+        from django.db.models import Exists, OuterRef
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        # Only whether a second factor exists: its seed and recovery codes are never shown to staff.
+        return super().get_queryset(request).annotate(
+            two_factor=Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)))
+
+    @admin.display(description=_("2FA"), boolean=True, ordering="two_factor")
+    def has_two_factor(self, obj: User) -> bool:
+        return obj.two_factor
+
+    @admin.action(description=_("Turn off two-factor authentication (lost phone)"), permissions=["reset_two_factor"])
+    def reset_two_factor(self, request, queryset):
+        done = sum(services.two_factor_reset_by_staff(user=user, staff=request.user) for user in queryset.order_by("pk"))
+        self.message_user(request, gettext("Two-factor authentication turned off for %(n)d login(s).") % {"n": done},
+                          messages.SUCCESS if done else messages.WARNING)
+
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
         if obj is not None:
-            fields.append("username")  # immutable once created (a DB trigger also enforces it)
+            fields += ["username", "has_two_factor"]  # the username is immutable (a DB trigger also enforces it)
         return fields
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        return [*fieldsets, (_("Security"), {"fields": ("has_two_factor",)})]
 
 
 @admin.register(ActivityEvent)

@@ -5,6 +5,7 @@ from django.contrib import admin
 BACK_OFFICE_ACTIONS = (
     "verify_company", "adjust_balance", "record_bank_transfer", "refund_payment", "manage_services",
     "clear_ip_restriction", "check_code_word", "retry_mail", "review_deletion", "manage_invoices",
+    "reset_two_factor",
 )
 
 
@@ -46,6 +47,9 @@ class BackOfficePermissions:
 
     def has_manage_invoices_permission(self, request) -> bool:
         return self._can(request, "manage_invoices")
+
+    def has_reset_two_factor_permission(self, request) -> bool:
+        return self._can(request, "reset_two_factor")
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

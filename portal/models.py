@@ -24,6 +24,7 @@ class BackOfficeAction(models.Model):
             ("retry_mail", _("Can retry failed mail")),
             ("review_deletion", _("Can approve or reject account deletion requests")),
             ("manage_invoices", _("Can cancel invoices and pay them from the balance")),
+            ("reset_two_factor", _("Can turn off a login's two-factor authentication")),
         ]
 
 

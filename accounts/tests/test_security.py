@@ -81,6 +81,54 @@ def test_login_requires_second_step_and_recovery_code_works_once(client, setting
             assert response.status_code == 200 and "_auth_user_id" not in other.session
 
 
+def test_recovery_codes_are_stored_hashed_and_work_typed_without_the_dash(client, settings):
+    from django_otp.plugins.otp_static.models import StaticToken
+
+    settings.OTP_STATIC_THROTTLE_FACTOR = 0
+    user = UserFactory(username="hashed")
+    client.force_login(user)
+    _device, codes = enable_2fa(client, user)
+    stored = set(StaticToken.objects.filter(device__user=user).values_list("token", flat=True))
+    assert len(stored) == 10 and not stored & set(codes) and not stored & {c.replace("-", "") for c in codes}
+    client.logout()
+    password_login(client, "hashed")
+    response = client.post("/accounts/login/verify/", {"token": codes[1].replace("-", " ").upper()})
+    assert response.status_code == 302 and client.get("/").status_code == 200
+    assert StaticToken.objects.filter(device__user=user).count() == 9
+
+
+def test_staff_see_only_whether_2fa_is_on_and_reset_it_with_permission_and_audit(client,
+                                                                                django_capture_on_commit_callbacks):
+    from django.contrib.auth.models import Permission
+    from django.urls import reverse
+
+    from accounts.tests.factories import StaffUserFactory
+
+    user = UserFactory(username="lostphone")
+    client.force_login(user)
+    device, codes = enable_2fa(client, user)
+    viewer = StaffUserFactory(is_superuser=False)
+    viewer.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
+    client.force_login(viewer)
+    for url in ("/admin/otp_totp/totpdevice/", "/admin/otp_static/staticdevice/", "/admin/otp_static/statictoken/"):
+        assert client.get(url).status_code == 404
+    page = client.get(reverse("admin:accounts_user_change", args=[user.pk])).content.decode()
+    assert device.key not in page and codes[0] not in page and "2FA" in page
+    changelist = reverse("admin:accounts_user_changelist")
+    client.post(changelist, {"action": "reset_two_factor", "_selected_action": [user.pk], "index": "0"})
+    assert services.otp_enabled(user)
+
+    resetter = StaffUserFactory(is_superuser=False)
+    resetter.user_permissions.set(Permission.objects.filter(codename__in=["view_user", "reset_two_factor"]))
+    client.force_login(resetter)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(changelist, {"action": "reset_two_factor", "_selected_action": [user.pk], "index": "0"})
+    assert not services.otp_enabled(user)
+    event = ActivityEvent.objects.get(action="2fa_reset_by_staff")
+    assert event.actor == resetter and event.customer_id == user.customer_id
+    assert "turned off by support" in mail.outbox[-1].body
+
+
 def test_disable_2fa_needs_password_and_code(client):
     user = UserFactory()
     client.force_login(user)
