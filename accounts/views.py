@@ -562,6 +562,11 @@ class LoginView(auth_views.LoginView):
     def get_context_data(self, **kwargs):
         return {**super().get_context_data(**kwargs), "social_providers": selectors.social_providers(self.request)}
 
+    def post(self, request, *args, **kwargs):
+        if selectors.login_ip_blocked(client_ip(request)):
+            return render(request, settings.AXES_LOCKOUT_TEMPLATE, status=429)
+        return super().post(request, *args, **kwargs)
+
     def form_valid(self, form):
         user = form.get_user()
         if services.otp_enabled(user):
@@ -593,7 +598,7 @@ def login_verify(request: HttpRequest) -> HttpResponse:
         request.session.pop(OTP_PENDING, None)
         return redirect("accounts:login")
     credentials = {"username": user.username}
-    if not AxesProxyHandler.is_allowed(request, credentials):
+    if not AxesProxyHandler.is_allowed(request, credentials) or selectors.login_ip_blocked(client_ip(request)):
         request.session.pop(OTP_PENDING, None)
         return render(request, settings.AXES_LOCKOUT_TEMPLATE, status=429)
     form = OTPLoginForm(request.POST or None)

@@ -170,6 +170,33 @@ def test_lockout_after_repeated_failed_logins_with_clear_message(client, setting
     assert ActivityEvent.objects.filter(actor=user, action="login_failed").count() >= settings.AXES_FAILURE_LIMIT - 1
 
 
+@pytest.mark.parametrize("spelling", ["Victim2", "VICTIM2", "victim2 ", "  victim2", "victim2@example.com",
+                                      "VICTIM2@Example.com "])
+def test_other_spellings_of_a_locked_login_get_no_extra_guesses(client, settings, spelling):
+    UserFactory(username="victim2", email="victim2@example.com")
+    for _i in range(settings.AXES_FAILURE_LIMIT):
+        password_login(client, "victim2", "wrong-password")
+    response = password_login(client, spelling)  # even the right password
+    assert response.status_code == 429 and "_auth_user_id" not in client.session
+
+
+def test_spelling_variants_share_one_counter_before_the_lockout(client, settings):
+    UserFactory(username="victim3", email="victim3@example.com")
+    spellings = ["victim3", "VICTIM3", "victim3 ", "victim3@example.com", "Victim3"]
+    responses = [password_login(client, typed, "wrong-password") for typed in spellings[:settings.AXES_FAILURE_LIMIT]]
+    assert responses[-1].status_code == 429
+
+
+def test_password_spraying_from_one_ip_is_locked_out(client, settings):
+    settings.LOGIN_IP_FAILURE_LIMIT = 6
+    sprayed = [UserFactory(username=f"spray{i}") for i in range(7)]
+    for user in sprayed[:6]:  # one guess each: no login reaches its own limit
+        assert password_login(client, user.username, "Summer2026!", REMOTE_ADDR="203.0.113.7").status_code == 200
+    assert password_login(client, sprayed[6].username, REMOTE_ADDR="203.0.113.7").status_code == 429
+    other_ip = Client()
+    assert password_login(other_ip, sprayed[6].username, REMOTE_ADDR="203.0.113.8").status_code == 302
+
+
 def test_login_records_activity_and_alert_email_goes_out(client, django_capture_on_commit_callbacks, settings):
     settings.CELERY_TASK_ALWAYS_EAGER = True
     user = UserFactory(username="alerted", email="alerted@example.com")

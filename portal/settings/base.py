@@ -208,6 +208,11 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 AXES_USERNAME_FORM_FIELD = "username"
 AXES_CLIENT_IP_CALLABLE = "accounts.client_ip.client_ip_for_axes"
+# "Demo", "DEMO ", and the account's email are one login for the counter above.
+AXES_USERNAME_CALLABLE = "accounts.backends.axes_username"
+# Password spraying (a few guesses at many logins from one address): failed logins from one IP, over
+# all usernames within AXES_COOLOFF_HOURS, after which that IP gets the lockout page.
+LOGIN_IP_FAILURE_LIMIT = int(env("LOGIN_IP_FAILURE_LIMIT", "30"))
 
 # Client IP: REMOTE_ADDR unless a trusted proxy is configured (then X-Forwarded-For, N hops).
 TRUSTED_PROXY_COUNT = int(env("TRUSTED_PROXY_COUNT", "0"))
