@@ -346,8 +346,8 @@ def customer_notifications_erase(*, customer: Customer) -> None:
 # --- inbox and preferences ------------------------------------------------------------------------
 
 @transaction.atomic
-def notification_mark_read(*, customer: Customer, notification_id: int) -> Notification:
-    notification = selectors.notification_get(customer=customer, notification_id=notification_id)
+def notification_mark_read(*, customer: Customer, user, notification_id: int) -> Notification:
+    notification = selectors.notification_get(customer=customer, user=user, notification_id=notification_id)
     if notification.read_at is None:
         Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=timezone.now())
         notification.refresh_from_db(fields=["read_at"])
@@ -355,8 +355,10 @@ def notification_mark_read(*, customer: Customer, notification_id: int) -> Notif
 
 
 @transaction.atomic
-def notification_mark_all_read(*, customer: Customer) -> int:
-    return Notification.objects.filter(customer=customer, read_at__isnull=True).update(read_at=timezone.now())
+def notification_mark_all_read(*, customer: Customer, user) -> int:
+    """Marks what `user` sees; notifications outside the user's role stay unread for the others."""
+    return Notification.objects.filter(customer=customer, kind__in=selectors.kinds_visible_to(user),
+                                       read_at__isnull=True).update(read_at=timezone.now())
 
 
 @transaction.atomic
