@@ -11,7 +11,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone, translation
@@ -69,24 +69,29 @@ def resend_verification(request: HttpRequest) -> HttpResponse:
     else:
         services.email_verification_send(user=request.user)
         messages.success(request, _("We sent a new verification link to %(email)s.") % {"email": request.user.email})
-    return redirect(request.POST.get("next") or "dashboard")
+    return _safe_next(request)
 
 
-def _safe_next(request: HttpRequest) -> str:
-    """The POSTed `next` if it points back to this site, else the home page."""
+def _safe_next(request: HttpRequest) -> HttpResponseRedirect:
+    """A redirect to the POSTed `next` if it is a path on this site, else to the home page. Never
+    `redirect()`: it would try `next` as a URL name ("NaN" → NoReverseMatch, a 500)."""
     next_url = request.POST.get("next") or "/"
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return "/"
-    return next_url
+    if not next_url.startswith("/") or not url_has_allowed_host_and_scheme(
+            next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        next_url = "/"
+    return HttpResponseRedirect(next_url)
 
 
 @require_POST
 def set_language(request: HttpRequest) -> HttpResponse:
     language = request.POST.get("language", "")
-    response = redirect(_safe_next(request))
+    response = _safe_next(request)
     try:
         customer = acting_customer_or_none(request)
         if customer is not None:
+            if not role_allows(request.user, Area.SETTINGS):  # the language is the whole account's
+                messages.error(request, _("Only the account owner can change the account language."))
+                return response
             services.customer_set_language(customer=customer, language=language)
     except ValidationError:
         messages.error(request, _("Unsupported language."))
@@ -694,7 +699,7 @@ def theme_set(request: HttpRequest) -> HttpResponse:
         services.user_set_theme(user=request.user, theme=request.POST.get("theme", ""))
     except ValidationError as error:
         messages.error(request, error.messages[0])
-    return redirect(_safe_next(request))
+    return _safe_next(request)
 
 
 @customer_view(Area.ACCOUNT)

@@ -189,7 +189,8 @@ def attempt_succeed(*, attempt: PaymentAttempt, transaction_id: str, amount: Dec
         return Result.DUPLICATE, ""
     if attempt.purpose == PaymentAttempt.Purpose.SETUP:
         return attempt_method_saved(attempt=attempt, method=method)
-    if not transaction_id or amount is None or amount <= 0 or not fits_minor_units(amount, currency or "XXX"):
+    if (not transaction_id or amount is None or not amount.is_finite() or amount <= 0
+            or not fits_minor_units(amount, currency or "XXX")):
         raise WebhookRejected(Result.MALFORMED, "A success event needs a transaction id and a positive amount.")
     result, detail, invoice = Result.PROCESSED, "", attempt.invoice
     if amount != attempt.amount or currency != attempt.currency:

@@ -149,3 +149,13 @@ def test_failure_after_success_changes_nothing(client, sandbox_attempt):
 
     assert post(client, failed, signed_headers(failed)).content == b"duplicate"
     assert PaymentAttempt.objects.get(pk=attempt.pk).status == "succeeded"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("amount", ["NaN", "sNaN", "Infinity"])
+def test_a_non_finite_amount_is_rejected_as_malformed(client, sandbox_attempt, amount):
+    attempt = sandbox_attempt("30.00")
+    body = sandbox_event(attempt, amount=amount)
+    response = post(client, body, signed_headers(body))
+    assert response.status_code == 400
+    assert WebhookDelivery.objects.get().result == "malformed" and not Payment.objects.exists()
