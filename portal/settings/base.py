@@ -215,6 +215,9 @@ AXES_USERNAME_CALLABLE = "accounts.backends.axes_username"
 # all usernames within AXES_COOLOFF_HOURS, after which that IP gets the lockout page.
 LOGIN_IP_FAILURE_LIMIT = int(env("LOGIN_IP_FAILURE_LIMIT", "30"))
 
+# /healthz shows error details (hosts, ports) only to staff or to `Authorization: Bearer <HEALTHZ_TOKEN>`.
+HEALTHZ_TOKEN = env("HEALTHZ_TOKEN", "")
+
 # Client IP: REMOTE_ADDR unless a trusted proxy is configured (then X-Forwarded-For, N hops).
 TRUSTED_PROXY_COUNT = int(env("TRUSTED_PROXY_COUNT", "0"))
 
