@@ -834,6 +834,15 @@ def data_export_request(*, customer: Customer, user: User, ip: str | None = None
     return export
 
 
+FORMULA_LEADERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: str) -> str:
+    """Text someone typed, made inert for spreadsheets: a leading = + - @ tab or CR would start a
+    formula (`=HYPERLINK(...)`) when the owner opens the export, so it gets a leading apostrophe."""
+    return "'" + value if value.startswith(FORMULA_LEADERS) else value
+
+
 def _csv_bytes(rows: list[dict]) -> bytes:
     from django.core.serializers.json import DjangoJSONEncoder
 
@@ -845,7 +854,8 @@ def _csv_bytes(rows: list[dict]) -> bytes:
     writer.writeheader()
     for row in rows:
         writer.writerow({key: json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False)
-                         if isinstance(value, (list, dict)) else ("" if value is None else value)
+                         if isinstance(value, (list, dict)) else "" if value is None
+                         else csv_cell(value) if isinstance(value, str) else value
                          for key, value in row.items()})
     return buffer.getvalue().encode("utf-8-sig")  # BOM: spreadsheets open UTF-8 correctly
 
