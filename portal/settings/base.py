@@ -70,6 +70,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "portal.middleware.RejectNulBytesMiddleware",
+    "portal.middleware.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -214,6 +215,15 @@ AXES_USERNAME_CALLABLE = "accounts.backends.axes_username"
 # Password spraying (a few guesses at many logins from one address): failed logins from one IP, over
 # all usernames within AXES_COOLOFF_HOURS, after which that IP gets the lockout page.
 LOGIN_IP_FAILURE_LIMIT = int(env("LOGIN_IP_FAILURE_LIMIT", "30"))
+
+# Sent on every response (portal.middleware.SecurityHeadersMiddleware). Scripts only from our own
+# static files (no inline code); inline style attributes remain (templates and the SVG charts use them).
+CONTENT_SECURITY_POLICY = env("CONTENT_SECURITY_POLICY", "; ".join([
+    "default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'", "img-src 'self' data:",
+    "font-src 'self' data:", "connect-src 'self'", "object-src 'none'", "base-uri 'self'", "frame-ancestors 'none'",
+]))
+PERMISSIONS_POLICY = env("PERMISSIONS_POLICY", ", ".join(
+    f"{feature}=()" for feature in ("camera", "microphone", "geolocation", "payment", "usb")))
 
 # /healthz shows error details (hosts, ports) only to staff or to `Authorization: Bearer <HEALTHZ_TOKEN>`.
 HEALTHZ_TOKEN = env("HEALTHZ_TOKEN", "")
