@@ -66,10 +66,23 @@ class RegistrationForm(NewLoginFormMixin, forms.Form):
 
 
 class OutboxPasswordResetForm(PasswordResetForm):
-    """Django's reset form, but the mail goes through the outbox (`email_requested`), never straight to SMTP."""
+    """Django's reset form, but the mail goes through the outbox (`email_requested`), never straight to SMTP.
+
+    The link is built from PORTAL_BASE_URL, never the request's Host header (a forged Host would send the
+    victim a link to the attacker's site). Staff logins are not reset here: they have no customer
+    and their password is a back-office matter (an administrator sets it)."""
+
+    def get_users(self, email):
+        return (user for user in super().get_users(email) if not user.is_staff and not user.is_superuser)
 
     def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email,
                   html_email_template_name=None):
+        from urllib.parse import urlsplit
+
+        from django.conf import settings
+
+        base = urlsplit(settings.PORTAL_BASE_URL)
+        context = {**context, "protocol": base.scheme, "domain": base.netloc}
         user = context["user"]
         email_link_send(
             purpose="password-reset", token=f"{context['uid']}/{context['token']}", to=to_email,

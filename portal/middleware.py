@@ -35,3 +35,36 @@ class SecurityHeadersMiddleware:
             if value and header not in response:
                 response[header] = value
         return response
+
+
+class RequestSizeLimitUploadHandler:
+    """First of FILE_UPLOAD_HANDLERS: a multipart body larger than UPLOAD_MAX_REQUEST_BYTES is refused
+    (400) from its Content-Length before a byte is read or written to a temporary file. Per-file limits
+    (ticket attachments, avatars) stay with the forms, which say which file is too big."""
+
+    chunk_size = 64 * 1024
+
+    def __init__(self, request=None):
+        self.request = request
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        from django.conf import settings
+        from django.core.exceptions import RequestDataTooBig
+
+        if content_length > settings.UPLOAD_MAX_REQUEST_BYTES:
+            raise RequestDataTooBig("Upload larger than UPLOAD_MAX_REQUEST_BYTES.")
+
+    def new_file(self, *args, **kwargs):
+        pass
+
+    def receive_data_chunk(self, raw_data, start):
+        return raw_data  # the next handler (memory or temporary file) stores it
+
+    def file_complete(self, file_size):
+        return None
+
+    def upload_complete(self):
+        pass
+
+    def upload_interrupted(self):
+        pass

@@ -394,6 +394,16 @@ ORDERS_PAGE_SIZE = 25
 # --- app settings: tickets ---
 TICKETS_ATTACHMENT_MAX_BYTES = int(env("TICKETS_ATTACHMENT_MAX_BYTES", str(10 * 1024 * 1024)))
 TICKETS_ATTACHMENTS_PER_MESSAGE = int(env("TICKETS_ATTACHMENTS_PER_MESSAGE", "5"))
+# Request size: form bodies without files (Django's check), and whole multipart uploads, refused from
+# their Content-Length before anything is stored (portal.middleware.RequestSizeLimitUploadHandler).
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(2 * 1024 * 1024)))
+UPLOAD_MAX_REQUEST_BYTES = int(env("UPLOAD_MAX_REQUEST_BYTES",
+                                   str(TICKETS_ATTACHMENT_MAX_BYTES * TICKETS_ATTACHMENTS_PER_MESSAGE + 1024 * 1024)))
+FILE_UPLOAD_HANDLERS = [
+    "portal.middleware.RequestSizeLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 TICKETS_NEW_PER_HOUR = int(env("TICKETS_NEW_PER_HOUR", "5"))  # new tickets per customer per rolling hour
 TICKETS_REOPEN_DAYS = int(env("TICKETS_REOPEN_DAYS", "14"))  # a closed ticket may be reopened this long
 TICKETS_AUTOCLOSE_DAYS = int(env("TICKETS_AUTOCLOSE_DAYS", "7"))  # "answered" with no customer reply

@@ -61,3 +61,28 @@ def test_pages_run_under_the_policy_without_violations(page, login):
     boxes = page.locator("input[name=orders]")
     assert boxes.count() >= 1 and all(boxes.nth(i).is_checked() for i in range(boxes.count()))
     assert violations == []
+
+
+@pytest.mark.django_db
+def test_an_oversized_upload_is_refused_from_its_length_before_the_body_is_read(client, settings):
+    settings.UPLOAD_MAX_REQUEST_BYTES = 64 * 1024
+    client.raise_request_exception = False
+    client.force_login(UserFactory())
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    big = SimpleUploadedFile("big.txt", b"x" * (200 * 1024), content_type="text/plain")
+    response = client.post("/tickets/new/", {"subject": "s", "body": "b", "attachments": big})
+    assert response.status_code == 400
+
+
+def test_local_settings_keep_no_persistent_database_connections():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "DB_CONN_MAX_AGE"}
+    env["DJANGO_SETTINGS_MODULE"] = "portal.settings.local"
+    result = subprocess.run([sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
+                             "print(settings.DATABASES['default']['CONN_MAX_AGE'])"], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+    assert result.stdout.strip() == "0", result.stderr
