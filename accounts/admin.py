@@ -148,7 +148,12 @@ class UserAdmin(BackOfficePermissions, BaseUserAdmin):
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
         if obj is not None:
-            fields += ["username", "has_two_factor"]  # the username is immutable (a DB trigger also enforces it)
+            # The username is immutable (a DB trigger also enforces it); moving a login to another
+            # customer would hand it that customer's account.
+            fields += ["username", "has_two_factor", "customer"]
+        if not request.user.is_superuser:
+            # "Can change user" must not be a way to grant oneself (or anyone) more rights.
+            fields += ["is_superuser", "is_staff", "groups", "user_permissions"]
         return fields
 
     def get_fieldsets(self, request, obj=None):

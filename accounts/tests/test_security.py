@@ -302,3 +302,25 @@ def test_code_word_cannot_be_set_twice_even_concurrently():
         t.join()
     assert sorted(results) == ["ValidationError", "ok"]
     assert ActivityEvent.objects.filter(action="code_word_set").count() == 1
+
+
+def test_a_staff_user_who_may_change_users_cannot_grant_rights_or_move_a_login(rf):
+    from django.contrib import admin
+    from django.contrib.auth.models import Permission
+
+    from accounts.models import User
+    from accounts.tests.factories import StaffUserFactory
+
+    editor = StaffUserFactory(is_superuser=False)
+    editor.user_permissions.set(Permission.objects.filter(codename__in=["view_user", "change_user"]))
+    editor = User.objects.get(pk=editor.pk)
+    user_admin = admin.site._registry[User]
+    for target in (editor, UserFactory()):
+        request = rf.get("/admin/")
+        request.user = editor
+        editable = user_admin.get_form(request, target).base_fields
+        assert not {"is_superuser", "is_staff", "groups", "user_permissions", "customer"} & set(editable)
+    superuser = StaffUserFactory()
+    request = rf.get("/admin/")
+    request.user = superuser
+    assert {"is_superuser", "groups"} <= set(user_admin.get_form(request, editor).base_fields)
