@@ -6,10 +6,14 @@ from django.utils.translation import gettext_lazy as _
 
 from . import services
 from .admin_mixins import BackOfficePermissions, ReadOnlyAdmin, admin_action_form
-from .forms import StaffCodeWordForm, StaffReasonForm
+from .forms import StaffCodeWordForm, StaffLoginForm, StaffReasonForm
 from .models import (
     ActivityEvent, Customer, DataExport, DeletionRequest, PhoneVerification, PolicyAcceptance, PolicyVersion, User,
 )
+
+
+# The admin login asks enrolled staff for their second factor.
+admin.site.login_form = StaffLoginForm
 
 
 class IntermediateActionMixin:

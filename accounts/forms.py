@@ -4,6 +4,7 @@ from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
 from django.contrib.auth import password_validation
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.template.loader import render_to_string
 from django.core.validators import RegexValidator
@@ -374,3 +375,25 @@ class DeletionRequestForm(forms.Form):
         if not self.user.check_password(password):
             raise forms.ValidationError(_("The password is not correct."), code="wrong")
         return password
+
+
+class StaffLoginForm(AdminAuthenticationForm):
+    """The admin's login form with the second factor: a staff login that enrolled TOTP
+    (/accounts/staff/two-factor/) must give a code or a recovery code; a wrong one counts towards the
+    django-axes lockout like a wrong password."""
+
+    otp_token = forms.CharField(label=_("Two-factor code"), required=False, max_length=16,
+                                help_text=_("Only if you turned on two-factor authentication."),
+                                widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}))
+
+    def confirm_login_allowed(self, user):
+        from django.contrib.auth.signals import user_login_failed
+
+        from .services import otp_enabled, otp_match
+
+        super().confirm_login_allowed(user)
+        if otp_enabled(user) and otp_match(user=user, token=self.cleaned_data.get("otp_token", "")) is None:
+            user_login_failed.send(sender=__name__, credentials={"username": user.username, "second_factor": True},
+                                   request=self.request)
+            raise forms.ValidationError(_("Enter the current code from your authenticator app, or a recovery code."),
+                                        code="otp_required")

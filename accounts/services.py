@@ -193,8 +193,10 @@ def security_change_notify(*, user: User, change, ip: str | None = None, extra_e
 
 def _security_event(*, user: User, action: str, change: str, ip: str | None, details: dict | None = None,
                     actor: User | None = None) -> None:
-    activity_record(action=action, customer=user.customer, actor=actor or user, ip=ip, details=details)
-    security_change_notify(user=user, change=change, ip=ip)
+    activity_record(action=action, customer=user.customer if user.customer_id else None, actor=actor or user, ip=ip,
+                    details=details)
+    if user.customer_id:  # staff logins have no customer inbox: the audit row is the record
+        security_change_notify(user=user, change=change, ip=ip)
 
 
 # --- Logins ------------------------------------------------------------------------------------------

@@ -324,3 +324,33 @@ def test_a_staff_user_who_may_change_users_cannot_grant_rights_or_move_a_login(r
     request = rf.get("/admin/")
     request.user = superuser
     assert {"is_superuser", "groups"} <= set(user_admin.get_form(request, editor).base_fields)
+
+
+def test_staff_enrol_2fa_and_the_admin_login_then_asks_for_the_code(client, settings):
+    from accounts.tests.factories import StaffUserFactory
+
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0
+    staff = StaffUserFactory(username="backoffice", is_superuser=False)
+    client.force_login(staff)
+    assert b"Two-factor authentication" in client.get("/admin/").content  # the link in the admin's user links
+    client.post("/accounts/staff/two-factor/", {"step": "start"})
+    device = TOTPDevice.objects.get(user=staff, confirmed=False)
+    response = client.post("/accounts/staff/two-factor/", {"step": "confirm", "token": current_code(device)}, follow=True)
+    codes = response.context["recovery_codes"]
+    assert len(codes) == 10 and services.otp_enabled(staff)
+    assert ActivityEvent.objects.filter(actor=staff, action="2fa_enabled", customer=None).exists()
+    client.logout()
+
+    login = {"username": "backoffice", "password": DEFAULT_PASSWORD, "next": "/admin/"}
+    response = client.post("/admin/login/", login)
+    assert response.status_code == 200 and "_auth_user_id" not in client.session
+    assert "authenticator app" in response.content.decode()
+    device.refresh_from_db()
+    assert client.post("/admin/login/", {**login, "otp_token": current_code(device, drift=1)}).status_code == 302
+    assert client.session["_auth_user_id"] == str(staff.pk)
+
+
+def test_customers_cannot_open_the_staff_2fa_page(client):
+    client.force_login(UserFactory())
+    response = client.get("/accounts/staff/two-factor/")
+    assert response.status_code == 302 and "/admin/login/" in response.url
