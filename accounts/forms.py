@@ -397,3 +397,33 @@ class StaffLoginForm(AdminAuthenticationForm):
                                    request=self.request)
             raise forms.ValidationError(_("Enter the current code from your authenticator app, or a recovery code."),
                                         code="otp_required")
+
+
+class ReauthForm(forms.Form):
+    """Confirm it is you: the password, or a code from the authenticator app (social-login users)."""
+
+    password = forms.CharField(label=_("Password"), required=False, strip=False,
+                               widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}))
+    token = forms.CharField(label=_("Or a code from your authenticator app"), required=False, max_length=16,
+                            widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}))
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        from .services import otp_enabled
+
+        if not otp_enabled(user):
+            del self.fields["token"]
+        self.helper = FormHelper()
+        self.helper.add_input(Submit("submit", _("Confirm"), css_class="w-100"))
+
+    def clean(self):
+        from .services import otp_match
+
+        data = super().clean()
+        password, token = data.get("password"), data.get("token")
+        if password and self.user.check_password(password):
+            return data
+        if token and "token" in self.fields and otp_match(user=self.user, token=token) is not None:
+            return data
+        raise forms.ValidationError(_("The password or code is not correct."), code="invalid")

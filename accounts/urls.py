@@ -40,6 +40,7 @@ urlpatterns = [
     path("avatar/<int:user_id>/", views.avatar, name="avatar"),
     path("theme/", views.theme_set, name="theme_set"),
     path("staff/two-factor/", views.staff_two_factor, name="staff_two_factor"),
+    path("reauth/", views.reauth, name="reauth"),
     path("settings/security/social/<int:account_id>/unlink/", views.settings_social_unlink, name="settings_social_unlink"),
     path("settings/privacy/", views_privacy.settings_privacy, name="settings_privacy"),
     path("settings/privacy/export/", views_privacy.data_export_request, name="data_export_request"),

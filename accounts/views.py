@@ -20,6 +20,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
 from django.views.decorators.http import require_POST, require_http_methods
 
 from . import selectors, services
@@ -28,8 +29,9 @@ from .client_ip import client_ip
 from .forms import (
     AddressForm, AvatarForm, CodeWordForm, ContactForm, EmailRoutingForm, IPAllowlistForm, LoginForm, LoginOptionsForm,
     OTPLoginForm, OTPTokenForm, OutboxPasswordResetForm, PhoneCodeForm, PhoneForm, PreferencesForm, ProfileTypeForm,
-    RegistrationForm, RoleForm, TOTPDisableForm, TrustedUserForm,
+    ReauthForm, RegistrationForm, RoleForm, TOTPDisableForm, TrustedUserForm,
 )
+from .session_policy import recent_auth_required, recently_authenticated
 from .models import Customer, User
 from .phone import format_phone
 from .roles import Area, acting_customer, acting_customer_or_none, customer_view, role_allows
@@ -374,6 +376,7 @@ def settings_code_word(request: HttpRequest) -> HttpResponse:
 
 @customer_view(Area.SETTINGS)
 @require_POST
+@recent_auth_required(back="accounts:settings_security")
 def settings_ip_allowlist(request: HttpRequest) -> HttpResponse:
     form = IPAllowlistForm(request.POST)
     if form.is_valid():
@@ -473,6 +476,8 @@ def activity(request: HttpRequest) -> HttpResponse:
 @customer_view(Area.SETTINGS)
 def trusted_users(request: HttpRequest) -> HttpResponse:
     customer = acting_customer(request)
+    if request.method == "POST" and not recently_authenticated(request):  # inviting a login is a security change
+        return recent_auth_required(back="accounts:trusted_users")(trusted_users)(request)
     form = TrustedUserForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -491,6 +496,7 @@ def trusted_users(request: HttpRequest) -> HttpResponse:
 
 @customer_view(Area.SETTINGS)
 @require_POST
+@recent_auth_required(back="accounts:trusted_users")
 def trusted_user_role(request: HttpRequest, user_id: int) -> HttpResponse:
     customer = acting_customer(request)
     target = selectors.customer_user_get(customer=customer, user_id=user_id)
@@ -757,3 +763,24 @@ def staff_two_factor(request: HttpRequest) -> HttpResponse:
         "recovery_codes": request.session.pop("recovery_codes_once", None),
         "recovery_left": StaticToken.objects.filter(device__user=user).count(),
     })
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def reauth(request: HttpRequest) -> HttpResponse:
+    """Confirm the password (or a 2FA code) before a security-sensitive change
+    (accounts.session_policy.recent_auth_required); wrong answers count towards the lockout."""
+    from django.contrib.auth.signals import user_login_failed
+
+    from .session_policy import mark_authenticated
+
+    form = ReauthForm(request.POST or None, user=request.user)
+    if request.method == "POST":
+        if form.is_valid():
+            mark_authenticated(request)
+            next_url = request.GET.get("next", "")
+            if not next_url.startswith("/") or not url_has_allowed_host_and_scheme(next_url, {request.get_host()}):
+                next_url = "/"
+            return HttpResponseRedirect(next_url)
+        user_login_failed.send(sender=__name__, credentials={"username": request.user.username}, request=request)
+    return render(request, "accounts/reauth.html", {"form": form})

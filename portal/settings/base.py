@@ -80,6 +80,7 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.CustomerLocaleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "accounts.session_policy.SessionLifetimeMiddleware",  # after messages: it says why you were logged out
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -270,6 +271,12 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 MESSAGE_TAGS = {40: "danger"}
 
 SESSION_COOKIE_HTTPONLY = True
+# Sessions end after this many seconds without a request, and this long after the login whatever the
+# activity (0: off); security changes need a login (or /accounts/reauth/) younger than the last one.
+SESSION_IDLE_TIMEOUT = int(env("SESSION_IDLE_TIMEOUT", str(2 * 3600)))
+SESSION_ABSOLUTE_LIFETIME = int(env("SESSION_ABSOLUTE_LIFETIME", str(24 * 3600)))
+SESSION_REAUTH_MAX_AGE = int(env("SESSION_REAUTH_MAX_AGE", str(15 * 60)))
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_LIFETIME or 14 * 24 * 3600
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -9,6 +9,9 @@ ALLOWED_HOSTS = ["*"]
 # Several test runs may share one server: TEST_DB_NAME keeps them apart.
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DB_NAME", "test_portal")}
 AXES_FAILURE_LIMIT = 5
+# Many tests log in once and then travel the clock by days: the session policy is off here and
+# switched on by accounts/tests/test_session_policy.py.
+SESSION_IDLE_TIMEOUT = SESSION_ABSOLUTE_LIFETIME = SESSION_REAUTH_MAX_AGE = 0
 
 # Tests publish real Celery messages to a Redis database of their own (default 15), so a demo
 # worker on database 0 never consumes test tasks; conftest empties the queue after the session.
