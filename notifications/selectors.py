@@ -87,10 +87,26 @@ def email_category(*, kind: str, context: dict) -> str:
     return category
 
 
+def _login_roles_by_email(customer: Customer) -> dict[str, str]:
+    """Role of each active login of the customer by lower-cased email; one query, cached on the instance."""
+    cached = getattr(customer, "_login_roles_by_email", None)
+    if cached is None:
+        cached = {email.lower(): role for email, role in
+                  User.objects.filter(customer=customer, is_active=True).values_list("email", "role")}
+        customer._login_roles_by_email = cached
+    return cached
+
+
 def email_recipients(*, customer: Customer, kind: str, context: dict, owner=None) -> list[str]:
-    """Where a kind's mail goes: the customer's address for its category, else the owner's email."""
+    """Where a kind's mail goes: the customer's address for its category, else the owner's email. A
+    category address that is a trusted user's own login gets only the kinds that user's role sees in
+    the inbox (KIND_AREAS); the others go to the owner."""
     field = CATEGORY_ADDRESS_FIELD.get(email_category(kind=kind, context=context))
     address = getattr(customer, field, "").strip() if field else ""
+    if address:
+        role = _login_roles_by_email(customer).get(address.lower())
+        if role is not None and not KIND_AREAS.get(kind, frozenset()) & ROLE_AREAS.get(role, frozenset()):
+            address = ""
     if not address:
         owner = owner or customer_owner(customer=customer)
         address = owner.email.strip() if owner else ""

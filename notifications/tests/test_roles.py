@@ -80,3 +80,19 @@ def test_technical_navigation_has_no_balance_or_billing_links(client, team):
     page = client.get(reverse("notifications:inbox")).content.decode()
     assert 'data-testid="topbar-balance"' in page and 'data-testid="nav-invoices"' in page
     assert 'data-testid="nav-orders"' not in page and 'data-testid="nav-tickets"' not in page
+
+
+def test_a_category_address_that_is_a_trusted_login_gets_only_what_that_role_sees(customer):
+    from notifications.models import EmailOutbox
+
+    owner = customer.users.get(role=User.Role.OWNER)
+    UserFactory(customer=customer, role=User.Role.TECHNICAL, email="tech@example.com")
+    customer.email_billing = "tech@example.com"  # the owner pointed billing mail at the technician
+    customer.email_support = "tech@example.com"
+    customer.save(update_fields=["email_billing", "email_support"])
+    services.notify(customer=customer, kind=Kind.INVOICE_ISSUED, context=CONTEXT[Kind.INVOICE_ISSUED])
+    services.notify(customer=customer, kind=Kind.SERVICE_SUSPENDED, context=CONTEXT[Kind.SERVICE_SUSPENDED])
+    services.notify(customer=customer, kind=Kind.TICKET_REPLY, context=CONTEXT[Kind.TICKET_REPLY])
+    recipients = dict(EmailOutbox.objects.values_list("kind", "recipient"))
+    assert recipients == {Kind.INVOICE_ISSUED: owner.email, Kind.SERVICE_SUSPENDED: "tech@example.com",
+                          Kind.TICKET_REPLY: "tech@example.com"}
