@@ -20,6 +20,7 @@ LABELS = {
     "login_alerts_changed": _("Login notifications changed"),
     "2fa_enabled": _("Two-factor authentication turned on"),
     "2fa_disabled": _("Two-factor authentication turned off"),
+    "2fa_reset_by_staff": _("Two-factor authentication turned off by support"),
     "trusted_user_added": _("Trusted user added"),
     "trusted_user_role_changed": _("Trusted user role changed"),
     "trusted_user_revoked": _("Trusted user access revoked"),

@@ -5,11 +5,15 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from . import personal_data, services
-from .admin_mixins import ReadOnlyAdmin, admin_action_form
-from .forms import StaffCodeWordForm, StaffReasonForm
+from .admin_mixins import BackOfficePermissions, ReadOnlyAdmin, admin_action_form
+from .forms import StaffCodeWordForm, StaffLoginForm, StaffReasonForm
 from .models import (
     ActivityEvent, Customer, DataExport, DeletionRequest, PhoneVerification, PolicyAcceptance, PolicyVersion, User,
 )
+
+
+# The admin login asks enrolled staff for their second factor.
+admin.site.login_form = StaffLoginForm
 
 
 class IntermediateActionMixin:
@@ -32,7 +36,7 @@ class CustomerUserInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(IntermediateActionMixin, admin.ModelAdmin):
+class CustomerAdmin(BackOfficePermissions, IntermediateActionMixin, admin.ModelAdmin):
     list_display = ("id", "display_name_column", "profile_type", "verification_status", "country", "currency", "created_at")
     list_filter = ("profile_type", "verification_status", "currency")
     search_fields = ("=id", "company_name", "users__username", "users__email", "users__last_name")
@@ -48,7 +52,7 @@ class CustomerAdmin(IntermediateActionMixin, admin.ModelAdmin):
         return gettext("set") if obj.code_word_hash else gettext("not set")
 
 
-    @admin.action(description=_("Verify company details"))
+    @admin.action(description=_("Verify company details"), permissions=["verify_company"])
     def verify_company(self, request, queryset):
         done = 0
         for customer in queryset:
@@ -60,7 +64,7 @@ class CustomerAdmin(IntermediateActionMixin, admin.ModelAdmin):
         if done:
             self.message_user(request, gettext("%(n)d company profile(s) verified.") % {"n": done}, messages.SUCCESS)
 
-    @admin.action(description=_("Reject company details (with a reason)"))
+    @admin.action(description=_("Reject company details (with a reason)"), permissions=["verify_company"])
     def reject_company(self, request, queryset):
         form = StaffReasonForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():
@@ -76,14 +80,14 @@ class CustomerAdmin(IntermediateActionMixin, admin.ModelAdmin):
         return self._intermediate(request, queryset, form=form, title=gettext("Reject company details"),
                                   action="reject_company")
 
-    @admin.action(description=_("Clear IP restriction"))
+    @admin.action(description=_("Clear IP restriction"), permissions=["clear_ip_restriction"])
     def clear_ip_restriction(self, request, queryset):
         for customer in queryset:
             services.ip_allowlist_clear(customer=customer, staff=request.user)
         self.message_user(request, gettext("IP restriction cleared for %(n)d customer(s).") % {"n": len(queryset)},
                           messages.SUCCESS)
 
-    @admin.action(description=_("Check a code word given by the caller"))
+    @admin.action(description=_("Check a code word given by the caller"), permissions=["check_code_word"])
     def check_code_word(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, gettext("Select exactly one customer."), messages.ERROR)
@@ -108,8 +112,10 @@ class CustomerAdmin(IntermediateActionMixin, admin.ModelAdmin):
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
-    list_display = ("username", "email", "client_id", "role", "email_verified", "is_staff", "last_login")
+class UserAdmin(BackOfficePermissions, BaseUserAdmin):
+    list_display = ("username", "email", "client_id", "role", "email_verified", "has_two_factor", "is_staff",
+                    "last_login")
+    actions = ["reset_two_factor"]
     list_filter = ("email_verified", "role", "is_staff", "is_active")
     search_fields = ("username", "email", "=customer__id", "first_name", "last_name")
     list_select_related = ("customer",)
@@ -125,11 +131,40 @@ class UserAdmin(BaseUserAdmin):
     def client_id(self, obj: User):
         return obj.customer_id or "-"
 
+    def get_queryset(self, request):
+        from django.db.models import Exists, OuterRef
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        # Only whether a second factor exists: its seed and recovery codes are never shown to staff.
+        return super().get_queryset(request).annotate(
+            two_factor=Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)))
+
+    @admin.display(description=_("2FA"), boolean=True, ordering="two_factor")
+    def has_two_factor(self, obj: User) -> bool:
+        return obj.two_factor
+
+    @admin.action(description=_("Turn off two-factor authentication (lost phone)"), permissions=["reset_two_factor"])
+    def reset_two_factor(self, request, queryset):
+        done = sum(services.two_factor_reset_by_staff(user=user, staff=request.user) for user in queryset.order_by("pk"))
+        self.message_user(request, gettext("Two-factor authentication turned off for %(n)d login(s).") % {"n": done},
+                          messages.SUCCESS if done else messages.WARNING)
+
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
         if obj is not None:
-            fields.append("username")  # immutable once created (a DB trigger also enforces it)
+            # The username is immutable (a DB trigger also enforces it); moving a login to another
+            # customer would hand it that customer's account.
+            fields += ["username", "has_two_factor", "customer"]
+        if not request.user.is_superuser:
+            # "Can change user" must not be a way to grant oneself (or anyone) more rights.
+            fields += ["is_superuser", "is_staff", "groups", "user_permissions"]
         return fields
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        return [*fieldsets, (_("Security"), {"fields": ("has_two_factor",)})]
 
 
 @admin.register(ActivityEvent)
@@ -172,7 +207,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
         return ("kind", "version", "published_at", "created_by")
 
     def has_delete_permission(self, request, obj=None):
-        return obj is not None and obj.published_at is None
+        return super().has_delete_permission(request, obj) and obj is not None and obj.published_at is None
 
     @admin.display(description=_("accepted by"))
     def acceptance_count(self, obj: PolicyVersion) -> int:
@@ -187,7 +222,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
                                                  staff=request.user)
         obj.pk, obj.version = created.pk, created.version
 
-    @admin.action(description=_("Publish (customers are asked to accept it)"))
+    @admin.action(description=_("Publish (customers are asked to accept it)"), permissions=["change"])
     def publish(self, request, queryset):
         for policy in queryset.order_by("kind", "version"):
             try:
@@ -222,7 +257,7 @@ class DataExportAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeletionRequest)
-class DeletionRequestAdmin(IntermediateActionMixin, admin.ModelAdmin):
+class DeletionRequestAdmin(BackOfficePermissions, IntermediateActionMixin, admin.ModelAdmin):
     list_display = ("created_at", "customer", "requested_by", "status", "reviewed_by", "reviewed_at")
     list_filter = ("status",)
     search_fields = ("=customer__id",)
@@ -251,7 +286,7 @@ class DeletionRequestAdmin(IntermediateActionMixin, admin.ModelAdmin):
         return False
 
 
-    @admin.action(description=_("Approve: terminate services and anonymize personal data"))
+    @admin.action(description=_("Approve: terminate services and anonymize personal data"), permissions=["review_deletion"])
     def approve(self, request, queryset):
         if "apply" not in request.POST:
             unsettled = [f"{request_.customer_id}: {item.label}: {item.value}" for request_ in queryset
@@ -273,7 +308,7 @@ class DeletionRequestAdmin(IntermediateActionMixin, admin.ModelAdmin):
                     "id": deletion_request.customer_id}, messages.SUCCESS)
         return None
 
-    @admin.action(description=_("Reject (with a reason)"))
+    @admin.action(description=_("Reject (with a reason)"), permissions=["review_deletion"])
     def reject(self, request, queryset):
         form = StaffReasonForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():

@@ -1,5 +1,56 @@
 from django.contrib import admin
 
+# The back office's action permissions (portal.BackOfficeAction; only the codenames live here, so every
+# app's admin can require them without importing the portal).
+BACK_OFFICE_ACTIONS = (
+    "verify_company", "adjust_balance", "record_bank_transfer", "refund_payment", "manage_services",
+    "clear_ip_restriction", "check_code_word", "retry_mail", "review_deletion", "manage_invoices",
+    "reset_two_factor",
+)
+
+
+class BackOfficePermissions:
+    """`has_<codename>_permission` for Django's `@admin.action(permissions=[...])` check: every money,
+    security and service-state action names one of BACK_OFFICE_ACTIONS; other actions name a model
+    permission ("change"). An action without `permissions=` would run for a view-only staff user."""
+
+    @staticmethod
+    def _can(request, codename: str) -> bool:
+        return request.user.has_perm(f"portal.{codename}")
+
+    def has_verify_company_permission(self, request) -> bool:
+        return self._can(request, "verify_company")
+
+    def has_adjust_balance_permission(self, request) -> bool:
+        return self._can(request, "adjust_balance")
+
+    def has_record_bank_transfer_permission(self, request) -> bool:
+        return self._can(request, "record_bank_transfer")
+
+    def has_refund_payment_permission(self, request) -> bool:
+        return self._can(request, "refund_payment")
+
+    def has_manage_services_permission(self, request) -> bool:
+        return self._can(request, "manage_services")
+
+    def has_clear_ip_restriction_permission(self, request) -> bool:
+        return self._can(request, "clear_ip_restriction")
+
+    def has_check_code_word_permission(self, request) -> bool:
+        return self._can(request, "check_code_word")
+
+    def has_retry_mail_permission(self, request) -> bool:
+        return self._can(request, "retry_mail")
+
+    def has_review_deletion_permission(self, request) -> bool:
+        return self._can(request, "review_deletion")
+
+    def has_manage_invoices_permission(self, request) -> bool:
+        return self._can(request, "manage_invoices")
+
+    def has_reset_two_factor_permission(self, request) -> bool:
+        return self._can(request, "reset_two_factor")
+
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Records nobody edits in admin (ledger, audit, logs): staff can look, never add, change or delete."""

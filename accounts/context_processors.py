@@ -7,13 +7,17 @@ def account(request: HttpRequest) -> dict:
 
     The policy check is one query, made only when a page renders the banner.
     """
+    from .roles import ROLE_AREAS
+
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
-        return {"theme": "light", "policy_updates": ()}
+        return {"theme": "light", "policy_updates": (), "user_areas": frozenset()}
 
     def pending() -> list:
         from .selectors import policies_pending_for
 
         return list(policies_pending_for(user=user)) if user.customer_id else []
 
-    return {"theme": user.theme, "policy_updates": SimpleLazyObject(pending)}
+    # The areas the role opens (accounts.roles.Area): navigation shows only links that would not be 403.
+    areas = ROLE_AREAS.get(user.role, frozenset()) if user.customer_id else frozenset()
+    return {"theme": user.theme, "policy_updates": SimpleLazyObject(pending), "user_areas": areas}

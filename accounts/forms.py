@@ -4,6 +4,7 @@ from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
 from django.contrib.auth import password_validation
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.template.loader import render_to_string
 from django.core.validators import RegexValidator
@@ -66,10 +67,23 @@ class RegistrationForm(NewLoginFormMixin, forms.Form):
 
 
 class OutboxPasswordResetForm(PasswordResetForm):
-    """Django's reset form, but the mail goes through the outbox (`email_requested`), never straight to SMTP."""
+    """Django's reset form, but the mail goes through the outbox (`email_requested`), never straight to SMTP.
+
+    The link is built from PORTAL_BASE_URL, never the request's Host header (a forged Host would send the
+    victim a link to the attacker's site). Staff logins are not reset here: they have no customer
+    and their password is a back-office matter (an administrator sets it)."""
+
+    def get_users(self, email):
+        return (user for user in super().get_users(email) if not user.is_staff and not user.is_superuser)
 
     def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email,
                   html_email_template_name=None):
+        from urllib.parse import urlsplit
+
+        from django.conf import settings
+
+        base = urlsplit(settings.PORTAL_BASE_URL)
+        context = {**context, "protocol": base.scheme, "domain": base.netloc}
         user = context["user"]
         email_link_send(
             purpose="password-reset", token=f"{context['uid']}/{context['token']}", to=to_email,
@@ -367,3 +381,55 @@ class DeletionRequestForm(forms.Form):
         if not self.user.check_password(password):
             raise forms.ValidationError(_("The password is not correct."), code="wrong")
         return password
+
+
+class StaffLoginForm(AdminAuthenticationForm):
+    """The admin's login form with the second factor: a staff login that enrolled TOTP
+    (/accounts/staff/two-factor/) must give a code or a recovery code; a wrong one counts towards the
+    django-axes lockout like a wrong password."""
+
+    otp_token = forms.CharField(label=_("Two-factor code"), required=False, max_length=16,
+                                help_text=_("Only if you turned on two-factor authentication."),
+                                widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}))
+
+    def confirm_login_allowed(self, user):
+        from django.contrib.auth.signals import user_login_failed
+
+        from .services import otp_enabled, otp_match
+
+        super().confirm_login_allowed(user)
+        if otp_enabled(user) and otp_match(user=user, token=self.cleaned_data.get("otp_token", "")) is None:
+            user_login_failed.send(sender=__name__, credentials={"username": user.username, "second_factor": True},
+                                   request=self.request)
+            raise forms.ValidationError(_("Enter the current code from your authenticator app, or a recovery code."),
+                                        code="otp_required")
+
+
+class ReauthForm(forms.Form):
+    """Confirm it is you: the password, or a code from the authenticator app (social-login users)."""
+
+    password = forms.CharField(label=_("Password"), required=False, strip=False,
+                               widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}))
+    token = forms.CharField(label=_("Or a code from your authenticator app"), required=False, max_length=16,
+                            widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}))
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        from .services import otp_enabled
+
+        if not otp_enabled(user):
+            del self.fields["token"]
+        self.helper = FormHelper()
+        self.helper.add_input(Submit("submit", _("Confirm"), css_class="w-100"))
+
+    def clean(self):
+        from .services import otp_match
+
+        data = super().clean()
+        password, token = data.get("password"), data.get("token")
+        if password and self.user.check_password(password):
+            return data
+        if token and "token" in self.fields and otp_match(user=self.user, token=token) is not None:
+            return data
+        raise forms.ValidationError(_("The password or code is not correct."), code="invalid")

@@ -147,3 +147,20 @@ def social_providers(request) -> list:
     from allauth.socialaccount.adapter import get_adapter
 
     return sorted(get_adapter().list_providers(request), key=lambda provider: provider.id)
+
+
+def login_ip_blocked(ip: str) -> bool:
+    """Too many failed logins from `ip` over all usernames within the lockout window (password spraying)."""
+    from datetime import timedelta
+
+    from axes.models import AccessAttempt
+    from django.conf import settings
+    from django.db.models import Sum
+    from django.utils import timezone
+
+    if not ip:
+        return False
+    since = timezone.now() - timedelta(hours=settings.AXES_COOLOFF_TIME)
+    failures = AccessAttempt.objects.filter(ip_address=ip, attempt_time__gte=since).aggregate(
+        total=Sum("failures_since_start"))["total"] or 0
+    return failures >= settings.LOGIN_IP_FAILURE_LIMIT

@@ -1,9 +1,11 @@
 import csv
 import functools
 import hashlib
+import hmac
 import io
 import json
 import logging
+import re
 import secrets
 import zipfile
 import zoneinfo
@@ -191,8 +193,10 @@ def security_change_notify(*, user: User, change, ip: str | None = None, extra_e
 
 def _security_event(*, user: User, action: str, change: str, ip: str | None, details: dict | None = None,
                     actor: User | None = None) -> None:
-    activity_record(action=action, customer=user.customer, actor=actor or user, ip=ip, details=details)
-    security_change_notify(user=user, change=change, ip=ip)
+    activity_record(action=action, customer=user.customer if user.customer_id else None, actor=actor or user, ip=ip,
+                    details=details)
+    if user.customer_id:  # staff logins have no customer inbox: the audit row is the record
+        security_change_notify(user=user, change=change, ip=ip)
 
 
 # --- Logins ------------------------------------------------------------------------------------------
@@ -473,6 +477,16 @@ def _recovery_code() -> str:
     return f"{raw[:5]}-{raw[5:]}"
 
 
+RECOVERY_CODE_FORMAT = re.compile(r"^([0-9a-f]{5})-?([0-9a-f]{5})$")
+
+
+def recovery_code_digest(code: str, *, key: str | None = None) -> str:
+    """What is stored for a recovery code: a keyed hash, cut to fit django-otp's 16-character token
+    column (64 bits of a secret-keyed HMAC over a 40-bit code). Nobody can read a code back."""
+    return hmac.new(f"accounts.recovery-code:{key or settings.SECRET_KEY}".encode(), code.encode(),
+                    hashlib.sha256).hexdigest()[:16]
+
+
 @transaction.atomic
 def totp_setup_start(*, user: User):
     """A fresh unconfirmed TOTP device (replacing an earlier unconfirmed one)."""
@@ -501,7 +515,7 @@ def totp_setup_confirm(*, user: User, token: str, ip: str | None = None) -> list
     StaticDevice.objects.filter(user=user).delete()
     static = StaticDevice.objects.create(user=user, name="Recovery codes", confirmed=True)
     codes = [_recovery_code() for _i in range(RECOVERY_CODE_COUNT)]
-    StaticToken.objects.bulk_create([StaticToken(device=static, token=code) for code in codes])
+    StaticToken.objects.bulk_create([StaticToken(device=static, token=recovery_code_digest(code)) for code in codes])
     _security_event(user=user, action="2fa_enabled", ip=ip, change=gettext_lazy("Two-factor authentication turned on"))
     return codes
 
@@ -510,8 +524,38 @@ def otp_match(*, user: User, token: str):
     """The confirmed device that accepts `token` (a TOTP code or a recovery code, used up), else None."""
     from django_otp import match_token
 
+    from django_otp.plugins.otp_static.models import StaticDevice
+
     token = (token or "").strip().replace(" ", "").lower()
-    return match_token(user, token) if token else None
+    if not token:
+        return None
+    recovery = RECOVERY_CODE_FORMAT.match(token)
+    if recovery is None:
+        return match_token(user, token)
+    code = f"{recovery[1]}-{recovery[2]}"
+    for device in StaticDevice.objects.filter(user=user, confirmed=True):
+        for key in (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS):
+            if device.verify_token(recovery_code_digest(code, key=key)):  # deletes the used code
+                return device
+    return None
+
+
+@transaction.atomic
+def two_factor_reset_by_staff(*, user: User, staff: User) -> bool:
+    """Staff turn off a login's second factor (lost phone, identity checked by phone); audited, and the
+    customer is told. Returns False when the login had none."""
+    from django_otp import devices_for_user
+
+    devices = list(devices_for_user(user, confirmed=None))
+    if not devices:
+        return False
+    for device in devices:
+        device.delete()
+    activity_record(action="2fa_reset_by_staff", customer=user.customer if user.customer_id else None, actor=staff,
+                    details={"username": user.username})
+    if user.customer_id:
+        security_change_notify(user=user, change=gettext_lazy("Two-factor authentication turned off by support"))
+    return True
 
 
 @transaction.atomic
@@ -802,6 +846,15 @@ def data_export_request(*, customer: Customer, user: User, ip: str | None = None
     return export
 
 
+FORMULA_LEADERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: str) -> str:
+    """Text someone typed, made inert for spreadsheets: a leading = + - @ tab or CR would start a
+    formula (`=HYPERLINK(...)`) when the owner opens the export, so it gets a leading apostrophe."""
+    return "'" + value if value.startswith(FORMULA_LEADERS) else value
+
+
 def _csv_bytes(rows: list[dict]) -> bytes:
     from django.core.serializers.json import DjangoJSONEncoder
 
@@ -813,7 +866,8 @@ def _csv_bytes(rows: list[dict]) -> bytes:
     writer.writeheader()
     for row in rows:
         writer.writerow({key: json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False)
-                         if isinstance(value, (list, dict)) else ("" if value is None else value)
+                         if isinstance(value, (list, dict)) else "" if value is None
+                         else csv_cell(value) if isinstance(value, str) else value
                          for key, value in row.items()})
     return buffer.getvalue().encode("utf-8-sig")  # BOM: spreadsheets open UTF-8 correctly
 

@@ -2,15 +2,39 @@
 
 allauth reverses a few un-namespaced names of its own; they point at our pages here.
 """
+from functools import wraps
+
 from django.contrib import messages
+from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import include, path
 from django.utils.translation import gettext as _
 
-from allauth.socialaccount.providers.facebook.urls import urlpatterns as facebook_urls
-from allauth.socialaccount.providers.google.urls import urlpatterns as google_urls
+from allauth.socialaccount.providers.facebook.provider import FacebookProvider
+from allauth.socialaccount.providers.google.provider import GoogleProvider
+from allauth.socialaccount.providers.oauth2.urls import default_urlpatterns
 
-from . import views
+from . import selectors, views
+
+
+def _only_when_configured(provider_id: str, view):
+    """A provider without credentials is switched off: its URLs are 404, not allauth's 500."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if provider_id not in {provider.id for provider in selectors.social_providers(request)}:
+            raise Http404
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _provider_urls(provider_class) -> list:
+    """Login and callback only: allauth's csrf-exempt `<provider>/login/token/` endpoints are not used."""
+    (prefix,) = default_urlpatterns(provider_class)
+    patterns = [path(str(pattern.pattern), _only_when_configured(provider_class.id, pattern.callback), name=pattern.name)
+                for pattern in prefix.url_patterns]
+    return [path(str(prefix.pattern), include(patterns))]
 
 
 def login_cancelled(request):
@@ -28,8 +52,8 @@ def connections(request):
 
 
 urlpatterns = [
-    path("", include(google_urls)),
-    path("", include(facebook_urls)),
+    *_provider_urls(GoogleProvider),
+    *_provider_urls(FacebookProvider),
     path("login/cancelled/", login_cancelled, name="socialaccount_login_cancelled"),
     path("login/error/", login_error, name="socialaccount_login_error"),
     path("signup/", login_error, name="socialaccount_signup"),

@@ -11,7 +11,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone, translation
@@ -19,7 +19,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_POST
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
+from django.views.decorators.http import require_POST, require_http_methods
 
 from . import selectors, services
 from .activity_labels import activity_label
@@ -27,8 +29,9 @@ from .client_ip import client_ip
 from .forms import (
     AddressForm, AvatarForm, CodeWordForm, ContactForm, EmailRoutingForm, IPAllowlistForm, LoginForm, LoginOptionsForm,
     OTPLoginForm, OTPTokenForm, OutboxPasswordResetForm, PhoneCodeForm, PhoneForm, PreferencesForm, ProfileTypeForm,
-    RegistrationForm, RoleForm, TOTPDisableForm, TrustedUserForm,
+    ReauthForm, RegistrationForm, RoleForm, TOTPDisableForm, TrustedUserForm,
 )
+from .session_policy import recent_auth_required, recently_authenticated
 from .models import Customer, User
 from .phone import format_phone
 from .roles import Area, acting_customer, acting_customer_or_none, customer_view, role_allows
@@ -69,24 +72,29 @@ def resend_verification(request: HttpRequest) -> HttpResponse:
     else:
         services.email_verification_send(user=request.user)
         messages.success(request, _("We sent a new verification link to %(email)s.") % {"email": request.user.email})
-    return redirect(request.POST.get("next") or "dashboard")
+    return _safe_next(request)
 
 
-def _safe_next(request: HttpRequest) -> str:
-    """The POSTed `next` if it points back to this site, else the home page."""
+def _safe_next(request: HttpRequest) -> HttpResponseRedirect:
+    """A redirect to the POSTed `next` if it is a path on this site, else to the home page. Never
+    `redirect()`: it would try `next` as a URL name ("NaN" → NoReverseMatch, a 500)."""
     next_url = request.POST.get("next") or "/"
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return "/"
-    return next_url
+    if not next_url.startswith("/") or not url_has_allowed_host_and_scheme(
+            next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        next_url = "/"
+    return HttpResponseRedirect(next_url)
 
 
 @require_POST
 def set_language(request: HttpRequest) -> HttpResponse:
     language = request.POST.get("language", "")
-    response = redirect(_safe_next(request))
+    response = _safe_next(request)
     try:
         customer = acting_customer_or_none(request)
         if customer is not None:
+            if not role_allows(request.user, Area.SETTINGS):  # the language is the whole account's
+                messages.error(request, _("Only the account owner can change the account language."))
+                return response
             services.customer_set_language(customer=customer, language=language)
     except ValidationError:
         messages.error(request, _("Unsupported language."))
@@ -368,6 +376,7 @@ def settings_code_word(request: HttpRequest) -> HttpResponse:
 
 @customer_view(Area.SETTINGS)
 @require_POST
+@recent_auth_required(back="accounts:settings_security")
 def settings_ip_allowlist(request: HttpRequest) -> HttpResponse:
     form = IPAllowlistForm(request.POST)
     if form.is_valid():
@@ -467,6 +476,8 @@ def activity(request: HttpRequest) -> HttpResponse:
 @customer_view(Area.SETTINGS)
 def trusted_users(request: HttpRequest) -> HttpResponse:
     customer = acting_customer(request)
+    if request.method == "POST" and not recently_authenticated(request):  # inviting a login is a security change
+        return recent_auth_required(back="accounts:trusted_users")(trusted_users)(request)
     form = TrustedUserForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -485,6 +496,7 @@ def trusted_users(request: HttpRequest) -> HttpResponse:
 
 @customer_view(Area.SETTINGS)
 @require_POST
+@recent_auth_required(back="accounts:trusted_users")
 def trusted_user_role(request: HttpRequest, user_id: int) -> HttpResponse:
     customer = acting_customer(request)
     target = selectors.customer_user_get(customer=customer, user_id=user_id)
@@ -562,6 +574,11 @@ class LoginView(auth_views.LoginView):
     def get_context_data(self, **kwargs):
         return {**super().get_context_data(**kwargs), "social_providers": selectors.social_providers(self.request)}
 
+    def post(self, request, *args, **kwargs):
+        if selectors.login_ip_blocked(client_ip(request)):
+            return render(request, settings.AXES_LOCKOUT_TEMPLATE, status=429)
+        return super().post(request, *args, **kwargs)
+
     def form_valid(self, form):
         user = form.get_user()
         if services.otp_enabled(user):
@@ -593,7 +610,7 @@ def login_verify(request: HttpRequest) -> HttpResponse:
         request.session.pop(OTP_PENDING, None)
         return redirect("accounts:login")
     credentials = {"username": user.username}
-    if not AxesProxyHandler.is_allowed(request, credentials):
+    if not AxesProxyHandler.is_allowed(request, credentials) or selectors.login_ip_blocked(client_ip(request)):
         request.session.pop(OTP_PENDING, None)
         return render(request, settings.AXES_LOCKOUT_TEMPLATE, status=429)
     form = OTPLoginForm(request.POST or None)
@@ -689,7 +706,7 @@ def theme_set(request: HttpRequest) -> HttpResponse:
         services.user_set_theme(user=request.user, theme=request.POST.get("theme", ""))
     except ValidationError as error:
         messages.error(request, error.messages[0])
-    return redirect(_safe_next(request))
+    return _safe_next(request)
 
 
 @customer_view(Area.ACCOUNT)
@@ -706,3 +723,64 @@ def settings_social_unlink(request: HttpRequest, account_id: int) -> HttpRespons
     else:
         messages.success(request, _("Login with %(provider)s is unlinked.") % {"provider": provider})
     return _back("accounts:settings_security", "social-login")
+
+
+# --- Staff second factor ---------------------------------------------------------------------------------
+
+@staff_member_required
+@require_http_methods(["GET", "POST"])
+def staff_two_factor(request: HttpRequest) -> HttpResponse:
+    """A staff login enrols TOTP here (customers use the security settings); the admin login then asks
+    for the code (accounts.forms.StaffLoginForm). Turning it off again is another staff member's audited
+    admin action, so a stolen session cannot remove it."""
+    from django.contrib import admin
+    from django_otp.plugins.otp_static.models import StaticToken
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    user = request.user
+    form = OTPTokenForm(request.POST if request.POST.get("step") == "confirm" else None)
+    if request.method == "POST":
+        try:
+            if request.POST.get("step") == "start":
+                services.totp_setup_start(user=user)
+                return redirect("accounts:staff_two_factor")
+            if form.is_valid():
+                request.session["recovery_codes_once"] = services.totp_setup_confirm(
+                    user=user, token=form.cleaned_data["token"], ip=client_ip(request))
+                messages.success(request, _("Two-factor authentication is on. Save your recovery codes now."))
+                return redirect("accounts:staff_two_factor")
+        except ValidationError as error:
+            if form.is_bound:
+                _apply_errors(form, error)
+            else:
+                messages.error(request, error.messages[0])
+    setup = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    return render(request, "accounts/staff_two_factor.html", {
+        **admin.site.each_context(request), "title": _("Two-factor authentication"),
+        "otp_enabled": services.otp_enabled(user), "otp_setup": setup, "form": form,
+        "otp_setup_qr": mark_safe(_qr_svg(setup.config_url)) if setup else "",  # our own SVG, no user input
+        "otp_setup_secret": b32encode(setup.bin_key).decode() if setup else "",
+        "recovery_codes": request.session.pop("recovery_codes_once", None),
+        "recovery_left": StaticToken.objects.filter(device__user=user).count(),
+    })
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def reauth(request: HttpRequest) -> HttpResponse:
+    """Confirm the password (or a 2FA code) before a security-sensitive change
+    (accounts.session_policy.recent_auth_required); wrong answers count towards the lockout."""
+    from django.contrib.auth.signals import user_login_failed
+
+    from .session_policy import mark_authenticated
+
+    form = ReauthForm(request.POST or None, user=request.user)
+    if request.method == "POST":
+        if form.is_valid():
+            mark_authenticated(request)
+            next_url = request.GET.get("next", "")
+            if not next_url.startswith("/") or not url_has_allowed_host_and_scheme(next_url, {request.get_host()}):
+                next_url = "/"
+            return HttpResponseRedirect(next_url)
+        user_login_failed.send(sender=__name__, credentials={"username": request.user.username}, request=request)
+    return render(request, "accounts/reauth.html", {"form": form})

@@ -13,7 +13,7 @@ from django.urls import path
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from accounts.admin_mixins import ReadOnlyAdmin
+from accounts.admin_mixins import BackOfficePermissions, ReadOnlyAdmin
 from accounts.models import Customer
 
 from . import services
@@ -137,7 +137,7 @@ class CreditNoteInline(admin.TabularInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(BackOfficePermissions, admin.ModelAdmin):
     list_display = ("number", "issued_at", client_id, "kind", "total", "amount_paid", "currency", "status")
     list_filter = ("status", "kind", "currency")
     search_fields = ("number", "customer__id", "payer_name", "payer_company", "reference")
@@ -162,17 +162,17 @@ class InvoiceAdmin(admin.ModelAdmin):
         if ok:
             self.message_user(request, done % {"count": ok}, messages.SUCCESS)
 
-    @admin.action(description=_("Cancel selected unpaid invoices"))
+    @admin.action(description=_("Cancel selected unpaid invoices"), permissions=["manage_invoices"])
     def cancel_invoices(self, request, queryset):
         self._run(request, queryset, lambda inv: services.invoice_cancel(invoice=inv, reason=str(_("Cancelled by staff")), actor=request.user),
                   _("%(count)s invoice(s) cancelled."))
 
-    @admin.action(description=_("Pay selected invoices from the customer's balance"))
+    @admin.action(description=_("Pay selected invoices from the customer's balance"), permissions=["manage_invoices"])
     def pay_from_balance(self, request, queryset):
         self._run(request, queryset, lambda inv: services.invoice_pay_from_balance(invoice=inv, actor=request.user),
                   _("%(count)s invoice(s) paid from balance."))
 
-    @admin.action(description=_("Refund selected paid invoices to the balance (credit note)"))
+    @admin.action(description=_("Refund selected paid invoices to the balance (credit note)"), permissions=["refund_payment"])
     def refund_to_balance(self, request, queryset):
         self._run(request, queryset, lambda inv: services.credit_note_issue(invoice=inv, reason=str(_("Refund by staff")), actor=request.user),
                   _("%(count)s invoice(s) refunded to the balance."))
@@ -236,7 +236,7 @@ class CurrencyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # disable instead: amounts and history refer to the code
 
-    @admin.action(description=_("Refresh rates from the ECB now"))
+    @admin.action(description=_("Refresh rates from the ECB now"), permissions=["change"])
     def refresh_from_ecb(self, request, queryset):
         updated = services.rates_refresh_ecb()
         if updated:
@@ -271,7 +271,7 @@ class PayerRejectForm(forms.Form):
 
 
 @admin.register(Payer)
-class PayerAdmin(admin.ModelAdmin):
+class PayerAdmin(BackOfficePermissions, admin.ModelAdmin):
     """Customers edit their payers; staff only verify or reject companies (audited services)."""
 
     list_display = ("pk", client_id, "label_column", "payer_type", "country", "country_approved_at", "vat_number",
@@ -301,7 +301,7 @@ class PayerAdmin(admin.ModelAdmin):
                 self.message_user(request, f"#{payer.pk}: {exc.messages[0]}", messages.WARNING)
         return done
 
-    @admin.action(description=_("Verify selected company payers"))
+    @admin.action(description=_("Verify selected company payers"), permissions=["verify_company"])
     def verify_payers(self, request, queryset):
         done = self._each(request, queryset, lambda p: services.payer_verify(payer=p, staff=request.user))
         if done:
@@ -313,7 +313,7 @@ class PayerAdmin(admin.ModelAdmin):
         if done:
             self.message_user(request, gettext("%(n)d payer country(ies) approved.") % {"n": done}, messages.SUCCESS)
 
-    @admin.action(description=_("Reject selected company payers (with a reason)"))
+    @admin.action(description=_("Reject selected company payers (with a reason)"), permissions=["verify_company"])
     def reject_payers(self, request, queryset):
         form = PayerRejectForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():
@@ -380,9 +380,9 @@ class ContractVersionAdmin(admin.ModelAdmin):
         return ("version", "title", "text", "published_at") if obj and obj.published_at else ("published_at",)
 
     def has_delete_permission(self, request, obj=None):
-        return obj is None or obj.published_at is None
+        return super().has_delete_permission(request, obj) and (obj is None or obj.published_at is None)
 
-    @admin.action(description=_("Publish selected versions"))
+    @admin.action(description=_("Publish selected versions"), permissions=["change"])
     def publish(self, request, queryset):
         for version in queryset.order_by("version"):
             services.contract_version_publish(version=version, staff=request.user)

@@ -41,7 +41,12 @@ def balance_of(customer: Customer) -> Decimal:
     return value if value is not None else ZERO
 
 
-def topbar_balance(request, customer: Customer) -> dict:
+def topbar_balance(request, customer: Customer) -> dict | None:
+    """Top-bar balance button: None (hidden) for a role without billing."""
+    from accounts.roles import Area, role_allows
+
+    if not role_allows(request.user, Area.BILLING):
+        return None
     return {"text": format_money(balance_of(customer), customer.currency), "url": reverse("billing:balance")}
 
 

@@ -86,6 +86,8 @@ def currency_change(request):
             if request.POST.get("confirm") == "1":
                 try:
                     expected = Decimal(request.POST.get("rate", ""))
+                    if not expected.is_finite():  # NaN/sNaN/Infinity: sNaN even raises on comparison
+                        raise InvalidOperation
                 except InvalidOperation:
                     raise ValidationError(_("The exchange rate has changed. Review the new amount and confirm again."))
                 services.account_currency_change(customer=customer, currency=currency, expected_rate=expected, actor=request.user)

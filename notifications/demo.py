@@ -28,5 +28,5 @@ def seed(*, customer, owner, stdout) -> None:
         context={"ip": "203.0.113.24", "when": timezone.now().strftime("%Y-%m-%d %H:%M UTC"),
                  "user_agent": "Firefox 133 on Linux"},
     )
-    services.notification_mark_read(customer=customer, notification_id=login.pk)
+    services.notification_mark_read(customer=customer, user=owner, notification_id=login.pk)
     stdout.write("notifications: 3 demo notifications (1 read)")

@@ -9,7 +9,7 @@ def export_notifications(customer: Customer) -> list[dict]:
     return [{
         "date": notification.created_at, "kind": notification.kind, "subject": notification.subject,
         "text": notification.body_text, "link": notification.link, "read_at": notification.read_at,
-    } for notification in inbox_for(customer).defer(None).order_by("created_at", "pk")]
+    } for notification in inbox_for(customer, user=None).defer(None).order_by("created_at", "pk")]
 
 
 def erase_notifications(customer: Customer, actor: User | None) -> None:

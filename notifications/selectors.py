@@ -1,7 +1,8 @@
 from django.db.models import QuerySet
 from django.http import Http404
 
-from accounts.models import Customer
+from accounts.models import Customer, User
+from accounts.roles import ROLE_AREAS, Area
 from accounts.selectors import customer_owner
 
 from .kinds import (
@@ -23,25 +24,60 @@ CATEGORY_ADDRESS_FIELD = {
 }
 
 
-def inbox_for(customer: Customer) -> QuerySet[Notification]:
-    """The customer's notifications, newest first, without the bodies (list pages don't show them)."""
-    return Notification.objects.filter(customer=customer).defer("body_text", "body_html", "context")
+# The portal areas a kind is about: a login sees it (inbox, badge, dashboard, Telegram) when its role
+# covers one of them. Service notices matter to whoever runs the servers and whoever pays for them;
+# sign-in alerts and security changes only to who manages the account's settings (the owner).
+KIND_AREAS: dict[str, frozenset[str]] = {
+    Kind.INVOICE_ISSUED: frozenset({Area.BILLING}),
+    Kind.PAYMENT_RECEIVED: frozenset({Area.BILLING}),
+    Kind.LOW_BALANCE: frozenset({Area.BILLING}),
+    Kind.AUTOPAY_SUCCEEDED: frozenset({Area.BILLING}),
+    Kind.AUTOPAY_FAILED: frozenset({Area.BILLING}),
+    Kind.SERVICE_ACTIVATED: frozenset({Area.SERVICES}),
+    Kind.SERVICE_EXPIRING: frozenset({Area.SERVICES, Area.BILLING}),
+    Kind.SERVICE_RENEWED: frozenset({Area.SERVICES, Area.BILLING}),
+    Kind.RENEWAL_FAILED: frozenset({Area.SERVICES, Area.BILLING}),
+    Kind.SERVICE_SUSPENDED: frozenset({Area.SERVICES, Area.BILLING}),
+    Kind.SERVICE_TERMINATED: frozenset({Area.SERVICES, Area.BILLING}),
+    Kind.PLAN_CHANGED: frozenset({Area.SERVICES, Area.BILLING}),
+    Kind.TICKET_REPLY: frozenset({Area.TICKETS}),
+    Kind.TICKET_AUTOCLOSE_WARNING: frozenset({Area.TICKETS}),
+    Kind.SECURITY_LOGIN: frozenset({Area.SETTINGS}),
+    Kind.SECURITY_CHANGE: frozenset({Area.SETTINGS}),
+    Kind.NEWSLETTER: frozenset({Area.ACCOUNT}),
+    Kind.ABUSE_REPORT: frozenset({Area.SERVICES}),
+}
 
 
-def notification_get(*, customer: Customer, notification_id: int) -> Notification:
-    notification = Notification.objects.filter(customer=customer, pk=notification_id).first()
+def kinds_visible_to(user: User) -> list[str]:
+    areas = ROLE_AREAS.get(user.role, frozenset()) if user.customer_id else frozenset()
+    return [kind for kind, needs in KIND_AREAS.items() if needs & areas]
+
+
+def inbox_for(customer: Customer, *, user: User | None) -> QuerySet[Notification]:
+    """The notifications `user` may see (None: all of them, for the account's data export), newest
+    first, without the bodies (list pages don't show them)."""
+    rows = Notification.objects.filter(customer=customer)
+    if user is not None:
+        rows = rows.filter(kind__in=kinds_visible_to(user))
+    return rows.defer("body_text", "body_html", "context")
+
+
+def notification_get(*, customer: Customer, user: User, notification_id: int) -> Notification:
+    notification = Notification.objects.filter(customer=customer, kind__in=kinds_visible_to(user),
+                                               pk=notification_id).first()
     if notification is None:
         raise Http404
     return notification
 
 
-def unread_count(customer: Customer) -> int:
-    return Notification.objects.filter(customer=customer, read_at__isnull=True).count()
+def unread_count(customer: Customer, *, user: User) -> int:
+    return Notification.objects.filter(customer=customer, kind__in=kinds_visible_to(user), read_at__isnull=True).count()
 
 
 def topbar_unread_count(request, customer: Customer) -> int:
     """Top-bar provider: one COUNT per page (core.topbar caches it per request)."""
-    return unread_count(customer)
+    return unread_count(customer, user=request.user)
 
 
 def email_category(*, kind: str, context: dict) -> str:
@@ -51,10 +87,26 @@ def email_category(*, kind: str, context: dict) -> str:
     return category
 
 
+def _login_roles_by_email(customer: Customer) -> dict[str, str]:
+    """Role of each active login of the customer by lower-cased email; one query, cached on the instance."""
+    cached = getattr(customer, "_login_roles_by_email", None)
+    if cached is None:
+        cached = {email.lower(): role for email, role in
+                  User.objects.filter(customer=customer, is_active=True).values_list("email", "role")}
+        customer._login_roles_by_email = cached
+    return cached
+
+
 def email_recipients(*, customer: Customer, kind: str, context: dict, owner=None) -> list[str]:
-    """Where a kind's mail goes: the customer's address for its category, else the owner's email."""
+    """Where a kind's mail goes: the customer's address for its category, else the owner's email. A
+    category address that is a trusted user's own login gets only the kinds that user's role sees in
+    the inbox (KIND_AREAS); the others go to the owner."""
     field = CATEGORY_ADDRESS_FIELD.get(email_category(kind=kind, context=context))
     address = getattr(customer, field, "").strip() if field else ""
+    if address:
+        role = _login_roles_by_email(customer).get(address.lower())
+        if role is not None and not KIND_AREAS.get(kind, frozenset()) & ROLE_AREAS.get(role, frozenset()):
+            address = ""
     if not address:
         owner = owner or customer_owner(customer=customer)
         address = owner.email.strip() if owner else ""

@@ -28,6 +28,7 @@ from accounts.selectors import customer_owner
 from . import channels, selectors
 from .kinds import MANDATORY_KINDS, Kind, kind_spec
 from .models import EmailOutbox, Notification, NotificationPreference
+from .secret_box import seal, unseal
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +192,8 @@ def email_enqueue(
             body_html=body_html, dedupe_key=dedupe_key, contains_secret=contains_secret,
         )
         email.full_clean(validate_unique=False, validate_constraints=False)
+        if contains_secret:  # stored encrypted: staff never read (or filter on) the link
+            email.body_text, email.body_html = seal(body_text), seal(body_html)
         try:
             with transaction.atomic():
                 email.save()
@@ -282,15 +285,17 @@ def retry_delay_seconds(attempts: int) -> int:
 
 
 def _build_message(email: EmailOutbox) -> EmailMultiAlternatives:
+    body_text, body_html = (unseal(email.body_text), unseal(email.body_html)) if email.contains_secret \
+        else (email.body_text, email.body_html)
     message = EmailMultiAlternatives(
         subject=email.subject,
-        body=email.body_text,
+        body=body_text,
         from_email=formataddr((settings.PORTAL_NAME, settings.DEFAULT_FROM_EMAIL)),
         to=[email.recipient],
         headers={"Auto-Submitted": "auto-generated", "X-Portal-Outbox-Id": str(email.pk)},
     )
-    if email.body_html:
-        message.attach_alternative(email.body_html, "text/html")
+    if body_html:
+        message.attach_alternative(body_html, "text/html")
     return message
 
 
@@ -353,8 +358,8 @@ def customer_notifications_erase(*, customer: Customer) -> None:
 # --- inbox and preferences ------------------------------------------------------------------------
 
 @transaction.atomic
-def notification_mark_read(*, customer: Customer, notification_id: int) -> Notification:
-    notification = selectors.notification_get(customer=customer, notification_id=notification_id)
+def notification_mark_read(*, customer: Customer, user, notification_id: int) -> Notification:
+    notification = selectors.notification_get(customer=customer, user=user, notification_id=notification_id)
     if notification.read_at is None:
         Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=timezone.now())
         notification.refresh_from_db(fields=["read_at"])
@@ -362,8 +367,10 @@ def notification_mark_read(*, customer: Customer, notification_id: int) -> Notif
 
 
 @transaction.atomic
-def notification_mark_all_read(*, customer: Customer) -> int:
-    return Notification.objects.filter(customer=customer, read_at__isnull=True).update(read_at=timezone.now())
+def notification_mark_all_read(*, customer: Customer, user) -> int:
+    """Marks what `user` sees; notifications outside the user's role stay unread for the others."""
+    return Notification.objects.filter(customer=customer, kind__in=selectors.kinds_visible_to(user),
+                                       read_at__isnull=True).update(read_at=timezone.now())
 
 
 @transaction.atomic

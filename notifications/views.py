@@ -22,7 +22,7 @@ PAGE_SIZE = 20
 @customer_view(Area.ACCOUNT)
 def inbox(request: HttpRequest) -> HttpResponse:
     customer = acting_customer(request)
-    page = Paginator(selectors.inbox_for(customer), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(selectors.inbox_for(customer, user=request.user), PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "notifications/inbox.html", {
         "page": page, "can_manage_subscriptions": role_allows(request.user, Area.SETTINGS),
     })
@@ -30,7 +30,8 @@ def inbox(request: HttpRequest) -> HttpResponse:
 
 @customer_view(Area.ACCOUNT)
 def notification_detail(request: HttpRequest, notification_id: int) -> HttpResponse:
-    notification = selectors.notification_get(customer=acting_customer(request), notification_id=notification_id)
+    notification = selectors.notification_get(customer=acting_customer(request), user=request.user,
+                                              notification_id=notification_id)
     return render(request, "notifications/detail.html", {"notification": notification})
 
 
@@ -38,11 +39,12 @@ def notification_detail(request: HttpRequest, notification_id: int) -> HttpRespo
 @customer_view(Area.ACCOUNT)
 def notification_read(request: HttpRequest, notification_id: int) -> HttpResponse:
     customer = acting_customer(request)
-    notification = services.notification_mark_read(customer=customer, notification_id=notification_id)
+    notification = services.notification_mark_read(customer=customer, user=request.user,
+                                                   notification_id=notification_id)
     if request.htmx:
         # Replaces the read-state area and, out of band, the unread badge in the navigation.
         return render(request, "notifications/partials/read_state.html", {
-            "notification": notification, "unread_count": selectors.unread_count(customer), "oob": True,
+            "notification": notification, "unread_count": selectors.unread_count(customer, user=request.user), "oob": True,
         })
     return redirect("notifications:detail", notification_id=notification.pk)
 
@@ -50,7 +52,7 @@ def notification_read(request: HttpRequest, notification_id: int) -> HttpRespons
 @require_POST
 @customer_view(Area.ACCOUNT)
 def mark_all_read(request: HttpRequest) -> HttpResponse:
-    count = services.notification_mark_all_read(customer=acting_customer(request))
+    count = services.notification_mark_all_read(customer=acting_customer(request), user=request.user)
     if count:
         messages.success(request, _("All notifications are marked as read."))
     return redirect("notifications:inbox")

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from accounts.admin_mixins import admin_action_form
+from accounts.admin_mixins import BackOfficePermissions, admin_action_form
 
 from . import services
 from .models import (HypervisorNode, IpAddress, IpPool, Location, Order, OrderEvent, OrderRenewal, OsImage, OsTemplate, Plan,
@@ -94,6 +94,7 @@ class AddRangeForm(forms.Form):
 @admin.register(IpPool)
 class IpPoolAdmin(admin.ModelAdmin):
     list_display = ("name", "location", "total", "free")
+    list_select_related = ("location",)
     inlines = [IpAddressInline]
     actions = ["add_addresses"]
 
@@ -109,7 +110,7 @@ class IpPoolAdmin(admin.ModelAdmin):
     def free(self, obj):
         return obj.free_count
 
-    @admin.action(description=_("Add addresses to the pool"))
+    @admin.action(description=_("Add addresses to the pool"), permissions=["change"])
     def add_addresses(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, gettext("Select one pool."), messages.WARNING)
@@ -203,7 +204,7 @@ class CompleteForm(forms.Form):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(BackOfficePermissions, admin.ModelAdmin):
     list_display = ("id", "customer", "plan", "ip", "status", "provisioning", "expires_at", "price", "currency", "created_at")
     list_filter = ("status", "provisioning", ExpiringWithinFilter, "plan")
     search_fields = ("=id", "=customer__id", "ip", "plan__name", "customer__users__username")
@@ -237,7 +238,7 @@ class OrderAdmin(admin.ModelAdmin):
             return None
         return _intermediate(self, request, queryset, form=form, title=title, action=action_name, note=note)
 
-    @admin.action(description=_("Complete provisioning manually (enter the IP)"))
+    @admin.action(description=_("Complete provisioning manually (enter the IP)"), permissions=["manage_services"])
     def complete_provisioning(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, gettext("Select one order."), messages.WARNING)
@@ -245,27 +246,27 @@ class OrderAdmin(admin.ModelAdmin):
         return self._with_form(request, queryset, CompleteForm, "complete_provisioning", gettext("Complete provisioning"),
                                lambda data: self._run(request, queryset, services.order_complete_manually, ip=data["ip"]))
 
-    @admin.action(description=_("Retry automatic provisioning"))
+    @admin.action(description=_("Retry automatic provisioning"), permissions=["manage_services"])
     def retry_provisioning(self, request, queryset):
         self._run(request, queryset, services.order_provision_retry)
 
-    @admin.action(description=_("Suspend"))
+    @admin.action(description=_("Suspend"), permissions=["manage_services"])
     def suspend(self, request, queryset):
         return self._with_form(request, queryset, ReasonForm, "suspend", gettext("Suspend orders"),
                                lambda data: self._run(request, queryset, services.order_suspend, reason=data["reason"]))
 
-    @admin.action(description=_("Unsuspend"))
+    @admin.action(description=_("Unsuspend"), permissions=["manage_services"])
     def unsuspend(self, request, queryset):
         self._run(request, queryset, services.order_unsuspend)
 
-    @admin.action(description=_("Terminate (releases the IP)"))
+    @admin.action(description=_("Terminate (releases the IP)"), permissions=["manage_services"])
     def terminate(self, request, queryset):
         return self._with_form(request, queryset, ReasonForm, "terminate", gettext("Terminate orders"),
                                lambda data: self._run(request, queryset, services.order_terminate, reason=data["reason"]),
                                note=gettext("The service ends now: its virtual machine and disks are deleted (by a provisioning "
                                             "job) and its pool address is released. This cannot be undone."))
 
-    @admin.action(description=_("Extend by N days (free)"))
+    @admin.action(description=_("Extend by N days (free)"), permissions=["manage_services"])
     def extend(self, request, queryset):
         return self._with_form(request, queryset, ExtendForm, "extend", gettext("Extend orders"),
                                lambda data: self._run(request, queryset, services.order_extend, days=data["days"], reason=data["reason"]))

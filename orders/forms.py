@@ -99,6 +99,9 @@ class ChangePlanForm(forms.Form):
         if not raw:
             return None
         try:
-            return Decimal(raw)
+            amount = Decimal(raw)
         except InvalidOperation:
             raise forms.ValidationError(_("Invalid amount."))
+        if not amount.is_finite():  # NaN, sNaN (which raises when compared), Infinity
+            raise forms.ValidationError(_("Invalid amount."))
+        return amount

@@ -27,7 +27,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import ActivityEventAdmin, CustomerAdmin, DeletionRequestAdmin
-from accounts.admin_mixins import ReadOnlyAdmin, admin_action_form
+from accounts.admin_mixins import BackOfficePermissions, ReadOnlyAdmin, admin_action_form
 from accounts.models import ActivityEvent, Customer, DeletionRequest
 from billing import services as billing_services
 from billing.admin import CreditNoteAdmin, InvoiceAdmin, LedgerAccountAdmin, PaymentAdmin
@@ -49,38 +49,6 @@ from .models import StaffReport
 
 
 admin.site.site_header = admin.site.site_title = format_lazy("{} · {}", settings.PORTAL_NAME, _("Back office"))
-
-
-class BackOfficePermissions:
-    """`has_<codename>_permission` for Django's `@admin.action(permissions=[...])` check."""
-
-    @staticmethod
-    def _can(request, codename: str) -> bool:
-        return request.user.has_perm(f"portal.{codename}")
-
-    def has_verify_company_permission(self, request) -> bool:
-        return self._can(request, "verify_company")
-
-    def has_adjust_balance_permission(self, request) -> bool:
-        return self._can(request, "adjust_balance")
-
-    def has_record_bank_transfer_permission(self, request) -> bool:
-        return self._can(request, "record_bank_transfer")
-
-    def has_refund_payment_permission(self, request) -> bool:
-        return self._can(request, "refund_payment")
-
-    def has_manage_services_permission(self, request) -> bool:
-        return self._can(request, "manage_services")
-
-    def has_clear_ip_restriction_permission(self, request) -> bool:
-        return self._can(request, "clear_ip_restriction")
-
-    def has_check_code_word_permission(self, request) -> bool:
-        return self._can(request, "check_code_word")
-
-    def has_retry_mail_permission(self, request) -> bool:
-        return self._can(request, "retry_mail")
 
 
 class OwnerNamesChangeList(ChangeList):
@@ -125,7 +93,7 @@ class BalanceAdjustForm(forms.Form):
         return amount
 
 
-class CustomerBackOfficeAdmin(BackOfficePermissions, CustomerNames, CustomerAdmin):
+class CustomerBackOfficeAdmin(CustomerNames, CustomerAdmin):
     """accounts' CustomerAdmin plus balance, related records and permission-checked actions."""
 
     customer_path = None
@@ -226,7 +194,7 @@ class BankTransferActionForm(forms.Form):
     received_on = forms.DateField(label=_("Received on"), widget=forms.DateInput(attrs={"type": "date"}))
 
 
-class InvoiceBackOfficeAdmin(BackOfficePermissions, CustomerNames, InvoiceAdmin):
+class InvoiceBackOfficeAdmin(CustomerNames, InvoiceAdmin):
     actions = [*InvoiceAdmin.actions, "mark_paid_by_bank_transfer"]
     list_select_related = ("customer",)
 
@@ -259,7 +227,7 @@ class InvoiceBackOfficeAdmin(BackOfficePermissions, CustomerNames, InvoiceAdmin)
                             note=gettext("The bank's reference identifies the payment: recording it twice credits once."))
 
 
-class PaymentAttemptBackOfficeAdmin(BackOfficePermissions, CustomerNames, PaymentAttemptAdmin):
+class PaymentAttemptBackOfficeAdmin(CustomerNames, PaymentAttemptAdmin):
     list_select_related = ("customer", "invoice")
 
     @admin.action(description=_("Refund to the card in full (through the gateway)"), permissions=["refund_payment"])
@@ -285,7 +253,7 @@ class LedgerAccountBackOfficeAdmin(BackOfficePermissions, CustomerNames, LedgerA
 
 # --- orders and mail ---------------------------------------------------------------------------------
 
-class OrderBackOfficeAdmin(BackOfficePermissions, CustomerNames, OrderAdmin):
+class OrderBackOfficeAdmin(CustomerNames, OrderAdmin):
     @admin.action(description=_("Suspend"), permissions=["manage_services"])
     def suspend(self, request, queryset):
         return super().suspend(request, queryset)
@@ -309,7 +277,7 @@ class ProvisioningJobBackOfficeAdmin(BackOfficePermissions, ProvisioningJobAdmin
         return super().retry(request, queryset)
 
 
-class EmailOutboxBackOfficeAdmin(BackOfficePermissions, CustomerNames, EmailOutboxAdmin):
+class EmailOutboxBackOfficeAdmin(CustomerNames, EmailOutboxAdmin):
     @admin.action(description=_("Retry failed mail"), permissions=["retry_mail"])
     def retry_failed(self, request, queryset):
         ids = list(queryset.values_list("pk", flat=True))
@@ -385,7 +353,7 @@ class DeletionSettlementForm(forms.Form):
         return data
 
 
-class DeletionRequestBackOfficeAdmin(BackOfficePermissions, CustomerNames, DeletionRequestAdmin):
+class DeletionRequestBackOfficeAdmin(CustomerNames, DeletionRequestAdmin):
     actions = [*DeletionRequestAdmin.actions, "settle_money"]
 
     @admin.action(description=_("Settle the money: cancel open invoices, refund or write off the balance"),

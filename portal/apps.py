@@ -7,3 +7,11 @@ class PortalConfig(AppConfig):
 
     name = "portal"
     verbose_name = _("Back office")
+
+    def ready(self):
+        from django.contrib import admin
+
+        from . import checks  # noqa: F401  (registers the deployment checks)
+        from .third_party_admin import secure_third_party_admins
+
+        secure_third_party_admins(admin.site)

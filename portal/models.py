@@ -22,6 +22,9 @@ class BackOfficeAction(models.Model):
             ("clear_ip_restriction", _("Can clear a customer's IP restriction")),
             ("check_code_word", _("Can check a customer's code word")),
             ("retry_mail", _("Can retry failed mail")),
+            ("review_deletion", _("Can approve or reject account deletion requests")),
+            ("manage_invoices", _("Can cancel invoices and pay them from the balance")),
+            ("reset_two_factor", _("Can turn off a login's two-factor authentication")),
         ]
 
 

@@ -294,7 +294,7 @@ def dashboard_data(*, customer: Customer, user: User, now: dt.datetime | None = 
     if can[Area.TICKETS]:
         open_tickets = tickets_for(customer=customer, status="open")
         data["tickets"] = list(open_tickets.select_related("department")[:DASHBOARD_LIST_SIZE])
-    data["notifications"] = list(inbox_for(customer).order_by("-created_at", "-pk")[:DASHBOARD_LIST_SIZE])
+    data["notifications"] = list(inbox_for(customer, user=user).order_by("-created_at", "-pk")[:DASHBOARD_LIST_SIZE])
     return data
 
 

@@ -13,12 +13,15 @@ from .selectors import dashboard_data
 @require_GET
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
+    """Component names and ok/fail for anyone (load balancers); the error texts (hosts, ports, driver
+    messages) only for staff or a request carrying HEALTHZ_TOKEN as `Authorization: Bearer <token>`."""
     checks = {"database": health.database_error(), "broker": health.broker_error()}
     failing = [name for name, error in checks.items() if error]
+    details = health.may_see_details(request)
     body = {
         "status": "ok" if not failing else "error",
         "failing": failing,
-        "checks": {name: ("ok" if error is None else error) for name, error in checks.items()},
+        "checks": {name: "ok" if error is None else (error if details else "fail") for name, error in checks.items()},
     }
     return JsonResponse(body, status=200 if not failing else 503)
 

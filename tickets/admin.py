@@ -121,7 +121,7 @@ class TicketAdmin(admin.ModelAdmin):
             return redirect("admin:index")
         return attachment_response(attachment)
 
-    @admin.action(description=gettext_lazy("Assign selected tickets to me"))
+    @admin.action(description=gettext_lazy("Assign selected tickets to me"), permissions=["change"])
     def assign_to_me(self, request, queryset):
         for ticket in queryset.select_related("department"):
             services.ticket_staff_update(ticket=ticket, actor=request.user, department=ticket.department,
@@ -129,7 +129,7 @@ class TicketAdmin(admin.ModelAdmin):
         self.message_user(request, ngettext("%(count)d ticket assigned to you.", "%(count)d tickets assigned to you.",
                                             queryset.count()) % {"count": queryset.count()})
 
-    @admin.action(description=gettext_lazy("Close selected tickets"))
+    @admin.action(description=gettext_lazy("Close selected tickets"), permissions=["change"])
     def close_tickets(self, request, queryset):
         count = 0
         for ticket in queryset.exclude(status=Ticket.Status.CLOSED):

@@ -191,6 +191,26 @@ def test_export_contains_only_the_owners_data_and_the_link_404s_for_anyone_else_
     assert export.status == DataExport.Status.EXPIRED and not export.file
 
 
+def test_export_csv_makes_typed_text_inert_for_spreadsheets(client, enqueued):
+    import csv
+
+    owner = UserFactory(first_name="Alice")
+    UserFactory(customer=owner.customer, role=User.Role.TECHNICAL, first_name='=HYPERLINK("https://evil.example")',
+                last_name="@SUM(A1)")
+    UserFactory(customer=owner.customer, role=User.Role.FINANCE, first_name="+1", last_name="-2")
+    client.force_login(owner)
+    client.post(reverse("accounts:data_export_request"))
+    services.data_export_build(export_id=DataExport.objects.get(customer=owner.customer).pk)
+    archive = read_zip(client.get(reverse("accounts:data_export_download",
+                                          args=[DataExport.objects.get(customer=owner.customer).pk])))
+    rows = list(csv.DictReader(io.StringIO(archive.read("users.csv").decode("utf-8-sig"))))
+    cells = [value for row in rows for value in row.values() if value]
+    assert not [cell for cell in cells if cell[0] in "=+-@\t\r"]
+    assert "'=HYPERLINK(\"https://evil.example\")" in cells and "'@SUM(A1)" in cells and "'+1" in cells
+    users = json.loads(archive.read("users.json"))  # JSON keeps the text as typed
+    assert '=HYPERLINK("https://evil.example")' in [user["first_name"] for user in users]
+
+
 def test_a_second_export_request_while_one_is_pending_creates_nothing(client, enqueued):
     owner = UserFactory()
     client.force_login(owner)

@@ -163,6 +163,7 @@ def test_verification_mail_waits_in_the_outbox_while_the_broker_is_down(client, 
     from django.utils import timezone
 
     from notifications.models import EmailOutbox
+    from notifications.secret_box import unseal
     from notifications.tasks import email_deliver_task
 
     def broker_down(*args, **kwargs):
@@ -175,7 +176,8 @@ def test_verification_mail_waits_in_the_outbox_while_the_broker_is_down(client, 
     row = EmailOutbox.objects.get(recipient="new@example.com")
     user = User.objects.get(username="newclient")
     assert row.status == EmailOutbox.Status.PENDING and row.customer_id == user.customer_id
-    token = re.search(r"/accounts/verify/(\S+)/", row.body_text).group(1)
+    assert "/accounts/verify/" not in row.body_text + row.body_html  # sealed: staff never read the link
+    token = re.search(r"/accounts/verify/(\S+)/", unseal(row.body_text)).group(1)
     assert row.dedupe_key.startswith("accounts:verify-email:") and token not in row.dedupe_key
 
     with time_machine.travel(timezone.now() + timedelta(minutes=5)):
@@ -196,3 +198,25 @@ def test_password_reset_mail_goes_through_the_outbox_once_per_link(client, djang
     assert row.status == EmailOutbox.Status.SENT and row.contains_secret
     assert [m.to for m in mail.outbox] == [["reset@example.com"]]
     assert "/accounts/password/reset/" in mail.outbox[0].body
+
+
+def test_password_reset_link_uses_the_portal_base_url_not_the_request_host(client, settings,
+                                                                         django_capture_on_commit_callbacks):
+    settings.ALLOWED_HOSTS = ["testserver", "evil.example"]
+    settings.PORTAL_BASE_URL = "https://my.portal.example"
+    UserFactory(email="host@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/accounts/password/reset/", {"email": "host@example.com"}, HTTP_HOST="evil.example")
+    body = mail.outbox[-1].body + mail.outbox[-1].alternatives[0][0]
+    assert "evil.example" not in body and "https://my.portal.example/accounts/password/reset/" in body
+
+
+def test_staff_cannot_use_the_public_password_reset(client, django_capture_on_commit_callbacks):
+    from accounts.tests.factories import StaffUserFactory
+    from notifications.models import EmailOutbox
+
+    StaffUserFactory(email="staff@provider.example")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/accounts/password/reset/", {"email": "staff@provider.example"})
+    assert response.status_code == 302  # the same answer as for an unknown address
+    assert not EmailOutbox.objects.filter(recipient="staff@provider.example").exists() and mail.outbox == []

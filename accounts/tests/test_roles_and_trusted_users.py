@@ -199,3 +199,32 @@ def test_invitation_token_is_bound_to_the_purpose():
 
     with pytest.raises(signing.BadSignature):
         read_invitation_token(make_email_token(user_id=owner.pk, email=owner.email))
+
+
+@pytest.mark.django_db
+def test_resend_verification_redirects_only_within_the_site(client):
+    from accounts.tests.factories import UserFactory
+
+    client.force_login(UserFactory(email_verified=False))
+    for target, expected in (("https://evil.example/x", "/"), ("//evil.example/x", "/"), ("/billing/", "/billing/"),
+                             ("NaN", "/")):
+        response = client.post(reverse("accounts:resend_verification"), {"next": target})
+        assert response.status_code == 302 and response.url == expected, target
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", [User.Role.FINANCE, User.Role.TECHNICAL])
+def test_only_the_owner_changes_the_account_language(client, role):
+    from accounts.tests.factories import UserFactory
+
+    owner = UserFactory()
+    trusted = UserFactory(customer=owner.customer, role=role)
+    client.force_login(trusted)
+    assert 'data-testid="language-switcher"' not in client.get(reverse("dashboard")).content.decode()
+    client.post(reverse("accounts:set_language"), {"language": "ru", "next": "/"})
+    owner.customer.refresh_from_db()
+    assert owner.customer.language == "en"
+    client.force_login(owner)
+    client.post(reverse("accounts:set_language"), {"language": "ru", "next": "/"})
+    owner.customer.refresh_from_db()
+    assert owner.customer.language == "ru"

@@ -81,6 +81,54 @@ def test_login_requires_second_step_and_recovery_code_works_once(client, setting
             assert response.status_code == 200 and "_auth_user_id" not in other.session
 
 
+def test_recovery_codes_are_stored_hashed_and_work_typed_without_the_dash(client, settings):
+    from django_otp.plugins.otp_static.models import StaticToken
+
+    settings.OTP_STATIC_THROTTLE_FACTOR = 0
+    user = UserFactory(username="hashed")
+    client.force_login(user)
+    _device, codes = enable_2fa(client, user)
+    stored = set(StaticToken.objects.filter(device__user=user).values_list("token", flat=True))
+    assert len(stored) == 10 and not stored & set(codes) and not stored & {c.replace("-", "") for c in codes}
+    client.logout()
+    password_login(client, "hashed")
+    response = client.post("/accounts/login/verify/", {"token": codes[1].replace("-", " ").upper()})
+    assert response.status_code == 302 and client.get("/").status_code == 200
+    assert StaticToken.objects.filter(device__user=user).count() == 9
+
+
+def test_staff_see_only_whether_2fa_is_on_and_reset_it_with_permission_and_audit(client,
+                                                                                django_capture_on_commit_callbacks):
+    from django.contrib.auth.models import Permission
+    from django.urls import reverse
+
+    from accounts.tests.factories import StaffUserFactory
+
+    user = UserFactory(username="lostphone")
+    client.force_login(user)
+    device, codes = enable_2fa(client, user)
+    viewer = StaffUserFactory(is_superuser=False)
+    viewer.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
+    client.force_login(viewer)
+    for url in ("/admin/otp_totp/totpdevice/", "/admin/otp_static/staticdevice/", "/admin/otp_static/statictoken/"):
+        assert client.get(url).status_code == 404
+    page = client.get(reverse("admin:accounts_user_change", args=[user.pk])).content.decode()
+    assert device.key not in page and codes[0] not in page and "2FA" in page
+    changelist = reverse("admin:accounts_user_changelist")
+    client.post(changelist, {"action": "reset_two_factor", "_selected_action": [user.pk], "index": "0"})
+    assert services.otp_enabled(user)
+
+    resetter = StaffUserFactory(is_superuser=False)
+    resetter.user_permissions.set(Permission.objects.filter(codename__in=["view_user", "reset_two_factor"]))
+    client.force_login(resetter)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(changelist, {"action": "reset_two_factor", "_selected_action": [user.pk], "index": "0"})
+    assert not services.otp_enabled(user)
+    event = ActivityEvent.objects.get(action="2fa_reset_by_staff")
+    assert event.actor == resetter and event.customer_id == user.customer_id
+    assert "turned off by support" in mail.outbox[-1].body
+
+
 def test_disable_2fa_needs_password_and_code(client):
     user = UserFactory()
     client.force_login(user)
@@ -120,6 +168,33 @@ def test_lockout_after_repeated_failed_logins_with_clear_message(client, setting
     response = password_login(client, "victim")
     assert response.status_code == 429 and "_auth_user_id" not in client.session
     assert ActivityEvent.objects.filter(actor=user, action="login_failed").count() >= settings.AXES_FAILURE_LIMIT - 1
+
+
+@pytest.mark.parametrize("spelling", ["Victim2", "VICTIM2", "victim2 ", "  victim2", "victim2@example.com",
+                                      "VICTIM2@Example.com "])
+def test_other_spellings_of_a_locked_login_get_no_extra_guesses(client, settings, spelling):
+    UserFactory(username="victim2", email="victim2@example.com")
+    for _i in range(settings.AXES_FAILURE_LIMIT):
+        password_login(client, "victim2", "wrong-password")
+    response = password_login(client, spelling)  # even the right password
+    assert response.status_code == 429 and "_auth_user_id" not in client.session
+
+
+def test_spelling_variants_share_one_counter_before_the_lockout(client, settings):
+    UserFactory(username="victim3", email="victim3@example.com")
+    spellings = ["victim3", "VICTIM3", "victim3 ", "victim3@example.com", "Victim3"]
+    responses = [password_login(client, typed, "wrong-password") for typed in spellings[:settings.AXES_FAILURE_LIMIT]]
+    assert responses[-1].status_code == 429
+
+
+def test_password_spraying_from_one_ip_is_locked_out(client, settings):
+    settings.LOGIN_IP_FAILURE_LIMIT = 6
+    sprayed = [UserFactory(username=f"spray{i}") for i in range(7)]
+    for user in sprayed[:6]:  # one guess each: no login reaches its own limit
+        assert password_login(client, user.username, "Summer2026!", REMOTE_ADDR="203.0.113.7").status_code == 200
+    assert password_login(client, sprayed[6].username, REMOTE_ADDR="203.0.113.7").status_code == 429
+    other_ip = Client()
+    assert password_login(other_ip, sprayed[6].username, REMOTE_ADDR="203.0.113.8").status_code == 302
 
 
 def test_login_records_activity_and_alert_email_goes_out(client, django_capture_on_commit_callbacks, settings):
@@ -227,3 +302,55 @@ def test_code_word_cannot_be_set_twice_even_concurrently():
         t.join()
     assert sorted(results) == ["ValidationError", "ok"]
     assert ActivityEvent.objects.filter(action="code_word_set").count() == 1
+
+
+def test_a_staff_user_who_may_change_users_cannot_grant_rights_or_move_a_login(rf):
+    from django.contrib import admin
+    from django.contrib.auth.models import Permission
+
+    from accounts.models import User
+    from accounts.tests.factories import StaffUserFactory
+
+    editor = StaffUserFactory(is_superuser=False)
+    editor.user_permissions.set(Permission.objects.filter(codename__in=["view_user", "change_user"]))
+    editor = User.objects.get(pk=editor.pk)
+    user_admin = admin.site._registry[User]
+    for target in (editor, UserFactory()):
+        request = rf.get("/admin/")
+        request.user = editor
+        editable = user_admin.get_form(request, target).base_fields
+        assert not {"is_superuser", "is_staff", "groups", "user_permissions", "customer"} & set(editable)
+    superuser = StaffUserFactory()
+    request = rf.get("/admin/")
+    request.user = superuser
+    assert {"is_superuser", "groups"} <= set(user_admin.get_form(request, editor).base_fields)
+
+
+def test_staff_enrol_2fa_and_the_admin_login_then_asks_for_the_code(client, settings):
+    from accounts.tests.factories import StaffUserFactory
+
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0
+    staff = StaffUserFactory(username="backoffice", is_superuser=False)
+    client.force_login(staff)
+    assert b"Two-factor authentication" in client.get("/admin/").content  # the link in the admin's user links
+    client.post("/accounts/staff/two-factor/", {"step": "start"})
+    device = TOTPDevice.objects.get(user=staff, confirmed=False)
+    response = client.post("/accounts/staff/two-factor/", {"step": "confirm", "token": current_code(device)}, follow=True)
+    codes = response.context["recovery_codes"]
+    assert len(codes) == 10 and services.otp_enabled(staff)
+    assert ActivityEvent.objects.filter(actor=staff, action="2fa_enabled", customer=None).exists()
+    client.logout()
+
+    login = {"username": "backoffice", "password": DEFAULT_PASSWORD, "next": "/admin/"}
+    response = client.post("/admin/login/", login)
+    assert response.status_code == 200 and "_auth_user_id" not in client.session
+    assert "authenticator app" in response.content.decode()
+    device.refresh_from_db()
+    assert client.post("/admin/login/", {**login, "otp_token": current_code(device, drift=1)}).status_code == 302
+    assert client.session["_auth_user_id"] == str(staff.pk)
+
+
+def test_customers_cannot_open_the_staff_2fa_page(client):
+    client.force_login(UserFactory())
+    response = client.get("/accounts/staff/two-factor/")
+    assert response.status_code == 302 and "/admin/login/" in response.url

@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from accounts.admin_mixins import ReadOnlyAdmin
+from accounts.admin_mixins import BackOfficePermissions, ReadOnlyAdmin
 from billing.models import Invoice
 
 from . import services
@@ -76,14 +76,14 @@ class RefundForm(forms.Form):
 
 
 @admin.register(PaymentAttempt)
-class PaymentAttemptAdmin(ReadOnlyAdmin):
+class PaymentAttemptAdmin(BackOfficePermissions, ReadOnlyAdmin):
     list_display = ["created_at", "customer", "invoice", "purpose", "gateway", "amount", "currency", "status", "refunded_amount"]
     list_filter = ["gateway", "status", "purpose"]
     search_fields = ["reference", "external_id", "transaction_id", "invoice__number", "customer__pk"]
     readonly_fields = [f.name for f in PaymentAttempt._meta.fields]
     actions = ["refund_in_full"]
 
-    @admin.action(description=_("Refund to the card in full (through the gateway)"))
+    @admin.action(description=_("Refund to the card in full (through the gateway)"), permissions=["refund_payment"])
     def refund_in_full(self, request, queryset):
         for attempt in queryset:
             amount = attempt.amount - attempt.refunded_amount

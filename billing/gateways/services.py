@@ -202,15 +202,20 @@ def attempt_succeed(*, attempt: PaymentAttempt, transaction_id: str, amount: Dec
         return Result.DUPLICATE, ""
     if attempt.purpose == PaymentAttempt.Purpose.SETUP:
         return attempt_method_saved(attempt=attempt, method=method)
-    if not transaction_id or amount is None or amount <= 0 or not fits_minor_units(amount, currency or "XXX"):
+    if (not transaction_id or amount is None or not amount.is_finite() or amount <= 0
+            or not fits_minor_units(amount, currency or "XXX")):
         raise WebhookRejected(Result.MALFORMED, "A success event needs a transaction id and a positive amount.")
     result, detail, invoice = Result.PROCESSED, "", attempt.invoice
     if amount != attempt.amount or currency != attempt.currency:
-        # Real money arrived, but not what was asked: credit it to the balance and leave the invoice open.
-        result = Result.MISMATCH
-        detail = f"Expected {attempt.amount} {attempt.currency}, received {amount} {currency}; credited to the balance."
-        invoice = None
-    elif invoice is not None and not Invoice.objects.filter(pk=invoice.pk, status__in=Invoice.OPEN_STATUSES).exists():
+        # Not what was asked (a provider bug or a forged event): nothing is credited automatically. The
+        # attempt stays open with the received transaction noted; staff settle it after checking the
+        # provider (bank-transfer record or a balance adjustment), the delivery log shows "mismatch".
+        detail = (f"Held for staff: expected {attempt.amount} {attempt.currency}, received {amount} {currency} "
+                  f"(transaction {transaction_id}).")
+        logger.warning("payment attempt %s: %s", attempt.reference, detail)
+        PaymentAttempt.objects.filter(pk=attempt.pk).update(failure_message=detail[:255])
+        return Result.MISMATCH, detail
+    if invoice is not None and not Invoice.objects.filter(pk=invoice.pk, status__in=Invoice.OPEN_STATUSES).exists():
         # Paid meanwhile (another card, the balance): the money is not lost, payment_record puts it on the balance.
         detail = "The invoice was already paid; credited to the balance."
     payment = payment_record(

@@ -36,8 +36,10 @@ def test_topbar_balance_costs_one_query(currencies, customer, fund, rf):
     from billing.selectors import topbar_balance
 
     fund(customer, "12.50")
+    request = rf.get("/")
+    request.user = customer.users.get()
     with CaptureQueriesContext(connection) as ctx:
-        data = topbar_balance(rf.get("/"), customer)
+        data = topbar_balance(request, customer)
     assert len(ctx) == 1 and data["text"] == "€12.50"
 
 

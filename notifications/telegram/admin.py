@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+
+from accounts.admin_mixins import BackOfficePermissions
 from django.utils.translation import gettext_lazy as _, ngettext
 
 from . import services
@@ -16,7 +18,7 @@ class TelegramLinkAdmin(admin.ModelAdmin):
 
 
 @admin.register(TelegramOutbox)
-class TelegramOutboxAdmin(admin.ModelAdmin):
+class TelegramOutboxAdmin(BackOfficePermissions, admin.ModelAdmin):
     list_display = ("created_at", "chat_id", "customer", "reference", "status", "attempts", "sent_at")
     list_filter = ("status",)
     search_fields = ("=chat_id", "reference", "text")
@@ -26,7 +28,7 @@ class TelegramOutboxAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description=_("Retry failed messages"))
+    @admin.action(description=_("Retry failed messages"), permissions=["retry_mail"])
     def retry_failed(self, request, queryset):
         count = services.telegram_retry(outbox_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, ngettext("%d message queued again.", "%d messages queued again.", count) % count,

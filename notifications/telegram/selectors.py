@@ -2,19 +2,11 @@ from django.conf import settings
 from django.db.models import F
 
 from accounts.models import User
-from accounts.roles import Area, role_allows
 from notifications.kinds import KINDS, Category, Kind
+from notifications.selectors import kinds_visible_to
 
 from .models import TelegramLink, TelegramOutbox
 
-# Which area of the portal a kind belongs to: a user receives in Telegram only what their role may see.
-CATEGORY_AREA = {
-    Category.BILLING: Area.BILLING,
-    Category.SUPPORT: Area.TICKETS,
-    Category.ABUSE: Area.SERVICES,
-    Category.SECURITY: Area.SETTINGS,
-    Category.MARKETING: Area.ACCOUNT,
-}
 # Offered ticked when a chat is first linked; the customer changes them on the Telegram page.
 DEFAULT_KINDS = frozenset({
     Kind.TICKET_REPLY, Kind.TICKET_AUTOCLOSE_WARNING, Kind.INVOICE_ISSUED, Kind.LOW_BALANCE, Kind.AUTOPAY_FAILED,
@@ -44,10 +36,12 @@ def link_for_chat(chat_id: int) -> TelegramLink | None:
 
 
 def kinds_available(user: User) -> list[str]:
-    """Kinds this user receives: those of the areas their role covers; the newsletter only when subscribed."""
+    """Kinds this user receives: those the role sees in the inbox (notifications.selectors.KIND_AREAS);
+    the newsletter only when subscribed."""
+    visible = set(kinds_visible_to(user))
     available = []
-    for kind, spec in KINDS.items():
-        if not role_allows(user, CATEGORY_AREA[spec.category]):
+    for kind in KINDS:
+        if kind not in visible:
             continue
         if kind == Kind.NEWSLETTER and not user.customer.newsletter:
             continue

@@ -15,7 +15,7 @@ def test_inbox_unread_badge_open_and_mark_all_read(page, login, screenshot):
     customer = owner.customer
     read = services.notify(customer=customer, kind=Kind.SECURITY_LOGIN,
                            context={"ip": "203.0.113.7", "when": "2026-11-20 09:14 UTC", "user_agent": "Firefox"})
-    services.notification_mark_read(customer=customer, notification_id=read.pk)
+    services.notification_mark_read(customer=customer, user=owner, notification_id=read.pk)
     services.notify(customer=customer, kind=Kind.SERVICE_RENEWED,
                     context={"service": "VPS-2 (vps-2.example.net)", "expires_at": "2026-12-21", "amount": "€15.00"})
     services.notify(customer=customer, kind=Kind.LOW_BALANCE, context={"balance": "€3.20", "threshold": "€10.00"},

@@ -192,3 +192,29 @@ def test_a_sign_in_link_is_hidden_from_staff_and_blanked_once_sent(client, custo
     assert "tok-3n" in mail.outbox[0].body  # the person got their link
     assert EmailOutbox.objects.filter(pk=secret.pk).values_list("body_text", "body_html").get() == ("", "")
     assert EmailOutbox.objects.get(pk=plain.pk).body_text == "a visible text"
+
+
+@pytest.mark.parametrize("pending", [True, False])
+def test_a_pending_or_failed_sign_in_link_is_stored_sealed_and_admin_refuses_lookups_on_bodies(client, customer, settings,
+                                                                                                pending):
+    from accounts.tests.factories import StaffUserFactory
+    from notifications.models import EmailOutbox
+
+    secret = services.email_enqueue(to="owner@example.com", subject="Reset your password", customer=customer,
+                                    body_text="https://portal.example/accounts/password/reset/MQ/tok-3n/",
+                                    body_html='<a href="https://portal.example/accounts/password/reset/MQ/tok-3n/">x</a>',
+                                    contains_secret=True)
+    if not pending:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", 9  # nothing listens: the send fails
+        EmailOutbox.objects.filter(pk=secret.pk).update(attempts=settings.NOTIFICATIONS_EMAIL_MAX_ATTEMPTS - 1)
+        assert services.email_deliver(email_id=secret.pk).outcome == "failed"
+    stored = EmailOutbox.objects.filter(pk=secret.pk).values_list("body_text", "body_html").get()
+    assert "tok-3n" not in "".join(stored) and "password/reset" not in "".join(stored)
+    assert not EmailOutbox.objects.filter(body_text__contains="tok-3n").exists()
+
+    client.force_login(StaffUserFactory())
+    changelist = reverse("admin:notifications_emailoutbox_changelist")
+    for lookup in ("body_text__regex", "body_text__contains", "body_html__icontains", "body_text"):
+        response = client.get(changelist, {lookup: "password/reset/MQ/t"})
+        assert response.status_code == 400, lookup

@@ -69,6 +69,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "portal.middleware.RejectNulBytesMiddleware",
+    "portal.middleware.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -78,6 +80,7 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.CustomerLocaleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "accounts.session_policy.SessionLifetimeMiddleware",  # after messages: it says why you were logged out
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -221,6 +224,23 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 AXES_USERNAME_FORM_FIELD = "username"
 AXES_CLIENT_IP_CALLABLE = "accounts.client_ip.client_ip_for_axes"
+# "Demo", "DEMO ", and the account's email are one login for the counter above.
+AXES_USERNAME_CALLABLE = "accounts.backends.axes_username"
+# Password spraying (a few guesses at many logins from one address): failed logins from one IP, over
+# all usernames within AXES_COOLOFF_HOURS, after which that IP gets the lockout page.
+LOGIN_IP_FAILURE_LIMIT = int(env("LOGIN_IP_FAILURE_LIMIT", "30"))
+
+# Sent on every response (portal.middleware.SecurityHeadersMiddleware). Scripts only from our own
+# static files (no inline code); inline style attributes remain (templates and the SVG charts use them).
+CONTENT_SECURITY_POLICY = env("CONTENT_SECURITY_POLICY", "; ".join([
+    "default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'", "img-src 'self' data:",
+    "font-src 'self' data:", "connect-src 'self'", "object-src 'none'", "base-uri 'self'", "frame-ancestors 'none'",
+]))
+PERMISSIONS_POLICY = env("PERMISSIONS_POLICY", ", ".join(
+    f"{feature}=()" for feature in ("camera", "microphone", "geolocation", "payment", "usb")))
+
+# /healthz shows error details (hosts, ports) only to staff or to `Authorization: Bearer <HEALTHZ_TOKEN>`.
+HEALTHZ_TOKEN = env("HEALTHZ_TOKEN", "")
 
 # Client IP: REMOTE_ADDR unless a trusted proxy is configured (then X-Forwarded-For, N hops).
 TRUSTED_PROXY_COUNT = int(env("TRUSTED_PROXY_COUNT", "0"))
@@ -264,6 +284,12 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 MESSAGE_TAGS = {40: "danger"}
 
 SESSION_COOKIE_HTTPONLY = True
+# Sessions end after this many seconds without a request, and this long after the login whatever the
+# activity (0: off); security changes need a login (or /accounts/reauth/) younger than the last one.
+SESSION_IDLE_TIMEOUT = int(env("SESSION_IDLE_TIMEOUT", str(2 * 3600)))
+SESSION_ABSOLUTE_LIFETIME = int(env("SESSION_ABSOLUTE_LIFETIME", str(24 * 3600)))
+SESSION_REAUTH_MAX_AGE = int(env("SESSION_REAUTH_MAX_AGE", str(15 * 60)))
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_LIFETIME or 14 * 24 * 3600
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -403,6 +429,16 @@ PROVISIONING_LIBVIRT_SHUTDOWN_TIMEOUT = int(env("PROVISIONING_LIBVIRT_SHUTDOWN_T
 # --- app settings: tickets ---
 TICKETS_ATTACHMENT_MAX_BYTES = int(env("TICKETS_ATTACHMENT_MAX_BYTES", str(10 * 1024 * 1024)))
 TICKETS_ATTACHMENTS_PER_MESSAGE = int(env("TICKETS_ATTACHMENTS_PER_MESSAGE", "5"))
+# Request size: form bodies without files (Django's check), and whole multipart uploads, refused from
+# their Content-Length before anything is stored (portal.middleware.RequestSizeLimitUploadHandler).
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(2 * 1024 * 1024)))
+UPLOAD_MAX_REQUEST_BYTES = int(env("UPLOAD_MAX_REQUEST_BYTES",
+                                   str(TICKETS_ATTACHMENT_MAX_BYTES * TICKETS_ATTACHMENTS_PER_MESSAGE + 1024 * 1024)))
+FILE_UPLOAD_HANDLERS = [
+    "portal.middleware.RequestSizeLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 TICKETS_NEW_PER_HOUR = int(env("TICKETS_NEW_PER_HOUR", "5"))  # new tickets per customer per rolling hour
 TICKETS_REOPEN_DAYS = int(env("TICKETS_REOPEN_DAYS", "14"))  # a closed ticket may be reopened this long
 TICKETS_AUTOCLOSE_DAYS = int(env("TICKETS_AUTOCLOSE_DAYS", "7"))  # "answered" with no customer reply

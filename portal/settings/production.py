@@ -7,6 +7,9 @@ if len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("SECRET_KEY must be set to a random string of at least 50 characters.")
 
 DEBUG = False
+# The sandbox gateway takes test cards and its webhook credits balances: off unless asked for (a
+# staging host); `check --deploy` fails while it is on (portal/checks.py).
+PAYMENT_SANDBOX_ENABLED = env_bool("PAYMENT_SANDBOX_ENABLED", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 if TRUSTED_PROXY_COUNT:
     # Only behind a proxy we trust do we believe its protocol header.

@@ -28,6 +28,10 @@ if _clock:
         _os.environ["PORTAL_TEST_CLOCK_OFFSET"] = str(_dt.datetime.fromisoformat(_clock).timestamp() - _time.time())
     _time_machine.travel(_time.time() + float(_os.environ["PORTAL_TEST_CLOCK_OFFSET"]), tick=True).start()
 
+# Many tests log in once and then travel the clock by days: the session policy is off here and
+# switched on by accounts/tests/test_session_policy.py.
+SESSION_IDLE_TIMEOUT = SESSION_ABSOLUTE_LIFETIME = SESSION_REAUTH_MAX_AGE = 0
+
 # Tests publish real Celery messages to a Redis database of their own (default 15), so a demo
 # worker on database 0 never consumes test tasks; conftest empties the queue after the session.
 from urllib.parse import urlsplit, urlunsplit  # noqa: E402

@@ -112,7 +112,8 @@ def test_staff_see_what_is_open_and_settle_from_the_admin(client, leaving):
     assert "$71.07" in page and part_paid.number in page and f"#{order.pk}" in page
     url = "/admin/accounts/deletionrequest/"
     assert "settle_money" not in client.get(url).content.decode()  # needs the adjust_balance permission
-    staff.user_permissions.add(Permission.objects.get(content_type__app_label="portal", codename="adjust_balance"))
+    staff.user_permissions.add(*Permission.objects.filter(content_type__app_label="portal",
+                                                          codename__in=["adjust_balance", "review_deletion"]))
     client.force_login(staff)
     confirm = client.post(url, {"action": "approve", "_selected_action": [deletion.pk]}).content.decode()
     assert "Not settled yet" in confirm and "$71.07" in confirm

@@ -15,15 +15,34 @@ def test_no_missing_migrations():
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
 
 
-def test_check_deploy_with_production_settings_is_clean():
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
+def check_deploy(**environment):
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"DJANGO_ALLOW_ASYNC_UNSAFE", "PAYMENT_SANDBOX_ENABLED", "SANDBOX_WEBHOOK_SECRET"}}
     env.update(DJANGO_SETTINGS_MODULE="portal.settings.production",
                SECRET_KEY="k7#p2!x9@v4$m1&q8*z3^w6(r0)t5_y-u2+i9=o4{a7}s1|d8;f3:g6<h0>j5?l2",
-               ALLOWED_HOSTS="portal.example.com")
-    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                            cwd=ROOT, env=env, capture_output=True, text=True)
+               ALLOWED_HOSTS="portal.example.com", **environment)
+    return subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def test_check_deploy_with_production_settings_is_clean():
+    result = check_deploy()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "WARNINGS" not in result.stderr
+
+
+def test_production_has_the_sandbox_off_and_check_deploy_fails_when_it_is_on():
+    with_default_secret = check_deploy(PAYMENT_SANDBOX_ENABLED="1")
+    assert with_default_secret.returncode != 0
+    assert "portal.E001" in with_default_secret.stderr and "portal.E002" in with_default_secret.stderr
+    with_own_secret = check_deploy(PAYMENT_SANDBOX_ENABLED="1", SANDBOX_WEBHOOK_SECRET="x" * 40)
+    assert "portal.E001" in with_own_secret.stderr and "portal.E002" not in with_own_secret.stderr
+    result = subprocess.run([sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
+                             "print(settings.PAYMENT_SANDBOX_ENABLED)"], cwd=ROOT, capture_output=True, text=True,
+                            env={**{k: v for k, v in os.environ.items() if k != "PAYMENT_SANDBOX_ENABLED"},
+                                 "DJANGO_SETTINGS_MODULE": "portal.settings.production",
+                                 "SECRET_KEY": "k" * 60, "ALLOWED_HOSTS": "portal.example.com"})
+    assert result.stdout.strip() == "False", result.stderr
 
 
 def test_atomic_requests_off_and_health_checks_on(settings):

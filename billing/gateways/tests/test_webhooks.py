@@ -111,16 +111,21 @@ def test_get_is_not_allowed_and_unknown_gateway_is_rejected(client, gateways_on)
 
 
 @pytest.mark.django_db
-def test_amount_mismatch_credits_the_balance_and_leaves_the_invoice_open(client, sandbox_attempt):
+@pytest.mark.parametrize("amount, currency", [("5.00", None), ("1000000.00", None), ("30.00", "USD")])
+def test_a_mismatched_amount_or_currency_is_held_for_staff_and_credits_nothing(client, sandbox_attempt, amount, currency):
     attempt = sandbox_attempt("30.00")
-    body = sandbox_event(attempt, amount="5.00")
+    body = sandbox_event(attempt, amount=amount, **({"currency": currency} if currency else {}))
 
-    response = post(client, body, signed_headers(body))
+    responses = [post(client, body, signed_headers(body)) for _ in range(2)]
 
-    assert response.status_code == 200
-    assert WebhookDelivery.objects.get().result == "mismatch"
+    assert [r.status_code for r in responses] == [200, 200]
+    assert list(WebhookDelivery.objects.values_list("result", flat=True)) == ["mismatch", "mismatch"]
+    assert not Payment.objects.exists()
+    assert balance_of(attempt.customer) == Decimal("0")
     assert Invoice.objects.get(pk=attempt.invoice_id).is_open
-    assert balance_of(attempt.customer) == Decimal("5.00")
+    attempt.refresh_from_db()
+    assert attempt.status == "pending" and attempt.payment_id is None
+    assert attempt.failure_message.startswith("Held for staff: expected 30.0")
 
 
 @pytest.mark.django_db
@@ -144,3 +149,13 @@ def test_failure_after_success_changes_nothing(client, sandbox_attempt):
 
     assert post(client, failed, signed_headers(failed)).content == b"duplicate"
     assert PaymentAttempt.objects.get(pk=attempt.pk).status == "succeeded"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("amount", ["NaN", "sNaN", "Infinity"])
+def test_a_non_finite_amount_is_rejected_as_malformed(client, sandbox_attempt, amount):
+    attempt = sandbox_attempt("30.00")
+    body = sandbox_event(attempt, amount=amount)
+    response = post(client, body, signed_headers(body))
+    assert response.status_code == 400
+    assert WebhookDelivery.objects.get().result == "malformed" and not Payment.objects.exists()
