@@ -22,6 +22,7 @@ Algorithm (docs/ARCHITECTURE.md, "Orders"):
 5. A run killed half-way leaves whole chunks committed or not at all; the next run finishes the rest.
    Memory stays flat: only one chunk of orders is held at a time.
 """
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -310,4 +311,13 @@ def renewals_run(*, now: datetime | None = None, chunk_size: int | None = None,
         if progress is not None:
             progress(summary)
     logger.info("Auto-renewal run: %s", summary)
+    _record_run(summary)
     return summary
+
+
+def _record_run(summary: RenewalRunSummary) -> None:
+    """The last run's result, for /metrics (portal_renewal_run_*)."""
+    from ops.services import heartbeat_record
+
+    counts = {"claimed": summary.claimed, "renewed": summary.renewed, "unpaid": summary.unpaid, "errors": summary.errors}
+    heartbeat_record(name="renewal-run", ok=summary.errors == 0, detail=json.dumps(counts))

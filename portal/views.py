@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -13,11 +14,16 @@ from .selectors import dashboard_data
 @require_GET
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
-    checks = {"database": health.database_error(), "broker": health.broker_error()}
-    failing = [name for name, error in checks.items() if error]
+    """Each component's state. 503 only when a required component fails (HEALTHZ_REQUIRED, plus any
+    named in `?require=a,b` by monitoring); the others are listed under "degraded"."""
+    checks = health.component_errors()
+    required = set(settings.HEALTHZ_REQUIRED) | {
+        name for name in request.GET.get("require", "").split(",") if name in health.COMPONENTS}
+    failing = [name for name, error in checks.items() if error and name in required]
     body = {
         "status": "ok" if not failing else "error",
         "failing": failing,
+        "degraded": [name for name, error in checks.items() if error and name not in required],
         "checks": {name: ("ok" if error is None else error) for name, error in checks.items()},
     }
     return JsonResponse(body, status=200 if not failing else 503)

@@ -1,7 +1,7 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F401,F403
-from .base import SECRET_KEY, TRUSTED_PROXY_COUNT, env, env_bool
+from .base import LOGGING, SECRET_KEY, TRUSTED_PROXY_COUNT, env, env_bool
 
 if len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("SECRET_KEY must be set to a random string of at least 50 characters.")
@@ -20,3 +20,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
 }
+# JSON log lines unless LOG_FORMAT says otherwise (log shippers parse them without a grok pattern).
+if env("LOG_FORMAT") is None:
+    LOG_FORMAT = "json"
+    LOGGING["handlers"]["console"]["formatter"] = "json"

@@ -9,6 +9,13 @@ ALLOWED_HOSTS = ["*"]
 # Several test runs may share one server: TEST_DB_NAME keeps them apart.
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DB_NAME", "test_portal")}
 AXES_FAILURE_LIMIT = 5
+# Parallel runs share one Redis: the suite's cache stays in-process (ops tests point a Redis cache
+# at their own database explicitly).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+SENTRY_DSN = ""
+METRICS_TOKEN = ""
+METRICS_ALLOWED_IPS: list[str] = []
+MEDIA_STORAGE = "local"
 
 # PORTAL_TEST_CLOCK=2028-02-29T23:30:00+00:00 runs the suite as if the clock read that moment, ticking
 # on from it, so CI proves no test depends on the day it runs. The offset from the real clock is fixed
