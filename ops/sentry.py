@@ -52,7 +52,7 @@ def init_sentry(dsn: str, *, transport=None) -> None:
         environment=settings.SENTRY_ENVIRONMENT,
         release=settings.SENTRY_RELEASE or None,
         traces_sample_rate=settings.SENTRY_TRACES_SAMPLE_RATE,
-        send_default_pii=False,
+        # send_default_pii stays off (the default): no user e-mail, IP or cookies are attached.
         include_local_variables=False,
         max_request_body_size="never",
         integrations=[DjangoIntegration(), CeleryIntegration()],
