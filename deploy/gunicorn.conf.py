@@ -14,3 +14,13 @@ accesslog = "-"
 errorlog = "-"
 # X-Forwarded-* are interpreted by Django (TRUSTED_PROXY_COUNT), not by gunicorn.
 forwarded_allow_ips = ""
+
+
+# /metrics across workers: with PROMETHEUS_MULTIPROC_DIR set (an empty directory, cleared at each
+# start; the systemd unit and the container use a tmpfs) every worker writes its samples there and
+# /metrics adds them up. A dead worker's live gauges are dropped here.
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
