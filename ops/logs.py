@@ -1,5 +1,6 @@
 """JSON log lines (LOG_FORMAT=json) carrying the request id, user id and customer id of the request
 being served; the same fields are added to plain lines so both formats can be grepped alike."""
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
 from .context import customer_id_var, request_id_var, user_id_var
@@ -24,6 +25,7 @@ class JsonFormatter(_JsonFormatter):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger", "asctime": "timestamp"})
         kwargs.setdefault("timestamp", False)
+        kwargs.setdefault("reserved_attrs", [*RESERVED_ATTRS, "context"])  # "context" is for plain lines only
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(user_id)s %(customer_id)s",
                          *args, **kwargs)
 

@@ -8,6 +8,8 @@ if len(SECRET_KEY) < 50:
 
 DEBUG = False
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+# Health checks and Prometheus talk plain HTTP to the web host itself, inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 if TRUSTED_PROXY_COUNT:
     # Only behind a proxy we trust do we believe its protocol header.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
