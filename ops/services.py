@@ -4,9 +4,10 @@ from django.utils import timezone
 from .models import Heartbeat
 
 
-def heartbeat_record(*, name: str, ok: bool | None = None, detail: str = "") -> Heartbeat:
-    """Upsert the named heartbeat to now (one row per name; concurrent writers just overwrite)."""
+def heartbeat_record(*, name: str, ok: bool | None = None, detail: str = "") -> None:
+    """Upsert the named heartbeat to now: one INSERT … ON CONFLICT statement, so concurrent writers
+    (several workers, two renewal runs) never collide; the last one wins."""
     with transaction.atomic():
-        heartbeat, _ = Heartbeat.objects.update_or_create(
-            name=name[:200], defaults={"seen_at": timezone.now(), "ok": ok, "detail": detail[:500]})
-    return heartbeat
+        Heartbeat.objects.bulk_create(
+            [Heartbeat(name=name[:200], seen_at=timezone.now(), ok=ok, detail=detail[:500])],
+            update_conflicts=True, unique_fields=["name"], update_fields=["seen_at", "ok", "detail"])

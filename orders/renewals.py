@@ -311,12 +311,12 @@ def renewals_run(*, now: datetime | None = None, chunk_size: int | None = None,
         if progress is not None:
             progress(summary)
     logger.info("Auto-renewal run: %s", summary)
-    _record_run(summary)
     return summary
 
 
-def _record_run(summary: RenewalRunSummary) -> None:
-    """The last run's result, for /metrics (portal_renewal_run_*)."""
+def renewals_run_record(summary: RenewalRunSummary) -> None:
+    """Keep the last scheduled run's result for /metrics (portal_renewal_run_*); called by the beat task
+    and `manage.py renew_services`, not by renewals_run itself (one upsert, outside its chunks)."""
     from ops.services import heartbeat_record
 
     counts = {"claimed": summary.claimed, "renewed": summary.renewed, "unpaid": summary.unpaid, "errors": summary.errors}

@@ -13,7 +13,6 @@ from billing.models import RateSnapshot
 from billing.tests.factories import make_currencies
 from notifications.models import EmailOutbox
 from ops.services import heartbeat_record
-from orders import renewals
 from orders.models import Order
 from orders.tests.factories import PlanFactory
 from orders.tests.test_renewals import fund
@@ -60,7 +59,7 @@ def test_metrics_report_latency_queues_outboxes_renewals_audit_rates_and_heartbe
     Order.objects.create(customer=user.customer, plan=PlanFactory(), period_months=1, price=Decimal("10.00"), currency="EUR",
                          status=Order.Status.ACTIVE, provisioning=Order.Provisioning.DONE, anchor_at=start,
                          anchor_months=1, period_started_at=start, expires_at=timezone.now(), current_period=1)
-    renewals.renewals_run()
+    call_command("renew_services", "--no-progress")  # the cron path; the beat task records the same way
     call_command("audit_ledger")
     EmailOutbox.objects.create(recipient="a@example.com", subject="s", body_text="b",
                                next_attempt_at=timezone.now() - timedelta(seconds=90))
@@ -94,3 +93,15 @@ def test_a_failed_ledger_audit_shows_in_metrics(client, settings):
     heartbeat_record(name="ledger-audit", ok=False, detail="2 problem(s)")
     found = samples(client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content)
     assert found[("portal_ledger_audit_ok", frozenset())] == 0
+
+
+@pytest.mark.django_db
+def test_the_beat_renewal_task_records_its_run(client, settings, clock):
+    from orders.tasks import renew_services_task
+
+    settings.METRICS_TOKEN = TOKEN
+    renew_services_task()  # nothing due
+    found = samples(client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content)
+    assert found[("portal_renewal_run_ok", frozenset())] == 1
+    assert found[("portal_renewal_run_orders", frozenset({"result": "claimed"}.items()))] == 0
+    assert found[("portal_renewal_run_age_seconds", frozenset())] == 0
