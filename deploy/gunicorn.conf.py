@@ -12,6 +12,10 @@ max_requests = 2000  # recycle workers now and then: bounds memory growth of lon
 max_requests_jitter = 200
 accesslog = "-"
 errorlog = "-"
+if os.environ.get("LOG_FORMAT") == "json":
+    # Access lines as JSON too, with the request id the portal echoed (X-Request-ID).
+    access_log_format = ('{"logger": "gunicorn.access", "remote": "%(h)s", "method": "%(m)s", "path": "%(U)s", '
+                         '"status": %(s)s, "bytes": "%(B)s", "duration_ms": %(M)s, "request_id": "%({x-request-id}o)s"}')
 # X-Forwarded-* are interpreted by Django (TRUSTED_PROXY_COUNT), not by gunicorn.
 forwarded_allow_ips = ""
 

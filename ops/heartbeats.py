@@ -2,6 +2,7 @@
 web host's /healthz can tell a dead beat or worker from a live one (portal.health)."""
 import logging
 import time
+from datetime import timedelta
 
 from celery import bootsteps
 from celery.beat import PersistentScheduler
@@ -12,6 +13,20 @@ WORKER_PREFIX = "worker:"
 
 logger = logging.getLogger(__name__)
 BEAT = "beat"
+
+
+WORKER_FORGET_AFTER = timedelta(days=7)
+
+
+def _prune_workers() -> None:
+    from django.utils import timezone
+
+    from .services import heartbeats_prune
+
+    try:
+        heartbeats_prune(prefix=WORKER_PREFIX, older_than=timezone.now() - WORKER_FORGET_AFTER)
+    except Exception:
+        logger.warning("old worker heartbeats not pruned", exc_info=True)
 
 
 def _record(name: str) -> None:
@@ -37,6 +52,7 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
     def start(self, worker):
         name = WORKER_PREFIX + worker.hostname
         _record(name)
+        _prune_workers()
         self.timer_ref = worker.timer.call_repeatedly(settings.OPS_HEARTBEAT_INTERVAL, _record, (name,))
 
     def stop(self, worker):

@@ -11,7 +11,7 @@ def heartbeat_seen_at(*, name: str) -> datetime | None:
 
 
 def worker_heartbeats() -> dict[str, datetime]:
-    """Every worker that ever reported, by hostname, with its last heartbeat."""
+    """Every worker that reported in the last week (older ones are pruned), by hostname, with its last heartbeat."""
     rows = Heartbeat.objects.filter(name__startswith=WORKER_PREFIX).values_list("name", "seen_at")
     return {name.removeprefix(WORKER_PREFIX): seen_at for name, seen_at in rows}
 
