@@ -14,10 +14,11 @@ test: libvirt venv messages chromium
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt
+# Development installs requirements-dev.txt (runtime + tests); production installs only requirements.txt.
+$(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
 messages: venv

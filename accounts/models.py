@@ -101,7 +101,7 @@ class Customer(models.Model):
 
 
 def private_storage():
-    """Files under PRIVATE_MEDIA_ROOT; no public URL, only access-checked views serve them."""
+    """Private files (local disk or S3, MEDIA_STORAGE); no public URL, only access-checked views serve them."""
     from .storage import PrivateStorage
 
     return PrivateStorage()

@@ -12,5 +12,19 @@ max_requests = 2000  # recycle workers now and then: bounds memory growth of lon
 max_requests_jitter = 200
 accesslog = "-"
 errorlog = "-"
+if os.environ.get("LOG_FORMAT") == "json":
+    # Access lines as JSON too, with the request id the portal echoed (X-Request-ID).
+    access_log_format = ('{"logger": "gunicorn.access", "remote": "%(h)s", "method": "%(m)s", "path": "%(U)s", '
+                         '"status": %(s)s, "bytes": "%(B)s", "duration_ms": %(M)s, "request_id": "%({x-request-id}o)s"}')
 # X-Forwarded-* are interpreted by Django (TRUSTED_PROXY_COUNT), not by gunicorn.
 forwarded_allow_ips = ""
+
+
+# /metrics across workers: with PROMETHEUS_MULTIPROC_DIR set (an empty directory, cleared at each
+# start; the systemd unit and the container use a tmpfs) every worker writes its samples there and
+# /metrics adds them up. A dead worker's live gauges are dropped here.
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -22,6 +22,7 @@ Algorithm (docs/ARCHITECTURE.md, "Orders"):
 5. A run killed half-way leaves whole chunks committed or not at all; the next run finishes the rest.
    Memory stays flat: only one chunk of orders is held at a time.
 """
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -311,3 +312,12 @@ def renewals_run(*, now: datetime | None = None, chunk_size: int | None = None,
             progress(summary)
     logger.info("Auto-renewal run: %s", summary)
     return summary
+
+
+def renewals_run_record(summary: RenewalRunSummary) -> None:
+    """Keep the last scheduled run's result for /metrics (portal_renewal_run_*); called by the beat task
+    and `manage.py renew_services`, not by renewals_run itself (one upsert, outside its chunks)."""
+    from ops.services import heartbeat_record
+
+    counts = {"claimed": summary.claimed, "renewed": summary.renewed, "unpaid": summary.unpaid, "errors": summary.errors}
+    heartbeat_record(name="renewal-run", ok=summary.errors == 0, detail=json.dumps(counts))

@@ -6,7 +6,9 @@ from . import renewals, services
 @shared_task
 def renew_services_task() -> str:
     """Beat, hourly: auto-renew every due order (same code path as `manage.py renew_services`)."""
-    return str(renewals.renewals_run())
+    summary = renewals.renewals_run()
+    renewals.renewals_run_record(summary)
+    return str(summary)
 
 
 @shared_task

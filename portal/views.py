@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -13,14 +14,19 @@ from .selectors import dashboard_data
 @require_GET
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Component names and ok/fail for anyone (load balancers); the error texts (hosts, ports, driver
-    messages) only for staff or a request carrying HEALTHZ_TOKEN as `Authorization: Bearer <token>`."""
-    checks = {"database": health.database_error(), "broker": health.broker_error()}
-    failing = [name for name, error in checks.items() if error]
+    """Each component's state. 503 only when a required component fails (HEALTHZ_REQUIRED, plus any
+    named in `?require=a,b` by monitoring); the others are listed under "degraded". Anyone (load
+    balancers) sees ok/fail; the error texts (hosts, ports, driver messages) only staff or a request
+    carrying HEALTHZ_TOKEN as `Authorization: Bearer <token>`."""
+    checks = health.component_errors()
+    required = set(settings.HEALTHZ_REQUIRED) | {
+        name for name in request.GET.get("require", "").split(",") if name in health.COMPONENTS}
+    failing = [name for name, error in checks.items() if error and name in required]
     details = health.may_see_details(request)
     body = {
         "status": "ok" if not failing else "error",
         "failing": failing,
+        "degraded": [name for name, error in checks.items() if error and name not in required],
         "checks": {name: "ok" if error is None else (error if details else "fail") for name, error in checks.items()},
     }
     return JsonResponse(body, status=200 if not failing else 503)

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "axes",
+    "ops",  # heartbeats, request ids, metrics plumbing: below every domain app
     "accounts",
     "notifications",
     "notifications.telegram",
@@ -68,6 +69,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every log line of the request carries its id, and the latency covers the whole stack.
+    "ops.middleware.RequestIdMiddleware",
+    "ops.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "portal.middleware.RejectNulBytesMiddleware",
     "portal.middleware.SecurityHeadersMiddleware",
@@ -76,6 +80,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "ops.middleware.LogUserMiddleware",
     "accounts.middleware.IPAllowlistMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.CustomerLocaleMiddleware",
@@ -196,7 +201,25 @@ CELERY_BEAT_SCHEDULE["orders-provisioning-sweep"] = {"task": "orders.tasks.provi
 # --- beat schedule: tickets ---
 CELERY_BEAT_SCHEDULE["tickets-autoclose"] = {"task": "tickets.tasks.tickets_autoclose_sweep", "schedule": 3600.0}
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Beat writes its heartbeat as it ticks (ops.heartbeats); workers write theirs from a bootstep.
+CELERY_BEAT_SCHEDULER = "ops.heartbeats:HeartbeatScheduler"
+
+# --- Cache: Redis when REDIS_URL is set (shared by every host), else per-process memory ---
+# CACHE_URL defaults to REDIS_URL's server with database 1, so a cache clear never touches the
+# broker's queues. ResilientRedisCache turns a Redis outage into cache misses (pages still render).
+if env("REDIS_URL") or env("CACHE_URL"):
+    from urllib.parse import urlsplit as _urlsplit, urlunsplit as _urlunsplit
+
+    CACHE_URL = env("CACHE_URL") or _urlunsplit(_urlsplit(REDIS_URL)._replace(path="/1"))
+    CACHES = {"default": {
+        "BACKEND": "ops.cache.ResilientRedisCache",
+        "LOCATION": CACHE_URL,
+        "KEY_PREFIX": env("CACHE_KEY_PREFIX", "portal"),
+        # Fail fast: a dead Redis costs each cache call half a second at most, not a hung worker.
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Auth ---
 AUTH_USER_MODEL = "accounts.User"
@@ -263,9 +286,18 @@ AUTO_CONVERT_MONEY = False
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# Uploaded files (ticket attachments, exports) live outside the static root and are served by views.
+# Uploaded files (ticket attachments, avatars, exports) live outside the static root and are served
+# only by access-checked views (accounts.storage.PrivateStorage).
 MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / ".data" / "media")))
 PRIVATE_MEDIA_ROOT = MEDIA_ROOT / "private"
+# "local" (MEDIA_ROOT on this host's disk) or "s3" (any S3-compatible store, shared by every host).
+MEDIA_STORAGE = env("MEDIA_STORAGE", "local")
+MEDIA_S3_BUCKET = env("MEDIA_S3_BUCKET", "")
+MEDIA_S3_ENDPOINT_URL = env("MEDIA_S3_ENDPOINT_URL", "")  # empty: AWS; else MinIO, Ceph, moto...
+MEDIA_S3_REGION = env("MEDIA_S3_REGION", "")
+MEDIA_S3_ACCESS_KEY_ID = env("MEDIA_S3_ACCESS_KEY_ID", "")  # empty: boto3's chain (instance role, env)
+MEDIA_S3_SECRET_ACCESS_KEY = env("MEDIA_S3_SECRET_ACCESS_KEY", "")
+MEDIA_S3_PREFIX = env("MEDIA_S3_PREFIX", "private")
 
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"
@@ -295,14 +327,38 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
+# LOG_FORMAT=json: one JSON object per line (production default); plain: readable lines (development).
+# Both carry the request id, user id and customer id of the request being served (ops.logs).
+LOG_FORMAT = env("LOG_FORMAT", "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_context": {"()": "ops.logs.RequestContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s%(context)s: %(message)s"},
+        "json": {"()": "ops.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain",
+                             "filters": ["request_context"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- Operations: heartbeats, /healthz, /metrics, error tracking ---
+OPS_HEARTBEAT_INTERVAL = int(env("OPS_HEARTBEAT_INTERVAL", "15"))  # seconds between beat/worker heartbeats
+# Components whose failure makes /healthz answer 503 (the others are reported but only degrade it):
+# database, broker, beat, workers, outbox. `?require=` adds more for one check (monitoring).
+HEALTHZ_REQUIRED = env_list("HEALTHZ_REQUIRED", "database,broker")
+HEALTHZ_BEAT_MAX_AGE = int(env("HEALTHZ_BEAT_MAX_AGE", "120"))  # seconds since beat's last heartbeat
+HEALTHZ_WORKER_MAX_AGE = int(env("HEALTHZ_WORKER_MAX_AGE", "120"))  # seconds since the newest worker heartbeat
+HEALTHZ_OUTBOX_MAX_AGE = int(env("HEALTHZ_OUTBOX_MAX_AGE", "900"))  # oldest undelivered outbox row
+# /metrics answers only a bearer token or an allowlisted client IP/network; neither set: 404.
+METRICS_TOKEN = env("METRICS_TOKEN", "")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
+SENTRY_DSN = env("SENTRY_DSN", "")
+SENTRY_ENVIRONMENT = env("SENTRY_ENVIRONMENT", "production")
+SENTRY_RELEASE = env("SENTRY_RELEASE", "")
+SENTRY_TRACES_SAMPLE_RATE = float(env("SENTRY_TRACES_SAMPLE_RATE", "0"))
 
 # --- app settings: portal ---
 # The dashboard's renewal forecast lists this many soonest renewals; the rest are summed in one line.

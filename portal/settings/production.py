@@ -1,7 +1,7 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F401,F403
-from .base import SECRET_KEY, TRUSTED_PROXY_COUNT, env, env_bool
+from .base import LOGGING, SECRET_KEY, TRUSTED_PROXY_COUNT, env, env_bool
 
 if len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("SECRET_KEY must be set to a random string of at least 50 characters.")
@@ -11,6 +11,8 @@ DEBUG = False
 # staging host); `check --deploy` fails while it is on (portal/checks.py).
 PAYMENT_SANDBOX_ENABLED = env_bool("PAYMENT_SANDBOX_ENABLED", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+# Health checks and Prometheus talk plain HTTP to the web host itself, inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 if TRUSTED_PROXY_COUNT:
     # Only behind a proxy we trust do we believe its protocol header.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -23,3 +25,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
 }
+# JSON log lines unless LOG_FORMAT says otherwise (log shippers parse them without a grok pattern).
+if env("LOG_FORMAT") is None:
+    LOG_FORMAT = "json"
+    LOGGING["handlers"]["console"]["formatter"] = "json"

@@ -13,6 +13,14 @@ AXES_FAILURE_LIMIT = 5
 # configure no VAT rate. Tax tests switch them on with `settings.BILLING_SELLER_COUNTRY = "NL"`.
 BILLING_SELLER_COUNTRY = ""
 
+# Parallel runs share one Redis: the suite's cache stays in-process (ops tests point a Redis cache
+# at their own database explicitly).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+SENTRY_DSN = ""
+METRICS_TOKEN = ""
+METRICS_ALLOWED_IPS: list[str] = []
+MEDIA_STORAGE = "local"
+
 # PORTAL_TEST_CLOCK=2028-02-29T23:30:00+00:00 runs the suite as if the clock read that moment, ticking
 # on from it, so CI proves no test depends on the day it runs. The offset from the real clock is fixed
 # once and inherited by the processes tests start (workers, beat), so all of them share one clock.

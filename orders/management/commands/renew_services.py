@@ -27,6 +27,7 @@ class Command(BaseCommand):
             self.stdout.flush()
 
         summary = renewals.renewals_run(now=now, chunk_size=chunk_size, progress=progress if show else None)
+        renewals.renewals_run_record(summary)
         if show:
             self.stdout.write("")
         style = self.style.SUCCESS if not summary.errors else self.style.WARNING
