@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.template.loader import render_to_string
 from django.utils.translation import gettext_lazy as _
 
 from .order_fields import ORDER_FIELDS
@@ -247,6 +248,10 @@ class OrderEvent(models.Model):
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=["order", "-created_at"])]
 
+    def __str__(self) -> str:
+        # The customer-facing sentence ("Renewed for 1 period(s)"), e.g. as the admin inline's row title.
+        return render_to_string("orders/_event_label.html", {"event": self}).strip()
+
 
 class OrderRenewal(models.Model):
     """One renewal of an order starting at period `period` and covering `periods` periods.
@@ -281,6 +286,9 @@ class OrderRenewal(models.Model):
             models.CheckConstraint(condition=Q(periods__gte=1) & Q(periods__lte=36), name="orderrenewal_periods_range"),
             models.CheckConstraint(condition=Q(amount__gte=0), name="orderrenewal_amount_gte_0"),
         ]
+
+    def __str__(self) -> str:
+        return _("Renewal of #%(order)s from period %(period)s") % {"order": self.order_id, "period": self.period}
 
 
 class PlanChange(models.Model):
