@@ -78,6 +78,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.CustomerLocaleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Inside the locale middleware, so the page is in the customer's language.
+    "portal.middleware.MethodNotAllowedPageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
