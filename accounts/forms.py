@@ -1,3 +1,4 @@
+import re
 from decimal import Decimal
 
 from crispy_forms.helper import FormHelper
@@ -11,6 +12,20 @@ from django.utils.translation import gettext_lazy as _
 
 from .models import Customer, User
 from .services import email_link_send
+
+# Digits with an optional sign and decimal point: what people type as an amount. Decimal() also
+# takes "1e3", "Infinity" and "NaN", which no one means as money.
+PLAIN_NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+
+
+class PlainDecimalField(forms.DecimalField):
+    """A DecimalField for amounts that refuses exponent notation ("1e3") with the usual "Enter a number."."""
+
+    def to_python(self, value):
+        if isinstance(value, str) and value.strip() and not PLAIN_NUMBER_RE.match(value.strip()):
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
+
 
 username_validator = RegexValidator(
     r"^[A-Za-z0-9_.-]{3,30}$",
@@ -192,7 +207,7 @@ class ProfileTypeForm(forms.Form):
 
 class PreferencesForm(forms.Form):
     newsletter = forms.BooleanField(label=_("Subscribe to the newsletter"), required=False)
-    low_balance_threshold = forms.DecimalField(
+    low_balance_threshold = PlainDecimalField(
         label=_("Low balance alert threshold"), min_value=0, max_digits=18, decimal_places=6,
         help_text=_("We notify you when your balance falls below this amount. 0 turns the alert off."))
     auto_renew_default = forms.TypedChoiceField(
