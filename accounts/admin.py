@@ -104,7 +104,8 @@ class CustomerAdmin(IntermediateActionMixin, admin.ModelAdmin):
 
     @admin.display(description=_("name"))
     def display_name_column(self, obj: Customer) -> str:
-        return obj.company_name or "-"
+        # A private person is named by the owner login (attached in bulk by the back office's list).
+        return obj.display_name or "-"
 
 
 @admin.register(User)
