@@ -212,6 +212,10 @@ def test_cancel_views(client_owner, customer, fund):
     client_owner.post(url, {"when": "period_end", "confirm": "on"})
     order.refresh_from_db()
     assert order.cancel_at_period_end and order.status == Order.Status.ACTIVE
+    # A scheduled cancellation is not renewed: the page must not promise auto-renewal (nor offer the switch).
+    detail = client_owner.get(reverse("orders:order_detail", args=[order.pk])).content.decode()
+    assert "Off: the service is cancelled at the end of the paid period." in detail
+    assert "On: renewed from your balance" not in detail and 'data-testid="auto-renew-select"' not in detail
     client_owner.post(reverse("orders:order_cancel_undo", args=[order.pk]))
     order.refresh_from_db()
     assert not order.cancel_at_period_end
