@@ -11,6 +11,7 @@ from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 
 from .models import Customer, User
+from .phone import PHONE_EXAMPLE, normalize_phone
 from .services import email_link_send
 
 # Digits with an optional sign and decimal point: what people type as an amount. Decimal() also
@@ -154,19 +155,36 @@ class ContactForm(forms.Form):
 
 class PhoneForm(forms.Form):
     phone = forms.CharField(label=_("Mobile number"), max_length=32,
-                            widget=forms.TextInput(attrs={"placeholder": "+49 30 1234567", "autocomplete": "tel"}))
+                            widget=forms.TextInput(attrs={"placeholder": PHONE_EXAMPLE, "autocomplete": "tel"}))
+    method = forms.ChoiceField(label=_("Send the code by"), widget=forms.RadioSelect, required=False, choices=(
+        ("sms", _("Text message (SMS)")),
+        ("call", _("Phone call: the code is the last 4 digits of the calling number")),
+    ))
 
-    def __init__(self, *args, region: str = "", **kwargs):
+    def __init__(self, *args, region: str = "", methods: tuple[str, ...] = ("sms",), **kwargs):
         super().__init__(*args, **kwargs)
         self.region = region
+        self.methods = methods
+        field = self.fields["method"]
+        field.choices = [(value, label) for value, label in field.choices if value in methods]
+        field.initial = methods[0]
+        if len(methods) < 2:  # nothing to choose
+            field.widget = forms.HiddenInput()
+        if "sms" not in methods:  # a call reaches landlines too
+            self.fields["phone"].label = _("Phone number")
 
-    def clean_phone(self):
-        from .phone import normalize_phone
+    def clean_method(self) -> str:
+        return self.cleaned_data.get("method") or self.methods[0]
 
-        try:
-            return normalize_phone(self.cleaned_data["phone"], region=self.region)
-        except ValueError as error:
-            raise forms.ValidationError(str(error), code="invalid")
+    def clean(self):
+        cleaned = super().clean()
+        raw = cleaned.get("phone")
+        if raw:
+            try:
+                cleaned["phone"] = normalize_phone(raw, region=self.region, mobile_only=cleaned.get("method") != "call")
+            except ValueError as error:
+                self.add_error("phone", forms.ValidationError(str(error), code="invalid"))
+        return cleaned
 
 
 class PhoneCodeForm(forms.Form):

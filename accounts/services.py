@@ -243,8 +243,9 @@ def user_update_contact(*, user: User, first_name: str, last_name: str, email: s
 # --- Mobile number -------------------------------------------------------------------------------------
 
 @transaction.atomic
-def phone_verification_start(*, user: User, phone: str, ip: str | None = None) -> PhoneVerification:
-    """Save `phone` (E.164, already validated) as unverified and deliver a code to it."""
+def phone_verification_start(*, user: User, phone: str, ip: str | None = None, method: str | None = None) -> PhoneVerification:
+    """Save `phone` (E.164, already validated) as unverified and deliver a code to it by `method`
+    ("sms" or "call", when the backend offers it; else the backend's default)."""
     user = User.objects.select_for_update().get(pk=user.pk)
     hour_ago = timezone.now() - timedelta(hours=1)
     if user.phone_verifications.filter(created_at__gte=hour_ago).count() >= settings.PHONE_CODES_PER_HOUR:
@@ -253,14 +254,15 @@ def phone_verification_start(*, user: User, phone: str, ip: str | None = None) -
         user.phone, user.phone_verified = phone, False
         user.save(update_fields=["phone", "phone_verified"])
     backend = verification_backend()
+    method = method if method in backend.methods else backend.method
     try:
-        code = backend.deliver(phone)
+        code = backend.deliver(phone, method=method)
     except Exception:
         logger.exception("phone verification delivery failed for user %s", user.pk)
         raise ValidationError(_("We could not reach the number right now. Please try again later."), code="delivery")
     user.phone_verifications.filter(verified_at__isnull=True).update(expires_at=timezone.now())
     return PhoneVerification.objects.create(
-        user=user, phone=phone, method=backend.method, code_hash=make_password(code),
+        user=user, phone=phone, method=method, code_hash=make_password(code),
         expires_at=timezone.now() + timedelta(seconds=settings.PHONE_CODE_TTL),
     )
 

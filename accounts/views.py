@@ -30,7 +30,7 @@ from .forms import (
     RegistrationForm, RoleForm, TOTPDisableForm, TrustedUserForm,
 )
 from .models import Customer, User
-from .phone import format_phone
+from .phone import format_phone, verification_backend
 from .roles import Area, acting_customer, acting_customer_or_none, customer_view, role_allows
 
 
@@ -151,7 +151,8 @@ def _profile_page(request: HttpRequest, **forms) -> HttpResponse:
     context = {
         "contact_form": forms.get("contact_form") or ContactForm(initial={
             "first_name": user.first_name, "last_name": user.last_name, "email": user.email}),
-        "phone_form": forms.get("phone_form") or PhoneForm(initial={"phone": format_phone(user.phone)}),
+        "phone_form": forms.get("phone_form") or PhoneForm(initial={"phone": format_phone(user.phone)},
+                                                            methods=verification_backend().methods),
         "phone_code_form": forms.get("phone_code_form") or PhoneCodeForm(),
         "phone_pending": pending,
         "phone_display": format_phone(user.phone),
@@ -194,11 +195,11 @@ def settings_contact(request: HttpRequest) -> HttpResponse:
 @customer_view(Area.ACCOUNT)
 @require_POST
 def settings_phone(request: HttpRequest) -> HttpResponse:
-    form = PhoneForm(request.POST, region=acting_customer(request).country)
+    form = PhoneForm(request.POST, region=acting_customer(request).country, methods=verification_backend().methods)
     if form.is_valid():
         try:
             verification = services.phone_verification_start(user=request.user, phone=form.cleaned_data["phone"],
-                                                             ip=client_ip(request))
+                                                             ip=client_ip(request), method=form.cleaned_data["method"])
         except ValidationError as error:
             _apply_errors(form, error)
         else:
