@@ -375,3 +375,15 @@ def test_activity_page_labels_telegram_link_events_in_the_customers_language(own
     assert tr(language, "Telegram unlinked") in labels and tr(language, "Telegram linked") in labels
     if language == "ru":  # the humanised code would pass the check above without a Russian label
         assert "Telegram linked" not in labels and "Telegram unlinked" not in labels
+
+
+def test_activity_page_labels_other_apps_codes_in_words_not_raw_keys(owner_client, owner, language):
+    from accounts.services import activity_record
+
+    activity_record(action="billing.payer_created", customer=owner.customer, actor=owner)
+    activity_record(action="billing.payment_method_added", customer=owner.customer, actor=owner)
+    activity_record(action="shop.widget_polished", customer=owner.customer, actor=owner)  # a code with no label yet
+    labels = [row["label"] for row in owner_client.get("/accounts/settings/activity/").context["rows"]]
+    assert tr(language, "Payer added") in labels and tr(language, "Payment method added") in labels
+    assert "Widget polished" in labels
+    assert not any("." in label or "_" in label for label in labels), labels
