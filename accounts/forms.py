@@ -7,6 +7,8 @@ from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 
@@ -61,10 +63,29 @@ class RegistrationForm(NewLoginFormMixin, forms.Form):
     password1 = forms.CharField(label=_("Password"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
     password2 = forms.CharField(label=_("Repeat password"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, policies=(), **kwargs):
+        """`policies`: the current privacy policy and terms; signing up accepts exactly these versions."""
         super().__init__(*args, **kwargs)
         self.helper = FormHelper()
         self.helper.add_input(Submit("submit", _("Create account"), css_class="w-100"))
+        self.policies = list(policies)
+        if self.policies:
+            links = format_html_join(", ", '<a href="{}" target="_blank">{}</a>',
+                                     ((reverse("accounts:policy", args=[p.kind]), p.title) for p in self.policies))
+            self.fields["accept_policies"] = forms.BooleanField(
+                label=format_html("{} {}", _("I have read and accept:"), links),
+                error_messages={"required": _("Please accept the documents to create an account.")})
+            self.fields["policy_ids"] = forms.CharField(widget=forms.HiddenInput, required=False,
+                                                        initial=",".join(str(p.pk) for p in self.policies))
+
+    def clean_policy_ids(self) -> list[int]:
+        shown = {int(pk) for pk in self.cleaned_data["policy_ids"].split(",") if pk.strip().isdigit()}
+        current = {p.pk for p in self.policies}
+        if shown != current:  # a new version was published while the form was open: show and accept that one
+            self.data = self.data.copy()
+            self.data[self.add_prefix("policy_ids")] = ",".join(str(pk) for pk in sorted(current))
+            raise forms.ValidationError(_("The document was updated meanwhile. Please review the current version."))
+        return sorted(current)
 
     def clean(self):
         cleaned = super().clean()

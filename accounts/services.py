@@ -756,14 +756,14 @@ def policies_accept(*, user: User, policy_ids: list[int], ip: str | None = None)
         # A newer version was published while the page was open: the user must read that one.
         raise ValidationError(_("The document was updated meanwhile. Please review the current version."),
                               code="stale")
-    accepted = []
-    for pk in sorted(set(policy_ids)):
-        _row, created = PolicyAcceptance.objects.get_or_create(user=user, policy_id=pk, defaults={"ip": ip or None})
-        if created:
-            policy = current[pk]
-            accepted.append(policy)
-            activity_record(action="policy_accepted", customer=user.customer, actor=user, ip=ip,
-                            details={"kind": policy.kind, "version": policy.version})
+    # The user row serialises two accepts of the same user (double submit): each version is recorded once.
+    list(User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+    already = set(PolicyAcceptance.objects.filter(user=user, policy_id__in=policy_ids).values_list("policy_id", flat=True))
+    accepted = [current[pk] for pk in sorted(set(policy_ids) - already)]
+    PolicyAcceptance.objects.bulk_create([PolicyAcceptance(user=user, policy=policy, ip=ip or None) for policy in accepted])
+    for policy in accepted:
+        activity_record(action="policy_accepted", customer=user.customer, actor=user, ip=ip,
+                        details={"kind": policy.kind, "version": policy.version})
     return accepted
 
 

@@ -37,14 +37,20 @@ from .roles import Area, acting_customer, acting_customer_or_none, customer_view
 def register(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("dashboard")
-    form = RegistrationForm(request.POST or None)
+    form = RegistrationForm(request.POST or None, policies=selectors.policies_current())
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        services.customer_register(
+        owner = services.customer_register(
             username=data["username"], email=data["email"], password=data["password1"],
             first_name=data["first_name"], last_name=data["last_name"],
             language=request.LANGUAGE_CODE if request.LANGUAGE_CODE in ("en", "ru") else "en",
         )
+        if data.get("policy_ids"):
+            # The versions shown on the form: the new user is not asked to "review a new version" of them.
+            try:
+                services.policies_accept(user=owner, policy_ids=data["policy_ids"], ip=client_ip(request))
+            except ValidationError:
+                pass  # published a moment ago: the review banner asks for that version after login
         return render(request, "accounts/register_done.html", {"email": data["email"]})
     return render(request, "accounts/register.html", {"form": form})
 
