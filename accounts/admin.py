@@ -162,7 +162,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
 
     list_display = ("kind", "version", "title", "published_at", "created_at", "acceptance_count")
     list_filter = ("kind",)
-    fields = ("kind", "version", "title", "changes", "text", "published_at", "created_by")
+    fields = ("kind", "version", "title", "changes", "text", "title_ru", "changes_ru", "text_ru", "published_at", "created_by")
     actions = ["publish"]
 
     def get_readonly_fields(self, request, obj=None):
@@ -185,6 +185,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
             obj.save()
             return
         created = services.policy_version_create(kind=obj.kind, title=obj.title, text=obj.text, changes=obj.changes,
+                                                 title_ru=obj.title_ru, text_ru=obj.text_ru, changes_ru=obj.changes_ru,
                                                  staff=request.user)
         obj.pk, obj.version = created.pk, created.version
 

@@ -711,8 +711,8 @@ def user_avatar_remove(*, user: User) -> None:
 # --- Privacy policy and terms ------------------------------------------------------------------------------
 
 @transaction.atomic
-def policy_version_create(*, kind: str, title: str, text: str, changes: str = "", staff: User | None = None
-                          ) -> PolicyVersion:
+def policy_version_create(*, kind: str, title: str, text: str, changes: str = "", staff: User | None = None,
+                          title_ru: str = "", text_ru: str = "", changes_ru: str = "") -> PolicyVersion:
     """A new draft with the next version number of its kind (numbers never repeat, drafts included)."""
     from django.db import connection
 
@@ -722,7 +722,8 @@ def policy_version_create(*, kind: str, title: str, text: str, changes: str = ""
         cursor.execute("SELECT pg_advisory_xact_lock(8101, %s)", [PolicyVersion.Kind.values.index(kind)])
     last = PolicyVersion.objects.filter(kind=kind).order_by("-version").values_list("version", flat=True).first()
     policy = PolicyVersion(kind=kind, version=(last or 0) + 1, title=title.strip(), text=text.strip(),
-                           changes=changes.strip(), created_by=staff if staff is not None and staff.pk else None)
+                           changes=changes.strip(), title_ru=title_ru.strip(), text_ru=text_ru.strip(),
+                           changes_ru=changes_ru.strip(), created_by=staff if staff is not None and staff.pk else None)
     policy.full_clean()
     policy.save()
     return policy

@@ -45,7 +45,9 @@ class ProductType(models.Model):
 
     code = models.SlugField(_("code"), max_length=32, unique=True)
     name = models.CharField(_("name"), max_length=100)
+    name_ru = models.CharField(_("name (Russian)"), max_length=100, blank=True, help_text=_("Empty: the English name."))
     description = models.TextField(_("description"), blank=True)
+    description_ru = models.TextField(_("description (Russian)"), blank=True, help_text=_("Empty: the English text."))
     provisioner = models.CharField(_("provisioner"), max_length=16, choices=Provisioner.choices, default=Provisioner.MANUAL)
     order_fields = models.JSONField(
         _("order form fields"), default=list, blank=True,
@@ -99,6 +101,7 @@ class Plan(models.Model):
     product_type = models.ForeignKey(ProductType, on_delete=models.PROTECT, related_name="plans", verbose_name=_("product type"))
     code = models.SlugField(_("code"), max_length=48, unique=True)
     name = models.CharField(_("name"), max_length=100)
+    name_ru = models.CharField(_("name (Russian)"), max_length=100, blank=True, help_text=_("Empty: the English name."))
     cpu_cores = models.PositiveSmallIntegerField(_("CPU cores"))
     cpu_model = models.CharField(_("CPU model"), max_length=100, blank=True)
     ram_gb = models.PositiveIntegerField(_("RAM, GB"))

@@ -236,3 +236,14 @@ def test_signup_with_a_version_published_meanwhile_asks_to_accept_the_new_one(cl
     assert not User.objects.exists()
     assert response.context["form"].errors["policy_ids"]
     assert f'name="policy_ids" value="{newer.pk}"' in response.content.decode()
+
+
+def test_policy_page_shows_the_russian_text_staff_wrote(client):
+    from accounts.models import PolicyVersion
+
+    policy = _published("privacy", "Privacy policy")
+    PolicyVersion.objects.filter(pk=policy.pk).update(title_ru="Политика конфиденциальности", text_ru="Текст.")
+    assert "Privacy policy" in client.get("/accounts/policies/privacy/").content.decode()
+    client.cookies["django_language"] = "ru"
+    page = client.get("/accounts/policies/privacy/", HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    assert "Политика конфиденциальности" in page and "Текст." in page
