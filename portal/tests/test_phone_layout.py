@@ -3,7 +3,8 @@
 Each page is screenshotted into test-artifacts/ (phone-<width>-<lang>-<page>.png, reviewed by a
 person) and fails when anything needs sideways scrolling: the page wider than the viewport, or a
 table scrolling inside its own box (only the settings tab strip, marked data-scroll-strip, scrolls
-on purpose). At 1366 px the main navigation must fit on one line.
+on purpose). At 1366 px the main navigation must fit on one line, and the keyboard meets "Skip to
+content" first and the menu before the balance and user menu.
 """
 import pytest
 from django.core.management import call_command
@@ -97,6 +98,19 @@ def test_navigation_collapses_on_a_phone_and_fits_one_line_at_1366(page, login, 
     brand, user = page.locator(".navbar-brand").bounding_box(), page.locator("[data-testid=user-menu]").bounding_box()
     assert abs(brand["y"] - user["y"]) < brand["height"], "user menu dropped below the brand"
     screenshot(f"nav-1366-{language}", full_page=False)
+
+    # Keyboard: the first Tab is "Skip to content"; then the menu in visual order, balance and user menu last.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.dataset.testid") == "skip-link"
+    stops = []
+    for _ in range(11):
+        page.keyboard.press("Tab")
+        stops.append(page.evaluate("document.activeElement.dataset.testid || document.activeElement.className"))
+    assert stops.index("nav-orders") < stops.index("nav-notifications") < stops.index("topbar-balance") < stops.index("user-menu"), stops
+    page.goto(reverse("orders:order_list"))
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
 
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(reverse("orders:order_list"))
