@@ -26,3 +26,15 @@ def test_autopay_cap_and_low_balance_threshold_refuse_1e3(customer):
     assert not autopay.is_valid() and "monthly_limit" in autopay.errors
     preferences = PreferencesForm({"low_balance_threshold": "1e3"}, account_currency="EUR")
     assert not preferences.is_valid() and "low_balance_threshold" in preferences.errors
+
+
+def test_staff_amount_forms_refuse_1e3():
+    from billing.admin import AdjustmentForm
+    from billing.gateways.admin import RefundForm
+    from portal.admin import BalanceAdjustForm, BankTransferActionForm
+
+    for form_class in (AdjustmentForm, RefundForm, BalanceAdjustForm, BankTransferActionForm):
+        field = form_class.base_fields["amount"]
+        assert isinstance(field, PlainDecimalField), form_class
+        with pytest.raises(Exception):
+            field.clean("1e3")
