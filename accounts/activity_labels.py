@@ -34,6 +34,41 @@ LABELS = {
     "social_unlinked": _("Social login unlinked"),
     "telegram_linked": _("Telegram linked"),
     "telegram_unlinked": _("Telegram unlinked"),
+    "code_word_checked": _("Code word checked by staff"),
+    "ip_allowlist_cleared": _("IP restriction cleared by staff"),
+    "company_verified": _("Company verified"),
+    "company_rejected": _("Company verification declined"),
+    "policy_published": _("Policy published"),
+    "account_anonymized": _("Account anonymised"),
+    # Other apps' codes carry their app's prefix.
+    "billing.adjustment": _("Balance adjusted by staff"),
+    "billing.autopay_configured": _("Auto-payment settings changed"),
+    "billing.bank_transfer_recorded": _("Bank transfer recorded"),
+    "billing.contract_accepted": _("Contract accepted"),
+    "billing.contract_published": _("Contract published"),
+    "billing.currency_changed": _("Account currency changed"),
+    "billing.fixed_rate_set": _("Exchange rate set by staff"),
+    "billing.gateway_refund": _("Card payment refunded"),
+    "billing.refund": _("Refund"),
+    "billing.invoice_cancelled": _("Invoice cancelled"),
+    "billing.invoice_payer_chosen": _("Payer chosen for an invoice"),
+    "billing.payer_created": _("Payer added"),
+    "billing.payer_updated": _("Payer changed"),
+    "billing.payer_archived": _("Payer archived"),
+    "billing.payer_deleted": _("Payer deleted"),
+    "billing.payer_verified": _("Payer verified"),
+    "billing.payer_rejected": _("Payer verification declined"),
+    "billing.payment_method_added": _("Payment method added"),
+    "billing.payment_method_removed": _("Payment method removed"),
+    "notifications.email_retried": _("Email sent again by staff"),
+    "ticket.closed": _("Ticket closed"),
+    "ticket.updated": _("Ticket changed"),
+    "order_suspend": _("Service suspended by staff"),
+    "order_unsuspend": _("Service unsuspended by staff"),
+    "order_terminate": _("Service terminated by staff"),
+    "order_extend": _("Service extended by staff"),
+    "order_completed": _("Server set up by staff"),
+    "order_provision_retry": _("Server setup retried by staff"),
 }
 
 FAILURE_REASONS = {
@@ -45,8 +80,8 @@ FAILURE_REASONS = {
 
 def activity_label(event) -> str:
     label = LABELS.get(event.action)
-    if label is None:
-        return event.action.replace("_", " ").capitalize()
+    if label is None:  # a code added without a label: readable words, not "Billing.payer created"
+        return event.action.rpartition(".")[2].replace("_", " ").capitalize()
     if event.action == "login_failed":
         reason = FAILURE_REASONS.get((event.details or {}).get("reason", ""))
         if reason:

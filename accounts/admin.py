@@ -108,7 +108,8 @@ class CustomerAdmin(BackOfficePermissions, IntermediateActionMixin, admin.ModelA
 
     @admin.display(description=_("name"))
     def display_name_column(self, obj: Customer) -> str:
-        return obj.company_name or "-"
+        # A private person is named by the owner login (attached in bulk by the back office's list).
+        return obj.display_name or "-"
 
 
 @admin.register(User)
@@ -196,7 +197,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
 
     list_display = ("kind", "version", "title", "published_at", "created_at", "acceptance_count")
     list_filter = ("kind",)
-    fields = ("kind", "version", "title", "changes", "text", "published_at", "created_by")
+    fields = ("kind", "version", "title", "changes", "text", "title_ru", "changes_ru", "text_ru", "published_at", "created_by")
     actions = ["publish"]
 
     def get_readonly_fields(self, request, obj=None):
@@ -219,6 +220,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
             obj.save()
             return
         created = services.policy_version_create(kind=obj.kind, title=obj.title, text=obj.text, changes=obj.changes,
+                                                 title_ru=obj.title_ru, text_ru=obj.text_ru, changes_ru=obj.changes_ru,
                                                  staff=request.user)
         obj.pk, obj.version = created.pk, created.version
 

@@ -34,9 +34,10 @@ def seed(*, customer, owner, stdout):
     staff = User.objects.filter(is_superuser=True).order_by("pk").first()
     publish = lambda **fields: services.policy_publish(  # noqa: E731
         policy=services.policy_version_create(staff=staff, **fields), staff=staff)
-    terms = publish(kind="terms", title="Terms of service", text=TERMS)
-    privacy_v1 = publish(kind="privacy", title="Privacy policy", text=PRIVACY_V1)
+    terms = publish(kind="terms", title="Terms of service", title_ru="Условия обслуживания", text=TERMS)
+    privacy_v1 = publish(kind="privacy", title="Privacy policy", title_ru="Политика конфиденциальности", text=PRIVACY_V1)
     services.policies_accept(user=owner, policy_ids=[terms.pk, privacy_v1.pk], ip="127.0.0.1")
-    publish(kind="privacy", title="Privacy policy", text=PRIVACY_V2,
-            changes="Server access logs are now kept for 30 days.")
+    publish(kind="privacy", title="Privacy policy", title_ru="Политика конфиденциальности", text=PRIVACY_V2,
+            changes="Server access logs are now kept for 30 days.",
+            changes_ru="Журналы доступа к серверам теперь хранятся 30 дней.")
     stdout.write("  Privacy policy v2 published: the demo owner sees the review banner")

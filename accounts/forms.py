@@ -1,3 +1,4 @@
+import re
 from decimal import Decimal
 
 from crispy_forms.helper import FormHelper
@@ -7,11 +8,28 @@ from django.contrib.auth import password_validation
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 
 from .models import Customer, User
+from .phone import PHONE_EXAMPLE, normalize_phone
 from .services import email_link_send
+
+# Digits with an optional sign and decimal point: what people type as an amount. Decimal() also
+# takes "1e3", "Infinity" and "NaN", which no one means as money.
+PLAIN_NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+
+
+class PlainDecimalField(forms.DecimalField):
+    """A DecimalField for amounts that refuses exponent notation ("1e3") with the usual "Enter a number."."""
+
+    def to_python(self, value):
+        if isinstance(value, str) and value.strip() and not PLAIN_NUMBER_RE.match(value.strip()):
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
+
 
 username_validator = RegexValidator(
     r"^[A-Za-z0-9_.-]{3,30}$",
@@ -46,10 +64,29 @@ class RegistrationForm(NewLoginFormMixin, forms.Form):
     password1 = forms.CharField(label=_("Password"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
     password2 = forms.CharField(label=_("Repeat password"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, policies=(), **kwargs):
+        """`policies`: the current privacy policy and terms; signing up accepts exactly these versions."""
         super().__init__(*args, **kwargs)
         self.helper = FormHelper()
         self.helper.add_input(Submit("submit", _("Create account"), css_class="w-100"))
+        self.policies = list(policies)
+        if self.policies:
+            links = format_html_join(", ", '<a href="{}" target="_blank">{}</a>',
+                                     ((reverse("accounts:policy", args=[p.kind]), p.title) for p in self.policies))
+            self.fields["accept_policies"] = forms.BooleanField(
+                label=format_html("{} {}", _("I have read and accept:"), links),
+                error_messages={"required": _("Please accept the documents to create an account.")})
+            self.fields["policy_ids"] = forms.CharField(widget=forms.HiddenInput, required=False,
+                                                        initial=",".join(str(p.pk) for p in self.policies))
+
+    def clean_policy_ids(self) -> list[int]:
+        shown = {int(pk) for pk in self.cleaned_data["policy_ids"].split(",") if pk.strip().isdigit()}
+        current = {p.pk for p in self.policies}
+        if shown != current:  # a new version was published while the form was open: show and accept that one
+            self.data = self.data.copy()
+            self.data[self.add_prefix("policy_ids")] = ",".join(str(pk) for pk in sorted(current))
+            raise forms.ValidationError(_("The document was updated meanwhile. Please review the current version."))
+        return sorted(current)
 
     def clean(self):
         cleaned = super().clean()
@@ -153,19 +190,36 @@ class ContactForm(forms.Form):
 
 class PhoneForm(forms.Form):
     phone = forms.CharField(label=_("Mobile number"), max_length=32,
-                            widget=forms.TextInput(attrs={"placeholder": "+49 30 1234567", "autocomplete": "tel"}))
+                            widget=forms.TextInput(attrs={"placeholder": PHONE_EXAMPLE, "autocomplete": "tel"}))
+    method = forms.ChoiceField(label=_("Send the code by"), widget=forms.RadioSelect, required=False, choices=(
+        ("sms", _("Text message (SMS)")),
+        ("call", _("Phone call: the code is the last 4 digits of the calling number")),
+    ))
 
-    def __init__(self, *args, region: str = "", **kwargs):
+    def __init__(self, *args, region: str = "", methods: tuple[str, ...] = ("sms",), **kwargs):
         super().__init__(*args, **kwargs)
         self.region = region
+        self.methods = methods
+        field = self.fields["method"]
+        field.choices = [(value, label) for value, label in field.choices if value in methods]
+        field.initial = methods[0]
+        if len(methods) < 2:  # nothing to choose
+            field.widget = forms.HiddenInput()
+        if "sms" not in methods:  # a call reaches landlines too
+            self.fields["phone"].label = _("Phone number")
 
-    def clean_phone(self):
-        from .phone import normalize_phone
+    def clean_method(self) -> str:
+        return self.cleaned_data.get("method") or self.methods[0]
 
-        try:
-            return normalize_phone(self.cleaned_data["phone"], region=self.region)
-        except ValueError as error:
-            raise forms.ValidationError(str(error), code="invalid")
+    def clean(self):
+        cleaned = super().clean()
+        raw = cleaned.get("phone")
+        if raw:
+            try:
+                cleaned["phone"] = normalize_phone(raw, region=self.region, mobile_only=cleaned.get("method") != "call")
+            except ValueError as error:
+                self.add_error("phone", forms.ValidationError(str(error), code="invalid"))
+        return cleaned
 
 
 class PhoneCodeForm(forms.Form):
@@ -206,7 +260,7 @@ class ProfileTypeForm(forms.Form):
 
 class PreferencesForm(forms.Form):
     newsletter = forms.BooleanField(label=_("Subscribe to the newsletter"), required=False)
-    low_balance_threshold = forms.DecimalField(
+    low_balance_threshold = PlainDecimalField(
         label=_("Low balance alert threshold"), min_value=0, max_digits=18, decimal_places=6,
         help_text=_("We notify you when your balance falls below this amount. 0 turns the alert off."))
     auto_renew_default = forms.TypedChoiceField(

@@ -217,6 +217,10 @@ class PolicyVersion(models.Model):
     text = models.TextField(_("text"), help_text=_("Plain text; blank lines separate paragraphs."))
     changes = models.TextField(_("what changed"), blank=True,
                                help_text=_("A short summary shown to customers in the review banner."))
+    # Russian texts; empty means customers reading in Russian see the English one.
+    title_ru = models.CharField(_("title (Russian)"), max_length=200, blank=True)
+    text_ru = models.TextField(_("text (Russian)"), blank=True)
+    changes_ru = models.TextField(_("what changed (Russian)"), blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     created_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     published_at = models.DateTimeField(_("published"), null=True, blank=True, db_index=True)

@@ -247,8 +247,9 @@ def user_update_contact(*, user: User, first_name: str, last_name: str, email: s
 # --- Mobile number -------------------------------------------------------------------------------------
 
 @transaction.atomic
-def phone_verification_start(*, user: User, phone: str, ip: str | None = None) -> PhoneVerification:
-    """Save `phone` (E.164, already validated) as unverified and deliver a code to it."""
+def phone_verification_start(*, user: User, phone: str, ip: str | None = None, method: str | None = None) -> PhoneVerification:
+    """Save `phone` (E.164, already validated) as unverified and deliver a code to it by `method`
+    ("sms" or "call", when the backend offers it; else the backend's default)."""
     user = User.objects.select_for_update().get(pk=user.pk)
     hour_ago = timezone.now() - timedelta(hours=1)
     if user.phone_verifications.filter(created_at__gte=hour_ago).count() >= settings.PHONE_CODES_PER_HOUR:
@@ -257,14 +258,15 @@ def phone_verification_start(*, user: User, phone: str, ip: str | None = None) -
         user.phone, user.phone_verified = phone, False
         user.save(update_fields=["phone", "phone_verified"])
     backend = verification_backend()
+    method = method if method in backend.methods else backend.method
     try:
-        code = backend.deliver(phone)
+        code = backend.deliver(phone, method=method)
     except Exception:
         logger.exception("phone verification delivery failed for user %s", user.pk)
         raise ValidationError(_("We could not reach the number right now. Please try again later."), code="delivery")
     user.phone_verifications.filter(verified_at__isnull=True).update(expires_at=timezone.now())
     return PhoneVerification.objects.create(
-        user=user, phone=phone, method=backend.method, code_hash=make_password(code),
+        user=user, phone=phone, method=method, code_hash=make_password(code),
         expires_at=timezone.now() + timedelta(seconds=settings.PHONE_CODE_TTL),
     )
 
@@ -763,8 +765,8 @@ def user_avatar_remove(*, user: User) -> None:
 # --- Privacy policy and terms ------------------------------------------------------------------------------
 
 @transaction.atomic
-def policy_version_create(*, kind: str, title: str, text: str, changes: str = "", staff: User | None = None
-                          ) -> PolicyVersion:
+def policy_version_create(*, kind: str, title: str, text: str, changes: str = "", staff: User | None = None,
+                          title_ru: str = "", text_ru: str = "", changes_ru: str = "") -> PolicyVersion:
     """A new draft with the next version number of its kind (numbers never repeat, drafts included)."""
     from django.db import connection
 
@@ -774,7 +776,8 @@ def policy_version_create(*, kind: str, title: str, text: str, changes: str = ""
         cursor.execute("SELECT pg_advisory_xact_lock(8101, %s)", [PolicyVersion.Kind.values.index(kind)])
     last = PolicyVersion.objects.filter(kind=kind).order_by("-version").values_list("version", flat=True).first()
     policy = PolicyVersion(kind=kind, version=(last or 0) + 1, title=title.strip(), text=text.strip(),
-                           changes=changes.strip(), created_by=staff if staff is not None and staff.pk else None)
+                           changes=changes.strip(), title_ru=title_ru.strip(), text_ru=text_ru.strip(),
+                           changes_ru=changes_ru.strip(), created_by=staff if staff is not None and staff.pk else None)
     policy.full_clean()
     policy.save()
     return policy
@@ -808,14 +811,14 @@ def policies_accept(*, user: User, policy_ids: list[int], ip: str | None = None)
         # A newer version was published while the page was open: the user must read that one.
         raise ValidationError(_("The document was updated meanwhile. Please review the current version."),
                               code="stale")
-    accepted = []
-    for pk in sorted(set(policy_ids)):
-        _row, created = PolicyAcceptance.objects.get_or_create(user=user, policy_id=pk, defaults={"ip": ip or None})
-        if created:
-            policy = current[pk]
-            accepted.append(policy)
-            activity_record(action="policy_accepted", customer=user.customer, actor=user, ip=ip,
-                            details={"kind": policy.kind, "version": policy.version})
+    # The user row serialises two accepts of the same user (double submit): each version is recorded once.
+    list(User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+    already = set(PolicyAcceptance.objects.filter(user=user, policy_id__in=policy_ids).values_list("policy_id", flat=True))
+    accepted = [current[pk] for pk in sorted(set(policy_ids) - already)]
+    PolicyAcceptance.objects.bulk_create([PolicyAcceptance(user=user, policy=policy, ip=ip or None) for policy in accepted])
+    for policy in accepted:
+        activity_record(action="policy_accepted", customer=user.customer, actor=user, ip=ip,
+                        details={"kind": policy.kind, "version": policy.version})
     return accepted
 
 

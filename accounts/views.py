@@ -33,21 +33,27 @@ from .forms import (
 )
 from .session_policy import recent_auth_required, recently_authenticated
 from .models import Customer, User
-from .phone import format_phone
+from .phone import format_phone, verification_backend
 from .roles import Area, acting_customer, acting_customer_or_none, customer_view, role_allows
 
 
 def register(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("dashboard")
-    form = RegistrationForm(request.POST or None)
+    form = RegistrationForm(request.POST or None, policies=selectors.policies_current())
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        services.customer_register(
+        owner = services.customer_register(
             username=data["username"], email=data["email"], password=data["password1"],
             first_name=data["first_name"], last_name=data["last_name"],
             language=request.LANGUAGE_CODE if request.LANGUAGE_CODE in ("en", "ru") else "en",
         )
+        if data.get("policy_ids"):
+            # The versions shown on the form: the new user is not asked to "review a new version" of them.
+            try:
+                services.policies_accept(user=owner, policy_ids=data["policy_ids"], ip=client_ip(request))
+            except ValidationError:
+                pass  # published a moment ago: the review banner asks for that version after login
         return render(request, "accounts/register_done.html", {"email": data["email"]})
     return render(request, "accounts/register.html", {"form": form})
 
@@ -159,7 +165,8 @@ def _profile_page(request: HttpRequest, **forms) -> HttpResponse:
     context = {
         "contact_form": forms.get("contact_form") or ContactForm(initial={
             "first_name": user.first_name, "last_name": user.last_name, "email": user.email}),
-        "phone_form": forms.get("phone_form") or PhoneForm(initial={"phone": format_phone(user.phone)}),
+        "phone_form": forms.get("phone_form") or PhoneForm(initial={"phone": format_phone(user.phone)},
+                                                            methods=verification_backend().methods),
         "phone_code_form": forms.get("phone_code_form") or PhoneCodeForm(),
         "phone_pending": pending,
         "phone_display": format_phone(user.phone),
@@ -202,11 +209,11 @@ def settings_contact(request: HttpRequest) -> HttpResponse:
 @customer_view(Area.ACCOUNT)
 @require_POST
 def settings_phone(request: HttpRequest) -> HttpResponse:
-    form = PhoneForm(request.POST, region=acting_customer(request).country)
+    form = PhoneForm(request.POST, region=acting_customer(request).country, methods=verification_backend().methods)
     if form.is_valid():
         try:
             verification = services.phone_verification_start(user=request.user, phone=form.cleaned_data["phone"],
-                                                             ip=client_ip(request))
+                                                             ip=client_ip(request), method=form.cleaned_data["method"])
         except ValidationError as error:
             _apply_errors(form, error)
         else:

@@ -14,6 +14,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin_mixins import BackOfficePermissions, ReadOnlyAdmin
+from accounts.forms import PlainDecimalField
 from accounts.models import Customer
 
 from . import services
@@ -46,7 +47,7 @@ class LedgerEntryInline(admin.TabularInline):
 
 class AdjustmentForm(forms.Form):
     customer_id = forms.IntegerField(label=_("Client ID"))
-    amount = forms.DecimalField(label=_("Amount (negative to debit)"), max_digits=20, decimal_places=4)
+    amount = PlainDecimalField(label=_("Amount (negative to debit)"), max_digits=20, decimal_places=4)
     reason = forms.CharField(label=_("Reason"), max_length=200)
 
 

@@ -4,6 +4,8 @@ from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
+from accounts.forms import PLAIN_NUMBER_RE
+
 from .money import fits_minor_units, format_money, minor_units
 from .rates import RateError, RateTable, base_currency
 
@@ -11,6 +13,8 @@ from .rates import RateError, RateTable, base_currency
 def parse_amount(raw: str) -> Decimal:
     """Parse "1 234,50" / "1234.50"; raises ValidationError on anything else."""
     text = (raw or "").strip().replace(" ", "").replace("\u00a0", "").replace(",", ".")
+    if not PLAIN_NUMBER_RE.match(text):  # "1e3", "Infinity": Decimal() takes them, people don't mean them
+        raise forms.ValidationError(_("Enter a number, e.g. 100 or 99.50."), code="invalid")
     try:
         value = Decimal(text)
     except InvalidOperation:

@@ -5,7 +5,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
+from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -14,6 +16,7 @@ from accounts.admin_mixins import BackOfficePermissions, admin_action_form
 from . import services
 from .models import (HypervisorNode, IpAddress, IpPool, Location, Order, OrderEvent, OrderRenewal, OsImage, OsTemplate, Plan,
                      PlanPrice, ProductType, ProvisioningJob, VirtualMachine)
+from .order_fields import OPTION_LABELS
 from .provisioning import jobs as provisioning_jobs
 from .provisioning.registry import module_codes
 
@@ -146,7 +149,8 @@ class ExpiringWithinFilter(admin.SimpleListFilter):
 
 class OrderEventInline(admin.TabularInline):
     model = OrderEvent
-    fields = ("created_at", "action", "from_status", "to_status", "source", "actor", "details")
+    # "event" is the sentence the customer sees (action and details together), not the raw key and JSON.
+    fields = ("created_at", "event", "from_status", "to_status", "source", "actor")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -154,6 +158,10 @@ class OrderEventInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    @admin.display(description=_("event"))
+    def event(self, obj):
+        return render_to_string("orders/_event_label.html", {"event": obj}).strip()
 
 
 class OrderRenewalInline(admin.TabularInline):
@@ -210,7 +218,8 @@ class OrderAdmin(BackOfficePermissions, admin.ModelAdmin):
     search_fields = ("=id", "=customer__id", "ip", "plan__name", "customer__users__username")
     list_select_related = ("customer", "plan")
     # State changes only through the actions below (services record events and the staff audit).
-    readonly_fields = [f.name for f in Order._meta.fields]
+    readonly_fields = [f.name for f in Order._meta.fields if f.name != "options"] + ["options_table"]
+    exclude = ["options"]  # shown as a labelled table (options_table), not raw JSON
     inlines = [VirtualMachineInline, ProvisioningJobInline, OrderRenewalInline, OrderEventInline]
     actions = ["complete_provisioning", "retry_provisioning", "suspend", "unsuspend", "terminate", "extend"]
 
@@ -219,6 +228,14 @@ class OrderAdmin(BackOfficePermissions, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description=_("options"))
+    def options_table(self, obj):
+        if not obj.options:
+            return "—"
+        rows = format_html_join("", '<tr><th scope="row">{}</th><td>{}</td></tr>',
+                                ((OPTION_LABELS.get(key, key), value) for key, value in obj.options.items()))
+        return format_html('<table data-testid="order-options"><tbody>{}</tbody></table>', rows)
 
     def _run(self, request, queryset, action, **kwargs):
         done = 0

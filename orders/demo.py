@@ -51,9 +51,11 @@ def seed(*, customer, owner, stdout) -> None:
     vps, _ = ProductType.objects.get_or_create(code="vps", defaults={
         "name": "VPS/VDS", "provisioner": ProductType.Provisioner.IP_POOL, "sort_order": 0,
         "order_fields": ["hostname", "os_image", "location", "ssh_key"],
-        "description": "KVM virtual servers on NVMe storage, ready in a minute."})
+        "description": "KVM virtual servers on NVMe storage, ready in a minute.",
+        "description_ru": "Виртуальные серверы KVM на NVMe-дисках, готовы за минуту."})
     dedicated, _ = ProductType.objects.get_or_create(code="dedicated", defaults={
-        "name": "Dedicated servers", "provisioner": ProductType.Provisioner.MANUAL, "sort_order": 1,
+        "name": "Dedicated servers", "name_ru": "Выделенные серверы", "provisioner": ProductType.Provisioner.MANUAL,
+        "sort_order": 1,
         "order_fields": ["hostname", "os_image", "location"],
         "description": "Bare-metal servers set up by our engineers within one business day."})
     for position, name in enumerate(["Ubuntu 24.04 LTS", "Debian 12", "AlmaLinux 9", "Windows Server 2022"]):

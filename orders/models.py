@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.template.loader import render_to_string
 from django.utils.translation import gettext_lazy as _
 
 from .order_fields import ORDER_FIELDS
@@ -45,7 +46,9 @@ class ProductType(models.Model):
 
     code = models.SlugField(_("code"), max_length=32, unique=True)
     name = models.CharField(_("name"), max_length=100)
+    name_ru = models.CharField(_("name (Russian)"), max_length=100, blank=True, help_text=_("Empty: the English name."))
     description = models.TextField(_("description"), blank=True)
+    description_ru = models.TextField(_("description (Russian)"), blank=True, help_text=_("Empty: the English text."))
     provisioner = models.CharField(_("provisioner"), max_length=16, choices=Provisioner.choices, default=Provisioner.MANUAL)
     order_fields = models.JSONField(
         _("order form fields"), default=list, blank=True,
@@ -103,6 +106,7 @@ class Plan(models.Model):
     product_type = models.ForeignKey(ProductType, on_delete=models.PROTECT, related_name="plans", verbose_name=_("product type"))
     code = models.SlugField(_("code"), max_length=48, unique=True)
     name = models.CharField(_("name"), max_length=100)
+    name_ru = models.CharField(_("name (Russian)"), max_length=100, blank=True, help_text=_("Empty: the English name."))
     cpu_cores = models.PositiveSmallIntegerField(_("CPU cores"))
     cpu_model = models.CharField(_("CPU model"), max_length=100, blank=True)
     ram_gb = models.PositiveIntegerField(_("RAM, GB"))
@@ -282,6 +286,10 @@ class OrderEvent(models.Model):
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=["order", "-created_at"])]
 
+    def __str__(self) -> str:
+        # The customer-facing sentence ("Renewed for 1 period(s)"), e.g. as the admin inline's row title.
+        return render_to_string("orders/_event_label.html", {"event": self}).strip()
+
 
 class OrderRenewal(models.Model):
     """One renewal of an order starting at period `period` and covering `periods` periods.
@@ -316,6 +324,9 @@ class OrderRenewal(models.Model):
             models.CheckConstraint(condition=Q(periods__gte=1) & Q(periods__lte=36), name="orderrenewal_periods_range"),
             models.CheckConstraint(condition=Q(amount__gte=0), name="orderrenewal_amount_gte_0"),
         ]
+
+    def __str__(self) -> str:
+        return _("Renewal of #%(order)s from period %(period)s") % {"order": self.order_id, "period": self.period}
 
 
 class PlanChange(models.Model):

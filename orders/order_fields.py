@@ -54,3 +54,11 @@ ORDER_FIELDS = {
     "location": _location_field,
     "ssh_key": _ssh_key_field,
 }
+
+# How each stored option is named for people (order page, staff admin).
+OPTION_LABELS = {
+    "hostname": _("Hostname"),
+    "os_image": _("Operating system"),
+    "location": _("Location"),
+    "ssh_key": _("SSH public key"),
+}

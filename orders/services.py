@@ -58,8 +58,9 @@ def _notify(*, order: Order, kind: str, context: dict, dedupe_key: str | None, l
            link=link or f"/orders/{order.pk}/", dedupe_key=dedupe_key)
 
 
-def order_label(order: Order) -> str:
-    label = f"#{order.pk} {order.plan.name}"
+def order_label(order: Order, *, plan: Plan | None = None) -> str:
+    """"#4 VPS Standard (203.0.113.7)"; `plan` names it by another plan (the one before a plan change)."""
+    label = f"#{order.pk} {(plan or order.plan).name}"
     return f"{label} ({order.ip})" if order.ip else label
 
 
@@ -497,7 +498,7 @@ def plan_change_applied(*, order: Order, renewal: OrderRenewal, old_plan: Plan, 
                  details={"from": old_plan.name, "to": new_plan.name, "scheduled": True})
     provisioning.on_plan_changed(order, old_plan=old_plan)
     _notify(order=order, kind="plan_changed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:downgrade",
-            context={"old_plan": old_plan.name, "new_plan": new_plan.name})
+            context={"service": order_label(order, plan=old_plan), "old_plan": old_plan.name, "new_plan": new_plan.name})
 
 
 def renewal_failed_notify(*, order: Order, renewal: OrderRenewal) -> None:
@@ -690,7 +691,8 @@ def on_plan_change_invoice_paid(invoice: Invoice) -> None:
                           "stale_period": change.period != order.current_period})
     provisioning.on_plan_changed(order, old_plan=old_plan)
     _notify(order=order, kind="plan_changed", dedupe_key=f"order:{order.pk}:upgrade:{change.pk}",
-            context={"old_plan": old_plan.name, "new_plan": change.to_plan.name})
+            context={"service": order_label(order, plan=old_plan), "old_plan": old_plan.name,
+                     "new_plan": change.to_plan.name})
     _stale_renewals_withdraw(order)
 
 

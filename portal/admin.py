@@ -28,6 +28,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import ActivityEventAdmin, CustomerAdmin, DeletionRequestAdmin
 from accounts.admin_mixins import BackOfficePermissions, ReadOnlyAdmin, admin_action_form
+from accounts.forms import PlainDecimalField
 from accounts.models import ActivityEvent, Customer, DeletionRequest
 from billing import services as billing_services
 from billing.admin import CreditNoteAdmin, InvoiceAdmin, LedgerAccountAdmin, PaymentAdmin
@@ -82,7 +83,7 @@ def _changelist_link(model, customer: Customer, count: int, label: str) -> str:
 # --- customers -------------------------------------------------------------------------------------
 
 class BalanceAdjustForm(forms.Form):
-    amount = forms.DecimalField(label=_("Amount (negative to debit)"), max_digits=20, decimal_places=4)
+    amount = PlainDecimalField(label=_("Amount (negative to debit)"), max_digits=20, decimal_places=4)
     reason = forms.CharField(label=_("Reason"), max_length=200)
     nonce = forms.CharField(widget=forms.HiddenInput)  # a double submit posts the same key: one adjustment
 
@@ -189,7 +190,7 @@ class CustomerBackOfficeAdmin(CustomerNames, CustomerAdmin):
 # --- invoices, payments, ledger --------------------------------------------------------------------
 
 class BankTransferActionForm(forms.Form):
-    amount = forms.DecimalField(label=_("Amount received"), max_digits=20, decimal_places=4, min_value=Decimal("0.0001"))
+    amount = PlainDecimalField(label=_("Amount received"), max_digits=20, decimal_places=4, min_value=Decimal("0.0001"))
     bank_reference = forms.CharField(label=_("Bank transaction reference"), max_length=100)
     received_on = forms.DateField(label=_("Received on"), widget=forms.DateInput(attrs={"type": "date"}))
 

@@ -321,7 +321,9 @@ AGE_BUCKETS = ((0, 30), (31, 60), (61, 90), (91, None))
 
 def revenue_by_month(*, now: dt.datetime | None = None, months: int = 12) -> dict:
     """Net revenue (the ledger's revenue accounts: invoices recognised minus refunds) per month and
-    currency, for the last `months` months. {"months": [...], "rows": [{"currency", "amounts", "total"}]}."""
+    currency, for the last `months` months. {"months": [...], "rows": [{"currency", "amounts", "total"}],
+    "by_month": [{"month", "amounts": [{"currency", "amount"}]}]} (by_month: one row per month, so the
+    table grows downwards instead of 14 columns wide)."""
     now = now or timezone.now()
     firsts = last_months(timezone.localdate(now), months)
     tz = timezone.get_current_timezone()
@@ -335,7 +337,9 @@ def revenue_by_month(*, now: dt.datetime | None = None, months: int = 12) -> dic
     for code in sorted(sums):
         amounts = [sums[code].get(m, ZERO) for m in firsts]
         rows.append({"currency": code, "amounts": amounts, "total": sum(amounts, ZERO)})
-    return {"months": firsts, "rows": rows}
+    by_month = [{"month": month, "amounts": [{"currency": row["currency"], "amount": row["amounts"][i]} for row in rows]}
+                for i, month in enumerate(firsts)]
+    return {"months": firsts, "rows": rows, "by_month": by_month}
 
 
 def receivables(*, now: dt.datetime | None = None) -> dict:

@@ -218,4 +218,4 @@ def test_previous_login_message_uses_the_customers_zone_right_at_login(client):
     ActivityEvent.objects.filter(pk=event.pk).update(created_at=datetime(2026, 3, 1, 23, 30, tzinfo=dt_timezone.utc))
     response = client.post(reverse("accounts:login"), {"username": "tokyo", "password": DEFAULT_PASSWORD}, follow=True)
     messages = [str(m) for m in response.context["messages"]]
-    assert any("March 2, 2026, 8:30 a.m." in m and "192.0.2.5" in m for m in messages), messages
+    assert any("03/02/2026 8:30 a.m." in m and "192.0.2.5" in m for m in messages), messages

@@ -220,3 +220,54 @@ def test_staff_cannot_use_the_public_password_reset(client, django_capture_on_co
         response = client.post("/accounts/password/reset/", {"email": "staff@provider.example"})
     assert response.status_code == 302  # the same answer as for an unknown address
     assert not EmailOutbox.objects.filter(recipient="staff@provider.example").exists() and mail.outbox == []
+
+
+def _published(kind: str, title: str):
+    from django.utils import timezone
+
+    from accounts.models import PolicyVersion
+    from accounts.services import policy_version_create
+
+    policy = policy_version_create(kind=kind, title=title, text="Text.")
+    PolicyVersion.objects.filter(pk=policy.pk).update(published_at=timezone.now())
+    return policy
+
+
+def test_signup_accepts_the_current_policies_so_the_new_user_sees_no_update_banner(client):
+    from accounts.models import PolicyAcceptance
+
+    privacy, terms = _published("privacy", "Privacy policy"), _published("terms", "Terms of service")
+    page = client.get("/accounts/register/").content.decode()
+    assert 'href="/accounts/policies/privacy/"' in page and 'href="/accounts/policies/terms/"' in page
+    ids = f"{privacy.pk},{terms.pk}"
+    assert f'name="policy_ids" value="{ids}"' in page
+
+    response = client.post("/accounts/register/", {**VALID, "policy_ids": ids})  # box not ticked
+    assert "accept_policies" in response.context["form"].errors and not User.objects.exists()
+
+    client.post("/accounts/register/", {**VALID, "policy_ids": ids, "accept_policies": "on"})
+    user = User.objects.get(username="newclient")
+    assert set(PolicyAcceptance.objects.filter(user=user).values_list("policy_id", flat=True)) == {privacy.pk, terms.pk}
+    User.objects.filter(pk=user.pk).update(email_verified=True)
+    client.force_login(user)
+    assert 'data-testid="policy-banner"' not in client.get("/").content.decode()
+
+
+def test_signup_with_a_version_published_meanwhile_asks_to_accept_the_new_one(client):
+    old = _published("privacy", "Privacy policy")
+    newer = _published("privacy", "Privacy policy")
+    response = client.post("/accounts/register/", {**VALID, "policy_ids": str(old.pk), "accept_policies": "on"})
+    assert not User.objects.exists()
+    assert response.context["form"].errors["policy_ids"]
+    assert f'name="policy_ids" value="{newer.pk}"' in response.content.decode()
+
+
+def test_policy_page_shows_the_russian_text_staff_wrote(client):
+    from accounts.models import PolicyVersion
+
+    policy = _published("privacy", "Privacy policy")
+    PolicyVersion.objects.filter(pk=policy.pk).update(title_ru="Политика конфиденциальности", text_ru="Текст.")
+    assert "Privacy policy" in client.get("/accounts/policies/privacy/").content.decode()
+    client.cookies["django_language"] = "ru"
+    page = client.get("/accounts/policies/privacy/", HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    assert "Политика конфиденциальности" in page and "Текст." in page

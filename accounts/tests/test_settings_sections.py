@@ -121,6 +121,36 @@ def test_call_password_backend_uses_last_four_digits(owner_client, owner, caplog
     assert owner.phone_verified
 
 
+def test_phone_example_is_accepted_and_call_password_is_offered_when_the_backend_can_call(owner_client, owner, caplog,
+                                                                                          language):
+    from accounts.phone import PHONE_EXAMPLE, normalize_phone
+
+    page = owner_client.get("/accounts/settings/profile/").content.decode()
+    assert f'placeholder="{PHONE_EXAMPLE}"' in page
+    assert normalize_phone(PHONE_EXAMPLE)  # the example the field shows is accepted
+    assert 'data-testid="phone-method"' in page and 'value="call"' in page and 'value="sms"' in page
+
+    # A landline cannot get a text message, but can get a call password.
+    response = owner_client.post("/accounts/settings/profile/phone/", {"phone": "+49 30 1234567", "method": "sms"})
+    assert response.context["phone_form"].errors["phone"] == [tr(language, "Enter a mobile number.")]
+    with caplog.at_level("WARNING", logger="accounts.phone"):
+        owner_client.post("/accounts/settings/profile/phone/", {"phone": "+49 30 1234567", "method": "call"})
+    digits = re.search(r"from \+1555000(\d{4})", caplog.text).group(1)
+    assert PhoneVerification.objects.get(user=owner).method == "call"
+    owner_client.post("/accounts/settings/profile/phone/verify/", {"code": digits})
+    owner.refresh_from_db()
+    assert (owner.phone, owner.phone_verified) == ("+49301234567", True)
+
+
+def test_sms_only_gateway_offers_no_choice(owner_client, settings):
+    settings.PHONE_VERIFICATION_BACKEND = "accounts.phone.HttpGatewayBackend"
+    settings.PHONE_GATEWAY_METHOD = "sms"
+    page = owner_client.get("/accounts/settings/profile/").content.decode()
+    assert 'data-testid="phone-method"' not in page and 'type="hidden" name="method" value="sms"' in page
+    settings.PHONE_GATEWAY_METHOD = "sms,call"
+    assert 'data-testid="phone-method"' in owner_client.get("/accounts/settings/profile/").content.decode()
+
+
 def test_phone_codes_are_rate_limited(owner_client, owner, settings):
     settings.PHONE_CODES_PER_HOUR = 2
     for _i in range(2):
@@ -345,3 +375,15 @@ def test_activity_page_labels_telegram_link_events_in_the_customers_language(own
     assert tr(language, "Telegram unlinked") in labels and tr(language, "Telegram linked") in labels
     if language == "ru":  # the humanised code would pass the check above without a Russian label
         assert "Telegram linked" not in labels and "Telegram unlinked" not in labels
+
+
+def test_activity_page_labels_other_apps_codes_in_words_not_raw_keys(owner_client, owner, language):
+    from accounts.services import activity_record
+
+    activity_record(action="billing.payer_created", customer=owner.customer, actor=owner)
+    activity_record(action="billing.payment_method_added", customer=owner.customer, actor=owner)
+    activity_record(action="shop.widget_polished", customer=owner.customer, actor=owner)  # a code with no label yet
+    labels = [row["label"] for row in owner_client.get("/accounts/settings/activity/").context["rows"]]
+    assert tr(language, "Payer added") in labels and tr(language, "Payment method added") in labels
+    assert "Widget polished" in labels
+    assert not any("." in label or "_" in label for label in labels), labels

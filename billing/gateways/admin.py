@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin_mixins import BackOfficePermissions, ReadOnlyAdmin
+from accounts.forms import PlainDecimalField
 from billing.models import Invoice
 
 from . import services
@@ -72,7 +73,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
 
 
 class RefundForm(forms.Form):
-    amount = forms.DecimalField(label=_("Amount to refund"), min_value=Decimal("0.001"), max_digits=20, decimal_places=3)
+    amount = PlainDecimalField(label=_("Amount to refund"), min_value=Decimal("0.001"), max_digits=20, decimal_places=3)
 
 
 @admin.register(PaymentAttempt)

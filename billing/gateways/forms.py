@@ -3,6 +3,7 @@ from decimal import Decimal
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from accounts.forms import PlainDecimalField
 from billing.money import fits_minor_units
 
 from .models import SavedPaymentMethod
@@ -32,7 +33,7 @@ class AutopayForm(forms.Form):
     enabled = forms.BooleanField(label=_("Enable auto-payment"), required=False)
     method = forms.ModelChoiceField(label=_("Payment method"), queryset=SavedPaymentMethod.objects.none(), required=False,
                                     empty_label=_("Choose a saved card"))
-    monthly_limit = forms.DecimalField(
+    monthly_limit = PlainDecimalField(
         label=_("Maximum top-up per month"), min_value=Decimal("0"), max_value=MAX_MONTHLY_LIMIT, max_digits=20,
         decimal_places=3, help_text=_("Auto-payment never charges more than this in one calendar month."),
     )

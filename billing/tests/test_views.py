@@ -68,6 +68,7 @@ def test_other_customers_objects_are_404(currencies, client_in, fund):
 @pytest.mark.parametrize("amount,currency", [
     ("-10", "EUR"), ("0", "EUR"), ("0.00", "EUR"), ("50001", "EUR"), ("10.001", "EUR"), ("12.5", "JPY"), ("abc", "EUR"),
     ("1e3", "XXX"), ("10", "CHF"), ("10", "GBP"), ("", "EUR"), ("NaN", "EUR"), ("Infinity", "EUR"), ("0.5", "EUR"),
+    ("1e3", "EUR"), ("2E2", "EUR"), ("1e-1", "EUR"),
 ])
 def test_bad_topup_input_is_a_form_error_and_creates_no_invoice(currencies, client_in, amount, currency):
     Currency.objects.filter(code="GBP").update(enabled=False)

@@ -75,3 +75,18 @@ def test_staff_add_addresses_to_a_pool(staff_client):
     staff_client.post(reverse("admin:orders_ippool_changelist"), {"action": "add_addresses", ACTION_CHECKBOX_NAME: [pool.pk], "apply": "1",
                                                                   "addresses": "192.0.2.12\n999.1.1.1"})
     assert IpAddress.objects.filter(pool=pool).count() == 2
+
+
+def test_order_page_shows_options_as_a_labelled_table_and_events_by_name(staff_client, customer, fund):
+    fund(customer, "100.00")
+    options = {"hostname": "web1.example.com", "os_image": "Ubuntu 24.04 LTS", "location": "Amsterdam"}
+    order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
+                                 options=options, idempotency_key="admin-page").order
+    html = staff_client.get(reverse("admin:orders_order_change", args=[order.pk])).content.decode()
+    table = html[html.index('data-testid="order-options"'):]
+    table = table[:table.index("</table>")]
+    for label, value in (("Hostname", "web1.example.com"), ("Operating system", "Ubuntu 24.04 LTS"), ("Location", "Amsterdam")):
+        assert f'<tr><th scope="row">{label}</th><td>{value}</td></tr>' in table
+    assert "os_image" not in html and "&quot;hostname&quot;" not in html  # no raw JSON
+    assert "OrderEvent object" not in html and "OrderRenewal object" not in html
+    assert "Order placed" in html and "Order paid" in html

@@ -193,3 +193,20 @@ def test_downgrade_is_scheduled_and_applied_at_renewal(customer, fund):
     order.refresh_from_db()
     assert order.plan == small and order.price == Decimal("10.00") and order.scheduled_plan is None
     assert balance_of(customer) == Decimal("50.00")
+
+
+def test_plan_change_notification_names_the_old_and_the_new_plan(customer, fund, django_capture_on_commit_callbacks):
+    from notifications.models import Notification
+
+    fund(customer, "100.00")
+    small = PlanFactory(name="VPS Start")
+    big = PlanFactory(name="VPS Pro", product_type=small.product_type, prices={(1, "EUR"): "40.00"})
+    with time_machine.travel(datetime(2026, 4, 1, tzinfo=dt_timezone.utc), tick=False):
+        order = place(customer, small).order
+    with time_machine.travel(datetime(2026, 4, 16, 10, tzinfo=dt_timezone.utc), tick=False), \
+            django_capture_on_commit_callbacks(execute=True):
+        quote = services.plan_change_quote(order=order, plan=big)
+        services.order_change_plan(order=order, plan=big, actor=None, expected_amount=quote.proration.amount)
+    notice = Notification.objects.get(customer=customer, kind="plan_changed")
+    # Was "Plan of #N VPS Pro changed to VPS Pro": the service was named by its new plan.
+    assert notice.subject == f"Plan of #{order.pk} VPS Start ({order.ip}) changed to VPS Pro"

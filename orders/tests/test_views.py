@@ -212,6 +212,10 @@ def test_cancel_views(client_owner, customer, fund):
     client_owner.post(url, {"when": "period_end", "confirm": "on"})
     order.refresh_from_db()
     assert order.cancel_at_period_end and order.status == Order.Status.ACTIVE
+    # A scheduled cancellation is not renewed: the page must not promise auto-renewal (nor offer the switch).
+    detail = client_owner.get(reverse("orders:order_detail", args=[order.pk])).content.decode()
+    assert "Off: the service is cancelled at the end of the paid period." in detail
+    assert "On: renewed from your balance" not in detail and 'data-testid="auto-renew-select"' not in detail
     client_owner.post(reverse("orders:order_cancel_undo", args=[order.pk]))
     order.refresh_from_db()
     assert not order.cancel_at_period_end
@@ -226,3 +230,25 @@ def test_get_never_changes_state(client_owner, customer, fund):
     for name in ("order_auto_renew", "order_cancel_undo", "order_change_plan_cancel"):
         assert client_owner.get(reverse(f"orders:{name}", args=[order.pk])).status_code == 405
     assert client_owner.get(reverse("orders:order_batch_renew")).status_code == 405
+
+
+def test_catalogue_and_order_pages_show_the_russian_names_staff_wrote(client_owner, customer, fund):
+    from accounts.models import Customer
+    from orders.models import ProductType
+
+    fund(customer, "100.00")
+    plan = PlanFactory(name="VPS Small", name_ru="VPS Малый")
+    ProductType.objects.filter(pk=plan.product_type_id).update(name="Virtual servers", name_ru="Виртуальные серверы",
+                                                               description="Fast.", description_ru="Быстрые.")
+    untranslated = PlanFactory(name="VPS Untranslated", product_type=plan.product_type)
+    order = services.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="ru").order
+
+    english = client_owner.get(reverse("orders:catalogue")).content.decode()
+    assert "VPS Small" in english and "Virtual servers" in english and "Fast." in english and "Малый" not in english
+
+    Customer.objects.filter(pk=customer.pk).update(language="ru")
+    russian = client_owner.get(reverse("orders:catalogue")).content.decode()
+    assert "VPS Малый" in russian and "Виртуальные серверы" in russian and "Быстрые." in russian
+    assert "VPS Small" not in russian and "VPS Untranslated" in russian  # no translation: the English name
+    assert "VPS Малый" in client_owner.get(reverse("orders:order_detail", args=[order.pk])).content.decode()
+    assert "VPS Малый" in client_owner.get(reverse("orders:order_list")).content.decode()

@@ -86,6 +86,8 @@ MIDDLEWARE = [
     "accounts.middleware.CustomerLocaleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "accounts.session_policy.SessionLifetimeMiddleware",  # after messages: it says why you were logged out
+    # Inside the locale middleware, so the page is in the customer's language.
+    "portal.middleware.MethodNotAllowedPageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -271,6 +273,8 @@ TRUSTED_PROXY_COUNT = int(env("TRUSTED_PROXY_COUNT", "0"))
 # --- i18n ---
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("ru", _("Russian"))]
+# One date and one date-time format per language (portal/formats/<lang>/formats.py).
+FORMAT_MODULE_PATH = ["portal.formats"]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_I18N = True
 USE_TZ = True

@@ -107,3 +107,19 @@ def test_changelist_query_count_is_the_same_for_5_and_50_rows(client, name):
     large, rows = changelist_queries(client, name)
     assert rows >= 50
     assert small == large
+
+
+@pytest.mark.django_db
+def test_customer_list_names_private_persons_by_their_owner_and_companies_by_company_name(client):
+    from accounts.models import Customer
+
+    client.force_login(StaffUserFactory())
+    person = UserFactory(first_name="Maria", last_name="Petrova", customer__profile_type=Customer.ProfileType.PRIVATE)
+    company = UserFactory(customer__profile_type=Customer.ProfileType.COMPANY, customer__company_name="Acme B.V.")
+    response = client.get(reverse("admin:accounts_customer_changelist"))
+    rows = {row.pk: row for row in response.context["cl"].result_list}
+    admin_obj = response.context["cl"].model_admin
+    assert admin_obj.display_name_column(rows[person.customer_id]) == "Maria Petrova"
+    assert admin_obj.display_name_column(rows[company.customer_id]) == "Acme B.V."
+    html = response.content.decode()
+    assert "Maria Petrova" in html and "Acme B.V." in html

@@ -68,6 +68,14 @@ def test_revenue_receivables_expiring_verification_and_rates(client):
     eur = next(row for row in revenue["rows"] if row["currency"] == "EUR")
     may = revenue["months"].index(datetime(2026, 5, 1).date())
     assert eur["amounts"][may] == Decimal("30.00") and eur["total"] == Decimal("30.00")
+    # One row per month and one column per currency, the total in the footer: the table cannot be
+    # cut off on the right however many months it shows (it was 14 columns wide).
+    assert len(revenue["by_month"]) == 12
+    assert {"currency": "EUR", "amount": Decimal("30.00")} in revenue["by_month"][may]["amounts"]
+    assert html.count('data-testid="revenue-row"') == 12
+    revenue_table = html[html.index('id="revenue"'):html.index('id="receivables"')]
+    assert revenue_table.count('scope="col"') == 1 + len(revenue["rows"])
+    assert 'data-testid="revenue-total"><strong>€30.00</strong>' in revenue_table
     receivable = report["receivables"]["rows"][0]
     assert receivable["count"] == 3 and receivable["total"] == Decimal("31.00")
     assert receivable["buckets"] == [Decimal("7.00"), Decimal("11.00"), Decimal("0"), Decimal("13.00")]
