@@ -113,6 +113,12 @@ SECTIONS = [
 ]
 
 
+def register_settings_section(key: str, title, area: str, url_name: str) -> None:
+    """Apps above accounts (e.g. api) add their own Settings section, rendered with `settings_render`."""
+    if all(existing[0] != key for existing in SECTIONS):
+        SECTIONS.append((key, title, area, url_name))
+
+
 def _settings_render(request: HttpRequest, section: str, template: str, context: dict) -> HttpResponse:
     customer = acting_customer(request)
     can_manage = role_allows(request.user, Area.SETTINGS)
@@ -126,6 +132,9 @@ def _settings_render(request: HttpRequest, section: str, template: str, context:
         **context,
     }
     return render(request, template, context)
+
+
+settings_render = _settings_render  # public name for the sections other apps register
 
 
 def _back(url_name: str, anchor: str = "") -> HttpResponse:

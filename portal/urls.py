@@ -19,6 +19,7 @@ urlpatterns = [
     path("pay/", include("billing.gateways.urls")),
     path("orders/", include("orders.urls")),
     path("tickets/", include("tickets.urls")),
+    path("api/", include("api.urls")),
 ]
 
 handler403 = "portal.views.permission_denied"

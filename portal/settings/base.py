@@ -58,6 +58,10 @@ INSTALLED_APPS = [
     "billing.gateways",
     "orders",
     "tickets",
+    "api",  # beside the portal at the top of the import graph: /api/v1/ over every app's services
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "portal",  # after the domain apps: its admin.py composes the back office on top of theirs
     # After our apps so accounts/templates/socialaccount/ overrides allauth's pages.
     "allauth",
@@ -179,6 +183,9 @@ CELERY_BEAT_SCHEDULE["orders-auto-renew"] = {"task": "orders.tasks.renew_service
 CELERY_BEAT_SCHEDULE["orders-lifecycle"] = {"task": "orders.tasks.orders_lifecycle_task", "schedule": 3600.0}
 # --- beat schedule: tickets ---
 CELERY_BEAT_SCHEDULE["tickets-autoclose"] = {"task": "tickets.tasks.tickets_autoclose_sweep", "schedule": 3600.0}
+
+# --- beat schedule: api ---
+CELERY_BEAT_SCHEDULE["api-idempotency-purge"] = {"task": "api.tasks.idempotency_purge_task", "schedule": 3600.0}
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -380,3 +387,42 @@ TICKETS_REOPEN_DAYS = int(env("TICKETS_REOPEN_DAYS", "14"))  # a closed ticket m
 TICKETS_AUTOCLOSE_DAYS = int(env("TICKETS_AUTOCLOSE_DAYS", "7"))  # "answered" with no customer reply
 TICKETS_AUTOCLOSE_WARNING_DAYS = int(env("TICKETS_AUTOCLOSE_WARNING_DAYS", "2"))  # warning ahead of auto-close
 TICKETS_PAGE_SIZE = 20
+# --- app settings: api ---
+# Rate limits are counted in Redis (core.ratelimit), shared by every web process.
+RATELIMIT_REDIS_URL = env("RATELIMIT_REDIS_URL", REDIS_URL)
+RATELIMIT_KEY_PREFIX = env("RATELIMIT_KEY_PREFIX", "hp-rl")
+API_RATE_LIMIT = int(env("API_RATE_LIMIT", "120"))  # requests per key per API_RATE_WINDOW
+API_RATE_WINDOW = int(env("API_RATE_WINDOW", "60"))  # seconds
+API_KEYS_PER_USER = int(env("API_KEYS_PER_USER", "20"))  # active keys one user may hold
+API_IDEMPOTENCY_TTL = int(env("API_IDEMPOTENCY_TTL", str(24 * 3600)))  # seconds an Idempotency-Key is remembered
+REST_FRAMEWORK = {
+    # Authentication, permission, throttle and pagination are set on api.views.CustomerApiView.
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": f"{PORTAL_NAME} API",
+    "DESCRIPTION": "Customer API. Authenticate with `Authorization: Bearer <key>` (Settings → API keys).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ServiceStatusEnum": "orders.models.Order.Status",
+        "InvoiceStatusEnum": "billing.models.Invoice.Status",
+        "InvoiceKindEnum": "billing.models.Invoice.Kind",
+        "PaymentStatusEnum": "billing.models.Payment.Status",
+        "TicketStatusEnum": "tickets.models.Ticket.Status",
+        "TicketPriorityEnum": "tickets.models.Ticket.Priority",
+        "NotificationKindEnum": "notifications.kinds.Kind",
+    },
+}

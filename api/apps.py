@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class ApiConfig(AppConfig):
+    name = "api"
+    verbose_name = _("Customer API")
+
+    def ready(self) -> None:
+        from . import schema  # noqa: F401 - registers the API key scheme with drf-spectacular
+        from accounts.views import register_settings_section
+        from accounts.roles import Area
+
+        # Every customer user may hold keys: a key can do at most what its user's role allows.
+        register_settings_section("api_keys", _("API keys"), Area.ACCOUNT, "api:settings_keys")
