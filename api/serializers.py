@@ -1,11 +1,32 @@
 """Output shapes of /api/v1/. Amounts are decimal strings with their currency, never floats."""
+from decimal import Decimal
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from billing.money import quantize
 from billing.models import Invoice, InvoiceLine, Payment
 from notifications.models import Notification
 from orders.models import Order, Plan
 from tickets.models import Attachment, Department, Message, Ticket
+
+
+class CurrencyAmounts:
+    """Amounts are stored with extra places; shown, like on the pages, in the currency's minor unit
+    (they were quantized to it when posted, so this only drops trailing zeros)."""
+
+    amount_fields: tuple[str, ...] = ()
+    currency_path = "currency"
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        currency = instance
+        for part in self.currency_path.split("."):
+            currency = currency[part] if isinstance(currency, dict) else getattr(currency, part)
+        for name in self.amount_fields:
+            if data.get(name) is not None:
+                data[name] = str(quantize(Decimal(data[name]), currency))
+        return data
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -31,7 +52,9 @@ class AccountSerializer(serializers.Serializer):
     key_scopes = serializers.ListField(child=serializers.CharField())
 
 
-class MoneySerializer(serializers.Serializer):
+class MoneySerializer(CurrencyAmounts, serializers.Serializer):
+    amount_fields = ("amount",)
+
     amount = serializers.DecimalField(max_digits=None, decimal_places=None)
     currency = serializers.CharField()
 
@@ -47,7 +70,9 @@ class PlanSerializer(serializers.ModelSerializer):
         fields = ["id", "code", "name", "cpu_cores", "ram_gb", "disk_gb", "disk_type"]
 
 
-class ServiceSerializer(serializers.ModelSerializer):
+class ServiceSerializer(CurrencyAmounts, serializers.ModelSerializer):
+    amount_fields = ("price",)
+
     plan = PlanSerializer()
     scheduled_plan = PlanSerializer(allow_null=True)
     auto_renew = serializers.BooleanField(allow_null=True)
@@ -58,12 +83,15 @@ class ServiceSerializer(serializers.ModelSerializer):
                   "activated_at", "expires_at", "current_period", "auto_renew", "cancel_at_period_end", "scheduled_plan"]
 
 
-class PlanChangeQuoteSerializer(serializers.Serializer):
+class PlanChangeQuoteSerializer(CurrencyAmounts, serializers.Serializer):
+    amount_fields = ("new_price", "amount_now")
+    currency_path = "order.currency"
+
     plan = PlanSerializer()
     new_price = serializers.DecimalField(max_digits=None, decimal_places=None)
     currency = serializers.CharField(source="order.currency")
     is_upgrade = serializers.BooleanField()
-    amount_now = serializers.DecimalField(max_digits=16, decimal_places=2, source="proration.amount", allow_null=True,
+    amount_now = serializers.DecimalField(max_digits=None, decimal_places=None, source="proration.amount", allow_null=True,
                                           help_text="Pass as expected_amount when changing to this plan (upgrades).")
 
 
@@ -76,13 +104,18 @@ class ServiceActionSerializer(serializers.Serializer):
     invoice_id = serializers.IntegerField(allow_null=True)
 
 
-class InvoiceLineSerializer(serializers.ModelSerializer):
+class InvoiceLineSerializer(CurrencyAmounts, serializers.ModelSerializer):
+    amount_fields = ("unit_price", "amount")
+    currency_path = "invoice.currency"
+
     class Meta:
         model = InvoiceLine
         fields = ["description", "quantity", "unit_price", "amount"]
 
 
-class InvoiceSerializer(serializers.ModelSerializer):
+class InvoiceSerializer(CurrencyAmounts, serializers.ModelSerializer):
+    amount_fields = ("subtotal", "tax_amount", "total", "amount_paid", "amount_due")
+
     amount_due = serializers.DecimalField(max_digits=None, decimal_places=None)
 
     class Meta:
@@ -98,7 +131,9 @@ class InvoiceDetailSerializer(InvoiceSerializer):
         fields = [*InvoiceSerializer.Meta.fields, "payer_name", "payer_company", "payer_vat_number", "lines"]
 
 
-class PaymentSerializer(serializers.ModelSerializer):
+class PaymentSerializer(CurrencyAmounts, serializers.ModelSerializer):
+    amount_fields = ("amount",)
+
     class Meta:
         model = Payment
         fields = ["id", "invoice_id", "method", "gateway", "amount", "currency", "status", "created_at"]

@@ -33,7 +33,7 @@ v1 = [
 urlpatterns = [
     *[path(f"v1/{p.pattern}", p.callback, name=p.name) for p in v1],
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularRedocView.as_view(url_name="api:schema"), name="docs"),
+    path("docs/", SpectacularRedocView.as_view(url_name="api:schema", template_name="api/redoc.html"), name="docs"),
     path("keys/", views_settings.api_keys, name="settings_keys"),
     path("keys/<int:key_id>/revoke/", views_settings.api_key_revoke, name="settings_key_revoke"),
 ]

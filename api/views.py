@@ -350,7 +350,9 @@ class TicketListView(CustomerApiView):
     def post(self, request):
         """Open a ticket (attachments with multipart/form-data, the same checks as the page)."""
         customer = self.customer
-        form = ticket_forms.TicketCreateForm(_form_data(request), request.FILES, departments=ticket_selectors.departments_open(),
+        data = _form_data(request)
+        data.setdefault("priority", Ticket.Priority.NORMAL)  # the page's initial choice
+        form = ticket_forms.TicketCreateForm(data, request.FILES, departments=ticket_selectors.departments_open(),
                                              orders=ticket_selectors.services_for_ticket(customer=customer))
         if not form.is_valid():
             raise form_errors(form)
