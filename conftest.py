@@ -28,6 +28,19 @@ def _reset_active_language():
     translation.activate("en")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate-limit counters live in Redis and outlive a test: every test starts with none."""
+    import redis
+
+    from core import ratelimit
+
+    try:
+        ratelimit.clear_all()
+    except redis.RedisError:
+        pass
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _drain_test_broker_queue():
     """Nothing consumes the test broker's queue; drop what the session published."""

@@ -19,7 +19,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_POST
+
+from core.ratelimit import limit_posts
 
 from . import selectors, services
 from .activity_labels import activity_label
@@ -34,6 +37,7 @@ from .phone import format_phone
 from .roles import Area, acting_customer, acting_customer_or_none, customer_view, role_allows
 
 
+@limit_posts("register", ip=client_ip, account=lambda request: request.POST.get("email", ""))
 def register(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("dashboard")
@@ -63,6 +67,7 @@ def verify_email(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_POST
 @customer_view(Area.ACCOUNT)
+@limit_posts("verification_resend", ip=client_ip, account=lambda request: str(request.user.pk))
 def resend_verification(request: HttpRequest) -> HttpResponse:
     if request.user.email_verified:
         messages.info(request, _("Your email address is already verified."))
@@ -631,6 +636,8 @@ def login_verify(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/login_verify.html", {"form": form, "pending_user": user})
 
 
+@method_decorator(limit_posts("password_reset", ip=client_ip, account=lambda request: request.POST.get("email", "")),
+                  name="dispatch")
 class PasswordResetView(auth_views.PasswordResetView):
     form_class = OutboxPasswordResetForm
     template_name = "accounts/password_reset.html"

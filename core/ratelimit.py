@@ -55,3 +55,46 @@ def clear_all() -> None:
     redis_client = client()
     for key in redis_client.scan_iter(match=f"{settings.RATELIMIT_KEY_PREFIX}:*", count=500):
         redis_client.delete(key)
+
+
+def parse_rule(rule: str) -> tuple[int, int]:
+    """"10/3600" → (10 attempts, per 3600 seconds); "0/…" switches the limit off."""
+    limit, _sep, window = rule.partition("/")
+    return int(limit), int(window or 3600)
+
+
+def limited_response(request, retry_after: int):
+    from django.shortcuts import render
+
+    response = render(request, "errors/429.html", {"retry_minutes": max(1, -(-retry_after // 60))}, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+def limit_posts(name: str, *, ip, account=None):
+    """Limit POSTs to a view per client IP (`ip(request)`) and, if `account(request)` names one, per account, by the
+    rules `settings.RATE_LIMITS[name]` = {"ip": "N/seconds", "account": "N/seconds"}. Over the limit
+    the view is not called: 429 with Retry-After."""
+    from functools import wraps
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if request.method == "POST":
+                rules = settings.RATE_LIMITS.get(name, {})
+                checks = [("ip", ip(request))]
+                if account is not None:
+                    checks.append(("account", account(request) or ""))
+                waits = []
+                for kind, ident in checks:
+                    if kind in rules and ident:
+                        limit, window = parse_rule(rules[kind])
+                        waits.append(hit(f"{name}:{kind}", ident, limit=limit, window=window))
+                waits = [wait for wait in waits if wait]
+                if waits:
+                    return limited_response(request, max(waits))
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator

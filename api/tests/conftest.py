@@ -11,18 +11,10 @@ from accounts.tests.factories import UserFactory
 from api.services import api_key_create
 from billing import services as billing_services
 from billing.tests.factories import make_currencies
-from core import ratelimit
 from orders import services as order_services
 from orders.tests.factories import PlanFactory, order_options
 
 _keys = count()
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_limits():
-    ratelimit.clear_all()
-    yield
-    ratelimit.clear_all()
 
 
 @pytest.fixture(autouse=True)

@@ -287,6 +287,15 @@ PHONE_CODE_MAX_ATTEMPTS = int(env("PHONE_CODE_MAX_ATTEMPTS", "5"))  # wrong entr
 PHONE_CODES_PER_HOUR = int(env("PHONE_CODES_PER_HOUR", "5"))  # codes sent to one user per hour
 INVITATION_MAX_AGE = int(env("INVITATION_MAX_AGE", str(7 * 24 * 3600)))  # trusted-user invitation links
 OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", PORTAL_NAME)
+# POSTs per client IP and per account (email or user) as "attempts/seconds"; "0/…" switches one off.
+# Counted in Redis (core.ratelimit); over the limit: 429 with Retry-After, the view is not run.
+RATE_LIMITS = {
+    "register": {"ip": env("RATE_LIMIT_REGISTER_IP", "10/3600"), "account": env("RATE_LIMIT_REGISTER_ACCOUNT", "3/3600")},
+    "password_reset": {"ip": env("RATE_LIMIT_PASSWORD_RESET_IP", "10/3600"),
+                       "account": env("RATE_LIMIT_PASSWORD_RESET_ACCOUNT", "3/3600")},
+    "verification_resend": {"ip": env("RATE_LIMIT_VERIFICATION_RESEND_IP", "10/3600"),
+                            "account": env("RATE_LIMIT_VERIFICATION_RESEND_ACCOUNT", "3/3600")},
+}
 OTP_LOGIN_MAX_ATTEMPTS = 5  # wrong second-factor codes before the login starts over
 # "Export my data": how long the download link works, and how long a pending export may wait for a
 # worker before the sweeper (beat or `manage.py data_exports`) builds it.
