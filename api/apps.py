@@ -13,3 +13,10 @@ class ApiConfig(AppConfig):
 
         # Every customer user may hold keys: a key can do at most what its user's role allows.
         register_settings_section("api_keys", _("API keys"), Area.ACCOUNT, "api:settings_keys")
+        register_settings_section("webhooks", _("Webhooks"), Area.SETTINGS, "api:settings_webhooks")
+
+        from notifications.channels import register_channel
+
+        from .webhooks import webhook_channel
+
+        register_channel(webhook_channel)

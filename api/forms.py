@@ -24,3 +24,14 @@ class ApiKeyForm(forms.Form):
     def expires_at(self):
         value = self.cleaned_data["expires"]
         return None if value == "never" else timezone.now() + timedelta(days=int(value))
+
+
+class WebhookEndpointForm(forms.Form):
+    url = forms.URLField(label=_("HTTPS URL"), max_length=500, assume_scheme="https")
+    events = forms.MultipleChoiceField(label=_("Events"), widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args, **kwargs):
+        from .webhooks import EVENT_LABELS
+
+        super().__init__(*args, **kwargs)
+        self.fields["events"].choices = list(EVENT_LABELS.items())

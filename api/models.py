@@ -49,3 +49,52 @@ class IdempotentRequest(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["api_key", "key"], name="api_idempotency_key_unique")]
+
+
+class WebhookEndpoint(models.Model):
+    """A customer's HTTPS endpoint for events. The signing secret is needed to sign, so it is kept;
+    it is shown to the customer once and never in the admin."""
+
+    customer = models.ForeignKey("accounts.Customer", on_delete=models.CASCADE, related_name="webhook_endpoints")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    url = models.URLField(_("URL"), max_length=500)
+    events = ArrayField(models.CharField(max_length=40), verbose_name=_("events"), default=list)
+    secret = models.CharField(max_length=80)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    disabled_reason = models.CharField(_("disabled because"), max_length=255, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("webhook endpoint")
+        verbose_name_plural = _("webhook endpoints")
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """Outbox row: one event for one endpoint, written in the transaction that raised the event."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SENDING = "sending", _("Sending")
+        DELIVERED = "delivered", _("Delivered")
+        FAILED = "failed", _("Failed")
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event_id = models.CharField(max_length=64)  # the webhook-id header: stable across retries and replays
+    event_type = models.CharField(_("event"), max_length=40)
+    payload = models.TextField()  # the exact body that is signed
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(_("response code"), null=True, blank=True)
+    last_error = models.CharField(_("error"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["endpoint", "event_id"], name="webhook_delivery_event_unique")]
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]

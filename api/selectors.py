@@ -18,3 +18,26 @@ def api_keys_visible_to(user: User) -> QuerySet[ApiKey]:
 
 def api_key_get(*, user: User, key_id: int) -> ApiKey:
     return get_object_or_404(api_keys_visible_to(user), pk=key_id)
+
+
+def webhook_endpoints_for(customer) -> QuerySet:
+    from .models import WebhookEndpoint
+
+    return WebhookEndpoint.objects.filter(customer=customer).order_by("-created_at", "-pk")
+
+
+def webhook_endpoint_get(*, customer, endpoint_id: int):
+    return get_object_or_404(webhook_endpoints_for(customer), pk=endpoint_id)
+
+
+def webhook_deliveries_for(customer, limit: int = 50) -> list:
+    from .models import WebhookDelivery
+
+    return list(WebhookDelivery.objects.filter(endpoint__customer=customer).select_related("endpoint")
+                .order_by("-created_at", "-pk")[:limit])
+
+
+def webhook_delivery_get(*, customer, delivery_id: int):
+    from .models import WebhookDelivery
+
+    return get_object_or_404(WebhookDelivery, pk=delivery_id, endpoint__customer=customer)

@@ -36,4 +36,8 @@ urlpatterns = [
     path("docs/", SpectacularRedocView.as_view(url_name="api:schema", template_name="api/redoc.html"), name="docs"),
     path("keys/", views_settings.api_keys, name="settings_keys"),
     path("keys/<int:key_id>/revoke/", views_settings.api_key_revoke, name="settings_key_revoke"),
+    path("webhooks/", views_settings.webhooks, name="settings_webhooks"),
+    path("webhooks/<int:endpoint_id>/delete/", views_settings.webhook_delete, name="settings_webhook_delete"),
+    path("webhooks/<int:endpoint_id>/enable/", views_settings.webhook_enable, name="settings_webhook_enable"),
+    path("webhooks/deliveries/<int:delivery_id>/replay/", views_settings.webhook_replay, name="settings_webhook_replay"),
 ]

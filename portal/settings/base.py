@@ -186,6 +186,7 @@ CELERY_BEAT_SCHEDULE["tickets-autoclose"] = {"task": "tickets.tasks.tickets_auto
 
 # --- beat schedule: api ---
 CELERY_BEAT_SCHEDULE["api-idempotency-purge"] = {"task": "api.tasks.idempotency_purge_task", "schedule": 3600.0}
+CELERY_BEAT_SCHEDULE["api-webhooks-sweep"] = {"task": "api.tasks.webhooks_sweep_task", "schedule": 60.0}
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -404,6 +405,18 @@ API_RATE_LIMIT = int(env("API_RATE_LIMIT", "120"))  # requests per key per API_R
 API_RATE_WINDOW = int(env("API_RATE_WINDOW", "60"))  # seconds
 API_KEYS_PER_USER = int(env("API_KEYS_PER_USER", "20"))  # active keys one user may hold
 API_IDEMPOTENCY_TTL = int(env("API_IDEMPOTENCY_TTL", str(24 * 3600)))  # seconds an Idempotency-Key is remembered
+# Outgoing webhooks: attempts per event, exponential backoff between them, and how many failed attempts
+# in a row disable an endpoint (the customer sees why and re-enables it).
+WEBHOOKS_MAX_ATTEMPTS = int(env("WEBHOOKS_MAX_ATTEMPTS", "8"))
+WEBHOOKS_RETRY_BASE_SECONDS = int(env("WEBHOOKS_RETRY_BASE_SECONDS", "60"))
+WEBHOOKS_RETRY_MAX_SECONDS = int(env("WEBHOOKS_RETRY_MAX_SECONDS", str(6 * 3600)))
+WEBHOOKS_DISABLE_AFTER_FAILURES = int(env("WEBHOOKS_DISABLE_AFTER_FAILURES", "20"))
+WEBHOOKS_TIMEOUT = float(env("WEBHOOKS_TIMEOUT", "10"))
+WEBHOOKS_PER_CUSTOMER = int(env("WEBHOOKS_PER_CUSTOMER", "10"))
+# The SSRF guard refuses every non-public address; networks listed here are exempt (e.g. a provider's
+# own monitoring network). Plain http:// only where WEBHOOKS_ALLOW_HTTP is on (tests, never production).
+WEBHOOKS_ALLOWED_PRIVATE_NETWORKS = env_list("WEBHOOKS_ALLOWED_PRIVATE_NETWORKS")
+WEBHOOKS_ALLOW_HTTP = False
 REST_FRAMEWORK = {
     # Authentication, permission, throttle and pagination are set on api.views.CustomerApiView.
     "DEFAULT_AUTHENTICATION_CLASSES": [],
