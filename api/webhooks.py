@@ -105,6 +105,7 @@ def webhook_endpoint_create(*, customer: Customer, user: User, url: str, events:
     endpoint = WebhookEndpoint(customer=customer, created_by=user, url=url, events=sorted(set(events)), secret=secret_new())
     endpoint.full_clean()
     endpoint.save()
+    _forget_endpoints()
     activity_record(action="webhook_created", customer=customer, actor=user, ip=ip, details={"url": url})
     return endpoint
 
@@ -113,11 +114,13 @@ def webhook_endpoint_create(*, customer: Customer, user: User, url: str, events:
 def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, user: User, ip: str | None = None) -> None:
     activity_record(action="webhook_deleted", customer=endpoint.customer, actor=user, ip=ip, details={"url": endpoint.url})
     endpoint.delete()
+    _forget_endpoints()
 
 
 @transaction.atomic
 def webhook_endpoint_enable(*, endpoint: WebhookEndpoint, user: User) -> WebhookEndpoint:
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(is_active=True, disabled_reason="", consecutive_failures=0)
+    _forget_endpoints()
     endpoint.refresh_from_db()
     return endpoint
 
@@ -142,13 +145,44 @@ def _enqueue_on_commit(delivery_id: int) -> None:
     transaction.on_commit(lambda: enqueue_task_safely(webhook_deliver_task, delivery_id=delivery_id))
 
 
+def _active_endpoints() -> dict[int, list[WebhookEndpoint]]:
+    """Active endpoints by customer, read once per transaction: bulk jobs notify thousands of customers
+    in one transaction (notifications.bulk), and that must stay one query, not one per notice.
+
+    The memo is valid while its marker is still among the transaction's pending on-commit callbacks:
+    Django empties that list when the transaction commits or rolls back."""
+    from django.db import connection
+
+    memo = getattr(connection, "_webhook_endpoints", None)
+    if memo is not None and connection.in_atomic_block and any(item[1] is memo[0] for item in connection.run_on_commit):
+        return memo[1]
+    by_customer: dict[int, list[WebhookEndpoint]] = {}
+    for endpoint in WebhookEndpoint.objects.filter(is_active=True).only("pk", "customer_id", "events"):
+        by_customer.setdefault(endpoint.customer_id, []).append(endpoint)
+    if connection.in_atomic_block:
+        def marker() -> None:
+            connection._webhook_endpoints = None
+
+        transaction.on_commit(marker)
+        connection._webhook_endpoints = (marker, by_customer)
+    return by_customer
+
+
+def _forget_endpoints() -> None:
+    """An endpoint changed in this process: the next event re-reads them (other processes' open
+    transactions may still use their list; a disabled endpoint's rows are simply never claimed)."""
+    from django.db import connection
+
+    connection._webhook_endpoints = None
+
+
 def webhook_channel(notification) -> None:
     """notifications channel: runs inside the transaction that stored the notification."""
     event_type = EVENTS.get(notification.kind)
     if event_type is None:
         return
-    endpoints = list(WebhookEndpoint.objects.filter(customer_id=notification.customer_id, is_active=True,
-                                                    events__contains=[event_type]))
+    endpoints = [endpoint for endpoint in _active_endpoints().get(notification.customer_id, ())
+                 if event_type in endpoint.events]
     if not endpoints:
         return
     event_id = f"evt_{notification.pk}"
@@ -217,6 +251,7 @@ def _record(delivery: WebhookDelivery, *, code: int | None, error: str) -> str:
     if failures >= settings.WEBHOOKS_DISABLE_AFTER_FAILURES and endpoint.is_active:
         reason = _("Disabled after %(count)d failed attempts in a row; last: %(error)s") % {"count": failures, "error": error}
         WebhookEndpoint.objects.filter(pk=endpoint.pk).update(is_active=False, disabled_reason=reason[:255])
+        _forget_endpoints()
         activity_record(action="webhook_disabled", customer=endpoint.customer, details={"url": endpoint.url, "reason": reason})
     return status
 

@@ -178,3 +178,17 @@ def test_settings_page_shows_the_secret_once_and_is_scoped(client, owner, other_
     assert client.post(reverse("api:settings_webhook_delete", args=[endpoint.pk])).status_code == 404
     client.force_login(trusted(owner.customer, User.Role.TECHNICAL))
     assert client.get(url).status_code == 403
+
+
+def test_endpoints_are_read_once_per_transaction_and_fresh_in_the_next(owner, other_owner, receiver):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        _low_balance(owner.customer)
+        _low_balance(other_owner.customer)
+    assert len([q for q in queries.captured_queries if "api_webhookendpoint" in q["sql"]]) == 1
+    webhook_endpoint_create(customer=owner.customer, user=owner, url=receiver.url, events=["balance.low"])
+    with transaction.atomic():
+        notify(customer=owner.customer, kind="low_balance", context={"balance": "0.50 EUR", "threshold": "5.00 EUR"})
+    assert WebhookDelivery.objects.count() == 1
