@@ -149,22 +149,17 @@ def _active_endpoints() -> dict[int, list[WebhookEndpoint]]:
     """Active endpoints by customer, read once per transaction: bulk jobs notify thousands of customers
     in one transaction (notifications.bulk), and that must stay one query, not one per notice.
 
-    The memo is valid while its marker is still among the transaction's pending on-commit callbacks:
-    Django empties that list when the transaction commits or rolls back."""
+    The memo belongs to the connection's list of pending on-commit callbacks: Django replaces that
+    list object whenever a transaction commits or rolls back (or a savepoint rolls back)."""
     from django.db import connection
 
     memo = getattr(connection, "_webhook_endpoints", None)
-    if memo is not None and connection.in_atomic_block and any(item[1] is memo[0] for item in connection.run_on_commit):
+    if memo is not None and connection.in_atomic_block and memo[0] is connection.run_on_commit:
         return memo[1]
     by_customer: dict[int, list[WebhookEndpoint]] = {}
     for endpoint in WebhookEndpoint.objects.filter(is_active=True).only("pk", "customer_id", "events"):
         by_customer.setdefault(endpoint.customer_id, []).append(endpoint)
-    if connection.in_atomic_block:
-        def marker() -> None:
-            connection._webhook_endpoints = None
-
-        transaction.on_commit(marker)
-        connection._webhook_endpoints = (marker, by_customer)
+    connection._webhook_endpoints = (connection.run_on_commit, by_customer) if connection.in_atomic_block else None
     return by_customer
 
 

@@ -35,7 +35,7 @@ _redis = urlsplit(REDIS_URL)
 CELERY_BROKER_URL = urlunsplit(_redis._replace(path=f"/{env('TEST_REDIS_DB', '15')}"))
 # Rate-limit counters: the test Redis database, under a prefix per test database (parallel runs).
 RATELIMIT_REDIS_URL = CELERY_BROKER_URL
-RATELIMIT_KEY_PREFIX = f"test-rl-{DATABASES['default']['TEST']['NAME']}"
+RATELIMIT_KEY_PREFIX = f"test-rl-{DATABASES['default']['TEST']['NAME']}-{env('PYTEST_XDIST_WORKER', '')}"
 
 # N+1 detector (django-zeal) in raise mode: every request the suite makes fails on a lazy relation
 # loaded once per row. Allowlist only with a reason.
