@@ -20,3 +20,14 @@ class ApiConfig(AppConfig):
         from .webhooks import webhook_channel
 
         register_channel(webhook_channel)
+
+        from accounts.activity_labels import LABELS
+
+        LABELS.update({
+            "api_request": _("Change made with an API key"),
+            "api_key_created": _("API key created"),
+            "api_key_revoked": _("API key revoked"),
+            "webhook_created": _("Webhook endpoint added"),
+            "webhook_deleted": _("Webhook endpoint deleted"),
+            "webhook_disabled": _("Webhook endpoint disabled after failures"),
+        })
