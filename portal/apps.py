@@ -7,3 +7,10 @@ class PortalConfig(AppConfig):
 
     name = "portal"
     verbose_name = _("Back office")
+
+    def ready(self) -> None:
+        from django.contrib import admin
+
+        from .admin_otp import require_staff_second_factor
+
+        require_staff_second_factor(admin.site)

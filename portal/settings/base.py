@@ -274,6 +274,8 @@ LOGGING = {
 }
 
 # --- app settings: portal ---
+# Staff must enter a TOTP code (django-otp) to reach /admin/; `manage.py staff_totp <user>` enrols one.
+ADMIN_REQUIRE_OTP = env_bool("ADMIN_REQUIRE_OTP", True)
 # The dashboard's renewal forecast lists this many soonest renewals; the rest are summed in one line.
 DASHBOARD_FORECAST_ROWS = int(env("DASHBOARD_FORECAST_ROWS", "10"))
 # --- app settings: accounts ---

@@ -9,6 +9,8 @@ ALLOWED_HOSTS = ["*"]
 # Several test runs may share one server: TEST_DB_NAME keeps them apart.
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DB_NAME", "test_portal")}
 AXES_FAILURE_LIMIT = 5
+# Admin tests log staff in with force_login; portal/tests/test_admin_otp.py proves the second factor.
+ADMIN_REQUIRE_OTP = False
 
 # PORTAL_TEST_CLOCK=2028-02-29T23:30:00+00:00 runs the suite as if the clock read that moment, ticking
 # on from it, so CI proves no test depends on the day it runs. The offset from the real clock is fixed
