@@ -69,6 +69,7 @@ class CustomerApiView(GenericAPIView):
 
     api_area = Area.ACCOUNT
     extra_scopes: tuple = ()
+    audited = True  # state-changing calls are written to the activity log
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [KeyScopePermission]
     throttle_classes = [KeyRateThrottle]
@@ -81,7 +82,7 @@ class CustomerApiView(GenericAPIView):
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
-        if (request.method not in ("GET", "HEAD", "OPTIONS") and response.status_code < 400
+        if (self.audited and request.method not in ("GET", "HEAD", "OPTIONS") and response.status_code < 400
                 and getattr(request, "auth", None) is not None and not response.get("Idempotent-Replayed")):
             key = request.auth
             activity_record(action="api_request", customer=key.customer, actor=request.user, ip=client_ip(request._request),
@@ -432,6 +433,7 @@ class NotificationDetailView(CustomerApiView):
 class NotificationReadView(CustomerApiView):
     api_area = Area.ACCOUNT
     write_access = READ  # the inbox's own read marker, open to every role: no write scope needed
+    audited = False  # like reading, not a change to the account
 
     @extend_schema(request=None, responses={200: serializers.NotificationDetailSerializer, **ERRORS}, tags=["notifications"])
     def post(self, request, notification_id: int):

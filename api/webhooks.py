@@ -215,10 +215,12 @@ def webhook_deliver(*, delivery_id: int) -> str | None:
     code, error = None, ""
     try:
         url_check(endpoint.url)
+        # stream=True and close(): only the status matters, a receiver's (possibly huge) body is never read.
         response = requests.post(endpoint.url, data=delivery.payload.encode(), timeout=settings.WEBHOOKS_TIMEOUT,
-                                 allow_redirects=False,
+                                 allow_redirects=False, stream=True,
                                  headers=signed_headers(secret=endpoint.secret, event_id=delivery.event_id, body=delivery.payload))
         code = response.status_code
+        response.close()
         if not 200 <= code < 300:
             error = _("The endpoint answered %(code)s.") % {"code": code}
     except ValidationError as exc:

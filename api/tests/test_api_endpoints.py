@@ -142,6 +142,9 @@ def test_notification_read(owner, key_client):
     assert client.get(f"/api/v1/notifications/{notification.pk}").json()["read_at"] is None  # GET changes nothing
     assert client.post(f"/api/v1/notifications/{notification.pk}/read").json()["read_at"] is not None
     assert client.get("/api/v1/notifications?unread=true").json()["results"] == []
+    from accounts.models import ActivityEvent
+
+    assert not ActivityEvent.objects.filter(action="api_request").exists()  # reading is not logged as a change
 
 
 def test_schema_is_valid_openapi_and_covers_every_endpoint(tmp_path):
