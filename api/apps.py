@@ -21,6 +21,10 @@ class ApiConfig(AppConfig):
 
         register_channel(webhook_channel)
 
+        from . import personal_data
+
+        personal_data.register()
+
         from accounts.activity_labels import LABELS
 
         LABELS.update({
