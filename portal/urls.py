@@ -20,6 +20,7 @@ urlpatterns = [
     path("orders/", include("orders.urls")),
     path("tickets/", include("tickets.urls")),
     path("api/", include("api.urls")),
+    path("passkeys/", include("passkeys.urls")),
 ]
 
 handler403 = "portal.views.permission_denied"

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "billing.gateways",
     "orders",
     "tickets",
+    "passkeys",  # WebAuthn login; above accounts (registers a Settings section)
     "api",  # beside the portal at the top of the import graph: /api/v1/ over every app's services
     "rest_framework",
     "drf_spectacular",
@@ -399,6 +400,11 @@ TICKETS_REOPEN_DAYS = int(env("TICKETS_REOPEN_DAYS", "14"))  # a closed ticket m
 TICKETS_AUTOCLOSE_DAYS = int(env("TICKETS_AUTOCLOSE_DAYS", "7"))  # "answered" with no customer reply
 TICKETS_AUTOCLOSE_WARNING_DAYS = int(env("TICKETS_AUTOCLOSE_WARNING_DAYS", "2"))  # warning ahead of auto-close
 TICKETS_PAGE_SIZE = 20
+# --- app settings: passkeys ---
+# WebAuthn relying party: the site's host name and the origins pages are served from.
+PASSKEYS_RP_ID = env("PASSKEYS_RP_ID", PORTAL_BASE_URL.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0])
+PASSKEYS_ORIGINS = env_list("PASSKEYS_ORIGINS", PORTAL_BASE_URL)
+PASSKEYS_CHALLENGE_TTL = 300  # seconds a registration or login challenge stays valid
 # --- app settings: api ---
 # Rate limits are counted in Redis (core.ratelimit), shared by every web process.
 RATELIMIT_REDIS_URL = env("RATELIMIT_REDIS_URL", REDIS_URL)
