@@ -11,3 +11,11 @@ class PasskeysConfig(AppConfig):
         from accounts.views import register_settings_section
 
         register_settings_section("passkeys", _("Passkeys"), Area.ACCOUNT, "passkeys:settings")
+
+        from . import personal_data
+
+        personal_data.register()
+
+        from accounts.activity_labels import LABELS
+
+        LABELS.update({"passkey_added": _("Passkey added"), "passkey_removed": _("Passkey removed")})

@@ -50,3 +50,14 @@ def owner_client_csrf(db):
     client = Client(enforce_csrf_checks=True)
     client.force_login(UserFactory())
     return client
+
+
+def test_erasure_deletes_passkeys_and_export_lists_them():
+    from accounts.personal_data import exporters
+    from accounts.services import customer_erase
+
+    owner = UserFactory()
+    Passkey.objects.create(user=owner, name="phone", credential_id=b"\x02" * 16, public_key=b"k")
+    assert [row["name"] for row in exporters()["passkeys"](owner.customer)] == ["phone"]
+    customer_erase(customer=owner.customer, actor=None)
+    assert not Passkey.objects.exists()
