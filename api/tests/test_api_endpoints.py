@@ -2,6 +2,7 @@
 from decimal import Decimal
 
 import pytest
+import time_machine
 import yaml
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
@@ -161,3 +162,34 @@ def test_reference_page_is_served_without_a_cdn():
     page = APIClient().get("/api/docs/").content.decode()
     assert "/static/drf_spectacular_sidecar/redoc/" in page
     assert "https://" not in page and "http://" not in page
+
+
+@time_machine.travel("2026-06-01 12:00:00+00:00", tick=False)  # last_used_at is written once, not again a minute later
+@pytest.mark.parametrize("url", ["/api/v1/services", "/api/v1/invoices", "/api/v1/payments", "/api/v1/tickets?status=all"])
+def test_lists_run_a_fixed_number_of_queries(owner, key_client, place, fund, departments, url):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tickets import services as ticket_services
+
+    client = key_client(owner)
+    department = Department.objects.filter(is_active=True).first()
+
+    def add(n):
+        for _ in range(n):
+            fund(owner.customer, "10.00")
+            place(owner.customer)
+            ticket_services.ticket_create(customer=owner.customer, user=owner, department=department, subject="s",
+                                          priority="normal", body="b")
+
+    def count():
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(url)
+        assert response.status_code == 200 and response.json()["results"]
+        return len(queries)
+
+    add(2)
+    count()  # the key's first use writes last_used_at (then at most once a minute)
+    few = count()
+    add(3)
+    assert count() == few
