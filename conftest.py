@@ -39,6 +39,19 @@ def _broker_not_paused():
     services._broker_skip_until = 0.0
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate-limit counters live in Redis and outlive a test: every test starts with none."""
+    import redis
+
+    from core import ratelimit
+
+    try:
+        ratelimit.clear_all()
+    except redis.RedisError:
+        pass
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _drain_test_broker_queue():
     """Nothing consumes the test broker's queue; drop what the session published."""

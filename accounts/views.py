@@ -21,7 +21,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
+from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_POST, require_http_methods
+
+from core.ratelimit import limit_posts
 
 from . import selectors, services
 from .activity_labels import activity_label
@@ -37,6 +40,7 @@ from .phone import format_phone, verification_backend
 from .roles import Area, acting_customer, acting_customer_or_none, customer_view, role_allows
 
 
+@limit_posts("register", ip=client_ip, account=lambda request: request.POST.get("email", ""))
 def register(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("dashboard")
@@ -72,6 +76,7 @@ def verify_email(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_POST
 @customer_view(Area.ACCOUNT)
+@limit_posts("verification_resend", ip=client_ip, account=lambda request: str(request.user.pk))
 def resend_verification(request: HttpRequest) -> HttpResponse:
     if request.user.email_verified:
         messages.info(request, _("Your email address is already verified."))
@@ -127,6 +132,12 @@ SECTIONS = [
 ]
 
 
+def register_settings_section(key: str, title, area: str, url_name: str) -> None:
+    """Apps above accounts (e.g. api) add their own Settings section, rendered with `settings_render`."""
+    if all(existing[0] != key for existing in SECTIONS):
+        SECTIONS.append((key, title, area, url_name))
+
+
 def _settings_render(request: HttpRequest, section: str, template: str, context: dict) -> HttpResponse:
     customer = acting_customer(request)
     can_manage = role_allows(request.user, Area.SETTINGS)
@@ -140,6 +151,9 @@ def _settings_render(request: HttpRequest, section: str, template: str, context:
         **context,
     }
     return render(request, template, context)
+
+
+settings_render = _settings_render  # public name for the sections other apps register
 
 
 def _back(url_name: str, anchor: str = "") -> HttpResponse:
@@ -646,6 +660,8 @@ def login_verify(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/login_verify.html", {"form": form, "pending_user": user})
 
 
+@method_decorator(limit_posts("password_reset", ip=client_ip, account=lambda request: request.POST.get("email", "")),
+                  name="dispatch")
 class PasswordResetView(auth_views.PasswordResetView):
     form_class = OutboxPasswordResetForm
     template_name = "accounts/password_reset.html"

@@ -12,6 +12,8 @@ class PortalConfig(AppConfig):
         from django.contrib import admin
 
         from . import checks  # noqa: F401  (registers the deployment checks)
+        from .admin_otp import require_staff_second_factor
         from .third_party_admin import secure_third_party_admins
 
         secure_third_party_admins(admin.site)
+        require_staff_second_factor(admin.site)

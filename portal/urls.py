@@ -20,6 +20,8 @@ urlpatterns = [
     path("pay/", include("billing.gateways.urls")),
     path("orders/", include("orders.urls")),
     path("tickets/", include("tickets.urls")),
+    path("api/", include("api.urls")),
+    path("passkeys/", include("passkeys.urls")),
 ]
 
 handler403 = "portal.views.permission_denied"

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ["accounts", "notifications", "billing", "orders", "tickets"]
+APPS = ["accounts", "notifications", "billing", "orders", "tickets", "api", "passkeys"]
 # Apps nested inside another app's folder keep their own catalogue.
 NESTED = {"billing": ["gateways"], "notifications": ["telegram"]}
 ALL_TARGETS = ["portal", *APPS, "billing/gateways", "notifications/telegram"]

@@ -59,6 +59,11 @@ INSTALLED_APPS = [
     "billing.gateways",
     "orders",
     "tickets",
+    "passkeys",  # WebAuthn login; above accounts (registers a Settings section)
+    "api",  # beside the portal at the top of the import graph: /api/v1/ over every app's services
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "portal",  # after the domain apps: its admin.py composes the back office on top of theirs
     # After our apps so accounts/templates/socialaccount/ overrides allauth's pages.
     "allauth",
@@ -223,6 +228,10 @@ if env("REDIS_URL") or env("CACHE_URL"):
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# --- beat schedule: api ---
+CELERY_BEAT_SCHEDULE["api-idempotency-purge"] = {"task": "api.tasks.idempotency_purge_task", "schedule": 3600.0}
+CELERY_BEAT_SCHEDULE["api-webhooks-sweep"] = {"task": "api.tasks.webhooks_sweep_task", "schedule": 60.0}
+
 # --- Auth ---
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
@@ -365,6 +374,8 @@ SENTRY_RELEASE = env("SENTRY_RELEASE", "")
 SENTRY_TRACES_SAMPLE_RATE = float(env("SENTRY_TRACES_SAMPLE_RATE", "0"))
 
 # --- app settings: portal ---
+# Staff must enter a TOTP code (django-otp) to reach /admin/; `manage.py staff_totp <user>` enrols one.
+ADMIN_REQUIRE_OTP = env_bool("ADMIN_REQUIRE_OTP", True)
 # The dashboard's renewal forecast lists this many soonest renewals; the rest are summed in one line.
 DASHBOARD_FORECAST_ROWS = int(env("DASHBOARD_FORECAST_ROWS", "10"))
 # --- app settings: accounts ---
@@ -379,6 +390,15 @@ PHONE_CODE_MAX_ATTEMPTS = int(env("PHONE_CODE_MAX_ATTEMPTS", "5"))  # wrong entr
 PHONE_CODES_PER_HOUR = int(env("PHONE_CODES_PER_HOUR", "5"))  # codes sent to one user per hour
 INVITATION_MAX_AGE = int(env("INVITATION_MAX_AGE", str(7 * 24 * 3600)))  # trusted-user invitation links
 OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", PORTAL_NAME)
+# POSTs per client IP and per account (email or user) as "attempts/seconds"; "0/…" switches one off.
+# Counted in Redis (core.ratelimit); over the limit: 429 with Retry-After, the view is not run.
+RATE_LIMITS = {
+    "register": {"ip": env("RATE_LIMIT_REGISTER_IP", "10/3600"), "account": env("RATE_LIMIT_REGISTER_ACCOUNT", "3/3600")},
+    "password_reset": {"ip": env("RATE_LIMIT_PASSWORD_RESET_IP", "10/3600"),
+                       "account": env("RATE_LIMIT_PASSWORD_RESET_ACCOUNT", "3/3600")},
+    "verification_resend": {"ip": env("RATE_LIMIT_VERIFICATION_RESEND_IP", "10/3600"),
+                            "account": env("RATE_LIMIT_VERIFICATION_RESEND_ACCOUNT", "3/3600")},
+}
 OTP_LOGIN_MAX_ATTEMPTS = 5  # wrong second-factor codes before the login starts over
 # "Export my data": how long the download link works, and how long a pending export may wait for a
 # worker before the sweeper (beat or `manage.py data_exports`) builds it.
@@ -504,3 +524,59 @@ TICKETS_REOPEN_DAYS = int(env("TICKETS_REOPEN_DAYS", "14"))  # a closed ticket m
 TICKETS_AUTOCLOSE_DAYS = int(env("TICKETS_AUTOCLOSE_DAYS", "7"))  # "answered" with no customer reply
 TICKETS_AUTOCLOSE_WARNING_DAYS = int(env("TICKETS_AUTOCLOSE_WARNING_DAYS", "2"))  # warning ahead of auto-close
 TICKETS_PAGE_SIZE = 20
+# --- app settings: passkeys ---
+# WebAuthn relying party: the site's host name and the origins pages are served from.
+PASSKEYS_RP_ID = env("PASSKEYS_RP_ID", PORTAL_BASE_URL.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0])
+PASSKEYS_ORIGINS = env_list("PASSKEYS_ORIGINS", PORTAL_BASE_URL)
+PASSKEYS_CHALLENGE_TTL = 300  # seconds a registration or login challenge stays valid
+# --- app settings: api ---
+# Rate limits are counted in Redis (core.ratelimit), shared by every web process.
+RATELIMIT_REDIS_URL = env("RATELIMIT_REDIS_URL", REDIS_URL)
+RATELIMIT_KEY_PREFIX = env("RATELIMIT_KEY_PREFIX", "hp-rl")
+API_RATE_LIMIT = int(env("API_RATE_LIMIT", "120"))  # requests per key per API_RATE_WINDOW
+API_RATE_WINDOW = int(env("API_RATE_WINDOW", "60"))  # seconds
+API_KEYS_PER_USER = int(env("API_KEYS_PER_USER", "20"))  # active keys one user may hold
+API_IDEMPOTENCY_TTL = int(env("API_IDEMPOTENCY_TTL", str(24 * 3600)))  # seconds an Idempotency-Key is remembered
+# Outgoing webhooks: attempts per event, exponential backoff between them, and how many failed attempts
+# in a row disable an endpoint (the customer sees why and re-enables it).
+WEBHOOKS_MAX_ATTEMPTS = int(env("WEBHOOKS_MAX_ATTEMPTS", "8"))
+WEBHOOKS_RETRY_BASE_SECONDS = int(env("WEBHOOKS_RETRY_BASE_SECONDS", "60"))
+WEBHOOKS_RETRY_MAX_SECONDS = int(env("WEBHOOKS_RETRY_MAX_SECONDS", str(6 * 3600)))
+WEBHOOKS_DISABLE_AFTER_FAILURES = int(env("WEBHOOKS_DISABLE_AFTER_FAILURES", "20"))
+WEBHOOKS_TIMEOUT = float(env("WEBHOOKS_TIMEOUT", "10"))
+WEBHOOKS_PER_CUSTOMER = int(env("WEBHOOKS_PER_CUSTOMER", "10"))
+# The SSRF guard refuses every non-public address; networks listed here are exempt (e.g. a provider's
+# own monitoring network). Plain http:// only where WEBHOOKS_ALLOW_HTTP is on (tests, never production).
+WEBHOOKS_ALLOWED_PRIVATE_NETWORKS = env_list("WEBHOOKS_ALLOWED_PRIVATE_NETWORKS")
+WEBHOOKS_ALLOW_HTTP = False
+REST_FRAMEWORK = {
+    # Authentication, permission, throttle and pagination are set on api.views.CustomerApiView.
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": f"{PORTAL_NAME} API",
+    "DESCRIPTION": "Customer API. Authenticate with `Authorization: Bearer <key>` (Settings → API keys).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ServiceStatusEnum": "orders.models.Order.Status",
+        "InvoiceStatusEnum": "billing.models.Invoice.Status",
+        "InvoiceKindEnum": "billing.models.Invoice.Kind",
+        "PaymentStatusEnum": "billing.models.Payment.Status",
+        "TicketStatusEnum": "tickets.models.Ticket.Status",
+        "TicketPriorityEnum": "tickets.models.Ticket.Priority",
+        "NotificationKindEnum": "notifications.kinds.Kind",
+    },
+}

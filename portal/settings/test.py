@@ -21,6 +21,9 @@ METRICS_TOKEN = ""
 METRICS_ALLOWED_IPS: list[str] = []
 MEDIA_STORAGE = "local"
 
+# Admin tests log staff in with force_login; portal/tests/test_admin_otp.py proves the second factor.
+ADMIN_REQUIRE_OTP = False
+
 # PORTAL_TEST_CLOCK=2028-02-29T23:30:00+00:00 runs the suite as if the clock read that moment, ticking
 # on from it, so CI proves no test depends on the day it runs. The offset from the real clock is fixed
 # once and inherited by the processes tests start (workers, beat), so all of them share one clock.
@@ -48,6 +51,9 @@ from .base import REDIS_URL  # noqa: E402
 
 _redis = urlsplit(REDIS_URL)
 CELERY_BROKER_URL = urlunsplit(_redis._replace(path=f"/{env('TEST_REDIS_DB', '15')}"))
+# Rate-limit counters: the test Redis database, under a prefix per test database (parallel runs).
+RATELIMIT_REDIS_URL = CELERY_BROKER_URL
+RATELIMIT_KEY_PREFIX = f"test-rl-{DATABASES['default']['TEST']['NAME']}-{env('PYTEST_XDIST_WORKER', '')}"
 
 # N+1 detector (django-zeal) in raise mode: every request the suite makes fails on a lazy relation
 # loaded once per row. Allowlist only with a reason.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = {"core": 0, "ops": 0, "accounts": 1, "notifications": 2, "billing": 3, "orders": 4, "tickets": 5, "portal": 6, "api": 6}
+LAYERS = {"core": 0, "ops": 0, "accounts": 1, "passkeys": 1.5, "notifications": 2, "billing": 3, "orders": 4, "tickets": 5, "portal": 6, "api": 6}
 
 
 def imported_apps(path: Path) -> set[tuple[str, int]]:
