@@ -438,25 +438,38 @@ class DeletionRequestForm(forms.Form):
 
 
 class StaffLoginForm(AdminAuthenticationForm):
-    """The admin's login form with the second factor: a staff login that enrolled TOTP
-    (/accounts/staff/two-factor/) must give a code or a recovery code; a wrong one counts towards the
-    django-axes lockout like a wrong password."""
+    """The admin's login form with the second factor. With ADMIN_REQUIRE_OTP (the default) every staff
+    login needs an enrolled authenticator (`manage.py staff_totp`, or /accounts/staff/two-factor/) and its
+    code or a recovery code; with it off, only logins that enrolled one. A wrong code counts towards the
+    django-axes lockout like a wrong password. The device that accepted the code marks the session as
+    verified (django-otp), which the admin requires (portal.admin_otp)."""
 
     otp_token = forms.CharField(label=_("Two-factor code"), required=False, max_length=16,
-                                help_text=_("Only if you turned on two-factor authentication."),
+                                help_text=_("The code from your authenticator app, or a recovery code."),
                                 widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}))
 
     def confirm_login_allowed(self, user):
+        from django.conf import settings
         from django.contrib.auth.signals import user_login_failed
+        from django_otp import DEVICE_ID_SESSION_KEY
 
         from .services import otp_enabled, otp_match
 
         super().confirm_login_allowed(user)
-        if otp_enabled(user) and otp_match(user=user, token=self.cleaned_data.get("otp_token", "")) is None:
+        if not otp_enabled(user):
+            if settings.ADMIN_REQUIRE_OTP:
+                raise forms.ValidationError(_("Staff need a second factor: ask an administrator to enrol your "
+                                              "authenticator app (manage.py staff_totp)."), code="otp_not_enrolled")
+            return
+        device = otp_match(user=user, token=self.cleaned_data.get("otp_token", ""))
+        if device is None:
             user_login_failed.send(sender=__name__, credentials={"username": user.username, "second_factor": True},
                                    request=self.request)
             raise forms.ValidationError(_("Enter the current code from your authenticator app, or a recovery code."),
                                         code="otp_required")
+        if self.request is not None:
+            # Kept through login()'s session key rotation; OTPMiddleware then sets request.user.is_verified().
+            self.request.session[DEVICE_ID_SESSION_KEY] = device.persistent_id
 
 
 class ReauthForm(forms.Form):

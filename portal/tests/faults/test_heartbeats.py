@@ -14,6 +14,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow_fault]
 
 
 def test_beat_and_worker_heartbeats_drive_healthz(client, settings, processes, throwaway_redis, tmp_path):
+    settings.HEALTHZ_TOKEN = "monitor-token"  # the error texts, not just "fail"
     settings.HEALTHZ_BEAT_MAX_AGE = settings.HEALTHZ_WORKER_MAX_AGE = 4
     env = app_env(database=database_url(), redis=throwaway_redis.url, OPS_HEARTBEAT_INTERVAL=1)
     worker = processes.worker("heartbeat", env)
@@ -24,11 +25,11 @@ def test_beat_and_worker_heartbeats_drive_healthz(client, settings, processes, t
              "beat and worker heartbeats")
     first = worker_heartbeats()["heartbeat@faults"]
     wait_for(lambda: worker_heartbeats()["heartbeat@faults"] > first, 10, "a second worker heartbeat")
-    response = client.get("/healthz?require=beat,workers")
+    response = client.get("/healthz?require=beat,workers", HTTP_AUTHORIZATION="Bearer monitor-token")
     assert response.status_code == 200, response.json()
 
     os.killpg(worker.pid, signal.SIGKILL)
-    wait_for(lambda: client.get("/healthz?require=beat,workers").status_code == 503, 15, "healthz to notice")
-    body = client.get("/healthz?require=beat,workers").json()
+    wait_for(lambda: client.get("/healthz?require=beat,workers", HTTP_AUTHORIZATION="Bearer monitor-token").status_code == 503, 15, "healthz to notice")
+    body = client.get("/healthz?require=beat,workers", HTTP_AUTHORIZATION="Bearer monitor-token").json()
     assert body["failing"] == ["workers"] and body["checks"]["beat"] == "ok"
     assert body["checks"]["workers"].startswith("last worker heartbeat")
