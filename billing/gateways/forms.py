@@ -21,6 +21,19 @@ class PayInvoiceForm(forms.Form):
         self.fields["gateway"].choices = [(gateway.code, gateway.name) for gateway in gateways]
 
 
+class PaySavedMethodForm(forms.Form):
+    """Pay an invoice with a card saved earlier (no redirect). Only the customer's own methods at
+    gateways offered for the invoice are choices: anything else is "not a valid choice"."""
+
+    saved_method = forms.ModelChoiceField(label=_("Saved card"), queryset=SavedPaymentMethod.objects.none(),
+                                          widget=forms.RadioSelect, empty_label=None)
+    use_balance = forms.BooleanField(label=_("Use my balance first"), required=False)
+
+    def __init__(self, *args, methods, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["saved_method"].queryset = methods
+
+
 class AddMethodForm(forms.Form):
     gateway = forms.ChoiceField(label=_("Payment system"))
 

@@ -39,6 +39,13 @@ def payment_methods_for(customer: Customer):
     return SavedPaymentMethod.objects.filter(customer=customer).order_by("-is_default", "-created_at", "-pk")
 
 
+def saved_methods_for_invoice(*, customer: Customer, invoice):
+    """The customer's saved methods that can pay this invoice now: at a gateway offered for its currency
+    and the customer's country that charges saved methods."""
+    codes = [g.code for g in gateways_available(customer=customer, currency=invoice.currency, saved_methods_only=True)]
+    return payment_methods_for(customer).filter(gateway__in=codes)
+
+
 def payment_method_get(*, customer: Customer, method_id: int) -> SavedPaymentMethod:
     return get_object_or_404(SavedPaymentMethod, customer=customer, pk=method_id)
 

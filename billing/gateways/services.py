@@ -71,10 +71,9 @@ class PaymentStart:
     invoice_paid: bool = False
 
 
-def payment_start(*, customer: Customer, invoice: Invoice, gateway_code: str, return_url_for, use_balance: bool = False,
-                  save_method: bool = False, via_pay_link: bool = False) -> PaymentStart:
-    """Pay an open invoice: optionally apply the balance first (partial application), then open a
-    gateway payment for what is left. `return_url_for(attempt)` -> (success_url, cancel_url)."""
+def _invoice_payable(*, customer: Customer, invoice: Invoice, use_balance: bool) -> Decimal:
+    """The checks every way of paying an invoice online shares (open, the payment gate, no payment in
+    flight), then the optional balance part. Returns what the balance paid."""
     if invoice.customer_id != customer.pk or not invoice.is_open:
         raise PaymentNotAllowed(_("This invoice is not awaiting payment."))
     try:
@@ -91,8 +90,16 @@ def payment_start(*, customer: Customer, invoice: Invoice, gateway_code: str, re
         except BillingError:
             applied = Decimal("0")
         invoice.refresh_from_db()
-        if invoice.status == Invoice.Status.PAID:
-            return PaymentStart(attempt=None, result=None, paid_from_balance=applied, invoice_paid=True)
+    return applied
+
+
+def payment_start(*, customer: Customer, invoice: Invoice, gateway_code: str, return_url_for, use_balance: bool = False,
+                  save_method: bool = False, via_pay_link: bool = False) -> PaymentStart:
+    """Pay an open invoice: optionally apply the balance first (partial application), then open a
+    gateway payment for what is left. `return_url_for(attempt)` -> (success_url, cancel_url)."""
+    applied = _invoice_payable(customer=customer, invoice=invoice, use_balance=use_balance)
+    if invoice.status == Invoice.Status.PAID:
+        return PaymentStart(attempt=None, result=None, paid_from_balance=applied, invoice_paid=True)
     gateway = get_gateway(gateway_code)
     if gateway is None or not gateway.redirects or not gateway_offered(gateway, currency=invoice.currency, country=customer.country):
         raise PaymentNotAllowed(_("This payment method is not available for your invoice."))
@@ -102,6 +109,50 @@ def payment_start(*, customer: Customer, invoice: Invoice, gateway_code: str, re
     )
     result = _open_at_gateway(gateway, attempt, _("Invoice %(number)s") % {"number": invoice.number}, return_url_for)
     return PaymentStart(attempt=attempt, result=result, paid_from_balance=applied)
+
+
+def payment_with_saved_method(*, customer: Customer, invoice: Invoice, method: SavedPaymentMethod,
+                              use_balance: bool = False) -> PaymentStart:
+    """Pay an open invoice with a card the customer saved earlier, without leaving the portal: the same
+    checks as `payment_start`, then an off-session charge (`_charge_saved_method`, which auto-payment
+    uses too). The attempt is committed before the gateway is called, so the invoice shows the payment
+    in flight and cannot be paid twice while the provider answers."""
+    if method.customer_id != customer.pk:
+        raise PaymentNotAllowed(_("This payment method is not available."))
+    applied = _invoice_payable(customer=customer, invoice=invoice, use_balance=use_balance)
+    if invoice.status == Invoice.Status.PAID:
+        return PaymentStart(attempt=None, result=None, paid_from_balance=applied, invoice_paid=True)
+    gateway = get_gateway(method.gateway)
+    if gateway is None or not gateway.supports_saved_methods or not gateway_offered(
+            gateway, currency=invoice.currency, country=customer.country):
+        raise PaymentNotAllowed(_("This payment method is not available for your invoice."))
+    attempt = PaymentAttempt.objects.create(
+        customer=customer, invoice=invoice, gateway=gateway.code, amount=invoice.amount_due, currency=invoice.currency,
+        saved_method=method, status=Status.PENDING,
+    )
+    status = _charge_saved_method(gateway, attempt, method)
+    attempt.refresh_from_db()
+    if status == "failed":
+        raise PaymentNotAllowed(attempt.failure_message or _("The card was declined."))
+    return PaymentStart(attempt=attempt, result=None, paid_from_balance=applied, invoice_paid=status == "succeeded")
+
+
+def _charge_saved_method(gateway, attempt: PaymentAttempt, method: SavedPaymentMethod) -> str:
+    """Charge a saved method for a committed attempt and record the outcome: "succeeded" (the payment is
+    recorded), "pending" (the provider's webhook finishes it) or "failed"."""
+    try:
+        result = gateway.charge_saved_method(attempt=attempt, method=method)
+    except GatewayError as exc:
+        attempt_fail(attempt=attempt, message=str(exc))
+        return "failed"
+    if result.status == "succeeded":
+        attempt_succeed(attempt=attempt, transaction_id=result.transaction_id, amount=attempt.amount, currency=attempt.currency)
+        return "succeeded"
+    if result.status == "pending":
+        PaymentAttempt.objects.filter(pk=attempt.pk).update(transaction_id=result.transaction_id)
+        return "pending"
+    attempt_fail(attempt=attempt, message=result.failure_message or _("The card was declined."))
+    return "failed"
 
 
 def method_setup_start(*, customer: Customer, gateway_code: str, return_url_for) -> PaymentStart:
@@ -515,19 +566,7 @@ def autopay_topup(*, customer: Customer, needed_amount: Decimal, reason: str) ->
     if gateway is None:
         attempt_fail(attempt=attempt, message="gateway unavailable")
         return False
-    try:
-        result = gateway.charge_saved_method(attempt=attempt, method=method)
-    except GatewayError as exc:
-        attempt_fail(attempt=attempt, message=str(exc))
-        return False
-    if result.status == "succeeded":
-        attempt_succeed(attempt=attempt, transaction_id=result.transaction_id, amount=amount, currency=currency)
-        return True
-    if result.status == "pending":
-        PaymentAttempt.objects.filter(pk=attempt.pk).update(transaction_id=result.transaction_id)
-        return True
-    attempt_fail(attempt=attempt, message=result.failure_message or _("The card was declined."))
-    return False
+    return _charge_saved_method(gateway, attempt, method) != "failed"
 
 
 def _autopay_settle(*, attempt: PaymentAttempt, succeeded: bool) -> None:

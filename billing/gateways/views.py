@@ -20,7 +20,7 @@ from billing.selectors import balance_of, invoice_get
 from billing.services import blockers_need_profile, invoice_payment_blockers
 
 from . import sandbox_provider, selectors, services
-from .forms import AddMethodForm, AutopayForm, PayInvoiceForm, SandboxCardForm
+from .forms import AddMethodForm, AutopayForm, PayInvoiceForm, PaySavedMethodForm, SandboxCardForm
 from .models import PaymentAttempt, SandboxCheckout
 from .registry import get_gateway
 
@@ -78,12 +78,30 @@ def pay_invoice(request, invoice_id: int):
     customer = acting_customer(request)
     invoice = invoice_get(customer=customer, invoice_id=invoice_id)
     gateways = selectors.gateways_available(customer=customer, currency=invoice.currency)
-    form = PayInvoiceForm(request.POST or None, gateways=[g for g in gateways if g.redirects])
-    if request.method == "POST" and invoice.is_open and form.is_valid():
+    paying_saved = request.method == "POST" and "saved_method" in request.POST
+    form = PayInvoiceForm(request.POST if request.method == "POST" and not paying_saved else None,
+                          gateways=[g for g in gateways if g.redirects])
+    saved_form = PaySavedMethodForm(request.POST if paying_saved else None,
+                                    methods=selectors.saved_methods_for_invoice(customer=customer, invoice=invoice))
+    if paying_saved and invoice.is_open and saved_form.is_valid():
+        try:
+            started = services.payment_with_saved_method(customer=customer, invoice=invoice,
+                                                         method=saved_form.cleaned_data["saved_method"],
+                                                         use_balance=saved_form.cleaned_data["use_balance"])
+        except services.PaymentNotAllowed as exc:
+            saved_form.add_error(None, str(exc))
+        else:
+            if started.invoice_paid:
+                messages.success(request, _("Invoice %(number)s is paid. Thank you!") % {"number": invoice.number})
+            else:
+                messages.info(request, _("The payment is being processed; the invoice shows it once the card issuer confirms."))
+            return redirect(reverse("gateways:pay_invoice", kwargs={"invoice_id": invoice.pk}))
+    elif request.method == "POST" and not paying_saved and invoice.is_open and form.is_valid():
         response = _start(request, customer=customer, invoice=invoice, form=form)
         if response is not None:
             return response
     context = _pay_context(customer=customer, invoice=invoice, form=form, show_balance=True)
+    context["saved_form"] = saved_form
     context["pay_link"] = services.pay_link_url(invoice=invoice)
     in_flight = selectors.attempt_in_flight(invoice) if invoice.is_open else None
     context["in_flight"] = services.in_flight_message(in_flight) if in_flight else ""

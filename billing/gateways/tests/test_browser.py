@@ -1,6 +1,7 @@
 """Top up → invoice → sandbox hosted page → back on the portal, with the sandbox's webhook really
 POSTed over HTTP to the live server."""
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.utils import timezone
@@ -121,3 +122,24 @@ def test_pay_page_with_bank_transfer_and_autopay_setup(page, portal, screenshot,
     page.click("[data-testid=autopay-form] button")
     expect(page.locator(".alert-success")).to_be_visible()
     screenshot("gateways-autopay")
+
+
+def test_pay_an_invoice_with_the_saved_card_without_leaving_the_portal(page, portal, screenshot):
+    from billing.gateways.models import SandboxCard
+    from billing.services import LineInput, invoice_issue
+
+    from .factories import SavedPaymentMethodFactory
+
+    customer = portal.customer
+    SandboxCard.objects.create(id="card_browser", customer_ref=str(customer.pk), brand="visa", last4="4242", exp_month=12,
+                               exp_year=2031, behaviour="succeed")
+    SavedPaymentMethodFactory(customer=customer, token="card_browser", is_default=True)
+    invoice = invoice_issue(customer=customer, kind="order", lines=[LineInput(description="VPS Start", quantity=1,
+                                                                              unit_price=Decimal("12.00"))])
+    page.goto(f"/pay/invoices/{invoice.pk}/")
+    expect(page.locator("[data-testid=pay-saved-form]")).to_contain_text("•••• 4242")
+    screenshot("gateways-pay-with-saved-card")
+    page.click("[data-testid=pay-saved-button]")
+    expect(page.locator("[data-testid=invoice-closed]")).to_contain_text("paid")
+    invoice.refresh_from_db()
+    assert invoice.status == "paid" and Payment.objects.get(invoice=invoice).gateway == "sandbox"
