@@ -414,7 +414,7 @@ class NotificationListView(CustomerApiView):
     @extend_schema(parameters=[OpenApiParameter("unread", bool), OpenApiParameter("limit", int)],
                    responses={200: serializers.NotificationSerializer(many=True), **ERRORS}, tags=["notifications"])
     def get(self, request):
-        notifications = notification_selectors.inbox_for(self.customer)
+        notifications = notification_selectors.inbox_for(self.customer, user=request.user)  # the user's role decides what they see
         if request.query_params.get("unread") in ("1", "true"):
             notifications = notifications.filter(read_at__isnull=True)
         page = self.paginate_queryset(notifications)
@@ -426,7 +426,7 @@ class NotificationDetailView(CustomerApiView):
 
     @extend_schema(responses={200: serializers.NotificationDetailSerializer, **ERRORS}, tags=["notifications"])
     def get(self, request, notification_id: int):
-        notification = notification_selectors.notification_get(customer=self.customer, notification_id=notification_id)
+        notification = notification_selectors.notification_get(customer=self.customer, user=request.user, notification_id=notification_id)
         return Response(serializers.NotificationDetailSerializer(notification).data)
 
 
@@ -437,5 +437,5 @@ class NotificationReadView(CustomerApiView):
 
     @extend_schema(request=None, responses={200: serializers.NotificationDetailSerializer, **ERRORS}, tags=["notifications"])
     def post(self, request, notification_id: int):
-        notification = notification_services.notification_mark_read(customer=self.customer, notification_id=notification_id)
+        notification = notification_services.notification_mark_read(customer=self.customer, user=request.user, notification_id=notification_id)
         return Response(serializers.NotificationDetailSerializer(notification).data)
