@@ -203,10 +203,17 @@ class InvoiceLine(models.Model):
     unit_price = models.DecimalField(_("unit price"), **AMOUNT)
     amount = models.DecimalField(_("amount"), **AMOUNT)
     reference = models.CharField(_("reference"), max_length=100, blank=True)
+    # A promo-code discount: the one kind of line with a negative price. Revenue and tax follow the
+    # invoice subtotal, so a discount line lowers both.
+    is_discount = models.BooleanField(_("discount"), default=False)
 
     class Meta:
         ordering = ["position", "pk"]
-        constraints = [models.CheckConstraint(condition=Q(quantity__gte=1) & Q(unit_price__gte=0), name="invoiceline_positive")]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gte=1) & (Q(unit_price__gte=0) | Q(is_discount=True)),
+                                   name="invoiceline_positive"),
+            models.CheckConstraint(condition=Q(is_discount=False) | Q(unit_price__lte=0), name="invoiceline_discount_negative"),
+        ]
 
 
 class Payment(models.Model):

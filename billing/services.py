@@ -79,6 +79,7 @@ class LineInput:
     quantity: int
     unit_price: Decimal
     reference: str = ""
+    discount: bool = False  # a promo-code discount: unit_price <= 0
 
 
 # --- ledger ------------------------------------------------------------------------------------
@@ -338,15 +339,20 @@ def invoice_issue(
         raise BillingError(_("An invoice needs at least one line."))
     prepared = []
     for position, line in enumerate(lines):
-        if not isinstance(line.unit_price, Decimal) or not line.unit_price.is_finite() or line.unit_price < 0:
+        if not isinstance(line.unit_price, Decimal) or not line.unit_price.is_finite():
+            raise BillingError(_("Unit price must be a non-negative amount."))
+        if (line.unit_price > 0) if line.discount else (line.unit_price < 0):
             raise BillingError(_("Unit price must be a non-negative amount."))
         if not isinstance(line.quantity, int) or line.quantity < 1:
             raise BillingError(_("Quantity must be a positive whole number."))
         prepared.append(InvoiceLine(
             position=position, description=line.description[:255], quantity=line.quantity,
             unit_price=line.unit_price, amount=quantize(line.unit_price * line.quantity, currency), reference=line.reference,
+            is_discount=line.discount,
         ))
     subtotal = sum((line.amount for line in prepared), ZERO)
+    if subtotal < 0:
+        raise BillingError("A discount cannot exceed the invoice's other lines.")
     # Advance payments only fill the balance; tax is charged on the services the balance pays for.
     tax = TaxDecision(Decimal("0"), "") if kind == Invoice.Kind.ADVANCE else tax_for(customer)
     tax_amount = quantize(subtotal * tax.percent / 100, currency)
