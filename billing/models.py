@@ -131,6 +131,7 @@ class Invoice(models.Model):
         ORDER = "order", _("Order")
         RENEWAL = "renewal", _("Renewal")
         PLAN_CHANGE = "plan_change", _("Plan change")
+        LATE_FEE = "late_fee", _("Late fee")
 
     class Status(models.TextChoices):
         UNPAID = "unpaid", _("Unpaid")
@@ -562,3 +563,18 @@ class ContractAcceptance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.payer_label} v{self.version_id}"
+
+
+class DunningNotice(models.Model):
+    """One dunning step of one invoice: `step` is its day relative to the due date (negative before).
+    The unique pair makes each reminder go out at most once however many jobs run; a step passed while
+    a later one was already due is recorded unsent (`notified` false) so it never goes out late."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="dunning_notices")
+    step = models.SmallIntegerField()
+    notified = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["invoice_id", "step"]
+        constraints = [models.UniqueConstraint(fields=["invoice", "step"], name="dunning_notice_once_per_step")]

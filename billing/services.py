@@ -323,8 +323,10 @@ def invoice_issue(
     currency: str | None = None,
     idempotency_key: str | None = None,
     reference: str = "",
+    untaxed: bool = False,
 ) -> Invoice:
-    """Issue a numbered invoice with tax by the customer's country/profile and a payer snapshot."""
+    """Issue a numbered invoice with tax by the customer's country/profile and a payer snapshot.
+    `untaxed`: not a supply (a late fee is compensation, outside the scope of VAT)."""
     if idempotency_key:
         existing = Invoice.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -354,7 +356,7 @@ def invoice_issue(
     if subtotal < 0:
         raise BillingError("A discount cannot exceed the invoice's other lines.")
     # Advance payments only fill the balance; tax is charged on the services the balance pays for.
-    tax = TaxDecision(Decimal("0"), "") if kind == Invoice.Kind.ADVANCE else tax_for(customer)
+    tax = TaxDecision(Decimal("0"), "") if kind == Invoice.Kind.ADVANCE or untaxed else tax_for(customer)
     tax_amount = quantize(subtotal * tax.percent / 100, currency)
     year, sequence = _next_document_number("INV")
     invoice = Invoice(

@@ -20,6 +20,8 @@ class Category(models.TextChoices):
 
 class Kind(models.TextChoices):
     INVOICE_ISSUED = "invoice_issued", _("Invoice issued")
+    INVOICE_REMINDER = "invoice_reminder", _("Invoice payment reminder")
+    INVOICE_OVERDUE = "invoice_overdue", _("Invoice overdue")
     PAYMENT_RECEIVED = "payment_received", _("Payment received")
     LOW_BALANCE = "low_balance", _("Low balance")
     AUTOPAY_SUCCEEDED = "autopay_succeeded", _("Automatic payment succeeded")
@@ -48,6 +50,8 @@ class KindSpec:
 
 KINDS: dict[str, KindSpec] = {
     Kind.INVOICE_ISSUED: KindSpec(Category.BILLING, True, _("A new invoice is waiting for payment.")),
+    Kind.INVOICE_REMINDER: KindSpec(Category.BILLING, False, _("An invoice will soon be due.")),
+    Kind.INVOICE_OVERDUE: KindSpec(Category.BILLING, True, _("An invoice is overdue.")),
     Kind.PAYMENT_RECEIVED: KindSpec(Category.BILLING, False, _("A payment was credited to your balance.")),
     Kind.LOW_BALANCE: KindSpec(Category.BILLING, False, _("Your balance fell below the alert threshold.")),
     Kind.AUTOPAY_SUCCEEDED: KindSpec(Category.BILLING, False, _("An automatic payment went through.")),
@@ -82,6 +86,8 @@ OPT_IN_KINDS = frozenset({Kind.NEWSLETTER})
 # What each kind's templates read from `context`. Amounts and dates come preformatted as strings.
 CONTEXT_KEYS: dict[str, tuple[str, ...]] = {
     Kind.INVOICE_ISSUED: ("invoice_number", "amount", "due_date"),
+    Kind.INVOICE_REMINDER: ("invoice_number", "amount", "due_date"),
+    Kind.INVOICE_OVERDUE: ("invoice_number", "amount", "due_date", "days_overdue", "late_fee"),
     Kind.PAYMENT_RECEIVED: ("amount", "method", "balance"),
     Kind.LOW_BALANCE: ("balance", "threshold"),
     Kind.AUTOPAY_SUCCEEDED: ("service", "amount"),

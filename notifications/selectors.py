@@ -29,6 +29,8 @@ CATEGORY_ADDRESS_FIELD = {
 # sign-in alerts and security changes only to who manages the account's settings (the owner).
 KIND_AREAS: dict[str, frozenset[str]] = {
     Kind.INVOICE_ISSUED: frozenset({Area.BILLING}),
+    Kind.INVOICE_REMINDER: frozenset({Area.BILLING}),
+    Kind.INVOICE_OVERDUE: frozenset({Area.BILLING}),
     Kind.PAYMENT_RECEIVED: frozenset({Area.BILLING}),
     Kind.LOW_BALANCE: frozenset({Area.BILLING}),
     Kind.AUTOPAY_SUCCEEDED: frozenset({Area.BILLING}),
