@@ -40,6 +40,8 @@ KIND_AREAS: dict[str, frozenset[str]] = {
     Kind.SERVICE_RENEWED: frozenset({Area.SERVICES, Area.BILLING}),
     Kind.RENEWAL_FAILED: frozenset({Area.SERVICES, Area.BILLING}),
     Kind.SERVICE_SUSPENDED: frozenset({Area.SERVICES, Area.BILLING}),
+    Kind.SERVICE_SUSPENSION_NOTICE: frozenset({Area.SERVICES, Area.BILLING}),
+    Kind.SERVICE_TERMINATION_NOTICE: frozenset({Area.SERVICES, Area.BILLING}),
     Kind.SERVICE_TERMINATED: frozenset({Area.SERVICES, Area.BILLING}),
     Kind.PLAN_CHANGED: frozenset({Area.SERVICES, Area.BILLING}),
     Kind.TICKET_REPLY: frozenset({Area.TICKETS}),

@@ -804,6 +804,8 @@ class LifecycleSummary:
     cancelled_at_period_end: int = 0
     cancelled_unpaid: int = 0
     expiry_notices: int = 0
+    suspension_notices: int = 0
+    termination_notices: int = 0
 
     def __str__(self) -> str:
         return ", ".join(f"{name.replace('_', ' ')}: {value}" for name, value in vars(self).items())
@@ -906,6 +908,10 @@ def orders_lifecycle_run(*, now: datetime | None = None, chunk_size: int | None 
                                  expires_at__lte=now + timedelta(days=days))
             .filter(Q(expiry_notice_days__isnull=True) | Q(expiry_notice_days__gt=days)),
             notice, chunk_size=chunk_size)
+    from . import dunning  # it builds on this module
+
+    summary.suspension_notices = dunning.suspension_notices_send(now=now)
+    summary.termination_notices = dunning.termination_notices_send(now=now)
     return summary
 
 

@@ -498,6 +498,9 @@ PAY_LINK_MAX_AGE = int(env("PAY_LINK_MAX_AGE", str(30 * 24 * 3600)))  # pay-with
 # --- app settings: orders ---
 ORDERS_GRACE_DAYS = int(env("ORDERS_GRACE_DAYS", "3"))  # expired -> suspended after this many days
 ORDERS_TERMINATE_AFTER_DAYS = int(env("ORDERS_TERMINATE_AFTER_DAYS", "14"))  # suspended -> terminated
+# Mandatory notices this many days before a non-renewed service is suspended / terminated (0: none).
+ORDERS_SUSPENSION_NOTICE_DAYS = int(env("ORDERS_SUSPENSION_NOTICE_DAYS", "1"))
+ORDERS_TERMINATION_NOTICE_DAYS = int(env("ORDERS_TERMINATION_NOTICE_DAYS", "3"))
 ORDERS_PENDING_CANCEL_DAYS = int(env("ORDERS_PENDING_CANCEL_DAYS", "5"))  # unpaid new orders cancelled
 ORDERS_RENEW_HOURS_BEFORE_EXPIRY = int(env("ORDERS_RENEW_HOURS_BEFORE_EXPIRY", "24"))
 ORDERS_EXPIRY_NOTICE_DAYS = tuple(int(d) for d in env_list("ORDERS_EXPIRY_NOTICE_DAYS", "7,3,1"))
