@@ -154,7 +154,7 @@ def _payer_choice_label(payer, details) -> str:
 
 
 class DocumentFilterForm(forms.Form):
-    TYPE_CHOICES = [("", _("All documents")), ("invoice", _("Invoices")), ("act", _("Acts")), ("contract", _("Contracts"))]
+    TYPE_CHOICES = [("", _("All documents")), ("invoice", _("Invoices")), ("credit_note", _("Credit notes")), ("act", _("Acts")), ("contract", _("Contracts"))]
 
     type = forms.ChoiceField(label=_("Type"), choices=TYPE_CHOICES, required=False)
     date_from = forms.DateField(label=_("From month"), required=False, input_formats=["%Y-%m"],

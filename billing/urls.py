@@ -26,6 +26,7 @@ urlpatterns = [
     path("payers/<int:payer_id>/delete/", views.payer_delete, name="payer_delete"),
     path("documents/", views.documents, name="documents"),
     path("documents/acts/<int:act_id>/pdf/", views.act_pdf, name="act_pdf"),
+    path("documents/credit-notes/<int:credit_note_id>/pdf/", views.credit_note_pdf, name="credit_note_pdf"),
     path("documents/contracts/<int:payer_id>/pdf/", views.contract_pdf, name="contract_pdf"),
     path("documents/contracts/<int:payer_id>/accept/", views.contract_accept, name="contract_accept"),
     path("documents/contracts/accepted/<int:acceptance_id>/pdf/", views.contract_acceptance_pdf, name="contract_acceptance_pdf"),

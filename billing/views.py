@@ -374,6 +374,15 @@ def documents(request):
 
 @customer_view(Area.BILLING)
 @require_GET
+def credit_note_pdf(request, credit_note_id):
+    note = selectors.credit_note_get(customer=acting_customer(request), credit_note_id=credit_note_id)
+    return _pdf_response(request, "billing/credit_note_pdf.html",
+                         {"note": note, "invoice": note.invoice, "net": note.amount - note.tax_amount},
+                         f"credit-note-{note.number}.pdf")
+
+
+@customer_view(Area.BILLING)
+@require_GET
 def act_pdf(request, act_id):
     act = selectors.act_get(customer=acting_customer(request), act_id=act_id)
     return _pdf_response(request, "billing/act_pdf.html", {"act": act}, f"act-{act.number}.pdf")
