@@ -119,9 +119,16 @@ class PayerForm(forms.Form):
             for field in self.COMPANY_REQUIRED:
                 if not data.get(field):
                     self.add_error(field, _("Required for a company."))
+            from . import vat as vat_numbers
+
             vat = data.get("vat_number", "").replace(" ", "").upper()
             if vat and (len(vat) < 4 or not vat[:2].isalpha() or not vat[2:].isalnum()):
                 self.add_error("vat_number", _("Enter the VAT number with its country prefix, e.g. DE123456789."))
+            elif vat:
+                try:  # format and check digits (python-stdnum); VIES is asked when staff verify the company
+                    vat = vat_numbers.vat_number_clean(vat)
+                except ValueError:
+                    self.add_error("vat_number", _("This is not a valid VAT number for its country (check the digits)."))
             data["vat_number"] = vat
         elif data.get("payer_type") == Payer.Type.PRIVATE and not data.get("name"):
             self.add_error("name", _("Enter the payer's full name."))

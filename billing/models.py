@@ -449,6 +449,10 @@ class Payer(models.Model):
     verified_at = models.DateTimeField(_("verified at"), null=True, blank=True)
     # Tax evidence: staff accepted a country other than the profile's (cleared when the country changes).
     country_approved_at = models.DateTimeField(_("country approved for tax at"), null=True, blank=True)
+    # The last VIES answer on the VAT number (billing/vat.py): valid / invalid / unavailable.
+    vies_status = models.CharField(_("VIES status"), max_length=16, blank=True)
+    vies_checked_at = models.DateTimeField(_("VIES checked at"), null=True, blank=True)
+    vies_consultation_number = models.CharField(_("VIES consultation number"), max_length=64, blank=True)
     archived_at = models.DateTimeField(_("archived at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 

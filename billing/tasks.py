@@ -40,3 +40,9 @@ def acts_generate_previous_month() -> int:
 def dunning_run() -> int:
     """Hourly: reminders and late fees that are due (each step once per invoice)."""
     return dunning.dunning_run().reminded
+
+
+@shared_task
+def vies_recheck() -> int:
+    """Every 6 hours: ask VIES again about numbers it could not answer for (billing/vat.py)."""
+    return services.payers_vies_recheck()

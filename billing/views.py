@@ -213,7 +213,8 @@ def invoice_cancel(request, invoice_id):
 def _pdf_response(request, template: str, context: dict, filename: str) -> HttpResponse:
     from weasyprint import HTML  # heavy import, only for PDFs
 
-    context = {"seller": settings.BILLING_SELLER_DETAILS, "bank": selectors.bank_account(),
+    context = {"seller": settings.BILLING_SELLER_DETAILS, "seller_vat_id": settings.BILLING_SELLER_VAT_ID,
+               "bank": selectors.bank_account(),
                "PORTAL_NAME": settings.PORTAL_NAME, **context}
     html = render_to_string(template, context, request=request)
     response = HttpResponse(HTML(string=html, base_url=request.build_absolute_uri("/")).write_pdf(), content_type="application/pdf")

@@ -193,6 +193,7 @@ CELERY_BEAT_SCHEDULE["billing-refresh-rates"] = {"task": "billing.tasks.refresh_
 CELERY_BEAT_SCHEDULE["billing-low-balance-sweep"] = {"task": "billing.tasks.low_balance_sweep", "schedule": 3600}
 CELERY_BEAT_SCHEDULE["billing-autopay-sweep"] = {"task": "billing.tasks.autopay_sweep", "schedule": 3600}
 CELERY_BEAT_SCHEDULE["billing-dunning"] = {"task": "billing.tasks.dunning_run", "schedule": 3600}
+CELERY_BEAT_SCHEDULE["billing-vies-recheck"] = {"task": "billing.tasks.vies_recheck", "schedule": 6 * 3600}
 # Closes last month's acts; idempotent, so running every 6 hours just catches up after downtime.
 CELERY_BEAT_SCHEDULE["billing-acts-monthly"] = {"task": "billing.tasks.acts_generate_previous_month", "schedule": 6 * 3600}
 # --- beat schedule: billing.gateways ---
@@ -470,7 +471,13 @@ BILLING_INVOICE_DUE_DAYS = int(env("BILLING_INVOICE_DUE_DAYS", "7"))
 BILLING_DUNNING_DAYS = tuple(sorted({int(day) for day in env("BILLING_DUNNING_DAYS", "-3,1,7").split(",") if day.strip()}))
 BILLING_LATE_FEE_PERCENT = Decimal(env("BILLING_LATE_FEE_PERCENT", "0"))
 BILLING_LATE_FEE_AFTER_DAYS = int(env("BILLING_LATE_FEE_AFTER_DAYS", "7"))
-BILLING_SELLER_DETAILS = env("BILLING_SELLER_DETAILS", "HostPortal B.V.\nServer Street 1\n1011 AB Amsterdam, NL\nVAT NL000000000B01")
+# The provider's own VAT id: printed on invoices, credit notes and acts, and sent to VIES as the
+# requester so that each check gets a consultation number.
+BILLING_SELLER_VAT_ID = env("BILLING_SELLER_VAT_ID", "NL000000000B01").replace(" ", "").upper()
+# VIES SOAP endpoint (checkVatApprox) and its timeout, seconds; see billing/vat.py for the policy when it is down.
+BILLING_VIES_URL = env("BILLING_VIES_URL", "https://ec.europa.eu/taxation_customs/vies/services/checkVatService")
+BILLING_VIES_TIMEOUT = int(env("BILLING_VIES_TIMEOUT", "10"))
+BILLING_SELLER_DETAILS = env("BILLING_SELLER_DETAILS", "HostPortal B.V.\nServer Street 1\n1011 AB Amsterdam, NL")
 # The provider's bank account, the one source for open invoice PDFs and the bank-transfer panel of the pay
 # page (the invoice number is the payment reference). Unused until beneficiary and IBAN are both set.
 BILLING_BANK_ACCOUNT = {
