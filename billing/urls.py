@@ -10,6 +10,7 @@ urlpatterns = [
     path("topup/preview/", views.topup_preview, name="topup_preview"),
     path("currency/", views.currency_change, name="currency_change"),
     path("invoices/", views.invoice_list, name="invoices"),
+    path("invoices/export.csv", views.invoice_list_csv, name="invoices_csv"),
     path("invoices/<int:invoice_id>/", views.invoice_detail, name="invoice_detail"),
     path("invoices/<int:invoice_id>/pdf/", views.invoice_pdf, name="invoice_pdf"),
     path("invoices/<int:invoice_id>/pay-from-balance/", views.invoice_pay_balance, name="invoice_pay_balance"),

@@ -375,6 +375,18 @@ def documents(request):
 
 @customer_view(Area.BILLING)
 @require_GET
+def invoice_list_csv(request):
+    """The customer's own invoices as CSV (every invoice, oldest first)."""
+    from . import exports
+
+    header, rows = exports.customer_invoice_rows(acting_customer(request))
+    response = HttpResponse(exports.to_csv(header, rows), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="invoices.csv"'
+    return response
+
+
+@customer_view(Area.BILLING)
+@require_GET
 def credit_note_pdf(request, credit_note_id):
     note = selectors.credit_note_get(customer=acting_customer(request), credit_note_id=credit_note_id)
     return _pdf_response(request, "billing/credit_note_pdf.html",
