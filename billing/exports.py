@@ -19,12 +19,16 @@ from accounts.models import Customer
 from .models import CreditNote, Invoice, LedgerEntry, Payment
 from .money import quantize
 
-KINDS = ("invoices", "payments", "credit_notes", "ledger")
+KINDS = ("invoices", "payments", "credit_notes", "ledger", "oss")
 
 
 def _m(amount, currency: str):
     """An amount at its currency's minor unit (stored columns carry extra decimal places)."""
     return "" if amount is None else quantize(amount, currency)
+
+
+def _percent(value: Decimal) -> str:
+    return format(value.normalize(), "f")  # 20.000 -> "20", not "2E+1"
 
 
 def _when(moment: datetime | None) -> str:
@@ -35,7 +39,7 @@ def _invoice_rows(invoices: QuerySet) -> tuple[list[str], list[list]]:
     header = ["number", "issued", "customer_id", "payer", "payer_country", "payer_vat_number", "kind", "status", "currency",
               "subtotal", "tax_percent", "tax_amount", "total", "amount_paid", "reverse_charge", "paid_at"]
     rows = [[i.number, _when(i.issued_at), i.customer_id, i.payer_company or i.payer_name, i.payer_country, i.payer_vat_number,
-             i.kind, i.status, i.currency, _m(i.subtotal, i.currency), i.tax_percent.normalize(), _m(i.tax_amount, i.currency),
+             i.kind, i.status, i.currency, _m(i.subtotal, i.currency), _percent(i.tax_percent), _m(i.tax_amount, i.currency),
              _m(i.total, i.currency), _m(i.amount_paid, i.currency),
              "yes" if i.reverse_charge else "no", _when(i.paid_at)] for i in invoices.order_by("year", "sequence")]
     return header, rows
@@ -66,6 +70,10 @@ def accounting_rows(*, what: str, start: datetime, end: datetime) -> tuple[list[
         return header, [[e.transaction_id, _when(e.transaction.created_at), e.transaction.kind, e.account.code, e.currency,
                          _m(e.amount, e.currency), _m(e.balance_after, e.currency), e.transaction.invoice.number if e.transaction.invoice else "",
                          e.transaction.payment_id or "", e.transaction.memo] for e in legs]
+    if what == "oss":
+        header = ["country", "tax_percent", "currency", "net", "tax"]
+        return header, [[r["country"], r["tax_percent"], r["currency"], r["net"], r["tax"]]
+                        for r in oss_rows(start=start, end=end)]
     raise ValueError(f"Unknown export {what!r}")
 
 
@@ -101,3 +109,33 @@ def to_xlsx(header: list[str], rows: list[list], *, title: str) -> bytes:
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+def oss_rows(*, start: datetime, end: datetime) -> list[dict]:
+    """One-Stop-Shop report: B2C supplies to EU countries other than the seller's, per country, VAT
+    rate and currency, from the ledger's revenue and tax legs posted in [start, end) (credit notes'
+    reversals included, so refunds reduce the quarter they happen in). B2C = an invoice without reverse
+    charge and without a payer VAT number. The country is the invoice's payer country."""
+    from django.conf import settings
+    from django.db.models import Sum
+
+    from .models import LedgerAccount
+    from .services import EU_COUNTRIES
+
+    seller = settings.BILLING_SELLER_COUNTRY
+    legs = (LedgerEntry.objects
+            .filter(transaction__created_at__gte=start, transaction__created_at__lt=end,
+                    account__kind__in=[LedgerAccount.Kind.REVENUE, LedgerAccount.Kind.TAX],
+                    transaction__invoice__isnull=False, transaction__invoice__reverse_charge=False,
+                    transaction__invoice__payer_vat_number="", transaction__invoice__payer_country__in=EU_COUNTRIES)
+            .exclude(transaction__invoice__payer_country=seller)
+            .values("transaction__invoice__payer_country", "transaction__invoice__tax_percent", "currency", "account__kind")
+            .annotate(total=Sum("amount")))
+    table: dict[tuple, dict] = {}
+    for leg in legs:
+        key = (leg["transaction__invoice__payer_country"], _percent(leg["transaction__invoice__tax_percent"]), leg["currency"])
+        row = table.setdefault(key, {"country": key[0], "tax_percent": key[1], "currency": key[2],
+                                     "net": quantize(0, key[2]), "tax": quantize(0, key[2])})
+        column = "net" if leg["account__kind"] == LedgerAccount.Kind.REVENUE else "tax"
+        row[column] = quantize(row[column] + leg["total"], key[2])
+    return [table[key] for key in sorted(table)]

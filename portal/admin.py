@@ -410,7 +410,8 @@ for model, model_admin in ((Customer, CustomerBackOfficeAdmin), (Invoice, Invoic
 
 class AccountingExportForm(forms.Form):
     what = forms.ChoiceField(label=_("Data"), choices=[("invoices", _("Invoices")), ("payments", _("Payments")),
-                                                       ("credit_notes", _("Credit notes")), ("ledger", _("Ledger"))])
+                                                       ("credit_notes", _("Credit notes")), ("ledger", _("Ledger")),
+                                                       ("oss", _("OSS: EU B2C sales by country and VAT rate"))])
     date_from = forms.DateField(label=_("From"))
     date_to = forms.DateField(label=_("To (inclusive)"))
     file_format = forms.ChoiceField(label=_("Format"), choices=[("csv", "CSV"), ("xlsx", "XLSX")])

@@ -94,3 +94,37 @@ def test_customer_downloads_only_their_own_invoice_list(client, books):
     rows = _csv(client.get(reverse("billing:invoices_csv")))
     assert [(row["total"], row["status"]) for row in rows] == [("20.00", "paid"), ("7.00", "unpaid")]
     assert "customer_id" not in rows[0]
+
+
+@pytest.mark.django_db
+def test_oss_report_sums_eu_b2c_sales_per_country_and_rate_for_the_quarter(client, settings):
+    from billing.tests.factories import TaxRateFactory
+
+    make_currencies()
+    settings.BILLING_SELLER_COUNTRY = "NL"
+    for country, percent in (("DE", "19"), ("FR", "20"), ("NL", "21")):
+        TaxRateFactory(country=country, percent=Decimal(percent), label="VAT")
+
+    def sale(country, amount, when):
+        customer = UserFactory().customer
+        customer.country = country
+        customer.save()
+        with time_machine.travel(when, tick=False):
+            invoice = services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, lines=[LineInput("VPS", 1, Decimal(amount))])
+            fund(customer, str(invoice.total))
+            assert services.invoice_pay_from_balance(invoice=invoice)
+        return invoice
+
+    sale("DE", "100.00", datetime(2026, 2, 3, 12, tzinfo=dt_timezone.utc))
+    french = sale("FR", "50.00", datetime(2026, 3, 3, 12, tzinfo=dt_timezone.utc))  # 50.00 + 10.00 VAT
+    with time_machine.travel(datetime(2026, 3, 20, 12, tzinfo=dt_timezone.utc), tick=False):
+        services.credit_note_issue(invoice=french, reason="Downtime", actor=StaffUserFactory(), amount=Decimal("10.00"))
+    sale("NL", "100.00", datetime(2026, 2, 3, 12, tzinfo=dt_timezone.utc))  # domestic: not OSS
+    sale("DE", "70.00", datetime(2026, 4, 1, 12, tzinfo=dt_timezone.utc))  # next quarter
+
+    client.force_login(staff("portal.view_staffreport"))
+    rows = _csv(client.get(reverse(URL), {"what": "oss", "date_from": "2026-01-01", "date_to": "2026-03-31", "file_format": "csv"}))
+    # By hand: DE 100.00 at 19 % = 19.00; FR 50.00 at 20 % = 10.00, less the credit note of 10.00 gross whose
+    # tax is 10.00 × 10/60 = 1.67 and net 8.33: 41.67 net, 8.33 tax.
+    assert [(r["country"], r["tax_percent"], r["currency"], r["net"], r["tax"]) for r in rows] == [
+        ("DE", "19", "EUR", "100.00", "19.00"), ("FR", "20", "EUR", "41.67", "8.33")]
