@@ -249,6 +249,19 @@ class ProfileTypeForm(forms.Form):
     company_registration_number = forms.CharField(label=_("Registration number"), max_length=64, required=False)
     company_vat_number = forms.CharField(label=_("VAT number"), max_length=64, required=False)
 
+    def clean_company_vat_number(self) -> str:
+        """An EU number must pass python-stdnum's format and check-digit test; others are compacted."""
+        from stdnum.eu import vat
+        from stdnum.exceptions import ValidationError as StdnumError
+
+        number = "".join((self.cleaned_data.get("company_vat_number") or "").split()).upper()
+        if number and number[:2].lower() in vat.MEMBER_STATES:
+            try:
+                number = vat.validate(number)
+            except StdnumError:
+                raise forms.ValidationError(_("This is not a valid VAT number for its country (check the digits)."))
+        return number
+
     def clean(self):
         cleaned = super().clean()
         if cleaned.get("profile_type") == "company":

@@ -173,7 +173,7 @@ def invoices_issue_and_pay(*, kind: str, charges: list[Charge], applied_by_calle
         insert_rows(InvoiceLine, [
             {"invoice_id": invoices[p]["id"], "position": 0, "description": charges[p].description[:255],
              "quantity": charges[p].quantity, "unit_price": charges[p].unit_price, "amount": invoices[p]["subtotal"],
-             "reference": charges[p].reference} for p in new
+             "reference": charges[p].reference, "is_discount": False} for p in new
         ], returning=None)
     if paying:
         _post_payments(charges, invoices, [p for p in paying if invoices[p]["due"]], accounts, now)

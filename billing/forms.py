@@ -119,9 +119,16 @@ class PayerForm(forms.Form):
             for field in self.COMPANY_REQUIRED:
                 if not data.get(field):
                     self.add_error(field, _("Required for a company."))
+            from . import vat as vat_numbers
+
             vat = data.get("vat_number", "").replace(" ", "").upper()
             if vat and (len(vat) < 4 or not vat[:2].isalpha() or not vat[2:].isalnum()):
                 self.add_error("vat_number", _("Enter the VAT number with its country prefix, e.g. DE123456789."))
+            elif vat:
+                try:  # format and check digits (python-stdnum); VIES is asked when staff verify the company
+                    vat = vat_numbers.vat_number_clean(vat)
+                except ValueError:
+                    self.add_error("vat_number", _("This is not a valid VAT number for its country (check the digits)."))
             data["vat_number"] = vat
         elif data.get("payer_type") == Payer.Type.PRIVATE and not data.get("name"):
             self.add_error("name", _("Enter the payer's full name."))
@@ -154,7 +161,7 @@ def _payer_choice_label(payer, details) -> str:
 
 
 class DocumentFilterForm(forms.Form):
-    TYPE_CHOICES = [("", _("All documents")), ("invoice", _("Invoices")), ("act", _("Acts")), ("contract", _("Contracts"))]
+    TYPE_CHOICES = [("", _("All documents")), ("invoice", _("Invoices")), ("credit_note", _("Credit notes")), ("act", _("Acts")), ("contract", _("Contracts"))]
 
     type = forms.ChoiceField(label=_("Type"), choices=TYPE_CHOICES, required=False)
     date_from = forms.DateField(label=_("From month"), required=False, input_formats=["%Y-%m"],

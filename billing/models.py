@@ -131,6 +131,7 @@ class Invoice(models.Model):
         ORDER = "order", _("Order")
         RENEWAL = "renewal", _("Renewal")
         PLAN_CHANGE = "plan_change", _("Plan change")
+        LATE_FEE = "late_fee", _("Late fee")
 
     class Status(models.TextChoices):
         UNPAID = "unpaid", _("Unpaid")
@@ -203,10 +204,17 @@ class InvoiceLine(models.Model):
     unit_price = models.DecimalField(_("unit price"), **AMOUNT)
     amount = models.DecimalField(_("amount"), **AMOUNT)
     reference = models.CharField(_("reference"), max_length=100, blank=True)
+    # A promo-code discount: the one kind of line with a negative price. Revenue and tax follow the
+    # invoice subtotal, so a discount line lowers both.
+    is_discount = models.BooleanField(_("discount"), default=False)
 
     class Meta:
         ordering = ["position", "pk"]
-        constraints = [models.CheckConstraint(condition=Q(quantity__gte=1) & Q(unit_price__gte=0), name="invoiceline_positive")]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gte=1) & (Q(unit_price__gte=0) | Q(is_discount=True)),
+                                   name="invoiceline_positive"),
+            models.CheckConstraint(condition=Q(is_discount=False) | Q(unit_price__lte=0), name="invoiceline_discount_negative"),
+        ]
 
 
 class Payment(models.Model):
@@ -441,6 +449,10 @@ class Payer(models.Model):
     verified_at = models.DateTimeField(_("verified at"), null=True, blank=True)
     # Tax evidence: staff accepted a country other than the profile's (cleared when the country changes).
     country_approved_at = models.DateTimeField(_("country approved for tax at"), null=True, blank=True)
+    # The last VIES answer on the VAT number (billing/vat.py): valid / invalid / unavailable.
+    vies_status = models.CharField(_("VIES status"), max_length=16, blank=True)
+    vies_checked_at = models.DateTimeField(_("VIES checked at"), null=True, blank=True)
+    vies_consultation_number = models.CharField(_("VIES consultation number"), max_length=64, blank=True)
     archived_at = models.DateTimeField(_("archived at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
@@ -555,3 +567,18 @@ class ContractAcceptance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.payer_label} v{self.version_id}"
+
+
+class DunningNotice(models.Model):
+    """One dunning step of one invoice: `step` is its day relative to the due date (negative before).
+    The unique pair makes each reminder go out at most once however many jobs run; a step passed while
+    a later one was already due is recorded unsent (`notified` false) so it never goes out late."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="dunning_notices")
+    step = models.SmallIntegerField()
+    notified = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["invoice_id", "step"]
+        constraints = [models.UniqueConstraint(fields=["invoice", "step"], name="dunning_notice_once_per_step")]

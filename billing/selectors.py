@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Customer
 
 from .models import (
-    AMOUNT, ZERO, Act, ContractAcceptance, ContractVersion, Currency, Invoice, LedgerAccount, LedgerEntry, LedgerTransaction,
+    AMOUNT, ZERO, Act, ContractAcceptance, ContractVersion, CreditNote, Currency, Invoice, LedgerAccount, LedgerEntry, LedgerTransaction,
     Payer, Payment, PaymentRefund,
 )
 from .money import format_money, quantize
@@ -318,6 +318,13 @@ def payer_choices(customer: Customer) -> list[Payer]:
 DOCUMENT_TYPES = ("invoice", "act", "contract")
 
 
+def credit_note_get(*, customer: Customer, credit_note_id: int) -> CreditNote:
+    note = CreditNote.objects.filter(customer=customer, pk=credit_note_id).select_related("invoice").first()
+    if note is None:
+        raise Http404
+    return note
+
+
 def act_get(*, customer: Customer, act_id: int) -> Act:
     act = Act.objects.filter(customer=customer, pk=act_id).prefetch_related("lines").first()
     if act is None:
@@ -353,7 +360,7 @@ def contract_status(customer: Customer, version: ContractVersion | None, payers:
 
 
 def documents_for(*, customer: Customer, doc_type: str = "", date_from=None, date_to=None):
-    """Invoices, acts and accepted contracts as one list, newest first: a single UNION query (plus
+    """Invoices, credit notes (status column: the invoice they correct), acts and accepted contracts as one list, newest first: a single UNION query (plus
     the paginator's count), whatever the number of documents. Rows are dicts with doc_type, pk,
     number, date, payer, amount, currency, status. Acts are dated by the month they cover."""
     from .services import month_bounds
@@ -382,6 +389,13 @@ def documents_for(*, customer: Customer, doc_type: str = "", date_from=None, dat
         parts.append(qs.annotate(**columns("act", F("number"), Cast(F("period"), DateTimeField()),
                                             Coalesce(NullIf(F("payer_company"), Value("")), F("payer_name")),
                                             F("total"), F("currency"), Value("", output_field=text))))
+    if doc_type in ("", "credit_note"):
+        qs = CreditNote.objects.filter(customer=customer)
+        qs = qs.filter(created_at__gte=start) if start else qs
+        qs = qs.filter(created_at__lt=end) if end else qs
+        parts.append(qs.annotate(**columns("credit_note", F("number"), F("created_at"),
+                                            Coalesce(NullIf(F("invoice__payer_company"), Value("")), F("invoice__payer_name")),
+                                            F("amount"), F("currency"), F("invoice__number"))))
     if doc_type in ("", "contract"):
         qs = ContractAcceptance.objects.filter(customer=customer)
         qs = qs.filter(accepted_at__gte=start) if start else qs

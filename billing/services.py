@@ -30,7 +30,7 @@ from accounts.selectors import customer_owner, payment_blockers
 from accounts.services import activity_record
 from notifications.services import notify as _notify  # module-level name: tests replace it
 
-from . import hooks
+from . import hooks, vat
 from .models import (
     ZERO, Act, ActLine, ContractAcceptance, ContractVersion, CreditNote, Currency, DocumentCounter, Invoice, InvoiceLine,
     LedgerAccount, LedgerEntry, LedgerTransaction, Payer, Payment, PaymentRefund, RateRefreshError, RateSnapshot, TaxRate,
@@ -79,6 +79,7 @@ class LineInput:
     quantity: int
     unit_price: Decimal
     reference: str = ""
+    discount: bool = False  # a promo-code discount: unit_price <= 0
 
 
 # --- ledger ------------------------------------------------------------------------------------
@@ -322,8 +323,10 @@ def invoice_issue(
     currency: str | None = None,
     idempotency_key: str | None = None,
     reference: str = "",
+    untaxed: bool = False,
 ) -> Invoice:
-    """Issue a numbered invoice with tax by the customer's country/profile and a payer snapshot."""
+    """Issue a numbered invoice with tax by the customer's country/profile and a payer snapshot.
+    `untaxed`: not a supply (a late fee is compensation, outside the scope of VAT)."""
     if idempotency_key:
         existing = Invoice.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -338,17 +341,22 @@ def invoice_issue(
         raise BillingError(_("An invoice needs at least one line."))
     prepared = []
     for position, line in enumerate(lines):
-        if not isinstance(line.unit_price, Decimal) or not line.unit_price.is_finite() or line.unit_price < 0:
+        if not isinstance(line.unit_price, Decimal) or not line.unit_price.is_finite():
+            raise BillingError(_("Unit price must be a non-negative amount."))
+        if (line.unit_price > 0) if line.discount else (line.unit_price < 0):
             raise BillingError(_("Unit price must be a non-negative amount."))
         if not isinstance(line.quantity, int) or line.quantity < 1:
             raise BillingError(_("Quantity must be a positive whole number."))
         prepared.append(InvoiceLine(
             position=position, description=line.description[:255], quantity=line.quantity,
             unit_price=line.unit_price, amount=quantize(line.unit_price * line.quantity, currency), reference=line.reference,
+            is_discount=line.discount,
         ))
     subtotal = sum((line.amount for line in prepared), ZERO)
+    if subtotal < 0:
+        raise BillingError("A discount cannot exceed the invoice's other lines.")
     # Advance payments only fill the balance; tax is charged on the services the balance pays for.
-    tax = TaxDecision(Decimal("0"), "") if kind == Invoice.Kind.ADVANCE else tax_for(customer)
+    tax = TaxDecision(Decimal("0"), "") if kind == Invoice.Kind.ADVANCE or untaxed else tax_for(customer)
     tax_amount = quantize(subtotal * tax.percent / 100, currency)
     year, sequence = _next_document_number("INV")
     invoice = Invoice(
@@ -1467,14 +1475,64 @@ def _payer_for_staff(payer: Payer) -> Payer:
     return payer
 
 
-@transaction.atomic
 def payer_verify(*, payer: Payer, staff) -> Payer:
-    payer = _payer_for_staff(payer)
-    payer.verification_status, payer.verification_note, payer.verified_at = Payer.Verification.VERIFIED, "", timezone.now()
-    payer.save(update_fields=["verification_status", "verification_note", "verified_at"])
-    activity_record(action="billing.payer_verified", customer=payer.customer, actor=staff, visible_to_customer=False,
-                    details=_payer_audit_details(payer))
-    return payer
+    """Staff verify a company. An EU VAT number is asked of VIES first (outside the transaction: no row
+    lock is held during the call): `invalid` refuses, `unavailable` does not (see billing/vat.py)."""
+    result = _vies_ask(payer)
+    if result is not None and result.status == vat.INVALID:
+        with transaction.atomic():
+            _vies_store(payer.pk, result)
+        raise BillingError(_("VIES says the VAT number %(number)s is not valid.") % {"number": payer.vat_number},
+                           code="vies_invalid")
+    with transaction.atomic():
+        if result is not None:
+            _vies_store(payer.pk, result)
+        payer = _payer_for_staff(payer)
+        payer.verification_status, payer.verification_note, payer.verified_at = Payer.Verification.VERIFIED, "", timezone.now()
+        payer.save(update_fields=["verification_status", "verification_note", "verified_at"])
+        activity_record(action="billing.payer_verified", customer=payer.customer, actor=staff, visible_to_customer=False,
+                        details={**_payer_audit_details(payer), "vies": result.status if result else ""})
+        return payer
+
+
+def _vies_ask(payer: Payer):
+    """VIES's answer on the payer's EU VAT number; None when it has none (nothing to ask)."""
+    if payer.is_profile or not vat.is_eu_vat_number(payer.vat_number):
+        return None
+    return vat.vies_check(payer.vat_number)
+
+
+def _vies_store(payer_id: int, result) -> None:
+    fields = {"vies_status": result.status, "vies_checked_at": result.checked_at}
+    if result.status != vat.UNAVAILABLE:  # keep the last real consultation while VIES is down
+        fields["vies_consultation_number"] = result.consultation_number
+    Payer.objects.filter(pk=payer_id).update(**fields)
+
+
+def payer_vies_recheck(*, payer: Payer) -> str:
+    """Ask VIES again (beat `billing-vies-recheck`). A verified company VIES now calls invalid goes back to
+    awaiting verification, which ends its reverse charge on new invoices. Returns the status stored."""
+    result = _vies_ask(payer)
+    if result is None:
+        return ""
+    with transaction.atomic():
+        _vies_store(payer.pk, result)
+        if result.status == vat.INVALID:
+            locked = Payer.objects.select_for_update().get(pk=payer.pk)
+            if locked.verification_status == Payer.Verification.VERIFIED:
+                locked.verification_status, locked.verified_at = Payer.Verification.PENDING, None
+                locked.verification_note = "VIES: VAT number not valid"
+                locked.save(update_fields=["verification_status", "verified_at", "verification_note"])
+                activity_record(action="billing.payer_vies_invalid", customer=locked.customer, actor=None,
+                                visible_to_customer=False, details=_payer_audit_details(locked))
+    return result.status
+
+
+def payers_vies_recheck() -> int:
+    """Company payers with an EU VAT number whose last VIES answer was `unavailable`, or never asked."""
+    payers = (Payer.objects.filter(payer_type=Payer.Type.COMPANY, is_profile=False).exclude(vat_number="")
+              .filter(Q(vies_status__in=["", vat.UNAVAILABLE])).exclude(verification_status=Payer.Verification.REJECTED))
+    return sum(1 for payer in payers.order_by("pk") if payer_vies_recheck(payer=payer) in (vat.VALID, vat.INVALID))
 
 
 @transaction.atomic

@@ -3,7 +3,7 @@ from celery import shared_task
 
 from accounts.models import Customer
 
-from . import services
+from . import dunning, services
 from .models import Invoice
 
 
@@ -34,3 +34,15 @@ def autopay_sweep() -> int:
 def acts_generate_previous_month() -> int:
     """Daily: close last month's acts (idempotent, so a missed day is caught up the next)."""
     return len(services.acts_generate(period=services.previous_month()))
+
+
+@shared_task
+def dunning_run() -> int:
+    """Hourly: reminders and late fees that are due (each step once per invoice)."""
+    return dunning.dunning_run().reminded
+
+
+@shared_task
+def vies_recheck() -> int:
+    """Every 6 hours: ask VIES again about numbers it could not answer for (billing/vat.py)."""
+    return services.payers_vies_recheck()

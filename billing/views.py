@@ -213,7 +213,8 @@ def invoice_cancel(request, invoice_id):
 def _pdf_response(request, template: str, context: dict, filename: str) -> HttpResponse:
     from weasyprint import HTML  # heavy import, only for PDFs
 
-    context = {"seller": settings.BILLING_SELLER_DETAILS, "bank": selectors.bank_account(),
+    context = {"seller": settings.BILLING_SELLER_DETAILS, "seller_vat_id": settings.BILLING_SELLER_VAT_ID,
+               "bank": selectors.bank_account(),
                "PORTAL_NAME": settings.PORTAL_NAME, **context}
     html = render_to_string(template, context, request=request)
     response = HttpResponse(HTML(string=html, base_url=request.build_absolute_uri("/")).write_pdf(), content_type="application/pdf")
@@ -370,6 +371,27 @@ def documents(request):
         "contract_rows": [{**row, "details": services.payer_details(row["payer"])}
                           for row in selectors.contract_status(customer, version, payers)],
     })
+
+
+@customer_view(Area.BILLING)
+@require_GET
+def invoice_list_csv(request):
+    """The customer's own invoices as CSV (every invoice, oldest first)."""
+    from . import exports
+
+    header, rows = exports.customer_invoice_rows(acting_customer(request))
+    response = HttpResponse(exports.to_csv(header, rows), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="invoices.csv"'
+    return response
+
+
+@customer_view(Area.BILLING)
+@require_GET
+def credit_note_pdf(request, credit_note_id):
+    note = selectors.credit_note_get(customer=acting_customer(request), credit_note_id=credit_note_id)
+    return _pdf_response(request, "billing/credit_note_pdf.html",
+                         {"note": note, "invoice": note.invoice, "net": note.amount - note.tax_amount},
+                         f"credit-note-{note.number}.pdf")
 
 
 @customer_view(Area.BILLING)

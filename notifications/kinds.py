@@ -20,6 +20,8 @@ class Category(models.TextChoices):
 
 class Kind(models.TextChoices):
     INVOICE_ISSUED = "invoice_issued", _("Invoice issued")
+    INVOICE_REMINDER = "invoice_reminder", _("Invoice payment reminder")
+    INVOICE_OVERDUE = "invoice_overdue", _("Invoice overdue")
     PAYMENT_RECEIVED = "payment_received", _("Payment received")
     LOW_BALANCE = "low_balance", _("Low balance")
     AUTOPAY_SUCCEEDED = "autopay_succeeded", _("Automatic payment succeeded")
@@ -28,7 +30,9 @@ class Kind(models.TextChoices):
     SERVICE_EXPIRING = "service_expiring", _("Service expiring soon")
     SERVICE_RENEWED = "service_renewed", _("Service renewed")
     RENEWAL_FAILED = "renewal_failed", _("Renewal failed")
+    SERVICE_SUSPENSION_NOTICE = "service_suspension_notice", _("Service will be suspended")
     SERVICE_SUSPENDED = "service_suspended", _("Service suspended")
+    SERVICE_TERMINATION_NOTICE = "service_termination_notice", _("Service will be terminated")
     SERVICE_TERMINATED = "service_terminated", _("Service terminated")
     PLAN_CHANGED = "plan_changed", _("Plan changed")
     TICKET_REPLY = "ticket_reply", _("Reply to a ticket")
@@ -48,6 +52,8 @@ class KindSpec:
 
 KINDS: dict[str, KindSpec] = {
     Kind.INVOICE_ISSUED: KindSpec(Category.BILLING, True, _("A new invoice is waiting for payment.")),
+    Kind.INVOICE_REMINDER: KindSpec(Category.BILLING, False, _("An invoice will soon be due.")),
+    Kind.INVOICE_OVERDUE: KindSpec(Category.BILLING, True, _("An invoice is overdue.")),
     Kind.PAYMENT_RECEIVED: KindSpec(Category.BILLING, False, _("A payment was credited to your balance.")),
     Kind.LOW_BALANCE: KindSpec(Category.BILLING, False, _("Your balance fell below the alert threshold.")),
     Kind.AUTOPAY_SUCCEEDED: KindSpec(Category.BILLING, False, _("An automatic payment went through.")),
@@ -56,6 +62,8 @@ KINDS: dict[str, KindSpec] = {
     Kind.SERVICE_EXPIRING: KindSpec(Category.BILLING, False, _("A service is about to expire.")),
     Kind.SERVICE_RENEWED: KindSpec(Category.BILLING, False, _("A service was renewed for another period.")),
     Kind.RENEWAL_FAILED: KindSpec(Category.BILLING, True, _("A service could not be renewed.")),
+    Kind.SERVICE_SUSPENSION_NOTICE: KindSpec(Category.BILLING, True, _("An unpaid service is about to be suspended.")),
+    Kind.SERVICE_TERMINATION_NOTICE: KindSpec(Category.BILLING, True, _("A suspended service is about to be terminated.")),
     Kind.SERVICE_SUSPENDED: KindSpec(Category.BILLING, True, _("A service was suspended.")),
     Kind.SERVICE_TERMINATED: KindSpec(Category.BILLING, True, _("A service was terminated and its data deleted.")),
     Kind.PLAN_CHANGED: KindSpec(Category.BILLING, False, _("The plan of a service was changed.")),
@@ -82,6 +90,8 @@ OPT_IN_KINDS = frozenset({Kind.NEWSLETTER})
 # What each kind's templates read from `context`. Amounts and dates come preformatted as strings.
 CONTEXT_KEYS: dict[str, tuple[str, ...]] = {
     Kind.INVOICE_ISSUED: ("invoice_number", "amount", "due_date"),
+    Kind.INVOICE_REMINDER: ("invoice_number", "amount", "due_date"),
+    Kind.INVOICE_OVERDUE: ("invoice_number", "amount", "due_date", "days_overdue", "late_fee"),
     Kind.PAYMENT_RECEIVED: ("amount", "method", "balance"),
     Kind.LOW_BALANCE: ("balance", "threshold"),
     Kind.AUTOPAY_SUCCEEDED: ("service", "amount"),
@@ -90,6 +100,8 @@ CONTEXT_KEYS: dict[str, tuple[str, ...]] = {
     Kind.SERVICE_EXPIRING: ("service", "expires_at", "days_left"),
     Kind.SERVICE_RENEWED: ("service", "expires_at", "amount"),
     Kind.RENEWAL_FAILED: ("service", "expires_at", "reason"),
+    Kind.SERVICE_SUSPENSION_NOTICE: ("service", "suspends_on"),
+    Kind.SERVICE_TERMINATION_NOTICE: ("service", "terminates_on"),
     Kind.SERVICE_SUSPENDED: ("service", "reason"),
     Kind.SERVICE_TERMINATED: ("service", "reason"),
     Kind.PLAN_CHANGED: ("service", "old_plan", "new_plan"),

@@ -29,6 +29,8 @@ CATEGORY_ADDRESS_FIELD = {
 # sign-in alerts and security changes only to who manages the account's settings (the owner).
 KIND_AREAS: dict[str, frozenset[str]] = {
     Kind.INVOICE_ISSUED: frozenset({Area.BILLING}),
+    Kind.INVOICE_REMINDER: frozenset({Area.BILLING}),
+    Kind.INVOICE_OVERDUE: frozenset({Area.BILLING}),
     Kind.PAYMENT_RECEIVED: frozenset({Area.BILLING}),
     Kind.LOW_BALANCE: frozenset({Area.BILLING}),
     Kind.AUTOPAY_SUCCEEDED: frozenset({Area.BILLING}),
@@ -38,6 +40,8 @@ KIND_AREAS: dict[str, frozenset[str]] = {
     Kind.SERVICE_RENEWED: frozenset({Area.SERVICES, Area.BILLING}),
     Kind.RENEWAL_FAILED: frozenset({Area.SERVICES, Area.BILLING}),
     Kind.SERVICE_SUSPENDED: frozenset({Area.SERVICES, Area.BILLING}),
+    Kind.SERVICE_SUSPENSION_NOTICE: frozenset({Area.SERVICES, Area.BILLING}),
+    Kind.SERVICE_TERMINATION_NOTICE: frozenset({Area.SERVICES, Area.BILLING}),
     Kind.SERVICE_TERMINATED: frozenset({Area.SERVICES, Area.BILLING}),
     Kind.PLAN_CHANGED: frozenset({Area.SERVICES, Area.BILLING}),
     Kind.TICKET_REPLY: frozenset({Area.TICKETS}),

@@ -15,7 +15,7 @@ from accounts.admin_mixins import BackOfficePermissions, admin_action_form
 
 from . import services
 from .models import (HypervisorNode, IpAddress, IpPool, Location, Order, OrderEvent, OrderRenewal, OsImage, OsTemplate, Plan,
-                     PlanPrice, ProductType, ProvisioningJob, VirtualMachine)
+                     PlanPrice, ProductType, PromoCode, PromoRedemption, ProvisioningJob, VirtualMachine)
 from .order_fields import OPTION_LABELS
 from .provisioning import jobs as provisioning_jobs
 from .provisioning.registry import module_codes
@@ -373,3 +373,31 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
 
 
 admin.site.register(ProvisioningJob, ProvisioningJobAdmin)
+
+
+class PromoRedemptionInline(admin.TabularInline):
+    model = PromoRedemption
+    extra = 0
+    can_delete = False
+    fields = ("order", "customer", "created_at", "released_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PromoCode)
+class PromoCodeAdmin(admin.ModelAdmin):
+    list_display = ("code", "kind", "value", "currency", "periods", "valid_from", "valid_until", "uses", "max_uses", "is_active")
+    list_filter = ("is_active", "kind")
+    search_fields = ("code", "description")
+    filter_horizontal = ("plans",)
+    inlines = [PromoRedemptionInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            use_count=Count("redemptions", filter=Q(redemptions__released_at__isnull=True)))
+
+    @admin.display(description=_("uses"), ordering="use_count")
+    def uses(self, obj):
+        return obj.use_count

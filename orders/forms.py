@@ -13,6 +13,7 @@ class OrderForm(forms.Form):
 
     period_months = forms.TypedChoiceField(label=_("Billing period"), coerce=int)
     request_key = forms.CharField(widget=forms.HiddenInput, max_length=64, min_length=16)
+    promo_code = forms.CharField(label=_("Promo code"), max_length=32, required=False)
 
     def __init__(self, *args, plan: Plan, **kwargs):
         super().__init__(*args, **kwargs)
@@ -37,6 +38,17 @@ class OrderForm(forms.Form):
                 value = str(dict(field.choices).get(value, value))
             options[key] = value
         return options
+
+    def clean_promo_code(self) -> str:
+        code = self.cleaned_data["promo_code"].strip().upper()
+        if code and not code.replace("-", "").isalnum():
+            raise forms.ValidationError(_("There is no such promo code."))
+        return code
+
+    def add_service_error(self, error) -> None:
+        """A promo-code refusal belongs to its field; anything else to the form."""
+        codes = {getattr(item, "code", None) for item in getattr(error, "error_list", [error])}
+        self.add_error("promo_code" if any(str(code).startswith("promo_") for code in codes) else None, error)
 
     def clean_request_key(self) -> str:
         key = self.cleaned_data["request_key"]

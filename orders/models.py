@@ -497,3 +497,87 @@ class ProvisioningJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} #{self.order_id}"
+
+
+class PromoCode(models.Model):
+    """A discount customers type at order time. Uses are counted by `PromoRedemption` rows under a lock
+    on this row (see `orders.promo.promo_redeem`), so the limits hold under concurrent orders."""
+
+    class Kind(models.TextChoices):
+        PERCENT = "percent", _("Percentage")
+        FIXED = "fixed", _("Fixed amount")
+
+    code = models.CharField(_("code"), max_length=32, unique=True,
+                            help_text=_("Letters, digits and dashes; customers may type it in any case."))
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices, default=Kind.PERCENT)
+    value = models.DecimalField(_("value"), max_digits=14, decimal_places=2,
+                                help_text=_("Percent for a percentage code; an amount per period for a fixed one."))
+    currency = models.CharField(_("currency"), max_length=3, blank=True, choices=settings.CURRENCY_CHOICES,
+                                help_text=_("Required for a fixed amount. A percentage code with a currency applies only to orders in it."))
+    periods = models.PositiveSmallIntegerField(
+        _("billing periods discounted"), null=True, blank=True, default=1,
+        help_text=_("1: the first period only; N: the first N periods, renewals included; empty: every period."))
+    applies_to_plan = models.BooleanField(_("applies to the plan price"), default=True)
+    applies_to_setup_fee = models.BooleanField(_("applies to the setup fee"), default=False)
+    plans = models.ManyToManyField(Plan, blank=True, related_name="+", verbose_name=_("plans"),
+                                   help_text=_("Empty: every plan."))
+    valid_from = models.DateTimeField(_("valid from"), null=True, blank=True)
+    valid_until = models.DateTimeField(_("valid until"), null=True, blank=True)
+    max_uses = models.PositiveIntegerField(_("total uses"), null=True, blank=True, help_text=_("Empty: unlimited."))
+    max_uses_per_customer = models.PositiveIntegerField(_("uses per customer"), null=True, blank=True, default=1,
+                                                        help_text=_("Empty: unlimited."))
+    new_customers_only = models.BooleanField(_("new customers only"), default=False,
+                                             help_text=_("Only customers without an earlier paid order."))
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("promo code")
+        verbose_name_plural = _("promo codes")
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(condition=Q(value__gt=0), name="promocode_value_gt_0"),
+            models.CheckConstraint(condition=~Q(kind="percent") | Q(value__lte=100), name="promocode_percent_lte_100"),
+            models.CheckConstraint(condition=~Q(kind="fixed") | ~Q(currency=""), name="promocode_fixed_has_currency"),
+            models.CheckConstraint(condition=Q(applies_to_plan=True) | Q(applies_to_setup_fee=True),
+                                   name="promocode_applies_to_something"),
+            models.CheckConstraint(condition=Q(periods__isnull=True) | Q(periods__gte=1), name="promocode_periods_gte_1"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    def clean(self):
+        super().clean()
+        self.code = (self.code or "").strip().upper()
+        if self.code and not self.code.replace("-", "").isalnum():
+            raise ValidationError({"code": _("Use letters, digits and dashes only.")})
+        if self.kind == self.Kind.FIXED and not self.currency:
+            raise ValidationError({"currency": _("A fixed-amount code needs a currency.")})
+        if self.kind == self.Kind.PERCENT and self.value is not None and self.value > 100:
+            raise ValidationError({"value": _("A percentage cannot exceed 100.")})
+        if not self.applies_to_plan and not self.applies_to_setup_fee:
+            raise ValidationError(_("Choose what the code discounts: the plan price, the setup fee or both."))
+        if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
+            raise ValidationError({"valid_until": _("The end must be after the start.")})
+
+
+class PromoRedemption(models.Model):
+    """One use of a promo code: the order it was used on. A use whose order was cancelled unpaid is
+    released (it no longer counts against the limits)."""
+
+    promo = models.ForeignKey(PromoCode, on_delete=models.PROTECT, related_name="redemptions", verbose_name=_("promo code"))
+    customer = models.ForeignKey("accounts.Customer", on_delete=models.PROTECT, related_name="+", verbose_name=_("customer"))
+    order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="promo_redemption", verbose_name=_("order"))
+    created_at = models.DateTimeField(_("used"), auto_now_add=True)
+    released_at = models.DateTimeField(_("released"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("promo code use")
+        verbose_name_plural = _("promo code uses")
+        ordering = ["-pk"]
+        indexes = [models.Index(fields=["promo", "customer"])]
+
+    def __str__(self) -> str:
+        return f"{self.promo} → {self.order_id}"

@@ -41,7 +41,7 @@ from billing.models import Invoice
 from billing.money import quantize
 from billing.services import invoice_pay_from_balance
 
-from . import services
+from . import promo, services
 from .models import Order, OrderEvent, OrderRenewal
 
 logger = logging.getLogger(__name__)
@@ -172,8 +172,10 @@ def _renew_chunk(*, after: int, now: datetime, chunk_size: int, summary: Renewal
                 on_order(order)
             work.append(order)
         charges = {order.pk: _charge(order, renewals[order.pk], invoices) for order in work}
-        set_based = [o for o in work if bulk.supports(charges[o.pk])]
-        one_by_one = [o for o in work if not bulk.supports(charges[o.pk])]
+        # A renewal with a promo-code discount has two lines: the one-by-one path issues it.
+        discounted = promo.orders_with_renewal_discount({o.pk: renewals[o.pk] for o in work}) if work else set()
+        set_based = [o for o in work if bulk.supports(charges[o.pk]) and o.pk not in discounted]
+        one_by_one = [o for o in work if not bulk.supports(charges[o.pk]) or o.pk in discounted]
         if set_based:
             try:
                 with transaction.atomic():

@@ -24,8 +24,8 @@ from billing.models import Invoice
 from billing.money import format_money, quantize
 from billing.services import LineInput, invoice_cancel, invoice_issue, invoice_pay_from_balance
 
-from . import pricing, provisioning
-from .models import Order, OrderEvent, OrderRenewal, Plan, PlanChange
+from . import pricing, promo, provisioning
+from .models import Order, OrderEvent, OrderRenewal, Plan, PlanChange, PromoCode
 
 logger = logging.getLogger(__name__)
 
@@ -117,28 +117,33 @@ class OrderQuote:
     period_months: int
     price: pricing.Price
     setup_fee: pricing.Price
+    promo: PromoCode | None = None
+    discount: Decimal = Decimal("0")
 
     @property
     def subtotal(self) -> Decimal:
-        return self.price.amount + self.setup_fee.amount
+        return self.price.amount + self.setup_fee.amount - self.discount
 
     @property
     def currency(self) -> str:
         return self.price.currency
 
 
-def order_quote(*, customer: Customer, plan: Plan, period_months: int) -> OrderQuote:
-    """What an order of `plan` costs in the customer's account currency (the currency it is charged in)."""
+def order_quote(*, customer: Customer, plan: Plan, period_months: int, promo_code: str = "") -> OrderQuote:
+    """What an order of `plan` costs in the customer's account currency (the currency it is charged in),
+    less the discount of `promo_code` (a ValidationError when the code cannot be used)."""
     if not plan.is_active or not plan.product_type.is_active:
         raise ValidationError(_("This plan is not available for order."), code="unavailable")
     if not plan.in_stock:
         raise ValidationError(_("This plan is out of stock."), code="out_of_stock")
     currency = customer.currency
-    return OrderQuote(
-        plan=plan, period_months=period_months,
-        price=pricing.plan_price(plan=plan, period_months=period_months, currency=currency),
-        setup_fee=pricing.setup_fee(plan=plan, currency=currency),
-    )
+    price = pricing.plan_price(plan=plan, period_months=period_months, currency=currency)
+    setup_fee = pricing.setup_fee(plan=plan, currency=currency)
+    code, discount = None, Decimal("0")
+    if promo_code.strip():
+        code = promo.promo_find(code=promo_code, customer=customer, plan=plan, currency=currency)
+        discount = promo.promo_discount(code, period_price=price.amount, setup_fee=setup_fee.amount, currency=currency)
+    return OrderQuote(plan=plan, period_months=period_months, price=price, setup_fee=setup_fee, promo=code, discount=discount)
 
 
 @dataclass(frozen=True)
@@ -150,10 +155,11 @@ class PlacedOrder:
 
 @transaction.atomic
 def order_place(*, customer: Customer, actor: User | None, plan: Plan, period_months: int, options: dict,
-                idempotency_key: str) -> PlacedOrder:
+                idempotency_key: str, promo_code: str = "") -> PlacedOrder:
     """Create a pending order with its invoice and pay it from the balance if the balance covers it.
 
     `idempotency_key` comes from the order form: a double-click or retry returns the first order.
+    A `promo_code` is counted (`promo.promo_redeem`, under its row lock) and becomes a discount line.
     """
     # FOR NO KEY UPDATE of the plan row only: it serialises the stock count, yet does not block the
     # foreign-key checks (FOR KEY SHARE) that other transactions run at COMMIT on rows naming this
@@ -164,7 +170,7 @@ def order_place(*, customer: Customer, actor: User | None, plan: Plan, period_mo
     if existing is not None:
         invoice = Invoice.objects.get(pk=existing.invoice_id)
         return PlacedOrder(order=existing, invoice=invoice, paid=invoice.status == Invoice.Status.PAID)
-    quote = order_quote(customer=customer, plan=plan, period_months=period_months)
+    quote = order_quote(customer=customer, plan=plan, period_months=period_months, promo_code=promo_code)
     if plan.stock is not None:
         Plan.objects.filter(pk=plan.pk).update(stock=F("stock") - 1)
     order = Order(
@@ -185,6 +191,11 @@ def order_place(*, customer: Customer, actor: User | None, plan: Plan, period_mo
             setup_text = _("Setup fee: %(plan)s") % {"plan": plan.name}
         lines.append(LineInput(description=setup_text, quantity=1, unit_price=quote.setup_fee.amount,
                                reference=order.reference))
+    if quote.promo is not None:
+        promo.promo_redeem(promo=quote.promo, customer=customer, order=order, plan=plan)
+        if quote.discount:
+            lines.append(promo.discount_line(quote.promo, amount=quote.discount, language=customer.language,
+                                             reference=order.reference))
     invoice = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, lines=lines, currency=quote.currency,
                             idempotency_key=f"order:{order.pk}", reference=order.reference)
     order.invoice_id = invoice.pk
@@ -192,6 +203,8 @@ def order_place(*, customer: Customer, actor: User | None, plan: Plan, period_mo
     details = {"plan": plan.name, "period_months": period_months, "price": str(quote.price.amount), "currency": quote.currency}
     if quote.price.is_converted:
         details.update(converted_from=quote.price.converted_from, rate=str(quote.price.rate))
+    if quote.promo is not None:
+        details.update(promo_code=quote.promo.code, discount=str(quote.discount))
     event_record(order=order, action="placed", source=_source_for(actor), actor=actor, details=details)
     paid = invoice_pay_from_balance(invoice=invoice, actor=actor)
     order.refresh_from_db()
@@ -348,7 +361,8 @@ def renewal_invoice_issue(*, order: Order, renewal: OrderRenewal) -> Invoice:
     return invoice_issue(
         customer=order.customer, kind=Invoice.Kind.RENEWAL, currency=renewal.currency,
         lines=[LineInput(description=description, quantity=renewal.periods, unit_price=renewal.amount / renewal.periods,
-                         reference=f"{order.reference}:period:{renewal.period}")],
+                         reference=f"{order.reference}:period:{renewal.period}"),
+               *promo.renewal_discount_lines(order=order, renewal=renewal)],
         idempotency_key=f"order:{order.pk}:renewal:{renewal.pk}", reference=f"{order.reference}:period:{renewal.period}",
     )
 
@@ -790,6 +804,8 @@ class LifecycleSummary:
     cancelled_at_period_end: int = 0
     cancelled_unpaid: int = 0
     expiry_notices: int = 0
+    suspension_notices: int = 0
+    termination_notices: int = 0
 
     def __str__(self) -> str:
         return ", ".join(f"{name.replace('_', ' ')}: {value}" for name, value in vars(self).items())
@@ -868,6 +884,7 @@ def orders_lifecycle_run(*, now: datetime | None = None, chunk_size: int | None 
     def cancel_unpaid(order: Order) -> None:
         _end(order, status=Status.CANCELLED, action="cancelled_unpaid", source=Source.SYSTEM,
              reason=f"unpaid for {settings.ORDERS_PENDING_CANCEL_DAYS} days")
+        promo.promo_release(order=order)
 
     summary.cancelled_unpaid = _each_locked(
         Order.objects.filter(status=Status.PENDING, paid_at__isnull=True,
@@ -891,6 +908,10 @@ def orders_lifecycle_run(*, now: datetime | None = None, chunk_size: int | None 
                                  expires_at__lte=now + timedelta(days=days))
             .filter(Q(expiry_notice_days__isnull=True) | Q(expiry_notice_days__gt=days)),
             notice, chunk_size=chunk_size)
+    from . import dunning  # it builds on this module
+
+    summary.suspension_notices = dunning.suspension_notices_send(now=now)
+    summary.termination_notices = dunning.termination_notices_send(now=now)
     return summary
 
 

@@ -118,7 +118,8 @@ def catalogue(request: HttpRequest) -> HttpResponse:
 
 
 def _review_context(request, customer, form: OrderForm) -> dict:
-    quote = services.order_quote(customer=customer, plan=form.plan, period_months=form.cleaned_data["period_months"])
+    quote = services.order_quote(customer=customer, plan=form.plan, period_months=form.cleaned_data["period_months"],
+                                 promo_code=form.cleaned_data["promo_code"])
     tax = tax_for(customer)
     tax_amount = quantize(quote.subtotal * tax.percent / 100, quote.currency)
     total = quote.subtotal + tax_amount
@@ -150,7 +151,7 @@ def order_new(request: HttpRequest, plan_id: int) -> HttpResponse:
             try:
                 return render(request, "orders/order_review.html", _review_context(request, customer, form))
             except ValidationError as error:
-                form.add_error(None, error)
+                form.add_service_error(error)
     else:
         form = OrderForm(plan=plan, initial={"request_key": uuid.uuid4().hex,
                                              "period_months": min((p.period_months for p in plan.prices.all()), default=1)})
@@ -171,9 +172,10 @@ def order_confirm(request: HttpRequest, plan_id: int) -> HttpResponse:
         placed = services.order_place(
             customer=customer, actor=request.user, plan=plan, period_months=form.cleaned_data["period_months"],
             options=form.options(), idempotency_key=f"{customer.pk}:{form.cleaned_data['request_key']}",
+            promo_code=form.cleaned_data["promo_code"],
         )
     except ValidationError as error:
-        form.add_error(None, error)
+        form.add_service_error(error)
         return render(request, "orders/order_new.html", {"form": form, "plan": plan, "can_pay": True})
     if placed.paid:
         if placed.order.status == Order.Status.ACTIVE:

@@ -11,6 +11,7 @@ payment and outbox admins as subclasses that
 The portal is the top layer, so importing every app here keeps accounts free of billing/orders imports.
 """
 import uuid
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 from django import forms
@@ -407,6 +408,21 @@ for model, model_admin in ((Customer, CustomerBackOfficeAdmin), (Invoice, Invoic
 
 # --- reports ------------------------------------------------------------------------------------------
 
+class AccountingExportForm(forms.Form):
+    what = forms.ChoiceField(label=_("Data"), choices=[("invoices", _("Invoices")), ("payments", _("Payments")),
+                                                       ("credit_notes", _("Credit notes")), ("ledger", _("Ledger")),
+                                                       ("oss", _("OSS: EU B2C sales by country and VAT rate"))])
+    date_from = forms.DateField(label=_("From"))
+    date_to = forms.DateField(label=_("To (inclusive)"))
+    file_format = forms.ChoiceField(label=_("Format"), choices=[("csv", "CSV"), ("xlsx", "XLSX")])
+
+    def clean(self):
+        data = super().clean()
+        if data.get("date_from") and data.get("date_to") and data["date_to"] < data["date_from"]:
+            raise ValidationError(_("The end must not be before the start."))
+        return data
+
+
 @admin.register(StaffReport)
 class StaffReportAdmin(ReadOnlyAdmin):
     """"Reports" in the admin index: one read-only page, no rows (the model has no table)."""
@@ -420,7 +436,37 @@ class StaffReportAdmin(ReadOnlyAdmin):
     def get_urls(self):
         from django.urls import path
 
-        return [path("", self.admin_site.admin_view(self.changelist_view), name="portal_staffreport_changelist")]
+        return [path("", self.admin_site.admin_view(self.changelist_view), name="portal_staffreport_changelist"),
+                path("export/", self.admin_site.admin_view(self.export_view), name="portal_staffreport_export")]
+
+    def export_view(self, request):
+        """Accountants' export (GET: a download changes nothing): invoices, payments, credit notes or the
+        ledger for a period, as CSV or XLSX (billing/exports.py)."""
+        from django.http import HttpResponse
+
+        from billing import exports
+
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = AccountingExportForm(request.GET or None)
+        if form.is_bound and form.is_valid():
+            data = form.cleaned_data
+            zone = timezone.get_current_timezone()
+            start = datetime.combine(data["date_from"], time.min, tzinfo=zone)
+            end = datetime.combine(data["date_to"] + timedelta(days=1), time.min, tzinfo=zone)
+            header, rows = exports.accounting_rows(what=data["what"], start=start, end=end)
+            name = f"{data['what']}-{data['date_from']:%Y%m%d}-{data['date_to']:%Y%m%d}"
+            if data["file_format"] == "xlsx":
+                response = HttpResponse(exports.to_xlsx(header, rows, title=data["what"]),
+                                        content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+            else:
+                response = HttpResponse(exports.to_csv(header, rows), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="{name}.{data["file_format"]}"'
+            return response
+        return TemplateResponse(request, "admin/portal/accounting_export.html", {
+            **self.admin_site.each_context(request), "title": gettext("Export for accountants"), "opts": self.model._meta,
+            "form": form,
+        })
 
     def changelist_view(self, request, extra_context=None):
         if not self.has_view_permission(request):

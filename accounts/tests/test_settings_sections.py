@@ -185,7 +185,7 @@ def test_company_profile_goes_pending_and_blocks_payment_until_staff_verify(owne
     assert "company_name" in response.context["profile_type_form"].errors
     response = owner_client.post("/accounts/settings/profile/type/", {
         "profile_type": "company", "company_name": "Acme GmbH", "company_registration_number": "HRB 1",
-        "company_vat_number": "DE123"}, follow=True)
+        "company_vat_number": "DE 136 695 976"}, follow=True)
     customer = Customer.objects.get(pk=owner.customer_id)
     assert customer.verification_status == "pending"
     assert [b["code"] for b in payment_blockers(customer)] == ["company_unverified"]
@@ -387,3 +387,16 @@ def test_activity_page_labels_other_apps_codes_in_words_not_raw_keys(owner_clien
     assert tr(language, "Payer added") in labels and tr(language, "Payment method added") in labels
     assert "Widget polished" in labels
     assert not any("." in label or "_" in label for label in labels), labels
+
+
+def test_profile_vat_number_needs_valid_check_digits(owner_client, owner):
+    """Issue 21: an EU VAT number on the profile passes python-stdnum (format and check digits)."""
+    response = owner_client.post("/accounts/settings/profile/type/", {
+        "profile_type": "company", "company_name": "Acme GmbH", "company_registration_number": "HRB 1",
+        "company_vat_number": "DE136695977"})
+    assert "company_vat_number" in response.context["profile_type_form"].errors
+    assert Customer.objects.get(pk=owner.customer_id).company_vat_number == ""
+    owner_client.post("/accounts/settings/profile/type/", {
+        "profile_type": "company", "company_name": "Acme GmbH", "company_registration_number": "HRB 1",
+        "company_vat_number": "de 136 695 976"})
+    assert Customer.objects.get(pk=owner.customer_id).company_vat_number == "DE136695976"

@@ -60,7 +60,7 @@ def test_company_payer_verified_chosen_on_invoice_then_documents(page, login, sc
     page.fill("#id_name", "Erika Mustermann")
     page.fill("#id_company_name", "Acme Cloud GmbH")
     page.fill("#id_registration_number", "HRB 98765")
-    page.fill("#id_vat_number", "DE123456789")
+    page.fill("#id_vat_number", "DE136695976")
     page.fill("#id_street", "Hauptstr. 5")
     page.fill("#id_city", "Berlin")
     page.fill("#id_postcode", "10115")

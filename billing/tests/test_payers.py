@@ -13,7 +13,7 @@ from billing.services import LineInput
 from .factories import CompanyPayerFactory, TaxRateFactory
 
 COMPANY_FORM = {"payer_type": "company", "name": "Erika Mustermann", "company_name": "Acme GmbH", "registration_number": "HRB 1",
-                "vat_number": "de 123456789", "street": "Hauptstr. 1", "city": "Berlin", "postcode": "10115", "country": "DE",
+                "vat_number": "de 136695976", "street": "Hauptstr. 1", "city": "Berlin", "postcode": "10115", "country": "DE",
                 "email": "billing@acme.example"}
 
 
@@ -43,7 +43,7 @@ def test_company_payer_lifecycle_create_verify_edit_back_to_verification(currenc
     response = client_in.post(reverse("billing:payer_create"), COMPANY_FORM)
     assert response.status_code == 302
     payer = Payer.objects.get(customer=customer, is_profile=False)
-    assert payer.verification_status == Payer.Verification.PENDING and payer.vat_number == "DE123456789"
+    assert payer.verification_status == Payer.Verification.PENDING and payer.vat_number == "DE136695976"
     page = client_in.get(reverse("billing:payers")).content.decode()
     assert "Acme GmbH" in page and "Awaiting verification" in page
 
@@ -55,7 +55,7 @@ def test_company_payer_lifecycle_create_verify_edit_back_to_verification(currenc
     client_in.post(reverse("billing:payer_edit", args=[payer.pk]), {**COMPANY_FORM, "email": "accounts@acme.example"})
     payer.refresh_from_db()
     assert payer.verification_status == Payer.Verification.VERIFIED  # contact email is not a company field
-    client_in.post(reverse("billing:payer_edit", args=[payer.pk]), {**COMPANY_FORM, "vat_number": "DE999999999"})
+    client_in.post(reverse("billing:payer_edit", args=[payer.pk]), {**COMPANY_FORM, "vat_number": "DE129273398"})
     payer.refresh_from_db()
     assert payer.verification_status == Payer.Verification.PENDING and payer.verified_at is None
     client_in.post(reverse("billing:payer_edit", args=[payer.pk]), {**COMPANY_FORM, "payer_type": "private"})

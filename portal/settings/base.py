@@ -192,6 +192,8 @@ CELERY_BEAT_SCHEDULE["telegram-outbox-sweep"] = {"task": "notifications.telegram
 CELERY_BEAT_SCHEDULE["billing-refresh-rates"] = {"task": "billing.tasks.refresh_rates", "schedule": 6 * 3600}
 CELERY_BEAT_SCHEDULE["billing-low-balance-sweep"] = {"task": "billing.tasks.low_balance_sweep", "schedule": 3600}
 CELERY_BEAT_SCHEDULE["billing-autopay-sweep"] = {"task": "billing.tasks.autopay_sweep", "schedule": 3600}
+CELERY_BEAT_SCHEDULE["billing-dunning"] = {"task": "billing.tasks.dunning_run", "schedule": 3600}
+CELERY_BEAT_SCHEDULE["billing-vies-recheck"] = {"task": "billing.tasks.vies_recheck", "schedule": 6 * 3600}
 # Closes last month's acts; idempotent, so running every 6 hours just catches up after downtime.
 CELERY_BEAT_SCHEDULE["billing-acts-monthly"] = {"task": "billing.tasks.acts_generate_previous_month", "schedule": 6 * 3600}
 # --- beat schedule: billing.gateways ---
@@ -462,7 +464,20 @@ BILLING_TOPUP_MAX = Decimal(env("BILLING_TOPUP_MAX", "50000"))
 # and an EU customer without a configured rate is refused an invoice instead of charged 0%. Empty turns
 # these EU rules off (only the staff-configured rates apply); it matches the default seller details.
 BILLING_SELLER_COUNTRY = env("BILLING_SELLER_COUNTRY", "NL").strip().upper()
-BILLING_SELLER_DETAILS = env("BILLING_SELLER_DETAILS", "HostPortal B.V.\nServer Street 1\n1011 AB Amsterdam, NL\nVAT NL000000000B01")
+# Dunning (billing/dunning.py): an unpaid service invoice is due this many days after it is issued;
+# reminders go out on these days relative to the due date (negative: before it); a late fee of this
+# percent of the invoice subtotal (0: none) is invoiced this many days after the due date.
+BILLING_INVOICE_DUE_DAYS = int(env("BILLING_INVOICE_DUE_DAYS", "7"))
+BILLING_DUNNING_DAYS = tuple(sorted({int(day) for day in env("BILLING_DUNNING_DAYS", "-3,1,7").split(",") if day.strip()}))
+BILLING_LATE_FEE_PERCENT = Decimal(env("BILLING_LATE_FEE_PERCENT", "0"))
+BILLING_LATE_FEE_AFTER_DAYS = int(env("BILLING_LATE_FEE_AFTER_DAYS", "7"))
+# The provider's own VAT id: printed on invoices, credit notes and acts, and sent to VIES as the
+# requester so that each check gets a consultation number.
+BILLING_SELLER_VAT_ID = env("BILLING_SELLER_VAT_ID", "NL000000000B01").replace(" ", "").upper()
+# VIES SOAP endpoint (checkVatApprox) and its timeout, seconds; see billing/vat.py for the policy when it is down.
+BILLING_VIES_URL = env("BILLING_VIES_URL", "https://ec.europa.eu/taxation_customs/vies/services/checkVatService")
+BILLING_VIES_TIMEOUT = int(env("BILLING_VIES_TIMEOUT", "10"))
+BILLING_SELLER_DETAILS = env("BILLING_SELLER_DETAILS", "HostPortal B.V.\nServer Street 1\n1011 AB Amsterdam, NL")
 # The provider's bank account, the one source for open invoice PDFs and the bank-transfer panel of the pay
 # page (the invoice number is the payment reference). Unused until beneficiary and IBAN are both set.
 BILLING_BANK_ACCOUNT = {
@@ -490,6 +505,9 @@ PAY_LINK_MAX_AGE = int(env("PAY_LINK_MAX_AGE", str(30 * 24 * 3600)))  # pay-with
 # --- app settings: orders ---
 ORDERS_GRACE_DAYS = int(env("ORDERS_GRACE_DAYS", "3"))  # expired -> suspended after this many days
 ORDERS_TERMINATE_AFTER_DAYS = int(env("ORDERS_TERMINATE_AFTER_DAYS", "14"))  # suspended -> terminated
+# Mandatory notices this many days before a non-renewed service is suspended / terminated (0: none).
+ORDERS_SUSPENSION_NOTICE_DAYS = int(env("ORDERS_SUSPENSION_NOTICE_DAYS", "1"))
+ORDERS_TERMINATION_NOTICE_DAYS = int(env("ORDERS_TERMINATION_NOTICE_DAYS", "3"))
 ORDERS_PENDING_CANCEL_DAYS = int(env("ORDERS_PENDING_CANCEL_DAYS", "5"))  # unpaid new orders cancelled
 ORDERS_RENEW_HOURS_BEFORE_EXPIRY = int(env("ORDERS_RENEW_HOURS_BEFORE_EXPIRY", "24"))
 ORDERS_EXPIRY_NOTICE_DAYS = tuple(int(d) for d in env_list("ORDERS_EXPIRY_NOTICE_DAYS", "7,3,1"))

@@ -86,3 +86,6 @@ ZEAL_ALLOWLIST: list[dict] = [
 # blank test disks boot no OS, so a graceful shutdown would only ever time out.
 PROVISIONING_LIBVIRT_PREFIX = f"t-{DATABASES['default']['TEST']['NAME']}".replace("_", "-")
 PROVISIONING_LIBVIRT_SHUTDOWN_TIMEOUT = 1
+# No test reaches the real VIES: a closed loopback port answers "unavailable"; VIES tests start their own server.
+BILLING_VIES_URL = "http://127.0.0.1:9/vies"
+BILLING_VIES_TIMEOUT = 2
