@@ -125,6 +125,13 @@ def back_office_pass(page, screenshot, customer):
     page.goto("/admin/login/")
     page.fill("input[name=username]", "admin")
     page.fill("input[name=password]", "Admin-Russian-Pass-1")
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from accounts.tests.test_security import current_code
+
+    device = TOTPDevice.objects.filter(user=admin_user, confirmed=True).first()  # the demo staff user's authenticator
+    if device is not None:
+        page.fill("input[name=otp_token]", current_code(device))
     page.click("[type=submit]")
     page.wait_for_load_state("networkidle")
     page.goto(reverse("admin:accounts_customer_change", args=[customer.pk]))
