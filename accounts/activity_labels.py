@@ -69,6 +69,7 @@ LABELS = {
     "order_extend": _("Service extended by staff"),
     "order_completed": _("Server set up by staff"),
     "order_provision_retry": _("Server setup retried by staff"),
+    "server_power": _("Server power action"),
 }
 
 FAILURE_REASONS = {

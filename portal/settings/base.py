@@ -506,6 +506,8 @@ PROVISIONING_JOB_SWEEP_BATCH = 200
 # libvirt module: domains are named "<prefix>-order-<id>" (one prefix per portal sharing a host).
 PROVISIONING_LIBVIRT_PREFIX = env("PROVISIONING_LIBVIRT_PREFIX", "hostportal")
 PROVISIONING_LIBVIRT_SHUTDOWN_TIMEOUT = int(env("PROVISIONING_LIBVIRT_SHUTDOWN_TIMEOUT", "60"))
+# Customer power actions (start/shutdown/reboot/power off) per service, "attempts/seconds" (Redis).
+SERVER_POWER_RATE_LIMIT = env("SERVER_POWER_RATE_LIMIT", "10/600")
 # --- app settings: tickets ---
 TICKETS_ATTACHMENT_MAX_BYTES = int(env("TICKETS_ATTACHMENT_MAX_BYTES", str(10 * 1024 * 1024)))
 TICKETS_ATTACHMENTS_PER_MESSAGE = int(env("TICKETS_ATTACHMENTS_PER_MESSAGE", "5"))

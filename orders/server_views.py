@@ -1,0 +1,76 @@
+"""Customer pages for controlling a server: the live state panel (htmx) and power actions.
+
+Controls need Area.SERVICES (owner, Technical); the state panel is also shown to roles that see
+billing (Finance), without controls. Every order id goes through the customer-scoped selector (404).
+"""
+import uuid
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods
+
+from accounts.client_ip import client_ip
+from accounts.roles import Area, acting_customer, customer_view, role_allows
+from core import ratelimit
+
+from . import selectors, server_control
+from .models import ProvisioningJob
+
+
+def _power_buttons() -> list[tuple[str, str, str]]:
+    styles = {"start": "btn-success", "shutdown": "btn-outline-secondary", "reboot": "btn-outline-primary",
+              "power_off": "btn-outline-danger"}
+    return [(action, ProvisioningJob.Action(action).label, styles[action]) for action in server_control.POWER_ACTIONS]
+
+
+def _state_context(request, order) -> dict:
+    return {"order": order, "server": server_control.server_state(order=order),
+            "can_control": role_allows(request.user, Area.SERVICES), "power_buttons": _power_buttons()}
+
+
+@customer_view(Area.ACCOUNT)
+@require_GET
+def server_state(request: HttpRequest, order_id: int) -> HttpResponse:
+    """The state panel, loaded by htmx after the page (the hypervisor never delays the page itself)."""
+    if not (role_allows(request.user, Area.SERVICES) or role_allows(request.user, Area.BILLING)):
+        raise PermissionDenied(_("Your role does not give access to this section."))
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    if not request.htmx:
+        return redirect("orders:order_detail", order_id=order.pk)
+    return render(request, "orders/_server_state.html", _state_context(request, order))
+
+
+@customer_view(Area.SERVICES)
+@require_http_methods(["GET", "POST"])
+def server_power(request: HttpRequest, order_id: int, action: str) -> HttpResponse:
+    """GET: the confirmation (inline with htmx, a page without). POST: queue the action."""
+    if action not in server_control.POWER_ACTIONS:
+        raise Http404
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    label = ProvisioningJob.Action(action).label
+    if request.method == "GET":
+        template = "orders/_server_confirm.html" if request.htmx else "orders/server_confirm.html"
+        return render(request, template, {"order": order, "action": action, "label": label,
+                                          "request_id": uuid.uuid4().hex})
+    limit, window = ratelimit.parse_rule(settings.SERVER_POWER_RATE_LIMIT)
+    retry_after = ratelimit.hit("server-power", str(order.pk), limit=limit, window=window)
+    if retry_after:
+        return ratelimit.limited_response(request, retry_after)
+    try:
+        server_control.server_power(order=order, action=action, request_id=request.POST.get("request_id", ""),
+                                    actor=request.user, ip=client_ip(request))
+    except ValidationError as error:
+        if request.htmx:
+            return render(request, "orders/_server_state.html",
+                          _state_context(request, order) | {"error": " ".join(error.messages)}, status=400)
+        messages.error(request, " ".join(error.messages))
+        return redirect("orders:order_detail", order_id=order.pk)
+    if request.htmx:
+        return render(request, "orders/_server_state.html",
+                      _state_context(request, order) | {"notice": _("%(action)s requested.") % {"action": label}})
+    messages.success(request, _("%(action)s requested.") % {"action": label})
+    return redirect("orders:order_detail", order_id=order.pk)
