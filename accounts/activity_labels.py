@@ -70,6 +70,7 @@ LABELS = {
     "order_completed": _("Server set up by staff"),
     "order_provision_retry": _("Server setup retried by staff"),
     "server_power": _("Server power action"),
+    "server_reinstall": _("Server reinstalled"),
 }
 
 FAILURE_REASONS = {

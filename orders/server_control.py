@@ -83,3 +83,48 @@ def server_power(*, order: Order, action: str, request_id: str, actor, ip: str) 
             activity_record(action="server_power", customer=order.customer, actor=actor, ip=ip,
                             details={"order": order.pk, "action": action, "job": job.pk})
     return job
+
+
+def reinstall_images(order: Order) -> list:
+    """OS images the customer may reinstall with: the plan's (its product type's) active images that
+    have a template on the node the server lives on."""
+    from .models import OsImage
+
+    images = OsImage.objects.filter(product_types=order.plan.product_type, is_active=True)
+    vm = _machine(order)
+    if vm is not None and module_for(order).code == "libvirt":
+        images = images.filter(templates__node=vm.node, templates__is_active=True)
+    return list(images.distinct().order_by("sort_order", "name"))
+
+
+def server_reinstall(*, order: Order, os_image: str, ssh_key: str, request_id: str, actor, ip: str) -> ProvisioningJob:
+    """Queue a reinstall: the disk is replaced with a fresh one from the chosen template and a new root
+    password (shown once when the job is done) is set; an SSH key, if given, is installed too. The
+    caller has already confirmed the user's password or 2FA code."""
+    import secrets
+
+    from accounts.services import activity_record
+
+    from .provisioning import jobs
+
+    if not _REQUEST_ID.match(request_id or ""):
+        raise ValidationError(_("The form has expired. Reload the page and try again."))
+    with transaction.atomic():
+        order = Order.objects.select_for_update(of=("self",)).select_related("plan__product_type", "customer").get(pk=order.pk)
+        if not server_controllable(order) or Operation.REINSTALL not in module_for(order).operations:
+            raise ValidationError(_("This server cannot be reinstalled now."))
+        if os_image not in {image.name for image in reinstall_images(order)}:
+            raise ValidationError(_("This operating system is not available for your plan."))
+        key = f"order:{order.pk}:reinstall:request:{request_id}"
+        if ProvisioningJob.objects.filter(idempotency_key=key).exists():
+            return ProvisioningJob.objects.get(idempotency_key=key)
+        # A new password for the new system (kept across retries of the job; blanked once shown).
+        VirtualMachine.objects.filter(order=order, deleted_at__isnull=True).update(
+            initial_password=secrets.token_urlsafe(12))
+        order.options = {**order.options, "os_image": os_image}
+        order.save(update_fields=["options"])
+        job = jobs.job_enqueue(order=order, action=Action.REINSTALL, actor=actor, key=key,
+                               params={"os_image": os_image, "ssh_keys": [ssh_key] if ssh_key else []})
+        activity_record(action="server_reinstall", customer=order.customer, actor=actor, ip=ip,
+                        details={"order": order.pk, "os_image": os_image, "job": job.pk})
+    return job

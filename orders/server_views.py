@@ -74,3 +74,39 @@ def server_power(request: HttpRequest, order_id: int, action: str) -> HttpRespon
                       _state_context(request, order) | {"notice": _("%(action)s requested.") % {"action": label}})
     messages.success(request, _("%(action)s requested.") % {"action": label})
     return redirect("orders:order_detail", order_id=order.pk)
+
+
+@customer_view(Area.SERVICES)
+@require_http_methods(["GET", "POST"])
+def server_reinstall(request: HttpRequest, order_id: int) -> HttpResponse:
+    """Reinstall with another (or the same) OS: confirmed by the password or a 2FA code."""
+    from django.contrib.auth.signals import user_login_failed
+
+    from .server_forms import ReinstallForm
+
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    if not server_control.server_controllable(order):
+        messages.error(request, _("This server cannot be reinstalled now."))
+        return redirect("orders:order_detail", order_id=order.pk)
+    images = server_control.reinstall_images(order)
+    form = ReinstallForm(request.POST or None, user=request.user, images=images,
+                         initial={"os_image": order.options.get("os_image", "")})
+    request_id = request.POST.get("request_id") or uuid.uuid4().hex
+    if request.method == "POST":
+        limit, window = ratelimit.parse_rule(settings.SERVER_POWER_RATE_LIMIT)
+        retry_after = ratelimit.hit("server-power", str(order.pk), limit=limit, window=window)
+        if retry_after:
+            return ratelimit.limited_response(request, retry_after)
+        if form.is_valid():
+            try:
+                server_control.server_reinstall(order=order, os_image=form.cleaned_data["os_image"],
+                                                ssh_key=form.cleaned_data["ssh_key"].strip(), request_id=request_id,
+                                                actor=request.user, ip=client_ip(request))
+            except ValidationError as error:
+                form.add_error(None, error)
+            else:
+                messages.success(request, _("Reinstall started. The new root password is shown here once it is done."))
+                return redirect("orders:order_detail", order_id=order.pk)
+        elif form.has_error("__all__", "invalid"):  # wrong password or code: counts towards the lockout
+            user_login_failed.send(sender=__name__, credentials={"username": request.user.username}, request=request)
+    return render(request, "orders/server_reinstall.html", {"order": order, "form": form, "request_id": request_id})
