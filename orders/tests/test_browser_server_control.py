@@ -1,0 +1,62 @@
+"""End to end in Chromium against the real hypervisor and a real Celery worker: power the server off
+and on from its page (confirmation, htmx state), then reinstall it confirmed by the password."""
+from decimal import Decimal
+
+import pytest
+
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+from billing.services import payment_record
+from billing.tests.factories import make_currencies
+from orders.models import VirtualMachine
+
+from .hypervisor import disk_backing, hypervisor, kvm, kvm_node, kvm_plan  # noqa: F401
+from .test_browser_provisioning import celery_worker  # noqa: F401
+from .test_provisioning_libvirt import place, run_queued, state_of
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_power_cycle_and_reinstall_from_the_service_page(page, login, screenshot, kvm, kvm_plan, celery_worker):  # noqa: F811
+    _libvirt, conn, _pool = kvm
+    make_currencies()
+    owner = UserFactory(first_name="Alex", last_name="Demo")
+    payment_record(idempotency_key="browser-power", customer=owner.customer, amount=Decimal("100.00"), currency="EUR",
+                   method="bank_transfer")
+    order = place(owner.customer, kvm_plan)
+    run_queued(order)  # the create job (may already have been taken by the worker)
+    vm = VirtualMachine.objects.get(order=order)
+    VirtualMachine.objects.filter(pk=vm.pk).update(initial_password="")
+    login(owner.username, DEFAULT_PASSWORD)
+
+    page.goto(f"/orders/{order.pk}/")
+    state = page.get_by_test_id("server-state")
+    state.wait_for()
+    assert state.inner_text() == "Running"
+    page.get_by_test_id("power-power_off").click()
+    assert "like pulling the plug" in page.get_by_test_id("server-confirm").inner_text()
+    screenshot("server-power-off-confirm")
+    page.get_by_test_id("power-confirm").click()
+    page.get_by_test_id("server-notice").wait_for()
+    page.locator("[data-testid=server-state]:text('Stopped')").wait_for(timeout=60_000)
+    assert state_of(conn, vm.domain) == "shutoff"
+    page.get_by_test_id("power-start").click()
+    page.get_by_test_id("power-confirm").click()
+    page.locator("[data-testid=server-state]:text('Running')").wait_for(timeout=60_000)
+    assert state_of(conn, vm.domain) == "running"
+    screenshot("server-running-after-power-cycle")
+
+    page.get_by_test_id("action-reinstall").click()
+    page.select_option("select[name=os_image]", "Debian 12")
+    page.check("input[name=erase_confirmed]")
+    page.fill("input[name=password]", DEFAULT_PASSWORD)
+    screenshot("server-reinstall-form")
+    page.get_by_test_id("reinstall-submit").click()
+    assert "Reinstall started" in page.content()
+    for _ in range(30):  # the worker replaces the disk; the password then waits to be shown once
+        page.wait_for_timeout(2000)
+        page.reload()
+        if page.get_by_test_id("root-password-waiting").count():
+            break
+    assert page.get_by_test_id("root-password-waiting").count() == 1
+    assert disk_backing(conn, vm.domain).endswith("/tmpl-b.qcow2")
+    screenshot("server-reinstalled")
