@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv messages chromium libvirt check lint
+.PHONY: run test venv messages chromium libvirt novnc check lint
 
-run: libvirt venv messages
+run: libvirt novnc venv messages
 	$(PY) scripts/devenv.py --demo
 
-test: libvirt venv messages chromium
+test: libvirt novnc venv messages chromium
 	$(PY) scripts/devenv.py -- $(PY) -m pytest $(PYTEST_ARGS)
 
 venv: $(STAMP)
@@ -44,6 +44,13 @@ libvirt:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(LIBVIRT_PACKAGES); }; \
 	pgrep -x virtlogd >/dev/null || { echo "Starting virtlogd"; $$SUDO virtlogd -d || true; }; \
 	pgrep -x libvirtd >/dev/null || { echo "Starting libvirtd"; $$SUDO libvirtd -d || true; }
+
+# The browser console's noVNC client comes from Debian's novnc package (served as /static/novnc/).
+novnc:
+	@test -f /usr/share/novnc/core/rfb.js || { \
+	  echo "Installing Debian's novnc for the browser console"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends novnc; }
 
 check: venv
 	$(PY) scripts/devenv.py -- $(PY) manage.py makemigrations --check --dry-run

@@ -497,3 +497,23 @@ class ProvisioningJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} #{self.order_id}"
+
+
+class ConsoleToken(models.Model):
+    """A one-time, short-lived ticket for the browser console (noVNC through websockify). Only its
+    SHA-256 digest is stored; it names the user and the VM it was issued for, and is redeemed once by
+    the websockify token plugin (orders/console.py) before `expires_at`."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="+")
+    vm = models.ForeignKey(VirtualMachine, on_delete=models.CASCADE, related_name="console_tokens")
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("console token")
+        verbose_name_plural = _("console tokens")
+        indexes = [models.Index(fields=["expires_at"], name="console_token_expiry")]

@@ -110,3 +110,28 @@ def server_reinstall(request: HttpRequest, order_id: int) -> HttpResponse:
         elif form.has_error("__all__", "invalid"):  # wrong password or code: counts towards the lockout
             user_login_failed.send(sender=__name__, credentials={"username": request.user.username}, request=request)
     return render(request, "orders/server_reinstall.html", {"order": order, "form": form, "request_id": request_id})
+
+
+@customer_view(Area.SERVICES)
+@require_http_methods(["POST"])
+def server_console(request: HttpRequest, order_id: int) -> HttpResponse:
+    """Open the browser console: a one-time token for websockify and the VNC password (POST: it issues them)."""
+    from .console import console_open
+
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    try:
+        access = console_open(order=order, actor=request.user, ip=client_ip(request))
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("orders:order_detail", order_id=order.pk)
+    ws_url = settings.CONSOLE_WEBSOCKET_URL
+    response = render(request, "orders/server_console.html", {
+        "order": order, "ws_url": ws_url, "token": access.token, "vnc_password": access.password})
+    response["Cache-Control"] = "no-store"
+    if "://" in ws_url:  # websockify on another origin (development, tests): allow just that one
+        from urllib.parse import urlsplit
+
+        origin = urlsplit(ws_url)
+        response["Content-Security-Policy"] = settings.CONTENT_SECURITY_POLICY.replace(
+            "connect-src 'self'", f"connect-src 'self' {origin.scheme}://{origin.netloc}")
+    return response

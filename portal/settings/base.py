@@ -508,6 +508,14 @@ PROVISIONING_LIBVIRT_PREFIX = env("PROVISIONING_LIBVIRT_PREFIX", "hostportal")
 PROVISIONING_LIBVIRT_SHUTDOWN_TIMEOUT = int(env("PROVISIONING_LIBVIRT_SHUTDOWN_TIMEOUT", "60"))
 # Customer power actions (start/shutdown/reboot/power off) per service, "attempts/seconds" (Redis).
 SERVER_POWER_RATE_LIMIT = env("SERVER_POWER_RATE_LIMIT", "10/600")
+# Browser console: noVNC (Debian's `novnc` package, served as /static/novnc/) talks to websockify (the
+# `console` process) at CONSOLE_WEBSOCKET_URL: a path is on this site (nginx proxies it), a ws(s)://
+# URL is another origin (added to the console page's connect-src). Tokens are one-time and expire.
+NOVNC_DIR = env("NOVNC_DIR", "/usr/share/novnc")
+if Path(NOVNC_DIR).is_dir():  # the console's noVNC client, from the OS package (no CDN)
+    STATICFILES_DIRS.append(("novnc", NOVNC_DIR))
+CONSOLE_WEBSOCKET_URL = env("CONSOLE_WEBSOCKET_URL", "/console/websockify")
+CONSOLE_TOKEN_TTL = int(env("CONSOLE_TOKEN_TTL", "30"))  # seconds to open the websocket
 # --- app settings: tickets ---
 TICKETS_ATTACHMENT_MAX_BYTES = int(env("TICKETS_ATTACHMENT_MAX_BYTES", str(10 * 1024 * 1024)))
 TICKETS_ATTACHMENTS_PER_MESSAGE = int(env("TICKETS_ATTACHMENTS_PER_MESSAGE", "5"))
