@@ -71,6 +71,7 @@ LABELS = {
     "order_provision_retry": _("Server setup retried by staff"),
     "server_power": _("Server power action"),
     "server_reinstall": _("Server reinstalled"),
+    "server_console": _("Server console opened"),
 }
 
 FAILURE_REASONS = {

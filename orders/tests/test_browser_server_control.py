@@ -60,3 +60,54 @@ def test_power_cycle_and_reinstall_from_the_service_page(page, login, screenshot
     assert page.get_by_test_id("root-password-waiting").count() == 1
     assert disk_backing(conn, vm.domain).endswith("/tmpl-b.qcow2")
     screenshot("server-reinstalled")
+
+
+@pytest.fixture
+def websockify(settings):
+    """The console process (websockify with our token plugin) on the test database."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from django.db import connection
+
+    port = 6100 + int(os.environ.get("TEST_REDIS_DB", "0"))
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings.test",
+           "DATABASE_URL": os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]}
+    proxy = subprocess.Popen([sys.executable, "-m", "websockify", "--token-plugin",
+                              "orders.console_plugin.ConsoleTokenPlugin", "--token-source", "portal",
+                              f"127.0.0.1:{port}"], env=env, cwd=settings.BASE_DIR)
+    for _ in range(50):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    settings.CONSOLE_WEBSOCKET_URL = f"ws://127.0.0.1:{port}/websockify"
+    yield proxy
+    proxy.terminate()
+    proxy.wait(timeout=10)
+
+
+def test_the_console_opens_and_the_novnc_canvas_connects(page, login, screenshot, kvm, kvm_plan, websockify):  # noqa: F811
+    make_currencies()
+    owner = UserFactory()
+    payment_record(idempotency_key="browser-console", customer=owner.customer, amount=Decimal("100.00"),
+                   currency="EUR", method="bank_transfer")
+    order = place(owner.customer, kvm_plan)
+    assert run_queued(order) == ["done"]
+    login(owner.username, DEFAULT_PASSWORD)
+    page.goto(f"/orders/{order.pk}/")
+    page.locator("[data-testid=server-state]:text('Running')").wait_for()
+    with page.context.expect_page() as opened:
+        page.get_by_test_id("action-console").click()
+    console = opened.value
+    console.locator("[data-testid=console-screen][data-connected=true]").wait_for(timeout=30_000)
+    assert console.locator("[data-testid=console-screen] canvas").count() == 1
+    assert console.get_by_test_id("console-status").inner_text() == "Connected"
+    console.wait_for_timeout(1500)  # let the firmware screen draw
+    console.screenshot(path=str(screenshot("server-console-page").parent / "server-console.png"))
+    # The page's token is used up: reloading the console URL by GET issues nothing.
+    assert console.goto(console.url).status == 405
