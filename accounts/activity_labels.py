@@ -72,6 +72,7 @@ LABELS = {
     "server_power": _("Server power action"),
     "server_reinstall": _("Server reinstalled"),
     "server_console": _("Server console opened"),
+    "reverse_dns_set": _("Reverse DNS changed"),
 }
 
 FAILURE_REASONS = {

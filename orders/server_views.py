@@ -135,3 +135,25 @@ def server_console(request: HttpRequest, order_id: int) -> HttpResponse:
         response["Content-Security-Policy"] = settings.CONTENT_SECURITY_POLICY.replace(
             "connect-src 'self'", f"connect-src 'self' {origin.scheme}://{origin.netloc}")
     return response
+
+
+@customer_view(Area.SERVICES)
+@require_http_methods(["GET", "POST"])
+def server_reverse_dns(request: HttpRequest, order_id: int) -> HttpResponse:
+    """PTR records of the service's addresses (PowerDNS)."""
+    from . import reverse_dns
+
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    error = ""
+    if request.method == "POST":
+        try:
+            reverse_dns.ptr_set(order=order, address=request.POST.get("address", "")[:64],
+                                hostname=request.POST.get("hostname", "")[:300], actor=request.user, ip=client_ip(request))
+        except ValidationError as problem:
+            error = " ".join(problem.messages)
+        else:
+            messages.success(request, _("Reverse DNS saved."))
+            return redirect("orders:server_reverse_dns", order_id=order.pk)
+    return render(request, "orders/server_reverse_dns.html", {
+        "order": order, "records": reverse_dns.ptr_records(order), "error": error,
+        "posted": request.POST if request.method == "POST" else {}}, status=400 if error else 200)

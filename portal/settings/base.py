@@ -516,6 +516,13 @@ if Path(NOVNC_DIR).is_dir():  # the console's noVNC client, from the OS package 
     STATICFILES_DIRS.append(("novnc", NOVNC_DIR))
 CONSOLE_WEBSOCKET_URL = env("CONSOLE_WEBSOCKET_URL", "/console/websockify")
 CONSOLE_TOKEN_TTL = int(env("CONSOLE_TOKEN_TTL", "30"))  # seconds to open the websocket
+# Reverse DNS through the PowerDNS Authoritative HTTP API; empty URL switches it off. The key is a
+# secret (environment only). Zones: the reverse zones delegated to that server, comma-separated.
+PDNS_API_URL = env("PDNS_API_URL", "")
+PDNS_API_KEY = env("PDNS_API_KEY", "")
+PDNS_SERVER_ID = env("PDNS_SERVER_ID", "localhost")
+PDNS_REVERSE_ZONES = env("PDNS_REVERSE_ZONES", "")
+PDNS_PTR_TTL = int(env("PDNS_PTR_TTL", "3600"))
 # --- app settings: tickets ---
 TICKETS_ATTACHMENT_MAX_BYTES = int(env("TICKETS_ATTACHMENT_MAX_BYTES", str(10 * 1024 * 1024)))
 TICKETS_ATTACHMENTS_PER_MESSAGE = int(env("TICKETS_ATTACHMENTS_PER_MESSAGE", "5"))
