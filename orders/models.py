@@ -517,3 +517,21 @@ class ConsoleToken(models.Model):
         verbose_name = _("console token")
         verbose_name_plural = _("console tokens")
         indexes = [models.Index(fields=["expires_at"], name="console_token_expiry")]
+
+
+class UsageSample(models.Model):
+    """A VM's cumulative counters as read from the hypervisor (orders.usage samples every few minutes;
+    after a day only the last sample of each hour is kept, which keeps hourly deltas exact)."""
+
+    vm = models.ForeignKey(VirtualMachine, on_delete=models.CASCADE, related_name="usage_samples")
+    taken_at = models.DateTimeField()
+    cpu_time_ns = models.BigIntegerField()
+    net_rx_bytes = models.BigIntegerField()
+    net_tx_bytes = models.BigIntegerField()
+    disk_read_bytes = models.BigIntegerField()
+    disk_write_bytes = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = _("usage sample")
+        verbose_name_plural = _("usage samples")
+        indexes = [models.Index(fields=["vm", "taken_at"], name="usage_sample_vm_time")]

@@ -18,6 +18,7 @@ urlpatterns = [
     path("<int:order_id>/server/reinstall/", server_views.server_reinstall, name="server_reinstall"),
     path("<int:order_id>/server/console/", server_views.server_console, name="server_console"),
     path("<int:order_id>/server/reverse-dns/", server_views.server_reverse_dns, name="server_reverse_dns"),
+    path("<int:order_id>/server/usage/", server_views.server_usage, name="server_usage"),
     path("<int:order_id>/auto-renew/", views.order_auto_renew, name="order_auto_renew"),
     path("<int:order_id>/renew/", views.order_renew, name="order_renew"),
     path("<int:order_id>/cancel/", views.order_cancel, name="order_cancel"),
