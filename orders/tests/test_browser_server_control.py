@@ -12,11 +12,13 @@ from orders.models import VirtualMachine
 from .hypervisor import disk_backing, hypervisor, kvm, kvm_node, kvm_plan  # noqa: F401
 from .test_browser_provisioning import celery_worker  # noqa: F401
 from .test_provisioning_libvirt import place, run_queued, state_of
+from .test_server_reverse_dns import dns_settings, pdns, ptr_in_pdns  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_power_cycle_and_reinstall_from_the_service_page(page, login, screenshot, kvm, kvm_plan, celery_worker):  # noqa: F811
+def test_power_cycle_rdns_usage_and_reinstall_from_the_service_page(page, login, screenshot, kvm, kvm_plan,  # noqa: F811
+                                                                   celery_worker, dns_settings):
     _libvirt, conn, _pool = kvm
     make_currencies()
     owner = UserFactory(first_name="Alex", last_name="Demo")
@@ -25,6 +27,7 @@ def test_power_cycle_and_reinstall_from_the_service_page(page, login, screenshot
     order = place(owner.customer, kvm_plan)
     run_queued(order)  # the create job (may already have been taken by the worker)
     vm = VirtualMachine.objects.get(order=order)
+    order.refresh_from_db()
     VirtualMachine.objects.filter(pk=vm.pk).update(initial_password="")
     login(owner.username, DEFAULT_PASSWORD)
 
@@ -44,6 +47,25 @@ def test_power_cycle_and_reinstall_from_the_service_page(page, login, screenshot
     page.locator("[data-testid=server-state]:text('Running')").wait_for(timeout=60_000)
     assert state_of(conn, vm.domain) == "running"
     screenshot("server-running-after-power-cycle")
+
+    # Reverse DNS through the real PowerDNS on loopback.
+    page.get_by_test_id("action-rdns").click()
+    page.get_by_test_id("rdns-hostname").fill("vm1.example.com")
+    page.get_by_test_id("rdns-save").click()
+    assert "Reverse DNS saved." in page.content()
+    assert ptr_in_pdns(dns_settings, order.ip) == ["vm1.example.com."]
+    screenshot("server-reverse-dns")
+
+    # Two samples from the hypervisor, then the graphs on the service page.
+    from orders.usage import usage_sample_all
+
+    assert usage_sample_all() == 1
+    page.wait_for_timeout(1500)
+    assert usage_sample_all() == 1
+    page.goto(f"/orders/{order.pk}/")
+    page.get_by_test_id("usage-24h").locator("svg").wait_for()
+    assert "Traffic this period" in page.get_by_test_id("traffic-used").inner_text()
+    screenshot("server-usage-graphs")
 
     page.get_by_test_id("action-reinstall").click()
     page.select_option("select[name=os_image]", "Debian 12")
