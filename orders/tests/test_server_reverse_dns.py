@@ -36,7 +36,7 @@ def _wait(port):
 
 @pytest.fixture(scope="module")
 def pdns(tmp_path_factory):
-    """pdns_server on 127.0.0.1 (DNS and API ports per test database), zone 1.10.in-addr.arpa."""
+    """pdns_server on 127.0.0.1 (DNS and API ports per test database), zone 10.in-addr.arpa."""
     if not shutil.which("pdns_server") or not os.path.exists(SCHEMA):
         pytest.skip("pdns-server and pdns-backend-sqlite3 are not installed (make test installs them)")
     base = tmp_path_factory.mktemp("pdns")
@@ -54,7 +54,7 @@ def pdns(tmp_path_factory):
     _wait(api_port)
     url = f"http://127.0.0.1:{api_port}"
     created = requests.post(f"{url}/api/v1/servers/localhost/zones", headers={"X-API-Key": API_KEY}, timeout=5, json={
-        "name": "1.10.in-addr.arpa.", "kind": "Native", "nameservers": ["ns1.example.net."]})
+        "name": "10.in-addr.arpa.", "kind": "Native", "nameservers": ["ns1.example.net."]})
     assert created.status_code == 201, created.text
     yield url
     server_process.terminate()
@@ -64,13 +64,13 @@ def pdns(tmp_path_factory):
 @pytest.fixture
 def dns_settings(settings, pdns):
     settings.PDNS_API_URL, settings.PDNS_API_KEY = pdns, API_KEY
-    settings.PDNS_REVERSE_ZONES = "1.10.in-addr.arpa"
+    settings.PDNS_REVERSE_ZONES = "10.in-addr.arpa"
     return pdns
 
 
 def ptr_in_pdns(url, address):
     name = ".".join(reversed(address.split("."))) + ".in-addr.arpa."
-    zone = requests.get(f"{url}/api/v1/servers/localhost/zones/1.10.in-addr.arpa.", headers={"X-API-Key": API_KEY},
+    zone = requests.get(f"{url}/api/v1/servers/localhost/zones/10.in-addr.arpa.", headers={"X-API-Key": API_KEY},
                         timeout=5).json()
     return [r["content"] for rrset in zone["rrsets"] if rrset["name"] == name and rrset["type"] == "PTR"
             for r in rrset["records"]]
@@ -78,7 +78,7 @@ def ptr_in_pdns(url, address):
 
 def test_the_owner_sets_and_removes_the_ptr_of_the_servers_address(client, owner, server, dns_settings):  # noqa: F811
     address = IpAddress.objects.get(order=server).address
-    assert address.startswith("10.1.")
+    assert address.startswith("10.")
     client.force_login(owner)
     url = reverse("orders:server_reverse_dns", args=[server.pk])
     assert client.post(url, {"address": address, "hostname": "Mail.Example.COM."}).status_code == 302
