@@ -45,3 +45,11 @@ def usage_sample_task() -> int:
     from .usage import usage_sample_all
 
     return usage_sample_all()
+
+
+@shared_task
+def console_tokens_purge_task() -> int:
+    """Delete console tokens expired for more than a day."""
+    from .console import console_tokens_purge
+
+    return console_tokens_purge()

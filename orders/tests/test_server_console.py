@@ -74,3 +74,16 @@ def test_no_console_for_a_suspended_server_another_customer_or_finance(client, o
     refused = client.post(url, follow=True).content.decode()
     assert "The console is available only for an active server." in refused and "data-token" not in refused
     assert not ConsoleToken.objects.exists()
+
+
+def test_expired_console_tokens_are_purged_after_a_day(owner, server):  # noqa: F811
+    from orders.console import console_tokens_purge
+
+    vm = VirtualMachine.objects.get(order=server)
+    now = timezone.now()
+    old = ConsoleToken.objects.create(digest="a" * 64, user=owner, vm=vm, host="127.0.0.1", port=5900,
+                                      expires_at=now - timedelta(days=1, seconds=1))
+    recent = ConsoleToken.objects.create(digest="b" * 64, user=owner, vm=vm, host="127.0.0.1", port=5900,
+                                         expires_at=now - timedelta(hours=23))
+    assert console_tokens_purge(now=now) == 1
+    assert list(ConsoleToken.objects.values_list("pk", flat=True)) == [recent.pk] and old.pk != recent.pk

@@ -203,6 +203,8 @@ CELERY_BEAT_SCHEDULE["gateways-autopay"] = {"task": "billing.gateways.tasks.auto
 # --- beat schedule: orders ---
 CELERY_BEAT_SCHEDULE["orders-auto-renew"] = {"task": "orders.tasks.renew_services_task", "schedule": 3600.0}
 CELERY_BEAT_SCHEDULE["orders-lifecycle"] = {"task": "orders.tasks.orders_lifecycle_task", "schedule": 3600.0}
+CELERY_BEAT_SCHEDULE["orders-console-tokens-purge"] = {"task": "orders.tasks.console_tokens_purge_task",
+                                                       "schedule": 86400.0}
 CELERY_BEAT_SCHEDULE["orders-usage-sample"] = {"task": "orders.tasks.usage_sample_task", "schedule": 300.0,
                                                "options": {"expires": 300.0}}
 CELERY_BEAT_SCHEDULE["orders-provisioning-sweep"] = {"task": "orders.tasks.provisioning_jobs_sweep_task", "schedule": 30.0,
