@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv messages chromium libvirt check lint
+.PHONY: run test venv messages chromium libvirt novnc check lint
 
-run: libvirt venv messages
+run: libvirt novnc venv messages
 	$(PY) scripts/devenv.py --demo
 
-test: libvirt venv messages chromium
+test: libvirt novnc venv messages chromium
 	$(PY) scripts/devenv.py -- $(PY) -m pytest $(PYTEST_ARGS)
 
 venv: $(STAMP)
@@ -44,6 +44,18 @@ libvirt:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(LIBVIRT_PACKAGES); }; \
 	pgrep -x virtlogd >/dev/null || { echo "Starting virtlogd"; $$SUDO virtlogd -d || true; }; \
 	pgrep -x libvirtd >/dev/null || { echo "Starting libvirtd"; $$SUDO libvirtd -d || true; }
+
+# The browser console's noVNC client comes from Debian's novnc package (served as /static/novnc/);
+# the reverse DNS tests need Debian's PowerDNS with the sqlite3 backend.
+novnc:
+	@test -f /usr/share/novnc/core/rfb.js || { \
+	  echo "Installing Debian's novnc for the browser console"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends novnc; }
+	@{ command -v pdns_server && test -f /usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql; } >/dev/null 2>&1 || { \
+	  echo "Installing Debian's PowerDNS (reverse DNS tests run pdns_server on loopback)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends pdns-server pdns-backend-sqlite3; }
 
 check: venv
 	$(PY) scripts/devenv.py -- $(PY) manage.py makemigrations --check --dry-run

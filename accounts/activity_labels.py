@@ -69,6 +69,10 @@ LABELS = {
     "order_extend": _("Service extended by staff"),
     "order_completed": _("Server set up by staff"),
     "order_provision_retry": _("Server setup retried by staff"),
+    "server_power": _("Server power action"),
+    "server_reinstall": _("Server reinstalled"),
+    "server_console": _("Server console opened"),
+    "reverse_dns_set": _("Reverse DNS changed"),
 }
 
 FAILURE_REASONS = {

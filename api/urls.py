@@ -14,6 +14,7 @@ v1 = [
     path("services/<int:service_id>/plans", views.ServicePlansView.as_view(), name="service_plans"),
     path("services/<int:service_id>/change-plan", views.ServiceChangePlanView.as_view(), name="service_change_plan"),
     path("services/<int:service_id>/cancel", views.ServiceCancelView.as_view(), name="service_cancel"),
+    path("services/<int:service_id>/power", views.ServicePowerView.as_view(), name="service_power"),
     path("invoices", views.InvoiceListView.as_view(), name="invoices"),
     path("invoices/<int:invoice_id>", views.InvoiceDetailView.as_view(), name="invoice"),
     path("invoices/<int:invoice_id>/pdf", views.InvoicePdfView.as_view(), name="invoice_pdf"),

@@ -4,7 +4,6 @@ Each view checks the key's scope and the user's role (`KeyScopePermission`), fet
 app's selector scoped to the key's customer (another customer's id is a 404), validates input with
 the page's own form and calls the page's own service: the API adds no rule of its own.
 """
-from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.http import QueryDict
@@ -26,6 +25,7 @@ from notifications import selectors as notification_selectors
 from notifications import services as notification_services
 from orders import forms as order_forms
 from orders import selectors as order_selectors
+from orders import server_control
 from orders import services as order_services
 from tickets import forms as ticket_forms
 from tickets import selectors as ticket_selectors
@@ -225,8 +225,36 @@ class ServiceCancelView(CustomerApiView):
         return Response(serializers.ServiceSerializer(order_selectors.order_get(customer=self.customer, order_id=order.pk)).data)
 
 
-# Power actions (start/stop/reboot) come with server control (issue 19): add
-# `services/<id>/power/` here, calling its service with api_area = Area.SERVICES and a write scope.
+class ServicePowerView(CustomerApiView):
+    api_area = Area.SERVICES
+
+    @extend_schema(request=inline_serializer("ServicePowerRequest", {
+        "action": s.ChoiceField(choices=[str(a) for a in server_control.POWER_ACTIONS])}),
+        parameters=[IDEMPOTENCY_HEADER], responses={202: inline_serializer("ServicePowerResponse", {
+            "job_id": s.IntegerField(), "action": s.CharField(), "state": s.CharField()}), **ERRORS}, tags=["services"])
+    @idempotent
+    def post(self, request, service_id: int):
+        """Start, shut down, reboot or power off the server: queued as a job (same rules and per-service
+        rate limit as the service page); poll the service's state to see it finish."""
+        import hashlib
+        import uuid
+
+        from django.conf import settings
+        from rest_framework.exceptions import Throttled
+
+        from core import ratelimit
+
+        order = order_selectors.order_get(customer=self.customer, order_id=service_id)
+        limit, window = ratelimit.parse_rule(settings.SERVER_POWER_RATE_LIMIT)
+        retry_after = ratelimit.hit("server-power", str(order.pk), limit=limit, window=window)
+        if retry_after:
+            raise Throttled(wait=retry_after)
+        idempotency_key = request.headers.get("Idempotency-Key", "").strip()
+        request_id = (hashlib.sha256(f"api:{idempotency_key}".encode()).hexdigest()[:32] if idempotency_key
+                      else uuid.uuid4().hex)
+        job = server_control.server_power(order=order, action=str(_form_data(request).get("action", "")),
+                                          request_id=request_id, actor=request.user, ip=client_ip(request._request))
+        return Response({"job_id": job.pk, "action": job.action, "state": job.state}, status=status.HTTP_202_ACCEPTED)
 
 
 # --- invoices and payments -------------------------------------------------------------------------

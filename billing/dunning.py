@@ -14,7 +14,6 @@ invoice, through the ledger. Paid and cancelled invoices get nothing.
 """
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction

@@ -581,3 +581,41 @@ class PromoRedemption(models.Model):
 
     def __str__(self) -> str:
         return f"{self.promo} → {self.order_id}"
+
+
+class ConsoleToken(models.Model):
+    """A one-time, short-lived ticket for the browser console (noVNC through websockify). Only its
+    SHA-256 digest is stored; it names the user and the VM it was issued for, and is redeemed once by
+    the websockify token plugin (orders/console.py) before `expires_at`."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="+")
+    vm = models.ForeignKey(VirtualMachine, on_delete=models.CASCADE, related_name="console_tokens")
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("console token")
+        verbose_name_plural = _("console tokens")
+        indexes = [models.Index(fields=["expires_at"], name="console_token_expiry")]
+
+
+class UsageSample(models.Model):
+    """A VM's cumulative counters as read from the hypervisor (orders.usage samples every few minutes;
+    after a day only the last sample of each hour is kept, which keeps hourly deltas exact)."""
+
+    vm = models.ForeignKey(VirtualMachine, on_delete=models.CASCADE, related_name="usage_samples")
+    taken_at = models.DateTimeField()
+    cpu_time_ns = models.BigIntegerField()
+    net_rx_bytes = models.BigIntegerField()
+    net_tx_bytes = models.BigIntegerField()
+    disk_read_bytes = models.BigIntegerField()
+    disk_write_bytes = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = _("usage sample")
+        verbose_name_plural = _("usage samples")
+        indexes = [models.Index(fields=["vm", "taken_at"], name="usage_sample_vm_time")]

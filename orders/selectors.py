@@ -126,7 +126,11 @@ def order_setup(*, order: Order) -> dict:
         "setting_up": setting_up, "failed": order.provisioning == Order.Provisioning.FAILED,
         "step": step, "percent": {0: 5, 1: 25, 2: 60, 3: 100}[step],
         "delayed": job is not None and job.attempts > 1 and job.state != ProvisioningJob.State.DONE,
-        "password_waiting": bool(vm and vm.initial_password and order.status == Order.Status.ACTIVE),
+        # Not while a reinstall is still building the system the new password belongs to.
+        "password_waiting": bool(vm and vm.initial_password and order.status == Order.Status.ACTIVE
+                                 and not ProvisioningJob.objects.filter(
+                                     order=order, action=ProvisioningJob.Action.REINSTALL,
+                                     state__in=(ProvisioningJob.State.QUEUED, ProvisioningJob.State.RUNNING)).exists()),
         "vm_state": vm.state if vm else "",
     }
 

@@ -37,3 +37,19 @@ def provisioning_jobs_sweep_task() -> int:
     for job_id in job_ids:
         enqueue_task_safely(provisioning_job_task, job_id=job_id)
     return len(job_ids)
+
+
+@shared_task
+def usage_sample_task() -> int:
+    """Sample every running VM's counters (graphs, traffic) and thin samples older than a day."""
+    from .usage import usage_sample_all
+
+    return usage_sample_all()
+
+
+@shared_task
+def console_tokens_purge_task() -> int:
+    """Delete console tokens expired for more than a day."""
+    from .console import console_tokens_purge
+
+    return console_tokens_purge()

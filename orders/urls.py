@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import server_views, views
 
 app_name = "orders"
 
@@ -13,6 +13,12 @@ urlpatterns = [
     path("<int:order_id>/", views.order_detail, name="order_detail"),
     path("<int:order_id>/setup/", views.order_setup_progress, name="order_setup_progress"),
     path("<int:order_id>/root-password/", views.order_root_password, name="order_root_password"),
+    path("<int:order_id>/server/state/", server_views.server_state, name="server_state"),
+    path("<int:order_id>/server/power/<str:action>/", server_views.server_power, name="server_power"),
+    path("<int:order_id>/server/reinstall/", server_views.server_reinstall, name="server_reinstall"),
+    path("<int:order_id>/server/console/", server_views.server_console, name="server_console"),
+    path("<int:order_id>/server/reverse-dns/", server_views.server_reverse_dns, name="server_reverse_dns"),
+    path("<int:order_id>/server/usage/", server_views.server_usage, name="server_usage"),
     path("<int:order_id>/auto-renew/", views.order_auto_renew, name="order_auto_renew"),
     path("<int:order_id>/renew/", views.order_renew, name="order_renew"),
     path("<int:order_id>/cancel/", views.order_cancel, name="order_cancel"),

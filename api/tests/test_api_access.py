@@ -41,6 +41,7 @@ FOREIGN_CALLS = [
     ("get", "/api/v1/services/{service}/plans"),
     ("post", "/api/v1/services/{service}/change-plan"),
     ("post", "/api/v1/services/{service}/cancel"),
+    ("post", "/api/v1/services/{service}/power"),
     ("get", "/api/v1/invoices/{invoice}"),
     ("get", "/api/v1/invoices/{invoice}/pdf"),
     ("post", "/api/v1/invoices/{invoice}/pay"),

@@ -66,7 +66,7 @@ def test_dockerfile_installs_only_runtime_requirements_and_runs_unprivileged():
 def test_compose_runs_every_process_with_migrations_first_and_healthz_checks():
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "web", "worker", "beat", "proxy"}
+    assert set(services) == {"postgres", "redis", "migrate", "web", "worker", "beat", "console", "proxy"}
     assert "migrate --noinput" in " ".join(services["migrate"]["command"])
     assert services["migrate"]["restart"] == "no"
     for name in ("web", "worker", "beat"):
@@ -76,7 +76,8 @@ def test_compose_runs_every_process_with_migrations_first_and_healthz_checks():
     assert services["worker"]["healthcheck"]["test"][2:] == ["workers"]
     assert services["beat"]["healthcheck"]["test"][2:] == ["beat"]
     for line in (ROOT / "Procfile").read_text().splitlines():  # deploy/run starts exactly these
-        assert line.split(":", 1)[0] in {"web", "worker", "beat"}
+        assert line.split(":", 1)[0] in {"web", "worker", "beat", "console"}
+    assert services["console"]["command"] == ["console"]
 
 
 @pytest.mark.django_db(transaction=True)

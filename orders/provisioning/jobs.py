@@ -61,10 +61,11 @@ def job_key(*, order: Order, action: str) -> str:
 
 
 def job_enqueue(*, order: Order, action: str, actor=None, params: dict | None = None,
-                restart_failed: bool = False) -> ProvisioningJob:
+                restart_failed: bool = False, key: str | None = None) -> ProvisioningJob:
     """Queue a module call for `order` (call inside a transaction holding the order's lock). Returns
-    the existing job when the key is taken; a failed one is restarted if `restart_failed`."""
-    key = job_key(order=order, action=action)
+    the existing job when the key is taken; a failed one is restarted if `restart_failed`. A customer's
+    request passes its own `key` (from the form's request id): two reboots in a row are two jobs."""
+    key = key or job_key(order=order, action=action)
     job = ProvisioningJob.objects.filter(idempotency_key=key).first()
     if job is None:
         job = ProvisioningJob(order=order, action=action, module=order.plan.module_code, params=params or {},

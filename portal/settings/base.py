@@ -205,6 +205,10 @@ CELERY_BEAT_SCHEDULE["gateways-autopay"] = {"task": "billing.gateways.tasks.auto
 # --- beat schedule: orders ---
 CELERY_BEAT_SCHEDULE["orders-auto-renew"] = {"task": "orders.tasks.renew_services_task", "schedule": 3600.0}
 CELERY_BEAT_SCHEDULE["orders-lifecycle"] = {"task": "orders.tasks.orders_lifecycle_task", "schedule": 3600.0}
+CELERY_BEAT_SCHEDULE["orders-console-tokens-purge"] = {"task": "orders.tasks.console_tokens_purge_task",
+                                                       "schedule": 86400.0}
+CELERY_BEAT_SCHEDULE["orders-usage-sample"] = {"task": "orders.tasks.usage_sample_task", "schedule": 300.0,
+                                               "options": {"expires": 300.0}}
 CELERY_BEAT_SCHEDULE["orders-provisioning-sweep"] = {"task": "orders.tasks.provisioning_jobs_sweep_task", "schedule": 30.0,
                                                     "options": {"expires": 30.0}}
 # --- beat schedule: tickets ---
@@ -524,6 +528,23 @@ PROVISIONING_JOB_SWEEP_BATCH = 200
 # libvirt module: domains are named "<prefix>-order-<id>" (one prefix per portal sharing a host).
 PROVISIONING_LIBVIRT_PREFIX = env("PROVISIONING_LIBVIRT_PREFIX", "hostportal")
 PROVISIONING_LIBVIRT_SHUTDOWN_TIMEOUT = int(env("PROVISIONING_LIBVIRT_SHUTDOWN_TIMEOUT", "60"))
+# Customer power actions (start/shutdown/reboot/power off) per service, "attempts/seconds" (Redis).
+SERVER_POWER_RATE_LIMIT = env("SERVER_POWER_RATE_LIMIT", "10/600")
+# Browser console: noVNC (Debian's `novnc` package, served as /static/novnc/) talks to websockify (the
+# `console` process) at CONSOLE_WEBSOCKET_URL: a path is on this site (nginx proxies it), a ws(s)://
+# URL is another origin (added to the console page's connect-src). Tokens are one-time and expire.
+NOVNC_DIR = env("NOVNC_DIR", "/usr/share/novnc")
+if Path(NOVNC_DIR).is_dir():  # the console's noVNC client, from the OS package (no CDN)
+    STATICFILES_DIRS.append(("novnc", NOVNC_DIR))
+CONSOLE_WEBSOCKET_URL = env("CONSOLE_WEBSOCKET_URL", "/console/websockify")
+CONSOLE_TOKEN_TTL = int(env("CONSOLE_TOKEN_TTL", "30"))  # seconds to open the websocket
+# Reverse DNS through the PowerDNS Authoritative HTTP API; empty URL switches it off. The key is a
+# secret (environment only). Zones: the reverse zones delegated to that server, comma-separated.
+PDNS_API_URL = env("PDNS_API_URL", "")
+PDNS_API_KEY = env("PDNS_API_KEY", "")
+PDNS_SERVER_ID = env("PDNS_SERVER_ID", "localhost")
+PDNS_REVERSE_ZONES = env("PDNS_REVERSE_ZONES", "")
+PDNS_PTR_TTL = int(env("PDNS_PTR_TTL", "3600"))
 # --- app settings: tickets ---
 TICKETS_ATTACHMENT_MAX_BYTES = int(env("TICKETS_ATTACHMENT_MAX_BYTES", str(10 * 1024 * 1024)))
 TICKETS_ATTACHMENTS_PER_MESSAGE = int(env("TICKETS_ATTACHMENTS_PER_MESSAGE", "5"))
