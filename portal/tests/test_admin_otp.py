@@ -77,3 +77,19 @@ def test_demo_staff_user_logs_in_with_the_documented_secret(client, otp_required
     response = client.post("/admin/login/?next=/admin/", {"username": "admin", "password": "admin-demo-2026", "otp_token": code})
     assert response.status_code == 302
     assert client.get("/admin/").status_code == 200
+
+
+def test_a_demo_seeded_before_the_second_factor_gets_the_documented_device_on_the_next_start(client, otp_required):
+    import base64
+    import io
+
+    call_command("seed_demo", stdout=io.StringIO())
+    TOTPDevice.objects.all().delete()  # as seeded by a version before /admin/ required a second factor
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    assert "Demo data already present." in out.getvalue() and DEMO_ADMIN_TOTP_SECRET in out.getvalue()
+    code = str(totp(base64.b32decode(DEMO_ADMIN_TOTP_SECRET))).zfill(6)
+    response = client.post("/admin/login/?next=/admin/", {"username": "admin", "password": "admin-demo-2026", "otp_token": code})
+    assert response.status_code == 302 and client.get("/admin/").status_code == 200
+    call_command("seed_demo", stdout=io.StringIO())
+    assert TOTPDevice.objects.filter(user__username="admin").count() == 1  # idempotent

@@ -1,7 +1,8 @@
 """Load demo data once: a staff superuser and a demo customer, then each app's `demo.seed()`.
 
 Apps add demo content by defining `<app>/demo.py` with `seed(*, customer, owner, stdout)`; it runs
-once, in the same transaction as the accounts, the first time `make run` starts.
+once, in the same transaction as the accounts, the first time `make run` starts. An optional
+`refresh(*, stdout)` runs on every later start, to bring a demo seeded by an older version up to date.
 """
 import importlib
 import os
@@ -23,6 +24,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if User.objects.filter(username__iexact=DEMO[0]).exists():
             self.stdout.write("Demo data already present.")
+            # A demo database seeded by an older version gets what later versions seed too (idempotent).
+            for module in _demo_modules():
+                if hasattr(module, "refresh"):
+                    module.refresh(stdout=self.stdout)
         else:
             self._seed()
         self.stdout.write(self.style.SUCCESS(
@@ -43,11 +48,15 @@ class Command(BaseCommand):
             street="1 Server Street", city="Amsterdam", postcode="1011 AB", country="NL"
         )
         owner.refresh_from_db()
-        for config in apps.get_app_configs():
-            try:
-                module = importlib.import_module(f"{config.name}.demo")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"{config.name}.demo":
-                    raise
-                continue
+        for module in _demo_modules():
             module.seed(customer=owner.customer, owner=owner, stdout=self.stdout)
+
+
+def _demo_modules():
+    """Each installed app's `demo` module, in app order."""
+    for config in apps.get_app_configs():
+        try:
+            yield importlib.import_module(f"{config.name}.demo")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{config.name}.demo":
+                raise
