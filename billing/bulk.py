@@ -1,7 +1,7 @@
 """Set-based billing for batch jobs (auto-renewal): issue and pay many invoices in a few statements.
 
 `invoices_issue_and_pay()` is `invoice_issue()` + `invoice_pay_from_balance()` for a whole chunk,
-writing the same rows (numbered invoice with tax and payer snapshot, its line, one balanced ledger
+writing the same rows (numbered invoice with tax and payer snapshot, its lines, one balanced ledger
 transaction per paid invoice with running `balance_after`, cached balances, `invoice_issued`
 notices) with a constant number of statements, in billing's locking order:
 
@@ -18,7 +18,7 @@ notices) with a constant number of statements, in billing's locking order:
 Charges that need a currency conversion are not handled here (the caller uses the one-by-one
 path for them); `supports()` says which.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import connection, models
@@ -40,7 +40,8 @@ from .services import TaxDecision, _low_balance_update, _payer_snapshot, payer_b
 
 @dataclass
 class Charge:
-    """One invoice to issue (one line, quantity `quantity`) or, with `invoice_id`, an open one to pay."""
+    """One invoice to issue (a line of quantity `quantity`, then `extra_lines`: `LineInput`s such as
+    a service's add-ons, none of them discounts) or, with `invoice_id`, an open one to pay."""
 
     customer: Customer
     currency: str
@@ -50,6 +51,18 @@ class Charge:
     reference: str = ""
     idempotency_key: str | None = None
     invoice_id: int | None = None
+    extra_lines: list = field(default_factory=list)
+
+    def line_rows(self) -> list[dict]:
+        """The invoice lines (without the invoice id), amounts rounded per line as `invoice_issue` does."""
+        first = {"description": self.description[:255], "quantity": self.quantity, "unit_price": self.unit_price,
+                 "reference": self.reference}
+        rows = [first] + [{"description": line.description[:255], "quantity": line.quantity, "unit_price": line.unit_price,
+                           "reference": line.reference} for line in self.extra_lines]
+        for position, row in enumerate(rows):
+            row.update(position=position, amount=quantize(row["unit_price"] * row["quantity"], self.currency),
+                       is_discount=False)
+        return rows
 
 
 @dataclass
@@ -62,7 +75,7 @@ class ChargeResult:
 
 def supports(charge: Charge) -> bool:
     """Whether `invoices_issue_and_pay` takes this charge: paid from the account currency, no FX."""
-    return charge.currency == charge.customer.currency
+    return charge.currency == charge.customer.currency and not any(line.discount for line in charge.extra_lines)
 
 
 def _reserve_numbers(count: int) -> tuple[int, int]:
@@ -109,11 +122,13 @@ def invoices_issue_and_pay(*, kind: str, charges: list[Charge], applied_by_calle
     # 1. The document counter: a block of numbers for the new invoices (all of them, paid or not).
     new = [position for position, charge in enumerate(charges) if charge.invoice_id is None]
     invoices: list[dict] = [None] * len(charges)
+    lines: list[list[dict]] = [[] for _charge in charges]
     if new:
         year, first = _reserve_numbers(len(new))
         for offset, position in enumerate(new):
             charge = charges[position]
-            amount = quantize(charge.unit_price * charge.quantity, charge.currency)
+            lines[position] = charge.line_rows()
+            amount = sum((line["amount"] for line in lines[position]), ZERO)
             tax = taxes[charge.customer.pk]
             tax_amount = quantize(amount * tax.percent / 100, charge.currency)
             sequence = first + offset
@@ -170,11 +185,8 @@ def invoices_issue_and_pay(*, kind: str, charges: list[Charge], applied_by_calle
         ids = insert_rows(Invoice, [invoices[position] for position in new])
         for position, pk in zip(new, ids):
             invoices[position]["id"] = pk
-        insert_rows(InvoiceLine, [
-            {"invoice_id": invoices[p]["id"], "position": 0, "description": charges[p].description[:255],
-             "quantity": charges[p].quantity, "unit_price": charges[p].unit_price, "amount": invoices[p]["subtotal"],
-             "reference": charges[p].reference, "is_discount": False} for p in new
-        ], returning=None)
+        insert_rows(InvoiceLine, [{"invoice_id": invoices[p]["id"], **line} for p in new for line in lines[p]],
+                    returning=None)
     if paying:
         _post_payments(charges, invoices, [p for p in paying if invoices[p]["due"]], accounts, now)
         reopened = [invoices[p]["id"] for p in paying if charges[p].invoice_id is not None]

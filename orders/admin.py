@@ -14,8 +14,9 @@ from django.utils.translation import gettext_lazy as _
 from accounts.admin_mixins import BackOfficePermissions, admin_action_form
 
 from . import services
-from .models import (HypervisorNode, IpAddress, IpPool, Location, Order, OrderEvent, OrderRenewal, OsImage, OsTemplate, Plan,
-                     PlanPrice, ProductType, PromoCode, PromoRedemption, ProvisioningJob, VirtualMachine)
+from .models import (AddonChange, HypervisorNode, IpAddress, IpPool, Location, Order, OrderAddon, OrderEvent, OrderRenewal, OsImage,
+                     OsTemplate, Plan, PlanAddon, PlanAddonPrice, PlanPrice, ProductType, PromoCode, PromoRedemption,
+                     ProvisioningJob, VirtualMachine)
 from .order_fields import OPTION_LABELS
 from .provisioning import jobs as provisioning_jobs
 from .provisioning.registry import module_codes
@@ -59,6 +60,27 @@ class PlanAdminForm(forms.ModelForm):
         self.fields["module"].choices = [("", "—"), *((code, code) for code in module_codes())]
 
 
+class PlanAddonInline(admin.TabularInline):
+    """The plan's add-ons; each one's prices are edited on its own page (the change link)."""
+
+    model = PlanAddon
+    fields = ("kind", "name", "name_ru", "step", "max_quantity", "is_active", "sort_order", "price_list")
+    readonly_fields = ("price_list",)
+    extra = 0
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("prices")
+
+    @admin.display(description=_("prices per step"))
+    def price_list(self, obj):
+        if not obj.pk:
+            return "—"
+        prices = sorted(obj.prices.all(), key=lambda price: (price.period_months, price.currency))
+        return ", ".join(f"{price.period_months}m {price.amount} {price.currency}" for price in prices) or gettext(
+            "none yet: open the add-on to price it")
+
+
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
     form = PlanAdminForm
@@ -67,13 +89,34 @@ class PlanAdmin(admin.ModelAdmin):
     list_editable = ("stock", "is_active")
     search_fields = ("name", "code")
     filter_horizontal = ("locations",)
-    inlines = [PlanPriceInline]
+    inlines = [PlanPriceInline, PlanAddonInline]
+
+
+class PlanAddonPriceInline(admin.TabularInline):
+    model = PlanAddonPrice
+    extra = 1
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("addon")  # each row's __str__ names its add-on
+
+
+@admin.register(PlanAddon)
+class PlanAddonAdmin(admin.ModelAdmin):
+    """Add-ons staff sell with a plan: extra resources in steps, extra IPv4, backups, licences, each
+    priced per step, period and currency (a price missing in a currency is converted from the plan's
+    base currency). Services keep the price they took an add-on at."""
+
+    list_display = ("name", "plan", "kind", "step", "max_quantity", "is_active", "sort_order")
+    list_filter = ("kind", "is_active", "plan__product_type")
+    list_select_related = ("plan",)
+    search_fields = ("name", "plan__name")
+    inlines = [PlanAddonPriceInline]
 
 
 class IpAddressInline(admin.TabularInline):
     model = IpAddress
-    fields = ("address", "order", "allocated_at")
-    readonly_fields = ("order", "allocated_at")
+    fields = ("address", "order", "extra", "allocated_at")
+    readonly_fields = ("order", "extra", "allocated_at")
     extra = 0
 
 
@@ -175,6 +218,29 @@ class OrderRenewalInline(admin.TabularInline):
         return False
 
 
+class OrderAddonInline(admin.TabularInline):
+    model = OrderAddon
+    fields = ("addon", "quantity", "unit_price", "currency", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class AddonChangeInline(admin.TabularInline):
+    model = AddonChange
+    fields = ("created_at", "addon", "quantity_from", "quantity_to", "amount", "credit", "currency", "status",
+              "invoice_id", "credit_notes", "applied_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 class VirtualMachineInline(admin.StackedInline):
     model = VirtualMachine
     # Never the initial root password: it is the customer's, shown to them once.
@@ -220,7 +286,8 @@ class OrderAdmin(BackOfficePermissions, admin.ModelAdmin):
     # State changes only through the actions below (services record events and the staff audit).
     readonly_fields = [f.name for f in Order._meta.fields if f.name != "options"] + ["options_table"]
     exclude = ["options"]  # shown as a labelled table (options_table), not raw JSON
-    inlines = [VirtualMachineInline, ProvisioningJobInline, OrderRenewalInline, OrderEventInline]
+    inlines = [OrderAddonInline, AddonChangeInline, VirtualMachineInline, ProvisioningJobInline, OrderRenewalInline,
+               OrderEventInline]
     actions = ["complete_provisioning", "retry_provisioning", "suspend", "unsuspend", "terminate", "extend"]
 
     def has_add_permission(self, request):

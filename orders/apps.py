@@ -21,6 +21,10 @@ class OrdersConfig(AppConfig):
         register_invoice_paid_handler(Invoice.Kind.ORDER, services.on_order_invoice_paid)
         register_invoice_paid_handler(Invoice.Kind.RENEWAL, services.on_renewal_invoice_paid)
         register_invoice_paid_handler(Invoice.Kind.PLAN_CHANGE, services.on_plan_change_invoice_paid)
+        # An add-on taken on a running service is invoiced as a change of the service, like an upgrade.
+        from . import addon_services
+
+        register_invoice_paid_handler(Invoice.Kind.PLAN_CHANGE, addon_services.on_addon_change_invoice_paid)
 
         from .provisioning.registry import register_builtin_modules
 

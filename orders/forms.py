@@ -3,6 +3,9 @@ from decimal import Decimal, InvalidOperation
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from accounts.content import localized
+
+from .addons import describe, plan_addons
 from .models import PERIOD_CHOICES, Plan
 from .order_fields import ORDER_FIELDS
 from .services import MAX_RENEW_PERIODS
@@ -24,6 +27,17 @@ class OrderForm(forms.Form):
         self.option_keys = [key for key in plan.product_type.order_fields if key in ORDER_FIELDS]
         for key in self.option_keys:
             self.fields[key] = ORDER_FIELDS[key](plan)
+        # Priced add-ons: a number of steps each (0 = not taken); the price summary shows their cost.
+        self.addons = plan_addons(plan)
+        for addon in self.addons:
+            self.fields[addon_field_name(addon)] = addon_quantity_field(addon)
+        if self.addons:  # the promo code after the add-ons it may discount
+            self.order_fields([name for name in self.fields if name != "promo_code"] + ["promo_code"])
+
+    def addon_quantities(self) -> dict[int, int]:
+        """{plan add-on id: steps} of the add-ons taken."""
+        data = self.cleaned_data
+        return {addon.pk: data[addon_field_name(addon)] for addon in self.addons if data.get(addon_field_name(addon))}
 
     def options(self) -> dict:
         """Human-readable values (OS and location names), as staff and the customer will see them."""
@@ -50,11 +64,56 @@ class OrderForm(forms.Form):
         codes = {getattr(item, "code", None) for item in getattr(error, "error_list", [error])}
         self.add_error("promo_code" if any(str(code).startswith("promo_") for code in codes) else None, error)
 
+
+class AddonChangeForm(forms.Form):
+    """A running service's add-on: the number of steps wanted, and the amount the customer confirmed."""
+
+    quantity = forms.TypedChoiceField(label=_("Steps"), coerce=int)
+    expected_amount = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, addon, current: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.addon = addon
+        field = addon_quantity_field(addon, initial=current)
+        self.fields["quantity"].choices = field.choices
+        self.fields["quantity"].label = field.label
+        self.fields["quantity"].initial = current
+
+    def clean_expected_amount(self) -> Decimal | None:
+        return _clean_amount(self.cleaned_data.get("expected_amount", ""))
+
+
+def _clean_amount(raw: str) -> Decimal | None:
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    try:
+        amount = Decimal(raw)
+    except InvalidOperation:
+        raise forms.ValidationError(_("Invalid amount."))
+    if not amount.is_finite():  # NaN, sNaN (which raises when compared), Infinity
+        raise forms.ValidationError(_("Invalid amount."))
+    return amount
+
     def clean_request_key(self) -> str:
         key = self.cleaned_data["request_key"]
         if not key.replace("-", "").isalnum():
             raise forms.ValidationError(_("Invalid form token; reload the page."))
         return key
+
+
+def addon_field_name(addon) -> str:
+    return f"addon_{addon.pk}"
+
+
+def addon_quantity_field(addon, *, initial: int = 0) -> forms.TypedChoiceField:
+    """0..max steps of `addon`; a one-step add-on (backups, a licence) is a no/yes choice."""
+    name = localized(addon, "name")
+    if addon.max_quantity == 1 and not addon.is_resource:
+        choices = [(0, _("No")), (1, _("Yes"))]
+    else:
+        choices = [(0, _("None"))] + [(n, describe(addon, n)) for n in range(1, addon.max_quantity + 1)]
+    return forms.TypedChoiceField(label=name, choices=choices, coerce=int, initial=initial, required=False, empty_value=0)
 
 
 class RenewForm(forms.Form):
@@ -107,13 +166,4 @@ class ChangePlanForm(forms.Form):
         self.fields["plan"].queryset = plans
 
     def clean_expected_amount(self) -> Decimal | None:
-        raw = self.cleaned_data.get("expected_amount", "").strip()
-        if not raw:
-            return None
-        try:
-            amount = Decimal(raw)
-        except InvalidOperation:
-            raise forms.ValidationError(_("Invalid amount."))
-        if not amount.is_finite():  # NaN, sNaN (which raises when compared), Infinity
-            raise forms.ValidationError(_("Invalid amount."))
-        return amount
+        return _clean_amount(self.cleaned_data.get("expected_amount", ""))

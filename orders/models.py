@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.utils.translation import gettext_lazy as _
 
@@ -180,6 +180,83 @@ class PlanPrice(models.Model):
         return f"{self.plan} {self.period_months}m {self.amount} {self.currency}"
 
 
+class PlanAddon(models.Model):
+    """A priced option sold with a plan (the "configurable options" of WHMCS, BILLmanager's add-ons):
+    extra vCPU, RAM or disk in steps, extra IPv4 addresses, backups, a control-panel licence. A
+    customer takes 0..`max_quantity` steps at order time or later; each step is priced per period
+    and currency like the plan (`PlanAddonPrice`, converted from the plan's base currency when no
+    price is stored in the customer's)."""
+
+    class Kind(models.TextChoices):
+        CPU = "cpu", _("Extra vCPU")
+        RAM = "ram", _("Extra RAM")
+        DISK = "disk", _("Extra disk")
+        IPV4 = "ipv4", _("Extra IPv4 addresses")
+        BACKUPS = "backups", _("Backups")
+        CONTROL_PANEL = "control_panel", _("Control panel licence")
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="addons", verbose_name=_("plan"))
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    name = models.CharField(_("name"), max_length=100)
+    name_ru = models.CharField(_("name (Russian)"), max_length=100, blank=True, help_text=_("Empty: the English name."))
+    step = models.PositiveIntegerField(
+        _("units per step"), default=1,
+        help_text=_("What one step adds: vCPUs, GB of RAM, GB of disk or IPv4 addresses; 1 for backups and licences."))
+    max_quantity = models.PositiveSmallIntegerField(_("most steps per service"), default=1)
+    is_active = models.BooleanField(_("available"), default=True)
+    sort_order = models.PositiveIntegerField(_("sort order"), default=0)
+
+    class Meta:
+        verbose_name = _("plan add-on")
+        verbose_name_plural = _("plan add-ons")
+        ordering = ["plan", "sort_order", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(step__gte=1), name="planaddon_step_gte_1"),
+            models.CheckConstraint(condition=Q(max_quantity__gte=1) & Q(max_quantity__lte=64), name="planaddon_max_quantity_range"),
+            # Resources add up: one add-on of each resource kind per plan.
+            models.UniqueConstraint(fields=["plan", "kind"], condition=Q(kind__in=["cpu", "ram", "disk", "ipv4"]),
+                                    name="planaddon_one_resource_kind_per_plan"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_resource(self) -> bool:
+        return self.kind in RESOURCE_ADDON_KINDS
+
+    def clean(self) -> None:
+        if self.kind == self.Kind.IPV4 and self.plan_id and self.plan.ip_pool_id is None:
+            raise ValidationError({"kind": _("Extra addresses come from the plan's IP pool: choose a pool for the plan first.")})
+        if self.kind in (self.Kind.BACKUPS, self.Kind.CONTROL_PANEL) and self.step != 1:
+            raise ValidationError({"step": _("Backups and licences are sold one step at a time: use 1.")})
+
+
+RESOURCE_ADDON_KINDS = (PlanAddon.Kind.CPU, PlanAddon.Kind.RAM, PlanAddon.Kind.DISK, PlanAddon.Kind.IPV4)
+
+
+class PlanAddonPrice(models.Model):
+    """The price of one step of an add-on per billing period, in a currency (as `PlanPrice`)."""
+
+    addon = models.ForeignKey(PlanAddon, on_delete=models.CASCADE, related_name="prices", verbose_name=_("add-on"))
+    period_months = models.PositiveSmallIntegerField(_("period"), choices=PERIOD_CHOICES)
+    currency = models.CharField(_("currency"), max_length=3, choices=settings.CURRENCY_CHOICES)
+    amount = models.DecimalField(_("price of one step per period"), max_digits=14, decimal_places=2)
+
+    class Meta:
+        verbose_name = _("add-on price")
+        verbose_name_plural = _("add-on prices")
+        ordering = ["addon", "period_months", "currency"]
+        constraints = [
+            models.UniqueConstraint(fields=["addon", "period_months", "currency"], name="planaddonprice_unique_period_currency"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="planaddonprice_amount_gt_0"),
+            models.CheckConstraint(condition=Q(period_months__in=PERIOD_MONTHS), name="planaddonprice_known_period"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.addon} {self.period_months}m {self.amount} {self.currency}"
+
+
 class Order(models.Model):
     """A customer's service. One row for its whole life; periods are counted in `current_period`."""
 
@@ -210,6 +287,9 @@ class Order(models.Model):
     # changes do not touch existing services.
     price = models.DecimalField(_("price per period"), max_digits=14, decimal_places=2)
     currency = models.CharField(_("currency"), max_length=3)
+    # The add-ons' part of a period's price (sum of `OrderAddon.amount`, same currency), kept by the
+    # add-on services: renewals charge `price + addons_price` and list pages read it without a join.
+    addons_price = models.DecimalField(_("add-ons per period"), max_digits=14, decimal_places=2, default=Decimal("0"))
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     # Why a suspended order is suspended: paying lifts a non-payment suspension, only staff lift theirs.
     suspension_reason = models.CharField(_("suspension reason"), max_length=16, choices=SuspensionReason.choices,
@@ -247,6 +327,7 @@ class Order(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=Q(price__gte=0), name="order_price_gte_0"),
+            models.CheckConstraint(condition=Q(addons_price__gte=0), name="order_addons_price_gte_0"),
             models.CheckConstraint(condition=Q(period_months__in=PERIOD_MONTHS), name="order_known_period"),
             models.CheckConstraint(
                 condition=Q(status__in=["pending", "cancelled"]) | Q(expires_at__isnull=False),
@@ -260,6 +341,11 @@ class Order(models.Model):
     @property
     def reference(self) -> str:
         return f"order:{self.pk}"
+
+    @property
+    def period_total(self) -> Decimal:
+        """What one period costs: the plan price plus the add-ons."""
+        return self.price + self.addons_price
 
 
 class OrderEvent(models.Model):
@@ -308,6 +394,9 @@ class OrderRenewal(models.Model):
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     currency = models.CharField(max_length=3)
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
+    # The add-ons this renewal charges for (part of `amount`): [{"addon": id, "quantity": n,
+    # "unit_price": "1.00"}], so its invoice has a line per add-on and a later change makes it stale.
+    addons = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     invoice_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     automatic = models.BooleanField(default=False)
@@ -353,11 +442,81 @@ class PlanChange(models.Model):
         constraints = [models.CheckConstraint(condition=Q(amount__gte=0), name="planchange_amount_gte_0")]
 
 
+class OrderAddon(models.Model):
+    """An add-on a service holds: `quantity` steps at `unit_price` a step per period, in the order's
+    currency. The price is fixed when the add-on is first taken (as `Order.price`); more steps of it
+    later cost the same. Removing every step deletes the row (the history is in `AddonChange` and
+    the order's events)."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="addons", verbose_name=_("order"))
+    addon = models.ForeignKey(PlanAddon, on_delete=models.PROTECT, related_name="+", verbose_name=_("add-on"))
+    quantity = models.PositiveSmallIntegerField(_("steps"))
+    unit_price = models.DecimalField(_("price of one step per period"), max_digits=14, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=3)
+    created_at = models.DateTimeField(_("added"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("service add-on")
+        verbose_name_plural = _("service add-ons")
+        ordering = ["order", "addon__sort_order", "addon_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "addon"], name="orderaddon_one_row_per_addon"),
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="orderaddon_quantity_gte_1"),
+            models.CheckConstraint(condition=Q(unit_price__gte=0), name="orderaddon_unit_price_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.addon} × {self.quantity}"
+
+    @property
+    def amount(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+
+class AddonChange(models.Model):
+    """A change of a running service's add-on from `quantity_from` to `quantity_to` steps. More steps
+    are invoiced (the prorated `amount`) and applied when the invoice is paid, like an upgrade; fewer
+    are applied at once and the unused part is credited (`credit`, with credit notes)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Awaiting payment")
+        APPLIED = "applied", _("Applied")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="addon_changes")
+    addon = models.ForeignKey(PlanAddon, on_delete=models.PROTECT, related_name="+")
+    quantity_from = models.PositiveSmallIntegerField()
+    quantity_to = models.PositiveSmallIntegerField()
+    unit_price = models.DecimalField(max_digits=14, decimal_places=2)
+    # The period it was priced for: paying an old quote after a renewal is applied and noted for staff.
+    period = models.PositiveIntegerField()
+    amount = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
+    credit = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    invoice_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    credit_notes = models.JSONField(default=list, blank=True)  # numbers of the credit notes of `credit`
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("add-on change")
+        verbose_name_plural = _("add-on changes")
+        ordering = ["-pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0) & Q(credit__gte=0), name="addonchange_amounts_gte_0"),
+            models.CheckConstraint(condition=~Q(quantity_from=F("quantity_to")), name="addonchange_changes_quantity"),
+        ]
+
+
 class IpAddress(models.Model):
     pool = models.ForeignKey(IpPool, on_delete=models.PROTECT, related_name="addresses", verbose_name=_("pool"))
     address = models.GenericIPAddressField(_("address"), unique=True)
-    order = models.OneToOneField(Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="pool_address",
-                                 verbose_name=_("order"))
+    order = models.ForeignKey(Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="pool_addresses",
+                              verbose_name=_("order"))
+    # An address bought as an add-on (extra IPv4); the order's own address is the one without it.
+    extra = models.BooleanField(_("extra address"), default=False)
     allocated_at = models.DateTimeField(_("allocated"), null=True, blank=True)
 
     class Meta:
@@ -365,6 +524,10 @@ class IpAddress(models.Model):
         verbose_name_plural = _("IP addresses")
         ordering = ["pool", "pk"]
         indexes = [models.Index(fields=["pool"], condition=Q(order__isnull=True), name="ipaddress_free_in_pool")]
+        constraints = [
+            models.UniqueConstraint(fields=["order"], condition=Q(extra=False), name="ipaddress_one_main_per_order"),
+            models.CheckConstraint(condition=Q(order__isnull=False) | Q(extra=False), name="ipaddress_free_is_not_extra"),
+        ]
 
     def __str__(self) -> str:
         return self.address
@@ -520,6 +683,8 @@ class PromoCode(models.Model):
         help_text=_("1: the first period only; N: the first N periods, renewals included; empty: every period."))
     applies_to_plan = models.BooleanField(_("applies to the plan price"), default=True)
     applies_to_setup_fee = models.BooleanField(_("applies to the setup fee"), default=False)
+    applies_to_addons = models.BooleanField(_("applies to add-ons"), default=False,
+                                            help_text=_("Each add-on is discounted as an item of its own."))
     plans = models.ManyToManyField(Plan, blank=True, related_name="+", verbose_name=_("plans"),
                                    help_text=_("Empty: every plan."))
     valid_from = models.DateTimeField(_("valid from"), null=True, blank=True)
@@ -540,7 +705,7 @@ class PromoCode(models.Model):
             models.CheckConstraint(condition=Q(value__gt=0), name="promocode_value_gt_0"),
             models.CheckConstraint(condition=~Q(kind="percent") | Q(value__lte=100), name="promocode_percent_lte_100"),
             models.CheckConstraint(condition=~Q(kind="fixed") | ~Q(currency=""), name="promocode_fixed_has_currency"),
-            models.CheckConstraint(condition=Q(applies_to_plan=True) | Q(applies_to_setup_fee=True),
+            models.CheckConstraint(condition=Q(applies_to_plan=True) | Q(applies_to_setup_fee=True) | Q(applies_to_addons=True),
                                    name="promocode_applies_to_something"),
             models.CheckConstraint(condition=Q(periods__isnull=True) | Q(periods__gte=1), name="promocode_periods_gte_1"),
         ]
@@ -557,8 +722,8 @@ class PromoCode(models.Model):
             raise ValidationError({"currency": _("A fixed-amount code needs a currency.")})
         if self.kind == self.Kind.PERCENT and self.value is not None and self.value > 100:
             raise ValidationError({"value": _("A percentage cannot exceed 100.")})
-        if not self.applies_to_plan and not self.applies_to_setup_fee:
-            raise ValidationError(_("Choose what the code discounts: the plan price, the setup fee or both."))
+        if not (self.applies_to_plan or self.applies_to_setup_fee or self.applies_to_addons):
+            raise ValidationError(_("Choose what the code discounts: the plan price, the setup fee, add-ons or several."))
         if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
             raise ValidationError({"valid_until": _("The end must be after the start.")})
 

@@ -7,6 +7,11 @@ where days are real calendar days in the customer's time zone, the current perio
 period containing today, "remaining" counts from today (included) to the period's end (excluded),
 and the result is rounded once, half up, to the currency's minor unit. Downgrades cost nothing now
 and take effect at the next renewal.
+
+Add-ons use the same rule per period (`prorated`): taking more steps costs, and removing steps
+credits, the difference of the add-on's price for the remaining days of the current period plus
+every period already paid after it — with each period's price net of the promo-code discount that
+period gets, so a credit never returns more than was paid. Rounded once, half up.
 """
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
@@ -19,7 +24,7 @@ from django.utils.translation import gettext as _
 
 from billing.money import quantize
 
-from .models import Order, Plan, PlanPrice
+from .models import Order, Plan, PlanAddon, PlanAddonPrice, PlanPrice
 
 ZERO = Decimal("0")
 
@@ -48,18 +53,39 @@ def convert(amount: Decimal, from_currency: str, to_currency: str) -> tuple[Deci
     return amount * quote.rate, quote.rate
 
 
-def plan_price(*, plan: Plan, period_months: int, currency: str, prices: list[PlanPrice] | None = None) -> Price:
-    """The price of one period in `currency`: stored, or converted from the plan's base currency."""
-    rows = prices if prices is not None else list(plan.prices.all())
+def _stored_or_converted(rows, *, period_months: int, currency: str, base_currency: str) -> Price | None:
+    """The price stored for (period, currency), else the base currency's converted at today's rate;
+    None when neither is stored. Plans and add-ons are priced by this one rule."""
     by_key = {(row.period_months, row.currency): row.amount for row in rows}
     if (period_months, currency) in by_key:
         return Price(amount=by_key[(period_months, currency)], currency=currency)
-    base = by_key.get((period_months, plan.base_currency))
+    base = by_key.get((period_months, base_currency))
     if base is None:
+        return None
+    amount, rate = convert(base, base_currency, currency)
+    return Price(amount=quantize(amount, currency), currency=currency, converted_from=base_currency, rate=rate)
+
+
+def plan_price(*, plan: Plan, period_months: int, currency: str, prices: list[PlanPrice] | None = None) -> Price:
+    """The price of one period in `currency`: stored, or converted from the plan's base currency."""
+    rows = prices if prices is not None else list(plan.prices.all())
+    price = _stored_or_converted(rows, period_months=period_months, currency=currency, base_currency=plan.base_currency)
+    if price is None:
         raise ValidationError(_("This plan is not sold for a %(months)s-month period.") % {"months": period_months},
                               code="no_price")
-    amount, rate = convert(base, plan.base_currency, currency)
-    return Price(amount=quantize(amount, currency), currency=currency, converted_from=plan.base_currency, rate=rate)
+    return price
+
+
+def addon_price(*, addon: PlanAddon, period_months: int, currency: str,
+                prices: list[PlanAddonPrice] | None = None) -> Price:
+    """One step of `addon` for one period in `currency`: stored, or converted from its plan's base currency."""
+    rows = prices if prices is not None else list(addon.prices.all())
+    price = _stored_or_converted(rows, period_months=period_months, currency=currency,
+                                 base_currency=addon.plan.base_currency)
+    if price is None:
+        raise ValidationError(_("%(addon)s is not sold for a %(months)s-month period.") % {
+            "addon": addon.name, "months": period_months}, code="addon_no_price")
+    return price
 
 
 def setup_fee(*, plan: Plan, currency: str) -> Price:
@@ -118,20 +144,48 @@ class Proration:
         return self.new_price > self.old_price
 
 
+@dataclass(frozen=True)
+class PeriodPosition:
+    """Where today falls in an order's paid span: the current period [start, end) in the customer's
+    calendar days, and how many whole periods are already paid after it."""
+    period_start: date
+    period_end: date
+    today: date
+    later_periods: int = 0
+
+    @property
+    def period_days(self) -> int:
+        return (self.period_end - self.period_start).days
+
+    @property
+    def remaining_days(self) -> int:
+        """Today (included) to the period end (excluded)."""
+        return min(self.period_days, max(0, (self.period_end - self.today).days))
+
+
+def prorated(*, differences: list[Decimal], position: PeriodPosition) -> Decimal:
+    """THE proration rule, unrounded: `differences[0]` (the current period's price change) for the
+    remaining days of the current period, then each later paid period's change in whole."""
+    period_days = position.period_days
+    if period_days <= 0:
+        raise ValueError("empty period")
+    whole = sum(differences[1:], ZERO)
+    return (differences[0] * position.remaining_days + whole * period_days) / period_days
+
+
 def prorate(*, old_price: Decimal, new_price: Decimal, period_start: date, period_end: date, today: date,
             currency: str, later_periods: int = 0) -> Proration:
     """The charge for switching price for the rest of [period_start, period_end) plus `later_periods`
     whole periods already paid for; see the module docstring."""
-    period_days = (period_end - period_start).days
-    if period_days <= 0:
+    position = PeriodPosition(period_start=period_start, period_end=period_end, today=today, later_periods=later_periods)
+    if position.period_days <= 0:
         raise ValueError("empty period")
-    remaining = min(period_days, max(0, (period_end - today).days))
     difference = new_price - old_price
     amount = ZERO
     if difference > 0:
-        amount = quantize(difference * (remaining + later_periods * period_days) / period_days, currency)
-    return Proration(old_price=old_price, new_price=new_price, period_days=period_days, remaining_days=remaining,
-                     amount=amount, currency=currency, later_periods=later_periods)
+        amount = quantize(prorated(differences=[difference] * (1 + later_periods), position=position), currency)
+    return Proration(old_price=old_price, new_price=new_price, period_days=position.period_days,
+                     remaining_days=position.remaining_days, amount=amount, currency=currency, later_periods=later_periods)
 
 
 def period_bounds(order: Order, zone: tzinfo | None = None) -> list[datetime]:
@@ -157,11 +211,18 @@ def period_bounds(order: Order, zone: tzinfo | None = None) -> list[datetime]:
     return [start, *middle, *forward[1:]] if order.anchor_months else [start, *middle]
 
 
-def order_proration(*, order: Order, new_price: Decimal, now: datetime | None = None) -> Proration:
+def order_position(order: Order, now: datetime | None = None) -> PeriodPosition:
+    """The billing period of `order` containing `now` (`period_bounds`), in the customer's calendar."""
     now = now or timezone.now()
     zone = order_zone(order)
     bounds = period_bounds(order, zone)
     current = max((n for n in range(len(bounds) - 1) if bounds[n] <= now), default=0)
-    return prorate(old_price=order.price, new_price=new_price, period_start=local_date(bounds[current], zone),
-                   period_end=local_date(bounds[current + 1], zone), today=local_date(now, zone),
-                   currency=order.currency, later_periods=len(bounds) - 2 - current)
+    return PeriodPosition(period_start=local_date(bounds[current], zone), period_end=local_date(bounds[current + 1], zone),
+                          today=local_date(now, zone), later_periods=len(bounds) - 2 - current)
+
+
+def order_proration(*, order: Order, new_price: Decimal, now: datetime | None = None) -> Proration:
+    position = order_position(order, now)
+    return prorate(old_price=order.price, new_price=new_price, period_start=position.period_start,
+                   period_end=position.period_end, today=position.today, currency=order.currency,
+                   later_periods=position.later_periods)

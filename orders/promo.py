@@ -7,6 +7,11 @@ currency's minor unit; a fixed code takes `value × discounted periods`, never m
 discount is a negative invoice line, so tax is charged on the discounted subtotal and revenue is
 recognised net of it. A code for N periods discounts periods 1..N of the order (renewals included).
 
+Add-ons (`applies_to_addons`) are discounted as items of their own, by the same rule on each
+add-on's amount (a percentage of it, or the fixed value per period, never more than it), each with
+its own discount line referencing the add-on; so what was paid for an add-on in a period is known
+exactly (`addon_net_amounts`), and removing it never credits more than that.
+
 Uses: `promo_redeem` locks the code row (`FOR NO KEY UPDATE`, after the plan row and before the new
 order's invoice number) and counts the uses not released, so a 10-use code gives exactly 10 discounts
 however many orders race for it. An order cancelled unpaid releases its use.
@@ -18,6 +23,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from accounts.content import localized
 from accounts.models import Customer
 from billing.money import quantize
 from billing.services import LineInput
@@ -72,6 +78,15 @@ def discounted_periods(promo: PromoCode, *, first_period: int, periods: int) -> 
     return max(0, min(last, promo.periods) - first_period + 1)
 
 
+def _discount(promo: PromoCode, *, base: Decimal, count: int, currency: str) -> Decimal:
+    """The rule: a percentage of `base` rounded once, or the fixed value × periods; never above `base`."""
+    if base <= 0:
+        return ZERO
+    if promo.kind == PromoCode.Kind.PERCENT:
+        return min(quantize(base * promo.value / 100, currency), base)
+    return min(quantize(promo.value * max(count, 1), currency), base)
+
+
 def promo_discount(promo: PromoCode, *, period_price: Decimal, setup_fee: Decimal, currency: str,
                    first_period: int = 1, periods: int = 1) -> Decimal:
     """The discount (>= 0) on an invoice for `periods` periods from `first_period` at `period_price`."""
@@ -79,11 +94,33 @@ def promo_discount(promo: PromoCode, *, period_price: Decimal, setup_fee: Decima
         return ZERO
     count = discounted_periods(promo, first_period=first_period, periods=periods)
     base = (period_price * count if promo.applies_to_plan else ZERO) + (setup_fee if promo.applies_to_setup_fee else ZERO)
-    if base <= 0:
+    return _discount(promo, base=base, count=count, currency=currency)
+
+
+def addon_discount(promo: PromoCode | None, *, amount: Decimal, currency: str, first_period: int = 1,
+                   periods: int = 1) -> Decimal:
+    """The discount (>= 0) of one add-on costing `amount` a period, for `periods` periods from
+    `first_period`: the same rule on the add-on alone."""
+    if promo is None or not promo.applies_to_addons or (promo.currency and promo.currency != currency):
         return ZERO
-    if promo.kind == PromoCode.Kind.PERCENT:
-        return min(quantize(base * promo.value / 100, currency), base)
-    return min(quantize(promo.value * max(count, 1), currency), base)
+    count = discounted_periods(promo, first_period=first_period, periods=periods)
+    if count == 0:
+        return ZERO
+    return _discount(promo, base=amount * count, count=count, currency=currency)
+
+
+def order_promo(order: Order) -> PromoCode | None:
+    """The code counted for `order` (not released), or None."""
+    use = PromoRedemption.objects.filter(order=order, released_at__isnull=True).select_related("promo").first()
+    return use.promo if use is not None else None
+
+
+def addon_net_amounts(promo: PromoCode | None, *, amount: Decimal, currency: str, first_period: int,
+                      periods: int) -> list[Decimal]:
+    """What an add-on costing `amount` a period costs in each of `periods` periods from `first_period`
+    after the code's discount: the per-period prices add-on changes are prorated on."""
+    return [amount - addon_discount(promo, amount=amount, currency=currency, first_period=period)
+            for period in range(first_period, first_period + periods)]
 
 
 def discount_line(promo: PromoCode, *, amount: Decimal, language: str, reference: str) -> LineInput:
@@ -107,17 +144,37 @@ def promo_release(*, order: Order) -> None:
     PromoRedemption.objects.filter(order=order, released_at__isnull=True).update(released_at=timezone.now())
 
 
+def addon_discount_line(promo: PromoCode, *, addon_name: str, amount: Decimal, language: str, reference: str) -> LineInput:
+    with translation.override(language):
+        description = _("Promo code %(code)s: %(addon)s") % {"code": promo.code, "addon": addon_name}
+    return LineInput(description=description, quantity=1, unit_price=-amount, reference=reference, discount=True)
+
+
 def renewal_discount_lines(*, order: Order, renewal: OrderRenewal) -> list[LineInput]:
-    """The discount line of a renewal invoice, for a code that covers some of the renewed periods."""
-    use = PromoRedemption.objects.filter(order=order, released_at__isnull=True).select_related("promo").first()
-    if use is None:
+    """The discount lines of a renewal invoice, for a code that covers some of the renewed periods:
+    one for the plan, one per add-on the code covers."""
+    from .addons import addon_line_reference, renewal_addon_items
+
+    promo = order_promo(order)
+    if promo is None:
         return []
-    amount = promo_discount(use.promo, period_price=renewal.amount / renewal.periods, setup_fee=ZERO,
-                            currency=renewal.currency, first_period=renewal.period, periods=renewal.periods)
-    if not amount:
-        return []
-    return [discount_line(use.promo, amount=amount, language=order.customer.language,
-                          reference=f"{order.reference}:period:{renewal.period}")]
+    items = renewal_addon_items(renewal)
+    plan_part = renewal.amount / renewal.periods - sum((item.amount for item in items), ZERO)
+    reference = f"{order.reference}:period:{renewal.period}"
+    lines = []
+    amount = promo_discount(promo, period_price=plan_part, setup_fee=ZERO, currency=renewal.currency,
+                            first_period=renewal.period, periods=renewal.periods)
+    if amount:
+        lines.append(discount_line(promo, amount=amount, language=order.customer.language, reference=reference))
+    for item in items:
+        amount = addon_discount(promo, amount=item.amount, currency=renewal.currency, first_period=renewal.period,
+                                periods=renewal.periods)
+        if amount:
+            with translation.override(order.customer.language):
+                name = localized(item.addon, "name")
+            lines.append(addon_discount_line(promo, addon_name=name, amount=amount, language=order.customer.language,
+                                             reference=addon_line_reference(reference, item.addon_id)))
+    return lines
 
 
 def orders_with_renewal_discount(renewals: dict[int, OrderRenewal]) -> set[int]:

@@ -41,8 +41,8 @@ from billing.models import Invoice
 from billing.money import quantize
 from billing.services import invoice_pay_from_balance
 
-from . import promo, services
-from .models import Order, OrderEvent, OrderRenewal
+from . import addons, promo, services
+from .models import Order, OrderAddon, OrderEvent, OrderRenewal
 
 logger = logging.getLogger(__name__)
 
@@ -109,19 +109,30 @@ class RenewalRunSummary:
 
 
 def _insert_renewal_rows(rows: list[tuple]) -> None:
-    """Set-based insert of (order_id, period, amount, currency, plan_id); existing periods are kept."""
+    """Set-based insert of (order_id, period, amount, currency, plan_id, add-ons snapshot); existing
+    periods are kept."""
     if not rows:
         return
     table = OrderRenewal._meta.db_table
     now = timezone.now()
-    values = ", ".join(["(%s, %s, 1, %s, %s, %s, 'pending', true, %s)"] * len(rows))
-    params = [value for row in rows for value in (*row, now)]
+    values = ", ".join(["(%s, %s, 1, %s, %s, %s, %s::jsonb, 'pending', true, %s)"] * len(rows))
+    params = [value for row in rows for value in (*row[:5], json.dumps(row[5]), now)]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (order_id, period, periods, amount, currency, plan_id, status, automatic, created_at) "
-            f"VALUES {values} ON CONFLICT (order_id, period) DO NOTHING",
+            f"INSERT INTO {table} (order_id, period, periods, amount, currency, plan_id, addons, status, automatic, "
+            f"created_at) VALUES {values} ON CONFLICT (order_id, period) DO NOTHING",
             params,
         )
+
+
+def _held_snapshots(orders: list[Order]) -> dict[int, list[dict]]:
+    """{order id: snapshot of the add-ons it holds} for a chunk, one query."""
+    held: dict[int, list] = {}
+    for row in (OrderAddon.objects.filter(order_id__in=[order.pk for order in orders]).select_related("addon")
+                .order_by("order_id", "addon__sort_order", "addon_id")):
+        held.setdefault(row.order_id, []).append(addons.AddonItem(addon=row.addon, quantity=row.quantity,
+                                                                   unit_price=row.unit_price))
+    return {order_id: addons.snapshot(items) for order_id, items in held.items()}
 
 
 def _is_retryable(error: OperationalError) -> bool:
@@ -142,6 +153,7 @@ def _renew_chunk(*, after: int, now: datetime, chunk_size: int, summary: Renewal
         if not orders:
             return None
         rows, failed = [], []
+        snapshots = _held_snapshots(orders)
         for order in orders:
             try:
                 price = services.renewal_price(order)
@@ -150,7 +162,7 @@ def _renew_chunk(*, after: int, now: datetime, chunk_size: int, summary: Renewal
                 failed.append(order.pk)
                 continue
             rows.append((order.pk, order.current_period + 1, quantize(price, order.currency), order.currency,
-                         services.renewal_plan(order).pk))
+                         services.renewal_plan(order).pk, snapshots.get(order.pk, [])))
         _insert_renewal_rows(rows)
         wanted = {order.pk: order.current_period + 1 for order in orders}
         renewals = {
@@ -171,7 +183,8 @@ def _renew_chunk(*, after: int, now: datetime, chunk_size: int, summary: Renewal
             if on_order is not None:
                 on_order(order)
             work.append(order)
-        charges = {order.pk: _charge(order, renewals[order.pk], invoices) for order in work}
+        plan_addons = addons.plan_addons_of(renewals[order.pk] for order in work)
+        charges = {order.pk: _charge(order, renewals[order.pk], invoices, plan_addons) for order in work}
         # A renewal with a promo-code discount has two lines: the one-by-one path issues it.
         discounted = promo.orders_with_renewal_discount({o.pk: renewals[o.pk] for o in work}) if work else set()
         set_based = [o for o in work if bulk.supports(charges[o.pk]) and o.pk not in discounted]
@@ -197,16 +210,16 @@ def _renew_chunk(*, after: int, now: datetime, chunk_size: int, summary: Renewal
         return orders[-1].pk
 
 
-def _charge(order: Order, renewal: OrderRenewal, invoices: dict) -> bulk.Charge:
-    """The renewal as a billing charge: its open invoice from an earlier attempt, or a new one."""
+def _charge(order: Order, renewal: OrderRenewal, invoices: dict, plan_addons: dict) -> bulk.Charge:
+    """The renewal as a billing charge: its open invoice from an earlier attempt, or a new one (a line
+    for the plan, one per add-on)."""
     if renewal.invoice_id in invoices:
         return bulk.Charge(customer=order.customer, currency=renewal.currency, invoice_id=renewal.invoice_id)
-    reference = f"{order.reference}:period:{renewal.period}"
+    plan_line, *addon_lines = services.renewal_lines(order=order, renewal=renewal, plan_addons_by_id=plan_addons)
     return bulk.Charge(
-        customer=order.customer, currency=renewal.currency, quantity=renewal.periods,
-        description=services._period_description(order, renewal.plan, renewal.periods * order.period_months),
-        unit_price=renewal.amount / renewal.periods, reference=reference,
-        idempotency_key=f"order:{order.pk}:renewal:{renewal.pk}",
+        customer=order.customer, currency=renewal.currency, quantity=plan_line.quantity,
+        description=plan_line.description, unit_price=plan_line.unit_price, reference=plan_line.reference,
+        idempotency_key=f"order:{order.pk}:renewal:{renewal.pk}", extra_lines=addon_lines,
     )
 
 

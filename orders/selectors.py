@@ -1,5 +1,6 @@
 """Reads for orders, always scoped to a customer (another customer's order is a 404)."""
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db.models import Case, CharField, F, Func, IntegerField, Q, QuerySet, Value, When
 from django.http import Http404
@@ -8,13 +9,13 @@ from django.utils import timezone
 
 from accounts.models import Customer
 
-from .models import Order, Plan, ProductType
+from .models import Order, Plan, PlanAddon, ProductType
 
 SORTS = {
     "created": "created_at",
     "expires": "expires_at",
     "status": "status_rank",
-    "cost": "price",
+    "cost": "period_cost",
 }
 STATUS_RANK = [Order.Status.ACTIVE, Order.Status.PENDING, Order.Status.EXPIRED, Order.Status.SUSPENDED,
                Order.Status.CANCELLED, Order.Status.TERMINATED]
@@ -40,11 +41,17 @@ class OrderListParams:
 
 
 def order_list(*, customer: Customer, params: OrderListParams) -> QuerySet[Order]:
-    """The orders table: search by ID, plan or IP; filter by status; sort by created/expiry/status/cost.
-    One query for the page (plan joined), whatever the number of orders."""
+    """The orders table: search by ID, plan or IP; filter by status; sort by created/expiry/status/cost
+    (a period's plan price plus add-ons). One query for the page (plan joined) and one for its
+    add-ons, whatever the number of orders."""
+    from django.db.models import Prefetch
+
+    from .models import OrderAddon
+
     orders = orders_for(customer).select_related("plan").annotate(
         status_rank=Case(*[When(status=s, then=Value(i)) for i, s in enumerate(STATUS_RANK)], output_field=IntegerField()),
-    )
+        period_cost=F("price") + F("addons_price"),
+    ).prefetch_related(Prefetch("addons", queryset=OrderAddon.objects.select_related("addon").order_by("addon__sort_order", "addon_id")))
     query = params.query.strip().lstrip("#")
     if query:
         # host() prints an inet without its /32 mask.
@@ -83,7 +90,12 @@ def catalogue() -> list[ProductType]:
 
 
 def plan_for_order(*, plan_id: int) -> Plan:
-    plan = Plan.objects.select_related("product_type").prefetch_related("prices", "locations", "product_type__os_images").filter(
+    from django.db.models import Prefetch
+
+    plan = Plan.objects.select_related("product_type").prefetch_related(
+        "prices", "locations", "product_type__os_images",
+        Prefetch("addons", queryset=PlanAddon.objects.filter(is_active=True).prefetch_related("prices").order_by("sort_order", "pk")),
+    ).filter(
         pk=plan_id, is_active=True, product_type__is_active=True).first()
     if plan is None:
         raise Http404
@@ -177,3 +189,49 @@ def renewals_due_next_month(*, customer: Customer, now=None):
             continue
         total += amount
     return total
+
+
+@dataclass(frozen=True)
+class AddonRow:
+    """An add-on on the service's add-ons page: steps held, and the price of a step per period (the
+    held price, or the catalogue's in the order's currency; None when it cannot be priced now)."""
+    addon: PlanAddon
+    quantity: int
+    unit_price: Decimal | None
+    held: bool
+
+    @property
+    def amount(self):
+        return self.unit_price * self.quantity if self.unit_price is not None else None
+
+    @property
+    def steps(self) -> list[tuple[int, str]]:
+        from .addons import describe
+
+        return [(n, describe(self.addon, n)) for n in range(1, self.addon.max_quantity + 1)]
+
+
+def order_addon_rows(*, order: Order) -> list[AddonRow]:
+    """The add-ons of the order's plan (and any it holds that are no longer sold), with what it holds."""
+    from django.core.exceptions import ValidationError
+
+    from . import pricing
+    from .models import OrderAddon
+
+    held = {row.addon_id: row for row in OrderAddon.objects.filter(order=order).select_related("addon")}
+    offered = list(PlanAddon.objects.filter(plan_id=order.plan_id, is_active=True).prefetch_related("prices")
+                   .select_related("plan").order_by("sort_order", "pk"))
+    rows = []
+    for addon in offered:
+        row = held.pop(addon.pk, None)
+        if row is not None:
+            rows.append(AddonRow(addon=addon, quantity=row.quantity, unit_price=row.unit_price, held=True))
+            continue
+        try:
+            price = pricing.addon_price(addon=addon, period_months=order.period_months, currency=order.currency,
+                                        prices=list(addon.prices.all())).amount
+        except ValidationError:
+            price = None
+        rows.append(AddonRow(addon=addon, quantity=0, unit_price=price, held=False))
+    rows += [AddonRow(addon=row.addon, quantity=row.quantity, unit_price=row.unit_price, held=True) for row in held.values()]
+    return rows

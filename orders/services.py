@@ -24,8 +24,9 @@ from billing.models import Invoice
 from billing.money import format_money, quantize
 from billing.services import LineInput, invoice_cancel, invoice_issue, invoice_pay_from_balance
 
+from . import addons as addon_catalogue
 from . import pricing, promo, provisioning
-from .models import Order, OrderEvent, OrderRenewal, Plan, PlanChange, PromoCode
+from .models import AddonChange, Order, OrderAddon, OrderEvent, OrderRenewal, Plan, PlanChange, PromoCode
 
 logger = logging.getLogger(__name__)
 
@@ -118,20 +119,37 @@ class OrderQuote:
     price: pricing.Price
     setup_fee: pricing.Price
     promo: PromoCode | None = None
-    discount: Decimal = Decimal("0")
+    discount: Decimal = Decimal("0")  # on the plan price and setup fee
+    addons: tuple[addon_catalogue.AddonItem, ...] = ()
+    addon_discounts: tuple[Decimal, ...] = ()  # one per add-on (`promo.addon_discount`)
+
+    @property
+    def addons_amount(self) -> Decimal:
+        return sum((item.amount for item in self.addons), Decimal("0"))
+
+    @property
+    def total_discount(self) -> Decimal:
+        return self.discount + sum(self.addon_discounts, Decimal("0"))
 
     @property
     def subtotal(self) -> Decimal:
-        return self.price.amount + self.setup_fee.amount - self.discount
+        return self.price.amount + self.addons_amount + self.setup_fee.amount - self.total_discount
+
+    @property
+    def period_total(self) -> Decimal:
+        """What each renewal costs before tax: the plan and the add-ons."""
+        return self.price.amount + self.addons_amount
 
     @property
     def currency(self) -> str:
         return self.price.currency
 
 
-def order_quote(*, customer: Customer, plan: Plan, period_months: int, promo_code: str = "") -> OrderQuote:
-    """What an order of `plan` costs in the customer's account currency (the currency it is charged in),
-    less the discount of `promo_code` (a ValidationError when the code cannot be used)."""
+def order_quote(*, customer: Customer, plan: Plan, period_months: int, promo_code: str = "",
+                addons: dict[int, int] | None = None) -> OrderQuote:
+    """What an order of `plan` with `addons` ({plan add-on id: steps}) costs in the customer's account
+    currency (the currency it is charged in), less the discount of `promo_code` (a ValidationError
+    when the code or an add-on cannot be used)."""
     if not plan.is_active or not plan.product_type.is_active:
         raise ValidationError(_("This plan is not available for order."), code="unavailable")
     if not plan.in_stock:
@@ -139,11 +157,15 @@ def order_quote(*, customer: Customer, plan: Plan, period_months: int, promo_cod
     currency = customer.currency
     price = pricing.plan_price(plan=plan, period_months=period_months, currency=currency)
     setup_fee = pricing.setup_fee(plan=plan, currency=currency)
+    items = tuple(addon_catalogue.quote_items(plan=plan, period_months=period_months, currency=currency,
+                                             quantities=addons or {}))
     code, discount = None, Decimal("0")
     if promo_code.strip():
         code = promo.promo_find(code=promo_code, customer=customer, plan=plan, currency=currency)
         discount = promo.promo_discount(code, period_price=price.amount, setup_fee=setup_fee.amount, currency=currency)
-    return OrderQuote(plan=plan, period_months=period_months, price=price, setup_fee=setup_fee, promo=code, discount=discount)
+    addon_discounts = tuple(promo.addon_discount(code, amount=item.amount, currency=currency) for item in items)
+    return OrderQuote(plan=plan, period_months=period_months, price=price, setup_fee=setup_fee, promo=code, discount=discount,
+                      addons=items, addon_discounts=addon_discounts)
 
 
 @dataclass(frozen=True)
@@ -155,11 +177,12 @@ class PlacedOrder:
 
 @transaction.atomic
 def order_place(*, customer: Customer, actor: User | None, plan: Plan, period_months: int, options: dict,
-                idempotency_key: str, promo_code: str = "") -> PlacedOrder:
+                idempotency_key: str, promo_code: str = "", addons: dict[int, int] | None = None) -> PlacedOrder:
     """Create a pending order with its invoice and pay it from the balance if the balance covers it.
 
     `idempotency_key` comes from the order form: a double-click or retry returns the first order.
     A `promo_code` is counted (`promo.promo_redeem`, under its row lock) and becomes a discount line.
+    `addons` ({plan add-on id: steps}) are held by the order from the start, a line each.
     """
     # FOR NO KEY UPDATE of the plan row only: it serialises the stock count, yet does not block the
     # foreign-key checks (FOR KEY SHARE) that other transactions run at COMMIT on rows naming this
@@ -170,12 +193,13 @@ def order_place(*, customer: Customer, actor: User | None, plan: Plan, period_mo
     if existing is not None:
         invoice = Invoice.objects.get(pk=existing.invoice_id)
         return PlacedOrder(order=existing, invoice=invoice, paid=invoice.status == Invoice.Status.PAID)
-    quote = order_quote(customer=customer, plan=plan, period_months=period_months, promo_code=promo_code)
+    quote = order_quote(customer=customer, plan=plan, period_months=period_months, promo_code=promo_code, addons=addons)
     if plan.stock is not None:
         Plan.objects.filter(pk=plan.pk).update(stock=F("stock") - 1)
     order = Order(
         customer=customer, plan=plan, period_months=period_months, price=quote.price.amount,
-        currency=quote.currency, options=options, idempotency_key=idempotency_key,
+        addons_price=quantize(quote.addons_amount, quote.currency), currency=quote.currency, options=options,
+        idempotency_key=idempotency_key,
     )
     order.full_clean(exclude=["customer", "plan"])
     try:
@@ -186,6 +210,11 @@ def order_place(*, customer: Customer, actor: User | None, plan: Plan, period_mo
         raise ValidationError(_("This order was already submitted."), code="duplicate")
     lines = [LineInput(description=_period_description(order, plan, period_months), quantity=1, unit_price=quote.price.amount,
                        reference=order.reference)]
+    OrderAddon.objects.bulk_create(OrderAddon(order=order, addon=item.addon, quantity=item.quantity,
+                                              unit_price=item.unit_price, currency=quote.currency) for item in quote.addons)
+    addon_lines = addon_catalogue.item_lines(order=order, items=list(quote.addons), reference=order.reference, periods=1,
+                                            months=period_months, promo=quote.promo)
+    lines += [line for line in addon_lines if not line.discount]
     if quote.setup_fee.amount:
         with translation.override(customer.language):
             setup_text = _("Setup fee: %(plan)s") % {"plan": plan.name}
@@ -196,6 +225,7 @@ def order_place(*, customer: Customer, actor: User | None, plan: Plan, period_mo
         if quote.discount:
             lines.append(promo.discount_line(quote.promo, amount=quote.discount, language=customer.language,
                                              reference=order.reference))
+    lines += [line for line in addon_lines if line.discount]
     invoice = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, lines=lines, currency=quote.currency,
                             idempotency_key=f"order:{order.pk}", reference=order.reference)
     order.invoice_id = invoice.pk
@@ -203,8 +233,10 @@ def order_place(*, customer: Customer, actor: User | None, plan: Plan, period_mo
     details = {"plan": plan.name, "period_months": period_months, "price": str(quote.price.amount), "currency": quote.currency}
     if quote.price.is_converted:
         details.update(converted_from=quote.price.converted_from, rate=str(quote.price.rate))
+    if quote.addons:
+        details["addons"] = addon_catalogue.snapshot(list(quote.addons))
     if quote.promo is not None:
-        details.update(promo_code=quote.promo.code, discount=str(quote.discount))
+        details.update(promo_code=quote.promo.code, discount=str(quote.total_discount))
     event_record(order=order, action="placed", source=_source_for(actor), actor=actor, details=details)
     paid = invoice_pay_from_balance(invoice=invoice, actor=actor)
     order.refresh_from_db()
@@ -349,20 +381,35 @@ def renewal_plan(order: Order) -> Plan:
 
 
 def renewal_price(order: Order) -> Decimal:
-    """Price of one period at the next renewal: a scheduled downgrade's price, else the order's."""
+    """Price of one period at the next renewal: the plan's (a scheduled downgrade's price, else the
+    order's) plus the add-ons the service holds."""
     if order.scheduled_plan_id is None:
-        return order.price
-    return pricing.plan_price(plan=order.scheduled_plan, period_months=order.period_months, currency=order.currency).amount
+        return order.price + order.addons_price
+    plan = pricing.plan_price(plan=order.scheduled_plan, period_months=order.period_months, currency=order.currency).amount
+    return plan + order.addons_price
+
+
+def renewal_plan_price(renewal: OrderRenewal) -> Decimal:
+    """The plan's part of one renewed period (the rest is the add-ons of its snapshot)."""
+    return renewal.amount / renewal.periods - addon_catalogue.snapshot_total(renewal.addons)
+
+
+def renewal_lines(*, order: Order, renewal: OrderRenewal, plan_addons_by_id: dict | None = None) -> list[LineInput]:
+    """The plan's line, then a line per add-on, for the renewal's periods (discounts not included).
+    The renewal job passes the chunk's add-ons (`addons.plan_addons_of`) so this costs no query."""
+    months = renewal.periods * order.period_months
+    reference = f"{order.reference}:period:{renewal.period}"
+    plan_line = LineInput(description=_period_description(order, renewal.plan, months), quantity=renewal.periods,
+                          unit_price=renewal_plan_price(renewal), reference=reference)
+    items = addon_catalogue.renewal_addon_items(renewal, plan_addons_by_id)
+    return [plan_line, *addon_catalogue.item_lines(order=order, items=items, reference=reference, periods=renewal.periods,
+                                          months=months)]
 
 
 def renewal_invoice_issue(*, order: Order, renewal: OrderRenewal) -> Invoice:
-    plan = renewal.plan
-    description = _period_description(order, plan, renewal.periods * order.period_months)
     return invoice_issue(
         customer=order.customer, kind=Invoice.Kind.RENEWAL, currency=renewal.currency,
-        lines=[LineInput(description=description, quantity=renewal.periods, unit_price=renewal.amount / renewal.periods,
-                         reference=f"{order.reference}:period:{renewal.period}"),
-               *promo.renewal_discount_lines(order=order, renewal=renewal)],
+        lines=[*renewal_lines(order=order, renewal=renewal), *promo.renewal_discount_lines(order=order, renewal=renewal)],
         idempotency_key=f"order:{order.pk}:renewal:{renewal.pk}", reference=f"{order.reference}:period:{renewal.period}",
     )
 
@@ -386,12 +433,14 @@ def order_renew(*, order: Order, periods: int, actor: User | None, expected_peri
                               code="renewed")
     price = renewal_price(order)
     amount = quantize(price * periods, order.currency)
+    held = addon_catalogue.snapshot(addon_catalogue.held_items(order))
     existing = OrderRenewal.objects.select_for_update().filter(order=order, period=period).first()
     if existing is not None:
         if existing.status == OrderRenewal.Status.PAID:  # cannot happen while current_period is in step
             raise ValidationError(_("This period is already renewed."), code="renewed")
         existing_invoice = Invoice.objects.filter(pk=existing.invoice_id).first() if existing.invoice_id else None
-        if existing.periods == periods and existing.amount == amount and existing_invoice and existing_invoice.is_open:
+        if (existing.periods == periods and existing.amount == amount and existing.addons == held and existing_invoice
+                and existing_invoice.is_open):
             renewal = existing
         else:
             if existing_invoice is not None and existing_invoice.is_open:
@@ -402,7 +451,7 @@ def order_renew(*, order: Order, periods: int, actor: User | None, expected_peri
         renewal = None
     if renewal is None:
         renewal = OrderRenewal.objects.create(order=order, period=period, periods=periods, amount=amount,
-                                              currency=order.currency, plan=renewal_plan(order))
+                                              currency=order.currency, plan=renewal_plan(order), addons=held)
         invoice = renewal_invoice_issue(order=order, renewal=renewal)
         renewal.invoice_id = invoice.pk
         renewal.save(update_fields=["invoice_id"])
@@ -488,7 +537,7 @@ def renewal_extend(*, order: Order, renewal: OrderRenewal, now: datetime) -> tup
     if order.scheduled_plan_id and renewal.plan_id == order.scheduled_plan_id:
         changed_plan = (order.plan, order.scheduled_plan)
         order.plan = order.scheduled_plan
-        order.price = quantize(renewal.amount / renewal.periods, order.currency)
+        order.price = quantize(renewal_plan_price(renewal), order.currency)
         order.scheduled_plan = None
     renewal.status, renewal.paid_at = OrderRenewal.Status.PAID, now
     renewal.starts_at, renewal.ends_at = start, order.expires_at
@@ -510,6 +559,7 @@ def plan_change_applied(*, order: Order, renewal: OrderRenewal, old_plan: Plan, 
     """A renewal switched the order to its scheduled (downgrade) plan: record and tell the customer."""
     event_record(order=order, action="plan_changed", source=Source.SYSTEM,
                  details={"from": old_plan.name, "to": new_plan.name, "scheduled": True})
+    _addons_repoint(order, new_plan)
     provisioning.on_plan_changed(order, old_plan=old_plan)
     _notify(order=order, kind="plan_changed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:downgrade",
             context={"service": order_label(order, plan=old_plan), "old_plan": old_plan.name, "new_plan": new_plan.name})
@@ -543,6 +593,7 @@ def _cancel_open_invoices(order: Order, reason: str) -> None:
     """Cancel this order's unpaid invoices (first period, renewals, upgrades) so nothing stale gets paid."""
     ids = set(OrderRenewal.objects.filter(order=order, status=OrderRenewal.Status.PENDING).values_list("invoice_id", flat=True))
     ids |= set(PlanChange.objects.filter(order=order, status=PlanChange.Status.PENDING).values_list("invoice_id", flat=True))
+    ids |= set(AddonChange.objects.filter(order=order, status=AddonChange.Status.PENDING).values_list("invoice_id", flat=True))
     if order.invoice_id and order.paid_at is None:
         ids.add(order.invoice_id)
     for invoice in Invoice.objects.filter(pk__in=[i for i in ids if i], status__in=Invoice.OPEN_STATUSES).order_by("pk"):
@@ -550,6 +601,7 @@ def _cancel_open_invoices(order: Order, reason: str) -> None:
     # An unpaid renewal charged nothing: dropping it frees its period for a later renewal.
     OrderRenewal.objects.filter(order=order, status=OrderRenewal.Status.PENDING).delete()
     PlanChange.objects.filter(order=order, status=PlanChange.Status.PENDING).update(status=PlanChange.Status.CANCELLED)
+    AddonChange.objects.filter(order=order, status=AddonChange.Status.PENDING).update(status=AddonChange.Status.CANCELLED)
 
 
 def _end(order: Order, *, status: str, action: str, source: str, actor: User | None = None, reason: str = "") -> None:
@@ -622,6 +674,10 @@ def plan_change_quote(*, order: Order, plan: Plan, now: datetime | None = None) 
         raise ValidationError(_("The plan of an active service can be changed."), code="status")
     if plan.pk == order.plan_id or plan.product_type_id != order.plan.product_type_id or not plan.is_active:
         raise ValidationError(_("Choose another plan of the same product."), code="plan")
+    missing = _addons_missing(order, plan)
+    if missing:
+        raise ValidationError(_("%(plan)s does not offer %(addons)s: remove it from the service first, or choose another "
+                                "plan.") % {"plan": plan.name, "addons": ", ".join(missing)}, code="plan_addons")
     new_price = pricing.plan_price(plan=plan, period_months=order.period_months, currency=order.currency).amount
     if new_price <= order.price:
         return PlanChangeQuote(order=order, plan=plan, new_price=new_price, proration=None)
@@ -700,6 +756,7 @@ def on_plan_change_invoice_paid(invoice: Invoice) -> None:
     order.price = change.new_price
     order.scheduled_plan = None
     order.save(update_fields=["plan", "price", "scheduled_plan"])
+    _addons_repoint(order, change.to_plan)
     event_record(order=order, action="plan_changed", source=Source.PAYMENT,
                  details={"from": old_plan.name, "to": change.to_plan.name, "amount": str(change.amount),
                           "stale_period": change.period != order.current_period})
@@ -711,10 +768,25 @@ def on_plan_change_invoice_paid(invoice: Invoice) -> None:
 
 
 def _renewal_is_stale(order: Order, renewal: OrderRenewal) -> bool:
-    """A pending renewal priced for another plan or price than the order's next renewal now costs."""
+    """A pending renewal priced for another plan, price or add-ons than the order's next renewal now costs."""
     price = renewal_price(order)
     return (renewal.plan_id != renewal_plan(order).pk
-            or renewal.amount != quantize(price * renewal.periods, order.currency))
+            or renewal.amount != quantize(price * renewal.periods, order.currency)
+            or renewal.addons != addon_catalogue.snapshot(addon_catalogue.held_items(order)))
+
+
+def _addons_missing(order: Order, plan: Plan) -> list[str]:
+    if not OrderAddon.objects.filter(order=order).exists():
+        return []
+    from .addon_services import plan_change_addons_missing
+
+    return plan_change_addons_missing(order, plan)
+
+
+def _addons_repoint(order: Order, plan: Plan) -> None:
+    from .addon_services import addons_repoint
+
+    addons_repoint(order=order, plan=plan)
 
 
 def _stale_renewals_withdraw(order: Order) -> None:

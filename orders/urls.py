@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import server_views, views
+from . import addon_views, server_views, views
 
 app_name = "orders"
 
@@ -10,6 +10,7 @@ urlpatterns = [
     path("new/", views.catalogue, name="catalogue"),
     path("new/<int:plan_id>/", views.order_new, name="order_new"),
     path("new/<int:plan_id>/confirm/", views.order_confirm, name="order_confirm"),
+    path("new/<int:plan_id>/summary/", views.order_summary, name="order_summary"),
     path("<int:order_id>/", views.order_detail, name="order_detail"),
     path("<int:order_id>/setup/", views.order_setup_progress, name="order_setup_progress"),
     path("<int:order_id>/root-password/", views.order_root_password, name="order_root_password"),
@@ -24,5 +25,6 @@ urlpatterns = [
     path("<int:order_id>/cancel/", views.order_cancel, name="order_cancel"),
     path("<int:order_id>/cancel/undo/", views.order_cancel_undo, name="order_cancel_undo"),
     path("<int:order_id>/change-plan/", views.order_change_plan, name="order_change_plan"),
+    path("<int:order_id>/addons/", addon_views.order_addons, name="order_addons"),
     path("<int:order_id>/change-plan/cancel/", views.order_change_plan_cancel, name="order_change_plan_cancel"),
 ]

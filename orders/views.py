@@ -117,9 +117,8 @@ def catalogue(request: HttpRequest) -> HttpResponse:
     return render(request, "orders/catalogue.html", {"cards": cards, "can_pay": _can_pay(request)})
 
 
-def _review_context(request, customer, form: OrderForm) -> dict:
-    quote = services.order_quote(customer=customer, plan=form.plan, period_months=form.cleaned_data["period_months"],
-                                 promo_code=form.cleaned_data["promo_code"])
+def _price_context(customer, quote) -> dict:
+    """Tax, total and its site-currency equivalent of an order quote (review page and live summary)."""
     tax = tax_for(customer)
     tax_amount = quantize(quote.subtotal * tax.percent / 100, quote.currency)
     total = quote.subtotal + tax_amount
@@ -130,12 +129,19 @@ def _review_context(request, customer, form: OrderForm) -> dict:
             site_total = pricing.Price(amount=quantize(amount, customer.site_currency), currency=customer.site_currency)
         except ValidationError:
             site_total = None
+    return {"quote": quote, "tax": tax, "tax_amount": tax_amount, "total": total, "site_total": site_total}
+
+
+def _review_context(request, customer, form: OrderForm) -> dict:
     from billing.selectors import balance_of
 
+    quote = services.order_quote(customer=customer, plan=form.plan, period_months=form.cleaned_data["period_months"],
+                                 promo_code=form.cleaned_data["promo_code"], addons=form.addon_quantities())
+    context = _price_context(customer, quote)
     balance = balance_of(customer)
-    return {"form": form, "plan": form.plan, "quote": quote, "tax": tax, "tax_amount": tax_amount, "total": total,
-            "site_total": site_total, "balance": balance, "covers": balance >= total, "shortfall": max(total - balance, 0),
-            "options": form.options()}
+    total = context["total"]
+    return {**context, "form": form, "plan": form.plan, "balance": balance, "covers": balance >= total,
+            "shortfall": max(total - balance, 0), "options": form.options()}
 
 
 @customer_view(Area.SERVICES)
@@ -159,6 +165,36 @@ def order_new(request: HttpRequest, plan_id: int) -> HttpResponse:
 
 
 @customer_view(Area.SERVICES)
+@require_GET
+def order_summary(request: HttpRequest, plan_id: int) -> HttpResponse:
+    """The order form's price summary (htmx, on every change of the period, an add-on or the promo
+    code): what is chosen validly is priced; a promo code that cannot be used is named, not applied."""
+    customer = acting_customer(request)
+    plan = selectors.plan_for_order(plan_id=plan_id)
+    form = OrderForm(request.GET, plan=plan)
+    form.is_valid()  # hostname and the rest are not sent: only the priced fields are read
+    data = form.cleaned_data
+    period = data.get("period_months") or min((p.period_months for p in plan.prices.all()), default=1)
+    quantities = {addon.pk: data[name] for addon in form.addons if data.get(name := f"addon_{addon.pk}")}
+    promo_error = ""
+    code = data.get("promo_code", "") if "promo_code" not in form.errors else ""
+    if "promo_code" in form.errors:
+        promo_error = " ".join(form.errors["promo_code"])
+    try:
+        try:
+            quote = services.order_quote(customer=customer, plan=plan, period_months=period, promo_code=code, addons=quantities)
+        except ValidationError as error:
+            if not code:
+                raise
+            promo_error = _errors(error)
+            quote = services.order_quote(customer=customer, plan=plan, period_months=period, addons=quantities)
+        context = _price_context(customer, quote)
+    except ValidationError as error:
+        return render(request, "orders/_order_summary_error.html", {"error": _errors(error)})
+    return render(request, "orders/_order_summary.html", {**context, "promo_error": promo_error})
+
+
+@customer_view(Area.SERVICES)
 @require_POST
 def order_confirm(request: HttpRequest, plan_id: int) -> HttpResponse:
     """Step 3: place the order; pay from the balance when it covers the total, else go to the invoice."""
@@ -172,7 +208,7 @@ def order_confirm(request: HttpRequest, plan_id: int) -> HttpResponse:
         placed = services.order_place(
             customer=customer, actor=request.user, plan=plan, period_months=form.cleaned_data["period_months"],
             options=form.options(), idempotency_key=f"{customer.pk}:{form.cleaned_data['request_key']}",
-            promo_code=form.cleaned_data["promo_code"],
+            promo_code=form.cleaned_data["promo_code"], addons=form.addon_quantities(),
         )
     except ValidationError as error:
         form.add_service_error(error)
@@ -192,7 +228,13 @@ def order_confirm(request: HttpRequest, plan_id: int) -> HttpResponse:
 # --- one order -------------------------------------------------------------------------------------
 
 def _detail_context(request, order: Order) -> dict:
+    from . import addons
+    from .provisioning.ip_pool import extra_addresses
+
+    held = addons.held_items(order)
     return {
+        "addons": held, "addons_offered": bool(addons.plan_addons(order.plan)),
+        "extra_ips": extra_addresses(order) if any(item.addon.kind == "ipv4" for item in held) else [],
         "order": order, "days_left": selectors.days_remaining(order), "events": selectors.order_events(order=order)[:50],
         "invoices": selectors.order_invoices(order=order)[:20], "can_pay": _can_pay(request),
         "auto_renew_effective": services.effective_auto_renew(order),

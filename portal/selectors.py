@@ -81,7 +81,7 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     whether the balance (then auto-payment within its monthly cap) covers each in turn.
 
     The orders are the job's own `due_for_auto_renewal()` query evaluated at the end of the window;
-    the price is `orders.services.renewal_price()` quantized as the job stores it, plus the tax
+    the price is `orders.services.renewal_price()` (plan + add-ons) quantized as the job stores it, plus the tax
     billing adds when it issues the invoice. A renewal invoice the job already issued (a pending
     renewal for the next period) is forecast at what it still asks for. Every due renewal is priced
     and counted (totals, coverage, shortfall), but only the soonest `shown` (DASHBOARD_FORECAST_ROWS)
@@ -94,7 +94,7 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     orders = list(
         order_renewals.due_for_auto_renewal(now + dt.timedelta(days=days)).filter(customer=customer)
         .order_by("expires_at", "pk")
-        .values("pk", "plan__name", "expires_at", "price", "currency", "period_months", "scheduled_plan_id")
+        .values("pk", "plan__name", "expires_at", "price", "addons_price", "currency", "period_months", "scheduled_plan_id")
     )
     pending_invoices = _pending_renewal_invoices(customer, {order["pk"] for order in orders})
     scheduled_prices = _scheduled_plan_prices({order["scheduled_plan_id"] for order in orders} - {None})
@@ -169,7 +169,7 @@ def _forecast_price(row: ForecastRow, order: dict, pending_invoices: dict, sched
         except (ValidationError, RateError) as error:
             row.error = error.messages[0]
             return
-        subtotal = quantize(price, order["currency"])  # as the job stores it
+        subtotal = quantize(price + order["addons_price"], order["currency"])  # plan + add-ons, as the job stores it
         row.amount = subtotal + quantize(subtotal * tax.percent / 100, order["currency"])  # as invoice_issue adds it
     try:
         quote = table.quote(row.currency, account_currency)

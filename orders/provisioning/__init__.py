@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from orders.models import Order, Plan
 
 __all__ = ["MachineSpec", "ModuleError", "NotSupported", "Operation", "ProvisionResult", "ProvisioningModule",
-           "get_module", "module_codes", "module_for", "on_plan_changed", "on_suspended", "on_unsuspended",
+           "extra_addresses_sync", "get_module", "module_codes", "module_for", "on_addons_changed", "on_plan_changed", "on_suspended", "on_unsuspended",
            "provision", "register_module", "release"]
 
 
@@ -32,14 +32,27 @@ def _has_machine(order: Order) -> bool:
 
 def provision(order: Order, *, actor: User | None = None) -> ProvisionResult:
     """Payment time (and staff's retry): allocate, and queue the create job for a hypervisor module.
-    A create that failed for good is queued again with fresh attempts."""
+    A create that failed for good is queued again with fresh attempts. Extra addresses bought as
+    add-ons are taken from the plan's pool with the main one."""
     from . import jobs
 
     module = module_for(order)
     result = module.provision(order)
+    if result.done or result.queued:
+        extra_addresses_sync(order)
     if module.runs_in_jobs and result.queued:
         jobs.job_enqueue(order=order, action=jobs.Action.CREATE, actor=actor, restart_failed=True)
     return result
+
+
+def extra_addresses_sync(order: Order) -> int:
+    """The order holds as many extra addresses as its extra-IPv4 add-on says (taken from or given
+    back to the plan's pool); returns how many the pool could not give."""
+    from orders.addons import resource_extras
+
+    from .ip_pool import extra_addresses_sync as sync
+
+    return sync(order, resource_extras(order)["ipv4"])
 
 
 def release(order: Order, *, actor: User | None = None) -> None:
@@ -74,11 +87,29 @@ def on_unsuspended(order: Order, *, actor: User | None = None) -> None:
 
 def on_plan_changed(order: Order, *, old_plan: Plan, actor: User | None = None) -> None:
     """The plan changed (paid upgrade, or a downgrade at renewal): resize the VM to the new plan."""
+    _resize(order, actor=actor)
+
+
+MACHINE_ADDON_KINDS = frozenset({"cpu", "ram", "disk"})
+
+
+def on_addons_changed(order: Order, *, kind: str, actor: User | None = None) -> int:
+    """An add-on of `kind` changed on a running service (paid, or removed): extra addresses are taken
+    or given back now (in this transaction); a VM is resized to plan + extra vCPU/RAM/disk by a job
+    that runs after commit. Returns how many extra addresses the pool could not give."""
+    missing = extra_addresses_sync(order) if kind == "ipv4" else 0
+    if kind in MACHINE_ADDON_KINDS:
+        _resize(order, actor=actor)
+    return missing
+
+
+def _resize(order: Order, *, actor: User | None) -> None:
+    """Queue a resize of the VM to what the order now pays for (plan + resource add-ons)."""
     from . import jobs
 
     module = module_for(order)
     if module.runs_in_jobs and _has_machine(order):
-        spec = module.machine_spec(order.plan)
+        spec = module.order_spec(order)
         jobs.job_enqueue(order=order, action=jobs.Action.RESIZE, actor=actor,
                          params={"vcpus": spec.vcpus, "memory_mib": spec.memory_mib, "disk_gib": spec.disk_gib,
                                  "plan": order.plan_id})
@@ -91,7 +122,7 @@ def plan_change_notice(order: Order, plan: Plan) -> str:
     module = module_for(order)
     if not module.runs_in_jobs or not _has_machine(order):
         return ""
-    old, new = module.machine_spec(order.plan), module.machine_spec(plan)
+    old, new = module.order_spec(order), module.order_spec(order, plan=plan)
     notes = []
     if module.resize_needs_reboot(old, new):
         notes.append(_("Your server restarts once to apply the new CPU and memory."))

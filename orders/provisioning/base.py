@@ -115,6 +115,15 @@ class ProvisioningModule:
     def machine_spec(self, plan: Plan) -> MachineSpec:
         return MachineSpec(vcpus=plan.cpu_cores, memory_mib=plan.ram_gb * 1024, disk_gib=plan.disk_gb)
 
+    def order_spec(self, order: Order, *, plan: Plan | None = None) -> MachineSpec:
+        """The order's machine: its plan's (or `plan`'s) plus the extra vCPU, RAM and disk it holds as add-ons."""
+        from orders.addons import resource_extras
+
+        spec = self.machine_spec(plan or order.plan)
+        extras = resource_extras(order)
+        return MachineSpec(vcpus=spec.vcpus + extras["cpu"], memory_mib=spec.memory_mib + extras["ram"] * 1024,
+                           disk_gib=spec.disk_gib + extras["disk"])
+
     def resize_needs_reboot(self, old: MachineSpec, new: MachineSpec) -> bool:
         """Whether a plan change restarts the server (the customer is told before confirming)."""
         return False

@@ -128,7 +128,7 @@ class LibvirtModule(ProvisioningModule):
         vm = VirtualMachine.objects.select_related("node", "template").filter(order=order).first()
         if vm is not None:
             return vm
-        spec = self.machine_spec(order.plan)
+        spec = self.order_spec(order)
         nodes = HypervisorNode.objects.select_for_update(of=("self",)).filter(is_active=True).order_by("pk")
         location = (order.options or {}).get("location")
         if location:
@@ -213,7 +213,7 @@ class LibvirtModule(ProvisioningModule):
 
     def _seed(self, conn, pool, vm: VirtualMachine, order: Order, *, instance_id: str, ssh_keys: list[str] | None = None):
         """(Re)write the cloud-init seed volume; returns its path."""
-        address = IpAddress.objects.select_related("pool").filter(order=order).first()
+        address = IpAddress.objects.select_related("pool").filter(order=order, extra=False).first()
         options = order.options or {}
         config = cloudinit.SeedConfig(
             instance_id=instance_id, hostname=options.get("hostname") or vm.domain,
@@ -334,7 +334,7 @@ class LibvirtModule(ProvisioningModule):
     # --- operations -----------------------------------------------------------------------------------
     def create(self, order: Order) -> str:
         vm = self._machine(order)
-        address = IpAddress.objects.filter(order=order).values_list("address", flat=True).first()
+        address = IpAddress.objects.filter(order=order, extra=False).values_list("address", flat=True).first()
 
         def run(conn, vm):
             dom = self._lookup(conn, vm.domain)

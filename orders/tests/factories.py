@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import factory
 
-from orders.models import IpAddress, IpPool, Location, OsImage, Plan, PlanPrice, ProductType
+from orders.models import IpAddress, IpPool, Location, OsImage, Plan, PlanAddon, PlanAddonPrice, PlanPrice, ProductType
 
 
 class LocationFactory(factory.django.DjangoModelFactory):
@@ -73,3 +73,29 @@ class PlanFactory(factory.django.DjangoModelFactory):
 
 def order_options(plan: Plan) -> dict:
     return {"hostname": "web1.example.com", "os_image": "Ubuntu 24.04", "location": "Amsterdam"}
+
+
+def make_addon(plan: Plan, kind: str, name: str, *, step: int = 1, max_quantity: int = 1, prices: dict | None = None,
+               **fields) -> PlanAddon:
+    """A plan add-on priced per step: prices={(months, currency): amount}, default {(1, "EUR"): "1.00"}."""
+    addon = PlanAddon.objects.create(plan=plan, kind=kind, name=name, step=step, max_quantity=max_quantity, **fields)
+    PlanAddonPrice.objects.bulk_create(
+        PlanAddonPrice(addon=addon, period_months=months, currency=currency, amount=Decimal(amount))
+        for (months, currency), amount in (prices or {(1, "EUR"): "1.00"}).items()
+    )
+    return addon
+
+
+def standard_addons(plan: Plan) -> dict[str, PlanAddon]:
+    """The add-ons most tests use, a month's price of one step in EUR:
+    RAM 2 GB a step (max 4) 3.00, vCPU 1 a step (max 4) 5.00, disk 10 GB a step (max 5) 1.00,
+    IPv4 1 a step (max 3) 2.50, backups 4.00, control panel licence 7.00."""
+    return {
+        "ram": make_addon(plan, "ram", "Extra RAM", name_ru="Дополнительная память", step=2, max_quantity=4,
+                          prices={(1, "EUR"): "3.00", (3, "EUR"): "8.40"}, sort_order=1),
+        "cpu": make_addon(plan, "cpu", "Extra vCPU", step=1, max_quantity=4, prices={(1, "EUR"): "5.00"}, sort_order=2),
+        "disk": make_addon(plan, "disk", "Extra disk", step=10, max_quantity=5, prices={(1, "EUR"): "1.00"}, sort_order=3),
+        "ipv4": make_addon(plan, "ipv4", "Extra IPv4", step=1, max_quantity=3, prices={(1, "EUR"): "2.50"}, sort_order=4),
+        "backups": make_addon(plan, "backups", "Backups", prices={(1, "EUR"): "4.00"}, sort_order=5),
+        "panel": make_addon(plan, "control_panel", "ISPmanager licence", prices={(1, "EUR"): "7.00"}, sort_order=6),
+    }
