@@ -69,6 +69,14 @@ class AddonChangeQuote:
     def delta(self) -> int:
         return self.quantity_to - self.quantity_from
 
+    @property
+    def label_from(self) -> str:
+        return dict(catalogue.quantity_choices(self.addon)).get(self.quantity_from, "")
+
+    @property
+    def label_to(self) -> str:
+        return dict(catalogue.quantity_choices(self.addon)).get(self.quantity_to, "")
+
 
 def addon_held(order: Order, addon: PlanAddon) -> OrderAddon | None:
     return OrderAddon.objects.filter(order=order, addon=addon).first()
@@ -327,10 +335,14 @@ def plan_change_addons_missing(order: Order, plan: Plan) -> list[str]:
 
 
 def addon_change_summary(result: AddonChangeResult) -> str:
-    """The message shown after a change (credit notes named)."""
+    """The message shown after a change (the credit and its credit notes named)."""
     change = result.change
-    customer = change.order.customer
-    if change.credit and result.credit_notes:
-        return _("The add-on is changed; %(amount)s is credited to your balance (credit note %(notes)s).") % {
-            "amount": _money(change.credit, change.currency, customer), "notes": ", ".join(result.credit_notes)}
-    return _("The add-on is changed.")
+    name = localized(change.addon, "name")
+    if result.credit_notes:
+        from billing.models import CreditNote
+
+        credited = CreditNote.objects.filter(number__in=result.credit_notes).aggregate(total=Sum("amount"))["total"]
+        return _("%(addon)s is changed; %(amount)s is credited to your balance (credit note %(notes)s).") % {
+            "addon": name, "amount": _money(credited, change.currency, change.order.customer),
+            "notes": ", ".join(result.credit_notes)}
+    return _("%(addon)s is changed.") % {"addon": name}

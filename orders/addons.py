@@ -18,6 +18,7 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from accounts.content import localized
 from billing.services import LineInput
@@ -50,22 +51,40 @@ class AddonItem:
     def units(self) -> int:
         return self.addon.step * self.quantity
 
+    @property
+    def label(self) -> str:
+        return describe(self.addon, self.quantity)
+
 
 def addon_line_reference(base: str, addon_id: int) -> str:
     return f"{base}:addon:{addon_id}"
 
 
-def describe(addon: PlanAddon, quantity: int) -> str:
-    """"Extra RAM: 4 GB", "Extra IPv4 addresses: 2", "Backups" — in the active language."""
-    name = localized(addon, "name")
+def units_label(addon: PlanAddon, quantity: int) -> str:
+    """What `quantity` steps add: "4 GB", "2 vCPU", "2 addresses", "× 2" — in the active language."""
     units = addon.step * quantity
     if addon.kind == Kind.CPU:
-        return _("%(name)s: %(n)s vCPU") % {"name": name, "n": units}
+        return _("%(n)s vCPU") % {"n": units}
     if addon.kind in (Kind.RAM, Kind.DISK):
-        return _("%(name)s: %(n)s GB") % {"name": name, "n": units}
+        return _("%(n)s GB") % {"n": units}
     if addon.kind == Kind.IPV4:
-        return _("%(name)s: %(n)s") % {"name": name, "n": units}
-    return name if quantity == 1 else _("%(name)s × %(n)s") % {"name": name, "n": quantity}
+        return ngettext("%(n)s address", "%(n)s addresses", units) % {"n": units}
+    return "× %s" % quantity
+
+
+def quantity_choices(addon: PlanAddon) -> list[tuple[int, str]]:
+    """0..max steps for a select; a one-step add-on (backups, a licence) is a no/yes choice."""
+    if addon.max_quantity == 1 and not addon.is_resource:
+        return [(0, _("No")), (1, _("Yes"))]
+    return [(0, _("None"))] + [(n, units_label(addon, n)) for n in range(1, addon.max_quantity + 1)]
+
+
+def describe(addon: PlanAddon, quantity: int) -> str:
+    """"Extra RAM: 4 GB", "Extra IPv4: 2 addresses", "Backups" — in the active language."""
+    name = localized(addon, "name")
+    if addon.is_resource:
+        return _("%(name)s: %(units)s") % {"name": name, "units": units_label(addon, quantity)}
+    return name if quantity == 1 else f"{name} × {quantity}"
 
 
 def plan_addons(plan: Plan) -> list[PlanAddon]:

@@ -5,7 +5,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.content import localized
 
-from .addons import describe, plan_addons
+from .addons import plan_addons, quantity_choices
 from .models import PERIOD_CHOICES, Plan
 from .order_fields import ORDER_FIELDS
 from .services import MAX_RENEW_PERIODS
@@ -108,12 +108,8 @@ def addon_field_name(addon) -> str:
 
 def addon_quantity_field(addon, *, initial: int = 0) -> forms.TypedChoiceField:
     """0..max steps of `addon`; a one-step add-on (backups, a licence) is a no/yes choice."""
-    name = localized(addon, "name")
-    if addon.max_quantity == 1 and not addon.is_resource:
-        choices = [(0, _("No")), (1, _("Yes"))]
-    else:
-        choices = [(0, _("None"))] + [(n, describe(addon, n)) for n in range(1, addon.max_quantity + 1)]
-    return forms.TypedChoiceField(label=name, choices=choices, coerce=int, initial=initial, required=False, empty_value=0)
+    return forms.TypedChoiceField(label=localized(addon, "name"), choices=quantity_choices(addon), coerce=int, initial=initial,
+                                  required=False, empty_value=0)
 
 
 class RenewForm(forms.Form):

@@ -472,6 +472,13 @@ class OrderAddon(models.Model):
     def amount(self) -> Decimal:
         return self.unit_price * self.quantity
 
+    @property
+    def label(self) -> str:
+        """"Extra RAM: 4 GB" in the active language (`orders.addons.describe`)."""
+        from .addons import describe
+
+        return describe(self.addon, self.quantity)
+
 
 class AddonChange(models.Model):
     """A change of a running service's add-on from `quantity_from` to `quantity_to` steps. More steps

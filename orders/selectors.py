@@ -205,10 +205,15 @@ class AddonRow:
         return self.unit_price * self.quantity if self.unit_price is not None else None
 
     @property
-    def steps(self) -> list[tuple[int, str]]:
-        from .addons import describe
+    def label(self) -> str:
+        """What is held, as the select names it ("4 GB", "Yes")."""
+        return dict(self.choices).get(self.quantity, "")
 
-        return [(n, describe(self.addon, n)) for n in range(1, self.addon.max_quantity + 1)]
+    @property
+    def choices(self) -> list[tuple[int, str]]:
+        from .addons import quantity_choices
+
+        return quantity_choices(self.addon)
 
 
 def order_addon_rows(*, order: Order) -> list[AddonRow]:

@@ -65,7 +65,7 @@ def test_order_with_addons_and_a_promo_on_addons_has_a_line_each_taxed_after_the
     order = placed.order
     assert lines(invoice)[1:] == [
         (f"Extra RAM: 4 GB, order #{order.pk}: 1 month(s)", 1, Decimal("6.00"), Decimal("6.00")),
-        (f"Extra IPv4: 1, order #{order.pk}: 1 month(s)", 1, Decimal("2.50"), Decimal("2.50")),
+        (f"Extra IPv4: 1 address, order #{order.pk}: 1 month(s)", 1, Decimal("2.50"), Decimal("2.50")),
         (f"Backups, order #{order.pk}: 1 month(s)", 1, Decimal("4.00"), Decimal("4.00")),
         ("Promo code ADDON20: Extra RAM", 1, Decimal("-1.20"), Decimal("-1.20")),
         ("Promo code ADDON20: Extra IPv4", 1, Decimal("-0.50"), Decimal("-0.50")),

@@ -139,7 +139,7 @@ def test_cancel_active_at_period_end_then_lifecycle_ends_it(customer, fund):
         services.orders_lifecycle_run()
     order.refresh_from_db()
     assert order.status == Order.Status.CANCELLED and order.ip and not hasattr(order, "pool_address_cached")
-    assert not order.__class__.objects.filter(pk=order.pk, pool_address__isnull=False).exists()
+    assert not order.__class__.objects.filter(pk=order.pk, pool_addresses__isnull=False).exists()
 
 
 def test_cancel_immediately_releases_the_ip(customer, fund):
@@ -148,7 +148,7 @@ def test_cancel_immediately_releases_the_ip(customer, fund):
     services.order_cancel(order=order, actor=None, immediately=True)
     order.refresh_from_db()
     assert order.status == Order.Status.CANCELLED
-    assert not Order.objects.filter(pk=order.pk, pool_address__isnull=False).exists()
+    assert not Order.objects.filter(pk=order.pk, pool_addresses__isnull=False).exists()
     assert OrderEvent.objects.filter(order=order, action="cancelled", to_status="cancelled").exists()
 
 
