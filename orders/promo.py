@@ -26,7 +26,7 @@ from django.utils.translation import gettext as _
 from accounts.content import localized
 from accounts.models import Customer
 from billing.money import quantize
-from billing.services import LineInput
+from billing.services.invoices import LineInput
 
 from .models import Order, OrderRenewal, Plan, PromoCode, PromoRedemption
 
