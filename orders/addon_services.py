@@ -32,8 +32,9 @@ from accounts.content import localized
 from accounts.models import User
 from billing.models import Invoice, InvoiceLine
 from billing.money import quantize
-from billing.services import (BillingError, LineInput, credit_note_issue, invoice_cancel, invoice_issue,
-                              invoice_pay_from_balance)
+from billing.services.corrections import credit_note_issue
+from billing.services.errors import BillingError
+from billing.services.invoices import LineInput, invoice_cancel, invoice_issue, invoice_pay_from_balance
 
 from . import addons as catalogue
 from . import pricing, promo, provisioning

@@ -21,7 +21,7 @@ from .views import _can_pay, _invoice_url, _require_pay
 
 
 def _tax_percent(customer):
-    from billing.services import TaxNotConfigured, tax_for
+    from billing.services.tax import TaxNotConfigured, tax_for
 
     try:
         return tax_for(customer).percent

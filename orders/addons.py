@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from accounts.content import localized
-from billing.services import LineInput
+from billing.services.invoices import LineInput
 
 from . import pricing
 from .models import RESOURCE_ADDON_KINDS, Order, OrderAddon, OrderRenewal, Plan, PlanAddon, PromoCode

@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from accounts.tests.factories import UserFactory
 from billing.models import CreditNote, Invoice, LedgerAccount
 from billing.selectors import balance_of
-from billing.services import invoice_pay_from_balance
+from billing.services.invoices import invoice_pay_from_balance
 from billing.tests.factories import TaxRateFactory
 from orders.models import AddonChange, IpAddress, Order, OrderAddon, OrderRenewal, PlanAddonPrice, PromoCode
 from orders import addon_services, renewals, services

@@ -9,7 +9,7 @@ import time_machine
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from billing.models import Invoice
 from billing.selectors import balance_of
-from billing.services import payment_record
+from billing.services.payments import payment_record
 from billing.tests.factories import make_currencies
 from orders.models import IpAddress, Order, OrderAddon, PromoCode
 
