@@ -1,4 +1,4 @@
-"""Demo catalogue (VPS and dedicated plans priced in the enabled currencies), an IP pool, and two
+"""Demo catalogue (VPS and dedicated plans and their add-ons priced in the enabled currencies), an IP pool, and two
 active orders for the demo customer bought through the real services (paid from the balance).
 
 With DEMO_PROVISIONING=auto (what `make run` sets) the VPS plans use the libvirt module on a demo node
@@ -8,7 +8,7 @@ assigned at once, no VM). It says which it chose.
 import os
 from decimal import Decimal
 
-from .models import IpAddress, IpPool, Location, OsImage, Plan, PlanPrice, ProductType
+from .models import IpAddress, IpPool, Location, OsImage, Plan, PlanAddon, PlanAddonPrice, PlanPrice, ProductType
 
 # (code, name, cpu, ram, disk, traffic TB, EUR per 1/3/6/12 months, setup fee, stock)
 VPS_PLANS = [
@@ -22,6 +22,29 @@ DEDICATED_PLANS = [
 ]
 # Round prices staff set per currency; the rest (e.g. JPY) are converted from EUR at the current rate.
 FIXED_PRICES = {"USD": Decimal("1.10"), "RUB": Decimal("95")}
+# Add-ons: (kind, name, Russian name, units a step, most steps, EUR a step per month; longer periods pay
+# 3/6/12 months of it); VPS plans get all, dedicated servers the last two.
+ADDONS = [
+    ("cpu", "Extra vCPU", "Дополнительный vCPU", 1, 4, "3.00"),
+    ("disk", "Extra disk", "Дополнительный диск", 10, 10, "1.00"),
+    ("ipv4", "Extra IPv4", "Дополнительный IPv4", 1, 4, "2.00"),
+    ("backups", "Daily backups", "Ежедневные резервные копии", 1, 1, "3.00"),
+    ("control_panel", "ISPmanager licence", "Лицензия ISPmanager", 1, 1, "6.00"),
+]
+
+
+def _addons(plan, product_type) -> None:
+    rows = ADDONS if product_type.code == "vps" else ADDONS[-2:]
+    for position, (kind, name, name_ru, step, most, eur) in enumerate(rows):
+        if kind == "ipv4" and plan.ip_pool_id is None:
+            continue
+        addon = PlanAddon.objects.create(plan=plan, kind=kind, name=name, name_ru=name_ru, step=step, max_quantity=most,
+                                         sort_order=position)
+        for months in (1, 3, 6, 12):
+            PlanAddonPrice.objects.create(addon=addon, period_months=months, currency="EUR", amount=Decimal(eur) * months)
+            for currency, factor in FIXED_PRICES.items():
+                PlanAddonPrice.objects.create(addon=addon, period_months=months, currency=currency,
+                                              amount=(Decimal(eur) * months * factor).quantize(Decimal("1")))
 
 
 def _plans(product_type, rows, locations, pool):
@@ -36,6 +59,7 @@ def _plans(product_type, rows, locations, pool):
         if not created:
             continue
         plan.locations.set(locations)
+        _addons(plan, product_type)
         for months, amount in zip((1, 3, 6, 12), eur):
             PlanPrice.objects.create(plan=plan, period_months=months, currency="EUR", amount=Decimal(amount))
             for currency, factor in FIXED_PRICES.items():
