@@ -415,3 +415,34 @@ def test_an_upgrade_keeps_the_addons_on_the_new_plans_equivalents_or_is_refused(
         assert services.order_change_plan(order=order, plan=bigger, actor=None).paid
     held = OrderAddon.objects.get(order=order)
     assert (held.addon, held.quantity, held.unit_price) == (bigger_ram, 2, Decimal("3.00"))  # the price held
+
+
+def test_the_renewal_job_stays_set_based_with_a_constant_number_of_statements_for_services_with_addons(currencies, fund):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from .test_renewals import T0, active_orders
+
+    plan = PlanFactory()
+    addons = standard_addons(plan)
+
+    def chunk(customers: int) -> int:
+        owners = [UserFactory().customer for _ in range(customers)]
+        for customer in owners:
+            fund(customer, "100.00")
+        orders = active_orders(owners, plan, per_customer=1, now=T0)
+        OrderAddon.objects.bulk_create(
+            OrderAddon(order=order, addon=addon, quantity=1, unit_price=Decimal("2.50"), currency="EUR")
+            for order in orders for addon in (addons["ipv4"], addons["backups"]))
+        Order.objects.filter(pk__in=[order.pk for order in orders]).update(addons_price=Decimal("5.00"))
+        with CaptureQueriesContext(connection) as queries, time_machine.travel(T0, tick=False):
+            summary = renewals.renewals_run(chunk_size=50)
+        assert summary.renewed == customers and summary.errors == 0
+        # 10.00 + 2 × 2.50 = 15.00 each, a line per add-on.
+        invoices = Invoice.objects.filter(kind=Invoice.Kind.RENEWAL, customer__in=owners)
+        assert {invoice.total for invoice in invoices} == {Decimal("15.00")}
+        assert all(invoice.lines.count() == 3 for invoice in invoices)
+        return len(queries)
+
+    chunk(1)  # warm-up: provider accounts and the invoice counter exist from now on
+    assert chunk(5) == chunk(20)
