@@ -179,3 +179,22 @@ def test_orders_table_shows_addons_at_the_same_query_count_for_5_and_40_services
     assert len(small.captured_queries) == len(large.captured_queries) <= 13
     costs = [order.period_total for order, _days in response.context["rows"]]
     assert costs == sorted(costs, reverse=True) and costs[0] == Decimal("19.50")  # 10.00 + 2.50 + 7.00
+
+
+def test_russian_customer_sees_the_addons_and_gets_invoice_lines_in_russian(client_owner, customer, fund):
+    from accounts.models import Customer
+
+    plan = PlanFactory()
+    addons = standard_addons(plan)  # Extra RAM has a Russian name
+    Customer.objects.filter(pk=customer.pk).update(language="ru")
+    customer.refresh_from_db()
+    fund(customer, "100.00")
+    order = active(customer, plan, {addons["ram"]: 2})
+    invoice = Invoice.objects.get(pk=order.invoice_id)
+    assert invoice.lines.filter(description=f"Дополнительная память: 4 ГБ, заказ №{order.pk}: 1 мес.").exists()
+    with time_machine.travel(FEB14, tick=False):
+        page = client_owner.get(reverse("orders:order_addons", args=[order.pk]), {"addon": addons["ipv4"].pk, "quantity": 2})
+    html = page.content.decode()
+    assert "Опции заказа" in html and "Дополнительная память" in html and "Подключить" in html and "2 адреса" in html
+    detail = client_owner.get(reverse("orders:order_detail", args=[order.pk])).content.decode()
+    assert "Изменить опции" in detail and "Дополнительная память: 4 ГБ" in detail
