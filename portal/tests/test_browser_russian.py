@@ -65,6 +65,7 @@ def customer_pages(customer: Customer) -> dict[str, str]:
         "orders": ("orders:order_list", []), "order-detail": ("orders:order_detail", [order.pk]),
         "order-catalogue": ("orders:catalogue", []), "order-new": ("orders:order_new", [plan.pk]),
         "order-renew": ("orders:order_renew", [order.pk]), "order-change-plan": ("orders:order_change_plan", [order.pk]),
+        "order-addons": ("orders:order_addons", [order.pk]),
         "invoices": ("billing:invoices", []), "invoice-detail": ("billing:invoice_detail", [invoice.pk]),
         "balance": ("billing:balance", []), "currency-change": ("billing:currency_change", []),
         "payments": ("billing:payments", []), "payment-detail": ("billing:payment_detail", [payment.pk]),
