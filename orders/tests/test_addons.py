@@ -446,3 +446,53 @@ def test_the_renewal_job_stays_set_based_with_a_constant_number_of_statements_fo
 
     chunk(1)  # warm-up: provider accounts and the invoice counter exist from now on
     assert chunk(5) == chunk(20)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_double_submitted_addition_makes_one_change_and_one_charge(currencies, customer, fund):
+    from billing.tests.concurrency import run_concurrently
+
+    plan = PlanFactory()
+    ram = standard_addons(plan)["ram"]
+    order = active_order(customer, fund, plan, balance="20.00")
+
+    def add():
+        return addon_services.order_addon_change(order=order, addon=ram, quantity=1, actor=None,
+                                                 expected_amount=Decimal("1.50"))
+
+    with time_machine.travel(FEB14, tick=False):  # one travel around the parallel calls, never one per thread
+        results, errors = run_concurrently(add, [(), ()])
+    assert len(results) == 1 and [error.code for error in errors] == ["addon_unchanged"]
+    assert AddonChange.objects.count() == 1 and OrderAddon.objects.get(order=order).quantity == 1
+    assert balance_of(customer) == Decimal("20.00") - Decimal("10.00") - Decimal("1.50")
+    call_command("audit_ledger")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_removing_an_addon_while_the_renewal_job_renews_the_customers_other_service_does_not_deadlock(currencies, customer,
+                                                                                                      fund):
+    from billing.tests.concurrency import run_concurrently
+
+    plan = PlanFactory()
+    ipv4 = standard_addons(plan)["ipv4"]
+    first = active_order(customer, fund, plan, {ipv4: 2}, balance="100.00")
+    with time_machine.travel(JAN31 + timedelta(days=20), tick=False):
+        second = place(customer, plan, key="second").order  # expires Mar 20 (Feb has 28 days)
+    renew_at = second.expires_at - timedelta(hours=1)
+    # At renew_at (Mar 20, 11:00) the first service's second period has begun: renew it first.
+    with time_machine.travel(first.expires_at - timedelta(hours=1), tick=False):
+        renewals.renewals_run()
+    first.refresh_from_db()
+
+    def remove():
+        return addon_services.order_addon_change(order=first, addon=ipv4, quantity=0, actor=None)
+
+    def renew():
+        return renewals.renewals_run()
+
+    with time_machine.travel(renew_at, tick=False):
+        results, errors = run_concurrently(lambda job: job(), [(remove,), (renew,)])
+    assert not errors, errors
+    assert OrderRenewal.objects.filter(order=second, status=OrderRenewal.Status.PAID).count() == 1
+    assert not OrderAddon.objects.filter(order=first).exists() and CreditNote.objects.count() == 1
+    call_command("audit_ledger")
