@@ -71,7 +71,7 @@ class PlanSerializer(serializers.ModelSerializer):
 
 
 class ServiceSerializer(CurrencyAmounts, serializers.ModelSerializer):
-    amount_fields = ("price",)
+    amount_fields = ("price", "addons_price")
 
     plan = PlanSerializer()
     scheduled_plan = PlanSerializer(allow_null=True)
@@ -79,7 +79,8 @@ class ServiceSerializer(CurrencyAmounts, serializers.ModelSerializer):
 
     class Meta:
         model = Order
-        fields = ["id", "plan", "status", "period_months", "price", "currency", "ip", "created_at", "paid_at",
+        # `price` is the plan's part of a period, `addons_price` the add-ons' (a renewal charges both).
+        fields = ["id", "plan", "status", "period_months", "price", "addons_price", "currency", "ip", "created_at", "paid_at",
                   "activated_at", "expires_at", "current_period", "auto_renew", "cancel_at_period_end", "scheduled_plan"]
 
 

@@ -24,7 +24,7 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -279,10 +279,12 @@ def _credit(*, order: Order, change: AddonChange, actor: User | None) -> list[st
     remaining = change.credit
     if remaining <= 0:
         return []
-    invoice_ids = (InvoiceLine.objects.filter(invoice__customer_id=order.customer_id, invoice__status=Invoice.Status.PAID,
-                                              invoice__currency=order.currency,
-                                              reference__startswith=f"{order.reference}:",
-                                              reference__endswith=f":addon:{change.addon_id}")
+    # The add-on's lines: this add-on's, or its equivalent's on a plan the service had before a plan change.
+    matches = Q()
+    for addon_id in _lineage(order, change.addon):
+        matches |= Q(reference__endswith=f":addon:{addon_id}")
+    invoice_ids = (InvoiceLine.objects.filter(matches, invoice__customer_id=order.customer_id, invoice__status=Invoice.Status.PAID,
+                                              invoice__currency=order.currency, reference__startswith=f"{order.reference}:")
                    .values_list("invoice_id", flat=True).distinct())
     with translation.override(order.customer.language):
         reason = _("%(addon)s removed from order #%(id)s: unused part") % {
@@ -304,6 +306,18 @@ def _credit(*, order: Order, change: AddonChange, actor: User | None) -> list[st
         numbers.append(note.number)
         remaining = ZERO if amount == wanted else remaining - (note.amount - note.tax_amount)
     return numbers
+
+
+def _lineage(order: Order, addon: PlanAddon) -> set[int]:
+    """`addon` and the add-ons of the same kind and step on the plans the service was on before."""
+    from .models import PlanChange
+
+    plan_ids = {order.plan_id}
+    for change in PlanChange.objects.filter(order=order).values("from_plan_id", "to_plan_id"):
+        plan_ids |= {change["from_plan_id"], change["to_plan_id"]}
+    plan_ids |= set(order.renewals.values_list("plan_id", flat=True))
+    return {addon.pk} | set(PlanAddon.objects.filter(plan_id__in=plan_ids, kind=addon.kind, step=addon.step)
+                            .values_list("pk", flat=True))
 
 
 def addons_repoint(*, order: Order, plan: Plan) -> None:

@@ -415,6 +415,11 @@ def test_an_upgrade_keeps_the_addons_on_the_new_plans_equivalents_or_is_refused(
         assert services.order_change_plan(order=order, plan=bigger, actor=None).paid
     held = OrderAddon.objects.get(order=order)
     assert (held.addon, held.quantity, held.unit_price) == (bigger_ram, 2, Decimal("3.00"))  # the price held
+    with time_machine.travel(FEB14, tick=False):
+        removed = addon_services.order_addon_change(order=order, addon=bigger_ram, quantity=0, actor=None)
+    # By hand: 2 × 3.00 held × 14/28 = 3.00, credited on the order invoice that charged the old plan's RAM.
+    note = CreditNote.objects.get()
+    assert (removed.change.credit, note.amount, note.invoice_id) == (Decimal("3.00"), Decimal("3.00"), order.invoice_id)
 
 
 def test_the_renewal_job_stays_set_based_with_a_constant_number_of_statements_for_services_with_addons(currencies, fund):
