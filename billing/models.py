@@ -130,7 +130,7 @@ class Invoice(models.Model):
         ADVANCE = "advance", _("Advance payment")
         ORDER = "order", _("Order")
         RENEWAL = "renewal", _("Renewal")
-        PLAN_CHANGE = "plan_change", _("Plan change")
+        PLAN_CHANGE = "plan_change", _("Service change")  # a plan upgrade or add-ons taken on a running service
         LATE_FEE = "late_fee", _("Late fee")
 
     class Status(models.TextChoices):
