@@ -19,7 +19,7 @@ from billing.services import LineInput
 from billing.tests.factories import make_currencies
 from notifications.models import Notification
 from orders.models import Order
-from orders.services import order_place
+from orders.services.placing import order_place
 from orders.tests.factories import PlanFactory, order_options
 
 pytestmark = pytest.mark.django_db
