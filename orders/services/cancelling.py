@@ -1,6 +1,5 @@
 """The auto-renewal toggle, and cancelling an order (now or at the end of its paid period); `_end`
 is how every path ends an order."""
-
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F

@@ -9,7 +9,6 @@ from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-
 from .. import dunning, promo, provisioning
 from ..models import Order
 from ._common import Source, Status, _date, _notify, event_record

@@ -1,5 +1,4 @@
 """Staff actions (admin): suspend, unsuspend, terminate and extend an order, each in the staff audit."""
-
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
