@@ -8,7 +8,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import User
 from billing.models import Invoice
-from billing.services import invoice_cancel
+from billing.services.invoices import invoice_cancel
 
 from .. import provisioning
 from ..models import Order, OrderRenewal, Plan, PlanChange

@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer, User
 from billing.models import Invoice
-from billing.services import LineInput, invoice_issue, invoice_pay_from_balance
+from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
 
 from .. import pricing, promo, provisioning
 from ..models import Order, Plan, PromoCode

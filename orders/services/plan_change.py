@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from accounts.models import User
 from billing.models import Invoice
 from billing.money import quantize
-from billing.services import LineInput, invoice_cancel, invoice_issue, invoice_pay_from_balance
+from billing.services.invoices import LineInput, invoice_cancel, invoice_issue, invoice_pay_from_balance
 
 from .. import pricing, provisioning
 from ..models import Order, OrderRenewal, Plan, PlanChange
