@@ -16,7 +16,7 @@ from billing.money import quantize
 
 from . import selectors
 from .forms import AddonChangeForm
-from . import addon_services
+from .services import addons as addon_services
 from .views import _can_pay, _invoice_url, _require_pay
 
 

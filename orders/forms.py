@@ -8,7 +8,7 @@ from accounts.content import localized
 from .addons import plan_addons, quantity_choices
 from .models import PERIOD_CHOICES, Plan
 from .order_fields import ORDER_FIELDS
-from .services import MAX_RENEW_PERIODS
+from .services.renewing import MAX_RENEW_PERIODS
 
 
 class OrderForm(forms.Form):

@@ -112,9 +112,11 @@ def invoice_issue(
 
 
 def _lock_invoice(invoice: Invoice) -> Invoice:
-    """Lock an invoice row, after the row that owns it (an order; see `hooks.lock_invoice_owners`)."""
+    """Lock an invoice row, after the row that owns it (an order; see `hooks.lock_invoice_owners`).
+    Only the invoice (`of`): a FOR UPDATE over the joined customer row would block the foreign-key
+    checks of every transaction writing rows for that customer, and deadlock with them."""
     hooks.lock_invoice_owners(invoice)
-    return Invoice.objects.select_for_update().select_related("customer").get(pk=invoice.pk)
+    return Invoice.objects.select_for_update(of=("self",)).select_related("customer").get(pk=invoice.pk)
 
 
 def _settlement_legs(invoice: Invoice, table: RateTable) -> tuple[list, Quote | None]:

@@ -17,7 +17,8 @@ from billing.selectors import balance_of
 from billing.services.invoices import invoice_pay_from_balance
 from billing.tests.factories import TaxRateFactory
 from orders.models import AddonChange, IpAddress, Order, OrderAddon, OrderRenewal, PlanAddonPrice, PromoCode
-from orders import addon_services, renewals, services
+from orders.services import addons as addon_services
+from orders.services import placing, plan_change, renewal_batch, renewing, staff
 
 from .factories import PlanFactory, make_addon, order_options, standard_addons
 
@@ -28,7 +29,7 @@ FEB14 = datetime(2026, 2, 14, 12, 0, tzinfo=dt_timezone.utc)  # 14 of its 28 day
 
 
 def place(customer, plan, addons=None, promo_code="", key="k1", months=1):
-    return services.order_place(customer=customer, actor=None, plan=plan, period_months=months, options=order_options(plan),
+    return placing.order_place(customer=customer, actor=None, plan=plan, period_months=months, options=order_options(plan),
                                idempotency_key=f"{customer.pk}:{key}", promo_code=promo_code,
                                addons={addon.pk: quantity for addon, quantity in (addons or {}).items()})
 
@@ -93,7 +94,7 @@ def test_addons_are_priced_in_the_order_period_and_converted_when_not_stored(cur
         quarterly = place(customer, plan, {addons["ram"]: 2}, months=3)
     assert quarterly.invoice.total == Decimal("44.80")
     usd = UserFactory(customer__currency="USD").customer
-    quote = services.order_quote(customer=usd, plan=plan, period_months=1, addons={addons["backups"].pk: 1})
+    quote = placing.order_quote(customer=usd, plan=plan, period_months=1, addons={addons["backups"].pk: 1})
     item = quote.addons[0]
     # No USD price is stored: 4.00 EUR at the test rate, rounded to cents, and shown as converted.
     assert item.price.converted_from == "EUR" and item.unit_price == (Decimal("4.00") * item.price.rate).quantize(Decimal("0.01"))
@@ -106,7 +107,7 @@ def test_bad_addon_quantities_at_order_time_change_nothing(currencies, customer,
     ram = standard_addons(plan)["ram"]  # at most 4 steps
     fund(customer, "100.00")
     with pytest.raises(ValidationError) as raised:
-        services.order_place(customer=customer, actor=None, plan=plan, period_months=1, options=order_options(plan),
+        placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options=order_options(plan),
                             idempotency_key="bad", addons={ram.pk: quantity})
     assert raised.value.code == code
     assert not Order.objects.exists() and not Invoice.objects.exists() and balance_of(customer) == Decimal("100.00")
@@ -128,7 +129,7 @@ def test_addon_without_a_price_for_the_period_or_with_a_bad_price_is_refused(cur
     plan = PlanFactory()
     usd_only = make_addon(plan, "control_panel", "cPanel", prices={(1, "USD"): "15.00"})  # the plan's base is EUR
     with pytest.raises(ValidationError) as raised:
-        services.order_quote(customer=customer, plan=plan, period_months=1, addons={usd_only.pk: 1})
+        placing.order_quote(customer=customer, plan=plan, period_months=1, addons={usd_only.pk: 1})
     assert raised.value.code == "addon_no_price"
     with pytest.raises(ValidationError) as raised:
         PlanAddonPrice(addon=usd_only, period_months=1, currency="XYZ", amount=Decimal("1.00")).full_clean()
@@ -185,7 +186,7 @@ def test_adding_covers_the_periods_already_paid_ahead(currencies, customer, fund
     ipv4 = standard_addons(plan)["ipv4"]
     order = active_order(customer, fund, plan)
     with time_machine.travel(datetime(2026, 2, 1, 12, 0, tzinfo=dt_timezone.utc), tick=False):
-        assert services.order_renew(order=order, periods=1, actor=None).paid  # paid up to Mar 31
+        assert renewing.order_renew(order=order, periods=1, actor=None).paid  # paid up to Mar 31
     order.refresh_from_db()
     with time_machine.travel(FEB14, tick=False):
         quote = addon_services.addon_change_quote(order=order, addon=ipv4, quantity=2)
@@ -320,7 +321,7 @@ def test_termination_gives_back_every_address(currencies, customer, fund):
     ipv4 = standard_addons(plan)["ipv4"]
     order = active_order(customer, fund, plan, {ipv4: 3})
     assert IpAddress.objects.filter(order=order).count() == 4
-    services.order_terminate(order=order, actor=StaffUserFactory(), reason="test")
+    staff.order_terminate(order=order, actor=StaffUserFactory(), reason="test")
     assert not IpAddress.objects.filter(order=order).exists()
     assert not IpAddress.objects.filter(extra=True).exists()
 
@@ -332,7 +333,7 @@ def test_renewal_charges_the_plan_plus_a_line_per_addon_and_tax(vat19, customer,
     addons = standard_addons(plan)
     order = active_order(customer, fund, plan, {addons["ram"]: 2, addons["backups"]: 1}, balance="100.00")
     with time_machine.travel(FEB14, tick=False):
-        renewed = services.order_renew(order=order, periods=2, actor=None)
+        renewed = renewing.order_renew(order=order, periods=2, actor=None)
     # By hand: (10.00 + 6.00 + 4.00) × 2 periods = 40.00; VAT 19 % = 7.60; total 47.60.
     invoice = renewed.invoice
     assert lines(invoice) == [
@@ -353,7 +354,7 @@ def test_the_renewal_job_charges_plan_plus_addons_set_based_and_with_a_promo_one
     first = active_order(plain, fund, plan, {addons["ipv4"]: 1, addons["panel"]: 1})
     second = active_order(with_code, fund, plan, {addons["ipv4"]: 1, addons["panel"]: 1}, promo_code="ADDONS")
     with time_machine.travel(first.expires_at - timedelta(hours=1), tick=False):
-        summary = renewals.renewals_run()
+        summary = renewal_batch.renewals_run()
     assert summary.renewed == 2 and summary.errors == 0
     totals = {r.order_id: Invoice.objects.get(pk=r.invoice_id) for r in OrderRenewal.objects.all()}
     # Set-based: 10.00 + 2.50 + 7.00 = 19.50; VAT 3.705 -> 3.71; 23.21.
@@ -376,7 +377,7 @@ def test_forecast_of_a_service_with_addons_equals_what_the_job_charges(vat19, cu
     # By hand: 10.00 + 3.00 + 5.00 + 4.00 = 22.00; VAT 4.18; 26.18.
     assert [(row.order_id, row.amount) for row in forecast.rows] == [(order.pk, Decimal("26.18"))]
     with time_machine.travel(forecast.rows[0].renews_at, tick=False):
-        renewals.renewals_run()
+        renewal_batch.renewals_run()
     invoice = Invoice.objects.get(pk=OrderRenewal.objects.get(order=order).invoice_id)
     assert invoice.total == forecast.total == Decimal("26.18") and invoice.status == Invoice.Status.PAID
 
@@ -387,7 +388,7 @@ def test_a_pending_renewal_priced_with_old_addons_is_reissued_after_a_change(cur
     addons = standard_addons(plan)
     order = active_order(customer, fund, plan, {addons["backups"]: 1}, balance="14.00")
     with time_machine.travel(FEB14, tick=False):
-        pending = services.order_renew(order=order, periods=1, actor=None)
+        pending = renewing.order_renew(order=order, periods=1, actor=None)
         assert not pending.paid and pending.invoice.total == Decimal("14.00")  # 10.00 + 4.00; balance 0
         with django_capture_on_commit_callbacks(execute=True):
             addon_services.order_addon_change(order=order, addon=addons["backups"], quantity=0, actor=None)
@@ -410,9 +411,9 @@ def test_an_upgrade_keeps_the_addons_on_the_new_plans_equivalents_or_is_refused(
     order = active_order(customer, fund, plan, {addons["ram"]: 2})
     with time_machine.travel(FEB14, tick=False):
         with pytest.raises(ValidationError) as raised:
-            services.order_change_plan(order=order, plan=bare, actor=None)
+            plan_change.order_change_plan(order=order, plan=bare, actor=None)
         assert raised.value.code == "plan_addons"
-        assert services.order_change_plan(order=order, plan=bigger, actor=None).paid
+        assert plan_change.order_change_plan(order=order, plan=bigger, actor=None).paid
     held = OrderAddon.objects.get(order=order)
     assert (held.addon, held.quantity, held.unit_price) == (bigger_ram, 2, Decimal("3.00"))  # the price held
     with time_machine.travel(FEB14, tick=False):
@@ -441,7 +442,7 @@ def test_the_renewal_job_stays_set_based_with_a_constant_number_of_statements_fo
             for order in orders for addon in (addons["ipv4"], addons["backups"]))
         Order.objects.filter(pk__in=[order.pk for order in orders]).update(addons_price=Decimal("5.00"))
         with CaptureQueriesContext(connection) as queries, time_machine.travel(T0, tick=False):
-            summary = renewals.renewals_run(chunk_size=50)
+            summary = renewal_batch.renewals_run(chunk_size=50)
         assert summary.renewed == customers and summary.errors == 0
         # 10.00 + 2 × 2.50 = 15.00 each, a line per add-on.
         invoices = Invoice.objects.filter(kind=Invoice.Kind.RENEWAL, customer__in=owners)
@@ -486,18 +487,37 @@ def test_removing_an_addon_while_the_renewal_job_renews_the_customers_other_serv
     renew_at = second.expires_at - timedelta(hours=1)
     # At renew_at (Mar 20, 11:00) the first service's second period has begun: renew it first.
     with time_machine.travel(first.expires_at - timedelta(hours=1), tick=False):
-        renewals.renewals_run()
+        renewal_batch.renewals_run()
     first.refresh_from_db()
 
     def remove():
         return addon_services.order_addon_change(order=first, addon=ipv4, quantity=0, actor=None)
 
     def renew():
-        return renewals.renewals_run()
+        return renewal_batch.renewals_run()
 
     with time_machine.travel(renew_at, tick=False):
         results, errors = run_concurrently(lambda job: job(), [(remove,), (renew,)])
-    assert not errors, errors
+    assert not errors, [str(error) for error in errors]
+    summary = next(result for result in results if isinstance(result, renewal_batch.RenewalRunSummary))
+    assert summary.retries == 0  # the job retries a deadlocked chunk: none happened
     assert OrderRenewal.objects.filter(order=second, status=OrderRenewal.Status.PAID).count() == 1
     assert not OrderAddon.objects.filter(order=first).exists() and CreditNote.objects.count() == 1
     call_command("audit_ledger")
+
+
+def test_a_manually_completed_order_gets_its_extra_addresses_from_the_plans_pool(currencies, customer, fund):
+    from accounts.tests.factories import StaffUserFactory
+    from orders.models import ProductType
+
+    plan = PlanFactory(product_type=ProductType.objects.create(code="dedicated", name="Dedicated",
+                                                               provisioner=ProductType.Provisioner.MANUAL))
+    ipv4 = standard_addons(plan)["ipv4"]
+    fund(customer, "100.00")
+    with time_machine.travel(JAN31, tick=False):
+        order = place(customer, plan, {ipv4: 2}).order
+        assert order.status == Order.Status.PENDING and not IpAddress.objects.filter(order=order).exists()
+        placing.order_complete_manually(order=order, ip="203.0.113.10", actor=StaffUserFactory())
+    order.refresh_from_db()
+    assert order.status == Order.Status.ACTIVE and order.ip == "203.0.113.10"
+    assert IpAddress.objects.filter(order=order, extra=True).count() == 2

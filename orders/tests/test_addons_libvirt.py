@@ -6,8 +6,9 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 import pytest
 import time_machine
 
-from orders import addon_services, services
 from orders.models import ProvisioningJob, VirtualMachine
+from orders.services import addons as addon_services
+from orders.services import placing
 
 from .factories import make_addon
 from .hypervisor import domain_xml, hypervisor, kvm, kvm_node, kvm_options, kvm_plan  # noqa: F401
@@ -25,7 +26,7 @@ def test_extra_vcpu_and_disk_size_the_vm_and_a_later_vcpu_resizes_it_after_commi
     cpu = make_addon(kvm_plan, "cpu", "Extra vCPU", max_quantity=3, prices={(1, "EUR"): "5.00"})
     disk = make_addon(kvm_plan, "disk", "Extra disk", step=2, max_quantity=5, prices={(1, "EUR"): "1.00"})
     fund(customer, "100.00")
-    placed = services.order_place(customer=customer, actor=None, plan=kvm_plan, period_months=1,
+    placed = placing.order_place(customer=customer, actor=None, plan=kvm_plan, period_months=1,
                                   options=kvm_options(kvm_plan), idempotency_key="kvm-addons",
                                   addons={cpu.pk: 1, disk.pk: 1})
     order = placed.order

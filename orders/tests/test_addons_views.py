@@ -15,7 +15,7 @@ from accounts.tests.factories import UserFactory
 from billing.models import Invoice
 from billing.selectors import balance_of
 from orders.models import AddonChange, Order, OrderAddon, PromoCode
-from orders import services
+from orders.services import placing
 
 from .factories import PlanFactory, order_options, standard_addons
 
@@ -38,7 +38,7 @@ def order_data(plan, **extra):
 
 def active(customer, plan, addons=None, key="k1"):
     with time_machine.travel(JAN31, tick=False):
-        return services.order_place(customer=customer, actor=None, plan=plan, period_months=1, options=order_options(plan),
+        return placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options=order_options(plan),
                                    idempotency_key=key, addons={a.pk: n for a, n in (addons or {}).items()}).order
 
 

@@ -36,10 +36,11 @@ from billing.services.corrections import credit_note_issue
 from billing.services.errors import BillingError
 from billing.services.invoices import LineInput, invoice_cancel, invoice_issue, invoice_pay_from_balance
 
-from . import addons as catalogue
-from . import pricing, promo, provisioning
-from .models import AddonChange, Order, OrderAddon, Plan, PlanAddon
-from .services import Source, Status, _lock, _money, _source_for, _stale_renewals_withdraw, event_record
+from .. import addons as catalogue
+from .. import pricing, promo, provisioning
+from ..models import AddonChange, Order, OrderAddon, Plan, PlanAddon
+from ._common import Source, Status, _lock, _money, _source_for, event_record
+from .plan_change import _stale_renewals_withdraw
 
 ZERO = Decimal("0")
 Kind = PlanAddon.Kind
@@ -100,7 +101,7 @@ def addon_change_quote(*, order: Order, addon: PlanAddon, quantity: int, now: da
     if addon.kind == Kind.DISK and quantity < current:
         raise ValidationError(_("Disks cannot shrink: extra disk space stays until the service ends."), code="addon_disk_shrink")
     if addon.kind == Kind.IPV4 and quantity > current:
-        from .provisioning.ip_pool import free_addresses
+        from ..provisioning.ip_pool import free_addresses
 
         if free_addresses(order.plan.ip_pool_id) < (quantity - current) * addon.step:
             raise ValidationError(_("Not enough free IPv4 addresses right now; please contact support."),
@@ -310,7 +311,7 @@ def _credit(*, order: Order, change: AddonChange, actor: User | None) -> list[st
 
 def _lineage(order: Order, addon: PlanAddon) -> set[int]:
     """`addon` and the add-ons of the same kind and step on the plans the service was on before."""
-    from .models import PlanChange
+    from ..models import PlanChange
 
     plan_ids = {order.plan_id}
     for change in PlanChange.objects.filter(order=order).values("from_plan_id", "to_plan_id"):
