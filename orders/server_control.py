@@ -92,7 +92,7 @@ def reinstall_images(order: Order) -> list:
 
     images = OsImage.objects.filter(product_types=order.plan.product_type, is_active=True)
     vm = _machine(order)
-    if vm is not None and module_for(order).code == "libvirt":
+    if vm is not None and module_for(order).runs_in_jobs:  # hypervisor modules: templates live on nodes
         images = images.filter(templates__node=vm.node, templates__is_active=True)
     return list(images.distinct().order_by("sort_order", "name"))
 
