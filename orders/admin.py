@@ -403,7 +403,7 @@ admin.site.register(ProvisioningJob, ProvisioningJobAdmin)
 class TrafficOverageAdmin(admin.ModelAdmin):
     """Services that passed their traffic quota, one row per period (written by the usage beat job)."""
 
-    list_display = ("order", "period", "used_gib", "quota_gib", "action", "created_at")
+    list_display = ("order", "period_start", "used_gib", "quota_gib", "action", "created_at")
     list_filter = ("action",)
     search_fields = ("=order__id",)
     list_select_related = ("order__plan",)

@@ -147,7 +147,7 @@ class Plan(models.Model):
         ordering = ["product_type__sort_order", "sort_order", "pk"]
         constraints = [
             models.CheckConstraint(condition=Q(setup_fee__gte=0), name="plan_setup_fee_gte_0"),
-            models.CheckConstraint(condition=~Q(over_quota_action="throttle") | Q(over_quota_mbps__gte=1),
+            models.CheckConstraint(condition=~Q(over_quota_action="throttle") | Q(over_quota_mbps__isnull=False, over_quota_mbps__gte=1),
                                    name="plan_throttle_has_speed"),
         ]
 
@@ -652,12 +652,13 @@ class PromoRedemption(models.Model):
 
 
 class TrafficOverage(models.Model):
-    """A service's traffic passed its plan's quota in a billing period. One row per order and period
-    (the unique constraint): the customer is notified when it is inserted, so once per period however
-    often or concurrently the check runs (orders/traffic_quota.py)."""
+    """A service's traffic passed its plan's quota in a traffic period (its monthly cycle, see
+    orders.usage.traffic_period). One row per order and period (the unique constraint): the customer is
+    notified when it is inserted, so once per period however often or concurrently the check runs
+    (orders/traffic_quota.py)."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="traffic_overages", verbose_name=_("order"))
-    period = models.PositiveIntegerField(_("period"))
+    period_start = models.DateTimeField(_("period started"))
     used_bytes = models.BigIntegerField(_("traffic used, bytes"))
     quota_bytes = models.BigIntegerField(_("quota, bytes"))
     action = models.CharField(_("over-quota action"), max_length=16, choices=Plan.OverQuotaAction.choices)
@@ -667,10 +668,10 @@ class TrafficOverage(models.Model):
         verbose_name = _("traffic over quota")
         verbose_name_plural = _("traffic over quota")
         ordering = ["-pk"]
-        constraints = [models.UniqueConstraint(fields=["order", "period"], name="traffic_overage_once_per_period")]
+        constraints = [models.UniqueConstraint(fields=["order", "period_start"], name="traffic_overage_once_per_period")]
 
     def __str__(self) -> str:
-        return f"#{self.order_id} period {self.period}"
+        return f"#{self.order_id} {self.period_start:%Y-%m-%d}"
 
 
 class ConsoleToken(models.Model):

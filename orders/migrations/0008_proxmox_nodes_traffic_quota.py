@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
             name='TrafficOverage',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('period', models.PositiveIntegerField(verbose_name='period')),
+                ('period_start', models.DateTimeField(verbose_name='period started')),
                 ('used_bytes', models.BigIntegerField(verbose_name='traffic used, bytes')),
                 ('quota_bytes', models.BigIntegerField(verbose_name='quota, bytes')),
                 ('action', models.CharField(choices=[('notice', 'Notice only'), ('throttle', 'Throttle to the speed below')], max_length=16, verbose_name='over-quota action')),
@@ -99,7 +99,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='plan',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('over_quota_action', 'throttle'), _negated=True), ('over_quota_mbps__gte', 1), _connector='OR'), name='plan_throttle_has_speed'),
+            constraint=models.CheckConstraint(condition=models.Q(models.Q(('over_quota_action', 'throttle'), _negated=True), models.Q(('over_quota_mbps__gte', 1), ('over_quota_mbps__isnull', False)), _connector='OR'), name='plan_throttle_has_speed'),
         ),
         migrations.AddField(
             model_name='trafficoverage',
@@ -108,6 +108,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='trafficoverage',
-            constraint=models.UniqueConstraint(fields=('order', 'period'), name='traffic_overage_once_per_period'),
+            constraint=models.UniqueConstraint(fields=('order', 'period_start'), name='traffic_overage_once_per_period'),
         ),
     ]

@@ -443,9 +443,12 @@ class LibvirtModule(NodeModule):
 
         def run(conn, vm):
             dom = self._domain(conn, vm)
-            flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG | (libvirt.VIR_DOMAIN_AFFECT_LIVE if dom.isActive() else 0)
+            # One definition per call: the running domain first (tc on the host can refuse), then the
+            # persistent one, so a failure leaves neither changed and the retry does both.
+            targets = ([libvirt.VIR_DOMAIN_AFFECT_LIVE] if dom.isActive() else []) + [libvirt.VIR_DOMAIN_AFFECT_CONFIG]
             for mac in ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).findall("devices/interface/mac"):
-                dom.setInterfaceParameters(mac.get("address"), parameters, flags)
+                for flags in targets:
+                    dom.setInterfaceParameters(mac.get("address"), parameters, flags)
         self._call(order, run)
 
 

@@ -331,7 +331,7 @@ def test_usage_samples_integrate_rrd_averages_into_the_usage_table(pve, active):
     serve_vm(pve, vm)
     pve.route("GET", f"{base(vm)}/rrddata", recorded("rrddata", **values(vm)))
     with time_machine.travel(T0 - timedelta(minutes=3, seconds=30), tick=False):
-        Order.objects.filter(pk=order.pk).update(period_started_at=T0 - timedelta(hours=1))
+        Order.objects.filter(pk=order.pk).update(anchor_at=T0 - timedelta(hours=1))  # its traffic period began
         assert usage_sample_all() == 1  # the first sample is the zero base: nothing to ask yet
     assert pve.calls == []
     with time_machine.travel(T0 + timedelta(minutes=1, seconds=30), tick=False):
@@ -342,7 +342,7 @@ def test_usage_samples_integrate_rrd_averages_into_the_usage_table(pve, active):
     assert (latest.net_rx_bytes, latest.net_tx_bytes) == (4 * 60 * 1000.5, 4 * 60 * 250.25)
     assert (latest.disk_read_bytes, latest.disk_write_bytes) == (4 * 60 * 4096, 4 * 60 * 8192)
     assert latest.cpu_time_ns == 4 * 60 * 2 * 10 ** 9 // 4  # a quarter of 2 vCPUs for 4 minutes
-    assert traffic_used_bytes(Order.objects.get(pk=order.pk)) == 240120 + 60060
+    assert traffic_used_bytes(Order.objects.get(pk=order.pk), now=T0) == 240120 + 60060
 
 
 @time_machine.travel(T0, tick=True)
