@@ -55,7 +55,9 @@ def server_state(*, order: Order) -> dict:
         except Exception as error:  # hypervisor down: show what we last knew, never the error
             logger.warning("Status of order %s failed: %s", order.pk, error)
             state = vm.state or "unknown"
-    return {"state": state, "busy": busy, "recent": recent, "controllable": server_controllable(order)}
+    return {"state": state, "busy": busy, "recent": recent, "controllable": server_controllable(order),
+            "console": Operation.CONSOLE in module_for(order).operations,
+            "throttled_mbps": vm.bandwidth_mbps if vm is not None and state not in ("suspended", "none") else None}
 
 
 def server_power(*, order: Order, action: str, request_id: str, actor, ip: str) -> ProvisioningJob:

@@ -209,6 +209,10 @@ def test_a_customer_reboot_runs_as_a_job_through_the_module(client, owner, pve, 
     order, vm = active
     serve_vm(pve, vm, state="running")
     client.force_login(owner)
+    panel = client.get(reverse("orders:server_state", args=[order.pk]), headers={"HX-Request": "true"}).content.decode()
+    assert 'data-state="running"' in panel and 'data-testid="power-reboot"' in panel
+    assert 'data-testid="action-console"' not in panel  # no websocket relay for PVE's console yet
+    pve.reset_calls()
     client.post(reverse("orders:server_power", args=[order.pk, "reboot"]), {"request_id": "c" * 32})
     assert run_queued(order) == ["done"]
     assert [call[:2] for call in pve.calls] == [("GET", f"{base(vm)}/status/current"),

@@ -141,6 +141,8 @@ def test_a_throttle_is_applied_through_the_module_shown_to_the_customer_and_lift
     client.force_login(owner)
     usage = client.get(reverse("orders:server_usage", args=[server.pk]), headers=HX).content.decode()
     assert 'data-testid="traffic-throttled"' in usage and "limited to 10 Mbit/s" in usage and "06/04/2026" in usage
+    panel = client.get(reverse("orders:server_state", args=[server.pk]), headers=HX).content.decode()
+    assert 'data-testid="server-throttled"' in panel and "Throttled to 10 Mbit/s" in panel
 
     next_period = T0 + timedelta(days=31, minutes=5)
     assert traffic_quota_check_all(now=next_period)["jobs"] == 1
