@@ -329,6 +329,13 @@ class HypervisorNodeAdmin(admin.ModelAdmin):
     inlines = [OsTemplateInline]
     actions = ["check_health"]
 
+    def get_fieldsets(self, request, obj=None):
+        """Staff who may only view nodes would see read-only fields as text: the secret is left out."""
+        if self.has_change_permission(request, obj):
+            return self.fieldsets
+        return [(name, {**options, "fields": tuple(f for f in options["fields"] if f != "token_secret")})
+                for name, options in self.fieldsets]
+
     def get_queryset(self, request):
         from django.db.models import Sum
 

@@ -460,6 +460,16 @@ def test_the_token_secret_is_write_only_in_admin_and_the_health_check_asks_the_n
     bad = client.post(url, dict(form, token_id="portal", uri="http://pve1:8006")).content.decode()
     assert "Use the form user@realm!token-name." in bad and "Give the API URL as https://host:8006." in bad
 
+    from accounts.tests.factories import StaffUserFactory
+    from django.contrib.auth.models import Permission
+
+    viewer = StaffUserFactory(is_superuser=False)
+    viewer.user_permissions.set(Permission.objects.filter(codename="view_hypervisornode"))
+    client.force_login(viewer)
+    page = client.get(url).content.decode()
+    assert page.count("portal@pve!provisioning") >= 1 and SECRET not in page and "API token secret" not in page
+    client.force_login(admin_user)
+
     pve.route("GET", "/nodes/pve1/status", recorded("node_status"))
     pve.route("GET", "/nodes/pve1/storage/local-lvm/status", recorded("storage_status"))
     run_action(client, admin_user, "orders_hypervisornode", "check_health", [pve_node.pk])
