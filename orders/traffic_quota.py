@@ -95,7 +95,7 @@ def traffic_quota_check(*, order_id: int, now=None) -> dict:
 def _overage_record(order: Order, *, period: tuple, used: int, quota: int) -> bool:
     from notifications.services import notify
 
-    from .services import _date, order_label
+    from .services._common import _date, order_label
 
     plan = order.plan
     try:

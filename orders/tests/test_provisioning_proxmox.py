@@ -12,7 +12,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from accounts.tests.factories import UserFactory
-from orders import services
+from orders.services import placing
 from orders.models import HypervisorNode, IpAddress, Order, OsImage, OsTemplate, ProductType, ProvisioningJob, UsageSample, VirtualMachine
 from orders.provisioning import jobs
 from orders.provisioning.base import MachineSpec
@@ -67,7 +67,7 @@ def pve_plan(pve_node):
 
 def place(customer, fund, plan, key="p1"):
     fund(customer, "100.00")
-    return services.order_place(customer=customer, actor=None, plan=plan, period_months=1, idempotency_key=key,
+    return placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, idempotency_key=key,
                                 options={"hostname": "web1.example.com", "os_image": "Ubuntu 24.04", "ssh_key": SSH_KEY}).order
 
 
@@ -121,7 +121,7 @@ def active(customer, fund, pve, pve_plan):
     vm = module._machine(order)
     ProvisioningJob.objects.filter(order=order).update(state=State.DONE)
     with transaction.atomic():
-        services.order_provisioned(order=Order.objects.select_for_update().get(pk=order.pk),
+        placing.order_provisioned(order=Order.objects.select_for_update().get(pk=order.pk),
                                    ip=IpAddress.objects.get(order=order).address)
     return Order.objects.get(pk=order.pk), VirtualMachine.objects.select_related("node").get(pk=vm.pk)
 
