@@ -26,7 +26,7 @@ from django.views.decorators.http import require_POST, require_http_methods
 
 from core.ratelimit import limit_posts
 
-from . import selectors, services
+from . import selectors
 from .activity_labels import activity_label
 from .client_ip import client_ip
 from .forms import (
@@ -38,6 +38,19 @@ from .session_policy import recent_auth_required, recently_authenticated
 from .models import Customer, User
 from .phone import format_phone, verification_backend
 from .roles import Area, acting_customer, acting_customer_or_none, customer_view, role_allows
+from .services.activity import login_failure_record
+from .services.contact import user_update_contact
+from .services.phone import phone_verification_confirm, phone_verification_pending, phone_verification_start
+from .services.policies import policies_accept
+from .services.profile import (
+    customer_update_address, customer_update_email_routing, customer_update_preferences, customer_update_profile_type,
+    user_avatar_remove, user_avatar_set, user_set_theme,
+)
+from .services.registration import customer_register, customer_set_language, email_verification_send, email_verify
+from .services.security import code_word_set, customer_update_login_options, ip_allowlist_set, password_changed_record
+from .services.social import social_account_unlink
+from .services.totp import otp_enabled, otp_match, totp_disable, totp_setup_confirm, totp_setup_start
+from .services import trusted_users as trusted_user_services
 
 
 @limit_posts("register", ip=client_ip, account=lambda request: request.POST.get("email", ""))
@@ -47,7 +60,7 @@ def register(request: HttpRequest) -> HttpResponse:
     form = RegistrationForm(request.POST or None, policies=selectors.policies_current())
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        owner = services.customer_register(
+        owner = customer_register(
             username=data["username"], email=data["email"], password=data["password1"],
             first_name=data["first_name"], last_name=data["last_name"],
             language=request.LANGUAGE_CODE if request.LANGUAGE_CODE in ("en", "ru") else "en",
@@ -55,7 +68,7 @@ def register(request: HttpRequest) -> HttpResponse:
         if data.get("policy_ids"):
             # The versions shown on the form: the new user is not asked to "review a new version" of them.
             try:
-                services.policies_accept(user=owner, policy_ids=data["policy_ids"], ip=client_ip(request))
+                policies_accept(user=owner, policy_ids=data["policy_ids"], ip=client_ip(request))
             except ValidationError:
                 pass  # published a moment ago: the review banner asks for that version after login
         return render(request, "accounts/register_done.html", {"email": data["email"]})
@@ -66,7 +79,7 @@ def verify_email(request: HttpRequest, token: str) -> HttpResponse:
     """GET shows a confirm button (no state change on GET); POST verifies."""
     if request.method == "POST":
         try:
-            services.email_verify(token=token)
+            email_verify(token=token)
         except ValidationError as error:
             return render(request, "accounts/verify_email.html", {"error": error.messages[0]}, status=400)
         messages.success(request, _("Your email address is verified."))
@@ -81,7 +94,7 @@ def resend_verification(request: HttpRequest) -> HttpResponse:
     if request.user.email_verified:
         messages.info(request, _("Your email address is already verified."))
     else:
-        services.email_verification_send(user=request.user)
+        email_verification_send(user=request.user)
         messages.success(request, _("We sent a new verification link to %(email)s.") % {"email": request.user.email})
     return _safe_next(request)
 
@@ -106,7 +119,7 @@ def set_language(request: HttpRequest) -> HttpResponse:
             if not role_allows(request.user, Area.SETTINGS):  # the language is the whole account's
                 messages.error(request, _("Only the account owner can change the account language."))
                 return response
-            services.customer_set_language(customer=customer, language=language)
+            customer_set_language(customer=customer, language=language)
     except ValidationError:
         messages.error(request, _("Unsupported language."))
         return response
@@ -175,7 +188,7 @@ def account_settings(request: HttpRequest) -> HttpResponse:
 
 def _profile_page(request: HttpRequest, **forms) -> HttpResponse:
     user, customer = request.user, acting_customer(request)
-    pending = services.phone_verification_pending(user=user) if user.phone and not user.phone_verified else None
+    pending = phone_verification_pending(user=user) if user.phone and not user.phone_verified else None
     context = {
         "contact_form": forms.get("contact_form") or ContactForm(initial={
             "first_name": user.first_name, "last_name": user.last_name, "email": user.email}),
@@ -208,7 +221,7 @@ def settings_contact(request: HttpRequest) -> HttpResponse:
     form = ContactForm(request.POST)
     if form.is_valid():
         try:
-            requested = services.user_update_contact(user=request.user, ip=client_ip(request), **form.cleaned_data)
+            requested = user_update_contact(user=request.user, ip=client_ip(request), **form.cleaned_data)
         except ValidationError as error:
             _apply_errors(form, error)
         else:
@@ -226,8 +239,8 @@ def settings_phone(request: HttpRequest) -> HttpResponse:
     form = PhoneForm(request.POST, region=acting_customer(request).country, methods=verification_backend().methods)
     if form.is_valid():
         try:
-            verification = services.phone_verification_start(user=request.user, phone=form.cleaned_data["phone"],
-                                                             ip=client_ip(request), method=form.cleaned_data["method"])
+            verification = phone_verification_start(user=request.user, phone=form.cleaned_data["phone"],
+                                                    ip=client_ip(request), method=form.cleaned_data["method"])
         except ValidationError as error:
             _apply_errors(form, error)
         else:
@@ -247,7 +260,7 @@ def settings_phone_verify(request: HttpRequest) -> HttpResponse:
     form = PhoneCodeForm(request.POST)
     if form.is_valid():
         try:
-            services.phone_verification_confirm(user=request.user, code=form.cleaned_data["code"], ip=client_ip(request))
+            phone_verification_confirm(user=request.user, code=form.cleaned_data["code"], ip=client_ip(request))
         except ValidationError as error:
             _apply_errors(form, error)
         else:
@@ -263,8 +276,8 @@ def settings_address(request: HttpRequest) -> HttpResponse:
     form = AddressForm(request.POST, country_locked=bool(customer.country), initial={"country": customer.country})
     if form.is_valid():
         try:
-            services.customer_update_address(customer=customer, actor=request.user, ip=client_ip(request),
-                                             **form.cleaned_data)
+            customer_update_address(customer=customer, actor=request.user, ip=client_ip(request),
+                                    **form.cleaned_data)
         except ValidationError as error:
             _apply_errors(form, error)
         else:
@@ -278,8 +291,8 @@ def settings_address(request: HttpRequest) -> HttpResponse:
 def settings_profile_type(request: HttpRequest) -> HttpResponse:
     form = ProfileTypeForm(request.POST)
     if form.is_valid():
-        customer = services.customer_update_profile_type(customer=acting_customer(request), actor=request.user,
-                                                         ip=client_ip(request), **form.cleaned_data)
+        customer = customer_update_profile_type(customer=acting_customer(request), actor=request.user,
+                                                ip=client_ip(request), **form.cleaned_data)
         if customer.verification_status == Customer.Verification.PENDING:
             messages.info(request, _("Company details saved. Our staff will verify them; payments wait until then."))
         else:
@@ -298,7 +311,7 @@ def settings_preferences(request: HttpRequest) -> HttpResponse:
     form = PreferencesForm(request.POST or None, initial=initial, account_currency=customer.currency)
     if request.method == "POST" and form.is_valid():
         try:
-            services.customer_update_preferences(customer=customer, actor=request.user, **form.cleaned_data)
+            customer_update_preferences(customer=customer, actor=request.user, **form.cleaned_data)
         except ValidationError as error:
             _apply_errors(form, error)
         else:
@@ -321,7 +334,7 @@ def settings_email_routing(request: HttpRequest) -> HttpResponse:
     form = EmailRoutingForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            services.customer_update_email_routing(customer=customer, actor=request.user, **form.cleaned_data)
+            customer_update_email_routing(customer=customer, actor=request.user, **form.cleaned_data)
         except ValidationError as error:
             _apply_errors(form, error)
         else:
@@ -349,7 +362,7 @@ def _security_page(request: HttpRequest, **forms) -> HttpResponse:
     user, customer = request.user, acting_customer(request)
     setup = TOTPDevice.objects.filter(user=user, confirmed=False).first()
     context = {
-        "otp_enabled": services.otp_enabled(user),
+        "otp_enabled": otp_enabled(user),
         "otp_setup": setup,
         "otp_setup_qr": mark_safe(_qr_svg(setup.config_url)) if setup else "",  # our own SVG, no user input
         "otp_setup_secret": b32encode(setup.bin_key).decode() if setup else "",
@@ -385,8 +398,8 @@ def settings_code_word(request: HttpRequest) -> HttpResponse:
     form = CodeWordForm(request.POST)
     if form.is_valid():
         try:
-            services.code_word_set(customer=acting_customer(request), actor=request.user,
-                                   code_word=form.cleaned_data["code_word"], ip=client_ip(request))
+            code_word_set(customer=acting_customer(request), actor=request.user,
+                          code_word=form.cleaned_data["code_word"], ip=client_ip(request))
         except ValidationError as error:
             _apply_errors(form, error)
         else:
@@ -402,7 +415,7 @@ def settings_ip_allowlist(request: HttpRequest) -> HttpResponse:
     form = IPAllowlistForm(request.POST)
     if form.is_valid():
         try:
-            customer = services.ip_allowlist_set(
+            customer = ip_allowlist_set(
                 customer=acting_customer(request), actor=request.user, text=form.cleaned_data["ip_allowlist"],
                 current_ip=client_ip(request), lockout_confirmed=form.cleaned_data["confirm_lockout"])
         except ValidationError as error:
@@ -421,8 +434,8 @@ def settings_ip_allowlist(request: HttpRequest) -> HttpResponse:
 def settings_login_options(request: HttpRequest) -> HttpResponse:
     form = LoginOptionsForm(request.POST)
     if form.is_valid():
-        services.customer_update_login_options(customer=acting_customer(request), actor=request.user,
-                                               ip=client_ip(request), **form.cleaned_data)
+        customer_update_login_options(customer=acting_customer(request), actor=request.user,
+                                      ip=client_ip(request), **form.cleaned_data)
         messages.success(request, _("Login options saved."))
         return _back("accounts:settings_security", "login-options")
     return _security_page(request, login_options_form=form)
@@ -432,7 +445,7 @@ def settings_login_options(request: HttpRequest) -> HttpResponse:
 @require_POST
 def settings_2fa_start(request: HttpRequest) -> HttpResponse:
     try:
-        services.totp_setup_start(user=request.user)
+        totp_setup_start(user=request.user)
     except ValidationError as error:
         messages.error(request, error.messages[0])
     return _back("accounts:settings_security", "two-factor")
@@ -444,8 +457,8 @@ def settings_2fa_confirm(request: HttpRequest) -> HttpResponse:
     form = OTPTokenForm(request.POST)
     if form.is_valid():
         try:
-            codes = services.totp_setup_confirm(user=request.user, token=form.cleaned_data["token"],
-                                                ip=client_ip(request))
+            codes = totp_setup_confirm(user=request.user, token=form.cleaned_data["token"],
+                                       ip=client_ip(request))
         except ValidationError as error:
             _apply_errors(form, error)
         else:
@@ -461,7 +474,7 @@ def settings_2fa_disable(request: HttpRequest) -> HttpResponse:
     form = TOTPDisableForm(request.POST)
     if form.is_valid():
         try:
-            services.totp_disable(user=request.user, ip=client_ip(request), **form.cleaned_data)
+            totp_disable(user=request.user, ip=client_ip(request), **form.cleaned_data)
         except ValidationError as error:
             _apply_errors(form, error)
         else:
@@ -477,7 +490,7 @@ def password_change(request: HttpRequest) -> HttpResponse:
         form.save()
         # Keeps this session; every other session of the user fails the session-hash check and ends.
         update_session_auth_hash(request, form.user)
-        services.password_changed_record(user=form.user, ip=client_ip(request))
+        password_changed_record(user=form.user, ip=client_ip(request))
         messages.success(request, _("Your password has been changed. Your other sessions were logged out."))
         return redirect("accounts:password_change")
     return _settings_render(request, "password", "accounts/settings/password.html", {"form": form})
@@ -502,7 +515,7 @@ def trusted_users(request: HttpRequest) -> HttpResponse:
     form = TrustedUserForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            user = services.trusted_user_invite(customer=customer, actor=request.user, ip=client_ip(request),
+            user = trusted_user_services.trusted_user_invite(customer=customer, actor=request.user, ip=client_ip(request),
                                                 **form.cleaned_data)
         except ValidationError as error:
             _apply_errors(form, error)
@@ -526,7 +539,7 @@ def trusted_user_role(request: HttpRequest, user_id: int) -> HttpResponse:
         messages.error(request, _("Choose a role."))
     else:
         try:
-            services.trusted_user_set_role(customer=customer, actor=request.user, user_id=target.pk,
+            trusted_user_services.trusted_user_set_role(customer=customer, actor=request.user, user_id=target.pk,
                                            role=form.cleaned_data["role"], ip=client_ip(request))
         except ValidationError as error:
             messages.error(request, error.messages[0])
@@ -541,7 +554,7 @@ def trusted_user_revoke(request: HttpRequest, user_id: int) -> HttpResponse:
     customer = acting_customer(request)
     target = selectors.customer_user_get(customer=customer, user_id=user_id)
     try:
-        services.trusted_user_revoke(customer=customer, actor=request.user, user_id=target.pk, ip=client_ip(request))
+        trusted_user_services.trusted_user_revoke(customer=customer, actor=request.user, user_id=target.pk, ip=client_ip(request))
     except ValidationError as error:
         messages.error(request, error.messages[0])
     else:
@@ -556,7 +569,7 @@ def trusted_user_resend(request: HttpRequest, user_id: int) -> HttpResponse:
     if target.has_usable_password() or not target.is_active:
         messages.error(request, _("This user has already set a password."))
     else:
-        services.invitation_send(user=target, invited_by=request.user)
+        trusted_user_services.invitation_send(user=target, invited_by=request.user)
         messages.success(request, _("Invitation sent again to %(email)s.") % {"email": target.email})
     return _back("accounts:trusted_users")
 
@@ -564,13 +577,13 @@ def trusted_user_resend(request: HttpRequest, user_id: int) -> HttpResponse:
 def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     """Public: the invited person sets a password (GET shows the form, POST saves it)."""
     try:
-        invited = services.invitation_user(token=token)
+        invited = trusted_user_services.invitation_user(token=token)
     except ValidationError as error:
         return render(request, "accounts/invitation.html", {"error": error.messages[0]}, status=400)
     form = SetPasswordForm(invited, request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.invitation_accept(token=token, password=form.cleaned_data["new_password1"])
+            trusted_user_services.invitation_accept(token=token, password=form.cleaned_data["new_password1"])
         except ValidationError as error:
             return render(request, "accounts/invitation.html", {"error": error.messages[0]}, status=400)
         messages.success(request, _("Your password is set. Log in with your username %(username)s.") % {
@@ -602,7 +615,7 @@ class LoginView(auth_views.LoginView):
 
     def form_valid(self, form):
         user = form.get_user()
-        if services.otp_enabled(user):
+        if otp_enabled(user):
             self.request.session[OTP_PENDING] = {
                 "user": user.pk, "backend": user.backend, "next": self.get_success_url(), "at": time.time(),
                 "attempts": 0,
@@ -612,8 +625,8 @@ class LoginView(auth_views.LoginView):
 
     def form_invalid(self, form):
         if form.has_error(NON_FIELD_ERRORS, "ip_restricted"):
-            services.login_failure_record(username=form.cleaned_data.get("username", ""), ip=client_ip(self.request),
-                                          reason="ip_restricted")
+            login_failure_record(username=form.cleaned_data.get("username", ""), ip=client_ip(self.request),
+                                 reason="ip_restricted")
         return super().form_invalid(form)
 
 
@@ -636,7 +649,7 @@ def login_verify(request: HttpRequest) -> HttpResponse:
         return render(request, settings.AXES_LOCKOUT_TEMPLATE, status=429)
     form = OTPLoginForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        device = services.otp_match(user=user, token=form.cleaned_data["token"])
+        device = otp_match(user=user, token=form.cleaned_data["token"])
         if device is not None:
             del request.session[OTP_PENDING]
             user.backend = pending["backend"]
@@ -684,7 +697,7 @@ def settings_avatar(request: HttpRequest) -> HttpResponse:
     form = AvatarForm(request.POST, request.FILES)
     if form.is_valid():
         try:
-            services.user_avatar_set(user=request.user, upload=form.cleaned_data["avatar"])
+            user_avatar_set(user=request.user, upload=form.cleaned_data["avatar"])
         except ValidationError as error:
             _apply_errors(form, ValidationError({"avatar": error.messages}))
         else:
@@ -696,7 +709,7 @@ def settings_avatar(request: HttpRequest) -> HttpResponse:
 @customer_view(Area.ACCOUNT)
 @require_POST
 def settings_avatar_remove(request: HttpRequest) -> HttpResponse:
-    services.user_avatar_remove(user=request.user)
+    user_avatar_remove(user=request.user)
     messages.success(request, _("Your avatar is removed."))
     return _back("accounts:settings_profile", "avatar")
 
@@ -726,7 +739,7 @@ def theme_set(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect("accounts:login")
     try:
-        services.user_set_theme(user=request.user, theme=request.POST.get("theme", ""))
+        user_set_theme(user=request.user, theme=request.POST.get("theme", ""))
     except ValidationError as error:
         messages.error(request, error.messages[0])
     return _safe_next(request)
@@ -740,7 +753,7 @@ def settings_social_unlink(request: HttpRequest, account_id: int) -> HttpRespons
     if account_id not in {account.pk for account in selectors.social_accounts_for(user=request.user)}:
         raise Http404
     try:
-        provider = services.social_account_unlink(user=request.user, account_id=account_id, ip=client_ip(request))
+        provider = social_account_unlink(user=request.user, account_id=account_id, ip=client_ip(request))
     except ValidationError as error:
         messages.error(request, error.messages[0])
     else:
@@ -765,10 +778,10 @@ def staff_two_factor(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         try:
             if request.POST.get("step") == "start":
-                services.totp_setup_start(user=user)
+                totp_setup_start(user=user)
                 return redirect("accounts:staff_two_factor")
             if form.is_valid():
-                request.session["recovery_codes_once"] = services.totp_setup_confirm(
+                request.session["recovery_codes_once"] = totp_setup_confirm(
                     user=user, token=form.cleaned_data["token"], ip=client_ip(request))
                 messages.success(request, _("Two-factor authentication is on. Save your recovery codes now."))
                 return redirect("accounts:staff_two_factor")
@@ -780,7 +793,7 @@ def staff_two_factor(request: HttpRequest) -> HttpResponse:
     setup = TOTPDevice.objects.filter(user=user, confirmed=False).first()
     return render(request, "accounts/staff_two_factor.html", {
         **admin.site.each_context(request), "title": _("Two-factor authentication"),
-        "otp_enabled": services.otp_enabled(user), "otp_setup": setup, "form": form,
+        "otp_enabled": otp_enabled(user), "otp_setup": setup, "form": form,
         "otp_setup_qr": mark_safe(_qr_svg(setup.config_url)) if setup else "",  # our own SVG, no user input
         "otp_setup_secret": b32encode(setup.bin_key).decode() if setup else "",
         "recovery_codes": request.session.pop("recovery_codes_once", None),

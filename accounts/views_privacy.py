@@ -7,11 +7,12 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from . import selectors, services
+from . import selectors
 from .client_ip import client_ip
 from .forms import DeletionRequestForm
 from .models import DataExport, PolicyVersion
 from .roles import Area, acting_customer, customer_view, role_allows
+from .services import data_export, deletion, policies
 from .views import _apply_errors, _back, _settings_render
 
 
@@ -42,7 +43,7 @@ def settings_privacy(request: HttpRequest) -> HttpResponse:
 @require_POST
 def data_export_request(request: HttpRequest) -> HttpResponse:
     try:
-        services.data_export_request(customer=acting_customer(request), user=request.user, ip=client_ip(request))
+        data_export.data_export_request(customer=acting_customer(request), user=request.user, ip=client_ip(request))
     except ValidationError as error:
         messages.info(request, error.messages[0])
     else:
@@ -69,7 +70,7 @@ def deletion_request(request: HttpRequest) -> HttpResponse:
     form = DeletionRequestForm(request.POST, user=request.user)
     if form.is_valid():
         try:
-            services.deletion_request_create(customer=acting_customer(request), user=request.user,
+            deletion.deletion_request_create(customer=acting_customer(request), user=request.user,
                                              reason=form.cleaned_data["reason"], ip=client_ip(request))
         except ValidationError as error:
             _apply_errors(form, error)
@@ -83,7 +84,7 @@ def deletion_request(request: HttpRequest) -> HttpResponse:
 @require_POST
 def deletion_request_cancel(request: HttpRequest) -> HttpResponse:
     try:
-        services.deletion_request_cancel(customer=acting_customer(request), user=request.user, ip=client_ip(request))
+        deletion.deletion_request_cancel(customer=acting_customer(request), user=request.user, ip=client_ip(request))
     except ValidationError as error:
         messages.error(request, error.messages[0])
     else:
@@ -105,7 +106,7 @@ def policies_accept(request: HttpRequest) -> HttpResponse:
     except ValueError:
         ids = []
     try:
-        services.policies_accept(user=request.user, policy_ids=ids, ip=client_ip(request))
+        policies.policies_accept(user=request.user, policy_ids=ids, ip=client_ip(request))
     except ValidationError as error:
         messages.error(request, error.messages[0])
         return redirect("accounts:policies_review")

@@ -27,7 +27,7 @@ from core.calendar import provider_today
 
 from accounts.models import Customer
 from accounts.selectors import customer_owner, payment_blockers
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 from notifications.services import notify as _notify  # module-level name: tests replace it
 
 from . import hooks, vat

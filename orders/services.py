@@ -918,7 +918,7 @@ def orders_lifecycle_run(*, now: datetime | None = None, chunk_size: int | None 
 # --- staff actions (admin) -------------------------------------------------------------------------
 
 def _audit(*, order: Order, actor: User, action: str, details: dict | None = None) -> None:
-    from accounts.services import activity_record
+    from accounts.services.activity import activity_record
 
     activity_record(action=action, customer=order.customer, actor=actor, visible_to_customer=False,
                     details={"order": order.pk, **(details or {})})
