@@ -47,7 +47,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         from .ip_allowlist import ip_permitted
         from .services.activity import login_failure_record
         from .services.totp import otp_enabled
-        from .views import OTP_PENDING
+        from .views.login_2fa import OTP_PENDING
 
         if sociallogin.state.get("process") == AuthProcess.CONNECT:
             return
