@@ -12,9 +12,9 @@ from .models import (
 )
 from .services.deletion import deletion_request_approve, deletion_request_reject
 from .services.policies import policy_publish, policy_version_create
-from .services.security import code_word_check, ip_allowlist_clear
-from .services.staff import company_reject, company_verify
-from .services.totp import two_factor_reset_by_staff
+from .services.security import customer_check_code_word, customer_clear_ip_allowlist
+from .services.staff import customer_reject_company, customer_verify_company
+from .services.totp import two_factor_reset
 
 
 # The admin login asks enrolled staff for their second factor.
@@ -62,7 +62,7 @@ class CustomerAdmin(BackOfficePermissions, IntermediateActionMixin, admin.ModelA
         done = 0
         for customer in queryset:
             try:
-                company_verify(customer=customer, staff=request.user)
+                customer_verify_company(customer=customer, staff=request.user)
                 done += 1
             except ValidationError as error:
                 self.message_user(request, f"{customer.pk}: {error.messages[0]}", messages.WARNING)
@@ -75,7 +75,7 @@ class CustomerAdmin(BackOfficePermissions, IntermediateActionMixin, admin.ModelA
         if form.is_bound and form.is_valid():
             for customer in queryset:
                 try:
-                    company_reject(customer=customer, staff=request.user, reason=form.cleaned_data["reason"])
+                    customer_reject_company(customer=customer, staff=request.user, reason=form.cleaned_data["reason"])
                 except ValidationError as error:
                     self.message_user(request, f"{customer.pk}: {error.messages[0]}", messages.WARNING)
                 else:
@@ -88,7 +88,7 @@ class CustomerAdmin(BackOfficePermissions, IntermediateActionMixin, admin.ModelA
     @admin.action(description=_("Clear IP restriction"), permissions=["clear_ip_restriction"])
     def clear_ip_restriction(self, request, queryset):
         for customer in queryset:
-            ip_allowlist_clear(customer=customer, staff=request.user)
+            customer_clear_ip_allowlist(customer=customer, staff=request.user)
         self.message_user(request, gettext("IP restriction cleared for %(n)d customer(s).") % {"n": len(queryset)},
                           messages.SUCCESS)
 
@@ -102,7 +102,8 @@ class CustomerAdmin(BackOfficePermissions, IntermediateActionMixin, admin.ModelA
         if form.is_bound and form.is_valid():
             if not customer.code_word_hash:
                 self.message_user(request, gettext("This customer has not set a code word."), messages.WARNING)
-            elif code_word_check(customer=customer, staff=request.user, candidate=form.cleaned_data["candidate"]):
+            elif customer_check_code_word(customer=customer, staff=request.user,
+                                          candidate=form.cleaned_data["candidate"]):
                 self.message_user(request, gettext("The code word matches."), messages.SUCCESS)
             else:
                 self.message_user(request, gettext("The code word does NOT match."), messages.ERROR)
@@ -151,7 +152,7 @@ class UserAdmin(BackOfficePermissions, BaseUserAdmin):
 
     @admin.action(description=_("Turn off two-factor authentication (lost phone)"), permissions=["reset_two_factor"])
     def reset_two_factor(self, request, queryset):
-        done = sum(two_factor_reset_by_staff(user=user, staff=request.user) for user in queryset.order_by("pk"))
+        done = sum(two_factor_reset(user=user, staff=request.user) for user in queryset.order_by("pk"))
         self.message_user(request, gettext("Two-factor authentication turned off for %(n)d login(s).") % {"n": done},
                           messages.SUCCESS if done else messages.WARNING)
 

@@ -323,7 +323,7 @@ class PreferencesForm(forms.Form):
 
 def time_zone_choices() -> list[tuple[str, str]]:
     """IANA zones from the system's zoneinfo, labelled with their current UTC offset."""
-    from accounts.services.profile import available_time_zones
+    from .selectors import available_time_zones
 
     return [(name, name.replace("_", " ")) for name in sorted(available_time_zones())
             if "/" in name and not name.startswith(("Etc/", "SystemV/", "US/", "posix/", "right/"))] + [("UTC", "UTC")]
@@ -466,7 +466,8 @@ class StaffLoginForm(AdminAuthenticationForm):
         from django.contrib.auth.signals import user_login_failed
         from django_otp import DEVICE_ID_SESSION_KEY
 
-        from .services.totp import otp_enabled, otp_match
+        from .selectors import otp_enabled
+        from .services.totp import otp_match
 
         super().confirm_login_allowed(user)
         if not otp_enabled(user):
@@ -496,7 +497,7 @@ class ReauthForm(forms.Form):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
-        from .services.totp import otp_enabled
+        from .selectors import otp_enabled
 
         if not otp_enabled(user):
             del self.fields["token"]

@@ -45,8 +45,8 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
 
     def pre_social_login(self, request, sociallogin):
         from .ip_allowlist import ip_permitted
+        from .selectors import otp_enabled
         from .services.activity import login_failure_record
-        from .services.totp import otp_enabled
         from .views.login_2fa import OTP_PENDING
 
         if sociallogin.state.get("process") == AuthProcess.CONNECT:
@@ -76,7 +76,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
 
 @receiver(social_account_added, dispatch_uid="accounts.social_account_linked")
 def social_account_linked(sender, request, sociallogin, **kwargs):
-    from .services.social import social_account_linked_record
+    from .services.social import social_account_link_record
 
-    social_account_linked_record(user=sociallogin.user, provider=sociallogin.account.get_provider().name,
-                                 ip=client_ip(request))
+    social_account_link_record(user=sociallogin.user, provider=sociallogin.account.get_provider().name,
+                               ip=client_ip(request))

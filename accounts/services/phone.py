@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from .. import selectors
 from ..models import PhoneVerification, User
 from ..phone import verification_backend
 from .activity import security_event_record, translated_later
@@ -42,16 +43,11 @@ def phone_verification_start(*, user: User, phone: str, ip: str | None = None, m
     )
 
 
-def phone_verification_pending(*, user: User) -> PhoneVerification | None:
-    return (user.phone_verifications.filter(verified_at__isnull=True, expires_at__gt=timezone.now(), phone=user.phone,
-                                            attempts__lt=settings.PHONE_CODE_MAX_ATTEMPTS).first())
-
-
 def phone_verification_confirm(*, user: User, code: str, ip: str | None = None) -> None:
     """Check `code` against the live verification; a wrong code uses up one attempt (committed)."""
     with transaction.atomic():
         user = User.objects.select_for_update(of=("self",)).select_related("customer").get(pk=user.pk)
-        pending = phone_verification_pending(user=user)
+        pending = selectors.phone_verification_pending(user=user)
         if pending is None:
             raise ValidationError(_("The code has expired or too many wrong codes were entered. Request a new code."),
                                   code="expired")

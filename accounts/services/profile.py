@@ -1,6 +1,6 @@
-"""The customer profile (address, profile type, preferences, email routing) and a login's avatar and theme."""
+"""The customer profile (address, profile type, preferences with the time zone, email routing) and a
+login's avatar and theme."""
 import functools
-import zoneinfo
 from decimal import Decimal
 
 from django.conf import settings
@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from .. import selectors
 from ..models import Customer, User
 from .activity import activity_record
 from .locks import customer_lock
@@ -65,7 +66,7 @@ def customer_update_preferences(*, customer: Customer, actor: User, newsletter: 
     the account currency changed meanwhile, since the number would mean another amount."""
     if site_currency not in settings.CURRENCIES:
         raise ValidationError({"site_currency": _("Unsupported currency.")})
-    if time_zone is not None and time_zone not in available_time_zones():
+    if time_zone is not None and time_zone not in selectors.available_time_zones():
         raise ValidationError({"time_zone": _("Unknown time zone.")})
     if low_balance_threshold < 0:
         raise ValidationError({"low_balance_threshold": _("The threshold cannot be negative.")})
@@ -97,12 +98,7 @@ def customer_update_email_routing(*, customer: Customer, actor: User, email_bill
     return locked
 
 
-# --- Time zone and theme ------------------------------------------------------------------------------
-
-@functools.cache
-def available_time_zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
-
+# --- Theme ------------------------------------------------------------------------------------------
 
 @transaction.atomic
 def user_set_theme(*, user: User, theme: str) -> None:
@@ -115,7 +111,7 @@ def user_set_theme(*, user: User, theme: str) -> None:
 # --- Avatar ---------------------------------------------------------------------------------------------
 
 @transaction.atomic
-def user_avatar_set(*, user: User, upload) -> None:
+def user_set_avatar(*, user: User, upload) -> None:
     """Replace the avatar with our own re-encoded copy of `upload` (checked by content, EXIF dropped)."""
     from django.core.files.base import ContentFile
 
@@ -132,7 +128,7 @@ def user_avatar_set(*, user: User, upload) -> None:
 
 
 @transaction.atomic
-def user_avatar_remove(*, user: User) -> None:
+def user_remove_avatar(*, user: User) -> None:
     locked = User.objects.select_for_update().get(pk=user.pk)
     old = locked.avatar.name
     if not old:

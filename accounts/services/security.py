@@ -12,7 +12,7 @@ from .locks import customer_lock
 
 
 @transaction.atomic
-def code_word_set(*, customer: Customer, actor: User, code_word: str, ip: str | None = None) -> None:
+def customer_set_code_word(*, customer: Customer, actor: User, code_word: str, ip: str | None = None) -> None:
     """Write-once: a second call fails even when two requests race (row lock)."""
     locked = customer_lock(customer)
     if locked.code_word_hash:
@@ -27,7 +27,7 @@ def code_word_set(*, customer: Customer, actor: User, code_word: str, ip: str | 
 
 
 @transaction.atomic
-def code_word_check(*, customer: Customer, staff: User, candidate: str) -> bool:
+def customer_check_code_word(*, customer: Customer, staff: User, candidate: str) -> bool:
     """Staff compare what a caller says with the stored hash; every check is audited."""
     matches = bool(customer.code_word_hash) and check_password(candidate.strip().casefold(), customer.code_word_hash)
     activity_record(action="code_word_checked", customer=customer, actor=staff, visible_to_customer=False,
@@ -36,7 +36,8 @@ def code_word_check(*, customer: Customer, staff: User, candidate: str) -> bool:
 
 
 @transaction.atomic
-def ip_allowlist_set(*, customer: Customer, actor: User, text: str, current_ip: str, lockout_confirmed: bool) -> Customer:
+def customer_set_ip_allowlist(*, customer: Customer, actor: User, text: str, current_ip: str,
+                              lockout_confirmed: bool) -> Customer:
     """Validate the whole list (nothing saved on any bad line) and refuse to lock the customer out silently."""
     try:
         parse_allowlist(text)
@@ -60,7 +61,7 @@ def ip_allowlist_set(*, customer: Customer, actor: User, text: str, current_ip: 
 
 
 @transaction.atomic
-def ip_allowlist_clear(*, customer: Customer, staff: User) -> None:
+def customer_clear_ip_allowlist(*, customer: Customer, staff: User) -> None:
     locked = customer_lock(customer)
     locked.ip_allowlist = ""
     locked.save(update_fields=["ip_allowlist"])
@@ -81,6 +82,6 @@ def customer_update_login_options(*, customer: Customer, actor: User, show_last_
     return locked
 
 
-def password_changed_record(*, user: User, ip: str | None) -> None:
+def password_change_record(*, user: User, ip: str | None) -> None:
     with transaction.atomic():
         security_event_record(user=user, action="password_changed", ip=ip, change=gettext_lazy("Password changed"))

@@ -8,7 +8,7 @@ from ..models import User
 from .activity import security_event_record, translated_later
 
 
-def social_account_linked_record(*, user: User, provider: str, ip: str | None = None) -> None:
+def social_account_link_record(*, user: User, provider: str, ip: str | None = None) -> None:
     with transaction.atomic():
         security_event_record(
             user=user, action="social_linked", ip=ip, details={"provider": provider},

@@ -9,7 +9,7 @@ from .locks import customer_lock
 
 
 @transaction.atomic
-def company_verify(*, customer: Customer, staff: User) -> Customer:
+def customer_verify_company(*, customer: Customer, staff: User) -> Customer:
     locked = customer_lock(customer)
     if locked.profile_type != Customer.ProfileType.COMPANY:
         raise ValidationError(_("Only company profiles are verified."), code="not_company")
@@ -20,7 +20,7 @@ def company_verify(*, customer: Customer, staff: User) -> Customer:
 
 
 @transaction.atomic
-def company_reject(*, customer: Customer, staff: User, reason: str) -> Customer:
+def customer_reject_company(*, customer: Customer, staff: User, reason: str) -> Customer:
     if not reason.strip():
         raise ValidationError(_("Give the reason the customer will see."), code="no_reason")
     locked = customer_lock(customer)

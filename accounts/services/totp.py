@@ -87,7 +87,7 @@ def otp_match(*, user: User, token: str):
 
 
 @transaction.atomic
-def two_factor_reset_by_staff(*, user: User, staff: User) -> bool:
+def two_factor_reset(*, user: User, staff: User) -> bool:
     """Staff turn off a login's second factor (lost phone, identity checked by phone); audited, and the
     customer is told. Returns False when the login had none."""
     from django_otp import devices_for_user
@@ -119,9 +119,3 @@ def totp_disable(*, user: User, password: str, token: str, ip: str | None = None
         device.delete()
     security_event_record(user=user, action="2fa_disabled", ip=ip,
                           change=gettext_lazy("Two-factor authentication turned off"))
-
-
-def otp_enabled(user: User) -> bool:
-    from django_otp import user_has_device
-
-    return user_has_device(user, confirmed=True)

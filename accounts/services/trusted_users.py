@@ -1,6 +1,5 @@
 """Trusted users: more logins for one customer, invited by email, with roles; one active owner always stays."""
 from django.conf import settings
-from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.template.loader import render_to_string
@@ -9,8 +8,9 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from .. import selectors
 from ..models import Customer, User
-from ..tokens import make_invitation_token, read_invitation_token
+from ..tokens import make_invitation_token
 from .activity import activity_record, security_change_notify, translated_later
 from .locks import customer_lock
 from .registration import email_link_send
@@ -53,22 +53,9 @@ def invitation_send(*, user: User, invited_by: User) -> None:
                     customer=user.customer)
 
 
-def invitation_user(*, token: str) -> User:
-    try:
-        user_id = read_invitation_token(token)
-    except signing.SignatureExpired:
-        raise ValidationError(_("This invitation has expired. Ask the account owner to send a new one."), code="expired")
-    except signing.BadSignature:
-        raise ValidationError(_("This invitation link is invalid or has already been used."), code="invalid")
-    user = User.objects.select_related("customer").filter(pk=user_id, is_active=True).first()
-    if user is None or user.has_usable_password():
-        raise ValidationError(_("This invitation link is invalid or has already been used."), code="invalid")
-    return user
-
-
 @transaction.atomic
 def invitation_accept(*, token: str, password: str) -> User:
-    user = invitation_user(token=token)
+    user = selectors.invitation_user(token=token)
     user = User.objects.select_for_update().get(pk=user.pk)
     if user.has_usable_password():
         raise ValidationError(_("This invitation link is invalid or has already been used."), code="invalid")

@@ -197,13 +197,13 @@ def test_the_time_zone_does_not_leak_into_the_next_request(client):
 
 
 def test_security_notices_state_the_time_in_the_customers_zone():
-    from accounts.services.security import password_changed_record
+    from accounts.services.security import password_change_record
     from notifications.models import Notification
 
     user = UserFactory()
     Customer.objects.filter(pk=user.customer_id).update(timezone="Asia/Tokyo")
     user.customer.refresh_from_db()
-    password_changed_record(user=user, ip="192.0.2.1")
+    password_change_record(user=user, ip="192.0.2.1")
     notice = Notification.objects.get(customer=user.customer, kind="security_change")
     assert notice.context["when"].endswith("JST")
 

@@ -14,7 +14,7 @@ from accounts.models import ActivityEvent, Customer, DataExport, DeletionRequest
 from accounts.services.data_export import data_export_build, data_exports_sweep
 from accounts.services.deletion import deletion_request_approve, deletion_request_create, deletion_request_reject
 from accounts.services.policies import policies_accept, policy_publish, policy_version_create
-from accounts.services.profile import user_avatar_set
+from accounts.services.profile import user_set_avatar
 from accounts.tests.factories import StaffUserFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -307,7 +307,7 @@ def test_approved_deletion_terminates_services_anonymizes_and_keeps_the_ledger_b
         profile_type="company", company_name="Smith GmbH", company_vat_number="DE123", email_billing="acc@smith.test",
         verification_status="verified")  # an unverified company could not pay for the order below
     SocialAccount.objects.create(user=owner, provider="google", uid="g-1")
-    user_avatar_set(user=owner, upload=SimpleUploadedFile("a.png", png_bytes()))
+    user_set_avatar(user=owner, upload=SimpleUploadedFile("a.png", png_bytes()))
     avatar_path = owner.avatar.path
     invoice = make_customer_data(owner, "ERASE-ME")
     placed = order_place(customer=owner.customer, actor=owner, plan=PlanFactory(), period_months=1,

@@ -10,9 +10,9 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import ActivityEvent, Customer
+from accounts.selectors import otp_enabled
 from accounts.services.activity import activity_record
-from accounts.services.security import code_word_set
-from accounts.services.totp import otp_enabled
+from accounts.services.security import customer_set_code_word
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -290,7 +290,7 @@ def test_code_word_cannot_be_set_twice_even_concurrently():
     def attempt(word):
         try:
             barrier.wait()
-            code_word_set(customer=user.customer, actor=user, code_word=word)
+            customer_set_code_word(customer=user.customer, actor=user, code_word=word)
             results.append("ok")
         except Exception as error:  # noqa: BLE001 - the loser must fail with a ValidationError
             results.append(type(error).__name__)

@@ -10,7 +10,7 @@ from .. import selectors
 from ..client_ip import client_ip
 from ..forms import AvatarForm
 from ..roles import Area, acting_customer, customer_view
-from ..services.profile import user_avatar_remove, user_avatar_set, user_set_theme
+from ..services.profile import user_remove_avatar, user_set_avatar, user_set_theme
 from ..services.social import social_account_unlink
 from ._posts import safe_next_redirect, settings_form_post
 from .settings import profile_page
@@ -21,7 +21,7 @@ from .settings import profile_page
 def settings_avatar(request: HttpRequest) -> HttpResponse:
     form = AvatarForm(request.POST, request.FILES)
     return settings_form_post(
-        request, form, save=lambda: user_avatar_set(user=request.user, upload=form.cleaned_data["avatar"]),
+        request, form, save=lambda: user_set_avatar(user=request.user, upload=form.cleaned_data["avatar"]),
         success=_("Your avatar is updated."), back="accounts:settings_profile", anchor="avatar",
         page=lambda form: profile_page(request, avatar_form=form), error_field="avatar")
 
@@ -29,7 +29,7 @@ def settings_avatar(request: HttpRequest) -> HttpResponse:
 @customer_view(Area.ACCOUNT)
 @require_POST
 def settings_avatar_remove(request: HttpRequest) -> HttpResponse:
-    return settings_form_post(request, None, save=lambda: user_avatar_remove(user=request.user),
+    return settings_form_post(request, None, save=lambda: user_remove_avatar(user=request.user),
                               success=_("Your avatar is removed."), back="accounts:settings_profile", anchor="avatar")
 
 

@@ -24,7 +24,7 @@ from ..client_ip import client_ip
 from ..forms import LoginForm, OTPLoginForm, OutboxPasswordResetForm, ReauthForm
 from ..models import User
 from ..services.activity import login_failure_record
-from ..services.totp import otp_enabled, otp_match
+from ..services.totp import otp_match
 from ..session_policy import mark_authenticated
 
 OTP_PENDING = "otp_pending_login"
@@ -48,7 +48,7 @@ class LoginView(auth_views.LoginView):
 
     def form_valid(self, form):
         user = form.get_user()
-        if otp_enabled(user):
+        if selectors.otp_enabled(user):
             self.request.session[OTP_PENDING] = {
                 "user": user.pk, "backend": user.backend, "next": self.get_success_url(), "at": time.time(),
                 "attempts": 0,

@@ -12,8 +12,8 @@ from .. import selectors
 from ..client_ip import client_ip
 from ..forms import CodeWordForm, IPAllowlistForm, LoginOptionsForm, OTPTokenForm, TOTPDisableForm
 from ..roles import Area, acting_customer, customer_view, role_allows
-from ..services.security import code_word_set, customer_update_login_options, ip_allowlist_set
-from ..services.totp import otp_enabled, totp_disable, totp_setup_confirm, totp_setup_start
+from ..services.security import customer_set_code_word, customer_set_ip_allowlist, customer_update_login_options
+from ..services.totp import totp_disable, totp_setup_confirm, totp_setup_start
 from ..session_policy import recent_auth_required
 from ._posts import settings_form_post
 from .settings import settings_render
@@ -38,7 +38,7 @@ def security_page(request: HttpRequest, **forms) -> HttpResponse:
     user, customer = request.user, acting_customer(request)
     setup = TOTPDevice.objects.filter(user=user, confirmed=False).first()
     context = {
-        "otp_enabled": otp_enabled(user),
+        "otp_enabled": selectors.otp_enabled(user),
         "otp_setup": setup,
         "otp_setup_qr": mark_safe(totp_qr_svg(setup.config_url)) if setup else "",  # our own SVG, no user input
         "otp_setup_secret": b32encode(setup.bin_key).decode() if setup else "",
@@ -74,8 +74,8 @@ def settings_code_word(request: HttpRequest) -> HttpResponse:
     form = CodeWordForm(request.POST)
     return settings_form_post(
         request, form,
-        save=lambda: code_word_set(customer=acting_customer(request), actor=request.user,
-                                   code_word=form.cleaned_data["code_word"], ip=client_ip(request)),
+        save=lambda: customer_set_code_word(customer=acting_customer(request), actor=request.user,
+                                            code_word=form.cleaned_data["code_word"], ip=client_ip(request)),
         success=_("Code word saved. It cannot be viewed or changed; our staff can only check it."),
         back="accounts:settings_security", anchor="code-word",
         page=lambda form: security_page(request, code_word_form=form))
@@ -88,7 +88,7 @@ def settings_ip_allowlist(request: HttpRequest) -> HttpResponse:
     form = IPAllowlistForm(request.POST)
     return settings_form_post(
         request, form,
-        save=lambda: ip_allowlist_set(
+        save=lambda: customer_set_ip_allowlist(
             customer=acting_customer(request), actor=request.user, text=form.cleaned_data["ip_allowlist"],
             current_ip=client_ip(request), lockout_confirmed=form.cleaned_data["confirm_lockout"]),
         success=lambda customer: (

@@ -25,11 +25,11 @@ from ..models import Customer
 from ..phone import format_phone, verification_backend
 from ..roles import Area, acting_customer, customer_view, role_allows
 from ..services.contact import user_update_contact
-from ..services.phone import phone_verification_confirm, phone_verification_pending, phone_verification_start
+from ..services.phone import phone_verification_confirm, phone_verification_start
 from ..services.profile import (
     customer_update_address, customer_update_email_routing, customer_update_preferences, customer_update_profile_type,
 )
-from ..services.security import password_changed_record
+from ..services.security import password_change_record
 from ._posts import settings_form_post
 
 # Each section is its own page; each card on it posts to its own URL and redirects back on success.
@@ -77,7 +77,7 @@ def account_settings(request: HttpRequest) -> HttpResponse:
 def profile_page(request: HttpRequest, **forms) -> HttpResponse:
     """The Profile section; a card whose POST failed passes its bound form (e.g. `contact_form=form`)."""
     user, customer = request.user, acting_customer(request)
-    pending = phone_verification_pending(user=user) if user.phone and not user.phone_verified else None
+    pending = selectors.phone_verification_pending(user=user) if user.phone and not user.phone_verified else None
     context = {
         "contact_form": forms.get("contact_form") or ContactForm(initial={
             "first_name": user.first_name, "last_name": user.last_name, "email": user.email}),
@@ -248,7 +248,7 @@ def password_change(request: HttpRequest) -> HttpResponse:
         form.save()
         # Keeps this session; every other session of the user fails the session-hash check and ends.
         update_session_auth_hash(request, form.user)
-        password_changed_record(user=form.user, ip=client_ip(request))
+        password_change_record(user=form.user, ip=client_ip(request))
         messages.success(request, _("Your password has been changed. Your other sessions were logged out."))
         return redirect("accounts:password_change")
     return settings_render(request, "password", "accounts/settings/password.html", {"form": form})

@@ -10,9 +10,10 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
+from .. import selectors
 from ..client_ip import client_ip
 from ..forms import OTPTokenForm
-from ..services.totp import otp_enabled, totp_setup_confirm, totp_setup_start
+from ..services.totp import totp_setup_confirm, totp_setup_start
 from ._posts import apply_errors
 from .security import totp_qr_svg
 
@@ -47,7 +48,7 @@ def staff_two_factor(request: HttpRequest) -> HttpResponse:
     setup = TOTPDevice.objects.filter(user=user, confirmed=False).first()
     return render(request, "accounts/staff_two_factor.html", {
         **admin.site.each_context(request), "title": _("Two-factor authentication"),
-        "otp_enabled": otp_enabled(user), "otp_setup": setup, "form": form,
+        "otp_enabled": selectors.otp_enabled(user), "otp_setup": setup, "form": form,
         "otp_setup_qr": mark_safe(totp_qr_svg(setup.config_url)) if setup else "",  # our own SVG, no user input
         "otp_setup_secret": b32encode(setup.bin_key).decode() if setup else "",
         "recovery_codes": request.session.pop("recovery_codes_once", None),

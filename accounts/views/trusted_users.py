@@ -86,7 +86,7 @@ def trusted_user_resend(request: HttpRequest, user_id: int) -> HttpResponse:
 def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     """Public: the invited person sets a password (GET shows the form, POST saves it)."""
     try:
-        invited = trusted_user_services.invitation_user(token=token)
+        invited = selectors.invitation_user(token=token)
     except ValidationError as error:
         return render(request, "accounts/invitation.html", {"error": error.messages[0]}, status=400)
     form = SetPasswordForm(invited, request.POST or None)
