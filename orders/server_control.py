@@ -68,7 +68,7 @@ def server_power(*, order: Order, action: str, request_id: str, actor, ip: str) 
         raise ValidationError(_("Unknown server action."))
     if not _REQUEST_ID.match(request_id or ""):
         raise ValidationError(_("The form has expired. Reload the page and try again."))
-    from accounts.services import activity_record
+    from accounts.services.activity import activity_record
 
     from .provisioning import jobs
 
@@ -105,7 +105,7 @@ def server_reinstall(*, order: Order, os_image: str, ssh_key: str, request_id: s
     caller has already confirmed the user's password or 2FA code."""
     import secrets
 
-    from accounts.services import activity_record
+    from accounts.services.activity import activity_record
 
     from .provisioning import jobs
 

@@ -271,7 +271,7 @@ def vm_password_take(*, order: Order, actor) -> str:
     password = vm.initial_password
     vm.initial_password = ""
     vm.save(update_fields=["initial_password"])
-    from accounts.services import activity_record
+    from accounts.services.activity import activity_record
 
     activity_record(action="root_password_shown", customer=order.customer, actor=actor, visible_to_customer=True,
                     details={"order": order.pk})
