@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0008_translated_content'),
-        ('orders', '0007_usage_samples'),
+        ('orders', '0008_proxmox_nodes_traffic_quota'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
