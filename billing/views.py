@@ -284,7 +284,7 @@ def payer_list(request):
     customer = acting_customer(request)
     show_archived = request.GET.get("archived") == "1"
     payers = selectors.payers_archived(customer) if show_archived else selectors.payer_choices(customer)
-    rows = [{"payer": p, "details": payer_services.payer_details(p)} for p in payers]
+    rows = [{"payer": p, "details": selectors.payer_details(p)} for p in payers]
     return render(request, "billing/payer_list.html", {"rows": rows, "show_archived": show_archived, "customer": customer})
 
 
@@ -373,7 +373,7 @@ def documents(request):
     payers = selectors.payer_choices(customer)
     return render(request, "billing/documents.html", {
         "form": form, "page": _page(request, rows), "contract": version,
-        "contract_rows": [{**row, "details": payer_services.payer_details(row["payer"])}
+        "contract_rows": [{**row, "details": selectors.payer_details(row["payer"])}
                           for row in selectors.contract_status(customer, version, payers)],
     })
 
@@ -416,7 +416,7 @@ def contract_pdf(request, payer_id):
     if version is None:
         raise Http404
     acceptance = payer.contract_acceptances.filter(version=version).first()
-    details = acceptance.payer_details if acceptance else payer_services.payer_details(payer).as_dict()
+    details = acceptance.payer_details if acceptance else selectors.payer_details(payer).as_dict()
     return _pdf_response(request, "billing/contract_pdf.html", {"version": version, "payer": details, "acceptance": acceptance,
                                                                 "customer": customer}, f"contract-v{version.version}-{payer.pk}.pdf")
 
@@ -442,5 +442,5 @@ def contract_accept(request, payer_id):
         return redirect("billing:documents")
     contract_services.contract_accept(payer=payer, version=version, user=request.user, ip=client_ip(request))
     messages.success(request, _("You accepted %(title)s (version %(version)s) for %(payer)s.")
-                     % {"title": version.title, "version": version.version, "payer": payer_services.payer_details(payer).label})
+                     % {"title": version.title, "version": version.version, "payer": selectors.payer_details(payer).label})
     return redirect("billing:documents")

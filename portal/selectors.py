@@ -22,8 +22,8 @@ from billing.gateways.services import autopay_month_used
 from billing.models import Currency, Invoice, LedgerAccount, LedgerEntry
 from billing.money import quantize
 from billing.rates import RateError, RateTable, is_stale, rate_published_at
-from billing.selectors import balance_of, enabled_currencies, equivalents, invoices_for
-from billing.services.tax import TaxDecision, TaxNotConfigured, tax_for
+from billing.selectors import balance_of, enabled_currencies, equivalents, invoices_for, tax_for
+from billing.tax import TaxDecision, TaxNotConfigured
 from notifications.selectors import inbox_for
 from orders import renewals as order_renewals
 from orders.models import Order, OrderRenewal, PlanPrice

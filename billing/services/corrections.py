@@ -18,7 +18,7 @@ from ..rates import RATE_PLACES, Quote, RateTable
 from .errors import BillingError
 from .invoices import _account_currency_locked, _lock_invoice
 from .ledger import _lock_accounts, customer_account, ledger_post, provider_account
-from .numbering import _next_document_number
+from .numbering import document_number, document_numbers_reserve
 from .payments import _autopay_after_commit
 
 
@@ -121,8 +121,8 @@ def credit_note_issue(*, invoice: Invoice, reason: str, actor, amount: Decimal |
         legs.append((provider_account(kind=LedgerAccount.Kind.TAX, currency=cur), -tax_part))
     legs += credit
     _lock_accounts([leg[0] for leg in legs])
-    year, sequence = _next_document_number("CN")
-    number = f"CN-{year}-{sequence:06d}"
+    year, sequence = document_numbers_reserve(series="CN")
+    number = document_number(series="CN", year=year, sequence=sequence)
     tx = ledger_post(idempotency_key=f"creditnote:{number}", kind=LedgerTransaction.Kind.REFUND, legs=legs,
                      invoice=invoice, created_by=actor, quote=quote,
                      memo=_("Refund to balance, credit note %(number)s") % {"number": number})

@@ -20,11 +20,10 @@ from ..money import format_money, quantize, quantize_down
 from ..rates import Quote, RateError, RateTable
 from .errors import BillingError, InsufficientFunds, PaymentBlocked
 from .ledger import _fx_accounts, _lock_accounts, customer_account, ledger_post, provider_account
-from .numbering import _next_document_number
-from .payers import (
-    _profile_details, _snapshot_fields, invoice_payment_blockers, invoice_payment_gate_check, payer_details,
-)
-from .tax import TaxDecision, tax_for, tax_for_payer
+from ..selectors import payer_details, payer_snapshot_fields, profile_payer_snapshot, tax_for, tax_for_payer
+from ..tax import NO_TAX, invoice_totals, line_amount
+from .numbering import document_number, document_numbers_reserve
+from .payers import invoice_payment_blockers, invoice_payment_gate_check
 
 
 @dataclass
@@ -34,10 +33,6 @@ class LineInput:
     unit_price: Decimal
     reference: str = ""
     discount: bool = False  # a promo-code discount: unit_price <= 0
-
-
-def _payer_snapshot(customer: Customer) -> dict:
-    return _snapshot_fields(_profile_details(customer))
 
 
 def _validate_currency_code(currency: str) -> None:
@@ -80,21 +75,22 @@ def invoice_issue(
             raise BillingError(_("Quantity must be a positive whole number."))
         prepared.append(InvoiceLine(
             position=position, description=line.description[:255], quantity=line.quantity,
-            unit_price=line.unit_price, amount=quantize(line.unit_price * line.quantity, currency), reference=line.reference,
+            unit_price=line.unit_price, amount=line_amount(line.unit_price, line.quantity, currency), reference=line.reference,
             is_discount=line.discount,
         ))
     subtotal = sum((line.amount for line in prepared), ZERO)
     if subtotal < 0:
         raise BillingError("A discount cannot exceed the invoice's other lines.")
     # Advance payments only fill the balance; tax is charged on the services the balance pays for.
-    tax = TaxDecision(Decimal("0"), "") if kind == Invoice.Kind.ADVANCE or untaxed else tax_for(customer)
-    tax_amount = quantize(subtotal * tax.percent / 100, currency)
-    year, sequence = _next_document_number("INV")
+    tax = NO_TAX if kind == Invoice.Kind.ADVANCE or untaxed else tax_for(customer)
+    totals = invoice_totals(subtotal=subtotal, tax=tax, currency=currency)
+    year, sequence = document_numbers_reserve(series="INV")
     invoice = Invoice(
-        number=f"{year}-{sequence:06d}", year=year, sequence=sequence, customer=customer, kind=kind, currency=currency,
+        number=document_number(series="INV", year=year, sequence=sequence), year=year, sequence=sequence,
+        customer=customer, kind=kind, currency=currency,
         subtotal=subtotal, tax_percent=tax.percent, tax_label=tax.label, reverse_charge=tax.reverse_charge,
-        tax_amount=tax_amount, total=subtotal + tax_amount, reference=reference, idempotency_key=idempotency_key,
-        **_payer_snapshot(customer),
+        tax_amount=totals.tax_amount, total=totals.total, reference=reference, idempotency_key=idempotency_key,
+        **profile_payer_snapshot(customer),
     )
     invoice.full_clean(exclude=["idempotency_key"])
     invoice.save()
@@ -127,10 +123,21 @@ def _settlement_legs(invoice: Invoice, table: RateTable) -> tuple[list, Quote | 
         legs += _credit_customer_legs(invoice.customer, invoice.total, cur, table)
         quote = legs.pop()
     else:
-        legs.append((provider_account(kind=LedgerAccount.Kind.REVENUE, currency=cur), invoice.subtotal))
-        if invoice.tax_amount:
-            legs.append((provider_account(kind=LedgerAccount.Kind.TAX, currency=cur), invoice.tax_amount))
+        legs = service_settlement_legs(
+            holding=legs[0][0], revenue=provider_account(kind=LedgerAccount.Kind.REVENUE, currency=cur),
+            tax=provider_account(kind=LedgerAccount.Kind.TAX, currency=cur) if invoice.tax_amount else None,
+            total=invoice.total, subtotal=invoice.subtotal, tax_amount=invoice.tax_amount)
     return legs, quote
+
+
+def service_settlement_legs(*, holding: LedgerAccount, revenue: LedgerAccount, tax: LedgerAccount | None,
+                            total: Decimal, subtotal: Decimal, tax_amount: Decimal) -> list:
+    """Legs that take a paid service invoice's total out of holding and recognise its revenue and tax
+    (the pay-from-balance path and the set-based `bulk` path post the same)."""
+    legs = [(holding, -total), (revenue, subtotal)]
+    if tax_amount:
+        legs.append((tax, tax_amount))
+    return legs
 
 
 def _account_currency_locked(customer: Customer) -> str:
@@ -341,15 +348,15 @@ def invoice_payer_choose(*, invoice: Invoice, payer: Payer, actor=None, ip: str 
     if invoice.status != Invoice.Status.UNPAID or invoice.amount_paid:
         raise BillingError(_("The payer can only be changed before the invoice is paid."), code="not_open")
     details = payer_details(payer)
-    tax = TaxDecision(Decimal("0"), "") if invoice.kind == Invoice.Kind.ADVANCE else tax_for_payer(payer)
-    tax_amount = quantize(invoice.subtotal * tax.percent / 100, invoice.currency)
-    for field, value in _snapshot_fields(details).items():
+    tax = NO_TAX if invoice.kind == Invoice.Kind.ADVANCE else tax_for_payer(payer)
+    totals = invoice_totals(subtotal=invoice.subtotal, tax=tax, currency=invoice.currency)
+    snapshot = payer_snapshot_fields(details)
+    for field, value in snapshot.items():
         setattr(invoice, field, value)
     invoice.payer = payer
     invoice.tax_percent, invoice.tax_label, invoice.reverse_charge = tax.percent, tax.label, tax.reverse_charge
-    invoice.tax_amount, invoice.total = tax_amount, invoice.subtotal + tax_amount
-    invoice.save(update_fields=["payer", "tax_percent", "tax_label", "reverse_charge", "tax_amount", "total",
-                                *_snapshot_fields(details)])
+    invoice.tax_amount, invoice.total = totals.tax_amount, totals.total
+    invoice.save(update_fields=["payer", "tax_percent", "tax_label", "reverse_charge", "tax_amount", "total", *snapshot])
     activity_record(action="billing.invoice_payer_chosen", customer=invoice.customer, actor=actor, ip=ip,
                     details={"invoice": invoice.number, "payer": details.label, "total": str(invoice.total)})
     return invoice

@@ -90,7 +90,7 @@ def ledger_post(
                 if account.balance < -account.credit_limit:
                     raise InsufficientFunds(_("The balance is not enough for this operation."), code="insufficient_funds")
                 if alert_low_balance:
-                    _low_balance_update(account)
+                    low_balance_alert_update(account)
             LedgerAccount.objects.filter(pk=account.pk).update(
                 balance=account.balance, low_balance_alerted=account.low_balance_alerted,
                 low_balance_crossings=account.low_balance_crossings,
@@ -99,7 +99,7 @@ def ledger_post(
         return tx
 
 
-def _low_balance_update(account: LedgerAccount) -> None:
+def low_balance_alert_update(account: LedgerAccount) -> None:
     """One alert per crossing below the customer's threshold; re-armed when the balance is back above."""
     customer = account.customer
     threshold = customer.low_balance_threshold
@@ -134,7 +134,7 @@ def low_balance_sweep() -> int:
         with transaction.atomic():
             account = _lock_accounts([LedgerAccount(pk=pk)])[pk]
             before = account.low_balance_crossings
-            _low_balance_update(account)
+            low_balance_alert_update(account)
             LedgerAccount.objects.filter(pk=pk).update(
                 low_balance_alerted=account.low_balance_alerted, low_balance_crossings=account.low_balance_crossings
             )

@@ -17,7 +17,7 @@ from .corrections import _credit_note_tax_part, _credit_note_totals
 from .errors import BillingError, InsufficientFunds
 from .invoices import _lock_invoice
 from .ledger import _lock_accounts, customer_account, ledger_post, provider_account
-from .numbering import _next_document_number
+from .numbering import document_number, document_numbers_reserve
 
 
 def _payment_applied_to_invoice(payment: Payment) -> Decimal:
@@ -147,8 +147,8 @@ def _payment_refund_post(refund: PaymentRefund, payment: Payment, invoice: Invoi
     _lock_accounts([leg[0] for leg in legs])
     number = ""
     if note_amount > 0:  # after the accounts, as in credit_note_issue (the only other user of this counter)
-        year, sequence = _next_document_number("CN")
-        number = f"CN-{year}-{sequence:06d}"
+        year, sequence = document_numbers_reserve(series="CN")
+        number = document_number(series="CN", year=year, sequence=sequence)
     label = hooks.payment_method_label(payment.method)
     memo = (_("Refund to %(method)s, credit note %(number)s") % {"method": label, "number": number} if number
             else _("Refund to %(method)s") % {"method": label})

@@ -11,7 +11,7 @@ from accounts.tests.factories import StaffUserFactory, UserFactory
 from billing.models import Invoice
 from billing.services.invoices import LineInput, invoice_issue, invoice_payer_choose, topup_invoice_create
 from billing.services.payers import payer_country_approve, payer_create, payer_update, payer_verify
-from billing.services.tax import TaxNotConfigured
+from billing.tax import TaxNotConfigured
 from billing.tests.factories import CompanyPayerFactory, TaxRateFactory
 
 
