@@ -279,7 +279,7 @@ def order_renew(request: HttpRequest, order_id: int) -> HttpResponse:
                     return redirect("orders:order_detail", order_id=order.pk)
                 messages.info(request, _("Your balance does not cover the renewal. Pay this invoice to renew the service."))
                 return redirect(_invoice_url(result.invoice.pk))
-    price = services.renewal_price(order) if order.status in services.RENEWABLE else None
+    price = pricing.renewal_price(order) if order.status in services.RENEWABLE else None
     options = [(n, quantize(price * n, order.currency)) for n in (1, 2, 3, 6, 12)] if price is not None else []
     from billing.selectors import balance_of
 

@@ -21,8 +21,8 @@ from billing.tests.factories import make_currencies
 from notifications.models import Notification
 from orders import renewals, services
 from orders.models import Order
+from orders.selectors import renewal_forecast
 from orders.tests.factories import PlanFactory, order_options
-from portal.selectors import renewal_forecast
 from tickets.models import Ticket
 from tickets.services import tickets_autoclose_sweep
 from tickets.tests.factories import TicketFactory
