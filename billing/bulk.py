@@ -33,11 +33,10 @@ from notifications.bulk import Notice, insert_rows, notify_many, prefetch_owners
 from . import hooks
 from .models import ZERO, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, LedgerTransaction, Payer
 from .money import format_money
-from .selectors import profile_payer_snapshot, tax_for_customers
+from .selectors import payer_blockers, profile_payer_snapshot, tax_for_customers
 from .services.invoices import service_settlement_legs
 from .services.ledger import low_balance_alert_update, provider_account
 from .services.numbering import document_number, document_numbers_reserve
-from .services.payers import payer_blockers
 from .tax import TaxDecision, invoice_totals, line_amount
 
 # --- issuing and paying ------------------------------------------------------------------------

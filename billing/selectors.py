@@ -8,10 +8,10 @@ from django.db.models import CharField, DateTimeField, DecimalField, F, Q, Query
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.http import Http404
 from django.urls import reverse
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext, gettext_lazy as _
 
 from accounts.models import Customer
-from accounts.selectors import customer_owner
+from accounts.selectors import customer_owner, payment_blockers
 
 from .models import (
     AMOUNT, ZERO, Act, ContractAcceptance, ContractVersion, CreditNote, Currency, Invoice, LedgerAccount, LedgerEntry, LedgerTransaction,
@@ -19,6 +19,7 @@ from .models import (
 )
 from .money import format_money, quantize
 from .rates import RateError, RateTable
+from .services.errors import PAYER_UNVERIFIED
 from .tax import TaxDecision, tax_rule
 
 INVOICE_FILTERS = {
@@ -143,8 +144,6 @@ def account_movements(customer: Customer) -> QuerySet[LedgerEntry]:
 
 def describe_transaction(tx: LedgerTransaction, amount: Decimal) -> str:
     """The customer's plain-words line for a balance movement, in the reader's language."""
-    from django.utils.translation import gettext
-
     from .hooks import payment_method_label
 
     number = tx.invoice.number if tx.invoice_id else ""
@@ -549,3 +548,31 @@ def tax_for_payer(payer: Payer) -> TaxDecision:
     return tax_rule(country=country, profile_type=details.payer_type,
                     verified_company_with_vat=details.is_verified_company and bool(details.vat_number.strip()),
                     rates=_tax_rates([country]).get(country, {}))
+
+
+# --- the payment gate -----------------------------------------------------------------------------
+
+def payer_blockers(payer: Payer) -> list[dict]:
+    """Why paying for this payer is not possible yet (an unverified non-profile company; the profile
+    payer's own verification is already one of accounts' payment_blockers)."""
+    if payer.is_profile or payer.payer_type != Payer.Type.COMPANY or payer.verification_status == Payer.Verification.VERIFIED:
+        return []
+    url = reverse("billing:payers")
+    if payer.verification_status == Payer.Verification.REJECTED:
+        message = gettext("Verification of payer %(name)s was rejected: %(note)s") % {"name": payer.company_name, "note": payer.verification_note or "-"}
+    else:
+        message = gettext("Payer %(name)s is awaiting verification by our staff. Choose another payer or wait for the verification.") % {
+            "name": payer.company_name}
+    return [{"code": PAYER_UNVERIFIED, "field": "", "message": message, "url": url}]
+
+
+def invoice_payment_blockers(invoice: Invoice) -> list[dict]:
+    """THE payment gate: everything that stops paying this invoice — the customer's profile gate
+    (missing details, company not verified) plus the chosen payer's. Checked by every path that pays:
+    the invoice and payment pages, `payment_start`, the balance (`invoice_pay_locked_from_balance`, so
+    ordering, renewing, upgrading and auto-payment of open invoices), the set-based renewals
+    (`bulk.invoices_issue_and_pay`) and the card auto-payment (`card_auto_top_up_charge`)."""
+    blockers = list(payment_blockers(invoice.customer))
+    if invoice.payer_id:
+        blockers += payer_blockers(invoice.payer)
+    return blockers

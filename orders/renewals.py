@@ -67,14 +67,15 @@ def request_auto_payment(*, customer: Customer) -> bool:
     invoice-paid hook. True means money was collected or is on its way. Called after the chunk's
     transaction has committed, so no row locks are held during the gateway call.
     """
-    from billing.gateways.services import autopay_needed_amount, autopay_topup
+    from billing.gateways.selectors import card_auto_top_up_needed_amount
+    from billing.gateways.services import card_auto_top_up_charge
     from billing.selectors import balance_of
 
-    needed = autopay_needed_amount(customer=customer, balance=balance_of(customer))
+    needed = card_auto_top_up_needed_amount(customer=customer, balance=balance_of(customer))
     if needed <= 0:
         return False
     try:
-        return autopay_topup(customer=customer, needed_amount=needed, reason="renewal")
+        return card_auto_top_up_charge(customer=customer, needed_amount=needed, reason="renewal")
     except Exception:  # a broken gateway must not stop the run; the failure notice goes out instead
         logger.exception("Auto-payment for customer %s failed", customer.pk)
         return False

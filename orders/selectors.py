@@ -12,8 +12,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from accounts.models import Customer
-from billing.gateways.selectors import autopay_settings_for
-from billing.gateways.services import autopay_month_used
+from billing.gateways.selectors import card_auto_top_up_month_used, card_auto_top_up_settings_for
 from billing.models import Currency, Invoice
 from billing.money import quantize
 from billing.rates import RateError, RateTable
@@ -249,10 +248,10 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     except TaxNotConfigured:  # the renewal invoice will be refused too; forecast the amount without tax
         tax = NO_TAX
     table = RateTable(currencies if currencies is not None else enabled_currencies())
-    autopay = autopay_settings_for(customer)
+    autopay = card_auto_top_up_settings_for(customer)
     autopay_on = bool(autopay and autopay.enabled and autopay.method_id)
     today = provider_today(now)
-    left_this_month = max(ZERO, autopay.monthly_limit - autopay_month_used(customer=customer, today=today)) if autopay_on else ZERO
+    left_this_month = max(ZERO, autopay.monthly_limit - card_auto_top_up_month_used(customer=customer, today=today)) if autopay_on else ZERO
     cap_left: dict[tuple[int, int], Decimal] = {(today.year, today.month): left_this_month}
 
     forecast = RenewalForecast(rows=[], balance=balance, currency=currency, autopay_enabled=autopay_on,

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.roles import Area, acting_customer, customer_view, role_allows
 from billing.money import quantize
 from billing.selectors import tax_for
+from billing.tax import invoice_totals
 
 from . import pricing, selectors, services
 from .forms import AutoRenewForm, BatchRenewForm, CancelForm, ChangePlanForm, OrderForm, RenewForm
@@ -121,8 +122,8 @@ def _review_context(request, customer, form: OrderForm) -> dict:
     quote = services.order_quote(customer=customer, plan=form.plan, period_months=form.cleaned_data["period_months"],
                                  promo_code=form.cleaned_data["promo_code"])
     tax = tax_for(customer)
-    tax_amount = quantize(quote.subtotal * tax.percent / 100, quote.currency)
-    total = quote.subtotal + tax_amount
+    totals = invoice_totals(subtotal=quote.subtotal, tax=tax, currency=quote.currency)
+    tax_amount, total = totals.tax_amount, totals.total
     site_total = None
     if customer.site_currency != quote.currency:
         try:

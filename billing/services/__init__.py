@@ -8,9 +8,9 @@ Every function runs under transaction.atomic and keeps one locking order
 (docs/ARCHITECTURE.md, "Locking order"):
 
     gateway rows -> the invoice's owner (an order, via hooks.lock_invoice_owners) -> document counter
-    -> invoice rows (by pk) -> customer row (FOR NO KEY UPDATE, `invoices._account_currency_locked`)
+    -> invoice rows (by pk) -> customer row (FOR NO KEY UPDATE, `invoices.customer_currency_lock`)
     -> customer balance accounts (by pk) -> provider accounts (by pk)
 
 Each business operation posts ONE ledger transaction whose accounts are all locked at once by
-`ledger._lock_accounts`, so two operations never wait on each other in opposite orders.
+`ledger.ledger_accounts_lock`, so two operations never wait on each other in opposite orders.
 """

@@ -3,17 +3,16 @@ details are read by `billing.selectors.payer_details`."""
 
 from django.db import transaction
 from django.db.models import Q
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
-from accounts.selectors import payment_blockers
 from accounts.services import activity_record
 
 from .. import vat
 from ..models import Invoice, Payer
-from .errors import PAYER_UNVERIFIED, BillingError, PaymentBlocked
+from ..selectors import invoice_payment_blockers
+from .errors import BillingError, PaymentBlocked
 
 
 def payer_profile_get_or_create(*, customer: Customer) -> Payer:
@@ -200,32 +199,6 @@ def payer_country_approve(*, payer: Payer, staff) -> Payer:
     activity_record(action="billing.payer_country_approved", customer=payer.customer, actor=staff, visible_to_customer=False,
                     details={**_payer_audit_details(payer), "country": payer.country})
     return payer
-
-
-def payer_blockers(payer: Payer) -> list[dict]:
-    """Why paying for this payer is not possible yet (an unverified non-profile company; the profile
-    payer's own verification is already one of accounts' payment_blockers)."""
-    if payer.is_profile or payer.payer_type != Payer.Type.COMPANY or payer.verification_status == Payer.Verification.VERIFIED:
-        return []
-    url = reverse("billing:payers")
-    if payer.verification_status == Payer.Verification.REJECTED:
-        message = _("Verification of payer %(name)s was rejected: %(note)s") % {"name": payer.company_name, "note": payer.verification_note or "-"}
-    else:
-        message = _("Payer %(name)s is awaiting verification by our staff. Choose another payer or wait for the verification.") % {
-            "name": payer.company_name}
-    return [{"code": PAYER_UNVERIFIED, "field": "", "message": message, "url": url}]
-
-
-def invoice_payment_blockers(invoice: Invoice) -> list[dict]:
-    """THE payment gate: everything that stops paying this invoice — the customer's profile gate
-    (missing details, company not verified) plus the chosen payer's. Checked by every path that pays:
-    the invoice and payment pages, `payment_start`, the balance (`_pay_locked_from_balance`, so
-    ordering, renewing, upgrading and auto-payment of open invoices), the set-based renewals
-    (`bulk.invoices_issue_and_pay`) and the card auto-payment (`autopay_topup`)."""
-    blockers = list(payment_blockers(invoice.customer))
-    if invoice.payer_id:
-        blockers += payer_blockers(invoice.payer)
-    return blockers
 
 
 def invoice_payment_gate_check(invoice: Invoice) -> None:
