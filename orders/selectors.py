@@ -20,7 +20,8 @@ from billing.selectors import balance_of, enabled_currencies, tax_for
 from billing.tax import NO_TAX, TaxDecision, TaxNotConfigured, invoice_totals
 from core.calendar import provider_today
 
-from . import pricing, renewals
+from . import pricing
+from .services import renewal_batch
 from .models import Order, OrderRenewal, Plan, PlanPrice, ProductType
 
 SORTS = {
@@ -157,7 +158,7 @@ def renewals_due_next_month(*, customer: Customer, now=None):
     auto-payment tops up for the next month of services (the renewal invoices already issued are
     counted by billing itself)."""
     now = now or timezone.now()
-    orders = list(renewals.due_for_auto_renewal(pricing.add_months(now, 1)).filter(customer=customer)
+    orders = list(renewal_batch.due_for_auto_renewal(pricing.add_months(now, 1)).filter(customer=customer)
                   .select_related("scheduled_plan").order_by("pk"))
     if not orders:
         return Decimal("0")
@@ -238,7 +239,7 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     currency = customer.currency
     balance = balance_of(customer) if balance is None else balance
     orders = list(
-        renewals.due_for_auto_renewal(now + dt.timedelta(days=days)).filter(customer=customer)
+        renewal_batch.due_for_auto_renewal(now + dt.timedelta(days=days)).filter(customer=customer)
         .select_related("plan", "scheduled_plan").order_by("expires_at", "pk")
     )
     pending_invoices = _pending_renewal_invoices(customer, {order.pk for order in orders})
