@@ -73,7 +73,7 @@ def topup(request):
     form = TopUpForm(request.POST, currencies=selectors.enabled_currencies())
     if not form.is_valid():
         return render(request, "billing/balance.html", _balance_context(request, customer, form), status=400)
-    invoice = invoice_services.topup_invoice_create(customer=customer, amount=form.cleaned_data["amount"], currency=form.cleaned_data["currency"],
+    invoice = invoice_services.invoice_topup_create(customer=customer, amount=form.cleaned_data["amount"], currency=form.cleaned_data["currency"],
                                                     request_key=form.cleaned_data["request_key"])
     messages.success(request, _("Invoice %(number)s for your top-up is ready to pay.") % {"number": invoice.number})
     return redirect("billing:invoice_detail", invoice_id=invoice.pk)

@@ -301,7 +301,7 @@ def invoice_cancel(*, invoice: Invoice, reason: str = "", actor=None) -> Invoice
     return invoice
 
 
-def topup_invoice_create(*, customer: Customer, amount: Decimal, currency: str, request_key: str = "") -> Invoice:
+def invoice_topup_create(*, customer: Customer, amount: Decimal, currency: str, request_key: str = "") -> Invoice:
     """An advance-payment invoice for topping up the balance (amount already validated by the form).
     `request_key` (the form's token) makes a double submit return the first invoice, also when both
     requests race: the loser's insert hits the unique key, its savepoint (and invoice number) rolls back."""
@@ -326,7 +326,7 @@ def invoice_topup_difference_create(*, customer: Customer, invoice: Invoice) -> 
     difference = invoice.amount_due - max(available, Decimal(0))
     if difference <= 0:
         return None
-    return topup_invoice_create(customer=customer, amount=difference, currency=invoice.currency)
+    return invoice_topup_create(customer=customer, amount=difference, currency=invoice.currency)
 
 
 def payment_gate_check(customer: Customer) -> None:
