@@ -27,8 +27,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
-from accounts.selectors import payment_blockers
-from notifications.bulk import Notice, insert_rows, notify_many, prefetch_owners, update_rows  # noqa: F401 (re-exported)
+from accounts.selectors import customer_owners, payment_blockers
+from notifications.bulk import Notice, insert_rows, notify_many, update_rows  # noqa: F401 (re-exported)
 
 from . import hooks
 from .models import ZERO, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, LedgerTransaction, Payer
@@ -99,7 +99,7 @@ def _check(kind: str, charges: list[Charge]) -> None:
 
 def _prepare(customers: dict[int, Customer]) -> tuple[dict[int, TaxDecision], dict[int, dict]]:
     """Per customer: the tax rule and the payer snapshot, as `invoice_issue` computes them."""
-    prefetch_owners(customers)  # the payer snapshot names the owner
+    customer_owners(customers=customers.values())  # the payer snapshot names the owner
     taxes = tax_for_customers(customers.values())
     return taxes, {pk: profile_payer_snapshot(customer) for pk, customer in customers.items()}
 

@@ -448,7 +448,7 @@ def _address(street: str, postcode: str, city: str, country: str) -> str:
 
 def profile_payer_details(customer: Customer) -> PayerDetails:
     """The profile payer's details, read from the customer and its owner (no query when the owner
-    is prefetched, as `notifications.bulk.prefetch_owners` does)."""
+    is prefetched, as `accounts.selectors.customer_owners` does)."""
     owner = customer_owner(customer=customer)
     is_company = customer.profile_type == Customer.ProfileType.COMPANY
     return PayerDetails(
