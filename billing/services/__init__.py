@@ -1,7 +1,8 @@
-"""Billing writes, one module per sub-domain: `ledger`, `numbering`, `tax`, `invoices`, `payments`,
+"""Billing writes, one module per sub-domain: `ledger`, `numbering`, `invoices`, `payments`,
 `corrections` (staff: credit notes, adjustments, write-offs), `refunds` (to the card or bank account),
-`settlement` (account deletion), `currency` (account currency), `rates` (exchange rates), `payers`
-(and the payment gate), `acts`, `contracts`; the errors they raise are in `errors`. Import from the
+`settlement` (account deletion), `currency` (account currency), `rates` (exchange rates), `payers`,
+`acts`, `contracts`; the errors they raise are in `errors`. Reads (payer details, the tax rule applied,
+the payment gate) are `billing.selectors`; the pure tax and totals rules `billing.tax`. Import from the
 module itself (`billing.services.invoices`): this package re-exports nothing.
 
 Every function runs under transaction.atomic and keeps one locking order
