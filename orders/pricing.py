@@ -42,18 +42,19 @@ class Price:
         return bool(self.converted_from)
 
 
-def convert(amount: Decimal, from_currency: str, to_currency: str) -> tuple[Decimal, Decimal]:
-    """Convert at billing's current rate; returns (unrounded amount, rate used: 1 `from` = rate `to`)."""
+def convert(amount: Decimal, from_currency: str, to_currency: str, table=None) -> tuple[Decimal, Decimal]:
+    """Convert at billing's current rate (from `table`, a loaded `billing.rates.RateTable`, when given);
+    returns (unrounded amount, rate used: 1 `from` = rate `to`)."""
     from billing import rates
 
     try:
-        quote = rates.quote(from_currency, to_currency)
+        quote = (table if table is not None else rates).quote(from_currency, to_currency)
     except rates.RateError as error:
-        raise ValidationError(str(error), code="no_rate") from error
+        raise ValidationError(error.messages, code="no_rate") from error
     return amount * quote.rate, quote.rate
 
 
-def _stored_or_converted(rows, *, period_months: int, currency: str, base_currency: str) -> Price | None:
+def _stored_or_converted(rows, *, period_months: int, currency: str, base_currency: str, table=None) -> Price | None:
     """The price stored for (period, currency), else the base currency's converted at today's rate;
     None when neither is stored. Plans and add-ons are priced by this one rule."""
     by_key = {(row.period_months, row.currency): row.amount for row in rows}
@@ -62,14 +63,17 @@ def _stored_or_converted(rows, *, period_months: int, currency: str, base_curren
     base = by_key.get((period_months, base_currency))
     if base is None:
         return None
-    amount, rate = convert(base, base_currency, currency)
+    amount, rate = convert(base, base_currency, currency, table)
     return Price(amount=quantize(amount, currency), currency=currency, converted_from=base_currency, rate=rate)
 
 
-def plan_price(*, plan: Plan, period_months: int, currency: str, prices: list[PlanPrice] | None = None) -> Price:
-    """The price of one period in `currency`: stored, or converted from the plan's base currency."""
+def plan_price(*, plan: Plan, period_months: int, currency: str, prices: list[PlanPrice] | None = None,
+               table=None) -> Price:
+    """The price of one period in `currency`: stored, or converted from the plan's base currency.
+    `prices` (the plan's rows) and `table` (loaded rates) spare the queries when pricing many orders."""
     rows = prices if prices is not None else list(plan.prices.all())
-    price = _stored_or_converted(rows, period_months=period_months, currency=currency, base_currency=plan.base_currency)
+    price = _stored_or_converted(rows, period_months=period_months, currency=currency, base_currency=plan.base_currency,
+                                 table=table)
     if price is None:
         raise ValidationError(_("This plan is not sold for a %(months)s-month period.") % {"months": period_months},
                               code="no_price")
@@ -86,6 +90,28 @@ def addon_price(*, addon: PlanAddon, period_months: int, currency: str,
         raise ValidationError(_("%(addon)s is not sold for a %(months)s-month period.") % {
             "addon": addon.name, "months": period_months}, code="addon_no_price")
     return price
+
+
+def renewal_plan(order: Order) -> Plan:
+    """The plan the next renewal is for: a scheduled downgrade's, else the order's."""
+    return order.scheduled_plan or order.plan
+
+
+def renewal_price(order: Order, *, prices: list[PlanPrice] | None = None, table=None) -> Decimal:
+    """Price of one period at the next renewal: the plan's (a scheduled downgrade's price, else the
+    order's) plus the add-ons the service holds (`Order.addons_price`). The one renewal pricing rule:
+    the renewal job, the renew page and the forecasts all call it (`prices` and `table` as for
+    `plan_price`)."""
+    if order.scheduled_plan_id is None:
+        return order.price + order.addons_price
+    return plan_price(plan=order.scheduled_plan, period_months=order.period_months, currency=order.currency,
+                      prices=prices, table=table).amount + order.addons_price
+
+
+def renewal_amount(order: Order, *, prices: list[PlanPrice] | None = None, table=None) -> Decimal:
+    """One period's renewal price rounded to the order currency's minor unit, as the renewal job stores
+    it on the `OrderRenewal` (and bills it as the invoice's subtotal)."""
+    return quantize(renewal_price(order, prices=prices, table=table), order.currency)
 
 
 def setup_fee(*, plan: Plan, currency: str) -> Price:

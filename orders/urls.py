@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import addon_views, server_views, views
+from . import server_views, views
 
 app_name = "orders"
 
@@ -25,6 +25,6 @@ urlpatterns = [
     path("<int:order_id>/cancel/", views.order_cancel, name="order_cancel"),
     path("<int:order_id>/cancel/undo/", views.order_cancel_undo, name="order_cancel_undo"),
     path("<int:order_id>/change-plan/", views.order_change_plan, name="order_change_plan"),
-    path("<int:order_id>/addons/", addon_views.order_addons, name="order_addons"),
+    path("<int:order_id>/addons/", views.order_addons, name="order_addons"),
     path("<int:order_id>/change-plan/cancel/", views.order_change_plan_cancel, name="order_change_plan_cancel"),
 ]

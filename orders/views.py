@@ -1,7 +1,7 @@
 """Customer pages for services: catalogue and ordering, the orders table, order detail and actions.
 
 Access rule: every page needs Area.SERVICES. Actions that spend money now or later (order, renew,
-upgrade, the auto-renewal toggle) also need Area.BILLING, because paying is a billing act: a
+upgrade, add-ons, the auto-renewal toggle) also need Area.BILLING, because paying is a billing act: a
 Technical trusted user sees services, their details and history, and may cancel them, but cannot
 spend the balance.
 """
@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -19,11 +19,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.roles import Area, acting_customer, customer_view, role_allows
 from billing.money import quantize
-from billing.services.tax import tax_for
+from billing.selectors import tax_for
+from billing.tax import invoice_totals
 
 from . import pricing, provisioning, selectors
-from .forms import AutoRenewForm, BatchRenewForm, CancelForm, ChangePlanForm, OrderForm, RenewForm
+from .forms import AddonChangeForm, AutoRenewForm, BatchRenewForm, CancelForm, ChangePlanForm, OrderForm, RenewForm
 from .models import Order
+from .services import addons as addon_services
 from .services import cancelling, placing, plan_change, renewing
 
 
@@ -121,8 +123,8 @@ def catalogue(request: HttpRequest) -> HttpResponse:
 def _price_context(customer, quote) -> dict:
     """Tax, total and its site-currency equivalent of an order quote (review page and live summary)."""
     tax = tax_for(customer)
-    tax_amount = quantize(quote.subtotal * tax.percent / 100, quote.currency)
-    total = quote.subtotal + tax_amount
+    totals = invoice_totals(subtotal=quote.subtotal, tax=tax, currency=quote.currency)
+    tax_amount, total = totals.tax_amount, totals.total
     site_total = None
     if customer.site_currency != quote.currency:
         try:
@@ -322,7 +324,7 @@ def order_renew(request: HttpRequest, order_id: int) -> HttpResponse:
                     return redirect("orders:order_detail", order_id=order.pk)
                 messages.info(request, _("Your balance does not cover the renewal. Pay this invoice to renew the service."))
                 return redirect(_invoice_url(result.invoice.pk))
-    price = renewing.renewal_price(order) if order.status in renewing.RENEWABLE else None
+    price = pricing.renewal_price(order) if order.status in renewing.RENEWABLE else None
     options = [(n, quantize(price * n, order.currency)) for n in (1, 2, 3, 6, 12)] if price is not None else []
     from billing.selectors import balance_of
 
@@ -413,3 +415,74 @@ def order_change_plan_cancel(request: HttpRequest, order_id: int) -> HttpRespons
     except ValidationError as error:
         messages.error(request, _errors(error))
     return redirect("orders:order_detail", order_id=order.pk)
+
+
+# --- add-ons of a running service ----------------------------------------------------------------
+
+def _tax_percent(customer):
+    from billing.tax import TaxNotConfigured
+
+    try:
+        return tax_for(customer).percent
+    except TaxNotConfigured:
+        return None
+
+
+@customer_view(Area.SERVICES)
+@require_http_methods(["GET", "POST"])
+def order_addons(request: HttpRequest, order_id: int) -> HttpResponse:
+    """GET lists the plan's add-ons; `?addon=<id>&quantity=<n>` shows what that change costs or
+    credits now; POST (with the amount shown) makes it."""
+    customer = acting_customer(request)
+    order = selectors.order_get(customer=customer, order_id=order_id)
+    rows = selectors.order_addon_rows(order=order)
+    selected = quote = error = None
+    form = None
+    raw_addon = request.POST.get("addon") if request.method == "POST" else request.GET.get("addon")
+    if raw_addon:
+        row = next((row for row in rows if str(row.addon.pk) == raw_addon), None)
+        if row is None:
+            raise Http404  # not an add-on of this service's plan
+        selected = row
+        form = AddonChangeForm(request.POST if request.method == "POST" else request.GET, addon=row.addon, current=row.quantity)
+        if form.is_valid():
+            try:
+                quote = addon_services.addon_change_quote(order=order, addon=row.addon, quantity=form.cleaned_data["quantity"])
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            if quote is not None and request.method == "POST":
+                _require_pay(request)
+                try:
+                    result = addon_services.order_addon_change(
+                        order=order, addon=row.addon, quantity=form.cleaned_data["quantity"], actor=request.user,
+                        expected_amount=form.cleaned_data["expected_amount"])
+                except ValidationError as exc:
+                    form.add_error(None, exc)
+                    quote = None
+                else:
+                    if result.invoice is not None and not result.paid:
+                        messages.info(request, _("Pay this invoice to add the add-on."))
+                        return redirect(_invoice_url(result.invoice.pk))
+                    messages.success(request, addon_services.addon_change_summary(result))
+                    if result.missing_addresses:
+                        messages.warning(request, _("Our staff will assign the remaining IPv4 addresses shortly."))
+                    return redirect("orders:order_detail", order_id=order.pk)
+    elif request.method == "POST":
+        error = _("Choose an add-on.")
+    tax_percent = _tax_percent(customer)
+    credit_tax = None
+    if quote is not None and quote.credit and tax_percent is not None:
+        credit_tax = quantize(quote.credit * tax_percent / 100, order.currency)
+    return render(request, "orders/order_addons.html", {
+        "order": order, "rows": rows, "selected": selected, "form": form, "quote": quote, "error": error,
+        "can_pay": _can_pay(request), "changeable": order.status == order.Status.ACTIVE,
+        "tax_percent": tax_percent, "credit_tax": credit_tax,
+        "server_notice": _server_notice(order, selected, quote),
+    })
+
+
+def _server_notice(order, selected, quote) -> str:
+    """What the customer is told before confirming: a restart for more CPU or RAM on a VM."""
+    if quote is None or selected is None:
+        return ""
+    return provisioning.addon_change_notice(order, selected.addon.kind)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from orders.models import Order, Plan
 
 __all__ = ["MachineSpec", "ModuleError", "NotSupported", "Operation", "ProvisionResult", "ProvisioningModule",
-           "extra_addresses_sync", "get_module", "module_codes", "module_for", "on_addons_changed", "on_plan_changed", "on_suspended", "on_unsuspended",
+           "addon_change_notice", "extra_addresses_sync", "get_module", "module_codes", "module_for", "on_addons_changed", "on_plan_changed", "on_suspended", "on_unsuspended",
            "provision", "register_module", "release"]
 
 
@@ -129,3 +129,13 @@ def plan_change_notice(order: Order, plan: Plan) -> str:
     if new.disk_gib < old.disk_gib:
         notes.append(_("Disks cannot shrink: your server keeps its %(size)s GiB disk.") % {"size": old.disk_gib})
     return " ".join(notes)
+
+
+def addon_change_notice(order: Order, kind: str) -> str:
+    """What the customer is told before confirming an add-on change: a restart for more CPU or RAM."""
+    from django.utils.translation import gettext as _
+
+    module = module_for(order)
+    if kind in ("cpu", "ram") and module.runs_in_jobs and _has_machine(order):
+        return _("Your server restarts once to apply the new CPU and memory.")
+    return ""

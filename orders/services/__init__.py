@@ -9,7 +9,7 @@ records an OrderEvent naming who or what caused the change.
 - `addons`: add-ons of a running service: more steps invoiced (prorated), fewer credited.
 - `lifecycle`: the expiry, suspension, termination and notices job.
 - `staff`: staff actions from the admin (suspend, unsuspend, terminate, extend).
-- `_common`: helpers they share (event record, staff audit, notifications, formatting, row lock).
+- `common`: helpers they share (event record, staff audit, notifications, formatting, row lock).
 
 Money never moves here: orders issue invoices through billing and ask billing to pay them from the
 balance; whatever pays an invoice (balance, gateway, staff) ends in one of the `on_*_invoice_paid`

@@ -39,8 +39,8 @@ from billing.services.invoices import LineInput, invoice_cancel, invoice_issue, 
 from .. import addons as catalogue
 from .. import pricing, promo, provisioning
 from ..models import AddonChange, Order, OrderAddon, Plan, PlanAddon
-from ._common import Source, Status, _lock, _money, _source_for, event_record
-from .plan_change import _stale_renewals_withdraw
+from .common import Source, Status, event_record, event_source_for, money_for_customer, order_lock
+from .plan_change import stale_renewals_withdraw
 
 ZERO = Decimal("0")
 Kind = PlanAddon.Kind
@@ -149,7 +149,7 @@ def order_addon_change(*, order: Order, addon: PlanAddon, quantity: int, actor: 
     """Change a running service's add-on to `quantity` steps (see the module docstring).
     `expected_amount` is the charge or credit the customer confirmed; if the quote moved since (a day
     passed), nothing happens."""
-    order = _lock(order)
+    order = order_lock(order)
     quote = addon_change_quote(order=order, addon=addon, quantity=quantity)
     shown = quote.amount if quote.is_increase else quote.credit
     if expected_amount is not None and expected_amount != shown:
@@ -161,14 +161,14 @@ def order_addon_change(*, order: Order, addon: PlanAddon, quantity: int, actor: 
         currency=order.currency, actor=actor if actor is not None and actor.pk else None)
     if quote.is_increase:
         invoice = _invoice_issue(order=order, change=change, quote=quote)
-        event_record(order=order, action="addon_invoiced", source=_source_for(actor), actor=actor,
+        event_record(order=order, action="addon_invoiced", source=event_source_for(actor), actor=actor,
                      details={"addon": addon.name, "from": quote.quantity_from, "to": quote.quantity_to,
                               "amount": str(quote.amount), "invoice": invoice.number})
         paid = invoice_pay_from_balance(invoice=invoice, actor=actor)
         change.refresh_from_db()
         return AddonChangeResult(change=change, invoice=invoice, paid=paid)
     notes = _credit(order=order, change=change, actor=actor)
-    missing = _apply(order=order, change=change, source=_source_for(actor), actor=actor)
+    missing = _apply(order=order, change=change, source=event_source_for(actor), actor=actor)
     change.credit_notes = notes
     change.save(update_fields=["credit_notes"])
     return AddonChangeResult(change=change, credit_notes=tuple(notes), missing_addresses=missing)
@@ -223,7 +223,7 @@ def on_addon_change_invoice_paid(invoice: Invoice) -> None:
         event_record(order=order, action="addon_paid_after_end", source=Source.PAYMENT, details={"change": change.pk})
         return
     _apply(order=order, change=change, source=Source.PAYMENT, actor=None)
-    _stale_renewals_withdraw(order)
+    stale_renewals_withdraw(order)
 
 
 def _apply(*, order: Order, change: AddonChange, source: str, actor: User | None) -> int:
@@ -261,7 +261,7 @@ def _apply(*, order: Order, change: AddonChange, source: str, actor: User | None
         details["missing_addresses"] = missing
     event_record(order=order, action="addon_changed", source=source, actor=actor, details=details)
     if source != Source.PAYMENT:
-        _stale_renewals_withdraw(order)
+        stale_renewals_withdraw(order)
     return missing
 
 
@@ -359,6 +359,6 @@ def addon_change_summary(result: AddonChangeResult) -> str:
 
         credited = CreditNote.objects.filter(number__in=result.credit_notes).aggregate(total=Sum("amount"))["total"]
         return _("%(addon)s is changed; %(amount)s is credited to your balance (credit note %(notes)s).") % {
-            "addon": name, "amount": _money(credited, change.currency, change.order.customer),
+            "addon": name, "amount": money_for_customer(credited, change.currency, change.order.customer),
             "notes": ", ".join(result.credit_notes)}
     return _("%(addon)s is changed.") % {"addon": name}

@@ -17,8 +17,10 @@ from billing.services.invoices import LineInput, invoice_cancel, invoice_issue, 
 from .. import addons as addon_catalogue
 from .. import pricing, promo, provisioning
 from ..models import Order, OrderRenewal, Plan
-from ._common import (Source, Status, _date, _lock, _money, _notify, _period_description, _source_for, event_record,
-                      order_label)
+from .common import (
+    Source, Status, date_for_customer, event_record, event_source_for, money_for_customer, order_lock,
+    order_label, order_notify, period_description,
+)
 
 RENEWABLE = (Status.ACTIVE, Status.EXPIRED, Status.SUSPENDED)
 MAX_RENEW_PERIODS = 12
@@ -31,19 +33,6 @@ class RenewResult:
     paid: bool
 
 
-def renewal_plan(order: Order) -> Plan:
-    return order.scheduled_plan or order.plan
-
-
-def renewal_price(order: Order) -> Decimal:
-    """Price of one period at the next renewal: the plan's (a scheduled downgrade's price, else the
-    order's) plus the add-ons the service holds."""
-    if order.scheduled_plan_id is None:
-        return order.price + order.addons_price
-    plan = pricing.plan_price(plan=order.scheduled_plan, period_months=order.period_months, currency=order.currency).amount
-    return plan + order.addons_price
-
-
 def renewal_plan_price(renewal: OrderRenewal) -> Decimal:
     """The plan's part of one renewed period (the rest is the add-ons of its snapshot)."""
     return renewal.amount / renewal.periods - addon_catalogue.snapshot_total(renewal.addons)
@@ -54,11 +43,11 @@ def renewal_lines(*, order: Order, renewal: OrderRenewal, plan_addons_by_id: dic
     The renewal job passes the chunk's add-ons (`addons.plan_addons_of`) so this costs no query."""
     months = renewal.periods * order.period_months
     reference = f"{order.reference}:period:{renewal.period}"
-    plan_line = LineInput(description=_period_description(order, renewal.plan, months), quantity=renewal.periods,
+    plan_line = LineInput(description=period_description(order, renewal.plan, months), quantity=renewal.periods,
                           unit_price=renewal_plan_price(renewal), reference=reference)
     items = addon_catalogue.renewal_addon_items(renewal, plan_addons_by_id)
     return [plan_line, *addon_catalogue.item_lines(order=order, items=items, reference=reference, periods=renewal.periods,
-                                          months=months)]
+                                                   months=months)]
 
 
 def renewal_invoice_issue(*, order: Order, renewal: OrderRenewal) -> Invoice:
@@ -79,14 +68,14 @@ def order_renew(*, order: Order, periods: int, actor: User | None, expected_peri
     """
     if not 1 <= periods <= MAX_RENEW_PERIODS:
         raise ValidationError(_("Choose between 1 and %(max)s periods.") % {"max": MAX_RENEW_PERIODS}, code="periods")
-    order = _lock(order)
+    order = order_lock(order)
     if order.status not in RENEWABLE:
         raise ValidationError(_("Only active, expired or suspended services can be renewed."), code="status")
     period = order.current_period + 1
     if expected_period is not None and expected_period != period:
         raise ValidationError(_("This service was renewed meanwhile; check its new expiry date before renewing again."),
                               code="renewed")
-    price = renewal_price(order)
+    price = pricing.renewal_price(order)
     amount = quantize(price * periods, order.currency)
     held = addon_catalogue.snapshot(addon_catalogue.held_items(order))
     existing = OrderRenewal.objects.select_for_update().filter(order=order, period=period).first()
@@ -106,11 +95,11 @@ def order_renew(*, order: Order, periods: int, actor: User | None, expected_peri
         renewal = None
     if renewal is None:
         renewal = OrderRenewal.objects.create(order=order, period=period, periods=periods, amount=amount,
-                                              currency=order.currency, plan=renewal_plan(order), addons=held)
+                                              currency=order.currency, plan=pricing.renewal_plan(order), addons=held)
         invoice = renewal_invoice_issue(order=order, renewal=renewal)
         renewal.invoice_id = invoice.pk
         renewal.save(update_fields=["invoice_id"])
-        event_record(order=order, action="renewal_invoiced", source=_source_for(actor), actor=actor,
+        event_record(order=order, action="renewal_invoiced", source=event_source_for(actor), actor=actor,
                      details={"periods": periods, "amount": str(amount), "invoice": invoice.number})
     else:
         invoice = Invoice.objects.get(pk=renewal.invoice_id)
@@ -143,7 +132,7 @@ def renewal_apply(*, renewal: OrderRenewal, source: str, now: datetime | None = 
     order.save(update_fields=RENEWAL_ORDER_FIELDS)
     renewal.save(update_fields=["status", "paid_at", "starts_at", "ends_at"])
     event_record(order=order, action="renewed", source=source, from_status=previous, details=renewed_details(order, renewal))
-    _notify(order=order, kind="service_renewed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewed",
+    order_notify(order=order, kind="service_renewed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewed",
             context=renewed_context(order, renewal))
     if changed_plan:
         plan_change_applied(order=order, renewal=renewal, old_plan=changed_plan[0], new_plan=changed_plan[1])
@@ -205,9 +194,9 @@ def renewed_details(order: Order, renewal: OrderRenewal) -> dict:
 
 
 def renewed_context(order: Order, renewal: OrderRenewal) -> dict:
-    """`service_renewed` notification context (without "service", which `_notify` adds first)."""
+    """`service_renewed` notification context (without "service", which `order_notify` adds first)."""
     customer = order.customer
-    return {"expires_at": _date(order.expires_at, customer), "amount": _money(renewal.amount, renewal.currency, customer)}
+    return {"expires_at": date_for_customer(order.expires_at, customer), "amount": money_for_customer(renewal.amount, renewal.currency, customer)}
 
 
 def plan_change_applied(*, order: Order, renewal: OrderRenewal, old_plan: Plan, new_plan: Plan) -> None:
@@ -218,7 +207,7 @@ def plan_change_applied(*, order: Order, renewal: OrderRenewal, old_plan: Plan, 
 
     addons_repoint(order=order, plan=new_plan)
     provisioning.on_plan_changed(order, old_plan=old_plan)
-    _notify(order=order, kind="plan_changed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:downgrade",
+    order_notify(order=order, kind="plan_changed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:downgrade",
             context={"service": order_label(order, plan=old_plan), "old_plan": old_plan.name, "new_plan": new_plan.name})
 
 
@@ -226,7 +215,7 @@ def renewal_failed_notify(*, order: Order, renewal: OrderRenewal) -> None:
     """Once per period: the automatic renewal could not be paid; link to the invoice."""
     customer = order.customer
     with translation.override(customer.language):
-        reason = _("Your balance does not cover %(amount)s.") % {"amount": _money(renewal.amount, renewal.currency, customer)}
-    _notify(order=order, kind="renewal_failed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewal_failed",
-            context={"expires_at": _date(order.expires_at, customer), "reason": reason},
+        reason = _("Your balance does not cover %(amount)s.") % {"amount": money_for_customer(renewal.amount, renewal.currency, customer)}
+    order_notify(order=order, kind="renewal_failed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewal_failed",
+            context={"expires_at": date_for_customer(order.expires_at, customer), "reason": reason},
             link=f"/billing/invoices/{renewal.invoice_id}/" if renewal.invoice_id else "")
