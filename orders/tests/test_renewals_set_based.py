@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from django.core import mail
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -16,7 +17,7 @@ from billing import hooks
 from billing.models import Invoice, LedgerEntry, TaxRate
 from billing.selectors import balance_of
 from notifications.models import EmailOutbox, Notification, NotificationPreference
-from notifications.services import _render_email, _render_kind
+from notifications.services import _render_email, _render_kind, email_content, email_deliver
 from orders.models import Order, OrderEvent, OrderRenewal
 from orders.pricing import add_months
 from orders.services import placing, plan_change, renewal_batch, renewing
@@ -173,8 +174,14 @@ def test_rows_are_the_ones_the_services_write(currencies, fund, no_fallback):
     with translation.override("ru"):
         text, html = _render_email(kind="service_renewed", subject=notification.subject, body_text=notification.body_text,
                                    body_html=notification.body_html, link=notification.link, owner=owner)
-    assert (email.subject, email.body_text, email.body_html, email.recipient) == (
-        notification.subject, text, html, owner.email)
+    # The outbox row refers to the notification; the email is rendered when it is sent, and sends
+    # exactly what notify() would have stored.
+    assert (email.notification_id, email.body_text, email.body_html) == (notification.pk, "", "")
+    assert email_content(email) == (notification.subject, text, html)
+    mail.outbox.clear()
+    assert email_deliver(email_id=email.pk).outcome == "sent"
+    (sent,) = mail.outbox
+    assert (sent.subject, sent.body, sent.alternatives[0][0], sent.to) == (notification.subject, text, html, [owner.email])
     call_command("audit_ledger")
 
 
