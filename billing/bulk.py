@@ -35,7 +35,7 @@ from . import hooks
 from .models import ZERO, DocumentCounter, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, LedgerTransaction, Payer
 from .money import format_money, quantize
 from .services.invoices import _payer_snapshot
-from .services.ledger import _low_balance_update, provider_account
+from .services.ledger import _low_balance_update, batch_provider_accounts_lock
 from .services.payers import payer_blockers
 from .services.tax import TaxDecision, tax_for
 
@@ -196,20 +196,11 @@ def _post_payments(charges, invoices, paying, accounts, now) -> None:
     cached balances and `balance_after` advance in the same order."""
     if not paying:
         return
-    # Provider accounts after the customers' (billing's lock order), in pk order, in one statement
-    # (codes as `provider_account` names them; it creates the missing ones the first time).
-    wanted = {(kind, currency): f"{kind}:{currency}" for currency in sorted({charges[p].currency for p in paying})
-              for kind in (LedgerAccount.Kind.HOLDING, LedgerAccount.Kind.REVENUE, LedgerAccount.Kind.TAX)}
-
-    def lock():
-        return {a.code: a for a in LedgerAccount.objects.select_for_update().filter(code__in=wanted.values()).order_by("pk")}
-
-    locked = lock()
-    if len(locked) < len(wanted):
-        for kind, currency in wanted:
-            provider_account(kind=kind, currency=currency)
-        locked = lock()
-    provider = {key: locked[code] for key, code in wanted.items()}
+    # Provider accounts after the customers' (billing's lock order): this worker's slot of batch
+    # sub-accounts, so concurrent workers do not queue on shared provider rows.
+    provider = batch_provider_accounts_lock(
+        kinds=(LedgerAccount.Kind.HOLDING, LedgerAccount.Kind.REVENUE, LedgerAccount.Kind.TAX),
+        currencies={charges[p].currency for p in paying})
     tx_ids = insert_rows(LedgerTransaction, [
         {"idempotency_key": f"invoice:{invoices[p]['id']}:settle", "kind": LedgerTransaction.Kind.CHARGE,
          "invoice_id": invoices[p]["id"], "reference": invoices[p]["reference"], "created_at": now,
