@@ -29,7 +29,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Customer
 from accounts.selectors import payment_blockers
 from core.calendar import provider_today
-from notifications.bulk import Notice, insert_rows, notify_many, prefetch_owners, update_rows  # noqa: F401 (re-exported)
+from notifications.bulk import Notice, copy_rows, insert_rows, notify_many, prefetch_owners, update_rows  # noqa: F401 (re-exported)
 
 from . import hooks
 from .models import ZERO, DocumentCounter, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, LedgerTransaction, Payer
@@ -222,7 +222,7 @@ def _post_payments(charges, invoices, paying, accounts, now) -> None:
                 account.balance += amount
                 entries.append({"transaction_id": tx_id, "account_id": account.pk, "amount": amount,
                                 "currency": currency, "balance_after": account.balance})
-    insert_rows(LedgerEntry, entries, returning=None)
+    copy_rows(LedgerEntry, entries)  # COPY: the statement-level balance check still sees every leg
     for account in changed.values():
         if account.kind == LedgerAccount.Kind.CUSTOMER:
             _low_balance_update(account)
