@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer
 from accounts.selectors import payment_blockers
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 from notifications.services import notify as _notify  # module-level name: tests replace it
 
 from .. import hooks
