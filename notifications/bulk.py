@@ -29,7 +29,7 @@ from accounts.selectors import customer_owners
 from . import selectors
 from .kinds import MANDATORY_KINDS, OPT_IN_KINDS, Kind, kind_spec
 from .models import EmailOutbox, Notification, NotificationPreference
-from .services import _check_link, _render_kind
+from .services import link_check, notice_render
 
 try:
     from .channels import dispatch as _dispatch_channels
@@ -198,7 +198,7 @@ def _stampable(value) -> bool:
 
 
 def _render(kind: str, notice: Notice) -> _Rendered:
-    return _Rendered(*_render_kind(kind=kind, context=notice.context, link=notice.link))
+    return _Rendered(*notice_render(kind=kind, context=notice.context, link=notice.link))
 
 
 class _Stamp:
@@ -252,7 +252,7 @@ def notify_many(*, kind: str, notices: list[Notice]) -> int:
     kind_spec(kind)
     kind = Kind(kind).value
     for notice in notices:
-        _check_link(notice.link)
+        link_check(notice.link)
         json.dumps(notice.context)
     customers = {notice.customer.pk: notice.customer for notice in notices}
     owners = customer_owners(customers=customers.values())

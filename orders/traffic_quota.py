@@ -95,7 +95,7 @@ def traffic_quota_check(*, order_id: int, now=None) -> dict:
 def _overage_record(order: Order, *, period: tuple, used: int, quota: int) -> bool:
     from notifications.services import notify
 
-    from .services._common import _date, order_label
+    from .services.common import date_for_customer, order_label
 
     plan = order.plan
     try:
@@ -109,7 +109,7 @@ def _overage_record(order: Order, *, period: tuple, used: int, quota: int) -> bo
            dedupe_key=f"order:{order.pk}:traffic:{period[0].isoformat()}:over_quota",
            context={"service": order_label(order), "used_gib": str((Decimal(used) / GIB).quantize(Decimal("0.01"))),
                     "quota_tb": _plain(plan.traffic_tb), "throttle_mbps": str(throttle or ""),
-                    "period_started": _date(period[0], order.customer), "period_ends": _date(period[1], order.customer)})
+                    "period_started": date_for_customer(period[0], order.customer), "period_ends": date_for_customer(period[1], order.customer)})
     return True
 
 
