@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0008_payer_vies_check'),
+        ('billing', '0009_ledger_balanced_check_per_statement'),
     ]
 
     operations = [
