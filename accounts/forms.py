@@ -156,12 +156,6 @@ class LoginForm(AuthenticationForm):
                 code="ip_restricted", params={"ip": client_ip(self.request)})
 
 
-class VerifyEmailForm(forms.Form):
-    """Confirmation step: the link's GET only shows this form; the POST verifies."""
-
-    token = forms.CharField(widget=forms.HiddenInput)
-
-
 # --- Settings -------------------------------------------------------------------------------------------
 
 def country_choices() -> list[tuple[str, str]]:
