@@ -22,6 +22,7 @@ from django.utils import timezone, translation
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
+from notifications.kinds import Kind
 from notifications.services import notify
 
 from . import hooks
@@ -108,11 +109,11 @@ def _remind(invoice_id: int, now: datetime) -> bool:
             "due_date": _date(due, customer.language),
         }
         if latest > 0:
-            kind = "invoice_overdue"
+            kind = Kind.INVOICE_OVERDUE
             context.update(days_overdue=(now - due).days,
                            late_fee=format_money(fee.total, fee.currency, customer.language) if fee else "")
         else:
-            kind = "invoice_reminder"
+            kind = Kind.INVOICE_REMINDER
         notify(customer=customer, kind=kind, context=context, link=reverse("billing:invoice_detail", args=[invoice.pk]),
                dedupe_key=f"invoice:{invoice.pk}:dunning:{latest}")
         return True
