@@ -29,7 +29,9 @@ from django.utils.translation import gettext as _
 from accounts.models import Customer
 from accounts.selectors import payment_blockers
 from core.calendar import provider_today
-from notifications.bulk import Notice, insert_rows, notify_many, prefetch_owners, update_rows  # noqa: F401 (re-exported)
+from core.sql import insert_rows, update_rows
+from notifications.bulk import Notice, notify_many, prefetch_owners
+from notifications.kinds import Kind
 
 from . import hooks
 from .models import ZERO, DocumentCounter, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, LedgerTransaction, Payer
@@ -262,4 +264,4 @@ def _notify_issued(charges, invoices) -> None:
             context={"invoice_number": invoice["number"], "amount": money[key], "kind": invoice["kind"],
                      "invoice_id": invoice["id"]},
         ))
-    notify_many(kind="invoice_issued", notices=notices)
+    notify_many(kind=Kind.INVOICE_ISSUED, notices=notices)

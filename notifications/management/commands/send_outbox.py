@@ -5,6 +5,7 @@ workers are down. `--enqueue` hands the rows to Celery instead.
 """
 from django.core.management.base import BaseCommand
 
+from core.enqueue import enqueue_task_safely
 from notifications import services
 from notifications.tasks import email_deliver_task
 
@@ -20,7 +21,7 @@ class Command(BaseCommand):
         outcomes: dict[str, int] = {}
         for email_id in email_ids:
             if enqueue:
-                outcome = "queued" if services.enqueue_task_safely(email_deliver_task, email_id=email_id) else "not queued"
+                outcome = "queued" if enqueue_task_safely(email_deliver_task, email_id=email_id) else "not queued"
             else:
                 outcome = services.email_deliver(email_id=email_id).outcome
             outcomes[outcome] = outcomes.get(outcome, 0) + 1

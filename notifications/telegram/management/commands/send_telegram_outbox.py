@@ -2,7 +2,7 @@
 deletes webhook updates past their retention."""
 from django.core.management.base import BaseCommand
 
-from notifications.services import enqueue_task_safely
+from core.enqueue import enqueue_task_safely
 from notifications.telegram import services
 from notifications.telegram.tasks import telegram_deliver_task
 
