@@ -20,7 +20,8 @@ from accounts.roles import Area, acting_customer
 from accounts.services import activity_record
 from accounts.client_ip import client_ip
 from billing import selectors as billing_selectors
-from billing import services as billing_services
+from billing.services.invoices import invoice_pay_from_balance
+from billing.services.payers import invoice_payment_gate_check
 from notifications import selectors as notification_selectors
 from notifications import services as notification_services
 from orders import forms as order_forms
@@ -308,8 +309,8 @@ class InvoicePayView(CustomerApiView):
     def post(self, request, invoice_id: int):
         """Pay the whole invoice from the balance. Refused (400) if the balance does not cover it."""
         invoice = billing_selectors.invoice_get(customer=self.customer, invoice_id=invoice_id)
-        billing_services.invoice_payment_gate_check(invoice)
-        if not billing_services.invoice_pay_from_balance(invoice=invoice, actor=request.user):
+        invoice_payment_gate_check(invoice)
+        if not invoice_pay_from_balance(invoice=invoice, actor=request.user):
             raise ValidationError(_("Your balance does not cover this invoice."), code="insufficient_balance")
         invoice = billing_selectors.invoice_get(customer=self.customer, invoice_id=invoice_id)
         return Response(serializers.InvoiceDetailSerializer(invoice).data)

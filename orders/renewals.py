@@ -39,7 +39,7 @@ from accounts.models import Customer
 from billing import bulk
 from billing.models import Invoice
 from billing.money import quantize
-from billing.services import invoice_pay_from_balance
+from billing.services.invoices import invoice_pay_from_balance
 
 from . import promo, services
 from .models import Order, OrderEvent, OrderRenewal

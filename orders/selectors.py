@@ -148,7 +148,7 @@ def renewals_due_next_month(*, customer: Customer, now=None):
     from billing.models import Invoice
     from billing.money import quantize
     from billing.rates import RateError, RateTable
-    from billing.services import tax_for
+    from billing.services.tax import tax_for
 
     from . import pricing, renewals, services
     from .models import OrderRenewal

@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Customer, User
 from billing.models import Invoice
 from billing.money import format_money, quantize
-from billing.services import LineInput, invoice_cancel, invoice_issue, invoice_pay_from_balance
+from billing.services.invoices import LineInput, invoice_cancel, invoice_issue, invoice_pay_from_balance
 
 from . import pricing, promo, provisioning
 from .models import Order, OrderEvent, OrderRenewal, Plan, PlanChange, PromoCode

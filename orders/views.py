@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.roles import Area, acting_customer, customer_view, role_allows
 from billing.money import quantize
-from billing.services import tax_for
+from billing.services.tax import tax_for
 
 from . import pricing, selectors, services
 from .forms import AutoRenewForm, BatchRenewForm, CancelForm, ChangePlanForm, OrderForm, RenewForm

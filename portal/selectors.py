@@ -23,7 +23,7 @@ from billing.models import Currency, Invoice, LedgerAccount, LedgerEntry
 from billing.money import quantize
 from billing.rates import RateError, RateTable, is_stale, rate_published_at
 from billing.selectors import balance_of, enabled_currencies, equivalents, invoices_for
-from billing.services import TaxDecision, TaxNotConfigured, tax_for
+from billing.services.tax import TaxDecision, TaxNotConfigured, tax_for
 from notifications.selectors import inbox_for
 from orders import renewals as order_renewals
 from orders.models import Order, OrderRenewal, PlanPrice

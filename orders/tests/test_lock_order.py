@@ -10,7 +10,9 @@ from django.core.management import call_command
 from django.db import OperationalError
 
 from accounts.tests.factories import StaffUserFactory, UserFactory
-from billing import services as billing
+from billing.services.corrections import balance_adjust
+from billing.services.invoices import invoice_pay_from_balance
+from billing.services.ledger import customer_account, ledger_post, provider_account
 from billing.tests.concurrency import run_concurrently
 from billing.tests.factories import make_currencies
 from orders import services
@@ -23,8 +25,8 @@ ROUNDS = 8
 
 
 def _credit(customer, amount, key):
-    billing.balance_adjust(customer=customer, amount=Decimal(amount), reason="test credit", actor=StaffUserFactory(),
-                           idempotency_key=key)
+    balance_adjust(customer=customer, amount=Decimal(amount), reason="test credit", actor=StaffUserFactory(),
+                   idempotency_key=key)
 
 
 def _active_order(customer, plan):
@@ -63,7 +65,7 @@ def test_renew_and_pay_on_the_same_renewal_invoice_never_deadlock():
                 return "refused"
 
         def pay(owner, invoice):
-            return billing.invoice_pay_from_balance(invoice=invoice, actor=owner)
+            return invoice_pay_from_balance(invoice=invoice, actor=owner)
 
         for owner, order, invoice in pairs:
             results, errors = run_concurrently(lambda f, *a: f(*a), [(renew, owner, order), (pay, owner, invoice)])
@@ -79,10 +81,10 @@ def _credit_without_autopay(customer, amount):
     from django.db import transaction
 
     with transaction.atomic():
-        account = billing.customer_account(customer=customer)
-        other = billing.provider_account(kind="adjustment", currency=account.currency)
-        billing.ledger_post(idempotency_key=f"credit:{customer.pk}", kind="adjustment",
-                            legs=[(account, Decimal(amount)), (other, -Decimal(amount))], memo="test credit")
+        account = customer_account(customer=customer)
+        other = provider_account(kind="adjustment", currency=account.currency)
+        ledger_post(idempotency_key=f"credit:{customer.pk}", kind="adjustment",
+                    legs=[(account, Decimal(amount)), (other, -Decimal(amount))], memo="test credit")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -108,7 +110,7 @@ def test_plan_change_and_paying_the_upgrade_invoice_never_deadlock():
                 return "refused"
 
         def pay(owner, invoice):
-            return billing.invoice_pay_from_balance(invoice=invoice, actor=owner)
+            return invoice_pay_from_balance(invoice=invoice, actor=owner)
 
         for owner, order, invoice in pairs:
             results, errors = run_concurrently(lambda f, *a: f(*a), [(change_plan, owner, order), (pay, owner, invoice)])

@@ -38,7 +38,7 @@ def test_renewal_job_refuses_only_the_customer_without_a_rate(settings, currenci
     import time_machine
 
     from accounts.tests.factories import UserFactory
-    from billing.services import payment_record
+    from billing.services.payments import payment_record
     from billing.tests.factories import TaxRateFactory
     from orders import renewals
     from orders.models import OrderRenewal

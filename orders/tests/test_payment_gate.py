@@ -8,9 +8,11 @@ import time_machine
 
 from accounts.models import Customer
 from accounts.tests.factories import UserFactory
-from billing import services as billing_services
 from billing.models import Invoice
 from billing.selectors import balance_of
+from billing.services.invoices import invoice_pay_from_balance, invoice_payer_choose
+from billing.services.payers import payer_verify
+from billing.services.payments import payment_record
 from billing.tests.factories import CompanyPayerFactory
 from orders import renewals, services
 from orders.models import OrderRenewal
@@ -43,7 +45,7 @@ def test_ordering_with_the_balance_does_not_pay_for_an_unverified_company(custom
     assert placed.paid is False and placed.invoice.status == Invoice.Status.UNPAID
     assert balance_of(customer) == Decimal("500.00")
     verify(customer)
-    assert billing_services.invoice_pay_from_balance(invoice=placed.invoice) is True
+    assert invoice_pay_from_balance(invoice=placed.invoice) is True
 
 
 @pytest.mark.django_db
@@ -54,8 +56,8 @@ def test_renewals_do_not_pay_for_an_unverified_company(path, currencies, monkeyp
     blocked, fine, other = (UserFactory().customer for _ in range(3))
     pending_company(blocked)
     for customer in (blocked, fine, other):
-        billing_services.payment_record(idempotency_key=f"gate:{customer.pk}", customer=customer,
-                                        amount=Decimal("100.00"), currency="EUR", method="bank_transfer")
+        payment_record(idempotency_key=f"gate:{customer.pk}", customer=customer,
+                       amount=Decimal("100.00"), currency="EUR", method="bank_transfer")
     orders = active_orders([blocked, fine, other], PlanFactory(), per_customer=1, now=T0)
 
     with time_machine.travel(T0, tick=False):
@@ -69,12 +71,12 @@ def test_renewals_do_not_pay_for_an_unverified_company(path, currencies, monkeyp
     # An unpaid renewal invoice made out to an unverified company payer is not paid by the next run either.
     verify(blocked)
     payer = CompanyPayerFactory(customer=blocked, company_name="Pending Payer")
-    billing_services.invoice_payer_choose(invoice=invoice, payer=payer)
+    invoice_payer_choose(invoice=invoice, payer=payer)
     with time_machine.travel(T0, tick=False):
         assert renewals.renewals_run().renewed == 0
     assert balance_of(blocked) == Decimal("100.00")
 
-    billing_services.payer_verify(payer=payer, staff=None)
+    payer_verify(payer=payer, staff=None)
     with time_machine.travel(T0, tick=False):
         assert renewals.renewals_run().renewed == 1
     assert OrderRenewal.objects.get(order__customer=blocked).status == OrderRenewal.Status.PAID

@@ -7,9 +7,10 @@ import pytest
 import time_machine
 from django.core.management import call_command
 
-from billing import services as billing
 from billing.models import Invoice
 from billing.selectors import balance_of
+from billing.services.invoices import invoice_apply_balance
+from billing.services.payments import payment_record
 from orders import renewals, services
 from orders.models import OrderRenewal
 
@@ -81,12 +82,12 @@ def test_money_applied_to_the_stale_renewal_returns_to_the_balance(customer, fun
     order, old_renewal = standard_order_with_open_renewal(customer, fund, standard)
     with time_machine.travel(order.expires_at - timedelta(hours=22), tick=False):
         fund(customer, "5.00")
-        billing.invoice_apply_balance(invoice=Invoice.objects.get(pk=old_renewal.invoice_id))
+        invoice_apply_balance(invoice=Invoice.objects.get(pk=old_renewal.invoice_id))
         change = services.order_change_plan(order=order, plan=pro, actor=None)
         assert not change.paid
         with django_capture_on_commit_callbacks(execute=True):  # the upgrade is paid by bank transfer
-            billing.payment_record(idempotency_key="bank:upgrade", customer=customer, amount=change.invoice.total,
-                                   currency="EUR", method="bank_transfer", invoice=change.invoice)
+            payment_record(idempotency_key="bank:upgrade", customer=customer, amount=change.invoice.total,
+                           currency="EUR", method="bank_transfer", invoice=change.invoice)
     order.refresh_from_db()
     assert order.plan_id == pro.pk
     assert Invoice.objects.get(pk=old_renewal.invoice_id).status == Invoice.Status.CANCELLED

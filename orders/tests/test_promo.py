@@ -11,7 +11,8 @@ from django.urls import reverse
 
 from accounts.tests.factories import UserFactory
 from billing.models import Invoice, LedgerAccount
-from billing.services import BillingError, LineInput, invoice_issue
+from billing.services.errors import BillingError
+from billing.services.invoices import LineInput, invoice_issue
 from billing.tests.concurrency import run_concurrently
 from billing.tests.factories import TaxRateFactory, make_currencies
 from orders import renewals, services

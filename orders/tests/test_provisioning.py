@@ -14,7 +14,7 @@ from .factories import PlanFactory
 
 @pytest.mark.django_db(transaction=True)
 def test_twenty_concurrent_orders_for_a_pool_of_ten_get_ten_distinct_addresses():
-    from billing.services import payment_record
+    from billing.services.payments import payment_record
 
     make_currencies()
     plan = PlanFactory(ip_pool__size=10)

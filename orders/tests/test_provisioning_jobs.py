@@ -128,7 +128,7 @@ def test_two_parallel_placements_never_overfill_a_node():
     from django.db import connection
 
     from accounts.tests.factories import UserFactory
-    from billing.services import payment_record
+    from billing.services.payments import payment_record
     from billing.tests.factories import make_currencies
 
     make_currencies()

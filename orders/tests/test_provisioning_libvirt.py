@@ -101,7 +101,7 @@ def test_paid_order_becomes_a_running_vm_of_the_plan_size_with_a_cloud_init_seed
 def test_two_create_jobs_for_one_order_make_one_vm(kvm, kvm_plan, currencies):
     _libvirt, conn, pool_name = kvm
     customer = UserFactory().customer
-    from billing.services import payment_record
+    from billing.services.payments import payment_record
 
     payment_record(idempotency_key="kvm-fund", customer=customer, amount=Decimal("100.00"), currency="EUR",
                    method="bank_transfer")
@@ -328,7 +328,7 @@ def test_a_worker_killed_mid_create_is_completed_by_the_sweeper(kvm, kvm_plan, c
 
     _libvirt, conn, pool_name = kvm
     customer = UserFactory().customer
-    from billing.services import payment_record
+    from billing.services.payments import payment_record
 
     payment_record(idempotency_key="kvm-kill", customer=customer, amount=Decimal("100.00"), currency="EUR",
                    method="bank_transfer")

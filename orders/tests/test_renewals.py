@@ -35,7 +35,7 @@ def active_orders(customers, plan, per_customer, now):
 
 
 def fund(customer, amount):
-    from billing.services import payment_record
+    from billing.services.payments import payment_record
 
     payment_record(idempotency_key=f"fund:{customer.pk}:{amount}:{balance_of(customer)}", customer=customer,
                    amount=Decimal(amount), currency=customer.currency, method="bank_transfer")

@@ -13,8 +13,10 @@ import time_machine
 from django.utils import timezone
 
 from accounts.tests.factories import StaffUserFactory, UserFactory
-from billing import services as billing
 from billing.models import Invoice
+from billing.services.acts import acts_generate, month_bounds, previous_month
+from billing.services.invoices import LineInput, invoice_issue
+from billing.services.payments import payment_record
 from billing.tests.factories import make_currencies
 from notifications.models import Notification
 from orders import renewals, services
@@ -57,8 +59,8 @@ def plan(currencies):
 def customer_in(zone_name: str = "UTC", funds: str = "1000.00"):
     customer = UserFactory(customer__timezone=zone_name).customer
     if funds:
-        billing.payment_record(idempotency_key=f"calendar:{customer.pk}", customer=customer, amount=Decimal(funds),
-                               currency=customer.currency, method="bank_transfer")
+        payment_record(idempotency_key=f"calendar:{customer.pk}", customer=customer, amount=Decimal(funds),
+                       currency=customer.currency, method="bank_transfer")
     return customer
 
 
@@ -327,13 +329,13 @@ def test_last_month_and_its_bounds_are_the_providers_calendar(settings):
     settings.TIME_ZONE = "Europe/Amsterdam"
     # 2026-12-31 23:30 UTC is already 2027-01-01 00:30 in Amsterdam: last month is December 2026.
     with at(utc(2026, 12, 31, 23, 30)):
-        assert billing.previous_month() == date(2026, 12, 1)
+        assert previous_month() == date(2026, 12, 1)
         # Even inside a request of a customer still on Dec 31 (New York).
         with timezone.override(NEW_YORK):
-            assert billing.previous_month() == date(2026, 12, 1)
-            assert billing.month_bounds(date(2028, 2, 1)) == (local(AMSTERDAM, 2028, 2, 1), local(AMSTERDAM, 2028, 3, 1))
+            assert previous_month() == date(2026, 12, 1)
+            assert month_bounds(date(2028, 2, 1)) == (local(AMSTERDAM, 2028, 2, 1), local(AMSTERDAM, 2028, 3, 1))
     with at(utc(2028, 3, 1, 0, 30)):  # March 1 in Amsterdam: last month is the leap February
-        assert billing.previous_month() == date(2028, 2, 1)
+        assert previous_month() == date(2028, 2, 1)
 
 
 def test_monthly_acts_for_last_month_take_invoices_by_the_providers_month(currencies, settings):
@@ -342,10 +344,10 @@ def test_monthly_acts_for_last_month_take_invoices_by_the_providers_month(curren
 
     def paid_invoice(moment):
         with at(moment):
-            invoice = billing.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, currency="EUR",
-                                            lines=[billing.LineInput(description="VPS", quantity=1, unit_price=Decimal("10.00"))])
-            billing.payment_record(idempotency_key=f"act:{moment.isoformat()}", customer=customer, amount=invoice.total,
-                                   currency="EUR", method="bank_transfer", invoice=invoice)
+            invoice = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, currency="EUR",
+                                    lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal("10.00"))])
+            payment_record(idempotency_key=f"act:{moment.isoformat()}", customer=customer, amount=invoice.total,
+                           currency="EUR", method="bank_transfer", invoice=invoice)
         invoice.refresh_from_db()
         assert invoice.status == Invoice.Status.PAID
         return invoice
@@ -353,7 +355,7 @@ def test_monthly_acts_for_last_month_take_invoices_by_the_providers_month(curren
     february = paid_invoice(local(AMSTERDAM, 2028, 2, 29, 23, 30))  # Feb 29 22:30 UTC
     march = paid_invoice(local(AMSTERDAM, 2028, 3, 1, 0, 10))  # still Feb 29 in UTC
     with at(local(AMSTERDAM, 2028, 3, 1, 2)):
-        acts = billing.acts_generate(period=billing.previous_month())
+        acts = acts_generate(period=previous_month())
     assert len(acts) == 1
     assert acts[0].period == date(2028, 2, 1)
     assert [line.invoice_id for line in acts[0].lines.all()] == [february.pk]
@@ -367,8 +369,8 @@ def test_document_numbers_restart_at_the_providers_new_year(currencies, settings
 
     def issue(moment, zone=None):
         with at(moment), timezone.override(zone or AMSTERDAM):
-            return billing.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, currency="EUR",
-                                         lines=[billing.LineInput(description="VPS", quantity=1, unit_price=Decimal("1.00"))]).number
+            return invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, currency="EUR",
+                                 lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal("1.00"))]).number
 
     assert issue(local(AMSTERDAM, 2026, 12, 31, 23, 59, 59)) == "2026-000001"
     # The same instant seen from UTC+14 (already Jan 1 there) still belongs to the provider's 2026.
@@ -404,7 +406,7 @@ def test_low_balance_alert_once_per_crossing_over_the_year_change(plan):
     renew(order, utc(2027, 1, 1, 0, 0, 1))
     assert alerts.count() == 1
     with at(utc(2027, 1, 1, 12)):
-        billing.payment_record(idempotency_key="calendar:topup", customer=customer, amount=Decimal("15.00"),
-                               currency=customer.currency, method="bank_transfer")
+        payment_record(idempotency_key="calendar:topup", customer=customer, amount=Decimal("15.00"),
+                       currency=customer.currency, method="bank_transfer")
     renew(order, utc(2027, 1, 2))
     assert alerts.count() == 2

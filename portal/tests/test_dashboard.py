@@ -12,11 +12,11 @@ from django.urls import reverse
 
 from accounts.models import User
 from accounts.tests.factories import UserFactory
-from billing import services as billing_services
 from billing.gateways.models import AutopayCharge, AutopaySettings
 from billing.gateways.tests.factories import SavedPaymentMethodFactory
 from billing.models import Invoice
-from billing.services import LineInput
+from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
+from billing.services.payments import payment_record
 from billing.tests.factories import TaxRateFactory, make_currencies
 from notifications.services import notify
 from orders import renewals
@@ -36,7 +36,7 @@ def currencies(db):
 
 
 def fund(customer, amount):
-    return billing_services.payment_record(
+    return payment_record(
         idempotency_key=f"portal-fund:{customer.pk}:{next(_keys)}", customer=customer, amount=Decimal(amount),
         currency=customer.currency, method="bank_transfer")
 
@@ -61,7 +61,7 @@ def populate(customer, plan, n_services):
     downgrade = PlanFactory(prices={(1, "EUR"): "6.00"})
     Order.objects.filter(pk__in=[o.pk for o in orders[::3]]).update(scheduled_plan=downgrade)  # priced at renewal
     for i in range(min(n_services, 12)):
-        billing_services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, lines=[
+        invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, lines=[
             LineInput(description=f"Service {i}", quantity=1, unit_price=Decimal("5.00"))])
         TicketFactory(created_by=customer.users.first(), subject=f"Question {i}")
         notify(customer=customer, kind="low_balance", context={"balance": "1.00 EUR", "threshold": "5.00 EUR"},
@@ -218,11 +218,11 @@ def test_spending_by_month_sums_paid_service_invoices_not_top_ups(currencies):
     fund(customer, "100.00")
     for month, amount in ((1, "12.00"), (1, "3.00"), (3, "20.00")):
         with time_machine.travel(datetime(2026, month, 15, 12, tzinfo=dt_timezone.utc), tick=False):
-            invoice = billing_services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
-                                                     lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal(amount))])
-            assert billing_services.invoice_pay_from_balance(invoice=invoice)
-    billing_services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
-                                   lines=[LineInput(description="unpaid", quantity=1, unit_price=Decimal("99.00"))])
+            invoice = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                                    lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal(amount))])
+            assert invoice_pay_from_balance(invoice=invoice)
+    invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                  lines=[LineInput(description="unpaid", quantity=1, unit_price=Decimal("99.00"))])
     with time_machine.travel(T0, tick=False):
         series = spending_by_month(customer=customer)
     assert [s.currency for s in series] == ["EUR"]
@@ -235,9 +235,9 @@ def test_spending_by_month_sums_paid_service_invoices_not_top_ups(currencies):
 def test_chart_is_accessible_svg_with_values(client, currencies):
     owner = UserFactory()
     fund(owner.customer, "50.00")
-    invoice = billing_services.invoice_issue(customer=owner.customer, kind=Invoice.Kind.ORDER,
-                                             lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal("42.50"))])
-    billing_services.invoice_pay_from_balance(invoice=invoice)
+    invoice = invoice_issue(customer=owner.customer, kind=Invoice.Kind.ORDER,
+                            lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal("42.50"))])
+    invoice_pay_from_balance(invoice=invoice)
     client.force_login(owner)
     html = client.get(reverse("dashboard")).content.decode()
     assert '<svg class="bar-chart' in html and 'role="img"' in html and "<desc" in html
