@@ -297,7 +297,7 @@ TIME_ZONE = env("TIME_ZONE", "UTC")
 # --- Money ---
 DEFAULT_CURRENCY = env("DEFAULT_CURRENCY", "EUR")
 CURRENCIES = tuple(env_list("CURRENCIES", "EUR,USD,RUB,JPY,GBP"))
-CURRENCY_CHOICES = [(c, c) for c in CURRENCIES]
+CURRENCY_CHOICES = sorted((c, c) for c in CURRENCIES)  # sorted, as djmoney.settings used to sort it in place on import
 AUTO_CONVERT_MONEY = False
 
 # --- Static / media ---
