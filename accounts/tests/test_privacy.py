@@ -295,7 +295,7 @@ def test_approved_deletion_terminates_services_anonymizes_and_keeps_the_ledger_b
 
     from billing.models import Invoice, LedgerEntry
     from orders.models import Order
-    from orders.services import order_place
+    from orders.services.placing import order_place
     from orders.tests.factories import PlanFactory, order_options
     from tickets.models import Ticket
 

@@ -11,7 +11,7 @@ from accounts.tests.factories import UserFactory
 from api.services import api_key_create
 from billing.services.payments import payment_record
 from billing.tests.factories import make_currencies
-from orders import services as order_services
+from orders.services import placing
 from orders.tests.factories import PlanFactory, order_options
 
 _keys = count()
@@ -61,8 +61,8 @@ def fund(currencies):
 def place(currencies):
     def do_place(customer, plan=None):
         plan = plan or PlanFactory()
-        return order_services.order_place(customer=customer, actor=None, plan=plan, period_months=1,
-                                          options=order_options(plan), idempotency_key=f"api-test-order:{next(_keys)}")
+        return placing.order_place(customer=customer, actor=None, plan=plan, period_months=1,
+                                   options=order_options(plan), idempotency_key=f"api-test-order:{next(_keys)}")
     return do_place
 
 

@@ -8,7 +8,7 @@ from django.urls import reverse
 from billing.services.corrections import balance_adjust
 from billing.services.currency import account_currency_change, account_currency_change_preview
 from billing.services.ledger import customer_account
-from orders import services
+from orders.services import placing
 
 from .factories import PlanFactory
 
@@ -17,8 +17,8 @@ pytestmark = pytest.mark.django_db
 
 def test_renew_page_shows_the_balance_in_the_account_currency(client, owner, customer, fund):
     fund(customer, "100.00")
-    order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1, options={},
-                                 idempotency_key="eur-order").order
+    order = placing.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1, options={},
+                                idempotency_key="eur-order").order
     assert order.currency == "EUR"
     rate = account_currency_change_preview(customer=customer, currency="USD").quote.rate
     account_currency_change(customer=customer, currency="USD", expected_rate=rate)

@@ -19,8 +19,9 @@ from billing.services.invoices import LineInput, invoice_issue
 from billing.services.payments import payment_record
 from billing.tests.factories import make_currencies
 from notifications.models import Notification
-from orders import renewals, services
 from orders.models import Order
+from orders.services import lifecycle, placing, plan_change, renewal_batch, renewing
+from orders.services.staff import order_extend
 from orders.tests.factories import PlanFactory, order_options
 from portal.selectors import renewal_forecast
 from tickets.models import Ticket
@@ -66,8 +67,8 @@ def customer_in(zone_name: str = "UTC", funds: str = "1000.00"):
 
 def place(customer, plan, moment: datetime, months: int = 1) -> Order:
     with at(moment):
-        placed = services.order_place(customer=customer, actor=None, plan=plan, period_months=months,
-                                      options=order_options(plan), idempotency_key=f"calendar:{moment.isoformat()}:{customer.pk}")
+        placed = placing.order_place(customer=customer, actor=None, plan=plan, period_months=months,
+                                     options=order_options(plan), idempotency_key=f"calendar:{moment.isoformat()}:{customer.pk}")
     order = Order.objects.get(pk=placed.order.pk)
     assert order.status == Order.Status.ACTIVE
     return order
@@ -75,7 +76,7 @@ def place(customer, plan, moment: datetime, months: int = 1) -> Order:
 
 def renew(order: Order, moment: datetime, periods: int = 1) -> Order:
     with at(moment):
-        assert services.order_renew(order=order, periods=periods, actor=None).paid
+        assert renewing.order_renew(order=order, periods=periods, actor=None).paid
     order.refresh_from_db()
     return order
 
@@ -137,7 +138,7 @@ def test_extension_adds_exact_days_and_later_periods_are_whole_months(plan):
     order = place(customer_in(), plan, utc(2026, 11, 29, 3, 48))
     assert order.expires_at == utc(2026, 12, 29, 3, 48)
     with at(utc(2026, 12, 4, 9)):
-        services.order_extend(order=order, actor=staff, days=3, reason="outage")
+        order_extend(order=order, actor=staff, days=3, reason="outage")
     order.refresh_from_db()
     assert order.expires_at == utc(2027, 1, 1, 3, 48)
     assert renew(order, utc(2026, 12, 31)).expires_at == utc(2027, 2, 1, 3, 48)
@@ -158,7 +159,7 @@ def test_extension_at_month_and_year_ends(currencies, ordered, months, days, ext
     plan = PlanFactory()
     order = place(customer_in(), plan, ordered, months=months)
     with at(order.expires_at - timedelta(days=1)):
-        services.order_extend(order=order, actor=StaffUserFactory(), days=days)
+        order_extend(order=order, actor=StaffUserFactory(), days=days)
     order.refresh_from_db()
     assert order.expires_at == extended
     assert renew(order, extended - timedelta(hours=1)).expires_at == renewed
@@ -170,7 +171,7 @@ def test_extension_over_a_dst_night_counts_calendar_days_in_the_customers_zone(p
     order = place(customer_in("Europe/Amsterdam"), plan, local(AMSTERDAM, 2027, 2, 27, 23, 30))
     assert order.expires_at == local(AMSTERDAM, 2027, 3, 27, 23, 30)
     with at(utc(2027, 3, 20)):
-        services.order_extend(order=order, actor=staff, days=3)
+        order_extend(order=order, actor=staff, days=3)
     order.refresh_from_db()
     assert order.expires_at == local(AMSTERDAM, 2027, 3, 30, 23, 30)
     assert order.expires_at - local(AMSTERDAM, 2027, 3, 27, 23, 30) == timedelta(hours=71)
@@ -184,15 +185,15 @@ def test_upgrade_after_an_extension_prorates_over_the_stretched_period(currencie
     big = PlanFactory(product_type=small.product_type, prices={(1, "EUR"): "40.00"})
     order = place(customer_in(), small, utc(2027, 1, 1))
     with at(utc(2027, 1, 10)):
-        services.order_extend(order=order, actor=StaffUserFactory(), days=3)
+        order_extend(order=order, actor=StaffUserFactory(), days=3)
         order.refresh_from_db()
-        quote = services.plan_change_quote(order=order, plan=big)
+        quote = plan_change.plan_change_quote(order=order, plan=big)
     assert (quote.proration.period_days, quote.proration.remaining_days, quote.proration.later_periods) == (34, 25, 0)
     assert quote.proration.amount == Decimal("22.06")
     order = renew(order, utc(2027, 1, 20))
     assert order.expires_at == utc(2027, 3, 4)
     with at(utc(2027, 1, 20)):
-        quote = services.plan_change_quote(order=order, plan=big)
+        quote = plan_change.plan_change_quote(order=order, plan=big)
     assert (quote.proration.period_days, quote.proration.remaining_days, quote.proration.later_periods) == (34, 15, 1)
     assert quote.proration.amount == Decimal("43.24")
 
@@ -216,7 +217,7 @@ def test_upgrade_proration_in_short_and_long_months(currencies, ordered, today, 
     big = PlanFactory(product_type=small.product_type, prices={(1, "EUR"): "40.00"})
     order = place(customer_in(), small, ordered)
     with at(today):
-        quote = services.plan_change_quote(order=order, plan=big)
+        quote = plan_change.plan_change_quote(order=order, plan=big)
     assert (quote.proration.period_days, quote.proration.remaining_days) == days
     assert quote.proration.amount == Decimal(amount)
 
@@ -229,7 +230,7 @@ def test_upgrade_proration_counts_days_in_the_customers_zone(currencies):
     big = PlanFactory(product_type=small.product_type, prices={(1, "EUR"): "40.00"})
     order = place(customer_in("America/New_York"), small, local(NEW_YORK, 2027, 2, 28, 21))
     with at(local(NEW_YORK, 2027, 3, 14, 21)):
-        quote = services.plan_change_quote(order=order, plan=big)
+        quote = plan_change.plan_change_quote(order=order, plan=big)
     assert (quote.proration.period_days, quote.proration.remaining_days) == (28, 14)
     assert quote.proration.amount == Decimal("15.00")
 
@@ -252,7 +253,7 @@ def test_expiry_suspension_and_termination_deadlines(currencies, settings, order
     order.save(update_fields=["auto_renew"])
 
     def status_at(moment):
-        services.orders_lifecycle_run(now=moment)
+        lifecycle.orders_lifecycle_run(now=moment)
         order.refresh_from_db()
         return order.status
 
@@ -270,10 +271,10 @@ def test_auto_renewal_due_window_and_batch_renewal_over_the_year_change(plan, se
     settings.ORDERS_RENEW_HOURS_BEFORE_EXPIRY = 24
     order = place(customer_in(), plan, utc(2026, 12, 1))
     assert order.expires_at == utc(2027, 1, 1)
-    assert not renewals.due_for_auto_renewal(utc(2026, 12, 30, 23, 59, 59)).filter(pk=order.pk).exists()
-    assert renewals.due_for_auto_renewal(utc(2026, 12, 31)).filter(pk=order.pk).exists()
+    assert not renewal_batch.due_for_auto_renewal(utc(2026, 12, 30, 23, 59, 59)).filter(pk=order.pk).exists()
+    assert renewal_batch.due_for_auto_renewal(utc(2026, 12, 31)).filter(pk=order.pk).exists()
     with at(utc(2026, 12, 31, 23, 59, 59)):
-        renewals.renewals_run()
+        renewal_batch.renewals_run()
     order.refresh_from_db()
     assert order.expires_at == utc(2027, 2, 1) and order.current_period == 2
     invoice = Invoice.objects.get(kind=Invoice.Kind.RENEWAL, customer=order.customer)
@@ -284,7 +285,7 @@ def test_batch_renewal_of_a_feb_29_order(plan):
     order = place(customer_in(), plan, utc(2028, 1, 29, 6))
     assert order.expires_at == utc(2028, 2, 29, 6)
     with at(utc(2028, 2, 28, 12)):
-        renewals.renewals_run()
+        renewal_batch.renewals_run()
     order.refresh_from_db()
     assert order.expires_at == utc(2028, 3, 29, 6)
 
@@ -297,7 +298,7 @@ def test_expiring_soon_notices_count_days_across_feb_29(plan, settings):
     assert order.expires_at == utc(2028, 3, 1, 10)
 
     def notices_at(moment):
-        services.orders_lifecycle_run(now=moment)
+        lifecycle.orders_lifecycle_run(now=moment)
         return list(Notification.objects.filter(customer=order.customer, kind="service_expiring")
                     .order_by("pk").values_list("context__days_left", flat=True))
 

@@ -19,8 +19,8 @@ from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from
 from billing.services.payments import payment_record
 from billing.tests.factories import TaxRateFactory, make_currencies
 from notifications.services import notify
-from orders import renewals
 from orders.models import Order, OrderRenewal
+from orders.services import renewal_batch
 from orders.tests.factories import PlanFactory
 from portal.selectors import renewal_forecast, spending_by_month
 from tickets.tests.factories import TicketFactory
@@ -94,7 +94,7 @@ def test_dashboard_query_count_is_the_same_for_3_and_300_services(client, curren
     assert html.count('data-testid="dashboard-service"') == 5
     assert html.count('data-testid="forecast-row"') == 10  # DASHBOARD_FORECAST_ROWS soonest of ~100 due
     assert 'data-testid="forecast-warning"' in html  # 100.00 does not cover ~100 renewals of 10.00
-    due = renewals.due_for_auto_renewal(T0 + timedelta(days=30)).filter(customer=large.customer).count()
+    due = renewal_batch.due_for_auto_renewal(T0 + timedelta(days=30)).filter(customer=large.customer).count()
     assert due > 50
     assert f"and {due - 10} more renewals totalling" in html
     assert 'href="/orders/?sort=expires"' in html
@@ -170,7 +170,7 @@ def test_forecast_matches_what_the_renewal_job_charges(currencies):
 
     for row in every_row:
         with time_machine.travel(row.renews_at, tick=False):
-            renewals.renewals_run()
+            renewal_batch.renewals_run()
     invoices = {r.order_id: Invoice.objects.get(pk=r.invoice_id) for r in OrderRenewal.objects.filter(period=2)}
     assert set(invoices) == {orders[0].pk, orders[1].pk, orders[2].pk}  # not orders[3] (auto-renew off)
     for row in forecast.rows:
@@ -206,7 +206,7 @@ def test_forecast_uses_an_already_issued_renewal_invoice(currencies):
     customer = UserFactory().customer
     order = make_orders(customer, PlanFactory(), 1, first_expiry=T0 + timedelta(hours=2))[0]
     with time_machine.travel(T0, tick=False):
-        renewals.renewals_run()  # no funds: the renewal invoice stays open
+        renewal_batch.renewals_run()  # no funds: the renewal invoice stays open
         invoice = Invoice.objects.get(kind=Invoice.Kind.RENEWAL)
         row = renewal_forecast(customer=customer).rows[0]
     assert row.order_id == order.pk and row.amount == invoice.total and row.covered_by == ""

@@ -22,7 +22,7 @@ from billing.services.settlement import customer_settle_for_deletion
 from billing.tests.factories import make_currencies
 from notifications.models import Notification
 from orders.models import Order
-from orders.services import order_place
+from orders.services.placing import order_place
 from orders.tests.factories import PlanFactory, order_options
 
 pytestmark = pytest.mark.django_db
