@@ -23,12 +23,15 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from core.enqueue import enqueue_task_on_commit
+
 from .ip_allowlist import AllowlistError, ip_permitted, parse_allowlist
 from . import personal_data
 from .models import (
     ActivityEvent, Customer, DataExport, DeletionRequest, PhoneVerification, PolicyAcceptance, PolicyVersion, User,
 )
 from .phone import verification_backend
+from .signals import SecurityNotice
 from .tokens import make_email_token, make_invitation_token, read_email_token, read_invitation_token
 
 logger = logging.getLogger(__name__)
@@ -159,11 +162,11 @@ def activity_record(
 
 # --- Notifications bridge ------------------------------------------------------------------------
 
-def _notify(*, customer: Customer, kind: str, context: dict, link: str = "") -> None:
+def _notify(*, customer: Customer, notice: str, context: dict, link: str = "") -> None:
     """Raise `security_event`; notifications (above us in the app map) subscribes and sends it."""
     from .signals import security_event
 
-    security_event.send(sender=Customer, customer=customer, kind=kind, context=context, link=link)
+    security_event.send(sender=Customer, customer=customer, notice=notice, context=context, link=link)
 
 
 def _later(message, **params):
@@ -188,7 +191,7 @@ def security_change_notify(*, user: User, change, ip: str | None = None, extra_e
     context = {"change": text, "username": user.username, "ip": ip or "", "when": _when(user.customer)}
     if extra_email:
         context["previous_email"] = extra_email
-    _notify(customer=user.customer, kind="security_change", context=context, link=reverse("accounts:activity"))
+    _notify(customer=user.customer, notice=SecurityNotice.CHANGE, context=context, link=reverse("accounts:activity"))
 
 
 def _security_event(*, user: User, action: str, change: str, ip: str | None, details: dict | None = None,
@@ -208,7 +211,7 @@ def login_record(*, user: User, ip: str, user_agent: str = "") -> None:
     with transaction.atomic():
         activity_record(action="login", customer=user.customer, actor=user, ip=ip)
         if user.customer.login_alerts:
-            _notify(customer=user.customer, kind="security_login", context={
+            _notify(customer=user.customer, notice=SecurityNotice.LOGIN, context={
                 "username": user.username, "ip": ip or "", "when": _when(user.customer), "user_agent": user_agent[:200],
             }, link=reverse("accounts:activity"))
 
@@ -824,16 +827,6 @@ def policies_accept(*, user: User, policy_ids: list[int], ip: str | None = None)
 
 # --- Export my data -------------------------------------------------------------------------------------
 
-def _enqueue_export(export_id: int) -> None:
-    """After commit; a broker outage is logged, the sweeper builds the export later."""
-    from .tasks import data_export_build_task
-
-    try:
-        data_export_build_task.apply_async(kwargs={"export_id": export_id})
-    except Exception:  # kombu/redis raise many connection errors; none may reach the user.
-        logger.warning("Could not enqueue data export %s; the sweeper will build it.", export_id, exc_info=True)
-
-
 @transaction.atomic
 def data_export_request(*, customer: Customer, user: User, ip: str | None = None) -> DataExport:
     from django.db import IntegrityError
@@ -845,7 +838,10 @@ def data_export_request(*, customer: Customer, user: User, ip: str | None = None
         raise ValidationError(_("An export is already being prepared. It will appear here in a few minutes."),
                               code="pending")
     activity_record(action="data_export_requested", customer=customer, actor=user, ip=ip)
-    transaction.on_commit(functools.partial(_enqueue_export, export.pk))
+    from .tasks import data_export_build_task
+
+    # The export row is the outbox: a broker outage is logged and data_exports_sweep builds it later.
+    enqueue_task_on_commit(data_export_build_task, export_id=export.pk)
     return export
 
 
