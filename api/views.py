@@ -16,9 +16,9 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from accounts.roles import Area, acting_customer
-from accounts.services import activity_record
 from accounts.client_ip import client_ip
+from accounts.roles import Area, acting_customer
+from accounts.services.activity import activity_record
 from billing import selectors as billing_selectors
 from billing.services.invoices import invoice_pay_from_balance
 from billing.services.payers import invoice_payment_gate_check

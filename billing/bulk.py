@@ -27,10 +27,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
-from accounts.selectors import payment_blockers
+from accounts.selectors import customer_owners, payment_blockers
 from core.calendar import provider_today
 from core.sql import insert_rows, update_rows
-from notifications.bulk import Notice, notify_many, prefetch_owners
+from notifications.bulk import Notice, notify_many
 from notifications.kinds import Kind
 
 from . import hooks
@@ -101,7 +101,7 @@ def invoices_issue_and_pay(*, kind: str, charges: list[Charge], applied_by_calle
         raise ValueError("a charge needs a currency conversion; pay it with invoice_pay_from_balance")
     now = timezone.now()
     customers = {charge.customer.pk: charge.customer for charge in charges}
-    prefetch_owners(customers)  # the payer snapshot names the owner
+    customer_owners(customers=customers.values())  # the payer snapshot names the owner
     rules: dict[tuple, TaxDecision] = {}  # keyed by everything tax_for reads
     taxes, snapshots = {}, {}
     for pk, customer in customers.items():

@@ -22,7 +22,8 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.html import escape
 
-from accounts.models import Customer, User
+from accounts.models import Customer
+from accounts.selectors import customer_owners
 from core.enqueue import enqueue_task_safely
 from core.sql import insert_rows
 
@@ -127,16 +128,6 @@ def _email_enabled(kind: str, customers: dict[int, Customer]) -> dict[int, bool]
     return {pk: stored.get(pk, kind not in OPT_IN_KINDS) for pk in customers}
 
 
-def prefetch_owners(customers: dict[int, Customer]) -> dict[int, User]:
-    """The first owner login per customer (as `accounts.selectors.customer_owner`) in one query,
-    remembered on the customer objects where `customer_owner` looks first."""
-    missing = [pk for pk, customer in customers.items() if getattr(customer, "_owner_cache", None) is None]
-    if missing:
-        for user in User.objects.filter(customer_id__in=missing, role=User.Role.OWNER).order_by("-pk"):
-            customers[user.customer_id]._owner_cache = user  # the lowest pk is written last
-    return {pk: getattr(customer, "_owner_cache", None) for pk, customer in customers.items()}
-
-
 def notify_many(*, kind: str, notices: list[Notice]) -> int:
     """Store and queue `notices` (all of `kind`) like `notify()` does one by one, inside the caller's
     transaction. Returns how many notifications were created (deduplicated ones are not)."""
@@ -148,7 +139,7 @@ def notify_many(*, kind: str, notices: list[Notice]) -> int:
         _check_link(notice.link)
         json.dumps(notice.context)
     customers = {notice.customer.pk: notice.customer for notice in notices}
-    owners = prefetch_owners(customers)
+    owners = customer_owners(customers=customers.values())
     stamps: dict[str, _Stamp | None] = {}
     rendered: list[_Rendered] = []
     for notice in notices:

@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer, User
 from accounts.roles import Area, role_allows
+from accounts.selectors import customer_owners
 from core.calendar import provider_today
 from billing.gateways.selectors import autopay_settings_for
 from billing.gateways.services import autopay_month_used
@@ -298,21 +299,6 @@ def dashboard_data(*, customer: Customer, user: User, now: dt.datetime | None = 
     return data
 
 
-def attach_owners(customers) -> None:
-    """Customer.__str__ names the owner login (accounts.selectors.customer_owner caches it on the
-    instance): load the owners of a whole page of customers in one query instead of one per row."""
-    by_pk: dict[int, list[Customer]] = {}
-    for customer in customers:
-        if customer is not None and getattr(customer, "_owner_cache", None) is None:
-            by_pk.setdefault(customer.pk, []).append(customer)
-    if not by_pk:
-        return
-    # Highest pk first so the lowest (the first owner, as customer_owner picks) is assigned last.
-    for owner in User.objects.filter(customer_id__in=list(by_pk), role=User.Role.OWNER).order_by("customer_id", "-pk"):
-        for customer in by_pk[owner.customer_id]:
-            customer._owner_cache = owner
-
-
 
 # --- staff reports -------------------------------------------------------------------------------
 
@@ -402,6 +388,7 @@ def staff_reports(*, now: dt.datetime | None = None) -> dict:
         "awaiting_verification": customers_awaiting_verification(),
         "rates": rate_freshness(now=now),
     }
-    attach_owners([*(i.customer for i in data["receivables"]["oldest"]), *(o.customer for o in data["expiring"]["soonest"]),
-                   *data["awaiting_verification"]["oldest"]])
+    customer_owners(customers=[*(i.customer for i in data["receivables"]["oldest"]),
+                               *(o.customer for o in data["expiring"]["soonest"]),
+                               *data["awaiting_verification"]["oldest"]])
     return data

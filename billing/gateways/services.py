@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Customer
 from accounts.selectors import payment_blockers
 from core.calendar import provider_today
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 from billing import hooks
 from billing.models import Invoice, Payment, PaymentRefund
 from billing.money import fits_minor_units, format_money, quantize, quantum

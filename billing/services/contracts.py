@@ -4,7 +4,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 
 from ..models import ContractAcceptance, ContractVersion, Payer
 from .errors import BillingError

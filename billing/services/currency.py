@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 
 from .. import hooks
 from ..models import Currency, LedgerAccount, LedgerTransaction

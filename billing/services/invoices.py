@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 from notifications.kinds import Kind
 from notifications.services import notify as _notify  # module-level name: tests replace it
 

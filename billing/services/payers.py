@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer
 from accounts.selectors import customer_owner, payment_blockers
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 
 from .. import vat
 from ..models import Invoice, Payer

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 
 from ..models import Currency, RateRefreshError, RateSnapshot
 from ..rates import EcbFeed, FeedError, base_currency

@@ -7,7 +7,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 
 from .. import hooks
 from ..models import ZERO, CreditNote, Invoice, LedgerAccount, LedgerEntry, LedgerTransaction, Payment, PaymentRefund

@@ -86,7 +86,7 @@ def _period_description(order: Order, plan: Plan, months: int, start: datetime |
 
 
 def _audit(*, order: Order, actor: User, action: str, details: dict | None = None) -> None:
-    from accounts.services import activity_record
+    from accounts.services.activity import activity_record
 
     activity_record(action=action, customer=order.customer, actor=actor, visible_to_customer=False,
                     details={"order": order.pk, **(details or {})})

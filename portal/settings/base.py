@@ -525,6 +525,14 @@ PROVISIONING_JOB_SWEEP_BATCH = 200
 # libvirt module: domains are named "<prefix>-order-<id>" (one prefix per portal sharing a host).
 PROVISIONING_LIBVIRT_PREFIX = env("PROVISIONING_LIBVIRT_PREFIX", "hostportal")
 PROVISIONING_LIBVIRT_SHUTDOWN_TIMEOUT = int(env("PROVISIONING_LIBVIRT_SHUTDOWN_TIMEOUT", "60"))
+# Proxmox VE module: a VM's VMID is base + order id; PVE's asynchronous tasks (UPIDs) are polled until
+# they stop, for at most PROVISIONING_PROXMOX_TASK_TIMEOUT seconds (below CELERY_TASK_SOFT_TIME_LIMIT:
+# the job fails and retries, and the retry reconciles with what the task did meanwhile).
+PROVISIONING_PROXMOX_VMID_BASE = int(env("PROVISIONING_PROXMOX_VMID_BASE", "100000"))
+PROVISIONING_PROXMOX_TASK_TIMEOUT = float(env("PROVISIONING_PROXMOX_TASK_TIMEOUT", "200"))
+PROVISIONING_PROXMOX_TASK_POLL_SECONDS = float(env("PROVISIONING_PROXMOX_TASK_POLL_SECONDS", "2"))
+PROVISIONING_PROXMOX_HTTP_TIMEOUT = float(env("PROVISIONING_PROXMOX_HTTP_TIMEOUT", "30"))
+PROVISIONING_PROXMOX_SHUTDOWN_TIMEOUT = int(env("PROVISIONING_PROXMOX_SHUTDOWN_TIMEOUT", "60"))
 # Customer power actions (start/shutdown/reboot/power off) per service, "attempts/seconds" (Redis).
 SERVER_POWER_RATE_LIMIT = env("SERVER_POWER_RATE_LIMIT", "10/600")
 # Browser console: noVNC (Debian's `novnc` package, served as /static/novnc/) talks to websockify (the

@@ -12,8 +12,8 @@ import time_machine
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
-from accounts import services as accounts_services
 from accounts.models import Customer
+from accounts.services.profile import customer_update_preferences
 from billing.gateways import services
 from billing.gateways.models import AutopayCharge, AutopaySettings
 from billing.models import LedgerAccount
@@ -108,11 +108,11 @@ def test_a_threshold_typed_before_the_switch_is_refused_after_it(gateways_on, ow
     switch(customer, "USD")
 
     with pytest.raises(ValidationError) as refused:
-        accounts_services.customer_update_preferences(
+        customer_update_preferences(
             customer=customer, actor=owner, newsletter=False, low_balance_threshold=Decimal("20.00"),
             auto_renew_default=True, site_currency="EUR", pay_without_login=False, language="en", threshold_currency="EUR")
     assert "now USD" in str(refused.value)
-    accounts_services.customer_update_preferences(
+    customer_update_preferences(
         customer=customer, actor=owner, newsletter=False, low_balance_threshold=Decimal("20.00"),
         auto_renew_default=True, site_currency="EUR", pay_without_login=False, language="en", threshold_currency="USD")
     customer.refresh_from_db()
