@@ -294,10 +294,10 @@ class InvoicePdfView(CustomerApiView):
     @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY, **ERRORS}, tags=["billing"])
     def get(self, request, invoice_id: int):
         """The invoice as PDF (the same document as the page's)."""
-        from billing.views import _pdf_response  # the page's renderer: one invoice layout
+        from billing.views import pdf_response  # the page's renderer: one invoice layout
 
         invoice = billing_selectors.invoice_get(customer=self.customer, invoice_id=invoice_id)
-        return _pdf_response(request._request, "billing/invoice_pdf.html", {"invoice": invoice}, f"invoice-{invoice.number}.pdf")
+        return pdf_response(request._request, "billing/invoice_pdf.html", {"invoice": invoice}, f"invoice-{invoice.number}.pdf")
 
 
 class InvoicePayView(CustomerApiView):

@@ -30,7 +30,7 @@ from core.sql import insert_rows
 from . import selectors
 from .kinds import MANDATORY_KINDS, OPT_IN_KINDS, Kind, kind_spec
 from .models import EmailOutbox, Notification, NotificationPreference
-from .services import _check_link, _render_email, _render_kind
+from .services import email_render, link_check, notice_render
 
 try:
     from .channels import dispatch as _dispatch_channels
@@ -77,8 +77,8 @@ def _stampable(value) -> bool:
 
 
 def _render(kind: str, notice: Notice, owner) -> _Rendered:
-    subject, body_text, body_html = _render_kind(kind=kind, context=notice.context, link=notice.link)
-    email_text, email_html = _render_email(kind=kind, subject=subject, body_text=body_text, body_html=body_html,
+    subject, body_text, body_html = notice_render(kind=kind, context=notice.context, link=notice.link)
+    email_text, email_html = email_render(kind=kind, subject=subject, body_text=body_text, body_html=body_html,
                                            link=notice.link, owner=owner)
     return _Rendered(subject, body_text, body_html, email_text, email_html)
 
@@ -136,7 +136,7 @@ def notify_many(*, kind: str, notices: list[Notice]) -> int:
     kind_spec(kind)
     kind = Kind(kind).value
     for notice in notices:
-        _check_link(notice.link)
+        link_check(notice.link)
         json.dumps(notice.context)
     customers = {notice.customer.pk: notice.customer for notice in notices}
     owners = customer_owners(customers=customers.values())

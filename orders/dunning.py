@@ -16,7 +16,7 @@ from notifications.kinds import Kind
 from notifications.services import notify
 
 from .models import Order
-from .services._common import _date, order_label
+from .services.common import date_for_customer, order_label
 
 Status = Order.Status
 
@@ -37,7 +37,7 @@ def suspension_notices_send(*, now: datetime) -> int:
                                 expires_at__gt=now - grace)
            .select_related("customer", "plan").order_by("pk"))
     for order in due:
-        sent += _send(order, Kind.SERVICE_SUSPENSION_NOTICE, {"suspends_on": _date(order.expires_at + grace, order.customer)},
+        sent += _send(order, Kind.SERVICE_SUSPENSION_NOTICE, {"suspends_on": date_for_customer(order.expires_at + grace, order.customer)},
                       f"order:{order.pk}:period:{order.current_period}:suspension_notice")
     return sent
 
@@ -51,6 +51,6 @@ def termination_notices_send(*, now: datetime) -> int:
     due = (Order.objects.filter(status=Status.SUSPENDED, expires_at__lte=now - after + timedelta(days=days), expires_at__gt=now - after)
            .select_related("customer", "plan").order_by("pk"))
     for order in due:
-        sent += _send(order, Kind.SERVICE_TERMINATION_NOTICE, {"terminates_on": _date(order.expires_at + after, order.customer)},
+        sent += _send(order, Kind.SERVICE_TERMINATION_NOTICE, {"terminates_on": date_for_customer(order.expires_at + after, order.customer)},
                       f"order:{order.pk}:period:{order.current_period}:termination_notice")
     return sent

@@ -202,9 +202,12 @@ def settings_preferences(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return page(form)
 
+    chosen = {}
+
     def saved(_result) -> str:
         # The confirmation already speaks the language (and time zone) just chosen.
-        translation.activate(form.cleaned_data["language"])
+        chosen["language"] = form.cleaned_data["language"]
+        translation.activate(chosen["language"])
         if form.cleaned_data["time_zone"]:
             timezone.activate(zoneinfo.ZoneInfo(form.cleaned_data["time_zone"]))
         return _("Preferences saved.")
@@ -213,9 +216,8 @@ def settings_preferences(request: HttpRequest) -> HttpResponse:
         request, form,
         save=lambda: customer_update_preferences(customer=customer, actor=request.user, **form.cleaned_data),
         success=saved, back="accounts:settings_preferences", page=page)
-    if not form.errors:  # saved
-        response.set_cookie(settings.LANGUAGE_COOKIE_NAME, form.cleaned_data["language"],
-                            max_age=365 * 24 * 3600, samesite="Lax")
+    if chosen:
+        response.set_cookie(settings.LANGUAGE_COOKIE_NAME, chosen["language"], max_age=365 * 24 * 3600, samesite="Lax")
     return response
 
 

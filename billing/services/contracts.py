@@ -8,7 +8,7 @@ from accounts.services.activity import activity_record
 
 from ..models import ContractAcceptance, ContractVersion, Payer
 from .errors import BillingError
-from .payers import payer_details
+from ..selectors import payer_details
 
 
 @transaction.atomic

@@ -46,7 +46,7 @@ def rates_apply_ecb(*, rates: dict[str, Decimal], feed_date) -> int:
 
 
 @transaction.atomic
-def currency_set_fixed_rate(*, code: str, rate: Decimal, actor=None) -> Currency:
+def currency_fixed_rate_set(*, code: str, rate: Decimal, actor=None) -> Currency:
     """Staff override: a fixed rate (units per 1 base currency) that does not go stale."""
     if not isinstance(rate, Decimal) or not rate.is_finite() or rate <= 0:
         raise BillingError(_("The rate must be a positive number."))

@@ -242,7 +242,7 @@ def jobs_sweep(*, now=None) -> list[int]:
 @transaction.atomic
 def jobs_retry(*, job_ids: list[int], actor) -> int:
     """Staff: failed or cancelled jobs get a fresh set of attempts and run now."""
-    from orders.services import _common, placing
+    from orders.services import common, placing
 
     # Lock order as everywhere: orders (pk order), then their jobs.
     order_ids = set(ProvisioningJob.objects.filter(pk__in=job_ids).values_list("order_id", flat=True))
@@ -255,7 +255,7 @@ def jobs_retry(*, job_ids: list[int], actor) -> int:
         _restart(job)
         if job.action == Action.CREATE:
             placing.order_provisioning_failed(order=order, error="", final=False, retrying=True)
-        _common._audit(order=order, actor=actor, action="provisioning_job_retry",
+        common.staff_audit_record(order=order, actor=actor, action="provisioning_job_retry",
                        details={"job": job.pk, "action": job.action})
         _run_after_commit(job.pk)
     return len(jobs)

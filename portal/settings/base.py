@@ -190,7 +190,7 @@ CELERY_BEAT_SCHEDULE["telegram-outbox-sweep"] = {"task": "notifications.telegram
 # --- beat schedule: billing ---
 CELERY_BEAT_SCHEDULE["billing-refresh-rates"] = {"task": "billing.tasks.refresh_rates", "schedule": 6 * 3600}
 CELERY_BEAT_SCHEDULE["billing-low-balance-sweep"] = {"task": "billing.tasks.low_balance_sweep", "schedule": 3600}
-CELERY_BEAT_SCHEDULE["billing-autopay-sweep"] = {"task": "billing.tasks.autopay_sweep", "schedule": 3600}
+CELERY_BEAT_SCHEDULE["billing-invoices-pay-from-balance-sweep"] = {"task": "billing.tasks.invoices_pay_from_balance_sweep", "schedule": 3600}
 CELERY_BEAT_SCHEDULE["billing-dunning"] = {"task": "billing.tasks.dunning_run", "schedule": 3600}
 CELERY_BEAT_SCHEDULE["billing-vies-recheck"] = {"task": "billing.tasks.vies_recheck", "schedule": 6 * 3600}
 # Closes last month's acts; idempotent, so running every 6 hours just catches up after downtime.
@@ -200,7 +200,7 @@ CELERY_BEAT_SCHEDULE["billing-acts-monthly"] = {"task": "billing.tasks.acts_gene
 # one indexed query when nothing is due. `expires` drops sweeps queued while no worker was running.
 CELERY_BEAT_SCHEDULE["gateways-sandbox-webhooks"] = {"task": "billing.gateways.tasks.sandbox_webhooks_deliver_due", "schedule": 5.0,
                                                      "options": {"expires": 5.0}}
-CELERY_BEAT_SCHEDULE["gateways-autopay"] = {"task": "billing.gateways.tasks.autopay_run", "schedule": 3600.0}
+CELERY_BEAT_SCHEDULE["gateways-card-auto-top-up"] = {"task": "billing.gateways.tasks.card_auto_top_ups_run", "schedule": 3600.0}
 # --- beat schedule: orders ---
 CELERY_BEAT_SCHEDULE["orders-auto-renew"] = {"task": "orders.tasks.renew_services_task", "schedule": 3600.0}
 CELERY_BEAT_SCHEDULE["orders-lifecycle"] = {"task": "orders.tasks.orders_lifecycle_task", "schedule": 3600.0}
