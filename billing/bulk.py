@@ -28,7 +28,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer
 from accounts.selectors import customer_owners, payment_blockers
-from core.sql import insert_rows, update_rows
+from core.sql import copy_rows, insert_rows, update_rows
 from notifications.bulk import Notice, notify_many
 from notifications.kinds import Kind
 
@@ -37,7 +37,7 @@ from .models import ZERO, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, Ledg
 from .money import format_money
 from .selectors import payer_blockers, profile_payer_snapshot, tax_for_customers
 from .services.invoices import service_settlement_legs
-from .services.ledger import low_balance_alert_update, provider_account
+from .services.ledger import batch_provider_accounts_lock, low_balance_alert_update
 from .services.numbering import document_number, document_numbers_reserve
 from .tax import TaxDecision, invoice_totals, line_amount
 
@@ -222,20 +222,11 @@ def _post_payments(charges, invoices, paying, accounts, now) -> None:
     cached balances and `balance_after` advance in the same order."""
     if not paying:
         return
-    # Provider accounts after the customers' (billing's lock order), in pk order, in one statement
-    # (codes as `provider_account` names them; it creates the missing ones the first time).
-    wanted = {(kind, currency): f"{kind}:{currency}" for currency in sorted({charges[p].currency for p in paying})
-              for kind in (LedgerAccount.Kind.HOLDING, LedgerAccount.Kind.REVENUE, LedgerAccount.Kind.TAX)}
-
-    def lock():
-        return {a.code: a for a in LedgerAccount.objects.select_for_update().filter(code__in=wanted.values()).order_by("pk")}
-
-    locked = lock()
-    if len(locked) < len(wanted):
-        for kind, currency in wanted:
-            provider_account(kind=kind, currency=currency)
-        locked = lock()
-    provider = {key: locked[code] for key, code in wanted.items()}
+    # Provider accounts after the customers' (billing's lock order): this worker's slot of batch
+    # sub-accounts, so concurrent workers do not queue on shared provider rows.
+    provider = batch_provider_accounts_lock(
+        kinds=(LedgerAccount.Kind.HOLDING, LedgerAccount.Kind.REVENUE, LedgerAccount.Kind.TAX),
+        currencies={charges[p].currency for p in paying})
     tx_ids = insert_rows(LedgerTransaction, [
         {"idempotency_key": f"invoice:{invoices[p]['id']}:settle", "kind": LedgerTransaction.Kind.CHARGE,
          "invoice_id": invoices[p]["id"], "reference": invoices[p]["reference"], "created_at": now,
@@ -258,7 +249,7 @@ def _post_payments(charges, invoices, paying, accounts, now) -> None:
                 account.balance += amount
                 entries.append({"transaction_id": tx_id, "account_id": account.pk, "amount": amount,
                                 "currency": currency, "balance_after": account.balance})
-    insert_rows(LedgerEntry, entries, returning=None)
+    copy_rows(LedgerEntry, entries)  # COPY: the statement-level balance check still sees every leg
     for account in changed.values():
         if account.kind == LedgerAccount.Kind.CUSTOMER:
             low_balance_alert_update(account)

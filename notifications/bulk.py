@@ -3,11 +3,13 @@
 `notify_many()` writes what `notify()` writes for each notice — the inbox Notification (the same
 (customer, kind, dedupe_key) twice creates nothing), channel dispatch, one EmailOutbox row per
 recipient unless the customer switched the kind off (mandatory kinds always) — with a constant
-number of statements, and queues the batch's emails with one task after commit (the outbox sweeper
+number of statements, except that the outbox rows carry no body: they refer to the notification
+and the email is rendered from it when it is sent (`services.email_content`), which halves what a
+batch writes. It queues the batch's emails with one task after commit (the outbox sweeper
 remains the safety net).
 
 Rendering: the kind's templates are rendered once per language with placeholder tokens in place of
-the context values, the link and the owner's name; each notice's text is the stamp with its own
+the context values and the link; each notice's text is the stamp with its own
 values put in (HTML-escaped in the HTML bodies). The first notice of each language is also rendered
 the ordinary way and compared; if the templates did anything with a value but print it, the stamp is
 dropped and every notice is rendered the ordinary way. Values that could behave differently from a
@@ -16,7 +18,6 @@ token (empty, multi-line, padded, not a string or int) are always rendered the o
 import functools
 import json
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 from django.db import transaction
 from django.utils import timezone, translation
@@ -25,19 +26,19 @@ from django.utils.html import escape
 from accounts.models import Customer
 from accounts.selectors import customer_owners
 from core.enqueue import enqueue_task_safely
-from core.sql import insert_rows
+from core.sql import copy_rows, insert_rows
 
 from . import selectors
 from .kinds import MANDATORY_KINDS, OPT_IN_KINDS, Kind, kind_spec
 from .models import EmailOutbox, Notification, NotificationPreference
-from .services import email_render, link_check, notice_render
+from .services import link_check, notice_render
 
 try:
     from .channels import dispatch as _dispatch_channels
 except ImportError:  # extra channels are optional
     _dispatch_channels = None
 
-_LINK, _NAME = "\x02link\x03", "\x02name\x03"
+_LINK = "\x02link\x03"
 
 
 def _token(key: str) -> str:
@@ -60,12 +61,6 @@ class _Rendered:
     subject: str
     body_text: str
     body_html: str
-    email_text: str
-    email_html: str
-
-
-def _owner_name(owner) -> str:
-    return (owner.get_full_name() or owner.username) if owner else ""
 
 
 def _stampable(value) -> bool:
@@ -76,11 +71,8 @@ def _stampable(value) -> bool:
     return isinstance(value, str) and value != "" and value == value.strip() and "\n" not in value and "\x02" not in value
 
 
-def _render(kind: str, notice: Notice, owner) -> _Rendered:
-    subject, body_text, body_html = notice_render(kind=kind, context=notice.context, link=notice.link)
-    email_text, email_html = email_render(kind=kind, subject=subject, body_text=body_text, body_html=body_html,
-                                           link=notice.link, owner=owner)
-    return _Rendered(subject, body_text, body_html, email_text, email_html)
+def _render(kind: str, notice: Notice) -> _Rendered:
+    return _Rendered(*notice_render(kind=kind, context=notice.context, link=notice.link))
 
 
 class _Stamp:
@@ -89,18 +81,17 @@ class _Stamp:
     def __init__(self, kind: str, keys: tuple[str, ...]):
         self.keys = keys
         fake = Notice(customer=None, context={key: _token(key) for key in keys}, link=_LINK)
-        owner = SimpleNamespace(get_full_name=lambda: _NAME, username=_NAME)
-        self.rendered = _render(kind, fake, owner)
+        self.rendered = _render(kind, fake)
         self.usable = len(self.rendered.subject) < 250
 
-    def fits(self, notice: Notice, owner) -> bool:
+    def fits(self, notice: Notice) -> bool:
         return (self.usable and tuple(notice.context) == self.keys and notice.link != ""
-                and _stampable(notice.link) and _stampable(_owner_name(owner))
+                and _stampable(notice.link)
                 and all(_stampable(value) for value in notice.context.values()))
 
-    def fill(self, notice: Notice, owner) -> _Rendered:
+    def fill(self, notice: Notice) -> _Rendered:
         values = [(_token(key), str(value)) for key, value in notice.context.items()]
-        values += [(_LINK, notice.link), (_NAME, _owner_name(owner))]
+        values.append((_LINK, notice.link))
 
         def text(stamp: str) -> str:
             for token, value in values:
@@ -113,8 +104,7 @@ class _Stamp:
             return stamp
 
         stamp = self.rendered
-        return _Rendered(" ".join(text(stamp.subject).split())[:255], text(stamp.body_text), html(stamp.body_html),
-                         text(stamp.email_text), html(stamp.email_html))
+        return _Rendered(" ".join(text(stamp.subject).split())[:255], text(stamp.body_text), html(stamp.body_html))
 
 
 def _email_enabled(kind: str, customers: dict[int, Customer]) -> dict[int, bool]:
@@ -143,17 +133,15 @@ def notify_many(*, kind: str, notices: list[Notice]) -> int:
     stamps: dict[str, _Stamp | None] = {}
     rendered: list[_Rendered] = []
     for notice in notices:
-        customer, owner = notice.customer, owners[notice.customer.pk]
+        customer = notice.customer
         with translation.override(customer.language):
             language = translation.get_language()
             if language not in stamps:
                 stamp = _Stamp(kind, tuple(notice.context))
                 # Proof on a real notice that the stamp renders exactly what the templates do.
-                stamps[language] = stamp if stamp.fits(notice, owner) and stamp.fill(notice, owner) == _render(
-                    kind, notice, owner) else None
+                stamps[language] = stamp if stamp.fits(notice) and stamp.fill(notice) == _render(kind, notice) else None
             stamp = stamps[language]
-            rendered.append(stamp.fill(notice, owner) if stamp is not None and stamp.fits(notice, owner)
-                            else _render(kind, notice, owner))
+            rendered.append(stamp.fill(notice) if stamp is not None and stamp.fits(notice) else _render(kind, notice))
 
     now = timezone.now()
     with transaction.atomic(savepoint=False):  # all or nothing; no savepoint needed inside the caller's
@@ -181,15 +169,16 @@ def notify_many(*, kind: str, notices: list[Notice]) -> int:
                     dedupe_key=notice.dedupe_key, created_at=now))
         enabled = _email_enabled(kind, {n.customer.pk: n.customer for n, _text in created})
         emails = [
+            # The row refers to its notification; the email is rendered from it when it is sent.
             {"notification_id": notice.notification_id, "customer_id": notice.customer.pk, "kind": kind,
-             "recipient": recipient, "subject": text.subject, "body_text": text.email_text,
-             "body_html": text.email_html, "next_attempt_at": now, "created_at": now}
+             "recipient": recipient, "subject": text.subject, "body_text": "", "body_html": "",
+             "next_attempt_at": now, "created_at": now}
             for notice, text in created if enabled[notice.customer.pk]
             for recipient in selectors.email_recipients(customer=notice.customer, kind=kind, context=notice.context,
                                                         owner=owners[notice.customer.pk])
         ]
         if emails:
-            ids = insert_rows(EmailOutbox, emails)
+            ids = copy_rows(EmailOutbox, emails, with_ids=True)
             transaction.on_commit(functools.partial(_deliver_batch, ids))
     return len(created)
 

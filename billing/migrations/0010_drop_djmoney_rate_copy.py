@@ -11,6 +11,6 @@ DELETE FROM django_migrations WHERE app = 'exchange';
 
 
 class Migration(migrations.Migration):
-    dependencies = [("billing", "0008_payer_vies_check")]
+    dependencies = [("billing", "0009_ledger_balanced_check_per_statement")]
 
     operations = [migrations.RunSQL(DROP, reverse_sql=migrations.RunSQL.noop)]
