@@ -37,6 +37,17 @@ def _adapt(field: models.Field, value):
     return value
 
 
+def _row_values(model, fields: list[tuple[models.Field, object]], row: dict) -> list[tuple[models.Field, object]]:
+    """(field, value) for each of `fields`, the model default where `row` leaves it out; a required one is refused."""
+    values = []
+    for model_field, default in fields:
+        value = row.get(model_field.attname, default)
+        if value is _MISSING:
+            raise ValueError(f"{model.__name__}.{model_field.attname} is required")
+        values.append((model_field, value))
+    return values
+
+
 def insert_rows(model, rows: list[dict], *, returning: str | tuple[str, ...] | None = "id", on_conflict: str = "") -> list:
     """INSERT many rows of `model` (dicts by attname; omitted fields take their model default) in one
     statement. Returns the `returning` column per inserted row, in the order given."""
@@ -46,15 +57,8 @@ def insert_rows(model, rows: list[dict], *, returning: str | tuple[str, ...] | N
     fields = _field_defaults(model, now)
     raw = connection.cursor().cursor  # psycopg2's mogrify quotes each value exactly as execute() would
     template = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    values = []
-    for row in rows:
-        params = []
-        for model_field, default in fields:
-            value = row.get(model_field.attname, default)
-            if value is _MISSING:
-                raise ValueError(f"{model.__name__}.{model_field.attname} is required")
-            params.append(_adapt(model_field, value))
-        values.append(raw.mogrify(template, params).decode())
+    values = [raw.mogrify(template, [_adapt(field, value) for field, value in _row_values(model, fields, row)]).decode()
+              for row in rows]
     sql = (f'INSERT INTO "{model._meta.db_table}" ({", ".join(chr(34) + f.column + chr(34) for f, _d in fields)}) '
            f"VALUES {', '.join(values)} {on_conflict}")
     columns = (returning,) if isinstance(returning, str) else returning or ()
@@ -102,15 +106,7 @@ def copy_rows(model, rows: list[dict], *, with_ids: bool = False) -> list[int]:
             ids = [row[0] for row in cursor.fetchall()]
         rows = [{**row, pk.attname: pk_value} for row, pk_value in zip(rows, ids)]
         fields = [(pk, _MISSING), *fields]
-    lines = []
-    for row in rows:
-        values = []
-        for model_field, default in fields:
-            value = row.get(model_field.attname, default)
-            if value is _MISSING:
-                raise ValueError(f"{model.__name__}.{model_field.attname} is required")
-            values.append(_copy_value(model_field, value))
-        lines.append("\t".join(values))
+    lines = ["\t".join(_copy_value(field, value) for field, value in _row_values(model, fields, row)) for row in rows]
     columns = ", ".join(f'"{f.column}"' for f, _d in fields)
     with connection.cursor() as cursor:
         cursor.cursor.copy_expert(f'COPY "{model._meta.db_table}" ({columns}) FROM STDIN',
