@@ -39,3 +39,17 @@ def enqueue_task_safely(task, **kwargs) -> bool:
 def enqueue_task_on_commit(task, **kwargs) -> None:
     """Publish `task(**kwargs)` when the current transaction commits (at once outside one), safely."""
     transaction.on_commit(functools.partial(enqueue_task_safely, task, **kwargs))
+
+
+def sweep_drain(ids: list[int], *, task, argument: str, deliver, enqueue: bool) -> str:
+    """A cron fallback for a sweeper: run `deliver(id)` (which returns an outcome name) for each due row in
+    this process, so work goes out while the broker or every worker is down, or with `enqueue` publish `task`
+    for each (`argument=id`). Returns "outcome: count, …" or "nothing due"."""
+    outcomes: dict[str, int] = {}
+    for row_id in ids:
+        if enqueue:
+            outcome = "queued" if enqueue_task_safely(task, **{argument: row_id}) else "not queued"
+        else:
+            outcome = deliver(row_id)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return ", ".join(f"{name}: {count}" for name, count in sorted(outcomes.items())) or "nothing due"
