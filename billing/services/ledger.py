@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
+from notifications.kinds import Kind
 from notifications.services import notify as _notify  # module-level name: tests replace it
 
 from ..models import Invoice, LedgerAccount, LedgerEntry, LedgerTransaction, Payment
@@ -153,7 +154,7 @@ def low_balance_alert_update(account: LedgerAccount) -> None:
         account.low_balance_crossings += 1
         lang = customer.language
         _notify(
-            customer=customer, kind="low_balance",
+            customer=customer, kind=Kind.LOW_BALANCE,
             context={"balance": format_money(account.balance, account.currency, lang), "threshold": format_money(threshold, account.currency, lang)},
             link=reverse("billing:balance"), dedupe_key=f"low_balance:{account.pk}:{account.low_balance_crossings}",
         )
