@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0009_ledger_balanced_check_per_statement'),
+        ('billing', '0010_drop_djmoney_rate_copy'),
     ]
 
     operations = [
