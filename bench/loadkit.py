@@ -270,10 +270,15 @@ def customers_seed_history(customers: list, *, services: int, invoices: int, led
 
 # --- serving -----------------------------------------------------------------------------------
 
+class ServerURL(str):
+    """The server's base URL; `.pid` is gunicorn's master process (for py-spy --subprocesses)."""
+
+    pid: int
+
 @contextmanager
 def gunicorn(database_url: str, *, workers: int = 2, threads: int = 1, extra_env: dict | None = None,
              log_path: Path | None = None, port: int | None = None):
-    """gunicorn with production settings on a free loopback port; yields the base URL."""
+    """gunicorn with production settings on a free loopback port; yields the base URL (a ServerURL)."""
     port = port or free_port()
     env = production_env(database_url, extra_env)
     subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
@@ -282,7 +287,8 @@ def gunicorn(database_url: str, *, workers: int = 2, threads: int = 1, extra_env
         [str(Path(sys.executable).parent / "gunicorn"), "portal.wsgi", "--workers", str(workers), "--threads", str(threads),
          "--bind", f"127.0.0.1:{port}", "--access-logfile", "-", "--access-logformat", '%(s)s %(m)s %(U)s %(M)sms'],
         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    base = ServerURL(f"http://127.0.0.1:{port}")
+    base.pid = process.pid
     try:
         for _ in range(300):
             if process.poll() is not None:

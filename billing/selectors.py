@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Customer
+from core.keyset import Cursor, KeysetPage, keyset_page
 
 from .models import (
     AMOUNT, ZERO, Act, ContractAcceptance, ContractVersion, CreditNote, Currency, Invoice, LedgerAccount, LedgerEntry, LedgerTransaction,
@@ -135,8 +136,44 @@ def account_movements(customer: Customer) -> QuerySet[LedgerEntry]:
     """The customer's own balance movements (all their account currencies), newest first."""
     return (
         LedgerEntry.objects.filter(account__customer=customer, account__kind=LedgerAccount.Kind.CUSTOMER)
-        .select_related("transaction", "transaction__invoice", "transaction__payment", "transaction__credit_note").order_by("-pk")
+        .select_related(*MOVEMENT_RELATED).order_by("-pk")
     )
+
+
+MOVEMENT_RELATED = ("transaction", "transaction__invoice", "transaction__payment", "transaction__credit_note")
+MOVEMENT_DIRECTIONS = {"in": Q(amount__gt=0), "out": Q(amount__lt=0), "all": Q()}
+
+
+def balance_history(*, customer: Customer, cursor: Cursor, size: int, direction: str = "all", query: dict | None = None) -> KeysetPage:
+    """The customer's balance movements, newest first, one page by keyset on the ledger's own order
+    (entry id: the order legs were posted in, which is also the order `balance_after` runs in; it is
+    stored on each leg when posted, so nothing is summed here). `direction`: all, in (credits) or
+    out (debits). Four queries whatever the history's length or the page's depth: the customer's
+    balance accounts, the page's keys (one index scan per account on (account, -id), merged), the
+    page's rows with their transaction, and a probe for the page on the other side."""
+    accounts = list(LedgerAccount.objects.filter(customer=customer, kind=LedgerAccount.Kind.CUSTOMER)
+                    .order_by("pk").values_list("pk", flat=True))
+    where = MOVEMENT_DIRECTIONS.get(direction, Q())
+
+    def keys(*, before, after, ascending, limit):
+        if not accounts:
+            return []
+        order = "pk" if ascending else "-pk"
+        parts = []
+        for account_id in accounts:
+            qs = LedgerEntry.objects.filter(where, account_id=account_id)
+            qs = qs.filter(pk__lt=before) if before is not None else qs
+            qs = qs.filter(pk__gt=after) if after is not None else qs
+            parts.append(qs.order_by(order).values_list("pk", flat=True)[:limit])
+        if len(parts) == 1:
+            return list(parts[0])
+        return list(parts[0].union(*parts[1:], all=True).order_by(order)[:limit])
+
+    def load(page_keys):
+        rows = LedgerEntry.objects.filter(pk__in=page_keys).select_related(*MOVEMENT_RELATED).order_by("-pk")
+        return list(rows)
+
+    return keyset_page(keys, load, cursor=cursor, size=size, key=lambda entry: entry.pk, query=query)
 
 
 def describe_transaction(tx: LedgerTransaction, amount: Decimal) -> str:

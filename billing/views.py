@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.client_ip import client_ip
 from accounts.roles import Area, acting_customer, customer_view
+from core.keyset import Cursor
 
 from . import hooks, selectors, services
 from .forms import CurrencyChangeForm, DocumentFilterForm, InvoicePayerForm, PayerForm, TopUpForm
@@ -28,6 +29,8 @@ def _page(request, items):
 
 
 def _balance_context(request, customer, form=None):
+    direction = request.GET.get("direction", "all")
+    direction = direction if direction in selectors.MOVEMENT_DIRECTIONS else "all"
     currencies = selectors.enabled_currencies()
     balance = selectors.balance_of(customer)
     table = RateTable(currencies)
@@ -37,7 +40,9 @@ def _balance_context(request, customer, form=None):
         "equivalents": selectors.equivalents(balance, customer.currency, currencies),
         "stale_codes": [c.code for c in currencies if table.stale(c.code)],
         "form": form or TopUpForm(currencies=currencies, initial={"currency": customer.currency, "request_key": uuid.uuid4().hex}),
-        "movements": _page(request, selectors.account_movements(customer)),
+        "movements": selectors.balance_history(customer=customer, cursor=Cursor.from_query(request.GET), size=PAGE_SIZE,
+                                               direction=direction, query=request.GET),
+        "direction": direction,
     }
 
 
