@@ -140,7 +140,8 @@ def customers_seed_history(customers: list, *, services: int, invoices: int, led
     balance_after and the cached balance), tickets with their first message, inbox notifications.
 
     `ledger_entries` counts the legs on the customer's balance account: half top-ups, half charges.
-    Service invoices are charged in 2–3 partial applications, as `invoice_apply_balance` does."""
+    Service invoices are charged in 2–3 partial applications, as `invoice_apply_balance` does. The
+    caller stores the charges' funding afterwards (`billing.funding.funding_backfill`)."""
     from django.db import connection, transaction
     from django.utils import timezone
 

@@ -44,10 +44,12 @@ def main() -> int:
     import django
 
     django.setup()
+    from django.core.management import call_command
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
+    call_command("collectstatic", interactive=False, verbosity=0)  # production settings: the manifest storage
     client = Client(HTTP_HOST="127.0.0.1", secure=True)
     client.force_login(pages._heavy_user())
     ids = pages.page_ids()

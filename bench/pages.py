@@ -46,9 +46,10 @@ PAGES = [
     ("invoices", "/billing/invoices/", {}),
     ("invoice detail", "/billing/invoices/{invoice}/", {}),
     ("balance", "/billing/", {}),
-    ("balance, old page", "/billing/?page=500", {}),
+    ("balance (deep page)", "/billing/?page=500&before={deep_entry}", {}),  # offset pages, then keyset
     ("payments", "/billing/payments/", {}),
     ("expenses", "/billing/expenses/", {}),
+    ("expenses (deep page)", "/billing/expenses/?page=150&before={deep_charge}", {}),
     ("documents", "/billing/documents/", {}),
     ("tickets", "/tickets/", {}),
     ("ticket thread", "/tickets/{ticket}/", {}),
@@ -100,6 +101,11 @@ def seed(light: int) -> None:
         batch = loadkit.customers_create(min(500, light - start), prefix=f"light{start}_")
         loadkit.customers_seed_history(batch, **LIGHT)
     thread_seed(heavy[0])
+    from billing.funding import funding_backfill
+
+    funded = time.monotonic()
+    rows = funding_backfill()  # the seed inserts legs directly; the funding the postings would have stored
+    loadkit.log(f"expense funding: {rows} rows replayed from the ledger in {time.monotonic() - funded:.1f} s")
     loadkit.log(f"seeded 1 heavy + {light} light customers in {time.monotonic() - started:.0f} s")
 
 
@@ -118,14 +124,22 @@ def thread_seed(customer) -> None:
 
 
 def page_ids() -> dict[str, int]:
-    """The heavy customer's objects the detail pages show: an active service, its newest unpaid
-    invoice, the long ticket thread."""
+    """The heavy customer's objects the detail pages show (an active service, its newest unpaid
+    invoice, the long ticket thread) and the keys where page 500 of the balance history and page 150
+    of the expenses start (the same rows as `?page=` on offset pages)."""
     from billing.models import Invoice
     from orders.models import Order
     from tickets.models import Ticket
 
+    from billing.models import LedgerEntry, LedgerTransaction
+
     customer = _heavy_user().customer
+    entries = LedgerEntry.objects.filter(account__customer=customer).order_by("-pk").values_list("pk", flat=True)
+    charges = (LedgerTransaction.objects.filter(kind="charge", entries__account__customer=customer).order_by("-pk")
+               .values_list("pk", flat=True))
     return {
+        "deep_entry": entries[500 * 20 - 20 - 1] + 1,  # the 500th page of 20: before the last entry of page 499
+        "deep_charge": charges[150 * 20 - 20 - 1] + 1,
         "order": Order.objects.filter(customer=customer, status=Order.Status.ACTIVE).order_by("pk").values_list("pk", flat=True)[0],
         "invoice": Invoice.objects.filter(customer=customer, status=Invoice.Status.UNPAID).order_by("-pk").values_list("pk", flat=True)[0],
         "ticket": Ticket.objects.filter(customer=customer).order_by("-last_reply_at", "-pk").values_list("pk", flat=True)[0],

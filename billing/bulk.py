@@ -32,6 +32,7 @@ from core.calendar import provider_today
 from notifications.bulk import Notice, insert_rows, notify_many, prefetch_owners, update_rows  # noqa: F401 (re-exported)
 
 from . import hooks
+from .funding import Leg, funding_record
 from .models import ZERO, DocumentCounter, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, LedgerTransaction, Payer
 from .money import format_money, quantize
 from .services import TaxDecision, _low_balance_update, _payer_snapshot, payer_blockers, provider_account, tax_for
@@ -213,7 +214,7 @@ def _post_payments(charges, invoices, paying, accounts, now) -> None:
          "memo": (_("Payment of invoice %(number)s") % {"number": invoices[p]["number"]})[:255]}
         for p in paying
     ])
-    entries = []
+    entries, posted = [], []
     changed: dict[int, LedgerAccount] = {a.pk: a for a in provider.values()}
     for tx_id, position in zip(tx_ids, paying):
         invoice, currency = invoices[position], charges[position].currency
@@ -228,7 +229,12 @@ def _post_payments(charges, invoices, paying, accounts, now) -> None:
                 account.balance += amount
                 entries.append({"transaction_id": tx_id, "account_id": account.pk, "amount": amount,
                                 "currency": currency, "balance_after": account.balance})
-    insert_rows(LedgerEntry, entries, returning=None)
+                posted.append((account, invoice["kind"]))
+    entry_ids = insert_rows(LedgerEntry, entries)
+    funding_record([Leg(entry_id=entry_id, transaction_id=entry["transaction_id"], kind=LedgerTransaction.Kind.CHARGE,
+                        payment_id=None, invoice_kind=invoice_kind, account_id=account.pk, account_kind=account.kind,
+                        customer_id=account.customer_id, amount=entry["amount"], currency=entry["currency"])
+                    for entry_id, entry, (account, invoice_kind) in zip(entry_ids, entries, posted)])
     for account in changed.values():
         if account.kind == LedgerAccount.Kind.CUSTOMER:
             _low_balance_update(account)

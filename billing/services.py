@@ -31,6 +31,7 @@ from accounts.services import activity_record
 from notifications.services import notify as _notify  # module-level name: tests replace it
 
 from . import hooks, vat
+from .funding import funding_record, posted_legs
 from .models import (
     ZERO, Act, ActLine, ContractAcceptance, ContractVersion, CreditNote, Currency, DocumentCounter, Invoice, InvoiceLine,
     LedgerAccount, LedgerEntry, LedgerTransaction, Payer, Payment, PaymentRefund, RateRefreshError, RateSnapshot, TaxRate,
@@ -163,6 +164,7 @@ def ledger_post(
                 low_balance_crossings=account.low_balance_crossings,
             )
         LedgerEntry.objects.bulk_create(entries)
+        funding_record(posted_legs(tx, entries, accounts=locked, invoice=invoice, payment=payment))
         return tx
 
 

@@ -272,7 +272,8 @@ def payment_detail(request, payment_id):
 @customer_view(Area.BILLING)
 @require_GET
 def expense_list(request):
-    page = _page(request, selectors.expenses_for(acting_customer(request)))
+    page = selectors.expense_history(customer=acting_customer(request), cursor=Cursor.from_query(request.GET), size=PAGE_SIZE,
+                                     query=request.GET)
     return render(request, "billing/expense_list.html", {"page": page})
 
 

@@ -7,8 +7,9 @@ from accounts.models import Customer
 from accounts.tests.factories import UserFactory
 from billing import services
 from billing.models import Invoice, LedgerAccount
-from billing.selectors import balance_of, expenses_for
+from billing.selectors import balance_of, expense_history
 from billing.services import LineInput
+from core.keyset import Cursor
 
 from .concurrency import run_concurrently
 from .factories import TaxRateFactory, make_currencies
@@ -132,7 +133,7 @@ def test_expenses_fifo_funding(currencies, customer, fund):
     direct = _issue(customer, "15.00")
     p3 = services.payment_record(idempotency_key="card-direct", customer=customer, amount=Decimal("15.00"), currency="EUR",
                                  method="bank_transfer", invoice=direct)
-    expenses = expenses_for(customer)
+    expenses = expense_history(customer=customer, cursor=Cursor(), size=20)
     assert [e.amount for e in expenses] == [Decimal("15.00"), Decimal("40.00"), Decimal("20.00")]
     assert [(f["payment"].pk, f["amount"]) for f in expenses[2].funding] == [(p1.pk, Decimal("20.00"))]
     assert [(f["payment"].pk, f["amount"]) for f in expenses[1].funding] == [(p1.pk, Decimal("10.00")), (p2.pk, Decimal("30.00"))]
