@@ -320,6 +320,8 @@ def production_env(database_url: str, extra_env: dict | None = None) -> dict:
         "DB_CONN_MAX_AGE": "600",  # persistent connections (health-checked, see base settings)
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
+        # The shared Redis may hold another bench's or checkout's cache: keys of its own (ids repeat across databases).
+        "CACHE_KEY_PREFIX": f"bench-{urllib.parse.urlsplit(database_url).path.lstrip('/')}",
         **(extra_env or {}),
     })
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])

@@ -39,7 +39,7 @@ def main() -> int:
         sys.exit(f"{args.database} does not exist: seed it with bench/pages.py --keep --database {args.database}")
     env = loadkit.production_env(url, {"DJANGO_SETTINGS_MODULE": "bench.portal_settings"})
     os.environ.update({k: env[k] for k in ("DJANGO_SETTINGS_MODULE", "SECRET_KEY", "SECURE_SSL_REDIRECT", "DATABASE_URL",
-                                           "DB_CONN_MAX_AGE", "ALLOWED_HOSTS", "LOG_LEVEL")})
+                                           "DB_CONN_MAX_AGE", "ALLOWED_HOSTS", "LOG_LEVEL", "CACHE_KEY_PREFIX")})
     sys.path.insert(0, str(loadkit.ROOT))
     import django
 

@@ -29,6 +29,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Customer
 from accounts.selectors import payment_blockers
 from core.calendar import provider_today
+from core.topbar import topbar_changed
 from notifications.bulk import Notice, insert_rows, notify_many, prefetch_owners, update_rows  # noqa: F401 (re-exported)
 
 from . import hooks
@@ -238,6 +239,7 @@ def _post_payments(charges, invoices, paying, accounts, now) -> None:
     for account in changed.values():
         if account.kind == LedgerAccount.Kind.CUSTOMER:
             _low_balance_update(account)
+    topbar_changed(a.customer_id for a in changed.values() if a.kind == LedgerAccount.Kind.CUSTOMER)
     update_rows(LedgerAccount, [
         {"id": a.pk, "balance": a.balance, "low_balance_alerted": a.low_balance_alerted,
          "low_balance_crossings": a.low_balance_crossings} for a in changed.values()

@@ -14,6 +14,7 @@ from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Customer
+from core.choices import ChoiceLabels
 
 AMOUNT = {"max_digits": 20, "decimal_places": 4}
 RATE = {"max_digits": 24, "decimal_places": 12}
@@ -125,7 +126,7 @@ class DocumentCounter(models.Model):
         constraints = [models.UniqueConstraint(fields=["series", "year"], name="documentcounter_series_year_unique")]
 
 
-class Invoice(models.Model):
+class Invoice(ChoiceLabels, models.Model):
     class Kind(models.TextChoices):
         ADVANCE = "advance", _("Advance payment")
         ORDER = "order", _("Order")
@@ -217,7 +218,7 @@ class InvoiceLine(models.Model):
         ]
 
 
-class Payment(models.Model):
+class Payment(ChoiceLabels, models.Model):
     """Money received from outside (gateway, bank transfer, staff), recorded once per idempotency key."""
 
     class Status(models.TextChoices):

@@ -28,6 +28,7 @@ from core.calendar import provider_today
 from accounts.models import Customer
 from accounts.selectors import customer_owner, payment_blockers
 from accounts.services import activity_record
+from core.topbar import topbar_changed
 from notifications.services import notify as _notify  # module-level name: tests replace it
 
 from . import hooks, vat
@@ -165,6 +166,7 @@ def ledger_post(
             )
         LedgerEntry.objects.bulk_create(entries)
         funding_record(posted_legs(tx, entries, accounts=locked, invoice=invoice, payment=payment))
+        topbar_changed(account.customer_id for account in locked.values() if account.kind == LedgerAccount.Kind.CUSTOMER)
         return tx
 
 

@@ -23,6 +23,7 @@ from django.utils import timezone, translation
 from django.utils.html import escape
 
 from accounts.models import Customer, User
+from core.topbar import topbar_changed
 
 from . import selectors
 from .kinds import MANDATORY_KINDS, OPT_IN_KINDS, Kind, kind_spec
@@ -257,6 +258,7 @@ def notify_many(*, kind: str, notices: list[Notice]) -> int:
                 notice.notification_id = row[0]
                 created.append((notice, text))
                 row = next(rows, None)
+        topbar_changed(notice.customer.pk for notice, _text in created)  # their unread counts
         if _dispatch_channels is not None:
             for notice, text in created:
                 _dispatch_channels(Notification(

@@ -12,6 +12,8 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils.translation import gettext_lazy as _
 
+from core.choices import ChoiceLabels
+
 from .order_fields import ORDER_FIELDS
 
 PERIOD_CHOICES = [
@@ -180,7 +182,7 @@ class PlanPrice(models.Model):
         return f"{self.plan} {self.period_months}m {self.amount} {self.currency}"
 
 
-class Order(models.Model):
+class Order(ChoiceLabels, models.Model):
     """A customer's service. One row for its whole life; periods are counted in `current_period`."""
 
     class Status(models.TextChoices):
@@ -448,7 +450,7 @@ class VirtualMachine(models.Model):
         return self.domain
 
 
-class ProvisioningJob(models.Model):
+class ProvisioningJob(ChoiceLabels, models.Model):
     """One module call for an order, run by a Celery task; retried with back-off, recovered by the sweeper."""
 
     class Action(models.TextChoices):
