@@ -60,3 +60,18 @@ def test_memoised_money_is_babels(amount, currency):
             expected = format_currency(quantize(Decimal(amount) + 0, currency), currency, locale=translation.to_locale(language))
             assert format_money(Decimal(amount), currency) == expected
             assert format_money(Decimal(amount), currency) == expected  # the memoised answer
+
+
+@pytest.mark.parametrize("value,attrs", [("", None), ("DE", {"class": "form-select", "id": "id_country"}),
+                                         ("NL", {"disabled": True, "required": False}), ("<x>", {"data-x": "\"q\""})])
+def test_long_select_writes_what_djangos_select_writes(value, attrs):
+    from django import forms
+    from django.test.html import parse_html
+
+    from accounts.forms import country_choices
+    from core.widgets import LongSelect
+
+    choices = country_choices() + [("Europe", [("Europe/Berlin", "Berlin & <Co>"), ("Europe/Paris", "Paris")])]
+    fast = LongSelect(choices=choices).render("country", value, attrs)
+    slow = forms.Select(choices=choices).render("country", value, attrs)
+    assert parse_html(fast) == parse_html(slow)
