@@ -18,6 +18,7 @@ def minor_units(currency: str) -> int:
     return get_currency_precision(currency)
 
 
+@lru_cache(maxsize=256)
 def quantum(currency: str) -> Decimal:
     return Decimal(1).scaleb(-minor_units(currency))
 
