@@ -20,13 +20,14 @@ from accounts.roles import Area, acting_customer
 from accounts.services import activity_record
 from accounts.client_ip import client_ip
 from billing import selectors as billing_selectors
-from billing import services as billing_services
+from billing.services.invoices import invoice_pay_from_balance
+from billing.services.payers import invoice_payment_gate_check
 from notifications import selectors as notification_selectors
 from notifications import services as notification_services
 from orders import forms as order_forms
 from orders import selectors as order_selectors
 from orders import server_control
-from orders import services as order_services
+from orders.services import cancelling, plan_change, renewing
 from tickets import forms as ticket_forms
 from tickets import selectors as ticket_selectors
 from tickets import services as ticket_services
@@ -168,8 +169,8 @@ class ServiceRenewView(CustomerApiView):
         form = order_forms.RenewForm(_form_data(request))
         if not form.is_valid():
             raise form_errors(form)
-        result = order_services.order_renew(order=order, periods=form.cleaned_data["periods"], actor=request.user,
-                                            expected_period=form.cleaned_data["period"])
+        result = renewing.order_renew(order=order, periods=form.cleaned_data["periods"], actor=request.user,
+                                      expected_period=form.cleaned_data["period"])
         return _service_action(order, paid=result.paid, invoice=result.invoice)
 
 
@@ -181,9 +182,9 @@ class ServicePlansView(CustomerApiView):
         """Plans this service can switch to, with what switching costs now (upgrades) or later (downgrades)."""
         order = order_selectors.order_get(customer=self.customer, order_id=service_id)
         quotes = []
-        for plan in order_services.plan_change_candidates(order):
+        for plan in plan_change.plan_change_candidates(order):
             try:
-                quotes.append(order_services.plan_change_quote(order=order, plan=plan))
+                quotes.append(plan_change.plan_change_quote(order=order, plan=plan))
             except ValidationError:
                 continue
         return Response(serializers.PlanChangeQuoteSerializer(quotes, many=True).data)
@@ -201,12 +202,12 @@ class ServiceChangePlanView(CustomerApiView):
     def post(self, request, service_id: int):
         """Upgrade now (prorated invoice, paid from the balance if it covers it) or schedule a downgrade."""
         order = order_selectors.order_get(customer=self.customer, order_id=service_id)
-        form = order_forms.ChangePlanForm(_form_data(request), plans=order_services.plan_change_candidates(order))
+        form = order_forms.ChangePlanForm(_form_data(request), plans=plan_change.plan_change_candidates(order))
         if not form.is_valid():
             raise form_errors(form)
-        order_services.plan_change_quote(order=order, plan=form.cleaned_data["plan"])  # same refusals as the page
-        result = order_services.order_change_plan(order=order, plan=form.cleaned_data["plan"], actor=request.user,
-                                                  expected_amount=form.cleaned_data["expected_amount"])
+        plan_change.plan_change_quote(order=order, plan=form.cleaned_data["plan"])  # same refusals as the page
+        result = plan_change.order_change_plan(order=order, plan=form.cleaned_data["plan"], actor=request.user,
+                                               expected_amount=form.cleaned_data["expected_amount"])
         return _service_action(order, paid=result.paid, scheduled=result.scheduled, invoice=result.invoice)
 
 
@@ -221,7 +222,7 @@ class ServiceCancelView(CustomerApiView):
         """Cancel now or at the end of the paid period (a pending order is cancelled now)."""
         order = order_selectors.order_get(customer=self.customer, order_id=service_id)
         immediately = _form_data(request).get("immediately") in ("on", "true", "True", "1")
-        order_services.order_cancel(order=order, actor=request.user, immediately=immediately)
+        cancelling.order_cancel(order=order, actor=request.user, immediately=immediately)
         return Response(serializers.ServiceSerializer(order_selectors.order_get(customer=self.customer, order_id=order.pk)).data)
 
 
@@ -308,8 +309,8 @@ class InvoicePayView(CustomerApiView):
     def post(self, request, invoice_id: int):
         """Pay the whole invoice from the balance. Refused (400) if the balance does not cover it."""
         invoice = billing_selectors.invoice_get(customer=self.customer, invoice_id=invoice_id)
-        billing_services.invoice_payment_gate_check(invoice)
-        if not billing_services.invoice_pay_from_balance(invoice=invoice, actor=request.user):
+        invoice_payment_gate_check(invoice)
+        if not invoice_pay_from_balance(invoice=invoice, actor=request.user):
             raise ValidationError(_("Your balance does not cover this invoice."), code="insufficient_balance")
         invoice = billing_selectors.invoice_get(customer=self.customer, invoice_id=invoice_id)
         return Response(serializers.InvoiceDetailSerializer(invoice).data)

@@ -6,7 +6,7 @@
 (= `.venv/bin/python scripts/devenv.py -- .venv/bin/python bench/renewals.py [--orders N]`.)
 
 In a scratch database it creates and drops: seeds N due orders across N/5 customers (DE, 19% VAT,
-balance enough for every round), then runs the real code path (`orders.renewals.renewals_run`) in
+balance enough for every round), then runs the real code path (`orders.services.renewal_batch.renewals_run`) in
 1 and in 2 worker processes, one round each per `--repeat`, every round renewing every order for
 its next month. In the same run, against the same server, it runs pgbench's TPC-B with 1 and 2
 clients in another scratch database and prints renewals/s ÷ pgbench tps. After each round it checks
@@ -158,7 +158,7 @@ def worker(now: str) -> None:
     """One renewal process: run the real job and print its figures as JSON on stdout."""
     from django.db import connection
 
-    from orders.renewals import renewals_run
+    from orders.services.renewal_batch import renewals_run
 
     statements = 0
     timings: dict[str, list[float]] = {}  # statement shape -> [count, seconds], with --statement-times

@@ -17,11 +17,15 @@ from accounts.admin_mixins import BackOfficePermissions, ReadOnlyAdmin
 from accounts.forms import PlainDecimalField
 from accounts.models import Customer
 
-from . import services
 from .models import (
     Act, ActLine, ContractAcceptance, ContractVersion, CreditNote, Currency, Invoice, InvoiceLine, LedgerAccount, LedgerEntry,
     LedgerTransaction, Payer, Payment, PaymentRefund, RateRefreshError, RateSnapshot, TaxRate,
 )
+from .services.contracts import contract_version_publish
+from .services.corrections import balance_adjust, credit_note_issue
+from .services.invoices import invoice_cancel, invoice_pay_from_balance
+from .services.payers import payer_country_approve, payer_reject, payer_verify
+from .services.rates import currency_set_fixed_rate, rates_refresh_ecb
 
 
 @admin.display(description=_("Client ID"), ordering="customer_id")
@@ -72,9 +76,9 @@ class LedgerAccountAdmin(ReadOnlyAdmin):
                 form.add_error("customer_id", _("No such client."))
             else:
                 try:
-                    services.balance_adjust(customer=customer, amount=form.cleaned_data["amount"],
-                                            reason=form.cleaned_data["reason"], actor=request.user,
-                                            idempotency_key=f"adjustment:{request.POST.get('nonce', '')}" if request.POST.get("nonce") else None)
+                    balance_adjust(customer=customer, amount=form.cleaned_data["amount"],
+                                   reason=form.cleaned_data["reason"], actor=request.user,
+                                   idempotency_key=f"adjustment:{request.POST.get('nonce', '')}" if request.POST.get("nonce") else None)
                 except ValidationError as exc:
                     form.add_error(None, exc.messages[0])
                 else:
@@ -165,17 +169,17 @@ class InvoiceAdmin(BackOfficePermissions, admin.ModelAdmin):
 
     @admin.action(description=_("Cancel selected unpaid invoices"), permissions=["manage_invoices"])
     def cancel_invoices(self, request, queryset):
-        self._run(request, queryset, lambda inv: services.invoice_cancel(invoice=inv, reason=str(_("Cancelled by staff")), actor=request.user),
+        self._run(request, queryset, lambda inv: invoice_cancel(invoice=inv, reason=str(_("Cancelled by staff")), actor=request.user),
                   _("%(count)s invoice(s) cancelled."))
 
     @admin.action(description=_("Pay selected invoices from the customer's balance"), permissions=["manage_invoices"])
     def pay_from_balance(self, request, queryset):
-        self._run(request, queryset, lambda inv: services.invoice_pay_from_balance(invoice=inv, actor=request.user),
+        self._run(request, queryset, lambda inv: invoice_pay_from_balance(invoice=inv, actor=request.user),
                   _("%(count)s invoice(s) paid from balance."))
 
     @admin.action(description=_("Refund selected paid invoices to the balance (credit note)"), permissions=["refund_payment"])
     def refund_to_balance(self, request, queryset):
-        self._run(request, queryset, lambda inv: services.credit_note_issue(invoice=inv, reason=str(_("Refund by staff")), actor=request.user),
+        self._run(request, queryset, lambda inv: credit_note_issue(invoice=inv, reason=str(_("Refund by staff")), actor=request.user),
                   _("%(count)s invoice(s) refunded to the balance."))
 
 
@@ -232,14 +236,14 @@ class CurrencyAdmin(admin.ModelAdmin):
             Currency.objects.filter(pk=obj.pk).update(enabled=obj.enabled, position=obj.position, rate_source=obj.rate_source)
         previous = form.initial.get("rate")
         if fixed_rate and (not change or "rate" in form.changed_data or "rate_source" in form.changed_data or previous != fixed_rate):
-            services.currency_set_fixed_rate(code=obj.code, rate=fixed_rate, actor=request.user)
+            currency_set_fixed_rate(code=obj.code, rate=fixed_rate, actor=request.user)
 
     def has_delete_permission(self, request, obj=None):
         return False  # disable instead: amounts and history refer to the code
 
     @admin.action(description=_("Refresh rates from the ECB now"), permissions=["change"])
     def refresh_from_ecb(self, request, queryset):
-        updated = services.rates_refresh_ecb()
+        updated = rates_refresh_ecb()
         if updated:
             self.message_user(request, _("%(count)s rate(s) updated.") % {"count": updated}, messages.SUCCESS)
         else:
@@ -304,13 +308,13 @@ class PayerAdmin(BackOfficePermissions, admin.ModelAdmin):
 
     @admin.action(description=_("Verify selected company payers"), permissions=["verify_company"])
     def verify_payers(self, request, queryset):
-        done = self._each(request, queryset, lambda p: services.payer_verify(payer=p, staff=request.user))
+        done = self._each(request, queryset, lambda p: payer_verify(payer=p, staff=request.user))
         if done:
             self.message_user(request, gettext("%(n)d payer(s) verified.") % {"n": done}, messages.SUCCESS)
 
     @admin.action(description=_("Approve the country of selected payers for tax (evidence seen)"), permissions=["change"])
     def approve_payer_countries(self, request, queryset):
-        done = self._each(request, queryset, lambda p: services.payer_country_approve(payer=p, staff=request.user))
+        done = self._each(request, queryset, lambda p: payer_country_approve(payer=p, staff=request.user))
         if done:
             self.message_user(request, gettext("%(n)d payer country(ies) approved.") % {"n": done}, messages.SUCCESS)
 
@@ -318,8 +322,8 @@ class PayerAdmin(BackOfficePermissions, admin.ModelAdmin):
     def reject_payers(self, request, queryset):
         form = PayerRejectForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():
-            done = self._each(request, queryset, lambda p: services.payer_reject(payer=p, staff=request.user,
-                                                                                 reason=form.cleaned_data["reason"]))
+            done = self._each(request, queryset, lambda p: payer_reject(payer=p, staff=request.user,
+                                                                        reason=form.cleaned_data["reason"]))
             if done:
                 self.message_user(request, gettext("%(n)d payer(s) rejected.") % {"n": done}, messages.SUCCESS)
             return None
@@ -386,7 +390,7 @@ class ContractVersionAdmin(admin.ModelAdmin):
     @admin.action(description=_("Publish selected versions"), permissions=["change"])
     def publish(self, request, queryset):
         for version in queryset.order_by("version"):
-            services.contract_version_publish(version=version, staff=request.user)
+            contract_version_publish(version=version, staff=request.user)
         self.message_user(request, gettext("Published. Customers are asked to accept the newest version."), messages.SUCCESS)
 
 

@@ -36,7 +36,10 @@ from . import hooks
 from .funding import Leg, funding_record
 from .models import ZERO, DocumentCounter, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, LedgerTransaction, Payer
 from .money import format_money, quantize
-from .services import TaxDecision, _low_balance_update, _payer_snapshot, payer_blockers, provider_account, tax_for
+from .services.invoices import _payer_snapshot
+from .services.ledger import _low_balance_update, provider_account
+from .services.payers import payer_blockers
+from .services.tax import TaxDecision, tax_for
 
 # --- issuing and paying ------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from decimal import Decimal
 import pytest
 
 from accounts.tests.factories import UserFactory
-from billing import services
+from billing.services.payments import payment_record
 from billing.tests.audit_after_test import pytest_runtest_call  # noqa: F401 - the ledger audit after every test
 from billing.tests.factories import make_currencies
 
@@ -38,7 +38,7 @@ def fund(currencies):
 
     def do_fund(customer, amount, currency=None):
         counter["n"] += 1
-        return services.payment_record(
+        return payment_record(
             idempotency_key=f"test-fund:{customer.pk}:{counter['n']}:{amount}", customer=customer,
             amount=Decimal(amount), currency=currency or customer.currency, method="bank_transfer",
         )

@@ -4,9 +4,16 @@ out to a verified company payer, the customer agreement, and last month's acts i
 from decimal import Decimal
 from pathlib import Path
 
-from . import services
 from .models import ContractVersion, Currency, Invoice, TaxRate
 from .rates import parse_ecb_xml
+from .services.acts import acts_generate, previous_month
+from .services.contracts import contract_version_publish
+from .services.invoices import (
+    LineInput, invoice_issue, invoice_pay_from_balance, invoice_payer_choose, topup_invoice_create,
+)
+from .services.payers import payer_create, payer_verify
+from .services.payments import payment_record
+from .services.rates import currency_set_fixed_rate, rates_apply_ecb
 
 ECB_SAMPLE = Path(__file__).parent / "data" / "ecb-eurofxref-daily-2025-10-21.xml"
 
@@ -15,31 +22,31 @@ def seed(*, customer, owner, stdout) -> None:
     for position, (code, source) in enumerate([("EUR", "base"), ("USD", "ecb"), ("GBP", "ecb"), ("JPY", "ecb"), ("RUB", "fixed")]):
         Currency.objects.get_or_create(code=code, defaults={"rate_source": source, "position": position, "enabled": True})
     feed_date, rates = parse_ecb_xml(ECB_SAMPLE.read_bytes())
-    services.rates_apply_ecb(rates=rates, feed_date=feed_date)
-    services.currency_set_fixed_rate(code="RUB", rate=Decimal("94.50"))
+    rates_apply_ecb(rates=rates, feed_date=feed_date)
+    currency_set_fixed_rate(code="RUB", rate=Decimal("94.50"))
     for country, percent in [("NL", "21"), ("DE", "19"), ("FR", "20")]:
         TaxRate.objects.get_or_create(country=country, profile_type=TaxRate.Profile.ANY, defaults={"percent": Decimal(percent), "label": "VAT"})
         TaxRate.objects.get_or_create(country=country, profile_type=TaxRate.Profile.COMPANY,
                                       defaults={"percent": Decimal("0"), "label": "VAT", "reverse_charge": True})
 
-    topup = services.topup_invoice_create(customer=customer, amount=Decimal("250.00"), currency="EUR")
-    services.payment_record(idempotency_key="demo:topup:1", customer=customer, amount=topup.total, currency="EUR",
-                            method="bank_transfer", invoice=topup, memo="Demo bank transfer")
-    backup = services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, reference="demo:backup",
-                                    lines=[services.LineInput(description="Backup storage 100 GB — 1 month", quantity=1, unit_price=Decimal("4.00"))])
-    services.invoice_pay_from_balance(invoice=backup, actor=owner)
-    open_invoice = services.topup_invoice_create(customer=customer, amount=Decimal("100.00"), currency="USD")
+    topup = topup_invoice_create(customer=customer, amount=Decimal("250.00"), currency="EUR")
+    payment_record(idempotency_key="demo:topup:1", customer=customer, amount=topup.total, currency="EUR",
+                   method="bank_transfer", invoice=topup, memo="Demo bank transfer")
+    backup = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, reference="demo:backup",
+                           lines=[LineInput(description="Backup storage 100 GB — 1 month", quantity=1, unit_price=Decimal("4.00"))])
+    invoice_pay_from_balance(invoice=backup, actor=owner)
+    open_invoice = topup_invoice_create(customer=customer, amount=Decimal("100.00"), currency="USD")
 
-    company = services.payer_create(customer=customer, actor=owner, data={
+    company = payer_create(customer=customer, actor=owner, data={
         "payer_type": "company", "name": "Alex Demo", "company_name": "Demo Hosting GmbH", "registration_number": "HRB 123456 B",
         "vat_number": "DE811907980", "street": "Friedrichstr. 68", "city": "Berlin", "postcode": "10117", "country": "DE",
         "email": "accounts@demo-hosting.example"})
-    services.payer_verify(payer=company, staff=None)
-    services.invoice_payer_choose(invoice=open_invoice, payer=company, actor=owner)
+    payer_verify(payer=company, staff=None)
+    invoice_payer_choose(invoice=open_invoice, payer=company, actor=owner)
     if not ContractVersion.objects.exists():
         version = ContractVersion.objects.create(version=1, title="Customer agreement", text=AGREEMENT)
-        services.contract_version_publish(version=version, staff=None)
-    acts = services.acts_generate(period=services.previous_month())
+        contract_version_publish(version=version, staff=None)
+    acts = acts_generate(period=previous_month())
     stdout.write(f"  billing: currencies and rates, tax rates, a paid top-up, two invoices, a company payer, "
                  f"the customer agreement, {len(acts)} act(s) for last month")
 

@@ -27,7 +27,7 @@ from notifications.services import notify
 from . import hooks
 from .models import DunningNotice, Invoice
 from .money import format_money, quantize
-from .services import LineInput, invoice_issue
+from .services.invoices import LineInput, invoice_issue
 
 NOT_DUNNED = (Invoice.Kind.ADVANCE,)
 NO_LATE_FEE = (Invoice.Kind.ADVANCE, Invoice.Kind.LATE_FEE)

@@ -9,7 +9,7 @@ from .money import quantize as q
 from .selectors import (
     account_movements, acts_for, contract_acceptances_for, invoices_for, payers_for, payments_for,
 )
-from .services import payer_details, payers_anonymize
+from .services.payers import payer_details, payers_anonymize
 
 
 def export_invoices(customer: Customer) -> list[dict]:
@@ -85,7 +85,7 @@ def anonymize_payers(customer: Customer, actor: User | None) -> None:
 
 def deletion_open_items(customer: Customer) -> list:
     """What blocks approving the account's deletion: every non-zero balance (in any currency) and every
-    open invoice. `services.customer_settle_for_deletion` settles them on the ledger."""
+    open invoice. `services.settlement.customer_settle_for_deletion` settles them on the ledger."""
     from django.utils.translation import gettext as _
 
     from accounts.personal_data import OpenItem

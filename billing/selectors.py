@@ -278,7 +278,7 @@ def payers_archived(customer: Customer) -> list[Payer]:
 
 def payer_choices(customer: Customer) -> list[Payer]:
     """Active payers, the profile payer first (created on first use)."""
-    from .services import payer_profile_get_or_create
+    from .services.payers import payer_profile_get_or_create
 
     payer_profile_get_or_create(customer=customer)
     return list(payers_for(customer))
@@ -334,7 +334,7 @@ def documents_for(*, customer: Customer, doc_type: str = "", date_from=None, dat
     """Invoices, credit notes (status column: the invoice they correct), acts and accepted contracts as one list, newest first: a single UNION query (plus
     the paginator's count), whatever the number of documents. Rows are dicts with doc_type, pk,
     number, date, payer, amount, currency, status. Acts are dated by the month they cover."""
-    from .services import month_bounds
+    from .services.acts import month_bounds
 
     money = DecimalField(**AMOUNT)
     text = CharField()

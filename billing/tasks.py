@@ -3,18 +3,19 @@ from celery import shared_task
 
 from accounts.models import Customer
 
-from . import dunning, services
+from . import dunning
 from .models import Invoice
+from .services import acts, ledger, payers, payments, rates
 
 
 @shared_task
 def refresh_rates() -> int:
-    return services.rates_refresh_ecb()
+    return rates.rates_refresh_ecb()
 
 
 @shared_task
 def low_balance_sweep() -> int:
-    return services.low_balance_sweep()
+    return ledger.low_balance_sweep()
 
 
 @shared_task
@@ -26,14 +27,14 @@ def autopay_sweep() -> int:
     )
     paid = 0
     for customer in Customer.objects.filter(pk__in=list(customer_ids)):
-        paid += services.customer_autopay_open_invoices(customer=customer)
+        paid += payments.customer_autopay_open_invoices(customer=customer)
     return paid
 
 
 @shared_task
 def acts_generate_previous_month() -> int:
     """Daily: close last month's acts (idempotent, so a missed day is caught up the next)."""
-    return len(services.acts_generate(period=services.previous_month()))
+    return len(acts.acts_generate(period=acts.previous_month()))
 
 
 @shared_task
@@ -45,4 +46,4 @@ def dunning_run() -> int:
 @shared_task
 def vies_recheck() -> int:
     """Every 6 hours: ask VIES again about numbers it could not answer for (billing/vat.py)."""
-    return services.payers_vies_recheck()
+    return payers.payers_vies_recheck()

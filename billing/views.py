@@ -15,11 +15,16 @@ from accounts.client_ip import client_ip
 from accounts.roles import Area, acting_customer, customer_view
 from core.keyset import Cursor
 
-from . import hooks, selectors, services
+from . import hooks, selectors
 from .forms import CurrencyChangeForm, DocumentFilterForm, InvoicePayerForm, PayerForm, TopUpForm
 from .models import Invoice, Payer
 from .money import format_money
 from .rates import RateTable
+from .services import (
+    contracts as contract_services, currency as currency_services, invoices as invoice_services,
+    payers as payer_services,
+)
+from .services.errors import PaymentBlocked, blockers_need_profile
 
 PAGE_SIZE = 20
 
@@ -73,8 +78,8 @@ def topup(request):
     form = TopUpForm(request.POST, currencies=selectors.enabled_currencies())
     if not form.is_valid():
         return render(request, "billing/balance.html", _balance_context(request, customer, form), status=400)
-    invoice = services.topup_invoice_create(customer=customer, amount=form.cleaned_data["amount"], currency=form.cleaned_data["currency"],
-                                            request_key=form.cleaned_data["request_key"])
+    invoice = invoice_services.topup_invoice_create(customer=customer, amount=form.cleaned_data["amount"], currency=form.cleaned_data["currency"],
+                                                    request_key=form.cleaned_data["request_key"])
     messages.success(request, _("Invoice %(number)s for your top-up is ready to pay.") % {"number": invoice.number})
     return redirect("billing:invoice_detail", invoice_id=invoice.pk)
 
@@ -95,10 +100,10 @@ def currency_change(request):
                         raise InvalidOperation
                 except InvalidOperation:
                     raise ValidationError(_("The exchange rate has changed. Review the new amount and confirm again."))
-                services.account_currency_change(customer=customer, currency=currency, expected_rate=expected, actor=request.user)
+                currency_services.account_currency_change(customer=customer, currency=currency, expected_rate=expected, actor=request.user)
                 messages.success(request, _("Your account currency is now %(code)s.") % {"code": currency})
                 return redirect("billing:balance")
-            preview = services.account_currency_change_preview(customer=customer, currency=currency)
+            preview = currency_services.account_currency_change_preview(customer=customer, currency=currency)
         except ValidationError as exc:
             form.add_error(None, exc.messages[0])
         else:
@@ -128,8 +133,8 @@ def invoice_detail(request, invoice_id):
     context = {"invoice": invoice, "balance": balance, "customer": customer,
                "payments": invoice.payments.all(), "credit_notes": invoice.credit_notes.all()}
     if invoice.is_open:
-        context["blockers"] = services.invoice_payment_blockers(invoice)
-        context["profile_incomplete"] = services.blockers_need_profile(context["blockers"])
+        context["blockers"] = payer_services.invoice_payment_blockers(invoice)
+        context["profile_incomplete"] = blockers_need_profile(context["blockers"])
         if invoice.status == Invoice.Status.UNPAID and not invoice.amount_paid:
             payers = selectors.payer_choices(customer)
             current = invoice.payer_id or next(p.pk for p in payers if p.is_profile)
@@ -151,8 +156,8 @@ def _invoice_for_post(request, invoice_id):
 
 def _gate(request, customer, invoice) -> bool:
     try:
-        services.invoice_payment_gate_check(invoice)
-    except services.PaymentBlocked as exc:
+        payer_services.invoice_payment_gate_check(invoice)
+    except PaymentBlocked as exc:
         messages.error(request, exc.messages[0])
         return False
     return True
@@ -163,7 +168,7 @@ def _gate(request, customer, invoice) -> bool:
 def invoice_pay_balance(request, invoice_id):
     customer, invoice = _invoice_for_post(request, invoice_id)
     if _gate(request, customer, invoice):
-        if services.invoice_pay_from_balance(invoice=invoice, actor=request.user):
+        if invoice_services.invoice_pay_from_balance(invoice=invoice, actor=request.user):
             messages.success(request, _("Invoice %(number)s is paid from your balance.") % {"number": invoice.number})
         else:
             messages.error(request, _("Your balance does not cover this invoice."))
@@ -176,7 +181,7 @@ def invoice_apply_balance(request, invoice_id):
     customer, invoice = _invoice_for_post(request, invoice_id)
     if _gate(request, customer, invoice):
         try:
-            applied = services.invoice_apply_balance(invoice=invoice, actor=request.user)
+            applied = invoice_services.invoice_apply_balance(invoice=invoice, actor=request.user)
         except ValidationError as exc:
             messages.error(request, exc.messages[0])
         else:
@@ -191,7 +196,7 @@ def invoice_topup_difference(request, invoice_id):
     customer, invoice = _invoice_for_post(request, invoice_id)
     if not invoice.is_open or invoice.kind == Invoice.Kind.ADVANCE:
         raise Http404
-    advance = services.invoice_topup_difference_create(customer=customer, invoice=invoice)
+    advance = invoice_services.invoice_topup_difference_create(customer=customer, invoice=invoice)
     if advance is None:
         messages.info(request, _("Your balance already covers this invoice."))
         return redirect("billing:invoice_detail", invoice_id=invoice.pk)
@@ -207,7 +212,7 @@ def invoice_cancel(request, invoice_id):
     if invoice.kind != Invoice.Kind.ADVANCE:
         raise Http404  # service invoices are cancelled with their order
     try:
-        services.invoice_cancel(invoice=invoice, reason=_("Cancelled by the customer"), actor=request.user)
+        invoice_services.invoice_cancel(invoice=invoice, reason=_("Cancelled by the customer"), actor=request.user)
     except ValidationError as exc:
         messages.error(request, exc.messages[0])
     else:
@@ -244,8 +249,8 @@ def invoice_payer(request, invoice_id):
         messages.error(request, _("Choose one of your payers."))
     else:
         try:
-            invoice = services.invoice_payer_choose(invoice=invoice, payer=form.cleaned_data["payer"], actor=request.user,
-                                                    ip=client_ip(request))
+            invoice = invoice_services.invoice_payer_choose(invoice=invoice, payer=form.cleaned_data["payer"], actor=request.user,
+                                                            ip=client_ip(request))
         except ValidationError as exc:
             messages.error(request, exc.messages[0])
         else:
@@ -285,12 +290,12 @@ def payer_list(request):
     customer = acting_customer(request)
     show_archived = request.GET.get("archived") == "1"
     payers = selectors.payers_archived(customer) if show_archived else selectors.payer_choices(customer)
-    rows = [{"payer": p, "details": services.payer_details(p)} for p in payers]
+    rows = [{"payer": p, "details": payer_services.payer_details(p)} for p in payers]
     return render(request, "billing/payer_list.html", {"rows": rows, "show_archived": show_archived, "customer": customer})
 
 
 def _payer_form_data(payer: Payer) -> dict:
-    return {field: getattr(payer, field) for field in services.PAYER_FIELDS}
+    return {field: getattr(payer, field) for field in payer_services.PAYER_FIELDS}
 
 
 @customer_view(Area.BILLING)
@@ -300,7 +305,7 @@ def payer_create(request):
     form = PayerForm(request.POST or None, initial={"payer_type": Payer.Type.COMPANY, "country": customer.country})
     if request.method == "POST" and form.is_valid():
         try:
-            payer = services.payer_create(customer=customer, data=form.cleaned_data, actor=request.user, ip=client_ip(request))
+            payer = payer_services.payer_create(customer=customer, data=form.cleaned_data, actor=request.user, ip=client_ip(request))
         except ValidationError as exc:
             form.add_error(None, exc.messages[0])
         else:
@@ -332,7 +337,7 @@ def payer_edit(request, payer_id):
     form = PayerForm(request.POST or None, initial=_payer_form_data(payer))
     if request.method == "POST" and form.is_valid():
         try:
-            payer = services.payer_update(payer=payer, data=form.cleaned_data, actor=request.user, ip=client_ip(request))
+            payer = payer_services.payer_update(payer=payer, data=form.cleaned_data, actor=request.user, ip=client_ip(request))
         except ValidationError as exc:
             form.add_error(None, exc.messages[0])
         else:
@@ -349,7 +354,7 @@ def payer_edit(request, payer_id):
 def payer_delete(request, payer_id):
     payer = selectors.payer_get(customer=acting_customer(request), payer_id=payer_id)
     try:
-        deleted = services.payer_delete(payer=payer, actor=request.user, ip=client_ip(request))
+        deleted = payer_services.payer_delete(payer=payer, actor=request.user, ip=client_ip(request))
     except ValidationError as exc:
         messages.error(request, exc.messages[0])
     else:
@@ -374,7 +379,7 @@ def documents(request):
     payers = selectors.payer_choices(customer)
     return render(request, "billing/documents.html", {
         "form": form, "page": _page(request, rows), "contract": version,
-        "contract_rows": [{**row, "details": services.payer_details(row["payer"])}
+        "contract_rows": [{**row, "details": payer_services.payer_details(row["payer"])}
                           for row in selectors.contract_status(customer, version, payers)],
     })
 
@@ -417,7 +422,7 @@ def contract_pdf(request, payer_id):
     if version is None:
         raise Http404
     acceptance = payer.contract_acceptances.filter(version=version).first()
-    details = acceptance.payer_details if acceptance else services.payer_details(payer).as_dict()
+    details = acceptance.payer_details if acceptance else payer_services.payer_details(payer).as_dict()
     return _pdf_response(request, "billing/contract_pdf.html", {"version": version, "payer": details, "acceptance": acceptance,
                                                                 "customer": customer}, f"contract-v{version.version}-{payer.pk}.pdf")
 
@@ -441,7 +446,7 @@ def contract_accept(request, payer_id):
     if version is None or str(version.pk) != request.POST.get("version"):
         messages.error(request, _("The agreement has a new version. Read it and accept again."))
         return redirect("billing:documents")
-    services.contract_accept(payer=payer, version=version, user=request.user, ip=client_ip(request))
+    contract_services.contract_accept(payer=payer, version=version, user=request.user, ip=client_ip(request))
     messages.success(request, _("You accepted %(title)s (version %(version)s) for %(payer)s.")
-                     % {"title": version.title, "version": version.version, "payer": services.payer_details(payer).label})
+                     % {"title": version.title, "version": version.version, "payer": payer_services.payer_details(payer).label})
     return redirect("billing:documents")

@@ -13,12 +13,12 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.admin_mixins import BackOfficePermissions, admin_action_form
 
-from . import services
 from .models import (HypervisorNode, IpAddress, IpPool, Location, Order, OrderEvent, OrderRenewal, OsImage, OsTemplate, Plan,
                      PlanPrice, ProductType, PromoCode, PromoRedemption, ProvisioningJob, VirtualMachine)
 from .order_fields import OPTION_LABELS
 from .provisioning import jobs as provisioning_jobs
 from .provisioning.registry import module_codes
+from .services import placing, renewing, staff
 
 
 @admin.register(Location)
@@ -142,7 +142,7 @@ class ExpiringWithinFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if self.value() in {"1", "3", "7", "30"}:
             now = timezone.now()
-            return queryset.filter(status__in=services.RENEWABLE, expires_at__gte=now,
+            return queryset.filter(status__in=renewing.RENEWABLE, expires_at__gte=now,
                                    expires_at__lte=now + timedelta(days=int(self.value())))
         return queryset
 
@@ -261,32 +261,32 @@ class OrderAdmin(BackOfficePermissions, admin.ModelAdmin):
             self.message_user(request, gettext("Select one order."), messages.WARNING)
             return None
         return self._with_form(request, queryset, CompleteForm, "complete_provisioning", gettext("Complete provisioning"),
-                               lambda data: self._run(request, queryset, services.order_complete_manually, ip=data["ip"]))
+                               lambda data: self._run(request, queryset, placing.order_complete_manually, ip=data["ip"]))
 
     @admin.action(description=_("Retry automatic provisioning"), permissions=["manage_services"])
     def retry_provisioning(self, request, queryset):
-        self._run(request, queryset, services.order_provision_retry)
+        self._run(request, queryset, placing.order_provision_retry)
 
     @admin.action(description=_("Suspend"), permissions=["manage_services"])
     def suspend(self, request, queryset):
         return self._with_form(request, queryset, ReasonForm, "suspend", gettext("Suspend orders"),
-                               lambda data: self._run(request, queryset, services.order_suspend, reason=data["reason"]))
+                               lambda data: self._run(request, queryset, staff.order_suspend, reason=data["reason"]))
 
     @admin.action(description=_("Unsuspend"), permissions=["manage_services"])
     def unsuspend(self, request, queryset):
-        self._run(request, queryset, services.order_unsuspend)
+        self._run(request, queryset, staff.order_unsuspend)
 
     @admin.action(description=_("Terminate (releases the IP)"), permissions=["manage_services"])
     def terminate(self, request, queryset):
         return self._with_form(request, queryset, ReasonForm, "terminate", gettext("Terminate orders"),
-                               lambda data: self._run(request, queryset, services.order_terminate, reason=data["reason"]),
+                               lambda data: self._run(request, queryset, staff.order_terminate, reason=data["reason"]),
                                note=gettext("The service ends now: its virtual machine and disks are deleted (by a provisioning "
                                             "job) and its pool address is released. This cannot be undone."))
 
     @admin.action(description=_("Extend by N days (free)"), permissions=["manage_services"])
     def extend(self, request, queryset):
         return self._with_form(request, queryset, ExtendForm, "extend", gettext("Extend orders"),
-                               lambda data: self._run(request, queryset, services.order_extend, days=data["days"], reason=data["reason"]))
+                               lambda data: self._run(request, queryset, staff.order_extend, days=data["days"], reason=data["reason"]))
 
 
 # --- provisioning: nodes, OS templates, jobs --------------------------------------------------------

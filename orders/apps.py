@@ -11,16 +11,17 @@ class OrdersConfig(AppConfig):
         from billing.hooks import register_invoice_owner_lock, register_invoice_paid_handler, register_upcoming_charges
         from billing.models import Invoice
 
-        from . import selectors, services
+        from . import selectors
+        from .services import placing, plan_change, renewing
 
         register_upcoming_charges(selectors.renewals_due_next_month)  # what auto-payment tops up for
 
         for kind in (Invoice.Kind.ORDER, Invoice.Kind.RENEWAL, Invoice.Kind.PLAN_CHANGE):
             # The order row is locked before its invoice on every path (paying, renewing, upgrading).
-            register_invoice_owner_lock(kind, services.lock_order_of_invoice)
-        register_invoice_paid_handler(Invoice.Kind.ORDER, services.on_order_invoice_paid)
-        register_invoice_paid_handler(Invoice.Kind.RENEWAL, services.on_renewal_invoice_paid)
-        register_invoice_paid_handler(Invoice.Kind.PLAN_CHANGE, services.on_plan_change_invoice_paid)
+            register_invoice_owner_lock(kind, placing.lock_order_of_invoice)
+        register_invoice_paid_handler(Invoice.Kind.ORDER, placing.on_order_invoice_paid)
+        register_invoice_paid_handler(Invoice.Kind.RENEWAL, renewing.on_renewal_invoice_paid)
+        register_invoice_paid_handler(Invoice.Kind.PLAN_CHANGE, plan_change.on_plan_change_invoice_paid)
 
         from .provisioning.registry import register_builtin_modules
 

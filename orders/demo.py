@@ -44,7 +44,7 @@ def _plans(product_type, rows, locations, pool):
 
 
 def seed(*, customer, owner, stdout) -> None:
-    from . import services
+    from .services import placing
 
     ams, _ = Location.objects.get_or_create(code="ams", defaults={"name": "Amsterdam"})
     fra, _ = Location.objects.get_or_create(code="fra", defaults={"name": "Frankfurt"})
@@ -71,8 +71,8 @@ def seed(*, customer, owner, stdout) -> None:
 
     options = {"hostname": "web1.demo.example", "os_image": "Ubuntu 24.04 LTS", "location": "Amsterdam"}
     for key, code, months in (("demo:order:1", "vps-standard", 1), ("demo:order:2", "vps-start", 3)):
-        placed = services.order_place(customer=customer, actor=owner, plan=Plan.objects.get(code=code),
-                                      period_months=months, options=options, idempotency_key=key)
+        placed = placing.order_place(customer=customer, actor=owner, plan=Plan.objects.get(code=code),
+                                     period_months=months, options=options, idempotency_key=key)
         options = {**options, "hostname": "db1.demo.example", "os_image": "Debian 12"}
         if not placed.paid:
             stdout.write(f"  orders: order #{placed.order.pk} left unpaid (demo balance too low)")

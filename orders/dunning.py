@@ -1,6 +1,6 @@
 """Notices before an unpaid service is suspended and before it is terminated (issue 21, dunning).
 
-The lifecycle job (`services.orders_lifecycle_run`) suspends an expired order `ORDERS_GRACE_DAYS` after
+The lifecycle job (`services.lifecycle.orders_lifecycle_run`) suspends an expired order `ORDERS_GRACE_DAYS` after
 expiry and terminates a suspended one `ORDERS_TERMINATE_AFTER_DAYS` later. `ORDERS_SUSPENSION_NOTICE_DAYS`
 and `ORDERS_TERMINATION_NOTICE_DAYS` before each (0: no notice), the customer gets a mandatory notice
 with the date. Each goes out once per order and period: the notification's dedupe key
@@ -14,7 +14,7 @@ from django.conf import settings
 from notifications.services import notify
 
 from .models import Order
-from .services import _date, order_label
+from .services._common import _date, order_label
 
 Status = Order.Status
 

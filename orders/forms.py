@@ -5,7 +5,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .models import PERIOD_CHOICES, Plan
 from .order_fields import ORDER_FIELDS
-from .services import MAX_RENEW_PERIODS
+from .services.renewing import MAX_RENEW_PERIODS
 
 
 class OrderForm(forms.Form):

@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer
 from billing.money import quantize
-from billing.services import LineInput
+from billing.services.invoices import LineInput
 
 from .models import Order, OrderRenewal, Plan, PromoCode, PromoRedemption
 

@@ -148,13 +148,14 @@ def renewals_due_next_month(*, customer: Customer, now=None):
     from billing.models import Invoice
     from billing.money import quantize
     from billing.rates import RateError, RateTable
-    from billing.services import tax_for
+    from billing.services.tax import tax_for
 
-    from . import pricing, renewals, services
+    from . import pricing
     from .models import OrderRenewal
+    from .services import renewal_batch, renewing
 
     now = now or timezone.now()
-    orders = list(renewals.due_for_auto_renewal(pricing.add_months(now, 1)).filter(customer=customer)
+    orders = list(renewal_batch.due_for_auto_renewal(pricing.add_months(now, 1)).filter(customer=customer)
                   .select_related("scheduled_plan").order_by("pk"))
     if not orders:
         return Decimal("0")
@@ -169,7 +170,7 @@ def renewals_due_next_month(*, customer: Customer, now=None):
         if (order.pk, order.current_period + 1) in invoiced:
             continue
         try:
-            amount = quantize(services.renewal_price(order), order.currency)
+            amount = quantize(renewing.renewal_price(order), order.currency)
             amount += quantize(amount * tax.percent / 100, order.currency)
             if order.currency != customer.currency:
                 amount = quantize(amount * table.quote(order.currency, customer.currency).rate, customer.currency)

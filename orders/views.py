@@ -19,11 +19,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.roles import Area, acting_customer, customer_view, role_allows
 from billing.money import quantize
-from billing.services import tax_for
+from billing.services.tax import tax_for
 
-from . import pricing, selectors, services
+from . import pricing, provisioning, selectors
 from .forms import AutoRenewForm, BatchRenewForm, CancelForm, ChangePlanForm, OrderForm, RenewForm
 from .models import Order
+from .services import cancelling, placing, plan_change, renewing
 
 
 def _can_pay(request: HttpRequest) -> bool:
@@ -77,7 +78,7 @@ def order_batch_renew(request: HttpRequest) -> HttpResponse:
     paid, unpaid, refused = [], [], []
     for order in selectors.renewable_orders(customer=customer, ids=form.order_ids):
         try:
-            result = services.order_renew(order=order, periods=form.cleaned_data["periods"], actor=request.user)
+            result = renewing.order_renew(order=order, periods=form.cleaned_data["periods"], actor=request.user)
         except ValidationError as error:
             refused.append(f"#{order.pk}: {_errors(error)}")
             continue
@@ -118,8 +119,8 @@ def catalogue(request: HttpRequest) -> HttpResponse:
 
 
 def _review_context(request, customer, form: OrderForm) -> dict:
-    quote = services.order_quote(customer=customer, plan=form.plan, period_months=form.cleaned_data["period_months"],
-                                 promo_code=form.cleaned_data["promo_code"])
+    quote = placing.order_quote(customer=customer, plan=form.plan, period_months=form.cleaned_data["period_months"],
+                                promo_code=form.cleaned_data["promo_code"])
     tax = tax_for(customer)
     tax_amount = quantize(quote.subtotal * tax.percent / 100, quote.currency)
     total = quote.subtotal + tax_amount
@@ -169,7 +170,7 @@ def order_confirm(request: HttpRequest, plan_id: int) -> HttpResponse:
     if not form.is_valid():
         return render(request, "orders/order_new.html", {"form": form, "plan": plan, "can_pay": True})
     try:
-        placed = services.order_place(
+        placed = placing.order_place(
             customer=customer, actor=request.user, plan=plan, period_months=form.cleaned_data["period_months"],
             options=form.options(), idempotency_key=f"{customer.pk}:{form.cleaned_data['request_key']}",
             promo_code=form.cleaned_data["promo_code"],
@@ -195,9 +196,9 @@ def _detail_context(request, order: Order) -> dict:
     return {
         "order": order, "days_left": selectors.days_remaining(order), "events": selectors.order_events(order=order)[:50],
         "invoices": selectors.order_invoices(order=order)[:20], "can_pay": _can_pay(request),
-        "auto_renew_effective": services.effective_auto_renew(order),
+        "auto_renew_effective": cancelling.effective_auto_renew(order),
         "auto_renew_form": AutoRenewForm(initial={"auto_renew": {None: "default", True: "on", False: "off"}[order.auto_renew]}),
-        "renewable": order.status in services.RENEWABLE,
+        "renewable": order.status in renewing.RENEWABLE,
         "changeable": order.status == Order.Status.ACTIVE,
         "ended": order.status in (Order.Status.CANCELLED, Order.Status.TERMINATED),
         "setup": selectors.order_setup(order=order),
@@ -250,7 +251,7 @@ def order_auto_renew(request: HttpRequest, order_id: int) -> HttpResponse:
     form = AutoRenewForm(request.POST)
     if form.is_valid():
         try:
-            order = services.order_set_auto_renew(order=order, auto_renew=form.value(), actor=request.user)
+            order = cancelling.order_set_auto_renew(order=order, auto_renew=form.value(), actor=request.user)
         except ValidationError as error:
             messages.error(request, _errors(error))
     if request.htmx:
@@ -269,7 +270,7 @@ def order_renew(request: HttpRequest, order_id: int) -> HttpResponse:
         _require_pay(request)
         if form.is_valid():
             try:
-                result = services.order_renew(order=order, periods=form.cleaned_data["periods"], actor=request.user,
+                result = renewing.order_renew(order=order, periods=form.cleaned_data["periods"], actor=request.user,
                                               expected_period=form.cleaned_data["period"])
             except ValidationError as error:
                 form.add_error(None, error)
@@ -279,14 +280,14 @@ def order_renew(request: HttpRequest, order_id: int) -> HttpResponse:
                     return redirect("orders:order_detail", order_id=order.pk)
                 messages.info(request, _("Your balance does not cover the renewal. Pay this invoice to renew the service."))
                 return redirect(_invoice_url(result.invoice.pk))
-    price = services.renewal_price(order) if order.status in services.RENEWABLE else None
+    price = renewing.renewal_price(order) if order.status in renewing.RENEWABLE else None
     options = [(n, quantize(price * n, order.currency)) for n in (1, 2, 3, 6, 12)] if price is not None else []
     from billing.selectors import balance_of
 
     return render(request, "orders/order_renew.html", {
         "order": order, "form": form, "price": price, "options": options, "can_pay": _can_pay(request),
         "balance": balance_of(customer), "balance_currency": customer.currency,  # the account's, not the order's
-        "starts_today": services.renewal_starts_today(order),
+        "starts_today": renewing.renewal_starts_today(order),
     })
 
 
@@ -299,7 +300,7 @@ def order_cancel(request: HttpRequest, order_id: int) -> HttpResponse:
         form = CancelForm({"when": "now", "confirm": request.POST.get("confirm")})
     if request.method == "POST" and form.is_valid():
         try:
-            services.order_cancel(order=order, actor=request.user, immediately=form.cleaned_data["when"] == "now")
+            cancelling.order_cancel(order=order, actor=request.user, immediately=form.cleaned_data["when"] == "now")
         except ValidationError as error:
             form.add_error(None, error)
         else:
@@ -314,7 +315,7 @@ def order_cancel(request: HttpRequest, order_id: int) -> HttpResponse:
 def order_cancel_undo(request: HttpRequest, order_id: int) -> HttpResponse:
     order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
     try:
-        services.order_cancel_undo(order=order, actor=request.user)
+        cancelling.order_cancel_undo(order=order, actor=request.user)
         messages.success(request, _("The cancellation is withdrawn; the service continues."))
     except ValidationError as error:
         messages.error(request, _errors(error))
@@ -326,12 +327,12 @@ def order_cancel_undo(request: HttpRequest, order_id: int) -> HttpResponse:
 def order_change_plan(request: HttpRequest, order_id: int) -> HttpResponse:
     """GET lists plans with what switching costs now; choosing one shows the amount to confirm."""
     order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
-    plans = services.plan_change_candidates(order)
+    plans = plan_change.plan_change_candidates(order)
     quotes, error = [], ""
     if order.status == Order.Status.ACTIVE:
         for plan in plans:
             try:
-                quotes.append(services.plan_change_quote(order=order, plan=plan))
+                quotes.append(plan_change.plan_change_quote(order=order, plan=plan))
             except ValidationError as exc:
                 error = error or _errors(exc)
     selected = None
@@ -341,8 +342,8 @@ def order_change_plan(request: HttpRequest, order_id: int) -> HttpResponse:
         if request.method == "POST" and selected is not None:
             _require_pay(request)
             try:
-                result = services.order_change_plan(order=order, plan=selected.plan, actor=request.user,
-                                                    expected_amount=form.cleaned_data["expected_amount"])
+                result = plan_change.order_change_plan(order=order, plan=selected.plan, actor=request.user,
+                                                       expected_amount=form.cleaned_data["expected_amount"])
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
@@ -356,7 +357,7 @@ def order_change_plan(request: HttpRequest, order_id: int) -> HttpResponse:
                 return redirect("orders:order_detail", order_id=order.pk)
     return render(request, "orders/order_change_plan.html", {
         "order": order, "quotes": quotes, "selected": selected, "form": form, "error": error, "can_pay": _can_pay(request),
-        "server_notice": services.provisioning.plan_change_notice(order, selected.plan) if selected else "",
+        "server_notice": provisioning.plan_change_notice(order, selected.plan) if selected else "",
     })
 
 
@@ -365,7 +366,7 @@ def order_change_plan(request: HttpRequest, order_id: int) -> HttpResponse:
 def order_change_plan_cancel(request: HttpRequest, order_id: int) -> HttpResponse:
     order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
     try:
-        services.order_cancel_scheduled_change(order=order, actor=request.user)
+        plan_change.order_cancel_scheduled_change(order=order, actor=request.user)
         messages.success(request, _("The scheduled plan change is withdrawn."))
     except ValidationError as error:
         messages.error(request, _errors(error))

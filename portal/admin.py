@@ -31,7 +31,6 @@ from accounts.admin import ActivityEventAdmin, CustomerAdmin, DeletionRequestAdm
 from accounts.admin_mixins import BackOfficePermissions, ReadOnlyAdmin, admin_action_form
 from accounts.forms import PlainDecimalField
 from accounts.models import ActivityEvent, Customer, DeletionRequest
-from billing import services as billing_services
 from billing.admin import CreditNoteAdmin, InvoiceAdmin, LedgerAccountAdmin, PaymentAdmin
 from billing.gateways import services as gateway_services
 from billing.gateways.admin import BankTransferReceiptAdmin, PaymentAttemptAdmin
@@ -39,6 +38,8 @@ from billing.gateways.models import BankTransferReceipt, PaymentAttempt
 from billing.models import CreditNote, Invoice, LedgerAccount, Payment
 from billing.money import format_money
 from billing.selectors import balance_of
+from billing.services.corrections import balance_adjust
+from billing.services.settlement import DeletionSettlement, customer_settle_for_deletion
 from notifications.admin import EmailOutboxAdmin
 from notifications.models import EmailOutbox
 from orders.admin import OrderAdmin, ProvisioningJobAdmin
@@ -173,8 +174,8 @@ class CustomerBackOfficeAdmin(CustomerNames, CustomerAdmin):
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
             try:
-                billing_services.balance_adjust(customer=customer, amount=data["amount"], reason=data["reason"],
-                                                actor=request.user, idempotency_key=f"admin-adjust:{data['nonce']}")
+                balance_adjust(customer=customer, amount=data["amount"], reason=data["reason"],
+                               actor=request.user, idempotency_key=f"admin-adjust:{data['nonce']}")
             except ValidationError as error:
                 self.message_user(request, " ".join(error.messages), messages.ERROR)
             else:
@@ -342,7 +343,7 @@ class ActivityEventNamesAdmin(CustomerNames, ActivityEventAdmin):
 # --- account deletion: settle the money before approval ----------------------------------------------
 
 class DeletionSettlementForm(forms.Form):
-    method = forms.ChoiceField(label=_("Positive balance"), choices=billing_services.DeletionSettlement.choices,
+    method = forms.ChoiceField(label=_("Positive balance"), choices=DeletionSettlement.choices,
                                widget=forms.RadioSelect)
     reason = forms.CharField(label=_("Reason"), max_length=200)
     bank_reference = forms.CharField(label=_("Bank transfer reference"), max_length=120, required=False,
@@ -350,7 +351,7 @@ class DeletionSettlementForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        if data.get("method") == billing_services.DeletionSettlement.REFUND_BANK and not data.get("bank_reference", "").strip():
+        if data.get("method") == DeletionSettlement.REFUND_BANK and not data.get("bank_reference", "").strip():
             self.add_error("bank_reference", _("Enter the bank's transaction reference."))
         return data
 
@@ -368,7 +369,7 @@ class DeletionRequestBackOfficeAdmin(CustomerNames, DeletionRequestAdmin):
         form = DeletionSettlementForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():
             try:
-                posted = billing_services.customer_settle_for_deletion(
+                posted = customer_settle_for_deletion(
                     customer=deletion_request.customer, deletion_request=deletion_request,
                     method=form.cleaned_data["method"], reason=form.cleaned_data["reason"],
                     bank_reference=form.cleaned_data["bank_reference"], actor=request.user)

@@ -23,11 +23,11 @@ from billing.models import Currency, Invoice, LedgerAccount, LedgerEntry
 from billing.money import quantize
 from billing.rates import RateError, RateTable, is_stale, rate_published_at
 from billing.selectors import balance_of, enabled_currencies, equivalents, invoices_for
-from billing.services import TaxDecision, TaxNotConfigured, tax_for
+from billing.services.tax import TaxDecision, TaxNotConfigured, tax_for
 from notifications.selectors import inbox_for
-from orders import renewals as order_renewals
 from orders.models import Order, OrderRenewal, PlanPrice
 from orders.selectors import days_remaining, orders_for
+from orders.services import renewal_batch
 from tickets.selectors import tickets_for
 
 ZERO = Decimal("0")
@@ -81,7 +81,7 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     whether the balance (then auto-payment within its monthly cap) covers each in turn.
 
     The orders are the job's own `due_for_auto_renewal()` query evaluated at the end of the window;
-    the price is `orders.services.renewal_price()` quantized as the job stores it, plus the tax
+    the price is `orders.services.renewing.renewal_price()` quantized as the job stores it, plus the tax
     billing adds when it issues the invoice. A renewal invoice the job already issued (a pending
     renewal for the next period) is forecast at what it still asks for. Every due renewal is priced
     and counted (totals, coverage, shortfall), but only the soonest `shown` (DASHBOARD_FORECAST_ROWS)
@@ -92,7 +92,7 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     currency = customer.currency
     balance = balance_of(customer) if balance is None else balance
     orders = list(
-        order_renewals.due_for_auto_renewal(now + dt.timedelta(days=days)).filter(customer=customer)
+        renewal_batch.due_for_auto_renewal(now + dt.timedelta(days=days)).filter(customer=customer)
         .order_by("expires_at", "pk")
         .values("pk", "plan__name", "expires_at", "price", "currency", "period_months", "scheduled_plan_id")
     )

@@ -14,17 +14,18 @@ MOMENT = datetime(2026, 3, 1, 20, 30, tzinfo=dt_timezone.utc)
 
 
 def seed(user):
-    from billing import services as billing
+    from billing.services.invoices import LineInput, invoice_issue
+    from billing.services.payments import payment_record
     from billing.models import Invoice
     from billing.tests.factories import make_currencies
     from orders.models import Order
     from orders.tests.factories import PlanFactory
 
     make_currencies()
-    billing.payment_record(idempotency_key="browser-theme", customer=user.customer, amount=Decimal("40.00"),
-                           currency="EUR", method="bank_transfer")
-    invoice = billing.invoice_issue(customer=user.customer, kind="advance", lines=[
-        billing.LineInput(description="Balance top-up", quantity=1, unit_price=Decimal("15.00"))])
+    payment_record(idempotency_key="browser-theme", customer=user.customer, amount=Decimal("40.00"),
+                   currency="EUR", method="bank_transfer")
+    invoice = invoice_issue(customer=user.customer, kind="advance", lines=[
+        LineInput(description="Balance top-up", quantity=1, unit_price=Decimal("15.00"))])
     Invoice.objects.filter(pk=invoice.pk).update(issued_at=MOMENT)
     Order.objects.create(customer=user.customer, plan=PlanFactory(name="VPS Dark"), period_months=1,
                          price=Decimal("10.00"), currency="EUR", status=Order.Status.ACTIVE, ip="192.0.2.10",

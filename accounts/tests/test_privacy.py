@@ -120,7 +120,8 @@ def test_policy_text_is_escaped():
 
 def make_customer_data(user, marker: str):
     """An invoice and ledger rows (a real top-up), a ticket and a notification carrying `marker`."""
-    from billing import services as billing
+    from billing.services.invoices import LineInput, invoice_issue
+    from billing.services.payments import payment_record
     from billing.tests.factories import make_currencies
     from notifications.services import notify
     from tickets.models import Department
@@ -129,11 +130,11 @@ def make_customer_data(user, marker: str):
     make_currencies()
     Department.objects.get_or_create(slug="support", defaults={"name": "Technical support", "category": "support",
                                                                "email": "support@example.com"})
-    billing.payment_record(idempotency_key=f"test:{marker}", customer=user.customer, amount=Decimal("25.00"),
-                           currency="EUR", method="bank_transfer", memo=marker)
-    invoice = billing.invoice_issue(customer=user.customer, kind="advance",
-                                    lines=[billing.LineInput(description=f"Top-up {marker}", quantity=1,
-                                                             unit_price=Decimal("5.00"))])
+    payment_record(idempotency_key=f"test:{marker}", customer=user.customer, amount=Decimal("25.00"),
+                   currency="EUR", method="bank_transfer", memo=marker)
+    invoice = invoice_issue(customer=user.customer, kind="advance",
+                            lines=[LineInput(description=f"Top-up {marker}", quantity=1,
+                                             unit_price=Decimal("5.00"))])
     TicketFactory(created_by=user, subject=f"Ticket {marker}")
     notify(customer=user.customer, kind="security_change", context={"change": marker, "username": user.username,
                                                                      "ip": "", "when": "now"})
@@ -297,7 +298,7 @@ def test_approved_deletion_terminates_services_anonymizes_and_keeps_the_ledger_b
 
     from billing.models import Invoice, LedgerEntry
     from orders.models import Order
-    from orders.services import order_place
+    from orders.services.placing import order_place
     from orders.tests.factories import PlanFactory, order_options
     from tickets.models import Ticket
 
@@ -319,7 +320,7 @@ def test_approved_deletion_terminates_services_anonymizes_and_keeps_the_ledger_b
     entries_before = LedgerEntry.objects.count()
     deletion = services.deletion_request_create(customer=owner.customer, user=owner, reason="bye")
     staff = StaffUserFactory()
-    from billing.services import customer_settle_for_deletion  # the balance and open invoice first
+    from billing.services.settlement import customer_settle_for_deletion  # the balance and open invoice first
 
     customer_settle_for_deletion(customer=owner.customer, deletion_request=deletion, method="refund_bank",
                                  reason="closing the account", actor=staff, bank_reference="SEPA-1")

@@ -9,9 +9,9 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from accounts.tests.factories import UserFactory
 from api.services import api_key_create
-from billing import services as billing_services
+from billing.services.payments import payment_record
 from billing.tests.factories import make_currencies
-from orders import services as order_services
+from orders.services import placing
 from orders.tests.factories import PlanFactory, order_options
 
 _keys = count()
@@ -51,7 +51,7 @@ def other_owner(db):
 @pytest.fixture
 def fund(currencies):
     def do_fund(customer, amount):
-        return billing_services.payment_record(
+        return payment_record(
             idempotency_key=f"api-test-fund:{customer.pk}:{next(_keys)}", customer=customer,
             amount=Decimal(amount), currency=customer.currency, method="bank_transfer")
     return do_fund
@@ -61,8 +61,8 @@ def fund(currencies):
 def place(currencies):
     def do_place(customer, plan=None):
         plan = plan or PlanFactory()
-        return order_services.order_place(customer=customer, actor=None, plan=plan, period_months=1,
-                                          options=order_options(plan), idempotency_key=f"api-test-order:{next(_keys)}")
+        return placing.order_place(customer=customer, actor=None, plan=plan, period_months=1,
+                                   options=order_options(plan), idempotency_key=f"api-test-order:{next(_keys)}")
     return do_place
 
 

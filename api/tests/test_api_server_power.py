@@ -2,8 +2,8 @@
 import pytest
 
 from accounts.models import ActivityEvent, User
-from orders import services as order_services
 from orders.models import ProductType, ProvisioningJob
+from orders.services import placing
 from orders.tests.factories import PlanFactory, order_options
 from orders.tests.test_provisioning_views import finish_create
 
@@ -18,8 +18,8 @@ def server(customer, fund):
         "name": "KVM", "provisioner": ProductType.Provisioner.LIBVIRT, "order_fields": ["hostname"]})
     plan = PlanFactory(product_type=product_type)
     fund(customer, "50.00")
-    order = order_services.order_place(customer=customer, actor=None, plan=plan, period_months=1,
-                                       options=order_options(plan), idempotency_key="api-power").order
+    order = placing.order_place(customer=customer, actor=None, plan=plan, period_months=1,
+                                options=order_options(plan), idempotency_key="api-power").order
     finish_create(order)
     return order
 

@@ -157,7 +157,7 @@ class BankTransferReceiptAdmin(admin.ModelAdmin):
         return ["invoice", "amount", "currency", "bank_reference", "received_on", "recorded_by", "payment_id"] if obj else []
 
     def save_model(self, request, obj, form, change):
-        from billing.services import BillingError
+        from billing.services.errors import BillingError
 
         try:
             receipt = services.bank_transfer_record(

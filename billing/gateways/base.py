@@ -2,7 +2,7 @@
 
 The portal-side flow is the same for all gateways (services.py): create a `PaymentAttempt`, ask the
 gateway to start it (redirect URL or instructions), verify each webhook with the gateway, then credit
-through `billing.services.payment_record` keyed on the gateway's own transaction id, so a webhook
+through `billing.services.payments.payment_record` keyed on the gateway's own transaction id, so a webhook
 delivered any number of times credits once.
 """
 from __future__ import annotations

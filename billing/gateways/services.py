@@ -1,6 +1,6 @@
 """Gateway writes: start payments, apply verified webhooks, saved methods, auto-payment, bank transfers.
 
-Money is credited only through `billing.services.payment_record`, keyed "<gateway>:<transaction id>",
+Money is credited only through `billing.services.payments.payment_record`, keyed "<gateway>:<transaction id>",
 while the PaymentAttempt row lock makes every later delivery of the same event a no-op.
 Provider calls (network) happen outside database transactions: the intent is recorded first.
 """
@@ -29,9 +29,12 @@ from billing.models import Invoice, Payment, PaymentRefund
 from billing.money import fits_minor_units, format_money, quantize, quantum
 from billing.rates import RateTable, rate_per_base
 from billing.selectors import balance_of, invoices_for
-from billing.services import (
-    BillingError, PaymentBlocked, invoice_apply_balance, invoice_payment_gate_check, payment_record, payment_refund_complete,
-    payment_refund_fail, payment_refund_reserve, payment_refund_sent_by_bank,
+from billing.services.errors import BillingError, PaymentBlocked
+from billing.services.invoices import invoice_apply_balance
+from billing.services.payers import invoice_payment_gate_check
+from billing.services.payments import payment_record
+from billing.services.refunds import (
+    payment_refund_complete, payment_refund_fail, payment_refund_reserve, payment_refund_sent_by_bank,
 )
 from notifications.services import notify
 

@@ -17,7 +17,8 @@ from accounts.roles import Area, acting_customer, customer_view
 from billing.models import Invoice
 from billing.money import quantize
 from billing.selectors import balance_of, invoice_get
-from billing.services import blockers_need_profile, invoice_payment_blockers
+from billing.services.errors import blockers_need_profile
+from billing.services.payers import invoice_payment_blockers
 
 from . import sandbox_provider, selectors, services
 from .forms import AddMethodForm, AutopayForm, PayInvoiceForm, PaySavedMethodForm, SandboxCardForm

@@ -7,25 +7,26 @@ from django.core.management import CommandError, call_command
 
 from accounts.models import Customer
 from accounts.tests.factories import StaffUserFactory
-from billing import audit, services
+from billing import audit
 from billing.models import CreditNote, Invoice, LedgerAccount, LedgerTransaction
-from billing.services import LineInput
+from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
+from billing.services.ledger import customer_account, ledger_post, provider_account
 
 pytestmark = [pytest.mark.django_db, pytest.mark.ledger_corrupted_on_purpose]
 
 
 def _paid_invoice(customer, fund, amount="40.00"):
     fund(customer, amount)
-    invoice = services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
-                                     lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal(amount))])
-    assert services.invoice_pay_from_balance(invoice=invoice)
+    invoice = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                            lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal(amount))])
+    assert invoice_pay_from_balance(invoice=invoice)
     return invoice
 
 
 def test_clearing_moved_without_a_payment_is_reported(currencies, customer):
-    clearing = services.provider_account(kind=LedgerAccount.Kind.CLEARING, currency="EUR", tag="sandbox")
-    services.ledger_post(idempotency_key="mistake:1", kind=LedgerTransaction.Kind.TOPUP,
-                         legs=[(clearing, Decimal("-100.00")), (services.customer_account(customer=customer), Decimal("100.00"))])
+    clearing = provider_account(kind=LedgerAccount.Kind.CLEARING, currency="EUR", tag="sandbox")
+    ledger_post(idempotency_key="mistake:1", kind=LedgerTransaction.Kind.TOPUP,
+                legs=[(clearing, Decimal("-100.00")), (customer_account(customer=customer), Decimal("100.00"))])
 
     assert any("without a payment" in failure for failure in audit.clearing_mismatches())
     with pytest.raises(CommandError, match=r"\[clearing\]"):
@@ -42,9 +43,9 @@ def test_money_left_in_a_previous_currency_account_is_flagged(currencies, custom
 
 def test_revenue_moved_off_a_paid_invoice_is_reported(currencies, customer, fund):
     invoice = _paid_invoice(customer, fund)
-    revenue = services.provider_account(kind=LedgerAccount.Kind.REVENUE, currency="EUR")
-    services.ledger_post(idempotency_key="mistake:2", kind=LedgerTransaction.Kind.REFUND, invoice=invoice,
-                         legs=[(revenue, Decimal("-40.00")), (services.customer_account(customer=customer), Decimal("40.00"))])
+    revenue = provider_account(kind=LedgerAccount.Kind.REVENUE, currency="EUR")
+    ledger_post(idempotency_key="mistake:2", kind=LedgerTransaction.Kind.REFUND, invoice=invoice,
+                legs=[(revenue, Decimal("-40.00")), (customer_account(customer=customer), Decimal("40.00"))])
 
     failures = audit.invoice_recognition_mismatches()
     assert failures == [f"invoice {invoice.number} (paid): revenue 0.0000 and tax 0 recognised, expected 40.0000 and 0.0000"]
@@ -52,9 +53,9 @@ def test_revenue_moved_off_a_paid_invoice_is_reported(currencies, customer, fund
 
 def test_credit_note_that_reverses_nothing_is_reported(currencies, customer, fund):
     invoice = _paid_invoice(customer, fund)
-    adjustment = services.provider_account(kind=LedgerAccount.Kind.ADJUSTMENT, currency="EUR")
-    tx = services.ledger_post(idempotency_key="mistake:3", kind=LedgerTransaction.Kind.REFUND, invoice=invoice,
-                              legs=[(adjustment, Decimal("-40.00")), (services.customer_account(customer=customer), Decimal("40.00"))])
+    adjustment = provider_account(kind=LedgerAccount.Kind.ADJUSTMENT, currency="EUR")
+    tx = ledger_post(idempotency_key="mistake:3", kind=LedgerTransaction.Kind.REFUND, invoice=invoice,
+                     legs=[(adjustment, Decimal("-40.00")), (customer_account(customer=customer), Decimal("40.00"))])
     CreditNote.objects.create(number="CN-2026-999999", invoice=invoice, customer=customer, amount=Decimal("40.00"),
                               currency="EUR", reason="forged", created_by=StaffUserFactory(), ledger_transaction=tx)
 

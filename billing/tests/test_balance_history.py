@@ -8,17 +8,17 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.tests.factories import UserFactory
-from billing import services
 from billing.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from billing.services import ledger
 
 PAGE = 20  # billing.views.PAGE_SIZE
 
 
 def _move(customer, amount: str, n: int, currency: str = "EUR") -> None:
     """One staff adjustment of `amount` (a credit, or a debit when negative) on the customer's balance."""
-    account = services.customer_account(customer=customer, currency=currency)
-    other = services.provider_account(kind=LedgerAccount.Kind.ADJUSTMENT, currency=currency)
-    services.ledger_post(idempotency_key=f"test-move:{customer.pk}:{currency}:{n}", kind=LedgerTransaction.Kind.ADJUSTMENT,
+    account = ledger.customer_account(customer=customer, currency=currency)
+    other = ledger.provider_account(kind=LedgerAccount.Kind.ADJUSTMENT, currency=currency)
+    ledger.ledger_post(idempotency_key=f"test-move:{customer.pk}:{currency}:{n}", kind=LedgerTransaction.Kind.ADJUSTMENT,
                          legs=[(account, Decimal(amount)), (other, -Decimal(amount))], memo=f"move {n}")
 
 
@@ -108,9 +108,9 @@ def test_history_spans_both_account_currencies_in_posting_order(currencies, clie
     first = client_in.get(reverse("billing:balance"))
     assert _ids(first) == everything[:PAGE]
     assert _ids(client_in.get(reverse("billing:balance") + _link(first, "page-older"))) == everything[PAGE:]
-    services.ledger_post(idempotency_key="usd-out", kind="adjustment", legs=[
-        (services.customer_account(customer=customer, currency="USD"), Decimal("-105.00")),
-        (services.provider_account(kind="adjustment", currency="USD"), Decimal("105.00"))])  # nothing stranded
+    ledger.ledger_post(idempotency_key="usd-out", kind="adjustment", legs=[
+        (ledger.customer_account(customer=customer, currency="USD"), Decimal("-105.00")),
+        (ledger.provider_account(kind="adjustment", currency="USD"), Decimal("105.00"))])  # nothing stranded
 
 
 @pytest.mark.django_db

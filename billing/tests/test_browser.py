@@ -3,8 +3,9 @@ from decimal import Decimal
 import pytest
 
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
-from billing import services
 from billing.models import Invoice
+from billing.services.invoices import LineInput, invoice_issue
+from billing.services.payments import payment_record
 
 from .factories import make_currencies
 
@@ -36,8 +37,8 @@ def test_topup_in_another_currency_pay_and_see_balance(page, login, screenshot):
     assert page.get_by_test_id(f"invoice-row-{invoice.number}").is_visible()
     screenshot("billing-invoices-unpaid")
 
-    services.payment_record(idempotency_key="browser-test:1", customer=owner.customer, amount=Decimal("100.00"),
-                            currency="USD", method="bank_transfer", invoice=invoice)
+    payment_record(idempotency_key="browser-test:1", customer=owner.customer, amount=Decimal("100.00"),
+                   currency="USD", method="bank_transfer", invoice=invoice)
 
     page.goto("/billing/invoices/?status=unpaid")
     assert page.get_by_test_id("invoices-empty").is_visible()
@@ -57,9 +58,9 @@ def test_russian_balance_and_partial_payment_page(page, login, screenshot):
     owner = UserFactory()
     owner.customer.language = "ru"
     owner.customer.save()
-    services.payment_record(idempotency_key="ru:1", customer=owner.customer, amount=Decimal("30.00"), currency="EUR", method="bank_transfer")
-    invoice = services.invoice_issue(customer=owner.customer, kind=Invoice.Kind.ORDER,
-                                     lines=[services.LineInput(description="VPS Start — 1 мес.", quantity=1, unit_price=Decimal("50.00"))])
+    payment_record(idempotency_key="ru:1", customer=owner.customer, amount=Decimal("30.00"), currency="EUR", method="bank_transfer")
+    invoice = invoice_issue(customer=owner.customer, kind=Invoice.Kind.ORDER,
+                            lines=[LineInput(description="VPS Start — 1 мес.", quantity=1, unit_price=Decimal("50.00"))])
     login(owner.username, DEFAULT_PASSWORD)
     page.goto("/billing/")
     assert "Пополнить внутренний баланс" in page.content()

@@ -5,8 +5,8 @@ from decimal import Decimal
 import pytest
 
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
-from billing import services
 from billing.models import LedgerEntry
+from billing.services import invoices, payments
 
 from .factories import make_currencies
 
@@ -22,14 +22,14 @@ def test_history_pages_filter_and_expenses(page, login, screenshot):
     make_currencies()
     owner = UserFactory()
     customer = owner.customer
-    first = services.payment_record(idempotency_key="h:first", customer=customer, amount=Decimal("40.00"), currency="EUR",
+    first = payments.payment_record(idempotency_key="h:first", customer=customer, amount=Decimal("40.00"), currency="EUR",
                                     method="bank_transfer")
     for n in range(24):
-        services.payment_record(idempotency_key=f"h:{n}", customer=customer, amount=Decimal("5.00"), currency="EUR",
+        payments.payment_record(idempotency_key=f"h:{n}", customer=customer, amount=Decimal("5.00"), currency="EUR",
                                 method="bank_transfer")
-        invoice = services.invoice_issue(customer=customer, kind="order", lines=[
-            services.LineInput(description=f"VPS S #{n}", quantity=1, unit_price=Decimal("3.00"))])
-        services.invoice_pay_from_balance(invoice=invoice)
+        invoice = invoices.invoice_issue(customer=customer, kind="order", lines=[
+            invoices.LineInput(description=f"VPS S #{n}", quantity=1, unit_price=Decimal("3.00"))])
+        invoices.invoice_pay_from_balance(invoice=invoice)
     entries = list(LedgerEntry.objects.filter(account__customer=customer).order_by("-pk").values_list("pk", "amount"))
     assert len(entries) == 49
     login(owner.username, DEFAULT_PASSWORD)

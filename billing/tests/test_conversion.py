@@ -5,11 +5,14 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 
-from billing import services
 from billing.models import LedgerTransaction
 from billing.money import format_money, quantize
 from billing.rates import RateError, RateTable
 from billing.selectors import balance_of
+from billing.services.currency import account_currency_change, account_currency_change_preview
+from billing.services.errors import BillingError
+from billing.services.payments import payment_record
+from billing.services.rates import currency_set_fixed_rate
 
 
 def test_quantize_rounds_half_up_to_minor_units():
@@ -36,25 +39,25 @@ def test_cross_rates(currencies):
 @pytest.mark.django_db
 def test_conversion_chain_eur_usd_rub_jpy(currencies, customer, owner):
     # 100.00 USD paid into a EUR account: 100 / 1.1607 = 86.1549… -> 86.15 EUR.
-    payment = services.payment_record(idempotency_key="usd-1", customer=customer, amount=Decimal("100.00"),
-                                      currency="USD", method="bank_transfer")
+    payment = payment_record(idempotency_key="usd-1", customer=customer, amount=Decimal("100.00"),
+                             currency="USD", method="bank_transfer")
     assert balance_of(customer) == Decimal("86.15")
     tx = payment.ledger_transactions.get()
     assert payment.rate == tx.rate == Decimal("0.861549065219") and tx.rate_as_of is not None
     assert payment.credited_amount == Decimal("86.15") and payment.credited_currency == "EUR"
 
     # EUR -> JPY: 86.15 × 176.45 = 15201.1675 -> 15201 JPY (0 decimals).
-    services.account_currency_change(customer=customer, currency="JPY", expected_rate=Decimal("176.45"), actor=owner)
+    account_currency_change(customer=customer, currency="JPY", expected_rate=Decimal("176.45"), actor=owner)
     customer.refresh_from_db()
     assert customer.currency == "JPY" and balance_of(customer) == Decimal("15201")
 
     # JPY -> RUB: 15201 × 0.535562482290 = 8141.0852… -> 8141.09 RUB.
-    services.account_currency_change(customer=customer, currency="RUB", expected_rate=Decimal("0.535562482290"), actor=owner)
+    account_currency_change(customer=customer, currency="RUB", expected_rate=Decimal("0.535562482290"), actor=owner)
     customer.refresh_from_db()
     assert balance_of(customer) == Decimal("8141.09")
 
     # RUB -> USD: 8141.09 × 0.012282539683 = 99.9932… -> 99.99 USD.
-    services.account_currency_change(customer=customer, currency="USD", expected_rate=Decimal("0.012282539683"), actor=owner)
+    account_currency_change(customer=customer, currency="USD", expected_rate=Decimal("0.012282539683"), actor=owner)
     customer.refresh_from_db()
     assert balance_of(customer) == Decimal("99.99")
 
@@ -71,8 +74,8 @@ def test_conversion_chain_eur_usd_rub_jpy(currencies, customer, owner):
 @pytest.mark.django_db
 def test_currency_change_refuses_a_changed_rate(currencies, customer, fund):
     fund(customer, "10.00")
-    with pytest.raises(services.BillingError):
-        services.account_currency_change(customer=customer, currency="USD", expected_rate=Decimal("1.2"))
+    with pytest.raises(BillingError):
+        account_currency_change(customer=customer, currency="USD", expected_rate=Decimal("1.2"))
     assert balance_of(customer) == Decimal("10.00")
 
 
@@ -87,7 +90,7 @@ def test_stale_rate_blocks_conversion_until_staff_fix_it(currencies, customer, s
     Currency.objects.filter(code="USD").update(rate_updated_at=timezone.now() - timezone.timedelta(hours=settings.BILLING_RATE_MAX_AGE_HOURS + 1))
     assert RateTable().stale("USD")
     with pytest.raises(RateError):
-        services.account_currency_change_preview(customer=customer, currency="USD")
-    services.currency_set_fixed_rate(code="USD", rate=Decimal("1.16"))
-    services.payment_record(idempotency_key="usd-fresh", customer=customer, amount=Decimal("5.80"), currency="USD", method="bank_transfer")
+        account_currency_change_preview(customer=customer, currency="USD")
+    currency_set_fixed_rate(code="USD", rate=Decimal("1.16"))
+    payment_record(idempotency_key="usd-fresh", customer=customer, amount=Decimal("5.80"), currency="USD", method="bank_transfer")
     assert balance_of(customer) == Decimal("5.00")

@@ -10,8 +10,9 @@ from django.urls import reverse
 from pypdf import PdfReader
 
 from accounts.tests.factories import StaffUserFactory, UserFactory
-from billing import services
 from billing.models import Invoice
+from billing.services.corrections import credit_note_issue
+from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
 from billing.tests.factories import TaxRateFactory
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=dt_timezone.utc)
@@ -23,10 +24,10 @@ def _pdf_text(response) -> str:
 
 
 def _paid_invoice(customer, fund) -> Invoice:
-    invoice = services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
-                                     lines=[services.LineInput("VPS Start", 1, Decimal("20.00"))])
+    invoice = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                            lines=[LineInput("VPS Start", 1, Decimal("20.00"))])
     fund(customer, str(invoice.total))
-    assert services.invoice_pay_from_balance(invoice=invoice)
+    assert invoice_pay_from_balance(invoice=invoice)
     return invoice
 
 
@@ -37,8 +38,8 @@ def test_credit_notes_are_numbered_listed_and_printed_against_their_invoice(sett
     staff = StaffUserFactory()
     with time_machine.travel(T0, tick=False):
         invoice = _paid_invoice(customer, fund)  # 20.00 + 3.80 VAT = 23.80
-        first = services.credit_note_issue(invoice=invoice, reason="Downtime credit", actor=staff, amount=Decimal("11.90"))
-        second = services.credit_note_issue(invoice=invoice, reason="Cancelled", actor=staff)
+        first = credit_note_issue(invoice=invoice, reason="Downtime credit", actor=staff, amount=Decimal("11.90"))
+        second = credit_note_issue(invoice=invoice, reason="Cancelled", actor=staff)
     assert (first.number, second.number) == ("CN-2026-000001", "CN-2026-000002")
     # By hand: 11.90 of 23.80 is half: VAT 1.90, net 10.00; the rest takes the remainder.
     assert (first.amount, first.tax_amount, second.amount, second.tax_amount) == (
@@ -61,6 +62,6 @@ def test_credit_notes_are_numbered_listed_and_printed_against_their_invoice(sett
 def test_another_customers_credit_note_is_404(currencies, client_in, fund):
     stranger = UserFactory().customer
     invoice = _paid_invoice(stranger, fund)
-    note = services.credit_note_issue(invoice=invoice, reason="x", actor=StaffUserFactory())
+    note = credit_note_issue(invoice=invoice, reason="x", actor=StaffUserFactory())
     assert client_in.get(reverse("billing:credit_note_pdf", args=[note.pk])).status_code == 404
     assert not client_in.get(reverse("billing:documents")).context["page"].object_list

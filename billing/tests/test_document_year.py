@@ -10,9 +10,10 @@ from django.test import override_settings
 from django.utils import timezone
 
 from accounts.models import Customer
-from billing import bulk, services
+from billing import bulk
 from billing.models import Invoice
-from billing.services import LineInput
+from billing.services.corrections import credit_note_issue
+from billing.services.invoices import LineInput, invoice_issue
 
 pytestmark = pytest.mark.django_db
 
@@ -21,8 +22,8 @@ KIRITIMATI = "Pacific/Kiritimati"  # UTC+14: already 1 January 2027 at that mome
 
 
 def _issue(customer):
-    return services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
-                                  lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal("10.00"))])
+    return invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                         lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal("10.00"))])
 
 
 @time_machine.travel(NEW_YEARS_EVE_NOON_UTC, tick=False)
@@ -42,7 +43,7 @@ def test_batch_numbering_and_credit_notes_use_the_provider_year(currencies, cust
             customer=customer, currency="EUR", description="VPS", unit_price=Decimal("10.00"))])
     assert result.number == "2026-000001" and result.paid
     with timezone.override(KIRITIMATI):
-        note = services.credit_note_issue(invoice=Invoice.objects.get(pk=result.invoice_id), reason="test", actor=None)
+        note = credit_note_issue(invoice=Invoice.objects.get(pk=result.invoice_id), reason="test", actor=None)
     assert note.number == "CN-2026-000001"
 
 

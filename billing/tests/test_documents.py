@@ -12,9 +12,13 @@ from pypdf import PdfReader
 
 from accounts.models import ActivityEvent
 from accounts.tests.factories import StaffUserFactory, UserFactory
-from billing import services
 from billing.models import Act, ContractAcceptance, ContractVersion, Invoice, InvoiceLine
 from billing.selectors import payer_choices
+from billing.services.acts import acts_generate, previous_month
+from billing.services.contracts import contract_accept, contract_version_publish
+from billing.services.errors import BillingError
+from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
+from billing.services.payers import payer_profile_get_or_create
 
 from .factories import CompanyPayerFactory
 
@@ -22,10 +26,10 @@ from .factories import CompanyPayerFactory
 @pytest.fixture
 def contract(db):
     staff = StaffUserFactory()
-    services.contract_version_publish(version=ContractVersion.objects.create(version=1, title="Customer agreement", text="Old terms."), staff=staff)
+    contract_version_publish(version=ContractVersion.objects.create(version=1, title="Customer agreement", text="Old terms."), staff=staff)
     version = ContractVersion.objects.create(version=2, title="Customer agreement",
                                              text="1. Subject\n\nThe provider rents virtual servers to the customer.")
-    return services.contract_version_publish(version=version, staff=staff)
+    return contract_version_publish(version=version, staff=staff)
 
 
 def _pdf_text(response) -> str:
@@ -61,8 +65,8 @@ def test_a_stale_version_is_not_accepted(currencies, client_in, customer, contra
     client_in.post(reverse("billing:contract_accept", args=[profile.pk]), {"version": "junk"})
     assert not ContractAcceptance.objects.exists()
     draft = ContractVersion.objects.create(version=3, title="Draft", text="Not yet")
-    with pytest.raises(services.BillingError):
-        services.contract_accept(payer=profile, version=draft, user=None)
+    with pytest.raises(BillingError):
+        contract_accept(payer=profile, version=draft, user=None)
 
 
 @pytest.mark.django_db
@@ -76,7 +80,7 @@ def test_contract_pdf_is_made_out_to_the_payer(currencies, client_in, customer, 
 def test_another_customers_contract_and_documents_are_404(currencies, client_in, contract):
     stranger = UserFactory()
     payer = payer_choices(stranger.customer)[0]
-    acceptance = services.contract_accept(payer=payer, version=contract, user=stranger, ip="192.0.2.1")
+    acceptance = contract_accept(payer=payer, version=contract, user=stranger, ip="192.0.2.1")
     assert client_in.get(reverse("billing:contract_acceptance_pdf", args=[acceptance.pk])).status_code == 404
     assert client_in.get(reverse("billing:contract_pdf", args=[payer.pk])).status_code == 404
     assert client_in.post(reverse("billing:contract_accept", args=[payer.pk]), {"version": contract.pk}).status_code == 404
@@ -85,7 +89,7 @@ def test_another_customers_contract_and_documents_are_404(currencies, client_in,
 
 def _make_documents(customer, n):
     """n documents: invoices, acts and contract acceptances, inserted in bulk."""
-    payer = services.payer_profile_get_or_create(customer=customer)
+    payer = payer_profile_get_or_create(customer=customer)
     start = Invoice.objects.count()
     invoices = Invoice.objects.bulk_create([
         Invoice(number=f"2098-{start + i:06d}", year=2098, sequence=start + i, customer=customer, kind="order", currency="EUR",
@@ -122,12 +126,12 @@ def test_documents_list_query_count_is_the_same_for_10_and_300_documents(currenc
 
 @pytest.mark.django_db
 def test_documents_filter_by_type_and_period(currencies, client_in, customer, fund):
-    last_month = services.previous_month()
+    last_month = previous_month()
     with time_machine.travel(timezone.make_aware(dt.datetime.combine(last_month.replace(day=10), dt.time(9))), tick=False):
         fund(customer, "50.00")
-        invoice = services.invoice_issue(customer=customer, kind="order", lines=[services.LineInput("VPS", 1, Decimal("10.00"))])
-        services.invoice_pay_from_balance(invoice=invoice)
-    act = services.acts_generate(period=last_month)[0]
+        invoice = invoice_issue(customer=customer, kind="order", lines=[LineInput("VPS", 1, Decimal("10.00"))])
+        invoice_pay_from_balance(invoice=invoice)
+    act = acts_generate(period=last_month)[0]
     month = last_month.strftime("%Y-%m")
 
     def shown(query):

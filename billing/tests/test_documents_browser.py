@@ -8,8 +8,11 @@ from django.utils import timezone
 from pypdf import PdfReader
 
 from accounts.tests.factories import DEFAULT_PASSWORD, StaffUserFactory, UserFactory
-from billing import services
 from billing.models import ContractVersion, Invoice, Payer
+from billing.services.acts import acts_generate, previous_month
+from billing.services.contracts import contract_version_publish
+from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
+from billing.services.payments import payment_record
 
 from conftest import ARTIFACTS
 
@@ -41,17 +44,17 @@ def test_company_payer_verified_chosen_on_invoice_then_documents(page, login, sc
     TaxRateFactory(country="DE", profile_type="company", percent=Decimal("0"), reverse_charge=True)
     owner = UserFactory()
     customer = owner.customer
-    last_month = services.previous_month()
+    last_month = previous_month()
     with time_machine.travel(timezone.make_aware(dt.datetime.combine(last_month.replace(day=12), dt.time(10))), tick=False):
-        services.payment_record(idempotency_key="browser:fund", customer=customer, amount=Decimal("300.00"), currency="EUR",
-                                method="bank_transfer")
-        services.invoice_pay_from_balance(invoice=services.invoice_issue(
-            customer=customer, kind=Invoice.Kind.RENEWAL, lines=[services.LineInput("VPS Start — 1 month", 1, Decimal("20.00"))]))
-    act = services.acts_generate(period=last_month)[0]  # what the monthly beat job does
-    invoice = services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
-                                     lines=[services.LineInput("VPS Pro — 1 month", 1, Decimal("50.00"))])
+        payment_record(idempotency_key="browser:fund", customer=customer, amount=Decimal("300.00"), currency="EUR",
+                       method="bank_transfer")
+        invoice_pay_from_balance(invoice=invoice_issue(
+            customer=customer, kind=Invoice.Kind.RENEWAL, lines=[LineInput("VPS Start — 1 month", 1, Decimal("20.00"))]))
+    act = acts_generate(period=last_month)[0]  # what the monthly beat job does
+    invoice = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                            lines=[LineInput("VPS Pro — 1 month", 1, Decimal("50.00"))])
     version = ContractVersion.objects.create(version=1, title="Customer agreement", text="1. Subject\n\nHosting services.")
-    services.contract_version_publish(version=version, staff=None)
+    contract_version_publish(version=version, staff=None)
 
     login(owner.username, DEFAULT_PASSWORD)
     page.goto("/billing/payers/")

@@ -9,8 +9,9 @@ import time_machine
 from django.core.management import call_command
 
 from accounts.tests.factories import UserFactory
-from billing import dunning, services
+from billing import dunning
 from billing.models import DunningNotice, Invoice, LedgerAccount
+from billing.services.invoices import LineInput, invoice_cancel, invoice_issue, invoice_pay_from_balance
 from billing.tests.concurrency import run_concurrently
 from billing.tests.factories import TaxRateFactory, make_currencies
 from notifications.models import EmailOutbox, Notification
@@ -30,8 +31,8 @@ def dunning_settings(settings):
 
 def _invoice(customer, amount="10.00") -> Invoice:
     with time_machine.travel(T0, tick=False):
-        return services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
-                                      lines=[services.LineInput("VPS", 1, Decimal(amount))])
+        return invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                             lines=[LineInput("VPS", 1, Decimal(amount))])
 
 
 def _run(at: datetime):
@@ -73,12 +74,12 @@ def test_a_late_run_sends_only_the_latest_step(dunning_settings, currencies, cus
 def test_paid_cancelled_and_top_up_invoices_get_no_reminder(dunning_settings, currencies, customer, fund):
     paid = _invoice(customer)
     fund(customer, "10.00")
-    assert services.invoice_pay_from_balance(invoice=paid)
+    assert invoice_pay_from_balance(invoice=paid)
     paid.refresh_from_db()
     assert paid.status == Invoice.Status.PAID
-    services.invoice_cancel(invoice=_invoice(customer), reason="test")
+    invoice_cancel(invoice=_invoice(customer), reason="test")
     with time_machine.travel(T0, tick=False):
-        services.invoice_issue(customer=customer, kind=Invoice.Kind.ADVANCE, lines=[services.LineInput("Top-up", 1, Decimal("5"))])
+        invoice_issue(customer=customer, kind=Invoice.Kind.ADVANCE, lines=[LineInput("Top-up", 1, Decimal("5"))])
     assert _run(T0 + timedelta(days=20)).reminded == 0 and not _notices(customer)
 
 
@@ -110,7 +111,7 @@ def test_late_fee_is_invoiced_once_without_vat_and_recognised_when_paid(dunning_
                                                                         f"latefee:{invoice.pk}")
     assert Notification.objects.get(dedupe_key=f"invoice:{invoice.pk}:dunning:7").context["late_fee"] == "€0.64"
     fund(customer, "15.81")
-    assert services.invoice_pay_from_balance(invoice=invoice) and services.invoice_pay_from_balance(invoice=fee)
+    assert invoice_pay_from_balance(invoice=invoice) and invoice_pay_from_balance(invoice=fee)
     fee.refresh_from_db()
     invoice.refresh_from_db()
     assert fee.status == invoice.status == Invoice.Status.PAID

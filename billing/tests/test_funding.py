@@ -10,11 +10,10 @@ from django.db import connection
 from django.urls import reverse
 
 from accounts.tests.factories import StaffUserFactory, UserFactory
-from billing import services
 from billing.funding import funding_mismatches
 from billing.models import BalanceFunding, Invoice, LedgerAccount, LedgerTransaction
 from billing.selectors import expense_history
-from billing.services import LineInput
+from billing.services import corrections, currency, invoices, ledger, payments, refunds
 from core.keyset import Cursor
 
 from .concurrency import run_concurrently
@@ -24,8 +23,8 @@ ROW = ("transaction_id", "debit_id", "account_id", "source_id", "source_kind", "
 
 
 def _issue(customer, price: str) -> Invoice:
-    return services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
-                                  lines=[LineInput(description=f"VPS {price}", quantity=1, unit_price=Decimal(price))])
+    return invoices.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                                  lines=[invoices.LineInput(description=f"VPS {price}", quantity=1, unit_price=Decimal(price))])
 
 
 def _rows(**filters) -> list[tuple]:
@@ -47,31 +46,31 @@ def _history_of_every_shape(customer, fund):
     usd = fund(customer, "20.00", currency="USD")  # converted into the EUR balance at the payment's rate
     converted = usd.credited_amount
     first = _issue(customer, "25.00")
-    assert services.invoice_pay_from_balance(invoice=first)
+    assert invoices.invoice_pay_from_balance(invoice=first)
     second = _issue(customer, "10.00")
-    assert services.invoice_pay_from_balance(invoice=second)
+    assert invoices.invoice_pay_from_balance(invoice=second)
     partial = _issue(customer, "500.00")
-    applied = services.invoice_apply_balance(invoice=partial)  # takes what is left
-    services.invoice_cancel(invoice=partial, reason="changed my mind")  # the applied amount comes back (reversal)
-    services.credit_note_issue(invoice=first, reason="outage", actor=staff, amount=Decimal("5.00"))  # refund to balance
+    applied = invoices.invoice_apply_balance(invoice=partial)  # takes what is left
+    invoices.invoice_cancel(invoice=partial, reason="changed my mind")  # the applied amount comes back (reversal)
+    corrections.credit_note_issue(invoice=first, reason="outage", actor=staff, amount=Decimal("5.00"))  # refund to balance
     third = _issue(customer, "7.00")
-    assert services.invoice_pay_from_balance(invoice=third)
+    assert invoices.invoice_pay_from_balance(invoice=third)
     later = fund(customer, "40.00")
-    refund = services.payment_refund_reserve(payment=later, amount=Decimal("15.00"), reason="asked back", actor=staff)
-    services.payment_refund_complete(refund=refund, external_id="bank-1", actor=staff)  # the balance part: a non-expense debit
+    refund = refunds.payment_refund_reserve(payment=later, amount=Decimal("15.00"), reason="asked back", actor=staff)
+    refunds.payment_refund_complete(refund=refund, external_id="bank-1", actor=staff)  # the balance part: a non-expense debit
     direct = _issue(customer, "12.00")
-    card = services.payment_record(idempotency_key="direct-card", customer=customer, amount=Decimal("12.00"),
+    card = payments.payment_record(idempotency_key="direct-card", customer=customer, amount=Decimal("12.00"),
                                    currency="EUR", method="card", gateway="sandbox", external_id="ch_1", invoice=direct)
     LedgerAccount.objects.filter(customer=customer).update(credit_limit=Decimal("50.00"))
     on_credit = _issue(customer, "45.00")
-    assert services.invoice_pay_from_balance(invoice=on_credit)
+    assert invoices.invoice_pay_from_balance(invoice=on_credit)
     fund(customer, "100.00")
-    quote = services.account_currency_change_preview(customer=customer, currency="USD").quote
-    services.account_currency_change(customer=customer, currency="USD", expected_rate=quote.rate)
+    quote = currency.account_currency_change_preview(customer=customer, currency="USD").quote
+    currency.account_currency_change(customer=customer, currency="USD", expected_rate=quote.rate)
     customer.refresh_from_db()
-    usd_invoice = services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
-                                         lines=[LineInput(description="VPS in dollars", quantity=1, unit_price=Decimal("9.00"))])
-    assert services.invoice_pay_from_balance(invoice=usd_invoice)
+    usd_invoice = invoices.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                                         lines=[invoices.LineInput(description="VPS in dollars", quantity=1, unit_price=Decimal("9.00"))])
+    assert invoices.invoice_pay_from_balance(invoice=usd_invoice)
     return {"eur": eur, "usd": usd, "converted": converted, "first": first, "second": second, "partial": partial,
             "applied": applied, "third": third, "direct": direct, "card": card, "on_credit": on_credit, "usd_invoice": usd_invoice}
 
@@ -104,7 +103,7 @@ def test_migration_backfill_rebuilds_what_the_postings_stored(currencies, custom
     _history_of_every_shape(customer, fund)
     other = UserFactory().customer
     fund(other, "10.00")
-    services.invoice_pay_from_balance(invoice=_issue(other, "4.00"))
+    invoices.invoice_pay_from_balance(invoice=_issue(other, "4.00"))
     stored = _rows()
     assert len(stored) > 10
     BalanceFunding.objects.all().delete()  # as before the migration: a ledger without funding rows
@@ -120,7 +119,7 @@ def test_migration_backfill_rebuilds_what_the_postings_stored(currencies, custom
 def test_audit_ledger_catches_funding_that_is_not_the_fifo(currencies, customer, fund, corruption):
     first, second = fund(customer, "10.00"), fund(customer, "10.00")
     invoice = _issue(customer, "15.00")
-    services.invoice_pay_from_balance(invoice=invoice)
+    invoices.invoice_pay_from_balance(invoice=invoice)
     call_command("audit_ledger")
     parts = list(BalanceFunding.objects.filter(transaction__invoice=invoice).order_by("pk"))
     assert [(p.payment_id, p.amount) for p in parts] == [(first.pk, Decimal("10.00")), (second.pk, Decimal("5.00"))]
@@ -149,7 +148,7 @@ def test_a_charge_reads_only_the_queue_head_whatever_the_history(currencies, cus
     def statements_to_pay(price):
         invoice = _issue(customer, price)
         with CaptureQueriesContext(connection) as queries:
-            assert services.invoice_pay_from_balance(invoice=invoice)
+            assert invoices.invoice_pay_from_balance(invoice=invoice)
         return len(queries)
 
     fund(customer, "3.00")
@@ -157,8 +156,8 @@ def test_a_charge_reads_only_the_queue_head_whatever_the_history(currencies, cus
     short = statements_to_pay("1.00")
     for _ in range(30):
         fund(customer, "3.00")
-        services.invoice_pay_from_balance(invoice=_issue(customer, "3.00"))
-    account = services.customer_account(customer=customer)
+        invoices.invoice_pay_from_balance(invoice=_issue(customer, "3.00"))
+    account = ledger.customer_account(customer=customer)
     fund(customer, "5.00")
     queue = _queues([account.pk], before=10**12)[account.pk]
     assert [(left, leg.amount) for left, leg in queue] == [(Decimal("1.00"), Decimal("3.00")), (Decimal("5.00"), Decimal("5.00"))]
@@ -171,14 +170,14 @@ def test_concurrent_charges_on_one_balance_store_the_fifo():
     make_currencies()
     customer = UserFactory().customer
     for n in range(4):
-        services.payment_record(idempotency_key=f"c:{n}", customer=customer, amount=Decimal("7.00"), currency="EUR",
+        payments.payment_record(idempotency_key=f"c:{n}", customer=customer, amount=Decimal("7.00"), currency="EUR",
                                 method="bank_transfer")
-    invoices = [_issue(customer, "3.00") for _ in range(8)]
+    bills = [_issue(customer, "3.00") for _ in range(8)]
 
     def pay(invoice):
-        return services.invoice_pay_from_balance(invoice=invoice)
+        return invoices.invoice_pay_from_balance(invoice=invoice)
 
-    results, errors = run_concurrently(pay, [(invoice,) for invoice in invoices])
+    results, errors = run_concurrently(pay, [(invoice,) for invoice in bills])
     assert errors == [] and all(results)
     assert funding_mismatches() == []
     assert sum(BalanceFunding.objects.filter(expense=True).values_list("amount", flat=True)) == Decimal("24.00")
@@ -187,17 +186,17 @@ def test_concurrent_charges_on_one_balance_store_the_fifo():
 @pytest.mark.django_db
 def test_expenses_page_shows_the_stored_funding_newest_first_by_keyset(currencies, client_in, customer, fund):
     topup = fund(customer, "100.00")
-    invoices = [_issue(customer, "2.00") for _ in range(25)]
-    for invoice in invoices:
-        services.invoice_pay_from_balance(invoice=invoice)
+    bills = [_issue(customer, "2.00") for _ in range(25)]
+    for invoice in bills:
+        invoices.invoice_pay_from_balance(invoice=invoice)
     url = reverse("billing:expenses")
     first = client_in.get(url).content.decode()
     shown = [int(pk) for pk in re.findall(r'data-expense="(\d+)"', first)]
-    charges = list(LedgerTransaction.objects.filter(invoice__in=invoices).order_by("-pk").values_list("pk", flat=True))
+    charges = list(LedgerTransaction.objects.filter(invoice__in=bills).order_by("-pk").values_list("pk", flat=True))
     assert shown == charges[:20]
-    assert f"Payment #{topup.pk} (Bank transfer)" in first and invoices[-1].number in first
+    assert f"Payment #{topup.pk} (Bank transfer)" in first and bills[-1].number in first
     older = re.search(r'href="([^"]*)" rel="next"', first).group(1).replace("&amp;", "&")
     second = client_in.get(url + older).content.decode()
     assert [int(pk) for pk in re.findall(r'data-expense="(\d+)"', second)] == charges[20:]
     page = expense_history(customer=customer, cursor=Cursor(), size=20)
-    assert page[0].amount == Decimal("2.00") and page[0].name == "VPS 2.00" and page[0].invoice == invoices[-1]
+    assert page[0].amount == Decimal("2.00") and page[0].name == "VPS 2.00" and page[0].invoice == bills[-1]

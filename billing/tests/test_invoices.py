@@ -5,10 +5,14 @@ from django.core.management import CommandError, call_command
 
 from accounts.models import Customer
 from accounts.tests.factories import UserFactory
-from billing import services
 from billing.models import Invoice, LedgerAccount
 from billing.selectors import balance_of, expense_history
-from billing.services import LineInput
+from billing.services import ledger
+from billing.services.corrections import balance_adjust, credit_note_issue
+from billing.services.errors import InsufficientFunds
+from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
+from billing.services.ledger import low_balance_sweep
+from billing.services.payments import payment_record
 from core.keyset import Cursor
 
 from .concurrency import run_concurrently
@@ -16,7 +20,7 @@ from .factories import TaxRateFactory, make_currencies
 
 
 def _issue(customer, price="10.00", kind=Invoice.Kind.ORDER, quantity=1):
-    return services.invoice_issue(customer=customer, kind=kind, lines=[LineInput(description="VPS L", quantity=quantity, unit_price=Decimal(price))])
+    return invoice_issue(customer=customer, kind=kind, lines=[LineInput(description="VPS L", quantity=quantity, unit_price=Decimal(price))])
 
 
 @pytest.mark.django_db(transaction=True)
@@ -66,39 +70,39 @@ def test_payer_snapshot_survives_profile_edits(currencies, customer):
 
 @pytest.mark.django_db
 def test_invoice_issue_is_idempotent_by_key(currencies, customer):
-    first = services.invoice_issue(customer=customer, kind="order", idempotency_key="order:1:period:1",
-                                   lines=[LineInput("VPS", 1, Decimal("5"))], reference="order:1")
-    again = services.invoice_issue(customer=customer, kind="order", idempotency_key="order:1:period:1",
-                                   lines=[LineInput("VPS", 1, Decimal("5"))], reference="order:1")
+    first = invoice_issue(customer=customer, kind="order", idempotency_key="order:1:period:1",
+                          lines=[LineInput("VPS", 1, Decimal("5"))], reference="order:1")
+    again = invoice_issue(customer=customer, kind="order", idempotency_key="order:1:period:1",
+                          lines=[LineInput("VPS", 1, Decimal("5"))], reference="order:1")
     assert first.pk == again.pk and Invoice.objects.count() == 1
 
 
 @pytest.mark.django_db
 def test_low_balance_alert_once_per_crossing(currencies, customer, fund, monkeypatch):
     sent = []
-    monkeypatch.setattr(services, "_notify", lambda **kw: sent.append(kw) if kw["kind"] == "low_balance" else None)
+    monkeypatch.setattr(ledger, "_notify", lambda **kw: sent.append(kw) if kw["kind"] == "low_balance" else None)
     Customer.objects.filter(pk=customer.pk).update(low_balance_threshold=Decimal("20"))
     customer.refresh_from_db()
     fund(customer, "50.00")
     for _ in range(2):  # 50 -> 35 -> 20: still at/above the threshold
-        assert services.invoice_pay_from_balance(invoice=_issue(customer, "15.00"))
+        assert invoice_pay_from_balance(invoice=_issue(customer, "15.00"))
     assert sent == []
-    assert services.invoice_pay_from_balance(invoice=_issue(customer, "5.00"))  # 15 < 20: crossing
-    assert services.invoice_pay_from_balance(invoice=_issue(customer, "5.00"))  # still below: no new alert
+    assert invoice_pay_from_balance(invoice=_issue(customer, "5.00"))  # 15 < 20: crossing
+    assert invoice_pay_from_balance(invoice=_issue(customer, "5.00"))  # still below: no new alert
     assert len(sent) == 1 and sent[0]["dedupe_key"].endswith(":1")
     fund(customer, "100.00")  # back above: re-armed
-    assert services.invoice_pay_from_balance(invoice=_issue(customer, "100.00"))  # 110 -> 10: second crossing
+    assert invoice_pay_from_balance(invoice=_issue(customer, "100.00"))  # 110 -> 10: second crossing
     assert len(sent) == 2 and sent[1]["dedupe_key"].endswith(":2")
 
 
 @pytest.mark.django_db
 def test_low_balance_sweep_catches_threshold_changes(currencies, customer, fund, monkeypatch):
     sent = []
-    monkeypatch.setattr(services, "_notify", lambda **kw: sent.append(kw) if kw["kind"] == "low_balance" else None)
+    monkeypatch.setattr(ledger, "_notify", lambda **kw: sent.append(kw) if kw["kind"] == "low_balance" else None)
     fund(customer, "10.00")
     Customer.objects.filter(pk=customer.pk).update(low_balance_threshold=Decimal("25"))
-    assert services.low_balance_sweep() == 1
-    assert services.low_balance_sweep() == 0
+    assert low_balance_sweep() == 1
+    assert low_balance_sweep() == 0
     assert len(sent) == 1
 
 
@@ -108,17 +112,17 @@ def test_credit_note_and_adjustments_are_ledger_entries(currencies, customer, fu
     TaxRateFactory(country="DE", percent=Decimal("20"))
     fund(customer, "120.00")
     invoice = _issue(customer, "100.00")
-    assert services.invoice_pay_from_balance(invoice=invoice)
-    note = services.credit_note_issue(invoice=invoice, reason="Outage compensation", actor=staff, amount=Decimal("60.00"))
+    assert invoice_pay_from_balance(invoice=invoice)
+    note = credit_note_issue(invoice=invoice, reason="Outage compensation", actor=staff, amount=Decimal("60.00"))
     assert note.number.startswith("CN-") and note.tax_amount == Decimal("10.00")
     assert balance_of(customer) == Decimal("60.00")
-    second = services.credit_note_issue(invoice=invoice, reason="Service cancelled", actor=staff)
+    second = credit_note_issue(invoice=invoice, reason="Service cancelled", actor=staff)
     invoice.refresh_from_db()
     assert second.amount == Decimal("60.00") and invoice.status == Invoice.Status.REFUNDED
     assert LedgerAccount.objects.get(code="revenue:EUR").balance == 0 and LedgerAccount.objects.get(code="tax:EUR").balance == 0
-    services.balance_adjust(customer=customer, amount=Decimal("-20.00"), reason="Manual correction", actor=staff)
-    with pytest.raises(services.InsufficientFunds):
-        services.balance_adjust(customer=customer, amount=Decimal("-500.00"), reason="Too much", actor=staff)
+    balance_adjust(customer=customer, amount=Decimal("-20.00"), reason="Manual correction", actor=staff)
+    with pytest.raises(InsufficientFunds):
+        balance_adjust(customer=customer, amount=Decimal("-500.00"), reason="Too much", actor=staff)
     assert balance_of(customer) == Decimal("100.00")
     assert customer.activity.filter(action__in=["billing.refund", "billing.adjustment"]).count() == 3
     call_command("audit_ledger")
@@ -128,11 +132,11 @@ def test_credit_note_and_adjustments_are_ledger_entries(currencies, customer, fu
 def test_expenses_fifo_funding(currencies, customer, fund):
     p1 = fund(customer, "30.00")
     p2 = fund(customer, "50.00")
-    services.invoice_pay_from_balance(invoice=_issue(customer, "20.00"))
-    services.invoice_pay_from_balance(invoice=_issue(customer, "40.00"))
+    invoice_pay_from_balance(invoice=_issue(customer, "20.00"))
+    invoice_pay_from_balance(invoice=_issue(customer, "40.00"))
     direct = _issue(customer, "15.00")
-    p3 = services.payment_record(idempotency_key="card-direct", customer=customer, amount=Decimal("15.00"), currency="EUR",
-                                 method="bank_transfer", invoice=direct)
+    p3 = payment_record(idempotency_key="card-direct", customer=customer, amount=Decimal("15.00"), currency="EUR",
+                        method="bank_transfer", invoice=direct)
     expenses = expense_history(customer=customer, cursor=Cursor(), size=20)
     assert [e.amount for e in expenses] == [Decimal("15.00"), Decimal("40.00"), Decimal("20.00")]
     assert [(f["payment"].pk, f["amount"]) for f in expenses[2].funding] == [(p1.pk, Decimal("20.00"))]
@@ -145,7 +149,7 @@ def test_expenses_fifo_funding(currencies, customer, fund):
 def test_topping_up_pays_waiting_service_invoices(currencies, customer, django_capture_on_commit_callbacks):
     invoice = _issue(customer, "25.00")
     with django_capture_on_commit_callbacks(execute=True):
-        services.payment_record(idempotency_key="t", customer=customer, amount=Decimal("30.00"), currency="EUR", method="bank_transfer")
+        payment_record(idempotency_key="t", customer=customer, amount=Decimal("30.00"), currency="EUR", method="bank_transfer")
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.PAID and balance_of(customer) == Decimal("5.00")
 

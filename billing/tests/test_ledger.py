@@ -5,27 +5,30 @@ from django.core.management import call_command
 from django.db import IntegrityError, InternalError, connection, transaction
 
 from accounts.tests.factories import UserFactory
-from billing import services
 from billing.models import Invoice, LedgerAccount, LedgerEntry, LedgerTransaction
 from billing.selectors import balance_of
-from billing.services import LineInput
+from billing.services.invoices import (
+    LineInput, invoice_apply_balance, invoice_cancel, invoice_issue, invoice_pay_from_balance,
+)
+from billing.services.ledger import customer_account
+from billing.services.payments import payment_record
 
 from .concurrency import run_concurrently
 from .factories import make_currencies
 
 
 def _issue(customer, price, key=None):
-    return services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, idempotency_key=key,
-                                  lines=[LineInput(description="VPS S", quantity=1, unit_price=Decimal(price))])
+    return invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, idempotency_key=key,
+                         lines=[LineInput(description="VPS S", quantity=1, unit_price=Decimal(price))])
 
 
 @pytest.mark.django_db(transaction=True)
 def test_fifty_threads_spend_a_tenth_each_exactly_ten_succeed():
     make_currencies()
     customer = UserFactory().customer
-    services.payment_record(idempotency_key="seed", customer=customer, amount=Decimal("100.00"), currency="EUR", method="bank_transfer")
+    payment_record(idempotency_key="seed", customer=customer, amount=Decimal("100.00"), currency="EUR", method="bank_transfer")
     invoices = [_issue(customer, "10.00") for _ in range(50)]
-    results, errors = run_concurrently(lambda invoice: services.invoice_pay_from_balance(invoice=invoice),
+    results, errors = run_concurrently(lambda invoice: invoice_pay_from_balance(invoice=invoice),
                                        [(inv,) for inv in invoices])
     assert errors == []
     assert results.count(True) == 10 and results.count(False) == 40
@@ -40,7 +43,7 @@ def test_fifty_threads_spend_a_tenth_each_exactly_ten_succeed():
 def test_unbalanced_transaction_fails_at_commit():
     make_currencies()
     customer = UserFactory().customer
-    account = services.customer_account(customer=customer)
+    account = customer_account(customer=customer)
     with pytest.raises((IntegrityError, InternalError), match="does not balance"):
         with transaction.atomic():
             with connection.cursor() as cursor:
@@ -74,7 +77,7 @@ def test_ledger_rows_refuse_update_and_delete(currencies, customer, fund):
 
 @pytest.mark.django_db
 def test_balance_cannot_go_below_credit_limit_in_database(currencies, customer):
-    account = services.customer_account(customer=customer)
+    account = customer_account(customer=customer)
     with pytest.raises(IntegrityError):
         with transaction.atomic():
             LedgerAccount.objects.filter(pk=account.pk).update(balance=Decimal("-0.01"))
@@ -84,14 +87,14 @@ def test_balance_cannot_go_below_credit_limit_in_database(currencies, customer):
 def test_pay_from_balance_partial_and_full(currencies, customer, fund):
     fund(customer, "30.00")
     invoice = _issue(customer, "50.00")
-    assert services.invoice_pay_from_balance(invoice=invoice) is False
+    assert invoice_pay_from_balance(invoice=invoice) is False
     assert balance_of(customer) == Decimal("30.00")
-    applied = services.invoice_apply_balance(invoice=invoice)
+    applied = invoice_apply_balance(invoice=invoice)
     invoice.refresh_from_db()
     assert applied == Decimal("30.00") and invoice.amount_due == Decimal("20.00")
     assert invoice.status == Invoice.Status.IN_PROGRESS and balance_of(customer) == 0
-    services.payment_record(idempotency_key="card-1", customer=customer, amount=Decimal("20.00"), currency="EUR",
-                            method="bank_transfer", invoice=invoice)
+    payment_record(idempotency_key="card-1", customer=customer, amount=Decimal("20.00"), currency="EUR",
+                   method="bank_transfer", invoice=invoice)
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.PAID and invoice.amount_due == 0
     revenue = LedgerAccount.objects.get(code="revenue:EUR")
@@ -106,11 +109,11 @@ def test_invoice_paid_hook_runs_inside_paying_transaction(currencies, customer, 
     seen = []
     hooks.register_invoice_paid_handler("renewal", lambda inv: seen.append((inv.pk, inv.status)))
     fund(customer, "20.00")
-    invoice = services.invoice_issue(customer=customer, kind=Invoice.Kind.RENEWAL,
-                                     lines=[LineInput(description="Renewal", quantity=2, unit_price=Decimal("5.00"))])
-    assert services.invoice_pay_from_balance(invoice=invoice) is True
+    invoice = invoice_issue(customer=customer, kind=Invoice.Kind.RENEWAL,
+                            lines=[LineInput(description="Renewal", quantity=2, unit_price=Decimal("5.00"))])
+    assert invoice_pay_from_balance(invoice=invoice) is True
     assert seen == [(invoice.pk, Invoice.Status.PAID)]
-    assert services.invoice_pay_from_balance(invoice=invoice) is False  # already paid: nothing changes
+    assert invoice_pay_from_balance(invoice=invoice) is False  # already paid: nothing changes
     assert balance_of(customer) == Decimal("10.00")
 
 
@@ -118,9 +121,9 @@ def test_invoice_paid_hook_runs_inside_paying_transaction(currencies, customer, 
 def test_cancel_returns_applied_balance(currencies, customer, fund):
     fund(customer, "5.00")
     invoice = _issue(customer, "50.00")
-    services.invoice_apply_balance(invoice=invoice)
+    invoice_apply_balance(invoice=invoice)
     assert balance_of(customer) == 0
-    services.invoice_cancel(invoice=invoice, reason="changed my mind")
+    invoice_cancel(invoice=invoice, reason="changed my mind")
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.CANCELLED and balance_of(customer) == Decimal("5.00")
     call_command("audit_ledger")

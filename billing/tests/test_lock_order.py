@@ -7,9 +7,10 @@ from django.core.management import call_command
 from django.db import OperationalError
 
 from accounts.tests.factories import UserFactory
-from billing import services
 from billing.models import Invoice
-from billing.services import LineInput
+from billing.services.currency import account_currency_change, account_currency_change_preview
+from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
+from billing.services.payments import payment_record
 
 from .concurrency import run_concurrently
 from .factories import make_currencies
@@ -18,23 +19,23 @@ ROUNDS = 8
 
 
 def _pay_invoice_by_bank(customer, invoice):
-    return services.payment_record(idempotency_key=f"bank:{invoice.pk}", customer=customer, amount=Decimal("30.00"),
-                                   currency="EUR", method="bank_transfer", invoice=invoice)
+    return payment_record(idempotency_key=f"bank:{invoice.pk}", customer=customer, amount=Decimal("30.00"),
+                          currency="EUR", method="bank_transfer", invoice=invoice)
 
 
 def _top_up(customer, invoice):
     # Credits the balance, then pays open invoices after commit (auto-payment).
-    return services.payment_record(idempotency_key=f"topup:{customer.pk}", customer=customer, amount=Decimal("30.00"),
-                                   currency="EUR", method="bank_transfer")
+    return payment_record(idempotency_key=f"topup:{customer.pk}", customer=customer, amount=Decimal("30.00"),
+                          currency="EUR", method="bank_transfer")
 
 
 def _top_up_in_the_new_currency(customer, invoice):
-    return services.payment_record(idempotency_key=f"topup:{customer.pk}", customer=customer, amount=Decimal("30.00"),
-                                   currency="USD", method="bank_transfer")
+    return payment_record(idempotency_key=f"topup:{customer.pk}", customer=customer, amount=Decimal("30.00"),
+                          currency="USD", method="bank_transfer")
 
 
 def _pay_from_balance(customer, invoice):
-    return services.invoice_pay_from_balance(invoice=invoice)
+    return invoice_pay_from_balance(invoice=invoice)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -45,14 +46,14 @@ def test_currency_change_and_a_payment_of_the_same_customer_never_deadlock(payme
     errors = []
     for n in range(ROUNDS):
         customer = UserFactory().customer
-        services.payment_record(idempotency_key=f"seed:{customer.pk}", customer=customer, amount=Decimal("100.00"),
-                                currency="EUR", method="bank_transfer")
-        invoice = services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, currency="EUR",
-                                         lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal("30.00"))])
-        rate = services.account_currency_change_preview(customer=customer, currency="USD").quote.rate
+        payment_record(idempotency_key=f"seed:{customer.pk}", customer=customer, amount=Decimal("100.00"),
+                       currency="EUR", method="bank_transfer")
+        invoice = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, currency="EUR",
+                                lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal("30.00"))])
+        rate = account_currency_change_preview(customer=customer, currency="USD").quote.rate
 
         def change(customer, invoice):
-            return services.account_currency_change(customer=customer, currency="USD", expected_rate=rate)
+            return account_currency_change(customer=customer, currency="USD", expected_rate=rate)
 
         _results, round_errors = run_concurrently(lambda f, *a: f(*a), [(change, customer, invoice), (payment, customer, invoice)])
         errors += round_errors

@@ -5,10 +5,15 @@ from django.urls import reverse
 
 from accounts.models import ActivityEvent
 from accounts.tests.factories import StaffUserFactory, UserFactory
-from billing import services
 from billing.models import Invoice, Payer
 from billing.selectors import payer_choices
-from billing.services import LineInput
+from billing.services.acts import acts_generate, previous_month
+from billing.services.contracts import contract_accept, contract_version_publish
+from billing.services.errors import BillingError
+from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance, invoice_payer_choose
+from billing.services.payers import (
+    payer_country_approve, payer_create, payer_delete, payer_details, payer_reject, payer_verify,
+)
 
 from .factories import CompanyPayerFactory, TaxRateFactory
 
@@ -23,7 +28,7 @@ def staff(db):
 
 
 def _issue(customer, price="100.00", kind=Invoice.Kind.ORDER):
-    return services.invoice_issue(customer=customer, kind=kind, lines=[LineInput(description="VPS M", quantity=1, unit_price=Decimal(price))])
+    return invoice_issue(customer=customer, kind=kind, lines=[LineInput(description="VPS M", quantity=1, unit_price=Decimal(price))])
 
 
 @pytest.mark.django_db
@@ -34,7 +39,7 @@ def test_profile_payer_mirrors_the_profile_and_is_created_once(currencies, custo
     assert profile.is_profile and profile.name == "" and profile.street == ""  # nothing copied
     customer.city = "Hamburg"
     customer.save()
-    details = services.payer_details(Payer.objects.get(pk=profile.pk))
+    details = payer_details(Payer.objects.get(pk=profile.pk))
     assert "Hamburg" in details.address and details.name == owner.get_full_name() and not details.is_company
 
 
@@ -47,7 +52,7 @@ def test_company_payer_lifecycle_create_verify_edit_back_to_verification(currenc
     page = client_in.get(reverse("billing:payers")).content.decode()
     assert "Acme GmbH" in page and "Awaiting verification" in page
 
-    services.payer_verify(payer=payer, staff=staff)
+    payer_verify(payer=payer, staff=staff)
     payer.refresh_from_db()
     assert payer.verification_status == Payer.Verification.VERIFIED and payer.verified_at
     assert ActivityEvent.objects.filter(action="billing.payer_verified", customer=customer, actor=staff).exists()
@@ -104,7 +109,7 @@ def test_choosing_a_payer_changes_the_invoice_snapshot_and_tax(currencies, clien
     invoice = _issue(customer)
     assert (invoice.tax_amount, invoice.total, invoice.payer_company) == (Decimal("19.00"), Decimal("119.00"), "")
 
-    company = services.payer_verify(payer=CompanyPayerFactory(customer=customer, company_name="Acme GmbH"), staff=staff)
+    company = payer_verify(payer=CompanyPayerFactory(customer=customer, company_name="Acme GmbH"), staff=staff)
     response = client_in.post(reverse("billing:invoice_payer", args=[invoice.pk]), {"payer": company.pk})
     assert response.status_code == 302
     invoice.refresh_from_db()
@@ -112,10 +117,10 @@ def test_choosing_a_payer_changes_the_invoice_snapshot_and_tax(currencies, clien
     assert (invoice.tax_amount, invoice.total, invoice.reverse_charge) == (Decimal("0.00"), Decimal("100.00"), True)
     assert invoice.subtotal == Decimal("100.00")
 
-    dutch = services.payer_create(customer=customer, data={"payer_type": "private", "name": "Jan Jansen", "street": "Dam 1",
-                                                           "city": "Amsterdam", "country": "NL"})
-    services.payer_country_approve(payer=dutch, staff=staff)  # evidence for a country other than the profile's
-    services.invoice_payer_choose(invoice=invoice, payer=dutch)
+    dutch = payer_create(customer=customer, data={"payer_type": "private", "name": "Jan Jansen", "street": "Dam 1",
+                                                  "city": "Amsterdam", "country": "NL"})
+    payer_country_approve(payer=dutch, staff=staff)  # evidence for a country other than the profile's
+    invoice_payer_choose(invoice=invoice, payer=dutch)
     invoice.refresh_from_db()
     assert (invoice.payer_name, invoice.payer_country, invoice.tax_label, invoice.total) == ("Jan Jansen", "NL", "VAT 21%", Decimal("121.00"))
     assert "Amsterdam" in client_in.get(reverse("billing:invoice_detail", args=[invoice.pk])).content.decode()
@@ -125,13 +130,13 @@ def test_choosing_a_payer_changes_the_invoice_snapshot_and_tax(currencies, clien
 def test_a_paid_invoice_never_changes_payer(currencies, client_in, customer, fund, staff):
     fund(customer, "200.00")
     invoice = _issue(customer)
-    services.invoice_pay_from_balance(invoice=invoice)
-    company = services.payer_verify(payer=CompanyPayerFactory(customer=customer), staff=staff)
+    invoice_pay_from_balance(invoice=invoice)
+    company = payer_verify(payer=CompanyPayerFactory(customer=customer), staff=staff)
     client_in.post(reverse("billing:invoice_payer", args=[invoice.pk]), {"payer": company.pk})
     invoice.refresh_from_db()
     assert invoice.payer_id is None and invoice.payer_company == "" and invoice.status == "paid"
-    with pytest.raises(services.BillingError):
-        services.invoice_payer_choose(invoice=invoice, payer=company)
+    with pytest.raises(BillingError):
+        invoice_payer_choose(invoice=invoice, payer=company)
 
 
 @pytest.mark.django_db
@@ -139,7 +144,7 @@ def test_unverified_company_payer_blocks_payment_until_verified(currencies, clie
     fund(customer, "200.00")
     invoice = _issue(customer)
     payer = CompanyPayerFactory(customer=customer, company_name="Pending Ltd")
-    services.invoice_payer_choose(invoice=invoice, payer=payer)
+    invoice_payer_choose(invoice=invoice, payer=payer)
     page = client_in.get(reverse("billing:invoice_detail", args=[invoice.pk])).content.decode()
     assert 'data-testid="payment-blocked"' in page and "Pending Ltd is awaiting verification" in page
     assert 'data-testid="pay-from-balance"' not in page
@@ -151,9 +156,9 @@ def test_unverified_company_payer_blocks_payment_until_verified(currencies, clie
     invoice.refresh_from_db()
     assert invoice.amount_paid == 0
 
-    services.payer_reject(payer=payer, staff=staff, reason="Registry extract missing")
+    payer_reject(payer=payer, staff=staff, reason="Registry extract missing")
     assert "Registry extract missing" in client_in.get(reverse("billing:invoice_detail", args=[invoice.pk])).content.decode()
-    services.payer_verify(payer=payer, staff=staff)
+    payer_verify(payer=payer, staff=staff)
     client_in.post(reverse("billing:invoice_pay_balance", args=[invoice.pk]))
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.PAID and invoice.payer_company == "Pending Ltd"
@@ -162,11 +167,11 @@ def test_unverified_company_payer_blocks_payment_until_verified(currencies, clie
 @pytest.mark.django_db
 def test_delete_unused_payer_archive_used_one_keep_profile(currencies, client_in, customer, fund, staff):
     unused = CompanyPayerFactory(customer=customer)
-    used = services.payer_verify(payer=CompanyPayerFactory(customer=customer), staff=staff)
+    used = payer_verify(payer=CompanyPayerFactory(customer=customer), staff=staff)
     fund(customer, "200.00")
     invoice = _issue(customer)
-    services.invoice_payer_choose(invoice=invoice, payer=used)
-    services.invoice_pay_from_balance(invoice=invoice)
+    invoice_payer_choose(invoice=invoice, payer=used)
+    invoice_pay_from_balance(invoice=invoice)
     client_in.post(reverse("billing:payer_delete", args=[unused.pk]))
     client_in.post(reverse("billing:payer_delete", args=[used.pk]))
     assert not Payer.objects.filter(pk=unused.pk).exists()
@@ -176,8 +181,8 @@ def test_delete_unused_payer_archive_used_one_keep_profile(currencies, client_in
     assert client_in.get(reverse("billing:payer_edit", args=[used.pk])).status_code == 404
     assert "archived" in client_in.get(reverse("billing:payers") + "?archived=1").content.decode().lower()
     profile = payer_choices(customer)[0]
-    with pytest.raises(services.BillingError):
-        services.payer_delete(payer=profile)
+    with pytest.raises(BillingError):
+        payer_delete(payer=profile)
     invoice.refresh_from_db()
     assert invoice.payer_id == used.pk  # the paid invoice still points at it
 
@@ -195,8 +200,8 @@ def test_another_customers_payer_is_a_404_and_cannot_be_chosen(currencies, clien
     assert invoice.payer_id is None
     other_invoice = _issue(stranger)
     assert client_in.post(reverse("billing:invoice_payer", args=[other_invoice.pk]), {"payer": theirs.pk}).status_code == 404
-    with pytest.raises(services.BillingError):
-        services.invoice_payer_choose(invoice=invoice, payer=theirs)
+    with pytest.raises(BillingError):
+        invoice_payer_choose(invoice=invoice, payer=theirs)
 
 
 @pytest.mark.django_db
@@ -212,13 +217,13 @@ def test_payer_act_and_contract_admin_pages_open(currencies, client, customer, s
         owner = UserFactory()
         CompanyPayerFactory(customer=owner.customer)
         payer_choices(owner.customer)
-        with time_machine.travel(timezone.make_aware(dt.datetime.combine(services.previous_month(), dt.time(12))), tick=False):
+        with time_machine.travel(timezone.make_aware(dt.datetime.combine(previous_month(), dt.time(12))), tick=False):
             fund(owner.customer, "20.00")
-            services.invoice_pay_from_balance(invoice=_issue(owner.customer, "10.00"))
-    services.acts_generate(period=services.previous_month())
-    version = services.contract_version_publish(version=ContractVersion.objects.create(version=1, title="A", text="T"), staff=staff)
+            invoice_pay_from_balance(invoice=_issue(owner.customer, "10.00"))
+    acts_generate(period=previous_month())
+    version = contract_version_publish(version=ContractVersion.objects.create(version=1, title="A", text="T"), staff=staff)
     for payer in Payer.objects.all():
-        services.contract_accept(payer=payer, version=version, user=None, ip="192.0.2.1")
+        contract_accept(payer=payer, version=version, user=None, ip="192.0.2.1")
     client.force_login(staff)
     for name in ("payer", "act", "contractversion", "contractacceptance"):
         assert client.get(reverse(f"admin:billing_{name}_changelist")).status_code == 200

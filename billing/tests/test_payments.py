@@ -4,18 +4,19 @@ import pytest
 from django.core.management import call_command
 
 from accounts.tests.factories import UserFactory
-from billing import services
 from billing.models import Invoice, LedgerTransaction, Payment
 from billing.selectors import balance_of
-from billing.services import LineInput, PaymentConflict
+from billing.services.errors import BillingError, PaymentBlocked, PaymentConflict
+from billing.services.invoices import LineInput, invoice_issue, payment_gate_check, topup_invoice_create
+from billing.services.payments import payment_record
 
 from .concurrency import run_concurrently
 from .factories import make_currencies
 
 
 def _record(customer, key="gw:tx-1", amount="25.00", **kw):
-    return services.payment_record(idempotency_key=key, customer=customer, amount=Decimal(amount), currency=kw.pop("currency", "EUR"),
-                                   method="bank_transfer", **kw)
+    return payment_record(idempotency_key=key, customer=customer, amount=Decimal(amount), currency=kw.pop("currency", "EUR"),
+                          method="bank_transfer", **kw)
 
 
 @pytest.mark.django_db
@@ -38,7 +39,7 @@ def test_same_key_with_different_amount_is_rejected(currencies, customer):
 @pytest.mark.django_db
 @pytest.mark.parametrize("amount", ["0", "-5.00", "10.001"])
 def test_bad_amounts_are_refused(currencies, customer, amount):
-    with pytest.raises(services.BillingError):
+    with pytest.raises(BillingError):
         _record(customer, amount=amount)
     assert not Payment.objects.exists()
 
@@ -58,7 +59,7 @@ def test_same_key_concurrently_credits_once():
 
 @pytest.mark.django_db
 def test_payment_for_advance_invoice_credits_balance_and_marks_paid(currencies, customer):
-    invoice = services.topup_invoice_create(customer=customer, amount=Decimal("40.00"), currency="EUR")
+    invoice = topup_invoice_create(customer=customer, amount=Decimal("40.00"), currency="EUR")
     _record(customer, amount="40.00", invoice=invoice)
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.PAID
@@ -68,8 +69,8 @@ def test_payment_for_advance_invoice_credits_balance_and_marks_paid(currencies, 
 
 @pytest.mark.django_db
 def test_direct_payment_of_service_invoice_goes_to_revenue_not_balance(currencies, customer):
-    invoice = services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
-                                     lines=[LineInput(description="Dedicated X1", quantity=1, unit_price=Decimal("80.00"))])
+    invoice = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                            lines=[LineInput(description="Dedicated X1", quantity=1, unit_price=Decimal("80.00"))])
     _record(customer, amount=str(invoice.total), invoice=invoice)
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.PAID and balance_of(customer) == 0
@@ -79,6 +80,6 @@ def test_direct_payment_of_service_invoice_goes_to_revenue_not_balance(currencie
 @pytest.mark.django_db
 def test_payment_gate_blocks_incomplete_profile(currencies):
     owner = UserFactory(first_name="")
-    with pytest.raises(services.PaymentBlocked) as exc:
-        services.payment_gate_check(owner.customer)
+    with pytest.raises(PaymentBlocked) as exc:
+        payment_gate_check(owner.customer)
     assert exc.value.blockers[0]["url"]

@@ -10,9 +10,11 @@ from django.core.management import call_command
 from accounts.personal_data import exporters
 from accounts.services import customer_erase
 from accounts.tests.factories import StaffUserFactory, UserFactory
-from billing import services
 from billing.models import Act, ContractAcceptance, ContractVersion, Invoice, Payer
-from billing.services import LineInput
+from billing.services.acts import acts_generate, previous_month
+from billing.services.contracts import contract_accept, contract_version_publish
+from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance, invoice_payer_choose
+from billing.services.payers import PAYER_PERSONAL_FIELDS, payer_create, payer_profile_get_or_create, payer_verify
 
 from .factories import CompanyPayerFactory
 
@@ -26,21 +28,21 @@ ACTS_RUN = dt.datetime(2027, 6, 2, 9, 0, tzinfo=dt.timezone.utc)
 def documents(currencies, customer, owner, fund):
     """A verified company payer with a paid invoice, last month's act and an accepted contract."""
     staff = StaffUserFactory()
-    company = services.payer_verify(payer=CompanyPayerFactory(customer=customer, company_name="Acme GmbH", name="Erika Muster",
-                                                              email="erika@acme.example", vat_number="DE123456789"), staff=staff)
-    private = services.payer_create(customer=customer, data={"payer_type": "private", "name": "Max Private", "country": "DE",
-                                                             "street": "Gartenweg 7", "city": "Bonn", "postcode": "53111"})
+    company = payer_verify(payer=CompanyPayerFactory(customer=customer, company_name="Acme GmbH", name="Erika Muster",
+                                                     email="erika@acme.example", vat_number="DE123456789"), staff=staff)
+    private = payer_create(customer=customer, data={"payer_type": "private", "name": "Max Private", "country": "DE",
+                                                    "street": "Gartenweg 7", "city": "Bonn", "postcode": "53111"})
     with time_machine.travel(IN_LAST_MONTH, tick=False):
         fund(customer, "100.00")
-        invoice = services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
-                                         lines=[LineInput(description="VPS M", quantity=1, unit_price=Decimal("20.00"))])
-        services.invoice_payer_choose(invoice=invoice, payer=company)
-        assert services.invoice_pay_from_balance(invoice=invoice)
+        invoice = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                                lines=[LineInput(description="VPS M", quantity=1, unit_price=Decimal("20.00"))])
+        invoice_payer_choose(invoice=invoice, payer=company)
+        assert invoice_pay_from_balance(invoice=invoice)
     with time_machine.travel(ACTS_RUN, tick=False):
-        (act,) = services.acts_generate(period=services.previous_month())
-    version = services.contract_version_publish(version=ContractVersion.objects.create(version=1, title="Service agreement", text="Terms."),
-                                                staff=staff)
-    acceptance = services.contract_accept(payer=company, version=version, user=owner, ip="203.0.113.7")
+        (act,) = acts_generate(period=previous_month())
+    version = contract_version_publish(version=ContractVersion.objects.create(version=1, title="Service agreement", text="Terms."),
+                                       staff=staff)
+    acceptance = contract_accept(payer=company, version=version, user=owner, ip="203.0.113.7")
     return {"company": company, "private": private, "invoice": invoice, "act": act, "acceptance": acceptance}
 
 
@@ -48,7 +50,7 @@ def documents(currencies, customer, owner, fund):
 def test_export_has_payers_acts_and_contract_acceptances_of_this_customer_only(customer, owner, documents):
     stranger = UserFactory().customer
     CompanyPayerFactory(customer=stranger, company_name="Stranger Ltd")
-    services.payer_profile_get_or_create(customer=customer)
+    payer_profile_get_or_create(customer=customer)
     sections = exporters()
 
     payers = sections["payers"](customer)
@@ -73,14 +75,14 @@ def test_export_has_payers_acts_and_contract_acceptances_of_this_customer_only(c
 
 @pytest.mark.django_db
 def test_erasure_anonymizes_payers_but_documents_keep_their_printed_details(customer, documents):
-    profile = services.payer_profile_get_or_create(customer=customer)
+    profile = payer_profile_get_or_create(customer=customer)
     stranger_payer = CompanyPayerFactory(customer=UserFactory().customer, company_name="Stranger Ltd")
 
     customer_erase(customer=customer, actor=StaffUserFactory())
 
     for payer in (documents["company"], documents["private"]):
         payer.refresh_from_db()
-        assert all(getattr(payer, field) == "" for field in services.PAYER_PERSONAL_FIELDS), payer.pk
+        assert all(getattr(payer, field) == "" for field in PAYER_PERSONAL_FIELDS), payer.pk
         assert payer.archived_at is not None
     assert Payer.objects.get(pk=profile.pk).archived_at is None  # mirrors the (anonymized) profile, stores nothing
     stranger_payer.refresh_from_db()

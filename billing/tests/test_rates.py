@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from billing import services
 from billing.models import Currency, RateRefreshError, RateSnapshot
+from billing.services.rates import rates_refresh_ecb
 
 ECB_FILE = Path(__file__).parent.parent / "data" / "ecb-eurofxref-daily-2025-10-21.xml"
 
@@ -32,7 +32,7 @@ def test_ecb_feed_updates_rates_and_keeps_history(currencies, feed_server):
     root, base = feed_server
     (root / "daily.xml").write_bytes(ECB_FILE.read_bytes())
     Currency.objects.filter(code="USD").update(rate=Decimal("1.1000"))
-    updated = services.rates_refresh_ecb(url=f"{base}/daily.xml")
+    updated = rates_refresh_ecb(url=f"{base}/daily.xml")
     assert updated == 3  # USD, JPY, GBP are ECB-sourced; RUB is fixed by staff
     usd = Currency.objects.get(code="USD")
     assert usd.rate == Decimal("1.1607") and usd.rate_feed_date == dt.date(2025, 10, 21)
@@ -52,7 +52,7 @@ def test_malformed_or_empty_feed_keeps_old_rates_and_records_error(currencies, f
     root, base = feed_server
     (root / "daily.xml").write_bytes(content)
     before = {c.code: (c.rate, c.rate_updated_at) for c in Currency.objects.all()}
-    assert services.rates_refresh_ecb(url=f"{base}/daily.xml") == 0
+    assert rates_refresh_ecb(url=f"{base}/daily.xml") == 0
     assert {c.code: (c.rate, c.rate_updated_at) for c in Currency.objects.all()} == before
     error = RateRefreshError.objects.get()
     assert error.source == "ecb" and error.message
@@ -61,5 +61,5 @@ def test_malformed_or_empty_feed_keeps_old_rates_and_records_error(currencies, f
 @pytest.mark.django_db
 def test_unreachable_feed_records_error(currencies, feed_server):
     _root, base = feed_server
-    assert services.rates_refresh_ecb(url=f"{base}/missing.xml") == 0
+    assert rates_refresh_ecb(url=f"{base}/missing.xml") == 0
     assert "404" in RateRefreshError.objects.get().message

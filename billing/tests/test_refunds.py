@@ -10,11 +10,20 @@ from django.utils import timezone
 
 from accounts.models import ActivityEvent
 from accounts.tests.factories import StaffUserFactory, UserFactory
-from billing import services
 from billing.models import CreditNote, Currency, Invoice, LedgerAccount, LedgerTransaction, Payment, PaymentRefund
-from billing.rates import RateTable
+from billing.rates import RateError, RateTable
 from billing.selectors import balance_of
-from billing.services import LineInput
+from billing.services.corrections import balance_write_off, credit_note_issue
+from billing.services.currency import account_currency_change_preview
+from billing.services.errors import BillingError, InsufficientFunds
+from billing.services.invoices import (
+    LineInput, invoice_cancel, invoice_issue, invoice_pay_from_balance, topup_invoice_create,
+)
+from billing.services.payments import payment_record
+from billing.services.rates import currency_set_fixed_rate
+from billing.services.refunds import (
+    payment_refund_complete, payment_refund_fail, payment_refund_reserve, payment_refund_sent_by_bank,
+)
 
 from .concurrency import run_concurrently
 from .factories import TaxRateFactory, make_currencies
@@ -33,14 +42,14 @@ def _balance(code: str) -> Decimal:
 
 
 def _bank_payment(customer, amount, *, invoice=None, currency=None, key="bank-1"):
-    return services.payment_record(idempotency_key=key, customer=customer, amount=Decimal(amount),
-                                   currency=currency or (invoice.currency if invoice else customer.currency),
-                                   method="bank_transfer", gateway="bank_transfer", invoice=invoice)
+    return payment_record(idempotency_key=key, customer=customer, amount=Decimal(amount),
+                          currency=currency or (invoice.currency if invoice else customer.currency),
+                          method="bank_transfer", gateway="bank_transfer", invoice=invoice)
 
 
 def _service_invoice(customer, amount, currency=None):
-    return services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, currency=currency,
-                                  lines=[LineInput(description="VPS Standard", quantity=1, unit_price=Decimal(amount))])
+    return invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, currency=currency,
+                         lines=[LineInput(description="VPS Standard", quantity=1, unit_price=Decimal(amount))])
 
 
 def _rub_customer():
@@ -57,8 +66,8 @@ def test_refund_of_a_topup_to_the_bank_takes_it_from_balance_and_clearing(curren
     payment = _bank_payment(customer, "100.00")
     assert balance_of(customer) == Decimal("100.00") and _balance("clearing:bank_transfer:EUR") == Decimal("-100.00")
 
-    refund = services.payment_refund_sent_by_bank(payment=payment, amount=Decimal("100.00"), bank_reference="OUT-1",
-                                                  reason="Customer asked", actor=staff)
+    refund = payment_refund_sent_by_bank(payment=payment, amount=Decimal("100.00"), bank_reference="OUT-1",
+                                         reason="Customer asked", actor=staff)
 
     assert refund.status == PaymentRefund.Status.SUCCEEDED and refund.external_id == "OUT-1"
     assert balance_of(customer) == 0 and _balance("clearing:bank_transfer:EUR") == 0
@@ -74,8 +83,8 @@ def test_refund_of_a_paid_service_invoice_reverses_revenue_and_tax_not_the_balan
     payment = _bank_payment(customer, str(invoice.total), invoice=invoice)
     assert invoice.total == Decimal("121.00") and _balance("revenue:EUR") == Decimal("100.00")
 
-    refund = services.payment_refund_sent_by_bank(payment=payment, amount=Decimal("121.00"), bank_reference="OUT-2",
-                                                  reason="Order cancelled", actor=staff)
+    refund = payment_refund_sent_by_bank(payment=payment, amount=Decimal("121.00"), bank_reference="OUT-2",
+                                         reason="Order cancelled", actor=staff)
 
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.REFUNDED
@@ -83,20 +92,20 @@ def test_refund_of_a_paid_service_invoice_reverses_revenue_and_tax_not_the_balan
     note = refund.credit_note
     assert (note.amount, note.tax_amount, note.payment_id, note.invoice_id) == (Decimal("121.00"), Decimal("21.00"), payment.pk, invoice.pk)
     # The invoice's money went back to the bank: crediting the balance as well is refused.
-    with pytest.raises(services.BillingError):
-        services.credit_note_issue(invoice=invoice, reason="again", actor=staff)
+    with pytest.raises(BillingError):
+        credit_note_issue(invoice=invoice, reason="again", actor=staff)
 
 
 @pytest.mark.django_db
 def test_advance_invoice_refund_gets_a_credit_note_and_credit_note_to_balance_explains(currencies, customer, staff):
-    invoice = services.topup_invoice_create(customer=customer, amount=Decimal("100.00"), currency="EUR")
+    invoice = topup_invoice_create(customer=customer, amount=Decimal("100.00"), currency="EUR")
     payment = _bank_payment(customer, "100.00", invoice=invoice)
-    with pytest.raises(services.BillingError) as refused:
-        services.credit_note_issue(invoice=Invoice.objects.get(pk=invoice.pk), reason="x", actor=staff)
+    with pytest.raises(BillingError) as refused:
+        credit_note_issue(invoice=Invoice.objects.get(pk=invoice.pk), reason="x", actor=staff)
     assert refused.value.code == "advance_to_balance"
 
-    refund = services.payment_refund_sent_by_bank(payment=payment, amount=Decimal("100.00"), bank_reference="OUT-3",
-                                                  reason="Unused top-up", actor=staff)
+    refund = payment_refund_sent_by_bank(payment=payment, amount=Decimal("100.00"), bank_reference="OUT-3",
+                                         reason="Unused top-up", actor=staff)
 
     invoice.refresh_from_db()
     assert refund.credit_note.invoice_id == invoice.pk and refund.credit_note.amount == Decimal("100.00")
@@ -108,11 +117,11 @@ def test_refund_of_a_converted_topup_uses_the_payment_rate_and_the_last_takes_th
     customer = _rub_customer()
     payment = _bank_payment(customer, "100.00", currency="EUR")
     assert payment.credited_amount == Decimal("9450.00") and balance_of(customer) == Decimal("9450.00")
-    services.currency_set_fixed_rate(code="RUB", rate=Decimal("100"))  # the rate moved since
+    currency_set_fixed_rate(code="RUB", rate=Decimal("100"))  # the rate moved since
 
-    services.payment_refund_sent_by_bank(payment=payment, amount=Decimal("33.33"), bank_reference="OUT-4a", reason="part", actor=staff)
+    payment_refund_sent_by_bank(payment=payment, amount=Decimal("33.33"), bank_reference="OUT-4a", reason="part", actor=staff)
     assert balance_of(customer) == Decimal("9450.00") - Decimal("3149.69")  # 33.33 × 94.5 = 3149.685
-    services.payment_refund_sent_by_bank(payment=payment, amount=Decimal("66.67"), bank_reference="OUT-4b", reason="rest", actor=staff)
+    payment_refund_sent_by_bank(payment=payment, amount=Decimal("66.67"), bank_reference="OUT-4b", reason="rest", actor=staff)
 
     assert balance_of(customer) == 0  # not 9450 − 10000: exactly what the payment brought goes back
     assert _balance("clearing:bank_transfer:EUR") == 0
@@ -122,22 +131,22 @@ def test_refund_of_a_converted_topup_uses_the_payment_rate_and_the_last_takes_th
 def test_refund_key_is_stable_and_the_money_is_set_aside_before_anything_is_sent(currencies, customer, staff):
     payment = _bank_payment(customer, "50.00")
 
-    refund = services.payment_refund_reserve(payment=payment, amount=Decimal("50.00"), reason="card refund", actor=staff)
+    refund = payment_refund_reserve(payment=payment, amount=Decimal("50.00"), reason="card refund", actor=staff)
 
     assert refund.idempotency_key == f"refund:{payment.pk}:1" and refund.status == PaymentRefund.Status.PENDING
     assert balance_of(customer) == 0 and _balance("refunding:EUR") == Decimal("50.00")  # the customer cannot spend it meanwhile
     invoice = _service_invoice(customer, "10.00")
-    assert services.invoice_pay_from_balance(invoice=invoice) is False
-    with pytest.raises(services.BillingError):  # nothing left to refund twice
-        services.payment_refund_reserve(payment=payment, amount=Decimal("0.01"), reason="again", actor=staff)
+    assert invoice_pay_from_balance(invoice=invoice) is False
+    with pytest.raises(BillingError):  # nothing left to refund twice
+        payment_refund_reserve(payment=payment, amount=Decimal("0.01"), reason="again", actor=staff)
 
-    services.payment_refund_fail(refund=refund, message="card expired")  # the gateway refused: nothing left the system
+    payment_refund_fail(refund=refund, message="card expired")  # the gateway refused: nothing left the system
     assert balance_of(customer) == Decimal("50.00") and _balance("refunding:EUR") == 0
 
-    retry = services.payment_refund_reserve(payment=payment, amount=Decimal("50.00"), reason="by bank instead", actor=staff)
+    retry = payment_refund_reserve(payment=payment, amount=Decimal("50.00"), reason="by bank instead", actor=staff)
     assert retry.idempotency_key == f"refund:{payment.pk}:2"
-    done = services.payment_refund_complete(refund=retry, external_id="OUT-5", actor=staff)
-    assert services.payment_refund_complete(refund=retry, external_id="OUT-5", actor=staff).pk == done.pk  # completes once
+    done = payment_refund_complete(refund=retry, external_id="OUT-5", actor=staff)
+    assert payment_refund_complete(refund=retry, external_id="OUT-5", actor=staff).pk == done.pk  # completes once
     assert LedgerTransaction.objects.filter(idempotency_key=retry.idempotency_key).count() == 1
     assert balance_of(customer) == 0 and _balance("clearing:bank_transfer:EUR") == 0
 
@@ -145,10 +154,10 @@ def test_refund_key_is_stable_and_the_money_is_set_aside_before_anything_is_sent
 @pytest.mark.django_db
 def test_money_already_spent_cannot_be_refunded_from_the_balance(currencies, customer, staff):
     payment = _bank_payment(customer, "30.00")
-    assert services.invoice_pay_from_balance(invoice=_service_invoice(customer, "20.00"))
+    assert invoice_pay_from_balance(invoice=_service_invoice(customer, "20.00"))
 
-    with pytest.raises(services.InsufficientFunds):
-        services.payment_refund_reserve(payment=payment, amount=Decimal("30.00"), reason="all", actor=staff)
+    with pytest.raises(InsufficientFunds):
+        payment_refund_reserve(payment=payment, amount=Decimal("30.00"), reason="all", actor=staff)
 
     assert not PaymentRefund.objects.exists() and balance_of(customer) == Decimal("10.00")
 
@@ -161,9 +170,9 @@ def test_two_staff_refunding_the_same_payment_at_once_refund_it_once():
     payment = _bank_payment(customer, "40.00")
 
     results, errors = run_concurrently(
-        lambda: services.payment_refund_reserve(payment=payment, amount=Decimal("40.00"), reason="dup", actor=staff).pk, [()] * 6)
+        lambda: payment_refund_reserve(payment=payment, amount=Decimal("40.00"), reason="dup", actor=staff).pk, [()] * 6)
 
-    assert len(results) == 1 and len(errors) == 5 and all(isinstance(e, services.BillingError) for e in errors)
+    assert len(results) == 1 and len(errors) == 5 and all(isinstance(e, BillingError) for e in errors)
     assert PaymentRefund.objects.get().idempotency_key == f"refund:{payment.pk}:1"
     assert balance_of(customer) == 0 and _balance("refunding:EUR") == Decimal("40.00")
 
@@ -172,8 +181,8 @@ def test_two_staff_refunding_the_same_payment_at_once_refund_it_once():
 def test_write_off_closes_every_balance_on_the_ledger(currencies, customer, staff):
     _bank_payment(customer, "12.34")
 
-    first = services.balance_write_off(customer=customer, reason="Account closed", actor=staff, idempotency_key="close:1")
-    again = services.balance_write_off(customer=customer, reason="Account closed", actor=staff, idempotency_key="close:1")
+    first = balance_write_off(customer=customer, reason="Account closed", actor=staff, idempotency_key="close:1")
+    again = balance_write_off(customer=customer, reason="Account closed", actor=staff, idempotency_key="close:1")
 
     assert [tx.pk for tx in first] == [tx.pk for tx in again]
     assert balance_of(customer) == 0 and _balance("adjustment:writeoff:EUR") == Decimal("12.34")
@@ -183,7 +192,7 @@ def test_write_off_closes_every_balance_on_the_ledger(currencies, customer, staf
 
 @pytest.mark.django_db
 def test_part_paid_topup_credits_what_was_paid(currencies, customer):
-    invoice = services.topup_invoice_create(customer=customer, amount=Decimal("1000.00"), currency="EUR")
+    invoice = topup_invoice_create(customer=customer, amount=Decimal("1000.00"), currency="EUR")
 
     _bank_payment(customer, "400.00", invoice=invoice, key="bank-part-1")
 
@@ -198,10 +207,10 @@ def test_part_paid_topup_credits_what_was_paid(currencies, customer):
 
 @pytest.mark.django_db
 def test_cancelling_a_part_paid_topup_keeps_what_was_credited(currencies, customer):
-    invoice = services.topup_invoice_create(customer=customer, amount=Decimal("1000.00"), currency="EUR")
+    invoice = topup_invoice_create(customer=customer, amount=Decimal("1000.00"), currency="EUR")
     _bank_payment(customer, "400.00", invoice=invoice)
 
-    services.invoice_cancel(invoice=invoice, reason="Customer paid the rest by card elsewhere")
+    invoice_cancel(invoice=invoice, reason="Customer paid the rest by card elsewhere")
 
     assert balance_of(customer) == Decimal("400.00") and _balance("holding:EUR") == 0
 
@@ -213,13 +222,13 @@ def test_credit_note_credits_what_the_balance_paid_not_todays_equivalent(currenc
     customer = _rub_customer()
     _bank_payment(customer, "9450.00", currency="RUB")
     invoice = _service_invoice(customer, "100.00", currency="EUR")
-    assert services.invoice_pay_from_balance(invoice=invoice) and balance_of(customer) == 0
-    services.currency_set_fixed_rate(code="RUB", rate=Decimal("100"))  # 100 EUR is now 10,000 RUB
+    assert invoice_pay_from_balance(invoice=invoice) and balance_of(customer) == 0
+    currency_set_fixed_rate(code="RUB", rate=Decimal("100"))  # 100 EUR is now 10,000 RUB
 
-    half = services.credit_note_issue(invoice=invoice, reason="Half", actor=staff, amount=Decimal("33.33"))
+    half = credit_note_issue(invoice=invoice, reason="Half", actor=staff, amount=Decimal("33.33"))
     assert balance_of(customer) == Decimal("3149.69")  # 33.33 × 94.5, the rate it was paid at
     assert half.ledger_transaction.rate == Decimal("94.5")
-    services.credit_note_issue(invoice=invoice, reason="Rest", actor=staff)
+    credit_note_issue(invoice=invoice, reason="Rest", actor=staff)
 
     assert balance_of(customer) == Decimal("9450.00")
 
@@ -230,11 +239,11 @@ def test_partial_credit_notes_add_up_to_the_invoice_tax_exactly(currencies, cust
     fund(customer, "60.50")
     invoice = _service_invoice(customer, "50.00")
     assert (invoice.tax_amount, invoice.total) == (Decimal("10.50"), Decimal("60.50"))
-    assert services.invoice_pay_from_balance(invoice=invoice)
+    assert invoice_pay_from_balance(invoice=invoice)
 
     for _ in range(6):  # 10.00 each: 1.7355… tax rounds up every time
-        services.credit_note_issue(invoice=invoice, reason="Part", actor=staff, amount=Decimal("10.00"))
-    last = services.credit_note_issue(invoice=invoice, reason="Rest", actor=staff)
+        credit_note_issue(invoice=invoice, reason="Part", actor=staff, amount=Decimal("10.00"))
+    last = credit_note_issue(invoice=invoice, reason="Rest", actor=staff)
 
     notes = CreditNote.objects.filter(invoice=invoice)
     assert last.amount == Decimal("0.50") and last.tax_amount == Decimal("0.06")  # 10.50 − 6 × 1.74, not 0.09
@@ -261,16 +270,16 @@ def test_captured_payment_at_a_stale_rate_is_recorded_and_flagged(currencies, cu
     with time_machine.travel(NOW, tick=False):
         Currency.objects.filter(code="USD").update(rate_feed_date=dt.date(2025, 10, 21), rate_updated_at=timezone.now())
 
-        payment = services.payment_record(idempotency_key="card:usd-stale", customer=customer, amount=Decimal("100.00"),
-                                          currency="USD", method="bank_transfer")
+        payment = payment_record(idempotency_key="card:usd-stale", customer=customer, amount=Decimal("100.00"),
+                                 currency="USD", method="bank_transfer")
 
     payment.refresh_from_db()
     assert payment.rate_stale and payment.rate == Decimal("0.861549065219")
     assert balance_of(customer) == Decimal("86.15")
     flag = ActivityEvent.objects.get(action="billing.payment_stale_rate", customer=customer)
     assert flag.visible_to_customer is False
-    with pytest.raises(services.RateError):  # what the customer asks for still waits for a fresh rate
-        services.account_currency_change_preview(customer=customer, currency="USD")
+    with pytest.raises(RateError):  # what the customer asks for still waits for a fresh rate
+        account_currency_change_preview(customer=customer, currency="USD")
 
 
 @pytest.mark.django_db
@@ -281,7 +290,7 @@ def test_refundable_payments_and_the_payment_page_show_what_went_back(currencies
 
     first = _bank_payment(customer, "20.00", key="bank-a")
     second = _bank_payment(customer, "30.00", key="bank-b")
-    services.payment_refund_sent_by_bank(payment=second, amount=Decimal("10.00"), bank_reference="OUT-a", reason="part", actor=staff)
+    payment_refund_sent_by_bank(payment=second, amount=Decimal("10.00"), bank_reference="OUT-a", reason="part", actor=staff)
 
     assert [(p.pk, left) for p, left in refundable_payments(customer)] == [(second.pk, Decimal("20.00")), (first.pk, Decimal("20.00"))]
     client.force_login(owner)
@@ -293,13 +302,13 @@ def test_refundable_payments_and_the_payment_page_show_what_went_back(currencies
 def test_credit_note_waits_while_a_refund_of_the_invoice_is_being_sent(currencies, customer, staff):
     invoice = _service_invoice(customer, "40.00")
     payment = _bank_payment(customer, "40.00", invoice=invoice)
-    refund = services.payment_refund_reserve(payment=payment, amount=Decimal("15.00"), reason="part to the card", actor=staff)
+    refund = payment_refund_reserve(payment=payment, amount=Decimal("15.00"), reason="part to the card", actor=staff)
 
-    with pytest.raises(services.BillingError) as refused:
-        services.credit_note_issue(invoice=invoice, reason="rest to the balance", actor=staff)
+    with pytest.raises(BillingError) as refused:
+        credit_note_issue(invoice=invoice, reason="rest to the balance", actor=staff)
     assert refused.value.code == "refund_pending"
 
-    services.payment_refund_complete(refund=refund, external_id="OUT-p", actor=staff)
-    note = services.credit_note_issue(invoice=invoice, reason="rest to the balance", actor=staff)
+    payment_refund_complete(refund=refund, external_id="OUT-p", actor=staff)
+    note = credit_note_issue(invoice=invoice, reason="rest to the balance", actor=staff)
     assert note.amount == Decimal("25.00") and balance_of(customer) == Decimal("25.00")
     assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.REFUNDED

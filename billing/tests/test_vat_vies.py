@@ -12,10 +12,12 @@ from django.urls import reverse
 from pypdf import PdfReader
 
 from accounts.tests.factories import StaffUserFactory
-from billing import services, vat
+from billing import vat
 from billing.forms import PayerForm
 from billing.models import Invoice, Payer
-from billing.services import BillingError
+from billing.services.errors import BillingError
+from billing.services.invoices import LineInput, invoice_issue, invoice_payer_choose
+from billing.services.payers import payer_verify, payers_vies_recheck
 from billing.tests.factories import CompanyPayerFactory, TaxRateFactory
 
 VALID_DE, INVALID_DE, BROKEN_DE = "DE136695976", "DE811569869", "DE129273398"  # all pass stdnum's check digits
@@ -88,17 +90,17 @@ def test_verification_asks_vies_invalid_refuses_and_down_does_not_block(vies, cu
     staff = StaffUserFactory()
     invalid = CompanyPayerFactory(customer=customer, vat_number=INVALID_DE)
     with pytest.raises(BillingError) as raised:
-        services.payer_verify(payer=invalid, staff=staff)
+        payer_verify(payer=invalid, staff=staff)
     assert raised.value.code == "vies_invalid"
     invalid.refresh_from_db()
     assert (invalid.verification_status, invalid.vies_status) == (Payer.Verification.PENDING, vat.INVALID)
 
-    down = services.payer_verify(payer=CompanyPayerFactory(customer=customer, vat_number=BROKEN_DE), staff=staff)
+    down = payer_verify(payer=CompanyPayerFactory(customer=customer, vat_number=BROKEN_DE), staff=staff)
     down.refresh_from_db()
     assert (down.verification_status, down.vies_status, down.vies_consultation_number) == ("verified", vat.UNAVAILABLE, "")
     # VIES answers later: the recheck job stores the verdict; a number now invalid loses its verification.
     Payer.objects.filter(pk=down.pk).update(vat_number=INVALID_DE)
-    assert services.payers_vies_recheck() == 1
+    assert payers_vies_recheck() == 1
     down.refresh_from_db()
     assert (down.verification_status, down.vies_status) == (Payer.Verification.PENDING, vat.INVALID)
 
@@ -111,12 +113,12 @@ def test_reverse_charge_invoice_prints_the_consultation_and_the_seller_vat_id(vi
     TaxRateFactory(country="DE", profile_type="company", percent=Decimal("0"), reverse_charge=True)
     customer.country = "NL"
     customer.save()
-    payer = services.payer_verify(payer=CompanyPayerFactory(customer=customer, vat_number=VALID_DE), staff=StaffUserFactory())
+    payer = payer_verify(payer=CompanyPayerFactory(customer=customer, vat_number=VALID_DE), staff=StaffUserFactory())
     payer.refresh_from_db()
     assert (payer.vies_status, payer.vies_consultation_number) == (vat.VALID, "WAPIAAAAZ1234567")
-    invoice = services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
-                                     lines=[services.LineInput("VPS", 1, Decimal("100.00"))])
-    invoice = services.invoice_payer_choose(invoice=invoice, payer=payer)
+    invoice = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                            lines=[LineInput("VPS", 1, Decimal("100.00"))])
+    invoice = invoice_payer_choose(invoice=invoice, payer=payer)
     assert (invoice.reverse_charge, invoice.total) == (True, Decimal("100.00"))
     client.force_login(owner)
     response = client.get(reverse("billing:invoice_pdf", args=[invoice.pk]))

@@ -6,20 +6,20 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.tests.factories import UserFactory
-from billing import services
 from billing.models import Currency, Invoice
-from billing.services import LineInput
+from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
+from billing.services.payments import payment_record
 
 
 def _issue(customer, price="10.00", kind=Invoice.Kind.ORDER):
-    return services.invoice_issue(customer=customer, kind=kind, lines=[LineInput(description="VPS M", quantity=1, unit_price=Decimal(price))])
+    return invoice_issue(customer=customer, kind=kind, lines=[LineInput(description="VPS M", quantity=1, unit_price=Decimal(price))])
 
 
 @pytest.mark.django_db
 def test_pages_render(currencies, client_in, customer, fund):
     fund(customer, "50.00")
     invoice = _issue(customer, "20.00")
-    services.invoice_pay_from_balance(invoice=invoice)
+    invoice_pay_from_balance(invoice=invoice)
     open_invoice = _issue(customer, "99.00")
     payment = customer.payments.first()
     for url in [reverse("billing:balance"), reverse("billing:invoices"), reverse("billing:invoices") + "?status=paid&sort=total&q=VPS",
@@ -122,7 +122,7 @@ def test_invoice_list_query_count_is_constant(currencies, client_in, customer, d
 def test_payment_refused_while_profile_incomplete(currencies, client):
     owner = UserFactory(last_name="")
     client.force_login(owner)
-    services.payment_record(idempotency_key="f", customer=owner.customer, amount=Decimal("50.00"), currency="EUR", method="bank_transfer")
+    payment_record(idempotency_key="f", customer=owner.customer, amount=Decimal("50.00"), currency="EUR", method="bank_transfer")
     invoice = _issue(owner.customer)
     page = client.get(reverse("billing:invoice_detail", args=[invoice.pk]))
     assert b"payment-blocked" in page.content and reverse("accounts:settings").encode() in page.content
@@ -148,7 +148,7 @@ def test_balance_history_and_expenses_query_counts_are_constant(currencies, clie
     def spend(n):
         for _ in range(n):
             fund(customer, "3.00")
-            services.invoice_pay_from_balance(invoice=_issue(customer, "2.00"))
+            invoice_pay_from_balance(invoice=_issue(customer, "2.00"))
 
     spend(2)
     small = (count(reverse("billing:balance")), count(reverse("billing:expenses")), count(reverse("billing:payments")))

@@ -16,8 +16,8 @@ from django.utils import timezone
 from accounts.tests.factories import UserFactory
 from billing.models import LedgerEntry
 from billing.tests.factories import make_currencies
-from orders import renewals
 from orders.models import Order, OrderRenewal
+from orders.services import renewal_batch
 from orders.tests.factories import PlanFactory
 from orders.tests.test_renewals import fund
 from portal.tests.faults.conftest import database_url
@@ -83,7 +83,7 @@ def test_backup_restores_into_a_new_database_that_passes_the_ledger_audit(tmp_pa
                          currency="EUR", status=Order.Status.ACTIVE, provisioning=Order.Provisioning.DONE,
                          anchor_at=start, anchor_months=1, period_started_at=start, expires_at=timezone.now(),
                          current_period=1)
-    assert renewals.renewals_run().renewed == 1
+    assert renewal_batch.renewals_run().renewed == 1
     assert LedgerEntry.objects.count() >= 4 and OrderRenewal.objects.count() == 1
     media = tmp_path / "media"
     (media / "private" / "tickets").mkdir(parents=True)

@@ -151,7 +151,7 @@ def _call(module, job: ProvisioningJob):
 
 @transaction.atomic
 def _record_success(job: ProvisioningJob, result) -> None:
-    from orders import services
+    from orders.services import placing
 
     from .ip_pool import address_release
 
@@ -167,7 +167,7 @@ def _record_success(job: ProvisioningJob, result) -> None:
                          disk_gib=max(job.params["disk_gib"], getattr(result, "disk_kept_gib", None) or 0))
     VirtualMachine.objects.filter(order=order, deleted_at__isnull=True).update(**vm_fields)
     if job.action == Action.CREATE:
-        services.order_provisioned(order=order, ip=result)
+        placing.order_provisioned(order=order, ip=result)
     _run_next(order)
 
 
@@ -194,7 +194,7 @@ def retry_delay_seconds(attempts: int) -> int:
 
 @transaction.atomic
 def _record_failure(job: ProvisioningJob, error: Exception) -> str:
-    from orders import services
+    from orders.services import placing
 
     message = f"{type(error).__name__}: {error}"[:2000]
     # Module errors never carry secrets (passwords live only in the VM row and the seed image).
@@ -212,7 +212,7 @@ def _record_failure(job: ProvisioningJob, error: Exception) -> str:
             state=State.FAILED, claimed_at=None, last_error=message, finished_at=now)
         _run_next(order)
     if job.action == Action.CREATE:
-        services.order_provisioning_failed(order=order, error=message, final=not retry)
+        placing.order_provisioning_failed(order=order, error=message, final=not retry)
     return "retry" if retry else "failed"
 
 
@@ -238,7 +238,7 @@ def jobs_sweep(*, now=None) -> list[int]:
 @transaction.atomic
 def jobs_retry(*, job_ids: list[int], actor) -> int:
     """Staff: failed or cancelled jobs get a fresh set of attempts and run now."""
-    from orders import services
+    from orders.services import _common, placing
 
     # Lock order as everywhere: orders (pk order), then their jobs.
     order_ids = set(ProvisioningJob.objects.filter(pk__in=job_ids).values_list("order_id", flat=True))
@@ -250,9 +250,9 @@ def jobs_retry(*, job_ids: list[int], actor) -> int:
         order = orders[job.order_id]
         _restart(job)
         if job.action == Action.CREATE:
-            services.order_provisioning_failed(order=order, error="", final=False, retrying=True)
-        services._audit(order=order, actor=actor, action="provisioning_job_retry",
-                        details={"job": job.pk, "action": job.action})
+            placing.order_provisioning_failed(order=order, error="", final=False, retrying=True)
+        _common._audit(order=order, actor=actor, action="provisioning_job_retry",
+                       details={"job": job.pk, "action": job.action})
         _run_after_commit(job.pk)
     return len(jobs)
 

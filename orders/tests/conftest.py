@@ -4,7 +4,7 @@ from itertools import count
 import pytest
 
 from accounts.tests.factories import UserFactory
-from billing import services as billing_services
+from billing.services.payments import payment_record
 from billing.tests.audit_after_test import pytest_runtest_call  # noqa: F401 - the ledger audit after every test
 from billing.tests.factories import make_currencies
 
@@ -31,7 +31,7 @@ def fund(currencies):
     """Credit a customer's balance through a recorded payment (the real top-up path)."""
 
     def do_fund(customer, amount, currency=None):
-        return billing_services.payment_record(
+        return payment_record(
             idempotency_key=f"orders-test-fund:{customer.pk}:{next(_fund_keys)}", customer=customer,
             amount=Decimal(amount), currency=currency or customer.currency, method="bank_transfer",
         )

@@ -6,8 +6,8 @@ from django.urls import reverse
 
 from accounts.models import ActivityEvent
 from accounts.tests.factories import StaffUserFactory
-from orders import services
 from orders.models import IpAddress, Order, ProductType
+from orders.services import placing
 
 from .factories import IpPoolFactory, PlanFactory, ProductTypeFactory
 
@@ -29,7 +29,7 @@ def action(client, name, order, **data):
 
 def test_staff_actions_go_through_services_and_are_audited(staff_client, customer, fund):
     fund(customer, "100.00")
-    order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1, options={}, idempotency_key="a").order
+    order = placing.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1, options={}, idempotency_key="a").order
     expires = order.expires_at
     action(staff_client, "suspend", order, reason="abuse report")
     order.refresh_from_db()
@@ -49,7 +49,7 @@ def test_staff_actions_go_through_services_and_are_audited(staff_client, custome
 def test_manual_provisioning_is_completed_by_staff_with_the_ip(staff_client, customer, fund):
     fund(customer, "100.00")
     plan = PlanFactory(product_type=ProductTypeFactory(code="dedicated", name="Dedicated", provisioner=ProductType.Provisioner.MANUAL), ip_pool=None)
-    order = services.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="m").order
+    order = placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="m").order
     assert order.status == Order.Status.PENDING and order.provisioning == Order.Provisioning.WAITING_STAFF
     response = action(staff_client, "complete_provisioning", order, ip="not-an-ip")
     assert response.status_code == 200  # the form again, with its error
@@ -60,7 +60,7 @@ def test_manual_provisioning_is_completed_by_staff_with_the_ip(staff_client, cus
 
 def test_admin_pages_render(staff_client, customer, fund):
     fund(customer, "100.00")
-    order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1, options={}, idempotency_key="r").order
+    order = placing.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1, options={}, idempotency_key="r").order
     for url in (reverse("admin:orders_order_changelist") + "?expiring=7", reverse("admin:orders_order_change", args=[order.pk]),
                 reverse("admin:orders_plan_changelist"), reverse("admin:orders_ippool_changelist"),
                 reverse("admin:orders_plan_change", args=[order.plan_id])):
@@ -80,8 +80,8 @@ def test_staff_add_addresses_to_a_pool(staff_client):
 def test_order_page_shows_options_as_a_labelled_table_and_events_by_name(staff_client, customer, fund):
     fund(customer, "100.00")
     options = {"hostname": "web1.example.com", "os_image": "Ubuntu 24.04 LTS", "location": "Amsterdam"}
-    order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
-                                 options=options, idempotency_key="admin-page").order
+    order = placing.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
+                                options=options, idempotency_key="admin-page").order
     html = staff_client.get(reverse("admin:orders_order_change", args=[order.pk])).content.decode()
     table = html[html.index('data-testid="order-options"'):]
     table = table[:table.index("</table>")]

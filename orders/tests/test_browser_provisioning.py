@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import connection
 
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
-from billing.services import payment_record
+from billing.services.payments import payment_record
 from billing.tests.factories import make_currencies
 from orders.models import Order, VirtualMachine
 

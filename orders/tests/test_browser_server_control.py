@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
-from billing.services import payment_record
+from billing.services.payments import payment_record
 from billing.tests.factories import make_currencies
 from orders.models import VirtualMachine
 

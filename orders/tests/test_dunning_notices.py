@@ -7,8 +7,8 @@ import time_machine
 
 from accounts.tests.factories import UserFactory
 from notifications.models import EmailOutbox, Notification
-from orders import services
 from orders.models import Order
+from orders.services import lifecycle
 
 from .factories import PlanFactory
 from .test_renewals import T0, active_orders
@@ -30,8 +30,8 @@ def test_suspension_and_termination_are_announced_once_before_they_happen(settin
 
     def run(at):
         with time_machine.travel(at, tick=False):
-            services.orders_lifecycle_run()
-            return services.orders_lifecycle_run()  # a second run sends nothing again
+            lifecycle.orders_lifecycle_run()
+            return lifecycle.orders_lifecycle_run()  # a second run sends nothing again
 
     run(expires + timedelta(days=2) - timedelta(minutes=1))
     assert _kinds(customer) == []

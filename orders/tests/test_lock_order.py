@@ -10,11 +10,13 @@ from django.core.management import call_command
 from django.db import OperationalError
 
 from accounts.tests.factories import StaffUserFactory, UserFactory
-from billing import services as billing
+from billing.services.corrections import balance_adjust
+from billing.services.invoices import invoice_pay_from_balance
+from billing.services.ledger import customer_account, ledger_post, provider_account
 from billing.tests.concurrency import run_concurrently
 from billing.tests.factories import make_currencies
-from orders import services
 from orders.models import OrderRenewal, PlanChange
+from orders.services import placing, plan_change, renewing
 
 from .factories import PlanFactory, order_options
 
@@ -23,14 +25,14 @@ ROUNDS = 8
 
 
 def _credit(customer, amount, key):
-    billing.balance_adjust(customer=customer, amount=Decimal(amount), reason="test credit", actor=StaffUserFactory(),
-                           idempotency_key=key)
+    balance_adjust(customer=customer, amount=Decimal(amount), reason="test credit", actor=StaffUserFactory(),
+                   idempotency_key=key)
 
 
 def _active_order(customer, plan):
     _credit(customer, "10.00", f"place:{customer.pk}")
-    return services.order_place(customer=customer, actor=None, plan=plan, period_months=1,
-                                options=order_options(plan), idempotency_key=f"o:{customer.pk}").order
+    return placing.order_place(customer=customer, actor=None, plan=plan, period_months=1,
+                               options=order_options(plan), idempotency_key=f"o:{customer.pk}").order
 
 
 def _assert_no_errors(errors):
@@ -48,7 +50,7 @@ def test_renew_and_pay_on_the_same_renewal_invoice_never_deadlock():
         for n in range(ROUNDS):
             owner = UserFactory()
             order = _active_order(owner.customer, plan)
-            result = services.order_renew(order=order, periods=1, actor=owner)  # balance is 0: an unpaid invoice
+            result = renewing.order_renew(order=order, periods=1, actor=owner)  # balance is 0: an unpaid invoice
             assert not result.paid
             pairs.append((owner, order, result.invoice))
         for owner, _order, _invoice in pairs:
@@ -57,13 +59,13 @@ def test_renew_and_pay_on_the_same_renewal_invoice_never_deadlock():
         def renew(owner, order):
             # As the renew form posts it: the period it offered. Losing the race is a form error, not a 500.
             try:
-                return services.order_renew(order=order, periods=1, actor=owner, expected_period=2).paid
+                return renewing.order_renew(order=order, periods=1, actor=owner, expected_period=2).paid
             except ValidationError as error:
                 assert error.code == "renewed"
                 return "refused"
 
         def pay(owner, invoice):
-            return billing.invoice_pay_from_balance(invoice=invoice, actor=owner)
+            return invoice_pay_from_balance(invoice=invoice, actor=owner)
 
         for owner, order, invoice in pairs:
             results, errors = run_concurrently(lambda f, *a: f(*a), [(renew, owner, order), (pay, owner, invoice)])
@@ -79,10 +81,10 @@ def _credit_without_autopay(customer, amount):
     from django.db import transaction
 
     with transaction.atomic():
-        account = billing.customer_account(customer=customer)
-        other = billing.provider_account(kind="adjustment", currency=account.currency)
-        billing.ledger_post(idempotency_key=f"credit:{customer.pk}", kind="adjustment",
-                            legs=[(account, Decimal(amount)), (other, -Decimal(amount))], memo="test credit")
+        account = customer_account(customer=customer)
+        other = provider_account(kind="adjustment", currency=account.currency)
+        ledger_post(idempotency_key=f"credit:{customer.pk}", kind="adjustment",
+                    legs=[(account, Decimal(amount)), (other, -Decimal(amount))], memo="test credit")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -95,20 +97,20 @@ def test_plan_change_and_paying_the_upgrade_invoice_never_deadlock():
         for n in range(ROUNDS):
             owner = UserFactory()
             order = _active_order(owner.customer, standard)
-            change = services.order_change_plan(order=order, plan=pro, actor=owner)  # unpaid upgrade invoice
+            change = plan_change.order_change_plan(order=order, plan=pro, actor=owner)  # unpaid upgrade invoice
             assert not change.paid
             _credit_without_autopay(owner.customer, "30.00")
             pairs.append((owner, order, change.invoice))
 
         def change_plan(owner, order):
             try:
-                return services.order_change_plan(order=order, plan=pro, actor=owner).paid
+                return plan_change.order_change_plan(order=order, plan=pro, actor=owner).paid
             except ValidationError as error:  # the payment switched the plan first: a form error, not a 500
                 assert error.code == "plan"
                 return "refused"
 
         def pay(owner, invoice):
-            return billing.invoice_pay_from_balance(invoice=invoice, actor=owner)
+            return invoice_pay_from_balance(invoice=invoice, actor=owner)
 
         for owner, order, invoice in pairs:
             results, errors = run_concurrently(lambda f, *a: f(*a), [(change_plan, owner, order), (pay, owner, invoice)])

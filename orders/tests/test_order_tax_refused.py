@@ -38,10 +38,10 @@ def test_renewal_job_refuses_only_the_customer_without_a_rate(settings, currenci
     import time_machine
 
     from accounts.tests.factories import UserFactory
-    from billing.services import payment_record
+    from billing.services.payments import payment_record
     from billing.tests.factories import TaxRateFactory
-    from orders import renewals
     from orders.models import OrderRenewal
+    from orders.services import renewal_batch
 
     from .test_renewals import T0, active_orders
 
@@ -56,7 +56,7 @@ def test_renewal_job_refuses_only_the_customer_without_a_rate(settings, currenci
     active_orders([german, austrian], PlanFactory(), per_customer=1, now=T0)
 
     with time_machine.travel(T0, tick=False):
-        summary = renewals.renewals_run()
+        summary = renewal_batch.renewals_run()
 
     assert (summary.renewed, summary.errors) == (1, 1)
     assert OrderRenewal.objects.get(order__customer=german).status == OrderRenewal.Status.PAID

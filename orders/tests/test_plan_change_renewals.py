@@ -7,11 +7,12 @@ import pytest
 import time_machine
 from django.core.management import call_command
 
-from billing import services as billing
 from billing.models import Invoice
 from billing.selectors import balance_of
-from orders import renewals, services
+from billing.services.invoices import invoice_apply_balance
+from billing.services.payments import payment_record
 from orders.models import OrderRenewal
+from orders.services import placing, plan_change, renewal_batch
 
 from .factories import PlanFactory, order_options
 
@@ -32,11 +33,11 @@ def standard_order_with_open_renewal(customer, fund, standard):
     and the empty balance leaves it unpaid."""
     fund(customer, "12.00")
     with time_machine.travel(T0, tick=False):
-        order = services.order_place(customer=customer, actor=None, plan=standard, period_months=1,
-                                     options=order_options(standard), idempotency_key="std").order
+        order = placing.order_place(customer=customer, actor=None, plan=standard, period_months=1,
+                                    options=order_options(standard), idempotency_key="std").order
     order.refresh_from_db()
     with time_machine.travel(order.expires_at - timedelta(hours=23), tick=False):
-        renewals.renewals_run()
+        renewal_batch.renewals_run()
     renewal = OrderRenewal.objects.get(order=order, status=OrderRenewal.Status.PENDING)
     assert Invoice.objects.get(pk=renewal.invoice_id).total == Decimal("12.00")
     return order, renewal
@@ -48,10 +49,10 @@ def test_upgrade_paid_while_the_renewal_is_unpaid_reissues_the_renewal_at_the_ne
     order, old_renewal = standard_order_with_open_renewal(customer, fund, standard)
     with time_machine.travel(order.expires_at - timedelta(hours=22), tick=False):
         fund(customer, "0.40")
-        quote = services.plan_change_quote(order=order, plan=pro)
+        quote = plan_change.plan_change_quote(order=order, plan=pro)
         assert quote.proration.amount == Decimal("0.40")  # the last of 30 days: 12 / 30
         with django_capture_on_commit_callbacks(execute=True):
-            result = services.order_change_plan(order=order, plan=pro, actor=None, expected_amount=Decimal("0.40"))
+            result = plan_change.order_change_plan(order=order, plan=pro, actor=None, expected_amount=Decimal("0.40"))
     assert result.paid
     order.refresh_from_db()
     assert order.plan_id == pro.pk and order.price == Decimal("24.00")
@@ -64,12 +65,12 @@ def test_upgrade_paid_while_the_renewal_is_unpaid_reissues_the_renewal_at_the_ne
     # The old 12.00 is no longer enough to renew: a month of Pro costs 24.00.
     with time_machine.travel(order.expires_at - timedelta(hours=12), tick=False):
         fund(customer, "12.00")
-        renewals.renewals_run()
+        renewal_batch.renewals_run()
     order.refresh_from_db()
     assert order.current_period == 1
     with time_machine.travel(order.expires_at - timedelta(hours=6), tick=False):
         fund(customer, "12.00")
-        renewals.renewals_run()
+        renewal_batch.renewals_run()
     order.refresh_from_db()
     assert order.current_period == 2 and balance_of(customer) == Decimal("0.00")
     call_command("audit_ledger")
@@ -81,12 +82,12 @@ def test_money_applied_to_the_stale_renewal_returns_to_the_balance(customer, fun
     order, old_renewal = standard_order_with_open_renewal(customer, fund, standard)
     with time_machine.travel(order.expires_at - timedelta(hours=22), tick=False):
         fund(customer, "5.00")
-        billing.invoice_apply_balance(invoice=Invoice.objects.get(pk=old_renewal.invoice_id))
-        change = services.order_change_plan(order=order, plan=pro, actor=None)
+        invoice_apply_balance(invoice=Invoice.objects.get(pk=old_renewal.invoice_id))
+        change = plan_change.order_change_plan(order=order, plan=pro, actor=None)
         assert not change.paid
         with django_capture_on_commit_callbacks(execute=True):  # the upgrade is paid by bank transfer
-            billing.payment_record(idempotency_key="bank:upgrade", customer=customer, amount=change.invoice.total,
-                                   currency="EUR", method="bank_transfer", invoice=change.invoice)
+            payment_record(idempotency_key="bank:upgrade", customer=customer, amount=change.invoice.total,
+                           currency="EUR", method="bank_transfer", invoice=change.invoice)
     order.refresh_from_db()
     assert order.plan_id == pro.pk
     assert Invoice.objects.get(pk=old_renewal.invoice_id).status == Invoice.Status.CANCELLED
@@ -100,20 +101,20 @@ def test_scheduling_a_downgrade_reprices_the_issued_renewal(customer, fund, plan
     standard, pro = plans
     fund(customer, "24.00")
     with time_machine.travel(T0, tick=False):
-        order = services.order_place(customer=customer, actor=None, plan=pro, period_months=1,
-                                     options=order_options(pro), idempotency_key="pro").order
+        order = placing.order_place(customer=customer, actor=None, plan=pro, period_months=1,
+                                    options=order_options(pro), idempotency_key="pro").order
     order.refresh_from_db()
     with time_machine.travel(order.expires_at - timedelta(hours=23), tick=False):
-        renewals.renewals_run()
+        renewal_batch.renewals_run()
         old = OrderRenewal.objects.get(order=order, status=OrderRenewal.Status.PENDING)
         assert old.amount == Decimal("24.00")
-        services.order_change_plan(order=order, plan=standard, actor=None)
+        plan_change.order_change_plan(order=order, plan=standard, actor=None)
     renewal = OrderRenewal.objects.get(order=order, status=OrderRenewal.Status.PENDING)
     assert renewal.plan_id == standard.pk and renewal.amount == Decimal("12.00")
     assert Invoice.objects.get(pk=old.invoice_id).status == Invoice.Status.CANCELLED
     with time_machine.travel(order.expires_at - timedelta(hours=12), tick=False):
         fund(customer, "12.00")
-        renewals.renewals_run()
+        renewal_batch.renewals_run()
     order.refresh_from_db()
     assert order.current_period == 2 and order.plan_id == standard.pk
     call_command("audit_ledger")

@@ -6,8 +6,9 @@ import pytest
 import time_machine
 from django.core.exceptions import ValidationError
 
-from orders import pricing, services
+from orders import pricing
 from orders.models import PlanPrice
+from orders.services import placing, plan_change, renewing
 
 from .factories import PlanFactory
 
@@ -63,10 +64,10 @@ def test_upgrade_of_a_12_month_order_in_jpy(owner, fund):
     small = PlanFactory(prices={(12, "JPY"): "12000"})
     big = PlanFactory(product_type=small.product_type, prices={(12, "JPY"): "24000"})
     with time_machine.travel(datetime(2027, 6, 1, tzinfo=dt_timezone.utc), tick=False):
-        order = services.order_place(customer=customer, actor=None, plan=small, period_months=12, options={}, idempotency_key="j").order
+        order = placing.order_place(customer=customer, actor=None, plan=small, period_months=12, options={}, idempotency_key="j").order
     assert order.expires_at == datetime(2028, 6, 1, tzinfo=dt_timezone.utc)
     with time_machine.travel(datetime(2028, 2, 29, 12, tzinfo=dt_timezone.utc), tick=False):
-        quote = services.plan_change_quote(order=order, plan=big)
+        quote = plan_change.plan_change_quote(order=order, plan=big)
     assert (quote.proration.remaining_days, quote.proration.period_days) == (93, 366)
     assert quote.proration.amount == Decimal("3049")  # 12000 × 93/366 = 3049.18 → 3049
 
@@ -95,11 +96,11 @@ def test_upgrade_after_an_early_renewal_also_covers_the_periods_paid_ahead(custo
     small = PlanFactory()
     big = PlanFactory(product_type=small.product_type, prices={(1, "EUR"): "40.00"})
     with time_machine.travel(datetime(2026, 4, 1, tzinfo=dt_timezone.utc), tick=False):
-        order = services.order_place(customer=customer, actor=None, plan=small, period_months=1, options={}, idempotency_key="e").order
+        order = placing.order_place(customer=customer, actor=None, plan=small, period_months=1, options={}, idempotency_key="e").order
     with time_machine.travel(datetime(2026, 4, 16, tzinfo=dt_timezone.utc), tick=False):
-        services.order_renew(order=order, periods=2, actor=None)  # paid through 1 July
+        renewing.order_renew(order=order, periods=2, actor=None)  # paid through 1 July
         order.refresh_from_db()
-        quote = services.plan_change_quote(order=order, plan=big)
+        quote = plan_change.plan_change_quote(order=order, plan=big)
     # April: 15 of 30 days, then May and June in full: 30 × (15/30 + 2) = 75.00
     assert (quote.proration.remaining_days, quote.proration.period_days, quote.proration.later_periods) == (15, 30, 2)
     assert quote.proration.amount == Decimal("75.00")

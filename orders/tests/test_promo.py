@@ -11,11 +11,12 @@ from django.urls import reverse
 
 from accounts.tests.factories import UserFactory
 from billing.models import Invoice, LedgerAccount
-from billing.services import BillingError, LineInput, invoice_issue
+from billing.services.errors import BillingError
+from billing.services.invoices import LineInput, invoice_issue
 from billing.tests.concurrency import run_concurrently
 from billing.tests.factories import TaxRateFactory, make_currencies
-from orders import renewals, services
 from orders.models import Order, OrderRenewal, PromoCode, PromoRedemption
+from orders.services import lifecycle, placing, renewal_batch, renewing
 
 from .factories import PlanFactory, order_options
 
@@ -30,8 +31,8 @@ def _code(**fields) -> PromoCode:
 
 
 def _place(customer, plan, code="SPRING", key=None, months=1):
-    return services.order_place(customer=customer, actor=None, plan=plan, period_months=months, options=order_options(plan),
-                                idempotency_key=key or f"promo:{customer.pk}:{code}", promo_code=code)
+    return placing.order_place(customer=customer, actor=None, plan=plan, period_months=months, options=order_options(plan),
+                               idempotency_key=key or f"promo:{customer.pk}:{code}", promo_code=code)
 
 
 def _provider_balance(kind: str) -> Decimal:
@@ -69,10 +70,10 @@ def test_fixed_code_for_two_periods_discounts_the_first_renewal_and_not_the_next
         placed = _place(customer, plan, code="TWOMONTHS")
         assert placed.invoice.total == Decimal("7.00")  # period 1: 10.00 - 3.00
         # Periods 2 and 3 in one renewal: only period 2 is within the code's two periods: 20.00 - 3.00.
-        renewed = services.order_renew(order=placed.order, periods=2, actor=None)
+        renewed = renewing.order_renew(order=placed.order, periods=2, actor=None)
         assert renewed.paid and renewed.invoice.total == Decimal("17.00")
         # Period 4 is full price.
-        renewed = services.order_renew(order=placed.order, periods=1, actor=None)
+        renewed = renewing.order_renew(order=placed.order, periods=1, actor=None)
         assert renewed.invoice.total == Decimal("10.00") and not renewed.invoice.lines.filter(is_discount=True).exists()
 
 
@@ -88,7 +89,7 @@ def test_renewal_job_discounts_a_recurring_code_through_the_one_by_one_path(curr
         second = _place(without, plan, code="")
         assert (first.invoice.total, second.invoice.total) == (Decimal("5.00"), Decimal("10.00"))
     with time_machine.travel(first.order.expires_at - timedelta(hours=1), tick=False):
-        summary = renewals.renewals_run()
+        summary = renewal_batch.renewals_run()
     assert summary.renewed == 2
     totals = {r.order_id: Invoice.objects.get(pk=r.invoice_id).total for r in OrderRenewal.objects.all()}
     assert totals == {first.order.pk: Decimal("5.00"), second.order.pk: Decimal("10.00")}
@@ -139,7 +140,7 @@ def test_an_order_cancelled_unpaid_gives_its_use_back(settings, currencies, cust
         with pytest.raises(ValidationError):
             _place(UserFactory().customer, plan, code="ONCE")
     with time_machine.travel(T0 + timedelta(days=settings.ORDERS_PENDING_CANCEL_DAYS, hours=1), tick=False):
-        services.orders_lifecycle_run()
+        lifecycle.orders_lifecycle_run()
         placed.order.refresh_from_db()
         assert placed.order.status == Order.Status.CANCELLED
         assert _place(UserFactory().customer, plan, code="ONCE").invoice.total == Decimal("8.50")

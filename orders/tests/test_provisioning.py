@@ -6,15 +6,15 @@ from django.db import connection
 
 from accounts.tests.factories import UserFactory
 from billing.tests.factories import make_currencies
-from orders import services
 from orders.models import IpAddress, Order
+from orders.services import cancelling, placing
 
 from .factories import PlanFactory
 
 
 @pytest.mark.django_db(transaction=True)
 def test_twenty_concurrent_orders_for_a_pool_of_ten_get_ten_distinct_addresses():
-    from billing.services import payment_record
+    from billing.services.payments import payment_record
 
     make_currencies()
     plan = PlanFactory(ip_pool__size=10)
@@ -28,8 +28,8 @@ def test_twenty_concurrent_orders_for_a_pool_of_ten_get_ten_distinct_addresses()
     def buy(customer):
         try:
             barrier.wait()
-            services.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={},
-                                 idempotency_key=f"pool-order:{customer.pk}")
+            placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={},
+                                idempotency_key=f"pool-order:{customer.pk}")
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
         finally:
@@ -52,7 +52,7 @@ def test_twenty_concurrent_orders_for_a_pool_of_ten_get_ten_distinct_addresses()
     order = waiting.first()
     IpAddress.objects.create(pool=plan.ip_pool, address="192.0.2.200")
     staff = UserFactory(customer=None, is_staff=True)
-    assert services.order_provision_retry(order=order, actor=staff)
+    assert placing.order_provision_retry(order=order, actor=staff)
     order.refresh_from_db()
     assert order.status == Order.Status.ACTIVE and order.ip == "192.0.2.200"
 
@@ -61,11 +61,11 @@ def test_twenty_concurrent_orders_for_a_pool_of_ten_get_ten_distinct_addresses()
 def test_termination_releases_the_address_for_the_next_order(customer, fund):
     fund(customer, "100.00")
     plan = PlanFactory(ip_pool__size=1)
-    first = services.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="1").order
-    second = services.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="2").order
+    first = placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="1").order
+    second = placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="2").order
     assert second.provisioning == Order.Provisioning.WAITING_STAFF
-    services.order_cancel(order=first, actor=None, immediately=True)
+    cancelling.order_cancel(order=first, actor=None, immediately=True)
     staff = UserFactory(customer=None, is_staff=True)
-    services.order_provision_retry(order=second, actor=staff)
+    placing.order_provision_retry(order=second, actor=staff)
     second.refresh_from_db()
     assert second.ip == first.ip and second.status == Order.Status.ACTIVE

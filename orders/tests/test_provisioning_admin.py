@@ -49,14 +49,14 @@ def test_staff_retry_a_failed_job_from_the_jobs_list_with_the_permission(client,
     from orders.models import ProductType
 
     from .factories import PlanFactory, order_options
-    from orders import services
+    from orders.services import placing
 
     product_type, _ = ProductType.objects.get_or_create(code="kvm", defaults={
         "name": "KVM", "provisioner": ProductType.Provisioner.LIBVIRT, "order_fields": ["hostname"]})
     plan = PlanFactory(product_type=product_type)
     fund(customer, "50.00")
-    order = services.order_place(customer=customer, actor=None, plan=plan, period_months=1, options=order_options(plan),
-                                 idempotency_key="a").order
+    order = placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options=order_options(plan),
+                                idempotency_key="a").order
     job = ProvisioningJob.objects.get(order=order)
     ProvisioningJob.objects.filter(pk=job.pk).update(state=ProvisioningJob.State.FAILED, attempts=6,
                                                      last_error="ModuleError: no node")

@@ -7,12 +7,13 @@ import time_machine
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from orders import services
 from orders.models import (HypervisorNode, IpAddress, Location, Order, OsTemplate, ProductType, ProvisioningJob,
                            VirtualMachine)
 from orders.provisioning import jobs
 from orders.provisioning.base import ModuleError
 from orders.provisioning.libvirt_kvm import LibvirtModule
+from orders.services import placing
+from orders.services.staff import order_terminate
 
 from .factories import PlanFactory, order_options
 
@@ -39,8 +40,8 @@ def node(name, *, ram=4096, location=None, template_for=None):
 
 def paid_order(customer, fund, plan, key="k"):
     fund(customer, "50.00")
-    return services.order_place(customer=customer, actor=None, plan=plan, period_months=1,
-                                options=order_options(plan), idempotency_key=key).order
+    return placing.order_place(customer=customer, actor=None, plan=plan, period_months=1,
+                               options=order_options(plan), idempotency_key=key).order
 
 
 @time_machine.travel(T0, tick=False)
@@ -102,14 +103,14 @@ def test_termination_cancels_jobs_still_backing_off_and_frees_the_ip(plan, custo
     ProvisioningJob.objects.filter(pk=create.pk).update(state=State.DONE)
     with transaction.atomic():
         locked = Order.objects.select_for_update().get(pk=order.pk)
-        services.order_provisioned(order=locked, ip=IpAddress.objects.get(order=order).address)
+        placing.order_provisioned(order=locked, ip=IpAddress.objects.get(order=order).address)
         resize = jobs.job_enqueue(order=locked, action=Action.RESIZE,
                                   params={"vcpus": 4, "memory_mib": 2048, "disk_gib": 20, "plan": plan.pk})
     ProvisioningJob.objects.filter(pk=resize.pk).update(next_attempt_at=T0 + timedelta(minutes=5), attempts=2,
                                                         last_error="ModuleError: node down")
     from accounts.tests.factories import UserFactory
 
-    services.order_terminate(order=order, actor=UserFactory(customer=None, is_staff=True), reason="customer left")
+    order_terminate(order=order, actor=UserFactory(customer=None, is_staff=True), reason="customer left")
     assert ProvisioningJob.objects.get(pk=resize.pk).state == State.CANCELLED
     assert IpAddress.objects.filter(order=order).exists()  # until the terminate job has run
     terminate = ProvisioningJob.objects.get(order=order, action=Action.TERMINATE)
@@ -128,7 +129,7 @@ def test_two_parallel_placements_never_overfill_a_node():
     from django.db import connection
 
     from accounts.tests.factories import UserFactory
-    from billing.services import payment_record
+    from billing.services.payments import payment_record
     from billing.tests.factories import make_currencies
 
     make_currencies()
@@ -141,8 +142,8 @@ def test_two_parallel_placements_never_overfill_a_node():
         customer = UserFactory().customer
         payment_record(idempotency_key=f"slot:{n}", customer=customer, amount=Decimal("50.00"), currency="EUR",
                        method="bank_transfer")
-        orders.append(services.order_place(customer=customer, actor=None, plan=plan, period_months=1,
-                                           options=order_options(plan), idempotency_key=f"slot:{n}").order)
+        orders.append(placing.order_place(customer=customer, actor=None, plan=plan, period_months=1,
+                                          options=order_options(plan), idempotency_key=f"slot:{n}").order)
     barrier, results = threading.Barrier(2), []
 
     def place(order):
@@ -172,12 +173,12 @@ def test_a_job_retried_by_staff_after_termination_never_reaches_the_hypervisor(p
     create = ProvisioningJob.objects.get(order=order)
     ProvisioningJob.objects.filter(pk=create.pk).update(state=State.DONE)
     with transaction.atomic():
-        services.order_provisioned(order=Order.objects.select_for_update().get(pk=order.pk),
-                                   ip=IpAddress.objects.get(order=order).address)
+        placing.order_provisioned(order=Order.objects.select_for_update().get(pk=order.pk),
+                                  ip=IpAddress.objects.get(order=order).address)
         resize = jobs.job_enqueue(order=Order.objects.get(pk=order.pk), action=Action.RESIZE,
                                   params={"vcpus": 4, "memory_mib": 2048, "disk_gib": 20, "plan": plan.pk})
     staff = UserFactory(customer=None, is_staff=True)
-    services.order_terminate(order=order, actor=staff, reason="left")
+    order_terminate(order=order, actor=staff, reason="left")
     assert ProvisioningJob.objects.get(pk=resize.pk).state == State.CANCELLED
     terminate = ProvisioningJob.objects.get(order=order, action=Action.TERMINATE)
     assert jobs.job_run(job_id=terminate.pk) == "done"
@@ -218,9 +219,9 @@ def test_the_order_admin_retry_restarts_a_failed_create_with_fresh_attempts(plan
     job = ProvisioningJob.objects.get(order=order)
     ProvisioningJob.objects.filter(pk=job.pk).update(state=State.FAILED, attempts=6, last_error="ModuleError: x")
     with transaction.atomic():
-        services.order_provisioning_failed(order=Order.objects.select_for_update().get(pk=order.pk),
-                                           error="ModuleError: x", final=True)
-    assert services.order_provision_retry(order=order, actor=UserFactory(customer=None, is_staff=True)) is False
+        placing.order_provisioning_failed(order=Order.objects.select_for_update().get(pk=order.pk),
+                                          error="ModuleError: x", final=True)
+    assert placing.order_provision_retry(order=order, actor=UserFactory(customer=None, is_staff=True)) is False
     job.refresh_from_db()
     order.refresh_from_db()
     assert (job.state, job.attempts) == (State.QUEUED, 0)

@@ -12,12 +12,14 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from accounts.tests.factories import UserFactory
-from orders import services
+from orders import provisioning
 from orders.models import HypervisorNode, IpAddress, Order, OrderEvent, ProvisioningJob, VirtualMachine
 from orders.provisioning import jobs
+from orders.services import lifecycle, placing, plan_change, renewing
+from orders.services.staff import order_suspend, order_terminate, order_unsuspend
 
 from .factories import PlanFactory
 from .hypervisor import disk_backing, domain_xml, hypervisor, kvm, kvm_node, kvm_options, kvm_plan, volume_names  # noqa: F401
@@ -27,8 +29,8 @@ Action, State = ProvisioningJob.Action, ProvisioningJob.State
 
 
 def place(customer, plan, key="k1"):
-    return services.order_place(customer=customer, actor=None, plan=plan, period_months=1, options=kvm_options(plan),
-                                idempotency_key=key).order
+    return placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options=kvm_options(plan),
+                               idempotency_key=key).order
 
 
 def run_queued(order) -> list[str]:
@@ -101,12 +103,12 @@ def test_paid_order_becomes_a_running_vm_of_the_plan_size_with_a_cloud_init_seed
 def test_two_create_jobs_for_one_order_make_one_vm(kvm, kvm_plan, currencies):
     _libvirt, conn, pool_name = kvm
     customer = UserFactory().customer
-    from billing.services import payment_record
+    from billing.services.payments import payment_record
 
     payment_record(idempotency_key="kvm-fund", customer=customer, amount=Decimal("100.00"), currency="EUR",
                    method="bank_transfer")
     order = place(customer, kvm_plan)
-    with services.transaction.atomic():
+    with transaction.atomic():
         locked = Order.objects.select_for_update().get(pk=order.pk)
         twin = jobs.job_enqueue(order=locked, action=Action.CREATE)
     job = ProvisioningJob.objects.get(order=order)
@@ -158,7 +160,7 @@ def test_a_same_named_domain_of_another_database_is_never_adopted(kvm, kvm_plan,
 def test_power_operations_and_status_reach_the_domain(kvm, kvm_plan, customer, fund):
     _libvirt, conn, _pool = kvm
     order = active_order(customer, fund, kvm_plan)
-    module = services.provisioning.module_for(order)
+    module = provisioning.module_for(order)
     name = VirtualMachine.objects.get(order=order).domain
     module.power_off(order)
     assert state_of(conn, name) == "shutoff" and module.status(order) == "stopped"
@@ -182,12 +184,12 @@ def test_unpaid_suspension_stops_the_vm_and_the_renewal_starts_it(kvm, kvm_plan,
     name = VirtualMachine.objects.get(order=order).domain
     after_grace = order.expires_at + timedelta(days=settings.ORDERS_GRACE_DAYS, hours=1)
     with time_machine.travel(after_grace, tick=True):
-        summary = services.orders_lifecycle_run()
+        summary = lifecycle.orders_lifecycle_run()
         assert summary.suspended == 1
         assert run_queued(order) == ["done"]
         assert state_of(conn, name) == "shutoff"
         assert conn.lookupByName(name).autostart() == 0
-        result = services.order_renew(order=order, periods=1, actor=None)
+        result = renewing.order_renew(order=order, periods=1, actor=None)
         assert result.paid
         assert Order.objects.get(pk=order.pk).status == Order.Status.ACTIVE
         assert run_queued(order) == ["done"]
@@ -203,13 +205,13 @@ def test_staff_suspend_twice_is_one_job_and_unsuspend_starts_it_again(kvm, kvm_p
     order = active_order(customer, fund, kvm_plan)
     name = VirtualMachine.objects.get(order=order).domain
     staff = UserFactory(customer=None, is_staff=True)
-    services.order_suspend(order=order, actor=staff, reason="abuse")
-    with services.transaction.atomic():
+    order_suspend(order=order, actor=staff, reason="abuse")
+    with transaction.atomic():
         again = jobs.job_enqueue(order=Order.objects.select_for_update().get(pk=order.pk), action=Action.SUSPEND)
     assert ProvisioningJob.objects.filter(order=order, action=Action.SUSPEND).count() == 1 and again.requested_by == staff
     assert run_queued(order) == ["done"]
     assert state_of(conn, name) == "shutoff"
-    services.order_unsuspend(order=order, actor=staff)
+    order_unsuspend(order=order, actor=staff)
     assert run_queued(order) == ["done"]
     assert state_of(conn, name) == "running"
 
@@ -221,7 +223,7 @@ def test_termination_undefines_the_domain_deletes_its_disks_then_frees_the_ip(kv
     order = active_order(customer, fund, kvm_plan)
     name = VirtualMachine.objects.get(order=order).domain
     staff = UserFactory(customer=None, is_staff=True)
-    services.order_terminate(order=order, actor=staff, reason="requested")
+    order_terminate(order=order, actor=staff, reason="requested")
     assert IpAddress.objects.filter(order=order).exists()  # still in use until the domain is gone
     assert run_queued(order) == ["done"]
     assert not [d for d in conn.listAllDomains(0) if d.name() == name]
@@ -237,9 +239,9 @@ def test_upgrade_resizes_cpu_memory_and_grows_the_disk_with_one_restart(kvm, kvm
     order = active_order(customer, fund, kvm_plan)
     bigger = PlanFactory(product_type=kvm_plan.product_type, code="kvm-big", name="KVM Big", cpu_cores=2, ram_gb=1,
                          disk_gb=2, module_settings={"memory_mib": 128}, prices={(1, "EUR"): "20.00"})
-    quote = services.plan_change_quote(order=order, plan=bigger)
-    assert "restarts once" in services.provisioning.plan_change_notice(order, bigger)
-    result = services.order_change_plan(order=order, plan=bigger, actor=None, expected_amount=quote.proration.amount)
+    quote = plan_change.plan_change_quote(order=order, plan=bigger)
+    assert "restarts once" in provisioning.plan_change_notice(order, bigger)
+    result = plan_change.order_change_plan(order=order, plan=bigger, actor=None, expected_amount=quote.proration.amount)
     assert result.paid
     job = ProvisioningJob.objects.get(order=order, action=Action.RESIZE)
     assert job.params == {"vcpus": 2, "memory_mib": 128, "disk_gib": 2, "plan": bigger.pk}
@@ -261,13 +263,13 @@ def test_reinstall_replaces_the_disk_with_an_overlay_on_the_new_template(kvm, kv
     order = active_order(customer, fund, kvm_plan)
     name = VirtualMachine.objects.get(order=order).domain
     disk_path = domain_xml(conn, name).find("devices/disk[@device='disk']/source").get("file")
-    services.provisioning.module_for(order).power_off(order)
+    provisioning.module_for(order).power_off(order)
     # The customer's data: 64 KiB of 0xab at the start of the disk (written with QEMU's own tool).
     subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0xab 0 64k", disk_path], check=True, capture_output=True)
     assert qemu_read_pattern(disk_path, "0xab")
     first_password = jobs.vm_password_take(order=order, actor=None)  # the customer read it
     assert first_password and VirtualMachine.objects.get(order=order).initial_password == ""
-    with services.transaction.atomic():
+    with transaction.atomic():
         jobs.job_enqueue(order=Order.objects.select_for_update().get(pk=order.pk), action=Action.REINSTALL,
                          params={"os_image": "Debian 12", "ssh_keys": []})
     assert run_queued(order) == ["done"]
@@ -328,7 +330,7 @@ def test_a_worker_killed_mid_create_is_completed_by_the_sweeper(kvm, kvm_plan, c
 
     _libvirt, conn, pool_name = kvm
     customer = UserFactory().customer
-    from billing.services import payment_record
+    from billing.services.payments import payment_record
 
     payment_record(idempotency_key="kvm-kill", customer=customer, amount=Decimal("100.00"), currency="EUR",
                    method="bank_transfer")

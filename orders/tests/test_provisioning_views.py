@@ -8,8 +8,8 @@ from django.urls import reverse
 
 from accounts.models import User
 from accounts.tests.factories import UserFactory
-from orders import services
 from orders.models import HypervisorNode, IpAddress, Order, ProductType, ProvisioningJob, VirtualMachine
+from orders.services import placing
 
 from .factories import PlanFactory, order_options
 
@@ -23,8 +23,8 @@ def setting_up(customer, fund):
         "name": "KVM", "provisioner": ProductType.Provisioner.LIBVIRT, "order_fields": ["hostname"]})
     plan = PlanFactory(product_type=product_type)
     fund(customer, "50.00")
-    return services.order_place(customer=customer, actor=None, plan=plan, period_months=1, options=order_options(plan),
-                                idempotency_key="v").order
+    return placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options=order_options(plan),
+                               idempotency_key="v").order
 
 
 def finish_create(order, password="s3cret-Pass-123"):
@@ -35,8 +35,8 @@ def finish_create(order, password="s3cret-Pass-123"):
                                   initial_password=password)
     ProvisioningJob.objects.filter(order=order).update(state=ProvisioningJob.State.DONE)
     with transaction.atomic():
-        services.order_provisioned(order=Order.objects.select_for_update().get(pk=order.pk),
-                                   ip=IpAddress.objects.get(order=order).address)
+        placing.order_provisioned(order=Order.objects.select_for_update().get(pk=order.pk),
+                                  ip=IpAddress.objects.get(order=order).address)
 
 
 @time_machine.travel(T0, tick=False)
@@ -65,8 +65,8 @@ def test_the_order_page_polls_while_the_server_is_set_up_then_reloads(client, ow
 @time_machine.travel(T0, tick=False)
 def test_a_failed_setup_tells_the_customer_the_payment_is_safe(client, owner, setting_up):
     with transaction.atomic():
-        services.order_provisioning_failed(order=Order.objects.select_for_update().get(pk=setting_up.pk),
-                                           error="ModuleError: disk full", final=True)
+        placing.order_provisioning_failed(order=Order.objects.select_for_update().get(pk=setting_up.pk),
+                                          error="ModuleError: disk full", final=True)
     client.force_login(owner)
     html = client.get(reverse("orders:order_detail", args=[setting_up.pk])).content.decode()
     assert 'data-testid="setup-failed"' in html and "Your payment is safe" in html and "disk full" not in html

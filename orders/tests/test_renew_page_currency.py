@@ -5,8 +5,10 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from billing import services as billing_services
-from orders import services
+from billing.services.corrections import balance_adjust
+from billing.services.currency import account_currency_change, account_currency_change_preview
+from billing.services.ledger import customer_account
+from orders.services import placing
 
 from .factories import PlanFactory
 
@@ -15,12 +17,12 @@ pytestmark = pytest.mark.django_db
 
 def test_renew_page_shows_the_balance_in_the_account_currency(client, owner, customer, fund):
     fund(customer, "100.00")
-    order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1, options={},
-                                 idempotency_key="eur-order").order
+    order = placing.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1, options={},
+                                idempotency_key="eur-order").order
     assert order.currency == "EUR"
-    rate = billing_services.account_currency_change_preview(customer=customer, currency="USD").quote.rate
-    billing_services.account_currency_change(customer=customer, currency="USD", expected_rate=rate)
-    billing_services.balance_adjust(customer=customer, amount=Decimal("51.07") - billing_services.customer_account(
+    rate = account_currency_change_preview(customer=customer, currency="USD").quote.rate
+    account_currency_change(customer=customer, currency="USD", expected_rate=rate)
+    balance_adjust(customer=customer, amount=Decimal("51.07") - customer_account(
         customer=customer, currency="USD").balance, reason="round figure for the test", actor=None)
 
     client.force_login(owner)

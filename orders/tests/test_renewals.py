@@ -14,8 +14,9 @@ from billing.models import Invoice
 from billing.selectors import balance_of
 from billing.tests.factories import make_currencies
 from notifications.models import Notification
-from orders import renewals, services
 from orders.models import IpAddress, Order, OrderRenewal
+from orders.services import lifecycle, placing, renewal_batch, renewing
+from orders.services.cancelling import order_cancel, order_set_auto_renew
 
 from .factories import PlanFactory
 
@@ -35,7 +36,7 @@ def active_orders(customers, plan, per_customer, now):
 
 
 def fund(customer, amount):
-    from billing.services import payment_record
+    from billing.services.payments import payment_record
 
     payment_record(idempotency_key=f"fund:{customer.pk}:{amount}:{balance_of(customer)}", customer=customer,
                    amount=Decimal(amount), currency=customer.currency, method="bank_transfer")
@@ -68,7 +69,7 @@ def test_two_runs_at_the_same_moment_charge_every_order_exactly_once(caplog):
         try:
             barrier.wait()
             with time_machine.travel(T0, tick=True):
-                summaries.append(renewals.renewals_run(chunk_size=25))
+                summaries.append(renewal_batch.renewals_run(chunk_size=25))
         except BaseException as error:  # noqa: BLE001 - reported below
             failures.append(error)
         finally:
@@ -88,7 +89,7 @@ def test_two_runs_at_the_same_moment_charge_every_order_exactly_once(caplog):
         assert balance_of(customer) == Decimal("0.00")
     # A third run later finds nothing more to charge for this period.
     with time_machine.travel(T0, tick=False):
-        assert renewals.renewals_run().renewed == 0
+        assert renewal_batch.renewals_run().renewed == 0
 
 
 class SimulatedKill(BaseException):
@@ -112,10 +113,10 @@ def test_run_killed_half_way_is_completed_by_the_next_run():
 
     with time_machine.travel(T0, tick=False):
         with pytest.raises(SimulatedKill):
-            renewals.renewals_run(chunk_size=30, on_order=kill_at_order_50)
+            renewal_batch.renewals_run(chunk_size=30, on_order=kill_at_order_50)
         renewed_before = OrderRenewal.objects.filter(status=OrderRenewal.Status.PAID).count()
         assert 0 < renewed_before < 100  # whole chunks before the kill committed, the killed one did not
-        summary = renewals.renewals_run(chunk_size=30)
+        summary = renewal_batch.renewals_run(chunk_size=30)
     assert summary.renewed == 100 - renewed_before
     assert_renewed_exactly_once(orders)
 
@@ -124,8 +125,8 @@ def test_run_killed_half_way_is_completed_by_the_next_run():
 def test_insufficient_funds_follows_the_lifecycle_on_a_frozen_clock(customer, currencies, fund):
     fund(customer, "10.00")
     with time_machine.travel(T0, tick=False):
-        order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
-                                     options={}, idempotency_key="x").order
+        order = placing.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
+                                    options={}, idempotency_key="x").order
     expires = order.expires_at
     assert expires == datetime(2026, 2, 28, 10, 0, tzinfo=dt_timezone.utc)  # Jan 31 + 1 month
     ip = order.ip
@@ -134,8 +135,8 @@ def test_insufficient_funds_follows_the_lifecycle_on_a_frozen_clock(customer, cu
         return Notification.objects.filter(customer=customer, kind=kind).count()
 
     with time_machine.travel(expires - timedelta(hours=12), tick=False):
-        first = renewals.renewals_run()
-        second = renewals.renewals_run()
+        first = renewal_batch.renewals_run()
+        second = renewal_batch.renewals_run()
     assert (first.unpaid, second.unpaid, first.renewed + second.renewed) == (1, 1, 0)
     assert balance_of(customer) == Decimal("0.00")
     renewal = OrderRenewal.objects.get(order=order)
@@ -146,25 +147,25 @@ def test_insufficient_funds_follows_the_lifecycle_on_a_frozen_clock(customer, cu
     assert Notification.objects.get(kind="renewal_failed").link == f"/billing/invoices/{renewal.invoice_id}/"
 
     with time_machine.travel(expires + timedelta(hours=1), tick=False):
-        services.orders_lifecycle_run()
-        renewals.renewals_run()
+        lifecycle.orders_lifecycle_run()
+        renewal_batch.renewals_run()
     order.refresh_from_db()
     assert order.status == Order.Status.EXPIRED and notices("renewal_failed") == 1
 
     with time_machine.travel(expires + timedelta(days=2), tick=False):
-        services.orders_lifecycle_run()
+        lifecycle.orders_lifecycle_run()
     order.refresh_from_db()
     assert order.status == Order.Status.EXPIRED  # still within the 3-day grace period
 
     with time_machine.travel(expires + timedelta(days=3, hours=1), tick=False):
-        services.orders_lifecycle_run()
-        services.orders_lifecycle_run()
+        lifecycle.orders_lifecycle_run()
+        lifecycle.orders_lifecycle_run()
     order.refresh_from_db()
     assert order.status == Order.Status.SUSPENDED and notices("service_suspended") == 1
 
     with time_machine.travel(expires + timedelta(days=17, hours=1), tick=False):
-        services.orders_lifecycle_run()
-        services.orders_lifecycle_run()
+        lifecycle.orders_lifecycle_run()
+        lifecycle.orders_lifecycle_run()
     order.refresh_from_db()
     assert order.status == Order.Status.TERMINATED and notices("service_terminated") == 1
     assert not IpAddress.objects.filter(address=ip, order__isnull=False).exists()
@@ -178,13 +179,13 @@ def test_insufficient_funds_follows_the_lifecycle_on_a_frozen_clock(customer, cu
 def test_topping_up_a_suspended_order_renews_it_from_today(customer, currencies, fund, django_capture_on_commit_callbacks):
     fund(customer, "10.00")
     with time_machine.travel(T0, tick=False):
-        order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
-                                     options={}, idempotency_key="x").order
+        order = placing.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
+                                    options={}, idempotency_key="x").order
     now = order.expires_at + timedelta(days=5)
     with time_machine.travel(now, tick=False):
-        renewals.renewals_run()
-        services.orders_lifecycle_run()
-        services.orders_lifecycle_run()
+        renewal_batch.renewals_run()
+        lifecycle.orders_lifecycle_run()
+        lifecycle.orders_lifecycle_run()
         order.refresh_from_db()
         assert order.status == Order.Status.SUSPENDED
         with django_capture_on_commit_callbacks(execute=True):
@@ -198,12 +199,12 @@ def test_topping_up_a_suspended_order_renews_it_from_today(customer, currencies,
 def test_expiring_notices_once_each_at_7_3_and_1_days(customer, currencies, fund):
     fund(customer, "10.00")
     with time_machine.travel(T0, tick=False):
-        order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
-                                     options={}, idempotency_key="x").order
-        services.order_set_auto_renew(order=order, auto_renew=False, actor=None)
+        order = placing.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
+                                    options={}, idempotency_key="x").order
+        order_set_auto_renew(order=order, auto_renew=False, actor=None)
     for days_before in (10, 7, 6, 3, 3, 1, 1):
         with time_machine.travel(order.expires_at - timedelta(days=days_before) + timedelta(minutes=1), tick=False):
-            services.orders_lifecycle_run()
+            lifecycle.orders_lifecycle_run()
     sent = list(Notification.objects.filter(kind="service_expiring").order_by("pk").values_list("context__days_left", flat=True))
     assert sent == ["7", "3", "1"]
 
@@ -215,14 +216,14 @@ def test_auto_renew_off_or_cancel_at_period_end_is_not_renewed(customer, currenc
     customer.save()
     with time_machine.travel(T0, tick=False):
         plan = PlanFactory()
-        follows_default = services.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="a").order
-        explicit_on = services.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="b").order
-        services.order_set_auto_renew(order=explicit_on, auto_renew=True, actor=None)
-        cancelling = services.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="c").order
-        services.order_set_auto_renew(order=cancelling, auto_renew=True, actor=None)
-        services.order_cancel(order=cancelling, actor=None)
+        follows_default = placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="a").order
+        explicit_on = placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="b").order
+        order_set_auto_renew(order=explicit_on, auto_renew=True, actor=None)
+        cancelling = placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="c").order
+        order_set_auto_renew(order=cancelling, auto_renew=True, actor=None)
+        order_cancel(order=cancelling, actor=None)
     with time_machine.travel(explicit_on.expires_at - timedelta(hours=1), tick=False):
-        summary = renewals.renewals_run()
+        summary = renewal_batch.renewals_run()
     assert summary.renewed == 1
     assert list(OrderRenewal.objects.values_list("order_id", flat=True)) == [explicit_on.pk]
 
@@ -231,8 +232,8 @@ def test_auto_renew_off_or_cancel_at_period_end_is_not_renewed(customer, currenc
 def test_renew_services_command_prints_progress_and_a_summary(customer, currencies, fund):
     fund(customer, "10.00")
     with time_machine.travel(T0, tick=False):
-        order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
-                                     options={}, idempotency_key="x").order
+        order = placing.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
+                                    options={}, idempotency_key="x").order
     fund(customer, "10.00")
     out = io.StringIO()
     with time_machine.travel(order.expires_at - timedelta(hours=2), tick=False):
@@ -249,12 +250,12 @@ def test_renew_services_command_prints_progress_and_a_summary(customer, currenci
 def test_manual_renewal_replaces_a_pending_renewal_invoice_of_the_same_period(customer, currencies, fund):
     fund(customer, "10.00")
     with time_machine.travel(T0, tick=False):
-        order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
-                                     options={}, idempotency_key="x").order
+        order = placing.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
+                                    options={}, idempotency_key="x").order
     with time_machine.travel(order.expires_at - timedelta(hours=2), tick=False):
-        renewals.renewals_run()  # no funds: pending renewal with an unpaid invoice for period 2
+        renewal_batch.renewals_run()  # no funds: pending renewal with an unpaid invoice for period 2
         first = OrderRenewal.objects.get(order=order)
-        result = services.order_renew(order=order, periods=3, actor=None)
+        result = renewing.order_renew(order=order, periods=3, actor=None)
     assert not result.paid and result.renewal.periods == 3 and result.invoice.total == Decimal("30.00")
     assert Invoice.objects.get(pk=first.invoice_id).status == Invoice.Status.CANCELLED
     assert OrderRenewal.objects.filter(order=order).count() == 1
@@ -273,11 +274,11 @@ def test_auto_payment_is_asked_before_giving_up(customer, currencies, fund, djan
     gateway_services.autopay_configure(customer=customer, enabled=True, method=method, monthly_limit=Decimal("100.00"))
     fund(customer, "10.00")
     with time_machine.travel(T0, tick=False):
-        order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
-                                     options={}, idempotency_key="x").order
+        order = placing.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,
+                                    options={}, idempotency_key="x").order
     with time_machine.travel(order.expires_at - timedelta(hours=2), tick=False):
         with django_capture_on_commit_callbacks(execute=True):
-            summary = renewals.renewals_run()
+            summary = renewal_batch.renewals_run()
     assert summary.unpaid == 1  # the balance alone did not cover it ...
     order.refresh_from_db()
     assert order.current_period == 2  # ... the saved card topped it up and billing paid the renewal

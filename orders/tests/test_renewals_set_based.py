@@ -17,9 +17,9 @@ from billing.models import Invoice, LedgerEntry, TaxRate
 from billing.selectors import balance_of
 from notifications.models import EmailOutbox, Notification, NotificationPreference
 from notifications.services import _render_email, _render_kind
-from orders import renewals, services
 from orders.models import Order, OrderEvent, OrderRenewal
 from orders.pricing import add_months
+from orders.services import placing, plan_change, renewal_batch, renewing
 
 from .factories import PlanFactory
 from .test_renewals import T0, active_orders
@@ -30,7 +30,7 @@ FALLBACK = "renewing them one by one"
 @pytest.fixture
 def no_fallback(caplog):
     """Fails the test if a chunk left the set-based path for the one-by-one services."""
-    caplog.set_level(logging.ERROR, logger="orders.renewals")
+    caplog.set_level(logging.ERROR, logger="orders.services.renewal_batch")
     yield
     assert FALLBACK not in caplog.text
 
@@ -45,15 +45,15 @@ def customers_with_orders(count, per_customer, plan, fund, amount="100.00"):
 
 def run(**kwargs):
     with time_machine.travel(T0, tick=False):
-        return renewals.renewals_run(**kwargs)
+        return renewal_batch.renewals_run(**kwargs)
 
 
 @pytest.fixture
 def only_orders_paid_handlers(monkeypatch):
     """Billing's paid-invoice registry as OrdersConfig.ready() leaves it (other tests add handlers)."""
     monkeypatch.setattr(hooks, "_invoice_paid_handlers", {
-        Invoice.Kind.ORDER: [services.on_order_invoice_paid], Invoice.Kind.RENEWAL: [services.on_renewal_invoice_paid],
-        Invoice.Kind.PLAN_CHANGE: [services.on_plan_change_invoice_paid]})
+        Invoice.Kind.ORDER: [placing.on_order_invoice_paid], Invoice.Kind.RENEWAL: [renewing.on_renewal_invoice_paid],
+        Invoice.Kind.PLAN_CHANGE: [plan_change.on_plan_change_invoice_paid]})
 
 
 @pytest.mark.django_db
@@ -201,7 +201,7 @@ def test_running_again_renews_nothing_twice(currencies, fund, no_fallback):
     assert run(chunk_size=4).renewed == 0
     later = T0 + timedelta(days=28)
     with time_machine.travel(later, tick=False):
-        assert renewals.renewals_run().renewed == 6  # the next period, once
+        assert renewal_batch.renewals_run().renewed == 6  # the next period, once
     assert OrderRenewal.objects.filter(status="paid").count() == 12
     assert Notification.objects.filter(kind="service_renewed").count() == 12
     call_command("audit_ledger")

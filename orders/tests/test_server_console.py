@@ -11,10 +11,10 @@ from django.utils import timezone
 
 from accounts.models import ActivityEvent, User
 from accounts.tests.factories import UserFactory
-from orders import services
 from orders.console import console_redeem
 from orders.console_plugin import ConsoleTokenPlugin
 from orders.models import ConsoleToken, Order, VirtualMachine
+from orders.services import staff
 
 from .hypervisor import domain_xml, hypervisor, kvm, kvm_node, kvm_plan  # noqa: F401
 from .test_provisioning_libvirt import active_order
@@ -70,7 +70,7 @@ def test_no_console_for_a_suspended_server_another_customer_or_finance(client, o
     client.force_login(owner)
     assert client.get(url).status_code == 405  # a GET issues nothing
     with transaction.atomic():
-        services.order_suspend(order=Order.objects.select_for_update().get(pk=server.pk), actor=None)
+        staff.order_suspend(order=Order.objects.select_for_update().get(pk=server.pk), actor=None)
     refused = client.post(url, follow=True).content.decode()
     assert "The console is available only for an active server." in refused and "data-token" not in refused
     assert not ConsoleToken.objects.exists()

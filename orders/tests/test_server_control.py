@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from accounts.models import ActivityEvent, User
 from accounts.tests.factories import UserFactory
-from orders import services
 from orders.models import Order, ProvisioningJob, VirtualMachine
+from orders.services import staff
 
 from .hypervisor import hypervisor  # noqa: F401 - fixture
 from .test_provisioning_views import finish_create, setting_up  # noqa: F401 - fixture
@@ -65,7 +65,7 @@ def test_bad_input_and_a_suspended_server_change_nothing(client, owner, server):
     refused = client.post(power_url(server, "start"), {"request_id": "not-a-uuid"}, headers=HX)
     assert refused.status_code == 400 and "The form has expired" in refused.content.decode()
     with transaction.atomic():
-        services.order_suspend(order=Order.objects.select_for_update().get(pk=server.pk), actor=None)
+        staff.order_suspend(order=Order.objects.select_for_update().get(pk=server.pk), actor=None)
     suspended = client.post(power_url(server, "start"), {"request_id": REQUEST_A}, headers=HX)
     assert suspended.status_code == 400 and "cannot be controlled now" in suspended.content.decode()
     assert not power_jobs(server).exists() and not ActivityEvent.objects.filter(action="server_power").exists()

@@ -74,13 +74,13 @@ def test_reinstall_needs_the_password_and_replaces_the_disk(client, owner, custo
 
 @pytest.mark.django_db
 def test_reinstall_is_for_the_owner_and_technical_only_and_404_for_others(client, customer, fund, kvm_plan):  # noqa: F811
-    from .test_provisioning_views import finish_create
-    from orders import services
     from .factories import order_options
+    from .test_provisioning_views import finish_create
+    from orders.services import placing
 
     fund(customer, "50.00")
-    order = services.order_place(customer=customer, actor=None, plan=kvm_plan, period_months=1,
-                                 options=order_options(kvm_plan), idempotency_key="r").order
+    order = placing.order_place(customer=customer, actor=None, plan=kvm_plan, period_months=1,
+                                options=order_options(kvm_plan), idempotency_key="r").order
     finish_create(order)
     url = reverse("orders:server_reinstall", args=[order.pk])
     client.force_login(UserFactory(customer=customer, role=User.Role.FINANCE))

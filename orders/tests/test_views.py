@@ -11,8 +11,8 @@ from accounts.models import User
 from accounts.tests.factories import UserFactory
 from billing.models import Invoice
 from billing.selectors import balance_of
-from orders import services
 from orders.models import Order, OrderRenewal
+from orders.services import placing
 
 from .factories import PlanFactory
 
@@ -95,7 +95,7 @@ def test_another_customers_order_is_404(client_owner, currencies):
 def test_technical_user_sees_services_but_cannot_spend_the_balance(client, customer, fund):
     fund(customer, "100.00")
     plan = PlanFactory()
-    order = services.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="t").order
+    order = placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="t").order
     technical = UserFactory(customer=customer, role=User.Role.TECHNICAL)
     client.force_login(technical)
     assert client.get(reverse("orders:order_list")).status_code == 200
@@ -159,7 +159,7 @@ def test_order_without_enough_balance_goes_to_the_invoice(client_owner, customer
 def test_batch_renewal_from_the_table(client_owner, customer, fund):
     fund(customer, "100.00")
     plan = PlanFactory()
-    orders = [services.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key=str(i)).order
+    orders = [placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key=str(i)).order
               for i in range(3)]
     response = client_owner.post(reverse("orders:order_batch_renew"), {"orders": [o.pk for o in orders[:2]], "periods": 2})
     assert response.status_code == 302
@@ -172,7 +172,7 @@ def test_batch_renewal_from_the_table(client_owner, customer, fund):
 
 def test_detail_page_shows_history_invoices_and_auto_renew_toggle(client_owner, customer, fund):
     fund(customer, "100.00")
-    order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1, options={}, idempotency_key="d").order
+    order = placing.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1, options={}, idempotency_key="d").order
     response = client_owner.get(reverse("orders:order_detail", args=[order.pk]))
     assert response.status_code == 200
     assert [i.pk for i in response.context["invoices"]] == [order.invoice_id]
@@ -191,7 +191,7 @@ def test_change_plan_page_shows_the_prorated_amount_before_confirming(client_own
     small = PlanFactory()
     big = PlanFactory(product_type=small.product_type, prices={(1, "EUR"): "40.00"})
     with time_machine.travel(datetime(2026, 4, 1, tzinfo=dt_timezone.utc), tick=False):
-        order = services.order_place(customer=customer, actor=None, plan=small, period_months=1, options={}, idempotency_key="c").order
+        order = placing.order_place(customer=customer, actor=None, plan=small, period_months=1, options={}, idempotency_key="c").order
     with time_machine.travel(datetime(2026, 4, 21, tzinfo=dt_timezone.utc), tick=False):
         url = reverse("orders:order_change_plan", args=[order.pk])
         page = client_owner.get(url, {"plan": big.pk})
@@ -206,7 +206,7 @@ def test_change_plan_page_shows_the_prorated_amount_before_confirming(client_own
 
 def test_cancel_views(client_owner, customer, fund):
     fund(customer, "100.00")
-    order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1, options={}, idempotency_key="c").order
+    order = placing.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1, options={}, idempotency_key="c").order
     url = reverse("orders:order_cancel", args=[order.pk])
     assert client_owner.post(url, {"when": "period_end"}).status_code == 200  # confirmation box required
     client_owner.post(url, {"when": "period_end", "confirm": "on"})
@@ -226,7 +226,7 @@ def test_cancel_views(client_owner, customer, fund):
 
 def test_get_never_changes_state(client_owner, customer, fund):
     fund(customer, "100.00")
-    order = services.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1, options={}, idempotency_key="g").order
+    order = placing.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1, options={}, idempotency_key="g").order
     for name in ("order_auto_renew", "order_cancel_undo", "order_change_plan_cancel"):
         assert client_owner.get(reverse(f"orders:{name}", args=[order.pk])).status_code == 405
     assert client_owner.get(reverse("orders:order_batch_renew")).status_code == 405
@@ -241,7 +241,7 @@ def test_catalogue_and_order_pages_show_the_russian_names_staff_wrote(client_own
     ProductType.objects.filter(pk=plan.product_type_id).update(name="Virtual servers", name_ru="Виртуальные серверы",
                                                                description="Fast.", description_ru="Быстрые.")
     untranslated = PlanFactory(name="VPS Untranslated", product_type=plan.product_type)
-    order = services.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="ru").order
+    order = placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="ru").order
 
     english = client_owner.get(reverse("orders:catalogue")).content.decode()
     assert "VPS Small" in english and "Virtual servers" in english and "Fast." in english and "Малый" not in english

@@ -63,7 +63,7 @@ INSTALLED_APPS = [*INSTALLED_APPS, "zeal"]  # noqa: F405
 MIDDLEWARE = ["zeal.middleware.zeal_middleware", *MIDDLEWARE]  # noqa: F405
 ZEAL_RAISE = True
 ZEAL_ALLOWLIST: list[dict] = [
-    # billing.services.provider_account(): one get_or_create per distinct provider account (holding,
+    # billing.services.ledger.provider_account(): one get_or_create per distinct provider account (holding,
     # revenue, tax, fx) while posting a payment; different rows by code, not a lazy relation per row.
     {"model": "billing.LedgerAccount", "field": "get()"},
     # The owner is looked up once per Customer instance (cached on it); a request that notifies about

@@ -12,9 +12,9 @@ from django.urls import reverse
 from openpyxl import load_workbook
 
 from accounts.tests.factories import StaffUserFactory, UserFactory
-from billing import services
 from billing.models import Invoice
-from billing.services import LineInput
+from billing.services.corrections import credit_note_issue
+from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
 from billing.tests.factories import make_currencies
 from portal import selectors
 
@@ -36,12 +36,12 @@ def books(db):
     a, b = UserFactory().customer, UserFactory().customer
     with time_machine.travel(T0, tick=False):
         fund(a, "20.00")
-        paid = services.invoice_issue(customer=a, kind=Invoice.Kind.ORDER, lines=[LineInput("VPS", 1, Decimal("20.00"))])
-        assert services.invoice_pay_from_balance(invoice=paid)
-        services.credit_note_issue(invoice=paid, reason="Downtime", actor=StaffUserFactory(), amount=Decimal("5.00"))
-        services.invoice_issue(customer=b, kind=Invoice.Kind.ORDER, lines=[LineInput("VPS", 1, Decimal("10.00"))])
+        paid = invoice_issue(customer=a, kind=Invoice.Kind.ORDER, lines=[LineInput("VPS", 1, Decimal("20.00"))])
+        assert invoice_pay_from_balance(invoice=paid)
+        credit_note_issue(invoice=paid, reason="Downtime", actor=StaffUserFactory(), amount=Decimal("5.00"))
+        invoice_issue(customer=b, kind=Invoice.Kind.ORDER, lines=[LineInput("VPS", 1, Decimal("10.00"))])
     with time_machine.travel(T0 + timedelta(days=30), tick=False):
-        services.invoice_issue(customer=a, kind=Invoice.Kind.ORDER, lines=[LineInput("VPS", 1, Decimal("7.00"))])
+        invoice_issue(customer=a, kind=Invoice.Kind.ORDER, lines=[LineInput("VPS", 1, Decimal("7.00"))])
     return a, b
 
 
@@ -110,15 +110,15 @@ def test_oss_report_sums_eu_b2c_sales_per_country_and_rate_for_the_quarter(clien
         customer.country = country
         customer.save()
         with time_machine.travel(when, tick=False):
-            invoice = services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, lines=[LineInput("VPS", 1, Decimal(amount))])
+            invoice = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, lines=[LineInput("VPS", 1, Decimal(amount))])
             fund(customer, str(invoice.total))
-            assert services.invoice_pay_from_balance(invoice=invoice)
+            assert invoice_pay_from_balance(invoice=invoice)
         return invoice
 
     sale("DE", "100.00", datetime(2026, 2, 3, 12, tzinfo=dt_timezone.utc))
     french = sale("FR", "50.00", datetime(2026, 3, 3, 12, tzinfo=dt_timezone.utc))  # 50.00 + 10.00 VAT
     with time_machine.travel(datetime(2026, 3, 20, 12, tzinfo=dt_timezone.utc), tick=False):
-        services.credit_note_issue(invoice=french, reason="Downtime", actor=StaffUserFactory(), amount=Decimal("10.00"))
+        credit_note_issue(invoice=french, reason="Downtime", actor=StaffUserFactory(), amount=Decimal("10.00"))
     sale("NL", "100.00", datetime(2026, 2, 3, 12, tzinfo=dt_timezone.utc))  # domestic: not OSS
     sale("DE", "70.00", datetime(2026, 4, 1, 12, tzinfo=dt_timezone.utc))  # next quarter
 

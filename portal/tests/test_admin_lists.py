@@ -8,9 +8,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.tests.factories import StaffUserFactory, UserFactory
-from billing import services as billing_services
 from billing.models import Invoice
-from billing.services import LineInput
+from billing.services.invoices import LineInput, invoice_issue
+from billing.services.payments import payment_record
 from billing.tests.factories import make_currencies
 from notifications.models import EmailOutbox
 from tickets.tests.factories import TicketFactory
@@ -29,15 +29,15 @@ def add_customers(n):
 def add_invoices(n):
     customer = UserFactory().customer
     for _ in range(n):
-        billing_services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
-                                       lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal("5.00"))])
+        invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                      lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal("5.00"))])
 
 
 def add_payments(n):
     for _ in range(n):
         customer = UserFactory().customer
-        billing_services.payment_record(idempotency_key=f"list:{next(_keys)}", customer=customer,
-                                        amount=Decimal("5.00"), currency="EUR", method="bank_transfer")
+        payment_record(idempotency_key=f"list:{next(_keys)}", customer=customer,
+                       amount=Decimal("5.00"), currency="EUR", method="bank_transfer")
 
 
 def add_orders(n):

@@ -12,10 +12,10 @@ from django.utils import timezone
 
 from accounts.models import ActivityEvent, Customer
 from accounts.tests.factories import StaffUserFactory, UserFactory
-from billing import services as billing_services
 from billing.models import CreditNote, Invoice, LedgerTransaction
 from billing.selectors import balance_of
-from billing.services import LineInput
+from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
+from billing.services.payments import payment_record
 from billing.tests.factories import make_currencies
 from notifications.models import EmailOutbox
 from orders.models import Order, ProvisioningJob
@@ -51,13 +51,13 @@ def audit(action: str, actor) -> ActivityEvent | None:
 
 
 def fund(customer, amount):
-    billing_services.payment_record(idempotency_key=f"bo-fund:{next(_keys)}", customer=customer, amount=Decimal(amount),
-                                    currency=customer.currency, method="bank_transfer")
+    payment_record(idempotency_key=f"bo-fund:{next(_keys)}", customer=customer, amount=Decimal(amount),
+                   currency=customer.currency, method="bank_transfer")
 
 
 def service_invoice(customer, amount="20.00"):
-    return billing_services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
-                                          lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal(amount))])
+    return invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                         lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal(amount))])
 
 
 def active_order(customer):
@@ -180,7 +180,7 @@ def test_refund_to_balance(client, currencies):
     customer = UserFactory().customer
     fund(customer, "20.00")
     invoice = service_invoice(customer)
-    assert billing_services.invoice_pay_from_balance(invoice=invoice)
+    assert invoice_pay_from_balance(invoice=invoice)
     run_action(client, staff(*INVOICE_VIEW), "billing_invoice", "refund_to_balance", [invoice.pk])
     assert not CreditNote.objects.exists()
     allowed = staff(*INVOICE_VIEW, "portal.refund_payment")

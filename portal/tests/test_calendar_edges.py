@@ -13,12 +13,15 @@ import time_machine
 from django.utils import timezone
 
 from accounts.tests.factories import StaffUserFactory, UserFactory
-from billing import services as billing
 from billing.models import Invoice
+from billing.services.acts import acts_generate, month_bounds, previous_month
+from billing.services.invoices import LineInput, invoice_issue
+from billing.services.payments import payment_record
 from billing.tests.factories import make_currencies
 from notifications.models import Notification
-from orders import renewals, services
 from orders.models import Order
+from orders.services import lifecycle, placing, plan_change, renewal_batch, renewing
+from orders.services.staff import order_extend
 from orders.tests.factories import PlanFactory, order_options
 from portal.selectors import renewal_forecast
 from tickets.models import Ticket
@@ -57,15 +60,15 @@ def plan(currencies):
 def customer_in(zone_name: str = "UTC", funds: str = "1000.00"):
     customer = UserFactory(customer__timezone=zone_name).customer
     if funds:
-        billing.payment_record(idempotency_key=f"calendar:{customer.pk}", customer=customer, amount=Decimal(funds),
-                               currency=customer.currency, method="bank_transfer")
+        payment_record(idempotency_key=f"calendar:{customer.pk}", customer=customer, amount=Decimal(funds),
+                       currency=customer.currency, method="bank_transfer")
     return customer
 
 
 def place(customer, plan, moment: datetime, months: int = 1) -> Order:
     with at(moment):
-        placed = services.order_place(customer=customer, actor=None, plan=plan, period_months=months,
-                                      options=order_options(plan), idempotency_key=f"calendar:{moment.isoformat()}:{customer.pk}")
+        placed = placing.order_place(customer=customer, actor=None, plan=plan, period_months=months,
+                                     options=order_options(plan), idempotency_key=f"calendar:{moment.isoformat()}:{customer.pk}")
     order = Order.objects.get(pk=placed.order.pk)
     assert order.status == Order.Status.ACTIVE
     return order
@@ -73,7 +76,7 @@ def place(customer, plan, moment: datetime, months: int = 1) -> Order:
 
 def renew(order: Order, moment: datetime, periods: int = 1) -> Order:
     with at(moment):
-        assert services.order_renew(order=order, periods=periods, actor=None).paid
+        assert renewing.order_renew(order=order, periods=periods, actor=None).paid
     order.refresh_from_db()
     return order
 
@@ -135,7 +138,7 @@ def test_extension_adds_exact_days_and_later_periods_are_whole_months(plan):
     order = place(customer_in(), plan, utc(2026, 11, 29, 3, 48))
     assert order.expires_at == utc(2026, 12, 29, 3, 48)
     with at(utc(2026, 12, 4, 9)):
-        services.order_extend(order=order, actor=staff, days=3, reason="outage")
+        order_extend(order=order, actor=staff, days=3, reason="outage")
     order.refresh_from_db()
     assert order.expires_at == utc(2027, 1, 1, 3, 48)
     assert renew(order, utc(2026, 12, 31)).expires_at == utc(2027, 2, 1, 3, 48)
@@ -156,7 +159,7 @@ def test_extension_at_month_and_year_ends(currencies, ordered, months, days, ext
     plan = PlanFactory()
     order = place(customer_in(), plan, ordered, months=months)
     with at(order.expires_at - timedelta(days=1)):
-        services.order_extend(order=order, actor=StaffUserFactory(), days=days)
+        order_extend(order=order, actor=StaffUserFactory(), days=days)
     order.refresh_from_db()
     assert order.expires_at == extended
     assert renew(order, extended - timedelta(hours=1)).expires_at == renewed
@@ -168,7 +171,7 @@ def test_extension_over_a_dst_night_counts_calendar_days_in_the_customers_zone(p
     order = place(customer_in("Europe/Amsterdam"), plan, local(AMSTERDAM, 2027, 2, 27, 23, 30))
     assert order.expires_at == local(AMSTERDAM, 2027, 3, 27, 23, 30)
     with at(utc(2027, 3, 20)):
-        services.order_extend(order=order, actor=staff, days=3)
+        order_extend(order=order, actor=staff, days=3)
     order.refresh_from_db()
     assert order.expires_at == local(AMSTERDAM, 2027, 3, 30, 23, 30)
     assert order.expires_at - local(AMSTERDAM, 2027, 3, 27, 23, 30) == timedelta(hours=71)
@@ -182,15 +185,15 @@ def test_upgrade_after_an_extension_prorates_over_the_stretched_period(currencie
     big = PlanFactory(product_type=small.product_type, prices={(1, "EUR"): "40.00"})
     order = place(customer_in(), small, utc(2027, 1, 1))
     with at(utc(2027, 1, 10)):
-        services.order_extend(order=order, actor=StaffUserFactory(), days=3)
+        order_extend(order=order, actor=StaffUserFactory(), days=3)
         order.refresh_from_db()
-        quote = services.plan_change_quote(order=order, plan=big)
+        quote = plan_change.plan_change_quote(order=order, plan=big)
     assert (quote.proration.period_days, quote.proration.remaining_days, quote.proration.later_periods) == (34, 25, 0)
     assert quote.proration.amount == Decimal("22.06")
     order = renew(order, utc(2027, 1, 20))
     assert order.expires_at == utc(2027, 3, 4)
     with at(utc(2027, 1, 20)):
-        quote = services.plan_change_quote(order=order, plan=big)
+        quote = plan_change.plan_change_quote(order=order, plan=big)
     assert (quote.proration.period_days, quote.proration.remaining_days, quote.proration.later_periods) == (34, 15, 1)
     assert quote.proration.amount == Decimal("43.24")
 
@@ -214,7 +217,7 @@ def test_upgrade_proration_in_short_and_long_months(currencies, ordered, today, 
     big = PlanFactory(product_type=small.product_type, prices={(1, "EUR"): "40.00"})
     order = place(customer_in(), small, ordered)
     with at(today):
-        quote = services.plan_change_quote(order=order, plan=big)
+        quote = plan_change.plan_change_quote(order=order, plan=big)
     assert (quote.proration.period_days, quote.proration.remaining_days) == days
     assert quote.proration.amount == Decimal(amount)
 
@@ -227,7 +230,7 @@ def test_upgrade_proration_counts_days_in_the_customers_zone(currencies):
     big = PlanFactory(product_type=small.product_type, prices={(1, "EUR"): "40.00"})
     order = place(customer_in("America/New_York"), small, local(NEW_YORK, 2027, 2, 28, 21))
     with at(local(NEW_YORK, 2027, 3, 14, 21)):
-        quote = services.plan_change_quote(order=order, plan=big)
+        quote = plan_change.plan_change_quote(order=order, plan=big)
     assert (quote.proration.period_days, quote.proration.remaining_days) == (28, 14)
     assert quote.proration.amount == Decimal("15.00")
 
@@ -250,7 +253,7 @@ def test_expiry_suspension_and_termination_deadlines(currencies, settings, order
     order.save(update_fields=["auto_renew"])
 
     def status_at(moment):
-        services.orders_lifecycle_run(now=moment)
+        lifecycle.orders_lifecycle_run(now=moment)
         order.refresh_from_db()
         return order.status
 
@@ -268,10 +271,10 @@ def test_auto_renewal_due_window_and_batch_renewal_over_the_year_change(plan, se
     settings.ORDERS_RENEW_HOURS_BEFORE_EXPIRY = 24
     order = place(customer_in(), plan, utc(2026, 12, 1))
     assert order.expires_at == utc(2027, 1, 1)
-    assert not renewals.due_for_auto_renewal(utc(2026, 12, 30, 23, 59, 59)).filter(pk=order.pk).exists()
-    assert renewals.due_for_auto_renewal(utc(2026, 12, 31)).filter(pk=order.pk).exists()
+    assert not renewal_batch.due_for_auto_renewal(utc(2026, 12, 30, 23, 59, 59)).filter(pk=order.pk).exists()
+    assert renewal_batch.due_for_auto_renewal(utc(2026, 12, 31)).filter(pk=order.pk).exists()
     with at(utc(2026, 12, 31, 23, 59, 59)):
-        renewals.renewals_run()
+        renewal_batch.renewals_run()
     order.refresh_from_db()
     assert order.expires_at == utc(2027, 2, 1) and order.current_period == 2
     invoice = Invoice.objects.get(kind=Invoice.Kind.RENEWAL, customer=order.customer)
@@ -282,7 +285,7 @@ def test_batch_renewal_of_a_feb_29_order(plan):
     order = place(customer_in(), plan, utc(2028, 1, 29, 6))
     assert order.expires_at == utc(2028, 2, 29, 6)
     with at(utc(2028, 2, 28, 12)):
-        renewals.renewals_run()
+        renewal_batch.renewals_run()
     order.refresh_from_db()
     assert order.expires_at == utc(2028, 3, 29, 6)
 
@@ -295,7 +298,7 @@ def test_expiring_soon_notices_count_days_across_feb_29(plan, settings):
     assert order.expires_at == utc(2028, 3, 1, 10)
 
     def notices_at(moment):
-        services.orders_lifecycle_run(now=moment)
+        lifecycle.orders_lifecycle_run(now=moment)
         return list(Notification.objects.filter(customer=order.customer, kind="service_expiring")
                     .order_by("pk").values_list("context__days_left", flat=True))
 
@@ -327,13 +330,13 @@ def test_last_month_and_its_bounds_are_the_providers_calendar(settings):
     settings.TIME_ZONE = "Europe/Amsterdam"
     # 2026-12-31 23:30 UTC is already 2027-01-01 00:30 in Amsterdam: last month is December 2026.
     with at(utc(2026, 12, 31, 23, 30)):
-        assert billing.previous_month() == date(2026, 12, 1)
+        assert previous_month() == date(2026, 12, 1)
         # Even inside a request of a customer still on Dec 31 (New York).
         with timezone.override(NEW_YORK):
-            assert billing.previous_month() == date(2026, 12, 1)
-            assert billing.month_bounds(date(2028, 2, 1)) == (local(AMSTERDAM, 2028, 2, 1), local(AMSTERDAM, 2028, 3, 1))
+            assert previous_month() == date(2026, 12, 1)
+            assert month_bounds(date(2028, 2, 1)) == (local(AMSTERDAM, 2028, 2, 1), local(AMSTERDAM, 2028, 3, 1))
     with at(utc(2028, 3, 1, 0, 30)):  # March 1 in Amsterdam: last month is the leap February
-        assert billing.previous_month() == date(2028, 2, 1)
+        assert previous_month() == date(2028, 2, 1)
 
 
 def test_monthly_acts_for_last_month_take_invoices_by_the_providers_month(currencies, settings):
@@ -342,10 +345,10 @@ def test_monthly_acts_for_last_month_take_invoices_by_the_providers_month(curren
 
     def paid_invoice(moment):
         with at(moment):
-            invoice = billing.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, currency="EUR",
-                                            lines=[billing.LineInput(description="VPS", quantity=1, unit_price=Decimal("10.00"))])
-            billing.payment_record(idempotency_key=f"act:{moment.isoformat()}", customer=customer, amount=invoice.total,
-                                   currency="EUR", method="bank_transfer", invoice=invoice)
+            invoice = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, currency="EUR",
+                                    lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal("10.00"))])
+            payment_record(idempotency_key=f"act:{moment.isoformat()}", customer=customer, amount=invoice.total,
+                           currency="EUR", method="bank_transfer", invoice=invoice)
         invoice.refresh_from_db()
         assert invoice.status == Invoice.Status.PAID
         return invoice
@@ -353,7 +356,7 @@ def test_monthly_acts_for_last_month_take_invoices_by_the_providers_month(curren
     february = paid_invoice(local(AMSTERDAM, 2028, 2, 29, 23, 30))  # Feb 29 22:30 UTC
     march = paid_invoice(local(AMSTERDAM, 2028, 3, 1, 0, 10))  # still Feb 29 in UTC
     with at(local(AMSTERDAM, 2028, 3, 1, 2)):
-        acts = billing.acts_generate(period=billing.previous_month())
+        acts = acts_generate(period=previous_month())
     assert len(acts) == 1
     assert acts[0].period == date(2028, 2, 1)
     assert [line.invoice_id for line in acts[0].lines.all()] == [february.pk]
@@ -367,8 +370,8 @@ def test_document_numbers_restart_at_the_providers_new_year(currencies, settings
 
     def issue(moment, zone=None):
         with at(moment), timezone.override(zone or AMSTERDAM):
-            return billing.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, currency="EUR",
-                                         lines=[billing.LineInput(description="VPS", quantity=1, unit_price=Decimal("1.00"))]).number
+            return invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, currency="EUR",
+                                 lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal("1.00"))]).number
 
     assert issue(local(AMSTERDAM, 2026, 12, 31, 23, 59, 59)) == "2026-000001"
     # The same instant seen from UTC+14 (already Jan 1 there) still belongs to the provider's 2026.
@@ -404,7 +407,7 @@ def test_low_balance_alert_once_per_crossing_over_the_year_change(plan):
     renew(order, utc(2027, 1, 1, 0, 0, 1))
     assert alerts.count() == 1
     with at(utc(2027, 1, 1, 12)):
-        billing.payment_record(idempotency_key="calendar:topup", customer=customer, amount=Decimal("15.00"),
-                               currency=customer.currency, method="bank_transfer")
+        payment_record(idempotency_key="calendar:topup", customer=customer, amount=Decimal("15.00"),
+                       currency=customer.currency, method="bank_transfer")
     renew(order, utc(2027, 1, 2))
     assert alerts.count() == 2

@@ -12,15 +12,15 @@ from django.urls import reverse
 
 from accounts.models import User
 from accounts.tests.factories import UserFactory
-from billing import services as billing_services
 from billing.gateways.models import AutopayCharge, AutopaySettings
 from billing.gateways.tests.factories import SavedPaymentMethodFactory
 from billing.models import Invoice
-from billing.services import LineInput
+from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
+from billing.services.payments import payment_record
 from billing.tests.factories import TaxRateFactory, make_currencies
 from notifications.services import notify
-from orders import renewals
 from orders.models import Order, OrderRenewal
+from orders.services import renewal_batch
 from orders.tests.factories import PlanFactory
 from portal.selectors import renewal_forecast, spending_by_month
 from tickets.tests.factories import TicketFactory
@@ -36,7 +36,7 @@ def currencies(db):
 
 
 def fund(customer, amount):
-    return billing_services.payment_record(
+    return payment_record(
         idempotency_key=f"portal-fund:{customer.pk}:{next(_keys)}", customer=customer, amount=Decimal(amount),
         currency=customer.currency, method="bank_transfer")
 
@@ -61,7 +61,7 @@ def populate(customer, plan, n_services):
     downgrade = PlanFactory(prices={(1, "EUR"): "6.00"})
     Order.objects.filter(pk__in=[o.pk for o in orders[::3]]).update(scheduled_plan=downgrade)  # priced at renewal
     for i in range(min(n_services, 12)):
-        billing_services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, lines=[
+        invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, lines=[
             LineInput(description=f"Service {i}", quantity=1, unit_price=Decimal("5.00"))])
         TicketFactory(created_by=customer.users.first(), subject=f"Question {i}")
         notify(customer=customer, kind="low_balance", context={"balance": "1.00 EUR", "threshold": "5.00 EUR"},
@@ -94,7 +94,7 @@ def test_dashboard_query_count_is_the_same_for_3_and_300_services(client, curren
     assert html.count('data-testid="dashboard-service"') == 5
     assert html.count('data-testid="forecast-row"') == 10  # DASHBOARD_FORECAST_ROWS soonest of ~100 due
     assert 'data-testid="forecast-warning"' in html  # 100.00 does not cover ~100 renewals of 10.00
-    due = renewals.due_for_auto_renewal(T0 + timedelta(days=30)).filter(customer=large.customer).count()
+    due = renewal_batch.due_for_auto_renewal(T0 + timedelta(days=30)).filter(customer=large.customer).count()
     assert due > 50
     assert f"and {due - 10} more renewals totalling" in html
     assert 'href="/orders/?sort=expires"' in html
@@ -170,7 +170,7 @@ def test_forecast_matches_what_the_renewal_job_charges(currencies):
 
     for row in every_row:
         with time_machine.travel(row.renews_at, tick=False):
-            renewals.renewals_run()
+            renewal_batch.renewals_run()
     invoices = {r.order_id: Invoice.objects.get(pk=r.invoice_id) for r in OrderRenewal.objects.filter(period=2)}
     assert set(invoices) == {orders[0].pk, orders[1].pk, orders[2].pk}  # not orders[3] (auto-renew off)
     for row in forecast.rows:
@@ -206,7 +206,7 @@ def test_forecast_uses_an_already_issued_renewal_invoice(currencies):
     customer = UserFactory().customer
     order = make_orders(customer, PlanFactory(), 1, first_expiry=T0 + timedelta(hours=2))[0]
     with time_machine.travel(T0, tick=False):
-        renewals.renewals_run()  # no funds: the renewal invoice stays open
+        renewal_batch.renewals_run()  # no funds: the renewal invoice stays open
         invoice = Invoice.objects.get(kind=Invoice.Kind.RENEWAL)
         row = renewal_forecast(customer=customer).rows[0]
     assert row.order_id == order.pk and row.amount == invoice.total and row.covered_by == ""
@@ -218,11 +218,11 @@ def test_spending_by_month_sums_paid_service_invoices_not_top_ups(currencies):
     fund(customer, "100.00")
     for month, amount in ((1, "12.00"), (1, "3.00"), (3, "20.00")):
         with time_machine.travel(datetime(2026, month, 15, 12, tzinfo=dt_timezone.utc), tick=False):
-            invoice = billing_services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
-                                                     lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal(amount))])
-            assert billing_services.invoice_pay_from_balance(invoice=invoice)
-    billing_services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
-                                   lines=[LineInput(description="unpaid", quantity=1, unit_price=Decimal("99.00"))])
+            invoice = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                                    lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal(amount))])
+            assert invoice_pay_from_balance(invoice=invoice)
+    invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                  lines=[LineInput(description="unpaid", quantity=1, unit_price=Decimal("99.00"))])
     with time_machine.travel(T0, tick=False):
         series = spending_by_month(customer=customer)
     assert [s.currency for s in series] == ["EUR"]
@@ -235,9 +235,9 @@ def test_spending_by_month_sums_paid_service_invoices_not_top_ups(currencies):
 def test_chart_is_accessible_svg_with_values(client, currencies):
     owner = UserFactory()
     fund(owner.customer, "50.00")
-    invoice = billing_services.invoice_issue(customer=owner.customer, kind=Invoice.Kind.ORDER,
-                                             lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal("42.50"))])
-    billing_services.invoice_pay_from_balance(invoice=invoice)
+    invoice = invoice_issue(customer=owner.customer, kind=Invoice.Kind.ORDER,
+                            lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal("42.50"))])
+    invoice_pay_from_balance(invoice=invoice)
     client.force_login(owner)
     html = client.get(reverse("dashboard")).content.decode()
     assert '<svg class="bar-chart' in html and 'role="img"' in html and "<desc" in html

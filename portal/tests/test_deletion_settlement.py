@@ -12,14 +12,17 @@ from django.core.management import call_command
 from accounts import services as accounts_services
 from accounts.models import Customer, DeletionRequest
 from accounts.tests.factories import StaffUserFactory, UserFactory
-from billing import services as billing
 from billing.models import Invoice, LedgerAccount, LedgerTransaction
 from billing.selectors import balance_of
-from billing.services import LineInput
+from billing.services.currency import account_currency_change, account_currency_change_preview
+from billing.services.invoices import LineInput, invoice_issue
+from billing.services.ledger import customer_account, ledger_post, provider_account
+from billing.services.payments import payment_record
+from billing.services.settlement import customer_settle_for_deletion
 from billing.tests.factories import make_currencies
 from notifications.models import Notification
 from orders.models import Order
-from orders.services import order_place
+from orders.services.placing import order_place
 from orders.tests.factories import PlanFactory, order_options
 
 pytestmark = pytest.mark.django_db
@@ -32,18 +35,18 @@ def leaving():
     make_currencies()
     owner = UserFactory(customer__currency="USD", customer__low_balance_threshold=Decimal("10.00"))
     customer = owner.customer
-    billing.payment_record(idempotency_key="in:1", customer=customer, amount=Decimal("71.07"), currency="USD",
-                           method="bank_transfer")
+    payment_record(idempotency_key="in:1", customer=customer, amount=Decimal("71.07"), currency="USD",
+                   method="bank_transfer")
     order = order_place(customer=customer, actor=owner, plan=PlanFactory(prices={(1, "USD"): "10.00"}), period_months=1,
                         options=order_options(None), idempotency_key="svc").order
-    invoice = billing.invoice_issue(customer=customer, kind=Invoice.Kind.ADVANCE, currency="USD",
-                                    lines=[LineInput(description="Top-up", quantity=1, unit_price=Decimal("30.00"))])
-    billing.payment_record(idempotency_key="in:2", customer=customer, amount=Decimal("10.00"), currency="USD",
-                           method="bank_transfer", invoice=invoice)
-    part_paid = billing.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, currency="USD",
-                                      lines=[LineInput(description="Extra IP", quantity=1, unit_price=Decimal("20.00"))])
-    billing.payment_record(idempotency_key="in:3", customer=customer, amount=Decimal("10.00"), currency="USD",
-                           method="bank_transfer", invoice=part_paid)
+    invoice = invoice_issue(customer=customer, kind=Invoice.Kind.ADVANCE, currency="USD",
+                            lines=[LineInput(description="Top-up", quantity=1, unit_price=Decimal("30.00"))])
+    payment_record(idempotency_key="in:2", customer=customer, amount=Decimal("10.00"), currency="USD",
+                   method="bank_transfer", invoice=invoice)
+    part_paid = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, currency="USD",
+                              lines=[LineInput(description="Extra IP", quantity=1, unit_price=Decimal("20.00"))])
+    payment_record(idempotency_key="in:3", customer=customer, amount=Decimal("10.00"), currency="USD",
+                   method="bank_transfer", invoice=part_paid)
     assert balance_of(customer) == Decimal("71.07")
     deletion = accounts_services.deletion_request_create(customer=customer, user=owner, reason="bye")
     return customer, order, part_paid, deletion
@@ -64,10 +67,10 @@ def test_refund_by_bank_transfer_then_approval(leaving):
     customer, order, part_paid, deletion = leaving
     staff = StaffUserFactory()
     with pytest.raises(ValidationError):  # a refund needs the bank's reference
-        billing.customer_settle_for_deletion(customer=customer, deletion_request=deletion, method="refund_bank",
-                                             reason="account closed", actor=staff)
-    refunds = billing.customer_settle_for_deletion(customer=customer, deletion_request=deletion, method="refund_bank",
-                                                   reason="account closed", actor=staff, bank_reference="SEPA-123")
+        customer_settle_for_deletion(customer=customer, deletion_request=deletion, method="refund_bank",
+                                     reason="account closed", actor=staff)
+    refunds = customer_settle_for_deletion(customer=customer, deletion_request=deletion, method="refund_bank",
+                                           reason="account closed", actor=staff, bank_reference="SEPA-123")
     assert Invoice.objects.get(pk=part_paid.pk).status == Invoice.Status.CANCELLED
     assert not Invoice.objects.filter(customer=customer, status__in=Invoice.OPEN_STATUSES).exists()
     # 71.07 (the part-paid top-up credited its 10.00 at once) + the 10.00 paid on the cancelled service
@@ -76,8 +79,8 @@ def test_refund_by_bank_transfer_then_approval(leaving):
         ("in:3", Decimal("10.00"), "SEPA-123"), ("in:2", Decimal("10.00"), "SEPA-123"), ("in:1", Decimal("61.07"), "SEPA-123")]
     assert balance_of(customer) == Decimal("0.00")
     assert not Notification.objects.filter(customer=customer, kind="low_balance").exists()  # emptied on purpose
-    assert billing.customer_settle_for_deletion(customer=customer, deletion_request=deletion, method="refund_bank",
-                                                reason="again", actor=staff, bank_reference="SEPA-124") == []
+    assert customer_settle_for_deletion(customer=customer, deletion_request=deletion, method="refund_bank",
+                                        reason="again", actor=staff, bank_reference="SEPA-124") == []
     accounts_services.deletion_request_approve(deletion_request=deletion, staff=staff)
     assert Customer.objects.get(pk=customer.pk).anonymized_at is not None
     assert Order.objects.get(pk=order.pk).status == Order.Status.TERMINATED
@@ -86,15 +89,15 @@ def test_refund_by_bank_transfer_then_approval(leaving):
 
 def test_write_off_settles_every_currency_on_the_ledger(leaving):
     customer, order, part_paid, deletion = leaving
-    billing.account_currency_change(customer=customer, currency="EUR", expected_rate=billing.account_currency_change_preview(
+    account_currency_change(customer=customer, currency="EUR", expected_rate=account_currency_change_preview(
         customer=customer, currency="EUR").quote.rate)
     customer.refresh_from_db()
     # Money stranded in the old currency's account (what the currency-switch race of issue 15 #6 left behind).
-    usd = billing.customer_account(customer=customer, currency="USD")
-    billing.ledger_post(idempotency_key="stranded", kind=LedgerTransaction.Kind.ADJUSTMENT, memo="stranded",
-                        legs=[(usd, Decimal("5.00")), (billing.provider_account(kind="adjustment", currency="USD"), Decimal("-5.00"))])
-    billing.customer_settle_for_deletion(customer=customer, deletion_request=deletion, method="write_off",
-                                         reason="too small to return", actor=StaffUserFactory())
+    usd = customer_account(customer=customer, currency="USD")
+    ledger_post(idempotency_key="stranded", kind=LedgerTransaction.Kind.ADJUSTMENT, memo="stranded",
+                legs=[(usd, Decimal("5.00")), (provider_account(kind="adjustment", currency="USD"), Decimal("-5.00"))])
+    customer_settle_for_deletion(customer=customer, deletion_request=deletion, method="write_off",
+                                 reason="too small to return", actor=StaffUserFactory())
     assert not LedgerAccount.objects.filter(customer=customer, kind=LedgerAccount.Kind.CUSTOMER).exclude(balance=0).exists()
     assert LedgerAccount.objects.get(code="adjustment:writeoff:USD").balance > 0
     assert LedgerAccount.objects.get(code="adjustment:writeoff:EUR").balance > 0

@@ -9,9 +9,8 @@ from django.urls import reverse
 
 from accounts.models import Customer
 from accounts.tests.factories import StaffUserFactory, UserFactory
-from billing import services as billing_services
 from billing.models import Currency, Invoice
-from billing.services import LineInput
+from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
 from billing.tests.factories import make_currencies
 from portal import selectors
 
@@ -22,8 +21,8 @@ T0 = datetime(2026, 6, 15, 12, 0, tzinfo=dt_timezone.utc)
 
 def issue(customer, amount, when):
     with time_machine.travel(when, tick=False):
-        return billing_services.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
-                                              lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal(amount))])
+        return invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                             lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal(amount))])
 
 
 @pytest.mark.django_db
@@ -47,7 +46,7 @@ def test_revenue_receivables_expiring_verification_and_rates(client):
         fund(customer, "100.00")
     paid = issue(customer, "30.00", T0 - timedelta(days=40))
     with time_machine.travel(T0 - timedelta(days=40), tick=False):
-        assert billing_services.invoice_pay_from_balance(invoice=paid)
+        assert invoice_pay_from_balance(invoice=paid)
     issue(customer, "7.00", T0 - timedelta(days=5))  # 0–30 days
     issue(customer, "11.00", T0 - timedelta(days=45))  # 31–60 days
     issue(customer, "13.00", T0 - timedelta(days=200))  # over 90 days

@@ -11,9 +11,8 @@ from django.utils.html import strip_tags
 from pypdf import PdfReader
 
 from accounts.tests.factories import UserFactory
-from billing import services as billing_services
 from billing.models import Invoice
-from billing.services import LineInput
+from billing.services.invoices import LineInput, invoice_issue
 from billing.tests.factories import TaxRateFactory, make_currencies
 from notifications.kinds import Kind
 
@@ -36,8 +35,8 @@ def test_invoice_pdf_is_russian(client):
     make_currencies()
     owner = UserFactory(customer__language="ru")
     TaxRateFactory(country=owner.customer.country)
-    invoice = billing_services.invoice_issue(customer=owner.customer, kind=Invoice.Kind.ORDER,
-                                             lines=[LineInput(description="VPS-1", quantity=2, unit_price=Decimal("9.50"))])
+    invoice = invoice_issue(customer=owner.customer, kind=Invoice.Kind.ORDER,
+                            lines=[LineInput(description="VPS-1", quantity=2, unit_price=Decimal("9.50"))])
     client.force_login(owner)
     response = client.get(reverse("billing:invoice_pdf", args=[invoice.pk]))
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from accounts import services as account_services
 from accounts.tests.factories import StaffUserFactory, UserFactory
-from billing import services as billing_services
+from billing.services import invoices, payments
 from billing.tests.factories import make_currencies
 from notifications import services as notification_services
 from notifications.models import Notification
@@ -56,7 +56,7 @@ def _topbar(client) -> dict:
 
 
 def _fund(customer, amount: str, key: str):
-    return billing_services.payment_record(idempotency_key=key, customer=customer, amount=Decimal(amount), currency="EUR",
+    return payments.payment_record(idempotency_key=key, customer=customer, amount=Decimal(amount), currency="EUR",
                                            method="bank_transfer")
 
 
@@ -80,9 +80,9 @@ def test_balance_changes_show_at_once(browser, owner):
     assert _topbar(browser)["balance"] == "€0.00"
     _fund(owner.customer, "12.50", "t1")
     assert _topbar(browser)["balance"] == "€12.50"
-    invoice = billing_services.invoice_issue(customer=owner.customer, kind="order",
-                                             lines=[billing_services.LineInput(description="VPS", quantity=1, unit_price=Decimal("2.50"))])
-    billing_services.invoice_pay_from_balance(invoice=invoice)
+    invoice = invoices.invoice_issue(customer=owner.customer, kind="order",
+                                             lines=[invoices.LineInput(description="VPS", quantity=1, unit_price=Decimal("2.50"))])
+    invoices.invoice_pay_from_balance(invoice=invoice)
     assert _topbar(browser)["balance"] == "€10.00"
 
 

@@ -4,10 +4,10 @@ from decimal import Decimal
 
 import pytest
 
-from billing import services as billing_services
 from billing.gateways import sandbox_provider
 from billing.gateways.models import PaymentAttempt
 from billing.models import Invoice
+from billing.services.invoices import LineInput, invoice_issue
 
 from .factories import GatewayConfigFactory
 
@@ -21,9 +21,9 @@ def gateways_on(currencies):
 @pytest.fixture
 def make_invoice(currencies):
     def make(customer, amount="10.00", kind=Invoice.Kind.ORDER, currency=None):
-        return billing_services.invoice_issue(
+        return invoice_issue(
             customer=customer, kind=kind, currency=currency,
-            lines=[billing_services.LineInput(description="VPS Start", quantity=1, unit_price=Decimal(amount))],
+            lines=[LineInput(description="VPS Start", quantity=1, unit_price=Decimal(amount))],
         )
 
     return make

@@ -102,7 +102,7 @@ def test_sandbox_pending_then_success(page, portal, screenshot, settings):
 def test_pay_page_with_bank_transfer_and_autopay_setup(page, portal, screenshot, settings):
     from decimal import Decimal
 
-    from billing.services import LineInput, invoice_issue
+    from billing.services.invoices import LineInput, invoice_issue
 
     from .factories import GatewayConfigFactory as Config, SavedPaymentMethodFactory
 
@@ -126,7 +126,7 @@ def test_pay_page_with_bank_transfer_and_autopay_setup(page, portal, screenshot,
 
 def test_pay_an_invoice_with_the_saved_card_without_leaving_the_portal(page, portal, screenshot):
     from billing.gateways.models import SandboxCard
-    from billing.services import LineInput, invoice_issue
+    from billing.services.invoices import LineInput, invoice_issue
 
     from .factories import SavedPaymentMethodFactory
 

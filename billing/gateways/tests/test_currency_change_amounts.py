@@ -14,11 +14,14 @@ from django.db import connection, transaction
 
 from accounts import services as accounts_services
 from accounts.models import Customer
-from billing import services as billing_services
 from billing.gateways import services
 from billing.gateways.models import AutopayCharge, AutopaySettings
 from billing.models import LedgerAccount
 from billing.selectors import balance_of
+from billing.services.currency import account_currency_change, account_currency_change_preview
+from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
+from billing.services.ledger import provider_account
+from billing.services.payments import payment_record
 from notifications.models import Notification
 
 
@@ -30,8 +33,8 @@ def in_currency(customer: Customer, currency: str, threshold: str = "0") -> Cust
 
 
 def switch(customer: Customer, currency: str):
-    rate = billing_services.account_currency_change_preview(customer=customer, currency=currency).quote.rate
-    tx = billing_services.account_currency_change(customer=customer, currency=currency, expected_rate=rate)
+    rate = account_currency_change_preview(customer=customer, currency=currency).quote.rate
+    tx = account_currency_change(customer=customer, currency=currency, expected_rate=rate)
     customer.refresh_from_db()
     return rate, tx
 
@@ -83,7 +86,7 @@ def test_switch_sends_no_low_balance_alert_and_the_alert_follows_the_new_thresho
     assert balance_of(customer) == Decimal("46.43")
     # Spending below the converted threshold alerts once, in the new currency.
     invoice = make_invoice(customer, "40.00", currency="USD")
-    assert billing_services.invoice_pay_from_balance(invoice=invoice) is True
+    assert invoice_pay_from_balance(invoice=invoice) is True
     alert = Notification.objects.get(customer=customer, kind="low_balance")
     assert "$6.43" in alert.body_text and "$11.61" in alert.body_text
 
@@ -135,10 +138,10 @@ def test_a_payment_recorded_during_the_switch_credits_the_new_currency(currencie
     """Real parallel transactions: the switch is held (by this test's lock on the FX account) after it
     took its own locks; a bank transfer is recorded meanwhile; then the switch is let go."""
     in_currency(customer, "RUB")
-    billing_services.payment_record(idempotency_key="race:fund", customer=customer, amount=Decimal("9450.00"),
-                                    currency="RUB", method="bank_transfer")
-    billing_services.provider_account(kind=LedgerAccount.Kind.FX, currency="EUR")
-    rate = billing_services.account_currency_change_preview(customer=customer, currency="EUR").quote.rate
+    payment_record(idempotency_key="race:fund", customer=customer, amount=Decimal("9450.00"),
+                   currency="RUB", method="bank_transfer")
+    provider_account(kind=LedgerAccount.Kind.FX, currency="EUR")
+    rate = account_currency_change_preview(customer=customer, currency="EUR").quote.rate
     stale_customer = Customer.objects.get(pk=customer.pk)  # as a webhook loaded it before the switch
     errors = []
 
@@ -152,9 +155,9 @@ def test_a_payment_recorded_during_the_switch_credits_the_new_currency(currencie
                 connection.close()
         return threading.Thread(target=run)
 
-    switching = in_thread(lambda: billing_services.account_currency_change(customer=customer, currency="EUR",
-                                                                           expected_rate=rate))
-    paying = in_thread(lambda: billing_services.payment_record(
+    switching = in_thread(lambda: account_currency_change(customer=customer, currency="EUR",
+                                                          expected_rate=rate))
+    paying = in_thread(lambda: payment_record(
         idempotency_key="race:transfer", customer=stale_customer, amount=Decimal("9450.00"), currency="RUB",
         method="bank_transfer"))
     with transaction.atomic():
@@ -179,24 +182,24 @@ def test_switch_racing_payments_and_invoice_payments_strands_nothing_and_never_d
     from billing.tests.concurrency import run_concurrently
 
     in_currency(customer, "RUB")
-    billing_services.payment_record(idempotency_key="storm:fund", customer=customer, amount=Decimal("945.00"),
-                                    currency="RUB", method="bank_transfer")
-    invoices = [billing_services.invoice_issue(
+    payment_record(idempotency_key="storm:fund", customer=customer, amount=Decimal("945.00"),
+                   currency="RUB", method="bank_transfer")
+    invoices = [invoice_issue(
         customer=customer, kind="order", currency="RUB",
-        lines=[billing_services.LineInput(description="VPS", quantity=1, unit_price=Decimal("94.50"))]) for _ in range(3)]
-    rate = billing_services.account_currency_change_preview(customer=customer, currency="EUR").quote.rate
+        lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal("94.50"))]) for _ in range(3)]
+    rate = account_currency_change_preview(customer=customer, currency="EUR").quote.rate
     stale = Customer.objects.get(pk=customer.pk)
 
     def act(what, n):
         if what == "switch":
-            return billing_services.account_currency_change(customer=customer, currency="EUR", expected_rate=rate)
+            return account_currency_change(customer=customer, currency="EUR", expected_rate=rate)
         if what == "invoice":
-            return billing_services.payment_record(idempotency_key=f"storm:inv:{n}", customer=stale, amount=Decimal("94.50"),
-                                                   currency="RUB", method="bank_transfer", invoice=invoices[n])
+            return payment_record(idempotency_key=f"storm:inv:{n}", customer=stale, amount=Decimal("94.50"),
+                                  currency="RUB", method="bank_transfer", invoice=invoices[n])
         if what == "pay":
-            return billing_services.invoice_pay_from_balance(invoice=invoices[n])
-        return billing_services.payment_record(idempotency_key=f"storm:top:{n}", customer=stale, amount=Decimal("94.50"),
-                                               currency="RUB", method="bank_transfer")
+            return invoice_pay_from_balance(invoice=invoices[n])
+        return payment_record(idempotency_key=f"storm:top:{n}", customer=stale, amount=Decimal("94.50"),
+                              currency="RUB", method="bank_transfer")
 
     _results, errors = run_concurrently(act, [("switch", 0), ("invoice", 0), ("invoice", 1), ("pay", 2), ("topup", 0),
                                               ("topup", 1)])

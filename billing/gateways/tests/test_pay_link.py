@@ -57,7 +57,7 @@ def test_tampered_and_expired_links_are_rejected(client, linked_invoice, setting
 @pytest.mark.django_db
 def test_link_is_useless_after_payment(client, linked_invoice, fund):
     url = link(linked_invoice)
-    from billing.services import payment_record
+    from billing.services.payments import payment_record
 
     payment_record(idempotency_key="paid-it", customer=linked_invoice.customer, amount=linked_invoice.total,
                    currency=linked_invoice.currency, method="bank_transfer", invoice=linked_invoice)

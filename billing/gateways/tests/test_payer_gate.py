@@ -3,10 +3,12 @@ balance: the rule is billing's `invoice_payment_blockers`, used by every payment
 import pytest
 from django.urls import reverse
 
-from billing import services as billing_services
 from billing.gateways import services
 from billing.gateways.models import PaymentAttempt
 from billing.models import Invoice, Payment
+from billing.services.errors import PAYER_UNVERIFIED
+from billing.services.invoices import invoice_payer_choose
+from billing.services.payers import payer_verify
 from billing.tests.factories import CompanyPayerFactory
 
 
@@ -14,7 +16,7 @@ from billing.tests.factories import CompanyPayerFactory
 def invoice_for_pending_payer(gateways_on, customer, make_invoice):
     invoice = make_invoice(customer, "25.00")
     payer = CompanyPayerFactory(customer=customer, company_name="Pending Ltd")
-    return billing_services.invoice_payer_choose(invoice=invoice, payer=payer)
+    return invoice_payer_choose(invoice=invoice, payer=payer)
 
 
 def _nothing_recorded(invoice):
@@ -46,7 +48,7 @@ def test_payment_start_refuses_an_unverified_payer(customer, invoice_for_pending
         services.payment_start(customer=customer, invoice=invoice_for_pending_payer, gateway_code="sandbox", use_balance=True,
                                return_url_for=lambda attempt: ("http://example.test/ok", "http://example.test/cancel"))
     assert "Pending Ltd is awaiting verification" in str(refused.value)
-    assert [b["code"] for b in refused.value.blockers] == [billing_services.PAYER_UNVERIFIED]
+    assert [b["code"] for b in refused.value.blockers] == [PAYER_UNVERIFIED]
     _nothing_recorded(invoice_for_pending_payer)
 
 
@@ -68,7 +70,7 @@ def test_pay_without_login_refuses_an_unverified_payer(client, customer, invoice
 def test_verified_payer_can_pay_through_a_gateway(client, owner, invoice_for_pending_payer):
     from accounts.tests.factories import StaffUserFactory
 
-    billing_services.payer_verify(payer=invoice_for_pending_payer.payer, staff=StaffUserFactory())
+    payer_verify(payer=invoice_for_pending_payer.payer, staff=StaffUserFactory())
     client.force_login(owner)
     response = client.post(reverse("gateways:pay_invoice", kwargs={"invoice_id": invoice_for_pending_payer.pk}), {"gateway": "sandbox"})
     assert response.status_code == 302 and PaymentAttempt.objects.filter(invoice=invoice_for_pending_payer).exists()

@@ -6,11 +6,13 @@ from decimal import Decimal
 import pytest
 
 from accounts.models import Customer
-from billing import services as billing_services
 from billing.gateways import services
 from billing.gateways.models import AutopayCharge, PaymentAttempt
 from billing.models import Invoice
 from billing.selectors import balance_of
+from billing.services.errors import PaymentBlocked
+from billing.services.invoices import invoice_apply_balance, invoice_pay_from_balance
+from billing.services.payments import customer_autopay_open_invoices
 
 
 @pytest.fixture
@@ -32,9 +34,9 @@ def test_balance_is_not_applied_to_an_unverified_companys_invoice(gateways_on, u
     fund(unverified_company, "10.00")
     invoice = make_invoice(unverified_company, "25.00")
 
-    with pytest.raises(billing_services.PaymentBlocked):
-        billing_services.invoice_apply_balance(invoice=invoice)
-    assert billing_services.invoice_pay_from_balance(invoice=invoice) is False
+    with pytest.raises(PaymentBlocked):
+        invoice_apply_balance(invoice=invoice)
+    assert invoice_pay_from_balance(invoice=invoice) is False
 
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.UNPAID and invoice.amount_paid == 0
@@ -46,12 +48,12 @@ def test_auto_payment_pays_no_open_invoice_of_an_unverified_company(gateways_on,
     invoice = make_invoice(unverified_company, "25.00", kind=Invoice.Kind.RENEWAL)
     fund(unverified_company, "100.00")  # a top-up triggers auto-payment of open invoices after commit
 
-    assert billing_services.customer_autopay_open_invoices(customer=unverified_company) == 0
+    assert customer_autopay_open_invoices(customer=unverified_company) == 0
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.UNPAID and balance_of(unverified_company) == Decimal("100.00")
 
     verify(unverified_company)
-    assert billing_services.customer_autopay_open_invoices(customer=unverified_company) == 1
+    assert customer_autopay_open_invoices(customer=unverified_company) == 1
     assert balance_of(unverified_company) == Decimal("75.00")
 
 

@@ -182,11 +182,11 @@ def test_a_refund_left_pending_is_resumed_with_its_own_key_once(gateways_on, cus
 
     invoice = make_invoice(customer, "60.00", kind=Invoice.Kind.ADVANCE)
     attempt = _captured(_attempt(customer, invoice), "txn_resume")
-    from billing import services as billing_services
+    from billing.services.refunds import payment_refund_reserve
 
     # The process stopped after the reservation was committed, before the gateway answered.
-    refund = billing_services.payment_refund_reserve(payment=Payment.objects.get(pk=attempt.payment_id), amount=Decimal("60.00"),
-                                                     reason="Crash test", actor=None)
+    refund = payment_refund_reserve(payment=Payment.objects.get(pk=attempt.payment_id), amount=Decimal("60.00"),
+                                    reason="Crash test", actor=None)
     keys = []
     original = SandboxGateway.refund
     monkeypatch.setattr(SandboxGateway, "refund", lambda self, **kw: keys.append(kw["idempotency_key"]) or original(self, **kw))

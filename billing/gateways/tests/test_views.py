@@ -245,7 +245,7 @@ def test_staff_record_a_bank_transfer_once(gateways_on, customer, make_invoice):
 
     assert first.pk == again.pk and Payment.objects.count() == 1
     assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.PAID
-    from billing.services import BillingError
+    from billing.services.errors import BillingError
 
     with pytest.raises(BillingError):
         services.bank_transfer_record(invoice=invoice, amount=Decimal("31.00"), bank_reference="STMT-77",

@@ -3,7 +3,8 @@ import datetime as dt
 
 from django.core.management.base import BaseCommand, CommandError
 
-from billing import services
+from billing.services.acts import acts_generate, previous_month
+from billing.services.errors import BillingError
 
 
 class Command(BaseCommand):
@@ -19,10 +20,10 @@ class Command(BaseCommand):
             except ValueError:
                 raise CommandError("--month must look like 2026-10")
         else:
-            period = services.previous_month()
+            period = previous_month()
         try:
-            acts = services.acts_generate(period=period)
-        except services.BillingError as exc:
+            acts = acts_generate(period=period)
+        except BillingError as exc:
             raise CommandError(exc.messages[0])
         for act in acts:
             self.stdout.write(f"{act.number}: client {act.customer_id}, {act.total} {act.currency}")

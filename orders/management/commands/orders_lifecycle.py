@@ -1,12 +1,12 @@
 """Cron entry point for the order lifecycle: the same code path as the Celery beat task."""
 from django.core.management.base import BaseCommand
 
-from orders import services
+from orders.services import lifecycle
 
 
 class Command(BaseCommand):
     help = "Expire, suspend and terminate unpaid services, send expiring-soon notices, cancel stale unpaid orders."
 
     def handle(self, *args, **options):
-        summary = services.orders_lifecycle_run()
+        summary = lifecycle.orders_lifecycle_run()
         self.stdout.write(self.style.SUCCESS(f"Order lifecycle: {summary}."))

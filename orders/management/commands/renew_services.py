@@ -1,7 +1,7 @@
 """Cron entry point for auto-renewal: the same code path as the Celery beat task."""
 from django.core.management.base import BaseCommand
 
-from orders import renewals
+from orders.services import renewal_batch
 
 
 class Command(BaseCommand):
@@ -15,7 +15,7 @@ class Command(BaseCommand):
         from django.utils import timezone
 
         now = timezone.now()
-        total = renewals.due_for_auto_renewal(now).count()
+        total = renewal_batch.due_for_auto_renewal(now).count()
         self.stdout.write(f"{total} order(s) due for auto-renewal.")
         show = not no_progress and total > 0
 
@@ -26,8 +26,8 @@ class Command(BaseCommand):
             self.stdout.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", ending="")
             self.stdout.flush()
 
-        summary = renewals.renewals_run(now=now, chunk_size=chunk_size, progress=progress if show else None)
-        renewals.renewals_run_record(summary)
+        summary = renewal_batch.renewals_run(now=now, chunk_size=chunk_size, progress=progress if show else None)
+        renewal_batch.renewals_run_record(summary)
         if show:
             self.stdout.write("")
         style = self.style.SUCCESS if not summary.errors else self.style.WARNING

@@ -14,7 +14,8 @@ from django.utils import timezone
 from accounts.tests.factories import UserFactory
 from billing.models import Invoice, LedgerTransaction
 from billing.selectors import balance_of
-from billing.services import LineInput, invoice_issue, payment_record
+from billing.services.invoices import LineInput, invoice_issue
+from billing.services.payments import payment_record
 from billing.tests.factories import make_currencies
 from orders.models import Order, OrderRenewal
 from orders.tests.factories import PlanFactory

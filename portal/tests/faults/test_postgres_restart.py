@@ -31,7 +31,7 @@ from billing.gateways.models import PaymentAttempt
 from billing.gateways.tests.conftest import sandbox_event, signed_headers
 from billing.gateways.tests.factories import GatewayConfigFactory
 from billing.models import Invoice
-from billing.services import LineInput, invoice_issue
+from billing.services.invoices import LineInput, invoice_issue
 from billing.tests.factories import make_currencies
 make_currencies()
 GatewayConfigFactory(code="sandbox")

@@ -9,11 +9,11 @@ import pytest
 from accounts.tests.factories import UserFactory
 from billing.gateways.tests.factories import GatewayConfigFactory
 from billing.models import Invoice, Payment
-from billing.services import payment_record
 from billing.tests.factories import make_currencies
 from notifications.models import EmailOutbox, Notification
 from notifications.tasks import outbox_sweep_task
 from billing.gateways.tasks import sandbox_webhooks_deliver_due
+from billing.services.payments import payment_record
 from orders.models import Order
 from orders.tests.factories import PlanFactory
 from portal.celery import app as celery_app

@@ -12,7 +12,7 @@ from billing.gateways.models import PaymentAttempt, WebhookDelivery
 from billing.gateways.tests.conftest import sandbox_event, signed_headers
 from billing.gateways.tests.factories import GatewayConfigFactory
 from billing.models import Invoice, Payment
-from billing.services import LineInput, invoice_issue
+from billing.services.invoices import LineInput, invoice_issue
 from billing.tests.factories import make_currencies
 
 from .conftest import Browser, app_env, database_url

@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.tests.factories import UserFactory
 from billing.models import Invoice
 from billing.selectors import balance_of
-from billing.services import payment_record
+from billing.services.payments import payment_record
 from billing.tests.factories import make_currencies
 from orders.models import Order, OrderRenewal
 from orders.tasks import renew_services_task

@@ -11,7 +11,7 @@ Algorithm (docs/ARCHITECTURE.md, "Orders"):
 3. The chunk is then renewed set-based, with a constant number of statements: billing.bulk issues
    the missing invoices (a block of numbers from one counter UPDATE) and pays, from the balance
    accounts locked in one statement, every invoice the balance covers in (customer, order) order;
-   the paid renewals are applied with `services.renewal_extend` (the rule `renewal_apply` uses) and
+   the paid renewals are applied with `renewing.renewal_extend` (the rule `renewal_apply` uses) and
    written with one UPDATE per table, one events insert and one `notify_many` per notice kind.
    Orders billed in another currency than the account (FX), or a chunk the set-based path refuses
    with an error, go through the one-by-one services instead.
@@ -39,10 +39,12 @@ from accounts.models import Customer
 from billing import bulk
 from billing.models import Invoice
 from billing.money import quantize
-from billing.services import invoice_pay_from_balance
+from billing.services.invoices import invoice_pay_from_balance
 
-from . import promo, services
-from .models import Order, OrderEvent, OrderRenewal
+from .. import promo
+from ..models import Order, OrderEvent, OrderRenewal
+from . import renewing
+from ._common import Source, _period_description, order_label
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ def due_for_auto_renewal(now: datetime):
     not cancelled at period end, expiring within ORDERS_RENEW_HOURS_BEFORE_EXPIRY (or past it)."""
     horizon = now + timedelta(hours=settings.ORDERS_RENEW_HOURS_BEFORE_EXPIRY)
     return (Order.objects
-            .filter(status__in=services.RENEWABLE, cancel_at_period_end=False, expires_at__lte=horizon)
+            .filter(status__in=renewing.RENEWABLE, cancel_at_period_end=False, expires_at__lte=horizon)
             .filter(Q(auto_renew=True) | Q(auto_renew__isnull=True, customer__auto_renew_default=True)))
 
 
@@ -90,7 +92,7 @@ def _after_unpaid(unpaid: list[int]) -> None:
             asked[customer.pk] = request_auto_payment(customer=customer)
         if not asked[customer.pk]:
             with transaction.atomic():
-                services.renewal_failed_notify(order=renewal.order, renewal=renewal)
+                renewing.renewal_failed_notify(order=renewal.order, renewal=renewal)
 
 
 @dataclass
@@ -144,13 +146,13 @@ def _renew_chunk(*, after: int, now: datetime, chunk_size: int, summary: Renewal
         rows, failed = [], []
         for order in orders:
             try:
-                price = services.renewal_price(order)
+                price = renewing.renewal_price(order)
             except ValidationError:  # e.g. the scheduled plan lost its price for this period
                 logger.exception("No renewal price for order %s", order.pk)
                 failed.append(order.pk)
                 continue
             rows.append((order.pk, order.current_period + 1, quantize(price, order.currency), order.currency,
-                         services.renewal_plan(order).pk))
+                         renewing.renewal_plan(order).pk))
         _insert_renewal_rows(rows)
         wanted = {order.pk: order.current_period + 1 for order in orders}
         renewals = {
@@ -204,7 +206,7 @@ def _charge(order: Order, renewal: OrderRenewal, invoices: dict) -> bulk.Charge:
     reference = f"{order.reference}:period:{renewal.period}"
     return bulk.Charge(
         customer=order.customer, currency=renewal.currency, quantity=renewal.periods,
-        description=services._period_description(order, renewal.plan, renewal.periods * order.period_months),
+        description=_period_description(order, renewal.plan, renewal.periods * order.period_months),
         unit_price=renewal.amount / renewal.periods, reference=reference,
         idempotency_key=f"order:{order.pk}:renewal:{renewal.pk}",
     )
@@ -213,12 +215,12 @@ def _charge(order: Order, renewal: OrderRenewal, invoices: dict) -> bulk.Charge:
 def _renew_set_based(orders: list[Order], renewals: dict[int, OrderRenewal], charges: dict[int, bulk.Charge],
                      now: datetime) -> tuple[int, list[int]]:
     """Issue and pay the chunk's invoices with billing.bulk, then apply the paid renewals with a few
-    statements: what `services.renewal_apply` does per order. Returns (renewed, unpaid renewal pks)."""
+    statements: what `renewing.renewal_apply` does per order. Returns (renewed, unpaid renewal pks)."""
     from notifications.bulk import Notice, notify_many
 
     results = bulk.invoices_issue_and_pay(
         kind=Invoice.Kind.RENEWAL, charges=[charges[o.pk] for o in orders],
-        applied_by_caller=[services.on_renewal_invoice_paid],
+        applied_by_caller=[renewing.on_renewal_invoice_paid],
     )
     renewal_rows, order_rows, events, notices, plan_changes, left = [], [], [], [], [], []
     for order, result in zip(orders, results):
@@ -229,17 +231,17 @@ def _renew_set_based(orders: list[Order], renewals: dict[int, OrderRenewal], cha
             renewal_rows.append({"id": renewal.pk, "invoice_id": renewal.invoice_id, "status": renewal.status,
                                  "paid_at": None, "starts_at": None, "ends_at": None})
             continue
-        previous, changed_plan = services.renewal_extend(order=order, renewal=renewal, now=now)
+        previous, changed_plan = renewing.renewal_extend(order=order, renewal=renewal, now=now)
         renewal_rows.append({"id": renewal.pk, "invoice_id": renewal.invoice_id, "status": renewal.status,
                              "paid_at": renewal.paid_at, "starts_at": renewal.starts_at, "ends_at": renewal.ends_at})
         order_rows.append({field.attname: getattr(order, field.attname) for field in _ORDER_FIELDS} | {"id": order.pk})
-        events.append({"order_id": order.pk, "action": "renewed", "source": services.Source.PAYMENT,
+        events.append({"order_id": order.pk, "action": "renewed", "source": Source.PAYMENT,
                        "from_status": previous, "to_status": order.status, "created_at": now,
-                       "details": services.renewed_details(order, renewal)})
+                       "details": renewing.renewed_details(order, renewal)})
         notices.append(Notice(
             customer=order.customer, link=f"/orders/{order.pk}/",
             dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewed",
-            context={"service": services.order_label(order), **services.renewed_context(order, renewal)},
+            context={"service": order_label(order), **renewing.renewed_context(order, renewal)},
         ))
         if changed_plan:
             plan_changes.append((order, renewal, changed_plan))
@@ -248,11 +250,11 @@ def _renew_set_based(orders: list[Order], renewals: dict[int, OrderRenewal], cha
     bulk.insert_rows(OrderEvent, events, returning=None)
     notify_many(kind="service_renewed", notices=notices)
     for order, renewal, (old_plan, new_plan) in plan_changes:
-        services.plan_change_applied(order=order, renewal=renewal, old_plan=old_plan, new_plan=new_plan)
+        renewing.plan_change_applied(order=order, renewal=renewal, old_plan=old_plan, new_plan=new_plan)
     return len(order_rows), left
 
 
-_ORDER_FIELDS = [Order._meta.get_field(name) for name in services.RENEWAL_ORDER_FIELDS]
+_ORDER_FIELDS = [Order._meta.get_field(name) for name in renewing.RENEWAL_ORDER_FIELDS]
 
 
 def _renew_one(order: Order, renewal: OrderRenewal, invoices: dict, *, summary: RenewalRunSummary,
@@ -263,7 +265,7 @@ def _renew_one(order: Order, renewal: OrderRenewal, invoices: dict, *, summary: 
         with transaction.atomic():
             invoice = invoices.get(renewal.invoice_id)
             if invoice is None:
-                invoice = services.renewal_invoice_issue(order=order, renewal=renewal)
+                invoice = renewing.renewal_invoice_issue(order=order, renewal=renewal)
                 OrderRenewal.objects.filter(pk=renewal.pk).update(invoice_id=invoice.pk)
                 renewal.invoice_id = invoice.pk
             if invoice_pay_from_balance(invoice=invoice):
