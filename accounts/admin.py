@@ -4,12 +4,17 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from . import personal_data, services
+from . import personal_data
 from .admin_mixins import BackOfficePermissions, ReadOnlyAdmin, admin_action_form
 from .forms import StaffCodeWordForm, StaffLoginForm, StaffReasonForm
 from .models import (
     ActivityEvent, Customer, DataExport, DeletionRequest, PhoneVerification, PolicyAcceptance, PolicyVersion, User,
 )
+from .services.deletion import deletion_request_approve, deletion_request_reject
+from .services.policies import policy_publish, policy_version_create
+from .services.security import customer_check_code_word, customer_clear_ip_allowlist
+from .services.staff import customer_reject_company, customer_verify_company
+from .services.totp import two_factor_reset
 
 
 # The admin login asks enrolled staff for their second factor.
@@ -57,7 +62,7 @@ class CustomerAdmin(BackOfficePermissions, IntermediateActionMixin, admin.ModelA
         done = 0
         for customer in queryset:
             try:
-                services.company_verify(customer=customer, staff=request.user)
+                customer_verify_company(customer=customer, staff=request.user)
                 done += 1
             except ValidationError as error:
                 self.message_user(request, f"{customer.pk}: {error.messages[0]}", messages.WARNING)
@@ -70,7 +75,7 @@ class CustomerAdmin(BackOfficePermissions, IntermediateActionMixin, admin.ModelA
         if form.is_bound and form.is_valid():
             for customer in queryset:
                 try:
-                    services.company_reject(customer=customer, staff=request.user, reason=form.cleaned_data["reason"])
+                    customer_reject_company(customer=customer, staff=request.user, reason=form.cleaned_data["reason"])
                 except ValidationError as error:
                     self.message_user(request, f"{customer.pk}: {error.messages[0]}", messages.WARNING)
                 else:
@@ -83,7 +88,7 @@ class CustomerAdmin(BackOfficePermissions, IntermediateActionMixin, admin.ModelA
     @admin.action(description=_("Clear IP restriction"), permissions=["clear_ip_restriction"])
     def clear_ip_restriction(self, request, queryset):
         for customer in queryset:
-            services.ip_allowlist_clear(customer=customer, staff=request.user)
+            customer_clear_ip_allowlist(customer=customer, staff=request.user)
         self.message_user(request, gettext("IP restriction cleared for %(n)d customer(s).") % {"n": len(queryset)},
                           messages.SUCCESS)
 
@@ -97,7 +102,8 @@ class CustomerAdmin(BackOfficePermissions, IntermediateActionMixin, admin.ModelA
         if form.is_bound and form.is_valid():
             if not customer.code_word_hash:
                 self.message_user(request, gettext("This customer has not set a code word."), messages.WARNING)
-            elif services.code_word_check(customer=customer, staff=request.user, candidate=form.cleaned_data["candidate"]):
+            elif customer_check_code_word(customer=customer, staff=request.user,
+                                          candidate=form.cleaned_data["candidate"]):
                 self.message_user(request, gettext("The code word matches."), messages.SUCCESS)
             else:
                 self.message_user(request, gettext("The code word does NOT match."), messages.ERROR)
@@ -146,7 +152,7 @@ class UserAdmin(BackOfficePermissions, BaseUserAdmin):
 
     @admin.action(description=_("Turn off two-factor authentication (lost phone)"), permissions=["reset_two_factor"])
     def reset_two_factor(self, request, queryset):
-        done = sum(services.two_factor_reset_by_staff(user=user, staff=request.user) for user in queryset.order_by("pk"))
+        done = sum(two_factor_reset(user=user, staff=request.user) for user in queryset.order_by("pk"))
         self.message_user(request, gettext("Two-factor authentication turned off for %(n)d login(s).") % {"n": done},
                           messages.SUCCESS if done else messages.WARNING)
 
@@ -219,16 +225,16 @@ class PolicyVersionAdmin(admin.ModelAdmin):
             obj.full_clean()
             obj.save()
             return
-        created = services.policy_version_create(kind=obj.kind, title=obj.title, text=obj.text, changes=obj.changes,
-                                                 title_ru=obj.title_ru, text_ru=obj.text_ru, changes_ru=obj.changes_ru,
-                                                 staff=request.user)
+        created = policy_version_create(kind=obj.kind, title=obj.title, text=obj.text, changes=obj.changes,
+                                        title_ru=obj.title_ru, text_ru=obj.text_ru, changes_ru=obj.changes_ru,
+                                        staff=request.user)
         obj.pk, obj.version = created.pk, created.version
 
     @admin.action(description=_("Publish (customers are asked to accept it)"), permissions=["change"])
     def publish(self, request, queryset):
         for policy in queryset.order_by("kind", "version"):
             try:
-                services.policy_publish(policy=policy, staff=request.user)
+                policy_publish(policy=policy, staff=request.user)
             except ValidationError as error:
                 self.message_user(request, f"{policy}: {error.messages[0]}", messages.WARNING)
             else:
@@ -302,7 +308,7 @@ class DeletionRequestAdmin(BackOfficePermissions, IntermediateActionMixin, admin
                                       action="approve", note=note)
         for deletion_request in queryset:
             try:
-                services.deletion_request_approve(deletion_request=deletion_request, staff=request.user)
+                deletion_request_approve(deletion_request=deletion_request, staff=request.user)
             except ValidationError as error:
                 self.message_user(request, f"{deletion_request.customer_id}: {error.messages[0]}", messages.WARNING)
             else:
@@ -316,8 +322,8 @@ class DeletionRequestAdmin(BackOfficePermissions, IntermediateActionMixin, admin
         if form.is_bound and form.is_valid():
             for deletion_request in queryset:
                 try:
-                    services.deletion_request_reject(deletion_request=deletion_request, staff=request.user,
-                                                     note=form.cleaned_data["reason"])
+                    deletion_request_reject(deletion_request=deletion_request, staff=request.user,
+                                            note=form.cleaned_data["reason"])
                 except ValidationError as error:
                     self.message_user(request, f"{deletion_request.customer_id}: {error.messages[0]}", messages.WARNING)
             return None

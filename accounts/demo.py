@@ -2,8 +2,8 @@
 published privacy policy (v1 accepted, v2 not yet, so the review banner shows) and terms."""
 import os
 
-from . import services
 from .models import PolicyVersion, User
+from .services.policies import policies_accept, policy_publish, policy_version_create
 
 PRIVACY_V1 = """We process the personal data you give us (name, email address, phone, postal address, company
 details) to provide and bill the hosting services you order, and to answer your support requests.
@@ -32,11 +32,11 @@ def seed(*, customer, owner, stdout):
     if PolicyVersion.objects.exists():
         return
     staff = User.objects.filter(is_superuser=True).order_by("pk").first()
-    publish = lambda **fields: services.policy_publish(  # noqa: E731
-        policy=services.policy_version_create(staff=staff, **fields), staff=staff)
+    publish = lambda **fields: policy_publish(  # noqa: E731
+        policy=policy_version_create(staff=staff, **fields), staff=staff)
     terms = publish(kind="terms", title="Terms of service", title_ru="Условия обслуживания", text=TERMS)
     privacy_v1 = publish(kind="privacy", title="Privacy policy", title_ru="Политика конфиденциальности", text=PRIVACY_V1)
-    services.policies_accept(user=owner, policy_ids=[terms.pk, privacy_v1.pk], ip="127.0.0.1")
+    policies_accept(user=owner, policy_ids=[terms.pk, privacy_v1.pk], ip="127.0.0.1")
     publish(kind="privacy", title="Privacy policy", title_ru="Политика конфиденциальности", text=PRIVACY_V2,
             changes="Server access logs are now kept for 30 days.",
             changes_ru="Журналы доступа к серверам теперь хранятся 30 дней.")

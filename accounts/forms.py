@@ -18,7 +18,7 @@ from core.widgets import LongSelect
 
 from .models import Customer, User
 from .phone import PHONE_EXAMPLE, normalize_phone
-from .services import email_link_send
+from .services.registration import email_link_send
 
 # Digits with an optional sign and decimal point: what people type as an amount. Decimal() also
 # takes "1e3", "Infinity" and "NaN", which no one means as money.
@@ -157,12 +157,6 @@ class LoginForm(AuthenticationForm):
             raise forms.ValidationError(
                 _("Access to this account from your IP address %(ip)s is restricted by the account owner."),
                 code="ip_restricted", params={"ip": client_ip(self.request)})
-
-
-class VerifyEmailForm(forms.Form):
-    """Confirmation step: the link's GET only shows this form; the POST verifies."""
-
-    token = forms.CharField(widget=forms.HiddenInput)
 
 
 # --- Settings -------------------------------------------------------------------------------------------
@@ -332,7 +326,7 @@ class PreferencesForm(forms.Form):
 
 @functools.cache
 def _time_zone_choices() -> tuple[tuple[str, str], ...]:
-    from accounts.services import available_time_zones
+    from .selectors import available_time_zones
 
     return (*((name, name.replace("_", " ")) for name in sorted(available_time_zones())
               if "/" in name and not name.startswith(("Etc/", "SystemV/", "US/", "posix/", "right/"))), ("UTC", "UTC"))
@@ -480,7 +474,8 @@ class StaffLoginForm(AdminAuthenticationForm):
         from django.contrib.auth.signals import user_login_failed
         from django_otp import DEVICE_ID_SESSION_KEY
 
-        from .services import otp_enabled, otp_match
+        from .selectors import otp_enabled
+        from .services.totp import otp_match
 
         super().confirm_login_allowed(user)
         if not otp_enabled(user):
@@ -510,7 +505,7 @@ class ReauthForm(forms.Form):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
-        from .services import otp_enabled
+        from .selectors import otp_enabled
 
         if not otp_enabled(user):
             del self.fields["token"]
@@ -518,7 +513,7 @@ class ReauthForm(forms.Form):
         self.helper.add_input(Submit("submit", _("Confirm"), css_class="w-100"))
 
     def clean(self):
-        from .services import otp_match
+        from .services.totp import otp_match
 
         data = super().clean()
         password, token = data.get("password"), data.get("token")

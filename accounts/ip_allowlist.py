@@ -99,10 +99,6 @@ def _cached_ranges(text: str) -> tuple[AddressRange, ...]:
         return tuple(ranges)
 
 
-def is_restricted(text: str) -> bool:
-    return bool(_cached_ranges(text or ""))
-
-
 def ip_permitted(text: str, ip: str) -> bool:
     """True if the list is empty or `ip` falls in one of its entries."""
     ranges = _cached_ranges(text or "")

@@ -66,7 +66,8 @@ class Customer(models.Model):
     email_support = models.EmailField(_("technical support email"), blank=True)
     email_abuse = models.EmailField(_("abuse email"), blank=True)
 
-    # Security. The code word is write-once and stored as a password hash (see services.code_word_set).
+    # Security. The code word is write-once and stored as a password hash
+    # (see accounts.services.security.customer_set_code_word).
     code_word_hash = models.CharField(_("code word (hashed)"), max_length=128, blank=True)
     # One IP, range or CIDR per line, as the customer typed it (validated by accounts.ip_allowlist).
     ip_allowlist = models.TextField(_("allowed IP addresses"), blank=True)

@@ -1,14 +1,34 @@
+import functools
+import zoneinfo
+from collections.abc import Iterable
+
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
-from .models import Customer, User
+from .models import Customer, PhoneVerification, User
+
+
+def customer_owners(*, customers: Iterable[Customer | None]) -> dict[int, User | None]:
+    """The first owner login of each customer (by pk), in one query for the ones not loaded yet;
+    remembered on each instance, where `Customer.__str__` and later calls look first. A list page
+    calls it once for its rows instead of one query per row."""
+    customers = [customer for customer in customers if customer is not None]
+    waiting: dict[int, list[Customer]] = {}
+    for customer in customers:
+        if getattr(customer, "_owner_cache", None) is None:
+            waiting.setdefault(customer.pk, []).append(customer)
+    if waiting:
+        # Highest pk first, so the lowest (the first owner) is assigned last.
+        owners = User.objects.filter(customer_id__in=list(waiting), role=User.Role.OWNER).order_by("customer_id", "-pk")
+        for owner in owners:
+            for customer in waiting[owner.customer_id]:
+                customer._owner_cache = owner
+    return {customer.pk: getattr(customer, "_owner_cache", None) for customer in customers}
 
 
 def customer_owner(*, customer: Customer) -> User | None:
     """The first owner login; remembered on the instance (one query per request, shared with display_name)."""
-    if getattr(customer, "_owner_cache", None) is None:
-        customer._owner_cache = User.objects.filter(customer_id=customer.pk, role=User.Role.OWNER).order_by("pk").first()
-    return customer._owner_cache
+    return customer_owners(customers=[customer])[customer.pk]
 
 
 def payment_blockers(customer: Customer) -> list[dict]:
@@ -152,6 +172,50 @@ def social_providers(request) -> list:
     from allauth.socialaccount.adapter import get_adapter
 
     return sorted(get_adapter().list_providers(request), key=lambda provider: provider.id)
+
+
+def otp_enabled(user: User) -> bool:
+    """The login has a confirmed second factor (TOTP or recovery codes), so logging in asks for a code."""
+    from django_otp import user_has_device
+
+    return user_has_device(user, confirmed=True)
+
+
+def phone_verification_pending(*, user: User) -> PhoneVerification | None:
+    """The live code sent to the user's current number, if one can still be entered."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    return (user.phone_verifications.filter(verified_at__isnull=True, expires_at__gt=timezone.now(), phone=user.phone,
+                                            attempts__lt=settings.PHONE_CODE_MAX_ATTEMPTS).first())
+
+
+def invitation_user(*, token: str) -> User:
+    """The invited login an invitation link is for, while it can still set its password; else a
+    `ValidationError` saying why (expired, invalid, used)."""
+    from django.core import signing
+    from django.core.exceptions import ValidationError
+    from django.utils.translation import gettext
+
+    from .tokens import read_invitation_token
+
+    try:
+        user_id = read_invitation_token(token)
+    except signing.SignatureExpired:
+        raise ValidationError(gettext("This invitation has expired. Ask the account owner to send a new one."),
+                              code="expired")
+    except signing.BadSignature:
+        raise ValidationError(gettext("This invitation link is invalid or has already been used."), code="invalid")
+    user = User.objects.select_related("customer").filter(pk=user_id, is_active=True).first()
+    if user is None or user.has_usable_password():
+        raise ValidationError(gettext("This invitation link is invalid or has already been used."), code="invalid")
+    return user
+
+
+@functools.cache
+def available_time_zones() -> frozenset[str]:
+    """IANA zone names from the system's zoneinfo (read once per process)."""
+    return frozenset(zoneinfo.available_timezones())
 
 
 def login_ip_blocked(ip: str) -> bool:

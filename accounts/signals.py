@@ -24,13 +24,14 @@ email_requested = Signal()
 
 @receiver(user_logged_in, dispatch_uid="accounts.login_recorded")
 def login_recorded(sender, request, user, **kwargs):
-    from . import selectors, services
+    from . import selectors
+    from .services.activity import login_record
 
     if not getattr(user, "customer_id", None):
         return
     ip = client_ip(request) if request is not None else ""
-    services.login_record(user=user, ip=ip,
-                          user_agent=request.META.get("HTTP_USER_AGENT", "") if request is not None else "")
+    login_record(user=user, ip=ip,
+                 user_agent=request.META.get("HTTP_USER_AGENT", "") if request is not None else "")
     if request is not None and user.customer.show_last_login and hasattr(request, "_messages"):
         previous = selectors.previous_login(user=user)
         if previous is not None:
@@ -42,8 +43,8 @@ def login_recorded(sender, request, user, **kwargs):
 
 @receiver(user_login_failed, dispatch_uid="accounts.login_failure_recorded")
 def login_failure_recorded(sender, credentials, request=None, **kwargs):
-    from . import services
+    from .services.activity import login_failure_record
 
     reason = "2fa_code" if credentials.get("second_factor") else "password"
-    services.login_failure_record(username=credentials.get("username", ""),
-                                  ip=client_ip(request) if request is not None else "", reason=reason)
+    login_failure_record(username=credentials.get("username", ""),
+                         ip=client_ip(request) if request is not None else "", reason=reason)

@@ -44,9 +44,10 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         return reverse("accounts:settings_security") + "#social-login"
 
     def pre_social_login(self, request, sociallogin):
-        from . import services
         from .ip_allowlist import ip_permitted
-        from .views import OTP_PENDING
+        from .selectors import otp_enabled
+        from .services.activity import login_failure_record
+        from .views.login_2fa import OTP_PENDING
 
         if sociallogin.state.get("process") == AuthProcess.CONNECT:
             return
@@ -61,11 +62,11 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
             raise ImmediateHttpResponse(redirect("accounts:login"))
         ip = client_ip(request)
         if user.customer_id and not ip_permitted(user.customer.ip_allowlist, ip):
-            services.login_failure_record(username=user.username, ip=ip, reason="ip_restricted")
+            login_failure_record(username=user.username, ip=ip, reason="ip_restricted")
             messages.error(request, _("Access to this account from your IP address %(ip)s is restricted by the "
                                       "account owner.") % {"ip": ip})
             raise ImmediateHttpResponse(redirect("accounts:login"))
-        if services.otp_enabled(user):
+        if otp_enabled(user):
             request.session[OTP_PENDING] = {
                 "user": user.pk, "backend": PASSWORD_BACKEND, "next": sociallogin.state.get("next") or "",
                 "at": time.time(), "attempts": 0,
@@ -75,7 +76,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
 
 @receiver(social_account_added, dispatch_uid="accounts.social_account_linked")
 def social_account_linked(sender, request, sociallogin, **kwargs):
-    from . import services
+    from .services.social import social_account_link_record
 
-    services.social_account_linked_record(user=sociallogin.user, provider=sociallogin.account.get_provider().name,
-                                          ip=client_ip(request))
+    social_account_link_record(user=sociallogin.user, provider=sociallogin.account.get_provider().name,
+                               ip=client_ip(request))

@@ -14,7 +14,9 @@ from allauth.socialaccount.providers.facebook.provider import FacebookProvider
 from allauth.socialaccount.providers.google.provider import GoogleProvider
 from allauth.socialaccount.providers.oauth2.urls import default_urlpatterns
 
-from . import selectors, views
+from . import selectors
+from .views.login_2fa import LoginView
+from .views.registration import register
 
 
 def _only_when_configured(provider_id: str, view):
@@ -58,7 +60,7 @@ urlpatterns = [
     path("login/error/", login_error, name="socialaccount_login_error"),
     path("signup/", login_error, name="socialaccount_signup"),
     path("connections/", connections, name="socialaccount_connections"),
-    path("login/", views.LoginView.as_view(), name="account_login"),
-    path("signup-closed/", views.register, name="account_signup"),
+    path("login/", LoginView.as_view(), name="account_login"),
+    path("signup-closed/", register, name="account_signup"),
     path("inactive/", login_error, name="account_inactive"),
 ]

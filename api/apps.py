@@ -8,7 +8,7 @@ class ApiConfig(AppConfig):
 
     def ready(self) -> None:
         from . import schema  # noqa: F401 - registers the API key scheme with drf-spectacular
-        from accounts.views import register_settings_section
+        from accounts.views.settings import register_settings_section
         from accounts.roles import Area
 
         # Every customer user may hold keys: a key can do at most what its user's role allows.

@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 
 from accounts.ip_allowlist import AllowlistError, parse_allowlist
 from accounts.models import User
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 
 from .keys import token_hash, token_new
 from .models import ApiKey

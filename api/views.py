@@ -16,9 +16,9 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from accounts.roles import Area, acting_customer
-from accounts.services import activity_record
 from accounts.client_ip import client_ip
+from accounts.roles import Area, acting_customer
+from accounts.services.activity import activity_record
 from billing import selectors as billing_selectors
 from billing.services.invoices import invoice_pay_from_balance
 from billing.services.payers import invoice_payment_gate_check
@@ -294,10 +294,10 @@ class InvoicePdfView(CustomerApiView):
     @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY, **ERRORS}, tags=["billing"])
     def get(self, request, invoice_id: int):
         """The invoice as PDF (the same document as the page's)."""
-        from billing.views import _pdf_response  # the page's renderer: one invoice layout
+        from billing.views import pdf_response  # the page's renderer: one invoice layout
 
         invoice = billing_selectors.invoice_get(customer=self.customer, invoice_id=invoice_id)
-        return _pdf_response(request._request, "billing/invoice_pdf.html", {"invoice": invoice}, f"invoice-{invoice.number}.pdf")
+        return pdf_response(request._request, "billing/invoice_pdf.html", {"invoice": invoice}, f"invoice-{invoice.number}.pdf")
 
 
 class InvoicePayView(CustomerApiView):

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.client_ip import client_ip
 from accounts.roles import Area, acting_customer, customer_view
-from accounts.views import settings_render
+from accounts.views.settings import settings_render
 
 from . import selectors, services
 from .forms import ApiKeyForm

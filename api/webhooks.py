@@ -26,7 +26,7 @@ from django.utils.translation import gettext_lazy
 from standardwebhooks.webhooks import Webhook
 
 from accounts.models import Customer, User
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 
 from .models import WebhookDelivery, WebhookEndpoint
 

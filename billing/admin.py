@@ -25,7 +25,7 @@ from .services.contracts import contract_version_publish
 from .services.corrections import balance_adjust, credit_note_issue
 from .services.invoices import invoice_cancel, invoice_pay_from_balance
 from .services.payers import payer_country_approve, payer_reject, payer_verify
-from .services.rates import currency_set_fixed_rate, rates_refresh_ecb
+from .services.rates import currency_fixed_rate_set, rates_refresh_ecb
 
 
 @admin.display(description=_("Client ID"), ordering="customer_id")
@@ -236,7 +236,7 @@ class CurrencyAdmin(admin.ModelAdmin):
             Currency.objects.filter(pk=obj.pk).update(enabled=obj.enabled, position=obj.position, rate_source=obj.rate_source)
         previous = form.initial.get("rate")
         if fixed_rate and (not change or "rate" in form.changed_data or "rate_source" in form.changed_data or previous != fixed_rate):
-            currency_set_fixed_rate(code=obj.code, rate=fixed_rate, actor=request.user)
+            currency_fixed_rate_set(code=obj.code, rate=fixed_rate, actor=request.user)
 
     def has_delete_permission(self, request, obj=None):
         return False  # disable instead: amounts and history refer to the code

@@ -21,25 +21,25 @@ path for them); `supports()` says which.
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import connection, models
+from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
-from accounts.selectors import payment_blockers
-from core.calendar import provider_today
+from accounts.selectors import customer_owners, payment_blockers
 from core.topbar import topbar_changed
-from notifications.bulk import Notice, insert_rows, notify_many, prefetch_owners, update_rows  # noqa: F401 (re-exported)
+from notifications.bulk import Notice, insert_rows, notify_many, update_rows  # noqa: F401 (re-exported)
 
 from . import hooks
 from .funding import Leg, funding_record
-from .models import ZERO, DocumentCounter, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, LedgerTransaction, Payer
-from .money import format_money, quantize
-from .services.invoices import _payer_snapshot
-from .services.ledger import _low_balance_update, provider_account
-from .services.payers import payer_blockers
-from .services.tax import TaxDecision, tax_for
+from .models import ZERO, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, LedgerTransaction, Payer
+from .money import format_money
+from .selectors import payer_blockers, profile_payer_snapshot, tax_for_customers
+from .services.invoices import service_settlement_legs
+from .services.ledger import low_balance_alert_update, provider_account
+from .services.numbering import document_number, document_numbers_reserve
+from .tax import TaxDecision, invoice_totals, line_amount
 
 # --- issuing and paying ------------------------------------------------------------------------
 
@@ -70,67 +70,68 @@ def supports(charge: Charge) -> bool:
     return charge.currency == charge.customer.currency
 
 
-def _reserve_numbers(count: int) -> tuple[int, int]:
-    """(year, first sequence) of a block of `count` numbers; the counter row stays locked until commit."""
-    year = provider_today().year
-    table = DocumentCounter._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(f'UPDATE "{table}" SET last_number = last_number + %s WHERE series = %s AND year = %s '
-                       "RETURNING last_number", [count, "INV", year])
-        row = cursor.fetchone()
-        if row is None:
-            cursor.execute(f'INSERT INTO "{table}" (series, year, last_number) VALUES (%s, %s, 0) '
-                           "ON CONFLICT (series, year) DO NOTHING", ["INV", year])
-            cursor.execute(f'UPDATE "{table}" SET last_number = last_number + %s WHERE series = %s AND year = %s '
-                           "RETURNING last_number", [count, "INV", year])
-            row = cursor.fetchone()
-    return year, row[0] - count + 1
-
-
 def invoices_issue_and_pay(*, kind: str, charges: list[Charge], applied_by_caller=()) -> list[ChargeResult]:
     """Issue the new invoices among `charges`, then pay every charge from its customer's balance
     where the balance covers it, in the given order. Must run inside the caller's transaction.
 
     Returns one result per charge, in order. Every charge must satisfy `supports()`.
+    Four steps: prepare (tax and payer snapshot per customer), lock (counter, invoices, balances in
+    billing's order), decide (who pays), write.
     """
     if not charges:
         return []
+    _check(kind, charges)
+    now = timezone.now()
+    customers = {charge.customer.pk: charge.customer for charge in charges}
+    taxes, snapshots = _prepare(customers)
+    invoices = _lock_invoices(kind, charges, taxes, snapshots, now)
+    accounts = _lock_balances(customers, charges)
+    paying = _decide(charges, invoices, customers, accounts, now)
+    _write(kind, charges, invoices, paying, accounts, now, applied_by_caller)
+    return [ChargeResult(invoice_id=inv["id"], number=inv["number"], total=inv["total"],
+                         paid=inv["status"] == Invoice.Status.PAID) for inv in invoices]
+
+
+def _check(kind: str, charges: list[Charge]) -> None:
     if kind not in Invoice.Kind.values or kind == Invoice.Kind.ADVANCE:
         raise ValueError(f"invoices_issue_and_pay does not take {kind!r} invoices")
     if not all(supports(charge) for charge in charges):
         raise ValueError("a charge needs a currency conversion; pay it with invoice_pay_from_balance")
-    now = timezone.now()
-    customers = {charge.customer.pk: charge.customer for charge in charges}
-    prefetch_owners(customers)  # the payer snapshot names the owner
-    rules: dict[tuple, TaxDecision] = {}  # keyed by everything tax_for reads
-    taxes, snapshots = {}, {}
-    for pk, customer in customers.items():
-        key = (customer.country, customer.profile_type, customer.verification_status, customer.company_vat_number)
-        if key not in rules:
-            rules[key] = tax_for(customer)
-        taxes[pk] = rules[key]
-        snapshots[pk] = _payer_snapshot(customer)
 
-    # 1. The document counter: a block of numbers for the new invoices (all of them, paid or not).
-    new = [position for position, charge in enumerate(charges) if charge.invoice_id is None]
+
+def _prepare(customers: dict[int, Customer]) -> tuple[dict[int, TaxDecision], dict[int, dict]]:
+    """Per customer: the tax rule and the payer snapshot, as `invoice_issue` computes them."""
+    customer_owners(customers=customers.values())  # the payer snapshot names the owner
+    taxes = tax_for_customers(customers.values())
+    return taxes, {pk: profile_payer_snapshot(customer) for pk, customer in customers.items()}
+
+
+def _new_invoice_row(charge: Charge, kind: str, year: int, sequence: int, tax: TaxDecision, snapshot: dict, now) -> dict:
+    """The invoice `invoice_issue` would write for this one-line charge, as a row."""
+    totals = invoice_totals(subtotal=line_amount(charge.unit_price, charge.quantity, charge.currency), tax=tax,
+                            currency=charge.currency)
+    return {
+        "number": document_number(series="INV", year=year, sequence=sequence), "year": year, "sequence": sequence,
+        "customer_id": charge.customer.pk, "kind": kind, "status": Invoice.Status.UNPAID, "currency": charge.currency,
+        "subtotal": totals.subtotal, "tax_percent": tax.percent, "tax_label": tax.label,
+        "reverse_charge": tax.reverse_charge, "tax_amount": totals.tax_amount, "total": totals.total,
+        "amount_paid": ZERO, "reference": charge.reference, "idempotency_key": charge.idempotency_key,
+        "issued_at": now, **snapshot,
+    }
+
+
+def _lock_invoices(kind: str, charges: list[Charge], taxes: dict, snapshots: dict, now) -> list[dict]:
+    """Lock steps 1 and 2: a block of numbers on the document counter for the new invoices (all of
+    them, paid or not: the series stays gap-free), then the open invoices from an earlier attempt, in
+    pk order. Returns one invoice row per charge (new ones without an id yet)."""
     invoices: list[dict] = [None] * len(charges)
+    new = [position for position, charge in enumerate(charges) if charge.invoice_id is None]
     if new:
-        year, first = _reserve_numbers(len(new))
+        year, first = document_numbers_reserve(series="INV", count=len(new))
         for offset, position in enumerate(new):
-            charge = charges[position]
-            amount = quantize(charge.unit_price * charge.quantity, charge.currency)
-            tax = taxes[charge.customer.pk]
-            tax_amount = quantize(amount * tax.percent / 100, charge.currency)
-            sequence = first + offset
-            invoices[position] = {
-                "number": f"{year}-{sequence:06d}", "year": year, "sequence": sequence, "customer_id": charge.customer.pk,
-                "kind": kind, "status": Invoice.Status.UNPAID, "currency": charge.currency, "subtotal": amount,
-                "tax_percent": tax.percent, "tax_label": tax.label, "reverse_charge": tax.reverse_charge,
-                "tax_amount": tax_amount, "total": amount + tax_amount, "amount_paid": ZERO,
-                "reference": charge.reference, "idempotency_key": charge.idempotency_key, "issued_at": now,
-                **snapshots[charge.customer.pk],
-            }
-    # 2. Open invoices from an earlier attempt, locked in pk order.
+            customer_id = charges[position].customer.pk
+            invoices[position] = _new_invoice_row(charges[position], kind, year, first + offset, taxes[customer_id],
+                                                  snapshots[customer_id], now)
     existing = sorted(charge.invoice_id for charge in charges if charge.invoice_id is not None)
     if existing:
         locked = {row["id"]: row for row in Invoice.objects.select_for_update().filter(pk__in=existing).order_by("pk")
@@ -139,14 +140,11 @@ def invoices_issue_and_pay(*, kind: str, charges: list[Charge], applied_by_calle
         for position, charge in enumerate(charges):
             if charge.invoice_id is not None:
                 invoices[position] = locked[charge.invoice_id]
+    return invoices
 
-    # The payment gate (as `_pay_locked_from_balance` applies it): owners are prefetched, so the
-    # profile check costs no query; payers chosen on earlier invoices are loaded in one.
-    blocked = {pk for pk, customer in customers.items() if payment_blockers(customer)}
-    payer_ids = {invoice["payer_id"] for invoice in invoices if invoice.get("payer_id")}
-    blocked_payers = {payer.pk for payer in Payer.objects.filter(pk__in=payer_ids) if payer_blockers(payer)} if payer_ids else set()
 
-    # 3. The customers' balance accounts in pk order, one statement; who pays is decided in order.
+def _lock_balances(customers: dict[int, Customer], charges: list[Charge]) -> dict[int, LedgerAccount]:
+    """Lock step 3: the customers' balance accounts (account currency) in pk order, one statement."""
     accounts: dict[int, LedgerAccount] = {}
     for account in (LedgerAccount.objects.select_for_update()
                     .filter(kind=LedgerAccount.Kind.CUSTOMER, customer_id__in=list(customers),
@@ -154,6 +152,25 @@ def invoices_issue_and_pay(*, kind: str, charges: list[Charge], applied_by_calle
         account.customer = customers[account.customer_id]
         if account.currency == account.customer.currency:
             accounts[account.customer_id] = account
+    return accounts
+
+
+def _gate_closed(customers: dict[int, Customer], invoices: list[dict]) -> tuple[set[int], set[int]]:
+    """The payment gate (`invoice_payment_blockers`) for the whole batch: (blocked customers, blocked
+    payers). Owners are prefetched, so the profile check costs no query; payers chosen on earlier
+    invoices are loaded in one."""
+    blocked = {pk for pk, customer in customers.items() if payment_blockers(customer)}
+    payer_ids = {invoice["payer_id"] for invoice in invoices if invoice.get("payer_id")}
+    blocked_payers = {payer.pk for payer in Payer.objects.filter(pk__in=payer_ids) if payer_blockers(payer)} if payer_ids else set()
+    return blocked, blocked_payers
+
+
+def _decide(charges: list[Charge], invoices: list[dict], customers: dict[int, Customer],
+            accounts: dict[int, LedgerAccount], now) -> list[int]:
+    """Who pays, in the order the charges are given: a customer whose balance runs out keeps an
+    unpaid invoice and never holds back the others. Marks the paying invoices paid (with `due`, what
+    the balance gives) and returns their positions."""
+    blocked, blocked_payers = _gate_closed(customers, invoices)
     available = {pk: account.balance + account.credit_limit for pk, account in accounts.items()}
     paying = []
     for position, charge in enumerate(charges):
@@ -163,23 +180,21 @@ def invoices_issue_and_pay(*, kind: str, charges: list[Charge], applied_by_calle
         due = invoice["total"] - invoice["amount_paid"]
         if due and (charge.customer.pk in blocked or invoice.get("payer_id") in blocked_payers):
             continue
-        if due == 0 or available.get(charge.customer.pk, ZERO) >= due:
-            if due:
-                available[charge.customer.pk] -= due
-            paying.append(position)
-            invoice["status"], invoice["amount_paid"], invoice["paid_at"] = Invoice.Status.PAID, invoice["total"], now
-            invoice["due"] = due
+        if due and available.get(charge.customer.pk, ZERO) < due:
+            continue
+        available[charge.customer.pk] = available.get(charge.customer.pk, ZERO) - due
+        paying.append(position)
+        invoice["status"], invoice["amount_paid"], invoice["paid_at"], invoice["due"] = Invoice.Status.PAID, invoice["total"], now, due
+    return paying
 
-    # 4. Write: new invoices (already paid or not) and their lines, ledger, existing invoices paid.
+
+def _write(kind: str, charges: list[Charge], invoices: list[dict], paying: list[int], accounts, now,
+           applied_by_caller) -> None:
+    """New invoices (paid already or not) and their lines, the ledger, earlier invoices now paid,
+    the paid-invoice handlers and the `invoice_issued` notices."""
+    new = [position for position, charge in enumerate(charges) if charge.invoice_id is None]
     if new:
-        ids = insert_rows(Invoice, [invoices[position] for position in new])
-        for position, pk in zip(new, ids):
-            invoices[position]["id"] = pk
-        insert_rows(InvoiceLine, [
-            {"invoice_id": invoices[p]["id"], "position": 0, "description": charges[p].description[:255],
-             "quantity": charges[p].quantity, "unit_price": charges[p].unit_price, "amount": invoices[p]["subtotal"],
-             "reference": charges[p].reference, "is_discount": False} for p in new
-        ], returning=None)
+        _insert_invoices([charges[p] for p in new], [invoices[p] for p in new])
     if paying:
         _post_payments(charges, invoices, [p for p in paying if invoices[p]["due"]], accounts, now)
         reopened = [invoices[p]["id"] for p in paying if charges[p].invoice_id is not None]
@@ -189,12 +204,21 @@ def invoices_issue_and_pay(*, kind: str, charges: list[Charge], applied_by_calle
         _run_paid_handlers(kind, [invoices[p]["id"] for p in paying], applied_by_caller)
     if new:
         _notify_issued([charges[p] for p in new], [invoices[p] for p in new])
-    return [ChargeResult(invoice_id=inv["id"], number=inv["number"], total=inv["total"],
-                         paid=inv["status"] == Invoice.Status.PAID) for inv in invoices]
+
+
+def _insert_invoices(charges: list[Charge], invoices: list[dict]) -> None:
+    """The new invoices and their one line each; sets each row's id."""
+    for invoice, pk in zip(invoices, insert_rows(Invoice, invoices)):
+        invoice["id"] = pk
+    insert_rows(InvoiceLine, [
+        {"invoice_id": invoice["id"], "position": 0, "description": charge.description[:255],
+         "quantity": charge.quantity, "unit_price": charge.unit_price, "amount": invoice["subtotal"],
+         "reference": charge.reference, "is_discount": False} for charge, invoice in zip(charges, invoices)
+    ], returning=None)
 
 
 def _post_payments(charges, invoices, paying, accounts, now) -> None:
-    """One CHARGE ledger transaction per paid invoice, with the legs `_pay_locked_from_balance` posts;
+    """One CHARGE ledger transaction per paid invoice, with the legs the pay-from-balance path posts;
     cached balances and `balance_after` advance in the same order."""
     if not paying:
         return
@@ -225,9 +249,10 @@ def _post_payments(charges, invoices, paying, accounts, now) -> None:
         customer_account = accounts[charges[position].customer.pk]
         changed[customer_account.pk] = customer_account
         holding = provider[LedgerAccount.Kind.HOLDING, currency]
-        legs = [(customer_account, -invoice["due"]), (holding, invoice["due"]), (holding, -invoice["total"]),
-                (provider[LedgerAccount.Kind.REVENUE, currency], invoice["subtotal"]),
-                (provider[LedgerAccount.Kind.TAX, currency], invoice["tax_amount"])]
+        legs = [(customer_account, -invoice["due"]), (holding, invoice["due"])] + service_settlement_legs(
+            holding=holding, revenue=provider[LedgerAccount.Kind.REVENUE, currency],
+            tax=provider[LedgerAccount.Kind.TAX, currency], total=invoice["total"], subtotal=invoice["subtotal"],
+            tax_amount=invoice["tax_amount"])
         for account, amount in legs:
             if amount:
                 account.balance += amount
@@ -241,7 +266,7 @@ def _post_payments(charges, invoices, paying, accounts, now) -> None:
                     for entry_id, entry, (account, invoice_kind) in zip(entry_ids, entries, posted)])
     for account in changed.values():
         if account.kind == LedgerAccount.Kind.CUSTOMER:
-            _low_balance_update(account)
+            low_balance_alert_update(account)
     topbar_changed(a.customer_id for a in changed.values() if a.kind == LedgerAccount.Kind.CUSTOMER)
     update_rows(LedgerAccount, [
         {"id": a.pk, "balance": a.balance, "low_balance_alerted": a.low_balance_alerted,

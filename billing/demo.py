@@ -9,11 +9,11 @@ from .rates import parse_ecb_xml
 from .services.acts import acts_generate, previous_month
 from .services.contracts import contract_version_publish
 from .services.invoices import (
-    LineInput, invoice_issue, invoice_pay_from_balance, invoice_payer_choose, topup_invoice_create,
+    LineInput, invoice_issue, invoice_pay_from_balance, invoice_payer_choose, invoice_topup_create,
 )
 from .services.payers import payer_create, payer_verify
 from .services.payments import payment_record
-from .services.rates import currency_set_fixed_rate, rates_apply_ecb
+from .services.rates import currency_fixed_rate_set, rates_apply_ecb
 
 ECB_SAMPLE = Path(__file__).parent / "data" / "ecb-eurofxref-daily-2025-10-21.xml"
 
@@ -23,19 +23,19 @@ def seed(*, customer, owner, stdout) -> None:
         Currency.objects.get_or_create(code=code, defaults={"rate_source": source, "position": position, "enabled": True})
     feed_date, rates = parse_ecb_xml(ECB_SAMPLE.read_bytes())
     rates_apply_ecb(rates=rates, feed_date=feed_date)
-    currency_set_fixed_rate(code="RUB", rate=Decimal("94.50"))
+    currency_fixed_rate_set(code="RUB", rate=Decimal("94.50"))
     for country, percent in [("NL", "21"), ("DE", "19"), ("FR", "20")]:
         TaxRate.objects.get_or_create(country=country, profile_type=TaxRate.Profile.ANY, defaults={"percent": Decimal(percent), "label": "VAT"})
         TaxRate.objects.get_or_create(country=country, profile_type=TaxRate.Profile.COMPANY,
                                       defaults={"percent": Decimal("0"), "label": "VAT", "reverse_charge": True})
 
-    topup = topup_invoice_create(customer=customer, amount=Decimal("250.00"), currency="EUR")
+    topup = invoice_topup_create(customer=customer, amount=Decimal("250.00"), currency="EUR")
     payment_record(idempotency_key="demo:topup:1", customer=customer, amount=topup.total, currency="EUR",
                    method="bank_transfer", invoice=topup, memo="Demo bank transfer")
     backup = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, reference="demo:backup",
                            lines=[LineInput(description="Backup storage 100 GB — 1 month", quantity=1, unit_price=Decimal("4.00"))])
     invoice_pay_from_balance(invoice=backup, actor=owner)
-    open_invoice = topup_invoice_create(customer=customer, amount=Decimal("100.00"), currency="USD")
+    open_invoice = invoice_topup_create(customer=customer, amount=Decimal("100.00"), currency="USD")
 
     company = payer_create(customer=customer, actor=owner, data={
         "payer_type": "company", "name": "Alex Demo", "company_name": "Demo Hosting GmbH", "registration_number": "HRB 123456 B",

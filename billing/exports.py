@@ -120,7 +120,7 @@ def oss_rows(*, start: datetime, end: datetime) -> list[dict]:
     from django.db.models import Sum
 
     from .models import LedgerAccount
-    from .services.tax import EU_COUNTRIES
+    from .tax import EU_COUNTRIES
 
     seller = settings.BILLING_SELLER_COUNTRY
     legs = (LedgerEntry.objects

@@ -141,7 +141,7 @@ class InvoicePayerForm(forms.Form):
 
     def __init__(self, *args, payers, **kwargs):
         super().__init__(*args, **kwargs)
-        from .services.payers import payer_details
+        from .selectors import payer_details
 
         self.payers = {p.pk: p for p in payers}
         self.fields["payer"].choices = [(p.pk, _payer_choice_label(p, payer_details(p))) for p in payers]

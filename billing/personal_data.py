@@ -9,7 +9,8 @@ from .money import quantize as q
 from .selectors import (
     account_movements, acts_for, contract_acceptances_for, invoices_for, payers_for, payments_for,
 )
-from .services.payers import payer_details, payers_anonymize
+from .selectors import payer_details
+from .services.payers import payers_anonymize
 
 
 def export_invoices(customer: Customer) -> list[dict]:

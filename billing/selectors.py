@@ -7,17 +7,20 @@ from django.db.models import CharField, DateTimeField, DecimalField, F, Prefetch
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.http import Http404
 from django.urls import reverse
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext, gettext_lazy as _
 
 from accounts.models import Customer
+from accounts.selectors import customer_owner, payment_blockers
 from core.keyset import Cursor, KeysetPage, keyset_page
 
 from .models import (
-    AMOUNT, ZERO, Act, BalanceFunding, ContractAcceptance, ContractVersion, CreditNote, Currency, Invoice, LedgerAccount, LedgerEntry, LedgerTransaction,
-    Payer, Payment, PaymentRefund,
+    AMOUNT, ZERO, Act, BalanceFunding, ContractAcceptance, ContractVersion, CreditNote, Currency, Invoice, LedgerAccount,
+    LedgerEntry, LedgerTransaction, Payer, Payment, PaymentRefund, TaxRate,
 )
 from .money import format_money, quantize
 from .rates import RateError, RateTable
+from .services.errors import PAYER_UNVERIFIED
+from .tax import TaxDecision, tax_rule
 
 INVOICE_FILTERS = {
     "unpaid": Q(status__in=Invoice.OPEN_STATUSES),
@@ -177,8 +180,6 @@ def balance_history(*, customer: Customer, cursor: Cursor, size: int, direction:
 
 def describe_transaction(tx: LedgerTransaction, amount: Decimal) -> str:
     """The customer's plain-words line for a balance movement, in the reader's language."""
-    from django.utils.translation import gettext
-
     from .hooks import payment_method_label
 
     number = tx.invoice.number if tx.invoice_id else ""
@@ -377,3 +378,172 @@ def documents_for(*, customer: Customer, doc_type: str = "", date_from=None, dat
     fields = ("doc_type", "doc_id", "doc_number", "doc_date", "doc_payer", "doc_amount", "doc_currency", "doc_status")
     first, *rest = [part.order_by().values(*fields) for part in parts]
     return first.union(*rest, all=True).order_by("-doc_date", "-doc_id") if rest else first.order_by("-doc_date", "-doc_id")
+
+
+# --- payers' details and the tax rule applied to them -------------------------------------------
+
+@dataclass(frozen=True)
+class PayerDetails:
+    """A payer's effective details (the profile payer's come from the customer profile)."""
+
+    payer_type: str
+    name: str
+    company: str
+    registration_number: str
+    vat_number: str
+    address: str
+    country: str
+    email: str
+    verification_status: str
+    verification_note: str
+
+    @property
+    def is_company(self) -> bool:
+        return self.payer_type == Payer.Type.COMPANY
+
+    @property
+    def is_verified_company(self) -> bool:
+        return self.is_company and self.verification_status == Payer.Verification.VERIFIED
+
+    @property
+    def label(self) -> str:
+        return self.company or self.name
+
+    def as_dict(self) -> dict:
+        return {field: getattr(self, field) for field in self.__dataclass_fields__}
+
+
+def _address(street: str, postcode: str, city: str, country: str) -> str:
+    return "\n".join(p for p in (street, " ".join(p for p in (postcode, city) if p), country) if p)
+
+
+def profile_payer_details(customer: Customer) -> PayerDetails:
+    """The profile payer's details, read from the customer and its owner (no query when the owner
+    is prefetched, as `accounts.selectors.customer_owners` does)."""
+    owner = customer_owner(customer=customer)
+    is_company = customer.profile_type == Customer.ProfileType.COMPANY
+    return PayerDetails(
+        payer_type=Payer.Type.COMPANY if is_company else Payer.Type.PRIVATE,
+        name=(owner.get_full_name() or owner.username) if owner else "",
+        company=customer.company_name if is_company else "",
+        registration_number=customer.company_registration_number if is_company else "",
+        vat_number=customer.company_vat_number if is_company else "",
+        address=_address(customer.street, customer.postcode, customer.city, customer.country),
+        country=customer.country,
+        email=customer.email_billing or (owner.email if owner else ""),
+        verification_status=customer.verification_status,
+        verification_note=customer.verification_note,
+    )
+
+
+def payer_details(payer: Payer) -> PayerDetails:
+    if payer.is_profile:
+        return profile_payer_details(payer.customer)
+    is_company = payer.payer_type == Payer.Type.COMPANY
+    return PayerDetails(
+        payer_type=payer.payer_type, name=payer.name, company=payer.company_name if is_company else "",
+        registration_number=payer.registration_number if is_company else "",
+        vat_number=payer.vat_number if is_company else "",
+        address=_address(payer.street, payer.postcode, payer.city, payer.country), country=payer.country,
+        email=payer.email, verification_status=payer.verification_status, verification_note=payer.verification_note,
+    )
+
+
+def payer_snapshot_fields(details: PayerDetails) -> dict:
+    """The payer columns a document (invoice, act) copies at issue."""
+    return {
+        "payer_name": details.name, "payer_company": details.company, "payer_address": details.address,
+        "payer_country": details.country, "payer_vat_number": details.vat_number, "payer_email": details.email,
+    }
+
+
+def profile_payer_snapshot(customer: Customer) -> dict:
+    """The payer snapshot of a new invoice (made out to the profile): `invoice_issue` and the set-based
+    `bulk.invoices_issue_and_pay` both copy this."""
+    return payer_snapshot_fields(profile_payer_details(customer))
+
+
+def payer_country_evidenced(payer: Payer) -> bool:
+    """Place-of-supply evidence: a payer's country counts for tax when it is the profile's country, or
+    staff approved it (`payer_country_approve`), or staff verified the company (its address included)."""
+    if payer.is_profile or payer.country.strip().upper() == payer.customer.country.strip().upper():
+        return True
+    if payer.payer_type == Payer.Type.COMPANY and payer.verification_status == Payer.Verification.VERIFIED:
+        return True
+    return payer.country_approved_at is not None
+
+
+def _tax_rates(countries) -> dict[str, dict[str, TaxRate]]:
+    """{country: {profile type: TaxRate}} for these countries; one query (none without a country)."""
+    countries = {(country or "").strip().upper() for country in countries} - {""}
+    rates: dict[str, dict[str, TaxRate]] = {}
+    if countries:
+        for rate in TaxRate.objects.filter(country__in=countries):
+            rates.setdefault(rate.country, {})[rate.profile_type] = rate
+    return rates
+
+
+def _customer_tax_key(customer: Customer) -> tuple[str, str, bool]:
+    verified_company_with_vat = (
+        customer.profile_type == Customer.ProfileType.COMPANY
+        and customer.verification_status == Customer.Verification.VERIFIED
+        and bool(customer.company_vat_number.strip())
+    )
+    return (customer.country or "").strip().upper(), customer.profile_type, verified_company_with_vat
+
+
+def tax_for_customers(customers) -> dict[int, TaxDecision]:
+    """{customer pk: the tax rule for their profile} (`billing.tax.tax_rule`), the rates in one query.
+    Raises `TaxNotConfigured` when any of them cannot be invoiced."""
+    keys = {customer.pk: _customer_tax_key(customer) for customer in customers}
+    rates = _tax_rates(country for country, _profile, _verified in keys.values())
+    decisions: dict[tuple, TaxDecision] = {}
+    for key in keys.values():
+        if key not in decisions:
+            country, profile_type, verified = key
+            decisions[key] = tax_rule(country=country, profile_type=profile_type, verified_company_with_vat=verified,
+                                      rates=rates.get(country, {}))
+    return {pk: decisions[key] for pk, key in keys.items()}
+
+
+def tax_for(customer: Customer) -> TaxDecision:
+    """The tax rule for the customer's profile: `tax_for_customers` of one."""
+    return tax_for_customers([customer])[customer.pk]
+
+
+def tax_for_payer(payer: Payer) -> TaxDecision:
+    """The same tax rule applied to a payer's country, type and verification. Without evidence for the
+    payer's country (a Dutch customer typing a "US" payer) the profile's country decides."""
+    details = payer_details(payer)
+    country = (details.country if payer_country_evidenced(payer) else payer.customer.country).strip().upper()
+    return tax_rule(country=country, profile_type=details.payer_type,
+                    verified_company_with_vat=details.is_verified_company and bool(details.vat_number.strip()),
+                    rates=_tax_rates([country]).get(country, {}))
+
+
+# --- the payment gate -----------------------------------------------------------------------------
+
+def payer_blockers(payer: Payer) -> list[dict]:
+    """Why paying for this payer is not possible yet (an unverified non-profile company; the profile
+    payer's own verification is already one of accounts' payment_blockers)."""
+    if payer.is_profile or payer.payer_type != Payer.Type.COMPANY or payer.verification_status == Payer.Verification.VERIFIED:
+        return []
+    url = reverse("billing:payers")
+    if payer.verification_status == Payer.Verification.REJECTED:
+        message = gettext("Verification of payer %(name)s was rejected: %(note)s") % {"name": payer.company_name, "note": payer.verification_note or "-"}
+    else:
+        message = gettext("Payer %(name)s is awaiting verification by our staff. Choose another payer or wait for the verification.") % {
+            "name": payer.company_name}
+    return [{"code": PAYER_UNVERIFIED, "field": "", "message": message, "url": url}]
+
+
+def invoice_payment_blockers(invoice: Invoice) -> list[dict]:
+    """THE payment gate: everything that stops paying this invoice — the customer's profile gate
+    (missing details, company not verified) plus the chosen payer's. Checked by every path that pays:
+    the invoice and payment pages, `payment_start`, the balance (`invoice_pay_locked_from_balance`, so
+    ordering, renewing, upgrading and auto-payment of open invoices), the set-based renewals
+    (`bulk.invoices_issue_and_pay`) and the card auto-payment (`card_auto_top_up_charge`)."""
+    blockers = list(payment_blockers(invoice.customer))
+    if invoice.payer_id:
+        blockers += payer_blockers(invoice.payer)
+    return blockers

@@ -19,15 +19,16 @@ def low_balance_sweep() -> int:
 
 
 @shared_task
-def autopay_sweep() -> int:
-    """Retry fund deduction for customers with unpaid service invoices (e.g. after a failed on_commit)."""
+def invoices_pay_from_balance_sweep() -> int:
+    """Retry paying open service invoices from the balance for customers who have money on it (e.g.
+    after a failed on_commit)."""
     customer_ids = (
         Invoice.objects.filter(status=Invoice.Status.UNPAID).exclude(kind=Invoice.Kind.ADVANCE)
         .filter(customer__ledger_accounts__balance__gt=0).values_list("customer_id", flat=True).distinct()
     )
     paid = 0
     for customer in Customer.objects.filter(pk__in=list(customer_ids)):
-        paid += payments.customer_autopay_open_invoices(customer=customer)
+        paid += payments.invoices_pay_from_balance(customer=customer)
     return paid
 
 

@@ -78,7 +78,7 @@ def topup(request):
     form = TopUpForm(request.POST, currencies=selectors.enabled_currencies())
     if not form.is_valid():
         return render(request, "billing/balance.html", _balance_context(request, customer, form), status=400)
-    invoice = invoice_services.topup_invoice_create(customer=customer, amount=form.cleaned_data["amount"], currency=form.cleaned_data["currency"],
+    invoice = invoice_services.invoice_topup_create(customer=customer, amount=form.cleaned_data["amount"], currency=form.cleaned_data["currency"],
                                                     request_key=form.cleaned_data["request_key"])
     messages.success(request, _("Invoice %(number)s for your top-up is ready to pay.") % {"number": invoice.number})
     return redirect("billing:invoice_detail", invoice_id=invoice.pk)
@@ -133,7 +133,7 @@ def invoice_detail(request, invoice_id):
     context = {"invoice": invoice, "balance": balance, "customer": customer,
                "payments": invoice.payments.all(), "credit_notes": invoice.credit_notes.all()}
     if invoice.is_open:
-        context["blockers"] = payer_services.invoice_payment_blockers(invoice)
+        context["blockers"] = selectors.invoice_payment_blockers(invoice)
         context["profile_incomplete"] = blockers_need_profile(context["blockers"])
         if invoice.status == Invoice.Status.UNPAID and not invoice.amount_paid:
             payers = selectors.payer_choices(customer)
@@ -220,7 +220,7 @@ def invoice_cancel(request, invoice_id):
     return redirect("billing:invoices")
 
 
-def _pdf_response(request, template: str, context: dict, filename: str) -> HttpResponse:
+def pdf_response(request, template: str, context: dict, filename: str) -> HttpResponse:
     from weasyprint import HTML  # heavy import, only for PDFs
 
     context = {"seller": settings.BILLING_SELLER_DETAILS, "seller_vat_id": settings.BILLING_SELLER_VAT_ID,
@@ -236,7 +236,7 @@ def _pdf_response(request, template: str, context: dict, filename: str) -> HttpR
 @require_GET
 def invoice_pdf(request, invoice_id):
     invoice = selectors.invoice_get(customer=acting_customer(request), invoice_id=invoice_id)
-    return _pdf_response(request, "billing/invoice_pdf.html", {"invoice": invoice}, f"invoice-{invoice.number}.pdf")
+    return pdf_response(request, "billing/invoice_pdf.html", {"invoice": invoice}, f"invoice-{invoice.number}.pdf")
 
 
 @customer_view(Area.BILLING)
@@ -290,7 +290,7 @@ def payer_list(request):
     customer = acting_customer(request)
     show_archived = request.GET.get("archived") == "1"
     payers = selectors.payers_archived(customer) if show_archived else selectors.payer_choices(customer)
-    rows = [{"payer": p, "details": payer_services.payer_details(p)} for p in payers]
+    rows = [{"payer": p, "details": selectors.payer_details(p)} for p in payers]
     return render(request, "billing/payer_list.html", {"rows": rows, "show_archived": show_archived, "customer": customer})
 
 
@@ -379,7 +379,7 @@ def documents(request):
     payers = selectors.payer_choices(customer)
     return render(request, "billing/documents.html", {
         "form": form, "page": _page(request, rows), "contract": version,
-        "contract_rows": [{**row, "details": payer_services.payer_details(row["payer"])}
+        "contract_rows": [{**row, "details": selectors.payer_details(row["payer"])}
                           for row in selectors.contract_status(customer, version, payers)],
     })
 
@@ -400,7 +400,7 @@ def invoice_list_csv(request):
 @require_GET
 def credit_note_pdf(request, credit_note_id):
     note = selectors.credit_note_get(customer=acting_customer(request), credit_note_id=credit_note_id)
-    return _pdf_response(request, "billing/credit_note_pdf.html",
+    return pdf_response(request, "billing/credit_note_pdf.html",
                          {"note": note, "invoice": note.invoice, "net": note.amount - note.tax_amount},
                          f"credit-note-{note.number}.pdf")
 
@@ -409,7 +409,7 @@ def credit_note_pdf(request, credit_note_id):
 @require_GET
 def act_pdf(request, act_id):
     act = selectors.act_get(customer=acting_customer(request), act_id=act_id)
-    return _pdf_response(request, "billing/act_pdf.html", {"act": act}, f"act-{act.number}.pdf")
+    return pdf_response(request, "billing/act_pdf.html", {"act": act}, f"act-{act.number}.pdf")
 
 
 @customer_view(Area.BILLING)
@@ -422,8 +422,8 @@ def contract_pdf(request, payer_id):
     if version is None:
         raise Http404
     acceptance = payer.contract_acceptances.filter(version=version).first()
-    details = acceptance.payer_details if acceptance else payer_services.payer_details(payer).as_dict()
-    return _pdf_response(request, "billing/contract_pdf.html", {"version": version, "payer": details, "acceptance": acceptance,
+    details = acceptance.payer_details if acceptance else selectors.payer_details(payer).as_dict()
+    return pdf_response(request, "billing/contract_pdf.html", {"version": version, "payer": details, "acceptance": acceptance,
                                                                 "customer": customer}, f"contract-v{version.version}-{payer.pk}.pdf")
 
 
@@ -432,7 +432,7 @@ def contract_pdf(request, payer_id):
 def contract_acceptance_pdf(request, acceptance_id):
     customer = acting_customer(request)
     acceptance = selectors.contract_acceptance_get(customer=customer, acceptance_id=acceptance_id)
-    return _pdf_response(request, "billing/contract_pdf.html", {"version": acceptance.version, "payer": acceptance.payer_details,
+    return pdf_response(request, "billing/contract_pdf.html", {"version": acceptance.version, "payer": acceptance.payer_details,
                                                                 "acceptance": acceptance, "customer": customer},
                          f"contract-v{acceptance.version.version}-{acceptance.payer_id}.pdf")
 
@@ -448,5 +448,5 @@ def contract_accept(request, payer_id):
         return redirect("billing:documents")
     contract_services.contract_accept(payer=payer, version=version, user=request.user, ip=client_ip(request))
     messages.success(request, _("You accepted %(title)s (version %(version)s) for %(payer)s.")
-                     % {"title": version.title, "version": version.version, "payer": payer_services.payer_details(payer).label})
+                     % {"title": version.title, "version": version.version, "payer": selectors.payer_details(payer).label})
     return redirect("billing:documents")

@@ -22,13 +22,14 @@ from django.db import connection, models, transaction
 from django.utils import timezone, translation
 from django.utils.html import escape
 
-from accounts.models import Customer, User
+from accounts.models import Customer
+from accounts.selectors import customer_owners
 from core.topbar import topbar_changed
 
 from . import selectors
 from .kinds import MANDATORY_KINDS, OPT_IN_KINDS, Kind, kind_spec
 from .models import EmailOutbox, Notification, NotificationPreference
-from .services import _check_link, _render_email, _render_kind
+from .services import email_render, link_check, notice_render
 
 try:
     from .channels import dispatch as _dispatch_channels
@@ -152,8 +153,8 @@ def _stampable(value) -> bool:
 
 
 def _render(kind: str, notice: Notice, owner) -> _Rendered:
-    subject, body_text, body_html = _render_kind(kind=kind, context=notice.context, link=notice.link)
-    email_text, email_html = _render_email(kind=kind, subject=subject, body_text=body_text, body_html=body_html,
+    subject, body_text, body_html = notice_render(kind=kind, context=notice.context, link=notice.link)
+    email_text, email_html = email_render(kind=kind, subject=subject, body_text=body_text, body_html=body_html,
                                            link=notice.link, owner=owner)
     return _Rendered(subject, body_text, body_html, email_text, email_html)
 
@@ -203,16 +204,6 @@ def _email_enabled(kind: str, customers: dict[int, Customer]) -> dict[int, bool]
     return {pk: stored.get(pk, kind not in OPT_IN_KINDS) for pk in customers}
 
 
-def prefetch_owners(customers: dict[int, Customer]) -> dict[int, User]:
-    """The first owner login per customer (as `accounts.selectors.customer_owner`) in one query,
-    remembered on the customer objects where `customer_owner` looks first."""
-    missing = [pk for pk, customer in customers.items() if getattr(customer, "_owner_cache", None) is None]
-    if missing:
-        for user in User.objects.filter(customer_id__in=missing, role=User.Role.OWNER).order_by("-pk"):
-            customers[user.customer_id]._owner_cache = user  # the lowest pk is written last
-    return {pk: getattr(customer, "_owner_cache", None) for pk, customer in customers.items()}
-
-
 def notify_many(*, kind: str, notices: list[Notice]) -> int:
     """Store and queue `notices` (all of `kind`) like `notify()` does one by one, inside the caller's
     transaction. Returns how many notifications were created (deduplicated ones are not)."""
@@ -221,10 +212,10 @@ def notify_many(*, kind: str, notices: list[Notice]) -> int:
     kind_spec(kind)
     kind = Kind(kind).value
     for notice in notices:
-        _check_link(notice.link)
+        link_check(notice.link)
         json.dumps(notice.context)
     customers = {notice.customer.pk: notice.customer for notice in notices}
-    owners = prefetch_owners(customers)
+    owners = customer_owners(customers=customers.values())
     stamps: dict[str, _Stamp | None] = {}
     rendered: list[_Rendered] = []
     for notice in notices:

@@ -35,6 +35,7 @@ class Kind(models.TextChoices):
     SERVICE_TERMINATION_NOTICE = "service_termination_notice", _("Service will be terminated")
     SERVICE_TERMINATED = "service_terminated", _("Service terminated")
     PLAN_CHANGED = "plan_changed", _("Plan changed")
+    TRAFFIC_OVER_QUOTA = "traffic_over_quota", _("Traffic quota used up")
     TICKET_REPLY = "ticket_reply", _("Reply to a ticket")
     TICKET_AUTOCLOSE_WARNING = "ticket_autoclose_warning", _("Ticket will be closed")
     SECURITY_LOGIN = "security_login", _("Sign-in to your account")
@@ -67,6 +68,9 @@ KINDS: dict[str, KindSpec] = {
     Kind.SERVICE_SUSPENDED: KindSpec(Category.BILLING, True, _("A service was suspended.")),
     Kind.SERVICE_TERMINATED: KindSpec(Category.BILLING, True, _("A service was terminated and its data deleted.")),
     Kind.PLAN_CHANGED: KindSpec(Category.BILLING, False, _("The plan of a service was changed.")),
+    Kind.TRAFFIC_OVER_QUOTA: KindSpec(
+        Category.BILLING, False, _("A server used its plan's monthly traffic (told once a month).")
+    ),
     Kind.TICKET_REPLY: KindSpec(Category.SUPPORT, False, _("Support answered one of your tickets.")),
     Kind.TICKET_AUTOCLOSE_WARNING: KindSpec(
         Category.SUPPORT, False, _("A ticket waiting for your answer will be closed soon.")
@@ -105,6 +109,7 @@ CONTEXT_KEYS: dict[str, tuple[str, ...]] = {
     Kind.SERVICE_SUSPENDED: ("service", "reason"),
     Kind.SERVICE_TERMINATED: ("service", "reason"),
     Kind.PLAN_CHANGED: ("service", "old_plan", "new_plan"),
+    Kind.TRAFFIC_OVER_QUOTA: ("service", "used_gib", "quota_tb", "throttle_mbps", "period_started", "period_ends"),
     Kind.TICKET_REPLY: ("ticket_id", "ticket_subject", "author", "excerpt"),
     Kind.TICKET_AUTOCLOSE_WARNING: ("ticket_id", "ticket_subject", "closes_at"),
     Kind.SECURITY_LOGIN: ("ip", "when", "user_agent"),

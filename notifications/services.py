@@ -80,7 +80,7 @@ def _absolute_url(path: str) -> str:
     return settings.PORTAL_BASE_URL + path if path else ""
 
 
-def _check_link(link: str) -> None:
+def link_check(link: str) -> None:
     if link and (not link.startswith("/") or link.startswith("//")):
         raise ValueError(f"link must be a site path like '/billing/invoices/12/', got {link!r}")
 
@@ -92,7 +92,7 @@ def _tidy_text(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
 
 
-def _render_kind(*, kind: str, context: dict, link: str) -> tuple[str, str, str]:
+def notice_render(*, kind: str, context: dict, link: str) -> tuple[str, str, str]:
     template_context = {**context, "portal_name": settings.PORTAL_NAME, "link_url": _absolute_url(link)}
     subject = render_to_string(f"notifications/kinds/{kind}.subject.txt", template_context)
     body_text = _tidy_text(render_to_string(f"notifications/kinds/{kind}.txt", template_context))
@@ -100,7 +100,7 @@ def _render_kind(*, kind: str, context: dict, link: str) -> tuple[str, str, str]
     return " ".join(subject.split())[:255], body_text, body_html
 
 
-def _render_email(*, kind: str, subject: str, body_text: str, body_html: str, link: str, owner) -> tuple[str, str]:
+def email_render(*, kind: str, subject: str, body_text: str, body_html: str, link: str, owner) -> tuple[str, str]:
     context = {
         "portal_name": settings.PORTAL_NAME,
         "portal_url": settings.PORTAL_BASE_URL,
@@ -135,7 +135,7 @@ def notify(
     """
     kind_spec(kind)  # unknown kind: ValueError, a programming error in the caller
     kind = Kind(kind).value
-    _check_link(link)
+    link_check(link)
     context = dict(context or {})
     json.dumps(context)  # TypeError now, in the caller's code, rather than a ValidationError later
     with transaction.atomic():
@@ -145,7 +145,7 @@ def notify(
             return None
         owner = customer_owner(customer=customer)
         with translation.override(customer.language):
-            subject, body_text, body_html = _render_kind(kind=kind, context=context, link=link)
+            subject, body_text, body_html = notice_render(kind=kind, context=context, link=link)
             notification = Notification(
                 customer=customer, kind=kind, subject=subject, body_text=body_text, body_html=body_html,
                 link=link, context=context, dedupe_key=dedupe_key,
@@ -162,7 +162,7 @@ def notify(
             channels.dispatch(notification)
             if not selectors.email_enabled(customer=customer, kind=kind):
                 return notification
-            email_text, email_html = _render_email(
+            email_text, email_html = email_render(
                 kind=kind, subject=subject, body_text=body_text, body_html=body_html, link=link, owner=owner
             )
         for recipient in selectors.email_recipients(customer=customer, kind=kind, context=context, owner=owner):

@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.admin_mixins import BackOfficePermissions, admin_action_form
 
 from .models import (HypervisorNode, IpAddress, IpPool, Location, Order, OrderEvent, OrderRenewal, OsImage, OsTemplate, Plan,
-                     PlanPrice, ProductType, PromoCode, PromoRedemption, ProvisioningJob, VirtualMachine)
+                     PlanPrice, ProductType, PromoCode, PromoRedemption, ProvisioningJob, TrafficOverage, VirtualMachine)
 from .order_fields import OPTION_LABELS
 from .provisioning import jobs as provisioning_jobs
 from .provisioning.registry import module_codes
@@ -178,7 +178,8 @@ class OrderRenewalInline(admin.TabularInline):
 class VirtualMachineInline(admin.StackedInline):
     model = VirtualMachine
     # Never the initial root password: it is the customer's, shown to them once.
-    fields = ("node", "domain", "template", "vcpus", "memory_mib", "disk_gib", "state", "created_at", "deleted_at")
+    fields = ("node", "domain", "vmid", "template", "vcpus", "memory_mib", "disk_gib", "state", "bandwidth_mbps",
+              "created_at", "deleted_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -297,13 +298,43 @@ class OsTemplateInline(admin.TabularInline):
     extra = 1
 
 
+class HypervisorNodeForm(forms.ModelForm):
+    """The Proxmox VE API token's secret can be replaced, never read back; left blank it stays as it is."""
+
+    token_secret = forms.CharField(label=_("API token secret"), required=False, max_length=200,
+                                   widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+                                   help_text=_("Stored, never shown. Leave blank to keep the current one."))
+
+    class Meta:
+        model = HypervisorNode
+        fields = "__all__"
+
+    def clean_token_secret(self):
+        return self.cleaned_data["token_secret"] or (self.instance.token_secret if self.instance.pk else "")
+
+
 @admin.register(HypervisorNode)
 class HypervisorNodeAdmin(admin.ModelAdmin):
-    list_display = ("name", "uri", "location", "vcpu_use", "ram_use", "disk_use", "is_active", "check_ok", "checked_at")
-    list_filter = ("is_active", "location", "check_ok")
+    form = HypervisorNodeForm
+    list_display = ("name", "kind", "uri", "location", "vcpu_use", "ram_use", "disk_use", "is_active", "check_ok", "checked_at")
+    list_filter = ("kind", "is_active", "location", "check_ok")
     readonly_fields = ("checked_at", "check_ok", "check_message")
+    fieldsets = [
+        (None, {"fields": ("name", "kind", "uri", "location", "is_active")}),
+        (_("Capacity"), {"fields": ("cpu_capacity", "ram_capacity_mib", "disk_capacity_gib")}),
+        (_("Storage and network"), {"fields": ("storage_pool", "network", "bridge")}),
+        (_("Proxmox VE API"), {"fields": ("pve_node", "token_id", "token_secret", "ca_certificate")}),
+        (_("Health"), {"fields": ("checked_at", "check_ok", "check_message")}),
+    ]
     inlines = [OsTemplateInline]
     actions = ["check_health"]
+
+    def get_fieldsets(self, request, obj=None):
+        """Staff who may only view nodes would see read-only fields as text: the secret is left out."""
+        if self.has_change_permission(request, obj):
+            return self.fieldsets
+        return [(name, {**options, "fields": tuple(f for f in options["fields"] if f != "token_secret")})
+                for name, options in self.fieldsets]
 
     def get_queryset(self, request):
         from django.db.models import Sum
@@ -333,10 +364,10 @@ class HypervisorNodeAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Check health (connect, read host and storage pool)"), permissions=["change"])
     def check_health(self, request, queryset):
-        from .provisioning.libvirt_kvm import node_health
+        from .provisioning.registry import get_module
 
         for node in queryset.order_by("pk"):
-            ok, message = node_health(node)
+            ok, message = get_module(node.kind).node_health(node)
             HypervisorNode.objects.filter(pk=node.pk).update(check_ok=ok, check_message=message[:255],
                                                              checked_at=timezone.now())
             self.message_user(request, f"{node.name}: {message}", messages.SUCCESS if ok else messages.ERROR)
@@ -373,6 +404,34 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
 
 
 admin.site.register(ProvisioningJob, ProvisioningJobAdmin)
+
+
+@admin.register(TrafficOverage)
+class TrafficOverageAdmin(admin.ModelAdmin):
+    """Services that passed their traffic quota, one row per period (written by the usage beat job)."""
+
+    list_display = ("order", "period_start", "used_gib", "quota_gib", "action", "created_at")
+    list_filter = ("action",)
+    search_fields = ("=order__id",)
+    list_select_related = ("order__plan",)
+    readonly_fields = [f.name for f in TrafficOverage._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("traffic used, GiB"), ordering="used_bytes")
+    def used_gib(self, obj):
+        return obj.used_bytes // 1024 ** 3
+
+    @admin.display(description=_("quota, GiB"), ordering="quota_bytes")
+    def quota_gib(self, obj):
+        return obj.quota_bytes // 1024 ** 3
 
 
 class PromoRedemptionInline(admin.TabularInline):

@@ -34,7 +34,7 @@ class ConsoleAccess:
 
 
 def console_open(*, order: Order, actor, ip: str) -> ConsoleAccess:
-    from accounts.services import activity_record
+    from accounts.services.activity import activity_record
 
     from .server_control import server_controllable
 

@@ -14,7 +14,7 @@ from django.conf import settings
 from notifications.services import notify
 
 from .models import Order
-from .services._common import _date, order_label
+from .services.common import date_for_customer, order_label
 
 Status = Order.Status
 
@@ -35,7 +35,7 @@ def suspension_notices_send(*, now: datetime) -> int:
                                 expires_at__gt=now - grace)
            .select_related("customer", "plan").order_by("pk"))
     for order in due:
-        sent += _send(order, "service_suspension_notice", {"suspends_on": _date(order.expires_at + grace, order.customer)},
+        sent += _send(order, "service_suspension_notice", {"suspends_on": date_for_customer(order.expires_at + grace, order.customer)},
                       f"order:{order.pk}:period:{order.current_period}:suspension_notice")
     return sent
 
@@ -49,6 +49,6 @@ def termination_notices_send(*, now: datetime) -> int:
     due = (Order.objects.filter(status=Status.SUSPENDED, expires_at__lte=now - after + timedelta(days=days), expires_at__gt=now - after)
            .select_related("customer", "plan").order_by("pk"))
     for order in due:
-        sent += _send(order, "service_termination_notice", {"terminates_on": _date(order.expires_at + after, order.customer)},
+        sent += _send(order, "service_termination_notice", {"terminates_on": date_for_customer(order.expires_at + after, order.customer)},
                       f"order:{order.pk}:period:{order.current_period}:termination_notice")
     return sent

@@ -45,6 +45,7 @@ class ProductType(models.Model):
         MANUAL = "manual", _("Manual (staff enter the IP address)")
         IP_POOL = "ip_pool", _("Automatic from an IP pool")
         LIBVIRT = "libvirt", _("Virtual machine on a libvirt/KVM node")
+        PROXMOX = "proxmox", _("Virtual machine on a Proxmox VE node")
 
     code = models.SlugField(_("code"), max_length=32, unique=True)
     name = models.CharField(_("name"), max_length=100)
@@ -105,6 +106,10 @@ class IpPool(models.Model):
 
 
 class Plan(models.Model):
+    class OverQuotaAction(models.TextChoices):
+        NOTICE = "notice", _("Notice only")
+        THROTTLE = "throttle", _("Throttle to the speed below")
+
     product_type = models.ForeignKey(ProductType, on_delete=models.PROTECT, related_name="plans", verbose_name=_("product type"))
     code = models.SlugField(_("code"), max_length=48, unique=True)
     name = models.CharField(_("name"), max_length=100)
@@ -117,6 +122,12 @@ class Plan(models.Model):
     traffic_tb = models.DecimalField(_("traffic, TB/month"), max_digits=8, decimal_places=2, null=True, blank=True,
                                      help_text=_("Empty means unmetered."))
     port_mbps = models.PositiveIntegerField(_("port speed, Mbit/s"), default=1000)
+    over_quota_action = models.CharField(_("over-quota action"), max_length=16, choices=OverQuotaAction.choices,
+                                         default=OverQuotaAction.NOTICE,
+                                         help_text=_("What happens once a server's traffic passes the quota in a period: "
+                                                     "the customer is told once either way."))
+    over_quota_mbps = models.PositiveIntegerField(_("throttled speed, Mbit/s"), null=True, blank=True,
+                                                  help_text=_("The port speed past the quota, for the throttle action."))
     locations = models.ManyToManyField(Location, related_name="plans", verbose_name=_("locations"))
     ip_pool = models.ForeignKey(IpPool, on_delete=models.PROTECT, null=True, blank=True, related_name="plans",
                                 verbose_name=_("IP pool"), help_text=_("Used when the product type provisions from a pool."))
@@ -136,7 +147,11 @@ class Plan(models.Model):
         verbose_name = _("plan")
         verbose_name_plural = _("plans")
         ordering = ["product_type__sort_order", "sort_order", "pk"]
-        constraints = [models.CheckConstraint(condition=Q(setup_fee__gte=0), name="plan_setup_fee_gte_0")]
+        constraints = [
+            models.CheckConstraint(condition=Q(setup_fee__gte=0), name="plan_setup_fee_gte_0"),
+            models.CheckConstraint(condition=~Q(over_quota_action="throttle") | Q(over_quota_mbps__isnull=False, over_quota_mbps__gte=1),
+                                   name="plan_throttle_has_speed"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -160,6 +175,13 @@ class Plan(models.Model):
             errors = get_module(self.module_code).settings_errors(self.module_settings)
             if errors:
                 raise ValidationError({"module_settings": errors})
+        if self.over_quota_action == self.OverQuotaAction.THROTTLE:
+            if not self.over_quota_mbps:
+                raise ValidationError({"over_quota_mbps": _("Give the speed the server is throttled to.")})
+            if self.port_mbps and self.over_quota_mbps >= self.port_mbps:
+                raise ValidationError({"over_quota_mbps": _("The throttled speed must be below the port speed.")})
+            if self.traffic_tb is None:
+                raise ValidationError({"over_quota_action": _("An unmetered plan has no quota to pass: give the traffic first.")})
 
 
 class PlanPrice(models.Model):
@@ -375,11 +397,26 @@ class IpAddress(models.Model):
 # --- provisioning: hypervisor nodes, OS templates, virtual machines and jobs ----------------------
 
 class HypervisorNode(models.Model):
-    """A KVM host the libvirt module places VMs on. Capacity is what staff allow to be sold."""
+    """A host VMs are placed on: a KVM host driven through libvirt, or a Proxmox VE node driven through
+    its HTTP API (`kind`). Capacity is what staff allow to be sold."""
+
+    class Kind(models.TextChoices):
+        LIBVIRT = "libvirt", _("libvirt / KVM")
+        PROXMOX = "proxmox", _("Proxmox VE")
 
     name = models.CharField(_("name"), max_length=100, unique=True)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.LIBVIRT)
     uri = models.CharField(_("connection URI"), max_length=255,
-                           help_text=_("qemu:///system for this host, qemu+ssh://user@host/system for a remote one."))
+                           help_text=_("libvirt: qemu:///system for this host, qemu+ssh://user@host/system for a remote one. "
+                                       "Proxmox VE: the API URL, https://pve.example.com:8006."))
+    # Proxmox VE only: the node's name in the cluster and an API token (user@realm!name plus its secret).
+    pve_node = models.CharField(_("Proxmox node name"), max_length=100, blank=True)
+    token_id = models.CharField(_("API token ID"), max_length=200, blank=True,
+                                help_text=_("user@realm!token-name, e.g. portal@pve!provisioning."))
+    # Write-only in admin (never shown again once saved); never logged or put in a job's error.
+    token_secret = models.CharField(_("API token secret"), max_length=200, blank=True)
+    ca_certificate = models.TextField(_("TLS CA certificate (PEM)"), blank=True,
+                                      help_text=_("The node's CA (e.g. /etc/pve/pve-root-ca.pem). Empty: the system's trusted CAs."))
     location = models.ForeignKey(Location, on_delete=models.PROTECT, null=True, blank=True, verbose_name=_("location"),
                                  help_text=_("Empty: serves every location."))
     cpu_capacity = models.PositiveIntegerField(_("vCPU capacity"))
@@ -387,7 +424,8 @@ class HypervisorNode(models.Model):
     disk_capacity_gib = models.PositiveIntegerField(_("disk capacity, GiB"))
     storage_pool = models.CharField(_("storage pool"), max_length=100, default="default")
     network = models.CharField(_("libvirt network"), max_length=100, blank=True)
-    bridge = models.CharField(_("bridge"), max_length=100, blank=True, help_text=_("Used instead of a libvirt network when set."))
+    bridge = models.CharField(_("bridge"), max_length=100, blank=True,
+                              help_text=_("Used instead of a libvirt network when set; Proxmox VE: the VMs' bridge, e.g. vmbr0."))
     is_active = models.BooleanField(_("accepts new VMs"), default=True)
     checked_at = models.DateTimeField(_("last health check"), null=True, blank=True)
     check_ok = models.BooleanField(_("healthy"), null=True, blank=True)
@@ -402,17 +440,43 @@ class HypervisorNode(models.Model):
         return self.name
 
     def clean(self) -> None:
-        if not (self.network or self.bridge):
+        import re
+        from urllib.parse import urlsplit
+
+        if self.kind == self.Kind.PROXMOX:
+            errors = {}
+            url = urlsplit(self.uri or "")
+            if url.scheme != "https" or not url.hostname or url.path not in ("", "/") or url.query:
+                errors["uri"] = _("Give the API URL as https://host:8006.")
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", self.pve_node or ""):
+                errors["pve_node"] = _("Give the node's name as Proxmox VE shows it.")
+            if not re.fullmatch(r"[^\s@!]+@[^\s@!]+![A-Za-z][A-Za-z0-9._-]*", self.token_id or ""):
+                errors["token_id"] = _("Use the form user@realm!token-name.")
+            if not self.token_secret:
+                errors["token_secret"] = _("Give the API token's secret.")
+            if not self.bridge:
+                errors["bridge"] = _("Give the bridge the VMs' network device joins (e.g. vmbr0).")
+            if self.ca_certificate and "-----BEGIN CERTIFICATE-----" not in self.ca_certificate:
+                errors["ca_certificate"] = _("Paste the certificate in PEM form.")
+            if errors:
+                raise ValidationError(errors)
+        elif not (self.network or self.bridge):
             raise ValidationError(_("Give a libvirt network or a bridge."))
 
 
 class OsTemplate(models.Model):
-    """An OS image on a node: a qcow2 volume in the node's storage pool that VM disks are overlaid on."""
+    """An OS image on a node: libvirt, a qcow2 volume in the node's storage pool that VM disks are
+    overlaid on; Proxmox VE, the VMID of a template VM (with a cloud-init drive) that VMs are cloned from."""
 
     node = models.ForeignKey(HypervisorNode, on_delete=models.CASCADE, related_name="templates", verbose_name=_("node"))
     os_image = models.ForeignKey(OsImage, on_delete=models.PROTECT, related_name="templates", verbose_name=_("OS image"))
-    volume = models.CharField(_("volume in the storage pool"), max_length=255)
+    volume = models.CharField(_("volume in the storage pool"), max_length=255,
+                              help_text=_("libvirt: the qcow2 volume's name; Proxmox VE: the template VM's VMID."))
     is_active = models.BooleanField(_("active"), default=True)
+
+    def clean(self) -> None:
+        if self.node_id and self.node.kind == HypervisorNode.Kind.PROXMOX and not (self.volume or "").isdigit():
+            raise ValidationError({"volume": _("Give the template VM's VMID (a number).")})
 
     class Meta:
         verbose_name = _("OS template")
@@ -431,11 +495,14 @@ class VirtualMachine(models.Model):
     order = models.OneToOneField("Order", on_delete=models.PROTECT, related_name="vm", verbose_name=_("order"))
     node = models.ForeignKey(HypervisorNode, on_delete=models.PROTECT, related_name="vms", verbose_name=_("node"))
     domain = models.CharField(_("domain name"), max_length=100, unique=True)
+    vmid = models.PositiveIntegerField(_("Proxmox VMID"), null=True, blank=True)
     template = models.ForeignKey(OsTemplate, on_delete=models.SET_NULL, null=True, blank=True, verbose_name=_("OS template"))
     vcpus = models.PositiveIntegerField(_("vCPUs"))
     memory_mib = models.PositiveIntegerField(_("RAM, MiB"))
     disk_gib = models.PositiveIntegerField(_("disk, GiB"))
     state = models.CharField(_("last known state"), max_length=16, blank=True)
+    # The speed limit a bandwidth job applied (past the traffic quota); empty: the plan's port speed.
+    bandwidth_mbps = models.PositiveIntegerField(_("throttled to, Mbit/s"), null=True, blank=True)
     # Shown to the customer once (then blanked); never in admin or logs.
     initial_password = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -464,6 +531,7 @@ class ProvisioningJob(ChoiceLabels, models.Model):
         RESIZE = "resize", _("Resize")
         REINSTALL = "reinstall", _("Reinstall")
         TERMINATE = "terminate", _("Terminate")
+        BANDWIDTH = "bandwidth", _("Set bandwidth")
 
     class State(models.TextChoices):
         QUEUED = "queued", _("Queued")
@@ -583,6 +651,29 @@ class PromoRedemption(models.Model):
 
     def __str__(self) -> str:
         return f"{self.promo} → {self.order_id}"
+
+
+class TrafficOverage(models.Model):
+    """A service's traffic passed its plan's quota in a traffic period (its monthly cycle, see
+    orders.usage.traffic_period). One row per order and period (the unique constraint): the customer is
+    notified when it is inserted, so once per period however often or concurrently the check runs
+    (orders/traffic_quota.py)."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="traffic_overages", verbose_name=_("order"))
+    period_start = models.DateTimeField(_("period started"))
+    used_bytes = models.BigIntegerField(_("traffic used, bytes"))
+    quota_bytes = models.BigIntegerField(_("quota, bytes"))
+    action = models.CharField(_("over-quota action"), max_length=16, choices=Plan.OverQuotaAction.choices)
+    created_at = models.DateTimeField(_("detected"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("traffic over quota")
+        verbose_name_plural = _("traffic over quota")
+        ordering = ["-pk"]
+        constraints = [models.UniqueConstraint(fields=["order", "period_start"], name="traffic_overage_once_per_period")]
+
+    def __str__(self) -> str:
+        return f"#{self.order_id} {self.period_start:%Y-%m-%d}"
 
 
 class ConsoleToken(models.Model):

@@ -29,7 +29,7 @@ def deletion_open_items(customer: Customer) -> list:
 
     from accounts.personal_data import OpenItem
 
-    from .services._common import order_label
+    from .services.common import order_label
 
     return [OpenItem(label=_("Service %(service)s") % {"service": order_label(order)},
                      value=_("%(status)s: terminated when the deletion is approved") % {"status": order.get_status_display()},

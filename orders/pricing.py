@@ -37,19 +37,22 @@ class Price:
         return bool(self.converted_from)
 
 
-def convert(amount: Decimal, from_currency: str, to_currency: str) -> tuple[Decimal, Decimal]:
-    """Convert at billing's current rate; returns (unrounded amount, rate used: 1 `from` = rate `to`)."""
+def convert(amount: Decimal, from_currency: str, to_currency: str, table=None) -> tuple[Decimal, Decimal]:
+    """Convert at billing's current rate (from `table`, a loaded `billing.rates.RateTable`, when given);
+    returns (unrounded amount, rate used: 1 `from` = rate `to`)."""
     from billing import rates
 
     try:
-        quote = rates.quote(from_currency, to_currency)
+        quote = (table if table is not None else rates).quote(from_currency, to_currency)
     except rates.RateError as error:
-        raise ValidationError(str(error), code="no_rate") from error
+        raise ValidationError(error.messages, code="no_rate") from error
     return amount * quote.rate, quote.rate
 
 
-def plan_price(*, plan: Plan, period_months: int, currency: str, prices: list[PlanPrice] | None = None) -> Price:
-    """The price of one period in `currency`: stored, or converted from the plan's base currency."""
+def plan_price(*, plan: Plan, period_months: int, currency: str, prices: list[PlanPrice] | None = None,
+               table=None) -> Price:
+    """The price of one period in `currency`: stored, or converted from the plan's base currency.
+    `prices` (the plan's rows) and `table` (loaded rates) spare the queries when pricing many orders."""
     rows = prices if prices is not None else list(plan.prices.all())
     by_key = {(row.period_months, row.currency): row.amount for row in rows}
     if (period_months, currency) in by_key:
@@ -58,8 +61,29 @@ def plan_price(*, plan: Plan, period_months: int, currency: str, prices: list[Pl
     if base is None:
         raise ValidationError(_("This plan is not sold for a %(months)s-month period.") % {"months": period_months},
                               code="no_price")
-    amount, rate = convert(base, plan.base_currency, currency)
+    amount, rate = convert(base, plan.base_currency, currency, table)
     return Price(amount=quantize(amount, currency), currency=currency, converted_from=plan.base_currency, rate=rate)
+
+
+def renewal_plan(order: Order) -> Plan:
+    """The plan the next renewal is for: a scheduled downgrade's, else the order's."""
+    return order.scheduled_plan or order.plan
+
+
+def renewal_price(order: Order, *, prices: list[PlanPrice] | None = None, table=None) -> Decimal:
+    """Price of one period at the next renewal: a scheduled downgrade's price, else the order's. The one
+    renewal pricing rule: the renewal job, the renew page and the forecasts all call it (`prices` and
+    `table` as for `plan_price`)."""
+    if order.scheduled_plan_id is None:
+        return order.price
+    return plan_price(plan=order.scheduled_plan, period_months=order.period_months, currency=order.currency,
+                      prices=prices, table=table).amount
+
+
+def renewal_amount(order: Order, *, prices: list[PlanPrice] | None = None, table=None) -> Decimal:
+    """One period's renewal price rounded to the order currency's minor unit, as the renewal job stores
+    it on the `OrderRenewal` (and bills it as the invoice's subtotal)."""
+    return quantize(renewal_price(order, prices=prices, table=table), order.currency)
 
 
 def setup_fee(*, plan: Plan, currency: str) -> Price:

@@ -82,7 +82,7 @@ def ptr_records(order: Order) -> list[dict]:
 
 def ptr_set(*, order: Order, address: str, hostname: str, actor, ip: str) -> None:
     """Set (or with an empty hostname remove) the PTR record of one of the order's addresses."""
-    from accounts.services import activity_record
+    from accounts.services.activity import activity_record
 
     hostname = hostname_clean(hostname)
     if address not in order_addresses(order):

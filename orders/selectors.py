@@ -1,14 +1,28 @@
-"""Reads for orders, always scoped to a customer (another customer's order is a 404)."""
+"""Reads for orders, always scoped to a customer (another customer's order is a 404), and the
+renewal forecasts (dashboard, auto-payment's next month) priced by the renewal job's own functions."""
+import datetime as dt
 from dataclasses import dataclass
+from decimal import Decimal
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import Case, CharField, F, Func, IntegerField, Q, QuerySet, Value, When
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from accounts.models import Customer
+from billing.gateways.selectors import card_auto_top_up_month_used, card_auto_top_up_settings_for
+from billing.models import Currency, Invoice
+from billing.money import quantize
+from billing.rates import RateError, RateTable
+from billing.selectors import balance_of, enabled_currencies, tax_for
+from billing.tax import NO_TAX, TaxDecision, TaxNotConfigured, invoice_totals
+from core.calendar import provider_today
 
-from .models import Order, Plan, ProductType
+from . import pricing
+from .services import renewal_batch
+from .models import Order, OrderRenewal, Plan, PlanPrice, ProductType
 
 SORTS = {
     "created": "created_at",
@@ -16,6 +30,8 @@ SORTS = {
     "status": "status_rank",
     "cost": "price",
 }
+ZERO = Decimal("0")
+FORECAST_DAYS = 30
 STATUS_RANK = [Order.Status.ACTIVE, Order.Status.PENDING, Order.Status.EXPIRED, Order.Status.SUSPENDED,
                Order.Status.CANCELLED, Order.Status.TERMINATED]
 
@@ -137,23 +153,10 @@ def order_setup(*, order: Order) -> dict:
 
 def renewals_due_next_month(*, customer: Customer, now=None):
     """What the auto-renewal job will charge this customer within the next month for renewals that no
-    open invoice asks for yet, in the account currency: `renewal_price()` quantized as the job stores
-    it plus the tax billing adds. Registered with `billing.hooks.register_upcoming_charges`, so
+    open invoice asks for yet, in the account currency: the job's `pricing.renewal_amount()` plus the
+    tax billing adds (`invoice_totals`). Registered with `billing.hooks.register_upcoming_charges`, so
     auto-payment tops up for the next month of services (the renewal invoices already issued are
     counted by billing itself)."""
-    from decimal import Decimal
-
-    from django.core.exceptions import ValidationError
-
-    from billing.models import Invoice
-    from billing.money import quantize
-    from billing.rates import RateError, RateTable
-    from billing.services.tax import tax_for
-
-    from . import pricing
-    from .models import OrderRenewal
-    from .services import renewal_batch, renewing
-
     now = now or timezone.now()
     orders = list(renewal_batch.due_for_auto_renewal(pricing.add_months(now, 1)).filter(customer=customer)
                   .select_related("scheduled_plan").order_by("pk"))
@@ -170,11 +173,176 @@ def renewals_due_next_month(*, customer: Customer, now=None):
         if (order.pk, order.current_period + 1) in invoiced:
             continue
         try:
-            amount = quantize(renewing.renewal_price(order), order.currency)
-            amount += quantize(amount * tax.percent / 100, order.currency)
+            amount = invoice_totals(subtotal=pricing.renewal_amount(order), tax=tax, currency=order.currency).total
             if order.currency != customer.currency:
                 amount = quantize(amount * table.quote(order.currency, customer.currency).rate, customer.currency)
         except (ValidationError, RateError):  # no price or rate now: the job will report it; nothing to add
             continue
         total += amount
     return total
+
+
+# --- renewal forecast ----------------------------------------------------------------------------
+
+@dataclass
+class ForecastRow:
+    order_id: int
+    plan_name: str
+    renews_at: dt.datetime  # when the renewal job will first pick it up
+    amount: Decimal  # what the renewal invoice will ask for (tax included), in `currency`
+    currency: str
+    amount_in_account_currency: Decimal | None  # None: no usable exchange rate
+    covered_by: str = ""  # "balance", "autopay" or "" (not covered)
+    error: str = ""
+
+
+@dataclass
+class RenewalForecast:
+    rows: list[ForecastRow]  # the soonest `shown` renewals; every figure below covers all of them
+    balance: Decimal
+    currency: str
+    autopay_enabled: bool
+    autopay_left_this_month: Decimal
+    count: int = 0  # renewals due in the window
+    total: Decimal = ZERO  # in the account currency
+    shortfall: Decimal = ZERO  # what the customer should add to cover every renewal
+    uncovered: int = 0  # renewals neither the balance nor auto-payment covers (or without a price)
+    more_count: int = 0  # due renewals beyond `rows`
+    more_total: Decimal = ZERO  # their total in the account currency (those with a price)
+
+    @property
+    def all_covered(self) -> bool:
+        return self.uncovered == 0
+
+
+def _renewal_moment(expires_at: dt.datetime, now: dt.datetime) -> dt.datetime:
+    """The job renews an order ORDERS_RENEW_HOURS_BEFORE_EXPIRY before it expires (or at its next run)."""
+    return max(now, expires_at - dt.timedelta(hours=settings.ORDERS_RENEW_HOURS_BEFORE_EXPIRY))
+
+
+def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days: int = FORECAST_DAYS,
+                     currencies: list[Currency] | None = None, balance: Decimal | None = None,
+                     shown: int | None = None) -> RenewalForecast:
+    """Which services the auto-renewal job will renew in the next `days` days, for how much, and
+    whether the balance (then auto-payment within its monthly cap) covers each in turn.
+
+    The orders are the job's own `due_for_auto_renewal()` query evaluated at the end of the window;
+    the price is the job's `pricing.renewal_amount()`, plus the tax billing adds when it issues the
+    invoice (`billing.selectors.tax_for` and `billing.tax.invoice_totals`, as the job's invoices). A renewal invoice the job already issued (a pending
+    renewal for the next period) is forecast at what it still asks for. Every due renewal is priced
+    and counted (totals, coverage, shortfall), but only the soonest `shown` (DASHBOARD_FORECAST_ROWS)
+    become rows. A fixed number of queries: the due orders with their plans, the scheduled plans' prices,
+    prices added in Python.
+    """
+    now = now or timezone.now()
+    shown = settings.DASHBOARD_FORECAST_ROWS if shown is None else shown
+    currency = customer.currency
+    balance = balance_of(customer) if balance is None else balance
+    orders = list(
+        renewal_batch.due_for_auto_renewal(now + dt.timedelta(days=days)).filter(customer=customer)
+        .select_related("plan", "scheduled_plan").order_by("expires_at", "pk")
+    )
+    pending_invoices = _pending_renewal_invoices(customer, {order.pk for order in orders})
+    scheduled_prices = _scheduled_plan_prices(orders)
+    try:
+        tax = tax_for(customer) if orders else None
+    except TaxNotConfigured:  # the renewal invoice will be refused too; forecast the amount without tax
+        tax = NO_TAX
+    table = RateTable(currencies if currencies is not None else enabled_currencies())
+    autopay = card_auto_top_up_settings_for(customer)
+    autopay_on = bool(autopay and autopay.enabled and autopay.method_id)
+    today = provider_today(now)
+    left_this_month = max(ZERO, autopay.monthly_limit - card_auto_top_up_month_used(customer=customer, today=today)) if autopay_on else ZERO
+    cap_left: dict[tuple[int, int], Decimal] = {(today.year, today.month): left_this_month}
+
+    forecast = RenewalForecast(rows=[], balance=balance, currency=currency, autopay_enabled=autopay_on,
+                               autopay_left_this_month=left_this_month, count=len(orders))
+    # Two walks in date order: `running`/`cap_left` replay the job (it leaves an unaffordable renewal
+    # unpaid and keeps the balance for the next one); `topped_up`/`topped_cap` replay it after the
+    # customer added the shortfall, so leftover balance is not counted against several renewals.
+    running, topped_up, topped_cap = balance, balance, dict(cap_left)
+    for index, order in enumerate(orders):
+        row = ForecastRow(order_id=order.pk, plan_name=order.plan.name,
+                          renews_at=_renewal_moment(order.expires_at, now), amount=ZERO,
+                          currency=order.currency, amount_in_account_currency=None)
+        if index < shown:
+            forecast.rows.append(row)
+        else:
+            forecast.more_count += 1
+        _forecast_price(row, order, pending_invoices, scheduled_prices, tax, table, currency)
+        if row.error:
+            forecast.uncovered += 1
+            continue
+        needed = row.amount_in_account_currency
+        forecast.total += needed
+        if index >= shown:
+            forecast.more_total += needed
+        month = provider_today(row.renews_at)
+        month_cap = autopay.monthly_limit if autopay_on else ZERO
+        row.covered_by, running = _cover(needed, running, cap_left, (month.year, month.month), month_cap)
+        if not row.covered_by:
+            forecast.uncovered += 1
+        covered, topped_up = _cover(needed, topped_up, topped_cap, (month.year, month.month), month_cap)
+        if not covered:
+            forecast.shortfall += needed - max(topped_up, ZERO)
+            topped_up = ZERO
+    return forecast
+
+
+def _cover(needed: Decimal, balance: Decimal, cap_left: dict, month: tuple[int, int], month_cap: Decimal) -> tuple[str, Decimal]:
+    """How the renewal job pays `needed`: from the balance, else auto-payment tops up the missing part
+    within what is left of that month's cap (updated in `cap_left`), else not at all ("").
+    Returns (covered by, balance afterwards)."""
+    if balance >= needed:
+        return "balance", balance - needed
+    missing = needed - max(balance, ZERO)
+    left = cap_left.setdefault(month, month_cap)
+    if missing <= left:
+        cap_left[month] = left - missing
+        return "autopay", ZERO
+    return "", balance
+
+
+def _forecast_price(row: ForecastRow, order: Order, pending_invoices: dict, scheduled_prices: dict, tax: TaxDecision,
+                    table: RateTable, account_currency: str) -> None:
+    """Set the row's amount (its currency and the account currency's), or its error: what the job's
+    renewal invoice will ask for (`pricing.renewal_amount` + `billing.tax.invoice_totals`)."""
+    invoice = pending_invoices.get(order.pk)
+    if invoice is not None:
+        row.amount, row.currency = invoice["total"] - invoice["amount_paid"], invoice["currency"]
+    else:
+        try:
+            subtotal = pricing.renewal_amount(order, prices=scheduled_prices.get(order.scheduled_plan_id, []), table=table)
+        except (ValidationError, RateError) as error:
+            row.error = error.messages[0]
+            return
+        row.amount = invoice_totals(subtotal=subtotal, tax=tax, currency=order.currency).total
+    try:
+        quote = table.quote(row.currency, account_currency)
+    except RateError as error:
+        row.error = error.messages[0]
+        return
+    row.amount_in_account_currency = row.amount if row.currency == account_currency else quantize(row.amount * quote.rate, account_currency)
+
+
+def _scheduled_plan_prices(orders: list[Order]) -> dict[int, list[PlanPrice]]:
+    """{plan id: its PlanPrice rows} for the orders' scheduled plans, one query (none without any)."""
+    plan_ids = {order.scheduled_plan_id for order in orders} - {None}
+    prices: dict[int, list[PlanPrice]] = {}
+    if plan_ids:
+        for price in PlanPrice.objects.filter(plan_id__in=plan_ids):
+            prices.setdefault(price.plan_id, []).append(price)
+    return prices
+
+
+def _pending_renewal_invoices(customer: Customer, order_ids: set[int]) -> dict[int, dict]:
+    """Open invoices of renewals already issued for each order's next period (the job pays those)."""
+    if not order_ids:
+        return {}
+    invoice_of = {r["invoice_id"]: r["order_id"] for r in OrderRenewal.objects.filter(
+        order__customer=customer, status=OrderRenewal.Status.PENDING, invoice_id__isnull=False,
+        period=F("order__current_period") + 1).values("order_id", "invoice_id") if r["order_id"] in order_ids}
+    if not invoice_of:
+        return {}
+    return {invoice_of[row["pk"]]: row for row in Invoice.objects.filter(pk__in=list(invoice_of), status__in=Invoice.OPEN_STATUSES)
+            .values("pk", "total", "amount_paid", "currency")}

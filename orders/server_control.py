@@ -55,7 +55,9 @@ def server_state(*, order: Order) -> dict:
         except Exception as error:  # hypervisor down: show what we last knew, never the error
             logger.warning("Status of order %s failed: %s", order.pk, error)
             state = vm.state or "unknown"
-    return {"state": state, "busy": busy, "recent": recent, "controllable": server_controllable(order)}
+    return {"state": state, "busy": busy, "recent": recent, "controllable": server_controllable(order),
+            "console": Operation.CONSOLE in module_for(order).operations,
+            "throttled_mbps": vm.bandwidth_mbps if vm is not None and state not in ("suspended", "none") else None}
 
 
 def server_power(*, order: Order, action: str, request_id: str, actor, ip: str) -> ProvisioningJob:
@@ -66,7 +68,7 @@ def server_power(*, order: Order, action: str, request_id: str, actor, ip: str) 
         raise ValidationError(_("Unknown server action."))
     if not _REQUEST_ID.match(request_id or ""):
         raise ValidationError(_("The form has expired. Reload the page and try again."))
-    from accounts.services import activity_record
+    from accounts.services.activity import activity_record
 
     from .provisioning import jobs
 
@@ -92,7 +94,7 @@ def reinstall_images(order: Order) -> list:
 
     images = OsImage.objects.filter(product_types=order.plan.product_type, is_active=True)
     vm = _machine(order)
-    if vm is not None and module_for(order).code == "libvirt":
+    if vm is not None and module_for(order).runs_in_jobs:  # hypervisor modules: templates live on nodes
         images = images.filter(templates__node=vm.node, templates__is_active=True)
     return list(images.distinct().order_by("sort_order", "name"))
 
@@ -103,7 +105,7 @@ def server_reinstall(*, order: Order, os_image: str, ssh_key: str, request_id: s
     caller has already confirmed the user's password or 2FA code."""
     import secrets
 
-    from accounts.services import activity_record
+    from accounts.services.activity import activity_record
 
     from .provisioning import jobs
 

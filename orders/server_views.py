@@ -163,11 +163,11 @@ def server_reverse_dns(request: HttpRequest, order_id: int) -> HttpResponse:
 @require_GET
 def server_usage(request: HttpRequest, order_id: int) -> HttpResponse:
     """Usage graphs and traffic against the plan's quota (htmx, after the page)."""
-    from . import usage
+    from . import traffic_quota, usage
 
     order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
     if not request.htmx:
         return redirect("orders:order_detail", order_id=order.pk)
     return render(request, "orders/_server_usage.html", {
         "order": order, "charts": [usage.usage_chart(order), usage.usage_chart(order, days=30)],
-        "traffic": usage.traffic_summary(order)})
+        "traffic": usage.traffic_summary(order), "throttle": traffic_quota.traffic_throttle(order)})

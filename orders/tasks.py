@@ -41,10 +41,14 @@ def provisioning_jobs_sweep_task() -> int:
 
 @shared_task
 def usage_sample_task() -> int:
-    """Sample every running VM's counters (graphs, traffic) and thin samples older than a day."""
+    """Sample every running VM's counters (graphs, traffic), thin samples older than a day, then apply
+    the traffic quota (a notice once per period, the plan's throttle, lifting it in a new period)."""
+    from .traffic_quota import traffic_quota_check_all
     from .usage import usage_sample_all
 
-    return usage_sample_all()
+    taken = usage_sample_all()
+    traffic_quota_check_all()
+    return taken
 
 
 @shared_task

@@ -1,5 +1,5 @@
 """Server usage: hypervisor counters sampled by beat into `UsageSample`, turned into 24-hour and
-30-day graphs (core.charts geometry) and the traffic used in the current billing period.
+30-day graphs (core.charts geometry) and the traffic used in the current traffic period (monthly).
 
 Counters are cumulative; a graph bucket holds the sum of deltas between consecutive samples ending in
 it, and a counter that went down (the VM restarted) counts from zero. Samples older than a day are
@@ -79,11 +79,32 @@ def _samples(order: Order, since):
     return ([before] if before else []) + rows
 
 
-def traffic_used_bytes(order: Order) -> int:
-    """Network bytes in + out since the current paid period began."""
-    if order.period_started_at is None:
+def traffic_period(order: Order, *, now=None) -> tuple | None:
+    """The service's current traffic period: its monthly cycle from its anchor (the activation, or the
+    restart after a lapse), [anchor + k months, anchor + k + 1 months) around `now`, on the customer's
+    calendar like its expiry. The plan's quota is per month; for monthly billing this is exactly the
+    billing period, and it moves on by itself whether the order was renewed early or not."""
+    from .pricing import add_months, order_zone
+
+    if order.anchor_at is None:
+        return None
+    now = now or timezone.now()
+    zone = order_zone(order)
+    anchor, local_now = timezone.localtime(order.anchor_at, zone), timezone.localtime(now, zone)
+    months = max(0, (local_now.year - anchor.year) * 12 + local_now.month - anchor.month)
+    while months > 0 and add_months(order.anchor_at, months, zone) > now:
+        months -= 1
+    while add_months(order.anchor_at, months + 1, zone) <= now:
+        months += 1
+    return add_months(order.anchor_at, months, zone), add_months(order.anchor_at, months + 1, zone)
+
+
+def traffic_used_bytes(order: Order, *, now=None) -> int:
+    """Network bytes in + out in the current traffic period."""
+    period = traffic_period(order, now=now)
+    if period is None:
         return 0
-    return sum(delta["net_rx_bytes"] + delta["net_tx_bytes"] for _at, delta in _deltas(_samples(order, order.period_started_at)))
+    return sum(delta["net_rx_bytes"] + delta["net_tx_bytes"] for _at, delta in _deltas(_samples(order, period[0])))
 
 
 def usage_series(order: Order, *, now=None, days: int | None = None) -> list[tuple]:
@@ -130,5 +151,7 @@ def traffic_summary(order: Order) -> dict:
     used = traffic_used_bytes(order)
     quota = order.plan.traffic_tb
     quota_bytes = int(quota * 1024 ** 4) if quota else None
+    period = traffic_period(order)
     return {"used_gib": Decimal(used) / GIB, "quota_tb": quota, "over": bool(quota_bytes and used > quota_bytes),
-            "percent": min(100, int(used * 100 / quota_bytes)) if quota_bytes else None}
+            "percent": min(100, int(used * 100 / quota_bytes)) if quota_bytes else None,
+            "period_ends": period[1] if period else None}

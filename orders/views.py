@@ -19,7 +19,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.roles import Area, acting_customer, customer_view, role_allows
 from billing.money import quantize
-from billing.services.tax import tax_for
+from billing.selectors import tax_for
+from billing.tax import invoice_totals
 
 from . import pricing, provisioning, selectors
 from .forms import AutoRenewForm, BatchRenewForm, CancelForm, ChangePlanForm, OrderForm, RenewForm
@@ -122,8 +123,8 @@ def _review_context(request, customer, form: OrderForm) -> dict:
     quote = placing.order_quote(customer=customer, plan=form.plan, period_months=form.cleaned_data["period_months"],
                                 promo_code=form.cleaned_data["promo_code"])
     tax = tax_for(customer)
-    tax_amount = quantize(quote.subtotal * tax.percent / 100, quote.currency)
-    total = quote.subtotal + tax_amount
+    totals = invoice_totals(subtotal=quote.subtotal, tax=tax, currency=quote.currency)
+    tax_amount, total = totals.tax_amount, totals.total
     site_total = None
     if customer.site_currency != quote.currency:
         try:
@@ -280,7 +281,7 @@ def order_renew(request: HttpRequest, order_id: int) -> HttpResponse:
                     return redirect("orders:order_detail", order_id=order.pk)
                 messages.info(request, _("Your balance does not cover the renewal. Pay this invoice to renew the service."))
                 return redirect(_invoice_url(result.invoice.pk))
-    price = renewing.renewal_price(order) if order.status in renewing.RENEWABLE else None
+    price = pricing.renewal_price(order) if order.status in renewing.RENEWABLE else None
     options = [(n, quantize(price * n, order.currency)) for n in (1, 2, 3, 6, 12)] if price is not None else []
     from billing.selectors import balance_of
 

@@ -8,7 +8,7 @@ class PasskeysConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.roles import Area
-        from accounts.views import register_settings_section
+        from accounts.views.settings import register_settings_section
 
         register_settings_section("passkeys", _("Passkeys"), Area.ACCOUNT, "passkeys:settings")
 

@@ -25,7 +25,7 @@ from webauthn.helpers.structs import (
 )
 
 from accounts.models import User
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 
 from .models import Passkey
 

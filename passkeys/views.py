@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.client_ip import client_ip
 from accounts.ip_allowlist import ip_permitted
 from accounts.roles import Area, customer_view
-from accounts.views import settings_render
+from accounts.views.settings import settings_render
 
 from . import services
 from .models import Passkey

@@ -31,6 +31,7 @@ from accounts.admin import ActivityEventAdmin, CustomerAdmin, DeletionRequestAdm
 from accounts.admin_mixins import BackOfficePermissions, ReadOnlyAdmin, admin_action_form
 from accounts.forms import PlainDecimalField
 from accounts.models import ActivityEvent, Customer, DeletionRequest
+from accounts.selectors import customer_owners
 from billing.admin import CreditNoteAdmin, InvoiceAdmin, LedgerAccountAdmin, PaymentAdmin
 from billing.gateways import services as gateway_services
 from billing.gateways.admin import BankTransferReceiptAdmin, PaymentAttemptAdmin
@@ -59,10 +60,10 @@ class OwnerNamesChangeList(ChangeList):
         super().get_results(request)
         path = self.model_admin.customer_path
         if path is None:
-            selectors.attach_owners(self.result_list)
+            customer_owners(customers=self.result_list)
         else:  # only customers the page already loaded (select_related); others are not printed
             descriptor = getattr(self.model, path)
-            selectors.attach_owners([getattr(obj, path) for obj in self.result_list if descriptor.is_cached(obj)])
+            customer_owners(customers=[getattr(obj, path) for obj in self.result_list if descriptor.is_cached(obj)])
 
 
 class CustomerNames:

@@ -7,212 +7,24 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db.models import Count, DecimalField, F, Q, Sum
 from django.db.models.functions import Coalesce, TruncMonth
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
 from accounts.models import Customer, User
 from accounts.roles import Area, role_allows
-from core.calendar import provider_today
-from billing.gateways.selectors import autopay_settings_for
-from billing.gateways.services import autopay_month_used
+from accounts.selectors import customer_owners
 from billing.models import Currency, Invoice, LedgerAccount, LedgerEntry
-from billing.money import quantize
-from billing.rates import RateError, RateTable, is_stale, rate_published_at
+from billing.rates import is_stale, rate_published_at
 from billing.selectors import balance_of, enabled_currencies, equivalents, invoices_for
-from billing.services.tax import TaxDecision, TaxNotConfigured, tax_for
 from notifications.selectors import inbox_for
-from orders.models import Order, OrderRenewal, PlanPrice
-from orders.selectors import days_remaining, orders_for
-from orders.services import renewal_batch
+from orders.models import Order
+from orders.selectors import days_remaining, orders_for, renewal_forecast
 from tickets.selectors import tickets_for
 
 ZERO = Decimal("0")
-FORECAST_DAYS = 30
 DASHBOARD_LIST_SIZE = 5
 LIVE_SERVICE_STATUSES = (Order.Status.PENDING, Order.Status.ACTIVE, Order.Status.EXPIRED, Order.Status.SUSPENDED)
-
-
-# --- renewal forecast ----------------------------------------------------------------------------
-
-@dataclass
-class ForecastRow:
-    order_id: int
-    plan_name: str
-    renews_at: dt.datetime  # when the renewal job will first pick it up
-    amount: Decimal  # what the renewal invoice will ask for (tax included), in `currency`
-    currency: str
-    amount_in_account_currency: Decimal | None  # None: no usable exchange rate
-    covered_by: str = ""  # "balance", "autopay" or "" (not covered)
-    error: str = ""
-
-
-@dataclass
-class RenewalForecast:
-    rows: list[ForecastRow]  # the soonest `shown` renewals; every figure below covers all of them
-    balance: Decimal
-    currency: str
-    autopay_enabled: bool
-    autopay_left_this_month: Decimal
-    count: int = 0  # renewals due in the window
-    total: Decimal = ZERO  # in the account currency
-    shortfall: Decimal = ZERO  # what the customer should add to cover every renewal
-    uncovered: int = 0  # renewals neither the balance nor auto-payment covers (or without a price)
-    more_count: int = 0  # due renewals beyond `rows`
-    more_total: Decimal = ZERO  # their total in the account currency (those with a price)
-
-    @property
-    def all_covered(self) -> bool:
-        return self.uncovered == 0
-
-
-def _renewal_moment(expires_at: dt.datetime, now: dt.datetime) -> dt.datetime:
-    """The job renews an order ORDERS_RENEW_HOURS_BEFORE_EXPIRY before it expires (or at its next run)."""
-    return max(now, expires_at - dt.timedelta(hours=settings.ORDERS_RENEW_HOURS_BEFORE_EXPIRY))
-
-
-def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days: int = FORECAST_DAYS,
-                     currencies: list[Currency] | None = None, balance: Decimal | None = None,
-                     shown: int | None = None) -> RenewalForecast:
-    """Which services the auto-renewal job will renew in the next `days` days, for how much, and
-    whether the balance (then auto-payment within its monthly cap) covers each in turn.
-
-    The orders are the job's own `due_for_auto_renewal()` query evaluated at the end of the window;
-    the price is `orders.services.renewing.renewal_price()` quantized as the job stores it, plus the tax
-    billing adds when it issues the invoice. A renewal invoice the job already issued (a pending
-    renewal for the next period) is forecast at what it still asks for. Every due renewal is priced
-    and counted (totals, coverage, shortfall), but only the soonest `shown` (DASHBOARD_FORECAST_ROWS)
-    become rows. A fixed number of queries: one values() row per due order, prices added in Python.
-    """
-    now = now or timezone.now()
-    shown = settings.DASHBOARD_FORECAST_ROWS if shown is None else shown
-    currency = customer.currency
-    balance = balance_of(customer) if balance is None else balance
-    orders = list(
-        renewal_batch.due_for_auto_renewal(now + dt.timedelta(days=days)).filter(customer=customer)
-        .order_by("expires_at", "pk")
-        .values("pk", "plan__name", "expires_at", "price", "currency", "period_months", "scheduled_plan_id")
-    )
-    pending_invoices = _pending_renewal_invoices(customer, {order["pk"] for order in orders})
-    scheduled_prices = _scheduled_plan_prices({order["scheduled_plan_id"] for order in orders} - {None})
-    try:
-        tax = tax_for(customer) if orders else None
-    except TaxNotConfigured:  # the renewal invoice will be refused too; forecast the amount without tax
-        tax = TaxDecision(ZERO, "")
-    table = RateTable(currencies if currencies is not None else enabled_currencies())
-    autopay = autopay_settings_for(customer)
-    autopay_on = bool(autopay and autopay.enabled and autopay.method_id)
-    today = provider_today(now)
-    left_this_month = max(ZERO, autopay.monthly_limit - autopay_month_used(customer=customer, today=today)) if autopay_on else ZERO
-    cap_left: dict[tuple[int, int], Decimal] = {(today.year, today.month): left_this_month}
-
-    forecast = RenewalForecast(rows=[], balance=balance, currency=currency, autopay_enabled=autopay_on,
-                               autopay_left_this_month=left_this_month, count=len(orders))
-    # Two walks in date order: `running`/`cap_left` replay the job (it leaves an unaffordable renewal
-    # unpaid and keeps the balance for the next one); `topped_up`/`topped_cap` replay it after the
-    # customer added the shortfall, so leftover balance is not counted against several renewals.
-    running, topped_up, topped_cap = balance, balance, dict(cap_left)
-    for index, order in enumerate(orders):
-        row = ForecastRow(order_id=order["pk"], plan_name=order["plan__name"],
-                          renews_at=_renewal_moment(order["expires_at"], now), amount=ZERO,
-                          currency=order["currency"], amount_in_account_currency=None)
-        if index < shown:
-            forecast.rows.append(row)
-        else:
-            forecast.more_count += 1
-        _forecast_price(row, order, pending_invoices, scheduled_prices, tax, table, currency)
-        if row.error:
-            forecast.uncovered += 1
-            continue
-        needed = row.amount_in_account_currency
-        forecast.total += needed
-        if index >= shown:
-            forecast.more_total += needed
-        month = provider_today(row.renews_at)
-        month_cap = autopay.monthly_limit if autopay_on else ZERO
-        row.covered_by, running = _cover(needed, running, cap_left, (month.year, month.month), month_cap)
-        if not row.covered_by:
-            forecast.uncovered += 1
-        covered, topped_up = _cover(needed, topped_up, topped_cap, (month.year, month.month), month_cap)
-        if not covered:
-            forecast.shortfall += needed - max(topped_up, ZERO)
-            topped_up = ZERO
-    return forecast
-
-
-def _cover(needed: Decimal, balance: Decimal, cap_left: dict, month: tuple[int, int], month_cap: Decimal) -> tuple[str, Decimal]:
-    """How the renewal job pays `needed`: from the balance, else auto-payment tops up the missing part
-    within what is left of that month's cap (updated in `cap_left`), else not at all ("").
-    Returns (covered by, balance afterwards)."""
-    if balance >= needed:
-        return "balance", balance - needed
-    missing = needed - max(balance, ZERO)
-    left = cap_left.setdefault(month, month_cap)
-    if missing <= left:
-        cap_left[month] = left - missing
-        return "autopay", ZERO
-    return "", balance
-
-
-def _forecast_price(row: ForecastRow, order: dict, pending_invoices: dict, scheduled_prices: dict, tax, table: RateTable,
-                    account_currency: str) -> None:
-    """Set the row's amount (its currency and the account currency's), or its error."""
-    invoice = pending_invoices.get(order["pk"])
-    if invoice is not None:
-        row.amount, row.currency = invoice["total"] - invoice["amount_paid"], invoice["currency"]
-    else:
-        try:
-            price = order["price"] if order["scheduled_plan_id"] is None else _scheduled_price(order, scheduled_prices, table)
-        except (ValidationError, RateError) as error:
-            row.error = error.messages[0]
-            return
-        subtotal = quantize(price, order["currency"])  # as the job stores it
-        row.amount = subtotal + quantize(subtotal * tax.percent / 100, order["currency"])  # as invoice_issue adds it
-    try:
-        quote = table.quote(row.currency, account_currency)
-    except RateError as error:
-        row.error = error.messages[0]
-        return
-    row.amount_in_account_currency = row.amount if row.currency == account_currency else quantize(row.amount * quote.rate, account_currency)
-
-
-def _scheduled_plan_prices(plan_ids: set[int]) -> dict[int, tuple[str, dict[tuple[int, str], Decimal]]]:
-    """{plan id: (base currency, {(period months, currency): amount})} for the scheduled plans, one query."""
-    if not plan_ids:
-        return {}
-    prices: dict[int, tuple[str, dict]] = {}
-    for row in PlanPrice.objects.filter(plan_id__in=plan_ids).values("plan_id", "plan__base_currency", "period_months",
-                                                                       "currency", "amount"):
-        prices.setdefault(row["plan_id"], (row["plan__base_currency"], {}))[1][(row["period_months"], row["currency"])] = row["amount"]
-    return prices
-
-
-def _scheduled_price(order: dict, scheduled_prices: dict, table: RateTable) -> Decimal:
-    """`orders.pricing.plan_price()` of the scheduled plan (what `renewal_price()` charges), converting
-    with the rate table already loaded instead of a query per order."""
-    base_currency, by_key = scheduled_prices.get(order["scheduled_plan_id"], ("", {}))
-    period, currency = order["period_months"], order["currency"]
-    if (period, currency) in by_key:
-        return by_key[(period, currency)]
-    if (period, base_currency) not in by_key:
-        raise ValidationError(_("This plan is not sold for a %(months)s-month period.") % {"months": period}, code="no_price")
-    return quantize(by_key[(period, base_currency)] * table.quote(base_currency, currency).rate, currency)
-
-
-def _pending_renewal_invoices(customer: Customer, order_ids: set[int]) -> dict[int, dict]:
-    """Open invoices of renewals already issued for each order's next period (the job pays those)."""
-    if not order_ids:
-        return {}
-    invoice_of = {r["invoice_id"]: r["order_id"] for r in OrderRenewal.objects.filter(
-        order__customer=customer, status=OrderRenewal.Status.PENDING, invoice_id__isnull=False,
-        period=F("order__current_period") + 1).values("order_id", "invoice_id") if r["order_id"] in order_ids}
-    if not invoice_of:
-        return {}
-    return {invoice_of[row["pk"]]: row for row in Invoice.objects.filter(pk__in=list(invoice_of), status__in=Invoice.OPEN_STATUSES)
-            .values("pk", "total", "amount_paid", "currency")}
 
 
 # --- spending chart ------------------------------------------------------------------------------
@@ -296,21 +108,6 @@ def dashboard_data(*, customer: Customer, user: User, now: dt.datetime | None = 
         data["tickets"] = list(open_tickets.select_related("department")[:DASHBOARD_LIST_SIZE])
     data["notifications"] = list(inbox_for(customer, user=user).order_by("-created_at", "-pk")[:DASHBOARD_LIST_SIZE])
     return data
-
-
-def attach_owners(customers) -> None:
-    """Customer.__str__ names the owner login (accounts.selectors.customer_owner caches it on the
-    instance): load the owners of a whole page of customers in one query instead of one per row."""
-    by_pk: dict[int, list[Customer]] = {}
-    for customer in customers:
-        if customer is not None and getattr(customer, "_owner_cache", None) is None:
-            by_pk.setdefault(customer.pk, []).append(customer)
-    if not by_pk:
-        return
-    # Highest pk first so the lowest (the first owner, as customer_owner picks) is assigned last.
-    for owner in User.objects.filter(customer_id__in=list(by_pk), role=User.Role.OWNER).order_by("customer_id", "-pk"):
-        for customer in by_pk[owner.customer_id]:
-            customer._owner_cache = owner
 
 
 
@@ -402,6 +199,7 @@ def staff_reports(*, now: dt.datetime | None = None) -> dict:
         "awaiting_verification": customers_awaiting_verification(),
         "rates": rate_freshness(now=now),
     }
-    attach_owners([*(i.customer for i in data["receivables"]["oldest"]), *(o.customer for o in data["expiring"]["soonest"]),
-                   *data["awaiting_verification"]["oldest"]])
+    customer_owners(customers=[*(i.customer for i in data["receivables"]["oldest"]),
+                               *(o.customer for o in data["expiring"]["soonest"]),
+                               *data["awaiting_verification"]["oldest"]])
     return data

@@ -2,7 +2,7 @@
 from django.db import transaction
 
 from accounts.models import User
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 from notifications.services import email_retry
 
 

@@ -17,7 +17,7 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext as _, ngettext
 
 from accounts.models import Customer, User
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 from core.topbar import topbar_changed
 from notifications.kinds import Kind
 from notifications.services import email_enqueue, notify

@@ -1,5 +1,5 @@
 """Recovery codes were stored in plain text (otp_static.StaticToken): store their keyed hash instead
-(accounts.services.recovery_code_digest, repeated here so later edits there cannot change history)."""
+(accounts.services.totp.recovery_code_digest, repeated here so later edits there cannot change history)."""
 import hashlib
 import hmac
 import re

@@ -171,11 +171,11 @@ def test_time_zone_is_validated_and_saved(client):
 
 
 def test_dates_are_shown_in_the_customers_time_zone(client):
-    from accounts import services
+    from accounts.services.activity import activity_record
 
     user = UserFactory()
     Customer.objects.filter(pk=user.customer_id).update(timezone="Asia/Tokyo")
-    event = services.activity_record(action="login", customer=user.customer, actor=user, ip="192.0.2.1")
+    event = activity_record(action="login", customer=user.customer, actor=user, ip="192.0.2.1")
     from accounts.models import ActivityEvent
     ActivityEvent.objects.filter(pk=event.pk).update(created_at=datetime(2026, 3, 1, 23, 30, tzinfo=dt_timezone.utc))
     client.force_login(user)
@@ -197,13 +197,13 @@ def test_the_time_zone_does_not_leak_into_the_next_request(client):
 
 
 def test_security_notices_state_the_time_in_the_customers_zone():
-    from accounts import services
+    from accounts.services.security import password_change_record
     from notifications.models import Notification
 
     user = UserFactory()
     Customer.objects.filter(pk=user.customer_id).update(timezone="Asia/Tokyo")
     user.customer.refresh_from_db()
-    services.password_changed_record(user=user, ip="192.0.2.1")
+    password_change_record(user=user, ip="192.0.2.1")
     notice = Notification.objects.get(customer=user.customer, kind="security_change")
     assert notice.context["when"].endswith("JST")
 

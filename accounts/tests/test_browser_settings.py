@@ -4,8 +4,9 @@ from base64 import b32decode
 import pytest
 from django_otp.oath import totp
 
-from accounts import services
 from accounts.models import Customer, User
+from accounts.services.activity import activity_record
+from accounts.services.trusted_users import trusted_user_invite
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -67,10 +68,10 @@ def test_screenshots_of_every_settings_section(page, login, screenshot, live_ser
         verification_status="pending", ip_allowlist="127.0.0.1 # office\n10.10.1.0/24")
     User.objects.filter(pk=owner.pk).update(phone="+4915123456789", phone_verified=True)
     UserFactory(customer=owner.customer, role="finance", username="anna.fin", first_name="Anna", last_name="Berg")
-    services.trusted_user_invite(customer=owner.customer, actor=owner, username="tom.tech", email="tom@example.com",
-                                 first_name="Tom", last_name="Ito", role="technical")
-    services.activity_record(action="login_failed", customer=owner.customer, actor=owner, ip="203.0.113.9",
-                             details={"reason": "password"})
+    trusted_user_invite(customer=owner.customer, actor=owner, username="tom.tech", email="tom@example.com",
+                        first_name="Tom", last_name="Ito", role="technical")
+    activity_record(action="login_failed", customer=owner.customer, actor=owner, ip="203.0.113.9",
+                    details={"reason": "password"})
     login("shots", DEFAULT_PASSWORD)
     for section in SECTIONS:
         page.set_viewport_size({"width": 1366, "height": 900})

@@ -74,17 +74,17 @@ def test_policy_banner_review_accept_avatar_and_privacy_page(page, login, screen
 
     from PIL import Image
 
-    from accounts import services
     from accounts.models import PolicyAcceptance
+    from accounts.services.policies import policy_publish, policy_version_create
     from accounts.tests.factories import StaffUserFactory
 
     settings.PRIVATE_MEDIA_ROOT = tmp_path / "private"
     user = UserFactory(username="policy", first_name="Paula", last_name="Reader")
     staff = StaffUserFactory()
-    policy = services.policy_version_create(
+    policy = policy_version_create(
         kind="privacy", title="Privacy policy", staff=staff, changes="We now keep server logs for 30 days.",
         text="We process your data to provide the services.\n\nServer logs are kept for 30 days.")
-    services.policy_publish(policy=policy, staff=staff)
+    policy_publish(policy=policy, staff=staff)
     login("policy", DEFAULT_PASSWORD)
     page.goto("/accounts/settings/profile/")
     page.wait_for_selector("[data-testid=policy-banner]")

@@ -10,8 +10,11 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts import services
 from accounts.models import ActivityEvent, Customer, DataExport, DeletionRequest, PolicyAcceptance, User
+from accounts.services.data_export import data_export_build, data_exports_sweep
+from accounts.services.deletion import deletion_request_approve, deletion_request_create, deletion_request_reject
+from accounts.services.policies import policies_accept, policy_publish, policy_version_create
+from accounts.services.profile import user_set_avatar
 from accounts.tests.factories import StaffUserFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -35,9 +38,9 @@ def enqueued(monkeypatch):
 
 def publish(kind="privacy", title="Privacy policy", text="We keep your data safe.\n\nSecond paragraph."):
     staff = StaffUserFactory()
-    policy = services.policy_version_create(kind=kind, title=title, text=text, changes="New retention rules",
-                                            staff=staff)
-    return services.policy_publish(policy=policy, staff=staff)
+    policy = policy_version_create(kind=kind, title=title, text=text, changes="New retention rules",
+                                   staff=staff)
+    return policy_publish(policy=policy, staff=staff)
 
 
 # --- policies ---------------------------------------------------------------------------------------------
@@ -81,7 +84,7 @@ def test_the_banner_is_per_user_and_costs_one_query(client, django_assert_num_qu
     owner = UserFactory()
     colleague = UserFactory(customer=owner.customer, role=User.Role.TECHNICAL)
     policy = publish()
-    services.policies_accept(user=owner, policy_ids=[policy.pk])
+    policies_accept(user=owner, policy_ids=[policy.pk])
     client.force_login(colleague)
     assert 'data-testid="policy-banner"' in client.get("/accounts/settings/profile/").content.decode()
     from accounts.context_processors import account
@@ -100,9 +103,9 @@ def test_published_policy_is_public_and_drafts_are_not():
     from django.test import Client
 
     staff = StaffUserFactory()
-    draft = services.policy_version_create(kind="terms", title="Terms", text="Draft", staff=staff)
+    draft = policy_version_create(kind="terms", title="Terms", text="Draft", staff=staff)
     assert Client().get("/accounts/policies/terms/").status_code == 404
-    services.policy_publish(policy=draft, staff=staff)
+    policy_publish(policy=draft, staff=staff)
     page = Client().get("/accounts/policies/terms/")
     assert page.status_code == 200 and "Draft" in page.content.decode()
     assert Client().get("/accounts/policies/unknown/").status_code == 404
@@ -157,7 +160,7 @@ def test_export_contains_only_the_owners_data_and_the_link_404s_for_anyone_else_
     export = DataExport.objects.get(customer=owner.customer)
     assert export.status == DataExport.Status.PENDING and enqueued == [{"export_id": export.pk}]
 
-    services.data_export_build(export_id=export.pk)  # what the worker runs
+    data_export_build(export_id=export.pk)  # what the worker runs
     export.refresh_from_db()
     assert export.status == DataExport.Status.READY and export.size > 0
     assert export.expires_at == export.finished_at + timedelta(hours=48)
@@ -190,7 +193,7 @@ def test_export_contains_only_the_owners_data_and_the_link_404s_for_anyone_else_
     DataExport.objects.filter(pk=export.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert client.get(url).status_code == 404
     path = export.file.path
-    assert services.data_exports_sweep()["expired"] == 1
+    assert data_exports_sweep()["expired"] == 1
     export.refresh_from_db()
     assert export.status == DataExport.Status.EXPIRED and not export.file
 
@@ -204,7 +207,7 @@ def test_export_csv_makes_typed_text_inert_for_spreadsheets(client, enqueued):
     UserFactory(customer=owner.customer, role=User.Role.FINANCE, first_name="+1", last_name="-2")
     client.force_login(owner)
     client.post(reverse("accounts:data_export_request"))
-    services.data_export_build(export_id=DataExport.objects.get(customer=owner.customer).pk)
+    data_export_build(export_id=DataExport.objects.get(customer=owner.customer).pk)
     archive = read_zip(client.get(reverse("accounts:data_export_download",
                                           args=[DataExport.objects.get(customer=owner.customer).pk])))
     rows = list(csv.DictReader(io.StringIO(archive.read("users.csv").decode("utf-8-sig"))))
@@ -256,7 +259,7 @@ def test_broker_down_is_not_an_error_and_the_sweeper_builds_the_export(
     assert "Could not enqueue data export" in caplog.text  # the enqueue really failed, and was logged
     export = DataExport.objects.get(customer=owner.customer)
     assert export.status == DataExport.Status.PENDING
-    assert services.data_exports_sweep()["built"] == 0  # still within the grace period: a worker may have it
+    assert data_exports_sweep()["built"] == 0  # still within the grace period: a worker may have it
     DataExport.objects.filter(pk=export.pk).update(created_at=timezone.now() - timedelta(minutes=5))
     out = io.StringIO()
     call_command("data_exports", stdout=out)
@@ -308,7 +311,7 @@ def test_approved_deletion_terminates_services_anonymizes_and_keeps_the_ledger_b
         profile_type="company", company_name="Smith GmbH", company_vat_number="DE123", email_billing="acc@smith.test",
         verification_status="verified")  # an unverified company could not pay for the order below
     SocialAccount.objects.create(user=owner, provider="google", uid="g-1")
-    services.user_avatar_set(user=owner, upload=SimpleUploadedFile("a.png", png_bytes()))
+    user_set_avatar(user=owner, upload=SimpleUploadedFile("a.png", png_bytes()))
     avatar_path = owner.avatar.path
     invoice = make_customer_data(owner, "ERASE-ME")
     placed = order_place(customer=owner.customer, actor=owner, plan=PlanFactory(), period_months=1,
@@ -318,7 +321,7 @@ def test_approved_deletion_terminates_services_anonymizes_and_keeps_the_ledger_b
     SavedPaymentMethod.objects.create(customer=owner.customer, gateway="sandbox", token="tok_1", brand="visa",
                                       last4="4242", exp_month=12, exp_year=2030, is_default=True)
     entries_before = LedgerEntry.objects.count()
-    deletion = services.deletion_request_create(customer=owner.customer, user=owner, reason="bye")
+    deletion = deletion_request_create(customer=owner.customer, user=owner, reason="bye")
     staff = StaffUserFactory()
     from billing.services.settlement import customer_settle_for_deletion  # the balance and open invoice first
 
@@ -326,7 +329,7 @@ def test_approved_deletion_terminates_services_anonymizes_and_keeps_the_ledger_b
                                  reason="closing the account", actor=staff, bank_reference="SEPA-1")
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.deletion_request_approve(deletion_request=deletion, staff=staff)
+        deletion_request_approve(deletion_request=deletion, staff=staff)
 
     customer = Customer.objects.get(pk=owner.customer_id)
     assert customer.anonymized_at is not None
@@ -353,7 +356,7 @@ def test_approved_deletion_terminates_services_anonymizes_and_keeps_the_ledger_b
     client.force_login(trusted)
     assert client.get("/").status_code == 302
     with pytest.raises(Exception):
-        services.deletion_request_approve(deletion_request=deletion, staff=staff)
+        deletion_request_approve(deletion_request=deletion, staff=staff)
 
 
 def test_username_stays_immutable_except_for_erasure():
@@ -367,8 +370,8 @@ def test_username_stays_immutable_except_for_erasure():
 
 def test_staff_reject_with_a_note_the_customer_sees(client):
     owner = UserFactory()
-    deletion = services.deletion_request_create(customer=owner.customer, user=owner)
-    services.deletion_request_reject(deletion_request=deletion, staff=StaffUserFactory(), note="Unpaid invoices first")
+    deletion = deletion_request_create(customer=owner.customer, user=owner)
+    deletion_request_reject(deletion_request=deletion, staff=StaffUserFactory(), note="Unpaid invoices first")
     client.force_login(owner)
     assert "Unpaid invoices first" in client.get(reverse("accounts:settings_privacy")).content.decode()
 
@@ -415,7 +418,7 @@ def test_staff_publish_and_approve_from_the_admin(client, django_capture_on_comm
     assert policy.published_at is not None
 
     owner = UserFactory()
-    deletion = services.deletion_request_create(customer=owner.customer, user=owner)
+    deletion = deletion_request_create(customer=owner.customer, user=owner)
     url = "/admin/accounts/deletionrequest/"
     confirm = client.post(url, {"action": "approve", "_selected_action": [deletion.pk]})
     assert confirm.status_code == 200 and "cannot be undone" in confirm.content.decode()
@@ -438,7 +441,7 @@ def test_pending_export_polls_the_privacy_page_for_its_status(client, enqueued):
     body = part.content.decode()
     assert body.lstrip().startswith("<div id=\"exports\"") and "Being prepared" in body and "<html" not in body
     assert "disabled" in body
-    services.data_export_build(export_id=DataExport.objects.get(customer=owner.customer).pk)
+    data_export_build(export_id=DataExport.objects.get(customer=owner.customer).pk)
     body = client.get(reverse("accounts:settings_privacy"), {"part": "exports"}, HTTP_HX_REQUEST="true").content.decode()
     assert 'data-testid="download-export"' in body and "every 5s" not in body  # ready: polling stops
     assert "request-export\" disabled" not in body

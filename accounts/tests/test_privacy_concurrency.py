@@ -5,8 +5,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from accounts import services
 from accounts.models import DataExport
+from accounts.services.data_export import data_export_request
+from accounts.services.social import social_account_unlink
 from accounts.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,7 +40,7 @@ def test_two_simultaneous_export_requests_queue_one_export(monkeypatch):
 
     monkeypatch.setattr(tasks.data_export_build_task, "apply_async", lambda **kwargs: None)
     owner = UserFactory()
-    results = run_parallel(*[lambda: services.data_export_request(customer=owner.customer, user=owner)] * 4)
+    results = run_parallel(*[lambda: data_export_request(customer=owner.customer, user=owner)] * 4)
     assert DataExport.objects.filter(customer=owner.customer).count() == 1
     assert sum(isinstance(r, DataExport) for r in results) == 1
     assert all(isinstance(r, (DataExport, ValidationError)) for r in results)
@@ -53,7 +54,7 @@ def test_two_simultaneous_unlinks_cannot_remove_the_last_way_in():
     user.save()
     google = SocialAccount.objects.create(user=user, provider="google", uid="g")
     facebook = SocialAccount.objects.create(user=user, provider="facebook", uid="f")
-    results = run_parallel(lambda: services.social_account_unlink(user=user, account_id=google.pk),
-                           lambda: services.social_account_unlink(user=user, account_id=facebook.pk))
+    results = run_parallel(lambda: social_account_unlink(user=user, account_id=google.pk),
+                           lambda: social_account_unlink(user=user, account_id=facebook.pk))
     assert SocialAccount.objects.filter(user=user).count() == 1
     assert sorted(type(r).__name__ for r in results) == ["ValidationError", "str"]

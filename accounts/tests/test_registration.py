@@ -226,7 +226,7 @@ def _published(kind: str, title: str):
     from django.utils import timezone
 
     from accounts.models import PolicyVersion
-    from accounts.services import policy_version_create
+    from accounts.services.policies import policy_version_create
 
     policy = policy_version_create(kind=kind, title=title, text="Text.")
     PolicyVersion.objects.filter(pk=policy.pk).update(published_at=timezone.now())

@@ -176,11 +176,11 @@ def test_owner_cannot_demote_or_revoke_self_and_last_owner_stays(client):
     second_client.post(f"/accounts/settings/users/{owner.pk}/revoke/")
     owner.refresh_from_db()
     assert not owner.is_active  # another owner may revoke them
-    from accounts import services
+    from accounts.services.trusted_users import trusted_user_revoke
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError):
-        services.trusted_user_revoke(customer=second.customer, actor=owner, user_id=second.pk)
+        trusted_user_revoke(customer=second.customer, actor=owner, user_id=second.pk)
 
 
 def test_another_customers_users_are_404_and_untouched(client):

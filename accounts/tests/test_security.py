@@ -9,8 +9,10 @@ from django.test.utils import CaptureQueriesContext
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts import services
 from accounts.models import ActivityEvent, Customer
+from accounts.selectors import otp_enabled
+from accounts.services.activity import activity_record
+from accounts.services.security import customer_set_code_word
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +48,7 @@ def test_enable_2fa_shows_qr_and_ten_recovery_codes_once(client):
     codes = response.context["recovery_codes"]
     assert len(codes) == 10 and len(set(codes)) == 10
     assert client.get("/accounts/settings/security/").context["recovery_codes"] is None  # shown only once
-    assert services.otp_enabled(user)
+    assert otp_enabled(user)
     assert ActivityEvent.objects.filter(actor=user, action="2fa_enabled").exists()
 
 
@@ -116,14 +118,14 @@ def test_staff_see_only_whether_2fa_is_on_and_reset_it_with_permission_and_audit
     assert device.key not in page and codes[0] not in page and "2FA" in page
     changelist = reverse("admin:accounts_user_changelist")
     client.post(changelist, {"action": "reset_two_factor", "_selected_action": [user.pk], "index": "0"})
-    assert services.otp_enabled(user)
+    assert otp_enabled(user)
 
     resetter = StaffUserFactory(is_superuser=False)
     resetter.user_permissions.set(Permission.objects.filter(codename__in=["view_user", "reset_two_factor"]))
     client.force_login(resetter)
     with django_capture_on_commit_callbacks(execute=True):
         client.post(changelist, {"action": "reset_two_factor", "_selected_action": [user.pk], "index": "0"})
-    assert not services.otp_enabled(user)
+    assert not otp_enabled(user)
     event = ActivityEvent.objects.get(action="2fa_reset_by_staff")
     assert event.actor == resetter and event.customer_id == user.customer_id
     assert "turned off by support" in mail.outbox[-1].body
@@ -135,9 +137,9 @@ def test_disable_2fa_needs_password_and_code(client):
     device, codes = enable_2fa(client, user)
     response = client.post("/accounts/settings/security/2fa/disable/", {"password": "wrong", "token": "123"})
     assert {"password", "token"} <= set(response.context["otp_disable_form"].errors)
-    assert services.otp_enabled(user)
+    assert otp_enabled(user)
     client.post("/accounts/settings/security/2fa/disable/", {"password": DEFAULT_PASSWORD, "token": codes[3]})
-    assert not services.otp_enabled(user)
+    assert not otp_enabled(user)
     assert ActivityEvent.objects.filter(actor=user, action="2fa_disabled").exists()
 
 
@@ -252,10 +254,10 @@ def test_activity_log_scoped_paginated_with_fixed_query_count(client):
     technical = UserFactory(customer=owner.customer, role="technical")
     stranger = UserFactory()
     for i in range(3):
-        services.activity_record(action="login", customer=owner.customer, actor=owner, ip=f"192.0.2.{i}")
-    services.activity_record(action="login", customer=owner.customer, actor=technical, ip="192.0.2.200")
-    services.activity_record(action="login", customer=stranger.customer, actor=stranger, ip="192.0.2.99")
-    services.activity_record(action="company_verified", customer=owner.customer, visible_to_customer=False)
+        activity_record(action="login", customer=owner.customer, actor=owner, ip=f"192.0.2.{i}")
+    activity_record(action="login", customer=owner.customer, actor=technical, ip="192.0.2.200")
+    activity_record(action="login", customer=stranger.customer, actor=stranger, ip="192.0.2.99")
+    activity_record(action="company_verified", customer=owner.customer, visible_to_customer=False)
 
     client.force_login(owner)
     body = client.get("/accounts/settings/activity/").content.decode()
@@ -273,7 +275,7 @@ def test_activity_log_scoped_paginated_with_fixed_query_count(client):
 
     small = queries()
     for i in range(60):
-        services.activity_record(action="login_failed", customer=owner.customer, actor=technical, ip="192.0.2.7")
+        activity_record(action="login_failed", customer=owner.customer, actor=technical, ip="192.0.2.7")
     assert queries() == small
     response = client.get("/accounts/settings/activity/?page=3")
     assert response.context["page"].number == 3
@@ -288,7 +290,7 @@ def test_code_word_cannot_be_set_twice_even_concurrently():
     def attempt(word):
         try:
             barrier.wait()
-            services.code_word_set(customer=user.customer, actor=user, code_word=word)
+            customer_set_code_word(customer=user.customer, actor=user, code_word=word)
             results.append("ok")
         except Exception as error:  # noqa: BLE001 - the loser must fail with a ValidationError
             results.append(type(error).__name__)
@@ -337,7 +339,7 @@ def test_staff_enrol_2fa_and_the_admin_login_then_asks_for_the_code(client, sett
     device = TOTPDevice.objects.get(user=staff, confirmed=False)
     response = client.post("/accounts/staff/two-factor/", {"step": "confirm", "token": current_code(device)}, follow=True)
     codes = response.context["recovery_codes"]
-    assert len(codes) == 10 and services.otp_enabled(staff)
+    assert len(codes) == 10 and otp_enabled(staff)
     assert ActivityEvent.objects.filter(actor=staff, action="2fa_enabled", customer=None).exists()
     client.logout()
 

@@ -367,7 +367,7 @@ def test_activity_page_lists_security_events_newest_first(owner_client, owner, l
 
 
 def test_activity_page_labels_telegram_link_events_in_the_customers_language(owner_client, owner, language):
-    from accounts.services import activity_record
+    from accounts.services.activity import activity_record
 
     activity_record(action="telegram_linked", customer=owner.customer, actor=owner, details={"telegram": "@ann"})
     activity_record(action="telegram_unlinked", customer=owner.customer, actor=owner, details={"telegram": "@ann"})
@@ -378,7 +378,7 @@ def test_activity_page_labels_telegram_link_events_in_the_customers_language(own
 
 
 def test_activity_page_labels_other_apps_codes_in_words_not_raw_keys(owner_client, owner, language):
-    from accounts.services import activity_record
+    from accounts.services.activity import activity_record
 
     activity_record(action="billing.payer_created", customer=owner.customer, actor=owner)
     activity_record(action="billing.payment_method_added", customer=owner.customer, actor=owner)

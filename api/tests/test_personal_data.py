@@ -2,7 +2,7 @@
 import pytest
 
 from accounts.personal_data import exporters
-from accounts.services import customer_erase
+from accounts.services.deletion import customer_erase
 from api.models import ApiKey, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,7 @@ class GatewaysConfig(AppConfig):
         )
 
         from .registry import all_gateways, register_builtin_gateways
-        from .services import autopay_currency_changed, pay_link_email_context
+        from .services import card_auto_top_up_currency_change, pay_link_email_context
         from .views import invoice_payment_panel
 
         register_builtin_gateways()
@@ -22,7 +22,7 @@ class GatewaysConfig(AppConfig):
             register_payment_method(gateway.code, gateway.name)
         register_invoice_payment_panel(invoice_payment_panel)
         register_invoice_email_context(pay_link_email_context)
-        register_currency_change_handler(autopay_currency_changed)
+        register_currency_change_handler(card_auto_top_up_currency_change)
 
         from billing.hooks import register_payments_in_progress
 

@@ -1,14 +1,25 @@
 """Gateway reads, scoped to the acting customer (another customer's id is a 404)."""
+import logging
 import uuid
+from datetime import date
+from decimal import Decimal
 
+from django.db.models import Sum
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from accounts.models import Customer
+from billing import hooks
 from billing.models import Invoice
+from billing.money import quantize
+from billing.rates import RateTable, rate_per_base
+from billing.selectors import invoices_for
 
 from .base import Gateway
 from .models import AutopayCharge, AutopaySettings, GatewayConfig, PaymentAttempt, SavedPaymentMethod
 from .registry import all_gateways, get_gateway
+
+logger = logging.getLogger(__name__)
 
 
 def gateway_offered(gateway: Gateway, *, currency: str, country: str, configs: dict | None = None) -> bool:
@@ -90,9 +101,57 @@ def pay_link_attempt(*, invoice: Invoice, reference: str) -> PaymentAttempt | No
     return PaymentAttempt.objects.filter(invoice=invoice, via_pay_link=True, reference=reference).first()
 
 
-def autopay_settings_for(customer: Customer) -> AutopaySettings | None:
+def card_auto_top_up_settings_for(customer: Customer) -> AutopaySettings | None:
     return AutopaySettings.objects.select_related("method").filter(customer=customer).first()
 
 
-def autopay_charges_for(customer: Customer):
+def card_auto_top_up_charges_for(customer: Customer):
     return AutopayCharge.objects.filter(customer=customer).select_related("attempt")
+
+
+# --- saved-card auto top-up -----------------------------------------------------------------
+
+def card_auto_top_up_month_used(*, customer: Customer, today: date) -> Decimal:
+    """This month's pending and succeeded auto-payment charges in the account currency. Charges made
+    before an account currency change count at the last known rate (stale or not: it only measures the
+    cap), so switching the currency never resets what is left of the month's maximum."""
+    rows = (AutopayCharge.objects.filter(
+        customer=customer, day__gte=today.replace(day=1), day__lte=today,
+        status__in=[AutopayCharge.Status.PENDING, AutopayCharge.Status.SUCCEEDED],
+    ).values("currency").annotate(total=Sum("amount")).order_by("currency"))
+    used, table = Decimal("0"), None
+    for row in rows:
+        if row["currency"] == customer.currency:
+            used += row["total"]
+            continue
+        table = table or RateTable()
+        source, target = table.by_code.get(row["currency"]), table.by_code.get(customer.currency)
+        if source is None or target is None or rate_per_base(source) is None or rate_per_base(target) is None:
+            logger.warning("No rate to count %s %s of auto-payment against the cap of customer %s",
+                           row["total"], row["currency"], customer.pk)
+            continue
+        used += quantize(row["total"] * rate_per_base(target) / rate_per_base(source), customer.currency)
+    return used
+
+
+def _open_service_invoices_due(customer: Customer) -> Decimal:
+    open_invoices = (invoices_for(customer).filter(status__in=Invoice.OPEN_STATUSES, currency=customer.currency,
+                                                   kind__in=[Invoice.Kind.RENEWAL, Invoice.Kind.ORDER])
+                     .values_list("total", "amount_paid"))
+    return sum((total - paid for total, paid in open_invoices), Decimal("0"))
+
+
+def card_auto_top_up_needed_amount(*, customer: Customer, balance: Decimal, now=None) -> Decimal:
+    """What the auto-payment page promises: enough to cover the next month of services — the open
+    renewal/order invoices plus what the next month's renewals that have no invoice yet will cost
+    (`billing.hooks.upcoming_charges`, from orders) — and never less than what keeps the balance at
+    the low-balance threshold after the open invoices. `card_auto_top_up_charge` caps it by the monthly maximum."""
+    due = _open_service_invoices_due(customer)
+    next_month = hooks.upcoming_charges(customer=customer, now=now or timezone.now())
+    return max(Decimal("0"), due + max(next_month, customer.low_balance_threshold) - balance)
+
+
+def card_auto_top_up_is_due(*, customer: Customer, balance: Decimal) -> bool:
+    """The page's triggers: the balance is below the low-balance threshold, or open renewal/order
+    invoices are waiting for more than the balance holds."""
+    return balance < customer.low_balance_threshold or _open_service_invoices_due(customer) > balance

@@ -15,20 +15,17 @@ from decimal import ROUND_UP, Decimal
 from django.conf import settings
 from django.core import signing
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
 from accounts.selectors import payment_blockers
 from core.calendar import provider_today
-from accounts.services import activity_record
-from billing import hooks
+from accounts.services.activity import activity_record
 from billing.models import Invoice, Payment, PaymentRefund
 from billing.money import fits_minor_units, format_money, quantize, quantum
-from billing.rates import RateTable, rate_per_base
-from billing.selectors import balance_of, invoices_for
+from billing.selectors import balance_of
 from billing.services.errors import BillingError, PaymentBlocked
 from billing.services.invoices import invoice_apply_balance
 from billing.services.payers import invoice_payment_gate_check
@@ -44,7 +41,10 @@ from .models import (
     WebhookDelivery,
 )
 from .registry import get_gateway
-from .selectors import attempt_in_flight, gateway_offered
+from .selectors import (
+    attempt_in_flight, card_auto_top_up_is_due, card_auto_top_up_month_used, card_auto_top_up_needed_amount,
+    gateway_offered,
+)
 
 logger = logging.getLogger(__name__)
 Result = WebhookDelivery.Result
@@ -282,7 +282,7 @@ def attempt_succeed(*, attempt: PaymentAttempt, transaction_id: str, amount: Dec
         attempt.saved_method = method_save(customer=attempt.customer, gateway_code=attempt.gateway, details=method)
     attempt.save()
     if attempt.purpose == PaymentAttempt.Purpose.AUTOPAY:
-        _autopay_settle(attempt=attempt, succeeded=True)
+        _card_auto_top_up_settle(attempt=attempt, succeeded=True)
     return result, detail
 
 
@@ -299,7 +299,7 @@ def attempt_fail(*, attempt: PaymentAttempt, message: str, cancelled: bool = Fal
     attempt.failure_message = message[:255]
     attempt.save(update_fields=["status", "failure_message", "updated_at"])
     if attempt.purpose == PaymentAttempt.Purpose.AUTOPAY:
-        _autopay_settle(attempt=attempt, succeeded=False)
+        _card_auto_top_up_settle(attempt=attempt, succeeded=False)
     return Result.PROCESSED, ""
 
 
@@ -479,7 +479,7 @@ def bank_transfer_record(*, invoice: Invoice, amount: Decimal, bank_reference: s
 # --- auto-payment -----------------------------------------------------------------------------------
 
 @transaction.atomic
-def autopay_configure(*, customer: Customer, enabled: bool, method: SavedPaymentMethod | None, monthly_limit: Decimal,
+def card_auto_top_up_configure(*, customer: Customer, enabled: bool, method: SavedPaymentMethod | None, monthly_limit: Decimal,
                       actor=None) -> AutopaySettings:
     if method is not None and method.customer_id != customer.pk:
         raise BillingError("Payment method belongs to another customer.")
@@ -498,7 +498,7 @@ def autopay_configure(*, customer: Customer, enabled: bool, method: SavedPayment
     return row
 
 
-def autopay_currency_changed(customer: Customer, old_currency: str, new_currency: str, convert) -> None:
+def card_auto_top_up_currency_change(customer: Customer, old_currency: str, new_currency: str, convert) -> None:
     """billing hook: the monthly cap moves to the new account currency with the balance, under the
     switch's lock (a 5,000 RUB cap must not become a 5,000 EUR one)."""
     row = AutopaySettings.objects.select_for_update().filter(customer_id=customer.pk).first()
@@ -509,30 +509,7 @@ def autopay_currency_changed(customer: Customer, old_currency: str, new_currency
     row.save(update_fields=["monthly_limit", "monthly_limit_currency", "updated_at"])
 
 
-def autopay_month_used(*, customer: Customer, today: date) -> Decimal:
-    """This month's pending and succeeded auto-payment charges in the account currency. Charges made
-    before an account currency change count at the last known rate (stale or not: it only measures the
-    cap), so switching the currency never resets what is left of the month's maximum."""
-    rows = (AutopayCharge.objects.filter(
-        customer=customer, day__gte=today.replace(day=1), day__lte=today,
-        status__in=[AutopayCharge.Status.PENDING, AutopayCharge.Status.SUCCEEDED],
-    ).values("currency").annotate(total=Sum("amount")).order_by("currency"))
-    used, table = Decimal("0"), None
-    for row in rows:
-        if row["currency"] == customer.currency:
-            used += row["total"]
-            continue
-        table = table or RateTable()
-        source, target = table.by_code.get(row["currency"]), table.by_code.get(customer.currency)
-        if source is None or target is None or rate_per_base(source) is None or rate_per_base(target) is None:
-            logger.warning("No rate to count %s %s of auto-payment against the cap of customer %s",
-                           row["total"], row["currency"], customer.pk)
-            continue
-        used += quantize(row["total"] * rate_per_base(target) / rate_per_base(source), customer.currency)
-    return used
-
-
-def autopay_topup(*, customer: Customer, needed_amount: Decimal, reason: str) -> bool:
+def card_auto_top_up_charge(*, customer: Customer, needed_amount: Decimal, reason: str) -> bool:
     """Charge the customer's auto-payment method for `needed_amount` (account currency), capped by
     what is left of this month's maximum, at most once per customer per day. True if money was
     collected or is on its way. Orders' renewal job calls this when a renewal is due without funds."""
@@ -549,7 +526,7 @@ def autopay_topup(*, customer: Customer, needed_amount: Decimal, reason: str) ->
         if config.monthly_limit_currency != currency:
             return False  # an account currency change is converting the cap right now; the next run charges
         amount = Decimal(needed_amount).quantize(quantum(currency), rounding=ROUND_UP)
-        amount = min(amount, config.monthly_limit - autopay_month_used(customer=customer, today=today))
+        amount = min(amount, config.monthly_limit - card_auto_top_up_month_used(customer=customer, today=today))
         if amount <= 0:
             return False
         try:
@@ -572,7 +549,7 @@ def autopay_topup(*, customer: Customer, needed_amount: Decimal, reason: str) ->
     return _charge_saved_method(gateway, attempt, method) != "failed"
 
 
-def _autopay_settle(*, attempt: PaymentAttempt, succeeded: bool) -> None:
+def _card_auto_top_up_settle(*, attempt: PaymentAttempt, succeeded: bool) -> None:
     charge = AutopayCharge.objects.select_for_update().filter(attempt=attempt).first()
     if charge is None or charge.status != AutopayCharge.Status.PENDING:
         return
@@ -590,41 +567,18 @@ def _autopay_settle(*, attempt: PaymentAttempt, succeeded: bool) -> None:
             link=reverse("gateways:autopay"), dedupe_key=f"autopay:{charge.pk}")
 
 
-def _open_service_invoices_due(customer: Customer) -> Decimal:
-    open_invoices = (invoices_for(customer).filter(status__in=Invoice.OPEN_STATUSES, currency=customer.currency,
-                                                   kind__in=[Invoice.Kind.RENEWAL, Invoice.Kind.ORDER])
-                     .values_list("total", "amount_paid"))
-    return sum((total - paid for total, paid in open_invoices), Decimal("0"))
-
-
-def autopay_needed_amount(*, customer: Customer, balance: Decimal, now=None) -> Decimal:
-    """What the auto-payment page promises: enough to cover the next month of services — the open
-    renewal/order invoices plus what the next month's renewals that have no invoice yet will cost
-    (`billing.hooks.upcoming_charges`, from orders) — and never less than what keeps the balance at
-    the low-balance threshold after the open invoices. `autopay_topup` caps it by the monthly maximum."""
-    due = _open_service_invoices_due(customer)
-    next_month = hooks.upcoming_charges(customer=customer, now=now or timezone.now())
-    return max(Decimal("0"), due + max(next_month, customer.low_balance_threshold) - balance)
-
-
-def autopay_is_due(*, customer: Customer, balance: Decimal) -> bool:
-    """The page's triggers: the balance is below the low-balance threshold, or open renewal/order
-    invoices are waiting for more than the balance holds."""
-    return balance < customer.low_balance_threshold or _open_service_invoices_due(customer) > balance
-
-
-def autopay_run() -> int:
+def card_auto_top_ups_run() -> int:
     """The periodic job: top up every auto-paying customer whose balance is below the threshold or
     cannot cover open renewal invoices, by enough for the next month. Returns how many were charged."""
     charged = 0
     for config in AutopaySettings.objects.filter(enabled=True, method__isnull=False).select_related("customer"):
         customer = config.customer
         balance = balance_of(customer)
-        if not autopay_is_due(customer=customer, balance=balance):
+        if not card_auto_top_up_is_due(customer=customer, balance=balance):
             continue
-        needed = autopay_needed_amount(customer=customer, balance=balance)
+        needed = card_auto_top_up_needed_amount(customer=customer, balance=balance)
         if needed > 0:
-            if autopay_topup(customer=customer, needed_amount=needed,
+            if card_auto_top_up_charge(customer=customer, needed_amount=needed,
                              reason=_("Balance %(balance)s below what is needed") % {"balance": format_money(balance, customer.currency)}):
                 charged += 1
     return charged

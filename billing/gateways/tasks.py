@@ -11,5 +11,5 @@ def sandbox_webhooks_deliver_due() -> int:
 
 
 @shared_task
-def autopay_run() -> int:
-    return services.autopay_run()
+def card_auto_top_ups_run() -> int:
+    return services.card_auto_top_ups_run()

@@ -16,9 +16,8 @@ from accounts.models import Customer
 from accounts.roles import Area, acting_customer, customer_view
 from billing.models import Invoice
 from billing.money import quantize
-from billing.selectors import balance_of, invoice_get
+from billing.selectors import balance_of, invoice_get, invoice_payment_blockers
 from billing.services.errors import blockers_need_profile
-from billing.services.payers import invoice_payment_blockers
 
 from . import sandbox_provider, selectors, services
 from .forms import AddMethodForm, AutopayForm, PayInvoiceForm, PaySavedMethodForm, SandboxCardForm
@@ -133,7 +132,7 @@ def payment_methods(request):
             return redirect(started.result.redirect_url)
     return render(request, "gateways/payment_methods.html", {
         "methods": selectors.payment_methods_for(customer), "form": form, "gateways": gateways,
-        "autopay": selectors.autopay_settings_for(customer),
+        "autopay": selectors.card_auto_top_up_settings_for(customer),
     })
 
 
@@ -159,20 +158,20 @@ def method_remove(request, method_id: int):
 @customer_view(Area.BILLING)
 def autopay(request):
     customer = acting_customer(request)
-    current = selectors.autopay_settings_for(customer)
+    current = selectors.card_auto_top_up_settings_for(customer)
     initial = {"enabled": current.enabled, "method": current.method,
                "monthly_limit": quantize(current.monthly_limit, customer.currency)} if current else {
         "monthly_limit": 0, "method": selectors.payment_methods_for(customer).filter(is_default=True).first()}
     form = AutopayForm(request.POST or None, customer=customer, initial=initial)
     if request.method == "POST" and form.is_valid():
-        services.autopay_configure(customer=customer, enabled=form.cleaned_data["enabled"], method=form.cleaned_data["method"],
+        services.card_auto_top_up_configure(customer=customer, enabled=form.cleaned_data["enabled"], method=form.cleaned_data["method"],
                                    monthly_limit=form.cleaned_data["monthly_limit"], actor=request.user)
         messages.success(request, _("Auto-payment settings saved."))
         return redirect("gateways:autopay")
     return render(request, "gateways/autopay.html", {
         "form": form, "settings_row": current, "has_methods": selectors.payment_methods_for(customer).exists(),
-        "month_used": services.autopay_month_used(customer=customer, today=provider_today()),
-        "charges": selectors.autopay_charges_for(customer)[:12], "currency": customer.currency,
+        "month_used": selectors.card_auto_top_up_month_used(customer=customer, today=provider_today()),
+        "charges": selectors.card_auto_top_up_charges_for(customer)[:12], "currency": customer.currency,
         "threshold": customer.low_balance_threshold,
     })
 

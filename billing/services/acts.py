@@ -13,8 +13,9 @@ from accounts.models import Customer
 
 from ..models import ZERO, Act, ActLine, Invoice, Payer
 from .errors import BillingError
-from .numbering import _next_document_number
-from .payers import _snapshot_fields, payer_details, payer_profile_get_or_create
+from .numbering import document_number, document_numbers_reserve
+from ..selectors import payer_details, payer_snapshot_fields
+from .payers import payer_profile_get_or_create
 
 
 ACT_STATUSES = (Invoice.Status.PAID, Invoice.Status.REFUNDED)
@@ -52,7 +53,7 @@ def act_issue(*, customer: Customer, payer: Payer, currency: str, period) -> Act
         with transaction.atomic():
             if Act.objects.filter(customer=customer, payer=payer, currency=currency, period=period).exists():
                 raise _NothingToIssue
-            year, sequence = _next_document_number("ACT")
+            year, sequence = document_numbers_reserve(series="ACT")
             if Act.objects.filter(customer=customer, payer=payer, currency=currency, period=period).exists():
                 raise _NothingToIssue  # made by a run that held the counter before us
             invoices = list(_act_invoices(customer_id=customer.pk, payer=payer, currency=currency, period=period)
@@ -62,10 +63,10 @@ def act_issue(*, customer: Customer, payer: Payer, currency: str, period) -> Act
             details = payer_details(payer)
             subtotal = sum((i.subtotal for i in invoices), ZERO)
             tax_amount = sum((i.tax_amount for i in invoices), ZERO)
-            snapshot = _snapshot_fields(details)
+            snapshot = payer_snapshot_fields(details)
             snapshot.pop("payer_email")
             act = Act.objects.create(
-                number=f"ACT-{year}-{sequence:06d}", year=year, sequence=sequence, customer=customer, payer=payer,
+                number=document_number(series="ACT", year=year, sequence=sequence), year=year, sequence=sequence, customer=customer, payer=payer,
                 currency=currency, period=period, subtotal=subtotal, tax_amount=tax_amount, total=subtotal + tax_amount,
                 payer_registration_number=details.registration_number, **snapshot,
             )

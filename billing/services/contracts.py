@@ -4,11 +4,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 
 from ..models import ContractAcceptance, ContractVersion, Payer
 from .errors import BillingError
-from .payers import payer_details
+from ..selectors import payer_details
 
 
 @transaction.atomic

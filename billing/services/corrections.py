@@ -10,19 +10,19 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 
 from ..models import ZERO, CreditNote, Invoice, LedgerAccount, LedgerEntry, LedgerTransaction, PaymentRefund
 from ..money import fits_minor_units, format_money, quantize
 from ..rates import RATE_PLACES, Quote, RateTable
 from .errors import BillingError
-from .invoices import _account_currency_locked, _lock_invoice
-from .ledger import _lock_accounts, customer_account, ledger_post, provider_account
-from .numbering import _next_document_number
-from .payments import _autopay_after_commit
+from .invoices import customer_currency_lock, invoice_lock
+from .ledger import customer_account, ledger_accounts_lock, ledger_post, provider_account
+from .numbering import document_number, document_numbers_reserve
+from .payments import invoices_pay_from_balance_after_commit
 
 
-def _credit_note_totals(invoice: Invoice) -> tuple[Decimal, Decimal]:
+def credit_note_totals(invoice: Invoice) -> tuple[Decimal, Decimal]:
     """(amount, tax) already credited on the invoice, plus the invoice part of refunds still being sent."""
     amount = tax = ZERO
     for note in invoice.credit_notes.all():
@@ -33,7 +33,7 @@ def _credit_note_totals(invoice: Invoice) -> tuple[Decimal, Decimal]:
     return amount, tax
 
 
-def _credit_note_tax_part(invoice: Invoice, amount: Decimal, credited: Decimal, credited_tax: Decimal) -> Decimal:
+def credit_note_tax_part(invoice: Invoice, amount: Decimal, credited: Decimal, credited_tax: Decimal) -> Decimal:
     """Pro-rata tax of a credit note; the one that completes the refund takes what is left, so the credit
     notes' tax adds up to the invoice's tax exactly (no cent of drift)."""
     if amount == invoice.total - credited:
@@ -98,7 +98,7 @@ def credit_note_issue(*, invoice: Invoice, reason: str, actor, amount: Decimal |
     invoice refunded. Money back to a card or bank account is `payment_refund_reserve/complete`."""
     if not reason.strip():
         raise BillingError(_("A reason is required."))
-    invoice = _lock_invoice(invoice)
+    invoice = invoice_lock(invoice)
     if invoice.status != Invoice.Status.PAID:
         raise BillingError(_("Only a paid invoice can be refunded."))
     if invoice.kind == Invoice.Kind.ADVANCE:
@@ -108,21 +108,21 @@ def credit_note_issue(*, invoice: Invoice, reason: str, actor, amount: Decimal |
     if PaymentRefund.objects.filter(payment__invoice=invoice, status=PaymentRefund.Status.PENDING).exists():
         # Its credit note is not issued yet, so the tax remainder cannot be known.
         raise BillingError(_("A refund of this invoice is being sent; try again once it has completed."), code="refund_pending")
-    credited, credited_tax = _credit_note_totals(invoice)
+    credited, credited_tax = credit_note_totals(invoice)
     refundable = invoice.total - credited
     amount = refundable if amount is None else amount
     if amount <= 0 or amount > refundable or not fits_minor_units(amount, invoice.currency):
         raise BillingError(_("The refund must be between 0 and %(max)s.") % {"max": format_money(refundable, invoice.currency)})
     cur = invoice.currency
-    tax_part = _credit_note_tax_part(invoice, amount, credited, credited_tax)
+    tax_part = credit_note_tax_part(invoice, amount, credited, credited_tax)
     credit, quote = _credit_note_balance_legs(invoice, amount, completes=amount == refundable)
     legs = [(provider_account(kind=LedgerAccount.Kind.REVENUE, currency=cur), -(amount - tax_part))]
     if tax_part:
         legs.append((provider_account(kind=LedgerAccount.Kind.TAX, currency=cur), -tax_part))
     legs += credit
-    _lock_accounts([leg[0] for leg in legs])
-    year, sequence = _next_document_number("CN")
-    number = f"CN-{year}-{sequence:06d}"
+    ledger_accounts_lock([leg[0] for leg in legs])
+    year, sequence = document_numbers_reserve(series="CN")
+    number = document_number(series="CN", year=year, sequence=sequence)
     tx = ledger_post(idempotency_key=f"creditnote:{number}", kind=LedgerTransaction.Kind.REFUND, legs=legs,
                      invoice=invoice, created_by=actor, quote=quote,
                      memo=_("Refund to balance, credit note %(number)s") % {"number": number})
@@ -143,7 +143,7 @@ def balance_write_off(*, customer: Customer, reason: str, actor, idempotency_key
     if not reason.strip():
         raise BillingError(_("A reason is required."))
     accounts = list(LedgerAccount.objects.filter(customer=customer, kind=LedgerAccount.Kind.CUSTOMER).order_by("pk"))
-    locked = _lock_accounts(accounts)
+    locked = ledger_accounts_lock(accounts)
     done = []
     for account in locked.values():
         key = f"{idempotency_key}:{account.currency}"
@@ -165,7 +165,7 @@ def balance_write_off(*, customer: Customer, reason: str, actor, idempotency_key
 @transaction.atomic
 def balance_adjust(*, customer: Customer, amount: Decimal, reason: str, actor, idempotency_key: str | None = None) -> LedgerTransaction:
     """Staff manual credit (amount > 0) or debit (amount < 0) of the balance, with a reason."""
-    account = customer_account(customer=customer, currency=_account_currency_locked(customer))
+    account = customer_account(customer=customer, currency=customer_currency_lock(customer))
     if not reason.strip():
         raise BillingError(_("A reason is required."))
     if not amount or not fits_minor_units(amount, account.currency):
@@ -180,5 +180,5 @@ def balance_adjust(*, customer: Customer, amount: Decimal, reason: str, actor, i
     activity_record(action="billing.adjustment", customer=customer, actor=actor, visible_to_customer=True,
                     details={"amount": str(amount), "currency": account.currency, "reason": reason})
     if amount > 0:
-        transaction.on_commit(lambda: _autopay_after_commit(customer.pk))
+        transaction.on_commit(lambda: invoices_pay_from_balance_after_commit(customer.pk))
     return tx

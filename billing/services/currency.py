@@ -8,14 +8,14 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 
 from .. import hooks
 from ..models import Currency, LedgerAccount, LedgerTransaction
 from ..money import quantize
 from ..rates import Quote, RateTable
 from .errors import BillingError
-from .ledger import _fx_accounts, _lock_accounts, customer_account, ledger_post
+from .ledger import customer_account, fx_accounts, ledger_accounts_lock, ledger_post
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def account_currency_change(*, customer: Customer, currency: str, expected_rate:
     gateways' auto-payment cap through `hooks.register_currency_change_handler`), all under one lock.
 
     FOR NO KEY UPDATE on the customer row, which every balance posting also takes
-    (`_account_currency_locked`): a payment that runs meanwhile waits, then credits the new account;
+    (`customer_currency_lock`): a payment that runs meanwhile waits, then credits the new account;
     and unlike FOR UPDATE it does not block the foreign-key checks (KEY SHARE) of rows that merely
     reference the customer.
     """
@@ -58,9 +58,9 @@ def account_currency_change(*, customer: Customer, currency: str, expected_rate:
     new = customer_account(customer=customer, currency=currency)
     # Every account is created before any is locked: creating one while holding account locks waits
     # on a concurrent creator of the same code, which may be waiting for our locks.
-    fx = _fx_accounts(old.currency, currency)
+    fx = fx_accounts(old.currency, currency)
     fx_old, fx_new = fx[old.currency], fx[currency]
-    locked = _lock_accounts([old, new, fx_old, fx_new])
+    locked = ledger_accounts_lock([old, new, fx_old, fx_new])
     balance = locked[old.pk].balance
     if balance < 0:
         raise BillingError(_("Settle the negative balance before changing the currency."))

@@ -34,13 +34,13 @@ def provider_account(*, kind: str, currency: str, tag: str = "") -> LedgerAccoun
     return account
 
 
-def _fx_accounts(*currencies: str) -> dict[str, LedgerAccount]:
+def fx_accounts(*currencies: str) -> dict[str, LedgerAccount]:
     """The FX accounts of these currencies, created (on first use) in code order: two transactions
     creating the same pair in opposite orders would deadlock on the unique code."""
     return {currency: provider_account(kind=LedgerAccount.Kind.FX, currency=currency) for currency in sorted(set(currencies))}
 
 
-def _lock_accounts(accounts) -> dict[int, LedgerAccount]:
+def ledger_accounts_lock(accounts) -> dict[int, LedgerAccount]:
     """Lock customer accounts then provider accounts, each in pk order (the deadlock-free order)."""
     ids = {a.pk for a in accounts}
     base = LedgerAccount.objects.filter(pk__in=ids).select_related("customer").order_by("pk")
@@ -66,7 +66,7 @@ def ledger_post(
     `alert_low_balance=False` for postings that empty a balance on purpose (settling a deleted account)."""
     with transaction.atomic():
         legs = [(account, amount) for account, amount in legs if amount]
-        locked = _lock_accounts([account for account, _amount in legs])
+        locked = ledger_accounts_lock([account for account, _amount in legs])
         totals: dict[str, Decimal] = defaultdict(Decimal)
         for account, amount in legs:
             currency = locked[account.pk].currency
@@ -92,7 +92,7 @@ def ledger_post(
                 if account.balance < -account.credit_limit:
                     raise InsufficientFunds(_("The balance is not enough for this operation."), code="insufficient_funds")
                 if alert_low_balance:
-                    _low_balance_update(account)
+                    low_balance_alert_update(account)
             LedgerAccount.objects.filter(pk=account.pk).update(
                 balance=account.balance, low_balance_alerted=account.low_balance_alerted,
                 low_balance_crossings=account.low_balance_crossings,
@@ -103,7 +103,7 @@ def ledger_post(
         return tx
 
 
-def _low_balance_update(account: LedgerAccount) -> None:
+def low_balance_alert_update(account: LedgerAccount) -> None:
     """One alert per crossing below the customer's threshold; re-armed when the balance is back above."""
     customer = account.customer
     threshold = customer.low_balance_threshold
@@ -136,9 +136,9 @@ def low_balance_sweep() -> int:
     sent = 0
     for pk in candidates:
         with transaction.atomic():
-            account = _lock_accounts([LedgerAccount(pk=pk)])[pk]
+            account = ledger_accounts_lock([LedgerAccount(pk=pk)])[pk]
             before = account.low_balance_crossings
-            _low_balance_update(account)
+            low_balance_alert_update(account)
             LedgerAccount.objects.filter(pk=pk).update(
                 low_balance_alerted=account.low_balance_alerted, low_balance_crossings=account.low_balance_crossings
             )

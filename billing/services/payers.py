@@ -1,92 +1,18 @@
-"""Payers: whom invoices are made out to, their effective details, staff verification (VIES), and the payment gate."""
-
-from dataclasses import dataclass
+"""Payers: whom invoices are made out to, staff verification (VIES), and the payment gate. Their effective
+details are read by `billing.selectors.payer_details`."""
 
 from django.db import transaction
 from django.db.models import Q
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
-from accounts.selectors import customer_owner, payment_blockers
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 
 from .. import vat
 from ..models import Invoice, Payer
-from .errors import PAYER_UNVERIFIED, BillingError, PaymentBlocked
-
-
-@dataclass(frozen=True)
-class PayerDetails:
-    """A payer's effective details (the profile payer's come from the customer profile)."""
-
-    payer_type: str
-    name: str
-    company: str
-    registration_number: str
-    vat_number: str
-    address: str
-    country: str
-    email: str
-    verification_status: str
-    verification_note: str
-
-    @property
-    def is_company(self) -> bool:
-        return self.payer_type == Payer.Type.COMPANY
-
-    @property
-    def is_verified_company(self) -> bool:
-        return self.is_company and self.verification_status == Payer.Verification.VERIFIED
-
-    @property
-    def label(self) -> str:
-        return self.company or self.name
-
-    def as_dict(self) -> dict:
-        return {field: getattr(self, field) for field in self.__dataclass_fields__}
-
-
-def _address(street: str, postcode: str, city: str, country: str) -> str:
-    return "\n".join(p for p in (street, " ".join(p for p in (postcode, city) if p), country) if p)
-
-
-def _profile_details(customer: Customer) -> PayerDetails:
-    owner = customer_owner(customer=customer)
-    is_company = customer.profile_type == Customer.ProfileType.COMPANY
-    return PayerDetails(
-        payer_type=Payer.Type.COMPANY if is_company else Payer.Type.PRIVATE,
-        name=(owner.get_full_name() or owner.username) if owner else "",
-        company=customer.company_name if is_company else "",
-        registration_number=customer.company_registration_number if is_company else "",
-        vat_number=customer.company_vat_number if is_company else "",
-        address=_address(customer.street, customer.postcode, customer.city, customer.country),
-        country=customer.country,
-        email=customer.email_billing or (owner.email if owner else ""),
-        verification_status=customer.verification_status,
-        verification_note=customer.verification_note,
-    )
-
-
-def payer_details(payer: Payer) -> PayerDetails:
-    if payer.is_profile:
-        return _profile_details(payer.customer)
-    is_company = payer.payer_type == Payer.Type.COMPANY
-    return PayerDetails(
-        payer_type=payer.payer_type, name=payer.name, company=payer.company_name if is_company else "",
-        registration_number=payer.registration_number if is_company else "",
-        vat_number=payer.vat_number if is_company else "",
-        address=_address(payer.street, payer.postcode, payer.city, payer.country), country=payer.country,
-        email=payer.email, verification_status=payer.verification_status, verification_note=payer.verification_note,
-    )
-
-
-def _snapshot_fields(details: "PayerDetails") -> dict:
-    return {
-        "payer_name": details.name, "payer_company": details.company, "payer_address": details.address,
-        "payer_country": details.country, "payer_vat_number": details.vat_number, "payer_email": details.email,
-    }
+from ..selectors import invoice_payment_blockers
+from .errors import BillingError, PaymentBlocked
 
 
 def payer_profile_get_or_create(*, customer: Customer) -> Payer:
@@ -273,32 +199,6 @@ def payer_country_approve(*, payer: Payer, staff) -> Payer:
     activity_record(action="billing.payer_country_approved", customer=payer.customer, actor=staff, visible_to_customer=False,
                     details={**_payer_audit_details(payer), "country": payer.country})
     return payer
-
-
-def payer_blockers(payer: Payer) -> list[dict]:
-    """Why paying for this payer is not possible yet (an unverified non-profile company; the profile
-    payer's own verification is already one of accounts' payment_blockers)."""
-    if payer.is_profile or payer.payer_type != Payer.Type.COMPANY or payer.verification_status == Payer.Verification.VERIFIED:
-        return []
-    url = reverse("billing:payers")
-    if payer.verification_status == Payer.Verification.REJECTED:
-        message = _("Verification of payer %(name)s was rejected: %(note)s") % {"name": payer.company_name, "note": payer.verification_note or "-"}
-    else:
-        message = _("Payer %(name)s is awaiting verification by our staff. Choose another payer or wait for the verification.") % {
-            "name": payer.company_name}
-    return [{"code": PAYER_UNVERIFIED, "field": "", "message": message, "url": url}]
-
-
-def invoice_payment_blockers(invoice: Invoice) -> list[dict]:
-    """THE payment gate: everything that stops paying this invoice — the customer's profile gate
-    (missing details, company not verified) plus the chosen payer's. Checked by every path that pays:
-    the invoice and payment pages, `payment_start`, the balance (`_pay_locked_from_balance`, so
-    ordering, renewing, upgrading and auto-payment of open invoices), the set-based renewals
-    (`bulk.invoices_issue_and_pay`) and the card auto-payment (`autopay_topup`)."""
-    blockers = list(payment_blockers(invoice.customer))
-    if invoice.payer_id:
-        blockers += payer_blockers(invoice.payer)
-    return blockers
 
 
 def invoice_payment_gate_check(invoice: Invoice) -> None:

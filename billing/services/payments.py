@@ -10,7 +10,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 from notifications.services import notify as _notify  # module-level name: tests replace it
 
 from .. import hooks
@@ -19,10 +19,10 @@ from ..money import fits_minor_units, format_money
 from ..rates import RateTable
 from .errors import BillingError, PaymentConflict
 from .invoices import (
-    _account_currency_locked, _credit_customer_legs, _lock_invoice, _mark_paid, _pay_locked_from_balance,
-    _settlement_legs, _validate_currency_code,
+    currency_code_check, customer_credit_legs, customer_currency_lock, invoice_lock, invoice_mark_paid,
+    invoice_pay_locked_from_balance, invoice_settlement_legs,
 )
-from .ledger import _lock_accounts, customer_account, ledger_post, provider_account
+from .ledger import customer_account, ledger_accounts_lock, ledger_post, provider_account
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def payment_record(
     with different details raises PaymentConflict. Called by gateways, staff (bank transfer), tests."""
     if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
         raise BillingError(_("Payment amount must be positive."), code="amount")
-    _validate_currency_code(currency)
+    currency_code_check(currency)
     if not fits_minor_units(amount, currency):
         raise BillingError(_("Too many decimal places for %(code)s.") % {"code": currency}, code="amount")
     if invoice is not None and invoice.customer_id != customer.pk:
@@ -93,9 +93,9 @@ def _payment_post(payment: Payment, actor) -> None:
     invoice = None
     invoice_was_open = False
     if payment.invoice_id:
-        invoice = _lock_invoice(payment.invoice)
+        invoice = invoice_lock(payment.invoice)
         invoice_was_open = invoice.is_open
-    _account_currency_locked(customer)  # after the invoice (lock order); waits for a currency change
+    customer_currency_lock(customer)  # after the invoice (lock order); waits for a currency change
     if invoice is not None:
         if invoice.is_open:
             applied = min(payment.amount, invoice.amount_due)
@@ -107,10 +107,10 @@ def _payment_post(payment: Payment, actor) -> None:
                 holding = provider_account(kind=LedgerAccount.Kind.HOLDING, currency=invoice.currency)
                 legs.append((holding, applied))
                 if applied == invoice.amount_due:
-                    settle, quote = _settlement_legs(invoice, table)
+                    settle, quote = invoice_settlement_legs(invoice, table)
                     legs += settle
     if to_balance:
-        credit = _credit_customer_legs(customer, to_balance, payment.currency, table)
+        credit = customer_credit_legs(customer, to_balance, payment.currency, table)
         quote = credit.pop() or quote
         legs += credit
     if quote is not None:
@@ -123,7 +123,7 @@ def _payment_post(payment: Payment, actor) -> None:
             activity_record(action="billing.payment_stale_rate", customer=customer, visible_to_customer=False,
                             details={"payment": payment.pk, "amount": str(payment.amount), "currency": payment.currency,
                                      "rate": str(quote.rate), "credited": f"{credited} {account.currency}"})
-    _lock_accounts([leg[0] for leg in legs])
+    ledger_accounts_lock([leg[0] for leg in legs])
     label = hooks.payment_method_label(payment.method)
     memo = (_("Payment for invoice %(number)s (%(method)s)") % {"number": invoice.number, "method": label}
             if invoice else _("Balance top-up (%(method)s)") % {"method": label})
@@ -131,7 +131,7 @@ def _payment_post(payment: Payment, actor) -> None:
                 invoice=invoice, payment=payment, created_by=actor, quote=quote, memo=memo)
     if invoice_was_open:
         if invoice.amount_paid + applied == invoice.total:
-            _mark_paid(invoice)
+            invoice_mark_paid(invoice)
         else:
             invoice.amount_paid += applied
             invoice.status = Invoice.Status.IN_PROGRESS
@@ -150,18 +150,20 @@ def _payment_post(payment: Payment, actor) -> None:
     balance_grew = bool(to_balance)
     if balance_grew:
         # Its own transaction after commit: it locks invoices, which must come before accounts.
-        transaction.on_commit(lambda: _autopay_after_commit(customer.pk))
+        transaction.on_commit(lambda: invoices_pay_from_balance_after_commit(customer.pk))
 
 
-def _autopay_after_commit(customer_id: int) -> None:
+def invoices_pay_from_balance_after_commit(customer_id: int) -> None:
+    """`invoices_pay_from_balance` in its own transaction once money reached the balance (queued with
+    on_commit: it locks invoices, which come before accounts); a failure is left to the periodic sweep."""
     try:
-        customer_autopay_open_invoices(customer=Customer.objects.get(pk=customer_id))
+        invoices_pay_from_balance(customer=Customer.objects.get(pk=customer_id))
     except Exception:  # the payment is committed; the periodic job retries
-        logger.exception("Auto-payment from balance failed for customer %s", customer_id)
+        logger.exception("Paying open invoices from the balance failed for customer %s", customer_id)
 
 
 @transaction.atomic
-def customer_autopay_open_invoices(*, customer: Customer, actor=None) -> int:
+def invoices_pay_from_balance(*, customer: Customer, actor=None) -> int:
     """Fund deduction: pay the customer's unpaid service invoices the balance covers, oldest first.
     Returns how many were paid. SKIP LOCKED: an invoice being paid elsewhere is left to that payer."""
     candidates = list(Invoice.objects.filter(customer=customer, status=Invoice.Status.UNPAID)
@@ -175,6 +177,6 @@ def customer_autopay_open_invoices(*, customer: Customer, actor=None) -> int:
                 continue
             invoice = (Invoice.objects.select_for_update(skip_locked=True).select_related("customer")
                        .filter(pk=candidate.pk, status=Invoice.Status.UNPAID).first())
-            if invoice is not None and _pay_locked_from_balance(invoice, actor):
+            if invoice is not None and invoice_pay_locked_from_balance(invoice, actor):
                 paid += 1
     return paid

@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 
 from ..models import Currency, RateRefreshError, RateSnapshot
 from ..rates import EcbExchangeBackend, FeedError, FixedExchangeBackend, base_currency
@@ -55,7 +55,7 @@ def _djmoney_store(backend_name: str, rates: dict[str, Decimal]) -> None:
 
 
 @transaction.atomic
-def currency_set_fixed_rate(*, code: str, rate: Decimal, actor=None) -> Currency:
+def currency_fixed_rate_set(*, code: str, rate: Decimal, actor=None) -> Currency:
     """Staff override: a fixed rate (units per 1 base currency) that does not go stale."""
     if not isinstance(rate, Decimal) or not rate.is_finite() or rate <= 0:
         raise BillingError(_("The rate must be a positive number."))

@@ -7,17 +7,17 @@ from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 
 from .. import hooks
 from ..models import ZERO, CreditNote, Invoice, LedgerAccount, LedgerEntry, LedgerTransaction, Payment, PaymentRefund
 from ..money import fits_minor_units, format_money, quantize
 from ..rates import Quote, RateTable
-from .corrections import _credit_note_tax_part, _credit_note_totals
+from .corrections import credit_note_tax_part, credit_note_totals
 from .errors import BillingError, InsufficientFunds
-from .invoices import _lock_invoice
-from .ledger import _lock_accounts, customer_account, ledger_post, provider_account
-from .numbering import _next_document_number
+from .invoices import invoice_lock
+from .ledger import customer_account, ledger_accounts_lock, ledger_post, provider_account
+from .numbering import document_number, document_numbers_reserve
 
 
 def _payment_applied_to_invoice(payment: Payment) -> Decimal:
@@ -37,7 +37,7 @@ def _refund_split(payment: Payment, invoice: Invoice | None, amount: Decimal, ea
     if invoice.is_open:
         raise BillingError(_("Invoice %(number)s is still being paid: cancel it first (what was paid on it returns to the "
                              "balance), then refund.") % {"number": invoice.number}, code="invoice_open")
-    credited, _tax = _credit_note_totals(invoice)
+    credited, _tax = credit_note_totals(invoice)
     taken = sum((r.invoice_part for r in earlier), ZERO)
     invoice_part = max(ZERO, min(amount, _payment_applied_to_invoice(payment) - taken, invoice.total - credited))
     return invoice_part, amount - invoice_part
@@ -81,7 +81,7 @@ def payment_refund_reserve(*, payment: Payment, amount: Decimal, reason: str, ac
     sent) or `payment_refund_fail` (nothing sent: the reservation is reversed)."""
     if not reason.strip():
         raise BillingError(_("A reason is required."))
-    invoice = _lock_invoice(payment.invoice) if payment.invoice_id else None  # invoice rows before the payment row
+    invoice = invoice_lock(payment.invoice) if payment.invoice_id else None  # invoice rows before the payment row
     payment = Payment.objects.select_for_update(of=("self",)).select_related("customer", "invoice").get(pk=payment.pk)
     if payment.status not in (Payment.Status.SUCCEEDED, Payment.Status.REFUNDED):
         raise BillingError(_("Only a received payment can be refunded."))
@@ -99,7 +99,7 @@ def payment_refund_reserve(*, payment: Payment, amount: Decimal, reason: str, ac
     if balance_part:
         refunding = provider_account(kind=LedgerAccount.Kind.REFUNDING, currency=payment.currency)
         legs, quote = _refund_balance_legs(payment, balance_part, refunding, earlier)
-        _lock_accounts([leg[0] for leg in legs])
+        ledger_accounts_lock([leg[0] for leg in legs])
         try:
             ledger_post(idempotency_key=f"{refund.idempotency_key}:reserve", kind=LedgerTransaction.Kind.REFUND, legs=legs,
                         payment=payment, created_by=actor, quote=quote,
@@ -117,7 +117,7 @@ def payment_refund_complete(*, refund: PaymentRefund, external_id: str = "", act
     gateway's clearing account, with a credit note when it refunds an invoice. Idempotent: a refund no
     longer pending is returned as it is."""
     payment = Payment.objects.select_related("invoice").get(pk=refund.payment_id)
-    invoice = _lock_invoice(payment.invoice) if payment.invoice_id else None  # invoice, then refund and payment rows
+    invoice = invoice_lock(payment.invoice) if payment.invoice_id else None  # invoice, then refund and payment rows
     refund = PaymentRefund.objects.select_for_update().get(pk=refund.pk)
     if refund.status != PaymentRefund.Status.PENDING:
         return refund
@@ -139,16 +139,16 @@ def _payment_refund_post(refund: PaymentRefund, payment: Payment, invoice: Invoi
             note_amount = min(refund.balance_part, invoice.total - credited)  # documents the advance paid back
         else:
             note_amount = refund.invoice_part
-            tax_part = _credit_note_tax_part(invoice, note_amount, credited, credited_tax) if note_amount else ZERO
+            tax_part = credit_note_tax_part(invoice, note_amount, credited, credited_tax) if note_amount else ZERO
             legs.append((provider_account(kind=LedgerAccount.Kind.REVENUE, currency=cur), -(note_amount - tax_part)))
             if tax_part:
                 legs.append((provider_account(kind=LedgerAccount.Kind.TAX, currency=cur), -tax_part))
         completes = note_amount > 0 and note_amount == invoice.total - credited
-    _lock_accounts([leg[0] for leg in legs])
+    ledger_accounts_lock([leg[0] for leg in legs])
     number = ""
     if note_amount > 0:  # after the accounts, as in credit_note_issue (the only other user of this counter)
-        year, sequence = _next_document_number("CN")
-        number = f"CN-{year}-{sequence:06d}"
+        year, sequence = document_numbers_reserve(series="CN")
+        number = document_number(series="CN", year=year, sequence=sequence)
     label = hooks.payment_method_label(payment.method)
     memo = (_("Refund to %(method)s, credit note %(number)s") % {"method": label, "number": number} if number
             else _("Refund to %(method)s") % {"method": label})
@@ -183,7 +183,7 @@ def payment_refund_fail(*, refund: PaymentRefund, message: str, actor=None) -> P
     reserve = LedgerTransaction.objects.filter(idempotency_key=f"{refund.idempotency_key}:reserve").first()
     if reserve is not None:
         legs = [(entry.account, -entry.amount) for entry in reserve.entries.select_related("account")]
-        _lock_accounts([leg[0] for leg in legs])
+        ledger_accounts_lock([leg[0] for leg in legs])
         ledger_post(idempotency_key=f"{refund.idempotency_key}:failed", kind=LedgerTransaction.Kind.REVERSAL, legs=legs,
                     payment=refund.payment, created_by=actor,
                     memo=_("Refund of payment #%(payment)s failed: amount returned") % {"payment": refund.payment_id})

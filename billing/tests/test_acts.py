@@ -17,7 +17,7 @@ from billing.models import Act, Invoice, LedgerAccount, LedgerEntry
 from billing.services.acts import acts_generate, month_bounds, previous_month
 from billing.services.errors import BillingError
 from billing.services.invoices import (
-    LineInput, invoice_issue, invoice_pay_from_balance, invoice_payer_choose, topup_invoice_create,
+    LineInput, invoice_issue, invoice_pay_from_balance, invoice_payer_choose, invoice_topup_create,
 )
 from billing.services.payers import payer_profile_get_or_create, payer_verify
 from billing.services.payments import payment_record
@@ -69,7 +69,7 @@ def test_the_months_charges_sum_to_the_act_total_per_payer_and_currency(currenci
         invoice_payer_choose(invoice=usd, payer=company)
         _pay_by_gateway(usd, "act-test:usd")
         _issue(customer, "99.00")  # never paid: not on an act
-        topup_invoice_create(customer=customer, amount=Decimal("40.00"), currency="EUR")  # advance: not a service
+        invoice_topup_create(customer=customer, amount=Decimal("40.00"), currency="EUR")  # advance: not a service
     fund(customer, "50.00")
     invoice_pay_from_balance(invoice=_issue(customer, "5.00"))  # paid this month: next month's act
 

@@ -12,7 +12,7 @@ from billing.selectors import balance_of
 from billing.services.currency import account_currency_change, account_currency_change_preview
 from billing.services.errors import BillingError
 from billing.services.payments import payment_record
-from billing.services.rates import currency_set_fixed_rate
+from billing.services.rates import currency_fixed_rate_set
 
 
 def test_quantize_rounds_half_up_to_minor_units():
@@ -91,6 +91,6 @@ def test_stale_rate_blocks_conversion_until_staff_fix_it(currencies, customer, s
     assert RateTable().stale("USD")
     with pytest.raises(RateError):
         account_currency_change_preview(customer=customer, currency="USD")
-    currency_set_fixed_rate(code="USD", rate=Decimal("1.16"))
+    currency_fixed_rate_set(code="USD", rate=Decimal("1.16"))
     payment_record(idempotency_key="usd-fresh", customer=customer, amount=Decimal("5.80"), currency="USD", method="bank_transfer")
     assert balance_of(customer) == Decimal("5.00")

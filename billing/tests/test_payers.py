@@ -6,13 +6,13 @@ from django.urls import reverse
 from accounts.models import ActivityEvent
 from accounts.tests.factories import StaffUserFactory, UserFactory
 from billing.models import Invoice, Payer
-from billing.selectors import payer_choices
+from billing.selectors import payer_choices, payer_details
 from billing.services.acts import acts_generate, previous_month
 from billing.services.contracts import contract_accept, contract_version_publish
 from billing.services.errors import BillingError
 from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance, invoice_payer_choose
 from billing.services.payers import (
-    payer_country_approve, payer_create, payer_delete, payer_details, payer_reject, payer_verify,
+    payer_country_approve, payer_create, payer_delete, payer_reject, payer_verify,
 )
 
 from .factories import CompanyPayerFactory, TaxRateFactory

@@ -7,7 +7,7 @@ from accounts.tests.factories import UserFactory
 from billing.models import Invoice, LedgerTransaction, Payment
 from billing.selectors import balance_of
 from billing.services.errors import BillingError, PaymentBlocked, PaymentConflict
-from billing.services.invoices import LineInput, invoice_issue, payment_gate_check, topup_invoice_create
+from billing.services.invoices import LineInput, invoice_issue, invoice_topup_create, payment_gate_check
 from billing.services.payments import payment_record
 
 from .concurrency import run_concurrently
@@ -59,7 +59,7 @@ def test_same_key_concurrently_credits_once():
 
 @pytest.mark.django_db
 def test_payment_for_advance_invoice_credits_balance_and_marks_paid(currencies, customer):
-    invoice = topup_invoice_create(customer=customer, amount=Decimal("40.00"), currency="EUR")
+    invoice = invoice_topup_create(customer=customer, amount=Decimal("40.00"), currency="EUR")
     _record(customer, amount="40.00", invoice=invoice)
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.PAID

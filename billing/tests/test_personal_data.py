@@ -8,7 +8,7 @@ import time_machine
 from django.core.management import call_command
 
 from accounts.personal_data import exporters
-from accounts.services import customer_erase
+from accounts.services.deletion import customer_erase
 from accounts.tests.factories import StaffUserFactory, UserFactory
 from billing.models import Act, ContractAcceptance, ContractVersion, Invoice, Payer
 from billing.services.acts import acts_generate, previous_month

@@ -9,9 +9,9 @@ import pytest
 from accounts.models import Customer
 from accounts.tests.factories import StaffUserFactory, UserFactory
 from billing.models import Invoice
-from billing.services.invoices import LineInput, invoice_issue, invoice_payer_choose, topup_invoice_create
+from billing.services.invoices import LineInput, invoice_issue, invoice_payer_choose, invoice_topup_create
 from billing.services.payers import payer_country_approve, payer_create, payer_update, payer_verify
-from billing.services.tax import TaxNotConfigured
+from billing.tax import TaxNotConfigured
 from billing.tests.factories import CompanyPayerFactory, TaxRateFactory
 
 
@@ -105,4 +105,4 @@ def test_an_eu_private_customer_without_a_configured_rate_is_refused_an_invoice(
     assert not Invoice.objects.filter(customer=austrian).exists()
     # Outside the EU nothing is due; a top-up (no tax) is always possible.
     assert issue(customer_in("US")).total == Decimal("100.00")
-    assert topup_invoice_create(customer=austrian, amount=Decimal("50.00"), currency="EUR").total == Decimal("50.00")
+    assert invoice_topup_create(customer=austrian, amount=Decimal("50.00"), currency="EUR").total == Decimal("50.00")

@@ -17,10 +17,10 @@ from billing.services.corrections import balance_write_off, credit_note_issue
 from billing.services.currency import account_currency_change_preview
 from billing.services.errors import BillingError, InsufficientFunds
 from billing.services.invoices import (
-    LineInput, invoice_cancel, invoice_issue, invoice_pay_from_balance, topup_invoice_create,
+    LineInput, invoice_cancel, invoice_issue, invoice_pay_from_balance, invoice_topup_create,
 )
 from billing.services.payments import payment_record
-from billing.services.rates import currency_set_fixed_rate
+from billing.services.rates import currency_fixed_rate_set
 from billing.services.refunds import (
     payment_refund_complete, payment_refund_fail, payment_refund_reserve, payment_refund_sent_by_bank,
 )
@@ -98,7 +98,7 @@ def test_refund_of_a_paid_service_invoice_reverses_revenue_and_tax_not_the_balan
 
 @pytest.mark.django_db
 def test_advance_invoice_refund_gets_a_credit_note_and_credit_note_to_balance_explains(currencies, customer, staff):
-    invoice = topup_invoice_create(customer=customer, amount=Decimal("100.00"), currency="EUR")
+    invoice = invoice_topup_create(customer=customer, amount=Decimal("100.00"), currency="EUR")
     payment = _bank_payment(customer, "100.00", invoice=invoice)
     with pytest.raises(BillingError) as refused:
         credit_note_issue(invoice=Invoice.objects.get(pk=invoice.pk), reason="x", actor=staff)
@@ -117,7 +117,7 @@ def test_refund_of_a_converted_topup_uses_the_payment_rate_and_the_last_takes_th
     customer = _rub_customer()
     payment = _bank_payment(customer, "100.00", currency="EUR")
     assert payment.credited_amount == Decimal("9450.00") and balance_of(customer) == Decimal("9450.00")
-    currency_set_fixed_rate(code="RUB", rate=Decimal("100"))  # the rate moved since
+    currency_fixed_rate_set(code="RUB", rate=Decimal("100"))  # the rate moved since
 
     payment_refund_sent_by_bank(payment=payment, amount=Decimal("33.33"), bank_reference="OUT-4a", reason="part", actor=staff)
     assert balance_of(customer) == Decimal("9450.00") - Decimal("3149.69")  # 33.33 × 94.5 = 3149.685
@@ -192,7 +192,7 @@ def test_write_off_closes_every_balance_on_the_ledger(currencies, customer, staf
 
 @pytest.mark.django_db
 def test_part_paid_topup_credits_what_was_paid(currencies, customer):
-    invoice = topup_invoice_create(customer=customer, amount=Decimal("1000.00"), currency="EUR")
+    invoice = invoice_topup_create(customer=customer, amount=Decimal("1000.00"), currency="EUR")
 
     _bank_payment(customer, "400.00", invoice=invoice, key="bank-part-1")
 
@@ -207,7 +207,7 @@ def test_part_paid_topup_credits_what_was_paid(currencies, customer):
 
 @pytest.mark.django_db
 def test_cancelling_a_part_paid_topup_keeps_what_was_credited(currencies, customer):
-    invoice = topup_invoice_create(customer=customer, amount=Decimal("1000.00"), currency="EUR")
+    invoice = invoice_topup_create(customer=customer, amount=Decimal("1000.00"), currency="EUR")
     _bank_payment(customer, "400.00", invoice=invoice)
 
     invoice_cancel(invoice=invoice, reason="Customer paid the rest by card elsewhere")
@@ -223,7 +223,7 @@ def test_credit_note_credits_what_the_balance_paid_not_todays_equivalent(currenc
     _bank_payment(customer, "9450.00", currency="RUB")
     invoice = _service_invoice(customer, "100.00", currency="EUR")
     assert invoice_pay_from_balance(invoice=invoice) and balance_of(customer) == 0
-    currency_set_fixed_rate(code="RUB", rate=Decimal("100"))  # 100 EUR is now 10,000 RUB
+    currency_fixed_rate_set(code="RUB", rate=Decimal("100"))  # 100 EUR is now 10,000 RUB
 
     half = credit_note_issue(invoice=invoice, reason="Half", actor=staff, amount=Decimal("33.33"))
     assert balance_of(customer) == Decimal("3149.69")  # 33.33 × 94.5, the rate it was paid at

@@ -19,7 +19,7 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer, User
-from accounts.services import activity_record
+from accounts.services.activity import activity_record
 from notifications.models import Notification
 from notifications.services import (
     DeliveryResult,

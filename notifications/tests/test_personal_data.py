@@ -3,7 +3,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.personal_data import erasure_handlers, exporters
-from accounts.services import customer_erase
+from accounts.services.deletion import customer_erase
 from accounts.tests.factories import StaffUserFactory, UserFactory
 from notifications.kinds import Kind
 from notifications.models import EmailOutbox, Notification

@@ -13,8 +13,8 @@ from django.core.files.base import ContentFile
 from django.test import Client
 from django.urls import reverse
 
-from accounts import services as account_services
 from accounts.models import DataExport
+from accounts.services.data_export import data_export_build, data_export_request, data_exports_sweep
 from accounts.tests.factories import UserFactory
 from tickets import services as ticket_services
 from tickets.tests.factories import PDF_BYTES, TicketFactory, upload
@@ -115,8 +115,8 @@ def test_data_export_built_by_a_worker_downloads_from_the_bucket(s3_media, djang
 
     monkeypatch.setattr(tasks.data_export_build_task, "apply_async", lambda kwargs, **options: None)
     owner = UserFactory(first_name="Alice")
-    export = account_services.data_export_request(customer=owner.customer, user=owner)
-    account_services.data_export_build(export_id=export.pk)  # what the worker host runs
+    export = data_export_request(customer=owner.customer, user=owner)
+    data_export_build(export_id=export.pk)  # what the worker host runs
     export.refresh_from_db()
     assert export.status == DataExport.Status.READY
     assert any(key.endswith(".zip") for key in keys(s3_media))
@@ -130,5 +130,5 @@ def test_data_export_built_by_a_worker_downloads_from_the_bucket(s3_media, djang
 
     # When the link expires the sweeper deletes the object from the bucket (after commit).
     with django_capture_on_commit_callbacks(execute=True):
-        assert account_services.data_exports_sweep(now=export.expires_at)["expired"] == 1
+        assert data_exports_sweep(now=export.expires_at)["expired"] == 1
     assert not any(key.endswith(".zip") for key in keys(s3_media))

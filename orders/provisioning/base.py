@@ -35,6 +35,7 @@ class Operation(StrEnum):
     TERMINATE = "terminate"
     CONSOLE = "console_ticket"
     USAGE = "usage_sample"
+    BANDWIDTH = "set_bandwidth"
 
 
 class ModuleError(Exception):
@@ -81,6 +82,9 @@ class ConsoleTicket:
     port: int
     password: str
     expires_in: int  # seconds
+    # Proxmox VE: the VNC websocket on the node's API (host:port) that carries the console; empty for a
+    # plain VNC endpoint at host:port (libvirt).
+    websocket_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -170,3 +174,8 @@ class ProvisioningModule:
 
     def usage_sample(self, order: Order) -> UsageSample:
         self._unsupported(Operation.USAGE)
+
+    def set_bandwidth(self, order: Order, mbps: int | None) -> None:
+        """Limit the server's network interface to `mbps` Mbit/s each way (None: lift the limit). The
+        limit must survive a restart of the VM (traffic quota, orders/traffic_quota.py)."""
+        self._unsupported(Operation.BANDWIDTH)

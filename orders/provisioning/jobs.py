@@ -37,7 +37,7 @@ ENDED = (Order.Status.TERMINATED, Order.Status.CANCELLED)
 STATE_AFTER = {Action.CREATE: "running", Action.START: "running", Action.REBOOT: "running",
                Action.UNSUSPEND: "running", Action.REINSTALL: "running", Action.RESIZE: "running",
                Action.SHUTDOWN: "stopped", Action.POWER_OFF: "stopped", Action.SUSPEND: "stopped",
-               Action.TERMINATE: "deleted"}
+               Action.TERMINATE: "deleted"}  # a bandwidth change leaves the state as it was
 
 
 def _source(actor) -> str:
@@ -146,6 +146,8 @@ def _call(module, job: ProvisioningJob):
     if job.action == Action.REINSTALL:
         return module.reinstall(order, os_image=job.params["os_image"], ssh_keys=job.params.get("ssh_keys", []),
                                 instance_id=f"job-{job.pk}")
+    if job.action == Action.BANDWIDTH:
+        return module.set_bandwidth(order, job.params.get("mbps"))
     return getattr(module, job.action)(order)
 
 
@@ -158,14 +160,17 @@ def _record_success(job: ProvisioningJob, result) -> None:
     order = Order.objects.select_for_update(of=("self",)).select_related("plan", "customer").get(pk=job.order_id)
     ProvisioningJob.objects.filter(pk=job.pk, state__in=UNFINISHED).update(
         state=State.DONE, finished_at=timezone.now(), claimed_at=None, last_error="")
-    vm_fields = {"state": STATE_AFTER.get(job.action, "")}
+    vm_fields = {"state": STATE_AFTER[job.action]} if job.action in STATE_AFTER else {}
     if job.action == Action.TERMINATE:
         vm_fields["deleted_at"] = timezone.now()
         address_release(order)  # only now: the address was in use until the domain was gone
     if job.action == Action.RESIZE:
         vm_fields.update(vcpus=job.params["vcpus"], memory_mib=job.params["memory_mib"],
                          disk_gib=max(job.params["disk_gib"], getattr(result, "disk_kept_gib", None) or 0))
-    VirtualMachine.objects.filter(order=order, deleted_at__isnull=True).update(**vm_fields)
+    if job.action == Action.BANDWIDTH:
+        vm_fields["bandwidth_mbps"] = job.params.get("mbps")
+    if vm_fields:
+        VirtualMachine.objects.filter(order=order, deleted_at__isnull=True).update(**vm_fields)
     if job.action == Action.CREATE:
         placing.order_provisioned(order=order, ip=result)
     _run_next(order)
@@ -238,7 +243,7 @@ def jobs_sweep(*, now=None) -> list[int]:
 @transaction.atomic
 def jobs_retry(*, job_ids: list[int], actor) -> int:
     """Staff: failed or cancelled jobs get a fresh set of attempts and run now."""
-    from orders.services import _common, placing
+    from orders.services import common, placing
 
     # Lock order as everywhere: orders (pk order), then their jobs.
     order_ids = set(ProvisioningJob.objects.filter(pk__in=job_ids).values_list("order_id", flat=True))
@@ -251,7 +256,7 @@ def jobs_retry(*, job_ids: list[int], actor) -> int:
         _restart(job)
         if job.action == Action.CREATE:
             placing.order_provisioning_failed(order=order, error="", final=False, retrying=True)
-        _common._audit(order=order, actor=actor, action="provisioning_job_retry",
+        common.staff_audit_record(order=order, actor=actor, action="provisioning_job_retry",
                        details={"job": job.pk, "action": job.action})
         _run_after_commit(job.pk)
     return len(jobs)
@@ -266,7 +271,7 @@ def vm_password_take(*, order: Order, actor) -> str:
     password = vm.initial_password
     vm.initial_password = ""
     vm.save(update_fields=["initial_password"])
-    from accounts.services import activity_record
+    from accounts.services.activity import activity_record
 
     activity_record(action="root_password_shown", customer=order.customer, actor=actor, visible_to_customer=True,
                     details={"order": order.pk})

@@ -1,15 +1,13 @@
-"""libvirt: VMs on staff-defined KVM nodes (`HypervisorNode`), driven through the libvirt API, so a
-remote node (qemu+ssh://…) works exactly like the local one.
+"""libvirt: VMs on staff-defined KVM nodes (`HypervisorNode`, kind libvirt), driven through the
+libvirt API, so a remote node (qemu+ssh://…) works exactly like the local one. Placement and the VM
+row are shared with the Proxmox VE module (nodes.py).
 
-- Placement: the least-loaded active node (by RAM share after placing) that fits the plan's vCPU,
-  RAM and disk within its capacity, serves the order's location and has the order's OS template.
-  It is chosen under row locks on the nodes (lock order: order → nodes), and saved on the
-  `VirtualMachine` row before the hypervisor is called, with the domain name and root password:
-  a retried create goes to the same node, finds the same domain, and keeps the same password.
 - Disks: a qcow2 overlay on the OS template's volume, both in the node's storage pool; the
   cloud-init NoCloud seed ISO is uploaded into the same pool through a libvirt stream.
 - Every operation reconciles: it looks at the domain first and succeeds when it is already in the
   wanted state (created, running, stopped, gone).
+- Bandwidth (traffic quota): the interface's inbound/outbound average through
+  `setInterfaceParameters` (tc on the host), on the live domain and its persistent definition.
 """
 from __future__ import annotations
 
@@ -19,19 +17,14 @@ import xml.etree.ElementTree as ET
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q, Sum
-from django.utils.translation import gettext as _
 
 from orders.models import HypervisorNode, IpAddress, Order, OsTemplate, VirtualMachine
 
 from . import cloudinit
-from .base import (ConsoleTicket, MachineSpec, ModuleError, NotSupported, Operation, ProvisioningModule,
-                   ProvisionResult, ResizeOutcome, UsageSample)
-from .ip_pool import address_allocate
+from .base import ConsoleTicket, MachineSpec, ModuleError, NotSupported, Operation, ResizeOutcome, UsageSample
+from .nodes import NodeModule, vm_mark
 
 METADATA_NS = "https://hostportal.invalid/xmlns/provisioning/1"
-SETTINGS = {"vcpus": 1, "memory_mib": 32, "disk_gib": 1}  # overrides of the plan's figures, with minimums
 GIB = 1024 ** 3
 
 
@@ -41,10 +34,6 @@ def _libvirt():
     except ImportError as error:  # the Debian package libvirt-dev is needed to build libvirt-python
         raise ModuleError("libvirt-python is not installed on the portal host.") from error
     return libvirt
-
-
-def domain_name(order: Order) -> str:
-    return f"{settings.PROVISIONING_LIBVIRT_PREFIX}-order-{order.pk}"
 
 
 def connect(node: HypervisorNode):
@@ -76,97 +65,14 @@ def node_health(node: HypervisorNode) -> tuple[bool, str]:
         conn.close()
 
 
-def vm_mark(vm: VirtualMachine) -> str:
-    """Which VM row a domain belongs to, written in its metadata: a same-named domain left by another
-    database (a reset demo, a second portal with the same prefix) is never adopted as ours."""
-    return f"{vm.pk}@{vm.created_at.isoformat()}"
-
-
-def node_usage() -> dict[int, dict]:
-    """Reserved vCPU, RAM and disk per node, from the live VM rows."""
-    rows = (VirtualMachine.objects.filter(deleted_at__isnull=True).values("node_id")
-            .annotate(vcpus=Sum("vcpus"), memory_mib=Sum("memory_mib"), disk_gib=Sum("disk_gib")))
-    return {row["node_id"]: row for row in rows}
-
-
-class LibvirtModule(ProvisioningModule):
+class LibvirtModule(NodeModule):
     code = "libvirt"
     name = "libvirt / KVM"
-    runs_in_jobs = True
+    node_kind = HypervisorNode.Kind.LIBVIRT
     operations = frozenset(Operation)
 
-    def settings_errors(self, module_settings: dict) -> list[str]:
-        errors = []
-        for key, value in module_settings.items():
-            if key not in SETTINGS:
-                errors.append(_("Unknown setting %(key)s; known: %(known)s.") % {"key": key, "known": ", ".join(SETTINGS)})
-            elif not isinstance(value, int) or isinstance(value, bool) or value < SETTINGS[key]:
-                errors.append(_("%(key)s must be a whole number of at least %(min)s.") % {"key": key, "min": SETTINGS[key]})
-        return errors
-
-    def machine_spec(self, plan) -> MachineSpec:
-        spec = super().machine_spec(plan)
-        overrides = plan.module_settings or {}
-        return MachineSpec(vcpus=overrides.get("vcpus", spec.vcpus), memory_mib=overrides.get("memory_mib", spec.memory_mib),
-                           disk_gib=overrides.get("disk_gib", spec.disk_gib))
-
-    def resize_needs_reboot(self, old: MachineSpec, new: MachineSpec) -> bool:
-        return (old.vcpus, old.memory_mib) != (new.vcpus, new.memory_mib)
-
-    # --- payment time -------------------------------------------------------------------------------
-    def provision(self, order: Order) -> ProvisionResult:
-        address = address_allocate(order)
-        if not address.done:
-            return address  # no pool or pool exhausted: waiting for staff, as with ip_pool
-        return ProvisionResult(ip=None, queued=True, note=_("Your server is being set up."))
-
-    # --- placement ------------------------------------------------------------------------------------
-    @transaction.atomic
-    def _machine(self, order: Order) -> VirtualMachine:
-        """The order's VM row: found, or placed on a node now (committed before the hypervisor is called)."""
-        Order.objects.select_for_update(of=("self",)).get(pk=order.pk)
-        vm = VirtualMachine.objects.select_related("node", "template").filter(order=order).first()
-        if vm is not None:
-            return vm
-        spec = self.machine_spec(order.plan)
-        nodes = HypervisorNode.objects.select_for_update(of=("self",)).filter(is_active=True).order_by("pk")
-        location = (order.options or {}).get("location")
-        if location:
-            nodes = nodes.filter(Q(location__isnull=True) | Q(location__name=location) | Q(location__code=location))
-        os_name = (order.options or {}).get("os_image")
-        nodes = list(nodes)
-        templates = OsTemplate.objects.filter(node__in=nodes, is_active=True).select_related("os_image")
-        if os_name:
-            templates = templates.filter(os_image__name=os_name)
-        template_for = {}
-        for template in templates.order_by("os_image__sort_order", "pk"):
-            template_for.setdefault(template.node_id, template)
-        usage = node_usage()
-        best = None
-        for node in nodes:
-            used = usage.get(node.pk, {})
-            if node.pk not in template_for:
-                continue
-            if ((used.get("vcpus") or 0) + spec.vcpus > node.cpu_capacity
-                    or (used.get("memory_mib") or 0) + spec.memory_mib > node.ram_capacity_mib
-                    or (used.get("disk_gib") or 0) + spec.disk_gib > node.disk_capacity_gib):
-                continue
-            load = ((used.get("memory_mib") or 0) + spec.memory_mib) / node.ram_capacity_mib
-            if best is None or load < best[0]:
-                best = (load, node)
-        if best is None:
-            raise ModuleError(f"No active node has room for {spec.vcpus} vCPU / {spec.memory_mib} MiB / "
-                              f"{spec.disk_gib} GiB with the template {os_name or 'any'} in {location or 'any location'}.")
-        node = best[1]
-        return VirtualMachine.objects.create(
-            order=order, node=node, domain=domain_name(order), template=template_for[node.pk], vcpus=spec.vcpus,
-            memory_mib=spec.memory_mib, disk_gib=spec.disk_gib, initial_password=secrets.token_urlsafe(12))
-
-    def _vm(self, order: Order) -> VirtualMachine:
-        vm = VirtualMachine.objects.select_related("node", "template").filter(order=order).first()
-        if vm is None:
-            raise NotSupported("This order has no virtual machine.")
-        return vm
+    def node_health(self, node: HypervisorNode) -> tuple[bool, str]:
+        return node_health(node)
 
     # --- hypervisor helpers -------------------------------------------------------------------------------
     @staticmethod
@@ -525,6 +431,25 @@ class LibvirtModule(ProvisioningModule):
             return UsageSample(cpu_time_ns=cpu_time, net_rx_bytes=rx, net_tx_bytes=tx, disk_read_bytes=read,
                                disk_write_bytes=written)
         return self._call(order, run)
+
+
+    def set_bandwidth(self, order: Order, mbps: int | None) -> None:
+        """Every interface's inbound and outbound average, in libvirt's unit of kilobytes (1000 bytes)
+        per second: N Mbit/s = 125·N. 0 removes the limit. Applied to the persistent definition (it
+        survives a restart, a resize and a reinstall) and to the running domain at once."""
+        libvirt = _libvirt()
+        average = mbps * 125 if mbps else 0
+        parameters = {"inbound.average": average, "outbound.average": average}
+
+        def run(conn, vm):
+            dom = self._domain(conn, vm)
+            # One definition per call: the running domain first (tc on the host can refuse), then the
+            # persistent one, so a failure leaves neither changed and the retry does both.
+            targets = ([libvirt.VIR_DOMAIN_AFFECT_LIVE] if dom.isActive() else []) + [libvirt.VIR_DOMAIN_AFFECT_CONFIG]
+            for mac in ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).findall("devices/interface/mac"):
+                for flags in targets:
+                    dom.setInterfaceParameters(mac.get("address"), parameters, flags)
+        self._call(order, run)
 
 
 def _memory_mib(element) -> int:

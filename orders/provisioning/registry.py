@@ -28,6 +28,7 @@ def register_builtin_modules() -> None:
     from .ip_pool import IpPoolModule
     from .libvirt_kvm import LibvirtModule
     from .manual import ManualModule
+    from .proxmox import ProxmoxModule
 
-    for module in (ManualModule(), IpPoolModule(), LibvirtModule()):
+    for module in (ManualModule(), IpPoolModule(), LibvirtModule(), ProxmoxModule()):
         register_module(module)

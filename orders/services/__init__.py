@@ -8,7 +8,7 @@ records an OrderEvent naming who or what caused the change.
 - `plan_change`: upgrades, scheduled downgrades, re-pricing issued renewals.
 - `lifecycle`: the expiry, suspension, termination and notices job.
 - `staff`: staff actions from the admin (suspend, unsuspend, terminate, extend).
-- `_common`: helpers they share (event record, staff audit, notifications, formatting, row lock).
+- `common`: helpers they share (event record, staff audit, notifications, formatting, row lock).
 
 Money never moves here: orders issue invoices through billing and ask billing to pay them from the
 balance; whatever pays an invoice (balance, gateway, staff) ends in one of the `on_*_invoice_paid`

@@ -1,4 +1,4 @@
-"""The auto-renewal toggle, and cancelling an order (now or at the end of its paid period); `_end`
+"""The auto-renewal toggle, and cancelling an order (now or at the end of its paid period); `order_end`
 is how every path ends an order."""
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -12,7 +12,7 @@ from billing.services.invoices import invoice_cancel
 
 from .. import provisioning
 from ..models import Order, OrderRenewal, Plan, PlanChange
-from ._common import Status, _lock, _source_for, event_record
+from .common import Status, event_record, event_source_for, order_lock
 from .renewing import RENEWABLE
 
 
@@ -22,12 +22,12 @@ def effective_auto_renew(order: Order) -> bool:
 
 @transaction.atomic
 def order_set_auto_renew(*, order: Order, auto_renew: bool | None, actor: User) -> Order:
-    order = _lock(order)
+    order = order_lock(order)
     if order.status in (Status.TERMINATED, Status.CANCELLED):
         raise ValidationError(_("This service has ended."), code="ended")
     order.auto_renew = auto_renew
     order.save(update_fields=["auto_renew"])
-    event_record(order=order, action="auto_renew_changed", source=_source_for(actor), actor=actor,
+    event_record(order=order, action="auto_renew_changed", source=event_source_for(actor), actor=actor,
                  details={"auto_renew": "default" if auto_renew is None else auto_renew})
     return order
 
@@ -45,7 +45,7 @@ def _cancel_open_invoices(order: Order, reason: str) -> None:
     PlanChange.objects.filter(order=order, status=PlanChange.Status.PENDING).update(status=PlanChange.Status.CANCELLED)
 
 
-def _end(order: Order, *, status: str, action: str, source: str, actor: User | None = None, reason: str = "") -> None:
+def order_end(order: Order, *, status: str, action: str, source: str, actor: User | None = None, reason: str = "") -> None:
     previous = order.status
     order.status = status
     order.ended_at = timezone.now()
@@ -61,19 +61,19 @@ def _end(order: Order, *, status: str, action: str, source: str, actor: User | N
 def order_cancel(*, order: Order, actor: User | None, immediately: bool = False) -> Order:
     """Pending: cancelled at once with its invoice. Active: at the end of the paid period (or now if
     `immediately`); unused time is not refunded automatically."""
-    order = _lock(order)
+    order = order_lock(order)
     if order.status == Status.PENDING:
         if order.paid_at is not None:
             raise ValidationError(_("This order is paid and being set up; contact support to cancel it."), code="paid")
-        _end(order, status=Status.CANCELLED, action="cancelled", source=_source_for(actor), actor=actor)
+        order_end(order, status=Status.CANCELLED, action="cancelled", source=event_source_for(actor), actor=actor)
     elif order.status in RENEWABLE:
         if immediately or order.status != Status.ACTIVE:
-            _end(order, status=Status.CANCELLED, action="cancelled", source=_source_for(actor), actor=actor)
+            order_end(order, status=Status.CANCELLED, action="cancelled", source=event_source_for(actor), actor=actor)
         else:
             order.cancel_at_period_end = True
             order.save(update_fields=["cancel_at_period_end"])
             _cancel_open_invoices(order, reason="cancel at period end")
-            event_record(order=order, action="cancel_scheduled", source=_source_for(actor), actor=actor,
+            event_record(order=order, action="cancel_scheduled", source=event_source_for(actor), actor=actor,
                          details={"at": order.expires_at.isoformat()})
     else:
         raise ValidationError(_("This service has already ended."), code="ended")
@@ -82,10 +82,10 @@ def order_cancel(*, order: Order, actor: User | None, immediately: bool = False)
 
 @transaction.atomic
 def order_cancel_undo(*, order: Order, actor: User) -> Order:
-    order = _lock(order)
+    order = order_lock(order)
     if not order.cancel_at_period_end or order.status not in RENEWABLE:
         raise ValidationError(_("No cancellation is scheduled for this service."), code="not_scheduled")
     order.cancel_at_period_end = False
     order.save(update_fields=["cancel_at_period_end"])
-    event_record(order=order, action="cancel_withdrawn", source=_source_for(actor), actor=actor)
+    event_record(order=order, action="cancel_withdrawn", source=event_source_for(actor), actor=actor)
     return order

@@ -11,8 +11,8 @@ from django.utils.translation import gettext as _
 
 from .. import dunning, promo, provisioning
 from ..models import Order
-from ._common import Source, Status, _date, _notify, event_record
-from .cancelling import _end
+from .common import Source, Status, date_for_customer, event_record, order_notify
+from .cancelling import order_end
 from .renewing import RENEWABLE
 
 
@@ -57,7 +57,7 @@ def orders_lifecycle_run(*, now: datetime | None = None, chunk_size: int | None 
     summary = LifecycleSummary()
 
     def cancel_at_end(order: Order) -> None:
-        _end(order, status=Status.CANCELLED, action="cancelled_at_period_end", source=Source.SYSTEM)
+        order_end(order, status=Status.CANCELLED, action="cancelled_at_period_end", source=Source.SYSTEM)
 
     summary.cancelled_at_period_end = _each_locked(
         Order.objects.filter(status__in=RENEWABLE, cancel_at_period_end=True, expires_at__lte=now), cancel_at_end,
@@ -81,7 +81,7 @@ def orders_lifecycle_run(*, now: datetime | None = None, chunk_size: int | None 
         provisioning.on_suspended(order)
         with translation.override(order.customer.language):
             reason = _("The service was not renewed within %(days)s days after it expired.") % {"days": settings.ORDERS_GRACE_DAYS}
-        _notify(order=order, kind="service_suspended",
+        order_notify(order=order, kind="service_suspended",
                 context={"reason": reason, "suspension_reason": Order.SuspensionReason.NON_PAYMENT.value},
                 dedupe_key=f"order:{order.pk}:period:{order.current_period}:suspended")
 
@@ -89,16 +89,16 @@ def orders_lifecycle_run(*, now: datetime | None = None, chunk_size: int | None 
                                      chunk_size=chunk_size)
 
     def terminate(order: Order) -> None:
-        _end(order, status=Status.TERMINATED, action="terminated", source=Source.SYSTEM, reason="unpaid")
+        order_end(order, status=Status.TERMINATED, action="terminated", source=Source.SYSTEM, reason="unpaid")
         with translation.override(order.customer.language):
             reason = _("The service stayed unpaid and suspended.")
-        _notify(order=order, kind="service_terminated", context={"reason": reason}, dedupe_key=f"order:{order.pk}:terminated")
+        order_notify(order=order, kind="service_terminated", context={"reason": reason}, dedupe_key=f"order:{order.pk}:terminated")
 
     summary.terminated = _each_locked(Order.objects.filter(status=Status.SUSPENDED, expires_at__lte=now - terminate_after),
                                       terminate, chunk_size=chunk_size)
 
     def cancel_unpaid(order: Order) -> None:
-        _end(order, status=Status.CANCELLED, action="cancelled_unpaid", source=Source.SYSTEM,
+        order_end(order, status=Status.CANCELLED, action="cancelled_unpaid", source=Source.SYSTEM,
              reason=f"unpaid for {settings.ORDERS_PENDING_CANCEL_DAYS} days")
         promo.promo_release(order=order)
 
@@ -116,8 +116,8 @@ def orders_lifecycle_run(*, now: datetime | None = None, chunk_size: int | None 
             order.expiry_notice_days = days
             order.save(update_fields=["expiry_notice_days"])
             customer = order.customer
-            _notify(order=order, kind="service_expiring", dedupe_key=f"order:{order.pk}:period:{order.current_period}:expiring:{days}d",
-                    context={"expires_at": _date(order.expires_at, customer), "days_left": str(days)})
+            order_notify(order=order, kind="service_expiring", dedupe_key=f"order:{order.pk}:period:{order.current_period}:expiring:{days}d",
+                    context={"expires_at": date_for_customer(order.expires_at, customer), "days_left": str(days)})
 
         summary.expiry_notices += _each_locked(
             Order.objects.filter(status=Status.ACTIVE, cancel_at_period_end=False, expires_at__gt=floor,

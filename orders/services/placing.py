@@ -15,7 +15,10 @@ from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from
 
 from .. import pricing, promo, provisioning
 from ..models import Order, Plan, PromoCode
-from ._common import Source, Status, _audit, _lock, _notify, _period_description, _source_for, event_record
+from .common import (
+    Source, Status, event_record, event_source_for, order_lock, order_notify, period_description,
+    staff_audit_record,
+)
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ def order_place(*, customer: Customer, actor: User | None, plan: Plan, period_mo
     except IntegrityError:
         # A concurrent twin of the same submission won the unique key; this one changes nothing.
         raise ValidationError(_("This order was already submitted."), code="duplicate")
-    lines = [LineInput(description=_period_description(order, plan, period_months), quantity=1, unit_price=quote.price.amount,
+    lines = [LineInput(description=period_description(order, plan, period_months), quantity=1, unit_price=quote.price.amount,
                        reference=order.reference)]
     if quote.setup_fee.amount:
         with translation.override(customer.language):
@@ -112,7 +115,7 @@ def order_place(*, customer: Customer, actor: User | None, plan: Plan, period_mo
         details.update(converted_from=quote.price.converted_from, rate=str(quote.price.rate))
     if quote.promo is not None:
         details.update(promo_code=quote.promo.code, discount=str(quote.discount))
-    event_record(order=order, action="placed", source=_source_for(actor), actor=actor, details=details)
+    event_record(order=order, action="placed", source=event_source_for(actor), actor=actor, details=details)
     paid = invoice_pay_from_balance(invoice=invoice, actor=actor)
     order.refresh_from_db()
     invoice.refresh_from_db()
@@ -145,7 +148,7 @@ def on_order_invoice_paid(invoice: Invoice) -> None:
     order = _order_from_reference(invoice)
     if order is None:
         return
-    order = _lock(order)
+    order = order_lock(order)
     if order.paid_at is not None:
         return
     order.paid_at = timezone.now()
@@ -209,13 +212,13 @@ def _activate(order: Order, *, ip: str, source: str, actor: User | None = None) 
     order.save()
     event_record(order=order, action="activated", source=source, actor=actor, from_status=previous,
                  details={"ip": ip})
-    _notify(order=order, kind="service_activated", context={"ip": ip}, dedupe_key=f"order:{order.pk}:activated")
+    order_notify(order=order, kind="service_activated", context={"ip": ip}, dedupe_key=f"order:{order.pk}:activated")
 
 
 @transaction.atomic
 def order_provision_retry(*, order: Order, actor: User) -> bool:
     """Staff: try the provisioner again (e.g. after adding addresses to the pool)."""
-    order = _lock(order)
+    order = order_lock(order)
     if order.paid_at is None or order.status != Status.PENDING or order.provisioning not in (
             Order.Provisioning.WAITING_STAFF, Order.Provisioning.FAILED):
         raise ValidationError(_("Only paid orders waiting for staff can be provisioned."))
@@ -225,18 +228,18 @@ def order_provision_retry(*, order: Order, actor: User) -> bool:
     elif result.queued:
         order.provisioning, order.provisioning_note = Order.Provisioning.IN_PROGRESS, ""
         order.save(update_fields=["provisioning", "provisioning_note"])
-    _audit(order=order, actor=actor, action="order_provision_retry", details={"done": result.done})
+    staff_audit_record(order=order, actor=actor, action="order_provision_retry", details={"done": result.done})
     return result.done
 
 
 @transaction.atomic
 def order_complete_manually(*, order: Order, ip: str, actor: User) -> Order:
     """Staff: the server is set up by hand; record its address and start the first period."""
-    order = _lock(order)
+    order = order_lock(order)
     if order.paid_at is None or order.status != Status.PENDING:
         raise ValidationError(_("Only paid pending orders can be completed."))
     if Order.objects.filter(ip=ip, status__in=[Status.ACTIVE, Status.EXPIRED, Status.SUSPENDED]).exclude(pk=order.pk).exists():
         raise ValidationError({"ip": _("This IP address is already used by another active service.")})
     _activate(order, ip=ip, source=Source.STAFF, actor=actor)
-    _audit(order=order, actor=actor, action="order_completed", details={"ip": ip})
+    staff_audit_record(order=order, actor=actor, action="order_completed", details={"ip": ip})
     return order

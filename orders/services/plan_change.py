@@ -17,8 +17,8 @@ from billing.services.invoices import LineInput, invoice_cancel, invoice_issue, 
 
 from .. import pricing, provisioning
 from ..models import Order, OrderRenewal, Plan, PlanChange
-from ._common import Source, Status, _lock, _notify, _source_for, event_record, order_label
-from .renewing import RENEWABLE, RenewResult, order_renew, renewal_plan, renewal_price
+from .common import Source, Status, event_record, event_source_for, order_label, order_lock, order_notify
+from .renewing import RENEWABLE, RenewResult, order_renew
 
 logger = logging.getLogger(__name__)
 
@@ -69,12 +69,12 @@ def order_change_plan(*, order: Order, plan: Plan, actor: User | None, expected_
     """Upgrade: invoice the prorated difference and apply it when paid (from the balance at once if it
     covers it). Downgrade: scheduled for the next renewal. `expected_amount` is the amount the
     customer confirmed; if the quote moved since (a day passed), nothing happens."""
-    order = _lock(order)
+    order = order_lock(order)
     quote = plan_change_quote(order=order, plan=plan)
     if not quote.is_upgrade:
         order.scheduled_plan = plan
         order.save(update_fields=["scheduled_plan"])
-        event_record(order=order, action="downgrade_scheduled", source=_source_for(actor), actor=actor,
+        event_record(order=order, action="downgrade_scheduled", source=event_source_for(actor), actor=actor,
                      details={"from": order.plan.name, "to": plan.name, "at": order.expires_at.isoformat()})
         order_renewals_reprice(order=order, actor=actor)  # an issued renewal would still ask the old price
         return PlanChangeResult(scheduled=True)
@@ -99,7 +99,7 @@ def order_change_plan(*, order: Order, plan: Plan, actor: User | None, expected_
                             reference=f"{order.reference}:upgrade:{change.pk}")
     change.invoice_id = invoice.pk
     change.save(update_fields=["invoice_id"])
-    event_record(order=order, action="upgrade_invoiced", source=_source_for(actor), actor=actor,
+    event_record(order=order, action="upgrade_invoiced", source=event_source_for(actor), actor=actor,
                  details={"to": plan.name, "amount": str(proration.amount), "invoice": invoice.number})
     paid = invoice_pay_from_balance(invoice=invoice, actor=actor)
     change.refresh_from_db()
@@ -127,7 +127,7 @@ def on_plan_change_invoice_paid(invoice: Invoice) -> None:
                  details={"from": old_plan.name, "to": change.to_plan.name, "amount": str(change.amount),
                           "stale_period": change.period != order.current_period})
     provisioning.on_plan_changed(order, old_plan=old_plan)
-    _notify(order=order, kind="plan_changed", dedupe_key=f"order:{order.pk}:upgrade:{change.pk}",
+    order_notify(order=order, kind="plan_changed", dedupe_key=f"order:{order.pk}:upgrade:{change.pk}",
             context={"service": order_label(order, plan=old_plan), "old_plan": old_plan.name,
                      "new_plan": change.to_plan.name})
     _stale_renewals_withdraw(order)
@@ -135,8 +135,8 @@ def on_plan_change_invoice_paid(invoice: Invoice) -> None:
 
 def _renewal_is_stale(order: Order, renewal: OrderRenewal) -> bool:
     """A pending renewal priced for another plan or price than the order's next renewal now costs."""
-    price = renewal_price(order)
-    return (renewal.plan_id != renewal_plan(order).pk
+    price = pricing.renewal_price(order)
+    return (renewal.plan_id != pricing.renewal_plan(order).pk
             or renewal.amount != quantize(price * renewal.periods, order.currency))
 
 
@@ -180,7 +180,7 @@ def order_renewals_reprice(*, order: Order, actor: User | None = None,
     to it returns to the balance) and a new one issued for the same periods, paid from the balance if
     it covers it. `withdrawn_periods` ({period: periods}) are renewals the paying transaction already
     cancelled; they are issued again if still due."""
-    order = _lock(order)
+    order = order_lock(order)
     if order.status not in RENEWABLE or order.cancel_at_period_end:
         return []
     wanted = dict(withdrawn_periods or {})
@@ -192,7 +192,7 @@ def order_renewals_reprice(*, order: Order, actor: User | None = None,
     if next_period in wanted:
         # `order_renew` replaces a pending renewal of the period whose amount differs (cancelling its invoice).
         result = order_renew(order=order, periods=wanted[next_period], actor=actor)
-        event_record(order=order, action="renewal_repriced", source=_source_for(actor), actor=actor,
+        event_record(order=order, action="renewal_repriced", source=event_source_for(actor), actor=actor,
                      details={"period": next_period, "amount": str(result.renewal.amount), "invoice": result.invoice.number})
         results.append(result)
     # Older or later pending periods cannot be renewed as such any more: drop them (nothing charged).
@@ -207,11 +207,11 @@ def order_renewals_reprice(*, order: Order, actor: User | None = None,
 
 @transaction.atomic
 def order_cancel_scheduled_change(*, order: Order, actor: User) -> Order:
-    order = _lock(order)
+    order = order_lock(order)
     if order.scheduled_plan_id is None:
         raise ValidationError(_("No plan change is scheduled."), code="not_scheduled")
     order.scheduled_plan = None
     order.save(update_fields=["scheduled_plan"])
-    event_record(order=order, action="downgrade_withdrawn", source=_source_for(actor), actor=actor)
+    event_record(order=order, action="downgrade_withdrawn", source=event_source_for(actor), actor=actor)
     order_renewals_reprice(order=order, actor=actor)
     return order

@@ -38,13 +38,12 @@ from django.utils import timezone
 from accounts.models import Customer
 from billing import bulk
 from billing.models import Invoice
-from billing.money import quantize
 from billing.services.invoices import invoice_pay_from_balance
 
-from .. import promo
+from .. import pricing, promo
 from ..models import Order, OrderEvent, OrderRenewal
 from . import renewing
-from ._common import Source, _period_description, order_label
+from .common import Source, order_label, period_description
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +68,15 @@ def request_auto_payment(*, customer: Customer) -> bool:
     invoice-paid hook. True means money was collected or is on its way. Called after the chunk's
     transaction has committed, so no row locks are held during the gateway call.
     """
-    from billing.gateways.services import autopay_needed_amount, autopay_topup
+    from billing.gateways.selectors import card_auto_top_up_needed_amount
+    from billing.gateways.services import card_auto_top_up_charge
     from billing.selectors import balance_of
 
-    needed = autopay_needed_amount(customer=customer, balance=balance_of(customer))
+    needed = card_auto_top_up_needed_amount(customer=customer, balance=balance_of(customer))
     if needed <= 0:
         return False
     try:
-        return autopay_topup(customer=customer, needed_amount=needed, reason="renewal")
+        return card_auto_top_up_charge(customer=customer, needed_amount=needed, reason="renewal")
     except Exception:  # a broken gateway must not stop the run; the failure notice goes out instead
         logger.exception("Auto-payment for customer %s failed", customer.pk)
         return False
@@ -146,13 +146,12 @@ def _renew_chunk(*, after: int, now: datetime, chunk_size: int, summary: Renewal
         rows, failed = [], []
         for order in orders:
             try:
-                price = renewing.renewal_price(order)
+                amount = pricing.renewal_amount(order)
             except ValidationError:  # e.g. the scheduled plan lost its price for this period
                 logger.exception("No renewal price for order %s", order.pk)
                 failed.append(order.pk)
                 continue
-            rows.append((order.pk, order.current_period + 1, quantize(price, order.currency), order.currency,
-                         renewing.renewal_plan(order).pk))
+            rows.append((order.pk, order.current_period + 1, amount, order.currency, pricing.renewal_plan(order).pk))
         _insert_renewal_rows(rows)
         wanted = {order.pk: order.current_period + 1 for order in orders}
         renewals = {
@@ -206,7 +205,7 @@ def _charge(order: Order, renewal: OrderRenewal, invoices: dict) -> bulk.Charge:
     reference = f"{order.reference}:period:{renewal.period}"
     return bulk.Charge(
         customer=order.customer, currency=renewal.currency, quantity=renewal.periods,
-        description=_period_description(order, renewal.plan, renewal.periods * order.period_months),
+        description=period_description(order, renewal.plan, renewal.periods * order.period_months),
         unit_price=renewal.amount / renewal.periods, reference=reference,
         idempotency_key=f"order:{order.pk}:renewal:{renewal.pk}",
     )

@@ -2,7 +2,6 @@
 renewal rule that extends the order (shared with the set-based job in `renewal_batch`)."""
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -16,8 +15,10 @@ from billing.services.invoices import LineInput, invoice_cancel, invoice_issue, 
 
 from .. import pricing, promo, provisioning
 from ..models import Order, OrderRenewal, Plan
-from ._common import (Source, Status, _date, _lock, _money, _notify, _period_description, _source_for, event_record,
-                      order_label)
+from .common import (
+    Source, Status, date_for_customer, event_record, event_source_for, money_for_customer, order_lock,
+    order_label, order_notify, period_description,
+)
 
 RENEWABLE = (Status.ACTIVE, Status.EXPIRED, Status.SUSPENDED)
 MAX_RENEW_PERIODS = 12
@@ -30,20 +31,9 @@ class RenewResult:
     paid: bool
 
 
-def renewal_plan(order: Order) -> Plan:
-    return order.scheduled_plan or order.plan
-
-
-def renewal_price(order: Order) -> Decimal:
-    """Price of one period at the next renewal: a scheduled downgrade's price, else the order's."""
-    if order.scheduled_plan_id is None:
-        return order.price
-    return pricing.plan_price(plan=order.scheduled_plan, period_months=order.period_months, currency=order.currency).amount
-
-
 def renewal_invoice_issue(*, order: Order, renewal: OrderRenewal) -> Invoice:
     plan = renewal.plan
-    description = _period_description(order, plan, renewal.periods * order.period_months)
+    description = period_description(order, plan, renewal.periods * order.period_months)
     return invoice_issue(
         customer=order.customer, kind=Invoice.Kind.RENEWAL, currency=renewal.currency,
         lines=[LineInput(description=description, quantity=renewal.periods, unit_price=renewal.amount / renewal.periods,
@@ -63,14 +53,14 @@ def order_renew(*, order: Order, periods: int, actor: User | None, expected_peri
     """
     if not 1 <= periods <= MAX_RENEW_PERIODS:
         raise ValidationError(_("Choose between 1 and %(max)s periods.") % {"max": MAX_RENEW_PERIODS}, code="periods")
-    order = _lock(order)
+    order = order_lock(order)
     if order.status not in RENEWABLE:
         raise ValidationError(_("Only active, expired or suspended services can be renewed."), code="status")
     period = order.current_period + 1
     if expected_period is not None and expected_period != period:
         raise ValidationError(_("This service was renewed meanwhile; check its new expiry date before renewing again."),
                               code="renewed")
-    price = renewal_price(order)
+    price = pricing.renewal_price(order)
     amount = quantize(price * periods, order.currency)
     existing = OrderRenewal.objects.select_for_update().filter(order=order, period=period).first()
     if existing is not None:
@@ -88,11 +78,11 @@ def order_renew(*, order: Order, periods: int, actor: User | None, expected_peri
         renewal = None
     if renewal is None:
         renewal = OrderRenewal.objects.create(order=order, period=period, periods=periods, amount=amount,
-                                              currency=order.currency, plan=renewal_plan(order))
+                                              currency=order.currency, plan=pricing.renewal_plan(order))
         invoice = renewal_invoice_issue(order=order, renewal=renewal)
         renewal.invoice_id = invoice.pk
         renewal.save(update_fields=["invoice_id"])
-        event_record(order=order, action="renewal_invoiced", source=_source_for(actor), actor=actor,
+        event_record(order=order, action="renewal_invoiced", source=event_source_for(actor), actor=actor,
                      details={"periods": periods, "amount": str(amount), "invoice": invoice.number})
     else:
         invoice = Invoice.objects.get(pk=renewal.invoice_id)
@@ -125,7 +115,7 @@ def renewal_apply(*, renewal: OrderRenewal, source: str, now: datetime | None = 
     order.save(update_fields=RENEWAL_ORDER_FIELDS)
     renewal.save(update_fields=["status", "paid_at", "starts_at", "ends_at"])
     event_record(order=order, action="renewed", source=source, from_status=previous, details=renewed_details(order, renewal))
-    _notify(order=order, kind="service_renewed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewed",
+    order_notify(order=order, kind="service_renewed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewed",
             context=renewed_context(order, renewal))
     if changed_plan:
         plan_change_applied(order=order, renewal=renewal, old_plan=changed_plan[0], new_plan=changed_plan[1])
@@ -187,9 +177,9 @@ def renewed_details(order: Order, renewal: OrderRenewal) -> dict:
 
 
 def renewed_context(order: Order, renewal: OrderRenewal) -> dict:
-    """`service_renewed` notification context (without "service", which `_notify` adds first)."""
+    """`service_renewed` notification context (without "service", which `order_notify` adds first)."""
     customer = order.customer
-    return {"expires_at": _date(order.expires_at, customer), "amount": _money(renewal.amount, renewal.currency, customer)}
+    return {"expires_at": date_for_customer(order.expires_at, customer), "amount": money_for_customer(renewal.amount, renewal.currency, customer)}
 
 
 def plan_change_applied(*, order: Order, renewal: OrderRenewal, old_plan: Plan, new_plan: Plan) -> None:
@@ -197,7 +187,7 @@ def plan_change_applied(*, order: Order, renewal: OrderRenewal, old_plan: Plan, 
     event_record(order=order, action="plan_changed", source=Source.SYSTEM,
                  details={"from": old_plan.name, "to": new_plan.name, "scheduled": True})
     provisioning.on_plan_changed(order, old_plan=old_plan)
-    _notify(order=order, kind="plan_changed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:downgrade",
+    order_notify(order=order, kind="plan_changed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:downgrade",
             context={"service": order_label(order, plan=old_plan), "old_plan": old_plan.name, "new_plan": new_plan.name})
 
 
@@ -205,7 +195,7 @@ def renewal_failed_notify(*, order: Order, renewal: OrderRenewal) -> None:
     """Once per period: the automatic renewal could not be paid; link to the invoice."""
     customer = order.customer
     with translation.override(customer.language):
-        reason = _("Your balance does not cover %(amount)s.") % {"amount": _money(renewal.amount, renewal.currency, customer)}
-    _notify(order=order, kind="renewal_failed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewal_failed",
-            context={"expires_at": _date(order.expires_at, customer), "reason": reason},
+        reason = _("Your balance does not cover %(amount)s.") % {"amount": money_for_customer(renewal.amount, renewal.currency, customer)}
+    order_notify(order=order, kind="renewal_failed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewal_failed",
+            context={"expires_at": date_for_customer(order.expires_at, customer), "reason": reason},
             link=f"/billing/invoices/{renewal.invoice_id}/" if renewal.invoice_id else "")

@@ -8,8 +8,8 @@ from accounts.models import User
 
 from .. import pricing, provisioning
 from ..models import Order
-from ._common import Source, Status, _audit, _lock, _notify, event_record
-from .cancelling import _end
+from .common import Source, Status, event_record, order_lock, order_notify, staff_audit_record
+from .cancelling import order_end
 from .renewing import RENEWABLE
 
 
@@ -17,7 +17,7 @@ from .renewing import RENEWABLE
 def order_suspend(*, order: Order, actor: User, reason: str = "") -> Order:
     """Staff: suspend (abuse, a dispute…). Only staff lift it: paying a renewal keeps it suspended. A
     service already suspended for non-payment becomes staff-suspended, so paying no longer lifts it."""
-    order = _lock(order)
+    order = order_lock(order)
     staff_may_suspend = order.status in (Status.ACTIVE, Status.EXPIRED) or (
         order.status == Status.SUSPENDED and order.suspension_reason != Order.SuspensionReason.STAFF)
     if not staff_may_suspend:
@@ -29,8 +29,8 @@ def order_suspend(*, order: Order, actor: User, reason: str = "") -> Order:
     event_record(order=order, action="suspended", source=Source.STAFF, actor=actor, from_status=previous,
                  details={"reason": reason} if reason else None)
     provisioning.on_suspended(order, actor=actor)
-    _audit(order=order, actor=actor, action="order_suspend", details={"reason": reason})
-    _notify(order=order, kind="service_suspended",
+    staff_audit_record(order=order, actor=actor, action="order_suspend", details={"reason": reason})
+    order_notify(order=order, kind="service_suspended",
             context={"reason": reason, "suspension_reason": Order.SuspensionReason.STAFF.value},
             dedupe_key=f"order:{order.pk}:period:{order.current_period}:suspended:staff:{timezone.now():%Y%m%d%H%M%S}")
     return order
@@ -38,7 +38,7 @@ def order_suspend(*, order: Order, actor: User, reason: str = "") -> Order:
 
 @transaction.atomic
 def order_unsuspend(*, order: Order, actor: User) -> Order:
-    order = _lock(order)
+    order = order_lock(order)
     if order.status != Status.SUSPENDED:
         raise ValidationError(_("Only suspended services can be unsuspended."))
     order.status = Status.ACTIVE if order.expires_at > timezone.now() else Status.EXPIRED
@@ -46,18 +46,18 @@ def order_unsuspend(*, order: Order, actor: User) -> Order:
     order.save(update_fields=["status", "suspension_reason"])
     event_record(order=order, action="unsuspended", source=Source.STAFF, actor=actor, from_status=Status.SUSPENDED)
     provisioning.on_unsuspended(order, actor=actor)
-    _audit(order=order, actor=actor, action="order_unsuspend")
+    staff_audit_record(order=order, actor=actor, action="order_unsuspend")
     return order
 
 
 @transaction.atomic
 def order_terminate(*, order: Order, actor: User, reason: str = "") -> Order:
-    order = _lock(order)
+    order = order_lock(order)
     if order.status in (Status.TERMINATED, Status.CANCELLED):
         raise ValidationError(_("This service has already ended."))
-    _end(order, status=Status.TERMINATED, action="terminated", source=Source.STAFF, actor=actor, reason=reason)
-    _audit(order=order, actor=actor, action="order_terminate", details={"reason": reason})
-    _notify(order=order, kind="service_terminated", context={"reason": reason}, dedupe_key=f"order:{order.pk}:terminated")
+    order_end(order, status=Status.TERMINATED, action="terminated", source=Source.STAFF, actor=actor, reason=reason)
+    staff_audit_record(order=order, actor=actor, action="order_terminate", details={"reason": reason})
+    order_notify(order=order, kind="service_terminated", context={"reason": reason}, dedupe_key=f"order:{order.pk}:terminated")
     return order
 
 
@@ -70,7 +70,7 @@ def order_extend(*, order: Order, actor: User, days: int, reason: str = "") -> O
     expiry (docs/ARCHITECTURE.md, "Orders")."""
     if not 1 <= days <= 366:
         raise ValidationError(_("Extend by 1 to 366 days."))
-    order = _lock(order)
+    order = order_lock(order)
     if order.status not in RENEWABLE:
         raise ValidationError(_("Only active, expired or suspended services can be extended."))
     previous = order.status
@@ -81,5 +81,5 @@ def order_extend(*, order: Order, actor: User, days: int, reason: str = "") -> O
     order.save(update_fields=["anchor_at", "anchor_months", "expires_at", "status"])
     event_record(order=order, action="extended", source=Source.STAFF, actor=actor, from_status=previous,
                  details={"days": days, "reason": reason, "expires_at": order.expires_at.isoformat()})
-    _audit(order=order, actor=actor, action="order_extend", details={"days": days, "reason": reason})
+    staff_audit_record(order=order, actor=actor, action="order_extend", details={"days": days, "reason": reason})
     return order

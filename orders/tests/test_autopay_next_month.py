@@ -29,7 +29,7 @@ def autopay(customer, currencies, fund):
     fund(customer, "5.00")
 
     def configure(cap):
-        gateway_services.autopay_configure(customer=customer, enabled=True, method=method, monthly_limit=Decimal(cap))
+        gateway_services.card_auto_top_up_configure(customer=customer, enabled=True, method=method, monthly_limit=Decimal(cap))
 
     return configure
 
@@ -50,7 +50,7 @@ def test_the_job_tops_up_enough_for_the_renewals_due_next_month(customer, autopa
     running_order(customer, "70.00", 45)  # after next month: not counted
     running_order(customer, "40.00", 5, auto_renew=False)  # not renewed automatically: not counted
     with time_machine.travel(NOW, tick=False):
-        assert gateway_services.autopay_run() == 1
+        assert gateway_services.card_auto_top_ups_run() == 1
     # 235 of renewals due within the month, minus the 5 on the balance (the threshold is smaller).
     assert AutopayCharge.objects.get().amount == Decimal("230.00")
     assert balance_of(customer) == Decimal("235.00")
@@ -61,7 +61,7 @@ def test_the_monthly_maximum_still_caps_the_top_up(customer, autopay):
     running_order(customer, "100.00", 3)
     running_order(customer, "85.00", 10)
     with time_machine.travel(NOW, tick=False):
-        assert gateway_services.autopay_run() == 1
+        assert gateway_services.card_auto_top_ups_run() == 1
     assert AutopayCharge.objects.get().amount == Decimal("100.00")
 
 
@@ -70,5 +70,5 @@ def test_a_healthy_balance_is_not_topped_up_ahead_of_time(customer, autopay, fun
     fund(customer, "20.00")  # 25: above the threshold, and no renewal invoice is waiting
     running_order(customer, "100.00", 10)
     with time_machine.travel(NOW, tick=False):
-        assert gateway_services.autopay_run() == 0
+        assert gateway_services.card_auto_top_ups_run() == 0
     assert not AutopayCharge.objects.exists()

@@ -199,8 +199,8 @@ def test_plan_module_and_settings_are_validated(plan):
     plan.module_settings = {"ram": 512}
     with pytest.raises(ValidationError, match="Unknown setting ram"):
         plan.full_clean()
-    plan.module_settings, plan.module = {}, "proxmox"
-    with pytest.raises(ValidationError, match="Unknown provisioning module: proxmox"):
+    plan.module_settings, plan.module = {}, "openstack"
+    with pytest.raises(ValidationError, match="Unknown provisioning module: openstack"):
         plan.full_clean()
     plan.module = "manual"
     plan.module_settings = {"memory_mib": 512}

@@ -271,7 +271,7 @@ def test_auto_payment_is_asked_before_giving_up(customer, currencies, fund, djan
     SandboxCard.objects.create(id="card_orders", customer_ref=str(customer.pk), brand="visa", last4="4242",
                                exp_month=12, exp_year=2031, behaviour="succeed")
     method = SavedPaymentMethodFactory(customer=customer, token="card_orders", is_default=True)
-    gateway_services.autopay_configure(customer=customer, enabled=True, method=method, monthly_limit=Decimal("100.00"))
+    gateway_services.card_auto_top_up_configure(customer=customer, enabled=True, method=method, monthly_limit=Decimal("100.00"))
     fund(customer, "10.00")
     with time_machine.travel(T0, tick=False):
         order = placing.order_place(customer=customer, actor=None, plan=PlanFactory(), period_months=1,

@@ -16,7 +16,7 @@ from billing import hooks
 from billing.models import Invoice, LedgerEntry, TaxRate
 from billing.selectors import balance_of
 from notifications.models import EmailOutbox, Notification, NotificationPreference
-from notifications.services import _render_email, _render_kind
+from notifications.services import email_render, notice_render
 from orders.models import Order, OrderEvent, OrderRenewal
 from orders.pricing import add_months
 from orders.services import placing, plan_change, renewal_batch, renewing
@@ -159,7 +159,7 @@ def test_rows_are_the_ones_the_services_write(currencies, fund, no_fallback):
         notification = Notification.objects.get(customer=who, kind=kind)
         assert notification.link == link
         with translation.override(who.language):
-            expected = _render_kind(kind=kind, context=notification.context, link=link)
+            expected = notice_render(kind=kind, context=notification.context, link=link)
         assert (notification.subject, notification.body_text, notification.body_html) == expected
     assert "&lt;S&gt; &amp; Co" in Notification.objects.get(customer=customer, kind="service_renewed").body_html
     # Emails: the mandatory invoice notice always, the renewal notice unless switched off.
@@ -172,7 +172,7 @@ def test_rows_are_the_ones_the_services_write(currencies, fund, no_fallback):
     notification = Notification.objects.get(customer=russian, kind="service_renewed")
     owner = russian.users.order_by("pk").first()
     with translation.override("ru"):
-        text, html = _render_email(kind="service_renewed", subject=notification.subject, body_text=notification.body_text,
+        text, html = email_render(kind="service_renewed", subject=notification.subject, body_text=notification.body_text,
                                    body_html=notification.body_html, link=notification.link, owner=owner)
     assert (email.subject, email.body_text, email.body_html, email.recipient) == (
         notification.subject, text, html, owner.email)

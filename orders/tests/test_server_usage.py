@@ -48,7 +48,7 @@ def test_deltas_survive_a_counter_reset_and_thinning_keeps_hourly_totals(server)
     deleted = usage_downsample()
     assert deleted == 24 * 3 - 1  # older than a day: 3 of each hour's 4 samples go (the very first stays)
     assert usage_series(server, days=30) == daily_before and usage_series(server) == hourly_before
-    server.period_started_at = start
+    server.anchor_at = start  # the traffic period is the month from the anchor
     assert traffic_used_bytes(server) == 2 * 24 * 4 * GIB
 
 
@@ -57,7 +57,7 @@ def test_the_service_page_shows_the_graphs_and_the_traffic_quota(client, owner, 
     vm = VirtualMachine.objects.get(order=server)
     server.plan.traffic_tb = Decimal("0.01")  # about 10 GiB
     server.plan.save(update_fields=["traffic_tb"])
-    Order.objects.filter(pk=server.pk).update(period_started_at=T0 - timedelta(hours=3))
+    Order.objects.filter(pk=server.pk).update(anchor_at=T0 - timedelta(hours=3))
     sample(vm, T0 - timedelta(hours=4), 0)  # the base the period's first delta is counted from
     sample(vm, T0 - timedelta(hours=2), 3 * GIB)
     sample(vm, T0 - timedelta(hours=1), 15 * GIB, cpu=5 * 10 ** 9)

@@ -54,7 +54,7 @@ def owner_client_csrf(db):
 
 def test_erasure_deletes_passkeys_and_export_lists_them():
     from accounts.personal_data import exporters
-    from accounts.services import customer_erase
+    from accounts.services.deletion import customer_erase
 
     owner = UserFactory()
     Passkey.objects.create(user=owner, name="phone", credential_id=b"\x02" * 16, public_key=b"k")

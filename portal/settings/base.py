@@ -193,7 +193,7 @@ CELERY_BEAT_SCHEDULE["telegram-outbox-sweep"] = {"task": "notifications.telegram
 # --- beat schedule: billing ---
 CELERY_BEAT_SCHEDULE["billing-refresh-rates"] = {"task": "billing.tasks.refresh_rates", "schedule": 6 * 3600}
 CELERY_BEAT_SCHEDULE["billing-low-balance-sweep"] = {"task": "billing.tasks.low_balance_sweep", "schedule": 3600}
-CELERY_BEAT_SCHEDULE["billing-autopay-sweep"] = {"task": "billing.tasks.autopay_sweep", "schedule": 3600}
+CELERY_BEAT_SCHEDULE["billing-invoices-pay-from-balance-sweep"] = {"task": "billing.tasks.invoices_pay_from_balance_sweep", "schedule": 3600}
 CELERY_BEAT_SCHEDULE["billing-dunning"] = {"task": "billing.tasks.dunning_run", "schedule": 3600}
 CELERY_BEAT_SCHEDULE["billing-vies-recheck"] = {"task": "billing.tasks.vies_recheck", "schedule": 6 * 3600}
 # Closes last month's acts; idempotent, so running every 6 hours just catches up after downtime.
@@ -203,7 +203,7 @@ CELERY_BEAT_SCHEDULE["billing-acts-monthly"] = {"task": "billing.tasks.acts_gene
 # one indexed query when nothing is due. `expires` drops sweeps queued while no worker was running.
 CELERY_BEAT_SCHEDULE["gateways-sandbox-webhooks"] = {"task": "billing.gateways.tasks.sandbox_webhooks_deliver_due", "schedule": 5.0,
                                                      "options": {"expires": 5.0}}
-CELERY_BEAT_SCHEDULE["gateways-autopay"] = {"task": "billing.gateways.tasks.autopay_run", "schedule": 3600.0}
+CELERY_BEAT_SCHEDULE["gateways-card-auto-top-up"] = {"task": "billing.gateways.tasks.card_auto_top_ups_run", "schedule": 3600.0}
 # --- beat schedule: orders ---
 CELERY_BEAT_SCHEDULE["orders-auto-renew"] = {"task": "orders.tasks.renew_services_task", "schedule": 3600.0}
 CELERY_BEAT_SCHEDULE["orders-lifecycle"] = {"task": "orders.tasks.orders_lifecycle_task", "schedule": 3600.0}
@@ -534,6 +534,14 @@ PROVISIONING_JOB_SWEEP_BATCH = 200
 # libvirt module: domains are named "<prefix>-order-<id>" (one prefix per portal sharing a host).
 PROVISIONING_LIBVIRT_PREFIX = env("PROVISIONING_LIBVIRT_PREFIX", "hostportal")
 PROVISIONING_LIBVIRT_SHUTDOWN_TIMEOUT = int(env("PROVISIONING_LIBVIRT_SHUTDOWN_TIMEOUT", "60"))
+# Proxmox VE module: a VM's VMID is base + order id; PVE's asynchronous tasks (UPIDs) are polled until
+# they stop, for at most PROVISIONING_PROXMOX_TASK_TIMEOUT seconds (below CELERY_TASK_SOFT_TIME_LIMIT:
+# the job fails and retries, and the retry reconciles with what the task did meanwhile).
+PROVISIONING_PROXMOX_VMID_BASE = int(env("PROVISIONING_PROXMOX_VMID_BASE", "100000"))
+PROVISIONING_PROXMOX_TASK_TIMEOUT = float(env("PROVISIONING_PROXMOX_TASK_TIMEOUT", "200"))
+PROVISIONING_PROXMOX_TASK_POLL_SECONDS = float(env("PROVISIONING_PROXMOX_TASK_POLL_SECONDS", "2"))
+PROVISIONING_PROXMOX_HTTP_TIMEOUT = float(env("PROVISIONING_PROXMOX_HTTP_TIMEOUT", "30"))
+PROVISIONING_PROXMOX_SHUTDOWN_TIMEOUT = int(env("PROVISIONING_PROXMOX_SHUTDOWN_TIMEOUT", "60"))
 # Customer power actions (start/shutdown/reboot/power off) per service, "attempts/seconds" (Redis).
 SERVER_POWER_RATE_LIMIT = env("SERVER_POWER_RATE_LIMIT", "10/600")
 # Browser console: noVNC (Debian's `novnc` package, served as /static/novnc/) talks to websockify (the

@@ -20,10 +20,10 @@ from billing.services.payments import payment_record
 from billing.tests.factories import make_currencies
 from notifications.models import Notification
 from orders.models import Order
+from orders.selectors import renewal_forecast
 from orders.services import lifecycle, placing, plan_change, renewal_batch, renewing
 from orders.services.staff import order_extend
 from orders.tests.factories import PlanFactory, order_options
-from portal.selectors import renewal_forecast
 from tickets.models import Ticket
 from tickets.services import tickets_autoclose_sweep
 from tickets.tests.factories import TicketFactory

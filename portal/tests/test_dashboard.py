@@ -20,9 +20,10 @@ from billing.services.payments import payment_record
 from billing.tests.factories import TaxRateFactory, make_currencies
 from notifications.services import notify
 from orders.models import Order, OrderRenewal
+from orders.selectors import renewal_forecast
 from orders.services import renewal_batch
 from orders.tests.factories import PlanFactory
-from portal.selectors import renewal_forecast, spending_by_month
+from portal.selectors import spending_by_month
 from tickets.tests.factories import TicketFactory
 
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=dt_timezone.utc)

@@ -9,8 +9,8 @@ from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
-from accounts import services as accounts_services
 from accounts.models import Customer, DeletionRequest
+from accounts.services.deletion import deletion_request_approve, deletion_request_create
 from accounts.tests.factories import StaffUserFactory, UserFactory
 from billing.models import Invoice, LedgerAccount, LedgerTransaction
 from billing.selectors import balance_of
@@ -48,14 +48,14 @@ def leaving():
     payment_record(idempotency_key="in:3", customer=customer, amount=Decimal("10.00"), currency="USD",
                    method="bank_transfer", invoice=part_paid)
     assert balance_of(customer) == Decimal("71.07")
-    deletion = accounts_services.deletion_request_create(customer=customer, user=owner, reason="bye")
+    deletion = deletion_request_create(customer=customer, user=owner, reason="bye")
     return customer, order, part_paid, deletion
 
 
 def test_approval_is_refused_while_money_is_unsettled(leaving):
     customer, order, part_paid, deletion = leaving
     with pytest.raises(ValidationError) as refused:
-        accounts_services.deletion_request_approve(deletion_request=deletion, staff=StaffUserFactory())
+        deletion_request_approve(deletion_request=deletion, staff=StaffUserFactory())
     assert refused.value.code == "unsettled"
     message = " ".join(refused.value.messages)
     assert "$71.07" in message and part_paid.number in message
@@ -81,7 +81,7 @@ def test_refund_by_bank_transfer_then_approval(leaving):
     assert not Notification.objects.filter(customer=customer, kind="low_balance").exists()  # emptied on purpose
     assert customer_settle_for_deletion(customer=customer, deletion_request=deletion, method="refund_bank",
                                         reason="again", actor=staff, bank_reference="SEPA-124") == []
-    accounts_services.deletion_request_approve(deletion_request=deletion, staff=staff)
+    deletion_request_approve(deletion_request=deletion, staff=staff)
     assert Customer.objects.get(pk=customer.pk).anonymized_at is not None
     assert Order.objects.get(pk=order.pk).status == Order.Status.TERMINATED
     call_command("audit_ledger", stdout=io.StringIO())
@@ -101,7 +101,7 @@ def test_write_off_settles_every_currency_on_the_ledger(leaving):
     assert not LedgerAccount.objects.filter(customer=customer, kind=LedgerAccount.Kind.CUSTOMER).exclude(balance=0).exists()
     assert LedgerAccount.objects.get(code="adjustment:writeoff:USD").balance > 0
     assert LedgerAccount.objects.get(code="adjustment:writeoff:EUR").balance > 0
-    accounts_services.deletion_request_approve(deletion_request=deletion, staff=StaffUserFactory())
+    deletion_request_approve(deletion_request=deletion, staff=StaffUserFactory())
     call_command("audit_ledger", stdout=io.StringIO())
 
 

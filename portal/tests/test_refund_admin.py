@@ -10,7 +10,7 @@ from accounts.tests.factories import UserFactory
 from billing.gateways import services as gateway_services
 from billing.models import Invoice, LedgerAccount, Payment, PaymentRefund
 from billing.selectors import balance_of
-from billing.services.invoices import topup_invoice_create
+from billing.services.invoices import invoice_topup_create
 
 from .test_backoffice import currencies, run_action, staff  # noqa: F401 - shared fixture and helpers
 
@@ -20,7 +20,7 @@ PAYMENT_VIEW = ("billing.view_payment",)
 @pytest.mark.django_db
 def test_bank_payment_refund_from_the_payment_admin(client, currencies):  # noqa: F811
     customer = UserFactory().customer
-    invoice = topup_invoice_create(customer=customer, amount=Decimal("80.00"), currency="EUR")
+    invoice = invoice_topup_create(customer=customer, amount=Decimal("80.00"), currency="EUR")
     receipt = gateway_services.bank_transfer_record(invoice=invoice, amount=Decimal("80.00"), bank_reference="IN-77",
                                                     received_on=date(2026, 12, 1), actor=staff())
     payment = Payment.objects.get(pk=receipt.payment_id)

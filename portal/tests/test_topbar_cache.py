@@ -11,7 +11,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from accounts import services as account_services
+from accounts.services import policies as account_services
 from accounts.tests.factories import StaffUserFactory, UserFactory
 from billing.services import invoices, payments
 from billing.tests.factories import make_currencies

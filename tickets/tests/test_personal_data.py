@@ -4,7 +4,7 @@ from django.utils import translation
 
 from accounts.models import Customer
 from accounts.personal_data import exporters
-from accounts.services import customer_erase
+from accounts.services.deletion import customer_erase
 from accounts.tests.factories import UserFactory
 from notifications.models import EmailOutbox
 from tickets import services

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import Customer, User
-from accounts.services import customer_register
+from accounts.services.registration import customer_register
 
 ADMIN = ("admin", os.environ.get("DEMO_ADMIN_PASSWORD", "admin-demo-2026"))
 DEMO = ("demo", os.environ.get("DEMO_PASSWORD", "demo-customer-2026"))

@@ -121,7 +121,7 @@ def test_pay_page_with_bank_transfer_and_autopay_setup(page, portal, screenshot,
     page.fill("#id_monthly_limit", "100")
     page.click("[data-testid=autopay-form] button")
     expect(page.locator(".alert-success")).to_be_visible()
-    screenshot("gateways-autopay")
+    screenshot("gateways-card-auto-top-up")
 
 
 def test_pay_an_invoice_with_the_saved_card_without_leaving_the_portal(page, portal, screenshot):

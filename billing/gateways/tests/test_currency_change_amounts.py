@@ -12,9 +12,9 @@ import time_machine
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
-from accounts import services as accounts_services
 from accounts.models import Customer
-from billing.gateways import services
+from accounts.services.profile import customer_update_preferences
+from billing.gateways import selectors, services
 from billing.gateways.models import AutopayCharge, AutopaySettings
 from billing.models import LedgerAccount
 from billing.selectors import balance_of
@@ -43,7 +43,7 @@ def switch(customer: Customer, currency: str):
 def test_cap_and_threshold_are_converted_with_the_switch(gateways_on, customer, sandbox_card, fund):
     in_currency(customer, "RUB", threshold="5000.00")
     fund(customer, "10000.00")
-    services.autopay_configure(customer=customer, enabled=True, method=sandbox_card(), monthly_limit=Decimal("5000.00"))
+    services.card_auto_top_up_configure(customer=customer, enabled=True, method=sandbox_card(), monthly_limit=Decimal("5000.00"))
     assert AutopaySettings.objects.get(customer=customer).monthly_limit_currency == "RUB"
 
     rate, _tx = switch(customer, "EUR")
@@ -55,7 +55,7 @@ def test_cap_and_threshold_are_converted_with_the_switch(gateways_on, customer, 
     assert balance_of(customer) == Decimal("105.82")
 
     # The old 5,000 cap is not 5,000 EUR now: a large need is charged up to the converted cap only.
-    assert services.autopay_topup(customer=customer, needed_amount=Decimal("3000.00"), reason="renewals") is True
+    assert services.card_auto_top_up_charge(customer=customer, needed_amount=Decimal("3000.00"), reason="renewals") is True
     charge = AutopayCharge.objects.get()
     assert (charge.amount, charge.currency) == (Decimal("52.91"), "EUR")
 
@@ -63,14 +63,14 @@ def test_cap_and_threshold_are_converted_with_the_switch(gateways_on, customer, 
 @pytest.mark.django_db
 def test_switching_the_currency_does_not_reset_what_is_left_of_the_months_cap(gateways_on, customer, sandbox_card):
     in_currency(customer, "RUB")
-    services.autopay_configure(customer=customer, enabled=True, method=sandbox_card(), monthly_limit=Decimal("5000.00"))
+    services.card_auto_top_up_configure(customer=customer, enabled=True, method=sandbox_card(), monthly_limit=Decimal("5000.00"))
     with time_machine.travel(datetime(2027, 3, 1, 9, tzinfo=dt_timezone.utc), tick=False):
-        assert services.autopay_topup(customer=customer, needed_amount=Decimal("4000.00"), reason="low") is True
+        assert services.card_auto_top_up_charge(customer=customer, needed_amount=Decimal("4000.00"), reason="low") is True
     with time_machine.travel(datetime(2027, 3, 2, 9, tzinfo=dt_timezone.utc), tick=False):
         switch(customer, "EUR")
-        assert services.autopay_month_used(customer=customer, today=datetime(2027, 3, 2).date()) == Decimal("42.33")
+        assert selectors.card_auto_top_up_month_used(customer=customer, today=datetime(2027, 3, 2).date()) == Decimal("42.33")
     with time_machine.travel(datetime(2027, 3, 3, 9, tzinfo=dt_timezone.utc), tick=False):
-        assert services.autopay_topup(customer=customer, needed_amount=Decimal("3000.00"), reason="low") is True
+        assert services.card_auto_top_up_charge(customer=customer, needed_amount=Decimal("3000.00"), reason="low") is True
     assert AutopayCharge.objects.order_by("day").last().amount == Decimal("10.58")  # 52.91 cap - 42.33 used
 
 
@@ -108,11 +108,11 @@ def test_a_threshold_typed_before_the_switch_is_refused_after_it(gateways_on, ow
     switch(customer, "USD")
 
     with pytest.raises(ValidationError) as refused:
-        accounts_services.customer_update_preferences(
+        customer_update_preferences(
             customer=customer, actor=owner, newsletter=False, low_balance_threshold=Decimal("20.00"),
             auto_renew_default=True, site_currency="EUR", pay_without_login=False, language="en", threshold_currency="EUR")
     assert "now USD" in str(refused.value)
-    accounts_services.customer_update_preferences(
+    customer_update_preferences(
         customer=customer, actor=owner, newsletter=False, low_balance_threshold=Decimal("20.00"),
         auto_renew_default=True, site_currency="EUR", pay_without_login=False, language="en", threshold_currency="USD")
     customer.refresh_from_db()

@@ -12,7 +12,7 @@ from billing.models import Invoice
 from billing.selectors import balance_of
 from billing.services.errors import PaymentBlocked
 from billing.services.invoices import invoice_apply_balance, invoice_pay_from_balance
-from billing.services.payments import customer_autopay_open_invoices
+from billing.services.payments import invoices_pay_from_balance
 
 
 @pytest.fixture
@@ -48,23 +48,23 @@ def test_auto_payment_pays_no_open_invoice_of_an_unverified_company(gateways_on,
     invoice = make_invoice(unverified_company, "25.00", kind=Invoice.Kind.RENEWAL)
     fund(unverified_company, "100.00")  # a top-up triggers auto-payment of open invoices after commit
 
-    assert customer_autopay_open_invoices(customer=unverified_company) == 0
+    assert invoices_pay_from_balance(customer=unverified_company) == 0
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.UNPAID and balance_of(unverified_company) == Decimal("100.00")
 
     verify(unverified_company)
-    assert customer_autopay_open_invoices(customer=unverified_company) == 1
+    assert invoices_pay_from_balance(customer=unverified_company) == 1
     assert balance_of(unverified_company) == Decimal("75.00")
 
 
 @pytest.mark.django_db
 def test_card_auto_payment_charges_nothing_for_an_unverified_company(gateways_on, unverified_company, sandbox_card):
-    services.autopay_configure(customer=unverified_company, enabled=True, method=sandbox_card(),
+    services.card_auto_top_up_configure(customer=unverified_company, enabled=True, method=sandbox_card(),
                                monthly_limit=Decimal("100.00"))
 
-    assert services.autopay_topup(customer=unverified_company, needed_amount=Decimal("30.00"), reason="renewal") is False
+    assert services.card_auto_top_up_charge(customer=unverified_company, needed_amount=Decimal("30.00"), reason="renewal") is False
     assert not AutopayCharge.objects.exists() and not PaymentAttempt.objects.exists()
 
     verify(unverified_company)
-    assert services.autopay_topup(customer=unverified_company, needed_amount=Decimal("30.00"), reason="renewal") is True
+    assert services.card_auto_top_up_charge(customer=unverified_company, needed_amount=Decimal("30.00"), reason="renewal") is True
     assert balance_of(unverified_company) == Decimal("30.00")

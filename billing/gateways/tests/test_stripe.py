@@ -238,9 +238,9 @@ def test_off_session_charge_of_a_saved_card(stripe_on, recorded, customer):
     http = recorded({("POST", "/v1/payment_intents"): (200, "payment_intent_off_session.json")})
     GatewayCustomer.objects.create(customer=customer, gateway="stripe", external_id="cus_RecTest001")
     method = SavedPaymentMethodFactory(customer=customer, gateway="stripe", token="pm_1RecTestCard", is_default=True)
-    services.autopay_configure(customer=customer, enabled=True, method=method, monthly_limit=Decimal("100"))
+    services.card_auto_top_up_configure(customer=customer, enabled=True, method=method, monthly_limit=Decimal("100"))
 
-    assert services.autopay_topup(customer=customer, needed_amount=Decimal("20"), reason="test") is True
+    assert services.card_auto_top_up_charge(customer=customer, needed_amount=Decimal("20"), reason="test") is True
 
     params = http.calls[0]["params"]
     assert (params["amount"], params["currency"], params["customer"], params["payment_method"]) == ("2000", "eur", "cus_RecTest001", "pm_1RecTestCard")
@@ -252,9 +252,9 @@ def test_off_session_charge_of_a_saved_card(stripe_on, recorded, customer):
 def test_off_session_decline_is_recorded_as_failed(stripe_on, recorded, customer):
     recorded({("POST", "/v1/payment_intents"): (402, "card_declined_error.json")})
     method = SavedPaymentMethodFactory(customer=customer, gateway="stripe", token="pm_1RecTestCard", is_default=True)
-    services.autopay_configure(customer=customer, enabled=True, method=method, monthly_limit=Decimal("100"))
+    services.card_auto_top_up_configure(customer=customer, enabled=True, method=method, monthly_limit=Decimal("100"))
 
-    assert services.autopay_topup(customer=customer, needed_amount=Decimal("20"), reason="test") is False
+    assert services.card_auto_top_up_charge(customer=customer, needed_amount=Decimal("20"), reason="test") is False
 
     attempt = PaymentAttempt.objects.get(purpose="autopay")
     assert attempt.status == "failed" and "insufficient funds" in attempt.failure_message

@@ -16,7 +16,7 @@ Status = Order.Status
 Source = OrderEvent.Source
 
 
-def _source_for(actor: User | None) -> str:
+def event_source_for(actor: User | None) -> str:
     if actor is None:
         return Source.SYSTEM
     return Source.STAFF if actor.is_staff and actor.customer_id is None else Source.CUSTOMER
@@ -30,7 +30,7 @@ def event_record(*, order: Order, action: str, source: str, actor: User | None =
     )
 
 
-def _notify(*, order: Order, kind: str, context: dict, dedupe_key: str | None, link: str = "") -> None:
+def order_notify(*, order: Order, kind: str, context: dict, dedupe_key: str | None, link: str = "") -> None:
     from notifications.services import notify
 
     notify(customer=order.customer, kind=kind, context={"service": order_label(order), **context},
@@ -43,31 +43,31 @@ def order_label(order: Order, *, plan: Plan | None = None) -> str:
     return f"{label} ({order.ip})" if order.ip else label
 
 
-def _money(amount: Decimal, currency: str, customer: Customer) -> str:
-    return _money_in(amount, currency, customer.language)
+def money_for_customer(amount: Decimal, currency: str, customer: Customer) -> str:
+    return money_in_language(amount, currency, customer.language)
 
 
-def _date(moment: datetime | None, customer: Customer) -> str:
+def date_for_customer(moment: datetime | None, customer: Customer) -> str:
     if moment is None:
         return ""
-    return _date_in(timezone.localtime(moment).date(), customer.language)
+    return date_in_language(timezone.localtime(moment).date(), customer.language)
 
 
 # Memoised: batch jobs format the same few amounts and dates thousands of times.
 @functools.lru_cache(maxsize=4096)
-def _money_in(amount: Decimal, currency: str, language: str) -> str:
+def money_in_language(amount: Decimal, currency: str, language: str) -> str:
     return format_money(amount, currency, locale=language)
 
 
 @functools.lru_cache(maxsize=4096)
-def _date_in(day: date, language: str) -> str:
+def date_in_language(day: date, language: str) -> str:
     from django.utils.formats import date_format
 
     with translation.override(language):
         return date_format(day, "DATE_FORMAT")
 
 
-def _lock(order: Order) -> Order:
+def order_lock(order: Order) -> Order:
     """Re-read the order under a row lock (the caller's copy may be stale). The row is locked alone
     first: a FOR UPDATE over a join re-checks the join after waiting, and a concurrent plan switch
     would make PostgreSQL drop the row (DoesNotExist) instead of returning it."""
@@ -75,17 +75,17 @@ def _lock(order: Order) -> Order:
     return Order.objects.select_related("plan__product_type", "customer").get(pk=order.pk)
 
 
-def _period_description(order: Order, plan: Plan, months: int, start: datetime | None = None,
+def period_description(order: Order, plan: Plan, months: int, start: datetime | None = None,
                         end: datetime | None = None) -> str:
     with translation.override(order.customer.language):
         if start and end:
             return _("%(plan)s, order #%(id)s: %(start)s – %(end)s") % {
-                "plan": plan.name, "id": order.pk, "start": _date(start, order.customer), "end": _date(end, order.customer)}
+                "plan": plan.name, "id": order.pk, "start": date_for_customer(start, order.customer), "end": date_for_customer(end, order.customer)}
         return _("%(plan)s, order #%(id)s: %(months)s month(s)") % {"plan": plan.name, "id": order.pk, "months": months}
 
 
-def _audit(*, order: Order, actor: User, action: str, details: dict | None = None) -> None:
-    from accounts.services import activity_record
+def staff_audit_record(*, order: Order, actor: User, action: str, details: dict | None = None) -> None:
+    from accounts.services.activity import activity_record
 
     activity_record(action=action, customer=order.customer, actor=actor, visible_to_customer=False,
                     details={"order": order.pk, **(details or {})})

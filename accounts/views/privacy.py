@@ -1,4 +1,4 @@
-"""Privacy policy / terms review, "export my data" and account deletion requests."""
+"""Settings → Privacy: privacy policy / terms review, "export my data" and account deletion requests."""
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -7,19 +7,22 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from . import selectors, services
-from .client_ip import client_ip
-from .forms import DeletionRequestForm
-from .models import DataExport, PolicyVersion
-from .roles import Area, acting_customer, customer_view, role_allows
-from .views import _apply_errors, _back, _settings_render
+from .. import selectors
+from ..client_ip import client_ip
+from ..forms import DeletionRequestForm
+from ..models import DataExport, PolicyVersion
+from ..roles import Area, acting_customer, customer_view, role_allows
+from ..services import data_export, deletion, policies  # modules: the views share their functions' names
+from ._posts import redirect_back, settings_form_post
+from .settings import settings_render
 
 
-def _privacy_page(request: HttpRequest, deletion_form: DeletionRequestForm | None = None) -> HttpResponse:
+def privacy_page(request: HttpRequest, deletion_form: DeletionRequestForm | None = None) -> HttpResponse:
     customer, user = acting_customer(request), request.user
     acceptances = selectors.policy_acceptances_for(user=user)
-    policies = [{"policy": policy, "accepted": acceptances.get(policy.pk)} for policy in selectors.policies_current()]
-    context = {"policies": policies, "link_hours": settings.ACCOUNTS_EXPORT_LINK_HOURS}
+    policies_shown = [{"policy": policy, "accepted": acceptances.get(policy.pk)}
+                      for policy in selectors.policies_current()]
+    context = {"policies": policies_shown, "link_hours": settings.ACCOUNTS_EXPORT_LINK_HOURS}
     if role_allows(user, Area.SETTINGS):
         exports = list(selectors.data_exports_for(customer=customer))
         context.update({
@@ -30,24 +33,24 @@ def _privacy_page(request: HttpRequest, deletion_form: DeletionRequestForm | Non
         })
     if request.htmx and request.GET.get("part") == "exports":
         return render(request, "accounts/settings/_exports.html", context)
-    return _settings_render(request, "privacy", "accounts/settings/privacy.html", context)
+    return settings_render(request, "privacy", "accounts/settings/privacy.html", context)
 
 
 @customer_view(Area.ACCOUNT)
 def settings_privacy(request: HttpRequest) -> HttpResponse:
-    return _privacy_page(request)
+    return privacy_page(request)
 
 
 @customer_view(Area.SETTINGS)
 @require_POST
 def data_export_request(request: HttpRequest) -> HttpResponse:
     try:
-        services.data_export_request(customer=acting_customer(request), user=request.user, ip=client_ip(request))
+        data_export.data_export_request(customer=acting_customer(request), user=request.user, ip=client_ip(request))
     except ValidationError as error:
-        messages.info(request, error.messages[0])
+        messages.info(request, error.messages[0])  # one is already being prepared: not an error
     else:
         messages.success(request, _("We are preparing your data. The download link appears here in a few minutes."))
-    return _back("accounts:settings_privacy", "export")
+    return redirect_back("accounts:settings_privacy", "export")
 
 
 @customer_view(Area.ACCOUNT)
@@ -67,28 +70,23 @@ def data_export_download(request: HttpRequest, export_id: int) -> HttpResponse:
 @require_POST
 def deletion_request(request: HttpRequest) -> HttpResponse:
     form = DeletionRequestForm(request.POST, user=request.user)
-    if form.is_valid():
-        try:
-            services.deletion_request_create(customer=acting_customer(request), user=request.user,
-                                             reason=form.cleaned_data["reason"], ip=client_ip(request))
-        except ValidationError as error:
-            _apply_errors(form, error)
-        else:
-            messages.success(request, _("Your request is sent. Our staff will review it and email you."))
-            return _back("accounts:settings_privacy", "deletion")
-    return _privacy_page(request, deletion_form=form)
+    return settings_form_post(
+        request, form,
+        save=lambda: deletion.deletion_request_create(customer=acting_customer(request), user=request.user,
+                                                      reason=form.cleaned_data["reason"], ip=client_ip(request)),
+        success=_("Your request is sent. Our staff will review it and email you."),
+        back="accounts:settings_privacy", anchor="deletion",
+        page=lambda form: privacy_page(request, deletion_form=form))
 
 
 @customer_view(Area.SETTINGS)
 @require_POST
 def deletion_request_cancel(request: HttpRequest) -> HttpResponse:
-    try:
-        services.deletion_request_cancel(customer=acting_customer(request), user=request.user, ip=client_ip(request))
-    except ValidationError as error:
-        messages.error(request, error.messages[0])
-    else:
-        messages.success(request, _("Your deletion request is withdrawn."))
-    return _back("accounts:settings_privacy", "deletion")
+    return settings_form_post(
+        request, None,
+        save=lambda: deletion.deletion_request_cancel(customer=acting_customer(request), user=request.user,
+                                                      ip=client_ip(request)),
+        success=_("Your deletion request is withdrawn."), back="accounts:settings_privacy", anchor="deletion")
 
 
 @customer_view(Area.ACCOUNT)
@@ -105,7 +103,7 @@ def policies_accept(request: HttpRequest) -> HttpResponse:
     except ValueError:
         ids = []
     try:
-        services.policies_accept(user=request.user, policy_ids=ids, ip=client_ip(request))
+        policies.policies_accept(user=request.user, policy_ids=ids, ip=client_ip(request))
     except ValidationError as error:
         messages.error(request, error.messages[0])
         return redirect("accounts:policies_review")
