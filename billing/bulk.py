@@ -29,7 +29,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Customer
 from accounts.selectors import customer_owners, payment_blockers
 from core.topbar import topbar_changed
-from notifications.bulk import Notice, insert_rows, notify_many, update_rows  # noqa: F401 (re-exported)
+from notifications.bulk import Notice, copy_rows, insert_rows, notify_many, update_rows  # noqa: F401 (re-exported)
 
 from . import hooks
 from .funding import Leg, funding_record
@@ -37,7 +37,7 @@ from .models import ZERO, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, Ledg
 from .money import format_money
 from .selectors import payer_blockers, profile_payer_snapshot, tax_for_customers
 from .services.invoices import service_settlement_legs
-from .services.ledger import low_balance_alert_update, provider_account
+from .services.ledger import batch_provider_accounts_lock, low_balance_alert_update
 from .services.numbering import document_number, document_numbers_reserve
 from .tax import TaxDecision, invoice_totals, line_amount
 
@@ -222,20 +222,11 @@ def _post_payments(charges, invoices, paying, accounts, now) -> None:
     cached balances and `balance_after` advance in the same order."""
     if not paying:
         return
-    # Provider accounts after the customers' (billing's lock order), in pk order, in one statement
-    # (codes as `provider_account` names them; it creates the missing ones the first time).
-    wanted = {(kind, currency): f"{kind}:{currency}" for currency in sorted({charges[p].currency for p in paying})
-              for kind in (LedgerAccount.Kind.HOLDING, LedgerAccount.Kind.REVENUE, LedgerAccount.Kind.TAX)}
-
-    def lock():
-        return {a.code: a for a in LedgerAccount.objects.select_for_update().filter(code__in=wanted.values()).order_by("pk")}
-
-    locked = lock()
-    if len(locked) < len(wanted):
-        for kind, currency in wanted:
-            provider_account(kind=kind, currency=currency)
-        locked = lock()
-    provider = {key: locked[code] for key, code in wanted.items()}
+    # Provider accounts after the customers' (billing's lock order): this worker's slot of batch
+    # sub-accounts, so concurrent workers do not queue on shared provider rows.
+    provider = batch_provider_accounts_lock(
+        kinds=(LedgerAccount.Kind.HOLDING, LedgerAccount.Kind.REVENUE, LedgerAccount.Kind.TAX),
+        currencies={charges[p].currency for p in paying})
     tx_ids = insert_rows(LedgerTransaction, [
         {"idempotency_key": f"invoice:{invoices[p]['id']}:settle", "kind": LedgerTransaction.Kind.CHARGE,
          "invoice_id": invoices[p]["id"], "reference": invoices[p]["reference"], "created_at": now,
@@ -259,11 +250,8 @@ def _post_payments(charges, invoices, paying, accounts, now) -> None:
                 entries.append({"transaction_id": tx_id, "account_id": account.pk, "amount": amount,
                                 "currency": currency, "balance_after": account.balance})
                 posted.append((account, invoice["kind"]))
-    entry_ids = insert_rows(LedgerEntry, entries)
-    funding_record([Leg(entry_id=entry_id, transaction_id=entry["transaction_id"], kind=LedgerTransaction.Kind.CHARGE,
-                        payment_id=None, invoice_kind=invoice_kind, account_id=account.pk, account_kind=account.kind,
-                        customer_id=account.customer_id, amount=entry["amount"], currency=entry["currency"])
-                    for entry_id, entry, (account, invoice_kind) in zip(entry_ids, entries, posted)])
+    copy_rows(LedgerEntry, entries)  # COPY: the statement-level balance check still sees every leg
+    _record_funding(tx_ids, entries, posted)
     for account in changed.values():
         if account.kind == LedgerAccount.Kind.CUSTOMER:
             low_balance_alert_update(account)
@@ -272,6 +260,19 @@ def _post_payments(charges, invoices, paying, accounts, now) -> None:
         {"id": a.pk, "balance": a.balance, "low_balance_alerted": a.low_balance_alerted,
          "low_balance_crossings": a.low_balance_crossings} for a in changed.values()
     ], ["balance", "low_balance_alerted", "low_balance_crossings"])
+
+
+def _record_funding(tx_ids: list[int], entries: list[dict], posted: list[tuple]) -> None:
+    """The charges' expense funding (`billing.funding`): COPY returns no ids, so the chunk's debit legs
+    (one per transaction, on the customer's balance account) are read back in one statement."""
+    customer_accounts = {account.pk for account, _kind in posted if account.kind == LedgerAccount.Kind.CUSTOMER}
+    debit_ids = dict(LedgerEntry.objects.filter(transaction_id__in=tx_ids, account_id__in=customer_accounts)
+                     .values_list("transaction_id", "id"))
+    funding_record([Leg(entry_id=debit_ids[entry["transaction_id"]], transaction_id=entry["transaction_id"],
+                        kind=LedgerTransaction.Kind.CHARGE, payment_id=None, invoice_kind=invoice_kind,
+                        account_id=account.pk, account_kind=account.kind, customer_id=account.customer_id,
+                        amount=entry["amount"], currency=entry["currency"])
+                    for entry, (account, invoice_kind) in zip(entries, posted) if account.kind == LedgerAccount.Kind.CUSTOMER])
 
 
 def _run_paid_handlers(kind: str, invoice_ids: list[int], applied_by_caller) -> None:

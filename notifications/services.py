@@ -286,11 +286,28 @@ def retry_delay_seconds(attempts: int) -> int:
     return min(base * 2 ** max(attempts - 1, 0), settings.NOTIFICATIONS_EMAIL_RETRY_MAX_SECONDS)
 
 
+def email_content(email: EmailOutbox) -> tuple[str, str, str]:
+    """(subject, text, HTML) of an outbox row as it is sent. A row that refers to its notification and
+    carries no body (`notify_many` writes those) is rendered now from the notification, in the
+    customer's language, exactly as `notify()` renders it when it stores the body."""
+    if email.notification_id and not email.body_text:
+        notification = Notification.objects.select_related("customer").get(pk=email.notification_id)
+        customer = notification.customer
+        with translation.override(customer.language):
+            body_text, body_html = email_render(
+                kind=notification.kind, subject=notification.subject, body_text=notification.body_text,
+                body_html=notification.body_html, link=notification.link, owner=customer_owner(customer=customer),
+            )
+        return email.subject, body_text, body_html
+    if email.contains_secret:
+        return email.subject, unseal(email.body_text), unseal(email.body_html)
+    return email.subject, email.body_text, email.body_html
+
+
 def _build_message(email: EmailOutbox) -> EmailMultiAlternatives:
-    body_text, body_html = (unseal(email.body_text), unseal(email.body_html)) if email.contains_secret \
-        else (email.body_text, email.body_html)
+    subject, body_text, body_html = email_content(email)
     message = EmailMultiAlternatives(
-        subject=email.subject,
+        subject=subject,
         body=body_text,
         from_email=formataddr((settings.PORTAL_NAME, settings.DEFAULT_FROM_EMAIL)),
         to=[email.recipient],

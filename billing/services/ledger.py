@@ -3,7 +3,7 @@
 from collections import defaultdict
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -28,10 +28,53 @@ def customer_account(*, customer: Customer, currency: str | None = None) -> Ledg
     return account
 
 
+def provider_account_code(*, kind: str, currency: str, tag: str = "") -> str:
+    return ":".join(part for part in (kind, tag, currency) if part)
+
+
 def provider_account(*, kind: str, currency: str, tag: str = "") -> LedgerAccount:
-    code = ":".join(part for part in (kind, tag, currency) if part)
+    code = provider_account_code(kind=kind, currency=currency, tag=tag)
     account, _created = LedgerAccount.objects.get_or_create(code=code, defaults={"kind": kind, "currency": currency})
     return account
+
+
+BATCH_SLOTS = 16
+
+
+def batch_provider_accounts_lock(*, kinds: tuple[str, ...], currencies: set[str]) -> dict[tuple[str, str], LedgerAccount]:
+    """Provider accounts of one batch-job slot, locked: {(kind, currency): account}.
+
+    Batch jobs (the set-based renewal) post to per-slot sub-accounts (`holding:batch3:EUR`, …)
+    instead of the shared `holding:EUR`, so two workers never wait for each other on hot provider
+    rows and web payments never wait for a worker. A slot is taken with a transaction-level advisory
+    try-lock (never waits, so it adds no deadlock: slot 1, else 2, …; all busy: wait for slot 1), and
+    then its accounts are locked in pk order, after the customer accounts as billing's lock order
+    wants. Every sub-account keeps its own cached balance and running `balance_after`, which
+    `audit_ledger` checks like any account's; reports read provider accounts by kind.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT n FROM generate_series(1, %s) AS n WHERE pg_try_advisory_xact_lock(%s, n) LIMIT 1",
+                       [BATCH_SLOTS, _BATCH_SLOT_LOCK])
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, 1)", [_BATCH_SLOT_LOCK])
+        slot = row[0] if row else 1
+    wanted = {(kind, currency): provider_account_code(kind=kind, currency=currency, tag=f"batch{slot}")
+              for currency in sorted(currencies) for kind in kinds}
+
+    def lock():
+        return {a.code: a for a in LedgerAccount.objects.select_for_update().filter(code__in=wanted.values()).order_by("pk")}
+
+    locked = lock()
+    if len(locked) < len(wanted):
+        for (kind, currency), code in wanted.items():
+            if code not in locked:
+                LedgerAccount.objects.get_or_create(code=code, defaults={"kind": kind, "currency": currency})
+        locked = lock()
+    return {key: locked[code] for key, code in wanted.items()}
+
+
+_BATCH_SLOT_LOCK = 0x62617463  # advisory lock class of the batch slots ("batc")
 
 
 def fx_accounts(*currencies: str) -> dict[str, LedgerAccount]:

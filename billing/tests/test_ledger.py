@@ -10,7 +10,7 @@ from billing.selectors import balance_of
 from billing.services.invoices import (
     LineInput, invoice_apply_balance, invoice_cancel, invoice_issue, invoice_pay_from_balance,
 )
-from billing.services.ledger import customer_account
+from billing.services.ledger import customer_account, provider_account
 from billing.services.payments import payment_record
 
 from .concurrency import run_concurrently
@@ -40,7 +40,7 @@ def test_fifty_threads_spend_a_tenth_each_exactly_ten_succeed():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_unbalanced_transaction_fails_at_commit():
+def test_unbalanced_transaction_is_refused():
     make_currencies()
     customer = UserFactory().customer
     account = customer_account(customer=customer)
@@ -56,8 +56,44 @@ def test_unbalanced_transaction_fails_at_commit():
                     "INSERT INTO billing_ledgerentry (transaction_id, account_id, amount, currency, balance_after)"
                     " VALUES (%s, %s, 5, 'EUR', 5)", [tx_id, account.pk],
                 )
-            # Inside the transaction the row is there: only COMMIT runs the deferred check.
+            # The statement-level trigger checks at the end of the INSERT (migration 0009).
     assert not LedgerTransaction.objects.filter(idempotency_key="raw-unbalanced").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_statement_is_checked_per_transaction_and_per_leg_currency():
+    """One INSERT with the legs of several transactions: the balanced ones alone pass; one unbalanced
+    transaction or one leg in another currency than its account refuses the whole statement."""
+    make_currencies()
+    customer = UserFactory().customer
+    account = customer_account(customer=customer)
+    other = provider_account(kind=LedgerAccount.Kind.HOLDING, currency="EUR")
+    posted = []
+
+    def post(*legs):
+        posted.append(legs)
+        with transaction.atomic(), connection.cursor() as cursor:
+            ids = []
+            for n in range(2):
+                cursor.execute(
+                    "INSERT INTO billing_ledgertransaction (idempotency_key, kind, created_at, reference, memo, rate_from,"
+                    " rate_to) VALUES (%s, 'adjustment', now(), '', '', '', '') RETURNING id", [f"raw-{len(posted)}-{n}"])
+                ids.append(cursor.fetchone()[0])
+            running, rows = {}, []  # balance_after as the posting code writes it (audit_ledger checks it)
+            for tx, acc, amount, currency in legs:
+                running[acc.pk] = running.get(acc.pk, 0) + amount
+                rows.append(cursor.mogrify("(%s, %s, %s, %s, %s)", [ids[tx], acc.pk, amount, currency, running[acc.pk]]))
+            values = ", ".join(row.decode() for row in rows)
+            cursor.execute("INSERT INTO billing_ledgerentry (transaction_id, account_id, amount, currency, balance_after)"
+                           f" VALUES {values}")
+
+    # Each account ends where it started, so the cached balances stay true.
+    post((0, account, 5, "EUR"), (0, other, -5, "EUR"), (1, other, 5, "EUR"), (1, account, -5, "EUR"))
+    with pytest.raises((IntegrityError, InternalError), match="does not balance"):
+        post((0, account, 5, "EUR"), (0, other, -5, "EUR"), (1, other, 2, "EUR"), (1, account, -1, "EUR"))
+    with pytest.raises((IntegrityError, InternalError), match="differs from its account"):
+        post((0, account, 5, "USD"), (0, other, -5, "USD"))
+    assert LedgerTransaction.objects.filter(idempotency_key__startswith="raw-").count() == 2
 
 
 @pytest.mark.django_db

@@ -284,3 +284,100 @@ def test_auto_payment_is_asked_before_giving_up(customer, currencies, fund, djan
     assert order.current_period == 2  # ... the saved card topped it up and billing paid the renewal
     assert not Notification.objects.filter(kind="renewal_failed").exists()
     assert balance_of(customer) >= Decimal("0.00")
+
+
+
+def _in_background(target):
+    """Run `target(inside, release)` in a thread until it sets `inside`; returns (thread, release, failures)."""
+    inside, release, failures = threading.Event(), threading.Event(), []
+
+    def run():
+        try:
+            target(inside, release)
+        except BaseException as error:  # noqa: BLE001 - reported by the caller
+            failures.append(error)
+            inside.set()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert inside.wait(60)
+    return thread, release, failures
+
+
+def _renew_without_waiting():
+    """A renewal run that fails (lock_timeout) instead of queueing behind a held row."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '20s'")
+        with time_machine.travel(T0, tick=True):
+            return renewal_batch.renewals_run(chunk_size=5)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_does_not_queue_behind_another_workers_or_a_payments_provider_accounts():
+    """Another batch worker in its write step holds its slot's provider accounts, a web payment holds
+    the shared ones: a renewal run still renews everything (its own slot of batch sub-accounts)."""
+    from django.db import transaction
+
+    from billing.models import LedgerAccount
+    from billing.services.ledger import batch_provider_accounts_lock, provider_account
+
+    make_currencies()
+    customers = [UserFactory().customer for _ in range(4)]
+    for customer in customers:
+        fund(customer, "100.00")
+    orders = active_orders(customers, PlanFactory(), per_customer=5, now=T0)
+    kinds = (LedgerAccount.Kind.HOLDING, LedgerAccount.Kind.REVENUE, LedgerAccount.Kind.TAX)
+    shared = [provider_account(kind=kind, currency="EUR").pk for kind in kinds]
+
+    def hold(inside, release):
+        with transaction.atomic():
+            batch_provider_accounts_lock(kinds=kinds, currencies={"EUR"})
+            list(LedgerAccount.objects.select_for_update().filter(pk__in=shared))
+            inside.set()
+            release.wait(60)
+
+    thread, release, failures = _in_background(hold)
+    try:
+        summary = _renew_without_waiting()
+    finally:
+        release.set()
+        thread.join()
+    assert not failures
+    assert summary.renewed == 20
+    assert_renewed_exactly_once(orders)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_overlap_instead_of_queueing():
+    """While one worker is inside its chunk, a second renews every other chunk; each order once."""
+    make_currencies()
+    customers = [UserFactory().customer for _ in range(4)]
+    for customer in customers:
+        fund(customer, "100.00")
+    orders = active_orders(customers, PlanFactory(), per_customer=5, now=T0)
+    summaries = []
+
+    def first_worker(inside, release):
+        def pause(order):
+            if not inside.is_set():  # inside the first chunk: its orders are claimed
+                inside.set()
+                release.wait(60)
+
+        with time_machine.travel(T0, tick=True):
+            summaries.append(renewal_batch.renewals_run(chunk_size=5, on_order=pause))
+
+    thread, release, failures = _in_background(first_worker)
+    try:
+        second = _renew_without_waiting()
+    finally:
+        release.set()
+        thread.join()
+    assert not failures
+    assert second.renewed == 15 and summaries[0].renewed == 5
+    assert_renewed_exactly_once(orders)
