@@ -30,13 +30,13 @@ def _reset_active_language():
 
 @pytest.fixture(autouse=True)
 def _broker_not_paused():
-    """A test that made a publish fail pauses publishing in this process (notifications.services);
+    """A test that made a publish fail pauses publishing in this process (core.enqueue);
     the next test starts with the broker tried again."""
-    from notifications import services
+    from core import enqueue
 
-    services._broker_skip_until = 0.0
+    enqueue._broker_skip_until = 0.0
     yield
-    services._broker_skip_until = 0.0
+    enqueue._broker_skip_until = 0.0
 
 
 @pytest.fixture(autouse=True)

@@ -108,6 +108,8 @@ def ip_permitted(text: str, ip: str) -> bool:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return False
+    # An IPv4-mapped IPv6 client (::ffff:10.0.0.1) matches an IPv4 entry and an entry written in IPv6 form.
+    candidates = [address]
     if address.version == 6 and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in entry for entry in ranges)
+        candidates.append(address.ipv4_mapped)
+    return any(candidate in entry for entry in ranges for candidate in candidates)

@@ -15,7 +15,15 @@ from django.utils.translation import gettext as _
 from .client_ip import client_ip
 from .middleware import customer_zone
 
-# kwargs: customer, kind ("security_login" | "security_change"), context (JSON-serializable), link.
+
+class SecurityNotice:
+    """What `security_event` tells the customer about; notifications maps each to its notice kind."""
+
+    LOGIN = "login"  # a sign-in, when the customer asked for login alerts
+    CHANGE = "change"  # a security-relevant change (password, 2FA, IP allowlist, email, …)
+
+
+# kwargs: customer, notice (a SecurityNotice), context (JSON-serializable), link.
 security_event = Signal()
 # kwargs: to, subject, body_text, body_html, dedupe_key (str | None), customer (Customer | None),
 # contains_secret (the text holds a link that signs in or sets a password: kept from staff eyes).

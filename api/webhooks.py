@@ -27,6 +27,8 @@ from standardwebhooks.webhooks import Webhook
 
 from accounts.models import Customer, User
 from accounts.services.activity import activity_record
+from core.enqueue import enqueue_task_on_commit, enqueue_task_safely
+from notifications.kinds import Kind
 
 from .models import WebhookDelivery, WebhookEndpoint
 
@@ -34,15 +36,15 @@ logger = logging.getLogger(__name__)
 
 # notification kind → public event type
 EVENTS = {
-    "invoice_issued": "invoice.issued",
-    "autopay_succeeded": "invoice.paid",
-    "payment_received": "payment.received",
-    "service_activated": "service.activated",
-    "service_renewed": "service.renewed",
-    "service_suspended": "service.suspended",
-    "service_terminated": "service.terminated",
-    "ticket_reply": "ticket.replied",
-    "low_balance": "balance.low",
+    Kind.INVOICE_ISSUED: "invoice.issued",
+    Kind.AUTOPAY_SUCCEEDED: "invoice.paid",
+    Kind.PAYMENT_RECEIVED: "payment.received",
+    Kind.SERVICE_ACTIVATED: "service.activated",
+    Kind.SERVICE_RENEWED: "service.renewed",
+    Kind.SERVICE_SUSPENDED: "service.suspended",
+    Kind.SERVICE_TERMINATED: "service.terminated",
+    Kind.TICKET_REPLY: "ticket.replied",
+    Kind.LOW_BALANCE: "balance.low",
 }
 EVENT_LABELS = {
     "invoice.issued": gettext_lazy("Invoice issued"),
@@ -138,11 +140,9 @@ def webhook_delivery_replay(*, delivery: WebhookDelivery) -> WebhookDelivery:
 # --- events into the outbox ------------------------------------------------------------------------
 
 def _enqueue_on_commit(delivery_id: int) -> None:
-    from notifications.services import enqueue_task_safely
-
     from .tasks import webhook_deliver_task
 
-    transaction.on_commit(lambda: enqueue_task_safely(webhook_deliver_task, delivery_id=delivery_id))
+    enqueue_task_on_commit(webhook_deliver_task, delivery_id=delivery_id)
 
 
 def _active_endpoints() -> dict[int, list[WebhookEndpoint]]:
@@ -255,8 +255,6 @@ def _record(delivery: WebhookDelivery, *, code: int | None, error: str) -> str:
 
 def webhooks_sweep(*, now=None) -> int:
     """Queue due deliveries of active endpoints; put back rows stuck in "sending" (worker lost)."""
-    from notifications.services import enqueue_task_safely
-
     from .tasks import webhook_deliver_task
 
     now = now or timezone.now()

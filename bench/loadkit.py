@@ -143,10 +143,12 @@ def customers_seed_history(customers: list, *, services: int, invoices: int, led
     Service invoices are charged in 2–3 partial applications, as `invoice_apply_balance` does. The
     caller stores the charges' funding afterwards (`billing.funding.funding_backfill`)."""
     from django.db import connection, transaction
+    from django.urls import reverse
     from django.utils import timezone
 
     from accounts.models import User
     from billing.models import DocumentCounter, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, LedgerTransaction, Payment
+    from notifications.kinds import Kind
     from notifications.models import Notification
     from orders.models import Order, Plan
     from tickets.models import Department, Message, Ticket
@@ -261,8 +263,8 @@ def customers_seed_history(customers: list, *, services: int, invoices: int, led
         Message.objects.bulk_create(messages, batch_size=5000)
 
         Notification.objects.bulk_create(
-            (Notification(customer=c, kind="invoice_issued", subject=f"Invoice {n} issued", body_text="Invoice issued.",
-                          body_html="<p>Invoice issued.</p>", link="/billing/invoices/", context={"number": str(n)},
+            (Notification(customer=c, kind=Kind.INVOICE_ISSUED, subject=f"Invoice {n} issued", body_text="Invoice issued.",
+                          body_html="<p>Invoice issued.</p>", link=reverse("billing:invoices"), context={"number": str(n)},
                           read_at=None if n % 5 == 0 else now, created_at=now - timedelta(minutes=n))
              for c in customers for n in range(notifications)), batch_size=5000)
     with connection.cursor() as cursor:

@@ -28,8 +28,10 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer
 from accounts.selectors import customer_owners, payment_blockers
+from core.sql import copy_rows, insert_rows, update_rows
 from core.topbar import topbar_changed
-from notifications.bulk import Notice, copy_rows, insert_rows, notify_many, update_rows  # noqa: F401 (re-exported)
+from notifications.bulk import Notice, notify_many
+from notifications.kinds import Kind
 
 from . import hooks
 from .funding import Leg, funding_record
@@ -299,4 +301,4 @@ def _notify_issued(charges, invoices) -> None:
             context={"invoice_number": invoice["number"], "amount": money[key], "kind": invoice["kind"],
                      "invoice_id": invoice["id"]},
         ))
-    notify_many(kind="invoice_issued", notices=notices)
+    notify_many(kind=Kind.INVOICE_ISSUED, notices=notices)

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
+from notifications.kinds import Kind
 from notifications.services import notify
 
 from . import hooks
@@ -48,6 +49,11 @@ def _date(moment: datetime, language: str) -> str:
         return date_format(timezone.localtime(moment).date(), "DATE_FORMAT")
 
 
+# Namespace for pg_advisory_xact_lock(namespace, invoice_id): one late-fee decision per invoice at a time.
+# Taken before anything else in its transaction and by nothing else, so it adds no lock-order cycle.
+LATE_FEE_LOCK = 8201
+
+
 def _late_fee_of(invoice: Invoice) -> Invoice | None:
     return Invoice.objects.filter(idempotency_key=f"latefee:{invoice.pk}").first()
 
@@ -56,6 +62,10 @@ def late_fee_issue(*, invoice_id: int) -> Invoice | None:
     """Issue the late fee of an open invoice once; None when it is not open or already charged."""
     try:
         with transaction.atomic():
+            # Without it a parallel run that checked before the winner committed would get the winner's
+            # fee back from invoice_issue's idempotency key and count it as its own.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LATE_FEE_LOCK, invoice_id])
             invoice = Invoice.objects.select_related("customer").get(pk=invoice_id)
             if not invoice.is_open or invoice.kind in NO_LATE_FEE or _late_fee_of(invoice) is not None:
                 return None
@@ -66,7 +76,6 @@ def late_fee_issue(*, invoice_id: int) -> Invoice | None:
             with translation.override(invoice.customer.language):
                 text = _("Late fee for invoice %(number)s (%(percent)s%%)") % {
                     "number": invoice.number, "percent": f"{percent.normalize():f}"}
-            # A concurrent run waits on the invoice counter, then loses on the unique key and rolls back.
             return invoice_issue(customer=invoice.customer, kind=Invoice.Kind.LATE_FEE, currency=invoice.currency,
                                  lines=[LineInput(description=text, quantity=1, unit_price=amount,
                                                   reference=f"latefee:{invoice.pk}")],
@@ -108,11 +117,11 @@ def _remind(invoice_id: int, now: datetime) -> bool:
             "due_date": _date(due, customer.language),
         }
         if latest > 0:
-            kind = "invoice_overdue"
+            kind = Kind.INVOICE_OVERDUE
             context.update(days_overdue=(now - due).days,
                            late_fee=format_money(fee.total, fee.currency, customer.language) if fee else "")
         else:
-            kind = "invoice_reminder"
+            kind = Kind.INVOICE_REMINDER
         notify(customer=customer, kind=kind, context=context, link=reverse("billing:invoice_detail", args=[invoice.pk]),
                dedupe_key=f"invoice:{invoice.pk}:dunning:{latest}")
         return True

@@ -48,7 +48,7 @@ class Currency(models.Model):
 
 
 class RateSnapshot(models.Model):
-    """Append-only rate history (djmoney overwrites its Rate rows in place)."""
+    """Append-only rate history (`Currency.rate` holds only the current one)."""
 
     currency = models.CharField(_("currency"), max_length=3, db_index=True)
     base_currency = models.CharField(_("base currency"), max_length=3)

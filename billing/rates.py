@@ -1,10 +1,10 @@
-"""Exchange rates through django-money's exchange framework, plus our own history and staleness.
+"""Exchange rates: `Currency.rate` (units per 1 base currency, EUR) is the one rate store every
+conversion reads, with its source, the feed's date and staleness; RateSnapshot keeps the history.
 
-Two djmoney backends feed `Currency.rate` (units per 1 base currency, EUR):
-- `EcbExchangeBackend` parses the ECB daily reference XML fetched from settings.BILLING_ECB_URL;
-- `FixedExchangeBackend` publishes the fixed rates staff entered (RUB is not in the ECB feed).
-Every refresh appends RateSnapshot rows (djmoney overwrites its Rate rows) and a failed refresh
-appends a RateRefreshError and leaves the current rates untouched.
+- `EcbFeed` fetches and parses the ECB daily reference XML from settings.BILLING_ECB_URL;
+- staff set fixed rates (RUB is not in the ECB feed) with `currency_set_fixed_rate`.
+Every refresh appends RateSnapshot rows and a failed refresh appends a RateRefreshError and leaves the
+current rates untouched.
 
 A feed rate is stale when the feed's own date (its publication, not our fetch) is more than
 BILLING_RATE_MAX_AGE_HOURS ago; stale rates block conversions the customer asks for until the job
@@ -23,7 +23,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from djmoney.contrib.exchange.backends.base import BaseExchangeBackend
 
 from .models import Currency
 
@@ -76,14 +75,14 @@ def parse_ecb_xml(content: bytes) -> tuple[dt.date, dict[str, Decimal]]:
     return feed_date, rates
 
 
-class EcbExchangeBackend(BaseExchangeBackend):
-    name = "ecb"
+class EcbFeed:
+    """The ECB daily reference rates: `get_rates()` fetches and parses them and sets `feed_date`."""
 
     def __init__(self, url: str | None = None):
         self.url = url or settings.BILLING_ECB_URL
         self.feed_date: dt.date | None = None
 
-    def get_response(self, **params):
+    def get_response(self) -> bytes:
         from urllib.request import Request, urlopen
 
         request = Request(self.url, headers={"User-Agent": f"{settings.PORTAL_NAME} rates"})
@@ -93,19 +92,9 @@ class EcbExchangeBackend(BaseExchangeBackend):
         except (URLError, OSError, ValueError) as exc:
             raise FeedError(_("Could not fetch the feed: %(error)s") % {"error": exc}) from exc
 
-    def get_rates(self, **params) -> dict[str, Decimal]:
+    def get_rates(self) -> dict[str, Decimal]:
         self.feed_date, rates = parse_ecb_xml(self.get_response())
         return rates
-
-
-class FixedExchangeBackend(BaseExchangeBackend):
-    name = "fixed"
-
-    def get_rates(self, **params) -> dict[str, Decimal]:
-        return {
-            c.code: c.rate
-            for c in Currency.objects.filter(rate_source=Currency.RateSource.FIXED, rate__isnull=False)
-        }
 
 
 @dataclass(frozen=True)

@@ -287,9 +287,6 @@ def payer_choices(customer: Customer) -> list[Payer]:
 
 # --- documents ---------------------------------------------------------------------------------
 
-DOCUMENT_TYPES = ("invoice", "act", "contract")
-
-
 def credit_note_get(*, customer: Customer, credit_note_id: int) -> CreditNote:
     note = CreditNote.objects.filter(customer=customer, pk=credit_note_id).select_related("invoice").first()
     if note is None:

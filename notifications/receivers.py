@@ -2,14 +2,17 @@
 notification and an outbox email."""
 from django.dispatch import receiver
 
-from accounts.signals import email_requested, security_event
+from accounts.signals import SecurityNotice, email_requested, security_event
 
+from .kinds import Kind
 from .services import email_enqueue, notify
+
+SECURITY_NOTICE_KINDS = {SecurityNotice.LOGIN: Kind.SECURITY_LOGIN, SecurityNotice.CHANGE: Kind.SECURITY_CHANGE}
 
 
 @receiver(security_event, dispatch_uid="notifications.security_event")
-def security_event_notify(sender, *, customer, kind: str, context: dict, link: str = "", **kwargs) -> None:
-    notify(customer=customer, kind=kind, context=context, link=link)
+def security_event_notify(sender, *, customer, notice: str, context: dict, link: str = "", **kwargs) -> None:
+    notify(customer=customer, kind=SECURITY_NOTICE_KINDS[notice], context=context, link=link)
 
 
 @receiver(email_requested, dispatch_uid="notifications.email_requested")

@@ -148,6 +148,7 @@ def subscriptions_for(customer: Customer) -> list[dict]:
             "category": spec.category,
             "category_label": Category(spec.category).label,
             "mandatory": spec.mandatory,
+            "opt_in": kind in OPT_IN_KINDS,
             "email_enabled": enabled,
             "address": next(iter(email_recipients(customer=customer, kind=kind, context={}, owner=owner)), ""),
         })

@@ -4,11 +4,9 @@ Mail is never sent from a request. `notify()` and `email_enqueue()` write EmailO
 caller's transaction and queue `email_deliver_task` after commit; if the broker is down the rows wait
 and `outbox_sweep()` (Celery beat every minute, or `manage.py send_outbox` from cron) picks them up.
 """
-import functools
 import json
 import logging
 import re
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import formataddr
@@ -24,6 +22,7 @@ from django.utils import timezone, translation
 
 from accounts.models import Customer
 from accounts.selectors import customer_owner
+from core.enqueue import enqueue_task_on_commit
 from core.topbar import topbar_changed
 
 from . import channels, selectors
@@ -38,40 +37,10 @@ Status = EmailOutbox.Status
 
 # --- enqueueing -----------------------------------------------------------------------------------
 
-def enqueue_task_safely(task, **kwargs) -> bool:
-    """`task.delay(**kwargs)` that logs instead of raising when the broker is unreachable.
-
-    Call it inside `transaction.on_commit`. Work that must not be lost is in the database already
-    (an outbox row) and a periodic sweeper re-queues it, so a failed enqueue only delays it.
-    """
-    return _apply_async_safely(task, kwargs)
-
-
-# After a failed publish this process skips the broker for a while: a request that queues several
-# tasks (or the next requests) must not each wait for the socket timeouts of a dead or frozen Redis.
-BROKER_RETRY_AFTER_SECONDS = 30
-_broker_skip_until = 0.0
-
-
-def _apply_async_safely(task, kwargs: dict) -> bool:
-    global _broker_skip_until
-    if time.monotonic() < _broker_skip_until:
-        logger.warning("Broker unreachable a moment ago; %s(%s) is left to the periodic sweeper.", task.name, kwargs)
-        return False
-    try:
-        task.apply_async(kwargs=kwargs)
-    except Exception:  # kombu/redis raise a zoo of connection errors; none may reach the user.
-        _broker_skip_until = time.monotonic() + BROKER_RETRY_AFTER_SECONDS
-        logger.warning("Could not enqueue %s(%s); the periodic sweeper will pick it up.", task.name, kwargs,
-                       exc_info=True)
-        return False
-    return True
-
-
 def _deliver_after_commit(email_id: int) -> None:
     from .tasks import email_deliver_task
 
-    transaction.on_commit(functools.partial(enqueue_task_safely, email_deliver_task, email_id=email_id))
+    enqueue_task_on_commit(email_deliver_task, email_id=email_id)
 
 
 # --- writing notifications and emails -------------------------------------------------------------

@@ -1,5 +1,7 @@
 from celery import shared_task
 
+from core.enqueue import enqueue_task_safely
+
 from . import services
 
 
@@ -17,7 +19,7 @@ def outbox_sweep_task() -> int:
     """Beat, every minute: queue delivery of outbox rows that were never picked up or lost their worker."""
     email_ids = services.outbox_sweep()
     for email_id in email_ids:
-        services.enqueue_task_safely(email_deliver_task, email_id=email_id)
+        enqueue_task_safely(email_deliver_task, email_id=email_id)
     return len(email_ids)
 
 

@@ -10,7 +10,9 @@ repeated runs send nothing twice (the returned counts are the notices actually c
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.urls import reverse
 
+from notifications.kinds import Kind
 from notifications.services import notify
 
 from .models import Order
@@ -21,7 +23,7 @@ Status = Order.Status
 
 def _send(order: Order, kind: str, context: dict, dedupe_key: str) -> int:
     created = notify(customer=order.customer, kind=kind, context={"service": order_label(order), **context},
-                     link=f"/orders/{order.pk}/", dedupe_key=dedupe_key)
+                     link=reverse("orders:order_detail", args=[order.pk]), dedupe_key=dedupe_key)
     return 1 if created is not None else 0
 
 
@@ -35,7 +37,7 @@ def suspension_notices_send(*, now: datetime) -> int:
                                 expires_at__gt=now - grace)
            .select_related("customer", "plan").order_by("pk"))
     for order in due:
-        sent += _send(order, "service_suspension_notice", {"suspends_on": date_for_customer(order.expires_at + grace, order.customer)},
+        sent += _send(order, Kind.SERVICE_SUSPENSION_NOTICE, {"suspends_on": date_for_customer(order.expires_at + grace, order.customer)},
                       f"order:{order.pk}:period:{order.current_period}:suspension_notice")
     return sent
 
@@ -49,6 +51,6 @@ def termination_notices_send(*, now: datetime) -> int:
     due = (Order.objects.filter(status=Status.SUSPENDED, expires_at__lte=now - after + timedelta(days=days), expires_at__gt=now - after)
            .select_related("customer", "plan").order_by("pk"))
     for order in due:
-        sent += _send(order, "service_termination_notice", {"terminates_on": date_for_customer(order.expires_at + after, order.customer)},
+        sent += _send(order, Kind.SERVICE_TERMINATION_NOTICE, {"terminates_on": date_for_customer(order.expires_at + after, order.customer)},
                       f"order:{order.pk}:period:{order.current_period}:termination_notice")
     return sent

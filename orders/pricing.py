@@ -95,10 +95,6 @@ def setup_fee(*, plan: Plan, currency: str) -> Price:
     return Price(amount=quantize(amount, currency), currency=currency, converted_from=plan.base_currency, rate=rate)
 
 
-def available_periods(plan: Plan) -> list[int]:
-    return sorted({row.period_months for row in plan.prices.all()})
-
-
 def add_months(anchor: datetime, months: int, zone: tzinfo | None = None) -> datetime:
     """Month arithmetic that clamps to the month end (Jan 31 + 1 month = Feb 28/29) without drifting,
     because callers always add the total number of months to the same anchor. With `zone` (the

@@ -1,5 +1,7 @@
 from celery import shared_task
 
+from core.enqueue import enqueue_task_safely
+
 from .services import lifecycle, renewal_batch
 
 
@@ -29,8 +31,6 @@ def provisioning_job_task(*, job_id: int) -> str:
 @shared_task
 def provisioning_jobs_sweep_task() -> int:
     """Beat, every 30 s: requeue jobs whose worker died, queue jobs due (retries, lost enqueues)."""
-    from notifications.services import enqueue_task_safely
-
     from .provisioning import jobs
 
     job_ids = jobs.jobs_sweep()

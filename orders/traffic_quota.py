@@ -27,6 +27,7 @@ import logging
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 
 from .models import Order, Plan, ProvisioningJob, TrafficOverage, VirtualMachine
 from .provisioning import Operation, module_for
@@ -93,6 +94,7 @@ def traffic_quota_check(*, order_id: int, now=None) -> dict:
 
 
 def _overage_record(order: Order, *, period: tuple, used: int, quota: int) -> bool:
+    from notifications.kinds import Kind
     from notifications.services import notify
 
     from .services.common import date_for_customer, order_label
@@ -105,7 +107,7 @@ def _overage_record(order: Order, *, period: tuple, used: int, quota: int) -> bo
     except IntegrityError:
         return False
     throttle = plan.over_quota_mbps if plan.over_quota_action == Plan.OverQuotaAction.THROTTLE else None
-    notify(customer=order.customer, kind="traffic_over_quota", link=f"/orders/{order.pk}/",
+    notify(customer=order.customer, kind=Kind.TRAFFIC_OVER_QUOTA, link=reverse("orders:order_detail", args=[order.pk]),
            dedupe_key=f"order:{order.pk}:traffic:{period[0].isoformat()}:over_quota",
            context={"service": order_label(order), "used_gib": str((Decimal(used) / GIB).quantize(Decimal("0.01"))),
                     "quota_tb": _plain(plan.traffic_tb), "throttle_mbps": str(throttle or ""),

@@ -24,10 +24,6 @@ def departments_open() -> QuerySet[Department]:
     return Department.objects.filter(is_active=True)
 
 
-def department_by_category(category: str) -> Department | None:
-    return departments_open().filter(category=category).first()
-
-
 def services_for_ticket(*, customer: Customer):
     """The customer's services a ticket may refer to (newest first)."""
     from orders.selectors import orders_for

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from ..models import ActivityEvent, Customer, User
+from ..signals import SecurityNotice
 
 
 def activity_record(
@@ -33,11 +34,11 @@ def activity_record(
 
 # --- Notifications bridge ------------------------------------------------------------------------
 
-def _notify(*, customer: Customer, kind: str, context: dict, link: str = "") -> None:
+def _notify(*, customer: Customer, notice: str, context: dict, link: str = "") -> None:
     """Raise `security_event`; notifications (above us in the app map) subscribes and sends it."""
     from ..signals import security_event
 
-    security_event.send(sender=Customer, customer=customer, kind=kind, context=context, link=link)
+    security_event.send(sender=Customer, customer=customer, notice=notice, context=context, link=link)
 
 
 def translated_later(message, **params):
@@ -62,7 +63,7 @@ def security_change_notify(*, user: User, change, ip: str | None = None, extra_e
     context = {"change": text, "username": user.username, "ip": ip or "", "when": _when(user.customer)}
     if extra_email:
         context["previous_email"] = extra_email
-    _notify(customer=user.customer, kind="security_change", context=context, link=reverse("accounts:activity"))
+    _notify(customer=user.customer, notice=SecurityNotice.CHANGE, context=context, link=reverse("accounts:activity"))
 
 
 def security_event_record(*, user: User, action: str, change: str, ip: str | None, details: dict | None = None,
@@ -83,7 +84,7 @@ def login_record(*, user: User, ip: str, user_agent: str = "") -> None:
     with transaction.atomic():
         activity_record(action="login", customer=user.customer, actor=user, ip=ip)
         if user.customer.login_alerts:
-            _notify(customer=user.customer, kind="security_login", context={
+            _notify(customer=user.customer, notice=SecurityNotice.LOGIN, context={
                 "username": user.username, "ip": ip or "", "when": _when(user.customer), "user_agent": user_agent[:200],
             }, link=reverse("accounts:activity"))
 

@@ -13,21 +13,13 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.enqueue import enqueue_task_on_commit
+
 from .. import personal_data
 from ..models import ActivityEvent, Customer, DataExport, PolicyAcceptance, User
 from .activity import activity_record
 
 logger = logging.getLogger(__name__)
-
-
-def _enqueue_export(export_id: int) -> None:
-    """After commit; a broker outage is logged, the sweeper builds the export later."""
-    from ..tasks import data_export_build_task
-
-    try:
-        data_export_build_task.apply_async(kwargs={"export_id": export_id})
-    except Exception:  # kombu/redis raise many connection errors; none may reach the user.
-        logger.warning("Could not enqueue data export %s; the sweeper will build it.", export_id, exc_info=True)
 
 
 @transaction.atomic
@@ -41,7 +33,10 @@ def data_export_request(*, customer: Customer, user: User, ip: str | None = None
         raise ValidationError(_("An export is already being prepared. It will appear here in a few minutes."),
                               code="pending")
     activity_record(action="data_export_requested", customer=customer, actor=user, ip=ip)
-    transaction.on_commit(functools.partial(_enqueue_export, export.pk))
+    from ..tasks import data_export_build_task
+
+    # The export row is the outbox: a broker outage is logged and data_exports_sweep builds it later.
+    enqueue_task_on_commit(data_export_build_task, export_id=export.pk)
     return export
 
 

@@ -90,6 +90,7 @@ def test_examples_from_the_seed_and_edges():
     assert not ip_permitted(text, "192.168.0.11")
     assert ip_permitted(text, "2001:db8::1")
     assert ip_permitted(text, "::ffff:10.10.1.1")  # IPv4-mapped IPv6 is the same client
+    assert ip_permitted("::ffff:0:0", "::ffff:0:0")  # an entry written in mapped form admits that address
     assert not ip_permitted(text, "2001:db9::1")
     assert not ip_permitted(text, "not-an-ip")
     with pytest.raises(AllowlistError) as caught:

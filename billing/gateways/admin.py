@@ -1,4 +1,3 @@
-from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
@@ -6,7 +5,6 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin_mixins import BackOfficePermissions, ReadOnlyAdmin
-from accounts.forms import PlainDecimalField
 from billing.models import Invoice
 
 from . import services
@@ -70,10 +68,6 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     list_filter = ["gateway", "result"]
     search_fields = ["event_id", "payload"]
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
-
-
-class RefundForm(forms.Form):
-    amount = PlainDecimalField(label=_("Amount to refund"), min_value=Decimal("0.001"), max_digits=20, decimal_places=3)
 
 
 @admin.register(PaymentAttempt)

@@ -33,6 +33,7 @@ from billing.services.payments import payment_record
 from billing.services.refunds import (
     payment_refund_complete, payment_refund_fail, payment_refund_reserve, payment_refund_sent_by_bank,
 )
+from notifications.kinds import Kind
 from notifications.services import notify
 
 from .base import GatewayError, GatewayEvent, MethodDetails, StartResult, WebhookRejected
@@ -563,7 +564,7 @@ def _card_auto_top_up_settle(*, attempt: PaymentAttempt, succeeded: bool) -> Non
             "service": _("the top-up of your balance with %(method)s") % {"method": attempt.saved_method or _("your saved card")},
             "reason": charge.failure_message,
         }
-    notify(customer=customer, kind="autopay_succeeded" if succeeded else "autopay_failed", context=context,
+    notify(customer=customer, kind=Kind.AUTOPAY_SUCCEEDED if succeeded else Kind.AUTOPAY_FAILED, context=context,
             link=reverse("gateways:autopay"), dedupe_key=f"autopay:{charge.pk}")
 
 

@@ -10,15 +10,15 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
-from accounts.selectors import payment_blockers
 from accounts.services.activity import activity_record
+from notifications.kinds import Kind
 from notifications.services import notify as _notify  # module-level name: tests replace it
 
 from .. import hooks
 from ..models import ZERO, Invoice, InvoiceLine, LedgerAccount, LedgerTransaction, Payer
 from ..money import format_money, quantize, quantize_down
 from ..rates import Quote, RateError, RateTable
-from .errors import BillingError, InsufficientFunds, PaymentBlocked
+from .errors import BillingError, InsufficientFunds
 from .ledger import customer_account, fx_accounts, ledger_accounts_lock, ledger_post, provider_account
 from ..selectors import (
     balance_in_currency, balance_of, invoice_payment_blockers, payer_details, payer_snapshot_fields, profile_payer_snapshot,
@@ -102,7 +102,7 @@ def invoice_issue(
     InvoiceLine.objects.bulk_create(prepared)
     link = reverse("billing:invoice_detail", args=[invoice.pk])
     _notify(
-        customer=customer, kind="invoice_issued", link=link, dedupe_key=f"invoice:{invoice.pk}:issued",
+        customer=customer, kind=Kind.INVOICE_ISSUED, link=link, dedupe_key=f"invoice:{invoice.pk}:issued",
         context={**hooks.invoice_email_context(invoice),
                  "invoice_number": invoice.number, "amount": format_money(invoice.total, currency, customer.language),
                  "kind": invoice.kind, "invoice_id": invoice.pk},
@@ -327,13 +327,6 @@ def invoice_topup_difference_create(*, customer: Customer, invoice: Invoice) -> 
     if difference <= 0:
         return None
     return invoice_topup_create(customer=customer, amount=difference, currency=invoice.currency)
-
-
-def payment_gate_check(customer: Customer) -> None:
-    """Raise PaymentBlocked while the profile/verification gate (accounts) says no."""
-    blockers = payment_blockers(customer)
-    if blockers:
-        raise PaymentBlocked(blockers)
 
 
 @transaction.atomic

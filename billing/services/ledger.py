@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer
 from core.topbar import topbar_changed
+from notifications.kinds import Kind
 from notifications.services import notify as _notify  # module-level name: tests replace it
 
 from ..funding import funding_record, posted_legs
@@ -157,7 +158,7 @@ def low_balance_alert_update(account: LedgerAccount) -> None:
         account.low_balance_crossings += 1
         lang = customer.language
         _notify(
-            customer=customer, kind="low_balance",
+            customer=customer, kind=Kind.LOW_BALANCE,
             context={"balance": format_money(account.balance, account.currency, lang), "threshold": format_money(threshold, account.currency, lang)},
             link=reverse("billing:balance"), dedupe_key=f"low_balance:{account.pk}:{account.low_balance_crossings}",
         )

@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer
 from accounts.services.activity import activity_record
+from notifications.kinds import Kind
 from notifications.services import notify as _notify  # module-level name: tests replace it
 
 from .. import hooks
@@ -142,7 +143,7 @@ def _payment_post(payment: Payment, actor) -> None:
     balance_now = customer_account(customer=customer).balance
     # A second payment for an invoice that was paid meanwhile is not lost: it is on the balance, and we say so.
     already_paid = invoice is not None and not invoice_was_open
-    _notify(customer=customer, kind="payment_received", link=reverse("billing:payment_detail", args=[payment.pk]),
+    _notify(customer=customer, kind=Kind.PAYMENT_RECEIVED, link=reverse("billing:payment_detail", args=[payment.pk]),
             dedupe_key=f"payment:{payment.pk}",
             context={"amount": format_money(payment.amount, payment.currency, lang), "method": method_label,
                      "balance": format_money(balance_now, customer.currency, lang), "invoice": invoice.number if invoice else "",

@@ -1,4 +1,5 @@
-"""Exchange rates: the ECB feed and staff's fixed rates, each change with a snapshot."""
+"""Exchange rates: the ECB feed and staff's fixed rates, each change with a snapshot. `Currency.rate` is the one
+rate store every conversion reads (billing.rates.RateTable)."""
 
 import logging
 from decimal import Decimal
@@ -10,7 +11,7 @@ from django.utils.translation import gettext as _
 from accounts.services.activity import activity_record
 
 from ..models import Currency, RateRefreshError, RateSnapshot
-from ..rates import EcbExchangeBackend, FeedError, FixedExchangeBackend, base_currency
+from ..rates import EcbFeed, FeedError, base_currency
 from .errors import BillingError
 
 logger = logging.getLogger(__name__)
@@ -19,14 +20,14 @@ logger = logging.getLogger(__name__)
 def rates_refresh_ecb(*, url: str | None = None) -> int:
     """Fetch the ECB feed and update ECB-sourced currencies. Returns how many rates were updated.
     A fetch/parse failure records a RateRefreshError and leaves every rate as it was."""
-    backend = EcbExchangeBackend(url=url)
+    feed = EcbFeed(url=url)
     try:
-        rates = backend.get_rates()
+        rates = feed.get_rates()
     except FeedError as exc:
-        RateRefreshError.objects.create(source=Currency.RateSource.ECB, url=backend.url, message=str(exc))
+        RateRefreshError.objects.create(source=Currency.RateSource.ECB, url=feed.url, message=str(exc))
         logger.warning("ECB rate refresh failed: %s", exc)
         return 0
-    return rates_apply_ecb(rates=rates, feed_date=backend.feed_date)
+    return rates_apply_ecb(rates=rates, feed_date=feed.feed_date)
 
 
 @transaction.atomic
@@ -34,8 +35,6 @@ def rates_apply_ecb(*, rates: dict[str, Decimal], feed_date) -> int:
     """Make parsed ECB rates current for ECB-sourced currencies, with a snapshot each."""
     now = timezone.now()
     updated = 0
-    # djmoney's own Rate table (convert_money()), overwritten in place as djmoney does.
-    _djmoney_store(EcbExchangeBackend.name, rates)
     for currency in Currency.objects.select_for_update().filter(rate_source=Currency.RateSource.ECB, code__in=rates):
         value = rates[currency.code]
         RateSnapshot.objects.create(currency=currency.code, base_currency=base_currency(), value=value,
@@ -44,14 +43,6 @@ def rates_apply_ecb(*, rates: dict[str, Decimal], feed_date) -> int:
         currency.save(update_fields=["rate", "rate_updated_at", "rate_feed_date"])
         updated += 1
     return updated
-
-
-def _djmoney_store(backend_name: str, rates: dict[str, Decimal]) -> None:
-    from djmoney.contrib.exchange.models import ExchangeBackend, Rate
-
-    backend, _created = ExchangeBackend.objects.update_or_create(name=backend_name, defaults={"base_currency": base_currency()})
-    Rate.objects.bulk_create([Rate(currency=c, value=v, backend=backend) for c, v in rates.items()],
-                             update_conflicts=True, unique_fields=["currency", "backend"], update_fields=["value"])
 
 
 @transaction.atomic
@@ -65,7 +56,6 @@ def currency_fixed_rate_set(*, code: str, rate: Decimal, actor=None) -> Currency
     currency.save(update_fields=["rate_source", "rate", "rate_updated_at", "rate_feed_date"])
     RateSnapshot.objects.create(currency=code, base_currency=base_currency(), value=rate,
                                 source=Currency.RateSource.FIXED, created_by=actor)
-    _djmoney_store(FixedExchangeBackend.name, FixedExchangeBackend().get_rates())
     if actor is not None:
         activity_record(action="billing.fixed_rate_set", actor=actor, visible_to_customer=False,
                         details={"currency": code, "rate": str(rate)})

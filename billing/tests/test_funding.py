@@ -107,7 +107,7 @@ def test_migration_backfill_rebuilds_what_the_postings_stored(currencies, custom
     stored = _rows()
     assert len(stored) > 10
     BalanceFunding.objects.all().delete()  # as before the migration: a ledger without funding rows
-    migration = importlib.import_module("billing.migrations.0010_balance_funding")
+    migration = importlib.import_module("billing.migrations.0011_balance_funding")
     migration.backfill(apps, connection.schema_editor())
     assert _rows() == stored
     assert funding_mismatches() == []

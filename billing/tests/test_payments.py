@@ -7,7 +7,8 @@ from accounts.tests.factories import UserFactory
 from billing.models import Invoice, LedgerTransaction, Payment
 from billing.selectors import balance_of
 from billing.services.errors import BillingError, PaymentBlocked, PaymentConflict
-from billing.services.invoices import LineInput, invoice_issue, invoice_topup_create, payment_gate_check
+from billing.services.invoices import LineInput, invoice_issue, invoice_topup_create
+from billing.services.payers import invoice_payment_gate_check
 from billing.services.payments import payment_record
 
 from .concurrency import run_concurrently
@@ -80,6 +81,8 @@ def test_direct_payment_of_service_invoice_goes_to_revenue_not_balance(currencie
 @pytest.mark.django_db
 def test_payment_gate_blocks_incomplete_profile(currencies):
     owner = UserFactory(first_name="")
+    invoice = invoice_issue(customer=owner.customer, kind=Invoice.Kind.ORDER,
+                            lines=[LineInput(description="VPS S", quantity=1, unit_price=Decimal("5.00"))])
     with pytest.raises(PaymentBlocked) as exc:
-        payment_gate_check(owner.customer)
+        invoice_payment_gate_check(invoice)
     assert exc.value.blockers[0]["url"]

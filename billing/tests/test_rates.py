@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from billing.models import Currency, RateRefreshError, RateSnapshot
+from billing.rates import RateTable
 from billing.services.rates import rates_refresh_ecb
 
 ECB_FILE = Path(__file__).parent.parent / "data" / "ecb-eurofxref-daily-2025-10-21.xml"
@@ -39,10 +40,18 @@ def test_ecb_feed_updates_rates_and_keeps_history(currencies, feed_server):
     assert Currency.objects.get(code="GBP").rate == Decimal("0.86780")
     assert Currency.objects.get(code="RUB").rate == Decimal("94.5")
     assert RateSnapshot.objects.filter(currency="JPY", value=Decimal("176.45"), feed_date=dt.date(2025, 10, 21)).exists()
-    from djmoney.contrib.exchange.models import convert_money
-    from djmoney.money import Money
+    # Conversions read the one rate store (the feed is from 2025, so only as captured money may).
+    assert RateTable(allow_stale=True).quote("EUR", "USD").rate * 10 == Decimal("11.607")
 
-    assert convert_money(Money(10, "EUR"), "USD", backend="ecb").amount == Decimal("11.607")
+
+@pytest.mark.django_db
+def test_there_is_no_second_rate_store():
+    """django-money's exchange app (a Rate table nothing read) is not installed and its tables are gone."""
+    from django.apps import apps
+    from django.db import connection
+
+    assert not apps.is_installed("djmoney.contrib.exchange")
+    assert not {"exchange_rate", "exchange_exchangebackend"} & set(connection.introspection.table_names())
 
 
 @pytest.mark.django_db

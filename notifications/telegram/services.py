@@ -4,7 +4,6 @@ Like email, a bot message is a TelegramOutbox row written in the caller's transa
 Celery task after commit; `telegram_outbox_sweep()` (beat every minute, or
 `manage.py send_telegram_outbox`) recovers rows the broker or a worker lost.
 """
-import functools
 import hashlib
 import logging
 import secrets
@@ -20,10 +19,10 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer, User
 from accounts.services.activity import activity_record
+from core.enqueue import enqueue_task_on_commit
 from notifications.models import Notification
 from notifications.services import (
     DeliveryResult,
-    enqueue_task_safely,
     outbox_back_off,
     outbox_claim,
     outbox_mark_failed,
@@ -125,7 +124,7 @@ def link_kinds_update(*, user: User, kinds: list[str]) -> TelegramLink:
 def _deliver_after_commit(outbox_id: int) -> None:
     from .tasks import telegram_deliver_task
 
-    transaction.on_commit(functools.partial(enqueue_task_safely, telegram_deliver_task, outbox_id=outbox_id))
+    enqueue_task_on_commit(telegram_deliver_task, outbox_id=outbox_id)
 
 
 def bot_message_enqueue(

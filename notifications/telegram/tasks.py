@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from notifications.services import enqueue_task_safely
+from core.enqueue import enqueue_task_safely
 
 from . import services
 

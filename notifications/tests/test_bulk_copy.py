@@ -1,9 +1,9 @@
-"""notifications.bulk.copy_rows: COPY writes exactly what insert_rows writes, awkward text included."""
+"""core.sql.copy_rows: COPY writes exactly what insert_rows writes, awkward text included."""
 from datetime import datetime, timezone as dt_timezone
 
 import pytest
 
-from notifications.bulk import copy_rows, insert_rows
+from core.sql import copy_rows, insert_rows
 from notifications.models import EmailOutbox, Notification
 
 pytestmark = pytest.mark.django_db

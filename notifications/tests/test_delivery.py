@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
+from core import enqueue
 from notifications import services, tasks
 from notifications.kinds import Kind
 from notifications.models import EmailOutbox
@@ -261,7 +262,7 @@ def celery_broker():
             celery_app.conf.task_default_queue = queue
         celery_app._pool = None  # drop connections made to the previous URL
         celery_app.amqp._producer_pool = None
-        services._broker_skip_until = 0.0  # forget a failure seen on the previous URL
+        enqueue._broker_skip_until = 0.0  # forget a failure seen on the previous URL
 
     yield point
     point(*original)
@@ -316,7 +317,7 @@ def test_broker_down_notify_commits_and_sweeper_delivers_once_after_it_returns(c
 
 def test_enqueue_task_safely_returns_false_instead_of_raising(celery_broker):
     celery_broker(f"redis://127.0.0.1:{free_port()}/0")
-    assert services.enqueue_task_safely(tasks.email_deliver_task, email_id=0) is False
+    assert enqueue.enqueue_task_safely(tasks.email_deliver_task, email_id=0) is False
 
 
 @pytest.mark.django_db
@@ -324,14 +325,14 @@ def test_after_a_failed_publish_the_process_skips_the_broker_for_a_while(celery_
     """A request queueing several tasks against a dead or frozen Redis pays the socket timeouts once."""
     working_broker = celery_app.conf.broker_url
     celery_broker(f"redis://127.0.0.1:{free_port()}/0")
-    assert services.enqueue_task_safely(tasks.email_deliver_task, email_id=0) is False
+    assert enqueue.enqueue_task_safely(tasks.email_deliver_task, email_id=0) is False
 
     queue = f"test-notifications-{uuid.uuid4().hex}"
     celery_app.conf.broker_url, celery_app.conf.task_default_queue = working_broker, queue
     celery_app._pool = celery_app.amqp._producer_pool = None
-    assert services.enqueue_task_safely(tasks.email_deliver_task, email_id=0) is False  # not even tried
+    assert enqueue.enqueue_task_safely(tasks.email_deliver_task, email_id=0) is False  # not even tried
     assert run_queued_tasks(queue) == 0
 
-    monkeypatch.setattr(services, "_broker_skip_until", services.time.monotonic() - 1)  # the pause is over
-    assert services.enqueue_task_safely(tasks.email_deliver_task, email_id=0) is True
+    monkeypatch.setattr(enqueue, "_broker_skip_until", enqueue.time.monotonic() - 1)  # the pause is over
+    assert enqueue.enqueue_task_safely(tasks.email_deliver_task, email_id=0) is True
     assert run_queued_tasks(queue) == 1

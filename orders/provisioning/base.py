@@ -13,7 +13,7 @@ Two kinds of module:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -94,12 +94,6 @@ class UsageSample:
     net_tx_bytes: int
     disk_read_bytes: int
     disk_write_bytes: int
-
-
-@dataclass(frozen=True)
-class ModuleInfo:
-    code: str
-    operations: frozenset[Operation] = field(default_factory=frozenset)
 
 
 class ProvisioningModule:

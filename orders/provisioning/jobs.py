@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import functools
 import logging
 from datetime import timedelta
 
@@ -22,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from core.enqueue import enqueue_task_on_commit
 from orders.models import Order, OrderEvent, ProvisioningJob, VirtualMachine
 
 from .base import MachineSpec
@@ -95,10 +95,9 @@ def _restart(job: ProvisioningJob) -> None:
 
 
 def _run_after_commit(job_id: int) -> None:
-    from notifications.services import enqueue_task_safely
     from orders.tasks import provisioning_job_task
 
-    transaction.on_commit(functools.partial(enqueue_task_safely, provisioning_job_task, job_id=job_id))
+    enqueue_task_on_commit(provisioning_job_task, job_id=job_id)
 
 
 def _earlier_unfinished():

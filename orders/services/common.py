@@ -4,6 +4,7 @@ import functools
 from datetime import date, datetime
 from decimal import Decimal
 
+from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -34,7 +35,7 @@ def order_notify(*, order: Order, kind: str, context: dict, dedupe_key: str | No
     from notifications.services import notify
 
     notify(customer=order.customer, kind=kind, context={"service": order_label(order), **context},
-           link=link or f"/orders/{order.pk}/", dedupe_key=dedupe_key)
+           link=link or reverse("orders:order_detail", args=[order.pk]), dedupe_key=dedupe_key)
 
 
 def order_label(order: Order, *, plan: Plan | None = None) -> str:

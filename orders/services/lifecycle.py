@@ -9,6 +9,8 @@ from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from notifications.kinds import Kind
+
 from .. import dunning, promo, provisioning
 from ..models import Order
 from .common import Source, Status, date_for_customer, event_record, order_notify
@@ -81,7 +83,7 @@ def orders_lifecycle_run(*, now: datetime | None = None, chunk_size: int | None 
         provisioning.on_suspended(order)
         with translation.override(order.customer.language):
             reason = _("The service was not renewed within %(days)s days after it expired.") % {"days": settings.ORDERS_GRACE_DAYS}
-        order_notify(order=order, kind="service_suspended",
+        order_notify(order=order, kind=Kind.SERVICE_SUSPENDED,
                 context={"reason": reason, "suspension_reason": Order.SuspensionReason.NON_PAYMENT.value},
                 dedupe_key=f"order:{order.pk}:period:{order.current_period}:suspended")
 
@@ -92,7 +94,7 @@ def orders_lifecycle_run(*, now: datetime | None = None, chunk_size: int | None 
         order_end(order, status=Status.TERMINATED, action="terminated", source=Source.SYSTEM, reason="unpaid")
         with translation.override(order.customer.language):
             reason = _("The service stayed unpaid and suspended.")
-        order_notify(order=order, kind="service_terminated", context={"reason": reason}, dedupe_key=f"order:{order.pk}:terminated")
+        order_notify(order=order, kind=Kind.SERVICE_TERMINATED, context={"reason": reason}, dedupe_key=f"order:{order.pk}:terminated")
 
     summary.terminated = _each_locked(Order.objects.filter(status=Status.SUSPENDED, expires_at__lte=now - terminate_after),
                                       terminate, chunk_size=chunk_size)
@@ -116,7 +118,7 @@ def orders_lifecycle_run(*, now: datetime | None = None, chunk_size: int | None 
             order.expiry_notice_days = days
             order.save(update_fields=["expiry_notice_days"])
             customer = order.customer
-            order_notify(order=order, kind="service_expiring", dedupe_key=f"order:{order.pk}:period:{order.current_period}:expiring:{days}d",
+            order_notify(order=order, kind=Kind.SERVICE_EXPIRING, dedupe_key=f"order:{order.pk}:period:{order.current_period}:expiring:{days}d",
                     context={"expires_at": date_for_customer(order.expires_at, customer), "days_left": str(days)})
 
         summary.expiry_notices += _each_locked(

@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Customer, User
 from billing.models import Invoice
 from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
+from notifications.kinds import Kind
 
 from .. import pricing, promo, provisioning
 from ..models import Order, Plan, PromoCode
@@ -212,7 +213,7 @@ def _activate(order: Order, *, ip: str, source: str, actor: User | None = None) 
     order.save()
     event_record(order=order, action="activated", source=source, actor=actor, from_status=previous,
                  details={"ip": ip})
-    order_notify(order=order, kind="service_activated", context={"ip": ip}, dedupe_key=f"order:{order.pk}:activated")
+    order_notify(order=order, kind=Kind.SERVICE_ACTIVATED, context={"ip": ip}, dedupe_key=f"order:{order.pk}:activated")
 
 
 @transaction.atomic

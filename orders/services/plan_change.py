@@ -14,6 +14,7 @@ from accounts.models import User
 from billing.models import Invoice
 from billing.money import quantize
 from billing.services.invoices import LineInput, invoice_cancel, invoice_issue, invoice_pay_from_balance
+from notifications.kinds import Kind
 
 from .. import pricing, provisioning
 from ..models import Order, OrderRenewal, Plan, PlanChange
@@ -127,7 +128,7 @@ def on_plan_change_invoice_paid(invoice: Invoice) -> None:
                  details={"from": old_plan.name, "to": change.to_plan.name, "amount": str(change.amount),
                           "stale_period": change.period != order.current_period})
     provisioning.on_plan_changed(order, old_plan=old_plan)
-    order_notify(order=order, kind="plan_changed", dedupe_key=f"order:{order.pk}:upgrade:{change.pk}",
+    order_notify(order=order, kind=Kind.PLAN_CHANGED, dedupe_key=f"order:{order.pk}:upgrade:{change.pk}",
             context={"service": order_label(order, plan=old_plan), "old_plan": old_plan.name,
                      "new_plan": change.to_plan.name})
     _stale_renewals_withdraw(order)

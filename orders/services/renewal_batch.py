@@ -33,12 +33,15 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import OperationalError, connection, transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Customer
 from billing import bulk
 from billing.models import Invoice
 from billing.services.invoices import invoice_pay_from_balance
+from core.sql import insert_rows, update_rows
+from notifications.kinds import Kind
 
 from .. import pricing, promo
 from ..models import Order, OrderEvent, OrderRenewal
@@ -238,16 +241,16 @@ def _renew_set_based(orders: list[Order], renewals: dict[int, OrderRenewal], cha
                        "from_status": previous, "to_status": order.status, "created_at": now,
                        "details": renewing.renewed_details(order, renewal)})
         notices.append(Notice(
-            customer=order.customer, link=f"/orders/{order.pk}/",
+            customer=order.customer, link=reverse("orders:order_detail", args=[order.pk]),
             dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewed",
             context={"service": order_label(order), **renewing.renewed_context(order, renewal)},
         ))
         if changed_plan:
             plan_changes.append((order, renewal, changed_plan))
-    bulk.update_rows(OrderRenewal, renewal_rows, ["invoice_id", "status", "paid_at", "starts_at", "ends_at"])
-    bulk.update_rows(Order, order_rows, [field.attname for field in _ORDER_FIELDS])
-    bulk.insert_rows(OrderEvent, events, returning=None)
-    notify_many(kind="service_renewed", notices=notices)
+    update_rows(OrderRenewal, renewal_rows, ["invoice_id", "status", "paid_at", "starts_at", "ends_at"])
+    update_rows(Order, order_rows, [field.attname for field in _ORDER_FIELDS])
+    insert_rows(OrderEvent, events, returning=None)
+    notify_many(kind=Kind.SERVICE_RENEWED, notices=notices)
     for order, renewal, (old_plan, new_plan) in plan_changes:
         renewing.plan_change_applied(order=order, renewal=renewal, old_plan=old_plan, new_plan=new_plan)
     return len(order_rows), left

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -12,6 +13,7 @@ from accounts.models import User
 from billing.models import Invoice
 from billing.money import quantize
 from billing.services.invoices import LineInput, invoice_cancel, invoice_issue, invoice_pay_from_balance
+from notifications.kinds import Kind
 
 from .. import pricing, promo, provisioning
 from ..models import Order, OrderRenewal, Plan
@@ -115,7 +117,7 @@ def renewal_apply(*, renewal: OrderRenewal, source: str, now: datetime | None = 
     order.save(update_fields=RENEWAL_ORDER_FIELDS)
     renewal.save(update_fields=["status", "paid_at", "starts_at", "ends_at"])
     event_record(order=order, action="renewed", source=source, from_status=previous, details=renewed_details(order, renewal))
-    order_notify(order=order, kind="service_renewed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewed",
+    order_notify(order=order, kind=Kind.SERVICE_RENEWED, dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewed",
             context=renewed_context(order, renewal))
     if changed_plan:
         plan_change_applied(order=order, renewal=renewal, old_plan=changed_plan[0], new_plan=changed_plan[1])
@@ -187,7 +189,7 @@ def plan_change_applied(*, order: Order, renewal: OrderRenewal, old_plan: Plan, 
     event_record(order=order, action="plan_changed", source=Source.SYSTEM,
                  details={"from": old_plan.name, "to": new_plan.name, "scheduled": True})
     provisioning.on_plan_changed(order, old_plan=old_plan)
-    order_notify(order=order, kind="plan_changed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:downgrade",
+    order_notify(order=order, kind=Kind.PLAN_CHANGED, dedupe_key=f"order:{order.pk}:period:{renewal.period}:downgrade",
             context={"service": order_label(order, plan=old_plan), "old_plan": old_plan.name, "new_plan": new_plan.name})
 
 
@@ -196,6 +198,6 @@ def renewal_failed_notify(*, order: Order, renewal: OrderRenewal) -> None:
     customer = order.customer
     with translation.override(customer.language):
         reason = _("Your balance does not cover %(amount)s.") % {"amount": money_for_customer(renewal.amount, renewal.currency, customer)}
-    order_notify(order=order, kind="renewal_failed", dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewal_failed",
+    order_notify(order=order, kind=Kind.RENEWAL_FAILED, dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewal_failed",
             context={"expires_at": date_for_customer(order.expires_at, customer), "reason": reason},
-            link=f"/billing/invoices/{renewal.invoice_id}/" if renewal.invoice_id else "")
+            link=reverse("billing:invoice_detail", args=[renewal.invoice_id]) if renewal.invoice_id else "")

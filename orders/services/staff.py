@@ -5,6 +5,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import User
+from notifications.kinds import Kind
 
 from .. import pricing, provisioning
 from ..models import Order
@@ -30,7 +31,7 @@ def order_suspend(*, order: Order, actor: User, reason: str = "") -> Order:
                  details={"reason": reason} if reason else None)
     provisioning.on_suspended(order, actor=actor)
     staff_audit_record(order=order, actor=actor, action="order_suspend", details={"reason": reason})
-    order_notify(order=order, kind="service_suspended",
+    order_notify(order=order, kind=Kind.SERVICE_SUSPENDED,
             context={"reason": reason, "suspension_reason": Order.SuspensionReason.STAFF.value},
             dedupe_key=f"order:{order.pk}:period:{order.current_period}:suspended:staff:{timezone.now():%Y%m%d%H%M%S}")
     return order
@@ -57,7 +58,7 @@ def order_terminate(*, order: Order, actor: User, reason: str = "") -> Order:
         raise ValidationError(_("This service has already ended."))
     order_end(order, status=Status.TERMINATED, action="terminated", source=Source.STAFF, actor=actor, reason=reason)
     staff_audit_record(order=order, actor=actor, action="order_terminate", details={"reason": reason})
-    order_notify(order=order, kind="service_terminated", context={"reason": reason}, dedupe_key=f"order:{order.pk}:terminated")
+    order_notify(order=order, kind=Kind.SERVICE_TERMINATED, context={"reason": reason}, dedupe_key=f"order:{order.pk}:terminated")
     return order
 
 

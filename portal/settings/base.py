@@ -45,8 +45,7 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "django_htmx",
     "bootstrap",
-    "djmoney",
-    "djmoney.contrib.exchange",
+    "djmoney",  # its exchange app is not installed: billing.Currency is the one rate store
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
@@ -304,7 +303,7 @@ TIME_ZONE = env("TIME_ZONE", "UTC")
 # --- Money ---
 DEFAULT_CURRENCY = env("DEFAULT_CURRENCY", "EUR")
 CURRENCIES = tuple(env_list("CURRENCIES", "EUR,USD,RUB,JPY,GBP"))
-CURRENCY_CHOICES = [(c, c) for c in CURRENCIES]
+CURRENCY_CHOICES = sorted((c, c) for c in CURRENCIES)  # sorted, as djmoney.settings used to sort it in place on import
 AUTO_CONVERT_MONEY = False
 
 # --- Static / media ---
@@ -460,8 +459,6 @@ TELEGRAM_UPDATE_RETENTION_DAYS = int(env("TELEGRAM_UPDATE_RETENTION_DAYS", "30")
 # --- app settings: billing ---
 # Rates are kept per 1 unit of this currency (the ECB publishes EUR-based rates).
 BILLING_BASE_CURRENCY = env("BILLING_BASE_CURRENCY", "EUR")
-BASE_CURRENCY = BILLING_BASE_CURRENCY  # djmoney's exchange framework
-EXCHANGE_BACKEND = "billing.rates.EcbExchangeBackend"
 BILLING_ECB_URL = env("BILLING_ECB_URL", "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml")
 BILLING_ECB_TIMEOUT = float(env("BILLING_ECB_TIMEOUT", "10"))
 # Feed rates older than this block conversions until refreshed (the ECB skips weekends/holidays).

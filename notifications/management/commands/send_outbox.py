@@ -5,6 +5,7 @@ workers are down. `--enqueue` hands the rows to Celery instead.
 """
 from django.core.management.base import BaseCommand
 
+from core.enqueue import sweep_drain
 from notifications import services
 from notifications.tasks import email_deliver_task
 
@@ -17,12 +18,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, enqueue: bool = False, **options):
         email_ids = services.outbox_sweep()
-        outcomes: dict[str, int] = {}
-        for email_id in email_ids:
-            if enqueue:
-                outcome = "queued" if services.enqueue_task_safely(email_deliver_task, email_id=email_id) else "not queued"
-            else:
-                outcome = services.email_deliver(email_id=email_id).outcome
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        summary = ", ".join(f"{name}: {count}" for name, count in sorted(outcomes.items())) or "nothing due"
+        summary = sweep_drain(email_ids, task=email_deliver_task, argument="email_id", enqueue=enqueue,
+                              deliver=lambda email_id: services.email_deliver(email_id=email_id).outcome)
         self.stdout.write(f"Outbox: {len(email_ids)} due; {summary}.")

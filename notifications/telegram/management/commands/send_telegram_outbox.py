@@ -2,7 +2,7 @@
 deletes webhook updates past their retention."""
 from django.core.management.base import BaseCommand
 
-from notifications.services import enqueue_task_safely
+from core.enqueue import sweep_drain
 from notifications.telegram import services
 from notifications.telegram.tasks import telegram_deliver_task
 
@@ -16,12 +16,6 @@ class Command(BaseCommand):
     def handle(self, *args, enqueue: bool = False, **options):
         pruned = services.telegram_updates_prune()
         outbox_ids = services.telegram_outbox_sweep()
-        outcomes: dict[str, int] = {}
-        for outbox_id in outbox_ids:
-            if enqueue:
-                outcome = "queued" if enqueue_task_safely(telegram_deliver_task, outbox_id=outbox_id) else "not queued"
-            else:
-                outcome = services.telegram_deliver(outbox_id=outbox_id).outcome
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        summary = ", ".join(f"{name}: {count}" for name, count in sorted(outcomes.items())) or "nothing due"
+        summary = sweep_drain(outbox_ids, task=telegram_deliver_task, argument="outbox_id", enqueue=enqueue,
+                              deliver=lambda outbox_id: services.telegram_deliver(outbox_id=outbox_id).outcome)
         self.stdout.write(f"Telegram outbox: {len(outbox_ids)} due; {summary}. Old webhook updates deleted: {pruned}.")

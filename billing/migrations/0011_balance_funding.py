@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0008_translated_content'),
-        ('billing', '0009_ledger_balanced_check_per_statement'),
+        ('billing', '0010_drop_djmoney_rate_copy'),
     ]
 
     operations = [
