@@ -61,8 +61,11 @@ def order_list(*, customer: Customer, params: OrderListParams) -> QuerySet[Order
     orders = orders_for(customer).select_related("plan").annotate(
         status_rank=Case(*[When(status=s, then=Value(i)) for i, s in enumerate(STATUS_RANK)], output_field=IntegerField()),
     )
-    query = params.query.strip().lstrip("#")
-    if query:
+    raw = params.query.strip()
+    query = raw.lstrip("#")
+    if raw.startswith("#") and query.isdigit():  # "#123" is an order number, nothing else
+        orders = orders.filter(pk=int(query))
+    elif query:
         # host() prints an inet without its /32 mask.
         orders = orders.annotate(ip_text=Func(F("ip"), function="HOST", output_field=CharField()))
         condition = Q(plan__name__icontains=query) | Q(ip_text__contains=query)
