@@ -7,4 +7,9 @@ class AccountsConfig(AppConfig):
     verbose_name = _("Accounts")
 
     def ready(self):
+        from core.topbar import register_topbar_provider
+
         from . import signals, social  # noqa: F401  (login activity and social-link receivers)
+        from .selectors import topbar_policies_pending
+
+        register_topbar_provider("policy_updates", topbar_policies_pending)

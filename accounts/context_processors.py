@@ -5,7 +5,8 @@ from django.utils.functional import SimpleLazyObject
 def account(request: HttpRequest) -> dict:
     """The signed-in user's colour theme, and the policy versions they have not accepted yet.
 
-    The policy check is one query, made only when a page renders the banner.
+    The pending versions are a top-bar value (core.topbar: cached per user), looked up only when a
+    page renders the banner.
     """
     from .roles import ROLE_AREAS
 
@@ -14,9 +15,12 @@ def account(request: HttpRequest) -> dict:
         return {"theme": "light", "policy_updates": (), "user_areas": frozenset()}
 
     def pending() -> list:
-        from .selectors import policies_pending_for
+        from core.topbar import collect_topbar
 
-        return list(policies_pending_for(user=user)) if user.customer_id else []
+        from .roles import acting_customer_or_none
+
+        customer = acting_customer_or_none(request) if user.customer_id else None
+        return collect_topbar(request, customer)["policy_updates"] if customer else []
 
     # The areas the role opens (accounts.roles.Area): navigation shows only links that would not be 403.
     areas = ROLE_AREAS.get(user.role, frozenset()) if user.customer_id else frozenset()

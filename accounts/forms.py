@@ -1,3 +1,4 @@
+import functools
 import re
 from decimal import Decimal
 
@@ -12,6 +13,8 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
+
+from core.widgets import LongSelect
 
 from .models import Customer, User
 from .phone import PHONE_EXAMPLE, normalize_phone
@@ -160,13 +163,19 @@ class LoginForm(AuthenticationForm):
 
 def country_choices() -> list[tuple[str, str]]:
     """ISO 3166 countries named in the active language (Babel's CLDR data, no extra package)."""
-    from babel import Locale
     from django.utils.translation import get_language
 
-    locale = Locale.parse((get_language() or "en").split("-")[0])
+    return list(_country_choices((get_language() or "en").split("-")[0]))
+
+
+@functools.cache
+def _country_choices(language: str) -> tuple[tuple[str, str], ...]:
+    from babel import Locale
+
+    locale = Locale.parse(language)
     names = {code: name for code, name in locale.territories.items() if len(code) == 2 and code.isalpha()
              and code not in {"EU", "EZ", "UN", "QO", "XA", "XB", "XK", "ZZ"}}
-    return [("", "—")] + sorted(names.items(), key=lambda item: item[1])
+    return (("", "—"), *sorted(names.items(), key=lambda item: item[1]))
 
 
 def currency_precision(currency: str) -> int:
@@ -226,7 +235,7 @@ class AddressForm(forms.Form):
     street = forms.CharField(label=_("Address"), max_length=255)
     city = forms.CharField(label=_("City"), max_length=120)
     postcode = forms.CharField(label=_("Postcode"), max_length=20, required=False)
-    country = forms.ChoiceField(label=_("Country"), choices=())
+    country = forms.ChoiceField(label=_("Country"), choices=(), widget=LongSelect)
 
     def __init__(self, *args, country_locked: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -282,7 +291,7 @@ class PreferencesForm(forms.Form):
         help_text=_("Allow paying invoices from a link without logging in."))
     language = forms.ChoiceField(label=_("Interface language"), choices=(),
                                  help_text=_("Used for pages and for emails we send you."))
-    time_zone = forms.ChoiceField(label=_("Time zone"), choices=(), required=False,
+    time_zone = forms.ChoiceField(label=_("Time zone"), choices=(), required=False, widget=LongSelect,
                                   help_text=_("Dates and times in the portal are shown in this time zone."))
 
     def __init__(self, *args, account_currency: str, **kwargs):
@@ -315,12 +324,17 @@ class PreferencesForm(forms.Form):
         return value.quantize(Decimal(1).scaleb(-places))
 
 
-def time_zone_choices() -> list[tuple[str, str]]:
-    """IANA zones from the system's zoneinfo, labelled with their current UTC offset."""
+@functools.cache
+def _time_zone_choices() -> tuple[tuple[str, str], ...]:
     from .selectors import available_time_zones
 
-    return [(name, name.replace("_", " ")) for name in sorted(available_time_zones())
-            if "/" in name and not name.startswith(("Etc/", "SystemV/", "US/", "posix/", "right/"))] + [("UTC", "UTC")]
+    return (*((name, name.replace("_", " ")) for name in sorted(available_time_zones())
+              if "/" in name and not name.startswith(("Etc/", "SystemV/", "US/", "posix/", "right/"))), ("UTC", "UTC"))
+
+
+def time_zone_choices() -> list[tuple[str, str]]:
+    """IANA zones from the system's zoneinfo (computed once per process)."""
+    return list(_time_zone_choices())
 
 
 class EmailRoutingForm(forms.Form):

@@ -104,6 +104,11 @@ def policies_pending_for(*, user: User):
     return policies_current().exclude(acceptances__user=user)
 
 
+def topbar_policies_pending(request, customer) -> list:
+    """Top-bar provider (the review banner of base.html): the versions the user has not accepted."""
+    return list(policies_pending_for(user=request.user))
+
+
 def policy_current(*, kind: str):
     from django.shortcuts import get_object_or_404
 

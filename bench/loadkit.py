@@ -140,7 +140,8 @@ def customers_seed_history(customers: list, *, services: int, invoices: int, led
     balance_after and the cached balance), tickets with their first message, inbox notifications.
 
     `ledger_entries` counts the legs on the customer's balance account: half top-ups, half charges.
-    Service invoices are charged in 2–3 partial applications, as `invoice_apply_balance` does."""
+    Service invoices are charged in 2–3 partial applications, as `invoice_apply_balance` does. The
+    caller stores the charges' funding afterwards (`billing.funding.funding_backfill`)."""
     from django.db import connection, transaction
     from django.urls import reverse
     from django.utils import timezone
@@ -272,10 +273,15 @@ def customers_seed_history(customers: list, *, services: int, invoices: int, led
 
 # --- serving -----------------------------------------------------------------------------------
 
+class ServerURL(str):
+    """The server's base URL; `.pid` is gunicorn's master process (for py-spy --subprocesses)."""
+
+    pid: int
+
 @contextmanager
 def gunicorn(database_url: str, *, workers: int = 2, threads: int = 1, extra_env: dict | None = None,
              log_path: Path | None = None, port: int | None = None):
-    """gunicorn with production settings on a free loopback port; yields the base URL."""
+    """gunicorn with production settings on a free loopback port; yields the base URL (a ServerURL)."""
     port = port or free_port()
     env = production_env(database_url, extra_env)
     subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
@@ -284,7 +290,8 @@ def gunicorn(database_url: str, *, workers: int = 2, threads: int = 1, extra_env
         [str(Path(sys.executable).parent / "gunicorn"), "portal.wsgi", "--workers", str(workers), "--threads", str(threads),
          "--bind", f"127.0.0.1:{port}", "--access-logfile", "-", "--access-logformat", '%(s)s %(m)s %(U)s %(M)sms'],
         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    base = ServerURL(f"http://127.0.0.1:{port}")
+    base.pid = process.pid
     try:
         for _ in range(300):
             if process.poll() is not None:
@@ -315,6 +322,8 @@ def production_env(database_url: str, extra_env: dict | None = None) -> dict:
         "DB_CONN_MAX_AGE": "600",  # persistent connections (health-checked, see base settings)
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
+        # The shared Redis may hold another bench's or checkout's cache: keys of its own (ids repeat across databases).
+        "CACHE_KEY_PREFIX": f"bench-{urllib.parse.urlsplit(database_url).path.lstrip('/')}",
         **(extra_env or {}),
     })
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from django.db import connection
 
+from .funding import funding_mismatches
 from .models import Invoice, LedgerAccount
 
 _extra_checks: dict[str, Callable[[], list[str]]] = {}
@@ -185,6 +186,7 @@ def audit() -> dict[str, list[str]]:
         "currencies": foreign_currency_balances(),
         "recognition": invoice_recognition_mismatches(),
         "credit_notes": credit_note_mismatches(),
+        "funding": funding_mismatches(),
     }
     for name, check in _extra_checks.items():
         results[name] = check()

@@ -29,10 +29,12 @@ from django.utils.translation import gettext as _
 from accounts.models import Customer
 from accounts.selectors import customer_owners, payment_blockers
 from core.sql import copy_rows, insert_rows, update_rows
+from core.topbar import topbar_changed
 from notifications.bulk import Notice, notify_many
 from notifications.kinds import Kind
 
 from . import hooks
+from .funding import Leg, funding_record
 from .models import ZERO, Invoice, InvoiceLine, LedgerAccount, LedgerEntry, LedgerTransaction, Payer
 from .money import format_money
 from .selectors import payer_blockers, profile_payer_snapshot, tax_for_customers
@@ -241,7 +243,7 @@ def _post_payments(charges, invoices, paying, accounts, now) -> None:
          "memo": (_("Payment of invoice %(number)s") % {"number": invoices[p]["number"]})[:255]}
         for p in paying
     ])
-    entries = []
+    entries, posted = [], []
     changed: dict[int, LedgerAccount] = {a.pk: a for a in provider.values()}
     for tx_id, position in zip(tx_ids, paying):
         invoice, currency = invoices[position], charges[position].currency
@@ -257,14 +259,30 @@ def _post_payments(charges, invoices, paying, accounts, now) -> None:
                 account.balance += amount
                 entries.append({"transaction_id": tx_id, "account_id": account.pk, "amount": amount,
                                 "currency": currency, "balance_after": account.balance})
+                posted.append((account, invoice["kind"]))
     copy_rows(LedgerEntry, entries)  # COPY: the statement-level balance check still sees every leg
+    _record_funding(tx_ids, entries, posted)
     for account in changed.values():
         if account.kind == LedgerAccount.Kind.CUSTOMER:
             low_balance_alert_update(account)
+    topbar_changed(a.customer_id for a in changed.values() if a.kind == LedgerAccount.Kind.CUSTOMER)
     update_rows(LedgerAccount, [
         {"id": a.pk, "balance": a.balance, "low_balance_alerted": a.low_balance_alerted,
          "low_balance_crossings": a.low_balance_crossings} for a in changed.values()
     ], ["balance", "low_balance_alerted", "low_balance_crossings"])
+
+
+def _record_funding(tx_ids: list[int], entries: list[dict], posted: list[tuple]) -> None:
+    """The charges' expense funding (`billing.funding`): COPY returns no ids, so the chunk's debit legs
+    (one per transaction, on the customer's balance account) are read back in one statement."""
+    customer_accounts = {account.pk for account, _kind in posted if account.kind == LedgerAccount.Kind.CUSTOMER}
+    debit_ids = dict(LedgerEntry.objects.filter(transaction_id__in=tx_ids, account_id__in=customer_accounts)
+                     .values_list("transaction_id", "id"))
+    funding_record([Leg(entry_id=debit_ids[entry["transaction_id"]], transaction_id=entry["transaction_id"],
+                        kind=LedgerTransaction.Kind.CHARGE, payment_id=None, invoice_kind=invoice_kind,
+                        account_id=account.pk, account_kind=account.kind, customer_id=account.customer_id,
+                        amount=entry["amount"], currency=entry["currency"])
+                    for entry, (account, invoice_kind) in zip(entries, posted) if account.kind == LedgerAccount.Kind.CUSTOMER])
 
 
 def _run_paid_handlers(kind: str, invoice_ids: list[int], applied_by_caller) -> None:

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
 from accounts.forms import PLAIN_NUMBER_RE
+from core.widgets import LongSelect
 
 from .money import fits_minor_units, format_money, minor_units
 from .rates import RateError, RateTable, base_currency
@@ -94,7 +95,7 @@ class PayerForm(forms.Form):
     street = forms.CharField(label=_("Address"), max_length=255)
     city = forms.CharField(label=_("City"), max_length=120)
     postcode = forms.CharField(label=_("Postcode"), max_length=20, required=False)
-    country = forms.ChoiceField(label=_("Country"))
+    country = forms.ChoiceField(label=_("Country"), widget=LongSelect)
     email = forms.EmailField(label=_("Email for documents"), max_length=254, required=False)
 
     COMPANY_REQUIRED = ("company_name", "registration_number")

@@ -14,6 +14,7 @@ from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Customer
+from core.choices import ChoiceLabels
 
 AMOUNT = {"max_digits": 20, "decimal_places": 4}
 RATE = {"max_digits": 24, "decimal_places": 12}
@@ -125,7 +126,7 @@ class DocumentCounter(models.Model):
         constraints = [models.UniqueConstraint(fields=["series", "year"], name="documentcounter_series_year_unique")]
 
 
-class Invoice(models.Model):
+class Invoice(ChoiceLabels, models.Model):
     class Kind(models.TextChoices):
         ADVANCE = "advance", _("Advance payment")
         ORDER = "order", _("Order")
@@ -217,7 +218,7 @@ class InvoiceLine(models.Model):
         ]
 
 
-class Payment(models.Model):
+class Payment(ChoiceLabels, models.Model):
     """Money received from outside (gateway, bank transfer, staff), recorded once per idempotency key."""
 
     class Status(models.TextChoices):
@@ -345,6 +346,44 @@ class LedgerEntry(models.Model):
         ordering = ["pk"]
         indexes = [models.Index(fields=["account", "-id"])]
         constraints = [models.CheckConstraint(condition=~Q(amount=0), name="ledgerentry_amount_nonzero")]
+
+
+class BalanceFunding(models.Model):
+    """What paid for what (the Expenses page, "Payments" column): a part of a debit of a customer's balance
+    and the credit it consumed, oldest credit first (source empty: beyond the balance, on credit), or a
+    service invoice paid directly by a payment (no debit). Written with the ledger transaction that
+    spends the money (`billing.funding`); `audit_ledger` replays the rule and compares."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
+    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="funding")
+    debit = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="funded_by")
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    source = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="funds")
+    source_kind = models.CharField(max_length=16, blank=True)  # the source credit's transaction kind
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    amount = models.DecimalField(**AMOUNT)
+    currency = models.CharField(max_length=3)
+    expense = models.BooleanField()  # a charge or a direct payment (shown); else a debit that only used the queue
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [
+            # The Expenses page: the customer's spending transactions, newest first.
+            models.Index(fields=["customer", "-transaction"], condition=Q(expense=True), name="balancefunding_expenses"),
+            # The queue's head: the newest credit consumed on an account.
+            models.Index(fields=["account", "source"], name="balancefunding_account_source"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="balancefunding_amount_gt_0"),
+            models.CheckConstraint(
+                condition=Q(debit__isnull=False, account__isnull=False)
+                | Q(debit__isnull=True, account__isnull=True, source__isnull=True, payment__isnull=False),
+                name="balancefunding_debit_or_direct_payment"),
+            models.UniqueConstraint(fields=["debit", "source"], condition=Q(debit__isnull=False), nulls_distinct=False,
+                                    name="balancefunding_debit_source_once"),
+            models.UniqueConstraint(fields=["transaction", "payment"], condition=Q(debit__isnull=True),
+                                    name="balancefunding_direct_once"),
+        ]
 
 
 class CreditNote(models.Model):

@@ -5,6 +5,7 @@ Rounding rule (the only one in the project): amounts are quantized to the curren
 posted (invoice line, tax, conversion result, payment). Intermediate products are never rounded.
 """
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
 
 from babel.numbers import format_currency, get_currency_precision
 from babel.core import Locale, UnknownLocaleError
@@ -17,6 +18,7 @@ def minor_units(currency: str) -> int:
     return get_currency_precision(currency)
 
 
+@lru_cache(maxsize=256)
 def quantum(currency: str) -> Decimal:
     return Decimal(1).scaleb(-minor_units(currency))
 
@@ -46,8 +48,15 @@ def format_money(amount: Decimal | None, currency: str, locale: str | None = Non
     """Localized display, e.g. "€1,234.50" (en) / "1 234,50 €" (ru)."""
     if amount is None:
         return ""
+    return _formatted(amount + 0, currency, locale or to_locale(get_language() or "en"))  # + 0: -0 prints as 0
+
+
+@lru_cache(maxsize=8192)
+def _formatted(amount: Decimal, currency: str, locale: str) -> str:
+    """Memoised: list pages print the same amounts over and over, and Babel's formatting is the costly
+    part (equal amounts with more zeros, 10.00 and 10.0000, are one key and print the same)."""
     try:
-        babel_locale = Locale.parse(locale or to_locale(get_language() or "en"))
+        babel_locale = Locale.parse(locale)
     except (UnknownLocaleError, ValueError):
         babel_locale = Locale.parse("en")
     return format_currency(quantize(amount, currency), currency, locale=babel_locale)

@@ -1,10 +1,9 @@
 """Billing reads, always scoped to one customer (another customer's id is a 404)."""
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import CharField, DateTimeField, DecimalField, F, Q, QuerySet, Value
+from django.db.models import CharField, DateTimeField, DecimalField, F, Prefetch, Q, QuerySet, Value
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.http import Http404
 from django.urls import reverse
@@ -12,10 +11,11 @@ from django.utils.translation import gettext, gettext_lazy as _
 
 from accounts.models import Customer
 from accounts.selectors import customer_owner, payment_blockers
+from core.keyset import Cursor, KeysetPage, keyset_page
 
 from .models import (
-    AMOUNT, ZERO, Act, ContractAcceptance, ContractVersion, CreditNote, Currency, Invoice, LedgerAccount, LedgerEntry, LedgerTransaction,
-    Payer, Payment, PaymentRefund, TaxRate,
+    AMOUNT, ZERO, Act, BalanceFunding, ContractAcceptance, ContractVersion, CreditNote, Currency, Invoice, LedgerAccount,
+    LedgerEntry, LedgerTransaction, Payer, Payment, PaymentRefund, TaxRate,
 )
 from .money import format_money, quantize
 from .rates import RateError, RateTable
@@ -138,8 +138,44 @@ def account_movements(customer: Customer) -> QuerySet[LedgerEntry]:
     """The customer's own balance movements (all their account currencies), newest first."""
     return (
         LedgerEntry.objects.filter(account__customer=customer, account__kind=LedgerAccount.Kind.CUSTOMER)
-        .select_related("transaction", "transaction__invoice", "transaction__payment", "transaction__credit_note").order_by("-pk")
+        .select_related(*MOVEMENT_RELATED).order_by("-pk")
     )
+
+
+MOVEMENT_RELATED = ("transaction", "transaction__invoice", "transaction__payment", "transaction__credit_note")
+MOVEMENT_DIRECTIONS = {"in": Q(amount__gt=0), "out": Q(amount__lt=0), "all": Q()}
+
+
+def balance_history(*, customer: Customer, cursor: Cursor, size: int, direction: str = "all", query: dict | None = None) -> KeysetPage:
+    """The customer's balance movements, newest first, one page by keyset on the ledger's own order
+    (entry id: the order legs were posted in, which is also the order `balance_after` runs in; it is
+    stored on each leg when posted, so nothing is summed here). `direction`: all, in (credits) or
+    out (debits). Four queries whatever the history's length or the page's depth: the customer's
+    balance accounts, the page's keys (one index scan per account on (account, -id), merged), the
+    page's rows with their transaction, and a probe for the page on the other side."""
+    accounts = list(LedgerAccount.objects.filter(customer=customer, kind=LedgerAccount.Kind.CUSTOMER)
+                    .order_by("pk").values_list("pk", flat=True))
+    where = MOVEMENT_DIRECTIONS.get(direction, Q())
+
+    def keys(*, before, after, ascending, limit):
+        if not accounts:
+            return []
+        order = "pk" if ascending else "-pk"
+        parts = []
+        for account_id in accounts:
+            qs = LedgerEntry.objects.filter(where, account_id=account_id)
+            qs = qs.filter(pk__lt=before) if before is not None else qs
+            qs = qs.filter(pk__gt=after) if after is not None else qs
+            parts.append(qs.order_by(order).values_list("pk", flat=True)[:limit])
+        if len(parts) == 1:
+            return list(parts[0])
+        return list(parts[0].union(*parts[1:], all=True).order_by(order)[:limit])
+
+    def load(page_keys):
+        rows = LedgerEntry.objects.filter(pk__in=page_keys).select_related(*MOVEMENT_RELATED).order_by("-pk")
+        return list(rows)
+
+    return keyset_page(keys, load, cursor=cursor, size=size, key=lambda entry: entry.pk, query=query)
 
 
 def describe_transaction(tx: LedgerTransaction, amount: Decimal) -> str:
@@ -172,7 +208,7 @@ def describe_transaction(tx: LedgerTransaction, amount: Decimal) -> str:
 
 @dataclass
 class Expense:
-    """A charge to the balance or a directly paid service invoice, with what funded it."""
+    """Money spent on one occasion (a charge to the balance, or a service invoice paid directly) with what funded it."""
 
     date: object
     name: str
@@ -180,112 +216,47 @@ class Expense:
     currency: str
     invoice: Invoice | None
     funding: list[dict] = field(default_factory=list)  # {"label", "amount", "currency", "payment"}
-    invoice_id: int | None = None
+    transaction_id: int | None = None
 
 
-class ExpenseList(Sequence):
-    """All of a customer's expenses, computed from plain rows; the Invoice/Payment objects a page shows
-    are loaded only for the items it slices (two queries), so a 20,000-entry history costs no model
-    instances beyond one page."""
+def expense_history(*, customer: Customer, cursor: Cursor, size: int, query: dict | None = None) -> KeysetPage:
+    """The customer's expenses, newest first, by keyset on the spending ledger transaction: each charge
+    to the balance and each service invoice paid directly by a payment, with the funding stored when it
+    was posted (billing.funding: FIFO over the balance's credits). Five queries at most whatever the
+    history: the page's transactions (an index scan of the expense rows), the probe for the other
+    side, the transactions with their invoices, the invoice lines, the funding rows with payments."""
+    expenses = BalanceFunding.objects.filter(customer=customer, expense=True)
 
-    def __init__(self, expenses: list[Expense]):
-        self._expenses = expenses
-        self._hydrated: set[int] = set()
+    def keys(*, before, after, ascending, limit):
+        qs = expenses.filter(transaction_id__lt=before) if before is not None else expenses
+        qs = qs.filter(transaction_id__gt=after) if after is not None else qs
+        order = "transaction_id" if ascending else "-transaction_id"
+        return list(qs.order_by(order).values_list("transaction_id", flat=True).distinct()[:limit])
 
-    def __len__(self) -> int:
-        return len(self._expenses)
+    def load(transaction_ids):
+        funding = BalanceFunding.objects.filter(expense=True).select_related("payment").order_by("pk")
+        txs = (LedgerTransaction.objects.filter(pk__in=transaction_ids).select_related("invoice")
+               .prefetch_related("invoice__lines", Prefetch("funding", queryset=funding)).in_bulk())
+        return [_expense(txs[pk]) for pk in transaction_ids]
 
-    def __getitem__(self, index):
-        items = self._expenses[index]
-        self._hydrate(items if isinstance(index, slice) else [items])
-        return items
-
-    def _hydrate(self, items: list[Expense]) -> None:
-        items = [e for e in items if id(e) not in self._hydrated]
-        if not items:
-            return
-        invoices = Invoice.objects.prefetch_related("lines").in_bulk({e.invoice_id for e in items if e.invoice_id})
-        payments = Payment.objects.in_bulk({f["payment"] for e in items for f in e.funding if f["payment"]})
-        for expense in items:
-            if expense.invoice_id:
-                expense.invoice = invoices[expense.invoice_id]
-                expense.name = "; ".join(line.description for line in expense.invoice.lines.all()) or expense.invoice.number
-            for funding in expense.funding:
-                funding["payment"] = payments.get(funding["payment"])
-            self._hydrated.add(id(expense))
+    return keyset_page(keys, load, cursor=cursor, size=size, key=lambda expense: expense.transaction_id, query=query)
 
 
-def expenses_for(customer: Customer) -> ExpenseList:
-    """Expenses with FIFO funding: balance credits (top-ups, refunds, adjustments) are consumed by
-    balance charges in posting order; an invoice paid directly is funded by its own payment(s).
-    The FIFO runs over value rows (the whole history is needed to know what funded each charge), then
-    only the displayed items load their invoice and payments: four queries whatever the history length."""
-    entries = (
-        LedgerEntry.objects.filter(account__customer=customer, account__kind=LedgerAccount.Kind.CUSTOMER).order_by("pk")
-        .values_list("account_id", "amount", "currency", "transaction__kind", "transaction__created_at",
-                     "transaction__invoice_id", "transaction__payment_id", "transaction__memo")
-    )
-    pools: dict[int, list[list]] = {}  # account -> FIFO of [remaining, source kind, payment id]
-    expenses: list[Expense] = []
-    by_invoice: dict[int, Expense] = {}
-    for account_id, amount, currency, kind, created_at, invoice_id, payment_id, memo in entries:
-        fifo = pools.setdefault(account_id, [])
-        if amount > 0:
-            fifo.append([amount, kind, payment_id])
-            continue
-        if kind != LedgerTransaction.Kind.CHARGE:
-            _consume(fifo, -amount)  # conversions/debits move money but are not expenses
-            continue
-        expense = by_invoice.get(invoice_id) if invoice_id else None
-        if expense is None:
-            expense = Expense(date=created_at, name=memo, amount=ZERO, currency=currency, invoice=None, invoice_id=invoice_id)
-            expenses.append(expense)
-            if invoice_id:
-                by_invoice[invoice_id] = expense
-        expense.amount += -amount
-        expense.date = created_at
-        for part, source_kind, source_payment in _consume(fifo, -amount):
-            expense.funding.append({"amount": part, "currency": currency, "payment": source_payment,
-                                    "label": _funding_label(source_kind, source_payment)})
-    direct = (
-        Payment.objects.filter(customer=customer, invoice__isnull=False, status__in=[Payment.Status.SUCCEEDED, Payment.Status.REFUNDED])
-        .exclude(invoice__kind=Invoice.Kind.ADVANCE).filter(invoice__status__in=[Invoice.Status.PAID, Invoice.Status.REFUNDED])
-        .order_by("pk").values_list("pk", "invoice_id", "amount", "currency", "invoice__paid_at", "invoice__currency",
-                                    "invoice__number")
-    )
-    for payment_id, invoice_id, amount, currency, paid_at, invoice_currency, number in direct:
-        expense = by_invoice.get(invoice_id)
-        if expense is None:
-            expense = Expense(date=paid_at, name=number, amount=ZERO, currency=invoice_currency, invoice=None, invoice_id=invoice_id)
-            expenses.append(expense)
-            by_invoice[invoice_id] = expense
-        expense.amount += amount
-        expense.funding.append({"amount": amount, "currency": currency, "payment": payment_id, "label": None})
-    expenses.sort(key=lambda e: e.date, reverse=True)
-    return ExpenseList(expenses)
+def _expense(tx: LedgerTransaction) -> Expense:
+    parts = list(tx.funding.all())
+    name = "; ".join(line.description for line in tx.invoice.lines.all()) if tx.invoice_id else ""
+    return Expense(date=tx.created_at, name=name or (tx.invoice.number if tx.invoice_id else tx.memo),
+                   amount=sum((part.amount for part in parts), ZERO), currency=parts[0].currency, invoice=tx.invoice,
+                   funding=[{"amount": part.amount, "currency": part.currency, "payment": part.payment,
+                             "label": None if part.payment_id else _funding_label(part.source_kind)} for part in parts],
+                   transaction_id=tx.pk)
 
 
-def _funding_label(source_kind: str | None, payment_id: int | None) -> str | None:
-    if payment_id is not None:
-        return None
-    if source_kind is None:
+def _funding_label(source_kind: str) -> str:
+    """What a part not paid by a payment came from: a credit's kind (refund, reversal, ...), or the credit limit."""
+    if not source_kind:
         return str(_("Credit"))
     return str(LedgerTransaction.Kind(source_kind).label)
-
-
-def _consume(fifo: list[list], amount: Decimal) -> list[tuple]:
-    taken = []
-    while amount > 0 and fifo:
-        head = fifo[0]
-        part = min(head[0], amount)
-        taken.append((part, head[1], head[2]))
-        head[0] -= part
-        amount -= part
-        if head[0] == 0:
-            fifo.pop(0)
-    if amount > 0:
-        taken.append((amount, None, None))  # funded by credit
-    return taken
 
 
 # --- payers ------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.client_ip import client_ip
 from accounts.roles import Area, acting_customer, customer_view
+from core.keyset import Cursor
 
 from . import hooks, selectors
 from .forms import CurrencyChangeForm, DocumentFilterForm, InvoicePayerForm, PayerForm, TopUpForm
@@ -33,6 +34,8 @@ def _page(request, items):
 
 
 def _balance_context(request, customer, form=None):
+    direction = request.GET.get("direction", "all")
+    direction = direction if direction in selectors.MOVEMENT_DIRECTIONS else "all"
     currencies = selectors.enabled_currencies()
     balance = selectors.balance_of(customer)
     table = RateTable(currencies)
@@ -42,7 +45,9 @@ def _balance_context(request, customer, form=None):
         "equivalents": selectors.equivalents(balance, customer.currency, currencies),
         "stale_codes": [c.code for c in currencies if table.stale(c.code)],
         "form": form or TopUpForm(currencies=currencies, initial={"currency": customer.currency, "request_key": uuid.uuid4().hex}),
-        "movements": _page(request, selectors.account_movements(customer)),
+        "movements": selectors.balance_history(customer=customer, cursor=Cursor.from_query(request.GET), size=PAGE_SIZE,
+                                               direction=direction, query=request.GET),
+        "direction": direction,
     }
 
 
@@ -272,7 +277,8 @@ def payment_detail(request, payment_id):
 @customer_view(Area.BILLING)
 @require_GET
 def expense_list(request):
-    page = _page(request, selectors.expenses_for(acting_customer(request)))
+    page = selectors.expense_history(customer=acting_customer(request), cursor=Cursor.from_query(request.GET), size=PAGE_SIZE,
+                                     query=request.GET)
     return render(request, "billing/expense_list.html", {"page": page})
 
 

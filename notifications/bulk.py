@@ -27,6 +27,7 @@ from accounts.models import Customer
 from accounts.selectors import customer_owners
 from core.enqueue import enqueue_task_safely
 from core.sql import copy_rows, insert_rows
+from core.topbar import topbar_changed
 
 from . import selectors
 from .kinds import MANDATORY_KINDS, OPT_IN_KINDS, Kind, kind_spec
@@ -161,6 +162,7 @@ def notify_many(*, kind: str, notices: list[Notice]) -> int:
                 notice.notification_id = row[0]
                 created.append((notice, text))
                 row = next(rows, None)
+        topbar_changed(notice.customer.pk for notice, _text in created)  # their unread counts
         if _dispatch_channels is not None:
             for notice, text in created:
                 _dispatch_channels(Notification(

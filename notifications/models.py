@@ -3,11 +3,12 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Customer
+from core.choices import ChoiceLabels
 
 from .kinds import Kind
 
 
-class Notification(models.Model):
+class Notification(ChoiceLabels, models.Model):
     """One message in a customer's inbox; its emails are EmailOutbox rows."""
 
     customer = models.ForeignKey(

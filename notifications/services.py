@@ -23,6 +23,7 @@ from django.utils import timezone, translation
 from accounts.models import Customer
 from accounts.selectors import customer_owner
 from core.enqueue import enqueue_task_on_commit
+from core.topbar import topbar_changed
 
 from . import channels, selectors
 from .kinds import MANDATORY_KINDS, Kind, kind_spec
@@ -126,6 +127,7 @@ def notify(
                 if _is_dedupe_conflict(error, "notification_dedupe_unique"):
                     return None
                 raise
+            topbar_changed([customer.pk])  # the unread count
             channels.dispatch(notification)
             if not selectors.email_enabled(customer=customer, kind=kind):
                 return notification
@@ -349,14 +351,17 @@ def notification_mark_read(*, customer: Customer, user, notification_id: int) ->
     if notification.read_at is None:
         Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=timezone.now())
         notification.refresh_from_db(fields=["read_at"])
+        topbar_changed([customer.pk])
     return notification
 
 
 @transaction.atomic
 def notification_mark_all_read(*, customer: Customer, user) -> int:
     """Marks what `user` sees; notifications outside the user's role stay unread for the others."""
-    return Notification.objects.filter(customer=customer, kind__in=selectors.kinds_visible_to(user),
-                                       read_at__isnull=True).update(read_at=timezone.now())
+    marked = Notification.objects.filter(customer=customer, kind__in=selectors.kinds_visible_to(user),
+                                         read_at__isnull=True).update(read_at=timezone.now())
+    topbar_changed([customer.pk])
+    return marked
 
 
 @transaction.atomic

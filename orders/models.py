@@ -12,6 +12,8 @@ from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.utils.translation import gettext_lazy as _
 
+from core.choices import ChoiceLabels
+
 from .order_fields import ORDER_FIELDS
 
 PERIOD_CHOICES = [
@@ -279,7 +281,7 @@ class PlanAddonPrice(models.Model):
         return f"{self.addon} {self.period_months}m {self.amount} {self.currency}"
 
 
-class Order(models.Model):
+class Order(ChoiceLabels, models.Model):
     """A customer's service. One row for its whole life; periods are counted in `current_period`."""
 
     class Status(models.TextChoices):
@@ -685,7 +687,7 @@ class VirtualMachine(models.Model):
         return self.domain
 
 
-class ProvisioningJob(models.Model):
+class ProvisioningJob(ChoiceLabels, models.Model):
     """One module call for an order, run by a Celery task; retried with back-off, recovered by the sweeper."""
 
     class Action(models.TextChoices):

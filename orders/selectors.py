@@ -67,8 +67,11 @@ def order_list(*, customer: Customer, params: OrderListParams) -> QuerySet[Order
         status_rank=Case(*[When(status=s, then=Value(i)) for i, s in enumerate(STATUS_RANK)], output_field=IntegerField()),
         period_cost=F("price") + F("addons_price"),
     ).prefetch_related(Prefetch("addons", queryset=OrderAddon.objects.select_related("addon").order_by("addon__sort_order", "addon_id")))
-    query = params.query.strip().lstrip("#")
-    if query:
+    raw = params.query.strip()
+    query = raw.lstrip("#")
+    if raw.startswith("#") and query.isdigit():  # "#123" is an order number, nothing else
+        orders = orders.filter(pk=int(query))
+    elif query:
         # host() prints an inet without its /32 mask.
         orders = orders.annotate(ip_text=Func(F("ip"), function="HOST", output_field=CharField()))
         condition = Q(plan__name__icontains=query) | Q(ip_text__contains=query)

@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _, pgettext, pgettext_lazy
 
 from accounts.models import private_storage as accounts_private_storage
+from core.choices import ChoiceLabels
 
 # Names of the departments created by migration 0002, marked so they reach the catalogue (with a
 # context of their own) and show translated; names staff add later show as typed.
@@ -56,7 +57,7 @@ class Department(models.Model):
         return pgettext("department", self.name)
 
 
-class Ticket(models.Model):
+class Ticket(ChoiceLabels, models.Model):
     class Priority(models.TextChoices):
         LOW = "low", _("Low")
         NORMAL = "normal", _("Normal")

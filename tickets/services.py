@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _, ngettext
 
 from accounts.models import Customer, User
 from accounts.services.activity import activity_record
+from core.topbar import topbar_changed
 from notifications.kinds import Kind
 from notifications.services import email_enqueue, notify
 from orders.models import Order
@@ -175,6 +176,7 @@ def message_post_staff(
     if ticket.assigned_to_id is None:
         ticket.assigned_to = staff_user
     ticket.save()
+    topbar_changed([ticket.customer_id])  # the unread tickets count
     _notify_customer_reply(ticket=ticket, message=message)
     return message
 
@@ -240,7 +242,8 @@ def ticket_reopen(*, ticket: Ticket, user: User) -> Ticket:
 @transaction.atomic
 def ticket_mark_read(*, ticket: Ticket) -> None:
     """The customer has seen the staff replies (clears the unread marker)."""
-    Ticket.objects.filter(pk=ticket.pk, customer_unread=True).update(customer_unread=False)
+    if Ticket.objects.filter(pk=ticket.pk, customer_unread=True).update(customer_unread=False):
+        topbar_changed([ticket.customer_id])
 
 
 @transaction.atomic

@@ -4,6 +4,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.topbar import topbar_changed, topbar_changed_all
+
 from ..models import PolicyAcceptance, PolicyVersion, User
 from .activity import activity_record
 
@@ -39,6 +41,7 @@ def policy_publish(*, policy: PolicyVersion, staff: User) -> PolicyVersion:
         raise ValidationError(_("A newer version of this document is already published."), code="outdated")
     locked.published_at = timezone.now()
     locked.save(update_fields=["published_at"])
+    topbar_changed_all()  # every user's review banner
     activity_record(action="policy_published", actor=staff, visible_to_customer=False,
                     details={"kind": locked.kind, "version": locked.version})
     return locked
@@ -60,6 +63,7 @@ def policies_accept(*, user: User, policy_ids: list[int], ip: str | None = None)
     already = set(PolicyAcceptance.objects.filter(user=user, policy_id__in=policy_ids).values_list("policy_id", flat=True))
     accepted = [current[pk] for pk in sorted(set(policy_ids) - already)]
     PolicyAcceptance.objects.bulk_create([PolicyAcceptance(user=user, policy=policy, ip=ip or None) for policy in accepted])
+    topbar_changed([user.customer_id])  # the review banner
     for policy in accepted:
         activity_record(action="policy_accepted", customer=user.customer, actor=user, ip=ip,
                         details={"kind": policy.kind, "version": policy.version})

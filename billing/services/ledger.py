@@ -9,9 +9,11 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
+from core.topbar import topbar_changed
 from notifications.kinds import Kind
 from notifications.services import notify as _notify  # module-level name: tests replace it
 
+from ..funding import funding_record, posted_legs
 from ..models import Invoice, LedgerAccount, LedgerEntry, LedgerTransaction, Payment
 from ..money import fits_minor_units, format_money
 from ..rates import Quote
@@ -140,6 +142,8 @@ def ledger_post(
                 low_balance_crossings=account.low_balance_crossings,
             )
         LedgerEntry.objects.bulk_create(entries)
+        funding_record(posted_legs(tx, entries, accounts=locked, invoice=invoice, payment=payment))
+        topbar_changed(account.customer_id for account in locked.values() if account.kind == LedgerAccount.Kind.CUSTOMER)
         return tx
 
 

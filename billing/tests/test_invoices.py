@@ -6,13 +6,14 @@ from django.core.management import CommandError, call_command
 from accounts.models import Customer
 from accounts.tests.factories import UserFactory
 from billing.models import Invoice, LedgerAccount
-from billing.selectors import balance_of, expenses_for
+from billing.selectors import balance_of, expense_history
 from billing.services import ledger
 from billing.services.corrections import balance_adjust, credit_note_issue
 from billing.services.errors import InsufficientFunds
 from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
 from billing.services.ledger import low_balance_sweep
 from billing.services.payments import payment_record
+from core.keyset import Cursor
 
 from .concurrency import run_concurrently
 from .factories import TaxRateFactory, make_currencies
@@ -136,7 +137,7 @@ def test_expenses_fifo_funding(currencies, customer, fund):
     direct = _issue(customer, "15.00")
     p3 = payment_record(idempotency_key="card-direct", customer=customer, amount=Decimal("15.00"), currency="EUR",
                         method="bank_transfer", invoice=direct)
-    expenses = expenses_for(customer)
+    expenses = expense_history(customer=customer, cursor=Cursor(), size=20)
     assert [e.amount for e in expenses] == [Decimal("15.00"), Decimal("40.00"), Decimal("20.00")]
     assert [(f["payment"].pk, f["amount"]) for f in expenses[2].funding] == [(p1.pk, Decimal("20.00"))]
     assert [(f["payment"].pk, f["amount"]) for f in expenses[1].funding] == [(p1.pk, Decimal("10.00")), (p2.pk, Decimal("30.00"))]

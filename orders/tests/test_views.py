@@ -49,7 +49,8 @@ def test_orders_table_search_sort_filter(client_owner, customer, currencies):
     url = reverse("orders:order_list")
 
     assert table_ids(client_owner.get(url, {"q": "beta"})) == [beta.pk]
-    assert table_ids(client_owner.get(url, {"q": str(beta.pk)})) == [beta.pk]
+    # A bare number is an order number or part of an address (so "8" may also find 198.51.x.x).
+    assert beta.pk in table_ids(client_owner.get(url, {"q": str(beta.pk)}))
     assert table_ids(client_owner.get(url, {"q": f"#{beta.pk}"})) == [beta.pk]
     by_ip = Order.objects.filter(plan=plan_a).order_by("pk")[2]
     assert table_ids(client_owner.get(url, {"q": by_ip.ip})) == [by_ip.pk]

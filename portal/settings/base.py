@@ -118,6 +118,8 @@ TEMPLATES = [
                 "portal.context_processors.portal",
                 "accounts.context_processors.account",
             ],
+            # Row links without the resolver's reverse() per row (core/links.py).
+            "libraries": {"links": "core.links"},
         },
     }
 ]
@@ -232,6 +234,10 @@ if env("REDIS_URL") or env("CACHE_URL"):
     }}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The top bar's values (balance, unread counts, pending policies) cached per user, invalidated by the
+# writes that change them (core/topbar.py); 0 turns the cache off. The lifetime bounds how stale a
+# value can get if an invalidation is lost while the cache is unreachable.
+TOPBAR_CACHE_SECONDS = int(env("TOPBAR_CACHE_SECONDS", "300"))
 
 # --- beat schedule: api ---
 CELERY_BEAT_SCHEDULE["api-idempotency-purge"] = {"task": "api.tasks.idempotency_purge_task", "schedule": 3600.0}

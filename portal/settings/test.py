@@ -16,6 +16,8 @@ BILLING_SELLER_COUNTRY = ""
 # Parallel runs share one Redis: the suite's cache stays in-process (ops tests point a Redis cache
 # at their own database explicitly).
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Pages' query counts are pinned on the uncached path; portal/tests/test_topbar_cache.py turns it on.
+TOPBAR_CACHE_SECONDS = 0
 SENTRY_DSN = ""
 METRICS_TOKEN = ""
 METRICS_ALLOWED_IPS: list[str] = []

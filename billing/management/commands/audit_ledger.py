@@ -6,7 +6,8 @@ from ops.services import heartbeat_record
 
 
 class Command(BaseCommand):
-    help = "Check that every ledger transaction balances, every account's legs sum to its balance, and every paid invoice is covered."
+    help = ("Check that every ledger transaction balances, every account's legs sum to its balance, every paid invoice "
+            "is covered, and the stored expense funding is what the FIFO gives.")
 
     def handle(self, *args, **options):
         results = audit()

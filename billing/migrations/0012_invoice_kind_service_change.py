@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0010_drop_djmoney_rate_copy'),
+        ('billing', '0011_balance_funding'),
     ]
 
     operations = [

@@ -1,0 +1,131 @@
+"""Per-page server cost in-process, for comparing before/after on a busy machine.
+
+    python scripts/devenv.py -- .venv/bin/python bench/page_profile.py --database bench_pages [-n 100] [--profile 25]
+        [--only balance,expenses]
+
+Uses a database seeded by bench/pages.py (`make bench-pages BENCH_ARGS="--keep"`), production settings
+with the bench's URLconf, and the test client logged in as the heavy customer. Each page is requested
+3 times to warm up, then `-n` times; it prints the median wall time and the median CPU time of this
+process per request (CPU time hardly moves when other processes load the machine, wall time does),
+the SQL statements and the HTML size. `--profile K` adds cProfile's top K functions (by own time; set
+PROFILE_SORT=cumulative for cumulative) per page. `--topbar-cache-ab` measures each page with the top
+bar's cache off and on (TOPBAR_CACHE_SECONDS 0 / 300), alternately, four rounds each, and prints the
+lowest median of each.
+
+Comparing two checkouts (before/after): run this in each, alternately, a few rounds, on the same
+database, and compare the lowest CPU medians.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loadkit  # noqa: E402
+import pages  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", default="bench_pages")
+    parser.add_argument("-n", type=int, default=100, help="requests per page (default 100)")
+    parser.add_argument("--only", default="", help="comma-separated page names (bench/pages.py's names)")
+    parser.add_argument("--profile", type=int, default=0, help="print cProfile's top K functions per page")
+    parser.add_argument("--topbar-cache-ab", action="store_true", help="each page with the top-bar cache off and on")
+    args = parser.parse_args()
+    url = loadkit.scratch_database_url(args.database)
+    if not loadkit.database_exists(url):
+        sys.exit(f"{args.database} does not exist: seed it with bench/pages.py --keep --database {args.database}")
+    env = loadkit.production_env(url, {"DJANGO_SETTINGS_MODULE": "bench.portal_settings"})
+    os.environ.update({k: env[k] for k in ("DJANGO_SETTINGS_MODULE", "SECRET_KEY", "SECURE_SSL_REDIRECT", "DATABASE_URL",
+                                           "DB_CONN_MAX_AGE", "ALLOWED_HOSTS", "LOG_LEVEL", "CACHE_KEY_PREFIX")})
+    sys.path.insert(0, str(loadkit.ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    call_command("collectstatic", interactive=False, verbosity=0)  # production settings: the manifest storage
+    client = Client(HTTP_HOST="127.0.0.1", secure=True)
+    client.force_login(pages._heavy_user())
+    ids = pages.page_ids()
+    only = {n.strip() for n in args.only.split(",") if n.strip()}
+    if args.topbar_cache_ab:
+        return topbar_cache_ab(client, ids, only, args.n)
+    print(f"{'page':<22}{'wall ms':>9}{'CPU ms':>9}{'queries':>9}{'KB':>7}")
+    for name, path, headers in pages.PAGES:
+        if only and name not in only:
+            continue
+        path = path.format(**ids)
+        meta = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
+        for _ in range(3):
+            response = client.get(path, **meta)
+            if response.status_code != 200:
+                raise RuntimeError(f"{path} answered {response.status_code}")
+        with CaptureQueriesContext(connection) as queries:
+            client.get(path, **meta)
+        statements = len(queries)  # now: the next request's start clears the connection's log
+        walls, cpus = [], []
+        profiler = cProfile.Profile() if args.profile else None
+        for _ in range(args.n):
+            wall, cpu = time.perf_counter(), time.process_time()
+            if profiler:
+                profiler.enable()
+            client.get(path, **meta)
+            if profiler:
+                profiler.disable()
+            cpus.append(time.process_time() - cpu)
+            walls.append(time.perf_counter() - wall)
+        print(f"{name:<22}{statistics.median(walls) * 1000:>9.1f}{statistics.median(cpus) * 1000:>9.1f}"
+              f"{statements:>9}{len(response.content) / 1024:>7.0f}", flush=True)
+        if profiler:
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(args.profile)
+            print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()), flush=True)
+    return 0
+
+
+def _medians(client, path: str, meta: dict, n: int) -> tuple[float, float]:
+    walls, cpus = [], []
+    for _ in range(n):
+        wall, cpu = time.perf_counter(), time.process_time()
+        client.get(path, **meta)
+        cpus.append(time.process_time() - cpu)
+        walls.append(time.perf_counter() - wall)
+    return statistics.median(walls) * 1000, statistics.median(cpus) * 1000
+
+
+def topbar_cache_ab(client, ids: dict, only: set, n: int) -> int:
+    from django.test import override_settings
+
+    print(f"{'page':<22}{'CPU off':>9}{'CPU on':>9}{'wall off':>10}{'wall on':>9}")
+    for name, path, headers in pages.PAGES:
+        if only and name not in only:
+            continue
+        path = path.format(**ids)
+        meta = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
+        runs = {0: [], 300: []}
+        for _round in range(4):
+            for seconds in runs:
+                with override_settings(TOPBAR_CACHE_SECONDS=seconds):
+                    for _ in range(3):
+                        client.get(path, **meta)
+                    runs[seconds].append(_medians(client, path, meta, n))
+        off, on = runs[0], runs[300]
+        print(f"{name:<22}{min(r[1] for r in off):>9.1f}{min(r[1] for r in on):>9.1f}"
+              f"{min(r[0] for r in off):>10.1f}{min(r[0] for r in on):>9.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
