@@ -182,7 +182,23 @@ def main() -> int:
         print_tail()
         return 1
     log(f"stopped with SIGINT; none of its {len(started)} processes is left")
+    remove_demo_machines()
     return 0
+
+
+def remove_demo_machines() -> None:
+    """`make run` leaves its demo VMs for the next start; a smoke test leaves nothing behind."""
+    prefix = "hp-" + os.environ.get("PORTAL_DB_NAME", "portal").replace("_", "-") + "-"
+    virsh = ["virsh", "-c", "qemu:///system"]
+    try:
+        names = subprocess.run([*virsh, "list", "--all", "--name"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    for name in (n.strip() for n in names.splitlines()):
+        if name.startswith(prefix):
+            subprocess.run([*virsh, "destroy", name], capture_output=True, timeout=60)
+            subprocess.run([*virsh, "undefine", name, "--remove-all-storage"], capture_output=True, timeout=60)
+            log(f"removed demo VM {name}")
 
 
 def stop(process, started: set[int]) -> bool:
