@@ -42,7 +42,9 @@ def recorded(recording: str, **values) -> dict:
 
 
 def _self_signed() -> tuple[str, str, str]:
-    """(CA PEM, server certificate PEM, key PEM) for 127.0.0.1, made now with `cryptography`."""
+    """(CA PEM, server certificate PEM, key PEM) for 127.0.0.1, made with `cryptography`. Valid from 2000
+    to 2099 on purpose: OpenSSL checks against the real clock, while `now()` here may be a test's frozen
+    or calendar-edge clock (CI runs the suite at 2028-02-29)."""
     import ipaddress
 
     from cryptography import x509
@@ -50,12 +52,13 @@ def _self_signed() -> tuple[str, str, str]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    valid_from = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
+    valid_until = datetime.datetime(2099, 12, 31, tzinfo=datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Proxmox Virtual Environment (test CA)")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-          .not_valid_after(now + datetime.timedelta(days=3650))
+          .serial_number(x509.random_serial_number()).not_valid_before(valid_from)
+          .not_valid_after(valid_until)
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
           .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
                                        key_encipherment=False, data_encipherment=False, key_agreement=False,
@@ -64,7 +67,7 @@ def _self_signed() -> tuple[str, str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pve1")]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=3650))
+            .not_valid_before(valid_from).not_valid_after(valid_until)
             .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
             .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM
