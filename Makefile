@@ -79,3 +79,10 @@ bench-load: venv messages
 .PHONY: bench-renewals
 bench-renewals: venv
 	$(PY) scripts/devenv.py -- $(PY) bench/renewals.py $(BENCH_ARGS)
+
+# Provisioning on the real hypervisor (qemu:///system): create-job throughput with 1 and 2 Celery worker
+# processes, and payment webhook -> VM running through gunicorn + a worker. Tiny VMs named after the scratch
+# database, all removed afterwards. BENCH_ARGS="--jobs 20 --webhooks 10" are the defaults.
+.PHONY: bench-provisioning
+bench-provisioning: libvirt venv messages
+	$(PY) scripts/devenv.py -- $(PY) bench/provisioning.py $(BENCH_ARGS)
