@@ -1,5 +1,6 @@
-"""Shared by bench/pages.py and bench/load.py: a scratch database, bulk seeding through the models,
-gunicorn on a free loopback port with production settings, and a customer session cookie.
+"""Shared by bench/pages.py, bench/load.py and bench/provisioning.py: a scratch database, bulk seeding
+through the models, gunicorn on a free loopback port with production settings, a Celery worker, a
+throwaway redis-server, and a customer session cookie.
 
 Run the benches through scripts/devenv.py (it provides DATABASE_URL/REDIS_URL): the scratch database
 is created next to the one DATABASE_URL names and dropped afterwards unless --keep is given.
