@@ -23,8 +23,10 @@ and is removed, with the pool, at the end, also on failure.
 
 Times, all from this host's clock: webhook sent and answered (here), job claimed (a trigger on the
 scratch database records the claiming UPDATE's clock_timestamp()), domain started (libvirt lifecycle
-event, received here), order active (the job's finished_at). `--profile DIR` records each throughput
-round's worker with py-spy (`--idle`, raw collapsed stacks; `.venv/bin/pip install py-spy` first).
+event, received here), order active (the job's finished_at). Each round and phase also reports how
+busy the host's CPUs were and the CPU seconds per job by command name (/proc), so QEMU, libvirtd,
+the worker, PostgreSQL and anyone else's work show separately. `--profile DIR` records each
+throughput round's worker with py-spy (`--idle`, raw collapsed stacks; `.venv/bin/pip install py-spy`).
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ import math
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -213,6 +216,7 @@ def orders_place(count: int, *, prefix: str, funded: bool) -> list:
             raise RuntimeError(f"order {result.order.pk}: paid={result.paid}, expected {funded}")
         if not funded:
             invoice = Invoice.objects.get(pk=result.order.invoice_id)
+            # The attempt rides on the order to the webhook that pays it.
             result.order.attempt = payment_start(customer=customer, invoice=invoice, gateway_code="sandbox",
                                                  return_url_for=lambda _a: ("/", "/")).attempt
         placed.append(result.order)
@@ -312,18 +316,25 @@ def host_busy_seconds() -> float:
 
 
 def cpu_by_command() -> dict[str, float]:
-    """CPU seconds used so far per command name by every process on the host (with its reaped
-    children's): diffed around a round, where the host's CPU went (QEMU, libvirtd, the worker, ...)."""
-    totals: dict[str, float] = {}
+    """CPU seconds used so far by every process on the host (with its reaped children's), per command
+    name. This bench's own processes are marked (its Celery workers, gunicorn, redis-server), so an
+    unmarked "python", "celery" or "gunicorn" is someone else's; QEMU and libvirtd are the host's."""
+    procs = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
         except OSError:
             continue
-        name = text[text.index("(") + 1:text.rindex(")")].split("/")[0]
-        name = "this bench" if stat.parent.name == str(os.getpid()) else name  # "python" is then someone else's
-        ticks = sum(int(v) for v in text[text.rindex(")") + 2:].split()[11:15])  # utime stime cutime cstime
-        totals[name] = totals.get(name, 0) + ticks / os.sysconf("SC_CLK_TCK")
+        fields = text[text.rindex(")") + 2:].split()  # state ppid ... utime stime cutime cstime
+        procs[int(stat.parent.name)] = (text[text.index("(") + 1:text.rindex(")")].split("/")[0], int(fields[1]),
+                                        sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK"))
+    ours = {os.getpid()}
+    while more := {pid for pid, (_name, parent, _cpu) in procs.items() if parent in ours} - ours:
+        ours |= more
+    totals: dict[str, float] = {}
+    for pid, (name, _parent, seconds) in procs.items():
+        name = "this bench" if pid == os.getpid() else f"{name} (bench)" if pid in ours else name
+        totals[name] = totals.get(name, 0) + seconds
     return totals
 
 
@@ -427,6 +438,7 @@ def main() -> int:
     uptime_start = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     started = datetime.now(timezone.utc)
     hv = Hypervisor(prefix)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill` or `timeout` still clean up (finally)
     try:
         if hv.clear():
             loadkit.log(f"removed leftover {prefix}-* domains of an earlier run")
