@@ -849,9 +849,9 @@ class TrafficOverage(models.Model):
 
 
 class ConsoleToken(models.Model):
-    """A one-time, short-lived ticket for the browser console (noVNC through websockify). Only its
-    SHA-256 digest is stored; it names the user and the VM it was issued for, and is redeemed once by
-    the websockify token plugin (orders/console.py) before `expires_at`."""
+    """A one-time, short-lived ticket for the browser console (noVNC through the console process). Only
+    its SHA-256 digest is stored; it names the user and the VM it was issued for, and is redeemed once
+    by the console process's token plugin (orders/console.py) before `expires_at`."""
 
     digest = models.CharField(max_length=64, unique=True)
     user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="+")
