@@ -8,11 +8,24 @@ relayed to that stream instead of a TCP connection to the token's host:port.
 Like websockify, it forks a process per connection; Django is set up there by the token plugin.
 """
 import logging
+import re
 import sys
 
 from websockify.websocketproxy import ProxyRequestHandler, WebSocketProxy
+from websockify.websockifyserver import WebSockifyServer
 
 from orders.console_plugin import ConsoleTokenPlugin
+
+
+ONE_TIME_TOKEN = re.compile(r"(token=|Token ')[^&\s'\"]+", re.IGNORECASE)
+
+
+class HideTokens(logging.Filter):
+    """websockify logs the request path and refused tokens: the console's one-time tokens stay out of logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = ONE_TIME_TOKEN.sub(r"\1[hidden]", record.getMessage()), ()
+        return True
 
 
 class ConsoleRequestHandler(ProxyRequestHandler):
@@ -40,6 +53,8 @@ class ConsoleRequestHandler(ProxyRequestHandler):
 
 def main(listen: str) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # On the logger, not a handler: Django's logging setup in the connection's process replaces the handlers.
+    WebSockifyServer.get_logger().addFilter(HideTokens())
     host, _sep, port = listen.rpartition(":")
     WebSocketProxy(RequestHandlerClass=ConsoleRequestHandler, listen_host=host, listen_port=int(port),
                    token_plugin=ConsoleTokenPlugin()).start_server()

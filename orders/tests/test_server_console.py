@@ -37,16 +37,18 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def console_relay(settings):
+def console_relay(settings, tmp_path):
     """The console process (`python -m orders.console_relay`) on the test database and a free port; its
-    websocket URL. Its tests commit (django_db(transaction=True)): the process reads the tokens."""
+    websocket URL. Its log goes to tmp_path/console.log. Its tests commit (django_db(transaction=True)):
+    the process reads the tokens."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings.test",
            "DATABASE_URL": os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]}
+    log = open(tmp_path / "console.log", "wb")  # noqa: SIM115 - closed after the process
     process = subprocess.Popen([sys.executable, "-m", "orders.console_relay", f"127.0.0.1:{port}"], env=env,
-                               cwd=settings.BASE_DIR)
+                               cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT)
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -57,6 +59,7 @@ def console_relay(settings):
     yield settings.CONSOLE_WEBSOCKET_URL
     process.terminate()
     process.wait(timeout=10)
+    log.close()
 
 
 def open_console(client, order):
@@ -135,7 +138,7 @@ def browser_session(url, token):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_proxmox_console_relays_the_browser_to_a_fresh_vnc_websocket_once_per_token(client, owner, pve, active,  # noqa: F811
-                                                                                     console_relay):
+                                                                                     console_relay, tmp_path):
     order, vm = active
     vnc = serve_console(pve, vm)
     client.force_login(owner)
@@ -177,3 +180,7 @@ def test_a_proxmox_console_relays_the_browser_to_a_fresh_vnc_websocket_once_per_
     with pytest.raises(ConnectionClosedError) as closed:
         read(1)
     assert closed.value.rcvd.code == 1011
+
+    logged = (tmp_path / "console.log").read_text()
+    assert "token=[hidden]" in logged  # the one-time tokens never reach the process's log
+    assert not [secret for secret in (token, late, replaced, refused) if secret in logged]
