@@ -6,7 +6,8 @@
 (= `.venv/bin/python scripts/devenv.py -- .venv/bin/python bench/renewals.py [--orders N]`.)
 
 In a scratch database it creates and drops: seeds N due orders across N/5 customers (DE, 19% VAT,
-balance enough for every round), then runs the real code path (`orders.services.renewal_batch.renewals_run`) in
+balance enough for every round) and a history (N/10 orders, at most 5,000, of other customers, renewed
+once before the rounds and not measured: see `seed`), then runs the real code path (`orders.services.renewal_batch.renewals_run`) in
 1 and in 2 worker processes, one round each per `--repeat`, every round renewing every order for
 its next month. In the same run, against the same server, it runs pgbench's TPC-B with 1 and 2
 clients in another scratch database and prints renewals/s ÷ pgbench tps. After each round it checks
@@ -35,6 +36,7 @@ ORDERS_PER_CUSTOMER = 5
 PRICE = Decimal("10.00")
 # Seeded orders start on the 1st: calendar months then never clamp, so every round is due exactly.
 ANCHOR = datetime(2030, 1, 1, 0, 0, tzinfo=dt_timezone.utc)
+MEASURED_PLAN = "vps-s"
 
 
 def log(message: str) -> None:
@@ -68,60 +70,90 @@ def admin_execute(url: str, sql: str) -> None:
 # --- seeding ---------------------------------------------------------------------------------------
 
 def seed(*, orders: int, rounds: int) -> None:
-    from django.db import transaction
+    """The measured orders (monthly, due at ANCHOR) and a history: `history_orders(orders)` yearly orders of
+    other customers, due a month earlier and renewed once through the same real path before the rounds,
+    then ANALYZE. A provider's database always holds invoices; without them the first chunk's foreign-key
+    checks against an empty, unanalysed invoice table get sequential-scan plans that the worker's backend
+    keeps (this machine's PostgreSQL runs with autovacuum off), and every later check scans every invoice:
+    quadratic, 11+ minutes for 100,000 renewals instead of about one."""
+    from django.db import connection, transaction
 
-    from accounts.models import Customer, User
-    from billing.models import Currency, LedgerAccount, LedgerEntry, LedgerTransaction, TaxRate
-    from orders.models import Order, Plan, ProductType
+    from billing.models import Currency, LedgerAccount, TaxRate
+    from orders.models import Plan, ProductType
+    from orders.services.renewal_batch import renewals_run
 
-    customers = max(1, orders // ORDERS_PER_CUSTOMER)
-    funding = PRICE * Decimal("1.19") * ORDERS_PER_CUSTOMER * rounds + Decimal("1.00")
-    batch = 5000
     with transaction.atomic():
         Currency.objects.create(code="EUR", rate=Decimal("1"), rate_source=Currency.RateSource.BASE,
                                 rate_updated_at=ANCHOR)
         TaxRate.objects.create(country="DE", percent=Decimal("19"), label="VAT")
         product = ProductType.objects.create(code="vps", name="VPS")
-        plan = Plan.objects.create(product_type=product, code="vps-s", name="VPS S", cpu_cores=2, ram_gb=4, disk_gb=80)
+        plan = Plan.objects.create(product_type=product, code=MEASURED_PLAN, name="VPS S", cpu_cores=2, ram_gb=4,
+                                   disk_gb=80)
+        yearly = Plan.objects.create(product_type=product, code="vps-history", name="VPS S (history)", cpu_cores=2,
+                                     ram_gb=4, disk_gb=80)
         # Funding is a staff adjustment: clearing may only move with a payment (audit_ledger's "clearing").
         clearing = LedgerAccount.objects.create(code="adjustment:bench:EUR", kind=LedgerAccount.Kind.ADJUSTMENT,
-                                                currency="EUR", balance=-funding * customers)
-        start = ANCHOR - timedelta(days=31)
-        made = 0
-        while made < customers:
-            size = min(batch, customers - made)
-            rows = Customer.objects.bulk_create(
-                Customer(currency="EUR", site_currency="EUR", street="Hauptstr. 1", city="Berlin", postcode="10115",
-                         country="DE") for _ in range(size))
-            User.objects.bulk_create(
-                User(username=f"bench{c.pk}", email=f"bench{c.pk}@example.com", password="!", customer=c,
-                     role=User.Role.OWNER, email_verified=True, first_name="Bench", last_name=str(c.pk)) for c in rows)
-            accounts = LedgerAccount.objects.bulk_create(
-                LedgerAccount(code=f"customer:{c.pk}:EUR", kind=LedgerAccount.Kind.CUSTOMER, customer=c, currency="EUR",
-                              balance=funding) for c in rows)
-            # One funding transaction per customer, as top-ups would have posted them.
-            topups = LedgerTransaction.objects.bulk_create(
-                LedgerTransaction(idempotency_key=f"bench:funding:{a.pk}", kind=LedgerTransaction.Kind.ADJUSTMENT,
-                                  memo="Benchmark funding") for a in accounts)
-            legs = []
-            for n, (account, topup) in enumerate(zip(accounts, topups), start=made + 1):
-                legs.append(LedgerEntry(transaction=topup, account=clearing, amount=-funding, currency="EUR",
-                                        balance_after=-funding * n))
-                legs.append(LedgerEntry(transaction=topup, account=account, amount=funding, currency="EUR",
-                                        balance_after=funding))
-            LedgerEntry.objects.bulk_create(legs)
-            Order.objects.bulk_create(
-                Order(customer=c, plan=plan, period_months=1, price=PRICE, currency="EUR", status=Order.Status.ACTIVE,
-                      provisioning=Order.Provisioning.DONE, ip=f"10.{(c.pk >> 8) & 255}.{c.pk & 255}.{n + 1}",
-                      anchor_at=ANCHOR, anchor_months=1, period_started_at=ANCHOR, activated_at=start,
-                      paid_at=start, expires_at=add_months(ANCHOR, 1), current_period=1)
-                for c in rows for n in range(ORDERS_PER_CUSTOMER))
-            made += size
-            log(f"  seeded {made * ORDERS_PER_CUSTOMER}/{customers * ORDERS_PER_CUSTOMER} orders")
-    from django.db import connection
-
+                                                currency="EUR", balance=0)
+        _seed_orders(plan=plan, orders=orders, period_months=1, anchor=ANCHOR, rounds=rounds, clearing=clearing)
+        history = history_orders(orders)
+        # Yearly, due a month before ANCHOR: renewed once here, next due after the (at most 10) rounds.
+        _seed_orders(plan=yearly, orders=history, period_months=12, anchor=add_months(ANCHOR, -13), rounds=1,
+                     clearing=clearing)
+    log(f"Renewing the {history} history orders (not measured)")
+    renewals_run(now=add_months(ANCHOR, -1) - timedelta(hours=1))
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
+
+
+def history_orders(orders: int) -> int:
+    return max(ORDERS_PER_CUSTOMER, min(5000, orders // 10))
+
+
+def _seed_orders(*, plan, orders: int, period_months: int, anchor: datetime, rounds: int, clearing) -> None:
+    """`orders` due orders across orders/5 customers, each funded for `rounds` renewals by its own balanced
+    adjustment from `clearing` (its running balance goes on from what it is)."""
+    from accounts.models import Customer, User
+    from billing.models import LedgerAccount, LedgerEntry, LedgerTransaction
+    from orders.models import Order
+
+    customers = max(1, orders // ORDERS_PER_CUSTOMER)
+    funding = PRICE * Decimal("1.19") * ORDERS_PER_CUSTOMER * rounds + Decimal("1.00")
+    start = add_months(anchor, -period_months)
+    batch = 5000
+    made = 0
+    while made < customers:
+        size = min(batch, customers - made)
+        rows = Customer.objects.bulk_create(
+            Customer(currency="EUR", site_currency="EUR", street="Hauptstr. 1", city="Berlin", postcode="10115",
+                     country="DE") for _ in range(size))
+        User.objects.bulk_create(
+            User(username=f"bench{c.pk}", email=f"bench{c.pk}@example.com", password="!", customer=c,
+                 role=User.Role.OWNER, email_verified=True, first_name="Bench", last_name=str(c.pk)) for c in rows)
+        accounts = LedgerAccount.objects.bulk_create(
+            LedgerAccount(code=f"customer:{c.pk}:EUR", kind=LedgerAccount.Kind.CUSTOMER, customer=c, currency="EUR",
+                          balance=funding) for c in rows)
+        # One funding transaction per customer, as top-ups would have posted them.
+        topups = LedgerTransaction.objects.bulk_create(
+            LedgerTransaction(idempotency_key=f"bench:funding:{a.pk}", kind=LedgerTransaction.Kind.ADJUSTMENT,
+                              memo="Benchmark funding") for a in accounts)
+        legs = []
+        for account, topup in zip(accounts, topups):
+            clearing.balance -= funding
+            legs.append(LedgerEntry(transaction=topup, account=clearing, amount=-funding, currency="EUR",
+                                    balance_after=clearing.balance))
+            legs.append(LedgerEntry(transaction=topup, account=account, amount=funding, currency="EUR",
+                                    balance_after=funding))
+        LedgerEntry.objects.bulk_create(legs)
+        Order.objects.bulk_create(
+            Order(customer=c, plan=plan, period_months=period_months, price=PRICE, currency="EUR",
+                  status=Order.Status.ACTIVE, provisioning=Order.Provisioning.DONE,
+                  ip=f"10.{(c.pk >> 8) & 255}.{c.pk & 255}.{n + 1}", anchor_at=anchor, anchor_months=period_months,
+                  period_started_at=anchor, activated_at=start, paid_at=start,
+                  expires_at=add_months(anchor, period_months), current_period=1)
+            for c in rows for n in range(ORDERS_PER_CUSTOMER))
+        made += size
+        log(f"  seeded {made * ORDERS_PER_CUSTOMER}/{customers * ORDERS_PER_CUSTOMER} {plan.name} orders")
+    clearing.save(update_fields=["balance"])
 
 
 def add_months(moment: datetime, months: int) -> datetime:
@@ -135,9 +167,11 @@ def check_round(round_number: int, orders: int) -> None:
     from orders.models import Order, OrderRenewal
 
     period = round_number + 1
-    paid = OrderRenewal.objects.filter(period=period, status=OrderRenewal.Status.PAID).count()
-    total = OrderRenewal.objects.filter(period=period).count()
-    current = Order.objects.filter(current_period=period, expires_at=add_months(ANCHOR, period)).count()
+    renewals = OrderRenewal.objects.filter(order__plan__code=MEASURED_PLAN, period=period)
+    paid = renewals.filter(status=OrderRenewal.Status.PAID).count()
+    total = renewals.count()
+    current = Order.objects.filter(plan__code=MEASURED_PLAN, current_period=period,
+                                   expires_at=add_months(ANCHOR, period)).count()
     if not paid == total == current == orders:
         raise SystemExit(f"round {round_number}: {paid} paid renewals, {total} rows, {current} orders in period "
                          f"{period}; expected {orders} each")
@@ -277,6 +311,8 @@ def main() -> None:
     url = with_db(base_url, name)
     worker_counts = [int(w) for w in args.workers.split(",")]
     rounds = args.repeat * len(worker_counts)
+    if rounds > 10:
+        raise SystemExit("at most 10 rounds: the history orders fall due again in the 11th month")
     admin_execute(base_url, f'CREATE DATABASE "{name}"')
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     broker = urlunsplit(urlsplit(redis_url)._replace(path="/14"))  # not the demo's queue (db 0) nor the tests' (15)

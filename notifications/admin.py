@@ -41,37 +41,39 @@ class EmailOutboxAdmin(BackOfficePermissions, admin.ModelAdmin):
     date_hierarchy = "created_at"
     actions = ["retry_failed"]
     readonly_fields = (
-        "notification", "customer", "kind", "recipient", "subject", "body_text", "body_html", "status", "attempts",
+        "notification", "customer", "kind", "recipient", "subject", "text", "html", "status", "attempts",
         "last_error", "next_attempt_at", "claimed_at", "sent_at", "created_at", "dedupe_key", "contains_secret",
     )
+    # The stored columns are not what is sent (a notification's row has none, a sign-in link is sealed):
+    # `text`/`html` show the message as `email_content` builds it.
+    BODY_FIELDS = ("body_text", "body_html")
+    exclude = BODY_FIELDS
 
     def has_add_permission(self, request) -> bool:
         return False
 
-    SECRET_FIELDS = ("body_text", "body_html")
-
-    def get_readonly_fields(self, request, obj=None):
-        fields = super().get_readonly_fields(request, obj)
-        if obj is not None and obj.contains_secret:  # a sign-in link works for whoever reads it
-            shown = [name for name in fields if name not in self.SECRET_FIELDS]
-            return (*shown, "hidden_text")
-        return fields
-
     def lookup_allowed(self, lookup, value, request=None):
         # `?body_text__regex=…` would read a sealed body one guess at a time (or any body): refused (400).
-        if lookup.split("__", 1)[0] in self.SECRET_FIELDS:
+        if lookup.split("__", 1)[0] in self.BODY_FIELDS:
             return False
         return super().lookup_allowed(lookup, value, request)
 
-    def get_exclude(self, request, obj=None):
-        exclude = super().get_exclude(request, obj)
-        if obj is not None and obj.contains_secret:
-            return (*(exclude or ()), *self.SECRET_FIELDS)
-        return exclude
+    def _content(self, email: EmailOutbox) -> tuple[str, str]:
+        if email.contains_secret:  # a sign-in link works for whoever reads it
+            return gettext("Hidden: the message contains a sign-in link."), ""
+        try:
+            _subject, text, html = services.email_content(email)
+        except services.NothingToSend:
+            return "", ""  # erased: the row keeps only kind, status and times
+        return text, html
 
     @admin.display(description=_("text"))
-    def hidden_text(self, email: EmailOutbox) -> str:
-        return gettext("Hidden: the message contains a sign-in link.")
+    def text(self, email: EmailOutbox) -> str:
+        return self._content(email)[0]
+
+    @admin.display(description=_("HTML"))
+    def html(self, email: EmailOutbox) -> str:
+        return self._content(email)[1]
 
     @admin.display(description=_("last error"))
     def short_error(self, email: EmailOutbox) -> str:

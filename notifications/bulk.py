@@ -3,10 +3,10 @@
 `notify_many()` writes what `notify()` writes for each notice — the inbox Notification (the same
 (customer, kind, dedupe_key) twice creates nothing), channel dispatch, one EmailOutbox row per
 recipient unless the customer switched the kind off (mandatory kinds always) — with a constant
-number of statements, except that the outbox rows carry no body: they refer to the notification
-and the email is rendered from it when it is sent (`services.email_content`), which halves what a
-batch writes. It queues the batch's emails with one task after commit (the outbox sweeper
-remains the safety net).
+number of statements. The outbox rows are `services.notification_email_rows`, the very rows
+`notify()` writes: no body, a reference to the notification, rendered from it when sent
+(`services.email_content`). It queues the batch's emails with one task after commit (the outbox
+sweeper remains the safety net).
 
 Rendering: the kind's templates are rendered once per language with placeholder tokens in place of
 the context values and the link; each notice's text is the stamp with its own
@@ -30,9 +30,9 @@ from core.sql import copy_rows, insert_rows
 from core.topbar import topbar_changed
 
 from . import selectors
-from .kinds import MANDATORY_KINDS, OPT_IN_KINDS, Kind, kind_spec
-from .models import EmailOutbox, Notification, NotificationPreference
-from .services import link_check, notice_render
+from .kinds import Kind, kind_spec
+from .models import EmailOutbox, Notification
+from .services import link_check, notice_render, notification_email_rows
 
 try:
     from .channels import dispatch as _dispatch_channels
@@ -108,17 +108,6 @@ class _Stamp:
         return _Rendered(" ".join(text(stamp.subject).split())[:255], text(stamp.body_text), html(stamp.body_html))
 
 
-def _email_enabled(kind: str, customers: dict[int, Customer]) -> dict[int, bool]:
-    """`selectors.email_enabled` for many customers in one query."""
-    if kind in MANDATORY_KINDS:
-        return dict.fromkeys(customers, True)
-    if kind == Kind.NEWSLETTER:
-        return {pk: customer.newsletter for pk, customer in customers.items()}
-    stored = dict(NotificationPreference.objects.filter(customer_id__in=list(customers), kind=kind)
-                  .values_list("customer_id", "email_enabled"))
-    return {pk: stored.get(pk, kind not in OPT_IN_KINDS) for pk in customers}
-
-
 def notify_many(*, kind: str, notices: list[Notice]) -> int:
     """Store and queue `notices` (all of `kind`) like `notify()` does one by one, inside the caller's
     transaction. Returns how many notifications were created (deduplicated ones are not)."""
@@ -163,22 +152,18 @@ def notify_many(*, kind: str, notices: list[Notice]) -> int:
                 created.append((notice, text))
                 row = next(rows, None)
         topbar_changed(notice.customer.pk for notice, _text in created)  # their unread counts
-        if _dispatch_channels is not None:
-            for notice, text in created:
-                _dispatch_channels(Notification(
-                    id=notice.notification_id, customer=notice.customer, kind=kind, subject=text.subject,
-                    body_text=text.body_text, body_html=text.body_html, link=notice.link, context=notice.context,
-                    dedupe_key=notice.dedupe_key, created_at=now))
-        enabled = _email_enabled(kind, {n.customer.pk: n.customer for n, _text in created})
-        emails = [
-            # The row refers to its notification; the email is rendered from it when it is sent.
-            {"notification_id": notice.notification_id, "customer_id": notice.customer.pk, "kind": kind,
-             "recipient": recipient, "subject": text.subject, "body_text": "", "body_html": "",
-             "next_attempt_at": now, "created_at": now}
-            for notice, text in created if enabled[notice.customer.pk]
-            for recipient in selectors.email_recipients(customer=notice.customer, kind=kind, context=notice.context,
-                                                        owner=owners[notice.customer.pk])
+        notifications = [
+            Notification(id=notice.notification_id, customer=notice.customer, kind=kind, subject=text.subject,
+                         body_text=text.body_text, body_html=text.body_html, link=notice.link, context=notice.context,
+                         dedupe_key=notice.dedupe_key, created_at=now)
+            for notice, text in created
         ]
+        if _dispatch_channels is not None:
+            for notification in notifications:
+                _dispatch_channels(notification)
+        enabled = selectors.emails_enabled(kind=kind, customers={n.customer_id: n.customer for n in notifications})
+        emails = [email for notification in notifications if enabled[notification.customer_id]
+                  for email in notification_email_rows(notification=notification, owner=owners[notification.customer_id])]
         if emails:
             ids = copy_rows(EmailOutbox, emails, with_ids=True)
             transaction.on_commit(functools.partial(_deliver_batch, ids))

@@ -118,13 +118,19 @@ def email_recipients(*, customer: Customer, kind: str, context: dict, owner=None
 
 
 def email_enabled(*, customer: Customer, kind: str) -> bool:
-    """Mandatory kinds always; the newsletter is Customer.newsletter; others unless switched off."""
+    return emails_enabled(kind=kind, customers={customer.pk: customer})[customer.pk]
+
+
+def emails_enabled(*, kind: str, customers: dict[int, Customer]) -> dict[int, bool]:
+    """Whether each customer (by pk) gets `kind` by email, in at most one query: mandatory kinds
+    always; the newsletter is Customer.newsletter; others unless switched off (opt-in kinds: on)."""
     if kind in MANDATORY_KINDS:
-        return True
+        return dict.fromkeys(customers, True)
     if kind == Kind.NEWSLETTER:
-        return customer.newsletter
-    preference = NotificationPreference.objects.filter(customer=customer, kind=kind).first()
-    return preference.email_enabled if preference else kind not in OPT_IN_KINDS
+        return {pk: customer.newsletter for pk, customer in customers.items()}
+    stored = dict(NotificationPreference.objects.filter(customer_id__in=list(customers), kind=kind)
+                  .values_list("customer_id", "email_enabled"))
+    return {pk: stored.get(pk, kind not in OPT_IN_KINDS) for pk in customers}
 
 
 def subscriptions_for(customer: Customer) -> list[dict]:

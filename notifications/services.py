@@ -3,6 +3,8 @@
 Mail is never sent from a request. `notify()` and `email_enqueue()` write EmailOutbox rows in the
 caller's transaction and queue `email_deliver_task` after commit; if the broker is down the rows wait
 and `outbox_sweep()` (Celery beat every minute, or `manage.py send_outbox` from cron) picks them up.
+A notification's email row stores no body (`notification_email_rows`, shared with `bulk.notify_many`):
+`email_content()` renders it from the notification when it is sent.
 """
 import json
 import logging
@@ -15,7 +17,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -129,18 +131,25 @@ def notify(
                 raise
             topbar_changed([customer.pk])  # the unread count
             channels.dispatch(notification)
-            if not selectors.email_enabled(customer=customer, kind=kind):
-                return notification
-            email_text, email_html = email_render(
-                kind=kind, subject=subject, body_text=body_text, body_html=body_html, link=link, owner=owner
-            )
-        for recipient in selectors.email_recipients(customer=customer, kind=kind, context=context, owner=owner):
-            email = EmailOutbox.objects.create(
-                notification=notification, customer=customer, kind=kind, recipient=recipient,
-                subject=subject, body_text=email_text, body_html=email_html,
-            )
+        if not selectors.email_enabled(customer=customer, kind=kind):
+            return notification
+        for row in notification_email_rows(notification=notification, owner=owner):
+            email = EmailOutbox.objects.create(**row)
             _deliver_after_commit(email.pk)
     return notification
+
+
+def notification_email_rows(*, notification: Notification, owner) -> list[dict]:
+    """The EmailOutbox rows (by attname) of a stored notification, one per recipient: the one shape
+    `notify()` and `bulk.notify_many` write. No body: `email_content()` renders it from the
+    notification when it is sent, so the inbox and the mail never disagree and erasure blanks both."""
+    return [
+        {"notification_id": notification.pk, "customer_id": notification.customer_id, "kind": notification.kind,
+         "recipient": recipient, "subject": notification.subject, "body_text": "", "body_html": "",
+         "next_attempt_at": notification.created_at, "created_at": notification.created_at}
+        for recipient in selectors.email_recipients(customer=notification.customer, kind=notification.kind,
+                                                    context=notification.context, owner=owner)
+    ]
 
 
 def email_enqueue(
@@ -255,22 +264,35 @@ def retry_delay_seconds(attempts: int) -> int:
     return min(base * 2 ** max(attempts - 1, 0), settings.NOTIFICATIONS_EMAIL_RETRY_MAX_SECONDS)
 
 
+class NothingToSend(Exception):
+    """The row's content is gone: erased with the customer's data, or its notification deleted."""
+
+
+ERASED_REASON = "Not sent: the message was erased with the customer's data, or its notification deleted."
+
+
 def email_content(email: EmailOutbox) -> tuple[str, str, str]:
-    """(subject, text, HTML) of an outbox row as it is sent. A row that refers to its notification and
-    carries no body (`notify_many` writes those) is rendered now from the notification, in the
-    customer's language, exactly as `notify()` renders it when it stores the body."""
-    if email.notification_id and not email.body_text:
-        notification = Notification.objects.select_related("customer").get(pk=email.notification_id)
-        customer = notification.customer
-        with translation.override(customer.language):
-            body_text, body_html = email_render(
-                kind=notification.kind, subject=notification.subject, body_text=notification.body_text,
-                body_html=notification.body_html, link=notification.link, owner=customer_owner(customer=customer),
-            )
-        return email.subject, body_text, body_html
-    if email.contains_secret:
-        return email.subject, unseal(email.body_text), unseal(email.body_html)
-    return email.subject, email.body_text, email.body_html
+    """(subject, text, HTML) of an outbox row as it is sent (also what staff see in admin).
+
+    A notification's row carries no body: it is rendered now from the notification, in the customer's
+    language. `email_enqueue`'s mail (and rows written before notifications stopped storing bodies)
+    carries its own, sealed when it holds a sign-in link. NothingToSend when the body is gone.
+    """
+    if email.body_text:
+        if email.contains_secret:
+            return email.subject, unseal(email.body_text), unseal(email.body_html)
+        return email.subject, email.body_text, email.body_html
+    notification = (Notification.objects.select_related("customer").filter(pk=email.notification_id).first()
+                    if email.notification_id else None)
+    if notification is None or not notification.body_text:  # a stored notification always has a body
+        raise NothingToSend(ERASED_REASON)
+    customer = notification.customer
+    with translation.override(customer.language):
+        body_text, body_html = email_render(
+            kind=notification.kind, subject=notification.subject, body_text=notification.body_text,
+            body_html=notification.body_html, link=notification.link, owner=customer_owner(customer=customer),
+        )
+    return email.subject, body_text, body_html
 
 
 def _build_message(email: EmailOutbox) -> EmailMultiAlternatives:
@@ -298,6 +320,9 @@ def email_deliver(*, email_id: int) -> DeliveryResult:
     email = EmailOutbox.objects.get(pk=email_id)
     try:
         _build_message(email).send(fail_silently=False)
+    except NothingToSend as gone:  # never an empty mail; no retry would bring the text back
+        outbox_mark_failed(EmailOutbox, email_id, error=str(gone))
+        return DeliveryResult("failed")
     except Exception as error:  # SMTP, DNS, socket: all mean "try again later"
         return _record_failure(email, error)
     forget_secret = {"body_text": "", "body_html": ""} if email.contains_secret else {}
@@ -333,14 +358,20 @@ def customer_notifications_erase(*, customer: Customer) -> None:
     """Account erasure: blank every inbox notification and email about the customer.
 
     The rows stay as a record that something of a kind was sent when (kind, status, timestamps), with
-    no subject, text, address or error (errors quote the address). Mail not sent yet never will be.
+    no subject, text, address or error (errors quote the address). Mail not sent yet never will be:
+    it becomes failed with the reason (a worker that claimed it already, or a staff retry, finds
+    nothing to send: `email_content`).
     """
     Notification.objects.filter(customer=customer).update(
         subject="", body_text="", body_html="", link="", context={}
     )
     emails = EmailOutbox.objects.filter(customer=customer)
-    emails.filter(status__in=[Status.PENDING, Status.SENDING]).update(status=Status.FAILED, claimed_at=None)
-    emails.update(recipient="", subject="", body_text="", body_html="", last_error="")
+    emails.filter(status__in=[Status.PENDING, Status.SENDING]).update(
+        status=Status.FAILED, claimed_at=None, last_error=ERASED_REASON
+    )
+    # Other errors quote the address; the reason survives a second erasure.
+    keep_reason = Case(When(last_error=ERASED_REASON, then=Value(ERASED_REASON)), default=Value(""))
+    emails.update(recipient="", subject="", body_text="", body_html="", last_error=keep_reason)
 
 
 # --- inbox and preferences ------------------------------------------------------------------------

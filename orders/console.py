@@ -64,7 +64,7 @@ def console_redeem(*, token: str) -> tuple[str, int] | None:
 
     now = timezone.now()
     with transaction.atomic():
-        row = (ConsoleToken.objects.select_for_update().select_related("vm__order", "user")
+        row = (ConsoleToken.objects.select_for_update(of=("self",)).select_related("vm__order", "user")
                .filter(digest=_digest(token or ""), used_at__isnull=True, expires_at__gt=now).first())
         if row is None:
             return None

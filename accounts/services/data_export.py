@@ -132,7 +132,7 @@ def data_export_build(*, export_id: int) -> DataExport | None:
     from django.core.files.base import ContentFile
 
     with transaction.atomic():
-        export = (DataExport.objects.select_for_update(skip_locked=True).select_related("customer")
+        export = (DataExport.objects.select_for_update(skip_locked=True, of=("self",)).select_related("customer")
                   .filter(pk=export_id, status=DataExport.Status.PENDING).first())
         if export is None:
             return None

@@ -208,9 +208,10 @@ def test_login_records_activity_and_alert_email_goes_out(client, django_capture_
     event = ActivityEvent.objects.get(actor=user, action="login")
     assert event.ip == "198.51.100.23"
     from notifications.models import EmailOutbox
+    from notifications.services import email_content
 
     email = EmailOutbox.objects.get(customer=user.customer, kind="security_login")
-    assert email.recipient == "alerted@example.com" and "198.51.100.23" in email.body_text
+    assert email.recipient == "alerted@example.com" and "198.51.100.23" in email_content(email)[1]
     assert any("198.51.100.23" in m.body for m in mail.outbox if m.to == ["alerted@example.com"])
 
 

@@ -109,7 +109,7 @@ def payers_anonymize(*, customer: Customer) -> int:
 
 
 def _payer_for_staff(payer: Payer) -> Payer:
-    payer = Payer.objects.select_for_update().select_related("customer").get(pk=payer.pk)
+    payer = Payer.objects.select_for_update(of=("self",)).select_related("customer").get(pk=payer.pk)
     if payer.is_profile or payer.payer_type != Payer.Type.COMPANY:
         raise BillingError(_("Only company payers are verified."), code="not_company")
     return payer
@@ -191,7 +191,7 @@ def payer_reject(*, payer: Payer, staff, reason: str) -> Payer:
 def payer_country_approve(*, payer: Payer, staff) -> Payer:
     """Staff saw evidence (e.g. a bank or billing address) that the payer is in its stated country,
     which differs from the profile's: from now on that country decides the payer's invoices' tax."""
-    payer = Payer.objects.select_for_update().select_related("customer").get(pk=payer.pk)
+    payer = Payer.objects.select_for_update(of=("self",)).select_related("customer").get(pk=payer.pk)
     if payer.is_profile or not payer.country:
         raise BillingError(_("Only a payer with its own country is approved."), code="no_country")
     payer.country_approved_at = timezone.now()

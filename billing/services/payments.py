@@ -176,7 +176,7 @@ def invoices_pay_from_balance(*, customer: Customer, actor=None) -> int:
             # accounts of an invoice paid earlier in this loop cannot deadlock.
             if not hooks.lock_invoice_owners(candidate, skip_locked=True):
                 continue
-            invoice = (Invoice.objects.select_for_update(skip_locked=True).select_related("customer")
+            invoice = (Invoice.objects.select_for_update(skip_locked=True, of=("self",)).select_related("customer")
                        .filter(pk=candidate.pk, status=Invoice.Status.UNPAID).first())
             if invoice is not None and invoice_pay_locked_from_balance(invoice, actor):
                 paid += 1

@@ -102,7 +102,7 @@ def link_delete(*, user: User) -> bool:
 @transaction.atomic
 def link_drop_forbidden(*, chat_id: int) -> None:
     """Telegram refuses to deliver to this chat any more (403): unlink it; the customer may link again."""
-    link = TelegramLink.objects.select_for_update().select_related("user").filter(chat_id=chat_id).first()
+    link = TelegramLink.objects.select_for_update(of=("self",)).select_related("user").filter(chat_id=chat_id).first()
     if link is not None:
         link.delete()
         activity_record(action="telegram_unlinked", customer=link.customer, actor=None,

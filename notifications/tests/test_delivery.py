@@ -18,7 +18,7 @@ from billing.tests.concurrency import run_concurrently
 from core import enqueue
 from notifications import services, tasks
 from notifications.kinds import Kind
-from notifications.models import EmailOutbox
+from notifications.models import EmailOutbox, Notification
 from notifications.tests import backends
 from portal.celery import app as celery_app
 
@@ -114,6 +114,16 @@ def test_failure_keeps_error_and_backs_off_exponentially_until_failed(smtp_down,
     row.refresh_from_db()
     assert (row.status, row.attempts) == (Status.FAILED, 3)
     assert "ConnectionRefusedError" in row.last_error
+
+
+@pytest.mark.django_db
+def test_an_email_whose_notification_was_deleted_fails_instead_of_going_out_empty(customer):
+    row = make_email(customer)
+    Notification.objects.all().delete()  # staff may delete an inbox row; its email stores no copy of the text
+    assert services.email_deliver(email_id=row.pk).outcome == "failed"
+    row.refresh_from_db()
+    assert (row.status, row.last_error, row.notification_id) == (Status.FAILED, services.ERASED_REASON, None)
+    assert mail.outbox == []
 
 
 def test_backoff_doubles_and_is_capped(settings):

@@ -10,14 +10,15 @@ pytestmark = pytest.mark.django_db
 
 def test_notification_and_email_render_in_the_customers_language(customer):
     customer.language = "ru"
+    customer.save(update_fields=["language"])  # the email is rendered when sent, from the stored customer
     caller_language = translation.get_language()
     notification = services.notify(customer=customer, kind=Kind.INVOICE_ISSUED, link="/billing/invoices/42/",
                                    context={"invoice_number": "INV-42", "amount": "12,50 €", "due_date": "01.12.2026"})
     assert notification.subject == "Выставлен счёт INV-42 на 12,50 €"
     assert "Мы выставили счёт INV-42 на сумму 12,50 €." in notification.body_text
-    email = EmailOutbox.objects.get()
-    assert email.body_text.startswith("Здравствуйте,")
-    assert "Открыть в личном кабинете:" in email.body_text and 'lang="ru"' in email.body_html
+    _subject, text, html = services.email_content(EmailOutbox.objects.get())
+    assert text.startswith("Здравствуйте,")
+    assert "Открыть в личном кабинете:" in text and 'lang="ru"' in html
     assert translation.get_language() == caller_language  # the override does not leak into the caller
 
 

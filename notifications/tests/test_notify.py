@@ -1,9 +1,13 @@
+from datetime import datetime, timezone
+
 import pytest
+import time_machine
 from django.conf import settings
 from django.core import mail
 from django.db import IntegrityError, transaction
 
 from notifications import services
+from notifications.bulk import Notice, notify_many
 from notifications.kinds import CONTEXT_KEYS, KINDS, MANDATORY_KINDS, Category, Kind
 from notifications.models import EmailOutbox, Notification, NotificationPreference
 
@@ -37,12 +41,48 @@ def test_notify_stores_inbox_row_and_outbox_email_delivered_after_commit(custome
     assert notification.read_at is None
     email = EmailOutbox.objects.get()
     assert email.notification == notification and email.status == EmailOutbox.Status.PENDING
-    assert email.recipient == "owner@example.com"
-    assert f"{settings.PORTAL_BASE_URL}/billing/invoices/42/" in email.body_text
-    assert f'href="{settings.PORTAL_BASE_URL}/billing/invoices/42/"' in email.body_html
-    assert settings.PORTAL_NAME in email.body_text and settings.PORTAL_NAME in email.body_html
+    assert email.recipient == "owner@example.com" and email.subject == notification.subject
+    assert (email.body_text, email.body_html) == ("", "")  # rendered from the notification when sent
+    _subject, text, html = services.email_content(email)
+    assert f"{settings.PORTAL_BASE_URL}/billing/invoices/42/" in text
+    assert f'href="{settings.PORTAL_BASE_URL}/billing/invoices/42/"' in html
+    assert settings.PORTAL_NAME in text and settings.PORTAL_NAME in html
     assert len(callbacks) == 1  # one enqueue per email, only after commit
     assert mail.outbox == []
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_notify_and_notify_many_store_the_same_outbox_row_and_send_the_same_mail(customer, language):
+    """One shape of a notification's email: the single and the set-based path write the same row, and
+    delivery renders the same message from either."""
+    customer.language, customer.email_billing = language, "accounts@corp.example"
+    customer.save()
+    context = {**INVOICE_CONTEXT, "invoice_number": "INV <7> & Co"}  # escaped in HTML, verbatim in text
+    link = "/billing/invoices/7/"
+    with time_machine.travel(datetime(2026, 11, 2, 9, 30, tzinfo=timezone.utc), tick=False):
+        single = services.notify(customer=customer, kind=Kind.INVOICE_ISSUED, context=context, link=link)
+        assert notify_many(kind=Kind.INVOICE_ISSUED, notices=[Notice(customer=customer, context=context, link=link)]) == 1
+    many = Notification.objects.exclude(pk=single.pk).get()
+    assert (single.subject, single.body_text, single.body_html) == (many.subject, many.body_text, many.body_html)
+    one, other = EmailOutbox.objects.order_by("pk")
+    assert (one.notification_id, other.notification_id) == (single.pk, many.pk)
+
+    def row(email):
+        return {field.attname: getattr(email, field.attname) for field in EmailOutbox._meta.concrete_fields
+                if field.attname not in ("id", "notification_id")}
+
+    assert row(one) == row(other)
+    assert (one.recipient, one.body_text, one.body_html) == ("accounts@corp.example", "", "")
+
+    assert [services.email_deliver(email_id=email.pk).outcome for email in (one, other)] == ["sent", "sent"]
+
+    def message(sent):
+        headers = {name: value for name, value in sent.extra_headers.items() if name != "X-Portal-Outbox-Id"}
+        return sent.subject, sent.body, sent.alternatives, sent.from_email, sent.to, headers
+
+    first, second = mail.outbox
+    assert message(first) == message(second)
+    assert "INV <7> & Co" in first.body and "INV &lt;7&gt; &amp; Co" in first.alternatives[0][0]
 
 
 def test_unknown_kind_and_bad_link_are_programming_errors(customer):

@@ -1,5 +1,6 @@
 """Account erasure blanks the customer's inbox and mail; rows stay as a record without personal data."""
 import pytest
+from django.core import mail
 from django.utils import timezone
 
 from accounts.personal_data import erasure_handlers, exporters
@@ -8,7 +9,8 @@ from accounts.tests.factories import StaffUserFactory, UserFactory
 from notifications.kinds import Kind
 from notifications.models import EmailOutbox, Notification
 from notifications.personal_data import erase_notifications
-from notifications.services import email_enqueue, notify
+from notifications import services
+from notifications.services import ERASED_REASON, email_content, email_enqueue, notify
 
 pytestmark = pytest.mark.django_db
 Status = EmailOutbox.Status
@@ -36,18 +38,53 @@ def test_erasure_blanks_inbox_and_outbox_but_keeps_kind_and_times(customer):
     emails = EmailOutbox.objects.filter(customer=customer)
     assert emails.count() == 3
     for email in emails:
-        assert (email.recipient, email.subject, email.body_text, email.body_html, email.last_error) == ("", "", "", "", "")
-    statuses = dict(emails.values_list("pk", "status"))
-    assert statuses[EmailOutbox.objects.get(notification=sent).pk] == Status.SENT
-    assert statuses[EmailOutbox.objects.get(notification=pending).pk] == Status.FAILED  # never sent now
-    assert statuses[link_mail.pk] == Status.FAILED
+        assert (email.recipient, email.subject, email.body_text, email.body_html) == ("", "", "", "")
+    # Errors quoted the address: gone. Unsent mail is failed with the reason, which names no one.
+    outcome = {pk: (status, error) for pk, status, error in emails.values_list("pk", "status", "last_error")}
+    assert outcome[EmailOutbox.objects.get(notification=sent).pk] == (Status.SENT, "")
+    assert outcome[EmailOutbox.objects.get(notification=pending).pk] == (Status.FAILED, ERASED_REASON)  # never sent now
+    assert outcome[link_mail.pk] == (Status.FAILED, ERASED_REASON)
     assert "198.51.100.23" not in str(exporters()["notifications"](customer))
 
     untouched.refresh_from_db()
     assert "198.51.100.23" in untouched.body_text and untouched.context == LOGIN
     other_email = EmailOutbox.objects.get(notification=untouched)
     assert other_email.recipient == "stranger@example.com" and other_email.status == Status.PENDING
-    assert "198.51.100.23" in other_email.body_text
+    assert "198.51.100.23" in email_content(other_email)[1]
     staff_mail.refresh_from_db()
     assert (staff_mail.recipient, staff_mail.body_text, staff_mail.status) == (
         "desk@provider.example", "about nobody", Status.PENDING)
+
+
+def _erase_when_claimed(monkeypatch, customer):
+    """The erasure commits between a worker's claim and its reading of the row."""
+    claim = services.outbox_claim
+
+    def claim_then_erase(model, pk):
+        claimed = claim(model, pk)
+        services.customer_notifications_erase(customer=customer)
+        return claimed
+
+    monkeypatch.setattr(services, "outbox_claim", claim_then_erase)
+
+
+@pytest.mark.parametrize("when", ["before the worker", "after its claim", "then staff retry"])
+def test_mail_of_an_erased_customer_is_never_sent_empty(customer, monkeypatch, when):
+    """The email is rendered from the notification when sent; erased, there is nothing to render."""
+    notify(customer=customer, kind=Kind.SECURITY_LOGIN, context=LOGIN)
+    email_enqueue(to="owner@example.com", subject="Confirm", body_text="https://portal/verify/t0k3n/", customer=customer)
+    if when == "after its claim":
+        _erase_when_claimed(monkeypatch, customer)
+    else:
+        services.customer_notifications_erase(customer=customer)
+    if when == "then staff retry":
+        assert services.email_retry(email_ids=list(EmailOutbox.objects.values_list("pk", flat=True))) == 2
+
+    ids = EmailOutbox.objects.order_by("pk").values_list("pk", flat=True)  # the notification's email first
+    outcomes = [services.email_deliver(email_id=pk).outcome for pk in ids]
+
+    assert outcomes == {"before the worker": ["skipped", "skipped"], "after its claim": ["failed", "skipped"],
+                        "then staff retry": ["failed", "failed"]}[when]
+    assert mail.outbox == []
+    assert set(EmailOutbox.objects.values_list("status", "last_error", "recipient")) == {
+        (Status.FAILED, ERASED_REASON, "")}

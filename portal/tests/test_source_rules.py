@@ -89,3 +89,38 @@ def test_the_checks_see_a_literal():
     assert [node.value for node in kind_literals(tree)] == ["invoice_issued", "low_balance"]
     assert [node.value for node in strings_outside_docstrings(tree) if is_site_path(node.value)] == ["/orders/"]
     assert not is_site_path("/api/v1/servers/") and is_site_path("/billing/invoices/")
+
+
+def chain_calls(node: ast.AST):
+    """The method calls of one chain, outermost first: `a.b().c()` → [c, b]."""
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        yield node
+        node = node.func.value
+
+
+def joined_row_locks(tree: ast.AST):
+    """`select_for_update()` without `of=` in a chain that also joins with `select_related()`: PostgreSQL then
+    locks every joined row FOR UPDATE too (an order, a customer, a user), outside the documented lock order."""
+    for node in ast.walk(tree):
+        calls = list(chain_calls(node))
+        names = {call.func.attr for call in calls}
+        if "select_related" in names:
+            for call in calls:
+                if call.func.attr == "select_for_update" and not any(kw.arg == "of" for kw in call.keywords):
+                    yield call
+
+
+def test_a_row_lock_with_joins_names_the_rows_it_locks():
+    found = {
+        f"{path.relative_to(ROOT)}:{call.lineno}"
+        for path in app_modules()
+        for call in joined_row_locks(ast.parse(path.read_text(), str(path)))
+    }
+    assert not found, "\n".join(sorted(found))
+
+
+def test_the_row_lock_check_sees_a_join():
+    tree = ast.parse('A.objects.select_for_update().select_related("b").get(pk=1)\n'
+                     'A.objects.select_related("b").select_for_update(of=("self",)).get(pk=1)\n'
+                     'A.objects.select_for_update().get(pk=1)\n')
+    assert {call.lineno for call in joined_row_locks(tree)} == {1}

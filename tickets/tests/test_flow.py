@@ -10,6 +10,7 @@ from django.urls import reverse
 from accounts.tests.factories import UserFactory
 from billing.tests.concurrency import run_concurrently
 from notifications.models import EmailOutbox, Notification
+from notifications.services import email_content
 from tickets import services
 from tickets.models import Department, Ticket
 from tickets.tests.factories import department
@@ -156,7 +157,7 @@ def test_staff_reply_notifies_customer_at_the_department_category_address(owner,
     assert replies[0].context["category"] == "support" and replies[1].context["category"] == "billing"
     assert list(EmailOutbox.objects.filter(kind="ticket_reply").order_by("pk").values_list("recipient", flat=True)) == [
         "tech@client.example", "accounts@client.example"]
-    assert "Tech answer" in EmailOutbox.objects.filter(kind="ticket_reply").order_by("pk").first().body_text
+    assert "Tech answer" in email_content(EmailOutbox.objects.filter(kind="ticket_reply").order_by("pk").first())[1]
 
 
 def test_customer_messages_email_the_department_address(owner, settings):
