@@ -410,8 +410,7 @@ def order_addon_rows(*, order: Order) -> list[AddonRow]:
             rows.append(AddonRow(addon=addon, quantity=row.quantity, unit_price=row.unit_price, held=True))
             continue
         try:
-            price = pricing.addon_price(addon=addon, period_months=order.period_months, currency=order.currency,
-                                        prices=list(addon.prices.all())).amount
+            price = pricing.addon_price(addon=addon, period_months=order.period_months, currency=order.currency).amount
         except ValidationError:
             price = None
         rows.append(AddonRow(addon=addon, quantity=0, unit_price=price, held=False))
