@@ -1,5 +1,9 @@
-"""Shared fixtures: Playwright in Debian's Chromium, screenshots of failing browser tests."""
+"""Shared fixtures: the domain basics every app's tests use (currencies, a customer and its owner, a
+funded balance, ticket departments), Playwright in Debian's Chromium, screenshots of failing browser
+tests. An app's conftest overrides one only where its tests need it otherwise (e.g. accounts' owner in
+each language)."""
 import os
+from itertools import count
 from pathlib import Path
 
 import pytest
@@ -63,6 +67,58 @@ def _drain_test_broker_queue():
         redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=1).delete("celery")
     except redis.RedisError:
         pass
+
+
+@pytest.fixture
+def currencies(db):
+    """The currencies and exchange rates billing prices in."""
+    from billing.tests.factories import make_currencies
+
+    return make_currencies()
+
+
+@pytest.fixture
+def owner(db):
+    """The owner of a new customer account."""
+    from accounts.tests.factories import UserFactory
+
+    return UserFactory()
+
+
+@pytest.fixture
+def customer(owner):
+    return owner.customer
+
+
+@pytest.fixture
+def fund(currencies):
+    """`fund(customer, amount, currency=None)`: credit a customer's balance through a recorded payment
+    (the real top-up path), in the account currency unless told."""
+    from decimal import Decimal
+
+    from billing.services.payments import payment_record
+
+    keys = count()
+
+    def do_fund(customer, amount, currency=None):
+        return payment_record(
+            idempotency_key=f"test-fund:{customer.pk}:{next(keys)}", customer=customer, amount=Decimal(amount),
+            currency=currency or customer.currency, method="bank_transfer",
+        )
+
+    return do_fund
+
+
+@pytest.fixture
+def departments(db):
+    """Tickets' default departments. Transactional tests (here or in other apps) flush the tables, data
+    migrations included, so this puts them back (tickets' migration function, idempotent)."""
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("tickets.migrations.0002_default_departments_and_ticket_numbers")
+    migration.create_departments(apps, None)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from . import personal_data
-from .admin_mixins import BackOfficePermissions, ReadOnlyAdmin, admin_action_form
+from .admin_mixins import BackOfficePermissions, ReadOnlyAdmin, ReadOnlyInline, admin_action_form
 from .forms import StaffCodeWordForm, StaffLoginForm, StaffReasonForm
 from .models import (
     ActivityEvent, Customer, DataExport, DeletionRequest, PhoneVerification, PolicyAcceptance, PolicyVersion, User,
@@ -28,16 +28,10 @@ class IntermediateActionMixin:
         return admin_action_form(self, request, queryset, form=form, title=title, action=action, note=note)
 
 
-class CustomerUserInline(admin.TabularInline):
+class CustomerUserInline(ReadOnlyInline, admin.TabularInline):
     model = User
     fields = ("username", "email", "role", "email_verified", "is_active", "last_login")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Customer)

@@ -65,6 +65,21 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class ReadOnlyInline:
+    """An inline of rows shown under their parent for reference (events, lines, entries, jobs): every
+    field in `fields` read-only, no rows added or deleted. Mix in before `admin.TabularInline` (or
+    `StackedInline`)."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 def admin_action_form(model_admin, request, queryset, *, form, title: str, action: str, note: str = ""):
     """The intermediate page of an admin action that needs input or confirmation; it re-posts the
     selection with `apply`, and the action acts only then."""

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts.client_ip import client_ip
 from accounts.roles import Area, acting_customer, customer_view
 from accounts.views.settings import settings_render
+from core.forms import apply_errors
 
 from . import selectors, services
 from .forms import ApiKeyForm
@@ -35,11 +36,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
                 user=request.user, name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"],
                 expires_at=form.expires_at(), allowed_ips=form.cleaned_data["allowed_ips"], ip=client_ip(request))
         except ValidationError as error:
-            if hasattr(error, "error_dict"):
-                for field, errors in error.error_dict.items():
-                    form.add_error(field if field in form.fields else None, errors)
-            else:
-                form.add_error(None, error)
+            apply_errors(form, error)
         else:
             # Rendered, not redirected: the token exists only in this response.
             return _page(request, ApiKeyForm(role=request.user.role), token=token)
@@ -82,11 +79,7 @@ def webhooks(request: HttpRequest) -> HttpResponse:
             endpoint = webhook_endpoint_create(customer=acting_customer(request), user=request.user, url=form.cleaned_data["url"],
                                                events=form.cleaned_data["events"], ip=client_ip(request))
         except ValidationError as error:
-            if hasattr(error, "error_dict"):
-                for field, errors in error.error_dict.items():
-                    form.add_error(field if field in form.fields else None, errors)
-            else:
-                form.add_error("url", error)
+            apply_errors(form, error, field="url")
         else:
             return _webhooks_page(request, WebhookEndpointForm(), secret=endpoint.secret)
     return _webhooks_page(request, form, status=400 if form.is_bound else 200)

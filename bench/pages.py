@@ -1,4 +1,4 @@
-"""Customer page latency with a heavy account: gunicorn (production settings, 2 workers) driven by wrk.
+"""Customer page latency with a heavy account: gunicorn (production settings, 2 × cores + 1 workers as deploy/gunicorn.conf.py) driven by wrk.
 
     make bench-pages                      # or:
     python scripts/devenv.py -- .venv/bin/python bench/pages.py [--light 2000] [--duration 10] [--keep] [--reuse]
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -213,7 +214,8 @@ def main() -> int:
     parser.add_argument("--light", type=int, default=2000, help="number of light customers (default 2000)")
     parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per page (default 10)")
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1,
+                        help="gunicorn workers (default 2 × cores + 1, deploy/gunicorn.conf.py's default)")
     parser.add_argument("--reuse", action="store_true", help="reuse an already seeded bench_pages database")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database afterwards")
     parser.add_argument("--only", default="", help="comma-separated page names to drive (the minimal view always runs)")

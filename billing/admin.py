@@ -13,7 +13,7 @@ from django.urls import path
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from accounts.admin_mixins import BackOfficePermissions, ReadOnlyAdmin
+from accounts.admin_mixins import BackOfficePermissions, ReadOnlyAdmin, ReadOnlyInline
 from accounts.forms import PlainDecimalField
 from accounts.models import Customer
 
@@ -35,18 +35,12 @@ def client_id(obj) -> int | None:
 
 
 
-class LedgerEntryInline(admin.TabularInline):
+class LedgerEntryInline(ReadOnlyInline, admin.TabularInline):
     model = LedgerEntry
     fields = ("account", "amount", "currency", "balance_after")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("account")
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class AdjustmentForm(forms.Form):
@@ -119,26 +113,14 @@ class PaymentRefundAdmin(ReadOnlyAdmin):
     search_fields = ("idempotency_key", "external_id", "payment__customer__id")
 
 
-class InvoiceLineInline(admin.TabularInline):
+class InvoiceLineInline(ReadOnlyInline, admin.TabularInline):
     model = InvoiceLine
     fields = ("description", "quantity", "unit_price", "amount", "reference")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
-class CreditNoteInline(admin.TabularInline):
+class CreditNoteInline(ReadOnlyInline, admin.TabularInline):
     model = CreditNote
     fields = ("number", "amount", "tax_amount", "currency", "reason", "created_at", "created_by")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Invoice)
@@ -333,18 +315,12 @@ class PayerAdmin(BackOfficePermissions, admin.ModelAdmin):
         })
 
 
-class ActLineInline(admin.TabularInline):
+class ActLineInline(ReadOnlyInline, admin.TabularInline):
     model = ActLine
     fields = ("invoice", "description", "date", "subtotal", "tax_amount", "total")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("invoice")
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Act)

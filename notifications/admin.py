@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from accounts.admin_mixins import BackOfficePermissions
+from accounts.admin_mixins import BackOfficePermissions, ReadOnlyInline
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import gettext, ngettext
@@ -9,16 +9,10 @@ from . import services
 from .models import EmailOutbox, Notification, NotificationPreference
 
 
-class EmailInline(admin.TabularInline):
+class EmailInline(ReadOnlyInline, admin.TabularInline):
     model = EmailOutbox
     fields = ("recipient", "status", "attempts", "last_error", "next_attempt_at", "sent_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Notification)

@@ -49,11 +49,13 @@ class Notification(ChoiceLabels, models.Model):
         return self.read_at is None
 
 
-class EmailOutbox(models.Model):
-    """An email written in the same transaction as its cause and sent later, exactly once.
+class OutboxMessage(models.Model):
+    """A message written in the same transaction as its cause and sent later, exactly once: an email
+    (`EmailOutbox`) or a bot message (`telegram.TelegramOutbox`).
 
     Workers claim a row by moving it pending → sending in one UPDATE, so two workers never send it
-    twice; the sweeper puts rows back to pending when a worker died mid-send.
+    twice; the sweeper puts rows back to pending when a worker died mid-send. A subclass lists
+    `due_index(name)` and `sent_has_sent_at(name)` in its Meta under the names its table was built with.
     """
 
     class Status(models.TextChoices):
@@ -62,18 +64,9 @@ class EmailOutbox(models.Model):
         SENT = "sent", _("Sent")
         FAILED = "failed", _("Failed")
 
-    notification = models.ForeignKey(
-        Notification, on_delete=models.SET_NULL, null=True, blank=True, related_name="emails",
-        verbose_name=_("notification"),
-    )
     customer = models.ForeignKey(
         Customer, on_delete=models.CASCADE, null=True, blank=True, related_name="+", verbose_name=_("customer")
     )
-    kind = models.CharField(_("kind"), max_length=40, choices=Kind.choices, blank=True)
-    recipient = models.EmailField(_("recipient"))
-    subject = models.CharField(_("subject"), max_length=255)
-    body_text = models.TextField(_("text"))
-    body_html = models.TextField(_("HTML"), blank=True)
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     last_error = models.TextField(_("last error"), blank=True)
@@ -81,30 +74,49 @@ class EmailOutbox(models.Model):
     claimed_at = models.DateTimeField(_("sending since"), null=True, blank=True)
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at", "-pk"]
+
+    @staticmethod
+    def due_index(name: str) -> models.Index:
+        """The unfinished rows by when they are due: what workers and the sweeper read."""
+        return models.Index(fields=["status", "next_attempt_at"], condition=models.Q(status__in=["pending", "sending"]),
+                            name=name)
+
+    @staticmethod
+    def sent_has_sent_at(name: str) -> models.CheckConstraint:
+        return models.CheckConstraint(condition=models.Q(status="sent", sent_at__isnull=False) | ~models.Q(status="sent"),
+                                      name=name)
+
+
+class EmailOutbox(OutboxMessage):
+    """An email to send (see `OutboxMessage`)."""
+
+    notification = models.ForeignKey(
+        Notification, on_delete=models.SET_NULL, null=True, blank=True, related_name="emails",
+        verbose_name=_("notification"),
+    )
+    kind = models.CharField(_("kind"), max_length=40, choices=Kind.choices, blank=True)
+    recipient = models.EmailField(_("recipient"))
+    subject = models.CharField(_("subject"), max_length=255)
+    body_text = models.TextField(_("text"))
+    body_html = models.TextField(_("HTML"), blank=True)
     dedupe_key = models.CharField(_("deduplication key"), max_length=200, null=True, blank=True)
     # A sign-in link (email verification, invitation, password reset) works for whoever reads it: staff
     # don't see the text in admin, and it is blanked once sent.
     contains_secret = models.BooleanField(_("contains a sign-in link"), default=False)
 
-    class Meta:
+    class Meta(OutboxMessage.Meta):
         verbose_name = _("outgoing email")
         verbose_name_plural = _("email outbox")
-        ordering = ["-created_at", "-pk"]
-        indexes = [
-            models.Index(
-                fields=["status", "next_attempt_at"],
-                condition=models.Q(status__in=["pending", "sending"]),
-                name="outbox_due_idx",
-            ),
-        ]
+        indexes = [OutboxMessage.due_index("outbox_due_idx")]
         constraints = [
             models.UniqueConstraint(
                 fields=["dedupe_key"], condition=models.Q(dedupe_key__isnull=False), name="outbox_dedupe_unique"
             ),
-            models.CheckConstraint(
-                condition=models.Q(status="sent", sent_at__isnull=False) | ~models.Q(status="sent"),
-                name="outbox_sent_has_sent_at",
-            ),
+            OutboxMessage.sent_has_sent_at("outbox_sent_has_sent_at"),
         ]
 
     def __str__(self) -> str:

@@ -108,8 +108,7 @@ def quote_items(*, plan: Plan, period_months: int, currency: str, quantities: di
         check_quantity(addon, quantity)
         if quantity == 0:
             continue
-        price = pricing.addon_price(addon=addon, period_months=period_months, currency=currency,
-                                    prices=list(addon.prices.all()))
+        price = pricing.addon_price(addon=addon, period_months=period_months, currency=currency)
         items.append(AddonItem(addon=addon, quantity=quantity, unit_price=price.amount, price=price))
     return items
 

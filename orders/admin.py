@@ -11,7 +11,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from accounts.admin_mixins import BackOfficePermissions, admin_action_form
+from accounts.admin_mixins import BackOfficePermissions, ReadOnlyInline, admin_action_form
 
 from .models import (AddonChange, HypervisorNode, IpAddress, IpPool, Location, Order, OrderAddon, OrderEvent, OrderRenewal, OsImage,
                      OsTemplate, Plan, PlanAddon, PlanAddonPrice, PlanPrice, ProductType, PromoCode, PromoRedemption,
@@ -190,80 +190,44 @@ class ExpiringWithinFilter(admin.SimpleListFilter):
         return queryset
 
 
-class OrderEventInline(admin.TabularInline):
+class OrderEventInline(ReadOnlyInline, admin.TabularInline):
     model = OrderEvent
     # "event" is the sentence the customer sees (action and details together), not the raw key and JSON.
     fields = ("created_at", "event", "from_status", "to_status", "source", "actor")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     ordering = ("-created_at", "-pk")
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     @admin.display(description=_("event"))
     def event(self, obj):
         return render_to_string("orders/_event_label.html", {"event": obj}).strip()
 
 
-class OrderRenewalInline(admin.TabularInline):
+class OrderRenewalInline(ReadOnlyInline, admin.TabularInline):
     model = OrderRenewal
     fields = ("period", "periods", "amount", "currency", "status", "invoice_id", "automatic", "starts_at", "ends_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
-class OrderAddonInline(admin.TabularInline):
+class OrderAddonInline(ReadOnlyInline, admin.TabularInline):
     model = OrderAddon
     fields = ("addon", "quantity", "unit_price", "currency", "created_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
-class AddonChangeInline(admin.TabularInline):
+class AddonChangeInline(ReadOnlyInline, admin.TabularInline):
     model = AddonChange
     fields = ("created_at", "addon", "quantity_from", "quantity_to", "amount", "credit", "currency", "status",
               "invoice_id", "credit_notes", "applied_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
-class VirtualMachineInline(admin.StackedInline):
+class VirtualMachineInline(ReadOnlyInline, admin.StackedInline):
     model = VirtualMachine
     # Never the initial root password: it is the customer's, shown to them once.
     fields = ("node", "domain", "vmid", "template", "vcpus", "memory_mib", "disk_gib", "state", "bandwidth_mbps",
               "created_at", "deleted_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
-class ProvisioningJobInline(admin.TabularInline):
+class ProvisioningJobInline(ReadOnlyInline, admin.TabularInline):
     model = ProvisioningJob
     fields = ("action", "state", "attempts", "last_error", "source", "requested_by", "created_at", "finished_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     ordering = ("-pk",)
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class ReasonForm(forms.Form):
@@ -501,15 +465,9 @@ class TrafficOverageAdmin(admin.ModelAdmin):
         return obj.quota_bytes // 1024 ** 3
 
 
-class PromoRedemptionInline(admin.TabularInline):
+class PromoRedemptionInline(ReadOnlyInline, admin.TabularInline):
     model = PromoRedemption
-    extra = 0
-    can_delete = False
     fields = ("order", "customer", "created_at", "released_at")
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(PromoCode)

@@ -1,17 +1,22 @@
-"""Browser console: one-time, short-lived tokens for noVNC, redeemed by websockify.
+"""Browser console: one-time, short-lived tokens for noVNC, redeemed by the console process.
 
 `console_open` (the customer's POST) asks the module for a VNC ticket (libvirt: a password valid for
-a minute on the running domain) and stores a token naming the user and the VM, valid for
-CONSOLE_TOKEN_TTL seconds. The websockify process (`console` in the Procfiles) loads
-`ConsoleTokenPlugin`, which redeems a token once: a used, expired or unknown token, a VM that is gone
-or replaced, a service no longer active, or a user who lost access to it gets no connection.
+a minute on the running domain; Proxmox VE: only a check that the VM runs) and stores a token naming
+the user and the VM, valid for CONSOLE_TOKEN_TTL seconds. The console process (websockify,
+orders/console_relay.py, `console` in the Procfiles) redeems a token once through `ConsoleTokenPlugin`:
+a used, expired or unknown token, a VM that is gone or replaced, a service no longer active, or a user
+who lost access to it gets no connection. It then relays the browser's websocket to the VM's VNC
+server at the ticket's host:port, or to the stream the module opens (`console_stream`: Proxmox VE's
+VNC websocket, started and logged into at that moment).
 """
 from __future__ import annotations
 
 import hashlib
 import secrets
+import socket
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -57,8 +62,14 @@ def console_open(*, order: Order, actor, ip: str) -> ConsoleAccess:
     return ConsoleAccess(token=token, password=ticket.password)
 
 
-def console_redeem(*, token: str) -> tuple[str, int] | None:
-    """(host, port) for a token used for the first time within its TTL, else None. One UPDATE marks it
+class ConsoleTarget(NamedTuple):
+    host: str
+    port: int
+    order: Order
+
+
+def console_redeem(*, token: str) -> ConsoleTarget | None:
+    """The target of a token used for the first time within its TTL, else None. One UPDATE marks it
     used, so two connections racing with one token get one target."""
     from accounts.roles import Area, role_allows
 
@@ -73,7 +84,13 @@ def console_redeem(*, token: str) -> tuple[str, int] | None:
     if (row.vm.deleted_at is not None or order.status not in (Order.Status.ACTIVE, Order.Status.EXPIRED)
             or not user.is_active or user.customer_id != order.customer_id or not role_allows(user, Area.SERVICES)):
         return None
-    return row.host, row.port
+    return ConsoleTarget(row.host, row.port, order)
+
+
+def console_stream(*, target: ConsoleTarget) -> socket.socket | None:
+    """The VNC stream the module opens for a redeemed token, or None: connect to host:port. Raises
+    ModuleError when the hypervisor cannot give one."""
+    return module_for(target.order).console_stream(target.order)
 
 
 def console_tokens_purge(*, now=None) -> int:

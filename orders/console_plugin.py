@@ -1,9 +1,8 @@
-"""The websockify token plugin (kept apart from orders.console, which needs Django's models loaded):
+"""The console process's token plugin (kept apart from orders.console, which needs Django's models loaded).
 
-    websockify --token-plugin orders.console_plugin.ConsoleTokenPlugin --token-source portal 127.0.0.1:6080
-
-websockify imports this module before Django is set up; `lookup` sets it up on first use
-(DJANGO_SETTINGS_MODULE from the environment) and redeems the one-time token (orders.console)."""
+The console process (orders/console_relay.py) imports this module before Django is set up; `lookup`
+sets it up on first use (DJANGO_SETTINGS_MODULE from the environment) and redeems the one-time token
+(orders.console): a `ConsoleTarget`, or None."""
 
 
 class ConsoleTokenPlugin:

@@ -184,24 +184,42 @@ class Plan(models.Model):
                 raise ValidationError({"over_quota_action": _("An unmetered plan has no quota to pass: give the traffic first.")})
 
 
-class PlanPrice(models.Model):
-    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="prices", verbose_name=_("plan"))
+class PeriodPrice(models.Model):
+    """A price of one billing period in one currency: a plan's (`PlanPrice`) or one step of an add-on's
+    (`PlanAddonPrice`), both read by one rule (`orders.pricing`: the stored price, else the plan's base
+    currency's converted). A subclass adds the foreign key to what it prices (`priced_field`) and its unique
+    (priced, period, currency) constraint."""
+
+    priced_field = ""  # the subclass's foreign key to what it prices
+
     period_months = models.PositiveSmallIntegerField(_("period"), choices=PERIOD_CHOICES)
     currency = models.CharField(_("currency"), max_length=3, choices=settings.CURRENCY_CHOICES)
     amount = models.DecimalField(_("price per period"), max_digits=14, decimal_places=2)
 
     class Meta:
+        abstract = True
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="%(class)s_amount_gt_0"),
+            models.CheckConstraint(condition=Q(period_months__in=PERIOD_MONTHS), name="%(class)s_known_period"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{getattr(self, self.priced_field)} {self.period_months}m {self.amount} {self.currency}"
+
+
+class PlanPrice(PeriodPrice):
+    priced_field = "plan"
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="prices", verbose_name=_("plan"))
+
+    class Meta(PeriodPrice.Meta):
         verbose_name = _("plan price")
         verbose_name_plural = _("plan prices")
         ordering = ["plan", "period_months", "currency"]
         constraints = [
             models.UniqueConstraint(fields=["plan", "period_months", "currency"], name="planprice_unique_period_currency"),
-            models.CheckConstraint(condition=Q(amount__gt=0), name="planprice_amount_gt_0"),
-            models.CheckConstraint(condition=Q(period_months__in=PERIOD_MONTHS), name="planprice_known_period"),
+            *PeriodPrice.Meta.constraints,
         ]
-
-    def __str__(self) -> str:
-        return f"{self.plan} {self.period_months}m {self.amount} {self.currency}"
 
 
 class PlanAddon(models.Model):
@@ -259,26 +277,23 @@ class PlanAddon(models.Model):
 RESOURCE_ADDON_KINDS = (PlanAddon.Kind.CPU, PlanAddon.Kind.RAM, PlanAddon.Kind.DISK, PlanAddon.Kind.IPV4)
 
 
-class PlanAddonPrice(models.Model):
-    """The price of one step of an add-on per billing period, in a currency (as `PlanPrice`)."""
+class PlanAddonPrice(PeriodPrice):
+    """The price of one step of an add-on per billing period, in a currency."""
+
+    priced_field = "addon"
 
     addon = models.ForeignKey(PlanAddon, on_delete=models.CASCADE, related_name="prices", verbose_name=_("add-on"))
-    period_months = models.PositiveSmallIntegerField(_("period"), choices=PERIOD_CHOICES)
-    currency = models.CharField(_("currency"), max_length=3, choices=settings.CURRENCY_CHOICES)
+    # The base's column; only its label says it prices one step.
     amount = models.DecimalField(_("price of one step per period"), max_digits=14, decimal_places=2)
 
-    class Meta:
+    class Meta(PeriodPrice.Meta):
         verbose_name = _("add-on price")
         verbose_name_plural = _("add-on prices")
         ordering = ["addon", "period_months", "currency"]
         constraints = [
             models.UniqueConstraint(fields=["addon", "period_months", "currency"], name="planaddonprice_unique_period_currency"),
-            models.CheckConstraint(condition=Q(amount__gt=0), name="planaddonprice_amount_gt_0"),
-            models.CheckConstraint(condition=Q(period_months__in=PERIOD_MONTHS), name="planaddonprice_known_period"),
+            *PeriodPrice.Meta.constraints,
         ]
-
-    def __str__(self) -> str:
-        return f"{self.addon} {self.period_months}m {self.amount} {self.currency}"
 
 
 class Order(ChoiceLabels, models.Model):
@@ -849,9 +864,9 @@ class TrafficOverage(models.Model):
 
 
 class ConsoleToken(models.Model):
-    """A one-time, short-lived ticket for the browser console (noVNC through websockify). Only its
-    SHA-256 digest is stored; it names the user and the VM it was issued for, and is redeemed once by
-    the websockify token plugin (orders/console.py) before `expires_at`."""
+    """A one-time, short-lived ticket for the browser console (noVNC through the console process). Only
+    its SHA-256 digest is stored; it names the user and the VM it was issued for, and is redeemed once
+    by the console process's token plugin (orders/console.py) before `expires_at`."""
 
     digest = models.CharField(max_length=64, unique=True)
     user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="+")

@@ -24,7 +24,7 @@ from django.utils.translation import gettext as _
 
 from billing.money import quantize
 
-from .models import Order, Plan, PlanAddon, PlanAddonPrice, PlanPrice
+from .models import Order, PeriodPrice, Plan, PlanAddon, PlanAddonPrice, PlanPrice
 
 ZERO = Decimal("0")
 
@@ -54,9 +54,10 @@ def convert(amount: Decimal, from_currency: str, to_currency: str, table=None) -
     return amount * quote.rate, quote.rate
 
 
-def _stored_or_converted(rows, *, period_months: int, currency: str, base_currency: str, table=None) -> Price | None:
+def _stored_or_converted(rows: list[PeriodPrice], *, period_months: int, currency: str, base_currency: str,
+                         table=None) -> Price | None:
     """The price stored for (period, currency), else the base currency's converted at today's rate;
-    None when neither is stored. Plans and add-ons are priced by this one rule."""
+    None when neither is stored. Plans and add-ons (both `PeriodPrice` rows) are priced by this one rule."""
     by_key = {(row.period_months, row.currency): row.amount for row in rows}
     if (period_months, currency) in by_key:
         return Price(amount=by_key[(period_months, currency)], currency=currency)
@@ -81,15 +82,22 @@ def plan_price(*, plan: Plan, period_months: int, currency: str, prices: list[Pl
 
 
 def addon_price(*, addon: PlanAddon, period_months: int, currency: str,
-                prices: list[PlanAddonPrice] | None = None) -> Price:
-    """One step of `addon` for one period in `currency`: stored, or converted from its plan's base currency."""
+                prices: list[PlanAddonPrice] | None = None, table=None) -> Price:
+    """One step of `addon` for one period in `currency`: stored, or converted from its plan's base currency
+    (`prices` and `table` as for `plan_price`)."""
     rows = prices if prices is not None else list(addon.prices.all())
     price = _stored_or_converted(rows, period_months=period_months, currency=currency,
-                                 base_currency=addon.plan.base_currency)
+                                 base_currency=addon.plan.base_currency, table=table)
     if price is None:
         raise ValidationError(_("%(addon)s is not sold for a %(months)s-month period.") % {
             "addon": addon.name, "months": period_months}, code="addon_no_price")
     return price
+
+
+def shortest_period(plan: Plan) -> int | None:
+    """The shortest period the plan is priced for (from its prices, prefetched by the catalogue
+    selectors); None when it has none."""
+    return min((price.period_months for price in plan.prices.all()), default=None)
 
 
 def renewal_plan(order: Order) -> Plan:

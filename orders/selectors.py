@@ -229,6 +229,12 @@ class RenewalForecast:
         return self.uncovered == 0
 
 
+# What the forecast and `pricing.renewal_amount` read of a due order: a heavy customer has a thousand,
+# and the rest (options, plans' JSON settings) would be decoded for nothing.
+FORECAST_ORDER_FIELDS = ("id", "expires_at", "currency", "price", "addons_price", "period_months", "plan__name",
+                         "scheduled_plan__base_currency", "scheduled_plan__name")
+
+
 def _renewal_moment(expires_at: dt.datetime, now: dt.datetime) -> dt.datetime:
     """The job renews an order ORDERS_RENEW_HOURS_BEFORE_EXPIRY before it expires (or at its next run)."""
     return max(now, expires_at - dt.timedelta(hours=settings.ORDERS_RENEW_HOURS_BEFORE_EXPIRY))
@@ -254,7 +260,7 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     balance = balance_of(customer) if balance is None else balance
     orders = list(
         renewal_batch.due_for_auto_renewal(now + dt.timedelta(days=days)).filter(customer=customer)
-        .select_related("plan", "scheduled_plan").order_by("expires_at", "pk")
+        .select_related("plan", "scheduled_plan").only(*FORECAST_ORDER_FIELDS).order_by("expires_at", "pk")
     )
     pending_invoices = _pending_renewal_invoices(customer, {order.pk for order in orders})
     scheduled_prices = _scheduled_plan_prices(orders)
@@ -404,8 +410,7 @@ def order_addon_rows(*, order: Order) -> list[AddonRow]:
             rows.append(AddonRow(addon=addon, quantity=row.quantity, unit_price=row.unit_price, held=True))
             continue
         try:
-            price = pricing.addon_price(addon=addon, period_months=order.period_months, currency=order.currency,
-                                        prices=list(addon.prices.all())).amount
+            price = pricing.addon_price(addon=addon, period_months=order.period_months, currency=order.currency).amount
         except ValidationError:
             price = None
         rows.append(AddonRow(addon=addon, quantity=0, unit_price=price, held=False))

@@ -110,12 +110,13 @@ def catalogue(request: HttpRequest) -> HttpResponse:
     for product_type in product_types:
         plans = []
         for plan in product_type.plans.all():
-            try:
-                monthly = pricing.plan_price(plan=plan, period_months=min(p.period_months for p in plan.prices.all()),
-                                             currency=customer.site_currency, prices=list(plan.prices.all()))
-            except (ValidationError, ValueError):
-                monthly = None
-            plans.append((plan, monthly, min((p.period_months for p in plan.prices.all()), default=None)))
+            shortest, monthly = pricing.shortest_period(plan), None
+            if shortest:
+                try:
+                    monthly = pricing.plan_price(plan=plan, period_months=shortest, currency=customer.site_currency)
+                except ValidationError:
+                    pass  # no price in the site currency and no rate to convert: the card shows none
+            plans.append((plan, monthly, shortest))
         cards.append((product_type, plans))
     return render(request, "orders/catalogue.html", {"cards": cards, "can_pay": _can_pay(request)})
 
@@ -163,7 +164,7 @@ def order_new(request: HttpRequest, plan_id: int) -> HttpResponse:
                 form.add_service_error(error)
     else:
         form = OrderForm(plan=plan, initial={"request_key": uuid.uuid4().hex,
-                                             "period_months": min((p.period_months for p in plan.prices.all()), default=1)})
+                                             "period_months": pricing.shortest_period(plan) or 1})
     return render(request, "orders/order_new.html", {"form": form, "plan": plan, "can_pay": _can_pay(request)})
 
 
@@ -177,7 +178,7 @@ def order_summary(request: HttpRequest, plan_id: int) -> HttpResponse:
     form = OrderForm(request.GET, plan=plan)
     form.is_valid()  # hostname and the rest are not sent: only the priced fields are read
     data = form.cleaned_data
-    period = data.get("period_months") or min((p.period_months for p in plan.prices.all()), default=1)
+    period = data.get("period_months") or pricing.shortest_period(plan) or 1
     quantities = {addon.pk: data[name] for addon in form.addons if data.get(name := f"addon_{addon.pk}")}
     promo_error = ""
     code = data.get("promo_code", "") if "promo_code" not in form.errors else ""

@@ -1,6 +1,4 @@
 """Login security: two-factor step, recovery codes, lockout, alerts, sessions, activity log."""
-import threading
-
 import pytest
 from django.core import mail
 from django.db import connection
@@ -14,6 +12,7 @@ from accounts.selectors import otp_enabled
 from accounts.services.activity import activity_record
 from accounts.services.security import customer_set_code_word
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+from billing.tests.concurrency import run_concurrently
 
 pytestmark = pytest.mark.django_db
 
@@ -285,25 +284,10 @@ def test_activity_log_scoped_paginated_with_fixed_query_count(client):
 @pytest.mark.django_db(transaction=True)
 def test_code_word_cannot_be_set_twice_even_concurrently():
     user = UserFactory()
-    results = []
-    barrier = threading.Barrier(2)
-
-    def attempt(word):
-        try:
-            barrier.wait()
-            customer_set_code_word(customer=user.customer, actor=user, code_word=word)
-            results.append("ok")
-        except Exception as error:  # noqa: BLE001 - the loser must fail with a ValidationError
-            results.append(type(error).__name__)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=attempt, args=(w,)) for w in ("first word", "second word")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(results) == ["ValidationError", "ok"]
+    results, errors = run_concurrently(
+        lambda word: customer_set_code_word(customer=user.customer, actor=user, code_word=word),
+        [("first word",), ("second word",)])
+    assert len(results) == 1 and [type(error).__name__ for error in errors] == ["ValidationError"]
     assert ActivityEvent.objects.filter(action="code_word_set").count() == 1
 
 

@@ -15,6 +15,8 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from core.forms import apply_errors
+
 
 def safe_next_redirect(request: HttpRequest) -> HttpResponseRedirect:
     """A redirect to the POSTed `next` if it is a path on this site, else to the home page. Never
@@ -28,15 +30,6 @@ def safe_next_redirect(request: HttpRequest) -> HttpResponseRedirect:
 
 def redirect_back(url_name: str, anchor: str = "") -> HttpResponse:
     return redirect(reverse(url_name) + (f"#{anchor}" if anchor else ""))
-
-
-def apply_errors(form: Form, error: ValidationError) -> None:
-    """A service's errors onto the form: per field where the form has that field, else non-field."""
-    if hasattr(error, "error_dict"):
-        for field, errors in error.error_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, error)
 
 
 def settings_form_post(request: HttpRequest, form: Form | None, *, save: Callable[[], Any],
@@ -58,7 +51,7 @@ def settings_form_post(request: HttpRequest, form: Form | None, *, save: Callabl
         if form is None:
             messages.error(request, error.messages[0])
             return redirect_back(back, anchor)
-        apply_errors(form, ValidationError({error_field: error.messages}) if error_field else error)
+        apply_errors(form, error, field=error_field)
         return page(form)
     message = success(result) if callable(success) else success
     if message:

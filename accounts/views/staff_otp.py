@@ -10,11 +10,12 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
+from core.forms import apply_errors
+
 from .. import selectors
 from ..client_ip import client_ip
 from ..forms import OTPTokenForm
 from ..services.totp import totp_setup_confirm, totp_setup_start
-from ._posts import apply_errors
 from .security import totp_qr_svg
 
 

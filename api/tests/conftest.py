@@ -1,16 +1,11 @@
-import importlib
-from decimal import Decimal
 from itertools import count
 
 import pytest
-from django.apps import apps
 from rest_framework.test import APIClient
 
 from accounts.models import User
 from accounts.tests.factories import UserFactory
 from api.services import api_key_create
-from billing.services.payments import payment_record
-from billing.tests.factories import make_currencies
 from orders.services import placing
 from orders.tests.factories import PlanFactory, order_options
 
@@ -23,38 +18,8 @@ def private_media(settings, tmp_path):
 
 
 @pytest.fixture
-def departments(db):
-    migration = importlib.import_module("tickets.migrations.0002_default_departments_and_ticket_numbers")
-    migration.create_departments(apps, None)
-
-
-@pytest.fixture
-def currencies(db):
-    return make_currencies()
-
-
-@pytest.fixture
-def owner(db):
-    return UserFactory()
-
-
-@pytest.fixture
-def customer(owner):
-    return owner.customer
-
-
-@pytest.fixture
 def other_owner(db):
     return UserFactory()
-
-
-@pytest.fixture
-def fund(currencies):
-    def do_fund(customer, amount):
-        return payment_record(
-            idempotency_key=f"api-test-fund:{customer.pk}:{next(_keys)}", customer=customer,
-            amount=Decimal(amount), currency=customer.currency, method="bank_transfer")
-    return do_fund
 
 
 @pytest.fixture

@@ -111,15 +111,7 @@ def ledger_post(
     with transaction.atomic():
         legs = [(account, amount) for account, amount in legs if amount]
         locked = ledger_accounts_lock([account for account, _amount in legs])
-        totals: dict[str, Decimal] = defaultdict(Decimal)
-        for account, amount in legs:
-            currency = locked[account.pk].currency
-            if not fits_minor_units(amount, currency):
-                raise ValueError(f"{amount} is not rounded to {currency} minor units")
-            totals[currency] += amount
-        unbalanced = {cur: total for cur, total in totals.items() if total != 0}
-        if unbalanced or not legs:
-            raise ValueError(f"Unbalanced or empty ledger transaction {idempotency_key}: {unbalanced}")
+        _legs_check(legs, locked, idempotency_key)
         tx = LedgerTransaction.objects.create(
             idempotency_key=idempotency_key, kind=kind, invoice=invoice, payment=payment, reference=reference,
             memo=memo[:255], created_by=created_by if created_by is not None and created_by.pk else None,
@@ -131,20 +123,39 @@ def ledger_post(
             account = locked[account.pk]
             account.balance += amount
             entries.append(LedgerEntry(transaction=tx, account=account, amount=amount, currency=account.currency, balance_after=account.balance))
-        for account in locked.values():
-            if account.kind == LedgerAccount.Kind.CUSTOMER:
-                if account.balance < -account.credit_limit:
-                    raise InsufficientFunds(_("The balance is not enough for this operation."), code="insufficient_funds")
-                if alert_low_balance:
-                    low_balance_alert_update(account)
-            LedgerAccount.objects.filter(pk=account.pk).update(
-                balance=account.balance, low_balance_alerted=account.low_balance_alerted,
-                low_balance_crossings=account.low_balance_crossings,
-            )
+        _balances_write(locked.values(), alert_low_balance=alert_low_balance)
         LedgerEntry.objects.bulk_create(entries)
         funding_record(posted_legs(tx, entries, accounts=locked, invoice=invoice, payment=payment))
         topbar_changed(account.customer_id for account in locked.values() if account.kind == LedgerAccount.Kind.CUSTOMER)
         return tx
+
+
+def _legs_check(legs: list[tuple[LedgerAccount, Decimal]], locked: dict[int, LedgerAccount], idempotency_key: str) -> None:
+    """Every amount in its account currency's minor units; the legs balance per currency."""
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for account, amount in legs:
+        currency = locked[account.pk].currency
+        if not fits_minor_units(amount, currency):
+            raise ValueError(f"{amount} is not rounded to {currency} minor units")
+        totals[currency] += amount
+    unbalanced = {cur: total for cur, total in totals.items() if total != 0}
+    if unbalanced or not legs:
+        raise ValueError(f"Unbalanced or empty ledger transaction {idempotency_key}: {unbalanced}")
+
+
+def _balances_write(accounts, *, alert_low_balance: bool) -> None:
+    """The locked accounts' new cached balances; a customer's may not go below its credit limit, and
+    crossing the low-balance threshold alerts once."""
+    for account in accounts:
+        if account.kind == LedgerAccount.Kind.CUSTOMER:
+            if account.balance < -account.credit_limit:
+                raise InsufficientFunds(_("The balance is not enough for this operation."), code="insufficient_funds")
+            if alert_low_balance:
+                low_balance_alert_update(account)
+        LedgerAccount.objects.filter(pk=account.pk).update(
+            balance=account.balance, low_balance_alerted=account.low_balance_alerted,
+            low_balance_crossings=account.low_balance_crossings,
+        )
 
 
 def low_balance_alert_update(account: LedgerAccount) -> None:

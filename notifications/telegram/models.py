@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Customer
 from notifications.kinds import Kind
-from notifications.models import Notification
+from notifications.models import Notification, OutboxMessage
 
 
 class TelegramLinkToken(models.Model):
@@ -53,25 +53,16 @@ class TelegramLink(models.Model):
         return f"{self.user} ↔ {self.chat_id}"
 
 
-class TelegramOutbox(models.Model):
-    """A bot message written in the same transaction as its cause and sent later, exactly once.
+class TelegramOutbox(OutboxMessage):
+    """A bot message to send (see `notifications.models.OutboxMessage`).
 
     `message_id` (Telegram's, unique per chat) and `reference` (e.g. "ticket:10001") map a customer's
     reply in Telegram back to what the message was about.
     """
 
-    class Status(models.TextChoices):
-        PENDING = "pending", _("Pending")
-        SENDING = "sending", _("Sending")
-        SENT = "sent", _("Sent")
-        FAILED = "failed", _("Failed")
-
     notification = models.ForeignKey(
         Notification, on_delete=models.SET_NULL, null=True, blank=True, related_name="telegram_messages",
         verbose_name=_("notification"),
-    )
-    customer = models.ForeignKey(
-        Customer, on_delete=models.CASCADE, null=True, blank=True, related_name="+", verbose_name=_("customer")
     )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
@@ -81,26 +72,12 @@ class TelegramOutbox(models.Model):
     text = models.TextField(_("text"))
     reference = models.CharField(_("reference"), max_length=100, blank=True)
     reply_to_message_id = models.BigIntegerField(_("in reply to"), null=True, blank=True)
-    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
-    last_error = models.TextField(_("last error"), blank=True)
-    next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now)
-    claimed_at = models.DateTimeField(_("sending since"), null=True, blank=True)
-    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
     message_id = models.BigIntegerField(_("Telegram message ID"), null=True, blank=True)
-    created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
 
-    class Meta:
+    class Meta(OutboxMessage.Meta):
         verbose_name = _("Telegram message")
         verbose_name_plural = _("Telegram outbox")
-        ordering = ["-created_at", "-pk"]
-        indexes = [
-            models.Index(
-                fields=["status", "next_attempt_at"],
-                condition=models.Q(status__in=["pending", "sending"]),
-                name="telegram_outbox_due_idx",
-            ),
-        ]
+        indexes = [OutboxMessage.due_index("telegram_outbox_due_idx")]
         constraints = [
             models.UniqueConstraint(
                 fields=["notification", "chat_id"], condition=models.Q(notification__isnull=False),
@@ -110,10 +87,7 @@ class TelegramOutbox(models.Model):
                 fields=["chat_id", "message_id"], condition=models.Q(message_id__isnull=False),
                 name="telegram_outbox_chat_message_unique",
             ),
-            models.CheckConstraint(
-                condition=models.Q(status="sent", sent_at__isnull=False) | ~models.Q(status="sent"),
-                name="telegram_outbox_sent_has_sent_at",
-            ),
+            OutboxMessage.sent_has_sent_at("telegram_outbox_sent_has_sent_at"),
         ]
 
     def __str__(self) -> str:

@@ -5,12 +5,8 @@ from accounts.tests.factories import UserFactory
 
 @pytest.fixture
 def owner(db):
+    """The root conftest's owner with a known address (tests check where mail went)."""
     return UserFactory(email="owner@example.com")
-
-
-@pytest.fixture
-def customer(owner):
-    return owner.customer
 
 
 @pytest.fixture(autouse=True)

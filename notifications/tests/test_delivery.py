@@ -1,7 +1,6 @@
 import email
 import email.header
 import socket
-import threading
 import uuid
 from datetime import timedelta
 
@@ -11,10 +10,11 @@ from aiosmtpd.controller import Controller
 from django.conf import settings
 from django.core import mail
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
+from billing.tests.concurrency import run_concurrently
 from core import enqueue
 from notifications import services, tasks
 from notifications.kinds import Kind
@@ -163,22 +163,8 @@ def test_two_workers_delivering_the_same_row_send_it_once(settings):
     backends.SENT.clear()
     customer = UserFactory().customer
     row = make_email(customer)
-    barrier = threading.Barrier(2)
-    outcomes = []
-
-    def worker():
-        try:
-            barrier.wait()
-            outcomes.append(services.email_deliver(email_id=row.pk).outcome)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
+    outcomes, errors = run_concurrently(lambda: services.email_deliver(email_id=row.pk).outcome, [(), ()])
+    assert not errors
     assert sorted(outcomes) == ["sent", "skipped"]
     assert len(backends.SENT) == 1
     row.refresh_from_db()
@@ -192,20 +178,8 @@ def test_two_cron_sweeps_at_once_send_every_row_once(settings):
     backends.SENT.clear()
     for n in range(3):
         services.email_enqueue(to=f"dept{n}@host.example", subject=f"Mail {n}", body_text="x")
-    barrier = threading.Barrier(2)
-
-    def cron():
-        try:
-            barrier.wait()
-            call_command("send_outbox")
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=cron) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _results, errors = run_concurrently(call_command, [("send_outbox",)] * 2)
+    assert not errors
     assert sorted(m.to[0] for m in backends.SENT) == [f"dept{n}@host.example" for n in range(3)]
     assert set(EmailOutbox.objects.values_list("status", flat=True)) == {Status.SENT}
 

@@ -18,6 +18,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import socket
+
     from orders.models import Order, Plan
 
 
@@ -80,11 +82,10 @@ class ResizeOutcome:
 class ConsoleTicket:
     host: str
     port: int
+    # The VNC password the browser logs in with; empty when the console process logs in itself
+    # (a module with `console_stream`).
     password: str
     expires_in: int  # seconds
-    # Proxmox VE: the VNC websocket on the node's API (host:port) that carries the console; empty for a
-    # plain VNC endpoint at host:port (libvirt).
-    websocket_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,15 @@ class ProvisioningModule:
         self._unsupported(Operation.TERMINATE)
 
     def console_ticket(self, order: Order) -> ConsoleTicket:
+        """When the customer opens the console: where its VNC server is, and the browser's password."""
         self._unsupported(Operation.CONSOLE)
+
+    def console_stream(self, order: Order) -> socket.socket | None:
+        """When the browser connects with a valid console token (in the console process): a socket that
+        speaks RFB to the browser from its first byte, the module having logged into the VM's VNC
+        server itself; or None, and the process connects to the ticket's host:port (plain VNC, the
+        browser logs in with the ticket's password)."""
+        return None
 
     def usage_sample(self, order: Order) -> UsageSample:
         self._unsupported(Operation.USAGE)

@@ -23,8 +23,9 @@ The calls it makes ({n}: the node's `pve_node`, {id}: the VM's VMID, {t}: the te
 - terminate: GET …/config, POST …/status/stop, DELETE /nodes/{n}/qemu/{id} (purge,
   destroy-unreferenced-disks); a VM already gone is success;
 - status: GET …/status/current (`status`, `qmpstatus`);
-- console ticket: POST …/vncproxy (websocket=1, generate-password=1) → port, ticket, password; the
-  websocket is GET …/vncwebsocket?port=…&vncticket=… on the API (see `console_ticket`);
+- console: opening it checks GET …/status/current; when the browser connects, POST …/vncproxy
+  (websocket=1, generate-password=1) → port, ticket, password, then the websocket GET
+  /api2/json/nodes/{n}/qemu/{id}/vncwebsocket?port=…&vncticket=… (see `console_stream`);
 - usage: GET …/rrddata (timeframe hour or day, cf AVERAGE), integrated into cumulative counters;
 - bandwidth: GET …/config and PUT …/config net0 with `rate` (MB/s) set or removed;
 - health (admin): GET /nodes/{n}/status and GET /nodes/{n}/storage/{storage}/status.
@@ -41,6 +42,8 @@ import hashlib
 import ipaddress
 import re
 import secrets
+import socket
+import ssl
 import tempfile
 import time
 from dataclasses import dataclass
@@ -56,6 +59,7 @@ from orders.models import HypervisorNode, IpAddress, Order, OsTemplate, UsageSam
 
 from .base import ConsoleTicket, MachineSpec, ModuleError, NotSupported, Operation, ResizeOutcome, UsageSample
 from .nodes import NodeModule, vm_mark
+from .vnc import websocket_console
 
 GIB = 1024 ** 3
 DISK_KEY = re.compile(r"^(scsi|virtio|sata|ide)\d+$")
@@ -185,9 +189,7 @@ class ProxmoxModule(NodeModule):
     code = "proxmox"
     name = "Proxmox VE"
     node_kind = HypervisorNode.Kind.PROXMOX
-    # The console ticket is issued (see console_ticket), but the console process relays plain VNC
-    # (TCP) only; PVE's VNC websocket needs a websocket relay holding the API token, not built yet.
-    operations = frozenset(Operation) - {Operation.CONSOLE}
+    operations = frozenset(Operation)
 
     def _new_vm_fields(self, order: Order) -> dict:
         return {"vmid": vmid_for(order)}
@@ -451,19 +453,42 @@ class ProxmoxModule(NodeModule):
         self._call(order, run, vm=vm)
 
     def console_ticket(self, order: Order) -> ConsoleTicket:
-        """A VNC proxy on the node (PVE listens on its localhost for 10 s) reached through the API's
-        websocket, GET /api2/json/nodes/{n}/qemu/{id}/vncwebsocket?port=…&vncticket=… with the API
-        token; `password` is the VNC password noVNC sends."""
+        """Opening the console only checks that the VM runs: PVE's VNC proxy waits just 10 s for its
+        websocket, so it is started when the browser connects (console_stream), which also logs in."""
         def run(session, vm):
             if self._state(session) != "running":
                 raise ModuleError("The server is not running.")
-            proxy = session.vm.vncproxy.post(websocket=1, **{"generate-password": 1})
             url = urlsplit(vm.node.uri)
+            return ConsoleTicket(host=url.hostname, port=url.port or 8006, password="", expires_in=0)
+        return self._call(order, run)
+
+    def console_stream(self, order: Order) -> socket.socket:
+        """A fresh VNC proxy (POST …/vncproxy) reached as a websocket on the node's API, with the API
+        token and the node's CA (both stay in the console process, never in the browser); the process
+        logs in with the proxy's one-time password and hands the browser an RFB stream (vnc.py)."""
+        from websockets.sync.client import connect
+
+        def run(session, vm):
+            proxy = session.vm.vncproxy.post(websocket=1, **{"generate-password": 1})
             path = (f"/api2/json/nodes/{session.node}/qemu/{session.vmid}/vncwebsocket?"
                     + urlencode({"port": proxy["port"], "vncticket": proxy["ticket"]}))
-            return ConsoleTicket(host=url.hostname, port=url.port or 8006, password=proxy["password"], expires_in=10,
-                                 websocket_path=path)
-        return self._call(order, run)
+            return vm.node, path, proxy["password"]
+
+        node, path, password = self._call(order, run)
+        url = urlsplit(node.uri)
+        context = ssl.create_default_context(cafile=_ca_file(node.ca_certificate) if node.ca_certificate else None)
+        try:
+            connection = connect(
+                f"wss://{url.netloc if url.port else f'{url.netloc}:8006'}{path}", ssl=context, proxy=None,
+                compression=None, subprotocols=["binary"], max_size=None,  # PVE's own noVNC asks for "binary"
+                additional_headers={"Authorization": f"PVEAPIToken={node.token_id}={node.token_secret}"},
+                open_timeout=settings.PROVISIONING_PROXMOX_HTTP_TIMEOUT,
+                legacy=True)  # a plain connection, not a context manager: websocket_console's threads close it
+        except ssl.SSLError:
+            raise ModuleError(f"Node {node.name} ({node.uri}): TLS verification failed; check its CA certificate.") from None
+        except Exception as error:  # noqa: BLE001 - refused, unreachable, timed out: the message names no secret
+            raise ModuleError(f"Node {node.name}: the VNC websocket failed: {type(error).__name__}: {str(error)[:200]}") from None
+        return websocket_console(connection, password, timeout=settings.PROVISIONING_PROXMOX_HTTP_TIMEOUT)
 
     def usage_sample(self, order: Order) -> UsageSample:
         """Cumulative counters like libvirt's, built from PVE's RRD averages: the previous sample plus

@@ -150,69 +150,103 @@ def _renew_chunk(*, after: int, now: datetime, chunk_size: int, summary: Renewal
     """Claim and renew one chunk in one transaction; returns the last claimed pk, None when done.
     Renewals left unpaid are appended to `unpaid` (handled after commit)."""
     with transaction.atomic():
-        orders = list(
-            due_for_auto_renewal(now).filter(pk__gt=after)
-            .select_related("customer", "plan", "scheduled_plan")
-            .select_for_update(skip_locked=True, of=("self",)).order_by("pk")[:chunk_size]
-        )
+        orders = _claim(after=after, now=now, chunk_size=chunk_size)
         if not orders:
             return None
-        rows, failed = [], []
-        snapshots = _held_snapshots(orders)
-        for order in orders:
-            try:
-                amount = pricing.renewal_amount(order)
-            except ValidationError:  # e.g. the scheduled plan lost its price for this period
-                logger.exception("No renewal price for order %s", order.pk)
-                failed.append(order.pk)
-                continue
-            rows.append((order.pk, order.current_period + 1, amount, order.currency, pricing.renewal_plan(order).pk,
-                         snapshots.get(order.pk, [])))
-        _insert_renewal_rows(rows)
-        wanted = {order.pk: order.current_period + 1 for order in orders}
-        renewals = {
-            renewal.order_id: renewal
-            for renewal in OrderRenewal.objects.filter(order_id__in=list(wanted), status=OrderRenewal.Status.PENDING)
-            .select_related("plan")
-            if wanted[renewal.order_id] == renewal.period
-        }
+        failed: list[int] = []
+        renewals = _pending_renewals(orders, failed)
         invoice_ids = [r.invoice_id for r in renewals.values() if r.invoice_id]
         invoices = Invoice.objects.in_bulk(invoice_ids) if invoice_ids else {}
-        # (customer, order) order: billing pays in the order given, so a customer's balance is spent
-        # on their oldest orders first, whichever path pays.
-        work = []
-        for order in sorted((o for o in orders if o.pk in renewals), key=lambda o: (o.customer_id, o.pk)):
-            invoice = invoices.get(renewals[order.pk].invoice_id)
-            if invoice is not None and not invoice.is_open:
-                continue  # a paid or cancelled invoice on a pending renewal: nothing to charge here
-            if on_order is not None:
-                on_order(order)
-            work.append(order)
+        work = _orders_to_charge(orders, renewals, invoices, on_order)
         plan_addons = addons.plan_addons_of(renewals[order.pk] for order in work)
         charges = {order.pk: _charge(order, renewals[order.pk], invoices, plan_addons) for order in work}
-        # A renewal with a promo-code discount has two lines: the one-by-one path issues it.
-        discounted = promo.orders_with_renewal_discount({o.pk: renewals[o.pk] for o in work}) if work else set()
-        set_based = [o for o in work if bulk.supports(charges[o.pk]) and o.pk not in discounted]
-        one_by_one = [o for o in work if not bulk.supports(charges[o.pk]) or o.pk in discounted]
-        if set_based:
-            try:
-                with transaction.atomic():
-                    renewed, left = _renew_set_based(set_based, renewals, charges, now)
-                summary.renewed += renewed
-                summary.unpaid += len(left)
-                unpaid.extend(left)
-            except OperationalError:
-                raise
-            except Exception:  # one bad row must not stop the chunk: redo it order by order
-                logger.exception("Set-based renewal of orders %s..%s failed; renewing them one by one",
-                                 set_based[0].pk, set_based[-1].pk)
-                one_by_one = sorted(set_based + one_by_one, key=lambda o: (o.customer_id, o.pk))
+        set_based, one_by_one = _split_by_path(work, renewals, charges)
+        if set_based and not _renew_set_based_or_refuse(set_based, renewals, charges, now, summary, unpaid):
+            one_by_one = sorted(set_based + one_by_one, key=lambda o: (o.customer_id, o.pk))
         for order in one_by_one:
             _renew_one(order, renewals[order.pk], invoices, summary=summary, unpaid=unpaid, failed=failed)
         summary.claimed += len(orders)
         summary.errors += len(failed)
         summary.error_orders.extend(failed)
         return orders[-1].pk
+
+
+def _claim(*, after: int, now: datetime, chunk_size: int) -> list[Order]:
+    return list(
+        due_for_auto_renewal(now).filter(pk__gt=after)
+        .select_related("customer", "plan", "scheduled_plan")
+        .select_for_update(skip_locked=True, of=("self",)).order_by("pk")[:chunk_size]
+    )
+
+
+def _pending_renewals(orders: list[Order], failed: list[int]) -> dict[int, OrderRenewal]:
+    """The chunk's pending renewal for each order's next period: inserted, or reused from an earlier
+    attempt. An order without a renewal price is appended to `failed`."""
+    rows = []
+    snapshots = _held_snapshots(orders)
+    for order in orders:
+        try:
+            amount = pricing.renewal_amount(order)
+        except ValidationError:  # e.g. the scheduled plan lost its price for this period
+            logger.exception("No renewal price for order %s", order.pk)
+            failed.append(order.pk)
+            continue
+        rows.append((order.pk, order.current_period + 1, amount, order.currency, pricing.renewal_plan(order).pk,
+                     snapshots.get(order.pk, [])))
+    _insert_renewal_rows(rows)
+    wanted = {order.pk: order.current_period + 1 for order in orders}
+    return {
+        renewal.order_id: renewal
+        for renewal in OrderRenewal.objects.filter(order_id__in=list(wanted), status=OrderRenewal.Status.PENDING)
+        .select_related("plan")
+        if wanted[renewal.order_id] == renewal.period
+    }
+
+
+def _orders_to_charge(orders: list[Order], renewals: dict[int, OrderRenewal], invoices: dict,
+                      on_order: Callable[[Order], None] | None) -> list[Order]:
+    """Orders with a pending renewal whose invoice (if any) is still open, in (customer, order) order:
+    billing pays in the order given, so a customer's balance is spent on their oldest orders first,
+    whichever path pays."""
+    work = []
+    for order in sorted((o for o in orders if o.pk in renewals), key=lambda o: (o.customer_id, o.pk)):
+        invoice = invoices.get(renewals[order.pk].invoice_id)
+        if invoice is not None and not invoice.is_open:
+            continue  # a paid or cancelled invoice on a pending renewal: nothing to charge here
+        if on_order is not None:
+            on_order(order)
+        work.append(order)
+    return work
+
+
+def _split_by_path(work: list[Order], renewals: dict[int, OrderRenewal],
+                   charges: dict[int, bulk.Charge]) -> tuple[list[Order], list[Order]]:
+    """(set-based, one by one): FX charges and renewals with a promo-code discount (two lines) take the
+    one-by-one services."""
+    discounted = promo.orders_with_renewal_discount({o.pk: renewals[o.pk] for o in work}) if work else set()
+    set_based, one_by_one = [], []
+    for order in work:
+        (set_based if bulk.supports(charges[order.pk]) and order.pk not in discounted else one_by_one).append(order)
+    return set_based, one_by_one
+
+
+def _renew_set_based_or_refuse(orders: list[Order], renewals: dict[int, OrderRenewal], charges: dict[int, bulk.Charge],
+                               now: datetime, summary: RenewalRunSummary, unpaid: list[int]) -> bool:
+    """The set-based path in a savepoint; False when it refused the chunk (one bad row must not stop
+    the chunk: the caller redoes it order by order). Lock errors roll the whole chunk back."""
+    try:
+        with transaction.atomic():
+            renewed, left = _renew_set_based(orders, renewals, charges, now)
+    except OperationalError:
+        raise
+    except Exception:
+        logger.exception("Set-based renewal of orders %s..%s failed; renewing them one by one",
+                         orders[0].pk, orders[-1].pk)
+        return False
+    summary.renewed += renewed
+    summary.unpaid += len(left)
+    unpaid.extend(left)
+    return True
 
 
 def _charge(order: Order, renewal: OrderRenewal, invoices: dict, plan_addons: dict) -> bulk.Charge:

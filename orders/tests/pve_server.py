@@ -7,13 +7,21 @@ proxmoxer client really talks HTTP and TLS and a test asserts the exact calls ma
 A recorded file holds `{"status": …, "reason": …, "body": …}`; `{name}` placeholders in it are filled
 from the values the test gives (VMID, node, marks). A route replays its responses in order and then
 repeats the last one (e.g. a task "running", then "stopped").
+
+`vnc_console(ticket=, password=, port=)` makes GET …/vncwebsocket a real websocket (after the same
+token check) when its `port` and `vncticket` match, behind which a VNC server speaks RFB 3.8 like
+QEMU's: VNC authentication with the password, ServerInit naming the desktop `VNC_NAME`, and a 1×1
+FramebufferUpdate for each full (non-incremental) update request. What the client sent after
+ClientInit is in `vnc_received`.
 """
 from __future__ import annotations
 
 import datetime
 import fnmatch
 import json
+import os
 import ssl
+import struct
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +30,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 RECORDED = Path(__file__).parent / "recorded" / "proxmox"
 PREFIX = "/api2/json"
+VNC_NAME = b"pve-test-vm"
 
 
 def recorded(recording: str, **values) -> dict:
@@ -82,6 +91,8 @@ class RecordedPve:
         self.calls: list[tuple[str, str, dict]] = []
         self.unexpected: list[tuple[str, str]] = []
         self.headers: list[dict] = []
+        self.vnc: dict | None = None
+        self.vnc_received = bytearray()
         self._lock = threading.Lock()
         self.ca_pem, cert_pem, key_pem = _self_signed()
         self._dir = tempfile.TemporaryDirectory(prefix="pve-")
@@ -116,6 +127,10 @@ class RecordedPve:
     def route(self, method: str, path: str, *responses: dict) -> None:
         """Answer `method path` (below /api2/json; `*` matches a path segment part) with `responses` in turn."""
         self.routes[(method, path)] = list(responses)
+
+    def vnc_console(self, *, ticket: str, password: str, port: int) -> None:
+        """Accept the VNC websocket for this vncproxy answer (its ticket and port) and log in with `password`."""
+        self.vnc = {"ticket": ticket, "password": password, "port": str(port)}
 
     def reset_calls(self) -> None:
         with self._lock:
@@ -154,12 +169,26 @@ class RecordedPve:
                 path = path[len(PREFIX):]
                 with pve._lock:
                     pve.calls.append((self.command, path, params))
+                if fnmatch.fnmatchcase(path, "/nodes/*/qemu/*/vncwebsocket") and pve.vnc is not None:
+                    return self._vnc_websocket(params)
                 answer = pve._answer(self.command, path)
                 if answer is None:
                     with pve._lock:
                         pve.unexpected.append((self.command, path))
                     answer = {"status": 501, "reason": f"Method '{self.command} {path}' not implemented", "body": {"data": None}}
                 return self._send(answer)
+
+            def _vnc_websocket(self, params: dict):
+                if (params.get("vncticket"), params.get("port")) != (pve.vnc["ticket"], pve.vnc["port"]):
+                    return self._send({"status": 401, "reason": "permission denied - invalid vnc ticket", "body": {"data": None}})
+                websocket = _ServerWebSocket()
+                websocket.accept(self.connection, self.headers)
+                self.close_connection = True
+                try:
+                    _serve_vnc(websocket, pve.vnc["password"], pve.vnc_received)
+                finally:
+                    if websocket.socket is not None:  # not already closed by the client's close
+                        websocket.close()
 
             def _send(self, answer: dict):
                 payload = json.dumps(answer.get("body", {"data": None})).encode()
@@ -172,3 +201,65 @@ class RecordedPve:
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 
         return Handler
+
+
+def _server_websocket_class():
+    from websockify.websocket import WebSocket
+
+    class ServerWebSocket(WebSocket):
+        def select_subprotocol(self, protocols):
+            return "binary" if "binary" in [protocol.strip() for protocol in protocols] else ""
+
+    return ServerWebSocket
+
+
+_ServerWebSocket = _server_websocket_class()
+
+
+def _serve_vnc(websocket, password: str, received: bytearray) -> None:
+    """QEMU's VNC server as far as a console needs: RFB 3.8, VNC authentication, ServerInit."""
+    from websockify.websocket import WebSocketWantReadError
+
+    from orders.provisioning import ModuleError
+    from orders.provisioning.vnc import exact_reader, vnc_auth_response
+
+    def message() -> bytes:
+        while True:
+            try:
+                return websocket.recvmsg() or b""  # None: closed
+            except WebSocketWantReadError:
+                continue
+
+    read, _rest = exact_reader(message)
+
+    try:
+        websocket.sendmsg(b"RFB 003.008\n")
+        if read(12) != b"RFB 003.008\n":
+            return
+        websocket.sendmsg(bytes([1, 2]))  # VNC authentication only
+        if read(1) != b"\x02":
+            return
+        challenge = os.urandom(16)
+        websocket.sendmsg(challenge)
+        if read(16) != vnc_auth_response(password, challenge):
+            reason = b"Authentication failed"
+            websocket.sendmsg(struct.pack(">II", 1, len(reason)) + reason)
+            return
+        websocket.sendmsg(struct.pack(">I", 0))
+        read(1)  # ClientInit (shared flag)
+        pixel_format = struct.pack(">BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
+        websocket.sendmsg(struct.pack(">HH", 640, 480) + pixel_format + struct.pack(">I", len(VNC_NAME)) + VNC_NAME)
+        sizes = {0: 20, 2: 4, 3: 10, 4: 8, 5: 6}  # SetPixelFormat, SetEncodings (+4 per encoding), requests, key, pointer
+        while True:
+            kind = read(1)
+            body = read(sizes[kind[0]] - 1) if kind[0] in sizes else b""
+            if kind[0] == 2:
+                body += read(4 * struct.unpack(">xH", body[:3])[0])
+            elif kind[0] == 6:  # ClientCutText
+                body = read(7)
+                body += read(struct.unpack(">3xI", body)[0])
+            received.extend(kind + body)
+            if kind[0] == 3 and body[0] == 0:  # a full update request: one black pixel, raw
+                websocket.sendmsg(struct.pack(">BxHHHHHi", 0, 1, 0, 0, 1, 1, 0) + bytes(4))
+    except ModuleError:  # the client went away
+        return

@@ -1,5 +1,6 @@
 """End to end in Chromium against the real hypervisor and a real Celery worker: power the server off
-and on from its page (confirmation, htmx state), then reinstall it confirmed by the password."""
+and on from its page (confirmation, htmx state), then reinstall it confirmed by the password; the
+noVNC console of a libvirt VM and of a Proxmox VE VM (the PVE stand-in's VNC websocket)."""
 from decimal import Decimal
 
 import pytest
@@ -12,6 +13,8 @@ from orders.models import VirtualMachine
 from .hypervisor import disk_backing, hypervisor, kvm, kvm_node, kvm_plan  # noqa: F401
 from .test_browser_provisioning import celery_worker  # noqa: F401
 from .test_provisioning_libvirt import place, run_queued, state_of
+from .test_provisioning_proxmox import active, pve, pve_node, pve_plan, serve_console  # noqa: F401
+from .test_server_console import console_relay  # noqa: F401
 from .test_server_reverse_dns import dns_settings, pdns, ptr_in_pdns  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -84,36 +87,7 @@ def test_power_cycle_rdns_usage_and_reinstall_from_the_service_page(page, login,
     screenshot("server-reinstalled")
 
 
-@pytest.fixture
-def websockify(settings):
-    """The console process (websockify with our token plugin) on the test database."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    from django.db import connection
-
-    port = 6100 + int(os.environ.get("TEST_REDIS_DB", "0"))
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings.test",
-           "DATABASE_URL": os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]}
-    proxy = subprocess.Popen([sys.executable, "-m", "websockify", "--token-plugin",
-                              "orders.console_plugin.ConsoleTokenPlugin", "--token-source", "portal",
-                              f"127.0.0.1:{port}"], env=env, cwd=settings.BASE_DIR)
-    for _ in range(50):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    settings.CONSOLE_WEBSOCKET_URL = f"ws://127.0.0.1:{port}/websockify"
-    yield proxy
-    proxy.terminate()
-    proxy.wait(timeout=10)
-
-
-def test_the_console_opens_and_the_novnc_canvas_connects(page, login, screenshot, kvm, kvm_plan, websockify):  # noqa: F811
+def test_the_console_opens_and_the_novnc_canvas_connects(page, login, screenshot, kvm, kvm_plan, console_relay):  # noqa: F811
     make_currencies()
     owner = UserFactory()
     payment_record(idempotency_key="browser-console", customer=owner.customer, amount=Decimal("100.00"),
@@ -133,3 +107,18 @@ def test_the_console_opens_and_the_novnc_canvas_connects(page, login, screenshot
     console.screenshot(path=str(screenshot("server-console-page").parent / "server-console.png"))
     # The page's token is used up: reloading the console URL by GET issues nothing.
     assert console.goto(console.url).status == 405
+
+
+def test_a_proxmox_console_connects_novnc_through_the_console_process(page, login, owner, pve, active,  # noqa: F811
+                                                                      console_relay):
+    order, vm = active
+    serve_console(pve, vm)
+    login(owner.username, DEFAULT_PASSWORD)
+    page.goto(f"/orders/{order.pk}/")
+    page.locator("[data-testid=server-state]:text('Running')").wait_for()
+    with page.context.expect_page() as opened:
+        page.get_by_test_id("action-console").click()
+    console = opened.value
+    # Connected: noVNC's ClientInit reached PVE's VNC server (it answers only then) and its ServerInit came back.
+    console.locator("[data-testid=console-screen][data-connected=true]").wait_for(timeout=30_000)
+    assert console.get_by_test_id("console-status").inner_text() == "Connected"

@@ -1,10 +1,9 @@
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from accounts.tests.factories import UserFactory
+from billing.tests.concurrency import run_concurrently
 from billing.tests.factories import make_currencies
 from orders.models import IpAddress, Order
 from orders.services import cancelling, placing
@@ -22,24 +21,10 @@ def test_twenty_concurrent_orders_for_a_pool_of_ten_get_ten_distinct_addresses()
     for customer in customers:
         payment_record(idempotency_key=f"pool:{customer.pk}", customer=customer, amount=Decimal("10.00"),
                        currency="EUR", method="bank_transfer")
-    barrier = threading.Barrier(20)
-    errors = []
-
-    def buy(customer):
-        try:
-            barrier.wait()
-            placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={},
-                                idempotency_key=f"pool-order:{customer.pk}")
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=buy, args=(c,)) for c in customers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _results, errors = run_concurrently(
+        lambda customer: placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={},
+                                             idempotency_key=f"pool-order:{customer.pk}"),
+        [(customer,) for customer in customers])
     assert not errors
     active = Order.objects.filter(status=Order.Status.ACTIVE)
     assert active.count() == 10

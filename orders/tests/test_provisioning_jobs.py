@@ -123,13 +123,11 @@ def test_termination_cancels_jobs_still_backing_off_and_frees_the_ip(plan, custo
 def test_two_parallel_placements_never_overfill_a_node():
     """Room for one VM, two creates at once: the node rows are locked while choosing, so the second
     sees the first's reservation and gets the clear "no room" error instead of overcommitting."""
-    import threading
     from decimal import Decimal
-
-    from django.db import connection
 
     from accounts.tests.factories import UserFactory
     from billing.services.payments import payment_record
+    from billing.tests.concurrency import run_concurrently
     from billing.tests.factories import make_currencies
 
     make_currencies()
@@ -144,23 +142,9 @@ def test_two_parallel_placements_never_overfill_a_node():
                        method="bank_transfer")
         orders.append(placing.order_place(customer=customer, actor=None, plan=plan, period_months=1,
                                           options=order_options(plan), idempotency_key=f"slot:{n}").order)
-    barrier, results = threading.Barrier(2), []
-
-    def place(order):
-        try:
-            barrier.wait()
-            results.append(LibvirtModule()._machine(order).node.name)
-        except ModuleError as error:
-            results.append(str(error))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=place, args=(order,)) for order in orders]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(results)[0].startswith("No active node has room") and sorted(results)[1] == "one-slot"
+    placed, errors = run_concurrently(lambda order: LibvirtModule()._machine(order).node.name, [(order,) for order in orders])
+    assert placed == ["one-slot"]
+    assert [type(error) for error in errors] == [ModuleError] and str(errors[0]).startswith("No active node has room")
     assert VirtualMachine.objects.count() == 1
 
 

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
@@ -15,6 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from accounts.tests.factories import UserFactory
+from billing.tests.concurrency import run_concurrently
 from orders import provisioning
 from orders.models import HypervisorNode, IpAddress, Order, OrderEvent, ProvisioningJob, VirtualMachine
 from orders.provisioning import jobs
@@ -114,20 +114,8 @@ def test_two_create_jobs_for_one_order_make_one_vm(kvm, kvm_plan, currencies):
     job = ProvisioningJob.objects.get(order=order)
     assert twin.pk == job.pk  # the idempotency key: one create job per order
 
-    barrier, outcomes = threading.Barrier(2), []
-
-    def worker():
-        try:
-            barrier.wait()
-            outcomes.append(jobs.job_run(job_id=job.pk))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes, errors = run_concurrently(lambda: jobs.job_run(job_id=job.pk), [(), ()])
+    assert not errors
     assert sorted(outcomes) == ["done", "skipped"]
     # Delivered again after it finished (a redelivered task restarted by hand): it reconciles.
     jobs._restart(job)

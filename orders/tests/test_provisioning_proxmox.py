@@ -2,6 +2,7 @@
 talks HTTPS to a replaying server on loopback (pve_server.py), which checks the API token and records
 every call, so each test asserts the exact calls made (method, path, parameters) and what the portal
 did with the answers. The libvirt module is the one tested against a live hypervisor."""
+import struct
 from datetime import datetime, timedelta, timezone as dt_timezone
 from urllib.parse import quote
 
@@ -14,14 +15,15 @@ from django.urls import reverse
 from accounts.tests.factories import UserFactory
 from orders.services import placing
 from orders.models import HypervisorNode, IpAddress, Order, OsImage, OsTemplate, ProductType, ProvisioningJob, UsageSample, VirtualMachine
-from orders.provisioning import jobs
+from orders.provisioning import ModuleError, jobs
 from orders.provisioning.base import MachineSpec
 from orders.provisioning.nodes import vm_mark
 from orders.provisioning.proxmox import ProxmoxModule, net0_with, root_disk
+from orders.provisioning.vnc import exact_reader, vnc_auth_response
 from orders.usage import traffic_used_bytes, usage_sample_all
 
 from .factories import PlanFactory
-from .pve_server import RecordedPve, recorded
+from .pve_server import VNC_NAME, RecordedPve, recorded
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=dt_timezone.utc)
@@ -211,7 +213,7 @@ def test_a_customer_reboot_runs_as_a_job_through_the_module(client, owner, pve, 
     client.force_login(owner)
     panel = client.get(reverse("orders:server_state", args=[order.pk]), headers={"HX-Request": "true"}).content.decode()
     assert 'data-state="running"' in panel and 'data-testid="power-reboot"' in panel
-    assert 'data-testid="action-console"' not in panel  # no websocket relay for PVE's console yet
+    assert 'data-testid="action-console"' in panel
     pve.reset_calls()
     client.post(reverse("orders:server_power", args=[order.pk, "reboot"]), {"request_id": "c" * 32})
     assert run_queued(order) == ["done"]
@@ -313,21 +315,75 @@ def test_a_vm_of_another_record_on_our_vmid_is_never_touched(pve, active):
     assert [call[0] for call in pve.calls] == ["GET"]
 
 
-@time_machine.travel(T0, tick=True)
-def test_the_console_ticket_comes_from_vncproxy_with_its_websocket_path(pve, active):
-    order, vm = active
+def serve_console(pve, vm, *, password=None):
+    """The VM running, vncproxy answering as recorded, and the VNC websocket behind its ticket."""
     serve_vm(pve, vm, state="running")
-    pve.route("POST", f"{base(vm)}/vncproxy", recorded("vncproxy", **values(vm)))
-    ticket = module.console_ticket(order)
-    assert pve.calls == [("GET", f"{base(vm)}/status/current", {}),
-                         ("POST", f"{base(vm)}/vncproxy", {"websocket": "1", "generate-password": "1"})]
-    vnc_ticket = recorded("vncproxy", **values(vm))["body"]["data"]["ticket"]
-    assert (ticket.host, ticket.port, ticket.password) == ("127.0.0.1", pve.port, "k3;V9r!q")
-    assert ticket.websocket_path == (f"/api2/json/nodes/pve1/qemu/{vm.vmid}/vncwebsocket?port=5900&vncticket="
-                                     + quote(vnc_ticket, safe=""))
+    proxy = recorded("vncproxy", **values(vm))
+    pve.route("POST", f"{base(vm)}/vncproxy", proxy)
+    pve.vnc_console(ticket=proxy["body"]["data"]["ticket"], password=password or proxy["body"]["data"]["password"],
+                    port=proxy["body"]["data"]["port"])
+    return proxy["body"]["data"]
+
+
+def rfb_as_browser(read, write) -> bytes:
+    """What noVNC does up to ServerInit against a server offering no authentication; the desktop name."""
+    assert read(12) == b"RFB 003.008\n"
+    write(b"RFB 003.008\n")
+    assert read(2) == bytes([1, 1])  # one security type: None (the console process logged in)
+    write(b"\x01")
+    assert read(4) == bytes(4)  # SecurityResult OK
+    write(b"\x01")  # ClientInit, shared
+    width, height = struct.unpack(">HH", read(4))
+    read(16)  # pixel format
+    (length,) = struct.unpack(">I", read(4))
+    assert (width, height) == (640, 480)
+    return read(length)
+
+
+FULL_UPDATE_REQUEST = struct.pack(">BBHHHH", 3, 0, 0, 0, 640, 480)
+
+
+@time_machine.travel(T0, tick=True)
+def test_the_console_checks_the_vm_runs_then_streams_from_a_fresh_vnc_proxy_it_logs_into(pve, active):
+    order, vm = active
+    vnc = serve_console(pve, vm)
+    ticket = module.console_ticket(order)  # the customer opens the console: no VNC proxy yet
+    assert (ticket.host, ticket.port, ticket.password) == ("127.0.0.1", pve.port, "")
+    assert pve.calls == [("GET", f"{base(vm)}/status/current", {})]
     serve_vm(pve, vm, state="stopped")
-    with pytest.raises(Exception, match="not running"):
+    with pytest.raises(ModuleError, match="not running"):
         module.console_ticket(order)
+
+    serve_vm(pve, vm, state="running")
+    pve.reset_calls()
+    stream = module.console_stream(order)  # the browser connected to the console process
+    try:
+        assert pve.calls == [("POST", f"{base(vm)}/vncproxy", {"websocket": "1", "generate-password": "1"}),
+                             ("GET", f"{base(vm)}/vncwebsocket", {"port": "5900", "vncticket": vnc["ticket"]})]
+        read, _rest = exact_reader(lambda: stream.recv(4096))
+        assert rfb_as_browser(read, stream.sendall) == VNC_NAME
+        stream.sendall(FULL_UPDATE_REQUEST)
+        assert read(4 + 12) == struct.pack(">BxHHHHHi", 0, 1, 0, 0, 1, 1, 0)  # one raw 1x1 rectangle
+        assert read(4) == bytes(4)
+        assert bytes(pve.vnc_received) == FULL_UPDATE_REQUEST
+    finally:
+        stream.close()
+
+    serve_console(pve, vm, password="not-this")  # PVE's VNC server refuses the password
+    with pytest.raises(ModuleError, match="refused the password: Authentication failed"):
+        module.console_stream(order)
+    pve.vnc = dict(pve.vnc, ticket="PVEVNC:stale")  # the node refuses the websocket
+    with pytest.raises(ModuleError, match="the VNC websocket failed: InvalidStatus: .*HTTP 401"):
+        module.console_stream(order)
+    HypervisorNode.objects.update(ca_certificate="")
+    with pytest.raises(ModuleError, match="TLS verification failed"):
+        module.console_stream(order)
+
+
+def test_vnc_authentication_is_des_of_the_challenge_with_the_bit_reversed_password():
+    # Computed apart: `openssl enc -des-ecb -K d6ccdc6a9c4e848e -nopad` (the key: each byte of
+    # "k3;V9r!q" with its bits reversed) over the bytes 00…0f.
+    assert vnc_auth_response("k3;V9r!q", bytes(range(16))).hex() == "81f839285c8f3e349f59265494ab7547"
 
 
 def test_usage_samples_integrate_rrd_averages_into_the_usage_table(pve, active):

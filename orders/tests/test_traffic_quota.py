@@ -4,7 +4,6 @@ applied and lifted through a bandwidth job, the "throttled" state on the service
 settings' validation, and the throttle on a real libvirt domain."""
 import os
 import subprocess
-import threading
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
@@ -12,9 +11,10 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 
+from billing.tests.concurrency import run_concurrently
 from notifications.models import EmailOutbox, Notification, NotificationPreference
 from orders.models import Order, Plan, ProvisioningJob, TrafficOverage, UsageSample, VirtualMachine
 from orders.provisioning import jobs
@@ -101,22 +101,7 @@ def test_the_notice_follows_the_customers_settings_and_language(server, customer
 @pytest.mark.django_db(transaction=True)
 def test_parallel_checks_record_notify_and_throttle_once(server):
     over_quota(server, action=Plan.OverQuotaAction.THROTTLE, mbps=10)
-    barrier, results, errors = threading.Barrier(4), [], []
-
-    def check():
-        try:
-            barrier.wait(timeout=30)
-            results.append(traffic_quota_check_all(now=NOW))
-        except Exception as error:  # noqa: BLE001 - reported by the assertion below
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=check) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results, errors = run_concurrently(lambda: traffic_quota_check_all(now=NOW), [()] * 4)
     assert not errors
     assert sum(result["notified"] for result in results) == 1 and sum(result["jobs"] for result in results) == 1
     assert TrafficOverage.objects.count() == 1 and Notification.objects.filter(kind=KIND).count() == 1

@@ -17,7 +17,7 @@ from tickets.tests.factories import TicketFactory
 
 from .test_backoffice import active_order
 
-pytestmark = pytest.mark.usefixtures("default_departments")
+pytestmark = pytest.mark.usefixtures("departments")
 _keys = count()
 
 

@@ -16,17 +16,11 @@ from billing.models import CreditNote, Invoice, LedgerTransaction
 from billing.selectors import balance_of
 from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
 from billing.services.payments import payment_record
-from billing.tests.factories import make_currencies
 from notifications.models import EmailOutbox
 from orders.models import Order, ProvisioningJob
 from orders.tests.factories import PlanFactory
 
 _keys = count()
-
-
-@pytest.fixture
-def currencies(db):
-    return make_currencies()
 
 
 def grant(user, *perms: str):

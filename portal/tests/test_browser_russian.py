@@ -19,7 +19,7 @@ from tickets.models import Message, Ticket
 
 from .english import english_leftovers
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("default_departments")]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("departments")]
 
 DATA_FIELDS = [
     (Ticket, ["subject"]), (Message, ["body"]), (ProductType, ["name", "description"]), (Plan, ["name"]),

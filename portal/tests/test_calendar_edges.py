@@ -17,7 +17,6 @@ from billing.models import Invoice
 from billing.services.acts import acts_generate, month_bounds, previous_month
 from billing.services.invoices import LineInput, invoice_issue
 from billing.services.payments import payment_record
-from billing.tests.factories import make_currencies
 from notifications.models import Notification
 from orders.models import Order
 from orders.selectors import renewal_forecast
@@ -45,11 +44,6 @@ def utc(*parts) -> datetime:
 
 def local(zone, *parts) -> datetime:
     return datetime(*parts, tzinfo=zone)
-
-
-@pytest.fixture
-def currencies(db):
-    return make_currencies()
 
 
 @pytest.fixture
@@ -381,7 +375,7 @@ def test_document_numbers_restart_at_the_providers_new_year(currencies, settings
     assert issue(local(AMSTERDAM, 2027, 1, 1, 0, 0, 1), NEW_YORK) == "2027-000002"
 
 
-def test_ticket_autoclose_counts_days_across_feb_29(settings, default_departments):
+def test_ticket_autoclose_counts_days_across_feb_29(settings, departments):
     # Answered 2028-02-25 12:00; close after 7 days with a warning 2 days ahead: warned from
     # Mar 1 12:00 (26, 27, 28, 29, Mar 1), closed from Mar 3 12:00.
     settings.TICKETS_AUTOCLOSE_DAYS, settings.TICKETS_AUTOCLOSE_WARNING_DAYS = 7, 2

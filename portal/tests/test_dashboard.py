@@ -17,7 +17,7 @@ from billing.gateways.tests.factories import SavedPaymentMethodFactory
 from billing.models import Invoice
 from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
 from billing.services.payments import payment_record
-from billing.tests.factories import TaxRateFactory, make_currencies
+from billing.tests.factories import TaxRateFactory
 from notifications.services import notify
 from orders.models import Order, OrderRenewal
 from orders.selectors import renewal_forecast
@@ -27,13 +27,8 @@ from portal.selectors import spending_by_month
 from tickets.tests.factories import TicketFactory
 
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=dt_timezone.utc)
-pytestmark = pytest.mark.usefixtures("default_departments")
+pytestmark = pytest.mark.usefixtures("departments")
 _keys = count()
-
-
-@pytest.fixture
-def currencies(db):
-    return make_currencies()
 
 
 def fund(customer, amount):

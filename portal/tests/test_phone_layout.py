@@ -14,7 +14,7 @@ from accounts.models import Customer, User
 
 from .test_browser_russian import customer_pages
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("default_departments")]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("departments")]
 
 PASSWORD = "Demo-Phone-Pass-2026"
 LIST_PAGES = ["orders", "invoices", "payments", "expenses", "tickets", "dashboard"]

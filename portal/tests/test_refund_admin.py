@@ -12,7 +12,7 @@ from billing.models import Invoice, LedgerAccount, Payment, PaymentRefund
 from billing.selectors import balance_of
 from billing.services.invoices import invoice_topup_create
 
-from .test_backoffice import currencies, run_action, staff  # noqa: F401 - shared fixture and helpers
+from .test_backoffice import run_action, staff
 
 PAYMENT_VIEW = ("billing.view_payment",)
 

@@ -44,7 +44,7 @@ def test_every_response_carries_a_strict_csp_and_a_permissions_policy(client, pa
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_pages_run_under_the_policy_without_violations(page, login, default_departments):
+def test_pages_run_under_the_policy_without_violations(page, login, departments):
     from django.core.management import call_command
 
     from accounts.management.commands.seed_demo import DEMO

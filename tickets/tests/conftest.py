@@ -1,9 +1,6 @@
-import importlib
-
 import pytest
-from django.apps import apps
 
-from accounts.tests.factories import StaffUserFactory, UserFactory
+from accounts.tests.factories import StaffUserFactory
 
 
 @pytest.fixture(autouse=True)
@@ -14,15 +11,8 @@ def private_media(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def default_departments(db):
-    """Transactional tests (here or in other apps) flush the tables, data migrations included."""
-    migration = importlib.import_module("tickets.migrations.0002_default_departments_and_ticket_numbers")
-    migration.create_departments(apps, None)
-
-
-@pytest.fixture
-def owner(db):
-    return UserFactory()
+def default_departments(departments):
+    """Every tickets test has the default departments (the root conftest's `departments`)."""
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from accounts.tests.factories import UserFactory
-
 from .factories import WEBHOOK_SECRET
 
 BOT_TOKEN = "123456:TEST-token"
@@ -89,19 +87,3 @@ def queued_tasks(request, monkeypatch):
     monkeypatch.setattr(email_deliver_task, "apply_async", lambda **kwargs: None)
     monkeypatch.setattr(telegram_deliver_task, "apply_async", lambda **kwargs: queued.append(kwargs))
     yield queued
-
-
-@pytest.fixture
-def owner(db):
-    return UserFactory()
-
-
-@pytest.fixture
-def departments(db):
-    """Tickets' default departments (transactional tests elsewhere flush data-migration rows)."""
-    import importlib
-
-    from django.apps import apps
-
-    migration = importlib.import_module("tickets.migrations.0002_default_departments_and_ticket_numbers")
-    migration.create_departments(apps, None)

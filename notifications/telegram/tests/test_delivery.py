@@ -1,5 +1,4 @@
 import socket
-import threading
 from datetime import timedelta
 
 import pytest
@@ -11,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import ActivityEvent
 from accounts.tests.factories import UserFactory
+from billing.tests.concurrency import run_concurrently
 from notifications.kinds import Kind
 from notifications.services import notify
 from notifications.telegram import services
@@ -80,21 +80,8 @@ def test_delivery_is_exactly_once_with_two_concurrent_workers(bot_api):
     link_chat(owner, chat_id=1)
     ticket_reply(owner.customer)
     row = TelegramOutbox.objects.get()
-    barrier = threading.Barrier(2)
-    outcomes = []
-
-    def worker():
-        try:
-            barrier.wait()
-            outcomes.append(services.telegram_deliver(outbox_id=row.pk).outcome)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes, errors = run_concurrently(lambda: services.telegram_deliver(outbox_id=row.pk).outcome, [(), ()])
+    assert not errors
     assert sorted(outcomes) == ["sent", "skipped"]
     assert len(bot_api.sent()) == 1
     row.refresh_from_db()

@@ -1,13 +1,11 @@
 """A double click: the top-up, order, renew and pay forms posted twice at the same moment (two real
 requests in parallel transactions, same session, same form data) create one invoice/order/charge."""
 import re
-import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -16,6 +14,7 @@ from billing.models import Invoice, LedgerTransaction
 from billing.selectors import balance_of
 from billing.services.invoices import LineInput, invoice_issue
 from billing.services.payments import payment_record
+from billing.tests.concurrency import run_concurrently
 from billing.tests.factories import make_currencies
 from orders.models import Order, OrderRenewal
 from orders.tests.factories import PlanFactory
@@ -47,21 +46,9 @@ def clients(user, n=2) -> list[Client]:
 
 def twice_at_once(user, path: str, data: dict) -> list[int]:
     """POST `data` to `path` from two threads released together; returns the status codes."""
-    barrier = threading.Barrier(2)
-    statuses = []
-
-    def submit(client):
-        try:
-            barrier.wait()
-            statuses.append(client.post(path, data).status_code)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=submit, args=(client,)) for client in clients(user)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses, errors = run_concurrently(lambda client: client.post(path, data).status_code,
+                                        [(client,) for client in clients(user)])
+    assert not errors
     assert len(statuses) == 2 and all(status in (200, 302) for status in statuses), statuses
     return statuses
 
