@@ -3,7 +3,7 @@ payment webhook to a running VM.
 
     make bench-provisioning               # or:
     python scripts/devenv.py -- .venv/bin/python bench/provisioning.py [--jobs 20] [--webhooks 10]
-        [--workers 1,2] [--database bench_provisioning] [--keep] [--profile DIR]
+        [--workers 1,2] [--web-workers N] [--database bench_provisioning] [--keep] [--profile DIR]
 
 A scratch database (`--database`: migrated, the demo catalogue; dropped afterwards unless --keep), a
 throwaway redis-server as the broker, and the machine's libvirt (qemu:///system): a storage pool named
@@ -16,7 +16,8 @@ and is removed, with the pool, at the end, also on failure.
    create job and publishes its Celery task at commit); then `celery -A portal worker --concurrency C`
    for each C of `--workers` drains the queue. Jobs/s over first claim to last finish; per-job time
    from claim to finish; then every domain must be running in libvirt.
-2. Latency: gunicorn (production settings, 2 sync workers) and a Celery worker (concurrency 2).
+2. Latency: gunicorn (production settings, 2 × cores + 1 sync workers as deploy/gunicorn.conf.py) and a
+   Celery worker (concurrency 2, the Procfile's default).
    `--webhooks` customers each with an unpaid order invoice and a sandbox payment attempt; the
    provider's signed `payment.succeeded` webhook is POSTed over HTTP, first one at a time (each after
    the previous VM runs), then all at once. One warm-up order runs first and is not counted.
@@ -56,7 +57,7 @@ PLAN = "vps-start"
 OS_IMAGE = "Debian 12"
 MACHINE = {"memory_mib": 64, "vcpus": 1, "disk_gib": 1}
 TEMPLATE_MIB = 16
-LATENCY_WORKERS = 2  # Celery concurrency behind the webhooks (bench/load.py's worker too)
+LATENCY_WORKERS = 2  # Celery concurrency behind the webhooks: the Procfile's CELERY_CONCURRENCY default
 LOADS: list[float] = []  # 1-minute load average, sampled while waiting
 
 
@@ -395,13 +396,14 @@ def latency(base: str, hv: Hypervisor, orders: list, *, burst: bool) -> list[dic
     return rows
 
 
-def latency_phases(url: str, env: dict, hv: Hypervisor, *, count: int, logs: Path) -> tuple[dict, dict]:
+def latency_phases(url: str, env: dict, hv: Hypervisor, *, count: int, web_workers: int,
+                   logs: Path) -> tuple[dict, dict]:
     """gunicorn + a Celery worker; the warm-up order, then `count` webhooks one at a time, then `count`
     at once. Returns ({phase: per-order times}, {phase: (share of CPUs busy, CPU-s per order by command)})."""
     warm, one_by_one, at_once = (orders_place(n, prefix=p, funded=False) for n, p in ((1, "warm"), (count, "seq"), (count, "burst")))
     phases, cpus = {}, {}
     with loadkit.celery_worker(url, concurrency=LATENCY_WORKERS, extra_env=env, log_path=logs / "worker-web.log"), \
-            loadkit.gunicorn(url, workers=2, extra_env=env, log_path=logs / "gunicorn.log") as base:
+            loadkit.gunicorn(url, workers=web_workers, extra_env=env, log_path=logs / "gunicorn.log") as base:
         loadkit.log("webhooks: one warm-up order, then one at a time, then all at once")
         latency(base, hv, warm, burst=False)
         for name, orders, burst in (("one at a time", one_by_one, False), ("all at once", at_once, True)):
@@ -425,6 +427,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=20, help="orders per throughput round (default 20)")
     parser.add_argument("--workers", default="1,2", help="worker processes per throughput round (default 1,2)")
     parser.add_argument("--webhooks", type=int, default=10, help="orders paid by webhook, per phase (default 10)")
+    parser.add_argument("--web-workers", type=int, default=2 * (os.cpu_count() or 1) + 1,
+                        help="gunicorn workers (default 2 × cores + 1, deploy/gunicorn.conf.py's default)")
     parser.add_argument("--database", default="bench_provisioning", help="scratch database and libvirt name prefix")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database (the VMs are always removed)")
     parser.add_argument("--profile", type=Path, help="directory for py-spy profiles of the throughput rounds' workers")
@@ -452,7 +456,7 @@ def main() -> int:
             seed(hv.pool_create(), hv.template, addresses=len(worker_counts) * args.jobs + 2 * args.webhooks + 10)
             rounds = [throughput_round(url, env, hv, workers=w, jobs=args.jobs, logs=logs, profile=args.profile)
                       for w in worker_counts]
-            phases, cpus = latency_phases(url, env, hv, count=args.webhooks, logs=logs)
+            phases, cpus = latency_phases(url, env, hv, count=args.webhooks, web_workers=args.web_workers, logs=logs)
         report(args, url, rounds, phases, cpus, started=started, uptimes=(uptime_start, subprocess.run(
             ["uptime"], capture_output=True, text=True).stdout.strip()))
         return 1 if any(r["not_running"] for r in rounds) else 0
@@ -491,7 +495,7 @@ def report(args, url: str, rounds: list[dict], phases: dict[str, list[dict]], cp
         p50, p95, top = r["job"]
         print(f"{r['workers']:>7} {r['jobs']:>5} {r['wall']:>7.1f} {r['per_second']:>7.2f} {p50:>10.2f} {p95:>6.2f} {top:>6.2f} "
               f"{r['jobs'] - len(r['not_running']):>4}/{r['jobs']:<3} {r['busy']:>10.0%}  {r['cpu']}")
-    print(f"\nPayment webhook → VM running (gunicorn 2 sync workers, Celery concurrency {LATENCY_WORKERS}; "
+    print(f"\nPayment webhook → VM running (gunicorn {args.web_workers} sync workers, Celery concurrency {LATENCY_WORKERS}; "
           f"{args.webhooks} orders per phase; seconds)")
     stages = [("webhook response", "response"), ("webhook → job claimed", "to_claim"),
               ("job claimed → domain running", "claim_to_running"), ("webhook → domain running", "to_running"),
