@@ -20,7 +20,8 @@ and is removed, with the pool, at the end, also on failure.
    Celery worker (concurrency 2, the Procfile's default).
    `--webhooks` customers each with an unpaid order invoice and a sandbox payment attempt; the
    provider's signed `payment.succeeded` webhook is POSTed over HTTP, first one at a time (each after
-   the previous VM runs), then all at once. One warm-up order runs first and is not counted.
+   the previous VM runs), then all at once. Warm-up orders, as many as gunicorn workers and paid at
+   once, run first and are not counted.
 
 Times, all from this host's clock: webhook sent and answered (here), job claimed (a trigger on the
 scratch database records the claiming UPDATE's clock_timestamp()), domain started (libvirt lifecycle
@@ -317,9 +318,10 @@ def host_busy_seconds() -> float:
 
 
 def cpu_by_command() -> dict[str, float]:
-    """CPU seconds used so far by every process on the host (with its reaped children's), per command
-    name. This bench's own processes are marked (its Celery workers, gunicorn, redis-server), so an
-    unmarked "python", "celery" or "gunicorn" is someone else's; QEMU and libvirtd are the host's."""
+    """CPU seconds used so far by every process on the host, per command name. This bench's own
+    processes are marked (its Celery workers, gunicorn, redis-server) and count their reaped children
+    too (genisoimage under the worker); an unmarked "python", "celery" or "gunicorn" is someone else's.
+    (Only ours count children: init reaping someone's orphans would add their whole lives.)"""
     procs = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -328,12 +330,13 @@ def cpu_by_command() -> dict[str, float]:
             continue
         fields = text[text.rindex(")") + 2:].split()  # state ppid ... utime stime cutime cstime
         procs[int(stat.parent.name)] = (text[text.index("(") + 1:text.rindex(")")].split("/")[0], int(fields[1]),
-                                        sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK"))
+                                        [int(v) / os.sysconf("SC_CLK_TCK") for v in fields[11:15]])
     ours = {os.getpid()}
     while more := {pid for pid, (_name, parent, _cpu) in procs.items() if parent in ours} - ours:
         ours |= more
     totals: dict[str, float] = {}
-    for pid, (name, _parent, seconds) in procs.items():
+    for pid, (name, _parent, (user, system, children_user, children_system)) in procs.items():
+        seconds = user + system + (children_user + children_system if pid in ours else 0)
         name = "this bench" if pid == os.getpid() else f"{name} (bench)" if pid in ours else name
         totals[name] = totals.get(name, 0) + seconds
     return totals
@@ -398,14 +401,18 @@ def latency(base: str, hv: Hypervisor, orders: list, *, burst: bool) -> list[dic
 
 def latency_phases(url: str, env: dict, hv: Hypervisor, *, count: int, web_workers: int,
                    logs: Path) -> tuple[dict, dict]:
-    """gunicorn + a Celery worker; the warm-up order, then `count` webhooks one at a time, then `count`
-    at once. Returns ({phase: per-order times}, {phase: (share of CPUs busy, CPU-s per order by command)})."""
-    warm, one_by_one, at_once = (orders_place(n, prefix=p, funded=False) for n, p in ((1, "warm"), (count, "seq"), (count, "burst")))
+    """gunicorn + a Celery worker; warm-up orders paid at once (a first request per web worker is
+    slower), then `count` webhooks one at a time, then `count` at once. Returns ({phase: per-order
+    times}, {phase: (share of CPUs busy, CPU-s per order by command)})."""
+    warm, one_by_one, at_once = (orders_place(n, prefix=p, funded=False)
+                                 for n, p in ((web_workers, "warm"), (count, "seq"), (count, "burst")))
     phases, cpus = {}, {}
     with loadkit.celery_worker(url, concurrency=LATENCY_WORKERS, extra_env=env, log_path=logs / "worker-web.log"), \
             loadkit.gunicorn(url, workers=web_workers, extra_env=env, log_path=logs / "gunicorn.log") as base:
-        loadkit.log("webhooks: one warm-up order, then one at a time, then all at once")
-        latency(base, hv, warm, burst=False)
+        loadkit.log(f"webhooks: {web_workers} warm-up orders at once (one per gunicorn worker, more or less), "
+                    f"then {count} one at a time, then {count} at once")
+        latency(base, hv, warm, burst=True)
+        hv.clear()
         for name, orders, burst in (("one at a time", one_by_one, False), ("all at once", at_once, True)):
             cpu = HostCpu()
             phases[name] = latency(base, hv, orders, burst=burst)
@@ -442,7 +449,7 @@ def main() -> int:
     uptime_start = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     started = datetime.now(timezone.utc)
     hv = Hypervisor(prefix)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill` or `timeout` still clean up (finally)
+    signal.signal(signal.SIGTERM, terminated)  # `kill` or `timeout` still clean up (finally)
     try:
         if hv.clear():
             loadkit.log(f"removed leftover {prefix}-* domains of an earlier run")
@@ -453,7 +460,8 @@ def main() -> int:
                                "SANDBOX_WEBHOOK_SECRET": secrets.token_urlsafe(32)})
             env = {"PAYMENT_SANDBOX_ENABLED": "1"}
             loadkit.django_setup(url)
-            seed(hv.pool_create(), hv.template, addresses=len(worker_counts) * args.jobs + 2 * args.webhooks + 10)
+            addresses = len(worker_counts) * args.jobs + 2 * args.webhooks + args.web_workers
+            seed(hv.pool_create(), hv.template, addresses=addresses)
             rounds = [throughput_round(url, env, hv, workers=w, jobs=args.jobs, logs=logs, profile=args.profile)
                       for w in worker_counts]
             phases, cpus = latency_phases(url, env, hv, count=args.webhooks, web_workers=args.web_workers, logs=logs)
@@ -471,6 +479,11 @@ def main() -> int:
         if not args.keep:
             loadkit.database_drop(url)
         loadkit.log(f"logs: {logs}; libvirt: " + (f"LEFT {', '.join(left)}" if left else f"nothing named {prefix}-* left"))
+
+
+def terminated(_signum, _frame) -> None:
+    loadkit.log("SIGTERM: stopping and cleaning up")
+    sys.exit(143)
 
 
 def report(args, url: str, rounds: list[dict], phases: dict[str, list[dict]], cpus: dict[str, tuple[float, str]], *,
