@@ -109,8 +109,8 @@ def test_the_console_opens_and_the_novnc_canvas_connects(page, login, screenshot
     assert console.goto(console.url).status == 405
 
 
-def test_a_proxmox_console_connects_novnc_through_the_console_process(page, login, owner, pve, active,  # noqa: F811
-                                                                      console_relay):
+def test_a_proxmox_console_connects_novnc_through_the_console_process(page, login, screenshot, owner, pve,  # noqa: F811
+                                                                      active, console_relay):
     order, vm = active
     serve_console(pve, vm)
     login(owner.username, DEFAULT_PASSWORD)
@@ -122,3 +122,4 @@ def test_a_proxmox_console_connects_novnc_through_the_console_process(page, logi
     # Connected: noVNC's ClientInit reached PVE's VNC server (it answers only then) and its ServerInit came back.
     console.locator("[data-testid=console-screen][data-connected=true]").wait_for(timeout=30_000)
     assert console.get_by_test_id("console-status").inner_text() == "Connected"
+    console.screenshot(path=str(screenshot("server-console-proxmox-page").parent / "server-console-proxmox.png"))
