@@ -1,6 +1,5 @@
 import email
 import email.header
-import socket
 import uuid
 from datetime import timedelta
 
@@ -21,15 +20,10 @@ from notifications.kinds import Kind
 from notifications.models import EmailOutbox, Notification
 from notifications.tests import backends
 from portal.celery import app as celery_app
+from core.tests.net import free_port
 
 Status = EmailOutbox.Status
 INVOICE_CONTEXT = {"invoice_number": "INV-7", "amount": "€9.99", "due_date": "2026-12-01"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_email(customer, kind=Kind.INVOICE_ISSUED, context=INVOICE_CONTEXT) -> EmailOutbox:

@@ -3,7 +3,6 @@ ticket attachments, avatars and data exports are stored in the bucket, never on 
 served only through the access-checked views (streamed by the app: private files have no URL)."""
 import importlib
 import io
-import socket
 import zipfile
 
 import boto3
@@ -19,15 +18,10 @@ from accounts.tests.factories import UserFactory
 from tickets import services as ticket_services
 from tickets.tests.factories import PDF_BYTES, TicketFactory, upload
 from tickets.uploads import check_upload
+from core.tests.net import free_port
 
 BUCKET = "portal-media-test"
 pytestmark = pytest.mark.django_db
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,8 @@ Finance role. A Proxmox VE console runs through the real console process to the 
 websocket."""
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from datetime import timedelta
 
 import pytest
@@ -25,6 +23,7 @@ from orders.console_plugin import ConsoleTokenPlugin
 from orders.models import ConsoleToken, Order, VirtualMachine
 from orders.provisioning.vnc import exact_reader
 from orders.services import staff
+from core.tests.net import free_port, wait_for_port
 
 from .hypervisor import domain_xml, hypervisor, kvm, kvm_node, kvm_plan  # noqa: F401
 from .pve_server import VNC_NAME
@@ -41,20 +40,13 @@ def console_relay(settings, tmp_path):
     """The console process (`python -m orders.console_relay`) on the test database and a free port; its
     websocket URL. Its log goes to tmp_path/console.log. Its tests commit (django_db(transaction=True)):
     the process reads the tokens."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings.test",
            "DATABASE_URL": os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]}
     log = open(tmp_path / "console.log", "wb")  # noqa: SIM115 - closed after the process
     process = subprocess.Popen([sys.executable, "-m", "orders.console_relay", f"127.0.0.1:{port}"], env=env,
                                cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_for_port(port, what="the console process")
     settings.CONSOLE_WEBSOCKET_URL = f"ws://127.0.0.1:{port}/websockify"
     yield settings.CONSOLE_WEBSOCKET_URL
     process.terminate()

@@ -2,10 +2,8 @@
 backend) on loopback, driven through its HTTP API."""
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
-import time
 
 import pytest
 import requests
@@ -16,22 +14,13 @@ from accounts.tests.factories import UserFactory
 from orders.models import IpAddress
 from orders.reverse_dns import hostname_clean
 from django.core.exceptions import ValidationError
+from core.tests.net import wait_for_port
 
 from .test_server_control import server, setting_up  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 SCHEMA = "/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql"
 API_KEY = "test-pdns-key"
-
-
-def _wait(port):
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("pdns_server did not start")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +40,7 @@ def pdns(tmp_path_factory):
         f"--gsqlite3-database={database}", "--api=yes", f"--api-key={API_KEY}", "--webserver=yes",
         "--webserver-address=127.0.0.1", f"--webserver-port={api_port}", "--webserver-allow-from=127.0.0.1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait(api_port)
+    wait_for_port(api_port, what="pdns_server")
     url = f"http://127.0.0.1:{api_port}"
     created = requests.post(f"{url}/api/v1/servers/localhost/zones", headers={"X-API-Key": API_KEY}, timeout=5, json={
         "name": "10.in-addr.arpa.", "kind": "Native", "nameservers": ["ns1.example.net."]})

@@ -1,4 +1,3 @@
-import socket
 from datetime import timedelta
 
 import pytest
@@ -16,6 +15,7 @@ from notifications.services import notify
 from notifications.telegram import services
 from notifications.telegram.models import TelegramLink, TelegramOutbox
 from portal.celery import app as celery_app
+from core.tests.net import free_port
 
 from .conftest import BOT_TOKEN
 from .factories import link_chat
@@ -23,12 +23,6 @@ from .factories import link_chat
 Status = TelegramOutbox.Status
 REPLY_CONTEXT = {"ticket_id": 10042, "ticket_subject": "Disk full", "author": "Maria", "excerpt": "Cleaned up.",
                  "category": "support"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def ticket_reply(customer):

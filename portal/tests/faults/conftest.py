@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from core.tests.net import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
@@ -25,12 +26,6 @@ BIN = Path(sys.executable).parent
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow_fault: a fault test that runs real processes for several seconds")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_open(port: int) -> bool:
