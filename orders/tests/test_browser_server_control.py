@@ -87,13 +87,8 @@ def test_power_cycle_rdns_usage_and_reinstall_from_the_service_page(page, login,
     screenshot("server-reinstalled")
 
 
-def test_the_console_opens_and_the_novnc_canvas_connects(page, login, screenshot, kvm, kvm_plan, console_relay):  # noqa: F811
-    make_currencies()
-    owner = UserFactory()
-    payment_record(idempotency_key="browser-console", customer=owner.customer, amount=Decimal("100.00"),
-                   currency="EUR", method="bank_transfer")
-    order = place(owner.customer, kvm_plan)
-    assert run_queued(order) == ["done"]
+def console_connected(page, login, owner, order):
+    """Sign in, open the running server's console from its page, and wait until noVNC is connected."""
     login(owner.username, DEFAULT_PASSWORD)
     page.goto(f"/orders/{order.pk}/")
     page.locator("[data-testid=server-state]:text('Running')").wait_for()
@@ -101,6 +96,17 @@ def test_the_console_opens_and_the_novnc_canvas_connects(page, login, screenshot
         page.get_by_test_id("action-console").click()
     console = opened.value
     console.locator("[data-testid=console-screen][data-connected=true]").wait_for(timeout=30_000)
+    return console
+
+
+def test_the_console_opens_and_the_novnc_canvas_connects(page, login, screenshot, kvm, kvm_plan, console_relay):  # noqa: F811
+    make_currencies()
+    owner = UserFactory()
+    payment_record(idempotency_key="browser-console", customer=owner.customer, amount=Decimal("100.00"),
+                   currency="EUR", method="bank_transfer")
+    order = place(owner.customer, kvm_plan)
+    assert run_queued(order) == ["done"]
+    console = console_connected(page, login, owner, order)
     assert console.locator("[data-testid=console-screen] canvas").count() == 1
     assert console.get_by_test_id("console-status").inner_text() == "Connected"
     console.wait_for_timeout(1500)  # let the firmware screen draw
@@ -113,13 +119,7 @@ def test_a_proxmox_console_connects_novnc_through_the_console_process(page, logi
                                                                       active, console_relay):
     order, vm = active
     serve_console(pve, vm)
-    login(owner.username, DEFAULT_PASSWORD)
-    page.goto(f"/orders/{order.pk}/")
-    page.locator("[data-testid=server-state]:text('Running')").wait_for()
-    with page.context.expect_page() as opened:
-        page.get_by_test_id("action-console").click()
-    console = opened.value
     # Connected: noVNC's ClientInit reached PVE's VNC server (it answers only then) and its ServerInit came back.
-    console.locator("[data-testid=console-screen][data-connected=true]").wait_for(timeout=30_000)
+    console = console_connected(page, login, owner, order)
     assert console.get_by_test_id("console-status").inner_text() == "Connected"
     console.screenshot(path=str(screenshot("server-console-proxmox-page").parent / "server-console-proxmox.png"))
