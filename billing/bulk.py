@@ -3,7 +3,8 @@
 `invoices_issue_and_pay()` is `invoice_issue()` + `invoice_pay_from_balance()` for a whole chunk,
 writing the same rows (numbered invoice with tax and payer snapshot, its lines, one balanced ledger
 transaction per paid invoice with running `balance_after`, cached balances, `invoice_issued`
-notices) with a constant number of statements, in billing's locking order:
+notices, stored after commit: `notifications.deferred`) with a constant number of statements, in billing's
+locking order:
 
     document counter -> invoice rows (pk) -> customer balance accounts (pk) -> provider accounts (pk)
 
@@ -22,15 +23,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import models
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
 from accounts.selectors import customer_owners, payment_blockers
+from core.links import link_for
 from core.sql import copy_rows, insert_rows, update_rows
 from core.topbar import topbar_changed
-from notifications.bulk import Notice, notify_many
+from notifications.bulk import Notice
+from notifications.deferred import notices_defer
 from notifications.kinds import Kind
 
 from . import hooks
@@ -295,7 +297,8 @@ def _run_paid_handlers(kind: str, invoice_ids: list[int], applied_by_caller) -> 
 
 
 def _notify_issued(charges, invoices) -> None:
-    """The mandatory `invoice_issued` notice per new invoice, as `invoice_issue()` sends it."""
+    """The mandatory `invoice_issued` notice per new invoice, as `invoice_issue()` sends it; stored
+    after commit (`notices_defer`: the caller delivers it, or the sweeper)."""
     money: dict[tuple, str] = {}
     notices = []
     for charge, invoice in zip(charges, invoices):
@@ -304,9 +307,9 @@ def _notify_issued(charges, invoices) -> None:
         if key not in money:
             money[key] = format_money(invoice["total"], charge.currency, customer.language)
         notices.append(Notice(
-            customer=customer, link=reverse("billing:invoice_detail", args=[invoice["id"]]),
+            customer=customer, link=link_for("billing:invoice_detail", invoice["id"]),
             dedupe_key=f"invoice:{invoice['id']}:issued",
             context={"invoice_number": invoice["number"], "amount": money[key], "kind": invoice["kind"],
                      "invoice_id": invoice["id"]},
         ))
-    notify_many(kind=Kind.INVOICE_ISSUED, notices=notices)
+    notices_defer(kind=Kind.INVOICE_ISSUED, notices=notices)

@@ -49,6 +49,25 @@ class Notification(ChoiceLabels, models.Model):
         return self.read_at is None
 
 
+class NoticeBatch(models.Model):
+    """Notices of one kind written in the transaction of what they announce and stored as notifications
+    right after it commits (`deferred.notices_defer`, `deferred.notice_batches_deliver`): a batch job's
+    transaction (auto-renewal holds the invoice-number counter until COMMIT) then neither renders nor
+    inserts them. Written first, so a worker dying after its commit delays them; the sweeper delivers."""
+
+    kind = models.CharField(_("kind"), max_length=40, choices=Kind.choices)
+    # [{"customer_id", "context", "link", "dedupe_key"}, ...]
+    notices = models.JSONField(_("notices"))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("pending notice batch")
+        verbose_name_plural = _("pending notice batches")
+
+    def __str__(self) -> str:
+        return f"{self.kind} x{len(self.notices)}"
+
+
 class OutboxMessage(models.Model):
     """A message written in the same transaction as its cause and sent later, exactly once: an email
     (`EmailOutbox`) or a bot message (`telegram.TelegramOutbox`).

@@ -29,7 +29,7 @@ from core.topbar import topbar_changed
 
 from . import channels, selectors
 from .kinds import MANDATORY_KINDS, Kind, kind_spec
-from .models import EmailOutbox, Notification, NotificationPreference
+from .models import EmailOutbox, NoticeBatch, Notification, NotificationPreference
 from .secret_box import seal, unseal
 
 logger = logging.getLogger(__name__)
@@ -372,6 +372,10 @@ def customer_notifications_erase(*, customer: Customer) -> None:
     # Other errors quote the address; the reason survives a second erasure.
     keep_reason = Case(When(last_error=ERASED_REASON, then=Value(ERASED_REASON)), default=Value(""))
     emails.update(recipient="", subject="", body_text="", body_html="", last_error=keep_reason)
+    # Notices not stored yet (a batch job's, delivered right after its commit) never will be.
+    for batch in NoticeBatch.objects.select_for_update().filter(notices__contains=[{"customer_id": customer.pk}]):
+        batch.notices = [notice for notice in batch.notices if notice["customer_id"] != customer.pk]
+        batch.save(update_fields=["notices"])
 
 
 # --- inbox and preferences ------------------------------------------------------------------------

@@ -1,8 +1,10 @@
+from datetime import timedelta
+
 from celery import shared_task
 
 from core.enqueue import enqueue_task_safely
 
-from . import services
+from . import deferred, services
 
 
 @shared_task
@@ -16,7 +18,10 @@ def email_deliver_task(*, email_id: int) -> str:
 
 @shared_task
 def outbox_sweep_task() -> int:
-    """Beat, every minute: queue delivery of outbox rows that were never picked up or lost their worker."""
+    """Beat, every minute: store notice batches a batch job left after its commit (its worker died
+    before delivering them), then queue delivery of outbox rows that were never picked up or lost their
+    worker."""
+    deferred.notice_batches_deliver(older_than=timedelta(minutes=1))
     email_ids = services.outbox_sweep()
     for email_id in email_ids:
         enqueue_task_safely(email_deliver_task, email_id=email_id)

@@ -12,7 +12,9 @@ Algorithm (docs/ARCHITECTURE.md, "Orders"):
    the missing invoices (a block of numbers from one counter UPDATE) and pays, from the balance
    accounts locked in one statement, every invoice the balance covers in (customer, order) order;
    the paid renewals are applied with `renewing.renewal_extend` (the rule `renewal_apply` uses) and
-   written with one UPDATE per table, one events insert and one `notify_many` per notice kind.
+   written with one UPDATE per table and one events insert. The notices (invoice issued, service
+   renewed) are written as one pending batch per kind and stored right after the chunk commits
+   (`notifications.deferred`), so the chunk's hold on the invoice-number counter does not include them.
    Orders billed in another currency than the account (FX), or a chunk the set-based path refuses
    with an error, go through the one-by-one services instead.
 4. An order whose customer lacks funds never holds back the rest of the chunk: it keeps its unpaid
@@ -33,18 +35,19 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import OperationalError, connection, transaction
 from django.db.models import Q
-from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Customer
 from billing import bulk
 from billing.models import Invoice
 from billing.services.invoices import invoice_pay_from_balance
+from core.links import link_for
 from core.sql import insert_rows, update_rows
+from notifications.deferred import notice_batches_deliver, notices_defer
 from notifications.kinds import Kind
 
 from .. import addons, pricing, promo
-from ..models import Order, OrderAddon, OrderEvent, OrderRenewal
+from ..models import Order, OrderAddon, OrderEvent, OrderRenewal, Plan
 from . import renewing
 from .common import Source, order_label
 
@@ -150,11 +153,11 @@ def _renew_chunk(*, after: int, now: datetime, chunk_size: int, summary: Renewal
     """Claim and renew one chunk in one transaction; returns the last claimed pk, None when done.
     Renewals left unpaid are appended to `unpaid` (handled after commit)."""
     with transaction.atomic():
-        orders = _claim(after=after, now=now, chunk_size=chunk_size)
+        orders, plans = _claim(after=after, now=now, chunk_size=chunk_size)
         if not orders:
             return None
         failed: list[int] = []
-        renewals = _pending_renewals(orders, failed)
+        renewals = _pending_renewals(orders, plans, failed)
         invoice_ids = [r.invoice_id for r in renewals.values() if r.invoice_id]
         invoices = Invoice.objects.in_bulk(invoice_ids) if invoice_ids else {}
         work = _orders_to_charge(orders, renewals, invoices, on_order)
@@ -171,15 +174,28 @@ def _renew_chunk(*, after: int, now: datetime, chunk_size: int, summary: Renewal
         return orders[-1].pk
 
 
-def _claim(*, after: int, now: datetime, chunk_size: int) -> list[Order]:
-    return list(
-        due_for_auto_renewal(now).filter(pk__gt=after)
-        .select_related("customer", "plan", "scheduled_plan")
-        .select_for_update(skip_locked=True, of=("self",)).order_by("pk")[:chunk_size]
-    )
+def _claim(*, after: int, now: datetime, chunk_size: int) -> tuple[list[Order], dict[int, Plan]]:
+    """The chunk's orders, locked, with their customers and plans: one instance per customer and per
+    plan (a customer's orders and a plan's many orders share it), not one per order. Returns the orders
+    and the plans by pk."""
+    orders = list(due_for_auto_renewal(now).filter(pk__gt=after)
+                  .select_for_update(skip_locked=True, of=("self",)).order_by("pk")[:chunk_size])
+    customers = Customer.objects.in_bulk({order.customer_id for order in orders})
+    plans = _plans({order.plan_id for order in orders} | {order.scheduled_plan_id for order in orders}, {})
+    for order in orders:
+        order.customer = customers[order.customer_id]
+        order.plan = plans[order.plan_id]
+        order.scheduled_plan = plans.get(order.scheduled_plan_id)
+    return orders, plans
 
 
-def _pending_renewals(orders: list[Order], failed: list[int]) -> dict[int, OrderRenewal]:
+def _plans(ids: set, known: dict[int, Plan]) -> dict[int, Plan]:
+    """`known` plus the plans among `ids` it lacks (one query when some are missing)."""
+    missing = {pk for pk in ids if pk is not None and pk not in known}
+    return known | Plan.objects.in_bulk(missing) if missing else known
+
+
+def _pending_renewals(orders: list[Order], plans: dict[int, Plan], failed: list[int]) -> dict[int, OrderRenewal]:
     """The chunk's pending renewal for each order's next period: inserted, or reused from an earlier
     attempt. An order without a renewal price is appended to `failed`."""
     rows = []
@@ -195,12 +211,15 @@ def _pending_renewals(orders: list[Order], failed: list[int]) -> dict[int, Order
                      snapshots.get(order.pk, [])))
     _insert_renewal_rows(rows)
     wanted = {order.pk: order.current_period + 1 for order in orders}
-    return {
+    renewals = {
         renewal.order_id: renewal
         for renewal in OrderRenewal.objects.filter(order_id__in=list(wanted), status=OrderRenewal.Status.PENDING)
-        .select_related("plan")
         if wanted[renewal.order_id] == renewal.period
     }
+    plans = _plans({renewal.plan_id for renewal in renewals.values()}, plans)
+    for renewal in renewals.values():
+        renewal.plan = plans.get(renewal.plan_id)
+    return renewals
 
 
 def _orders_to_charge(orders: list[Order], renewals: dict[int, OrderRenewal], invoices: dict,
@@ -266,7 +285,7 @@ def _renew_set_based(orders: list[Order], renewals: dict[int, OrderRenewal], cha
                      now: datetime) -> tuple[int, list[int]]:
     """Issue and pay the chunk's invoices with billing.bulk, then apply the paid renewals with a few
     statements: what `renewing.renewal_apply` does per order. Returns (renewed, unpaid renewal pks)."""
-    from notifications.bulk import Notice, notify_many
+    from notifications.bulk import Notice
 
     results = bulk.invoices_issue_and_pay(
         kind=Invoice.Kind.RENEWAL, charges=[charges[o.pk] for o in orders],
@@ -289,7 +308,7 @@ def _renew_set_based(orders: list[Order], renewals: dict[int, OrderRenewal], cha
                        "from_status": previous, "to_status": order.status, "created_at": now,
                        "details": renewing.renewed_details(order, renewal)})
         notices.append(Notice(
-            customer=order.customer, link=reverse("orders:order_detail", args=[order.pk]),
+            customer=order.customer, link=link_for("orders:order_detail", order.pk),
             dedupe_key=f"order:{order.pk}:period:{renewal.period}:renewed",
             context={"service": order_label(order), **renewing.renewed_context(order, renewal)},
         ))
@@ -298,7 +317,7 @@ def _renew_set_based(orders: list[Order], renewals: dict[int, OrderRenewal], cha
     update_rows(OrderRenewal, renewal_rows, ["invoice_id", "status", "paid_at", "starts_at", "ends_at"])
     update_rows(Order, order_rows, [field.attname for field in _ORDER_FIELDS])
     insert_rows(OrderEvent, events, returning=None)
-    notify_many(kind=Kind.SERVICE_RENEWED, notices=notices)
+    notices_defer(kind=Kind.SERVICE_RENEWED, notices=notices)  # stored after commit, outside the counter's hold
     for order, renewal, (old_plan, new_plan) in plan_changes:
         renewing.plan_change_applied(order=order, renewal=renewal, old_plan=old_plan, new_plan=new_plan)
     return len(order_rows), left
@@ -356,6 +375,7 @@ def renewals_run(*, now: datetime | None = None, chunk_size: int | None = None,
                 time.sleep(0.05 * (attempt + 1))
         if last is None:
             break
+        notice_batches_deliver()  # the chunk's notices (invoice issued, service renewed), before any "renewal failed"
         _after_unpaid(unpaid)
         for name in ("claimed", "renewed", "unpaid", "errors"):
             setattr(summary, name, getattr(summary, name) + getattr(partial, name))

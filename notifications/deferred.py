@@ -1,0 +1,65 @@
+"""Notices stored after the transaction that causes them, without being lost.
+
+A batch job's transaction can be the serial part of the work: auto-renewal holds the invoice-number
+counter from its number block until COMMIT, so every statement in it runs one worker at a time.
+`notices_defer()` writes the chunk's notices as one `NoticeBatch` row in that transaction (one
+INSERT instead of rendering and inserting a notification and its emails per notice);
+`notice_batches_deliver()` turns committed batches into notifications with `bulk.notify_many` — the
+same rows, dedupe and emails — each batch in its own transaction that also deletes it, so a batch is
+delivered exactly once. The job calls it after each chunk; the beat sweeper
+(`tasks.outbox_sweep_task`) delivers what a worker that died after its commit left.
+"""
+import json
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Customer
+
+from .bulk import Notice, notify_many
+from .kinds import Kind, kind_spec
+from .models import NoticeBatch
+from .services import link_check
+
+
+def notices_defer(*, kind: str, notices: list[Notice]) -> int | None:
+    """Store `notices` (all of `kind`) for delivery after the caller's transaction commits; the id of
+    the batch row, None when there is nothing to store. Checks what `notify_many` checks now, so a bad
+    notice fails the caller's transaction instead of the delivery."""
+    if not notices:
+        return None
+    kind_spec(kind)
+    payload = []
+    for notice in notices:
+        link_check(notice.link)
+        payload.append({"customer_id": notice.customer.pk, "context": notice.context, "link": notice.link,
+                        "dedupe_key": notice.dedupe_key})
+    json.dumps(payload)
+    return NoticeBatch.objects.create(kind=Kind(kind).value, notices=payload).pk
+
+
+def notice_batches_deliver(*, older_than: timedelta | None = None) -> int:
+    """Store every committed notice batch (those at least `older_than` old, if given) as notifications,
+    oldest first, one transaction per batch; a batch another process is delivering is skipped.
+    Returns how many notifications were created (deduplicated ones are not counted)."""
+    created = 0
+    while True:
+        with transaction.atomic():
+            pending = NoticeBatch.objects.select_for_update(skip_locked=True).order_by("pk")
+            if older_than is not None:
+                pending = pending.filter(created_at__lte=timezone.now() - older_than)
+            batch = pending.first()
+            if batch is None:
+                return created
+            created += _deliver(batch)
+            batch.delete()
+
+
+def _deliver(batch: NoticeBatch) -> int:
+    customers = Customer.objects.in_bulk({notice["customer_id"] for notice in batch.notices})
+    return notify_many(kind=batch.kind, notices=[
+        Notice(customer=customers[notice["customer_id"]], context=notice["context"], link=notice["link"],
+               dedupe_key=notice["dedupe_key"])
+        for notice in batch.notices if notice["customer_id"] in customers  # a deleted account gets nothing
+    ])

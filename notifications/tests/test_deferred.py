@@ -1,0 +1,102 @@
+"""Notice batches (notifications.deferred): stored after the writer's commit, exactly once, never lost."""
+import threading
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+import pytest
+import time_machine
+from django.db import connection, transaction
+
+from accounts.tests.factories import CustomerFactory
+from notifications.bulk import Notice
+from notifications.deferred import notice_batches_deliver, notices_defer
+from notifications.kinds import Kind
+from notifications.models import EmailOutbox, NoticeBatch, Notification
+from notifications.services import customer_notifications_erase
+from notifications.tasks import outbox_sweep_task
+
+WHEN = datetime(2027, 2, 28, 23, 59, 30, tzinfo=dt_timezone.utc)
+
+
+def issued(customer, n: int, dedupe: bool = True) -> Notice:
+    return Notice(customer=customer, link=f"/billing/invoices/{n}/", dedupe_key=f"invoice:{n}:issued" if dedupe else None,
+                  context={"invoice_number": f"2027-{n:06d}", "amount": "€10.00", "kind": "renewal", "invoice_id": n})
+
+
+@pytest.mark.django_db
+def test_a_batch_becomes_notifications_and_emails_once_delivered_and_only_once(customer):
+    with transaction.atomic():
+        notices_defer(kind=Kind.INVOICE_ISSUED, notices=[issued(customer, 1), issued(customer, 2)])
+        assert not Notification.objects.exists()  # nothing rendered or stored in the writer's transaction
+    assert notice_batches_deliver() == 2
+    notifications = Notification.objects.filter(customer=customer, kind="invoice_issued").order_by("pk")
+    assert [n.context["invoice_number"] for n in notifications] == ["2027-000001", "2027-000002"]
+    assert "2027-000001" in notifications[0].subject
+    assert EmailOutbox.objects.filter(notification__in=notifications).count() == 2
+    assert not NoticeBatch.objects.exists()
+    assert notice_batches_deliver() == 0 and Notification.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_a_bad_notice_fails_the_writers_transaction_not_the_delivery(customer):
+    with pytest.raises(Exception):
+        notices_defer(kind=Kind.INVOICE_ISSUED, notices=[Notice(customer=customer, context={}, link="https://evil.example/")])
+    with pytest.raises(ValueError):
+        notices_defer(kind="no_such_kind", notices=[issued(customer, 1)])
+    assert not NoticeBatch.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_sweeper_delivers_a_batch_its_worker_left_after_a_minute_not_before(customer):
+    with time_machine.travel(WHEN, tick=False):
+        notices_defer(kind=Kind.INVOICE_ISSUED, notices=[issued(customer, 7)])
+    with time_machine.travel(WHEN + timedelta(seconds=30), tick=False):  # its worker may still be delivering it
+        outbox_sweep_task()
+        assert not Notification.objects.exists()
+    with time_machine.travel(WHEN + timedelta(seconds=61), tick=False):  # across the month end
+        outbox_sweep_task()
+        assert Notification.objects.get().context["invoice_number"] == "2027-000007"
+    assert not NoticeBatch.objects.exists()
+
+
+@pytest.mark.django_db
+def test_account_erasure_drops_the_customers_notices_still_waiting_in_a_batch(customer):
+    other = CustomerFactory()
+    notices_defer(kind=Kind.INVOICE_ISSUED, notices=[issued(customer, 1), issued(other, 2)])
+    customer_notifications_erase(customer=customer)
+    notice_batches_deliver()
+    assert list(Notification.objects.values_list("customer_id", flat=True)) == [other.pk]
+
+
+@pytest.mark.django_db
+def test_a_deleted_account_gets_nothing_and_does_not_stop_the_batch(customer):
+    other = CustomerFactory()
+    notices_defer(kind=Kind.INVOICE_ISSUED, notices=[issued(other, 1), issued(customer, 2)])
+    other.delete()
+    assert notice_batches_deliver() == 1
+    assert Notification.objects.get().customer_id == customer.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_processes_delivering_at_once_store_each_batch_once(customer):
+    # No dedupe keys: only the batch lock keeps a second delivery out.
+    for n in range(6):
+        notices_defer(kind=Kind.INVOICE_ISSUED, notices=[issued(customer, n, dedupe=False)])
+    barrier, errors, created = threading.Barrier(2), [], []
+
+    def deliver():
+        try:
+            barrier.wait()
+            created.append(notice_batches_deliver())
+        except Exception as error:  # reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sum(created) == 6 and Notification.objects.count() == 6
+    assert not NoticeBatch.objects.exists()
