@@ -89,7 +89,8 @@ def invoices_issue_and_pay(*, kind: str, charges: list[Charge], applied_by_calle
     where the balance covers it, in the given order. Must run inside the caller's transaction.
 
     Returns one result per charge, in order. Every charge must satisfy `supports()`.
-    Four steps: prepare (tax and payer snapshot per customer), lock (counter, invoices, balances in
+    Four steps: prepare (tax, payer snapshot and payment gate per customer, the new invoices' rows:
+    everything that needs no lock, before the counter is taken), lock (counter, invoices, balances in
     billing's order), decide (who pays), write.
     """
     if not charges:
@@ -97,10 +98,10 @@ def invoices_issue_and_pay(*, kind: str, charges: list[Charge], applied_by_calle
     _check(kind, charges)
     now = timezone.now()
     customers = {charge.customer.pk: charge.customer for charge in charges}
-    taxes, snapshots = _prepare(customers)
+    taxes, snapshots, blocked = _prepare(customers)
     invoices = _lock_invoices(kind, charges, taxes, snapshots, now)
     accounts = _lock_balances(customers, charges)
-    paying = _decide(charges, invoices, customers, accounts, now)
+    paying = _decide(charges, invoices, blocked, accounts, now)
     _write(kind, charges, invoices, paying, accounts, now, applied_by_caller)
     return [ChargeResult(invoice_id=inv["id"], number=inv["number"], total=inv["total"],
                          paid=inv["status"] == Invoice.Status.PAID) for inv in invoices]
@@ -113,19 +114,22 @@ def _check(kind: str, charges: list[Charge]) -> None:
         raise ValueError("a charge needs a currency conversion; pay it with invoice_pay_from_balance")
 
 
-def _prepare(customers: dict[int, Customer]) -> tuple[dict[int, TaxDecision], dict[int, dict]]:
-    """Per customer: the tax rule and the payer snapshot, as `invoice_issue` computes them."""
+def _prepare(customers: dict[int, Customer]) -> tuple[dict[int, TaxDecision], dict[int, dict], set[int]]:
+    """Per customer: the tax rule and the payer snapshot, as `invoice_issue` computes them, and the
+    customers the payment gate (`invoice_payment_blockers`) closes: their profile (owners prefetched,
+    so no query per customer)."""
     customer_owners(customers=customers.values())  # the payer snapshot names the owner
     taxes = tax_for_customers(customers.values())
-    return taxes, {pk: profile_payer_snapshot(customer) for pk, customer in customers.items()}
+    blocked = {pk for pk, customer in customers.items() if payment_blockers(customer)}
+    return taxes, {pk: profile_payer_snapshot(customer) for pk, customer in customers.items()}, blocked
 
 
-def _new_invoice_row(charge: Charge, kind: str, year: int, sequence: int, tax: TaxDecision, snapshot: dict, now) -> dict:
-    """The invoice `invoice_issue` would write for this charge, as a row."""
+def _new_invoice_row(charge: Charge, kind: str, tax: TaxDecision, snapshot: dict, now) -> dict:
+    """The invoice `invoice_issue` would write for this charge, as a row; its number is set once the
+    block is reserved (`_number`)."""
     subtotal = sum((line["amount"] for line in charge.line_rows()), ZERO)
     totals = invoice_totals(subtotal=subtotal, tax=tax, currency=charge.currency)
     return {
-        "number": document_number(series="INV", year=year, sequence=sequence), "year": year, "sequence": sequence,
         "customer_id": charge.customer.pk, "kind": kind, "status": Invoice.Status.UNPAID, "currency": charge.currency,
         "subtotal": totals.subtotal, "tax_percent": tax.percent, "tax_label": tax.label,
         "reverse_charge": tax.reverse_charge, "tax_amount": totals.tax_amount, "total": totals.total,
@@ -140,12 +144,14 @@ def _lock_invoices(kind: str, charges: list[Charge], taxes: dict, snapshots: dic
     pk order. Returns one invoice row per charge (new ones without an id yet)."""
     invoices: list[dict] = [None] * len(charges)
     new = [position for position, charge in enumerate(charges) if charge.invoice_id is None]
+    for position in new:  # built before the counter is taken: it stays locked until commit
+        customer_id = charges[position].customer.pk
+        invoices[position] = _new_invoice_row(charges[position], kind, taxes[customer_id], snapshots[customer_id], now)
     if new:
         year, first = document_numbers_reserve(series="INV", count=len(new))
         for offset, position in enumerate(new):
-            customer_id = charges[position].customer.pk
-            invoices[position] = _new_invoice_row(charges[position], kind, year, first + offset, taxes[customer_id],
-                                                  snapshots[customer_id], now)
+            invoices[position] |= {"number": document_number(series="INV", year=year, sequence=first + offset),
+                                   "year": year, "sequence": first + offset}
     existing = sorted(charge.invoice_id for charge in charges if charge.invoice_id is not None)
     if existing:
         locked = {row["id"]: row for row in Invoice.objects.select_for_update().filter(pk__in=existing).order_by("pk")
@@ -169,22 +175,19 @@ def _lock_balances(customers: dict[int, Customer], charges: list[Charge]) -> dic
     return accounts
 
 
-def _gate_closed(customers: dict[int, Customer], invoices: list[dict]) -> tuple[set[int], set[int]]:
-    """The payment gate (`invoice_payment_blockers`) for the whole batch: (blocked customers, blocked
-    payers). Owners are prefetched, so the profile check costs no query; payers chosen on earlier
-    invoices are loaded in one."""
-    blocked = {pk for pk, customer in customers.items() if payment_blockers(customer)}
+def _payers_gate_closed(invoices: list[dict]) -> set[int]:
+    """The payment gate's payer half for the batch: payers chosen on earlier invoices, loaded in one query."""
     payer_ids = {invoice["payer_id"] for invoice in invoices if invoice.get("payer_id")}
-    blocked_payers = {payer.pk for payer in Payer.objects.filter(pk__in=payer_ids) if payer_blockers(payer)} if payer_ids else set()
-    return blocked, blocked_payers
+    return {payer.pk for payer in Payer.objects.filter(pk__in=payer_ids) if payer_blockers(payer)} if payer_ids else set()
 
 
-def _decide(charges: list[Charge], invoices: list[dict], customers: dict[int, Customer],
-            accounts: dict[int, LedgerAccount], now) -> list[int]:
-    """Who pays, in the order the charges are given: a customer whose balance runs out keeps an
-    unpaid invoice and never holds back the others. Marks the paying invoices paid (with `due`, what
-    the balance gives) and returns their positions."""
-    blocked, blocked_payers = _gate_closed(customers, invoices)
+def _decide(charges: list[Charge], invoices: list[dict], blocked: set[int], accounts: dict[int, LedgerAccount],
+            now) -> list[int]:
+    """Who pays, in the order the charges are given: a customer whose balance runs out (or the payment
+    gate closes: `blocked` customers, payers closed on their invoices) keeps an unpaid invoice and never
+    holds back the others. Marks the paying invoices paid (with `due`, what the balance gives) and
+    returns their positions."""
+    blocked_payers = _payers_gate_closed(invoices)
     available = {pk: account.balance + account.credit_limit for pk, account in accounts.items()}
     paying = []
     for position, charge in enumerate(charges):
