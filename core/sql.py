@@ -4,10 +4,12 @@
 `now`); `copy_rows` does the same through COPY (no ON CONFLICT, cheaper for many rows); `update_rows`
 gives each row its own values. Neither sends signals nor calls `save()`: callers
 (billing.bulk, notifications.bulk, orders' set-based renewal) write exactly what the single-row path
-would, and tests pin their statement counts. JSON fields are adapted; values are quoted by psycopg2.
+would, and tests pin their statement counts. JSON fields are adapted; values are quoted as psycopg2
+quotes them.
 
 Batch jobs pass thousands of rows, so the per-row work is kept small: what each field needs is worked
-out once per call, and psycopg2 quotes all the values of a statement in one `mogrify`.
+out once per call, and the common types (str, int, bool, None, Decimal, date, datetime) are quoted
+here the way psycopg2 quotes them, at a fraction of its cost (`_QUOTE_BY_TYPE`); others go to psycopg2.
 """
 import io
 import json
@@ -61,16 +63,49 @@ def _values(model, fields: list[tuple[models.Field, object]], rows: list[dict]) 
     return [[row.get(name, default) for name, default in names] for row in rows]
 
 
-def _mogrify_rows(cursor, rows: list[list], adapters: list) -> str:
-    """`(…), (…)` for VALUES: every row quoted by psycopg2 in one call (exactly as execute() would).
-    Adapts `rows` (lists of the caller's own) in place."""
+def _quote_str(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("A string literal cannot contain NUL (0x00) characters.")  # as psycopg2 refuses it
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _quote_datetime(value: datetime) -> str:
+    return f"'{value.isoformat()}'::{'timestamp' if value.tzinfo is None else 'timestamptz'}"
+
+
+def _quote_number(value: int | Decimal) -> str:
+    if isinstance(value, Decimal) and not value.is_finite():
+        return f"'{value}'::numeric"  # psycopg2 writes Infinity as NaN
+    return str(value) if value >= 0 else f" {value}"  # the space: never "--", a comment (as psycopg2)
+
+
+# What psycopg2 writes for these exact types, at a fraction of its cost per value (about 1-2.5 µs; a
+# renewal chunk quotes some 100,000 values). Strings need standard_conforming_strings (the default
+# since PostgreSQL 9.1): a quote is the only character to double. Anything else goes to psycopg2.
+_QUOTE_BY_TYPE = {
+    str: _quote_str, int: _quote_number, bool: lambda value: "true" if value else "false", type(None): lambda _value: "NULL",
+    Decimal: _quote_number, datetime: _quote_datetime, date: lambda value: f"'{value.isoformat()}'::date",
+}
+
+
+def _values_sql(cursor, rows: list[list], adapters: list) -> str:
+    """`(…), (…)` for VALUES, each value quoted as execute() would quote it. Adapts `rows` (lists of the
+    caller's own) in place."""
     adapting = [(index, adapt) for index, adapt in enumerate(adapters) if adapt is not None]
     if adapting:
         for row in rows:
             for index, adapt in adapting:
                 row[index] = adapt(row[index])
-    template = "(" + ", ".join(["%s"] * len(adapters)) + ")"
-    return cursor.mogrify(", ".join([template] * len(rows)), [value for row in rows for value in row]).decode()
+    if cursor.connection.get_parameter_status("standard_conforming_strings") != "on":
+        template = "(" + ", ".join(["%s"] * len(adapters)) + ")"
+        return cursor.mogrify(", ".join([template] * len(rows)), [value for row in rows for value in row]).decode()
+
+    def by_psycopg2(value) -> str:
+        return cursor.mogrify("%s", [value]).decode()
+
+    quoter = _QUOTE_BY_TYPE.get
+    return ", ".join(["(" + ", ".join([quoter(type(value), by_psycopg2)(value) for value in row]) + ")"
+                      for row in rows])
 
 
 def _adapter(field: models.Field):
@@ -87,7 +122,7 @@ def insert_rows(model, rows: list[dict], *, returning: str | tuple[str, ...] | N
     columns = (returning,) if isinstance(returning, str) else returning or ()
     with connection.cursor() as cursor:
         sql = (f'INSERT INTO "{model._meta.db_table}" ({", ".join(chr(34) + f.column + chr(34) for f, _d in fields)}) '
-               f"VALUES {_mogrify_rows(cursor.cursor, values, [_adapter(f) for f, _d in fields])} {on_conflict}")
+               f"VALUES {_values_sql(cursor.cursor, values, [_adapter(f) for f, _d in fields])} {on_conflict}")
         if columns:
             sql += " RETURNING " + ", ".join(f'"{column}"' for column in columns)
         cursor.execute(sql)
@@ -170,7 +205,7 @@ def update_rows(model, rows: list[dict], fields: list[str], *, key: str = "id") 
     assignments = ", ".join(f'"{f.column}" = v."{f.column}"::{f.db_type(connection)}' for f in columns)
     column_names = ", ".join(f'"{f.column}"' for f in [key_field, *columns])
     with connection.cursor() as cursor:
-        rows_sql = _mogrify_rows(cursor.cursor, values, [None, *(_adapter(f) for f in columns)])
+        rows_sql = _values_sql(cursor.cursor, values, [None, *(_adapter(f) for f in columns)])
         cursor.execute(f'UPDATE "{meta.db_table}" AS t SET {assignments} FROM (VALUES {rows_sql}) AS v({column_names}) '
                        f'WHERE t."{key_field.column}" = v."{key_field.column}"::{key_field.db_type(connection)}')
         return cursor.rowcount
