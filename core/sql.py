@@ -88,14 +88,17 @@ _QUOTE_BY_TYPE = {
 }
 
 
+def _adapt_in_place(rows: list[list], adapters: list) -> None:
+    adapting = [(index, adapt) for index, adapt in enumerate(adapters) if adapt is not None]
+    for row in rows if adapting else ():
+        for index, adapt in adapting:
+            row[index] = adapt(row[index])
+
+
 def _values_sql(cursor, rows: list[list], adapters: list) -> str:
     """`(…), (…)` for VALUES, each value quoted as execute() would quote it. Adapts `rows` (lists of the
     caller's own) in place."""
-    adapting = [(index, adapt) for index, adapt in enumerate(adapters) if adapt is not None]
-    if adapting:
-        for row in rows:
-            for index, adapt in adapting:
-                row[index] = adapt(row[index])
+    _adapt_in_place(rows, adapters)
     if cursor.connection.get_parameter_status("standard_conforming_strings") != "on":
         template = "(" + ", ".join(["%s"] * len(adapters)) + ")"
         return cursor.mogrify(", ".join([template] * len(rows)), [value for row in rows for value in row]).decode()
@@ -106,6 +109,10 @@ def _values_sql(cursor, rows: list[list], adapters: list) -> str:
     quoter = _QUOTE_BY_TYPE.get
     return ", ".join(["(" + ", ".join([quoter(type(value), by_psycopg2)(value) for value in row]) + ")"
                       for row in rows])
+
+
+def _names(columns) -> str:
+    return ", ".join(f'"{column}"' for column in columns)
 
 
 def _adapter(field: models.Field):
@@ -121,11 +128,10 @@ def insert_rows(model, rows: list[dict], *, returning: str | tuple[str, ...] | N
     values = _values(model, fields, rows)
     columns = (returning,) if isinstance(returning, str) else returning or ()
     with connection.cursor() as cursor:
-        sql = (f'INSERT INTO "{model._meta.db_table}" ({", ".join(chr(34) + f.column + chr(34) for f, _d in fields)}) '
-               f"VALUES {_values_sql(cursor.cursor, values, [_adapter(f) for f, _d in fields])} {on_conflict}")
-        if columns:
-            sql += " RETURNING " + ", ".join(f'"{column}"' for column in columns)
-        cursor.execute(sql)
+        cursor.execute(
+            f'INSERT INTO "{model._meta.db_table}" ({_names(f.column for f, _d in fields)}) '
+            f"VALUES {_values_sql(cursor.cursor, values, [_adapter(f) for f, _d in fields])} {on_conflict}"
+            + (f" RETURNING {_names(columns)}" if columns else ""))
         if not columns:
             return []
         return [row[0] for row in cursor.fetchall()] if isinstance(returning, str) else cursor.fetchall()
