@@ -17,9 +17,9 @@ class ApiConfig(AppConfig):
 
         from notifications.channels import register_channel
 
-        from .webhooks import webhook_channel
+        from .webhooks import webhook_audience, webhook_channel
 
-        register_channel(webhook_channel)
+        register_channel(webhook_channel, audience=webhook_audience)
 
         from . import personal_data
 

@@ -171,6 +171,16 @@ def _forget_endpoints() -> None:
     connection._webhook_endpoints = None
 
 
+def webhook_audience(*, kind: str, customer_ids: set[int]) -> set[int]:
+    """notifications channel audience: the customers with an active endpoint for `kind`'s event."""
+    event_type = EVENTS.get(kind)
+    if event_type is None:
+        return set()
+    endpoints = _active_endpoints()
+    return {customer_id for customer_id in customer_ids
+            if any(event_type in endpoint.events for endpoint in endpoints.get(customer_id, ()))}
+
+
 def webhook_channel(notification) -> None:
     """notifications channel: runs inside the transaction that stored the notification."""
     event_type = EVENTS.get(notification.kind)

@@ -28,6 +28,8 @@ from itertools import chain, groupby
 
 from django.db import connection
 
+from core.sql import insert_rows
+
 CHARGE = "charge"
 TOPUP = "topup"
 ADVANCE = "advance"
@@ -180,15 +182,16 @@ def _queues(account_ids: list[int], *, before: int) -> dict[int, deque]:
 
 
 def _insert(parts: list[Part], model=None) -> int:
+    """One INSERT for all `parts` (core.sql: no model instance per row; a renewal chunk stores thousands)."""
     if model is None:
         from .models import BalanceFunding as model
 
-    model.objects.bulk_create([
-        model(customer_id=p.customer_id, transaction_id=p.transaction_id, debit_id=p.debit.entry_id if p.debit else None,
-                       account_id=p.debit.account_id if p.debit else None, source_id=p.source.entry_id if p.source else None,
-                       source_kind=p.source.kind if p.source else "", payment_id=p.payment_id, amount=p.amount,
-                       currency=p.currency, expense=p.expense)
-        for p in parts], batch_size=2000)
+    insert_rows(model, [
+        {"customer_id": p.customer_id, "transaction_id": p.transaction_id,
+         "debit_id": p.debit.entry_id if p.debit else None, "account_id": p.debit.account_id if p.debit else None,
+         "source_id": p.source.entry_id if p.source else None, "source_kind": p.source.kind if p.source else "",
+         "payment_id": p.payment_id, "amount": p.amount, "currency": p.currency, "expense": p.expense}
+        for p in parts], returning=None)
     return len(parts)
 
 

@@ -133,22 +133,25 @@ def notify(
             channels.dispatch(notification)
         if not selectors.email_enabled(customer=customer, kind=kind):
             return notification
-        for row in notification_email_rows(notification=notification, owner=owner):
+        recipients = selectors.email_recipients(customer=customer, kind=kind, context=context, owner=owner)
+        for row in notification_email_rows(notification_id=notification.pk, customer_id=customer.pk, kind=kind,
+                                           subject=notification.subject, created_at=notification.created_at,
+                                           recipients=recipients):
             email = EmailOutbox.objects.create(**row)
             _deliver_after_commit(email.pk)
     return notification
 
 
-def notification_email_rows(*, notification: Notification, owner) -> list[dict]:
-    """The EmailOutbox rows (by attname) of a stored notification, one per recipient: the one shape
-    `notify()` and `bulk.notify_many` write. No body: `email_content()` renders it from the
+def notification_email_rows(*, notification_id: int, customer_id: int, kind: str, subject: str, created_at,
+                            recipients: list[str]) -> list[dict]:
+    """The EmailOutbox rows (by attname) of a stored notification, one per recipient
+    (`selectors.email_recipients`): the one shape `notify()` and `bulk.notify_many` write (plain values:
+    the batch path builds no model instance per notice). No body: `email_content()` renders it from the
     notification when it is sent, so the inbox and the mail never disagree and erasure blanks both."""
     return [
-        {"notification_id": notification.pk, "customer_id": notification.customer_id, "kind": notification.kind,
-         "recipient": recipient, "subject": notification.subject, "body_text": "", "body_html": "",
-         "next_attempt_at": notification.created_at, "created_at": notification.created_at}
-        for recipient in selectors.email_recipients(customer=notification.customer, kind=notification.kind,
-                                                    context=notification.context, owner=owner)
+        {"notification_id": notification_id, "customer_id": customer_id, "kind": kind, "recipient": recipient,
+         "subject": subject, "body_text": "", "body_html": "", "next_attempt_at": created_at, "created_at": created_at}
+        for recipient in recipients
     ]
 
 

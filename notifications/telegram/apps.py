@@ -10,9 +10,9 @@ class TelegramConfig(AppConfig):
     def ready(self) -> None:
         from notifications.channels import register_channel
 
-        from .services import notification_to_telegram
+        from .services import notification_to_telegram, telegram_audience
 
-        register_channel(notification_to_telegram)
+        register_channel(notification_to_telegram, audience=telegram_audience)
 
         from . import personal_data
 

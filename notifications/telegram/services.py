@@ -176,6 +176,14 @@ def notification_to_telegram(notification: Notification) -> None:
                             reference=reference, notification=notification)
 
 
+def telegram_audience(*, kind: str, customer_ids: set[int]) -> set[int]:
+    """notifications channel audience: the customers with a linked chat that chose `kind` (one query)."""
+    if not selectors.telegram_enabled():
+        return set()
+    return set(TelegramLink.objects.filter(customer_id__in=list(customer_ids), kinds__contains=[kind],
+                                           user__is_active=True).values_list("customer_id", flat=True))
+
+
 def telegram_deliver(*, outbox_id: int) -> DeliveryResult:
     """Send one outbox row unless another worker has it or it is already sent.
 

@@ -1,9 +1,10 @@
 """core.sql.copy_rows: COPY writes exactly what insert_rows writes, awkward text included."""
+import json
 from datetime import datetime, timezone as dt_timezone
 
 import pytest
 
-from core.sql import copy_rows, insert_rows
+from core.sql import JsonText, copy_rows, insert_rows
 from notifications.models import EmailOutbox, Notification
 
 pytestmark = pytest.mark.django_db
@@ -34,3 +35,12 @@ def test_copy_rows_writes_json_and_nulls(customer):
     notification = Notification.objects.get()
     assert (notification.context, notification.body_text, notification.dedupe_key, notification.read_at) == (
         context, AWKWARD, None, None)
+
+
+def test_json_serialized_by_the_caller_is_stored_as_the_value_itself(customer):
+    context = {"text": AWKWARD, "n": 1, "nested": {"ok": True, "none": None}}
+    row = {"customer_id": customer.pk, "kind": "low_balance", "subject": "s", "body_text": "t", "body_html": "h",
+           "created_at": WHEN}
+    [inserted] = insert_rows(Notification, [row | {"context": JsonText(json.dumps(context))}])
+    [copied] = copy_rows(Notification, [row | {"context": JsonText(json.dumps(context))}], with_ids=True)
+    assert [Notification.objects.get(pk=pk).context for pk in (inserted, copied)] == [context, context]

@@ -177,3 +177,24 @@ def test_delivery_is_queued_after_commit(owner, bot_api, queued_tasks, django_ca
     with django_capture_on_commit_callbacks(execute=True):
         ticket_reply(owner.customer)
     assert queued_tasks == [{"kwargs": {"outbox_id": TelegramOutbox.objects.get().pk}}]
+
+
+@pytest.mark.django_db
+def test_notify_many_reaches_the_same_chats_as_notify_with_one_query_for_the_links(owner, bot_api):
+    from notifications.bulk import Notice, notify_many
+
+    technical = UserFactory(customer=owner.customer, role="technical")
+    link_chat(owner, chat_id=1)
+    link_chat(technical, chat_id=2)
+    others = [UserFactory().customer for _ in range(3)]  # no chat linked: no notification built for them
+    notices = [Notice(customer=customer, context=REPLY_CONTEXT, link="/tickets/10042/")
+               for customer in [owner.customer, *others]]
+    with CaptureQueriesContext(connection) as queries:
+        assert notify_many(kind=Kind.TICKET_REPLY, notices=notices) == 4
+    # One for the batch (who has a chat for the kind), one for the only customer who has.
+    assert len([query for query in queries.captured_queries if "telegram_telegramlink" in query["sql"]]) == 2
+    bulk_rows = TelegramOutbox.objects.filter(notification_id=notices[0].notification_id)
+    single_rows = TelegramOutbox.objects.filter(notification=ticket_reply(owner.customer))
+    assert sorted(bulk_rows.values_list("chat_id", "text", "reference")) == sorted(
+        single_rows.values_list("chat_id", "text", "reference"))
+    assert bulk_rows.count() == 2 and TelegramOutbox.objects.count() == 4
