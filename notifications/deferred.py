@@ -5,7 +5,7 @@ counter from its number block until COMMIT, so every statement in it runs one wo
 `notices_defer()` writes the chunk's notices as one `NoticeBatch` row in that transaction (one
 INSERT instead of rendering and inserting a notification and its emails per notice);
 `notice_batches_deliver()` turns committed batches into notifications with `bulk.notify_many` — the
-same rows, dedupe and emails — each batch in its own transaction that also deletes it, so a batch is
+same rows, dedupe and emails — in a transaction that also deletes the batches it stored, so a batch is
 delivered exactly once. The job calls it after each chunk; the beat sweeper
 (`tasks.outbox_sweep_task`) delivers what a worker that died after its commit left.
 """
@@ -39,27 +39,25 @@ def notices_defer(*, kind: str, notices: list[Notice]) -> int | None:
     return NoticeBatch.objects.create(kind=Kind(kind).value, notices=payload).pk
 
 
-def notice_batches_deliver(*, older_than: timedelta | None = None) -> int:
+def notice_batches_deliver(*, older_than: timedelta | None = None, per_transaction: int = 10) -> int:
     """Store every committed notice batch (those at least `older_than` old, if given) as notifications,
-    oldest first, one transaction per batch; a batch another process is delivering is skipped.
-    Returns how many notifications were created (deduplicated ones are not counted)."""
+    oldest first, up to `per_transaction` batches per transaction (a renewal chunk leaves two); a batch
+    another process is delivering is skipped. Returns how many notifications were created
+    (deduplicated ones are not counted)."""
     created = 0
     while True:
         with transaction.atomic():
             pending = NoticeBatch.objects.select_for_update(skip_locked=True).order_by("pk")
             if older_than is not None:
                 pending = pending.filter(created_at__lte=timezone.now() - older_than)
-            batch = pending.first()
-            if batch is None:
+            batches = list(pending[:per_transaction])
+            if not batches:
                 return created
-            created += _deliver(batch)
-            batch.delete()
-
-
-def _deliver(batch: NoticeBatch) -> int:
-    customers = Customer.objects.in_bulk({notice["customer_id"] for notice in batch.notices})
-    return notify_many(kind=batch.kind, notices=[
-        Notice(customer=customers[notice["customer_id"]], context=notice["context"], link=notice["link"],
-               dedupe_key=notice["dedupe_key"])
-        for notice in batch.notices if notice["customer_id"] in customers  # a deleted account gets nothing
-    ])
+            customers = Customer.objects.in_bulk({notice["customer_id"] for batch in batches for notice in batch.notices})
+            for batch in batches:
+                created += notify_many(kind=batch.kind, notices=[
+                    Notice(customer=customers[notice["customer_id"]], context=notice["context"], link=notice["link"],
+                           dedupe_key=notice["dedupe_key"])
+                    for notice in batch.notices if notice["customer_id"] in customers  # a deleted account gets nothing
+                ])
+            NoticeBatch.objects.filter(pk__in=[batch.pk for batch in batches]).delete()
