@@ -129,6 +129,9 @@ def invoice_list(request):
 def invoice_detail(request, invoice_id):
     customer = acting_customer(request)
     invoice = selectors.invoice_get(customer=customer, invoice_id=invoice_id)
+    # invoice_get found it among this customer's invoices: the payment gate and the payer choices
+    # read the one loaded customer (and its owner) instead of loading both a second time.
+    invoice.customer = customer
     balance = selectors.balance_of(customer)
     context = {"invoice": invoice, "balance": balance, "customer": customer,
                "payments": invoice.payments.all(), "credit_notes": invoice.credit_notes.all()}

@@ -4,7 +4,7 @@ import functools
 import logging
 import time
 
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -37,9 +37,30 @@ def _default_argument(key, default=None, *args, **kwargs):
     return default
 
 
+class _PooledClientRedisCacheClient(RedisCacheClient):
+    """Django builds a new `redis.Redis` for every cache call (its constructor fills ~170 response
+    callbacks: a large part of a page's single top-bar read); one client per connection pool does
+    the same work (clients over a pool are thread-safe, the pool hands out the connections)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._clients = {}
+
+    def get_client(self, key=None, *, write=False):
+        pool = self._get_connection_pool(write)
+        client = self._clients.get(id(pool))
+        if client is None:
+            client = self._clients[id(pool)] = self._client(connection_pool=pool)
+        return client
+
+
 class ResilientRedisCache(RedisCache):
     """On a Redis error: reads miss, writes are dropped, `add` reports "not added", `incr` counts as if
     the key were new (rate limits fail open rather than lock everyone out)."""
+
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        self._class = _PooledClientRedisCacheClient
 
     get = _degrading(_default_argument)(RedisCache.get)
     get_many = _degrading({})(RedisCache.get_many)

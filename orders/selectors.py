@@ -229,10 +229,40 @@ class RenewalForecast:
         return self.uncovered == 0
 
 
-# What the forecast and `pricing.renewal_amount` read of a due order: a heavy customer has a thousand,
-# and the rest (options, plans' JSON settings) would be decoded for nothing.
+# What the forecast and `pricing.renewal_amount` read of a due order. A heavy customer has hundreds due,
+# so they are read as value rows: building Order and Plan instances cost more than the whole forecast.
 FORECAST_ORDER_FIELDS = ("id", "expires_at", "currency", "price", "addons_price", "period_months", "plan__name",
-                         "scheduled_plan__base_currency", "scheduled_plan__name")
+                         "scheduled_plan_id", "scheduled_plan__base_currency", "scheduled_plan__name")
+
+
+@dataclass(slots=True)
+class _DueOrder:
+    """A due order as `pricing.renewal_amount` reads it (the attributes of `Order` it uses)."""
+    pk: int
+    expires_at: dt.datetime
+    currency: str
+    price: Decimal
+    addons_price: Decimal
+    period_months: int
+    plan_name: str
+    scheduled_plan_id: int | None
+    scheduled_plan: Plan | None
+
+
+def _due_orders(queryset: QuerySet[Order]) -> list[_DueOrder]:
+    scheduled_plans: dict[int, Plan] = {}
+    orders = []
+    for (pk, expires_at, currency, price, addons_price, period_months, plan_name, scheduled_id, scheduled_base_currency,
+         scheduled_name) in queryset.values_list(*FORECAST_ORDER_FIELDS):
+        scheduled = None
+        if scheduled_id is not None:
+            scheduled = scheduled_plans.get(scheduled_id)
+            if scheduled is None:
+                scheduled = scheduled_plans[scheduled_id] = Plan(pk=scheduled_id, base_currency=scheduled_base_currency,
+                                                                 name=scheduled_name)
+        orders.append(_DueOrder(pk, expires_at, currency, price, addons_price, period_months, plan_name, scheduled_id,
+                                scheduled))
+    return orders
 
 
 def _renewal_moment(expires_at: dt.datetime, now: dt.datetime) -> dt.datetime:
@@ -258,10 +288,8 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     shown = settings.DASHBOARD_FORECAST_ROWS if shown is None else shown
     currency = customer.currency
     balance = balance_of(customer) if balance is None else balance
-    orders = list(
-        renewal_batch.due_for_auto_renewal(now + dt.timedelta(days=days)).filter(customer=customer)
-        .select_related("plan", "scheduled_plan").only(*FORECAST_ORDER_FIELDS).order_by("expires_at", "pk")
-    )
+    orders = _due_orders(renewal_batch.due_for_auto_renewal(now + dt.timedelta(days=days)).filter(customer=customer)
+                         .order_by("expires_at", "pk"))
     pending_invoices = _pending_renewal_invoices(customer, {order.pk for order in orders})
     scheduled_prices = _scheduled_plan_prices(orders)
     try:
@@ -281,15 +309,24 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     # unpaid and keeps the balance for the next one); `topped_up`/`topped_cap` replay it after the
     # customer added the shortfall, so leftover balance is not counted against several renewals.
     running, topped_up, topped_cap = balance, balance, dict(cap_left)
+    prices: dict[tuple, tuple] = {}  # many orders share a price: (amount, currency, in account currency, error)
     for index, order in enumerate(orders):
-        row = ForecastRow(order_id=order.pk, plan_name=order.plan.name,
+        row = ForecastRow(order_id=order.pk, plan_name=order.plan_name,
                           renews_at=_renewal_moment(order.expires_at, now), amount=ZERO,
                           currency=order.currency, amount_in_account_currency=None)
         if index < shown:
             forecast.rows.append(row)
         else:
             forecast.more_count += 1
-        _forecast_price(row, order, pending_invoices, scheduled_prices, tax, table, currency)
+        if order.pk in pending_invoices:
+            _forecast_price(row, order, pending_invoices, scheduled_prices, tax, table, currency)
+        else:
+            key = (order.price, order.addons_price, order.currency, order.period_months, order.scheduled_plan_id)
+            priced = prices.get(key)
+            if priced is None:
+                _forecast_price(row, order, pending_invoices, scheduled_prices, tax, table, currency)
+                priced = prices[key] = (row.amount, row.currency, row.amount_in_account_currency, row.error)
+            row.amount, row.currency, row.amount_in_account_currency, row.error = priced
         if row.error:
             forecast.uncovered += 1
             continue
@@ -323,7 +360,7 @@ def _cover(needed: Decimal, balance: Decimal, cap_left: dict, month: tuple[int, 
     return "", balance
 
 
-def _forecast_price(row: ForecastRow, order: Order, pending_invoices: dict, scheduled_prices: dict, tax: TaxDecision,
+def _forecast_price(row: ForecastRow, order: "_DueOrder", pending_invoices: dict, scheduled_prices: dict, tax: TaxDecision,
                     table: RateTable, account_currency: str) -> None:
     """Set the row's amount (its currency and the account currency's), or its error: what the job's
     renewal invoice will ask for (`pricing.renewal_amount` + `billing.tax.invoice_totals`)."""
@@ -345,7 +382,7 @@ def _forecast_price(row: ForecastRow, order: Order, pending_invoices: dict, sche
     row.amount_in_account_currency = row.amount if row.currency == account_currency else quantize(row.amount * quote.rate, account_currency)
 
 
-def _scheduled_plan_prices(orders: list[Order]) -> dict[int, list[PlanPrice]]:
+def _scheduled_plan_prices(orders: list[_DueOrder]) -> dict[int, list[PlanPrice]]:
     """{plan id: its PlanPrice rows} for the orders' scheduled plans, one query (none without any)."""
     plan_ids = {order.scheduled_plan_id for order in orders} - {None}
     prices: dict[int, list[PlanPrice]] = {}

@@ -15,6 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.roles import Area, acting_customer, customer_view, role_allows
@@ -59,13 +60,23 @@ def order_list(request: HttpRequest) -> HttpResponse:
         descending=sort.startswith("-") or sort not in selectors.SORTS,
     )
     page = Paginator(selectors.order_list(customer=customer, params=params), settings.ORDERS_PAGE_SIZE).get_page(request.GET.get("page"))
-    rows = [(order, selectors.days_remaining(order)) for order in page.object_list]
+    # (order, days left, renewable, "/ N mo", the checkbox's label): computed here, not per row in the template.
+    rows = [(order, selectors.days_remaining(order), order.status in RENEWABLE_STATUSES, _period_label(order.period_months),
+             _("Select order %(id)s") % {"id": order.pk}) for order in page.object_list]
     counts = selectors.status_counts(customer=customer)
     return render(request, "orders/order_list.html", {
         "page": page, "rows": rows, "params": params, "sort": sort, "can_pay": _can_pay(request),
         "status_filters": [(value, label, counts[value]) for value, label in Order.Status.choices if counts.get(value)],
         "batch_periods": [1, 2, 3, 6, 12],
     })
+
+
+RENEWABLE_STATUSES = frozenset({Order.Status.ACTIVE, Order.Status.EXPIRED, Order.Status.SUSPENDED})
+
+
+def _period_label(months: int) -> str:
+    """The table's "N mo" after a row's cost."""
+    return ngettext("%(n)s mo", "%(n)s mo", months) % {"n": months}
 
 
 @customer_view(Area.SERVICES)

@@ -37,6 +37,8 @@ def test_cache_round_trips_through_a_live_redis(settings):
         assert cache.add("greeting", "other") is False
         cache.delete("greeting")
         assert cache.get("greeting", "missing") == "missing"
+        client = cache._cache.get_client()
+        assert cache._cache.get_client() is client and cache._cache.get_client(write=True) is client  # one per pool
 
 
 def test_unreachable_redis_reads_miss_and_writes_are_dropped():

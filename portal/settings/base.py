@@ -118,8 +118,9 @@ TEMPLATES = [
                 "portal.context_processors.portal",
                 "accounts.context_processors.account",
             ],
-            # Row links without the resolver's reverse() per row (core/links.py).
-            "libraries": {"links": "core.links"},
+            # Row links without the resolver's reverse() per row (core/links.py); crispy field markup
+            # without its templates for plain fields (core/form_fields.py).
+            "libraries": {"links": "core.links", "form_fields": "core.form_fields"},
         },
     }
 ]

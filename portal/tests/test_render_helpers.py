@@ -75,3 +75,19 @@ def test_long_select_writes_what_djangos_select_writes(value, attrs):
     fast = LongSelect(choices=choices).render("country", value, attrs)
     slow = forms.Select(choices=choices).render("country", value, attrs)
     assert parse_html(fast) == parse_html(slow)
+
+
+def test_long_select_matches_djangos_select_with_lazy_safe_and_empty_choices():
+    from django import forms
+    from django.test.html import parse_html
+    from django.utils.safestring import mark_safe
+    from django.utils.translation import gettext_lazy
+
+    from core.widgets import LongSelect
+
+    choices = [(None, gettext_lazy("Country")), ("a", mark_safe("<b>A</b>")), ("b", "B & b"), ("a", "A again"),
+               ("", [("x", "X")])]  # a group without a name: its options without <optgroup>
+    for value in (None, "a", "b", "x"):
+        fast = LongSelect(choices=choices).render("f", value, {"id": "id_f"})
+        assert parse_html(fast) == parse_html(forms.Select(choices=choices).render("f", value, {"id": "id_f"}))
+        assert fast.count(" selected") == 1  # None selects the empty option, as Django does; "a" only its first

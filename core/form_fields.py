@@ -1,0 +1,70 @@
+"""{% load form_fields %} — `{{ form.email|as_field }}`: crispy-forms' Bootstrap 5 field markup
+(`{{ field|as_crispy_field }}`) written in Python for the plain cases.
+
+crispy renders every field through `bootstrap5/field.html` and three included templates; on the
+Settings pages that was most of the request. A field without errors, on a form without a crispy
+helper, with a text, select, textarea or checkbox widget gets the same elements, attributes and
+classes from string formatting here; anything else (errors, file, radio and multi-checkbox widgets,
+fieldsets, hidden fields) is handed to crispy itself. Registered as a template library in
+settings.TEMPLATES (core is not an app).
+"""
+from crispy_forms.templatetags.crispy_forms_filters import as_crispy_field
+from django import forms, template
+from django.conf import settings
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+register = template.Library()
+
+_HANDED_TO_CRISPY = (forms.RadioSelect, forms.CheckboxSelectMultiple, forms.FileInput, forms.MultiWidget)
+_ASTERISK = mark_safe('<span class="asteriskField">*</span>')
+
+
+def _widget_html(field, classes: str) -> str:
+    """What crispy's `{% crispy_field field 'class' classes %}` does: the widget's class name and
+    `classes` added to its class attribute, then the field rendered."""
+    widget = field.field.widget
+    class_name = widget.__class__.__name__.lower()
+    class_name = getattr(settings, "CRISPY_CLASS_CONVERTERS", {}).get(class_name, class_name)
+    css_class = widget.attrs.get("class", "")
+    if css_class:
+        if css_class.find(class_name) == -1:
+            css_class += f" {class_name}"
+    else:
+        css_class = class_name
+    for name in classes.split():
+        if name not in css_class.split():
+            css_class += f" {name}"
+    widget.attrs["class"] = css_class
+    return str(field)
+
+
+def _help_text(field) -> str:
+    if not field.help_text:
+        return ""
+    element_id = format_html('id="{}_helptext" ', field.auto_id) if field.auto_id else ""
+    return format_html('<div {}class="form-text">{}</div>', element_id, mark_safe(field.help_text))
+
+
+@register.filter
+def as_field(field):
+    widget = field.field.widget
+    if (getattr(field.form, "helper", None) is not None or field.is_hidden or field.errors or field.use_fieldset
+            or isinstance(widget, _HANDED_TO_CRISPY) or hasattr(widget, "widget")):
+        return as_crispy_field(field)
+    required = field.field.required
+    extra_classes = f" {field.css_classes()}" if field.css_classes() else ""
+    if isinstance(widget, forms.CheckboxInput):
+        return format_html(
+            '<div class="mb-3"><div id="div_{}" class="form-check{}">{}'
+            '<label for="{}" class="form-check-label{}">{}{}</label>{}</div></div>',
+            field.auto_id, extra_classes, _widget_html(field, "form-check-input"), field.id_for_label,
+            " requiredField" if required else "", field.label, _ASTERISK if required else "", _help_text(field))
+    label = ""
+    if field.label:
+        label_for = format_html(' for="{}"', field.id_for_label) if field.id_for_label else ""
+        label = format_html('<label{} class="form-label{}">{}{}</label>', label_for, " requiredField" if required else "",
+                            field.label, _ASTERISK if required else "")
+    classes = "form-select" if isinstance(widget, forms.Select) else "form-control"
+    return format_html('<div id="div_{}" class="mb-3{}">{}{}{}</div>', field.auto_id, extra_classes, label,
+                       _widget_html(field, classes), _help_text(field))

@@ -1,0 +1,50 @@
+"""core.form_fields' `as_field` writes what crispy's `as_crispy_field` writes (as HTML, whitespace aside)."""
+import pytest
+from crispy_forms.helper import FormHelper
+from crispy_forms.templatetags.crispy_forms_filters import as_crispy_field
+from django import forms
+from django.test.html import parse_html
+
+from core.form_fields import as_field
+from core.widgets import LongSelect
+
+
+class SampleForm(forms.Form):
+    error_css_class = "has-error"
+    name = forms.CharField(label="Name & <co>", max_length=20)
+    email = forms.EmailField(required=False, help_text="We write <b>here</b>.")
+    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "class": "tall"}))
+    plan = forms.ChoiceField(choices=[("a", "A"), ("b", "B")])
+    country = forms.ChoiceField(choices=[("NL", "Netherlands"), ("DE", "Germany")], widget=LongSelect)
+    agree = forms.BooleanField(label="I agree")
+    news = forms.BooleanField(required=False, help_text="Monthly.")
+    unlabelled = forms.CharField(label="", required=False)
+    pick = forms.ChoiceField(choices=[("x", "X")], widget=forms.RadioSelect)  # crispy renders these itself
+    secret = forms.CharField(widget=forms.HiddenInput, required=False)
+
+
+def _both(form, name):
+    return str(as_field(form[name])), str(as_crispy_field(SampleForm(form.data or None, initial=form.initial, auto_id=form.auto_id)[name]))
+
+
+@pytest.mark.parametrize("name", [f for f in SampleForm.base_fields])
+@pytest.mark.parametrize("data", [None, {"name": "x" * 30, "plan": "z", "country": "DE", "news": "on"}])
+def test_as_field_matches_crispy(name, data):
+    form = SampleForm(data, initial={"country": "DE", "email": "a@b.c"})
+    ours, crispys = _both(form, name)
+    assert parse_html(ours) == parse_html(crispys)
+    if data is None and name not in ("pick", "secret"):
+        assert ours.startswith("<div") and not crispys.startswith("<div")  # written here, not by crispy's templates
+
+
+def test_as_field_matches_crispy_without_ids_and_with_a_helper():
+    form = SampleForm(auto_id=False)
+    assert parse_html(str(as_field(form["name"]))) == parse_html(str(as_crispy_field(SampleForm(auto_id=False)["name"])))
+    helped = SampleForm()
+    helped.helper = FormHelper()
+    helped.helper.label_class = "col-3"
+    reference = SampleForm()
+    reference.helper = FormHelper()
+    reference.helper.label_class = "col-3"
+    assert parse_html(str(as_field(helped["name"]))) == parse_html(str(as_crispy_field(reference["name"])))
+    assert "col-3" in str(as_field(helped["name"]))
