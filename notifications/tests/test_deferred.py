@@ -1,12 +1,12 @@
 """Notice batches (notifications.deferred): stored after the writer's commit, exactly once, never lost."""
-import threading
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 import pytest
 import time_machine
-from django.db import connection, transaction
+from django.db import transaction
 
 from accounts.tests.factories import CustomerFactory
+from billing.tests.concurrency import run_concurrently
 from notifications.bulk import Notice
 from notifications.deferred import notice_batches_deliver, notices_defer
 from notifications.kinds import Kind
@@ -81,22 +81,7 @@ def test_two_processes_delivering_at_once_store_each_batch_once(customer):
     # No dedupe keys: only the batch lock keeps a second delivery out.
     for n in range(6):
         notices_defer(kind=Kind.INVOICE_ISSUED, notices=[issued(customer, n, dedupe=False)])
-    barrier, errors, created = threading.Barrier(2), [], []
-
-    def deliver():
-        try:
-            barrier.wait()
-            created.append(notice_batches_deliver())
-        except Exception as error:  # reported below
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=deliver) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    created, errors = run_concurrently(notice_batches_deliver, [(), ()])
     assert errors == []
     assert sum(created) == 6 and Notification.objects.count() == 6
     assert not NoticeBatch.objects.exists()
