@@ -1,8 +1,10 @@
 """Notice batches (notifications.deferred): stored after the writer's commit, exactly once, never lost."""
+import io
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 import pytest
 import time_machine
+from django.core.management import call_command
 from django.db import transaction
 
 from accounts.tests.factories import CustomerFactory
@@ -55,6 +57,16 @@ def test_the_sweeper_delivers_a_batch_its_worker_left_after_a_minute_not_before(
     with time_machine.travel(WHEN + timedelta(seconds=61), tick=False):  # across the month end
         outbox_sweep_task()
         assert Notification.objects.get().context["invoice_number"] == "2027-000007"
+    assert not NoticeBatch.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_cron_fallback_stores_a_left_batch_too(customer):
+    with time_machine.travel(WHEN, tick=False):
+        notices_defer(kind=Kind.INVOICE_ISSUED, notices=[issued(customer, 8)])
+    with time_machine.travel(WHEN + timedelta(minutes=2), tick=False):
+        call_command("send_outbox", stdout=io.StringIO())
+    assert Notification.objects.get().context["invoice_number"] == "2027-000008"
     assert not NoticeBatch.objects.exists()
 
 
