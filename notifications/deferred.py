@@ -10,6 +10,7 @@ delivered exactly once. The job calls it after each chunk; the beat sweeper
 (`tasks.outbox_sweep_task`) delivers what a worker that died after its commit left.
 """
 import json
+import logging
 from datetime import timedelta
 
 from django.db import transaction
@@ -21,6 +22,8 @@ from .bulk import Notice, notify_many
 from .kinds import Kind, kind_spec
 from .models import NoticeBatch
 from .services import link_check
+
+logger = logging.getLogger(__name__)
 
 
 def notices_defer(*, kind: str, notices: list[Notice]) -> int | None:
@@ -42,22 +45,34 @@ def notices_defer(*, kind: str, notices: list[Notice]) -> int | None:
 def notice_batches_deliver(*, older_than: timedelta | None = None, per_transaction: int = 10) -> int:
     """Store every committed notice batch (those at least `older_than` old, if given) as notifications,
     oldest first, up to `per_transaction` batches per transaction (a renewal chunk leaves two); a batch
-    another process is delivering is skipped. Returns how many notifications were created
-    (deduplicated ones are not counted)."""
-    created = 0
+    another process is delivering is skipped. A batch that fails is logged and left for the sweeper's
+    next try, and never holds back the others (nor the renewal run that calls this). Returns how many
+    notifications were created (deduplicated ones are not counted)."""
+    created, failed = 0, set()
     while True:
         with transaction.atomic():
-            pending = NoticeBatch.objects.select_for_update(skip_locked=True).order_by("pk")
+            pending = NoticeBatch.objects.select_for_update(skip_locked=True).exclude(pk__in=failed).order_by("pk")
             if older_than is not None:
                 pending = pending.filter(created_at__lte=timezone.now() - older_than)
             batches = list(pending[:per_transaction])
             if not batches:
                 return created
             customers = Customer.objects.in_bulk({notice["customer_id"] for batch in batches for notice in batch.notices})
+            delivered = []
             for batch in batches:
-                created += notify_many(kind=batch.kind, notices=[
-                    Notice(customer=customers[notice["customer_id"]], context=notice["context"], link=notice["link"],
-                           dedupe_key=notice["dedupe_key"])
-                    for notice in batch.notices if notice["customer_id"] in customers  # a deleted account gets nothing
-                ])
-            NoticeBatch.objects.filter(pk__in=[batch.pk for batch in batches]).delete()
+                try:
+                    with transaction.atomic():
+                        created += _deliver(batch, customers)
+                    delivered.append(batch.pk)
+                except Exception:  # a broken template or notice must not stop the job; the sweeper retries it
+                    logger.exception("Notice batch %s (%s) could not be stored", batch.pk, batch.kind)
+                    failed.add(batch.pk)
+            NoticeBatch.objects.filter(pk__in=delivered).delete()
+
+
+def _deliver(batch: NoticeBatch, customers: dict[int, Customer]) -> int:
+    return notify_many(kind=batch.kind, notices=[
+        Notice(customer=customers[notice["customer_id"]], context=notice["context"], link=notice["link"],
+               dedupe_key=notice["dedupe_key"])
+        for notice in batch.notices if notice["customer_id"] in customers  # a deleted account gets nothing
+    ])

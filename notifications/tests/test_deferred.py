@@ -61,6 +61,28 @@ def test_the_sweeper_delivers_a_batch_its_worker_left_after_a_minute_not_before(
 
 
 @pytest.mark.django_db
+def test_a_batch_that_fails_is_left_for_the_sweeper_and_does_not_hold_back_the_others(customer, monkeypatch, caplog):
+    from notifications import deferred
+
+    notices_defer(kind=Kind.INVOICE_ISSUED, notices=[issued(customer, 1)])
+    notices_defer(kind=Kind.SERVICE_RENEWED, notices=[Notice(customer=customer, link="/orders/1/", context={})])
+    stored = deferred.notify_many
+
+    def broken_for_issued(*, kind, notices):
+        if kind == Kind.INVOICE_ISSUED:
+            raise RuntimeError("template broken")
+        return stored(kind=kind, notices=notices)
+
+    monkeypatch.setattr(deferred, "notify_many", broken_for_issued)
+    assert notice_batches_deliver() == 1  # returns: the failed batch is not retried in this call
+    assert list(Notification.objects.values_list("kind", flat=True)) == ["service_renewed"]
+    assert list(NoticeBatch.objects.values_list("kind", flat=True)) == ["invoice_issued"]
+    assert "could not be stored" in caplog.text
+    monkeypatch.setattr(deferred, "notify_many", stored)
+    assert notice_batches_deliver() == 1 and not NoticeBatch.objects.exists()
+
+
+@pytest.mark.django_db
 def test_the_cron_fallback_stores_a_left_batch_too(customer):
     with time_machine.travel(WHEN, tick=False):
         notices_defer(kind=Kind.INVOICE_ISSUED, notices=[issued(customer, 8)])
