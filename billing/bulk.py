@@ -125,8 +125,8 @@ def _prepare(customers: dict[int, Customer]) -> tuple[dict[int, TaxDecision], di
 
 
 def _new_invoice_row(charge: Charge, kind: str, tax: TaxDecision, snapshot: dict, now) -> dict:
-    """The invoice `invoice_issue` would write for this charge, as a row; its number is set once the
-    block is reserved (`_number`)."""
+    """The invoice `invoice_issue` would write for this charge, as a row; `_lock_invoices` adds its number
+    once the block is reserved."""
     subtotal = sum((line["amount"] for line in charge.line_rows()), ZERO)
     totals = invoice_totals(subtotal=subtotal, tax=tax, currency=charge.currency)
     return {

@@ -137,15 +137,21 @@ def _render_all(kind: str, notices: list[Notice]) -> list[Texts]:
     return texts
 
 
-def notices_prepare(*, kind: str, notices: list[Notice]) -> PreparedNotices:
-    """Check `notices` (all of `kind`), render them and work out their mail recipients, as `notify()`
-    does; reads only, so it may run before the caller's locks. `notices_store()` writes the result."""
+def notices_check(*, kind: str, notices: list[Notice]) -> tuple[str, list[JsonText]]:
+    """What `notify()` refuses, refused in the caller's code before anything is written: an unknown kind,
+    a link off the site, a context that is not JSON. Returns the kind's value and each context as JSON."""
     kind_spec(kind)
-    kind = Kind(kind).value
     contexts = []
     for notice in notices:
         link_check(notice.link)
-        contexts.append(JsonText(json.dumps(notice.context)))  # TypeError now, in the caller's code
+        contexts.append(JsonText(json.dumps(notice.context)))
+    return Kind(kind).value, contexts
+
+
+def notices_prepare(*, kind: str, notices: list[Notice]) -> PreparedNotices:
+    """Check `notices` (all of `kind`), render them and work out their mail recipients, as `notify()`
+    does; reads only, so it may run before the caller's locks. `notices_store()` writes the result."""
+    kind, contexts = notices_check(kind=kind, notices=notices)
     customers = {notice.customer.pk: notice.customer for notice in notices}
     recipients: list[list[str]] = [[] for _notice in notices]
     if notices:

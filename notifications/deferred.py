@@ -9,7 +9,6 @@ same rows, dedupe and emails — in a transaction that also deletes the batches 
 delivered exactly once. The job calls it after each chunk; the beat sweeper
 (`tasks.outbox_sweep_task`) delivers what a worker that died after its commit left.
 """
-import json
 import logging
 from datetime import timedelta
 
@@ -18,28 +17,22 @@ from django.utils import timezone
 
 from accounts.models import Customer
 
-from .bulk import Notice, notify_many
-from .kinds import Kind, kind_spec
+from .bulk import Notice, notices_check, notify_many
 from .models import NoticeBatch
-from .services import link_check
 
 logger = logging.getLogger(__name__)
 
 
 def notices_defer(*, kind: str, notices: list[Notice]) -> int | None:
     """Store `notices` (all of `kind`) for delivery after the caller's transaction commits; the id of
-    the batch row, None when there is nothing to store. Checks what `notify_many` checks now, so a bad
-    notice fails the caller's transaction instead of the delivery."""
+    the batch row, None when there is nothing to store. Checks what `notify_many` checks
+    (`notices_check`) now, so a bad notice fails the caller's transaction instead of the delivery."""
     if not notices:
         return None
-    kind_spec(kind)
-    payload = []
-    for notice in notices:
-        link_check(notice.link)
-        payload.append({"customer_id": notice.customer.pk, "context": notice.context, "link": notice.link,
-                        "dedupe_key": notice.dedupe_key})
-    json.dumps(payload)
-    return NoticeBatch.objects.create(kind=Kind(kind).value, notices=payload).pk
+    kind, _contexts = notices_check(kind=kind, notices=notices)
+    payload = [{"customer_id": notice.customer.pk, "context": notice.context, "link": notice.link,
+                "dedupe_key": notice.dedupe_key} for notice in notices]
+    return NoticeBatch.objects.create(kind=kind, notices=payload).pk
 
 
 def notice_batches_deliver(*, older_than: timedelta | None = None, per_transaction: int = 10) -> int:
