@@ -67,7 +67,7 @@ def order_list(request: HttpRequest) -> HttpResponse:
     return render(request, "orders/order_list.html", {
         "page": page, "rows": rows, "params": params, "sort": sort, "can_pay": _can_pay(request),
         "status_filters": [(value, label, counts[value]) for value, label in Order.Status.choices if counts.get(value)],
-        "batch_periods": [1, 2, 3, 6, 12],
+        "batch_periods": [(n, ngettext("%(n)s period", "%(n)s periods", n) % {"n": n}) for n in (1, 2, 3, 6, 12)],
     })
 
 

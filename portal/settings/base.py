@@ -120,9 +120,16 @@ TEMPLATES = [
             ],
             # Row links without the resolver's reverse() per row (core/links.py); crispy field markup
             # without its templates for plain fields (core/form_fields.py).
-            "libraries": {"links": "core.links", "form_fields": "core.form_fields"},
+            "libraries": {"links": "core.links", "form_fields": "core.form_fields", "jinja": "core.jinja"},
         },
-    }
+    },
+    {
+        # Hot page bodies and list rows (`{% jinja %}`, core/jinja.py): <app>/jinja2/<app>/*.jinja.html.
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "DIRS": [BASE_DIR / "jinja2"],
+        "APP_DIRS": True,
+        "OPTIONS": {"environment": "core.jinja.environment"},
+    },
 ]
 
 # --- Database: PostgreSQL only (ledger triggers, SKIP LOCKED) ---

@@ -1,0 +1,88 @@
+"""core.jinja: the Jinja2 environment prints values as Django's templates do, and makemessages sees
+every message of every Jinja2 template."""
+import datetime
+import re
+import zoneinfo
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from babel.messages.pofile import read_po
+from django.template import Context, Template, TemplateSyntaxError, engines
+from django.utils import timezone, translation
+from django.utils.translation.template import templatize
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+JINJA_TEMPLATES = sorted(p for p in ROOT.glob("*/jinja2/**/*.jinja.html") if ".venv" not in p.parts)
+
+
+def render(source: str, **context) -> str:
+    return engines["jinja2"].env.from_string(source).render(context)
+
+
+def test_values_print_as_in_django_templates():
+    moment = datetime.datetime(2027, 1, 1, 0, 30, tzinfo=datetime.UTC)  # still Dec 31 west of Greenwich
+    context = {"amount": Decimal("1234.50"), "day": datetime.date(2028, 2, 29), "moment": moment, "n": 7,
+               "nothing": None, "text": "<b>"}
+    source = "{{ amount }}|{{ day }}|{{ moment }}|{{ n }}|{{ nothing }}|{{ text }}"
+    for language, zone in (("en", "UTC"), ("ru", "Europe/Moscow"), ("en", "America/New_York")):
+        with translation.override(language), timezone.override(zoneinfo.ZoneInfo(zone)):
+            django_output = Template(source).render(Context(context))
+            assert render(source, **context) == django_output
+    with translation.override("ru"):
+        assert render("{{ amount }}", amount=Decimal("1.50")) == "1,50"
+
+
+def test_django_filters_get_local_time_and_arguments():
+    moment = datetime.datetime(2027, 1, 1, 0, 30, tzinfo=datetime.UTC)
+    with timezone.override(zoneinfo.ZoneInfo("America/New_York")):
+        assert render('{{ moment|date("Y-m-d H:i") }}', moment=moment) == "2026-12-31 19:30"
+    with translation.override("en"):
+        assert render('{{ 5|money("EUR") }}') == "€5.00"
+    assert render("{{ text|linebreaksbr }}", text="<a>\nb") == "&lt;a&gt;<br>b"  # needs_autoescape
+    assert render("{{ 7|link('orders:order_detail') }}") == "/orders/7/"
+    assert render("{{ [1, 2]|length }}") == "2"  # Jinja's own builtins keep their names
+
+
+def test_messages_follow_the_active_language():
+    with translation.override("ru"):
+        assert render('{{ _("Orders") }}') == "Заказы"
+        assert render('{{ ngettext("%(n)s period", "%(n)s periods", 2, n=2) }}') == "2 периода"
+    with translation.override("en"):
+        assert render('{{ _("Orders") }}') == "Orders"
+
+
+def test_the_jinja_tag_renders_with_the_django_context():
+    template = engines["django"].from_string('{% load jinja %}{% jinja "orders/order_list.jinja.html" %}')
+    assert template.template.nodelist[-1].name == "orders/order_list.jinja.html"
+    with pytest.raises(TemplateSyntaxError):
+        engines["django"].from_string("{% load jinja %}{% jinja orders/order_list.jinja.html %}")
+
+
+def _catalogue_ids() -> set[str]:
+    ids = set()
+    for path in ROOT.glob("**/locale/ru/LC_MESSAGES/django.po"):
+        if ".venv" in path.parts:
+            continue
+        with path.open("rb") as handle:
+            ids.update(m.id if isinstance(m.id, str) else m.id[0] for m in read_po(handle) if m.id)
+    return ids
+
+
+def test_jinja_templates_are_found():
+    assert any(p.name == "order_list.jinja.html" for p in JINJA_TEMPLATES)
+
+
+@pytest.mark.parametrize("path", JINJA_TEMPLATES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_makemessages_sees_every_message(path):
+    """Jinja2's own extraction against what Django's makemessages reads from the same file (templatize):
+    a message written so that makemessages misses it would vanish from the catalogue on its next run."""
+    source = path.read_text()
+    env = engines["jinja2"].env
+    wanted = {message if isinstance(message, str) else message[0]
+              for _line, _func, message in env.extract_translations(source) if message}
+    seen = set(re.findall(r"""_\((?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')\)""", templatize(source, origin=str(path))))
+    seen = {a or b for a, b in seen}
+    assert wanted <= seen, f"makemessages would miss {sorted(wanted - seen)}: write them as {{{{ _(\"...\") }}}}"
+    missing = wanted - _catalogue_ids()
+    assert not missing, f"not in any catalogue: {sorted(missing)}"
