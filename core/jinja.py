@@ -24,7 +24,6 @@ matters for output:
 from __future__ import annotations
 
 import datetime
-from decimal import Decimal
 
 import jinja2
 from django import template
@@ -39,15 +38,13 @@ register = template.Library()
 
 
 def _finalize(value):
-    """`{{ value }}` as Django prints it: local time, then localized (Russian decimals take a comma)."""
-    cls = value.__class__
-    if cls is str or cls is int or isinstance(value, str):
+    """`{{ value }}` as Django prints it: local time, then localized (Russian decimals take a comma), then
+    `str()` — an object whose str() is safe HTML (a flash message of safe text) stays unescaped."""
+    if isinstance(value, str) or value.__class__ is int:
         return value  # ints print the same localized unless thousands are separated (checked below)
     if isinstance(value, datetime.datetime):
         value = template_localtime(value)
-    if isinstance(value, (Decimal, float, datetime.date, datetime.time)):
-        return formats.localize(value, use_l10n=True)
-    return value
+    return str(formats.localize(value, use_l10n=True))
 
 
 def _django_filter(func):
