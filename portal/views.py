@@ -1,10 +1,13 @@
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from accounts.roles import Area, acting_customer, customer_view
+from billing.money import format_money
 
 from . import health
 from .charts import bar_chart
@@ -49,9 +52,28 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     """The home page: only the cards the user's role allows (portal.selectors.dashboard_data)."""
     customer = acting_customer(request)
     data = dashboard_data(customer=customer, user=request.user)
-    charts = [{"series": series, "chart": bar_chart([(m.month, m.amount) for m in series.months], series.currency)}
-              for series in data.get("spending", [])]
-    return render(request, "dashboard.html", {"customer": customer, "charts": charts, **data})
+    # The body is a Jinja2 template (jinja2/dashboard.jinja.html): its plural messages are made here, with
+    # the catalogue's msgids, and the chart is the shared Django partial rendered once per currency.
+    labels: dict = {
+        "services": [(order, _days_label(order.days_left)) for order in data.get("services", [])],
+        "chart_html": [render_to_string("partials/bar_chart.html", {
+            "series": series, "chart": bar_chart([(m.month, m.amount) for m in series.months], series.currency)})
+            for series in data.get("spending", [])],
+    }
+    forecast = data.get("forecast")
+    if forecast is not None and forecast.more_count:
+        labels["forecast_more_label"] = ngettext(
+            "and %(counter)s more renewal totalling %(amount)s", "and %(counter)s more renewals totalling %(amount)s",
+            forecast.more_count) % {"counter": forecast.more_count, "amount": format_money(forecast.more_total, forecast.currency)}
+    labels["unpaid_summary_labels"] = [
+        ngettext("%(counter)s unpaid invoice, %(due)s due", "%(counter)s unpaid invoices, %(due)s due", row["count"])
+        % {"counter": row["count"], "due": format_money(row["due"], row["currency"])}
+        for row in data.get("unpaid_summary", [])]
+    return render(request, "dashboard.html", {"customer": customer, **data, **labels})
+
+
+def _days_label(days: int | None) -> str:
+    return "" if days is None else ngettext("%(days)s day", "%(days)s days", days) % {"days": days}
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
