@@ -258,6 +258,7 @@ def _detail_context(request, order: Order) -> dict:
         "changeable": order.status == Order.Status.ACTIVE,
         "ended": order.status in (Order.Status.CANCELLED, Order.Status.TERMINATED),
         "setup": selectors.order_setup(order=order),
+        "period_label": ngettext("%(n)s month", "%(n)s months", order.period_months) % {"n": order.period_months},
     }
 
 
