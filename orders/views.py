@@ -259,6 +259,9 @@ def _detail_context(request, order: Order) -> dict:
         "ended": order.status in (Order.Status.CANCELLED, Order.Status.TERMINATED),
         "setup": selectors.order_setup(order=order),
         "period_label": ngettext("%(n)s month", "%(n)s months", order.period_months) % {"n": order.period_months},
+        # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
+        "msg": {"title": _("Order #%(id)s · %(plan)s"), "cost_parts": _("plan %(plan)s + add-ons %(addons)s"),
+                "switches_to": _("switches to %(plan)s")},
     }
 
 
