@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
@@ -67,6 +68,10 @@ def _thread_context(ticket, reply_form: ReplyForm) -> dict:
         "reply_form": reply_form,
         "reopen_deadline": deadline,
         "can_reopen": ticket.is_closed and deadline is not None and deadline >= timezone.now(),
+        # For the Jinja2 body: Django's filesizeformat (Jinja's builtin of that name prints other units), and
+        # messages with placeholders (makemessages sees these msgids here).
+        "filesize": filesizeformat,
+        "msg": {"reopen_until": _("This ticket is closed. You can reopen it until %(date)s if the problem comes back.")},
     }
 
 
