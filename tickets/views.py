@@ -30,6 +30,9 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
         "page": page, "status": status, "query": query, "status_filters": [
             ("open", _("Open")), ("closed", _("Closed")), ("all", _("All")),
         ],
+        # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
+        "msg": {"staff_name": _("%(name)s (support)"), "page_of": _("Page %(number)s of %(total)s"),
+                "no_match": _("No tickets match “%(query)s”.")},
     })
 
 
