@@ -170,4 +170,8 @@ def server_usage(request: HttpRequest, order_id: int) -> HttpResponse:
         return redirect("orders:order_detail", order_id=order.pk)
     return render(request, "orders/_server_usage.html", {
         "order": order, "charts": [usage.usage_chart(order), usage.usage_chart(order, days=30)],
-        "traffic": usage.traffic_summary(order), "throttle": traffic_quota.traffic_throttle(order)})
+        "traffic": usage.traffic_summary(order), "throttle": traffic_quota.traffic_throttle(order),
+        # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
+        "msg": {"traffic_quota": _("Traffic this period: %(used)s GiB of %(quota)s TB"),
+                "traffic_unmetered": _("Traffic this period: %(used)s GiB (unmetered)"),
+                "throttled": _("the network speed is limited to %(mbps)s Mbit/s until the traffic count starts again on %(until)s.")}})
