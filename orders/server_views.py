@@ -165,12 +165,13 @@ def server_usage(request: HttpRequest, order_id: int) -> HttpResponse:
     """Usage graphs and traffic against the plan's quota (htmx, after the page)."""
     from . import traffic_quota, usage
 
-    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id, plan_locations=False)
     if not request.htmx:
         return redirect("orders:order_detail", order_id=order.pk)
+    vm = usage.usage_vm(order)  # once, for the graphs, the traffic count and the throttle
     return render(request, "orders/_server_usage.html", {
-        "order": order, "charts": [usage.usage_chart(order), usage.usage_chart(order, days=30)],
-        "traffic": usage.traffic_summary(order), "throttle": traffic_quota.traffic_throttle(order),
+        "order": order, "charts": [usage.usage_chart(order, vm=vm), usage.usage_chart(order, days=30, vm=vm)],
+        "traffic": usage.traffic_summary(order, vm=vm), "throttle": vm and traffic_quota.traffic_throttle(order, vm=vm),
         # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
         "msg": {"traffic_quota": _("Traffic this period: %(used)s GiB of %(quota)s TB"),
                 "traffic_unmetered": _("Traffic this period: %(used)s GiB (unmetered)"),
