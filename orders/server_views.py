@@ -29,7 +29,9 @@ def _power_buttons() -> list[tuple[str, str, str]]:
 
 def _state_context(request, order) -> dict:
     return {"order": order, "server": server_control.server_state(order=order),
-            "can_control": role_allows(request.user, Area.SERVICES), "power_buttons": _power_buttons()}
+            "can_control": role_allows(request.user, Area.SERVICES), "power_buttons": _power_buttons(),
+            # A message with placeholders, formatted by the Jinja2 panel (makemessages sees this msgid here).
+            "msg": {"throttled_to": _("Throttled to %(mbps)s Mbit/s")}}
 
 
 @customer_view(Area.ACCOUNT)
@@ -38,7 +40,7 @@ def server_state(request: HttpRequest, order_id: int) -> HttpResponse:
     """The state panel, loaded by htmx after the page (the hypervisor never delays the page itself)."""
     if not (role_allows(request.user, Area.SERVICES) or role_allows(request.user, Area.BILLING)):
         raise PermissionDenied(_("Your role does not give access to this section."))
-    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id, plan_locations=False)
     if not request.htmx:
         return redirect("orders:order_detail", order_id=order.pk)
     return render(request, "orders/_server_state.html", _state_context(request, order))
