@@ -23,7 +23,7 @@ def render(source: str, **context) -> str:
 def test_values_print_as_in_django_templates():
     moment = datetime.datetime(2027, 1, 1, 0, 30, tzinfo=datetime.UTC)  # still Dec 31 west of Greenwich
     context = {"amount": Decimal("1234.50"), "day": datetime.date(2028, 2, 29), "moment": moment, "n": 7,
-               "nothing": None, "text": "<b>"}
+               "nothing": None, "text": "<b title='x' class=\"y\">&"}
     source = "{{ amount }}|{{ day }}|{{ moment }}|{{ n }}|{{ nothing }}|{{ text }}"
     for language, zone in (("en", "UTC"), ("ru", "Europe/Moscow"), ("en", "America/New_York")):
         with translation.override(language), timezone.override(zoneinfo.ZoneInfo(zone)):
