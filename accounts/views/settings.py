@@ -17,6 +17,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from core.form_renderer import plain_widgets
+
 from .. import selectors
 from ..activity_labels import activity_label
 from ..client_ip import client_ip
@@ -257,7 +259,7 @@ def settings_email_routing(request: HttpRequest) -> HttpResponse:
 
 @customer_view(Area.ACCOUNT)
 def password_change(request: HttpRequest) -> HttpResponse:
-    form = PasswordChangeForm(request.user, request.POST or None)
+    form = PasswordChangeForm(request.user, request.POST or None, renderer=plain_widgets)
     if request.method == "POST" and form.is_valid():
         form.save()
         # Keeps this session; every other session of the user fails the session-hash check and ends.
