@@ -47,7 +47,9 @@ def _help_text(field) -> str:
 
 
 @register.filter
-def as_field(field):
+def as_field(field, spaced=False):
+    """`spaced`: the label text set off by spaces as crispy's field template writes it on its own lines (what
+    `{{ form|crispy }}` prints, so a Jinja2 body that writes a crispy form field by field prints the same text)."""
     widget = field.field.widget
     if (getattr(field.form, "helper", None) is not None or field.is_hidden or field.errors or field.use_fieldset
             or isinstance(widget, _HANDED_TO_CRISPY) or hasattr(widget, "widget")):
@@ -57,14 +59,16 @@ def as_field(field):
     if isinstance(widget, forms.CheckboxInput):
         return format_html(
             '<div class="mb-3"><div id="div_{}" class="form-check{}">{}'
-            '<label for="{}" class="form-check-label{}">{}{}</label>{}</div></div>',
+            '<label for="{}" class="form-check-label{}">{}{}{}{}</label>{}</div></div>',
             field.auto_id, extra_classes, _widget_html(field, "form-check-input"), field.id_for_label,
-            " requiredField" if required else "", field.label, _ASTERISK if required else "", _help_text(field))
+            " requiredField" if required else "", " " if spaced else "", field.label, _ASTERISK if required else "",
+            " " if spaced and not required else "", _help_text(field))
     label = ""
     if field.label:
         label_for = format_html(' for="{}"', field.id_for_label) if field.id_for_label else ""
-        label = format_html('<label{} class="form-label{}">{}{}</label>', label_for, " requiredField" if required else "",
-                            field.label, _ASTERISK if required else "")
+        label = format_html('<label{} class="form-label{}">{}{}{}{}</label>', label_for, " requiredField" if required else "",
+                            " " if spaced else "", field.label, _ASTERISK if required else "",
+                            " " if spaced and not required else "")
     classes = "form-select" if isinstance(widget, forms.Select) else "form-control"
     return format_html('<div id="div_{}" class="mb-3{}">{}{}{}</div>', field.auto_id, extra_classes, label,
                        _widget_html(field, classes), _help_text(field))
