@@ -66,9 +66,9 @@ def as_field(field, spaced=False):
     label = ""
     if field.label:
         label_for = format_html(' for="{}"', field.id_for_label) if field.id_for_label else ""
-        label = format_html('<label{} class="form-label{}">{}{}{}{}</label>', label_for, " requiredField" if required else "",
-                            " " if spaced else "", field.label, _ASTERISK if required else "",
-                            " " if spaced and not required else "")
+        label = format_html('<label{} class="form-label{}">{}{}{}{}</label>', label_for,
+                            " requiredField" if required else "", " " if spaced else "", field.label,
+                            _ASTERISK if required else "", " " if spaced and not required else "")
     classes = "form-select" if isinstance(widget, forms.Select) else "form-control"
     return format_html('<div id="div_{}" class="mb-3{}">{}{}{}</div>', field.auto_id, extra_classes, label,
                        _widget_html(field, classes), _help_text(field))

@@ -49,7 +49,8 @@ def security_page(request: HttpRequest, **forms) -> HttpResponse:
         "otp_disable_form": forms.get("otp_disable_form") or TOTPDisableForm(),
         "recovery_codes": request.session.pop("recovery_codes_once", None),
         "recovery_left": (left := StaticToken.objects.filter(device__user=user).count()),
-        "recovery_left_text": ngettext("%(left)s recovery code left.", "%(left)s recovery codes left.", left) % {"left": left},
+        "recovery_left_text": ngettext("%(left)s recovery code left.", "%(left)s recovery codes left.", left) % {
+            "left": left},
         "previous_login": selectors.previous_login(user=user) if customer.show_last_login else None,
         "social_providers": selectors.social_providers(request),
         "social_accounts": (social_accounts := selectors.social_accounts_for(user=user)),
@@ -64,8 +65,8 @@ def security_page(request: HttpRequest, **forms) -> HttpResponse:
                 "show_last_login": customer.show_last_login, "login_alerts": customer.login_alerts}),
             "current_ip": (ip := client_ip(request)),
             "current_ip_note": blocktranslated(_(
-                'Your current IP address: <code data-testid="current-ip">%(current_ip)s</code>. Be careful: if the list '
-                "does not include it, you will lose access to the portal."), current_ip=ip),
+                'Your current IP address: <code data-testid="current-ip">%(current_ip)s</code>. Be careful: if the '
+                "list does not include it, you will lose access to the portal."), current_ip=ip),
         })
     return settings_render(request, "security", "accounts/settings/security.html", context)
 

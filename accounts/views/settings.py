@@ -244,8 +244,12 @@ def settings_email_routing(request: HttpRequest) -> HttpResponse:
 
     def page(form: EmailRoutingForm) -> HttpResponse:
         owner = selectors.customer_owner(customer=customer)
-        return settings_render(request, "email", "accounts/settings/email_routing.html",
-                               {"form": form, "account_email": owner.email if owner else ""})
+        account_email = owner.email if owner else ""
+        return settings_render(request, "email", "accounts/settings/email_routing.html", {
+            "form": form, "account_email": account_email,
+            "account_email_note": blocktranslated(_(
+                "Choose where each kind of message goes. Empty fields use the account email %(email)s."),
+                email=account_email)})
 
     if request.method != "POST":
         return page(form)
@@ -278,4 +282,6 @@ def activity(request: HttpRequest) -> HttpResponse:
     events = selectors.activity_for(customer=acting_customer(request), user=request.user)
     page = Paginator(events, ACTIVITY_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [{"event": event, "label": activity_label(event)} for event in page]
-    return settings_render(request, "activity", "accounts/settings/activity.html", {"page": page, "rows": rows})
+    return settings_render(request, "activity", "accounts/settings/activity.html", {
+        "page": page, "rows": rows,
+        "page_of_note": blocktranslated(_("Page %(n)s of %(total)s"), n=page.number, total=page.paginator.num_pages)})

@@ -48,3 +48,20 @@ def test_as_field_matches_crispy_without_ids_and_with_a_helper():
     reference.helper.label_class = "col-3"
     assert parse_html(str(as_field(helped["name"]))) == parse_html(str(as_crispy_field(reference["name"])))
     assert "col-3" in str(as_field(helped["name"]))
+
+
+def test_spaced_fields_write_what_the_crispy_form_filter_writes():
+    """as_field(spaced=True) field by field (the Jinja2 crispy_form macro) against `{{ form|crispy }}`, with
+    whitespace collapsed as a browser does (crispy sets the label text off on its own lines)."""
+    import re
+
+    from crispy_forms.templatetags.crispy_forms_filters import as_crispy_form
+
+    def collapsed(markup: str) -> str:
+        return re.sub(r"\s+", " ", re.sub(r">\s+<", "><", markup)).strip()
+
+    for data in (None, {"name": "x" * 30, "plan": "z", "country": "DE", "news": "on"}):
+        form = SampleForm(data, initial={"country": "DE", "email": "a@b.c"})
+        ours = "".join(str(as_field(field, spaced=True)) for field in form)
+        crispys = str(as_crispy_form(SampleForm(data, initial={"country": "DE", "email": "a@b.c"})))
+        assert collapsed(ours) == collapsed(crispys)
