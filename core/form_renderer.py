@@ -32,7 +32,7 @@ def _escape(value) -> str:
     return html.escape(str(value))
 
 
-def _attrs(attrs: dict) -> str:
+def attrs_html(attrs: dict) -> str:
     """django/forms/widgets/attrs.html."""
     return "".join(f" {_escape(name)}" if value is True else f' {_escape(name)}="{_escape(value)}"'
                    for name, value in attrs.items() if value is not False)
@@ -41,18 +41,18 @@ def _attrs(attrs: dict) -> str:
 def _input(widget: dict) -> str:
     value = widget["value"]
     value = "" if value is None else f' value="{_escape(value)}"'
-    return f'<input type="{_escape(widget["type"])}" name="{_escape(widget["name"])}"{value}{_attrs(widget["attrs"])}>'
+    return f'<input type="{_escape(widget["type"])}" name="{_escape(widget["name"])}"{value}{attrs_html(widget["attrs"])}>'
 
 
 def _select(widget: dict) -> str | None:
-    parts = [f'<select name="{_escape(widget["name"])}"{_attrs(widget["attrs"])}>']
+    parts = [f'<select name="{_escape(widget["name"])}"{attrs_html(widget["attrs"])}>']
     for group_name, group_choices, _index in widget["optgroups"]:
         if group_name:
             parts.append(f'\n  <optgroup label="{_escape(group_name)}">')
         for option in group_choices:
             if option["template_name"] != _OPTION:
                 return None
-            parts.append(f'\n  <option value="{_escape(option["value"])}"{_attrs(option["attrs"])}>'
+            parts.append(f'\n  <option value="{_escape(option["value"])}"{attrs_html(option["attrs"])}>'
                          f'{_escape(option["label"])}</option>\n')  # select_option.html's own newline
         if group_name:
             parts.append("\n  </optgroup>")
@@ -62,7 +62,7 @@ def _select(widget: dict) -> str | None:
 
 def _textarea(widget: dict) -> str:
     value = widget["value"]
-    return (f'<textarea name="{_escape(widget["name"])}"{_attrs(widget["attrs"])}>\n'
+    return (f'<textarea name="{_escape(widget["name"])}"{attrs_html(widget["attrs"])}>\n'
             f'{_escape(value) if value else ""}</textarea>')
 
 

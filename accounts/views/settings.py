@@ -9,7 +9,7 @@ from django.contrib.auth.forms import PasswordChangeForm
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone, translation
 from django.utils.html import conditional_escape
 from django.utils.safestring import mark_safe
@@ -55,6 +55,18 @@ def register_settings_section(key: str, title, area: str, url_name: str) -> None
         SECTIONS.append((key, title, area, url_name))
 
 
+_section_urls: dict[tuple, str] = {}
+
+
+def _section_url(name: str) -> str:
+    """`reverse(name)` of a section's URL (no arguments), once per script prefix rather than per request."""
+    key = (get_script_prefix(), get_urlconf(), name)
+    url = _section_urls.get(key)
+    if url is None:
+        url = _section_urls[key] = reverse(name)
+    return url
+
+
 def blocktranslated(message: str, **values) -> str:
     """What `{% blocktranslate with a=b %}` prints, for Jinja2 bodies (whose `_()` takes no placeholders
     makemessages would see): the translated `message` with the values escaped into it."""
@@ -68,7 +80,7 @@ def settings_render(request: HttpRequest, section: str, template: str, context: 
     context = {
         "customer": customer,
         "section": section,
-        "sections": [{"key": key, "title": title, "url": reverse(url)} for key, title, area, url in SECTIONS
+        "sections": [{"key": key, "title": title, "url": _section_url(url)} for key, title, area, url in SECTIONS
                      if role_allows(request.user, area)],
         "can_manage": can_manage,
         "blockers": selectors.payment_blockers(customer) if can_manage else [],

@@ -65,3 +65,33 @@ def test_spaced_fields_write_what_the_crispy_form_filter_writes():
         ours = "".join(str(as_field(field, spaced=True)) for field in form)
         crispys = str(as_crispy_form(SampleForm(data, initial={"country": "DE", "email": "a@b.c"})))
         assert collapsed(ours) == collapsed(crispys)
+
+
+class ChoicesForm(forms.Form):
+    error_css_class = "has-error"
+    tier = forms.ChoiceField(label="Tier & <co>", choices=[("a", "A & B"), ("b", "B")], widget=forms.RadioSelect,
+                             help_text="Pick <i>one</i>.")
+    optional = forms.ChoiceField(choices=[("1", "One")], widget=forms.RadioSelect, required=False)
+    grouped = forms.ChoiceField(choices=[("G", [("g1", "G1"), ("g2", "G2")]), ("x", "X")], widget=forms.RadioSelect)
+    scopes = forms.MultipleChoiceField(choices=[("r", "Read"), ("w", "Write")], widget=forms.CheckboxSelectMultiple,
+                                       required=False, help_text="Any.")
+    unlabelled = forms.MultipleChoiceField(label="", choices=[(1, "One")], widget=forms.CheckboxSelectMultiple)
+
+
+@pytest.mark.parametrize("name", list(ChoicesForm.base_fields))
+@pytest.mark.parametrize("data", [None, {"tier": "b", "grouped": "g2", "scopes": ["r", "w"], "unlabelled": ["1"]},
+                                  {"tier": "z"}])
+def test_radio_and_multi_checkbox_fields_match_crispy(name, data):
+    """Written here without errors (crispy's whitespace too: the text matches after collapsing it), crispy's with."""
+    import re
+
+    def collapsed(markup: str) -> str:
+        return re.sub(r"\s+", " ", re.sub(r">\s+<", "><", markup)).strip()
+
+    form = ChoicesForm(data, initial={"tier": "a", "scopes": ["w"]})
+    ours = str(as_field(form[name]))
+    crispys = str(as_crispy_field(ChoicesForm(data, initial={"tier": "a", "scopes": ["w"]})[name]))
+    assert ours.startswith("<div") == (not form[name].errors) and not crispys.startswith("<div")  # whose markup
+    assert parse_html(ours) == parse_html(crispys)
+    assert collapsed(ours) == collapsed(crispys)
+    assert collapsed(str(as_field(form[name], spaced=True))) == collapsed(crispys)
