@@ -10,8 +10,10 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.choices import BaseChoiceIterator
 from django.utils.html import format_html, format_html_join
 from django.core.validators import RegexValidator
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 from core.form_renderer import plain_widgets
@@ -244,7 +246,7 @@ class AddressForm(forms.Form):
 
     def __init__(self, *args, country_locked: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["country"].choices = country_choices()
+        self.fields["country"].choices = _country_pairs((get_language() or "en").split("-")[0])
         if country_locked:
             self.fields["country"].disabled = True
             self.fields["country"].required = False
@@ -309,7 +311,7 @@ class PreferencesForm(forms.Form):
         self.fields["threshold_currency"].initial = account_currency
         self.fields["site_currency"].choices = [(c, c) for c in settings.CURRENCIES]
         self.fields["language"].choices = [(code, _(name)) for code, name in settings.LANGUAGES]
-        self.fields["time_zone"].choices = time_zone_choices()
+        self.fields["time_zone"].choices = _time_zone_pairs()
         self.fields["low_balance_threshold"].label = _("Low balance alert threshold, %(currency)s") % {
             "currency": account_currency}
 
@@ -342,6 +344,27 @@ def _time_zone_choices() -> tuple[tuple[str, str], ...]:
 def time_zone_choices() -> list[tuple[str, str]]:
     """IANA zones from the system's zoneinfo (computed once per process)."""
     return list(_time_zone_choices())
+
+
+class _Pairs(BaseChoiceIterator):
+    """Choices that are already flat (value, label) pairs: ChoiceField's setter keeps an iterator as it is
+    instead of normalizing the ~250 countries or ~600 time zones again for every form shown."""
+
+    def __init__(self, pairs: tuple[tuple[str, str], ...]):
+        self.pairs = pairs
+
+    def __iter__(self):
+        return iter(self.pairs)
+
+
+@functools.cache
+def _country_pairs(language: str) -> _Pairs:
+    return _Pairs(_country_choices(language))
+
+
+@functools.cache
+def _time_zone_pairs() -> _Pairs:
+    return _Pairs(_time_zone_choices())
 
 
 class EmailRoutingForm(forms.Form):

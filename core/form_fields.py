@@ -5,8 +5,8 @@ crispy renders every field through `bootstrap5/field.html` and three included te
 Settings pages that was most of the request. A field without errors, on a form without a crispy
 helper, with a text, select, textarea or checkbox widget gets the same elements, attributes and
 classes from string formatting here, and so do radio and multi-checkbox fields without errors (with
-crispy's whitespace: _choice_inputs_field); anything else (errors, file widgets, hidden fields) is handed
-to crispy itself. Registered as a template library in
+crispy's whitespace: _choice_inputs_field) and file fields without a current file (_file_field);
+anything else (errors, hidden fields, multi-widgets) is handed to crispy itself. Registered as a template library in
 settings.TEMPLATES (core is not an app).
 """
 from crispy_forms.templatetags.crispy_forms_filters import as_crispy_field, optgroups
@@ -24,6 +24,7 @@ _HANDED_TO_CRISPY = (forms.RadioSelect, forms.CheckboxSelectMultiple, forms.File
 _ASTERISK = mark_safe('<span class="asteriskField">*</span>')
 # Written here with crispy's whitespace (bootstrap5/layout/radio_checkbox_select.html), only these exact classes.
 _CHOICE_INPUTS = (forms.RadioSelect, forms.CheckboxSelectMultiple)
+_FILE_INPUTS = (forms.FileInput, forms.ClearableFileInput)  # without a current file (no "clear" checkbox)
 
 
 def _widget_html(field, classes: str) -> str:
@@ -86,6 +87,27 @@ def _choice_inputs_field(field) -> str:
     return mark_safe("".join(parts))
 
 
+def _file_field(field) -> str:
+    """crispy's field.html with layout/field_file.html for a file field without errors or a current file."""
+    required = field.field.required
+    extra_classes = f" {field.css_classes()}" if field.css_classes() else ""
+    parts = [format_html('<div id="div_{}" class="mb-3{}">', field.auto_id, extra_classes)]
+    if field.label:
+        label_for = format_html('for="{}" ', field.id_for_label) if field.id_for_label else ""
+        parts.append(format_html('<label {}class="form-label{}">\n{}{}\n</label>', label_for,
+                                 " requiredField" if required else "", field.label, _ASTERISK if required else ""))
+    for subwidget in field.subwidgets:
+        data = subwidget.data
+        css_class = data["attrs"].get("class")
+        parts.append(format_html(
+            '<div>\n<input type="{}" name="{}" class="form-control{}"{}{}>\n{}\n</div>',
+            data["type"], data["name"], f" {css_class}" if css_class else "",
+            " disabled" if field.field.disabled else "", mark_safe(attrs_html({name: value for name, value in data["attrs"].items() if name != "class"})),
+            _help_text(field)))
+    parts.append("</div>")
+    return mark_safe("".join(parts))
+
+
 @register.filter
 def as_field(field, spaced=False):
     """`spaced`: the label text set off by spaces as crispy's field template writes it on its own lines (what
@@ -94,6 +116,8 @@ def as_field(field, spaced=False):
     plain = getattr(field.form, "helper", None) is None and not field.is_hidden and not field.errors
     if plain and type(widget) in _CHOICE_INPUTS:
         return _choice_inputs_field(field)
+    if plain and type(widget) in _FILE_INPUTS and not any(sub.data.get("is_initial") for sub in field.subwidgets):
+        return _file_field(field)
     if (not plain or field.use_fieldset or isinstance(widget, _HANDED_TO_CRISPY) or hasattr(widget, "widget")):
         return as_crispy_field(field)
     required = field.field.required

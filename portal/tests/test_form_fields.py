@@ -95,3 +95,25 @@ def test_radio_and_multi_checkbox_fields_match_crispy(name, data):
     assert parse_html(ours) == parse_html(crispys)
     assert collapsed(ours) == collapsed(crispys)
     assert collapsed(str(as_field(form[name], spaced=True))) == collapsed(crispys)
+
+
+class FileForm(forms.Form):
+    photo = forms.FileField(label="Photo & co", help_text="PNG, it's <b>small</b>.",
+                            widget=forms.ClearableFileInput(attrs={"accept": "image/png", "class": "wide"}))
+    plain = forms.FileField(required=False)
+
+
+@pytest.mark.parametrize("name", list(FileForm.base_fields))
+@pytest.mark.parametrize("data", [None, {}])
+def test_file_fields_match_crispy(name, data):
+    import re
+
+    def collapsed(markup: str) -> str:
+        return re.sub(r"\s+", " ", re.sub(r">\s+<", "><", markup)).strip()
+
+    form = FileForm(data, {} if data is not None else None)
+    ours = str(as_field(form[name]))
+    crispys = str(as_crispy_field(FileForm(data, {} if data is not None else None)[name]))
+    assert ours.startswith("<div") == (not form[name].errors) and not crispys.startswith("<div")  # whose markup
+    assert parse_html(ours) == parse_html(crispys)
+    assert collapsed(ours) == collapsed(crispys)
