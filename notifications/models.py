@@ -63,6 +63,9 @@ class NoticeBatch(models.Model):
     # [{"customer_id", "context", "link", "dedupe_key"}, ...]
     notices = models.JSONField(_("notices"))
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    # Failed deliveries; at deferred.MAX_ATTEMPTS the batch waits for staff (admin: retry).
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
 
     class Meta:
         verbose_name = _("pending notice batch")
