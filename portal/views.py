@@ -65,8 +65,10 @@ def _message(text: str, **values) -> str:
 
 def _dashboard_messages(user, customer, data: dict) -> dict:
     """The body is a Jinja2 template (jinja2/dashboard.jinja.html): its messages with values are made here
-    with the catalogue's msgids (makemessages does not see Jinja's `_("... %(x)s", x=...)`, and plural forms
-    stay in Python); the spending chart is the shared Django partial, rendered once per currency."""
+    with the catalogue's msgids, plural forms included, the values escaped by Django (Jinja's gettext escapes
+    them with markupsafe, which writes a quote in an email address as `&#34;`, not `&quot;`); the spending
+    chart is the shared Django partial, rendered once per currency (0.45 ms; 0.25 in Jinja2: not worth a
+    second copy of its markup)."""
     found: dict = {}
     if not user.email_verified:
         found["unverified_message"] = _message(gettext(
