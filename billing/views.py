@@ -384,6 +384,10 @@ def documents(request):
         "form": form, "page": _page(request, rows), "contract": version,
         "contract_rows": [{**row, "details": selectors.payer_details(row["payer"])}
                           for row in selectors.contract_status(customer, version, payers)],
+        # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
+        "msg": {"contract_title": _("%(title)s, version %(v)s"), "in_force_since": _("In force since %(d)s"),
+                "accepted_from": _("%(d)s from %(ip)s"), "to_invoice": _("to invoice %(n)s"),
+                "agreement": _("Agreement v%(v)s")},
     })
 
 
