@@ -282,7 +282,7 @@ def payment_detail(request, payment_id):
 def expense_list(request):
     page = selectors.expense_history(customer=acting_customer(request), cursor=Cursor.from_query(request.GET), size=PAGE_SIZE,
                                      query=request.GET)
-    return render(request, "billing/expense_list.html", {"page": page})
+    return render(request, "billing/expense_list.html", {"page": page, "msg": {"payment": _("Payment #%(id)s (%(m)s)")}})
 
 
 # --- payers ------------------------------------------------------------------------------------
