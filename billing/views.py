@@ -48,6 +48,10 @@ def _balance_context(request, customer, form=None):
         "movements": selectors.balance_history(customer=customer, cursor=Cursor.from_query(request.GET), size=PAGE_SIZE,
                                                direction=direction, query=request.GET),
         "direction": direction,
+        # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
+        "msg": {"account_currency": _("In the account currency (%(code)s)"),
+                "stale_rates": _("Exchange rates for %(codes)s are out of date; payments in them resume after the next update."),
+                "rate": _("Rate: 1 %(a)s = %(r)s %(b)s")},
     }
 
 
