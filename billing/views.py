@@ -138,7 +138,11 @@ def invoice_detail(request, invoice_id):
     invoice.customer = customer
     balance = selectors.balance_of(customer)
     context = {"invoice": invoice, "balance": balance, "customer": customer,
-               "payments": invoice.payments.all(), "credit_notes": invoice.credit_notes.all()}
+               "payments": invoice.payments.all(), "credit_notes": invoice.credit_notes.all(),
+               # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
+               "msg": {"invoice": _("Invoice %(n)s"), "credit_note": _("Credit note %(n)s"),
+                       "apply": _("Apply %(a)s from balance"), "top_up_difference": _("Top up the difference (%(d)s)"),
+                       "paid_on": _("Paid on %(d)s.")}}
     if invoice.is_open:
         context["blockers"] = selectors.invoice_payment_blockers(invoice)
         context["profile_incomplete"] = blockers_need_profile(context["blockers"])
