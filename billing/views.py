@@ -25,6 +25,7 @@ from .services import (
     payers as payer_services,
 )
 from .services.errors import PaymentBlocked, blockers_need_profile
+from .templatetags.billing_tags import sort_link
 
 PAGE_SIZE = 20
 
@@ -125,7 +126,9 @@ def invoice_list(request):
     sort = request.GET.get("sort", "-date")
     search = request.GET.get("q", "")[:100]
     page = _page(request, selectors.invoice_list(customer=customer, status=status, sort=sort, search=search))
-    return render(request, "billing/invoice_list.html", {"page": page, "status": status, "sort": sort, "q": search})
+    return render(request, "billing/invoice_list.html", {"page": page, "status": status, "sort": sort, "q": search,
+                                                         "sort_links": {field: sort_link({"request": request}, field)
+                                                                        for field in ("number", "date", "total", "status")}})
 
 
 @customer_view(Area.BILLING)
