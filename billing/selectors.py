@@ -114,6 +114,13 @@ def payments_for(customer: Customer) -> QuerySet[Payment]:
     return Payment.objects.filter(customer=customer).select_related("invoice").order_by("-created_at", "-pk")
 
 
+def payment_rows(customer: Customer) -> QuerySet:
+    """payments_for as plain rows for the Payments page (pk, created_at, method, amount, currency, status,
+    invoice_id, invoice__number): no model instances per row."""
+    return payments_for(customer).values("pk", "created_at", "method", "amount", "currency", "status", "invoice_id",
+                                         "invoice__number")
+
+
 def refundable_payments(customer: Customer) -> list[tuple[Payment, Decimal]]:
     """The customer's received payments with what can still be sent back to their origin, newest first
     (for settling a closing account with `billing.gateways.services.payment_refund_to_origin`)."""

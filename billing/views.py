@@ -17,7 +17,7 @@ from core.keyset import Cursor
 
 from . import hooks, selectors
 from .forms import CurrencyChangeForm, DocumentFilterForm, InvoicePayerForm, PayerForm, TopUpForm
-from .models import Invoice, Payer
+from .models import Invoice, Payer, Payment
 from .money import format_money
 from .rates import RateTable
 from .services import (
@@ -277,8 +277,9 @@ def invoice_payer(request, invoice_id):
 @require_GET
 def payment_list(request):
     customer = acting_customer(request)
-    page = _page(request, selectors.payments_for(customer))
-    return render(request, "billing/payment_list.html", {"page": page, "in_progress": hooks.payments_in_progress(customer)})
+    page = _page(request, selectors.payment_rows(customer))
+    return render(request, "billing/payment_list.html", {"page": page, "in_progress": hooks.payments_in_progress(customer),
+                                                         "status_labels": {value: str(label) for value, label in Payment.Status.choices}})
 
 
 @customer_view(Area.BILLING)
