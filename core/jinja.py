@@ -18,36 +18,35 @@ matters for output:
   available under its own name unless Jinja2 has a builtin of that name (`default`, `length`, ...;
   Jinja's own semantics then apply); filters that expect local time or the autoescape flag get them;
 - `_`, `gettext`, `ngettext`, `pgettext` are Django's (the active language), `url(name, *args)` is
-  `reverse`, `static(path)` is the static files storage's URL, `csrf_input(csrf_token)` writes the
-  form's hidden CSRF field, `django_include(name)` renders a shared Django partial (pagination).
+  `reverse` (cached), `static(path)` is the static files storage's URL, `csrf_input(csrf_token)` writes the
+  form's hidden CSRF field, `localtime()` is the time in the active zone, `django_include(name)` renders a shared Django partial (pagination).
 """
 from __future__ import annotations
 
 import datetime
-from decimal import Decimal
 
 import jinja2
 from django import template
 from django.conf import settings
 from django.templatetags.static import static
-from django.urls import reverse
-from django.utils import formats, translation
+from django.urls import get_script_prefix, get_urlconf, reverse
+from django.utils import formats, timezone, translation
 from django.utils.html import format_html
 from django.utils.timezone import template_localtime
+
+from core.links import link_for
 
 register = template.Library()
 
 
 def _finalize(value):
-    """`{{ value }}` as Django prints it: local time, then localized (Russian decimals take a comma)."""
-    cls = value.__class__
-    if cls is str or cls is int or isinstance(value, str):
+    """`{{ value }}` as Django prints it: local time, then localized (Russian decimals take a comma), then
+    `str()` — an object whose str() is safe HTML (a flash message of safe text) stays unescaped."""
+    if isinstance(value, str) or value.__class__ is int:
         return value  # ints print the same localized unless thousands are separated (checked below)
     if isinstance(value, datetime.datetime):
         value = template_localtime(value)
-    if isinstance(value, (Decimal, float, datetime.date, datetime.time)):
-        return formats.localize(value, use_l10n=True)
-    return value
+    return str(formats.localize(value, use_l10n=True))
 
 
 def _django_filter(func):
@@ -81,6 +80,23 @@ def _django_filters(jinja_builtins) -> dict:
     return found
 
 
+_plain_urls: dict[tuple[str, str, str], str] = {}
+
+
+def url(name: str, *args) -> str:
+    """`reverse` (with positional arguments); a URL without arguments is reversed once per script prefix,
+    an integer id goes through core.links (the layout prints a dozen of these on every page)."""
+    if not args:
+        key = (get_script_prefix(), get_urlconf() or settings.ROOT_URLCONF, name)
+        found = _plain_urls.get(key)
+        if found is None:
+            found = _plain_urls[key] = reverse(name)
+        return found
+    if len(args) == 1 and isinstance(args[0], int):
+        return link_for(name, args[0])
+    return reverse(name, args=args)
+
+
 def csrf_input(csrf_token) -> str:
     return format_html('<input type="hidden" name="csrfmiddlewaretoken" value="{}">', csrf_token)
 
@@ -102,7 +118,7 @@ def environment(**options) -> jinja2.Environment:
     env.install_gettext_callables(translation.gettext, translation.ngettext, newstyle=True,
                                   pgettext=translation.pgettext, npgettext=translation.npgettext)
     env.filters.update(_django_filters(set(env.filters)))
-    env.globals.update(url=lambda name, *args: reverse(name, args=args), static=static, csrf_input=csrf_input,
+    env.globals.update(url=url, static=static, localtime=timezone.localtime, csrf_input=csrf_input,
                        django_include=django_include)
     return env
 

@@ -86,3 +86,10 @@ def test_makemessages_sees_every_message(path):
     assert wanted <= seen, f"makemessages would miss {sorted(wanted - seen)}: write them as {{{{ _(\"...\") }}}}"
     missing = wanted - _catalogue_ids()
     assert not missing, f"not in any catalogue: {sorted(missing)}"
+
+
+def test_urls_are_reversed_as_django_does(settings):
+    assert render("{{ url('dashboard') }}|{{ url('orders:order_detail', 7) }}") == "/|/orders/7/"
+    assert render("{{ url('orders:order_detail', 7) }}") == "/orders/7/"
+    settings.ROOT_URLCONF = "bench.urls"  # another URLconf: its own reverses, not the cached ones
+    assert render("{{ url('bench_layout') }}") == "/bench/layout"
