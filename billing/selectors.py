@@ -1,8 +1,10 @@
 """Billing reads, always scoped to one customer (another customer's id is a 404)."""
+import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import CharField, DateTimeField, DecimalField, F, Q, QuerySet, Value
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.http import Http404
@@ -360,12 +362,72 @@ def contract_status(customer: Customer, version: ContractVersion | None, payers:
     return [{"payer": payer, "acceptance": accepted.get(payer.pk)} for payer in payers]
 
 
-def documents_for(*, customer: Customer, doc_type: str = "", date_from=None, date_to=None):
+def documents_for(*, customer: Customer, doc_type: str = "", date_from=None, date_to=None) -> "DocumentRows":
     """Invoices, credit notes (status column: the invoice they correct), acts and accepted contracts as one list, newest first: a single UNION query (plus
-    the paginator's count), whatever the number of documents. Rows are dicts with doc_type, pk,
-    number, date, payer, amount, currency, status. Acts are dated by the month they cover."""
+    the paginator's count), whatever the number of documents. Rows are dicts with doc_type, doc_id,
+    doc_number, doc_date, doc_payer, doc_amount, doc_currency, doc_status. Acts are dated by the month they cover.
+
+    The ORM builds and compiles this UNION once per filter shape (type, from, to) with stand-in values,
+    kept as SQL; each call only puts its customer and dates in the parameters (building the four
+    annotated querysets took ~1.5 ms per request)."""
     from .services.acts import month_bounds
 
+    start = month_bounds(date_from)[0] if date_from else None
+    end = month_bounds(date_to)[1] if date_to else None
+    shape = (doc_type, start is not None, end is not None)
+    compiled = _DOCUMENT_SQL.get(shape)
+    if compiled is None:
+        union = _documents_union(customer_id=_STAND_IN_CUSTOMER, doc_type=doc_type, start=_STAND_IN_START if start else None,
+                                 end=_STAND_IN_END if end else None)
+        compiled = _DOCUMENT_SQL[shape] = (union.order_by().query.sql_with_params(),
+                                           union.order_by("-doc_date", "-doc_id").query.sql_with_params())
+    actual = {_STAND_IN_CUSTOMER: customer.pk}
+    for stand_in, value in ((_STAND_IN_START, start), (_STAND_IN_END, end)):
+        if value is not None:
+            actual.update({stand_in: value, stand_in.date(): value.date(), str(stand_in.date()): str(value.date())})
+
+    def bind(sql_params):
+        sql, params = sql_params
+        return sql, tuple(actual.get(p, p) if isinstance(p, (int, str, dt.date)) else p for p in params)
+
+    return DocumentRows(count=bind(compiled[0]), rows=bind(compiled[1]))
+
+
+# Stand-ins for documents_for's compiled SQL: values no real customer or document date has.
+_STAND_IN_CUSTOMER = -918273645
+_STAND_IN_START = dt.datetime(1801, 2, 3, tzinfo=dt.UTC)
+_STAND_IN_END = dt.datetime(1802, 4, 5, tzinfo=dt.UTC)
+_DOCUMENT_SQL: dict[tuple[str, bool, bool], tuple[tuple[str, tuple], tuple[str, tuple]]] = {}
+
+
+class DocumentRows:
+    """documents_for's rows for a Paginator: `count()` and slices run the compiled UNION (dict rows)."""
+
+    def __init__(self, *, count: tuple[str, tuple], rows: tuple[str, tuple]):
+        self._count, self._rows = count, rows
+
+    def count(self) -> int:
+        sql, params = self._count
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM ({sql}) documents", params)
+            return cursor.fetchone()[0]
+
+    def __getitem__(self, index):
+        if not isinstance(index, slice) or index.step is not None:
+            return list(self)[index]
+        start, stop = index.start or 0, index.stop
+        sql, params = self._rows
+        limit = "" if stop is None else f" LIMIT {int(stop) - int(start)}"
+        with connection.cursor() as cursor:
+            cursor.execute(f"{sql}{limit} OFFSET {int(start)}", params)
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def __iter__(self):
+        return iter(self[0:None])
+
+
+def _documents_union(*, customer_id: int, doc_type: str, start, end) -> QuerySet:
     money = DecimalField(**AMOUNT)
     text = CharField()
 
@@ -373,32 +435,30 @@ def documents_for(*, customer: Customer, doc_type: str = "", date_from=None, dat
         return {"doc_type": Value(kind, output_field=text), "doc_id": F("pk"), "doc_number": number, "doc_date": date,
                 "doc_payer": payer, "doc_amount": amount, "doc_currency": currency, "doc_status": status}
 
-    start = month_bounds(date_from)[0] if date_from else None
-    end = month_bounds(date_to)[1] if date_to else None
     parts = []
     if doc_type in ("", "invoice"):
-        qs = Invoice.objects.filter(customer=customer)
+        qs = Invoice.objects.filter(customer_id=customer_id)
         qs = qs.filter(issued_at__gte=start) if start else qs
         qs = qs.filter(issued_at__lt=end) if end else qs
         parts.append(qs.annotate(**columns("invoice", F("number"), F("issued_at"),
                                             Coalesce(NullIf(F("payer_company"), Value("")), F("payer_name")),
                                             F("total"), F("currency"), F("status"))))
     if doc_type in ("", "act"):
-        qs = Act.objects.filter(customer=customer)
+        qs = Act.objects.filter(customer_id=customer_id)
         qs = qs.filter(period__gte=start.date()) if start else qs
         qs = qs.filter(period__lt=end.date()) if end else qs
         parts.append(qs.annotate(**columns("act", F("number"), Cast(F("period"), DateTimeField()),
                                             Coalesce(NullIf(F("payer_company"), Value("")), F("payer_name")),
                                             F("total"), F("currency"), Value("", output_field=text))))
     if doc_type in ("", "credit_note"):
-        qs = CreditNote.objects.filter(customer=customer)
+        qs = CreditNote.objects.filter(customer_id=customer_id)
         qs = qs.filter(created_at__gte=start) if start else qs
         qs = qs.filter(created_at__lt=end) if end else qs
         parts.append(qs.annotate(**columns("credit_note", F("number"), F("created_at"),
                                             Coalesce(NullIf(F("invoice__payer_company"), Value("")), F("invoice__payer_name")),
                                             F("amount"), F("currency"), F("invoice__number"))))
     if doc_type in ("", "contract"):
-        qs = ContractAcceptance.objects.filter(customer=customer)
+        qs = ContractAcceptance.objects.filter(customer_id=customer_id)
         qs = qs.filter(accepted_at__gte=start) if start else qs
         qs = qs.filter(accepted_at__lt=end) if end else qs
         parts.append(qs.annotate(**columns("contract", Cast(F("version__version"), text), F("accepted_at"), F("payer_label"),
@@ -406,7 +466,7 @@ def documents_for(*, customer: Customer, doc_type: str = "", date_from=None, dat
                                             Value("", output_field=text))))
     fields = ("doc_type", "doc_id", "doc_number", "doc_date", "doc_payer", "doc_amount", "doc_currency", "doc_status")
     first, *rest = [part.order_by().values(*fields) for part in parts]
-    return first.union(*rest, all=True).order_by("-doc_date", "-doc_id") if rest else first.order_by("-doc_date", "-doc_id")
+    return first.union(*rest, all=True) if rest else first
 
 
 # --- payers' details and the tax rule applied to them -------------------------------------------
