@@ -8,7 +8,7 @@ with the bench's URLconf, and the test client logged in as the heavy customer. E
 3 times to warm up, then `-n` times; it prints the median wall time and the median CPU time of this
 process per request (CPU time hardly moves when other processes load the machine, wall time does),
 the SQL statements and the HTML size. `--profile K` adds cProfile's top K functions (by own time; set
-PROFILE_SORT=cumulative for cumulative) per page. `--topbar-cache-ab` measures each page with the top
+PROFILE_SORT=cumulative for cumulative) per page (PROFILE_CALLERS=<pattern> adds who calls the matching functions). `--topbar-cache-ab` measures each page with the top
 bar's cache off and on (TOPBAR_CACHE_SECONDS 0 / 300), alternately, four rounds each, and prints the
 lowest median of each.
 
@@ -90,7 +90,10 @@ def main() -> int:
               f"{statements:>9}{len(response.content) / 1024:>7.0f}", flush=True)
         if profiler:
             out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(args.profile)
+            stats = pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("PROFILE_SORT", "tottime"))
+            stats.print_stats(args.profile)
+            if os.environ.get("PROFILE_CALLERS"):  # who calls the functions matching this pattern
+                stats.print_callers(os.environ["PROFILE_CALLERS"])
             print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()), flush=True)
     return 0
 

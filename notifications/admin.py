@@ -5,8 +5,8 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import gettext, ngettext
 
-from . import services
-from .models import EmailOutbox, Notification, NotificationPreference
+from . import deferred, services
+from .models import EmailOutbox, NoticeBatch, Notification, NotificationPreference
 
 
 class EmailInline(ReadOnlyInline, admin.TabularInline):
@@ -89,6 +89,38 @@ class EmailOutboxAdmin(BackOfficePermissions, admin.ModelAdmin):
         if skipped:
             self.message_user(request, _("Only failed emails are retried; %(count)d selected were not failed.")
                               % {"count": skipped}, messages.WARNING)
+
+
+@admin.register(NoticeBatch)
+class NoticeBatchAdmin(BackOfficePermissions, admin.ModelAdmin):
+    """Notices a renewal run wrote and has not stored as notifications yet: normally gone within
+    seconds; one listed here with attempts has failed (deferred.MAX_ATTEMPTS stops the retries)."""
+
+    list_display = ("created_at", "kind", "size", "attempts", "short_error")
+    list_filter = ("kind",)
+    readonly_fields = ("kind", "notices", "created_at", "attempts", "last_error")
+    actions = ["retry"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description=_("notices"))
+    def size(self, batch: NoticeBatch) -> int:
+        return len(batch.notices)
+
+    @admin.display(description=_("last error"))
+    def short_error(self, batch: NoticeBatch) -> str:
+        return Truncator(batch.last_error).chars(80)
+
+    @admin.action(description=_("Retry stopped batches"), permissions=["retry_mail"])
+    def retry(self, request, queryset):
+        count = deferred.notice_batches_retry(batch_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, ngettext(
+            "%(count)d batch will be tried again.", "%(count)d batches will be tried again.", count
+        ) % {"count": count}, messages.SUCCESS)
 
 
 @admin.register(NotificationPreference)

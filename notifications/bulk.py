@@ -72,6 +72,7 @@ class PreparedNotices:
     kind: str
     notices: list[Notice]
     texts: list[Texts]
+    languages: list[str]  # what each notice's texts were rendered in
     contexts: list[JsonText]
     recipients: list[list[str]]
 
@@ -119,9 +120,11 @@ class _Stamp:
         return texts
 
 
-def _render_all(kind: str, notices: list[Notice]) -> list[Texts]:
-    """Each notice's texts in its customer's language (one translation.override per language)."""
+def _render_all(kind: str, notices: list[Notice]) -> tuple[list[Texts], list[str]]:
+    """Each notice's texts in its customer's language (one translation.override per language), and that
+    language."""
     texts: list[Texts | None] = [None] * len(notices)
+    languages: list[str] = [""] * len(notices)
     by_language: dict[str, list[int]] = {}
     for index, notice in enumerate(notices):
         by_language.setdefault(notice.customer.language, []).append(index)
@@ -134,7 +137,8 @@ def _render_all(kind: str, notices: list[Notice]) -> list[Texts]:
             stamp = stamps[active]
             for index in indexes:
                 texts[index] = stamp.render(kind, notices[index])
-    return texts
+                languages[index] = active
+    return texts, languages
 
 
 def notices_check(*, kind: str, notices: list[Notice]) -> tuple[str, list[JsonText]]:
@@ -160,7 +164,8 @@ def notices_prepare(*, kind: str, notices: list[Notice]) -> PreparedNotices:
         recipients = [selectors.email_recipients(customer=notice.customer, kind=kind, context=notice.context,
                                                  owner=owners[notice.customer.pk])
                       if enabled[notice.customer.pk] else [] for notice in notices]
-    return PreparedNotices(kind=kind, notices=notices, texts=_render_all(kind, notices), contexts=contexts,
+    texts, languages = _render_all(kind, notices)
+    return PreparedNotices(kind=kind, notices=notices, texts=texts, languages=languages, contexts=contexts,
                            recipients=recipients)
 
 
@@ -197,8 +202,9 @@ def _insert_notifications(prepared: PreparedNotices, now) -> list[int]:
         Notification,
         [{"customer_id": notice.customer.pk, "kind": prepared.kind, "subject": subject, "body_text": body_text,
           "body_html": body_html, "link": notice.link, "context": context, "dedupe_key": notice.dedupe_key,
-          "created_at": now}
-         for notice, (subject, body_text, body_html), context in zip(notices, texts, prepared.contexts)],
+          "language": language, "created_at": now}
+         for notice, (subject, body_text, body_html), language, context
+         in zip(notices, texts, prepared.languages, prepared.contexts)],
         on_conflict="ON CONFLICT (customer_id, kind, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
         returning=("id", "customer_id", "dedupe_key"),
     )
@@ -226,7 +232,7 @@ def _dispatch(prepared: PreparedNotices, created: list[int], now) -> None:
             channels.dispatch(Notification(
                 id=notice.notification_id, customer=notice.customer, kind=prepared.kind, subject=subject,
                 body_text=body_text, body_html=body_html, link=notice.link, context=notice.context,
-                dedupe_key=notice.dedupe_key, created_at=now))
+                dedupe_key=notice.dedupe_key, language=prepared.languages[index], created_at=now))
 
 
 def _deliver_batch(email_ids: list[int]) -> None:

@@ -7,12 +7,15 @@ INSERT instead of rendering and inserting a notification and its emails per noti
 `notice_batches_deliver()` turns committed batches into notifications with `bulk.notify_many` — the
 same rows, dedupe and emails — in a transaction that also deletes the batches it stored, so a batch is
 delivered exactly once. The job calls it after each chunk; the beat sweeper
-(`tasks.outbox_sweep_task`) delivers what a worker that died after its commit left.
+(`tasks.outbox_sweep_task`) delivers what a worker that died after its commit left. A batch that
+fails MAX_ATTEMPTS times (a broken template, say) stops being retried and waits for staff: it shows in
+admin with its error, and in /metrics' and /healthz's backlog.
 """
 import logging
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Customer
@@ -21,6 +24,7 @@ from .bulk import Notice, notices_check, notify_many
 from .models import NoticeBatch
 
 logger = logging.getLogger(__name__)
+MAX_ATTEMPTS = 10  # the sweeper's minutes of retries before a failing batch waits for staff
 
 
 def notices_defer(*, kind: str, notices: list[Notice]) -> int | None:
@@ -44,7 +48,8 @@ def notice_batches_deliver(*, older_than: timedelta | None = None, per_transacti
     created, failed = 0, set()
     while True:
         with transaction.atomic():
-            pending = NoticeBatch.objects.select_for_update(skip_locked=True).exclude(pk__in=failed).order_by("pk")
+            pending = (NoticeBatch.objects.select_for_update(skip_locked=True)
+                       .filter(attempts__lt=MAX_ATTEMPTS).exclude(pk__in=failed).order_by("pk"))
             if older_than is not None:
                 pending = pending.filter(created_at__lte=timezone.now() - older_than)
             batches = list(pending[:per_transaction])
@@ -57,9 +62,11 @@ def notice_batches_deliver(*, older_than: timedelta | None = None, per_transacti
                     with transaction.atomic():
                         created += _deliver(batch, customers)
                     delivered.append(batch.pk)
-                except Exception:  # a broken template or notice must not stop the job; the sweeper retries it
+                except Exception as error:  # a broken template or notice must not stop the job; the sweeper retries it
                     logger.exception("Notice batch %s (%s) could not be stored", batch.pk, batch.kind)
                     failed.add(batch.pk)
+                    NoticeBatch.objects.filter(pk=batch.pk).update(
+                        attempts=F("attempts") + 1, last_error=f"{type(error).__name__}: {error}"[:2000])
             NoticeBatch.objects.filter(pk__in=delivered).delete()
 
 
@@ -69,3 +76,10 @@ def _deliver(batch: NoticeBatch, customers: dict[int, Customer]) -> int:
                dedupe_key=notice["dedupe_key"])
         for notice in batch.notices if notice["customer_id"] in customers  # a deleted account gets nothing
     ])
+
+
+def notice_batches_retry(*, batch_ids: list[int]) -> int:
+    """Staff's retry of batches that stopped after MAX_ATTEMPTS: the next delivery tries them again.
+    Returns how many were waiting."""
+    with transaction.atomic():
+        return NoticeBatch.objects.filter(pk__in=batch_ids, attempts__gte=MAX_ATTEMPTS).update(attempts=0)

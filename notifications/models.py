@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -20,6 +21,9 @@ class Notification(ChoiceLabels, models.Model):
     body_html = models.TextField(_("HTML"))
     link = models.CharField(_("link"), max_length=500, blank=True)
     context = models.JSONField(_("context"), default=dict, blank=True)
+    # The language the texts were rendered in: its emails are framed in it when sent later, whatever
+    # the customer's language is by then.
+    language = models.CharField(_("language"), max_length=8, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE)
     # Callers make "once per period" notices idempotent with it, e.g. "order:42:period:3:7d".
     dedupe_key = models.CharField(_("deduplication key"), max_length=200, null=True, blank=True)
     read_at = models.DateTimeField(_("read at"), null=True, blank=True)
@@ -59,6 +63,9 @@ class NoticeBatch(models.Model):
     # [{"customer_id", "context", "link", "dedupe_key"}, ...]
     notices = models.JSONField(_("notices"))
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    # Failed deliveries; at deferred.MAX_ATTEMPTS the batch waits for staff (admin: retry).
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
 
     class Meta:
         verbose_name = _("pending notice batch")

@@ -119,7 +119,7 @@ def notify(
             subject, body_text, body_html = notice_render(kind=kind, context=context, link=link)
             notification = Notification(
                 customer=customer, kind=kind, subject=subject, body_text=body_text, body_html=body_html,
-                link=link, context=context, dedupe_key=dedupe_key,
+                link=link, context=context, dedupe_key=dedupe_key, language=translation.get_language(),
             )
             notification.full_clean(validate_unique=False, validate_constraints=False)
             try:
@@ -277,8 +277,8 @@ ERASED_REASON = "Not sent: the message was erased with the customer's data, or i
 def email_content(email: EmailOutbox) -> tuple[str, str, str]:
     """(subject, text, HTML) of an outbox row as it is sent (also what staff see in admin).
 
-    A notification's row carries no body: it is rendered now from the notification, in the customer's
-    language. `email_enqueue`'s mail (and rows written before notifications stopped storing bodies)
+    A notification's row carries no body: it is rendered now from the notification, in the language the
+    notification was written in. `email_enqueue`'s mail (and rows written before notifications stopped storing bodies)
     carries its own, sealed when it holds a sign-in link. NothingToSend when the body is gone.
     """
     if email.body_text:
@@ -290,7 +290,7 @@ def email_content(email: EmailOutbox) -> tuple[str, str, str]:
     if notification is None or not notification.body_text:  # a stored notification always has a body
         raise NothingToSend(ERASED_REASON)
     customer = notification.customer
-    with translation.override(customer.language):
+    with translation.override(notification.language):
         body_text, body_html = email_render(
             kind=notification.kind, subject=notification.subject, body_text=notification.body_text,
             body_html=notification.body_html, link=notification.link, owner=customer_owner(customer=customer),

@@ -7,7 +7,7 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from billing.gateways.models import SandboxWebhookOutbox
-from notifications.models import EmailOutbox
+from notifications.models import EmailOutbox, NoticeBatch
 from notifications.telegram.models import TelegramOutbox
 from orders.models import Order
 
@@ -20,7 +20,8 @@ class Backlog:
 
 
 def outbox_backlogs(*, now: datetime | None = None) -> list[Backlog]:
-    """One row per outbox: email, Telegram, sandbox webhooks, provisioning (paid orders not yet set up)."""
+    """One row per outbox: email, Telegram, sandbox webhooks, notices a renewal run left to store (due at
+    once), provisioning (paid orders not yet set up)."""
     now = now or timezone.now()
     backlogs = []
     for name, model in (("email", EmailOutbox), ("telegram", TelegramOutbox)):
@@ -30,6 +31,8 @@ def outbox_backlogs(*, now: datetime | None = None) -> list[Backlog]:
     row = SandboxWebhookOutbox.objects.filter(delivered_at__isnull=True).aggregate(
         waiting=Count("pk"), oldest_due=Min("deliver_after", filter=Q(deliver_after__lte=now)))
     backlogs.append(Backlog("webhooks", row["waiting"], row["oldest_due"]))
+    row = NoticeBatch.objects.aggregate(waiting=Count("pk"), oldest_due=Min("created_at"))
+    backlogs.append(Backlog("notices", row["waiting"], row["oldest_due"]))
     row = Order.objects.filter(
         paid_at__isnull=False, provisioning__in=[Order.Provisioning.NOT_STARTED, Order.Provisioning.WAITING_STAFF],
         status__in=[Order.Status.PENDING, Order.Status.ACTIVE],
@@ -40,7 +43,7 @@ def outbox_backlogs(*, now: datetime | None = None) -> list[Backlog]:
 
 # Machine-delivered outboxes: a row waiting long there means a sweeper or worker is not doing its job.
 # (Provisioning may wait for staff by design, so it is a metric, not a health check.)
-DELIVERED_BY_WORKERS = ("email", "telegram", "webhooks")
+DELIVERED_BY_WORKERS = ("email", "telegram", "webhooks", "notices")
 
 
 def celery_queue_names() -> list[str]:

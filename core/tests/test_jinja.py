@@ -93,3 +93,14 @@ def test_urls_are_reversed_as_django_does(settings):
     assert render("{{ url('orders:order_detail', 7) }}") == "/orders/7/"
     settings.ROOT_URLCONF = "bench.urls"  # another URLconf: its own reverses, not the cached ones
     assert render("{{ url('bench_layout') }}") == "/bench/layout"
+
+
+def test_flash_messages_are_escaped_unless_safe(rf, owner):
+    """The layout prints flash messages in Jinja2 as Django did: text escaped, safe HTML kept."""
+    from django.contrib.messages.storage.base import Message
+    from django.utils.safestring import mark_safe
+
+    template = engines["jinja2"].env.get_template("partials/page_notices.jinja.html")
+    html = template.render({"messages": [Message(25, "<b>text</b>"), Message(25, mark_safe("<a href='/'>x</a>"))],
+                            "policy_updates": [], "request": rf.get("/")})
+    assert "&lt;b&gt;text&lt;/b&gt;" in html and "<a href='/'>x</a>" in html

@@ -170,7 +170,7 @@ def notification_to_telegram(notification: Notification) -> None:
     for link in links:
         if notification.kind not in selectors.kinds_available(link.user):
             continue  # the user's role changed since they chose it
-        with translation.override(link.customer.language):
+        with translation.override(notification.language):  # the language its texts were written in
             text = _notification_text(notification, reference)
         bot_message_enqueue(chat_id=link.chat_id, text=text, customer=link.customer, user=link.user,
                             reference=reference, notification=notification)

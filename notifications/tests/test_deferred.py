@@ -76,9 +76,34 @@ def test_a_batch_that_fails_is_left_for_the_sweeper_and_does_not_hold_back_the_o
     monkeypatch.setattr(deferred, "notify_many", broken_for_issued)
     assert notice_batches_deliver() == 1  # returns: the failed batch is not retried in this call
     assert list(Notification.objects.values_list("kind", flat=True)) == ["service_renewed"]
-    assert list(NoticeBatch.objects.values_list("kind", flat=True)) == ["invoice_issued"]
+    assert list(NoticeBatch.objects.values_list("kind", "attempts", "last_error")) == [
+        ("invoice_issued", 1, "RuntimeError: template broken")]
     assert "could not be stored" in caplog.text
     monkeypatch.setattr(deferred, "notify_many", stored)
+    assert notice_batches_deliver() == 1 and not NoticeBatch.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_batch_failing_max_attempts_times_waits_for_staff_and_shows_in_the_backlog(customer, monkeypatch, admin_client):
+    from notifications import deferred
+    from portal.backlog import outbox_backlogs
+
+    with time_machine.travel(WHEN, tick=False):
+        notices_defer(kind=Kind.INVOICE_ISSUED, notices=[issued(customer, 3)])
+    stored = deferred.notify_many
+    monkeypatch.setattr(deferred, "notify_many", lambda **kwargs: 1 / 0)
+    for _minute in range(deferred.MAX_ATTEMPTS + 2):  # the sweeper's tries, and two more
+        notice_batches_deliver()
+    assert NoticeBatch.objects.get().attempts == deferred.MAX_ATTEMPTS  # stopped retrying
+    monkeypatch.setattr(deferred, "notify_many", stored)
+    assert notice_batches_deliver() == 0 and NoticeBatch.objects.exists()  # mended, but waits for staff
+    [notices] = [b for b in outbox_backlogs() if b.outbox == "notices"]
+    assert (notices.waiting, notices.oldest_due) == (1, WHEN)
+    batch = NoticeBatch.objects.get()
+    page = admin_client.get("/admin/notifications/noticebatch/")
+    assert page.status_code == 200 and "ZeroDivisionError" in page.content.decode()
+    admin_client.post("/admin/notifications/noticebatch/", {"action": "retry", "_selected_action": [batch.pk]})
+    assert NoticeBatch.objects.get().attempts == 0
     assert notice_batches_deliver() == 1 and not NoticeBatch.objects.exists()
 
 

@@ -31,3 +31,25 @@ def test_every_kind_is_translated_to_russian(customer, kind):
     assert russian.subject != english.subject
     english_lines = {line for line in english.body_text.splitlines() if len(line) > 12}
     assert not english_lines & set(russian.body_text.splitlines())
+
+
+@pytest.mark.parametrize("path", ["notify", "notify_many"])
+def test_an_email_sent_later_keeps_the_language_its_notification_was_written_in(customer, path):
+    """The inbox text is written once; the email around it is rendered when sent. A customer who switches
+    language in between gets the frame in the notification's language, not a mix of both."""
+    from notifications.bulk import Notice, notify_many
+    from notifications.models import Notification
+
+    customer.language = "ru"
+    customer.save(update_fields=["language"])
+    context = {"invoice_number": "INV-42", "amount": "12,50 €", "due_date": "01.12.2026"}
+    if path == "notify":
+        services.notify(customer=customer, kind=Kind.INVOICE_ISSUED, link="/billing/invoices/42/", context=context)
+    else:
+        notify_many(kind=Kind.INVOICE_ISSUED, notices=[Notice(customer=customer, context=context, link="/billing/invoices/42/")])
+    assert Notification.objects.get().language == "ru"
+    customer.language = "en"
+    customer.save(update_fields=["language"])
+    _subject, text, html = services.email_content(EmailOutbox.objects.get())
+    assert text.startswith("Здравствуйте,") and 'lang="ru"' in html
+    assert "Мы выставили счёт INV-42" in text

@@ -240,6 +240,8 @@ if env("REDIS_URL") or env("CACHE_URL"):
         # Fail fast: a dead Redis costs each cache call half a second at most, not a hung worker.
         "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
     }}
+    # Sessions read from the shared cache, written to both it and the database (accounts/sessions.py).
+    SESSION_ENGINE = "accounts.sessions"
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 # The top bar's values (balance, unread counts, pending policies) cached per user, invalidated by the
@@ -354,6 +356,8 @@ SESSION_IDLE_TIMEOUT = int(env("SESSION_IDLE_TIMEOUT", str(2 * 3600)))
 SESSION_ABSOLUTE_LIFETIME = int(env("SESSION_ABSOLUTE_LIFETIME", str(24 * 3600)))
 SESSION_REAUTH_MAX_AGE = int(env("SESSION_REAUTH_MAX_AGE", str(15 * 60)))
 SESSION_COOKIE_AGE = SESSION_ABSOLUTE_LIFETIME or 14 * 24 * 3600
+# How long the cache may keep a session's copy (accounts/sessions.py, with Redis only).
+SESSION_CACHE_SECONDS = int(env("SESSION_CACHE_SECONDS", "300"))
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True

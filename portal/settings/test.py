@@ -18,6 +18,8 @@ BILLING_SELLER_COUNTRY = ""
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 # Pages' query counts are pinned on the uncached path; portal/tests/test_topbar_cache.py turns it on.
 TOPBAR_CACHE_SECONDS = 0
+# Likewise sessions come from the database; accounts/tests/test_sessions.py tests the cached engine.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SENTRY_DSN = ""
 METRICS_TOKEN = ""
 METRICS_ALLOWED_IPS: list[str] = []
