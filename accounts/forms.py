@@ -10,10 +10,13 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.choices import BaseChoiceIterator
 from django.utils.html import format_html, format_html_join
 from django.core.validators import RegexValidator
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
+from core.form_renderer import plain_widgets
 from core.widgets import LongSelect
 
 from .models import Customer, User
@@ -185,6 +188,7 @@ def currency_precision(currency: str) -> int:
 
 
 class ContactForm(forms.Form):
+    default_renderer = plain_widgets  # core/form_renderer.py
     last_name = forms.CharField(label=_("Last name"), max_length=150)
     first_name = forms.CharField(label=_("First name"), max_length=150)
     email = forms.EmailField(label=_("Email"), max_length=254,
@@ -192,6 +196,7 @@ class ContactForm(forms.Form):
 
 
 class PhoneForm(forms.Form):
+    default_renderer = plain_widgets  # core/form_renderer.py
     phone = forms.CharField(label=_("Mobile number"), max_length=32,
                             widget=forms.TextInput(attrs={"placeholder": PHONE_EXAMPLE, "autocomplete": "tel"}))
     method = forms.ChoiceField(label=_("Send the code by"), widget=forms.RadioSelect, required=False, choices=(
@@ -226,12 +231,14 @@ class PhoneForm(forms.Form):
 
 
 class PhoneCodeForm(forms.Form):
+    default_renderer = plain_widgets  # core/form_renderer.py
     code = forms.RegexField(label=_("Code"), regex=r"^\s*\d{4,6}\s*$", max_length=10,
                             error_messages={"invalid": _("Enter the digits of the code.")},
                             widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "one-time-code"}))
 
 
 class AddressForm(forms.Form):
+    default_renderer = plain_widgets  # core/form_renderer.py
     street = forms.CharField(label=_("Address"), max_length=255)
     city = forms.CharField(label=_("City"), max_length=120)
     postcode = forms.CharField(label=_("Postcode"), max_length=20, required=False)
@@ -239,13 +246,14 @@ class AddressForm(forms.Form):
 
     def __init__(self, *args, country_locked: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["country"].choices = country_choices()
+        self.fields["country"].choices = _country_pairs((get_language() or "en").split("-")[0])
         if country_locked:
             self.fields["country"].disabled = True
             self.fields["country"].required = False
 
 
 class ProfileTypeForm(forms.Form):
+    default_renderer = plain_widgets  # core/form_renderer.py
     profile_type = forms.ChoiceField(label=_("Profile type"), choices=Customer.ProfileType.choices,
                                      widget=forms.RadioSelect)
     company_name = forms.CharField(label=_("Company name"), max_length=255, required=False)
@@ -275,6 +283,7 @@ class ProfileTypeForm(forms.Form):
 
 
 class PreferencesForm(forms.Form):
+    default_renderer = plain_widgets  # core/form_renderer.py
     newsletter = forms.BooleanField(label=_("Subscribe to the newsletter"), required=False)
     low_balance_threshold = PlainDecimalField(
         label=_("Low balance alert threshold"), min_value=0, max_digits=18, decimal_places=6,
@@ -302,7 +311,7 @@ class PreferencesForm(forms.Form):
         self.fields["threshold_currency"].initial = account_currency
         self.fields["site_currency"].choices = [(c, c) for c in settings.CURRENCIES]
         self.fields["language"].choices = [(code, _(name)) for code, name in settings.LANGUAGES]
-        self.fields["time_zone"].choices = time_zone_choices()
+        self.fields["time_zone"].choices = _time_zone_pairs()
         self.fields["low_balance_threshold"].label = _("Low balance alert threshold, %(currency)s") % {
             "currency": account_currency}
 
@@ -337,7 +346,29 @@ def time_zone_choices() -> list[tuple[str, str]]:
     return list(_time_zone_choices())
 
 
+class _Pairs(BaseChoiceIterator):
+    """Choices that are already flat (value, label) pairs: ChoiceField's setter keeps an iterator as it is
+    instead of normalizing the ~250 countries or ~600 time zones again for every form shown."""
+
+    def __init__(self, pairs: tuple[tuple[str, str], ...]):
+        self.pairs = pairs
+
+    def __iter__(self):
+        return iter(self.pairs)
+
+
+@functools.cache
+def _country_pairs(language: str) -> _Pairs:
+    return _Pairs(_country_choices(language))
+
+
+@functools.cache
+def _time_zone_pairs() -> _Pairs:
+    return _Pairs(_time_zone_choices())
+
+
 class EmailRoutingForm(forms.Form):
+    default_renderer = plain_widgets  # core/form_renderer.py
     email_billing = forms.EmailField(label=_("Accounts and orders"), required=False,
                                      help_text=_("Invoices, payments and service notices."))
     email_support = forms.EmailField(label=_("Technical support"), required=False,
@@ -347,6 +378,7 @@ class EmailRoutingForm(forms.Form):
 
 
 class CodeWordForm(forms.Form):
+    default_renderer = plain_widgets  # core/form_renderer.py
     code_word = forms.CharField(label=_("Code word"), min_length=4, max_length=64,
                                 widget=forms.PasswordInput(attrs={"autocomplete": "off"}))
     code_word2 = forms.CharField(label=_("Repeat the code word"), max_length=64,
@@ -360,6 +392,7 @@ class CodeWordForm(forms.Form):
 
 
 class IPAllowlistForm(forms.Form):
+    default_renderer = plain_widgets  # core/form_renderer.py
     ip_allowlist = forms.CharField(
         label=_("Allowed IP addresses"), required=False, max_length=20000,
         widget=forms.Textarea(attrs={"rows": 6, "class": "font-monospace", "spellcheck": "false",
@@ -384,6 +417,7 @@ class IPAllowlistForm(forms.Form):
 
 
 class LoginOptionsForm(forms.Form):
+    default_renderer = plain_widgets  # core/form_renderer.py
     show_last_login = forms.BooleanField(
         label=_("Display last IP"), required=False,
         help_text=_("After logging in, show the IP address and time of the previous login."))
@@ -404,12 +438,14 @@ class OTPLoginForm(OTPTokenForm):
 
 
 class TOTPDisableForm(forms.Form):
+    default_renderer = plain_widgets  # core/form_renderer.py
     password = forms.CharField(label=_("Password"), strip=False,
                                widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
     token = forms.CharField(label=_("Authentication code or recovery code"), max_length=16)
 
 
 class TrustedUserForm(NewLoginFormMixin, forms.Form):
+    default_renderer = plain_widgets  # core/form_renderer.py
     username = forms.CharField(label=_("Username"), max_length=30, validators=[username_validator],
                                help_text=_("Their login. It cannot be changed later."))
     email = forms.EmailField(label=_("Email"), max_length=254,
@@ -432,12 +468,14 @@ class StaffCodeWordForm(forms.Form):
 
 
 class AvatarForm(forms.Form):
+    default_renderer = plain_widgets  # core/form_renderer.py
     avatar = forms.FileField(label=_("Image"), help_text=_("PNG, JPEG, GIF or WebP, up to 2 MB. We resize it to "
                                                            "256×256 and remove the photo's metadata."),
                              widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg,image/gif,image/webp"}))
 
 
 class DeletionRequestForm(forms.Form):
+    default_renderer = plain_widgets  # core/form_renderer.py
     reason = forms.CharField(label=_("Why are you leaving? (optional)"), required=False, max_length=2000,
                              widget=forms.Textarea(attrs={"rows": 3}))
     password = forms.CharField(label=_("Your password"), strip=False, required=False,

@@ -231,6 +231,10 @@ def main() -> int:
     try:
         if not reuse:
             seed(args.light)
+        else:  # seeded by an older checkout: bring its schema up to this one's
+            from django.core.management import call_command
+
+            call_command("migrate", verbosity=0, interactive=False)
         ids = page_ids()
         only = {n.strip() for n in args.only.split(",") if n.strip()}
         unknown = only - {name for name, _path, _headers in PAGES}

@@ -19,11 +19,13 @@ matters for output:
   Jinja's own semantics then apply); filters that expect local time or the autoescape flag get them;
 - `_`, `gettext`, `ngettext`, `pgettext` are Django's (the active language), `url(name, *args)` is
   `reverse` (cached), `static(path)` is the static files storage's URL, `csrf_input(csrf_token)` writes the
-  form's hidden CSRF field, `localtime()` is the time in the active zone, `django_include(name)` renders a shared Django partial (pagination).
+  form's hidden CSRF field, `localtime()` is the time in the active zone, `django_include(name)` renders
+  a shared Django partial (pagination).
 """
 from __future__ import annotations
 
 import datetime
+import html
 
 import jinja2
 from django import template
@@ -33,20 +35,27 @@ from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import formats, timezone, translation
 from django.utils.html import format_html
 from django.utils.timezone import template_localtime
+from markupsafe import Markup
 
 from core.links import link_for
 
 register = template.Library()
 
 
-def _finalize(value):
+@jinja2.pass_eval_context
+def _finalize(eval_ctx, value):
     """`{{ value }}` as Django prints it: local time, then localized (Russian decimals take a comma), then
-    `str()` — an object whose str() is safe HTML (a flash message of safe text) stays unescaped."""
-    if isinstance(value, str) or value.__class__ is int:
+    `str()` — an object whose str() is safe HTML (a flash message of safe text) stays unescaped — and
+    escaped as Django escapes (`&#x27;`, `&quot;`, where markupsafe writes `&#39;`, `&#34;`)."""
+    if hasattr(value, "__html__") or value.__class__ is int:
         return value  # ints print the same localized unless thousands are separated (checked below)
-    if isinstance(value, datetime.datetime):
-        value = template_localtime(value)
-    return str(formats.localize(value, use_l10n=True))
+    if not isinstance(value, str):
+        if isinstance(value, datetime.datetime):
+            value = template_localtime(value)
+        value = str(formats.localize(value, use_l10n=True))
+        if hasattr(value, "__html__"):
+            return value
+    return Markup(html.escape(value)) if eval_ctx.autoescape else value
 
 
 def _django_filter(func):

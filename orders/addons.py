@@ -96,6 +96,13 @@ def plan_addons(plan: Plan) -> list[PlanAddon]:
                 .order_by("sort_order", "pk"))
 
 
+def plan_offers_addons(plan: Plan) -> bool:
+    """Whether `plan` has an add-on a customer may take (one EXISTS query; the order page's "Add-ons" card)."""
+    if "addons" in getattr(plan, "_prefetched_objects_cache", {}):
+        return any(addon.is_active for addon in plan.addons.all())
+    return plan.addons.filter(is_active=True).exists()
+
+
 def quote_items(*, plan: Plan, period_months: int, currency: str, quantities: dict[int, int]) -> list[AddonItem]:
     """The add-ons chosen on the order form, priced in `currency`. Refuses an add-on of another plan,
     a negative, fractional or too large number of steps (0 means not taken)."""

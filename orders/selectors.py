@@ -40,11 +40,15 @@ def orders_for(customer: Customer) -> QuerySet[Order]:
     return Order.objects.filter(customer=customer)
 
 
-def order_get(*, customer: Customer, order_id: int) -> Order:
-    return get_object_or_404(
-        Order.objects.select_related("plan__product_type", "scheduled_plan", "customer").prefetch_related("plan__locations"),
-        customer=customer, pk=order_id,
-    )
+def order_get(*, customer: Customer, order_id: int, with_vm: bool = False, plan_locations: bool = True) -> Order:
+    """The customer's order (404 otherwise); `with_vm` joins its VM (the order page asks `order.vm`);
+    `plan_locations=False` leaves out the plan's locations (panels that do not show the plan)."""
+    orders = Order.objects.select_related("plan__product_type", "scheduled_plan", "customer")
+    if with_vm:
+        orders = orders.select_related("vm")
+    if plan_locations:
+        orders = orders.prefetch_related("plan__locations")
+    return get_object_or_404(orders, customer=customer, pk=order_id)
 
 
 @dataclass(frozen=True)

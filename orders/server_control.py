@@ -31,9 +31,14 @@ def _machine(order: Order) -> VirtualMachine | None:
 
 
 def server_controllable(order: Order) -> bool:
+    return _controllable(order, lambda: _machine(order))
+
+
+def _controllable(order: Order, machine) -> bool:
+    """`machine()`: the order's live VM or None, asked last (after the cheap checks)."""
     module = module_for(order)
     return (module.runs_in_jobs and order.status in CONTROLLABLE
-            and Operation.START in module.operations and _machine(order) is not None)
+            and Operation.START in module.operations and machine() is not None)
 
 
 def server_state(*, order: Order) -> dict:
@@ -55,7 +60,7 @@ def server_state(*, order: Order) -> dict:
         except Exception as error:  # hypervisor down: show what we last knew, never the error
             logger.warning("Status of order %s failed: %s", order.pk, error)
             state = vm.state or "unknown"
-    return {"state": state, "busy": busy, "recent": recent, "controllable": server_controllable(order),
+    return {"state": state, "busy": busy, "recent": recent, "controllable": _controllable(order, lambda: vm),
             "console": Operation.CONSOLE in module_for(order).operations,
             "throttled_mbps": vm.bandwidth_mbps if vm is not None and state not in ("suspended", "none") else None}
 

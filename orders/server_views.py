@@ -29,7 +29,9 @@ def _power_buttons() -> list[tuple[str, str, str]]:
 
 def _state_context(request, order) -> dict:
     return {"order": order, "server": server_control.server_state(order=order),
-            "can_control": role_allows(request.user, Area.SERVICES), "power_buttons": _power_buttons()}
+            "can_control": role_allows(request.user, Area.SERVICES), "power_buttons": _power_buttons(),
+            # A message with placeholders, formatted by the Jinja2 panel (makemessages sees this msgid here).
+            "msg": {"throttled_to": _("Throttled to %(mbps)s Mbit/s")}}
 
 
 @customer_view(Area.ACCOUNT)
@@ -38,7 +40,7 @@ def server_state(request: HttpRequest, order_id: int) -> HttpResponse:
     """The state panel, loaded by htmx after the page (the hypervisor never delays the page itself)."""
     if not (role_allows(request.user, Area.SERVICES) or role_allows(request.user, Area.BILLING)):
         raise PermissionDenied(_("Your role does not give access to this section."))
-    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id, plan_locations=False)
     if not request.htmx:
         return redirect("orders:order_detail", order_id=order.pk)
     return render(request, "orders/_server_state.html", _state_context(request, order))
@@ -143,7 +145,7 @@ def server_reverse_dns(request: HttpRequest, order_id: int) -> HttpResponse:
     """PTR records of the service's addresses (PowerDNS)."""
     from . import reverse_dns
 
-    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id, plan_locations=False)
     error = ""
     if request.method == "POST":
         try:
@@ -156,7 +158,9 @@ def server_reverse_dns(request: HttpRequest, order_id: int) -> HttpResponse:
             return redirect("orders:server_reverse_dns", order_id=order.pk)
     return render(request, "orders/server_reverse_dns.html", {
         "order": order, "records": reverse_dns.ptr_records(order), "error": error,
-        "posted": request.POST if request.method == "POST" else {}}, status=400 if error else 200)
+        "posted": request.POST if request.method == "POST" else {},
+        # A message with a placeholder, formatted by the Jinja2 body (makemessages sees this msgid here).
+        "msg": {"order_number": _("Order #%(id)s")}}, status=400 if error else 200)
 
 
 @customer_view(Area.SERVICES)
@@ -165,9 +169,14 @@ def server_usage(request: HttpRequest, order_id: int) -> HttpResponse:
     """Usage graphs and traffic against the plan's quota (htmx, after the page)."""
     from . import traffic_quota, usage
 
-    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id, plan_locations=False)
     if not request.htmx:
         return redirect("orders:order_detail", order_id=order.pk)
+    vm = usage.usage_vm(order)  # once, for the graphs, the traffic count and the throttle
     return render(request, "orders/_server_usage.html", {
-        "order": order, "charts": [usage.usage_chart(order), usage.usage_chart(order, days=30)],
-        "traffic": usage.traffic_summary(order), "throttle": traffic_quota.traffic_throttle(order)})
+        "order": order, "charts": [usage.usage_chart(order, vm=vm), usage.usage_chart(order, days=30, vm=vm)],
+        "traffic": usage.traffic_summary(order, vm=vm), "throttle": vm and traffic_quota.traffic_throttle(order, vm=vm),
+        # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
+        "msg": {"traffic_quota": _("Traffic this period: %(used)s GiB of %(quota)s TB"),
+                "traffic_unmetered": _("Traffic this period: %(used)s GiB (unmetered)"),
+                "throttled": _("the network speed is limited to %(mbps)s Mbit/s until the traffic count starts again on %(until)s.")}})

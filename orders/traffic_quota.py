@@ -129,9 +129,11 @@ def _bandwidth_apply(order: Order, vm: VirtualMachine, wanted: int | None) -> Pr
     return jobs.job_enqueue(order=order, action=Action.BANDWIDTH, params={"mbps": wanted}, key=key)
 
 
-def traffic_throttle(order: Order) -> dict | None:
-    """The service page's "throttled" state: the limit applied on the VM, and when its period ends."""
-    vm = VirtualMachine.objects.filter(order=order, deleted_at__isnull=True).only("bandwidth_mbps").first()
+def traffic_throttle(order: Order, *, vm=None) -> dict | None:
+    """The service page's "throttled" state: the limit applied on the VM, and when its period ends
+    (`vm`: the order's live VM when the caller has it, else looked up)."""
+    if vm is None:
+        vm = VirtualMachine.objects.filter(order=order, deleted_at__isnull=True).only("bandwidth_mbps").first()
     if vm is None or not vm.bandwidth_mbps:
         return None
     period = traffic_period(order)

@@ -69,9 +69,19 @@ def _deltas(samples: list[UsageSample]):
                                  for name in COUNTERS}
 
 
-def _samples(order: Order, since):
+_LOOKUP = object()  # `vm` not given: looked up
+
+
+def usage_vm(order: Order) -> VirtualMachine | None:
+    """The order's live VM, whose samples the graphs and the traffic count read (the usage card looks it
+    up once and passes it to each as `vm`)."""
+    return VirtualMachine.objects.filter(order=order, deleted_at__isnull=True).first()
+
+
+def _samples(order: Order, since, vm=_LOOKUP):
     # One sample before the window too, so the first bucket has its delta.
-    vm = VirtualMachine.objects.filter(order=order, deleted_at__isnull=True).first()
+    if vm is _LOOKUP:
+        vm = usage_vm(order)
     if vm is None:
         return []
     before = UsageSample.objects.filter(vm=vm, taken_at__lt=since).order_by("-taken_at").first()
@@ -99,15 +109,15 @@ def traffic_period(order: Order, *, now=None) -> tuple | None:
     return add_months(order.anchor_at, months, zone), add_months(order.anchor_at, months + 1, zone)
 
 
-def traffic_used_bytes(order: Order, *, now=None) -> int:
+def traffic_used_bytes(order: Order, *, now=None, vm=_LOOKUP) -> int:
     """Network bytes in + out in the current traffic period."""
     period = traffic_period(order, now=now)
     if period is None:
         return 0
-    return sum(delta["net_rx_bytes"] + delta["net_tx_bytes"] for _at, delta in _deltas(_samples(order, period[0])))
+    return sum(delta["net_rx_bytes"] + delta["net_tx_bytes"] for _at, delta in _deltas(_samples(order, period[0], vm)))
 
 
-def usage_series(order: Order, *, now=None, days: int | None = None) -> list[tuple]:
+def usage_series(order: Order, *, now=None, days: int | None = None, vm=_LOOKUP) -> list[tuple]:
     """[(bucket start, network GiB, CPU seconds)]: 24 hourly buckets, or `days` daily ones."""
     now = now or timezone.now()
     step = timedelta(days=1) if days else timedelta(hours=1)
@@ -118,7 +128,7 @@ def usage_series(order: Order, *, now=None, days: int | None = None) -> list[tup
         end = now.replace(minute=0, second=0, microsecond=0) + step
     start = end - step * count
     buckets = [[start + step * index, 0, 0] for index in range(count)]
-    for at, delta in _deltas(_samples(order, start)):
+    for at, delta in _deltas(_samples(order, start, vm)):
         index = int((at - start) / step)
         if 0 <= index < count:
             buckets[index][1] += delta["net_rx_bytes"] + delta["net_tx_bytes"]
@@ -130,11 +140,11 @@ def _gib(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.01'))} GiB" if value < 10 else f"{value.quantize(Decimal('1'))} GiB"
 
 
-def usage_chart(order: Order, *, days: int | None = None, now=None) -> dict:
+def usage_chart(order: Order, *, days: int | None = None, now=None, vm=_LOOKUP) -> dict:
     """Geometry and labels for orders/_usage_chart.html (network traffic per bucket)."""
     from django.utils.formats import date_format
 
-    series = usage_series(order, now=now, days=days)
+    series = usage_series(order, now=now, days=days, vm=vm)
     chart = bar_geometry([net for _at, net, _cpu in series], tick_label=_gib, bar_share=0.7)
     for index, (bar, (at, net, cpu)) in enumerate(zip(chart["bars"], series)):
         local = timezone.localtime(at)
@@ -147,8 +157,8 @@ def usage_chart(order: Order, *, days: int | None = None, now=None) -> dict:
     return chart
 
 
-def traffic_summary(order: Order) -> dict:
-    used = traffic_used_bytes(order)
+def traffic_summary(order: Order, *, vm=_LOOKUP) -> dict:
+    used = traffic_used_bytes(order, vm=vm)
     quota = order.plan.traffic_tb
     quota_bytes = int(quota * 1024 ** 4) if quota else None
     period = traffic_period(order)

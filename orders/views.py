@@ -248,7 +248,7 @@ def _detail_context(request, order: Order) -> dict:
 
     held = addons.held_items(order)
     return {
-        "addons": held, "addons_offered": bool(addons.plan_addons(order.plan)),
+        "addons": held, "addons_offered": addons.plan_offers_addons(order.plan),
         "extra_ips": extra_addresses(order) if any(item.addon.kind == "ipv4" for item in held) else [],
         "order": order, "days_left": selectors.days_remaining(order), "events": selectors.order_events(order=order)[:50],
         "invoices": selectors.order_invoices(order=order)[:20], "can_pay": _can_pay(request),
@@ -258,13 +258,17 @@ def _detail_context(request, order: Order) -> dict:
         "changeable": order.status == Order.Status.ACTIVE,
         "ended": order.status in (Order.Status.CANCELLED, Order.Status.TERMINATED),
         "setup": selectors.order_setup(order=order),
+        "period_label": ngettext("%(n)s month", "%(n)s months", order.period_months) % {"n": order.period_months},
+        # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
+        "msg": {"title": _("Order #%(id)s · %(plan)s"), "cost_parts": _("plan %(plan)s + add-ons %(addons)s"),
+                "switches_to": _("switches to %(plan)s")},
     }
 
 
 @customer_view(Area.SERVICES)
 @require_GET
 def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
-    order = selectors.order_get(customer=acting_customer(request), order_id=order_id)
+    order = selectors.order_get(customer=acting_customer(request), order_id=order_id, with_vm=True)
     return render(request, "orders/order_detail.html", _detail_context(request, order))
 
 

@@ -1,11 +1,6 @@
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
-from django.utils.translation import pgettext_lazy
-
-# The navigation's first link (jinja2/partials/navbar.jinja.html): a message with a context is written
-# here, where makemessages finds it.
-NAV_DASHBOARD_LABEL = pgettext_lazy("main navigation", "Dashboard")
 
 
 def portal(request: HttpRequest) -> dict:
@@ -22,7 +17,6 @@ def portal(request: HttpRequest) -> dict:
     customer = acting_customer_or_none(request)
     return {
         "PORTAL_NAME": settings.PORTAL_NAME,
-        "nav_dashboard_label": NAV_DASHBOARD_LABEL,
         "current_customer": customer,
         "topbar": SimpleLazyObject(lambda: collect_topbar(request, customer)) if customer else {},
     }

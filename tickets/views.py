@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
@@ -29,6 +30,9 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
         "page": page, "status": status, "query": query, "status_filters": [
             ("open", _("Open")), ("closed", _("Closed")), ("all", _("All")),
         ],
+        # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
+        "msg": {"staff_name": _("%(name)s (support)"), "page_of": _("Page %(number)s of %(total)s"),
+                "no_match": _("No tickets match “%(query)s”.")},
     })
 
 
@@ -67,6 +71,10 @@ def _thread_context(ticket, reply_form: ReplyForm) -> dict:
         "reply_form": reply_form,
         "reopen_deadline": deadline,
         "can_reopen": ticket.is_closed and deadline is not None and deadline >= timezone.now(),
+        # For the Jinja2 body: Django's filesizeformat (Jinja's builtin of that name prints other units), and
+        # messages with placeholders (makemessages sees these msgids here).
+        "filesize": filesizeformat,
+        "msg": {"reopen_until": _("This ticket is closed. You can reopen it until %(date)s if the problem comes back.")},
     }
 
 

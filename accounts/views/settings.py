@@ -9,11 +9,15 @@ from django.contrib.auth.forms import PasswordChangeForm
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone, translation
+from django.utils.html import conditional_escape
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
+
+from core.form_renderer import plain_widgets
 
 from .. import selectors
 from ..activity_labels import activity_label
@@ -51,6 +55,24 @@ def register_settings_section(key: str, title, area: str, url_name: str) -> None
         SECTIONS.append((key, title, area, url_name))
 
 
+_section_urls: dict[tuple, str] = {}
+
+
+def _section_url(name: str) -> str:
+    """`reverse(name)` of a section's URL (no arguments), once per script prefix rather than per request."""
+    key = (get_script_prefix(), get_urlconf(), name)
+    url = _section_urls.get(key)
+    if url is None:
+        url = _section_urls[key] = reverse(name)
+    return url
+
+
+def blocktranslated(message: str, **values) -> str:
+    """What `{% blocktranslate with a=b %}` prints, for Jinja2 bodies (whose `_()` takes no placeholders
+    makemessages would see): the translated `message` with the values escaped into it."""
+    return mark_safe(message % {key: conditional_escape(value) for key, value in values.items()})
+
+
 def settings_render(request: HttpRequest, section: str, template: str, context: dict) -> HttpResponse:
     """A Settings section page: the section menu (what the role may open), the payment blockers banner."""
     customer = acting_customer(request)
@@ -58,7 +80,7 @@ def settings_render(request: HttpRequest, section: str, template: str, context: 
     context = {
         "customer": customer,
         "section": section,
-        "sections": [{"key": key, "title": title, "url": reverse(url)} for key, title, area, url in SECTIONS
+        "sections": [{"key": key, "title": title, "url": _section_url(url)} for key, title, area, url in SECTIONS
                      if role_allows(request.user, area)],
         "can_manage": can_manage,
         "blockers": selectors.payment_blockers(customer) if can_manage else [],
@@ -88,6 +110,10 @@ def profile_page(request: HttpRequest, **forms) -> HttpResponse:
         "phone_display": format_phone(user.phone),
         "avatar_form": forms.get("avatar_form") or AvatarForm(),
     }
+    if user.pending_email:
+        context["pending_email_note"] = blocktranslated(_(
+            "Waiting for confirmation of the new address %(email)s. Until then we keep using the current one."),
+            email=user.pending_email)
     if role_allows(user, Area.SETTINGS):
         context["address_form"] = forms.get("address_form") or AddressForm(
             initial={"street": customer.street, "city": customer.city, "postcode": customer.postcode,
@@ -230,8 +256,12 @@ def settings_email_routing(request: HttpRequest) -> HttpResponse:
 
     def page(form: EmailRoutingForm) -> HttpResponse:
         owner = selectors.customer_owner(customer=customer)
-        return settings_render(request, "email", "accounts/settings/email_routing.html",
-                               {"form": form, "account_email": owner.email if owner else ""})
+        account_email = owner.email if owner else ""
+        return settings_render(request, "email", "accounts/settings/email_routing.html", {
+            "form": form, "account_email": account_email,
+            "account_email_note": blocktranslated(_(
+                "Choose where each kind of message goes. Empty fields use the account email %(email)s."),
+                email=account_email)})
 
     if request.method != "POST":
         return page(form)
@@ -245,7 +275,7 @@ def settings_email_routing(request: HttpRequest) -> HttpResponse:
 
 @customer_view(Area.ACCOUNT)
 def password_change(request: HttpRequest) -> HttpResponse:
-    form = PasswordChangeForm(request.user, request.POST or None)
+    form = PasswordChangeForm(request.user, request.POST or None, renderer=plain_widgets)
     if request.method == "POST" and form.is_valid():
         form.save()
         # Keeps this session; every other session of the user fails the session-hash check and ends.
@@ -264,4 +294,6 @@ def activity(request: HttpRequest) -> HttpResponse:
     events = selectors.activity_for(customer=acting_customer(request), user=request.user)
     page = Paginator(events, ACTIVITY_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [{"event": event, "label": activity_label(event)} for event in page]
-    return settings_render(request, "activity", "accounts/settings/activity.html", {"page": page, "rows": rows})
+    return settings_render(request, "activity", "accounts/settings/activity.html", {
+        "page": page, "rows": rows,
+        "page_of_note": blocktranslated(_("Page %(n)s of %(total)s"), n=page.number, total=page.paginator.num_pages)})
