@@ -17,6 +17,7 @@ from accounts.selectors import customer_owners
 from billing.models import Currency, Invoice, LedgerAccount, LedgerEntry
 from billing.rates import is_stale, rate_published_at
 from billing.selectors import balance_of, enabled_currencies, equivalents, invoices_for
+from core.topbar import cached_for_customer
 from notifications.selectors import inbox_for
 from orders.models import Order
 from orders.selectors import days_remaining, orders_for, renewal_forecast
@@ -94,7 +95,11 @@ def dashboard_data(*, customer: Customer, user: User, now: dt.datetime | None = 
         data["unpaid_invoices"] = list(unpaid.order_by("issued_at", "pk")[:DASHBOARD_LIST_SIZE])
         data["unpaid_summary"] = list(unpaid.values("currency").annotate(
             count=Count("pk"), due=Sum(F("total") - F("amount_paid"))).order_by("currency"))
-        data["spending"] = spending_by_month(customer=customer, now=now)
+        # Only an invoice being paid or refunded changes it, and both move the balance (new tokens).
+        local_now = timezone.localtime(now)
+        data["spending"] = cached_for_customer(
+            customer.pk, f"spending:{customer.currency}:{local_now.tzinfo}:{local_now:%Y-%m}",
+            lambda: spending_by_month(customer=customer, now=now))
         data["forecast"] = renewal_forecast(customer=customer, now=now, currencies=currencies, balance=balance)
     if can[Area.SERVICES]:
         # The soonest few with the number of all live services: a window count over the filtered rows, one query.
