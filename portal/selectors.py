@@ -95,7 +95,8 @@ def dashboard_data(*, customer: Customer, user: User, now: dt.datetime | None = 
         data["unpaid_invoices"] = list(unpaid.order_by("issued_at", "pk")[:DASHBOARD_LIST_SIZE])
         data["unpaid_summary"] = list(unpaid.values("currency").annotate(
             count=Count("pk"), due=Sum(F("total") - F("amount_paid"))).order_by("currency"))
-        # Only an invoice being paid or refunded changes it, and both move the balance (new tokens).
+        # Only an invoice being paid changes it (a refunded one still counts), and paying moves the
+        # balance, which replaces the tokens.
         local_now = timezone.localtime(now)
         data["spending"] = cached_for_customer(
             customer.pk, f"spending:{customer.currency}:{local_now.tzinfo}:{local_now:%Y-%m}",

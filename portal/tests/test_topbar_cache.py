@@ -187,8 +187,8 @@ def test_without_the_cache_every_page_computes_the_top_bar(browser, owner):
 
 
 def test_the_dashboards_spending_chart_is_kept_until_a_payment_moves_the_balance(owner):
-    """The chart sums paid service invoices; only paying or refunding one changes it, and both move the
-    balance, which replaces the customer's tokens."""
+    """The chart sums paid (and later refunded) service invoices: only paying one changes it, and paying
+    moves the balance, which replaces the customer's tokens."""
     from billing.models import Invoice
     from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
     from portal.selectors import dashboard_data
