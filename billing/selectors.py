@@ -2,6 +2,7 @@
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import connection
@@ -9,7 +10,7 @@ from django.db.models import CharField, DateTimeField, DecimalField, F, Q, Query
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.http import Http404
 from django.urls import reverse
-from django.utils.translation import gettext, gettext_lazy as _
+from django.utils.translation import get_language, gettext, gettext_lazy as _
 
 from accounts.models import Customer
 from accounts.selectors import customer_owner, payment_blockers
@@ -187,40 +188,73 @@ def balance_history(*, customer: Customer, cursor: Cursor, size: int, direction:
         return list(parts[0].union(*parts[1:], all=True).order_by(order)[:limit])
 
     def load(page_keys):
-        # Only the columns the page and describe_transaction read: fewer values to convert per row.
-        rows = (LedgerEntry.objects.filter(pk__in=page_keys).select_related(*MOVEMENT_RELATED).only(*MOVEMENT_FIELDS)
-                .order_by("-pk"))
-        return list(rows)
+        # Plain rows of the columns the page prints (no LedgerEntry/LedgerTransaction/Invoice/Payment
+        # instances per row), the line in plain words made once per distinct value and language.
+        return [Movement(*row) for row in LedgerEntry.objects.filter(pk__in=page_keys).order_by("-pk")
+                .values_list(*MOVEMENT_ROW)]
 
     return keyset_page(keys, load, cursor=cursor, size=size, key=lambda entry: entry.pk, query=query)
+
+
+MOVEMENT_ROW = (
+    "pk", "amount", "currency", "balance_after", "transaction__created_at", "transaction__kind", "transaction__idempotency_key",
+    "transaction__memo", "transaction__rate", "transaction__rate_from", "transaction__rate_to", "transaction__invoice_id",
+    "transaction__invoice__number", "transaction__payment_id", "transaction__payment__method", "transaction__credit_note__number",
+)
+
+
+class Movement:
+    """One balance movement as the Balance page prints it (a row of MOVEMENT_ROW)."""
+
+    __slots__ = ("pk", "amount", "currency", "balance_after", "created_at", "rate", "rate_from", "rate_to", "invoice_id", "text")
+
+    def __init__(self, pk, amount, currency, balance_after, created_at, kind, idempotency_key, memo, rate, rate_from, rate_to,
+                 invoice_id, invoice_number, payment_id, payment_method, credit_note_number):
+        self.pk, self.amount, self.currency, self.balance_after, self.created_at = pk, amount, currency, balance_after, created_at
+        self.rate, self.rate_from, self.rate_to, self.invoice_id = rate, rate_from, rate_to, invoice_id
+        self.text = _movement_text(kind, invoice_number if invoice_id else "", payment_method if payment_id else None,
+                                   ":apply:" in idempotency_key, rate_from, rate_to, credit_note_number, memo, amount > 0,
+                                   get_language())
+
+
+@lru_cache(maxsize=4096)
+def _movement_text(kind, number, method, apply, rate_from, rate_to, note_number, memo, credit, language) -> str:
+    """describe_transaction from the values it reads (called with `language` active: it is part of the key)."""
+    from .hooks import payment_method_label
+
+    method = payment_method_label(method) if method is not None else ""
+    return _describe(kind, number, method, apply, rate_from, rate_to, note_number, memo, credit)
 
 
 def describe_transaction(tx: LedgerTransaction, amount: Decimal) -> str:
     """The customer's plain-words line for a balance movement, in the reader's language."""
     from .hooks import payment_method_label
 
-    number = tx.invoice.number if tx.invoice_id else ""
-    kind = tx.kind
+    note = getattr(tx, "credit_note", None) if tx.kind == LedgerTransaction.Kind.REFUND else None
+    return _describe(tx.kind, tx.invoice.number if tx.invoice_id else "",
+                     payment_method_label(tx.payment.method) if tx.payment_id else "", ":apply:" in tx.idempotency_key,
+                     tx.rate_from, tx.rate_to, note.number if note else None, tx.memo, amount > 0)
+
+
+def _describe(kind, number, method, apply, rate_from, rate_to, note_number, memo, credit) -> str:
     if kind == LedgerTransaction.Kind.TOPUP:
-        method = payment_method_label(tx.payment.method) if tx.payment_id else ""
         if number:
             return gettext("Top-up by invoice %(number)s (%(method)s)") % {"number": number, "method": method}
         return gettext("Balance top-up (%(method)s)") % {"method": method}
     if kind == LedgerTransaction.Kind.CHARGE:
-        if ":apply:" in tx.idempotency_key:
+        if apply:
             return gettext("Balance applied to invoice %(number)s") % {"number": number}
         return gettext("Payment of invoice %(number)s") % {"number": number}
     if kind == LedgerTransaction.Kind.CONVERSION:
-        return gettext("Account currency changed from %(old)s to %(new)s") % {"old": tx.rate_from, "new": tx.rate_to}
+        return gettext("Account currency changed from %(old)s to %(new)s") % {"old": rate_from, "new": rate_to}
     if kind == LedgerTransaction.Kind.REFUND:
-        note = getattr(tx, "credit_note", None)
-        return gettext("Refund to balance, credit note %(number)s") % {"number": note.number if note else number}
+        return gettext("Refund to balance, credit note %(number)s") % {"number": note_number if note_number else number}
     if kind == LedgerTransaction.Kind.REVERSAL:
         return gettext("Invoice %(number)s cancelled: applied amount returned") % {"number": number}
     if kind == LedgerTransaction.Kind.ADJUSTMENT:
-        label = gettext("Credit: %(reason)s") if amount > 0 else gettext("Debit: %(reason)s")
-        return label % {"reason": tx.memo}
-    return tx.memo
+        label = gettext("Credit: %(reason)s") if credit else gettext("Debit: %(reason)s")
+        return label % {"reason": memo}
+    return memo
 
 
 @dataclass
