@@ -2,6 +2,7 @@
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 from functools import lru_cache
 
 from django.conf import settings
@@ -265,8 +266,8 @@ class Expense:
     name: str
     amount: Decimal
     currency: str
-    invoice: Invoice | None
-    funding: list[dict] = field(default_factory=list)  # {"label", "amount", "currency", "payment"}
+    invoice: "InvoiceRef | None"  # pk, number
+    funding: list[dict] = field(default_factory=list)  # {"label", "amount", "currency", "payment": PaymentRef | None}
     transaction_id: int | None = None
 
 
@@ -285,30 +286,48 @@ def expense_history(*, customer: Customer, cursor: Cursor, size: int, query: dic
         return list(qs.order_by(order).values_list("transaction_id", flat=True).distinct()[:limit])
 
     def load(transaction_ids):
-        # Grouped by hand rather than prefetch_related: the same three queries without a related
-        # manager and a cloned queryset per row (the page's CPU went there).
-        txs = LedgerTransaction.objects.filter(pk__in=transaction_ids).select_related("invoice").in_bulk()
+        # Plain rows grouped by hand (no transaction/invoice/funding/payment instances, no related
+        # managers): the same three queries, the columns the page prints.
+        txs = {row[0]: row for row in LedgerTransaction.objects.filter(pk__in=transaction_ids)
+               .values_list("pk", "created_at", "memo", "invoice_id", "invoice__number")}
         lines: dict[int, list[str]] = {}
-        invoice_ids = [tx.invoice_id for tx in txs.values() if tx.invoice_id]
+        invoice_ids = [row[3] for row in txs.values() if row[3]]
         for invoice_id, description in (InvoiceLine.objects.filter(invoice_id__in=invoice_ids)
                                         .values_list("invoice_id", "description") if invoice_ids else ()):
             lines.setdefault(invoice_id, []).append(description)
-        funding: dict[int, list[BalanceFunding]] = {}
-        for part in (BalanceFunding.objects.filter(expense=True, transaction_id__in=transaction_ids)
-                     .select_related("payment").order_by("pk")):
-            funding.setdefault(part.transaction_id, []).append(part)
+        funding: dict[int, list[tuple]] = {}
+        for part in (BalanceFunding.objects.filter(expense=True, transaction_id__in=transaction_ids).order_by("pk")
+                     .values_list("transaction_id", "amount", "currency", "payment_id", "payment__method", "source_kind")):
+            funding.setdefault(part[0], []).append(part)
         return [_expense(txs[pk], funding.get(pk, []), lines) for pk in transaction_ids]
 
     return keyset_page(keys, load, cursor=cursor, size=size, key=lambda expense: expense.transaction_id, query=query)
 
 
-def _expense(tx: LedgerTransaction, parts: list[BalanceFunding], lines: dict[int, list[str]]) -> Expense:
-    name = "; ".join(lines.get(tx.invoice_id, ())) if tx.invoice_id else ""
-    return Expense(date=tx.created_at, name=name or (tx.invoice.number if tx.invoice_id else tx.memo),
-                   amount=sum((part.amount for part in parts), ZERO), currency=parts[0].currency, invoice=tx.invoice,
-                   funding=[{"amount": part.amount, "currency": part.currency, "payment": part.payment,
-                             "label": None if part.payment_id else _funding_label(part.source_kind)} for part in parts],
-                   transaction_id=tx.pk)
+class InvoiceRef(NamedTuple):
+    """An expense's invoice as the Expenses page prints it."""
+
+    pk: int
+    number: str
+
+
+class PaymentRef(NamedTuple):
+    """A funding part's payment as the Expenses page prints it."""
+
+    pk: int
+    method: str
+
+
+def _expense(tx: tuple, parts: list[tuple], lines: dict[int, list[str]]) -> Expense:
+    pk, created_at, memo, invoice_id, number = tx
+    name = "; ".join(lines.get(invoice_id, ())) if invoice_id else ""
+    return Expense(date=created_at, name=name or (number if invoice_id else memo),
+                   amount=sum((part[1] for part in parts), ZERO), currency=parts[0][2],
+                   invoice=InvoiceRef(invoice_id, number) if invoice_id else None,
+                   funding=[{"amount": amount, "currency": currency, "payment": PaymentRef(payment_id, method) if payment_id else None,
+                             "label": None if payment_id else _funding_label(source_kind)}
+                            for _, amount, currency, payment_id, method, source_kind in parts],
+                   transaction_id=pk)
 
 
 def _funding_label(source_kind: str) -> str:

@@ -199,4 +199,4 @@ def test_expenses_page_shows_the_stored_funding_newest_first_by_keyset(currencie
     second = client_in.get(url + older).content.decode()
     assert [int(pk) for pk in re.findall(r'data-expense="(\d+)"', second)] == charges[20:]
     page = expense_history(customer=customer, cursor=Cursor(), size=20)
-    assert page[0].amount == Decimal("2.00") and page[0].name == "VPS 2.00" and page[0].invoice == bills[-1]
+    assert page[0].amount == Decimal("2.00") and page[0].name == "VPS 2.00" and page[0].invoice == (bills[-1].pk, bills[-1].number)
