@@ -107,11 +107,19 @@ def invoice_list(*, customer: Customer, status: str = "unpaid", sort: str = "-da
     return qs.order_by(*INVOICE_SORTS.get(sort, INVOICE_SORTS["-date"]))
 
 
-def invoice_get(*, customer: Customer, invoice_id: int) -> Invoice:
-    invoice = invoices_for(customer).filter(pk=invoice_id).prefetch_related("lines").first()
+def invoice_get(*, customer: Customer, invoice_id: int, lines: bool = True) -> Invoice:
+    """The customer's invoice (404 otherwise), its lines prefetched unless `lines=False` (the invoice page
+    reads them as rows: invoice_line_rows)."""
+    qs = invoices_for(customer).filter(pk=invoice_id)
+    invoice = (qs.prefetch_related("lines") if lines else qs).first()
     if invoice is None:
         raise Http404
     return invoice
+
+
+def invoice_line_rows(invoice: Invoice) -> list[dict]:
+    """The invoice's lines in order as the printed fields (description, quantity, unit_price, amount)."""
+    return list(InvoiceLine.objects.filter(invoice_id=invoice.pk).values("description", "quantity", "unit_price", "amount"))
 
 
 def payments_for(customer: Customer) -> QuerySet[Payment]:
@@ -163,15 +171,28 @@ MOVEMENT_FIELDS = (
 MOVEMENT_DIRECTIONS = {"in": Q(amount__gt=0), "out": Q(amount__lt=0), "all": Q()}
 
 
-def balance_history(*, customer: Customer, cursor: Cursor, size: int, direction: str = "all", query: dict | None = None) -> KeysetPage:
+def customer_accounts(customer: Customer) -> list[tuple[int, str, Decimal]]:
+    """The customer's balance accounts (pk, currency, balance) by pk; one query (the Balance page reads
+    its balance and its history's accounts here)."""
+    return list(LedgerAccount.objects.filter(customer=customer, kind=LedgerAccount.Kind.CUSTOMER).order_by("pk")
+                .values_list("pk", "currency", "balance"))
+
+
+def balance_in(accounts: list[tuple[int, str, Decimal]], currency: str) -> Decimal:
+    """balance_of from customer_accounts' rows."""
+    return next((balance for _, code, balance in accounts if code == currency), ZERO)
+
+
+def balance_history(*, customer: Customer, cursor: Cursor, size: int, direction: str = "all", query: dict | None = None,
+                    accounts: list[tuple[int, str, Decimal]] | None = None) -> KeysetPage:
     """The customer's balance movements, newest first, one page by keyset on the ledger's own order
     (entry id: the order legs were posted in, which is also the order `balance_after` runs in; it is
     stored on each leg when posted, so nothing is summed here). `direction`: all, in (credits) or
     out (debits). Four queries whatever the history's length or the page's depth: the customer's
     balance accounts, the page's keys (one index scan per account on (account, -id), merged), the
-    page's rows with their transaction, and a probe for the page on the other side."""
-    accounts = list(LedgerAccount.objects.filter(customer=customer, kind=LedgerAccount.Kind.CUSTOMER)
-                    .order_by("pk").values_list("pk", flat=True))
+    page's rows with their transaction, and a probe for the page on the other side (three when the
+    caller gives customer_accounts' rows)."""
+    accounts = [row[0] for row in (customer_accounts(customer) if accounts is None else accounts)]
     where = MOVEMENT_DIRECTIONS.get(direction, Q())
 
     def keys(*, before, after, ascending, limit):
@@ -396,8 +417,10 @@ def contract_acceptances_for(customer: Customer) -> QuerySet[ContractAcceptance]
     return ContractAcceptance.objects.filter(customer=customer).select_related("version", "user")
 
 
-def contract_version_current() -> ContractVersion | None:
-    return ContractVersion.objects.filter(published_at__isnull=False).order_by("-version").first()
+def contract_version_current(*, text: bool = True) -> ContractVersion | None:
+    """The published agreement in force; `text=False`: without its text (the Documents page prints the title)."""
+    qs = ContractVersion.objects.filter(published_at__isnull=False).order_by("-version")
+    return (qs if text else qs.defer("text")).first()
 
 
 def contract_acceptance_get(*, customer: Customer, acceptance_id: int) -> ContractAcceptance:
@@ -408,10 +431,12 @@ def contract_acceptance_get(*, customer: Customer, acceptance_id: int) -> Contra
 
 
 def contract_status(customer: Customer, version: ContractVersion | None, payers: list[Payer]) -> list[dict]:
-    """Each active payer with its acceptance of the current version (or None); one query."""
+    """Each active payer with its acceptance of the current version (or None: a dict of accepted_at and
+    ip, the fields the Documents page prints); one query."""
     accepted = {}
     if version is not None:
-        accepted = {a.payer_id: a for a in ContractAcceptance.objects.filter(customer=customer, version=version)}
+        accepted = {a["payer_id"]: a for a in ContractAcceptance.objects.filter(customer=customer, version=version)
+                    .values("payer_id", "accepted_at", "ip")}
     return [{"payer": payer, "acceptance": accepted.get(payer.pk)} for payer in payers]
 
 

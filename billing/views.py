@@ -38,7 +38,8 @@ def _balance_context(request, customer, form=None):
     direction = request.GET.get("direction", "all")
     direction = direction if direction in selectors.MOVEMENT_DIRECTIONS else "all"
     currencies = selectors.enabled_currencies()
-    balance = selectors.balance_of(customer)
+    accounts = selectors.customer_accounts(customer)  # the balance and the history's accounts in one query
+    balance = selectors.balance_in(accounts, customer.currency)
     table = RateTable(currencies)
     return {
         "customer": customer,
@@ -47,7 +48,7 @@ def _balance_context(request, customer, form=None):
         "stale_codes": [c.code for c in currencies if table.stale(c.code)],
         "form": form or TopUpForm(currencies=currencies, initial={"currency": customer.currency, "request_key": uuid.uuid4().hex}),
         "movements": selectors.balance_history(customer=customer, cursor=Cursor.from_query(request.GET), size=PAGE_SIZE,
-                                               direction=direction, query=request.GET),
+                                               direction=direction, query=request.GET, accounts=accounts),
         "direction": direction,
         # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
         "msg": {"account_currency": _("In the account currency (%(code)s)"),
@@ -135,12 +136,13 @@ def invoice_list(request):
 @require_GET
 def invoice_detail(request, invoice_id):
     customer = acting_customer(request)
-    invoice = selectors.invoice_get(customer=customer, invoice_id=invoice_id)
+    invoice = selectors.invoice_get(customer=customer, invoice_id=invoice_id, lines=False)
     # invoice_get found it among this customer's invoices: the payment gate and the payer choices
     # read the one loaded customer (and its owner) instead of loading both a second time.
     invoice.customer = customer
     balance = selectors.balance_of(customer)
     context = {"invoice": invoice, "balance": balance, "customer": customer,
+               "lines": selectors.invoice_line_rows(invoice),
                # The printed fields only, as dicts (the payment rows' columns were most of their query's CPU).
                "payments": list(invoice.payments.values("created_at", "method", "amount", "currency")),
                "credit_notes": list(invoice.credit_notes.values("number", "reason", "amount", "currency")),
@@ -392,7 +394,7 @@ def documents(request):
     filters = form.cleaned_data if form.is_valid() else {}
     rows = selectors.documents_for(customer=customer, doc_type=filters.get("type", ""),
                                    date_from=filters.get("date_from"), date_to=filters.get("date_to"))
-    version = selectors.contract_version_current()
+    version = selectors.contract_version_current(text=False)
     payers = selectors.payer_choices(customer)
     return render(request, "billing/documents.html", {
         "form": form, "page": _page(request, rows), "contract": version,
