@@ -141,11 +141,9 @@ def invoice_detail(request, invoice_id):
     # read the one loaded customer (and its owner) instead of loading both a second time.
     invoice.customer = customer
     balance = selectors.balance_of(customer)
+    lines, payments, credit_notes = selectors.invoice_page_rows(invoice)  # one query, the printed fields as dicts
     context = {"invoice": invoice, "balance": balance, "customer": customer,
-               "lines": selectors.invoice_line_rows(invoice),
-               # The printed fields only, as dicts (the payment rows' columns were most of their query's CPU).
-               "payments": list(invoice.payments.values("created_at", "method", "amount", "currency")),
-               "credit_notes": list(invoice.credit_notes.values("number", "reason", "amount", "currency")),
+               "lines": lines, "payments": payments, "credit_notes": credit_notes,
                # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
                "msg": {"invoice": _("Invoice %(n)s"), "credit_note": _("Credit note %(n)s"),
                        "apply": _("Apply %(a)s from balance"), "top_up_difference": _("Top up the difference (%(d)s)"),
