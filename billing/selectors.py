@@ -232,8 +232,9 @@ def balance_history(*, customer: Customer, cursor: Cursor, size: int, direction:
     stored on each leg when posted, so nothing is summed here). `direction`: all, in (credits) or
     out (debits). Four queries whatever the history's length or the page's depth: the customer's
     balance accounts, the page's keys (one index scan per account on (account, -id), merged), the
-    page's rows with their transaction, and a probe for the page on the other side (three when the
-    caller gives customer_accounts' rows)."""
+    page's rows with their transaction, and a probe for the page on the other side. One fewer when
+    the caller gives customer_accounts' rows, and one fewer with a single account (the keys' query
+    reads the rows)."""
     accounts = [row[0] for row in (customer_accounts(customer) if accounts is None else accounts)]
     where = MOVEMENT_DIRECTIONS.get(direction, Q())
 
@@ -246,14 +247,25 @@ def balance_history(*, customer: Customer, cursor: Cursor, size: int, direction:
             qs = LedgerEntry.objects.filter(where, account_id=account_id)
             qs = qs.filter(pk__lt=before) if before is not None else qs
             qs = qs.filter(pk__gt=after) if after is not None else qs
-            parts.append(qs.order_by(order).values_list("pk", flat=True)[:limit])
+            parts.append(qs.order_by(order))
+        if len(parts) == 1 and limit > 1:
+            # One account (the usual case): the page's rows come with their keys, and load() reads
+            # them from here instead of a second query.
+            rows = list(parts[0].values_list(*MOVEMENT_ROW)[:limit])
+            fetched.update((row[0], row) for row in rows)
+            return [row[0] for row in rows]
+        parts = [part.values_list("pk", flat=True)[:limit] for part in parts]
         if len(parts) == 1:
             return list(parts[0])
         return list(parts[0].union(*parts[1:], all=True).order_by(order)[:limit])
 
+    fetched: dict[int, tuple] = {}
+
     def load(page_keys):
         # Plain rows of the columns the page prints (no LedgerEntry/LedgerTransaction/Invoice/Payment
         # instances per row), the line in plain words made once per distinct value and language.
+        if all(key in fetched for key in page_keys):
+            return [Movement(*fetched[key]) for key in page_keys]
         return [Movement(*row) for row in LedgerEntry.objects.filter(pk__in=page_keys).order_by("-pk")
                 .values_list(*MOVEMENT_ROW)]
 

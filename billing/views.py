@@ -1,6 +1,7 @@
 import uuid
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.contrib import messages
@@ -15,6 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.client_ip import client_ip
 from accounts.roles import Area, acting_customer, customer_view
+from core.form_fields import as_field
 from core.keyset import Cursor
 
 from . import hooks, selectors
@@ -36,6 +38,14 @@ def _page(request, items):
     return Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
 
 
+@lru_cache(maxsize=64)
+def _topup_fields(language: str | None, codes: tuple[str, ...], currency: str) -> dict:
+    """The unbound top-up form's amount and currency fields (HTML), made once per language, enabled
+    currencies and preselected currency (all they depend on; Django's widgets cost ~0.8 ms per request)."""
+    form = TopUpForm(currencies=[SimpleNamespace(code=code) for code in codes], initial={"currency": currency})
+    return {"amount": as_field(form["amount"]), "currency": as_field(form["currency"])}
+
+
 def _balance_context(request, customer, form=None):
     direction = request.GET.get("direction", "all")
     direction = direction if direction in selectors.MOVEMENT_DIRECTIONS else "all"
@@ -49,6 +59,8 @@ def _balance_context(request, customer, form=None):
         "equivalents": selectors.equivalents(balance, customer.currency, currencies),
         "stale_codes": [c.code for c in currencies if table.stale(c.code)],
         "form": form or TopUpForm(currencies=currencies, initial={"currency": customer.currency, "request_key": uuid.uuid4().hex}),
+        "topup_fields": ({"amount": as_field(form["amount"]), "currency": as_field(form["currency"])} if form is not None
+                         else _topup_fields(get_language(), tuple(c.code for c in currencies), customer.currency)),
         "movements": selectors.balance_history(customer=customer, cursor=Cursor.from_query(request.GET), size=PAGE_SIZE,
                                                direction=direction, query=request.GET, accounts=accounts),
         "direction": direction,

@@ -312,3 +312,26 @@ def test_credit_note_waits_while_a_refund_of_the_invoice_is_being_sent(currencie
     note = credit_note_issue(invoice=invoice, reason="rest to the balance", actor=staff)
     assert note.amount == Decimal("25.00") and balance_of(customer) == Decimal("25.00")
     assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.REFUNDED
+
+
+def _page_rows_by_orm(invoice):
+    return (list(invoice.lines.values("description", "quantity", "unit_price", "amount")),
+            list(invoice.payments.values("created_at", "method", "amount", "currency")),
+            list(invoice.credit_notes.values("number", "reason", "amount", "currency")))
+
+
+@pytest.mark.django_db
+def test_invoice_page_rows_read_what_the_orm_reads(currencies, customer, staff):
+    """The invoice page's one UNION ALL statement: lines in position order, payments and credit notes newest
+    first, the same values as the ORM reads them."""
+    from billing.selectors import invoice_page_rows
+
+    bill = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, lines=[
+        LineInput(description=f"Line {n}", quantity=n, unit_price=Decimal(f"{n}.50")) for n in (1, 2, 3)])
+    assert invoice_page_rows(bill) == _page_rows_by_orm(bill) and len(invoice_page_rows(bill)[0]) == 3
+    invoice = invoice_topup_create(customer=customer, amount=Decimal("100.00"), currency="EUR")
+    payment = _bank_payment(customer, "100.00", invoice=invoice)
+    payment_refund_sent_by_bank(payment=payment, amount=Decimal("100.00"), bank_reference="OUT-9", reason="Unused", actor=staff)
+    lines, payments, notes = invoice_page_rows(invoice)
+    assert (lines, payments, notes) == _page_rows_by_orm(invoice)
+    assert len(payments) == 1 and len(notes) == 1 and notes[0]["reason"] == "Unused"
