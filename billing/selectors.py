@@ -349,9 +349,9 @@ class Expense:
 def expense_history(*, customer: Customer, cursor: Cursor, size: int, query: dict | None = None) -> KeysetPage:
     """The customer's expenses, newest first, by keyset on the spending ledger transaction: each charge
     to the balance and each service invoice paid directly by a payment, with the funding stored when it
-    was posted (billing.funding: FIFO over the balance's credits). Five queries at most whatever the
+    was posted (billing.funding: FIFO over the balance's credits). Four queries at most whatever the
     history: the page's transactions (an index scan of the expense rows), the probe for the other
-    side, the transactions with their invoices, the invoice lines, the funding rows with payments."""
+    side, the funding rows with their payments and transactions, the invoice lines."""
     expenses = BalanceFunding.objects.filter(customer=customer, expense=True)
 
     def keys(*, before, after, ascending, limit):
@@ -363,18 +363,23 @@ def expense_history(*, customer: Customer, cursor: Cursor, size: int, query: dic
     def load(transaction_ids):
         # Plain rows grouped by hand (no transaction/invoice/funding/payment instances, no related
         # managers): the same three queries, the columns the page prints.
-        txs = {row[0]: row for row in LedgerTransaction.objects.filter(pk__in=transaction_ids)
-               .values_list("pk", "created_at", "memo", "invoice_id", "invoice__number")}
+        # The funding parts with their transaction's printed fields (every expense has parts: the keys
+        # come from them), then the invoices' lines: two queries.
+        txs: dict[int, tuple] = {}
+        funding: dict[int, list[tuple]] = {}
+        for row in (BalanceFunding.objects.filter(expense=True, transaction_id__in=transaction_ids).order_by("pk")
+                    .values_list("transaction_id", "amount", "currency", "payment_id", "payment__method", "source_kind",
+                                 "transaction__created_at", "transaction__memo", "transaction__invoice_id",
+                                 "transaction__invoice__number")):
+            if row[0] not in txs:
+                txs[row[0]] = (row[0], *row[6:])
+            funding.setdefault(row[0], []).append(row[:6])
         lines: dict[int, list[str]] = {}
         invoice_ids = [row[3] for row in txs.values() if row[3]]
         for invoice_id, description in (InvoiceLine.objects.filter(invoice_id__in=invoice_ids)
                                         .values_list("invoice_id", "description") if invoice_ids else ()):
             lines.setdefault(invoice_id, []).append(description)
-        funding: dict[int, list[tuple]] = {}
-        for part in (BalanceFunding.objects.filter(expense=True, transaction_id__in=transaction_ids).order_by("pk")
-                     .values_list("transaction_id", "amount", "currency", "payment_id", "payment__method", "source_kind")):
-            funding.setdefault(part[0], []).append(part)
-        return [_expense(txs[pk], funding.get(pk, []), lines) for pk in transaction_ids]
+        return [_expense(txs[pk], funding[pk], lines) for pk in transaction_ids]
 
     return keyset_page(keys, load, cursor=cursor, size=size, key=lambda expense: expense.transaction_id, query=query)
 
