@@ -489,14 +489,44 @@ def contract_acceptance_get(*, customer: Customer, acceptance_id: int) -> Contra
     return acceptance
 
 
-def contract_status(customer: Customer, version: ContractVersion | None, payers: list[Payer]) -> list[dict]:
+_CONTRACT_PAGE_SQL: list[str] = []
+
+
+def contract_current_with_acceptances(customer: Customer) -> tuple[ContractVersion | None, dict[int, dict]]:
+    """contract_version_current (without its text) and this customer's acceptances of it by payer id
+    ({"accepted_at", "ip"}) in one statement, written once per process (the Documents page)."""
+    if not _CONTRACT_PAGE_SQL:
+        q = connection.ops.quote_name
+        v, a = ContractVersion._meta, ContractAcceptance._meta
+
+        def col(meta, name):
+            return q(meta.get_field(name).column)
+
+        _CONTRACT_PAGE_SQL.append(
+            f"SELECT v.{q('id')}, v.{col(v, 'version')}, v.{col(v, 'title')}, v.{col(v, 'published_at')}, v.{col(v, 'created_at')}, "
+            f"a.{col(a, 'payer')}, a.{col(a, 'accepted_at')}, a.{col(a, 'ip')} "
+            f"FROM (SELECT * FROM {q(v.db_table)} WHERE {col(v, 'published_at')} IS NOT NULL ORDER BY {col(v, 'version')} DESC LIMIT 1) v "
+            f"LEFT JOIN {q(a.db_table)} a ON a.{col(a, 'version')} = v.{q('id')} AND a.{col(a, 'customer')} = %s")
+    with connection.cursor() as cursor:
+        cursor.execute(_CONTRACT_PAGE_SQL[0], [customer.pk])
+        rows = cursor.fetchall()
+    if not rows:
+        return None, {}
+    pk, number, title, published_at, created_at = rows[0][:5]
+    version = ContractVersion(id=pk, version=number, title=title, published_at=published_at, created_at=created_at)
+    return version, {payer_id: {"payer_id": payer_id, "accepted_at": accepted_at, "ip": ip}
+                     for *_, payer_id, accepted_at, ip in rows if payer_id is not None}
+
+
+def contract_status(customer: Customer, version: ContractVersion | None, payers: list[Payer],
+                    accepted: dict[int, dict] | None = None) -> list[dict]:
     """Each active payer with its acceptance of the current version (or None: a dict of accepted_at and
-    ip, the fields the Documents page prints); one query."""
-    accepted = {}
-    if version is not None:
+    ip, the fields the Documents page prints); one query, none when `accepted` is given
+    (contract_current_with_acceptances)."""
+    if accepted is None and version is not None:
         accepted = {a["payer_id"]: a for a in ContractAcceptance.objects.filter(customer=customer, version=version)
                     .values("payer_id", "accepted_at", "ip")}
-    return [{"payer": payer, "acceptance": accepted.get(payer.pk)} for payer in payers]
+    return [{"payer": payer, "acceptance": (accepted or {}).get(payer.pk)} for payer in payers]
 
 
 def documents_for(*, customer: Customer, doc_type: str = "", date_from=None, date_to=None) -> "DocumentRows":

@@ -414,13 +414,13 @@ def documents(request):
     filters = form.cleaned_data if form.is_valid() else {}
     rows = selectors.documents_for(customer=customer, doc_type=filters.get("type", ""),
                                    date_from=filters.get("date_from"), date_to=filters.get("date_to"))
-    version = selectors.contract_version_current(text=False)
+    version, accepted = selectors.contract_current_with_acceptances(customer)
     payers = selectors.payer_choices(customer)
     return render(request, "billing/documents.html", {
         "form": form, "page": _page(request, rows), "contract": version,
         "filter_fields": form if form.is_bound else _document_filter_fields(get_language()),
         "contract_rows": [{**row, "details": selectors.payer_details(row["payer"])}
-                          for row in selectors.contract_status(customer, version, payers)],
+                          for row in selectors.contract_status(customer, version, payers, accepted)],
         # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
         "msg": {"contract_title": _("%(title)s, version %(v)s"), "in_force_since": _("In force since %(d)s"),
                 "accepted_from": _("%(d)s from %(ip)s"), "to_invoice": _("to invoice %(n)s"),

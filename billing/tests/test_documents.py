@@ -182,3 +182,28 @@ def test_documents_for_runs_the_compiled_union_with_each_call_s_customer_and_dat
                 assert rows.count() == len(expected) and rows[0:7] == expected[:7] and list(rows) == expected
                 assert rows[5:9] == expected[5:9]
     assert documents_for(customer=customers[0], date_from=april, date_to=june).count() < documents_for(customer=customers[0]).count()
+
+
+@pytest.mark.django_db
+def test_the_current_agreement_and_its_acceptances_are_read_in_one_statement(currencies, customer, contract):
+    """contract_current_with_acceptances: the newest published version (a draft with a higher number does not
+    count), this customer's acceptances of it only (not of the old version, not another customer's)."""
+    from billing.selectors import contract_current_with_acceptances, contract_status
+
+    profile = payer_choices(customer)[0]
+    company = CompanyPayerFactory(customer=customer)
+    old = ContractVersion.objects.get(version=1)
+    contract_accept(payer=company, version=old, user=None, ip="198.51.100.1")
+    contract_accept(payer=profile, version=contract, user=None, ip="203.0.113.7")
+    other = UserFactory().customer
+    contract_accept(payer=payer_choices(other)[0], version=contract, user=None, ip="192.0.2.1")
+    ContractVersion.objects.create(version=3, title="Draft", text="Not yet")
+    with CaptureQueriesContext(connection) as ctx:
+        version, accepted = contract_current_with_acceptances(customer)
+    assert len(ctx) == 1 and (version.pk, version.version, version.title, version.published_at) == (
+        contract.pk, 2, "Customer agreement", contract.published_at)
+    payers = payer_choices(customer)
+    assert contract_status(customer, version, payers, accepted) == contract_status(customer, contract, payers)
+    assert set(accepted) == {profile.pk} and accepted[profile.pk]["ip"] == "203.0.113.7"
+    ContractVersion.objects.all().update(published_at=None)
+    assert contract_current_with_acceptances(customer) == (None, {})
