@@ -130,7 +130,7 @@ def _invoice_page_sql() -> str:
         def col(model, name):
             return q(model._meta.get_field(name).column)
 
-        line, pay, note = (q(m._meta.db_table) for m in (InvoiceLine, Payment, CreditNote))
+        line, pay, note, account = (q(m._meta.db_table) for m in (InvoiceLine, Payment, CreditNote, LedgerAccount))
         _INVOICE_PAGE_SQL.append(
             f"SELECT * FROM ("
             f"SELECT 0 AS part, {col(InvoiceLine, 'position')} AS o1, NULL::timestamptz AS o2, {q('id')} AS o3, "
@@ -141,27 +141,32 @@ def _invoice_page_sql() -> str:
             f"{col(Payment, 'currency')}::text, NULL, NULL, NULL, {col(Payment, 'amount')} FROM {pay} WHERE {col(Payment, 'invoice')} = %s "
             f"UNION ALL SELECT 2, 0, {col(CreditNote, 'created_at')}, {q('id')}, {col(CreditNote, 'number')}::text, "
             f"{col(CreditNote, 'currency')}::text, {col(CreditNote, 'reason')}::text, NULL, {col(CreditNote, 'amount')}, NULL FROM {note} "
-            f"WHERE {col(CreditNote, 'invoice')} = %s"
+            f"WHERE {col(CreditNote, 'invoice')} = %s "
+            f"UNION ALL SELECT 3, 0, NULL, {q('id')}, NULL, NULL, NULL, NULL, NULL, {col(LedgerAccount, 'balance')} FROM {account} "
+            f"WHERE {col(LedgerAccount, 'kind')} = %s AND {col(LedgerAccount, 'customer')} = %s AND {col(LedgerAccount, 'currency')} = %s"
             f") parts ORDER BY part, o1, o2 DESC, CASE WHEN part = 0 THEN o3 ELSE -o3 END"
         )
     return _INVOICE_PAGE_SQL[0]
 
 
-def invoice_page_rows(invoice: Invoice) -> tuple[list[dict], list[dict], list[dict]]:
+def invoice_page_rows(invoice: Invoice, customer: Customer) -> tuple[list[dict], list[dict], list[dict], Decimal]:
     """The invoice page's printed rows in one query: its lines (description, quantity, unit_price, amount),
-    payments (created_at, method, amount, currency) and credit notes (number, reason, amount, currency)."""
-    lines, payments, notes = [], [], []
+    payments (created_at, method, amount, currency), credit notes (number, reason, amount, currency),
+    and the customer's balance (balance_of)."""
+    lines, payments, notes, balance = [], [], [], ZERO
     with connection.cursor() as cursor:
-        cursor.execute(_invoice_page_sql(), [invoice.pk] * 3)
+        cursor.execute(_invoice_page_sql(), [invoice.pk] * 3 + [LedgerAccount.Kind.CUSTOMER.value, customer.pk, customer.currency])
         rows = cursor.fetchall()
     for part, _o1, when, _pk, a, b, c, n, x, y in rows:
         if part == 0:
             lines.append({"description": a, "quantity": n, "unit_price": x, "amount": y})
         elif part == 1:
             payments.append({"created_at": when, "method": a, "amount": y, "currency": b})
-        else:
+        elif part == 2:
             notes.append({"number": a, "reason": c, "amount": x, "currency": b})
-    return lines, payments, notes
+        else:
+            balance = y
+    return lines, payments, notes, balance
 
 
 def payments_for(customer: Customer) -> QuerySet[Payment]:
@@ -476,10 +481,8 @@ def contract_acceptances_for(customer: Customer) -> QuerySet[ContractAcceptance]
     return ContractAcceptance.objects.filter(customer=customer).select_related("version", "user")
 
 
-def contract_version_current(*, text: bool = True) -> ContractVersion | None:
-    """The published agreement in force; `text=False`: without its text (the Documents page prints the title)."""
-    qs = ContractVersion.objects.filter(published_at__isnull=False).order_by("-version")
-    return (qs if text else qs.defer("text")).first()
+def contract_version_current() -> ContractVersion | None:
+    return ContractVersion.objects.filter(published_at__isnull=False).order_by("-version").first()
 
 
 def contract_acceptance_get(*, customer: Customer, acceptance_id: int) -> ContractAcceptance:

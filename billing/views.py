@@ -154,8 +154,8 @@ def invoice_detail(request, invoice_id):
     # invoice_get found it among this customer's invoices: the payment gate and the payer choices
     # read the one loaded customer (and its owner) instead of loading both a second time.
     invoice.customer = customer
-    balance = selectors.balance_of(customer)
-    lines, payments, credit_notes = selectors.invoice_page_rows(invoice)  # one query, the printed fields as dicts
+    # One query: the printed fields of the lines, payments and credit notes as dicts, and the balance.
+    lines, payments, credit_notes, balance = selectors.invoice_page_rows(invoice, customer)
     context = {"invoice": invoice, "balance": balance, "customer": customer,
                "lines": lines, "payments": payments, "credit_notes": credit_notes,
                # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).

@@ -321,17 +321,20 @@ def _page_rows_by_orm(invoice):
 
 
 @pytest.mark.django_db
-def test_invoice_page_rows_read_what_the_orm_reads(currencies, customer, staff):
+def test_invoice_page_rows_read_what_the_orm_reads(currencies, customer, staff, fund):
     """The invoice page's one UNION ALL statement: lines in position order, payments and credit notes newest
     first, the same values as the ORM reads them."""
     from billing.selectors import invoice_page_rows
 
     bill = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, lines=[
         LineInput(description=f"Line {n}", quantity=n, unit_price=Decimal(f"{n}.50")) for n in (1, 2, 3)])
-    assert invoice_page_rows(bill) == _page_rows_by_orm(bill) and len(invoice_page_rows(bill)[0]) == 3
+    assert invoice_page_rows(bill, customer)[:3] == _page_rows_by_orm(bill) and len(invoice_page_rows(bill, customer)[0]) == 3
+    assert invoice_page_rows(bill, customer)[3] == balance_of(customer) == 0  # no balance account yet
+    fund(customer, "7.00")
+    assert invoice_page_rows(bill, customer)[3] == balance_of(customer) == Decimal("7.00")
     invoice = invoice_topup_create(customer=customer, amount=Decimal("100.00"), currency="EUR")
     payment = _bank_payment(customer, "100.00", invoice=invoice)
     payment_refund_sent_by_bank(payment=payment, amount=Decimal("100.00"), bank_reference="OUT-9", reason="Unused", actor=staff)
-    lines, payments, notes = invoice_page_rows(invoice)
-    assert (lines, payments, notes) == _page_rows_by_orm(invoice)
+    lines, payments, notes, balance = invoice_page_rows(invoice, customer)
+    assert (lines, payments, notes) == _page_rows_by_orm(invoice) and balance == balance_of(customer)
     assert len(payments) == 1 and len(notes) == 1 and notes[0]["reason"] == "Unused"
