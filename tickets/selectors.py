@@ -1,5 +1,6 @@
 """Reads for tickets, always scoped to a customer: another customer's ids are simply not found (404)."""
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db.models import Prefetch, Q, QuerySet
@@ -75,6 +76,45 @@ def ticket_thread_for_customer(*, ticket: Ticket) -> QuerySet[Message]:
         .prefetch_related(Prefetch("attachments", queryset=Attachment.objects.order_by("pk")))
         .order_by("created_at", "pk")
     )
+
+
+class ThreadAttachment(NamedTuple):
+    pk: int
+    original_name: str
+    size: int
+
+
+class ThreadMessage:
+    """A message of the customer's thread page, with what the page prints (no model instances)."""
+    __slots__ = ("pk", "is_staff", "body", "created_at", "author_username", "author_first_name", "author_last_name",
+                 "attachments")
+
+    def __init__(self, pk, is_staff, body, created_at, author_username, author_first_name, author_last_name):
+        self.pk, self.is_staff, self.body, self.created_at = pk, is_staff, body, created_at
+        # author_username is None when the author's user is gone (SET_NULL)
+        self.author_username, self.author_first_name, self.author_last_name = (
+            author_username, author_first_name, author_last_name)
+        self.attachments: list[ThreadAttachment] = []
+
+
+def thread_page_for_customer(*, ticket: Ticket) -> list[ThreadMessage]:
+    """ticket_thread_for_customer() for the thread page in one query: the messages joined with their
+    attachments (a row per attachment), the same order (oldest first, attachments by pk)."""
+    rows = (
+        ticket.messages.filter(is_internal=False)
+        .order_by("created_at", "pk", "attachments__id")
+        .values_list("id", "is_staff", "body", "created_at", "author__username", "author__first_name",
+                     "author__last_name", "attachments__id", "attachments__original_name", "attachments__size")
+    )
+    thread: list[ThreadMessage] = []
+    message = None
+    for *fields, attachment_id, name, size in rows:
+        if message is None or message.pk != fields[0]:
+            message = ThreadMessage(*fields)
+            thread.append(message)
+        if attachment_id is not None:
+            message.attachments.append(ThreadAttachment(attachment_id, name, size))
+    return thread
 
 
 def ticket_thread_for_staff(*, ticket: Ticket) -> QuerySet[Message]:

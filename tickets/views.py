@@ -70,7 +70,7 @@ def _thread_context(ticket, reply_form: ReplyForm) -> dict:
     deadline = selectors.reopen_deadline(ticket)
     return {
         "ticket": ticket,
-        "thread": selectors.ticket_thread_for_customer(ticket=ticket),
+        "thread": selectors.thread_page_for_customer(ticket=ticket),
         "reply_form": reply_form,
         "reopen_deadline": deadline,
         "can_reopen": ticket.is_closed and deadline is not None and deadline >= timezone.now(),
