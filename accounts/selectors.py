@@ -181,6 +181,30 @@ def otp_enabled(user: User) -> bool:
     return user_has_device(user, confirmed=True)
 
 
+def security_overview(*, user: User) -> dict:
+    """The Security page's second-factor facts in one query: `otp_enabled` (as otp_enabled(): a confirmed
+    device of any django-otp device model), `setup_id` (the user's unconfirmed TOTP device, the oldest,
+    as `.filter(confirmed=False).first()`; None) and `recovery_left` (recovery codes on all the user's
+    static devices)."""
+    from django.db.models import Count, Exists, IntegerField, OuterRef, Subquery, Value
+    from django.db.models.functions import Coalesce
+    from django_otp import device_classes
+    from django_otp.plugins.otp_static.models import StaticToken
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    confirmed = {f"confirmed_{index}": Exists(model.objects.filter(user=OuterRef("pk"), confirmed=True))
+                 for index, model in enumerate(device_classes())}
+    tokens = (StaticToken.objects.filter(device__user=OuterRef("pk")).order_by().values("device__user")
+              .annotate(count=Count("pk")).values("count"))
+    row = User.objects.filter(pk=user.pk).values(
+        setup_id=Subquery(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=False).order_by("pk").values("pk")[:1]),
+        recovery_left=Coalesce(Subquery(tokens, output_field=IntegerField()), Value(0)),
+        **confirmed,
+    ).get()
+    return {"otp_enabled": any(row[name] for name in confirmed), "setup_id": row["setup_id"],
+            "recovery_left": row["recovery_left"]}
+
+
 def phone_verification_pending(*, user: User) -> PhoneVerification | None:
     """The live code sent to the user's current number, if one can still be entered."""
     from django.conf import settings
