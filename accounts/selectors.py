@@ -115,11 +115,14 @@ def policy_current(*, kind: str):
     return get_object_or_404(policies_current(), kind=kind)
 
 
-def policy_acceptances_for(*, user: User) -> dict:
-    """{policy id: acceptance} for the current versions."""
+def policies_current_for(*, user: User):
+    """policies_current(), each with `user_accepted_at`: when this user accepted it (None: not yet), in one query."""
+    from django.db.models import OuterRef, Subquery
+
     from .models import PolicyAcceptance
 
-    return {row.policy_id: row for row in PolicyAcceptance.objects.filter(user=user, policy__in=policies_current())}
+    accepted = PolicyAcceptance.objects.filter(user=user, policy=OuterRef("pk")).values("accepted_at")[:1]
+    return policies_current().annotate(user_accepted_at=Subquery(accepted))
 
 
 def data_exports_for(*, customer: Customer, limit: int = 5):

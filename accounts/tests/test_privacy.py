@@ -99,6 +99,34 @@ def test_the_banner_is_per_user_and_costs_one_query(client, django_assert_num_qu
     assert [p.pk for p in account(request)["policy_updates"]] == [policy.pk]
 
 
+def test_privacy_page_shows_each_current_version_accepted_or_to_review_in_one_policy_query(client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils.formats import date_format
+    from django.utils.timezone import localtime
+
+    owner = UserFactory()
+    colleague = UserFactory(customer=owner.customer, role=User.Role.TECHNICAL)
+    privacy, old_terms = publish(), publish(kind="terms", title="Terms")
+    terms = publish(kind="terms", title="Terms", text="Version two.")
+    policies_accept(user=owner, policy_ids=[privacy.pk])
+    policies_accept(user=colleague, policy_ids=[terms.pk])  # another login's acceptance is not the owner's
+    PolicyAcceptance.objects.create(user=owner, policy=old_terms)  # nor one of an older version
+    client.force_login(owner)
+    with CaptureQueriesContext(connection) as captured:
+        page = client.get("/accounts/settings/privacy/").content.decode()
+    privacy_row = page[page.index('data-testid="policy-privacy"'):]
+    privacy_row = privacy_row[:privacy_row.index("</li>")]
+    terms_row = page[page.index('data-testid="policy-terms"'):]
+    terms_row = terms_row[:terms_row.index("</li>")]
+    accepted_at = PolicyAcceptance.objects.get(user=owner, policy=privacy).accepted_at
+    assert f"Accepted {date_format(localtime(accepted_at), 'DATETIME_FORMAT')}" in privacy_row
+    assert "Review and accept" not in privacy_row
+    assert "Review and accept" in terms_row and "Accepted" not in terms_row and "version 2 of" in terms_row
+    page_queries = [q["sql"] for q in captured.captured_queries if '"accounts_policy' in q["sql"]]
+    assert len(page_queries) == 2  # the banner's pending versions, the page's versions with acceptances (was 3)
+
+
 def test_published_policy_is_public_and_drafts_are_not():
     from django.test import Client
 
