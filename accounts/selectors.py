@@ -184,28 +184,44 @@ def otp_enabled(user: User) -> bool:
     return user_has_device(user, confirmed=True)
 
 
+_security_overview_sql: list[str] = []
+
+
 def security_overview(*, user: User) -> dict:
     """The Security page's second-factor facts in one query: `otp_enabled` (as otp_enabled(): a confirmed
     device of any django-otp device model), `setup_id` (the user's unconfirmed TOTP device, the oldest,
     as `.filter(confirmed=False).first()`; None) and `recovery_left` (recovery codes on all the user's
-    static devices)."""
-    from django.db.models import Count, Exists, IntegerField, OuterRef, Subquery, Value
-    from django.db.models.functions import Coalesce
-    from django_otp import device_classes
-    from django_otp.plugins.otp_static.models import StaticToken
-    from django_otp.plugins.otp_totp.models import TOTPDevice
+    static devices). The statement is written once per process: building and compiling it through the
+    ORM (four subqueries) cost as much CPU as the four queries it replaces."""
+    from django.db import connection
 
-    confirmed = {f"confirmed_{index}": Exists(model.objects.filter(user=OuterRef("pk"), confirmed=True))
-                 for index, model in enumerate(device_classes())}
-    tokens = (StaticToken.objects.filter(device__user=OuterRef("pk")).order_by().values("device__user")
-              .annotate(count=Count("pk")).values("count"))
-    row = User.objects.filter(pk=user.pk).values(
-        setup_id=Subquery(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=False).order_by("pk").values("pk")[:1]),
-        recovery_left=Coalesce(Subquery(tokens, output_field=IntegerField()), Value(0)),
-        **confirmed,
-    ).get()
-    return {"otp_enabled": any(row[name] for name in confirmed), "setup_id": row["setup_id"],
-            "recovery_left": row["recovery_left"]}
+    if not _security_overview_sql:
+        from django_otp import device_classes
+        from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        qn = connection.ops.quote_name
+
+        def table(model) -> str:
+            return qn(model._meta.db_table)
+
+        def column(model, name: str) -> str:
+            return qn(model._meta.get_field(name).column)
+
+        confirmed = " OR ".join(
+            f"EXISTS (SELECT 1 FROM {table(model)} WHERE {column(model, 'user')} = %(user)s"
+            f" AND {column(model, 'confirmed')})" for model in device_classes()) or "FALSE"
+        _security_overview_sql.append(
+            f"SELECT ({confirmed}),"
+            f" (SELECT {column(TOTPDevice, 'id')} FROM {table(TOTPDevice)} WHERE {column(TOTPDevice, 'user')} = %(user)s"
+            f" AND NOT {column(TOTPDevice, 'confirmed')} ORDER BY {column(TOTPDevice, 'id')} LIMIT 1),"
+            f" (SELECT COUNT(*) FROM {table(StaticToken)} INNER JOIN {table(StaticDevice)}"
+            f" ON {table(StaticToken)}.{column(StaticToken, 'device')} = {table(StaticDevice)}.{column(StaticDevice, 'id')}"
+            f" WHERE {table(StaticDevice)}.{column(StaticDevice, 'user')} = %(user)s)")
+    with connection.cursor() as cursor:
+        cursor.execute(_security_overview_sql[0], {"user": user.pk})
+        enabled, setup_id, recovery_left = cursor.fetchone()
+    return {"otp_enabled": bool(enabled), "setup_id": setup_id, "recovery_left": recovery_left}
 
 
 def phone_verification_pending(*, user: User) -> PhoneVerification | None:
