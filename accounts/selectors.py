@@ -157,6 +157,49 @@ def data_exports_for(*, customer: Customer, limit: int = 5):
     return DataExport.objects.filter(customer=customer).select_related("requested_by").order_by("-created_at", "-pk")[:limit]
 
 
+_privacy_requests_sql: list[str] = []
+# In the models' field order (Model.from_db reads values in that order).
+_EXPORT_FIELDS = ("id", "requested_by_id", "status", "created_at", "expires_at", "size")
+_DELETION_FIELDS = ("id", "status", "created_at", "staff_note")
+
+
+def privacy_requests_for(*, customer: Customer, limit: int = 5) -> tuple[list, object]:
+    """(data_exports_for(customer), deletion_request_open(customer)) for the Privacy page in one statement
+    written once per process, with the fields the page reads (the others load on access)."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import connection
+
+    from .models import DataExport, DeletionRequest
+
+    if not _privacy_requests_sql:
+        qn = connection.ops.quote_name
+
+        def latest(model, fields, count, prefix: str) -> str:  # the model's ordering: newest first
+            by_attname = {field.attname: field for field in model._meta.concrete_fields}
+            if [name for name in by_attname if name in fields] != list(fields):
+                raise ImproperlyConfigured(f"{model.__name__}: list the fields in the model's order")
+            columns = ", ".join(f"{qn(by_attname[name].column)} AS {qn(prefix + name)}" for name in fields)
+            created, pk, customer_column = (qn(by_attname[name].column) for name in ("created_at", "id", "customer_id"))
+            return (f"SELECT {columns} FROM {qn(model._meta.db_table)} WHERE {customer_column} = %(customer)s"
+                    f" ORDER BY {created} DESC, {pk} DESC LIMIT {count}")
+
+        deletion = latest(DeletionRequest, _DELETION_FIELDS, 1, "d_")
+        exports = latest(DataExport, _EXPORT_FIELDS, "%(limit)s", "e_")
+        _privacy_requests_sql.append(
+            f"SELECT d.*, e.* FROM (SELECT 1) AS one LEFT JOIN LATERAL ({deletion}) AS d ON TRUE"
+            f" LEFT JOIN LATERAL ({exports}) AS e ON TRUE ORDER BY e.{qn('e_created_at')} DESC, e.{qn('e_id')} DESC")
+    with connection.cursor() as cursor:
+        cursor.execute(_privacy_requests_sql[0], {"customer": customer.pk, "limit": limit})
+        rows = cursor.fetchall()
+    deletion_size = len(_DELETION_FIELDS)
+    first = rows[0]  # one row at least (the LEFT JOINs)
+    deletion = (DeletionRequest.from_db(connection.alias, _DELETION_FIELDS, first[:deletion_size])
+                if first[0] is not None else None)
+    exports = [DataExport.from_db(connection.alias, _EXPORT_FIELDS, row[deletion_size:])
+               for row in rows if row[deletion_size] is not None]
+    return exports, deletion
+
+
 def data_export_download(*, user: User, export_id: int):
     """A ready, unexpired export requested by this very user; anything else is a 404."""
     from django.http import Http404

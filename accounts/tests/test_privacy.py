@@ -404,6 +404,34 @@ def test_staff_reject_with_a_note_the_customer_sees(client):
     assert "Unpaid invoices first" in client.get(reverse("accounts:settings_privacy")).content.decode()
 
 
+def test_privacy_page_lists_the_latest_exports_and_the_open_deletion_request_in_one_query(client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    owner = UserFactory()
+    colleague = UserFactory(customer=owner.customer)
+    now = timezone.now()
+    exports = [DataExport.objects.create(customer=owner.customer, requested_by=user, status=status, size=size,
+                                         expires_at=now + timedelta(days=1) if status == "ready" else None)
+               for user, status, size in [(owner, "failed", 0)] * 4 + [(colleague, "ready", 2048), (owner, "ready", 4096)]]
+    DataExport.objects.filter(pk=exports[0].pk).update(created_at=now - timedelta(days=9))  # the oldest drops off
+    client.force_login(owner)
+    page = client.get(reverse("accounts:settings_privacy")).content.decode()
+    table = page[page.index('data-testid="exports"'):page.index("</table>")]
+    assert table.count("<tr>") == 6 and table.index("4.0\xa0KB") < table.index("2.0\xa0KB")  # header + 5, newest first
+    assert table.count('data-testid="download-export"') == 1  # only the requester downloads
+    assert 'data-testid="deletion-pending"' not in page
+    deletion = deletion_request_create(customer=owner.customer, user=owner)
+    with CaptureQueriesContext(connection) as captured:
+        page = client.get(reverse("accounts:settings_privacy")).content.decode()
+    assert 'data-testid="deletion-pending"' in page and "is awaiting review" in page
+    assert sum('"accounts_dataexport"' in q["sql"] or '"accounts_deletionrequest"' in q["sql"]
+               for q in captured.captured_queries) == 1
+    deletion_request_reject(deletion_request=deletion, staff=StaffUserFactory(), note="Unpaid <b>invoices</b>")
+    page = client.get(reverse("accounts:settings_privacy")).content.decode()
+    assert "Unpaid &lt;b&gt;invoices&lt;/b&gt;" in page and 'data-testid="request-deletion"' in page
+
+
 def png_bytes(size=(40, 30), mode="RGB") -> bytes:
     from PIL import Image
 

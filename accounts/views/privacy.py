@@ -50,8 +50,7 @@ def privacy_page(request: HttpRequest, deletion_form: DeletionRequestForm | None
             if accepted else ""})
     context = {"policies": policies_shown, "link_hours": settings.ACCOUNTS_EXPORT_LINK_HOURS}
     if role_allows(user, Area.SETTINGS):
-        exports = list(selectors.data_exports_for(customer=customer))
-        deletion_open = selectors.deletion_request_open(customer=customer)
+        exports, deletion_open = selectors.privacy_requests_for(customer=customer)  # one query
         context.update({
             "exports": exports,
             "export_pending": any(export.status == DataExport.Status.PENDING for export in exports),
