@@ -1,6 +1,7 @@
 """{% load ticket_tags %} — `{{ message.body|message_html }}`: a message body with its links and line
 breaks, as `{{ body|urlize|linebreaksbr }}` renders it; `{{ ticket.status|ticket_status_badge }}` and
-`{{ ticket.priority|ticket_priority_badge }}`: a ticket's badges (the list prints two per row);
+`{{ ticket.priority|ticket_priority_badge }}`: a ticket's badges, their markup's one home (the list prints
+two per row, the thread page and the dashboard's tickets card use them too);
 `{{ name|department_name }}`: a department's name as customers read it (Department.display_name);
 `{{ when|memo_date("DATETIME_FORMAT") }}`: Django's `date` filter, memoised.
 
