@@ -151,12 +151,6 @@ def policies_current_for(*, user: User):
     return list(PolicyVersion.objects.raw(_policies_current_for_sql[0], [user.pk]))
 
 
-def data_exports_for(*, customer: Customer, limit: int = 5):
-    from .models import DataExport
-
-    return DataExport.objects.filter(customer=customer).select_related("requested_by").order_by("-created_at", "-pk")[:limit]
-
-
 _privacy_requests_sql: list[str] = []
 # In the models' field order (Model.from_db reads values in that order).
 _EXPORT_FIELDS = ("id", "requested_by_id", "status", "created_at", "expires_at", "size")
@@ -164,8 +158,9 @@ _DELETION_FIELDS = ("id", "status", "created_at", "staff_note")
 
 
 def privacy_requests_for(*, customer: Customer, limit: int = 5) -> tuple[list, object]:
-    """(data_exports_for(customer), deletion_request_open(customer)) for the Privacy page in one statement
-    written once per process, with the fields the page reads (the others load on access)."""
+    """The Privacy page's requests in one statement written once per process: the customer's `limit` latest
+    data exports and its latest deletion request (None), each newest first as the models order them, with the
+    fields the page reads (the others load on access)."""
     from django.core.exceptions import ImproperlyConfigured
     from django.db import connection
 
@@ -212,12 +207,6 @@ def data_export_download(*, user: User, export_id: int):
     if export is None or not export.file:
         raise Http404
     return export
-
-
-def deletion_request_open(*, customer: Customer):
-    from .models import DeletionRequest
-
-    return DeletionRequest.objects.filter(customer=customer).order_by("-created_at", "-pk").first()
 
 
 def social_provider_name(provider_id: str) -> str:
