@@ -92,6 +92,35 @@ def order_list(*, customer: Customer, params: OrderListParams) -> QuerySet[Order
     return orders.order_by(ordering, "-pk")
 
 
+# What the orders table prints of an order and its plan (`order_table`).
+TABLE_FIELDS = ("id", "customer_id", "plan_id", "period_months", "price", "currency", "addons_price", "status", "provisioning",
+                "ip", "expires_at", "cancel_at_period_end", "invoice_id", "paid_at", "plan__name", "plan__name_ru")
+
+
+def order_table(*, customer: Customer, params: OrderListParams) -> QuerySet[Order]:
+    """`order_list` as the orders page reads it: the printed fields only (`TABLE_FIELDS`), and `has_addons`
+    instead of the add-ons' prefetch (`table_addons` reads them for the page's orders that hold any)."""
+    from django.db.models import Exists, OuterRef
+
+    from .models import OrderAddon
+
+    return order_list(customer=customer, params=params).prefetch_related(None).only(*TABLE_FIELDS).annotate(
+        has_addons=Exists(OrderAddon.objects.filter(order=OuterRef("pk"))))
+
+
+def table_addons(orders: list[Order]) -> None:
+    """The add-ons of those `orders` that hold any (`order_table`'s `has_addons`), prefetched as `order_list`
+    prefetches them; no query when none does."""
+    from django.db.models import Prefetch, prefetch_related_objects
+
+    from .models import OrderAddon
+
+    holding = [order for order in orders if order.has_addons]
+    if holding:
+        prefetch_related_objects(holding, Prefetch("addons", queryset=OrderAddon.objects.select_related("addon").order_by(
+            "addon__sort_order", "addon_id")))
+
+
 def status_counts(*, customer: Customer) -> dict[str, int]:
     from django.db.models import Count
 

@@ -26,6 +26,7 @@ from billing.tax import invoice_totals
 from . import pricing, provisioning, selectors
 from .forms import AddonChangeForm, AutoRenewForm, BatchRenewForm, CancelForm, ChangePlanForm, OrderForm, RenewForm
 from .models import Order
+from .templatetags.order_tags import short_date
 from .services import addons as addon_services
 from .services import cancelling, placing, plan_change, renewing
 
@@ -59,11 +60,26 @@ def order_list(request: HttpRequest) -> HttpResponse:
         sort=sort.lstrip("-") if sort.lstrip("-") in selectors.SORTS else "created",
         descending=sort.startswith("-") or sort not in selectors.SORTS,
     )
-    page = Paginator(selectors.order_list(customer=customer, params=params), settings.ORDERS_PAGE_SIZE).get_page(request.GET.get("page"))
-    # (order, days left, renewable, "/ N mo", the checkbox's label): computed here, not per row in the template.
-    rows = [(order, selectors.days_remaining(order), order.status in RENEWABLE_STATUSES, _period_label(order.period_months),
-             _("Select order %(id)s") % {"id": order.pk}) for order in page.object_list]
     counts = selectors.status_counts(customer=customer)
+    paginator = Paginator(selectors.order_table(customer=customer, params=params), settings.ORDERS_PAGE_SIZE)
+    if not params.query.strip().lstrip("#"):  # without a search the status counts give the total: no COUNT query
+        paginator.count = counts.get(params.status, 0) if params.status in Order.Status.values else sum(counts.values())
+    page = paginator.get_page(request.GET.get("page"))
+    orders = list(page.object_list)
+    selectors.table_addons(orders)
+    # (order, days left, renewable, "/ N mo", the checkbox's label, its add-ons' labels, its expiry date): computed
+    # here, not per row in the template; the "N mo" labels once per period length.
+    select_label = _("Select order %(id)s")
+    period_labels: dict[int, str] = {}
+    rows = []
+    for order in orders:
+        months = order.period_months
+        period_label = period_labels.get(months)
+        if period_label is None:
+            period_label = period_labels[months] = _period_label(months)
+        rows.append((order, selectors.days_remaining(order), order.status in RENEWABLE_STATUSES, period_label,
+                     select_label % {"id": order.pk}, [addon.label for addon in order.addons.all()] if order.has_addons else (),
+                     short_date(order.expires_at) if order.expires_at else None))
     return render(request, "orders/order_list.html", {
         "page": page, "rows": rows, "params": params, "sort": sort, "can_pay": _can_pay(request),
         "status_filters": [(value, label, counts[value]) for value, label in Order.Status.choices if counts.get(value)],
