@@ -264,10 +264,11 @@ def _detail_context(request, order: Order) -> dict:
 
     held = addons.held_items(order)
     return {
-        "addons": held, "addons_offered": addons.plan_offers_addons(order.plan),
+        "addons": held,
+        "addons_offered": order.plan_offers_addons if hasattr(order, "plan_offers_addons") else addons.plan_offers_addons(order.plan),
         "extra_ips": extra_addresses(order) if any(item.addon.kind == "ipv4" for item in held) else [],
-        "order": order, "days_left": selectors.days_remaining(order), "events": selectors.order_events(order=order)[:50],
-        "invoices": selectors.order_invoices(order=order)[:20], "can_pay": _can_pay(request),
+        "order": order, "days_left": selectors.days_remaining(order), "events": selectors.page_events(order=order),
+        "invoices": selectors.page_invoices(order=order), "can_pay": _can_pay(request),
         "auto_renew_effective": cancelling.effective_auto_renew(order),
         "auto_renew_form": AutoRenewForm(initial={"auto_renew": {None: "default", True: "on", False: "off"}[order.auto_renew]}),
         "renewable": order.status in renewing.RENEWABLE,
@@ -284,7 +285,7 @@ def _detail_context(request, order: Order) -> dict:
 @customer_view(Area.SERVICES)
 @require_GET
 def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
-    order = selectors.order_get(customer=acting_customer(request), order_id=order_id, with_vm=True)
+    order = selectors.order_page(customer=acting_customer(request), order_id=order_id)
     return render(request, "orders/order_detail.html", _detail_context(request, order))
 
 

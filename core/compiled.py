@@ -1,0 +1,100 @@
+"""Model queries the ORM builds and compiles once per process, then runs with each call's values.
+
+Building and compiling a queryset costs the ORM ~0.3 ms of CPU, plus ~8 us per selected column and
+~0.35 ms per subquery annotation: an order read with its plan, its VM and three subqueries took ~2 ms,
+PostgreSQL ~0.05 ms to answer it. A page that reads the same shape of query on every request can
+declare it once:
+
+    EVENTS = CompiledQuery(lambda order_id: OrderEvent.objects.filter(order_id=order_id)..., order_id=STAND_IN)
+    events = EVENTS(order_id=order.pk)
+
+The ORM builds the queryset with the stand-in values and compiles it (per database connection), the
+SQL is kept, and each call binds its own values and turns the rows into model instances as
+`ModelIterable` does (the ORM's converters, select_related objects, annotations). Stand-ins are
+integers no real row has (`STAND_IN`, `STAND_IN_2`, ...); a stand-in may also appear inside a string
+parameter ("order:<id>", a LIKE pattern), where the value's digits replace it. The values are
+integers too. Only for querysets whose SQL depends on nothing but those values (no `now()`, no
+language), and not for writes.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.db import connections
+from django.db.models import QuerySet
+from django.db.models.query import get_related_populators
+
+STAND_IN = -918273641
+STAND_IN_2 = -918273642
+STAND_IN_3 = -918273643
+
+
+class CompiledQuery:
+    def __init__(self, build: Callable[..., QuerySet], **stand_ins: int):
+        if not stand_ins or any(type(value) is not int for value in stand_ins.values()):
+            raise TypeError("CompiledQuery takes integer stand-ins by name")
+        self._build = build
+        self._stand_ins = stand_ins
+        self._compiled: dict[int, tuple] = {}  # id(connection) -> what `_compile` returns (it holds the connection)
+
+    def _compile(self, connection) -> tuple:
+        queryset = self._build(**self._stand_ins)
+        compiler = queryset.query.get_compiler(using=connection.alias)
+        sql, params = compiler.as_sql()
+        names = {str(value): name for name, value in self._stand_ins.items()}
+        slots, found = [], set()
+        for param in params:
+            if type(param) is int and str(param) in names:
+                slots.append((names[str(param)], None))
+                found.add(names[str(param)])
+            elif isinstance(param, str) and any(text in param for text in names):
+                slots.append((None, param))
+                found.update(name for text, name in names.items() if text in param)
+            else:
+                slots.append(None)
+        if found != set(self._stand_ins):
+            raise ValueError(f"stand-ins not in the compiled query's parameters: {set(self._stand_ins) - found}")
+        klass_info, select = compiler.klass_info, compiler.select
+        model_fields = klass_info["select_fields"]
+        start, end = model_fields[0], model_fields[-1] + 1
+        init_list = [column[0].target.attname for column in select[start:end]]
+        converters = compiler.get_converters([column[0] for column in select[0:compiler.col_count]])
+        populators = get_related_populators(klass_info, select, connection.alias)
+        return (connection, compiler, sql, params, slots, klass_info["model"], start, end, init_list, converters, populators,
+                compiler.annotation_col_map or {})
+
+    def __call__(self, *, using: str = "default", **values: int) -> list:
+        if set(values) != set(self._stand_ins) or any(type(value) is not int for value in values.values()):
+            raise TypeError(f"CompiledQuery needs integer values for {sorted(self._stand_ins)}")
+        connection = connections[using]
+        compiled = self._compiled.get(id(connection))
+        if compiled is None:
+            compiled = self._compiled[id(connection)] = self._compile(connection)
+        (_, compiler, sql, params, slots, model, start, end, init_list, converters, populators, annotations) = compiled
+        texts = {str(self._stand_ins[name]): str(value) for name, value in values.items()}
+        bound = []
+        for param, slot in zip(params, slots):
+            if slot is None:
+                bound.append(param)
+            elif slot[0] is not None:
+                bound.append(values[slot[0]])
+            else:
+                for text, value in texts.items():
+                    param = param.replace(text, value)
+                bound.append(param)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, bound)
+            rows = cursor.fetchall()
+        if compiler.has_extra_select:
+            rows = [row[:compiler.col_count] for row in rows]
+        if converters:
+            rows = compiler.apply_converters(rows, converters)
+        objects = []
+        for row in rows:
+            obj = model.from_db(using, init_list, row[start:end])
+            for populator in populators:
+                populator.populate(row, obj)
+            for name, position in annotations.items():
+                setattr(obj, name, row[position])
+            objects.append(obj)
+        return objects
