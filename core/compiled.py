@@ -14,7 +14,7 @@ SQL is kept, and each call binds its own values and turns the rows into model in
 integers no real row has (`STAND_IN`, `STAND_IN_2`, ...); a stand-in may also appear inside a string
 parameter ("order:<id>", a LIKE pattern), where the value's digits replace it. The values are
 integers too. Only for querysets whose SQL depends on nothing but those values (no `now()`, no
-language), and not for writes.
+language), and not for writes. `CompiledRows` pages such a query for a Paginator.
 """
 from __future__ import annotations
 
@@ -60,17 +60,26 @@ class CompiledQuery:
         init_list = [column[0].target.attname for column in select[start:end]]
         converters = compiler.get_converters([column[0] for column in select[0:compiler.col_count]])
         populators = get_related_populators(klass_info, select, connection.alias)
+        sliced = queryset.query.low_mark != 0 or queryset.query.high_mark is not None
         return (connection, compiler, sql, params, slots, klass_info["model"], start, end, init_list, converters, populators,
-                compiler.annotation_col_map or {})
+                compiler.annotation_col_map or {}, sliced)
 
     def __call__(self, *, using: str = "default", **values: int) -> list:
+        return self.rows(0, None, using=using, **values)
+
+    def rows(self, start: int, stop: int | None, *, using: str = "default", **values: int) -> list:
+        """The rows [start:stop] (LIMIT and OFFSET added to the SQL: for querysets compiled unsliced)."""
         if set(values) != set(self._stand_ins) or any(type(value) is not int for value in values.values()):
             raise TypeError(f"CompiledQuery needs integer values for {sorted(self._stand_ins)}")
         connection = connections[using]
         compiled = self._compiled.get(id(connection))
         if compiled is None:
             compiled = self._compiled[id(connection)] = self._compile(connection)
-        (_, compiler, sql, params, slots, model, start, end, init_list, converters, populators, annotations) = compiled
+        (_, compiler, sql, params, slots, model, first, end, init_list, converters, populators, annotations, sliced) = compiled
+        if start or stop is not None:
+            if sliced:
+                raise ValueError("rows(start, stop) of a query compiled with a slice")
+            sql = f"{sql} LIMIT {int(stop) - int(start)} OFFSET {int(start)}" if stop is not None else f"{sql} OFFSET {int(start)}"
         texts = {str(self._stand_ins[name]): str(value) for name, value in values.items()}
         bound = []
         for param, slot in zip(params, slots):
@@ -91,10 +100,22 @@ class CompiledQuery:
             rows = compiler.apply_converters(rows, converters)
         objects = []
         for row in rows:
-            obj = model.from_db(using, init_list, row[start:end])
+            obj = model.from_db(using, init_list, row[first:end])
             for populator in populators:
                 populator.populate(row, obj)
             for name, position in annotations.items():
                 setattr(obj, name, row[position])
             objects.append(obj)
         return objects
+
+
+class CompiledRows:
+    """A compiled query's rows for a Paginator whose count is known (`paginator.count` set): slices run it."""
+
+    def __init__(self, query: CompiledQuery, **values: int):
+        self._query, self._values = query, values
+
+    def __getitem__(self, index):
+        if not isinstance(index, slice) or index.step is not None:
+            raise TypeError("CompiledRows takes slices")
+        return self._query.rows(index.start or 0, index.stop, **self._values)

@@ -19,7 +19,7 @@ from billing.rates import RateError, RateTable
 from billing.selectors import balance_of, enabled_currencies, tax_for
 from billing.tax import NO_TAX, TaxDecision, TaxNotConfigured, invoice_totals
 from core.calendar import provider_today
-from core.compiled import STAND_IN, STAND_IN_2, CompiledQuery
+from core.compiled import STAND_IN, STAND_IN_2, CompiledQuery, CompiledRows
 
 from . import pricing
 from .services import renewal_batch
@@ -151,6 +151,22 @@ def order_table(*, customer: Customer, params: OrderListParams) -> QuerySet[Orde
 
     return order_list(customer=customer, params=params).prefetch_related(None).only(*TABLE_FIELDS).annotate(
         has_addons=Exists(OrderAddon.objects.filter(order=OuterRef("pk"))))
+
+
+_TABLE_QUERIES: dict[tuple[str, bool, str], CompiledQuery] = {}
+
+
+def order_table_rows(*, customer: Customer, params: OrderListParams) -> CompiledRows:
+    """`order_table`'s rows without a search (`params.query` is ignored) for a Paginator whose count is set:
+    compiled once per sort, direction and status filter (core.compiled)."""
+    status = params.status if params.status in Order.Status.values else ""
+    key = (SORTS.get(params.sort, "created_at"), params.descending, status)
+    query = _TABLE_QUERIES.get(key)
+    if query is None:
+        shape = OrderListParams(status=status, sort=params.sort, descending=params.descending)
+        query = _TABLE_QUERIES[key] = CompiledQuery(
+            lambda customer_id: order_table(customer=Customer(pk=customer_id), params=shape), customer_id=STAND_IN)
+    return CompiledRows(query, customer_id=customer.pk)
 
 
 def table_addons(orders: list[Order]) -> None:

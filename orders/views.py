@@ -61,8 +61,10 @@ def order_list(request: HttpRequest) -> HttpResponse:
         descending=sort.startswith("-") or sort not in selectors.SORTS,
     )
     counts = selectors.status_counts(customer=customer)
-    paginator = Paginator(selectors.order_table(customer=customer, params=params), settings.ORDERS_PAGE_SIZE)
-    if not params.query.strip().lstrip("#"):  # without a search the status counts give the total: no COUNT query
+    if params.query.strip().lstrip("#"):
+        paginator = Paginator(selectors.order_table(customer=customer, params=params), settings.ORDERS_PAGE_SIZE)
+    else:  # without a search the status counts give the total (no COUNT query), and the rows' query is compiled once
+        paginator = Paginator(selectors.order_table_rows(customer=customer, params=params), settings.ORDERS_PAGE_SIZE)
         paginator.count = counts.get(params.status, 0) if params.status in Order.Status.values else sum(counts.values())
     page = paginator.get_page(request.GET.get("page"))
     orders = list(page.object_list)
