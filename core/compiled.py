@@ -10,7 +10,8 @@ declare it once:
 
 The ORM builds the queryset with the stand-in values and compiles it (per database connection), the
 SQL is kept, and each call binds its own values and turns the rows into model instances as
-`ModelIterable` does (the ORM's converters, select_related objects, annotations). Stand-ins are
+`ModelIterable` does (the ORM's converters, select_related objects, annotations), or, for a
+`values_list()` queryset, into tuples. Stand-ins are
 integers no real row has (`STAND_IN`, `STAND_IN_2`, ...); a stand-in may also appear inside a string
 parameter ("order:<id>", a LIKE pattern), where the value's digits replace it. The values are
 integers too. Only for querysets whose SQL depends on nothing but those values (no `now()`, no
@@ -22,7 +23,7 @@ from collections.abc import Callable
 
 from django.db import connections
 from django.db.models import QuerySet
-from django.db.models.query import get_related_populators
+from django.db.models.query import ModelIterable, ValuesListIterable, get_related_populators
 
 STAND_IN = -918273641
 STAND_IN_2 = -918273642
@@ -55,14 +56,22 @@ class CompiledQuery:
         if found != set(self._stand_ins):
             raise ValueError(f"stand-ins not in the compiled query's parameters: {set(self._stand_ins) - found}")
         klass_info, select = compiler.klass_info, compiler.select
-        model_fields = klass_info["select_fields"]
-        start, end = model_fields[0], model_fields[-1] + 1
-        init_list = [column[0].target.attname for column in select[start:end]]
         converters = compiler.get_converters([column[0] for column in select[0:compiler.col_count]])
-        populators = get_related_populators(klass_info, select, connection.alias)
+        if queryset._iterable_class not in (ModelIterable, ValuesListIterable):
+            raise TypeError("CompiledQuery reads model instances or values_list() tuples")
+        if queryset._iterable_class is ValuesListIterable:  # values_list(): the rows are tuples
+            selected = [*queryset.query.extra_select, *queryset.query.values_select, *queryset.query.annotation_select]
+            if queryset._fields and list(queryset._fields) != selected:
+                raise ValueError(f"values_list{queryset._fields}: name the fields in the order they are selected ({selected})")
+            start = end = init_list = populators = None
+        else:
+            model_fields = klass_info["select_fields"]
+            start, end = model_fields[0], model_fields[-1] + 1
+            init_list = [column[0].target.attname for column in select[start:end]]
+            populators = get_related_populators(klass_info, select, connection.alias)
         sliced = queryset.query.low_mark != 0 or queryset.query.high_mark is not None
-        return (connection, compiler, sql, params, slots, klass_info["model"], start, end, init_list, converters, populators,
-                compiler.annotation_col_map or {}, sliced)
+        return (connection, compiler, sql, params, slots, None if init_list is None else klass_info["model"], start, end,
+                init_list, converters, populators, compiler.annotation_col_map or {}, sliced)
 
     def __call__(self, *, using: str = "default", **values: int) -> list:
         return self.rows(0, None, using=using, **values)
@@ -98,6 +107,8 @@ class CompiledQuery:
             rows = [row[:compiler.col_count] for row in rows]
         if converters:
             rows = compiler.apply_converters(rows, converters)
+        if model is None:
+            return [tuple(row) for row in rows]
         objects = []
         for row in rows:
             obj = model.from_db(using, init_list, row[first:end])

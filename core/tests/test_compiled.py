@@ -46,3 +46,14 @@ def test_stand_ins_must_be_integers_found_in_the_query_and_values_given_for_each
         query(group_id=1)
     with pytest.raises(TypeError):
         query(group_id="1", content_type_id=2)
+
+
+def test_a_values_list_query_gives_tuples():
+    query = CompiledQuery(lambda group_id: Group.objects.filter(pk=group_id).values_list("name", "pk"), group_id=STAND_IN)
+    group = Group.objects.create(name="g")
+    assert query(group_id=group.pk) == [("g", group.pk)] and query(group_id=-5) == []
+    with pytest.raises(TypeError):
+        CompiledQuery(lambda group_id: Group.objects.filter(pk=group_id).values("name"), group_id=STAND_IN)(group_id=1)
+    with pytest.raises(ValueError, match="order"):
+        CompiledQuery(lambda group_id: Group.objects.filter(pk=group_id).annotate(n=Count("permissions")).values_list("n", "name"),
+                      group_id=STAND_IN)(group_id=1)
