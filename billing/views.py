@@ -17,7 +17,7 @@ from core.keyset import Cursor
 
 from . import hooks, selectors
 from .forms import CurrencyChangeForm, DocumentFilterForm, InvoicePayerForm, PayerForm, TopUpForm
-from .models import Invoice, Payer
+from .models import Invoice, Payer, Payment
 from .money import format_money
 from .rates import RateTable
 from .services import (
@@ -25,6 +25,7 @@ from .services import (
     payers as payer_services,
 )
 from .services.errors import PaymentBlocked, blockers_need_profile
+from .templatetags.billing_tags import sort_link
 
 PAGE_SIZE = 20
 
@@ -48,6 +49,10 @@ def _balance_context(request, customer, form=None):
         "movements": selectors.balance_history(customer=customer, cursor=Cursor.from_query(request.GET), size=PAGE_SIZE,
                                                direction=direction, query=request.GET),
         "direction": direction,
+        # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
+        "msg": {"account_currency": _("In the account currency (%(code)s)"),
+                "stale_rates": _("Exchange rates for %(codes)s are out of date; payments in them resume after the next update."),
+                "rate": _("Rate: 1 %(a)s = %(r)s %(b)s")},
     }
 
 
@@ -121,7 +126,9 @@ def invoice_list(request):
     sort = request.GET.get("sort", "-date")
     search = request.GET.get("q", "")[:100]
     page = _page(request, selectors.invoice_list(customer=customer, status=status, sort=sort, search=search))
-    return render(request, "billing/invoice_list.html", {"page": page, "status": status, "sort": sort, "q": search})
+    return render(request, "billing/invoice_list.html", {"page": page, "status": status, "sort": sort, "q": search,
+                                                         "sort_links": {field: sort_link({"request": request}, field)
+                                                                        for field in ("number", "date", "total", "status")}})
 
 
 @customer_view(Area.BILLING)
@@ -134,7 +141,11 @@ def invoice_detail(request, invoice_id):
     invoice.customer = customer
     balance = selectors.balance_of(customer)
     context = {"invoice": invoice, "balance": balance, "customer": customer,
-               "payments": invoice.payments.all(), "credit_notes": invoice.credit_notes.all()}
+               "payments": invoice.payments.all(), "credit_notes": invoice.credit_notes.all(),
+               # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
+               "msg": {"invoice": _("Invoice %(n)s"), "credit_note": _("Credit note %(n)s"),
+                       "apply": _("Apply %(a)s from balance"), "top_up_difference": _("Top up the difference (%(d)s)"),
+                       "paid_on": _("Paid on %(d)s.")}}
     if invoice.is_open:
         context["blockers"] = selectors.invoice_payment_blockers(invoice)
         context["profile_incomplete"] = blockers_need_profile(context["blockers"])
@@ -266,8 +277,9 @@ def invoice_payer(request, invoice_id):
 @require_GET
 def payment_list(request):
     customer = acting_customer(request)
-    page = _page(request, selectors.payments_for(customer))
-    return render(request, "billing/payment_list.html", {"page": page, "in_progress": hooks.payments_in_progress(customer)})
+    page = _page(request, selectors.payment_rows(customer))
+    return render(request, "billing/payment_list.html", {"page": page, "in_progress": hooks.payments_in_progress(customer),
+                                                         "status_labels": {value: str(label) for value, label in Payment.Status.choices}})
 
 
 @customer_view(Area.BILLING)
@@ -282,7 +294,7 @@ def payment_detail(request, payment_id):
 def expense_list(request):
     page = selectors.expense_history(customer=acting_customer(request), cursor=Cursor.from_query(request.GET), size=PAGE_SIZE,
                                      query=request.GET)
-    return render(request, "billing/expense_list.html", {"page": page})
+    return render(request, "billing/expense_list.html", {"page": page, "msg": {"payment": _("Payment #%(id)s (%(m)s)")}})
 
 
 # --- payers ------------------------------------------------------------------------------------
@@ -384,6 +396,10 @@ def documents(request):
         "form": form, "page": _page(request, rows), "contract": version,
         "contract_rows": [{**row, "details": selectors.payer_details(row["payer"])}
                           for row in selectors.contract_status(customer, version, payers)],
+        # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
+        "msg": {"contract_title": _("%(title)s, version %(v)s"), "in_force_since": _("In force since %(d)s"),
+                "accepted_from": _("%(d)s from %(ip)s"), "to_invoice": _("to invoice %(n)s"),
+                "agreement": _("Agreement v%(v)s")},
     })
 
 

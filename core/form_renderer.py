@@ -23,8 +23,9 @@ _OPTION = "django/forms/widgets/select_option.html"
 _TEXTAREA = "django/forms/widgets/textarea.html"
 
 
-def _escape(value) -> str:
-    """`{{ value }}` / `{{ value|stringformat:'s' }}` in a Django template: conditional_escape of str(value)."""
+def escape(value) -> str:
+    """`{{ value }}` / `{{ value|stringformat:'s' }}` in a Django template: conditional_escape of str(value),
+    without building a SafeString per call."""
     if isinstance(value, Promise):
         value = str(value)
     if hasattr(value, "__html__"):
@@ -34,26 +35,26 @@ def _escape(value) -> str:
 
 def attrs_html(attrs: dict) -> str:
     """django/forms/widgets/attrs.html."""
-    return "".join(f" {_escape(name)}" if value is True else f' {_escape(name)}="{_escape(value)}"'
+    return "".join(f" {escape(name)}" if value is True else f' {escape(name)}="{escape(value)}"'
                    for name, value in attrs.items() if value is not False)
 
 
 def _input(widget: dict) -> str:
     value = widget["value"]
-    value = "" if value is None else f' value="{_escape(value)}"'
-    return f'<input type="{_escape(widget["type"])}" name="{_escape(widget["name"])}"{value}{attrs_html(widget["attrs"])}>'
+    value = "" if value is None else f' value="{escape(value)}"'
+    return f'<input type="{escape(widget["type"])}" name="{escape(widget["name"])}"{value}{attrs_html(widget["attrs"])}>'
 
 
 def _select(widget: dict) -> str | None:
-    parts = [f'<select name="{_escape(widget["name"])}"{attrs_html(widget["attrs"])}>']
+    parts = [f'<select name="{escape(widget["name"])}"{attrs_html(widget["attrs"])}>']
     for group_name, group_choices, _index in widget["optgroups"]:
         if group_name:
-            parts.append(f'\n  <optgroup label="{_escape(group_name)}">')
+            parts.append(f'\n  <optgroup label="{escape(group_name)}">')
         for option in group_choices:
             if option["template_name"] != _OPTION:
                 return None
-            parts.append(f'\n  <option value="{_escape(option["value"])}"{attrs_html(option["attrs"])}>'
-                         f'{_escape(option["label"])}</option>\n')  # select_option.html's own newline
+            parts.append(f'\n  <option value="{escape(option["value"])}"{attrs_html(option["attrs"])}>'
+                         f'{escape(option["label"])}</option>\n')  # select_option.html's own newline
         if group_name:
             parts.append("\n  </optgroup>")
     parts.append("\n</select>")
@@ -62,8 +63,8 @@ def _select(widget: dict) -> str | None:
 
 def _textarea(widget: dict) -> str:
     value = widget["value"]
-    return (f'<textarea name="{_escape(widget["name"])}"{attrs_html(widget["attrs"])}>\n'
-            f'{_escape(value) if value else ""}</textarea>')
+    return (f'<textarea name="{escape(widget["name"])}"{attrs_html(widget["attrs"])}>\n'
+            f'{escape(value) if value else ""}</textarea>')
 
 
 class PlainWidgetRenderer(DjangoTemplates):

@@ -17,7 +17,8 @@ matters for output:
 - every filter of the Django template libraries (`money`, `link`, `date`, `localized`, ...) is
   available under its own name unless Jinja2 has a builtin of that name (`default`, `length`, ...;
   Jinja's own semantics then apply); filters that expect local time or the autoescape flag get them;
-- `_`, `gettext`, `ngettext`, `pgettext` are Django's (the active language), `url(name, *args)` is
+- `_`, `gettext`, `ngettext`, `pgettext` are Django's (the active language), filled in like
+  `{% blocktranslate %}`: `_("Page %(n)s of %(total)s", n=n, total=t)` escapes the values, not the message; `url(name, *args)` is
   `reverse` (cached), `static(path)` is the static files storage's URL, `csrf_input(csrf_token)` writes the
   form's hidden CSRF field, `localtime()` is the time in the active zone, `django_include(name)` renders
   a shared Django partial (pagination).
@@ -42,20 +43,55 @@ from core.links import link_for
 register = template.Library()
 
 
+def _printed(value) -> str:
+    """A value as Django's `{{ value }}` prints it, before escaping: local time, then localized (Russian
+    decimals take a comma), then `str()` (an object whose str() is safe HTML stays safe)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime.datetime):
+        value = template_localtime(value)
+    return str(formats.localize(value, use_l10n=True))
+
+
+def _html(value) -> Markup:
+    """Printed and escaped as Django escapes (`&#x27;`, `&quot;`, where markupsafe writes `&#39;`, `&#34;`)."""
+    if not hasattr(value, "__html__"):
+        value = _printed(value)
+    return Markup(value.__html__() if hasattr(value, "__html__") else html.escape(value))
+
+
 @jinja2.pass_eval_context
 def _finalize(eval_ctx, value):
-    """`{{ value }}` as Django prints it: local time, then localized (Russian decimals take a comma), then
-    `str()` — an object whose str() is safe HTML (a flash message of safe text) stays unescaped — and
-    escaped as Django escapes (`&#x27;`, `&quot;`, where markupsafe writes `&#39;`, `&#34;`)."""
-    if hasattr(value, "__html__") or value.__class__ is int:
+    """`{{ value }}` as Django prints it (see `_html`)."""
+    if value.__class__ is int:
         return value  # ints print the same localized unless thousands are separated (checked below)
-    if not isinstance(value, str):
-        if isinstance(value, datetime.datetime):
-            value = template_localtime(value)
-        value = str(formats.localize(value, use_l10n=True))
-        if hasattr(value, "__html__"):
-            return value
-    return Markup(html.escape(value)) if eval_ctx.autoescape else value
+    return _html(value) if eval_ctx.autoescape else _printed(value)
+
+
+def _translated(message: str, variables: dict) -> Markup:
+    """A translated message filled in as `{% blocktranslate %}` does: the message as it is, its values
+    printed and escaped; without values it is not %-formatted (a literal "%" stays)."""
+    if not variables:
+        return Markup(message)
+    return Markup(message % {name: _html(value) for name, value in variables.items()})
+
+
+def _gettext(message, **variables):
+    return _translated(translation.gettext(message), variables)
+
+
+def _ngettext(singular, plural, number, **variables):
+    variables.setdefault("num", number)
+    return _translated(translation.ngettext(singular, plural, number), variables)
+
+
+def _pgettext(context, message, **variables):
+    return _translated(translation.pgettext(context, message), variables)
+
+
+def _npgettext(context, singular, plural, number, **variables):
+    variables.setdefault("num", number)
+    return _translated(translation.npgettext(context, singular, plural, number), variables)
 
 
 def _django_filter(func):
@@ -124,8 +160,10 @@ def environment(**options) -> jinja2.Environment:
         raise NotImplementedError("core.jinja._finalize prints ints unlocalized: add the thousands separator there")
     options.setdefault("autoescape", True)
     env = jinja2.Environment(extensions=["jinja2.ext.i18n"], finalize=_finalize, **options)
-    env.install_gettext_callables(translation.gettext, translation.ngettext, newstyle=True,
-                                  pgettext=translation.pgettext, npgettext=translation.npgettext)
+    # The i18n extension gives `extract_translations` (scripts/makemessages.py); the callables are ours,
+    # filled in and escaped as Django's blocktranslate does (called with keyword values, as newstyle's are).
+    env.newstyle_gettext = True
+    env.globals.update(_=_gettext, gettext=_gettext, ngettext=_ngettext, pgettext=_pgettext, npgettext=_npgettext)
     env.filters.update(_django_filters(set(env.filters)))
     env.globals.update(url=url, static=static, localtime=timezone.localtime, csrf_input=csrf_input,
                        django_include=django_include)

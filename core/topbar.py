@@ -17,12 +17,14 @@ are pinned on the uncached path).
 """
 import uuid
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils.translation import get_language
 
+T = TypeVar("T")
 _providers: dict[str, Callable] = {}
 _PREFIX = "topbar"
 _EVERYONE = f"{_PREFIX}:v:all"
@@ -48,23 +50,39 @@ def collect_topbar(request, customer) -> dict:
         return cached
     user = request.user
     key = f"{_PREFIX}:u:{user.pk}:{getattr(user, 'role', '')}:{get_language()}:{customer.pk}:{customer.currency}"
-    tokens_keys = [_token_key(customer.pk), _EVERYONE]
+    cached = request._topbar_cache = _under_tokens(key, customer.pk, lambda: _compute(request, customer), seconds)
+    return cached
+
+
+def cached_for_customer(customer_id: int, name: str, compute: Callable[[], T]) -> T:
+    """`compute()` kept in the cache under this customer's top-bar tokens: computed again after anything
+    that calls `topbar_changed` for the customer (every move of its balance, unread counts, policies) or
+    `topbar_changed_all`. Only for values that change no other way; `name` carries whatever else they
+    depend on (time zone, month, language)."""
+    seconds = getattr(settings, "TOPBAR_CACHE_SECONDS", 0)
+    if not seconds:
+        return compute()
+    return _under_tokens(f"{_PREFIX}:c:{customer_id}:{name}", customer_id, compute, seconds)
+
+
+def _under_tokens(key: str, customer_id: int, compute: Callable[[], T], seconds: int) -> T:
+    """The entry at `key` while the customer's and everyone's tokens are the ones it was computed under
+    (one cache round trip), else `compute()` stored under the current tokens."""
+    tokens_keys = [_token_key(customer_id), _EVERYONE]
     found = cache.get_many([key, *tokens_keys])
     tokens = tuple(found.get(k) for k in tokens_keys)
     entry = found.get(key)
     if entry is not None and None not in tokens and entry[0] == tokens:
-        cached = entry[1]
+        return entry[1]
+    value = compute()
+    if None in tokens:
+        # A token is missing (first page, or evicted): create it; the next page caches under it.
+        for token_key, token in zip(tokens_keys, tokens):
+            if token is None:
+                cache.add(token_key, uuid.uuid4().hex, _token_seconds(seconds))
     else:
-        cached = _compute(request, customer)
-        if None in tokens:
-            # A token is missing (first page, or evicted): create it; the next page caches under it.
-            for token_key, token in zip(tokens_keys, tokens):
-                if token is None:
-                    cache.add(token_key, uuid.uuid4().hex, _token_seconds(seconds))
-        else:
-            cache.set(key, (tokens, cached), seconds)
-    request._topbar_cache = cached
-    return cached
+        cache.set(key, (tokens, value), seconds)
+    return value
 
 
 def _compute(request, customer) -> dict:

@@ -5,22 +5,12 @@ Django renders every <option> of a Select through two template includes (`select
 `LongSelect` writes the same markup with string formatting: no option dicts (`optgroups`), no
 `format_html`/`flatatt` per option (the only option attribute a Select sets is `selected`).
 """
-import html
-
 from django import forms
 from django.forms.utils import flatatt
-from django.utils.functional import Promise
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-
-def _escape(text) -> str:
-    """`conditional_escape` without building a SafeString per call."""
-    if isinstance(text, Promise):
-        text = str(text)
-    if hasattr(text, "__html__"):
-        return text.__html__()
-    return html.escape(str(text))
+from core.form_renderer import escape as _escape
 
 
 class LongSelect(forms.Select):

@@ -390,11 +390,6 @@ def _due_orders(queryset: QuerySet[Order]) -> list[_DueOrder]:
     return orders
 
 
-def _renewal_moment(expires_at: dt.datetime, now: dt.datetime) -> dt.datetime:
-    """The job renews an order ORDERS_RENEW_HOURS_BEFORE_EXPIRY before it expires (or at its next run)."""
-    return max(now, expires_at - dt.timedelta(hours=settings.ORDERS_RENEW_HOURS_BEFORE_EXPIRY))
-
-
 def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days: int = FORECAST_DAYS,
                      currencies: list[Currency] | None = None, balance: Decimal | None = None,
                      shown: int | None = None) -> RenewalForecast:
@@ -433,42 +428,61 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     # Two walks in date order: `running`/`cap_left` replay the job (it leaves an unaffordable renewal
     # unpaid and keeps the balance for the next one); `topped_up`/`topped_cap` replay it after the
     # customer added the shortfall, so leftover balance is not counted against several renewals.
+    # Hundreds of orders may be due: a row object only for the `shown` ones, the provider's month of a
+    # renewal from the month bounds (not a time-zone conversion per order).
     running, topped_up, topped_cap = balance, balance, dict(cap_left)
     prices: dict[tuple, tuple] = {}  # many orders share a price: (amount, currency, in account currency, error)
+    # The job renews an order ORDERS_RENEW_HOURS_BEFORE_EXPIRY before it expires (or at its next run).
+    lead = dt.timedelta(hours=settings.ORDERS_RENEW_HOURS_BEFORE_EXPIRY)
+    month_cap = autopay.monthly_limit if autopay_on else ZERO
+    month_start = month_end = month = None
     for index, order in enumerate(orders):
-        row = ForecastRow(order_id=order.pk, plan_name=order.plan_name,
-                          renews_at=_renewal_moment(order.expires_at, now), amount=ZERO,
-                          currency=order.currency, amount_in_account_currency=None)
-        if index < shown:
-            forecast.rows.append(row)
-        else:
-            forecast.more_count += 1
+        renews_at = order.expires_at - lead
+        if renews_at < now:
+            renews_at = now
         if order.pk in pending_invoices:
-            _forecast_price(row, order, pending_invoices, scheduled_prices, tax, table, currency)
+            amount, row_currency, in_account, error = _forecast_price(order, pending_invoices, scheduled_prices, tax,
+                                                                      table, currency)
         else:
             key = (order.price, order.addons_price, order.currency, order.period_months, order.scheduled_plan_id)
             priced = prices.get(key)
             if priced is None:
-                _forecast_price(row, order, pending_invoices, scheduled_prices, tax, table, currency)
-                priced = prices[key] = (row.amount, row.currency, row.amount_in_account_currency, row.error)
-            row.amount, row.currency, row.amount_in_account_currency, row.error = priced
-        if row.error:
+                priced = prices[key] = _forecast_price(order, pending_invoices, scheduled_prices, tax, table, currency)
+            amount, row_currency, in_account, error = priced
+        row = None
+        if index < shown:
+            row = ForecastRow(order_id=order.pk, plan_name=order.plan_name, renews_at=renews_at, amount=amount,
+                              currency=row_currency, amount_in_account_currency=in_account, error=error)
+            forecast.rows.append(row)
+        else:
+            forecast.more_count += 1
+        if error:
             forecast.uncovered += 1
             continue
-        needed = row.amount_in_account_currency
-        forecast.total += needed
-        if index >= shown:
-            forecast.more_total += needed
-        month = provider_today(row.renews_at)
-        month_cap = autopay.monthly_limit if autopay_on else ZERO
-        row.covered_by, running = _cover(needed, running, cap_left, (month.year, month.month), month_cap)
-        if not row.covered_by:
+        forecast.total += in_account
+        if row is None:
+            forecast.more_total += in_account
+        if month is None or not month_start <= renews_at < month_end:
+            month_start, month_end = _provider_month(renews_at)
+            month = (month_start.year, month_start.month)
+        covered_by, running = _cover(in_account, running, cap_left, month, month_cap)
+        if row is not None:
+            row.covered_by = covered_by
+        if not covered_by:
             forecast.uncovered += 1
-        covered, topped_up = _cover(needed, topped_up, topped_cap, (month.year, month.month), month_cap)
+        covered, topped_up = _cover(in_account, topped_up, topped_cap, month, month_cap)
         if not covered:
-            forecast.shortfall += needed - max(topped_up, ZERO)
+            forecast.shortfall += in_account - max(topped_up, ZERO)
             topped_up = ZERO
     return forecast
+
+
+def _provider_month(moment: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The start of the provider's calendar month of `moment` (core.calendar) and of the next month."""
+    day = provider_today(moment)
+    zone = timezone.get_default_timezone()
+    following = dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    return (dt.datetime(day.year, day.month, 1, tzinfo=zone), dt.datetime(following.year, following.month, 1, tzinfo=zone))
 
 
 def _cover(needed: Decimal, balance: Decimal, cap_left: dict, month: tuple[int, int], month_cap: Decimal) -> tuple[str, Decimal]:
@@ -485,26 +499,25 @@ def _cover(needed: Decimal, balance: Decimal, cap_left: dict, month: tuple[int, 
     return "", balance
 
 
-def _forecast_price(row: ForecastRow, order: "_DueOrder", pending_invoices: dict, scheduled_prices: dict, tax: TaxDecision,
-                    table: RateTable, account_currency: str) -> None:
-    """Set the row's amount (its currency and the account currency's), or its error: what the job's
-    renewal invoice will ask for (`pricing.renewal_amount` + `billing.tax.invoice_totals`)."""
+def _forecast_price(order: "_DueOrder", pending_invoices: dict, scheduled_prices: dict, tax: TaxDecision,
+                    table: RateTable, account_currency: str) -> tuple[Decimal, str, Decimal | None, str]:
+    """(amount, its currency, the amount in the account currency or None, error): what the job's renewal
+    invoice will ask for (`pricing.renewal_amount` + `billing.tax.invoice_totals`), or why it cannot be priced."""
     invoice = pending_invoices.get(order.pk)
     if invoice is not None:
-        row.amount, row.currency = invoice["total"] - invoice["amount_paid"], invoice["currency"]
+        amount, currency = invoice["total"] - invoice["amount_paid"], invoice["currency"]
     else:
+        currency = order.currency
         try:
             subtotal = pricing.renewal_amount(order, prices=scheduled_prices.get(order.scheduled_plan_id, []), table=table)
         except (ValidationError, RateError) as error:
-            row.error = error.messages[0]
-            return
-        row.amount = invoice_totals(subtotal=subtotal, tax=tax, currency=order.currency).total
+            return ZERO, currency, None, error.messages[0]
+        amount = invoice_totals(subtotal=subtotal, tax=tax, currency=currency).total
     try:
-        quote = table.quote(row.currency, account_currency)
+        quote = table.quote(currency, account_currency)
     except RateError as error:
-        row.error = error.messages[0]
-        return
-    row.amount_in_account_currency = row.amount if row.currency == account_currency else quantize(row.amount * quote.rate, account_currency)
+        return amount, currency, None, error.messages[0]
+    return amount, currency, (amount if currency == account_currency else quantize(amount * quote.rate, account_currency)), ""
 
 
 def _scheduled_plan_prices(orders: list[_DueOrder]) -> dict[int, list[PlanPrice]]:

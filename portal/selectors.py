@@ -17,6 +17,7 @@ from accounts.selectors import customer_owners
 from billing.models import Currency, Invoice, LedgerAccount, LedgerEntry
 from billing.rates import is_stale, rate_published_at
 from billing.selectors import balance_of, enabled_currencies, equivalents, invoices_for
+from core.topbar import cached_for_customer
 from notifications.selectors import inbox_for
 from orders.models import Order
 from orders.selectors import days_remaining, orders_for, renewal_forecast
@@ -94,9 +95,16 @@ def dashboard_data(*, customer: Customer, user: User, now: dt.datetime | None = 
         data["unpaid_invoices"] = list(unpaid.order_by("issued_at", "pk")[:DASHBOARD_LIST_SIZE])
         data["unpaid_summary"] = list(unpaid.values("currency").annotate(
             count=Count("pk"), due=Sum(F("total") - F("amount_paid"))).order_by("currency"))
-        data["spending"] = spending_by_month(customer=customer, now=now)
+        # Only an invoice being paid changes it (a refunded one still counts), and paying moves the
+        # balance, which replaces the tokens.
+        local_now = timezone.localtime(now)
+        data["spending"] = cached_for_customer(
+            customer.pk, f"spending:{customer.currency}:{local_now.tzinfo}:{local_now:%Y-%m}",
+            lambda: spending_by_month(customer=customer, now=now))
         data["forecast"] = renewal_forecast(customer=customer, now=now, currencies=currencies, balance=balance)
     if can[Area.SERVICES]:
+        # The soonest few, and the number of all live services in a query of its own: a window count in the
+        # list's query made PostgreSQL join and sort every live service (6.7 ms against 0.8 for the two).
         live = orders_for(customer).filter(status__in=LIVE_SERVICE_STATUSES)
         services = list(live.select_related("plan").order_by(F("expires_at").asc(nulls_last=True), "pk")[:DASHBOARD_LIST_SIZE])
         for order in services:
@@ -105,7 +113,7 @@ def dashboard_data(*, customer: Customer, user: User, now: dt.datetime | None = 
         data["services_count"] = live.count()
     if can[Area.TICKETS]:
         open_tickets = tickets_for(customer=customer, status="open")
-        data["tickets"] = list(open_tickets.select_related("department")[:DASHBOARD_LIST_SIZE])
+        data["tickets"] = list(open_tickets.select_related(None)[:DASHBOARD_LIST_SIZE])  # subject and status: no joins
     data["notifications"] = list(inbox_for(customer, user=user).order_by("-created_at", "-pk")[:DASHBOARD_LIST_SIZE])
     return data
 

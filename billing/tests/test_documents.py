@@ -158,3 +158,27 @@ def test_documents_and_payers_pages_in_russian(currencies, client_in, customer, 
     assert "Принимаю" in documents and "Все документы" in documents
     payers = client_in.get(reverse("billing:payers")).content.decode()
     assert "Ожидает проверки" in payers and "По умолчанию · из профиля" in payers
+
+
+@pytest.mark.django_db
+def test_documents_for_runs_the_compiled_union_with_each_call_s_customer_and_dates(currencies, contract):
+    """documents_for compiles the UNION once per filter shape: every shape, for two customers, gives the rows
+    the ORM gives for the same filters, in the same order."""
+    from billing.selectors import _documents_union, documents_for
+    from billing.services.acts import month_bounds
+
+    customers = [UserFactory().customer, UserFactory().customer]
+    for customer in customers:
+        _make_documents(customer, 40)
+    april, june = dt.date(1910, 4, 1), dt.date(1930, 6, 1)
+    for customer in customers * 2:
+        for doc_type in ("", "invoice", "act", "contract"):
+            for date_from, date_to in ((None, None), (april, None), (None, june), (april, june)):
+                start = month_bounds(date_from)[0] if date_from else None
+                end = month_bounds(date_to)[1] if date_to else None
+                expected = list(_documents_union(customer_id=customer.pk, doc_type=doc_type, start=start, end=end)
+                                .order_by("-doc_date", "-doc_id"))
+                rows = documents_for(customer=customer, doc_type=doc_type, date_from=date_from, date_to=date_to)
+                assert rows.count() == len(expected) and rows[0:7] == expected[:7] and list(rows) == expected
+                assert rows[5:9] == expected[5:9]
+    assert documents_for(customer=customers[0], date_from=april, date_to=june).count() < documents_for(customer=customers[0]).count()

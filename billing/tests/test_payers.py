@@ -3,7 +3,8 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from accounts.models import ActivityEvent
+from accounts.models import ActivityEvent, Customer
+from accounts.selectors import payment_blockers
 from accounts.tests.factories import StaffUserFactory, UserFactory
 from billing.models import Invoice, Payer
 from billing.selectors import payer_choices, payer_details
@@ -41,6 +42,19 @@ def test_profile_payer_mirrors_the_profile_and_is_created_once(currencies, custo
     customer.save()
     details = payer_details(Payer.objects.get(pk=profile.pk))
     assert "Hamburg" in details.address and details.name == owner.get_full_name() and not details.is_company
+
+
+@pytest.mark.django_db
+def test_payer_choices_share_the_customer_instance(currencies, customer, owner, django_assert_num_queries):
+    CompanyPayerFactory(customer=customer)  # another payer before the profile payer exists: it is still created
+    payers = payer_choices(customer)
+    assert [p.is_profile for p in payers] == [True, False] and all(p.customer is customer for p in payers)
+    fresh = Customer.objects.get(pk=customer.pk)
+    with django_assert_num_queries(1):  # the payers: the profile payer exists now
+        payers = payer_choices(fresh)
+    with django_assert_num_queries(1):  # the owner, once per request's customer (the invoice page's payment gate and payer details)
+        payment_blockers(fresh)
+        assert payer_details(payers[0]).name == owner.get_full_name()
 
 
 @pytest.mark.django_db

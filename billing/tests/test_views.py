@@ -163,3 +163,28 @@ def test_movements_are_described_in_the_readers_language(currencies, client_in, 
     customer.language = "ru"
     customer.save()
     assert "Пополнение баланса (Банковский перевод)" in client_in.get(reverse("billing:balance")).content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_messages_with_values_print_as_blocktranslate_did(currencies, client_in, customer, owner, fund, language):
+    """The Jinja2 bodies format the view's translated messages (`|safe|format`): the values are localized
+    and escaped, the message is not (as `{% blocktranslate %}` printed them)."""
+    from django.utils import translation
+
+    from billing.services.currency import account_currency_change
+
+    fund(customer, "30.00")
+    open_invoice = _issue(customer, "99.00")
+    account_currency_change(customer=customer, currency="JPY", expected_rate=Decimal("176.45"), actor=owner)
+    customer.refresh_from_db()
+    type(customer).objects.filter(pk=customer.pk).update(language=language)
+    client_in.cookies["django_language"] = language
+    balance = client_in.get(reverse("billing:balance")).content.decode()
+    detail = client_in.get(reverse("billing:invoice_detail", args=[open_invoice.pk])).content.decode()
+    with translation.override(language):
+        rate = translation.gettext("Rate: 1 %(a)s = %(r)s %(b)s") % {"a": "EUR", "r": "176,45" if language == "ru" else "176.45", "b": "JPY"}
+        title = translation.gettext("Invoice %(n)s") % {"n": open_invoice.number}
+        currency = translation.gettext("In the account currency (%(code)s)") % {"code": "JPY"}
+    assert rate in balance and currency in balance
+    assert f"<h1>{title} " in detail

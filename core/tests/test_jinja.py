@@ -1,7 +1,6 @@
 """core.jinja: the Jinja2 environment prints values as Django's templates do, and every message of
 every Jinja2 template is in a catalogue (scripts/makemessages.py extracts them with Jinja2's extractor)."""
 import datetime
-import re
 import zoneinfo
 from decimal import Decimal
 from pathlib import Path
@@ -10,7 +9,6 @@ import pytest
 from babel.messages.pofile import read_po
 from django.template import Context, Template, TemplateSyntaxError, engines
 from django.utils import timezone, translation
-from django.utils.translation.template import templatize
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 JINJA_TEMPLATES = sorted(p for p in ROOT.glob("**/jinja2/**/*.jinja.html") if ".venv" not in p.parts)
@@ -50,6 +48,16 @@ def test_messages_follow_the_active_language():
         assert render('{{ ngettext("%(n)s period", "%(n)s periods", 2, n=2) }}') == "2 периода"
     with translation.override("en"):
         assert render('{{ _("Orders") }}') == "Orders"
+
+
+def test_messages_with_values_are_filled_in_as_blocktranslate_does():
+    values = {"number": Decimal("2.50"), "query": "<a href=\"x\">it's</a>"}
+    source = '{% blocktranslate with n=number q=query %}Page {{ n }} of {{ q }}{% endblocktranslate %}'
+    for language in ("en", "ru"):
+        with translation.override(language):
+            assert (render('{{ _("Page %(n)s of %(q)s", n=number, q=query) }}', **values)
+                    == Template("{% load i18n %}" + source).render(Context(values)))
+    assert render('{{ _("100% sure") }}') == "100% sure"  # no values: no %-formatting
 
 
 def test_the_jinja_tag_renders_with_the_django_context():

@@ -183,3 +183,31 @@ def test_without_the_cache_every_page_computes_the_top_bar(browser, owner):
     assert _topbar(browser)["balance"] == "€0.00"
     _fund(owner.customer, "3.00", "t3")
     assert _topbar(browser)["balance"] == "€3.00"
+
+
+
+def test_the_dashboards_spending_chart_is_kept_until_a_payment_moves_the_balance(owner):
+    """The chart sums paid (and later refunded) service invoices: only paying one changes it, and paying
+    moves the balance, which replaces the customer's tokens."""
+    from billing.models import Invoice
+    from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
+    from portal.selectors import dashboard_data
+
+    customer = owner.customer
+
+    def spending():
+        with CaptureQueriesContext(connection) as queries:
+            series = dashboard_data(customer=customer, user=owner)["spending"]
+        reads = sum("DATE_TRUNC" in q["sql"] and "billing_invoice" in q["sql"] for q in queries)
+        return reads, sum(month.amount for month in series[0].months)
+
+    assert spending() == (1, Decimal("0"))  # tokens created
+    assert spending() == (1, Decimal("0"))  # computed under them and stored
+    assert spending() == (0, Decimal("0"))  # from the cache
+    invoice = invoice_issue(customer=customer, kind=Invoice.Kind.ORDER,
+                            lines=[LineInput(description="VPS", quantity=1, unit_price=Decimal("20.00"))])
+    assert spending()[1] == 0  # an unpaid invoice is no spending (its notice replaced the tokens: read again)
+    _fund(customer, "100.00", "spending-chart-fund")
+    assert invoice_pay_from_balance(invoice=invoice)
+    reads, total = spending()
+    assert reads == 1 and total == Invoice.objects.get(pk=invoice.pk).total > 0
