@@ -7,6 +7,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from accounts.models import Customer
+from core.compiled import STAND_IN, CompiledQuery
 
 from .models import Attachment, Department, Message, Ticket
 
@@ -97,39 +98,25 @@ class ThreadMessage:
         self.attachments: list[ThreadAttachment] = []
 
 
-_thread_page_sql: list[str] = []
+def _thread_page_rows(ticket_id: int):
+    return (
+        Message.objects.filter(ticket_id=ticket_id, is_internal=False)
+        .order_by("created_at", "pk", "attachments__id")
+        .values_list("id", "is_staff", "body", "created_at", "author__username", "author__first_name",
+                     "author__last_name", "attachments__id", "attachments__original_name", "attachments__size")
+    )
+
+
+_THREAD_PAGE_ROWS = CompiledQuery(_thread_page_rows, ticket_id=STAND_IN)  # the ORM built it in ~0.4 ms per view
 
 
 def thread_page_for_customer(*, ticket: Ticket) -> list[ThreadMessage]:
-    """ticket_thread_for_customer() for the thread page in one query: the messages (never internal notes)
+    """ticket_thread_for_customer() for the thread page in one query (compiled once per process): the messages
     joined with their authors and attachments (a row per attachment), the same order (oldest first,
-    attachments by pk). The statement is written once per process (the ORM spent ~0.4 ms of CPU building
-    and compiling it on every view)."""
-    from django.contrib.auth import get_user_model
-    from django.db import connection
-
-    if not _thread_page_sql:
-        qn = connection.ops.quote_name
-        user = get_user_model()
-
-        def col(model, alias: str, name: str) -> str:
-            return f"{alias}.{qn(model._meta.get_field(name).column)}"
-
-        columns = [col(Message, "m", name) for name in ("id", "is_staff", "body", "created_at")]
-        columns += [col(user, "u", name) for name in ("username", "first_name", "last_name")]
-        columns += [col(Attachment, "a", name) for name in ("id", "original_name", "size")]
-        _thread_page_sql.append(
-            f"SELECT {', '.join(columns)} FROM {qn(Message._meta.db_table)} m"
-            f" LEFT JOIN {qn(user._meta.db_table)} u ON {col(user, 'u', 'id')} = {col(Message, 'm', 'author')}"
-            f" LEFT JOIN {qn(Attachment._meta.db_table)} a ON {col(Attachment, 'a', 'message')} = {col(Message, 'm', 'id')}"
-            f" WHERE {col(Message, 'm', 'ticket')} = %s AND NOT {col(Message, 'm', 'is_internal')}"
-            f" ORDER BY {col(Message, 'm', 'created_at')}, {col(Message, 'm', 'id')}, {col(Attachment, 'a', 'id')}")
-    with connection.cursor() as cursor:
-        cursor.execute(_thread_page_sql[0], [ticket.pk])
-        rows = cursor.fetchall()
+    attachments by pk)."""
     thread: list[ThreadMessage] = []
     message = None
-    for *fields, attachment_id, name, size in rows:
+    for *fields, attachment_id, name, size in _THREAD_PAGE_ROWS(ticket_id=ticket.pk):
         if message is None or message.pk != fields[0]:
             message = ThreadMessage(*fields)
             thread.append(message)
