@@ -1,13 +1,14 @@
 """Reads for tickets, always scoped to a customer: another customer's ids are simply not found (404)."""
+from collections import namedtuple
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from accounts.models import Customer
-from core.compiled import STAND_IN, CompiledQuery
+from core.compiled import STAND_IN, CompiledQuery, CompiledRows
 
 from .models import Attachment, Department, Message, Ticket
 
@@ -57,10 +58,39 @@ TICKET_ROW_FIELDS = (
 )
 
 
+TicketRow = namedtuple("TicketRow", TICKET_ROW_FIELDS)
+
+
 def ticket_rows_for(*, customer: Customer, status: str = "open", query: str = ""):
     """tickets_for() as rows with TICKET_ROW_FIELDS as attributes (`last_reply_by__username` is None when
     nobody is recorded as the last replier)."""
     return tickets_for(customer=customer, status=status, query=query).values_list(*TICKET_ROW_FIELDS, named=True)
+
+
+# Without a search, the list's two queries (the count, a page of rows) are compiled once per status filter.
+_ROWS = {status: CompiledQuery(lambda customer_id, status=status: tickets_for(
+    customer=Customer(pk=customer_id), status=status).values_list(*TICKET_ROW_FIELDS), customer_id=STAND_IN)
+    for status in STATUS_FILTERS}
+_COUNTS = {status: CompiledQuery(lambda customer_id, status=status: tickets_for(
+    customer=Customer(pk=customer_id), status=status).order_by().values_list("customer").annotate(n=Count("pk"))
+    .values_list("customer", "n"), customer_id=STAND_IN) for status in STATUS_FILTERS}
+
+
+def ticket_count(*, customer: Customer, status: str) -> int:
+    """`tickets_for(customer=customer, status=status).count()` (no search)."""
+    rows = _COUNTS[status](customer_id=customer.pk)
+    return rows[0][1] if rows else 0
+
+
+class TicketRows:
+    """`ticket_rows_for(customer=customer, status=status)` (no search) for a Paginator whose count is set:
+    a slice runs the compiled query and gives TicketRow tuples."""
+
+    def __init__(self, *, customer: Customer, status: str):
+        self._rows = CompiledRows(_ROWS[status], customer_id=customer.pk)
+
+    def __getitem__(self, index):
+        return [TicketRow(*row) for row in self._rows[index]]
 
 
 def ticket_get(*, customer: Customer, ticket_id: int) -> Ticket:

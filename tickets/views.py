@@ -25,8 +25,13 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
     if status not in selectors.STATUS_FILTERS:
         status = "open"
     query = request.GET.get("q", "")[:100]
-    tickets = selectors.ticket_rows_for(customer=customer, status=status, query=query)
-    page = Paginator(tickets, settings.TICKETS_PAGE_SIZE).get_page(request.GET.get("page"))
+    if query.strip():
+        paginator = Paginator(selectors.ticket_rows_for(customer=customer, status=status, query=query),
+                              settings.TICKETS_PAGE_SIZE)
+    else:  # the count and the page's rows by queries compiled once
+        paginator = Paginator(selectors.TicketRows(customer=customer, status=status), settings.TICKETS_PAGE_SIZE)
+        paginator.count = selectors.ticket_count(customer=customer, status=status)
+    page = paginator.get_page(request.GET.get("page"))
     return render(request, "tickets/list.html", {
         "page": page, "status": status, "query": query, "status_filters": [
             ("open", _("Open")), ("closed", _("Closed")), ("all", _("All")),
