@@ -19,6 +19,7 @@ from billing.rates import RateError, RateTable
 from billing.selectors import balance_of, enabled_currencies, tax_for
 from billing.tax import NO_TAX, TaxDecision, TaxNotConfigured, invoice_totals
 from core.calendar import provider_today
+from core.compiled import STAND_IN, STAND_IN_2, CompiledQuery, CompiledRows
 
 from . import pricing
 from .services import renewal_batch
@@ -42,13 +43,57 @@ def orders_for(customer: Customer) -> QuerySet[Order]:
 
 def order_get(*, customer: Customer, order_id: int, with_vm: bool = False, plan_locations: bool = True) -> Order:
     """The customer's order (404 otherwise); `with_vm` joins its VM (the order page asks `order.vm`);
-    `plan_locations=False` leaves out the plan's locations (panels that do not show the plan)."""
-    orders = Order.objects.select_related("plan__product_type", "scheduled_plan", "customer")
+    `plan_locations=False` leaves out the plan's locations (panels that do not show the plan). Its
+    `customer` is the given instance (not joined again)."""
+    orders = Order.objects.select_related("plan__product_type", "scheduled_plan")
     if with_vm:
         orders = orders.select_related("vm")
     if plan_locations:
         orders = orders.prefetch_related("plan__locations")
-    return get_object_or_404(orders, customer=customer, pk=order_id)
+    return _with_customer(get_object_or_404(orders, customer=customer, pk=order_id), customer)
+
+
+def _with_customer(order: Order, customer: Customer) -> Order:
+    Order.customer.field.set_cached_value(order, customer)
+    return order
+
+
+# What the order page reads of the order's plan (its specs) and VM (the panels' condition, order_setup).
+PAGE_PLAN_FIELDS = ("name", "name_ru", "cpu_cores", "cpu_model", "ram_gb", "disk_gb", "disk_type", "traffic_tb", "port_mbps")
+PAGE_VM_FIELDS = ("order", "state", "initial_password", "deleted_at")
+
+
+def order_page(*, customer: Customer, order_id: int) -> Order:
+    """The order page's order: `order_get(with_vm=True)` that reads in the same query, instead of a query
+    each, its plan's location names (`location_names`, as `plan.locations` orders them), whether the plan
+    offers add-ons (`plan_offers_addons`) and its latest create job's state and attempts (`setup_job_state`,
+    `setup_job_attempts`: None without one), which `order_setup` and the page use. Of the plan, the
+    scheduled plan and the VM it reads what the page prints (PAGE_PLAN_FIELDS, PAGE_VM_FIELDS). Compiled
+    once (core.compiled)."""
+    found = _ORDER_PAGE(customer_id=customer.pk, order_id=order_id)
+    if not found:
+        raise Http404("No Order matches the given query.")
+    return _with_customer(found[0], customer)
+
+
+def _order_page_query(customer_id: int, order_id: int) -> QuerySet[Order]:
+    from django.contrib.postgres.expressions import ArraySubquery
+    from django.db.models import Exists, OuterRef, Subquery
+
+    from .models import Location, ProvisioningJob
+
+    jobs = ProvisioningJob.objects.filter(order=OuterRef("pk"), action=ProvisioningJob.Action.CREATE).order_by("-pk")
+    return Order.objects.select_related("plan", "scheduled_plan", "vm").only(
+        *(field.name for field in Order._meta.concrete_fields), *(f"plan__{name}" for name in PAGE_PLAN_FIELDS),
+        "scheduled_plan__name", "scheduled_plan__name_ru", *(f"vm__{name}" for name in PAGE_VM_FIELDS)).annotate(
+        location_names=ArraySubquery(Location.objects.filter(plans=OuterRef("plan_id")).order_by(
+            *Location._meta.ordering).values("name")),
+        plan_offers_addons=Exists(PlanAddon.objects.filter(plan_id=OuterRef("plan_id"), is_active=True)),
+        setup_job_state=Subquery(jobs.values("state")[:1]), setup_job_attempts=Subquery(jobs.values("attempts")[:1]),
+    ).filter(customer_id=customer_id, pk=order_id)
+
+
+_ORDER_PAGE = CompiledQuery(_order_page_query, customer_id=STAND_IN, order_id=STAND_IN_2)
 
 
 @dataclass(frozen=True)
@@ -92,10 +137,62 @@ def order_list(*, customer: Customer, params: OrderListParams) -> QuerySet[Order
     return orders.order_by(ordering, "-pk")
 
 
+# What the orders table prints of an order and its plan (`order_table`).
+TABLE_FIELDS = ("id", "customer_id", "plan_id", "period_months", "price", "currency", "addons_price", "status", "provisioning",
+                "ip", "expires_at", "cancel_at_period_end", "invoice_id", "paid_at", "plan__name", "plan__name_ru")
+
+
+def order_table(*, customer: Customer, params: OrderListParams) -> QuerySet[Order]:
+    """`order_list` as the orders page reads it: the printed fields only (`TABLE_FIELDS`), and `has_addons`
+    instead of the add-ons' prefetch (`table_addons` reads them for the page's orders that hold any)."""
+    from django.db.models import Exists, OuterRef
+
+    from .models import OrderAddon
+
+    return order_list(customer=customer, params=params).prefetch_related(None).only(*TABLE_FIELDS).annotate(
+        has_addons=Exists(OrderAddon.objects.filter(order=OuterRef("pk"))))
+
+
+_TABLE_QUERIES: dict[tuple[str, bool, str], CompiledQuery] = {}
+
+
+def order_table_rows(*, customer: Customer, params: OrderListParams) -> CompiledRows:
+    """`order_table`'s rows without a search (`params.query` is ignored) for a Paginator whose count is set:
+    compiled once per sort, direction and status filter (core.compiled)."""
+    status = params.status if params.status in Order.Status.values else ""
+    key = (SORTS.get(params.sort, "created_at"), params.descending, status)
+    query = _TABLE_QUERIES.get(key)
+    if query is None:
+        shape = OrderListParams(status=status, sort=params.sort, descending=params.descending)
+        query = _TABLE_QUERIES[key] = CompiledQuery(
+            lambda customer_id: order_table(customer=Customer(pk=customer_id), params=shape), customer_id=STAND_IN)
+    return CompiledRows(query, customer_id=customer.pk)
+
+
+def table_addons(orders: list[Order]) -> None:
+    """The add-ons of those `orders` that hold any (`order_table`'s `has_addons`), prefetched as `order_list`
+    prefetches them; no query when none does."""
+    from django.db.models import Prefetch, prefetch_related_objects
+
+    from .models import OrderAddon
+
+    holding = [order for order in orders if order.has_addons]
+    if holding:
+        prefetch_related_objects(holding, Prefetch("addons", queryset=OrderAddon.objects.select_related("addon").order_by(
+            "addon__sort_order", "addon_id")))
+
+
 def status_counts(*, customer: Customer) -> dict[str, int]:
+    return dict(_STATUS_COUNTS(customer_id=customer.pk))
+
+
+def _status_counts_query(customer_id: int):
     from django.db.models import Count
 
-    return dict(orders_for(customer).values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
+    return orders_for(Customer(pk=customer_id)).values_list("status").annotate(n=Count("pk")).values_list("status", "n")
+
+
+_STATUS_COUNTS = CompiledQuery(_status_counts_query, customer_id=STAND_IN)  # status_counts' query (core.compiled)
 
 
 def renewable_orders(*, customer: Customer, ids: list[int]) -> QuerySet[Order]:
@@ -137,6 +234,22 @@ def order_events(*, order: Order):
     return order.events.select_related("actor").order_by("-created_at", "-pk")
 
 
+# The order page's latest events and invoices: those querysets compiled once (core.compiled).
+_PAGE_EVENTS = CompiledQuery(lambda order_id: order_events(order=Order(pk=order_id))[:50], order_id=STAND_IN)
+_PAGE_INVOICES = CompiledQuery(lambda customer_id, order_id: order_invoices(order=Order(pk=order_id, customer_id=customer_id))[:20],
+                               customer_id=STAND_IN, order_id=STAND_IN_2)
+
+
+def page_events(*, order: Order) -> list:
+    """`order_events(order=order)[:50]` as a list."""
+    return _PAGE_EVENTS(order_id=order.pk)
+
+
+def page_invoices(*, order: Order) -> list:
+    """`order_invoices(order=order)[:20]` as a list."""
+    return _PAGE_INVOICES(customer_id=order.customer_id, order_id=order.pk)
+
+
 def days_remaining(order: Order, now=None) -> int | None:
     if order.expires_at is None or order.status in (Order.Status.CANCELLED, Order.Status.TERMINATED):
         return None
@@ -149,17 +262,25 @@ def order_setup(*, order: Order) -> dict:
     staff), and whether a root password is waiting to be shown once."""
     from .models import ProvisioningJob, VirtualMachine
 
-    job = ProvisioningJob.objects.filter(order=order, action=ProvisioningJob.Action.CREATE).first()
-    vm = VirtualMachine.objects.filter(order=order, deleted_at__isnull=True).only("initial_password", "state").first()
+    if hasattr(order, "setup_job_state"):  # read with the order (order_page)
+        state, attempts = order.setup_job_state, order.setup_job_attempts
+    else:
+        state, attempts = ProvisioningJob.objects.filter(order=order, action=ProvisioningJob.Action.CREATE).values_list(
+            "state", "attempts").first() or (None, None)
+    if Order.vm.is_cached(order):  # joined (order_get(with_vm=True)): an order has one VM
+        vm = getattr(order, "vm", None)
+        vm = vm if vm is not None and vm.deleted_at is None else None
+    else:
+        vm = VirtualMachine.objects.filter(order=order, deleted_at__isnull=True).only("initial_password", "state").first()
     setting_up = order.status == Order.Status.PENDING and order.provisioning in (
         Order.Provisioning.IN_PROGRESS, Order.Provisioning.FAILED)
     step = 0
-    if job is not None:
-        step = {ProvisioningJob.State.QUEUED: 1, ProvisioningJob.State.RUNNING: 2, ProvisioningJob.State.DONE: 3}.get(job.state, 1)
+    if state is not None:
+        step = {ProvisioningJob.State.QUEUED: 1, ProvisioningJob.State.RUNNING: 2, ProvisioningJob.State.DONE: 3}.get(state, 1)
     return {
         "setting_up": setting_up, "failed": order.provisioning == Order.Provisioning.FAILED,
         "step": step, "percent": {0: 5, 1: 25, 2: 60, 3: 100}[step],
-        "delayed": job is not None and job.attempts > 1 and job.state != ProvisioningJob.State.DONE,
+        "delayed": state is not None and attempts > 1 and state != ProvisioningJob.State.DONE,
         # Not while a reinstall is still building the system the new password belongs to.
         "password_waiting": bool(vm and vm.initial_password and order.status == Order.Status.ACTIVE
                                  and not ProvisioningJob.objects.filter(

@@ -26,6 +26,7 @@ from billing.tax import invoice_totals
 from . import pricing, provisioning, selectors
 from .forms import AddonChangeForm, AutoRenewForm, BatchRenewForm, CancelForm, ChangePlanForm, OrderForm, RenewForm
 from .models import Order
+from .templatetags.order_tags import short_date
 from .services import addons as addon_services
 from .services import cancelling, placing, plan_change, renewing
 
@@ -59,11 +60,28 @@ def order_list(request: HttpRequest) -> HttpResponse:
         sort=sort.lstrip("-") if sort.lstrip("-") in selectors.SORTS else "created",
         descending=sort.startswith("-") or sort not in selectors.SORTS,
     )
-    page = Paginator(selectors.order_list(customer=customer, params=params), settings.ORDERS_PAGE_SIZE).get_page(request.GET.get("page"))
-    # (order, days left, renewable, "/ N mo", the checkbox's label): computed here, not per row in the template.
-    rows = [(order, selectors.days_remaining(order), order.status in RENEWABLE_STATUSES, _period_label(order.period_months),
-             _("Select order %(id)s") % {"id": order.pk}) for order in page.object_list]
     counts = selectors.status_counts(customer=customer)
+    if params.query.strip().lstrip("#"):
+        paginator = Paginator(selectors.order_table(customer=customer, params=params), settings.ORDERS_PAGE_SIZE)
+    else:  # without a search the status counts give the total (no COUNT query), and the rows' query is compiled once
+        paginator = Paginator(selectors.order_table_rows(customer=customer, params=params), settings.ORDERS_PAGE_SIZE)
+        paginator.count = counts.get(params.status, 0) if params.status in Order.Status.values else sum(counts.values())
+    page = paginator.get_page(request.GET.get("page"))
+    orders = list(page.object_list)
+    selectors.table_addons(orders)
+    # (order, days left, renewable, "/ N mo", the checkbox's label, its add-ons' labels, its expiry date): computed
+    # here, not per row in the template; the "N mo" labels once per period length.
+    select_label = _("Select order %(id)s")
+    period_labels: dict[int, str] = {}
+    rows = []
+    for order in orders:
+        months = order.period_months
+        period_label = period_labels.get(months)
+        if period_label is None:
+            period_label = period_labels[months] = _period_label(months)
+        rows.append((order, selectors.days_remaining(order), order.status in RENEWABLE_STATUSES, period_label,
+                     select_label % {"id": order.pk}, [addon.label for addon in order.addons.all()] if order.has_addons else (),
+                     short_date(order.expires_at) if order.expires_at else None))
     return render(request, "orders/order_list.html", {
         "page": page, "rows": rows, "params": params, "sort": sort, "can_pay": _can_pay(request),
         "status_filters": [(value, label, counts[value]) for value, label in Order.Status.choices if counts.get(value)],
@@ -248,10 +266,11 @@ def _detail_context(request, order: Order) -> dict:
 
     held = addons.held_items(order)
     return {
-        "addons": held, "addons_offered": addons.plan_offers_addons(order.plan),
+        "addons": held,
+        "addons_offered": order.plan_offers_addons if hasattr(order, "plan_offers_addons") else addons.plan_offers_addons(order.plan),
         "extra_ips": extra_addresses(order) if any(item.addon.kind == "ipv4" for item in held) else [],
-        "order": order, "days_left": selectors.days_remaining(order), "events": selectors.order_events(order=order)[:50],
-        "invoices": selectors.order_invoices(order=order)[:20], "can_pay": _can_pay(request),
+        "order": order, "days_left": selectors.days_remaining(order), "events": selectors.page_events(order=order),
+        "invoices": selectors.page_invoices(order=order), "can_pay": _can_pay(request),
         "auto_renew_effective": cancelling.effective_auto_renew(order),
         "auto_renew_form": AutoRenewForm(initial={"auto_renew": {None: "default", True: "on", False: "off"}[order.auto_renew]}),
         "renewable": order.status in renewing.RENEWABLE,
@@ -268,7 +287,7 @@ def _detail_context(request, order: Order) -> dict:
 @customer_view(Area.SERVICES)
 @require_GET
 def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
-    order = selectors.order_get(customer=acting_customer(request), order_id=order_id, with_vm=True)
+    order = selectors.order_page(customer=acting_customer(request), order_id=order_id)
     return render(request, "orders/order_detail.html", _detail_context(request, order))
 
 

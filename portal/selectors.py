@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import Count, DecimalField, F, Q, Sum, Window
+from django.db.models import Count, DecimalField, F, Q, Sum
 from django.db.models.functions import Coalesce, TruncMonth
 from django.utils import timezone
 
@@ -103,14 +103,14 @@ def dashboard_data(*, customer: Customer, user: User, now: dt.datetime | None = 
             lambda: spending_by_month(customer=customer, now=now))
         data["forecast"] = renewal_forecast(customer=customer, now=now, currencies=currencies, balance=balance)
     if can[Area.SERVICES]:
-        # The soonest few with the number of all live services: a window count over the filtered rows, one query.
+        # The soonest few, and the number of all live services in a query of its own: a window count in the
+        # list's query made PostgreSQL join and sort every live service (6.7 ms against 0.8 for the two).
         live = orders_for(customer).filter(status__in=LIVE_SERVICE_STATUSES)
-        services = list(live.select_related("plan").annotate(live_count=Window(Count("pk")))
-                        .order_by(F("expires_at").asc(nulls_last=True), "pk")[:DASHBOARD_LIST_SIZE])
+        services = list(live.select_related("plan").order_by(F("expires_at").asc(nulls_last=True), "pk")[:DASHBOARD_LIST_SIZE])
         for order in services:
             order.days_left = days_remaining(order, now)
         data["services"] = services
-        data["services_count"] = services[0].live_count if services else 0
+        data["services_count"] = live.count()
     if can[Area.TICKETS]:
         open_tickets = tickets_for(customer=customer, status="open")
         data["tickets"] = list(open_tickets.select_related(None)[:DASHBOARD_LIST_SIZE])  # subject and status: no joins

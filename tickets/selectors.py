@@ -1,11 +1,14 @@
 """Reads for tickets, always scoped to a customer: another customer's ids are simply not found (404)."""
+from collections import namedtuple
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from accounts.models import Customer
+from core.compiled import STAND_IN, CompiledQuery, CompiledRows
 
 from .models import Attachment, Department, Message, Ticket
 
@@ -48,6 +51,48 @@ def tickets_for(*, customer: Customer, status: str = "open", query: str = "") ->
     return tickets.order_by("-last_reply_at", "-pk")
 
 
+# What a row of the tickets page prints (no model instances: the page shows 20 rows of three tables).
+TICKET_ROW_FIELDS = (
+    "id", "subject", "customer_unread", "priority", "status", "last_reply_at", "last_reply_is_staff",
+    "department__name", "last_reply_by__username", "last_reply_by__first_name", "last_reply_by__last_name",
+)
+
+
+TicketRow = namedtuple("TicketRow", TICKET_ROW_FIELDS)
+
+
+def ticket_rows_for(*, customer: Customer, status: str = "open", query: str = ""):
+    """tickets_for() as rows with TICKET_ROW_FIELDS as attributes (`last_reply_by__username` is None when
+    nobody is recorded as the last replier)."""
+    return tickets_for(customer=customer, status=status, query=query).values_list(*TICKET_ROW_FIELDS, named=True)
+
+
+# Without a search, the list's two queries (the count, a page of rows) are compiled once per status filter.
+_ROWS = {status: CompiledQuery(lambda customer_id, status=status: tickets_for(
+    customer=Customer(pk=customer_id), status=status).values_list(*TICKET_ROW_FIELDS), customer_id=STAND_IN)
+    for status in STATUS_FILTERS}
+_COUNTS = {status: CompiledQuery(lambda customer_id, status=status: tickets_for(
+    customer=Customer(pk=customer_id), status=status).order_by().values_list("customer").annotate(n=Count("pk"))
+    .values_list("customer", "n"), customer_id=STAND_IN) for status in STATUS_FILTERS}
+
+
+def ticket_count(*, customer: Customer, status: str) -> int:
+    """`tickets_for(customer=customer, status=status).count()` (no search)."""
+    rows = _COUNTS[status](customer_id=customer.pk)
+    return rows[0][1] if rows else 0
+
+
+class TicketRows:
+    """`ticket_rows_for(customer=customer, status=status)` (no search) for a Paginator whose count is set:
+    a slice runs the compiled query and gives TicketRow tuples."""
+
+    def __init__(self, *, customer: Customer, status: str):
+        self._rows = CompiledRows(_ROWS[status], customer_id=customer.pk)
+
+    def __getitem__(self, index):
+        return [TicketRow(*row) for row in self._rows[index]]
+
+
 def ticket_get(*, customer: Customer, ticket_id: int) -> Ticket:
     return get_object_or_404(
         Ticket.objects.select_related("department", "related_order__plan"), customer=customer, pk=ticket_id
@@ -62,6 +107,52 @@ def ticket_thread_for_customer(*, ticket: Ticket) -> QuerySet[Message]:
         .prefetch_related(Prefetch("attachments", queryset=Attachment.objects.order_by("pk")))
         .order_by("created_at", "pk")
     )
+
+
+class ThreadAttachment(NamedTuple):
+    pk: int
+    original_name: str
+    size: int
+
+
+class ThreadMessage:
+    """A message of the customer's thread page, with what the page prints (no model instances)."""
+    __slots__ = ("pk", "is_staff", "body", "created_at", "author_username", "author_first_name", "author_last_name",
+                 "attachments")
+
+    def __init__(self, pk, is_staff, body, created_at, author_username, author_first_name, author_last_name):
+        self.pk, self.is_staff, self.body, self.created_at = pk, is_staff, body, created_at
+        # author_username is None when the author's user is gone (SET_NULL)
+        self.author_username, self.author_first_name, self.author_last_name = (
+            author_username, author_first_name, author_last_name)
+        self.attachments: list[ThreadAttachment] = []
+
+
+def _thread_page_rows(ticket_id: int):
+    return (
+        Message.objects.filter(ticket_id=ticket_id, is_internal=False)
+        .order_by("created_at", "pk", "attachments__id")
+        .values_list("id", "is_staff", "body", "created_at", "author__username", "author__first_name",
+                     "author__last_name", "attachments__id", "attachments__original_name", "attachments__size")
+    )
+
+
+_THREAD_PAGE_ROWS = CompiledQuery(_thread_page_rows, ticket_id=STAND_IN)  # the ORM built it in ~0.4 ms per view
+
+
+def thread_page_for_customer(*, ticket: Ticket) -> list[ThreadMessage]:
+    """ticket_thread_for_customer() for the thread page in one query (compiled once per process): the messages
+    joined with their authors and attachments (a row per attachment), the same order (oldest first,
+    attachments by pk)."""
+    thread: list[ThreadMessage] = []
+    message = None
+    for *fields, attachment_id, name, size in _THREAD_PAGE_ROWS(ticket_id=ticket.pk):
+        if message is None or message.pk != fields[0]:
+            message = ThreadMessage(*fields)
+            thread.append(message)
+        if attachment_id is not None:
+            message.attachments.append(ThreadAttachment(attachment_id, name, size))
+    return thread
 
 
 def ticket_thread_for_staff(*, ticket: Ticket) -> QuerySet[Message]:

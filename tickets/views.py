@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
+from django.utils.formats import get_format
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
@@ -24,8 +25,13 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
     if status not in selectors.STATUS_FILTERS:
         status = "open"
     query = request.GET.get("q", "")[:100]
-    tickets = selectors.tickets_for(customer=customer, status=status, query=query)
-    page = Paginator(tickets, settings.TICKETS_PAGE_SIZE).get_page(request.GET.get("page"))
+    if query.strip():
+        paginator = Paginator(selectors.ticket_rows_for(customer=customer, status=status, query=query),
+                              settings.TICKETS_PAGE_SIZE)
+    else:  # the count and the page's rows by queries compiled once
+        paginator = Paginator(selectors.TicketRows(customer=customer, status=status), settings.TICKETS_PAGE_SIZE)
+        paginator.count = selectors.ticket_count(customer=customer, status=status)
+    page = paginator.get_page(request.GET.get("page"))
     return render(request, "tickets/list.html", {
         "page": page, "status": status, "query": query, "status_filters": [
             ("open", _("Open")), ("closed", _("Closed")), ("all", _("All")),
@@ -33,6 +39,8 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
         # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
         "msg": {"staff_name": _("%(name)s (support)"), "page_of": _("Page %(number)s of %(total)s"),
                 "no_match": _("No tickets match “%(query)s”.")},
+        # A row's time is printed twice (title: DATETIME_FORMAT, text: SHORT_): formatted once when they agree.
+        "one_time_format": get_format("DATETIME_FORMAT") == get_format("SHORT_DATETIME_FORMAT"),
     })
 
 
@@ -67,7 +75,7 @@ def _thread_context(ticket, reply_form: ReplyForm) -> dict:
     deadline = selectors.reopen_deadline(ticket)
     return {
         "ticket": ticket,
-        "thread": selectors.ticket_thread_for_customer(ticket=ticket),
+        "thread": selectors.thread_page_for_customer(ticket=ticket),
         "reply_form": reply_form,
         "reopen_deadline": deadline,
         "can_reopen": ticket.is_closed and deadline is not None and deadline >= timezone.now(),

@@ -99,6 +99,34 @@ def test_the_banner_is_per_user_and_costs_one_query(client, django_assert_num_qu
     assert [p.pk for p in account(request)["policy_updates"]] == [policy.pk]
 
 
+def test_privacy_page_shows_each_current_version_accepted_or_to_review_in_one_policy_query(client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils.formats import date_format
+    from django.utils.timezone import localtime
+
+    owner = UserFactory()
+    colleague = UserFactory(customer=owner.customer, role=User.Role.TECHNICAL)
+    privacy, old_terms = publish(), publish(kind="terms", title="Terms")
+    terms = publish(kind="terms", title="Terms", text="Version two.")
+    policies_accept(user=owner, policy_ids=[privacy.pk])
+    policies_accept(user=colleague, policy_ids=[terms.pk])  # another login's acceptance is not the owner's
+    PolicyAcceptance.objects.create(user=owner, policy=old_terms)  # nor one of an older version
+    client.force_login(owner)
+    with CaptureQueriesContext(connection) as captured:
+        page = client.get("/accounts/settings/privacy/").content.decode()
+    privacy_row = page[page.index('data-testid="policy-privacy"'):]
+    privacy_row = privacy_row[:privacy_row.index("</li>")]
+    terms_row = page[page.index('data-testid="policy-terms"'):]
+    terms_row = terms_row[:terms_row.index("</li>")]
+    accepted_at = PolicyAcceptance.objects.get(user=owner, policy=privacy).accepted_at
+    assert f"Accepted {date_format(localtime(accepted_at), 'DATETIME_FORMAT')}" in privacy_row
+    assert "Review and accept" not in privacy_row
+    assert "Review and accept" in terms_row and "Accepted" not in terms_row and "version 2 of" in terms_row
+    page_queries = [q["sql"] for q in captured.captured_queries if '"accounts_policy' in q["sql"]]
+    assert len(page_queries) == 2  # the banner's pending versions, the page's versions with acceptances (was 3)
+
+
 def test_published_policy_is_public_and_drafts_are_not():
     from django.test import Client
 
@@ -374,6 +402,34 @@ def test_staff_reject_with_a_note_the_customer_sees(client):
     deletion_request_reject(deletion_request=deletion, staff=StaffUserFactory(), note="Unpaid invoices first")
     client.force_login(owner)
     assert "Unpaid invoices first" in client.get(reverse("accounts:settings_privacy")).content.decode()
+
+
+def test_privacy_page_lists_the_latest_exports_and_the_open_deletion_request_in_one_query(client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    owner = UserFactory()
+    colleague = UserFactory(customer=owner.customer)
+    now = timezone.now()
+    exports = [DataExport.objects.create(customer=owner.customer, requested_by=user, status=status, size=size,
+                                         expires_at=now + timedelta(days=1) if status == "ready" else None)
+               for user, status, size in [(owner, "failed", 0)] * 4 + [(colleague, "ready", 2048), (owner, "ready", 4096)]]
+    DataExport.objects.filter(pk=exports[0].pk).update(created_at=now - timedelta(days=9))  # the oldest drops off
+    client.force_login(owner)
+    page = client.get(reverse("accounts:settings_privacy")).content.decode()
+    table = page[page.index('data-testid="exports"'):page.index("</table>")]
+    assert table.count("<tr>") == 6 and table.index("4.0\xa0KB") < table.index("2.0\xa0KB")  # header + 5, newest first
+    assert table.count('data-testid="download-export"') == 1  # only the requester downloads
+    assert 'data-testid="deletion-pending"' not in page
+    deletion = deletion_request_create(customer=owner.customer, user=owner)
+    with CaptureQueriesContext(connection) as captured:
+        page = client.get(reverse("accounts:settings_privacy")).content.decode()
+    assert 'data-testid="deletion-pending"' in page and "is awaiting review" in page
+    assert sum('"accounts_dataexport"' in q["sql"] or '"accounts_deletionrequest"' in q["sql"]
+               for q in captured.captured_queries) == 1
+    deletion_request_reject(deletion_request=deletion, staff=StaffUserFactory(), note="Unpaid <b>invoices</b>")
+    page = client.get(reverse("accounts:settings_privacy")).content.decode()
+    assert "Unpaid &lt;b&gt;invoices&lt;/b&gt;" in page and 'data-testid="request-deletion"' in page
 
 
 def png_bytes(size=(40, 30), mode="RGB") -> bytes:

@@ -341,3 +341,35 @@ def test_customers_cannot_open_the_staff_2fa_page(client):
     client.force_login(UserFactory())
     response = client.get("/accounts/staff/two-factor/")
     assert response.status_code == 302 and "/admin/login/" in response.url
+
+
+def test_security_page_second_factor_states_in_one_query(client):
+    from base64 import b32encode
+
+    from django_otp.plugins.otp_static.models import StaticDevice
+
+    user = UserFactory()
+    client.force_login(user)
+
+    def page():
+        return client.get("/accounts/settings/security/").content.decode()
+
+    def otp_queries():
+        with CaptureQueriesContext(connection) as captured:
+            page()
+        return sum('"otp_' in query["sql"] for query in captured.captured_queries)
+
+    assert 'data-testid="2fa-on"' not in page() and 'data-testid="otp-secret"' not in page()
+    assert otp_queries() == 1  # devices and recovery codes in one query
+    client.post("/accounts/settings/security/2fa/start/")
+    setup = TOTPDevice.objects.get(user=user, confirmed=False)
+    assert f">{b32encode(setup.bin_key).decode()}<" in page()
+    assert otp_queries() == 2  # and the device being set up
+    device, codes = enable_2fa(client, user)
+    assert 'data-testid="2fa-on"' in page() and "10 recovery codes left." in page()
+    StaticDevice.objects.filter(user=user).update(confirmed=False)
+    assert 'data-testid="2fa-on"' in page()  # the confirmed TOTP device alone
+    TOTPDevice.objects.filter(user=user).update(confirmed=False)
+    assert 'data-testid="2fa-on"' not in page()
+    StaticDevice.objects.filter(user=user).update(confirmed=True)
+    assert 'data-testid="2fa-on"' in page() and otp_enabled(user)  # recovery codes alone count, as otp_enabled()

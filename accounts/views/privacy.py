@@ -38,21 +38,19 @@ def _deletion_note(request) -> str:
 
 def privacy_page(request: HttpRequest, deletion_form: DeletionRequestForm | None = None) -> HttpResponse:
     customer, user = acting_customer(request), request.user
-    acceptances = selectors.policy_acceptances_for(user=user)
     version_of, accepted_on = _("version %(version)s of %(date)s"), _("Accepted %(when)s")
     policies_shown = []
-    for policy in selectors.policies_current():
-        accepted = acceptances.get(policy.pk)
+    for policy in selectors.policies_current_for(user=user):  # with this user's acceptance: one query
+        accepted = policy.user_accepted_at is not None
         policies_shown.append({
             "policy": policy, "accepted": accepted,
             "version_note": blocktranslated(version_of, version=policy.version,
                                             date=_date(policy.published_at, "DATE_FORMAT")),
-            "accepted_note": blocktranslated(accepted_on, when=_date(accepted.accepted_at, "DATETIME_FORMAT"))
+            "accepted_note": blocktranslated(accepted_on, when=_date(policy.user_accepted_at, "DATETIME_FORMAT"))
             if accepted else ""})
     context = {"policies": policies_shown, "link_hours": settings.ACCOUNTS_EXPORT_LINK_HOURS}
     if role_allows(user, Area.SETTINGS):
-        exports = list(selectors.data_exports_for(customer=customer))
-        deletion_open = selectors.deletion_request_open(customer=customer)
+        exports, deletion_open = selectors.privacy_requests_for(customer=customer)  # one query
         context.update({
             "exports": exports,
             "export_pending": any(export.status == DataExport.Status.PENDING for export in exports),

@@ -35,20 +35,20 @@ def totp_qr_svg(data: str) -> str:
 
 def security_page(request: HttpRequest, **forms) -> HttpResponse:
     """The Security section; a card whose POST failed passes its bound form (e.g. `ip_form=form`)."""
-    from django_otp.plugins.otp_static.models import StaticToken
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
     user, customer = request.user, acting_customer(request)
-    setup = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    overview = selectors.security_overview(user=user)  # one query; the device itself only while setting up
+    setup = TOTPDevice.objects.get(pk=overview["setup_id"]) if overview["setup_id"] is not None else None
     context = {
-        "otp_enabled": selectors.otp_enabled(user),
+        "otp_enabled": overview["otp_enabled"],
         "otp_setup": setup,
         "otp_setup_qr": mark_safe(totp_qr_svg(setup.config_url)) if setup else "",  # our own SVG, no user input
         "otp_setup_secret": b32encode(setup.bin_key).decode() if setup else "",
         "otp_confirm_form": forms.get("otp_confirm_form") or OTPTokenForm(renderer=plain_widgets),
         "otp_disable_form": forms.get("otp_disable_form") or TOTPDisableForm(),
         "recovery_codes": request.session.pop("recovery_codes_once", None),
-        "recovery_left": (left := StaticToken.objects.filter(device__user=user).count()),
+        "recovery_left": (left := overview["recovery_left"]),
         "recovery_left_text": ngettext("%(left)s recovery code left.", "%(left)s recovery codes left.", left) % {
             "left": left},
         "previous_login": selectors.previous_login(user=user) if customer.show_last_login else None,

@@ -4,8 +4,11 @@ an order event's label.
 Written in Python rather than included as a template: list rows render it per row, and the include
 with its nested conditions cost more than the rest of a row's cells.
 """
+from functools import lru_cache
+
 from django import template
-from django.utils.formats import localize
+from django.utils import timezone, translation
+from django.utils.formats import date_format, localize
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
@@ -20,16 +23,36 @@ _BADGE_CLASSES = {"active": "text-bg-success", "expired": "text-bg-warning", "su
 def order_status_badge(order) -> str:
     status = order.status
     setting_up = status == "pending" and order.provisioning != "not_started"
+    return _status_badge(status, setting_up, bool(order.cancel_at_period_end and status == "active"),
+                         translation.get_language())
+
+
+@lru_cache(maxsize=256)
+def _status_badge(status: str, setting_up: bool, cancels: bool, language: str | None) -> str:
+    """The badge depends on these and the active language alone, so each worker keeps it."""
+    from ..models import Order
+
     if status == "pending":
         css = "text-bg-info" if setting_up else "text-bg-warning"
     else:
         css = _BADGE_CLASSES.get(status, "text-bg-secondary")
-    label = _("Paid, being set up") if setting_up else order.get_status_display()
+    label = _("Paid, being set up") if setting_up else Order(status=status).get_status_display()
     html = format_html('<span class="badge {}" data-testid="order-status">{}</span>', css, label)
-    if order.cancel_at_period_end and status == "active":
+    if cancels:
         html += format_html(' <span class="badge text-bg-light border" title="{}">{}</span>',
                             _("Cancels at the end of the paid period"), _("Cancels at period end"))
     return html
+
+
+def short_date(value) -> str:
+    """`{{ value|date:"SHORT_DATE_FORMAT" }}` of a datetime (in the current time zone); each worker keeps the
+    latest (value, language, zone)'s text: rows print a few dozen dates per page."""
+    return _short_date(value, translation.get_language(), timezone.get_current_timezone())
+
+
+@lru_cache(maxsize=4096)
+def _short_date(value, language, zone) -> str:
+    return date_format(timezone.localtime(value, zone) if timezone.is_aware(value) else value, "SHORT_DATE_FORMAT")
 
 
 def _value(details: dict, key: str) -> str:

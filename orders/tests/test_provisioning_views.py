@@ -110,3 +110,54 @@ def test_the_customer_is_told_before_confirming_that_a_plan_change_restarts_the_
     assert 'data-testid="server-notice"' in upgrade and "restarts once to apply the new CPU and memory" in upgrade
     downgrade = client.get(url, {"plan": smaller_disk.pk}).content.decode()
     assert "Disks cannot shrink: your server keeps its 80 GiB disk." in downgrade and "restarts once" not in downgrade
+
+
+def test_the_order_page_reads_in_one_query_what_order_get_and_the_setup_queries_read(customer, setting_up):
+    """selectors.order_page (compiled once) against order_get(with_vm=True), the plan's locations, the
+    add-ons EXISTS and order_setup's own queries: while set up, with two create jobs, with a live VM, a
+    deleted VM; another customer's order is a 404; the events and invoices against their querysets."""
+    from django.http import Http404
+
+    from orders import addons, selectors
+    from orders.models import Location, OrderEvent
+
+    from .factories import LocationFactory, make_addon
+
+    order = setting_up
+    order.plan.locations.add(LocationFactory(code="fra", name="Frankfurt"), LocationFactory(code="zrh", name="Zurich"))
+    Location.objects.filter(code="zrh").update(name="Berlin")  # sorted by name, not by id
+
+    def check(expected_setup):
+        page = selectors.order_page(customer=customer, order_id=order.pk)
+        full = selectors.order_get(customer=customer, order_id=order.pk, with_vm=True)
+        assert page.customer is customer
+        for field in Order._meta.concrete_fields:
+            assert getattr(page, field.attname) == getattr(full, field.attname), field.name
+        for name in selectors.PAGE_PLAN_FIELDS:
+            assert getattr(page.plan, name) == getattr(full.plan, name)
+        assert page.location_names == [location.name for location in full.plan.locations.all()] == ["Amsterdam", "Berlin", "Frankfurt"]
+        assert page.plan_offers_addons == addons.plan_offers_addons(full.plan)
+        assert (selectors.order_setup(order=page) == selectors.order_setup(order=Order.objects.get(pk=order.pk))
+                == selectors.order_setup(order=page) | expected_setup)
+        assert [(e.pk, e.actor_id) for e in selectors.page_events(order=page)] == [
+            (e.pk, e.actor_id) for e in selectors.order_events(order=full)[:50]]
+        assert [i.pk for i in selectors.page_invoices(order=page)] == [i.pk for i in selectors.order_invoices(order=full)[:20]]
+        return page
+
+    page = check({"setting_up": True, "step": 1, "delayed": False, "password_waiting": False, "vm_state": ""})
+    assert page.plan_offers_addons is False and [i.pk for i in selectors.page_invoices(order=page)] == [order.invoice_id]
+    assert OrderEvent.objects.filter(order=order).exists() and selectors.page_events(order=page)
+    make_addon(order.plan, "backups", "Backups")
+    ProvisioningJob.objects.filter(order=order).update(attempts=3)
+    latest = ProvisioningJob.objects.filter(order=order).first()
+    latest.pk, latest.state, latest.attempts, latest.idempotency_key = None, ProvisioningJob.State.RUNNING, 2, "second"
+    latest.save()
+    assert check({"step": 2, "delayed": True}).plan_offers_addons is True
+    finish_create(order)
+    page = check({"setting_up": False, "step": 3, "password_waiting": True})
+    assert page.vm.initial_password == "s3cret-Pass-123"
+    VirtualMachine.objects.filter(order=order).update(deleted_at=T0)
+    check({"password_waiting": False, "vm_state": ""})
+    stranger = UserFactory().customer
+    with pytest.raises(Http404):
+        selectors.order_page(customer=stranger, order_id=order.pk)

@@ -81,6 +81,40 @@ def test_orders_table_query_count_is_the_same_for_10_and_1000_orders(client_owne
     assert len(large.captured_queries) <= 12
 
 
+def test_orders_table_total_is_right_with_a_status_filter_and_a_search(client_owner, customer, currencies):
+    """Without a search the paginator's total comes from the status counts (no COUNT query); with one it is counted."""
+    make_orders(customer, PlanFactory(), 40)  # every third one suspended: 14
+    url = reverse("orders:order_list")
+    for query, total in (({}, 40), ({"status": "suspended"}, 14), ({"status": "cancelled"}, 0), ({"status": "bogus"}, 40),
+                         ({"q": "198.51.0.1"}, 11), ({"q": "#"}, 40), ({"q": "198.51.0.1", "status": "suspended"}, 5)):
+        with CaptureQueriesContext(connection) as queries:
+            response = client_owner.get(url, query)
+        assert response.context["page"].paginator.count == total, query
+        assert len(response.context["rows"]) == min(total, 25)
+        counted = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('SELECT COUNT(*) AS "__count" FROM "orders_order"')]
+        assert bool(counted) == ("q" in query and query["q"] != "#"), counted
+
+
+def test_orders_table_compiled_rows_are_the_querysets_rows_for_every_sort_and_status(client_owner, customer, currencies):
+    from orders import selectors
+
+    make_orders(customer, PlanFactory(), 30)
+    make_orders(UserFactory().customer, PlanFactory(), 3)
+    Order.objects.filter(pk__in=Order.objects.filter(customer=customer).order_by("pk").values("pk")[:4]).update(
+        status=Order.Status.PENDING, expires_at=None, period_started_at=None)
+    for sort in selectors.SORTS:
+        for descending in (True, False):
+            for status in ("", "active", "suspended", "bogus"):
+                params = selectors.OrderListParams(status=status, sort=sort, descending=descending)
+                expected = list(selectors.order_table(customer=customer, params=params))
+                for start, stop in ((0, 25), (25, 50), (5, 7)):
+                    found = selectors.order_table_rows(customer=customer, params=params)[start:stop]
+                    assert [(o.pk, o.plan.name, o.has_addons, o.expires_at) for o in found] == [
+                        (o.pk, o.plan.name, o.has_addons, o.expires_at) for o in expected[start:stop]]
+    page2 = client_owner.get(reverse("orders:order_list"), {"sort": "-cost", "page": 2})
+    assert len(page2.context["rows"]) == 5 and page2.context["page"].number == 2
+
+
 def test_another_customers_order_is_404(client_owner, currencies):
     stranger = UserFactory().customer
     make_orders(stranger, PlanFactory(), 1)

@@ -259,3 +259,21 @@ def test_reply_to_a_closed_ticket_is_refused_with_a_message(owner, owner_client)
     response = owner_client.post(reverse("tickets:reply", args=[ticket.pk]), {"body": "late"}, follow=True)
     assert "This ticket is closed. Reopen it to write again." in response.content.decode()
     assert not ticket.messages.filter(body="late").exists()
+
+
+def test_thread_lists_each_messages_attachments_in_order_with_one_thread_query(owner, owner_client, staff):
+    ticket = TicketFactory(created_by=owner)
+    services.message_post_customer(ticket=ticket, user=owner, body="two files", files=[
+        check_upload(upload("a.log", b"first", "text/plain")), check_upload(upload("b.log", b"second!", "text/plain"))])
+    services.message_post_staff(ticket=ticket, staff_user=staff, body="no files")
+    services.message_post_customer(ticket=ticket, user=owner, body="one file",
+                                   files=[check_upload(upload("c.log", b"third", "text/plain"))])
+    with CaptureQueriesContext(connection) as queries:
+        response = owner_client.get(reverse("tickets:detail", args=[ticket.pk]))
+    body = response.content.decode()
+    messages = body.split('data-testid="message"')[1:]
+    names = [[name for name in ("a.log", "b.log", "c.log") if f"{name}</a>" in message] for message in messages]
+    assert names == [[], ["a.log", "b.log"], [], ["c.log"]]
+    assert body.index("a.log</a>") < body.index("b.log</a>")
+    assert "(5\xa0bytes)" in messages[1] and "(7\xa0bytes)" in messages[1]
+    assert sum('"tickets_' in query["sql"] for query in queries.captured_queries) == 3  # nav unread badge, the ticket, the thread
