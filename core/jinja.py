@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import datetime
 import html
+from functools import lru_cache
 
 import jinja2
 from django import template
 from django.conf import settings
+from django.template.defaultfilters import date as date_filter
 from django.templatetags.static import static
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import formats, timezone, translation
@@ -142,6 +144,19 @@ def url(name: str, *args) -> str:
     return reverse(name, args=args)
 
 
+@lru_cache(maxsize=4096)
+def _date(value, fmt: str, language: str | None, zone) -> str:
+    # Called only with this language and time zone active (they are part of the key).
+    return date_filter(template_localtime(value), fmt)
+
+
+def memo_date(value, fmt: str) -> str:
+    """`{{ value|memo_date("SHORT_DATE_FORMAT") }}`: Django's `date` filter (local time, localized
+    format) memoised per value, format, language and time zone: list rows print a date each, and the
+    filter costs ~20 µs a call."""
+    return _date(value, fmt, translation.get_language(), timezone.get_current_timezone())
+
+
 def csrf_input(csrf_token) -> str:
     return format_html('<input type="hidden" name="csrfmiddlewaretoken" value="{}">', csrf_token)
 
@@ -164,6 +179,7 @@ def environment(**options) -> jinja2.Environment:
     # filled in and escaped as Django's blocktranslate does (called with keyword values, as newstyle's are).
     env.newstyle_gettext = True
     env.globals.update(_=_gettext, gettext=_gettext, ngettext=_ngettext, pgettext=_pgettext, npgettext=_npgettext)
+    env.filters["memo_date"] = memo_date
     env.filters.update(_django_filters(set(env.filters)))
     env.globals.update(url=url, static=static, localtime=timezone.localtime, csrf_input=csrf_input,
                        django_include=django_include)

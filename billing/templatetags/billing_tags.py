@@ -1,10 +1,6 @@
-from functools import lru_cache
 
 from django import template
-from django.template.defaultfilters import date as date_filter
 from django.utils.html import format_html
-from django.utils.timezone import get_current_timezone, template_localtime
-from django.utils.translation import get_language
 
 from billing.hooks import payment_method_label
 from billing.money import format_money
@@ -24,19 +20,6 @@ def movement_text(entry):
     from billing.selectors import describe_transaction
 
     return describe_transaction(entry.transaction, entry.amount)
-
-
-@lru_cache(maxsize=4096)
-def _date(value, fmt: str, language: str | None, zone) -> str:
-    # Called only with this language and time zone active (they are part of the key).
-    return date_filter(template_localtime(value), fmt)
-
-
-@register.filter
-def memo_date(value, fmt: str) -> str:
-    """`{{ value|date:fmt }}` (local time, localized format) for datetimes, memoised per value, format,
-    language and time zone (list rows print a date each; Django's date filter costs ~20 µs a call)."""
-    return _date(value, fmt, get_language(), get_current_timezone())
 
 
 @register.filter

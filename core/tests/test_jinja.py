@@ -92,3 +92,13 @@ def test_every_message_is_in_a_catalogue(path):
         wanted.add((strings[0], strings[1]) if func in ("pgettext", "npgettext") else (None, strings[0]))
     missing = wanted - _catalogue_ids()
     assert not missing, f"not in any catalogue (run scripts/makemessages.py, then translate): {sorted(missing)}"
+
+
+def test_memo_date_prints_as_the_date_filter_in_each_zone_and_language():
+    moment = datetime.datetime(2027, 1, 1, 0, 30, tzinfo=datetime.UTC)
+    for language, zone in (("en", "UTC"), ("ru", "Europe/Moscow"), ("en", "America/New_York")):
+        with translation.override(language), timezone.override(zoneinfo.ZoneInfo(zone)):
+            for fmt in ("SHORT_DATE_FORMAT", "SHORT_DATETIME_FORMAT"):
+                assert render("{{ m|memo_date(f) }}", m=moment, f=fmt) == render("{{ m|date(f) }}", m=moment, f=fmt)
+    with timezone.override(zoneinfo.ZoneInfo("America/New_York")):
+        assert render('{{ m|memo_date("Y-m-d") }}', m=moment) == "2026-12-31"  # the cache keys on the zone

@@ -2,20 +2,16 @@
 breaks, as `{{ body|urlize|linebreaksbr }}` renders it; `{{ ticket.status|ticket_status_badge }}` and
 `{{ ticket.priority|ticket_priority_badge }}`: a ticket's badges, their markup's one home (the list prints
 two per row, the thread page and the dashboard's tickets card use them too);
-`{{ name|department_name }}`: a department's name as customers read it (Department.display_name);
-`{{ when|memo_date("DATETIME_FORMAT") }}`: Django's `date` filter, memoised.
+`{{ name|department_name }}`: a department's name as customers read it (Department.display_name).
 
 Django's urlize looks at every word in Python; for a 40-message thread it was the largest part of the
 page. The result depends on the text alone, so each worker keeps the latest bodies' HTML. A badge
-depends on the value and the language alone: each is built once per (value, language). A formatted
-time depends on the value, the format, the language and the time zone alone (the thread page prints two
-per message, the list one per row, ~20 µs each): each worker keeps the latest ones.
+depends on the value and the language alone: each is built once per (value, language).
 """
 from functools import lru_cache
 
 from django import template
-from django.template.defaultfilters import date as date_filter, linebreaksbr, urlize
-from django.utils import timezone
+from django.template.defaultfilters import linebreaksbr, urlize
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import get_language, pgettext
@@ -73,13 +69,3 @@ def department_name(name: str) -> str:
     return pgettext("department", name)
 
 
-@lru_cache(maxsize=4096)
-def _date(value, fmt: str, language: str | None, zone) -> str:
-    # Called only with this language and time zone active (they are part of the key).
-    return date_filter(timezone.template_localtime(value), fmt)
-
-
-@register.filter
-def memo_date(value, fmt: str) -> str:
-    """`{{ value|date:fmt }}` (local time, localized format) for datetimes."""
-    return _date(value, fmt, get_language(), timezone.get_current_timezone())
