@@ -16,6 +16,7 @@ from django.utils.translation import get_language, gettext, gettext_lazy as _
 from accounts.models import Customer
 from accounts.selectors import customer_owner, payment_blockers
 from core.keyset import Cursor, KeysetPage, keyset_page
+from core.sql import unseen_key
 
 from .models import (
     AMOUNT, ZERO, Act, BalanceFunding, ContractAcceptance, ContractVersion, CreditNote, Currency, Invoice, InvoiceLine,
@@ -249,7 +250,7 @@ def balance_history(*, customer: Customer, cursor: Cursor, size: int, direction:
         order = "pk" if ascending else "-pk"
         parts = []
         for account_id in accounts:
-            qs = LedgerEntry.objects.filter(where, account_id=account_id)
+            qs = LedgerEntry.objects.filter(where, account_id=unseen_key(account_id))  # its (account, -id) index
             qs = qs.filter(pk__lt=before) if before is not None else qs
             qs = qs.filter(pk__gt=after) if after is not None else qs
             parts.append(qs.order_by(order))

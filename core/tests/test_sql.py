@@ -67,3 +67,14 @@ def test_strings_keep_their_backslashes_and_quotes_whatever_the_string_setting(c
         [pk] = insert_rows(Group, [{"name": name}])
         update_rows(Group, [{"id": pk, "name": name + "!"}], ["name"])
     assert Group.objects.get(pk=pk).name == name + "!"
+
+
+@pytest.mark.django_db
+def test_an_unseen_key_filters_like_the_value_behind_a_subquery(customer):
+    from accounts.models import Customer
+    from core.sql import unseen_key
+
+    queryset = Customer.objects.filter(pk=unseen_key(customer.pk))
+    sql, params = queryset.query.sql_with_params()
+    assert "= ((SELECT %s))" in sql and customer.pk in params  # the planner sees a parameter, not the key
+    assert list(queryset) == [customer]
