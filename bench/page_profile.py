@@ -8,7 +8,8 @@ with the bench's URLconf, and the test client logged in as the heavy customer. E
 3 times to warm up, then `-n` times; it prints the median wall time and the median CPU time of this
 process per request (CPU time hardly moves when other processes load the machine, wall time does),
 the SQL statements and the HTML size. `--profile K` adds cProfile's top K functions (by own time; set
-PROFILE_SORT=cumulative for cumulative) per page (PROFILE_CALLERS=<pattern> adds who calls the matching functions). `--topbar-cache-ab` measures each page with the top
+PROFILE_SORT=cumulative for cumulative) per page (PROFILE_CALLERS=<pattern> adds who calls the matching functions); `--split` adds the CPU
+spent in Jinja2 renders per template and in SQL. `--topbar-cache-ab` measures each page with the top
 bar's cache off and on (TOPBAR_CACHE_SECONDS 0 / 300), alternately, four rounds each, and prints the
 lowest median of each.
 
@@ -39,6 +40,8 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated page names (bench/pages.py's names)")
     parser.add_argument("--profile", type=int, default=0, help="print cProfile's top K functions per page")
     parser.add_argument("--topbar-cache-ab", action="store_true", help="each page with the top-bar cache off and on")
+    parser.add_argument("--split", action="store_true",
+                        help="also print each page's CPU in Jinja2 renders (per template) and in SQL (ORM compile, execute, rows)")
     args = parser.parse_args()
     url = loadkit.scratch_database_url(args.database)
     if not loadkit.database_exists(url):
@@ -56,6 +59,7 @@ def main() -> int:
     from django.test.utils import CaptureQueriesContext
 
     call_command("collectstatic", interactive=False, verbosity=0)  # production settings: the manifest storage
+    split = _split_counters() if args.split else None
     client = Client(HTTP_HOST="127.0.0.1", secure=True)
     client.force_login(pages._heavy_user())
     ids = pages.page_ids()
@@ -88,6 +92,12 @@ def main() -> int:
             walls.append(time.perf_counter() - wall)
         print(f"{name:<22}{statistics.median(walls) * 1000:>9.1f}{statistics.median(cpus) * 1000:>9.1f}"
               f"{statements:>9}{len(response.content) / 1024:>7.0f}", flush=True)
+        if split is not None:  # a lazy queryset first read in a template counts in both
+            split.clear()
+            for _ in range(args.n):
+                client.get(path, **meta)
+            for part, seconds in split.most_common():
+                print(f"    {seconds / args.n * 1000:6.2f} ms  {part}")
         if profiler:
             out = io.StringIO()
             stats = pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("PROFILE_SORT", "tottime"))
@@ -96,6 +106,30 @@ def main() -> int:
                 stats.print_callers(os.environ["PROFILE_CALLERS"])
             print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()), flush=True)
     return 0
+
+
+def _split_counters():
+    """CPU seconds spent in Jinja2 template renders (by name) and in the ORM's execute_sql, counted
+    from now on."""
+    import collections
+
+    import jinja2.environment
+    from django.db.models.sql import compiler
+
+    counters = collections.Counter()
+
+    def timed(label, method):
+        def wrapper(self, *args, **kwargs):
+            start = time.process_time()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                counters[label(self)] += time.process_time() - start
+        return wrapper
+
+    jinja2.environment.Template.render = timed(lambda t: f"jinja {t.name}", jinja2.environment.Template.render)
+    compiler.SQLCompiler.execute_sql = timed(lambda c: "sql", compiler.SQLCompiler.execute_sql)
+    return counters
 
 
 def _medians(client, path: str, meta: dict, n: int) -> tuple[float, float]:
