@@ -46,7 +46,11 @@ def _page(request, items, count: int | None = None):
 def _topup_fields(language: str | None, codes: tuple[str, ...], currency: str) -> dict:
     """The unbound top-up form's amount and currency fields (HTML), made once per language, enabled
     currencies and preselected currency (all they depend on; Django's widgets cost ~0.8 ms per request)."""
-    form = TopUpForm(currencies=[SimpleNamespace(code=code) for code in codes], initial={"currency": currency})
+    return _topup_field_html(TopUpForm(currencies=[SimpleNamespace(code=code) for code in codes],
+                                       initial={"currency": currency}))
+
+
+def _topup_field_html(form: TopUpForm) -> dict:
     return {"amount": as_field(form["amount"]), "currency": as_field(form["currency"])}
 
 
@@ -63,7 +67,7 @@ def _balance_context(request, customer, form=None):
         "equivalents": selectors.equivalents(balance, customer.currency, currencies),
         "stale_codes": [c.code for c in currencies if table.stale(c.code)],
         "form": form or TopUpForm(currencies=currencies, initial={"currency": customer.currency, "request_key": uuid.uuid4().hex}),
-        "topup_fields": ({"amount": as_field(form["amount"]), "currency": as_field(form["currency"])} if form is not None
+        "topup_fields": (_topup_field_html(form) if form is not None
                          else _topup_fields(get_language(), tuple(c.code for c in currencies), customer.currency)),
         "movements": selectors.balance_history(customer=customer, cursor=Cursor.from_query(request.GET), size=PAGE_SIZE,
                                                direction=direction, query=request.GET, accounts=accounts),
@@ -297,7 +301,7 @@ def invoice_payer(request, invoice_id):
 @require_GET
 def payment_list(request):
     customer = acting_customer(request)
-    # Counted without the rows' join to the invoice: an index-only count (1.45 → 0.8 ms for 10,000 payments).
+    # Counted without the rows' join to the invoice: an index-only count (1.45 → 0.5 ms for 10,000 payments).
     page = _page(request, selectors.payment_rows(customer), count=selectors.payments_for(customer).order_by().count())
     return render(request, "billing/payment_list.html", {"page": page, "in_progress": hooks.payments_in_progress(customer),
                                                          "status_labels": {value: str(label) for value, label in Payment.Status.choices}})
