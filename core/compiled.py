@@ -14,11 +14,14 @@ SQL is kept, and each call binds its own values and turns the rows into model in
 `values_list()` queryset, into tuples. Stand-ins are
 integers no real row has (`STAND_IN`, `STAND_IN_2`, ...); a stand-in may also appear inside a string
 parameter ("order:<id>", a LIKE pattern), where the value's digits replace it. The values are
-integers too. Only for querysets whose SQL depends on nothing but those values (no `now()`, no
-language), and not for writes. `CompiledRows` pages such a query for a Paginator.
+integers too, or aware datetimes for a `STAND_IN_TIME` stand-in (a moment the query compares with).
+Only for querysets whose SQL depends on nothing but those values (no `now()`, no language), and not
+for writes. `CompiledRows` pages such a query for a Paginator; `statement()` gives the bound SQL to
+wrap in a larger statement.
 """
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 from django.db import connections
@@ -28,12 +31,14 @@ from django.db.models.query import ModelIterable, ValuesListIterable, get_relate
 STAND_IN = -918273641
 STAND_IN_2 = -918273642
 STAND_IN_3 = -918273643
+STAND_IN_TIME = dt.datetime(1901, 2, 3, 4, 5, 6, 789012, tzinfo=dt.timezone.utc)
+_STAND_IN_TYPES = (int, dt.datetime)
 
 
 class CompiledQuery:
     def __init__(self, build: Callable[..., QuerySet], **stand_ins: int):
-        if not stand_ins or any(type(value) is not int for value in stand_ins.values()):
-            raise TypeError("CompiledQuery takes integer stand-ins by name")
+        if not stand_ins or any(type(value) not in _STAND_IN_TYPES for value in stand_ins.values()):
+            raise TypeError("CompiledQuery takes integer or datetime stand-ins by name")
         self._build = build
         self._stand_ins = stand_ins
         self._compiled: dict[int, tuple] = {}  # id(connection) -> what `_compile` returns (it holds the connection)
@@ -45,7 +50,7 @@ class CompiledQuery:
         names = {str(value): name for name, value in self._stand_ins.items()}
         slots, found = [], set()
         for param in params:
-            if type(param) is int and str(param) in names:
+            if type(param) in _STAND_IN_TYPES and str(param) in names:
                 slots.append((names[str(param)], None))
                 found.add(names[str(param)])
             elif isinstance(param, str) and any(text in param for text in names):
@@ -73,22 +78,26 @@ class CompiledQuery:
         return (connection, compiler, sql, params, slots, None if init_list is None else klass_info["model"], start, end,
                 init_list, converters, populators, compiler.annotation_col_map or {}, sliced)
 
-    def __call__(self, *, using: str = "default", **values: int) -> list:
+    def __call__(self, *, using: str = "default", **values) -> list:
         return self.rows(0, None, using=using, **values)
 
-    def rows(self, start: int, stop: int | None, *, using: str = "default", **values: int) -> list:
-        """The rows [start:stop] (LIMIT and OFFSET added to the SQL: for querysets compiled unsliced)."""
-        if set(values) != set(self._stand_ins) or any(type(value) is not int for value in values.values()):
-            raise TypeError(f"CompiledQuery needs integer values for {sorted(self._stand_ins)}")
-        connection = connections[using]
+    def statement(self, *, using: str = "default", **values) -> tuple[str, list]:
+        """The compiled SQL and its parameters bound to `values` (to run inside a larger statement)."""
+        compiled = self._compiled_for(connections[using], values)
+        return compiled[2], self._bind(compiled, values)
+
+    def _compiled_for(self, connection, values: dict) -> tuple:
+        if set(values) != set(self._stand_ins) or any(
+                type(value) is not type(self._stand_ins[name]) for name, value in values.items()
+                if name in self._stand_ins):
+            raise TypeError(f"CompiledQuery needs values of the stand-ins' types for {sorted(self._stand_ins)}")
         compiled = self._compiled.get(id(connection))
         if compiled is None:
             compiled = self._compiled[id(connection)] = self._compile(connection)
-        (_, compiler, sql, params, slots, model, first, end, init_list, converters, populators, annotations, sliced) = compiled
-        if start or stop is not None:
-            if sliced:
-                raise ValueError("rows(start, stop) of a query compiled with a slice")
-            sql = f"{sql} LIMIT {int(stop) - int(start)} OFFSET {int(start)}" if stop is not None else f"{sql} OFFSET {int(start)}"
+        return compiled
+
+    def _bind(self, compiled: tuple, values: dict) -> list:
+        params, slots = compiled[3], compiled[4]
         texts = {str(self._stand_ins[name]): str(value) for name, value in values.items()}
         bound = []
         for param, slot in zip(params, slots):
@@ -100,6 +109,18 @@ class CompiledQuery:
                 for text, value in texts.items():
                     param = param.replace(text, value)
                 bound.append(param)
+        return bound
+
+    def rows(self, start: int, stop: int | None, *, using: str = "default", **values) -> list:
+        """The rows [start:stop] (LIMIT and OFFSET added to the SQL: for querysets compiled unsliced)."""
+        connection = connections[using]
+        compiled = self._compiled_for(connection, values)
+        (_, compiler, sql, params, slots, model, first, end, init_list, converters, populators, annotations, sliced) = compiled
+        if start or stop is not None:
+            if sliced:
+                raise ValueError("rows(start, stop) of a query compiled with a slice")
+            sql = f"{sql} LIMIT {int(stop) - int(start)} OFFSET {int(start)}" if stop is not None else f"{sql} OFFSET {int(start)}"
+        bound = self._bind(compiled, values)
         with connection.cursor() as cursor:
             cursor.execute(sql, bound)
             rows = cursor.fetchall()

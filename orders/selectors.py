@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import Case, CharField, F, Func, IntegerField, Q, QuerySet, Value, When
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -19,7 +20,7 @@ from billing.rates import RateError, RateTable
 from billing.selectors import balance_of, enabled_currencies, tax_for
 from billing.tax import NO_TAX, TaxDecision, TaxNotConfigured, invoice_totals
 from core.calendar import provider_today
-from core.compiled import STAND_IN, STAND_IN_2, CompiledQuery, CompiledRows
+from core.compiled import STAND_IN, STAND_IN_2, STAND_IN_TIME, CompiledQuery, CompiledRows
 
 from . import pricing
 from .services import renewal_batch
@@ -354,40 +355,74 @@ class RenewalForecast:
         return self.uncovered == 0
 
 
-# What the forecast and `pricing.renewal_amount` read of a due order. A heavy customer has hundreds due,
-# so they are read as value rows: building Order and Plan instances cost more than the whole forecast.
-FORECAST_ORDER_FIELDS = ("id", "expires_at", "currency", "price", "addons_price", "period_months", "plan__name",
-                         "scheduled_plan_id", "scheduled_plan__base_currency", "scheduled_plan__name")
+# What the forecast and `pricing.renewal_amount` read of a due order, plus its pending renewal invoice.
+# A heavy customer has hundreds due but few distinct prices: one statement gives each due order, in the
+# job's order, the index of its price key and of its provider month (two integer arrays), the first
+# `shown` orders in full and one order per price key; Python prices each key once and walks the arrays.
+_DUE_FIELDS = ("id", "expires_at", "current_period", "currency", "price", "addons_price", "period_months",
+               "scheduled_plan_id", "scheduled_plan__base_currency", "scheduled_plan__name", "plan__name")
+_DUE_COLUMNS = ("id", "expires_at", "current_period", "currency", "price", "addons_price", "period_months",
+                "scheduled_plan_id", "scheduled_base_currency", "scheduled_name", "plan_name")
+_DUE_ORDERS = CompiledQuery(
+    lambda customer_id, horizon: renewal_batch.due_for_auto_renewal(
+        horizon - dt.timedelta(hours=settings.ORDERS_RENEW_HOURS_BEFORE_EXPIRY)).filter(customer_id=customer_id)
+    .values_list(*_DUE_FIELDS),
+    customer_id=STAND_IN, horizon=STAND_IN_TIME)
+_FORECAST_SQL: dict[str, str] = {}
+
+
+def _forecast_sql(due_sql: str) -> str:
+    """The due orders (the job's query, compiled once) numbered in the job's order, with their pending
+    renewal invoice's open amount, their renewal moment (the job renews `lead` before expiry, or at its
+    next run), a price key (a number per distinct set of what the price depends on: grouped by hashing,
+    not sorting) and a month index (`width_bucket` over the provider months' starts). Detail rows: the
+    first `shown` and each key's first order; then one row of the two arrays."""
+    sql = _FORECAST_SQL.get(due_sql)
+    if sql is None:
+        q = connection.ops.quote_name
+        renewal, invoice = q(OrderRenewal._meta.db_table), q(Invoice._meta.db_table)
+        key = "has_pending, k_due, k_currency, k_scheduled, price, addons_price, currency, period_months"
+        detail = ("n, id, renews_at, plan_name, key, inv_due, inv_currency, currency, price, addons_price, period_months, "
+                  "scheduled_plan_id, scheduled_base_currency, scheduled_name")
+        sql = _FORECAST_SQL[due_sql] = (
+            f"WITH due ({', '.join(_DUE_COLUMNS)}) AS ({due_sql}), "
+            f"pending AS (SELECT r.{q('order_id')} AS order_id, r.{q('period')} AS period, "
+            f"i.{q('total')} - i.{q('amount_paid')} AS inv_due, i.{q('currency')}::text AS inv_currency "
+            f"FROM {renewal} r JOIN {invoice} i ON i.{q('id')} = r.{q('invoice_id')} "
+            f"WHERE r.{q('status')} = %s AND i.{q('status')} = ANY(%s) AND i.{q('customer_id')} = %s), "
+            f"numbered AS (SELECT due.*, pending.inv_due, pending.inv_currency, "
+            f"GREATEST(due.expires_at - %s, %s) AS renews_at, row_number() OVER (ORDER BY due.expires_at, due.id) AS n, "
+            f"pending.order_id IS NOT NULL AS has_pending, COALESCE(pending.inv_due, 0) AS k_due, "
+            f"COALESCE(pending.inv_currency, '') AS k_currency, COALESCE(due.scheduled_plan_id, 0) AS k_scheduled "
+            f"FROM due LEFT JOIN pending ON pending.order_id = due.id AND pending.period = due.current_period + 1), "
+            f"keys AS (SELECT {key}, min(n) AS first_n, row_number() OVER () AS key FROM numbered GROUP BY {key}), "
+            f"keyed AS (SELECT numbered.*, keys.key, keys.first_n FROM numbered JOIN keys USING ({key})) "
+            f"SELECT {detail}, NULL::int[] AS keys, NULL::int[] AS months FROM keyed WHERE n <= %s OR n = first_n "
+            f"UNION ALL SELECT {', '.join(['NULL'] * 14)}, array_agg(key ORDER BY n), "
+            f"array_agg(width_bucket(renews_at, %s::timestamptz[]) - 1 ORDER BY n) FROM keyed ORDER BY n NULLS LAST")
+    return sql
 
 
 @dataclass(slots=True)
 class _DueOrder:
     """A due order as `pricing.renewal_amount` reads it (the attributes of `Order` it uses)."""
     pk: int
-    expires_at: dt.datetime
     currency: str
     price: Decimal
     addons_price: Decimal
     period_months: int
-    plan_name: str
     scheduled_plan_id: int | None
     scheduled_plan: Plan | None
 
 
-def _due_orders(queryset: QuerySet[Order]) -> list[_DueOrder]:
-    scheduled_plans: dict[int, Plan] = {}
-    orders = []
-    for (pk, expires_at, currency, price, addons_price, period_months, plan_name, scheduled_id, scheduled_base_currency,
-         scheduled_name) in queryset.values_list(*FORECAST_ORDER_FIELDS):
-        scheduled = None
-        if scheduled_id is not None:
-            scheduled = scheduled_plans.get(scheduled_id)
-            if scheduled is None:
-                scheduled = scheduled_plans[scheduled_id] = Plan(pk=scheduled_id, base_currency=scheduled_base_currency,
-                                                                 name=scheduled_name)
-        orders.append(_DueOrder(pk, expires_at, currency, price, addons_price, period_months, plan_name, scheduled_id,
-                                scheduled))
-    return orders
+def _provider_month_starts(now: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+    """The starts of the provider's calendar months (core.calendar) from `now`'s to `end`'s."""
+    starts = [_provider_month(now)[0]]
+    while True:
+        following = _provider_month(starts[-1])[1]
+        if following > end:
+            return starts
+        starts.append(following)
 
 
 def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days: int = FORECAST_DAYS,
@@ -401,73 +436,80 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     invoice (`billing.selectors.tax_for` and `billing.tax.invoice_totals`, as the job's invoices). A renewal invoice the job already issued (a pending
     renewal for the next period) is forecast at what it still asks for. Every due renewal is priced
     and counted (totals, coverage, shortfall), but only the soonest `shown` (DASHBOARD_FORECAST_ROWS)
-    become rows. A fixed number of queries: the due orders with their plans, the scheduled plans' prices,
-    prices added in Python.
+    become rows. A fixed number of queries: the due orders (see `_forecast_sql`), the scheduled plans'
+    prices (only when one is scheduled), tax and auto-payment settings.
     """
     now = now or timezone.now()
     shown = settings.DASHBOARD_FORECAST_ROWS if shown is None else shown
     currency = customer.currency
     balance = balance_of(customer) if balance is None else balance
-    orders = _due_orders(renewal_batch.due_for_auto_renewal(now + dt.timedelta(days=days)).filter(customer=customer)
-                         .order_by("expires_at", "pk"))
-    pending_invoices = _pending_renewal_invoices(customer, {order.pk for order in orders})
-    scheduled_prices = _scheduled_plan_prices(orders)
-    try:
-        tax = tax_for(customer) if orders else None
-    except TaxNotConfigured:  # the renewal invoice will be refused too; forecast the amount without tax
-        tax = NO_TAX
+    # The job renews an order ORDERS_RENEW_HOURS_BEFORE_EXPIRY before it expires (or at its next run).
+    lead = dt.timedelta(hours=settings.ORDERS_RENEW_HOURS_BEFORE_EXPIRY)
+    end = now + dt.timedelta(days=days)
+    month_starts = _provider_month_starts(now, end)
+    due_sql, due_params = _DUE_ORDERS.statement(customer_id=customer.pk, horizon=end + lead)
+    with connection.cursor() as cursor:
+        cursor.execute(_forecast_sql(due_sql), [
+            *due_params, OrderRenewal.Status.PENDING.value, list(Invoice.OPEN_STATUSES), customer.pk, lead, now, shown,
+            month_starts])
+        *details, (*_, keys, months) = cursor.fetchall()
+    keys, months, tax = keys or [], months or [], None
+    if keys:
+        try:
+            tax = tax_for(customer)
+        except TaxNotConfigured:  # the renewal invoice will be refused too; forecast the amount without tax
+            tax = NO_TAX
     table = RateTable(currencies if currencies is not None else enabled_currencies())
     autopay = card_auto_top_up_settings_for(customer)
     autopay_on = bool(autopay and autopay.enabled and autopay.method_id)
     today = provider_today(now)
     left_this_month = max(ZERO, autopay.monthly_limit - card_auto_top_up_month_used(customer=customer, today=today)) if autopay_on else ZERO
-    cap_left: dict[tuple[int, int], Decimal] = {(today.year, today.month): left_this_month}
+    month_cap = autopay.monthly_limit if autopay_on else ZERO
+
+    # Each price key once: (amount, currency, in account currency, error).
+    representatives: dict[int, tuple] = {}
+    scheduled_plans: dict[int, Plan] = {}
+    for (_n, pk, _renews_at, _plan_name, key, inv_due, inv_currency, order_currency, price, addons_price, period_months,
+         scheduled_id, scheduled_base_currency, scheduled_name, _keys, _months) in details:
+        if key not in representatives:
+            scheduled = None
+            if scheduled_id is not None:
+                scheduled = scheduled_plans.get(scheduled_id)
+                if scheduled is None:
+                    scheduled = scheduled_plans[scheduled_id] = Plan(pk=scheduled_id, base_currency=scheduled_base_currency,
+                                                                     name=scheduled_name)
+            pending = None if inv_due is None else (inv_due, inv_currency)
+            representatives[key] = (_DueOrder(pk, order_currency, price, addons_price, period_months, scheduled_id, scheduled),
+                                    pending)
+    scheduled_prices = _scheduled_plan_prices(set(scheduled_plans))
+    priced = {key: _forecast_price(order, pending, scheduled_prices, tax, table, currency)
+              for key, (order, pending) in representatives.items()}
 
     forecast = RenewalForecast(rows=[], balance=balance, currency=currency, autopay_enabled=autopay_on,
-                               autopay_left_this_month=left_this_month, count=len(orders))
+                               autopay_left_this_month=left_this_month, count=len(keys))
+    for n, pk, renews_at, plan_name, key, *_rest in details:
+        if n <= shown:
+            amount, row_currency, in_account, error = priced[key]
+            forecast.rows.append(ForecastRow(order_id=pk, plan_name=plan_name, renews_at=renews_at, amount=amount,
+                                             currency=row_currency, amount_in_account_currency=in_account, error=error))
+    forecast.more_count = len(keys) - len(forecast.rows)
     # Two walks in date order: `running`/`cap_left` replay the job (it leaves an unaffordable renewal
     # unpaid and keeps the balance for the next one); `topped_up`/`topped_cap` replay it after the
     # customer added the shortfall, so leftover balance is not counted against several renewals.
-    # Hundreds of orders may be due: a row object only for the `shown` ones, the provider's month of a
-    # renewal from the month bounds (not a time-zone conversion per order).
+    cap_left: dict[int, Decimal] = {0: left_this_month}
     running, topped_up, topped_cap = balance, balance, dict(cap_left)
-    prices: dict[tuple, tuple] = {}  # many orders share a price: (amount, currency, in account currency, error)
-    # The job renews an order ORDERS_RENEW_HOURS_BEFORE_EXPIRY before it expires (or at its next run).
-    lead = dt.timedelta(hours=settings.ORDERS_RENEW_HOURS_BEFORE_EXPIRY)
-    month_cap = autopay.monthly_limit if autopay_on else ZERO
-    month_start = month_end = month = None
-    for index, order in enumerate(orders):
-        renews_at = order.expires_at - lead
-        if renews_at < now:
-            renews_at = now
-        if order.pk in pending_invoices:
-            amount, row_currency, in_account, error = _forecast_price(order, pending_invoices, scheduled_prices, tax,
-                                                                      table, currency)
-        else:
-            key = (order.price, order.addons_price, order.currency, order.period_months, order.scheduled_plan_id)
-            priced = prices.get(key)
-            if priced is None:
-                priced = prices[key] = _forecast_price(order, pending_invoices, scheduled_prices, tax, table, currency)
-            amount, row_currency, in_account, error = priced
-        row = None
-        if index < shown:
-            row = ForecastRow(order_id=order.pk, plan_name=order.plan_name, renews_at=renews_at, amount=amount,
-                              currency=row_currency, amount_in_account_currency=in_account, error=error)
-            forecast.rows.append(row)
-        else:
-            forecast.more_count += 1
+    rows = forecast.rows
+    for index, (key, month) in enumerate(zip(keys, months)):
+        in_account, error = priced[key][2:]
         if error:
             forecast.uncovered += 1
             continue
         forecast.total += in_account
-        if row is None:
+        if index >= shown:
             forecast.more_total += in_account
-        if month is None or not month_start <= renews_at < month_end:
-            month_start, month_end = _provider_month(renews_at)
-            month = (month_start.year, month_start.month)
         covered_by, running = _cover(in_account, running, cap_left, month, month_cap)
-        if row is not None:
-            row.covered_by = covered_by
+        if index < shown:
+            rows[index].covered_by = covered_by
         if not covered_by:
             forecast.uncovered += 1
         covered, topped_up = _cover(in_account, topped_up, topped_cap, month, month_cap)
@@ -485,7 +527,7 @@ def _provider_month(moment: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     return (dt.datetime(day.year, day.month, 1, tzinfo=zone), dt.datetime(following.year, following.month, 1, tzinfo=zone))
 
 
-def _cover(needed: Decimal, balance: Decimal, cap_left: dict, month: tuple[int, int], month_cap: Decimal) -> tuple[str, Decimal]:
+def _cover(needed: Decimal, balance: Decimal, cap_left: dict, month: int, month_cap: Decimal) -> tuple[str, Decimal]:
     """How the renewal job pays `needed`: from the balance, else auto-payment tops up the missing part
     within what is left of that month's cap (updated in `cap_left`), else not at all ("").
     Returns (covered by, balance afterwards)."""
@@ -499,13 +541,13 @@ def _cover(needed: Decimal, balance: Decimal, cap_left: dict, month: tuple[int, 
     return "", balance
 
 
-def _forecast_price(order: "_DueOrder", pending_invoices: dict, scheduled_prices: dict, tax: TaxDecision,
+def _forecast_price(order: _DueOrder, pending: tuple[Decimal, str] | None, scheduled_prices: dict, tax: TaxDecision,
                     table: RateTable, account_currency: str) -> tuple[Decimal, str, Decimal | None, str]:
     """(amount, its currency, the amount in the account currency or None, error): what the job's renewal
-    invoice will ask for (`pricing.renewal_amount` + `billing.tax.invoice_totals`), or why it cannot be priced."""
-    invoice = pending_invoices.get(order.pk)
-    if invoice is not None:
-        amount, currency = invoice["total"] - invoice["amount_paid"], invoice["currency"]
+    invoice will ask for (`pricing.renewal_amount` + `billing.tax.invoice_totals`), or why it cannot be priced;
+    an already issued renewal invoice's open amount when `pending` ((amount, currency))."""
+    if pending is not None:
+        amount, currency = pending
     else:
         currency = order.currency
         try:
@@ -520,27 +562,13 @@ def _forecast_price(order: "_DueOrder", pending_invoices: dict, scheduled_prices
     return amount, currency, (amount if currency == account_currency else quantize(amount * quote.rate, account_currency)), ""
 
 
-def _scheduled_plan_prices(orders: list[_DueOrder]) -> dict[int, list[PlanPrice]]:
+def _scheduled_plan_prices(plan_ids: set[int]) -> dict[int, list[PlanPrice]]:
     """{plan id: its PlanPrice rows} for the orders' scheduled plans, one query (none without any)."""
-    plan_ids = {order.scheduled_plan_id for order in orders} - {None}
     prices: dict[int, list[PlanPrice]] = {}
     if plan_ids:
         for price in PlanPrice.objects.filter(plan_id__in=plan_ids):
             prices.setdefault(price.plan_id, []).append(price)
     return prices
-
-
-def _pending_renewal_invoices(customer: Customer, order_ids: set[int]) -> dict[int, dict]:
-    """Open invoices of renewals already issued for each order's next period (the job pays those)."""
-    if not order_ids:
-        return {}
-    invoice_of = {r["invoice_id"]: r["order_id"] for r in OrderRenewal.objects.filter(
-        order__customer=customer, status=OrderRenewal.Status.PENDING, invoice_id__isnull=False,
-        period=F("order__current_period") + 1).values("order_id", "invoice_id") if r["order_id"] in order_ids}
-    if not invoice_of:
-        return {}
-    return {invoice_of[row["pk"]]: row for row in Invoice.objects.filter(pk__in=list(invoice_of), status__in=Invoice.OPEN_STATUSES)
-            .values("pk", "total", "amount_paid", "currency")}
 
 
 @dataclass(frozen=True)
