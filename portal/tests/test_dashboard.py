@@ -85,7 +85,7 @@ def test_dashboard_query_count_is_the_same_for_3_and_300_services(client, curren
         large_count = dashboard_queries(client, large)
         response = client.get(reverse("dashboard"))
     assert small_count == large_count
-    assert small_count <= 20, small_count
+    assert small_count <= 19, small_count  # 20 before the forecast read its due orders and pending invoices as one statement
     html = response.content.decode()
     assert html.count('data-testid="dashboard-service"') == 5
     assert html.count('data-testid="forecast-row"') == 10  # DASHBOARD_FORECAST_ROWS soonest of ~100 due
