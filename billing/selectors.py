@@ -15,6 +15,7 @@ from django.utils.translation import get_language, gettext, gettext_lazy as _
 
 from accounts.models import Customer
 from accounts.selectors import customer_owner, payment_blockers
+from core.compiled import STAND_IN, CompiledQuery
 from core.keyset import Cursor, KeysetPage, keyset_page
 from core.sql import unseen_key
 
@@ -40,13 +41,18 @@ INVOICE_SORTS = {
 }
 
 
+_BALANCE_OF: dict[str, CompiledQuery] = {}  # per account currency: its query compiled once (core.compiled)
+
+
 def balance_of(customer: Customer) -> Decimal:
-    """Balance in the account currency (customer.currency); one query."""
-    value = (
-        LedgerAccount.objects.filter(kind=LedgerAccount.Kind.CUSTOMER, customer=customer, currency=customer.currency)
-        .values_list("balance", flat=True).first()
-    )
-    return value if value is not None else ZERO
+    """Balance in the account currency (customer.currency); one query (read on every page with a top bar)."""
+    query = _BALANCE_OF.get(customer.currency)
+    if query is None:
+        query = _BALANCE_OF[customer.currency] = CompiledQuery(lambda customer_id, code=customer.currency: (
+            LedgerAccount.objects.filter(kind=LedgerAccount.Kind.CUSTOMER, customer_id=customer_id, currency=code)
+            .order_by("pk").values_list("balance")[:1]), customer_id=STAND_IN)
+    found = query(customer_id=customer.pk)
+    return found[0][0] if found else ZERO
 
 
 def topbar_balance(request, customer: Customer) -> dict | None:

@@ -14,6 +14,7 @@ from billing.models import Invoice
 from billing.money import quantize
 from billing.rates import RateTable, rate_per_base
 from billing.selectors import invoices_for
+from core.compiled import STAND_IN, CompiledQuery
 
 from .base import Gateway
 from .models import AutopayCharge, AutopaySettings, GatewayConfig, PaymentAttempt, SavedPaymentMethod
@@ -101,8 +102,14 @@ def pay_link_attempt(*, invoice: Invoice, reference: str) -> PaymentAttempt | No
     return PaymentAttempt.objects.filter(invoice=invoice, via_pay_link=True, reference=reference).first()
 
 
+# Read by every dashboard (the renewal forecast) and balance page: built and compiled once per process.
+_SETTINGS_FOR = CompiledQuery(lambda customer_id: AutopaySettings.objects.select_related("method").filter(
+    customer_id=customer_id).order_by("pk")[:1], customer_id=STAND_IN)
+
+
 def card_auto_top_up_settings_for(customer: Customer) -> AutopaySettings | None:
-    return AutopaySettings.objects.select_related("method").filter(customer=customer).first()
+    found = _SETTINGS_FOR(customer_id=customer.pk)
+    return found[0] if found else None
 
 
 def card_auto_top_up_charges_for(customer: Customer):
