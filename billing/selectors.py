@@ -72,8 +72,11 @@ def bank_account() -> dict:
     return account if account.get("beneficiary") and account.get("iban") else {}
 
 
+_ENABLED_CURRENCIES = CompiledQuery(lambda: Currency.objects.filter(enabled=True))  # most pages read it
+
+
 def enabled_currencies() -> list[Currency]:
-    return list(Currency.objects.filter(enabled=True))
+    return _ENABLED_CURRENCIES()
 
 
 def equivalents(amount: Decimal, currency: str, currencies: list[Currency]) -> list[dict]:
@@ -743,10 +746,20 @@ def _tax_rates(countries) -> dict[str, dict[str, TaxRate]]:
     """{country: {profile type: TaxRate}} for these countries; one query (none without a country)."""
     countries = {(country or "").strip().upper() for country in countries} - {""}
     rates: dict[str, dict[str, TaxRate]] = {}
-    if countries:
-        for rate in TaxRate.objects.filter(country__in=countries):
-            rates.setdefault(rate.country, {})[rate.profile_type] = rate
+    if len(countries) == 1:  # one customer's (every invoice and renewal forecast): compiled once per country
+        (country,) = countries
+        query = _TAX_RATES_OF.get(country)
+        if query is None:
+            query = _TAX_RATES_OF[country] = CompiledQuery(lambda country=country: TaxRate.objects.filter(country__in=[country]))
+        found = query()
+    else:
+        found = TaxRate.objects.filter(country__in=countries) if countries else []
+    for rate in found:
+        rates.setdefault(rate.country, {})[rate.profile_type] = rate
     return rates
+
+
+_TAX_RATES_OF: dict[str, CompiledQuery] = {}
 
 
 def _customer_tax_key(customer: Customer) -> tuple[str, str, bool]:

@@ -15,8 +15,8 @@ SQL is kept, and each call binds its own values and turns the rows into model in
 integers no real row has (`STAND_IN`, `STAND_IN_2`, ...); a stand-in may also appear inside a string
 parameter ("order:<id>", a LIKE pattern), where the value's digits replace it. The values are
 integers too, or aware datetimes for a `STAND_IN_TIME` stand-in (a moment the query compares with).
-Only for querysets whose SQL depends on nothing but those values (no `now()`, no language), and not
-for writes. `CompiledRows` pages such a query for a Paginator; `statement()` gives the bound SQL to
+A query without values (the enabled currencies) takes no stand-ins. Only for querysets whose SQL
+depends on nothing but those values (no `now()`, no language), and not for writes. `CompiledRows` pages such a query for a Paginator; `statement()` gives the bound SQL to
 wrap in a larger statement.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ _STAND_IN_TYPES = (int, dt.datetime)
 
 class CompiledQuery:
     def __init__(self, build: Callable[..., QuerySet], **stand_ins: int):
-        if not stand_ins or any(type(value) not in _STAND_IN_TYPES for value in stand_ins.values()):
+        if any(type(value) not in _STAND_IN_TYPES for value in stand_ins.values()):
             raise TypeError("CompiledQuery takes integer or datetime stand-ins by name")
         self._build = build
         self._stand_ins = stand_ins
