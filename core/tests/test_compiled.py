@@ -5,7 +5,7 @@ from django.db import connection
 from django.db.models import Count, Q
 from django.test.utils import CaptureQueriesContext
 
-from core.compiled import STAND_IN, STAND_IN_2, CompiledQuery
+from core.compiled import STAND_IN, STAND_IN_2, STAND_IN_TIME, CompiledQuery
 
 pytestmark = pytest.mark.django_db
 
@@ -57,3 +57,30 @@ def test_a_values_list_query_gives_tuples():
     with pytest.raises(ValueError, match="order"):
         CompiledQuery(lambda group_id: Group.objects.filter(pk=group_id).annotate(n=Count("permissions")).values_list("n", "name"),
                       group_id=STAND_IN)(group_id=1)
+
+
+def test_a_datetime_stand_in_a_query_without_values_and_the_bound_statement():
+    from datetime import datetime, timedelta, timezone
+
+    from accounts.tests.factories import UserFactory
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects
+    joined = CompiledQuery(lambda since, before: users.filter(date_joined__gte=since, pk__lt=before).order_by("pk")
+                           .values_list("pk"), since=STAND_IN_TIME, before=STAND_IN)
+    old, new = UserFactory(), UserFactory()
+    moment = datetime(2027, 1, 1, tzinfo=timezone.utc)
+    users.filter(pk=old.pk).update(date_joined=moment - timedelta(days=1))
+    users.filter(pk=new.pk).update(date_joined=moment)
+    assert joined(since=moment, before=new.pk + 1) == [(new.pk,)]
+    assert joined(since=moment - timedelta(days=1), before=new.pk + 1) == [(old.pk,), (new.pk,)]
+    with pytest.raises(TypeError):
+        joined(since=moment.date(), before=1)  # a value of another type than its stand-in
+    sql, params = joined.statement(since=moment, before=-7)
+    assert moment in params and -7 in params and "%s" in sql
+    with connection.cursor() as cursor:  # wrapped in a larger statement
+        cursor.execute(f"SELECT count(*) FROM ({sql}) rows", params)
+        assert cursor.fetchone() == (0,)
+    every = CompiledQuery(lambda: Group.objects.order_by("name").values_list("name"))
+    Group.objects.create(name="b"), Group.objects.create(name="a")
+    assert every() == [("a",), ("b",)]
