@@ -188,18 +188,22 @@ def test_without_the_cache_every_page_computes_the_top_bar(browser, owner):
 
 def test_the_dashboards_spending_chart_is_kept_until_a_payment_moves_the_balance(owner):
     """The chart sums paid (and later refunded) service invoices: only paying one changes it, and paying
-    moves the balance, which replaces the customer's tokens."""
+    moves the balance, which replaces the customer's tokens. It is kept as HTML, per language."""
+    from django.utils import timezone, translation
+
     from billing.models import Invoice
     from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
-    from portal.selectors import dashboard_data
+    from portal.views import spending_charts
 
     customer = owner.customer
 
     def spending():
         with CaptureQueriesContext(connection) as queries:
-            series = dashboard_data(customer=customer, user=owner)["spending"]
+            html = spending_charts(customer, timezone.now())
         reads = sum("DATE_TRUNC" in q["sql"] and "billing_invoice" in q["sql"] for q in queries)
-        return reads, sum(month.amount for month in series[0].months)
+        amounts = re.findall(r"<td>€([0-9.,]+)</td>", html[0])  # the data table: one amount per month
+        assert len(amounts) == 12
+        return reads, sum(Decimal(amount.replace(",", "")) for amount in amounts)
 
     assert spending() == (1, Decimal("0"))  # tokens created
     assert spending() == (1, Decimal("0"))  # computed under them and stored
@@ -211,3 +215,7 @@ def test_the_dashboards_spending_chart_is_kept_until_a_payment_moves_the_balance
     assert invoice_pay_from_balance(invoice=invoice)
     reads, total = spending()
     assert reads == 1 and total == Invoice.objects.get(pk=invoice.pk).total > 0
+    assert spending() == (0, total)
+    with translation.override("ru"), CaptureQueriesContext(connection) as queries:  # rendered (and read) once more
+        html = spending_charts(customer, timezone.now())
+    assert "DATE_TRUNC" in queries[-1]["sql"] and "Расходы" in html[0]
