@@ -1,6 +1,7 @@
 """Reads for orders, always scoped to a customer (another customer's order is a 404), and the
 renewal forecasts (dashboard, auto-payment's next month) priced by the renewal job's own functions."""
 import datetime as dt
+from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -493,12 +494,25 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
             forecast.rows.append(ForecastRow(order_id=pk, plan_name=plan_name, renews_at=renews_at, amount=amount,
                                              currency=row_currency, amount_in_account_currency=in_account, error=error))
     forecast.more_count = len(keys) - len(forecast.rows)
+    rows = forecast.rows
+    counts = Counter(keys)  # {price key: renewals}
+    priced_counts = [(priced[key][2], count) for key, count in counts.items() if not priced[key][3]]
+    total = sum((in_account * count for in_account, count in priced_counts), ZERO)
+    if balance >= total and all(in_account >= ZERO for in_account, _count in priced_counts):
+        # The balance pays every priced renewal in turn (what is left never falls below what is still due):
+        # both walks below would only subtract. Only the unpriced ones are uncovered.
+        forecast.total = total
+        forecast.uncovered = sum(count for key, count in counts.items() if priced[key][3])
+        forecast.more_total = total - sum((row.amount_in_account_currency for row in rows if not row.error), ZERO)
+        for row in rows:
+            if not row.error:
+                row.covered_by = "balance"
+        return forecast
     # Two walks in date order: `running`/`cap_left` replay the job (it leaves an unaffordable renewal
     # unpaid and keeps the balance for the next one); `topped_up`/`topped_cap` replay it after the
     # customer added the shortfall, so leftover balance is not counted against several renewals.
     cap_left: dict[int, Decimal] = {0: left_this_month}
     running, topped_up, topped_cap = balance, balance, dict(cap_left)
-    rows = forecast.rows
     for index, (key, month) in enumerate(zip(keys, months)):
         in_account, error = priced[key][2:]
         if error:

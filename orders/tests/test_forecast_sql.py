@@ -108,7 +108,10 @@ def test_the_statement_gives_what_the_walk_over_every_order_gave(currencies, fun
                 found = renewal_forecast(customer=customer, shown=shown, currencies=enabled_currencies())
                 assert found == expected, shown
                 assert expected.count > 5
-    assert expected.uncovered or seed % 2 == 0 or expected.all_covered
+            # A balance that just covers every priced renewal, a cent less, none, less than none.
+            for balance in (expected.total, expected.total - Decimal("0.01"), Decimal("0"), Decimal("-5.00")):
+                expected = reference_forecast(customer=customer, shown=3, balance=balance)
+                assert renewal_forecast(customer=customer, shown=3, balance=balance) == expected, balance
 
 
 def test_no_due_orders_and_a_constant_number_of_queries(currencies, fund):
