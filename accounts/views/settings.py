@@ -291,8 +291,10 @@ ACTIVITY_PAGE_SIZE = 25
 
 @customer_view(Area.ACCOUNT)
 def activity(request: HttpRequest) -> HttpResponse:
-    events = selectors.activity_for(customer=acting_customer(request), user=request.user)
-    page = Paginator(events, ACTIVITY_PAGE_SIZE).get_page(request.GET.get("page"))
+    count, events = selectors.activity_page_rows(customer=acting_customer(request), user=request.user)
+    paginator = Paginator(events, ACTIVITY_PAGE_SIZE)
+    paginator.count = count  # counted by the selector's compiled query
+    page = paginator.get_page(request.GET.get("page"))
     rows = [{"event": event, "label": activity_label(event)} for event in page]
     return settings_render(request, "activity", "accounts/settings/activity.html", {
         "page": page, "rows": rows,
