@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import CharField, DateTimeField, DecimalField, F, Q, QuerySet, Value
+from django.db.models import CharField, DateTimeField, DecimalField, F, FilteredRelation, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.http import Http404
 from django.urls import reverse
@@ -15,6 +15,7 @@ from django.utils.translation import get_language, gettext, gettext_lazy as _
 
 from accounts.models import Customer
 from accounts.selectors import customer_owner, payment_blockers
+from core.compiled import STAND_IN, STAND_IN_2, STAND_IN_TEXT, CompiledQuery
 from core.keyset import Cursor, KeysetPage, keyset_page
 from core.sql import unseen_key
 
@@ -118,36 +119,32 @@ def invoice_get(*, customer: Customer, invoice_id: int, lines: bool = True) -> I
     return invoice
 
 
-_INVOICE_PAGE_SQL: list[str] = []
+def _invoice_page_query(invoice_id: int, customer_id: int, currency: str) -> QuerySet:
+    """invoice_page_rows' statement: the lines, payments and credit notes in one UNION ALL (the printed
+    columns: part, three sort keys, a..y), in each part's model order (lines by position then pk,
+    payments and credit notes newest first: o3 is their negated pk), and the balance (part 3)."""
+    names = ("part", "o1", "o2", "o3", "a", "b", "c", "n", "x", "y")
+    empty = {"o2": Value(None, output_field=DateTimeField()), "a": Value(None, output_field=CharField()),
+             "b": Value(None, output_field=CharField()), "c": Value(None, output_field=CharField()),
+             "n": Value(None, output_field=DecimalField(**AMOUNT)), "x": Value(None, output_field=DecimalField(**AMOUNT)),
+             "y": Value(None, output_field=DecimalField(**AMOUNT))}
+
+    def part(qs, number, **columns):
+        columns = {**empty, "part": Value(number), "o1": Value(0), **columns}
+        return qs.order_by().annotate(**{name: columns[name] for name in names}).values_list(*names)
+
+    return part(InvoiceLine.objects.filter(invoice_id=invoice_id), 0, o1=F("position"), o3=F("pk"), a=F("description"),
+                n=F("quantity"), x=F("unit_price"), y=F("amount")).union(
+        part(Payment.objects.filter(invoice_id=invoice_id), 1, o2=F("created_at"), o3=-F("pk"), a=F("method"), b=F("currency"),
+             y=F("amount")),
+        part(CreditNote.objects.filter(invoice_id=invoice_id), 2, o2=F("created_at"), o3=-F("pk"), a=F("number"),
+             b=F("currency"), c=F("reason"), x=F("amount")),
+        part(LedgerAccount.objects.filter(kind=LedgerAccount.Kind.CUSTOMER, customer_id=customer_id, currency=currency), 3,
+             o3=F("pk"), y=F("balance")),
+        all=True).order_by("part", "o1", "-o2", "o3")
 
 
-def _invoice_page_sql() -> str:
-    """The invoice page's lines, payments and credit notes in one UNION ALL (the printed columns), in
-    each part's model order: lines by (position, pk), payments and credit notes newest first. Written
-    once per process from the models' tables and columns."""
-    if not _INVOICE_PAGE_SQL:
-        q = connection.ops.quote_name
-
-        def col(model, name):
-            return q(model._meta.get_field(name).column)
-
-        line, pay, note, account = (q(m._meta.db_table) for m in (InvoiceLine, Payment, CreditNote, LedgerAccount))
-        _INVOICE_PAGE_SQL.append(
-            f"SELECT * FROM ("
-            f"SELECT 0 AS part, {col(InvoiceLine, 'position')} AS o1, NULL::timestamptz AS o2, {q('id')} AS o3, "
-            f"{col(InvoiceLine, 'description')}::text AS a, NULL::text AS b, NULL::text AS c, {col(InvoiceLine, 'quantity')} AS n, "
-            f"{col(InvoiceLine, 'unit_price')} AS x, {col(InvoiceLine, 'amount')} AS y FROM {line} "
-            f"WHERE {col(InvoiceLine, 'invoice')} = %s "
-            f"UNION ALL SELECT 1, 0, {col(Payment, 'created_at')}, {q('id')}, {col(Payment, 'method')}::text, "
-            f"{col(Payment, 'currency')}::text, NULL, NULL, NULL, {col(Payment, 'amount')} FROM {pay} WHERE {col(Payment, 'invoice')} = %s "
-            f"UNION ALL SELECT 2, 0, {col(CreditNote, 'created_at')}, {q('id')}, {col(CreditNote, 'number')}::text, "
-            f"{col(CreditNote, 'currency')}::text, {col(CreditNote, 'reason')}::text, NULL, {col(CreditNote, 'amount')}, NULL FROM {note} "
-            f"WHERE {col(CreditNote, 'invoice')} = %s "
-            f"UNION ALL SELECT 3, 0, NULL, {q('id')}, NULL, NULL, NULL, NULL, NULL, {col(LedgerAccount, 'balance')} FROM {account} "
-            f"WHERE {col(LedgerAccount, 'kind')} = %s AND {col(LedgerAccount, 'customer')} = %s AND {col(LedgerAccount, 'currency')} = %s"
-            f") parts ORDER BY part, o1, o2 DESC, CASE WHEN part = 0 THEN o3 ELSE -o3 END"
-        )
-    return _INVOICE_PAGE_SQL[0]
+_INVOICE_PAGE = CompiledQuery(_invoice_page_query, invoice_id=STAND_IN, customer_id=STAND_IN_2, currency=STAND_IN_TEXT)
 
 
 def invoice_page_rows(invoice: Invoice, customer: Customer) -> tuple[list[dict], list[dict], list[dict], Decimal]:
@@ -155,10 +152,8 @@ def invoice_page_rows(invoice: Invoice, customer: Customer) -> tuple[list[dict],
     payments (created_at, method, amount, currency), credit notes (number, reason, amount, currency),
     and the customer's balance (balance_of)."""
     lines, payments, notes, balance = [], [], [], ZERO
-    with connection.cursor() as cursor:
-        cursor.execute(_invoice_page_sql(), [invoice.pk] * 3 + [LedgerAccount.Kind.CUSTOMER.value, customer.pk, customer.currency])
-        rows = cursor.fetchall()
-    for part, _o1, when, _pk, a, b, c, n, x, y in rows:
+    for part, _o1, when, _o3, a, b, c, n, x, y in _INVOICE_PAGE(invoice_id=invoice.pk, customer_id=customer.pk,
+                                                                 currency=customer.currency):
         if part == 0:
             lines.append({"description": a, "quantity": n, "unit_price": x, "amount": y})
         elif part == 1:
@@ -493,27 +488,21 @@ def contract_acceptance_get(*, customer: Customer, acceptance_id: int) -> Contra
     return acceptance
 
 
-_CONTRACT_PAGE_SQL: list[str] = []
+def _contract_page_query(customer_id: int) -> QuerySet:
+    newest = ContractVersion.objects.filter(published_at__isnull=False).order_by("-version").values("pk")[:1]
+    return (ContractVersion.objects.filter(pk=Subquery(newest))
+            .annotate(mine=FilteredRelation("acceptances", condition=Q(acceptances__customer_id=customer_id)))
+            .order_by().values_list("pk", "version", "title", "published_at", "created_at", "mine__payer_id",
+                                    "mine__accepted_at", "mine__ip"))
+
+
+_CONTRACT_PAGE = CompiledQuery(_contract_page_query, customer_id=STAND_IN)
 
 
 def contract_current_with_acceptances(customer: Customer) -> tuple[ContractVersion | None, dict[int, dict]]:
     """contract_version_current (without its text) and this customer's acceptances of it by payer id
-    ({"accepted_at", "ip"}) in one statement, written once per process (the Documents page)."""
-    if not _CONTRACT_PAGE_SQL:
-        q = connection.ops.quote_name
-        v, a = ContractVersion._meta, ContractAcceptance._meta
-
-        def col(meta, name):
-            return q(meta.get_field(name).column)
-
-        _CONTRACT_PAGE_SQL.append(
-            f"SELECT v.{q('id')}, v.{col(v, 'version')}, v.{col(v, 'title')}, v.{col(v, 'published_at')}, v.{col(v, 'created_at')}, "
-            f"a.{col(a, 'payer')}, a.{col(a, 'accepted_at')}, a.{col(a, 'ip')} "
-            f"FROM (SELECT * FROM {q(v.db_table)} WHERE {col(v, 'published_at')} IS NOT NULL ORDER BY {col(v, 'version')} DESC LIMIT 1) v "
-            f"LEFT JOIN {q(a.db_table)} a ON a.{col(a, 'version')} = v.{q('id')} AND a.{col(a, 'customer')} = %s")
-    with connection.cursor() as cursor:
-        cursor.execute(_CONTRACT_PAGE_SQL[0], [customer.pk])
-        rows = cursor.fetchall()
+    ({"accepted_at", "ip"}) in one statement, compiled once (the Documents page)."""
+    rows = _CONTRACT_PAGE(customer_id=customer.pk)
     if not rows:
         return None, {}
     pk, number, title, published_at, created_at = rows[0][:5]
