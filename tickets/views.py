@@ -37,7 +37,7 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
             ("open", _("Open")), ("closed", _("Closed")), ("all", _("All")),
         ],
         # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
-        "msg": {"staff_name": _("%(name)s (support)"), "page_of": _("Page %(number)s of %(total)s"),
+        "msg": {"staff_name": _("%(name)s (support)"),
                 "no_match": _("No tickets match “%(query)s”.")},
         # A row's time is printed twice (title: DATETIME_FORMAT, text: SHORT_): formatted once when they agree.
         "one_time_format": get_format("DATETIME_FORMAT") == get_format("SHORT_DATETIME_FORMAT"),

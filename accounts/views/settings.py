@@ -295,5 +295,4 @@ def activity(request: HttpRequest) -> HttpResponse:
     page = Paginator(events, ACTIVITY_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [{"event": event, "label": activity_label(event)} for event in page]
     return settings_render(request, "activity", "accounts/settings/activity.html", {
-        "page": page, "rows": rows,
-        "page_of_note": blocktranslated(_("Page %(n)s of %(total)s"), n=page.number, total=page.paginator.num_pages)})
+        "page": page, "rows": rows})
