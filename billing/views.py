@@ -10,6 +10,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import get_language, gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -51,7 +52,14 @@ def _topup_fields(language: str | None, codes: tuple[str, ...], currency: str) -
 
 
 def _topup_field_html(form: TopUpForm) -> dict:
-    return {"amount": as_field(form["amount"]), "currency": as_field(form["currency"])}
+    return {"amount": as_field(form["amount"]), "currency": as_field(form["currency"]),
+            "request_key": str(form["request_key"]), "errors": form.non_field_errors()}
+
+
+def _unbound_topup_fields(currencies, currency: str) -> dict:
+    """The cached fields with a new request key (the form's hidden input, as Django writes it)."""
+    key_input = format_html('<input type="hidden" name="request_key" value="{}" id="id_request_key">', uuid.uuid4().hex)
+    return {**_topup_fields(get_language(), tuple(c.code for c in currencies), currency), "request_key": key_input}
 
 
 def _balance_context(request, customer, form=None):
@@ -66,9 +74,8 @@ def _balance_context(request, customer, form=None):
         "balance": balance,
         "equivalents": selectors.equivalents(balance, customer.currency, currencies),
         "stale_codes": [c.code for c in currencies if table.stale(c.code)],
-        "form": form or TopUpForm(currencies=currencies, initial={"currency": customer.currency, "request_key": uuid.uuid4().hex}),
-        "topup_fields": (_topup_field_html(form) if form is not None
-                         else _topup_fields(get_language(), tuple(c.code for c in currencies), customer.currency)),
+        "form": form,  # bound, with errors; None on a plain visit
+        "topup_fields": _topup_field_html(form) if form is not None else _unbound_topup_fields(currencies, customer.currency),
         "movements": selectors.balance_history(customer=customer, cursor=Cursor.from_query(request.GET), size=PAGE_SIZE,
                                                direction=direction, query=request.GET, accounts=accounts),
         "direction": direction,
