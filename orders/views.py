@@ -22,11 +22,11 @@ from accounts.roles import Area, acting_customer, customer_view, role_allows
 from billing.money import quantize
 from billing.selectors import tax_for
 from billing.tax import invoice_totals
+from core.jinja import memo_date
 
 from . import pricing, provisioning, selectors
 from .forms import AddonChangeForm, AutoRenewForm, BatchRenewForm, CancelForm, ChangePlanForm, OrderForm, RenewForm
 from .models import Order
-from .templatetags.order_tags import short_date
 from .services import addons as addon_services
 from .services import cancelling, placing, plan_change, renewing
 
@@ -80,7 +80,7 @@ def order_list(request: HttpRequest) -> HttpResponse:
             period_label = period_labels[months] = _period_label(months)
         rows.append((order, selectors.days_remaining(order), order.status in RENEWABLE_STATUSES, period_label,
                      [addon.label for addon in order.addons.all()] if order.has_addons else (),
-                     short_date(order.expires_at) if order.expires_at else None))
+                     memo_date(order.expires_at, "SHORT_DATE_FORMAT") if order.expires_at else None))
     return render(request, "orders/order_list.html", {
         "page": page, "rows": rows, "params": params, "sort": sort, "can_pay": _can_pay(request),
         "status_filters": [(value, label, counts[value]) for value, label in Order.Status.choices if counts.get(value)],
