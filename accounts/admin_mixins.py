@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
 
 # The back office's action permissions (portal.BackOfficeAction; only the codenames live here, so every
 # app's admin can require them without importing the portal).
@@ -91,3 +93,11 @@ def admin_action_form(model_admin, request, queryset, *, form, title: str, actio
         "action": action, "note": note, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         "opts": model_admin.model._meta,
     })
+
+
+class LastErrorColumn:
+    """`short_error`: a list column with the start of a retried row's `last_error` (outboxes, jobs)."""
+
+    @admin.display(description=_("last error"))
+    def short_error(self, obj) -> str:
+        return Truncator(obj.last_error).chars(80)

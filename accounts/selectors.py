@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
-from core.compiled import STAND_IN, CompiledQuery
+from core.compiled import STAND_IN, STAND_IN_2, CompiledQuery, CompiledRows
 
 from .models import Customer, PhoneVerification, User
 
@@ -65,12 +65,37 @@ def payment_blockers(customer: Customer) -> list[dict]:
 
 def activity_for(*, customer: Customer, user: User):
     """The customer's activity log, newest first. Owners see everything; trusted users their own actions."""
+    return _activity(customer.pk, None if user.role == User.Role.OWNER else user.pk)
+
+
+def _activity(customer_id: int, actor_id: int | None):
     from .models import ActivityEvent
 
-    events = ActivityEvent.objects.filter(customer=customer, visible_to_customer=True).select_related("actor")
-    if user.role != User.Role.OWNER:
-        events = events.filter(actor=user)
+    events = ActivityEvent.objects.filter(customer_id=customer_id, visible_to_customer=True).select_related("actor")
+    if actor_id is not None:
+        events = events.filter(actor_id=actor_id)
     return events.order_by("-created_at", "-pk")
+
+
+def _activity_count(customer_id: int, actor_id: int | None):
+    from django.db.models import Count
+
+    return _activity(customer_id, actor_id).order_by().values_list("customer").annotate(n=Count("pk")).values_list("customer", "n")
+
+
+# activity_for()'s rows and count for the Activity page, compiled once per shape (everything, or one actor's).
+_ACTIVITY_ROWS = {False: CompiledQuery(lambda customer_id: _activity(customer_id, None), customer_id=STAND_IN),
+                  True: CompiledQuery(_activity, customer_id=STAND_IN, actor_id=STAND_IN_2)}
+_ACTIVITY_COUNTS = {False: CompiledQuery(lambda customer_id: _activity_count(customer_id, None), customer_id=STAND_IN),
+                    True: CompiledQuery(_activity_count, customer_id=STAND_IN, actor_id=STAND_IN_2)}
+
+
+def activity_page_rows(*, customer: Customer, user: User) -> tuple[int, CompiledRows]:
+    """activity_for() as the Activity page pages it: (how many, rows for a Paginator whose count is set)."""
+    own = user.role != User.Role.OWNER
+    values = {"customer_id": customer.pk, **({"actor_id": user.pk} if own else {})}
+    counted = _ACTIVITY_COUNTS[own](**values)
+    return (counted[0][1] if counted else 0), CompiledRows(_ACTIVITY_ROWS[own], **values)
 
 
 def previous_login(*, user: User):

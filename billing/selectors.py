@@ -1,13 +1,11 @@
 """Billing reads, always scoped to one customer (another customer's id is a 404)."""
-import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import CharField, DateTimeField, DecimalField, F, Q, QuerySet, Value
+from django.db.models import CharField, Count, DateTimeField, DecimalField, F, FilteredRelation, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.http import Http404
 from django.urls import reverse
@@ -15,7 +13,10 @@ from django.utils.translation import get_language, gettext, gettext_lazy as _
 
 from accounts.models import Customer
 from accounts.selectors import customer_owner, payment_blockers
-from core.compiled import STAND_IN, CompiledQuery
+from core.compiled import (
+    STAND_IN, STAND_IN_2, STAND_IN_DATE, STAND_IN_DATE_2, STAND_IN_LIMIT, STAND_IN_TEXT, STAND_IN_TIME, STAND_IN_TIME_2,
+    CompiledQuery, CompiledRows,
+)
 from core.keyset import Cursor, KeysetPage, keyset_page
 from core.sql import unseen_key
 
@@ -41,17 +42,14 @@ INVOICE_SORTS = {
 }
 
 
-_BALANCE_OF: dict[str, CompiledQuery] = {}  # per account currency: its query compiled once (core.compiled)
+_BALANCE_OF = CompiledQuery(lambda customer_id, code: LedgerAccount.objects.filter(
+    kind=LedgerAccount.Kind.CUSTOMER, customer_id=customer_id, currency=code).order_by("pk").values_list("balance")[:1],
+    customer_id=STAND_IN, code=STAND_IN_TEXT)  # every page's top bar reads it: compiled once (core.compiled)
 
 
 def balance_of(customer: Customer) -> Decimal:
-    """Balance in the account currency (customer.currency); one query (read on every page with a top bar)."""
-    query = _BALANCE_OF.get(customer.currency)
-    if query is None:
-        query = _BALANCE_OF[customer.currency] = CompiledQuery(lambda customer_id, code=customer.currency: (
-            LedgerAccount.objects.filter(kind=LedgerAccount.Kind.CUSTOMER, customer_id=customer_id, currency=code)
-            .order_by("pk").values_list("balance")[:1]), customer_id=STAND_IN)
-    found = query(customer_id=customer.pk)
+    """Balance in the account currency (customer.currency); one query."""
+    found = _BALANCE_OF(customer_id=customer.pk, code=customer.currency)
     return found[0][0] if found else ZERO
 
 
@@ -127,36 +125,32 @@ def invoice_get(*, customer: Customer, invoice_id: int, lines: bool = True) -> I
     return invoice
 
 
-_INVOICE_PAGE_SQL: list[str] = []
+def _invoice_page_query(invoice_id: int, customer_id: int, currency: str) -> QuerySet:
+    """invoice_page_rows' statement: the lines, payments and credit notes in one UNION ALL (the printed
+    columns: part, three sort keys, a..y), in each part's model order (lines by position then pk,
+    payments and credit notes newest first: o3 is their negated pk), and the balance (part 3)."""
+    names = ("part", "o1", "o2", "o3", "a", "b", "c", "n", "x", "y")
+    empty = {"o2": Value(None, output_field=DateTimeField()), "a": Value(None, output_field=CharField()),
+             "b": Value(None, output_field=CharField()), "c": Value(None, output_field=CharField()),
+             "n": Value(None, output_field=DecimalField(**AMOUNT)), "x": Value(None, output_field=DecimalField(**AMOUNT)),
+             "y": Value(None, output_field=DecimalField(**AMOUNT))}
+
+    def part(qs, number, **columns):
+        columns = {**empty, "part": Value(number), "o1": Value(0), **columns}
+        return qs.order_by().annotate(**{name: columns[name] for name in names}).values_list(*names)
+
+    return part(InvoiceLine.objects.filter(invoice_id=invoice_id), 0, o1=F("position"), o3=F("pk"), a=F("description"),
+                n=F("quantity"), x=F("unit_price"), y=F("amount")).union(
+        part(Payment.objects.filter(invoice_id=invoice_id), 1, o2=F("created_at"), o3=-F("pk"), a=F("method"), b=F("currency"),
+             y=F("amount")),
+        part(CreditNote.objects.filter(invoice_id=invoice_id), 2, o2=F("created_at"), o3=-F("pk"), a=F("number"),
+             b=F("currency"), c=F("reason"), x=F("amount")),
+        part(LedgerAccount.objects.filter(kind=LedgerAccount.Kind.CUSTOMER, customer_id=customer_id, currency=currency), 3,
+             o3=F("pk"), y=F("balance")),
+        all=True).order_by("part", "o1", "-o2", "o3")
 
 
-def _invoice_page_sql() -> str:
-    """The invoice page's lines, payments and credit notes in one UNION ALL (the printed columns), in
-    each part's model order: lines by (position, pk), payments and credit notes newest first. Written
-    once per process from the models' tables and columns."""
-    if not _INVOICE_PAGE_SQL:
-        q = connection.ops.quote_name
-
-        def col(model, name):
-            return q(model._meta.get_field(name).column)
-
-        line, pay, note, account = (q(m._meta.db_table) for m in (InvoiceLine, Payment, CreditNote, LedgerAccount))
-        _INVOICE_PAGE_SQL.append(
-            f"SELECT * FROM ("
-            f"SELECT 0 AS part, {col(InvoiceLine, 'position')} AS o1, NULL::timestamptz AS o2, {q('id')} AS o3, "
-            f"{col(InvoiceLine, 'description')}::text AS a, NULL::text AS b, NULL::text AS c, {col(InvoiceLine, 'quantity')} AS n, "
-            f"{col(InvoiceLine, 'unit_price')} AS x, {col(InvoiceLine, 'amount')} AS y FROM {line} "
-            f"WHERE {col(InvoiceLine, 'invoice')} = %s "
-            f"UNION ALL SELECT 1, 0, {col(Payment, 'created_at')}, {q('id')}, {col(Payment, 'method')}::text, "
-            f"{col(Payment, 'currency')}::text, NULL, NULL, NULL, {col(Payment, 'amount')} FROM {pay} WHERE {col(Payment, 'invoice')} = %s "
-            f"UNION ALL SELECT 2, 0, {col(CreditNote, 'created_at')}, {q('id')}, {col(CreditNote, 'number')}::text, "
-            f"{col(CreditNote, 'currency')}::text, {col(CreditNote, 'reason')}::text, NULL, {col(CreditNote, 'amount')}, NULL FROM {note} "
-            f"WHERE {col(CreditNote, 'invoice')} = %s "
-            f"UNION ALL SELECT 3, 0, NULL, {q('id')}, NULL, NULL, NULL, NULL, NULL, {col(LedgerAccount, 'balance')} FROM {account} "
-            f"WHERE {col(LedgerAccount, 'kind')} = %s AND {col(LedgerAccount, 'customer')} = %s AND {col(LedgerAccount, 'currency')} = %s"
-            f") parts ORDER BY part, o1, o2 DESC, CASE WHEN part = 0 THEN o3 ELSE -o3 END"
-        )
-    return _INVOICE_PAGE_SQL[0]
+_INVOICE_PAGE = CompiledQuery(_invoice_page_query, invoice_id=STAND_IN, customer_id=STAND_IN_2, currency=STAND_IN_TEXT)
 
 
 def invoice_page_rows(invoice: Invoice, customer: Customer) -> tuple[list[dict], list[dict], list[dict], Decimal]:
@@ -164,10 +158,8 @@ def invoice_page_rows(invoice: Invoice, customer: Customer) -> tuple[list[dict],
     payments (created_at, method, amount, currency), credit notes (number, reason, amount, currency),
     and the customer's balance (balance_of)."""
     lines, payments, notes, balance = [], [], [], ZERO
-    with connection.cursor() as cursor:
-        cursor.execute(_invoice_page_sql(), [invoice.pk] * 3 + [LedgerAccount.Kind.CUSTOMER.value, customer.pk, customer.currency])
-        rows = cursor.fetchall()
-    for part, _o1, when, _pk, a, b, c, n, x, y in rows:
+    for part, _o1, when, _o3, a, b, c, n, x, y in _INVOICE_PAGE(invoice_id=invoice.pk, customer_id=customer.pk,
+                                                                 currency=customer.currency):
         if part == 0:
             lines.append({"description": a, "quantity": n, "unit_price": x, "amount": y})
         elif part == 1:
@@ -502,27 +494,21 @@ def contract_acceptance_get(*, customer: Customer, acceptance_id: int) -> Contra
     return acceptance
 
 
-_CONTRACT_PAGE_SQL: list[str] = []
+def _contract_page_query(customer_id: int) -> QuerySet:
+    newest = ContractVersion.objects.filter(published_at__isnull=False).order_by("-version").values("pk")[:1]
+    return (ContractVersion.objects.filter(pk=Subquery(newest))
+            .annotate(mine=FilteredRelation("acceptances", condition=Q(acceptances__customer_id=customer_id)))
+            .order_by().values_list("pk", "version", "title", "published_at", "created_at", "mine__payer_id",
+                                    "mine__accepted_at", "mine__ip"))
+
+
+_CONTRACT_PAGE = CompiledQuery(_contract_page_query, customer_id=STAND_IN)
 
 
 def contract_current_with_acceptances(customer: Customer) -> tuple[ContractVersion | None, dict[int, dict]]:
     """contract_version_current (without its text) and this customer's acceptances of it by payer id
-    ({"accepted_at", "ip"}) in one statement, written once per process (the Documents page)."""
-    if not _CONTRACT_PAGE_SQL:
-        q = connection.ops.quote_name
-        v, a = ContractVersion._meta, ContractAcceptance._meta
-
-        def col(meta, name):
-            return q(meta.get_field(name).column)
-
-        _CONTRACT_PAGE_SQL.append(
-            f"SELECT v.{q('id')}, v.{col(v, 'version')}, v.{col(v, 'title')}, v.{col(v, 'published_at')}, v.{col(v, 'created_at')}, "
-            f"a.{col(a, 'payer')}, a.{col(a, 'accepted_at')}, a.{col(a, 'ip')} "
-            f"FROM (SELECT * FROM {q(v.db_table)} WHERE {col(v, 'published_at')} IS NOT NULL ORDER BY {col(v, 'version')} DESC LIMIT 1) v "
-            f"LEFT JOIN {q(a.db_table)} a ON a.{col(a, 'version')} = v.{q('id')} AND a.{col(a, 'customer')} = %s")
-    with connection.cursor() as cursor:
-        cursor.execute(_CONTRACT_PAGE_SQL[0], [customer.pk])
-        rows = cursor.fetchall()
+    ({"accepted_at", "ip"}) in one statement, compiled once (the Documents page)."""
+    rows = _CONTRACT_PAGE(customer_id=customer.pk)
     if not rows:
         return None, {}
     pk, number, title, published_at, created_at = rows[0][:5]
@@ -543,71 +529,86 @@ def contract_status(customer: Customer, version: ContractVersion | None, payers:
 
 
 def documents_for(*, customer: Customer, doc_type: str = "", date_from=None, date_to=None) -> "DocumentRows":
-    """Invoices, credit notes (status column: the invoice they correct), acts and accepted contracts as one list, newest first: a single UNION query (plus
-    the paginator's count), whatever the number of documents. Rows are dicts with doc_type, doc_id,
-    doc_number, doc_date, doc_payer, doc_amount, doc_currency, doc_status. Acts are dated by the month they cover.
-
-    The ORM builds and compiles this UNION once per filter shape (type, from, to) with stand-in values,
-    kept as SQL; each call only puts its customer and dates in the parameters (building the four
-    annotated querysets took ~1.5 ms per request)."""
+    """Invoices, credit notes (status column: the invoice they correct), acts and accepted contracts as one
+    list, newest first (ties by id, then type): rows are dicts with doc_type, doc_id, doc_number, doc_date,
+    doc_payer, doc_amount, doc_currency, doc_status. Acts are dated by the month they cover. Two queries
+    for a Paginator, whatever the number of documents: the count, per type (the invoices' an index-only
+    scan), and a page: each type's newest rows down to the page's end (an index scan each), merged.
+    Neither counts nor sorts the whole union (a heavy customer's 5,000 invoices took ~1.4 ms to count
+    and ~2.5 ms to sort per request that way; the first page now ~0.4 ms each). Both are compiled once
+    per filter shape (core.compiled)."""
     from .services.acts import month_bounds
 
     start = month_bounds(date_from)[0] if date_from else None
     end = month_bounds(date_to)[1] if date_to else None
     shape = (doc_type, start is not None, end is not None)
-    compiled = _DOCUMENT_SQL.get(shape)
-    if compiled is None:
-        union = _documents_union(customer_id=_STAND_IN_CUSTOMER, doc_type=doc_type, start=_STAND_IN_START if start else None,
-                                 end=_STAND_IN_END if end else None)
-        compiled = _DOCUMENT_SQL[shape] = (union.order_by().query.sql_with_params(),
-                                           union.order_by("-doc_date", "-doc_id").query.sql_with_params())
-    actual = {_STAND_IN_CUSTOMER: customer.pk}
-    for stand_in, value in ((_STAND_IN_START, start), (_STAND_IN_END, end)):
-        if value is not None:
-            actual.update({stand_in: value, stand_in.date(): value.date(), str(stand_in.date()): str(value.date())})
-
-    def bind(sql_params):
-        sql, params = sql_params
-        return sql, tuple(actual.get(p, p) if isinstance(p, (int, str, dt.date)) else p for p in params)
-
-    return DocumentRows(count=bind(compiled[0]), rows=bind(compiled[1]))
+    queries = _DOCUMENT_QUERIES.get(shape)
+    if queries is None:
+        queries = _DOCUMENT_QUERIES[shape] = _document_queries(*shape)
+    values = {"customer_id": customer.pk}
+    if start is not None:
+        values.update(start=start, start_day=start.date())
+    if end is not None:
+        values.update(end=end, end_day=end.date())
+    return DocumentRows(*queries, **values)
 
 
-# Stand-ins for documents_for's compiled SQL: values no real customer or document date has.
-_STAND_IN_CUSTOMER = -918273645
-_STAND_IN_START = dt.datetime(1801, 2, 3, tzinfo=dt.UTC)
-_STAND_IN_END = dt.datetime(1802, 4, 5, tzinfo=dt.UTC)
-_DOCUMENT_SQL: dict[tuple[str, bool, bool], tuple[tuple[str, tuple], tuple[str, tuple]]] = {}
+_DOCUMENT_ORDER = ("-doc_date", "-doc_id")
+_DOCUMENT_QUERIES: dict[tuple[str, bool, bool], tuple[CompiledQuery, CompiledQuery, bool]] = {}
+
+
+def _document_queries(doc_type: str, start: bool, end: bool) -> tuple[CompiledQuery, CompiledQuery, bool]:
+    """documents_for's count and page queries for one filter shape, and whether the page reads each type
+    only down to its end (a `depth`: with more than one type)."""
+    times, days = doc_type != "act", doc_type in ("", "act")  # the acts' bounds are dates, the others' times
+    stand_ins = {"customer_id": STAND_IN, **({"start": STAND_IN_TIME} if start and times else {}),
+                 **({"end": STAND_IN_TIME_2} if end and times else {}), **({"start_day": STAND_IN_DATE} if start and days else {}),
+                 **({"end_day": STAND_IN_DATE_2} if end and days else {})}
+
+    def counts(**values):
+        return _union([rows.order_by().values("doc_type").annotate(n=Count("*")).values_list("doc_type", "n")
+                       for rows in _document_parts(doc_type=doc_type, **values)])
+
+    def page(depth=None, **values):
+        parts = _document_parts(doc_type=doc_type, **values)
+        if depth is not None:  # each type's newest rows down to the page's end, merged below
+            parts = [part.order_by(*_DOCUMENT_ORDER)[:depth] for part in parts]
+        return _union(parts).order_by(*_DOCUMENT_ORDER, "doc_type")
+
+    several = len(_document_parts(doc_type=doc_type, customer_id=0)) > 1
+    return (CompiledQuery(counts, **stand_ins),
+            CompiledQuery(page, **stand_ins, **({"depth": STAND_IN_LIMIT} if several else {})), several)
+
+
+def _union(parts: list[QuerySet]) -> QuerySet:
+    first, *rest = parts
+    return first.union(*rest, all=True) if rest else first
 
 
 class DocumentRows:
-    """documents_for's rows for a Paginator: `count()` and slices run the compiled UNION (dict rows)."""
+    """documents_for's rows for a Paginator: `count()` and slices (dict rows) run the compiled queries."""
 
-    def __init__(self, *, count: tuple[str, tuple], rows: tuple[str, tuple]):
-        self._count, self._rows = count, rows
+    def __init__(self, count: CompiledQuery, page: CompiledQuery, several: bool, **values):
+        values = {name: value for name, value in values.items() if name in count.names}  # the bounds the shown types use
+        self._count, self._values = count, values
+        self._rows = CompiledRows(page, depth="depth" if several else None, **values)
 
     def count(self) -> int:
-        sql, params = self._count
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT COUNT(*) FROM ({sql}) documents", params)
-            return cursor.fetchone()[0]
+        return sum(n for _type, n in self._count(**self._values))
 
     def __getitem__(self, index):
-        if not isinstance(index, slice) or index.step is not None:
-            return list(self)[index]
-        start, stop = index.start or 0, index.stop
-        sql, params = self._rows
-        limit = "" if stop is None else f" LIMIT {int(stop) - int(start)}"
-        with connection.cursor() as cursor:
-            cursor.execute(f"{sql}{limit} OFFSET {int(start)}", params)
-            names = [column[0] for column in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return self._rows[index]
 
     def __iter__(self):
-        return iter(self[0:None])
+        return iter(self[0:self.count()])
 
 
-def _documents_union(*, customer_id: int, doc_type: str, start, end) -> QuerySet:
+_DOCUMENT_COLUMNS = ("doc_type", "doc_id", "doc_number", "doc_date", "doc_payer", "doc_amount", "doc_currency", "doc_status")
+
+
+def _document_parts(*, customer_id: int, doc_type: str, start=None, end=None, start_day=None, end_day=None) -> list[QuerySet]:
+    """The documents of each type shown, as values() of _DOCUMENT_COLUMNS: in [start, end) (acts: their
+    month in [start_day, end_day), the same bounds as dates)."""
     money = DecimalField(**AMOUNT)
     text = CharField()
 
@@ -615,38 +616,32 @@ def _documents_union(*, customer_id: int, doc_type: str, start, end) -> QuerySet
         return {"doc_type": Value(kind, output_field=text), "doc_id": F("pk"), "doc_number": number, "doc_date": date,
                 "doc_payer": payer, "doc_amount": amount, "doc_currency": currency, "doc_status": status}
 
+    def dated(qs, field, low, high):
+        qs = qs.filter(**{f"{field}__gte": low}) if low is not None else qs
+        return qs.filter(**{f"{field}__lt": high}) if high is not None else qs
+
     parts = []
     if doc_type in ("", "invoice"):
-        qs = Invoice.objects.filter(customer_id=customer_id)
-        qs = qs.filter(issued_at__gte=start) if start else qs
-        qs = qs.filter(issued_at__lt=end) if end else qs
+        qs = dated(Invoice.objects.filter(customer_id=customer_id), "issued_at", start, end)
         parts.append(qs.annotate(**columns("invoice", F("number"), F("issued_at"),
                                             Coalesce(NullIf(F("payer_company"), Value("")), F("payer_name")),
                                             F("total"), F("currency"), F("status"))))
     if doc_type in ("", "act"):
-        qs = Act.objects.filter(customer_id=customer_id)
-        qs = qs.filter(period__gte=start.date()) if start else qs
-        qs = qs.filter(period__lt=end.date()) if end else qs
+        qs = dated(Act.objects.filter(customer_id=customer_id), "period", start_day, end_day)
         parts.append(qs.annotate(**columns("act", F("number"), Cast(F("period"), DateTimeField()),
                                             Coalesce(NullIf(F("payer_company"), Value("")), F("payer_name")),
                                             F("total"), F("currency"), Value("", output_field=text))))
     if doc_type in ("", "credit_note"):
-        qs = CreditNote.objects.filter(customer_id=customer_id)
-        qs = qs.filter(created_at__gte=start) if start else qs
-        qs = qs.filter(created_at__lt=end) if end else qs
+        qs = dated(CreditNote.objects.filter(customer_id=customer_id), "created_at", start, end)
         parts.append(qs.annotate(**columns("credit_note", F("number"), F("created_at"),
                                             Coalesce(NullIf(F("invoice__payer_company"), Value("")), F("invoice__payer_name")),
                                             F("amount"), F("currency"), F("invoice__number"))))
     if doc_type in ("", "contract"):
-        qs = ContractAcceptance.objects.filter(customer_id=customer_id)
-        qs = qs.filter(accepted_at__gte=start) if start else qs
-        qs = qs.filter(accepted_at__lt=end) if end else qs
+        qs = dated(ContractAcceptance.objects.filter(customer_id=customer_id), "accepted_at", start, end)
         parts.append(qs.annotate(**columns("contract", Cast(F("version__version"), text), F("accepted_at"), F("payer_label"),
                                             Value(None, output_field=money), Value("", output_field=text),
                                             Value("", output_field=text))))
-    fields = ("doc_type", "doc_id", "doc_number", "doc_date", "doc_payer", "doc_amount", "doc_currency", "doc_status")
-    first, *rest = [part.order_by().values(*fields) for part in parts]
-    return first.union(*rest, all=True) if rest else first
+    return [part.order_by().values(*_DOCUMENT_COLUMNS) for part in parts]
 
 
 # --- payers' details and the tax rule applied to them -------------------------------------------
@@ -746,12 +741,9 @@ def _tax_rates(countries) -> dict[str, dict[str, TaxRate]]:
     """{country: {profile type: TaxRate}} for these countries; one query (none without a country)."""
     countries = {(country or "").strip().upper() for country in countries} - {""}
     rates: dict[str, dict[str, TaxRate]] = {}
-    if len(countries) == 1:  # one customer's (every invoice and renewal forecast): compiled once per country
+    if len(countries) == 1:  # one customer's (every invoice and renewal forecast): compiled once
         (country,) = countries
-        query = _TAX_RATES_OF.get(country)
-        if query is None:
-            query = _TAX_RATES_OF[country] = CompiledQuery(lambda country=country: TaxRate.objects.filter(country__in=[country]))
-        found = query()
+        found = _TAX_RATES_OF(country=country)
     else:
         found = TaxRate.objects.filter(country__in=countries) if countries else []
     for rate in found:
@@ -759,7 +751,7 @@ def _tax_rates(countries) -> dict[str, dict[str, TaxRate]]:
     return rates
 
 
-_TAX_RATES_OF: dict[str, CompiledQuery] = {}
+_TAX_RATES_OF = CompiledQuery(lambda country: TaxRate.objects.filter(country__in=[country]), country=STAND_IN_TEXT)
 
 
 def _customer_tax_key(customer: Customer) -> tuple[str, str, bool]:

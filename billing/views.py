@@ -10,6 +10,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import get_language, gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -51,7 +52,14 @@ def _topup_fields(language: str | None, codes: tuple[str, ...], currency: str) -
 
 
 def _topup_field_html(form: TopUpForm) -> dict:
-    return {"amount": as_field(form["amount"]), "currency": as_field(form["currency"])}
+    return {"amount": as_field(form["amount"]), "currency": as_field(form["currency"]),
+            "request_key": str(form["request_key"]), "errors": form.non_field_errors()}
+
+
+def _unbound_topup_fields(currencies, currency: str) -> dict:
+    """The cached fields with a new request key (the form's hidden input, as Django writes it)."""
+    key_input = format_html('<input type="hidden" name="request_key" value="{}" id="id_request_key">', uuid.uuid4().hex)
+    return {**_topup_fields(get_language(), tuple(c.code for c in currencies), currency), "request_key": key_input}
 
 
 def _balance_context(request, customer, form=None):
@@ -66,16 +74,11 @@ def _balance_context(request, customer, form=None):
         "balance": balance,
         "equivalents": selectors.equivalents(balance, customer.currency, currencies),
         "stale_codes": [c.code for c in currencies if table.stale(c.code)],
-        "form": form or TopUpForm(currencies=currencies, initial={"currency": customer.currency, "request_key": uuid.uuid4().hex}),
-        "topup_fields": (_topup_field_html(form) if form is not None
-                         else _topup_fields(get_language(), tuple(c.code for c in currencies), customer.currency)),
+        "form": form,  # bound, with errors; None on a plain visit
+        "topup_fields": _topup_field_html(form) if form is not None else _unbound_topup_fields(currencies, customer.currency),
         "movements": selectors.balance_history(customer=customer, cursor=Cursor.from_query(request.GET), size=PAGE_SIZE,
                                                direction=direction, query=request.GET, accounts=accounts),
         "direction": direction,
-        # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
-        "msg": {"account_currency": _("In the account currency (%(code)s)"),
-                "stale_rates": _("Exchange rates for %(codes)s are out of date; payments in them resume after the next update."),
-                "rate": _("Rate: 1 %(a)s = %(r)s %(b)s")},
     }
 
 
@@ -165,11 +168,7 @@ def invoice_detail(request, invoice_id):
     # One query: the printed fields of the lines, payments and credit notes as dicts, and the balance.
     lines, payments, credit_notes, balance = selectors.invoice_page_rows(invoice, customer)
     context = {"invoice": invoice, "balance": balance, "customer": customer,
-               "lines": lines, "payments": payments, "credit_notes": credit_notes,
-               # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
-               "msg": {"invoice": _("Invoice %(n)s"), "credit_note": _("Credit note %(n)s"),
-                       "apply": _("Apply %(a)s from balance"), "top_up_difference": _("Top up the difference (%(d)s)"),
-                       "paid_on": _("Paid on %(d)s.")}}
+               "lines": lines, "payments": payments, "credit_notes": credit_notes}
     if invoice.is_open:
         context["blockers"] = selectors.invoice_payment_blockers(invoice)
         context["profile_incomplete"] = blockers_need_profile(context["blockers"])
@@ -319,7 +318,7 @@ def payment_detail(request, payment_id):
 def expense_list(request):
     page = selectors.expense_history(customer=acting_customer(request), cursor=Cursor.from_query(request.GET), size=PAGE_SIZE,
                                      query=request.GET)
-    return render(request, "billing/expense_list.html", {"page": page, "msg": {"payment": _("Payment #%(id)s (%(m)s)")}})
+    return render(request, "billing/expense_list.html", {"page": page})
 
 
 # --- payers ------------------------------------------------------------------------------------
@@ -430,10 +429,6 @@ def documents(request):
         "filter_fields": form if form.is_bound else _document_filter_fields(get_language()),
         "contract_rows": [{**row, "details": selectors.payer_details(row["payer"])}
                           for row in selectors.contract_status(customer, version, payers, accepted)],
-        # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
-        "msg": {"contract_title": _("%(title)s, version %(v)s"), "in_force_since": _("In force since %(d)s"),
-                "accepted_from": _("%(d)s from %(ip)s"), "to_invoice": _("to invoice %(n)s"),
-                "agreement": _("Agreement v%(v)s")},
     })
 
 

@@ -11,72 +11,102 @@ declare it once:
 The ORM builds the queryset with the stand-in values and compiles it (per database connection), the
 SQL is kept, and each call binds its own values and turns the rows into model instances as
 `ModelIterable` does (the ORM's converters, select_related objects, annotations), or, for a
-`values_list()` queryset, into tuples. Stand-ins are
-integers no real row has (`STAND_IN`, `STAND_IN_2`, ...); a stand-in may also appear inside a string
-parameter ("order:<id>", a LIKE pattern), where the value's digits replace it. The values are
-integers too, or aware datetimes for a `STAND_IN_TIME` stand-in (a moment the query compares with).
-A query without values (the enabled currencies) takes no stand-ins. Only for querysets whose SQL
-depends on nothing but those values (no `now()`, no language), and not for writes. `CompiledRows` pages such a query for a Paginator; `statement()` gives the bound SQL to
-wrap in a larger statement.
+`values_list()` or `values()` queryset (a union of them too), into tuples or dicts. Stand-ins are
+values no real row has: integers (`STAND_IN`, `STAND_IN_2`, ...), a text (`STAND_IN_TEXT`), dates
+and times (`STAND_IN_DATE`, `STAND_IN_TIME`, ...); each call's values have the stand-ins' types. An
+integer or text stand-in may also appear inside a string parameter ("order:<id>", a LIKE pattern),
+where the value's text replaces it. `STAND_IN_LIMIT` is a slice's bound (`qs[:depth]`, e.g. each
+part of a union): its LIMIT becomes a parameter. Only for querysets whose SQL depends on nothing but
+those values (no `now()`, no language), and not for writes; a query without values (the enabled
+currencies) takes no stand-ins. `CompiledRows` pages such a query for a Paginator; `statement()` gives
+the bound SQL to run inside a larger statement.
 """
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 
 from django.db import connections
 from django.db.models import QuerySet
-from django.db.models.query import ModelIterable, ValuesListIterable, get_related_populators
+from django.db.models.query import ModelIterable, ValuesIterable, ValuesListIterable, get_related_populators
 
 STAND_IN = -918273641
 STAND_IN_2 = -918273642
 STAND_IN_3 = -918273643
-STAND_IN_TIME = dt.datetime(1901, 2, 3, 4, 5, 6, 789012, tzinfo=dt.timezone.utc)
-_STAND_IN_TYPES = (int, dt.datetime)
+STAND_IN_TEXT = "stand-in:918273644"
+STAND_IN_DATE = dt.date(1801, 2, 3)
+STAND_IN_DATE_2 = dt.date(1802, 4, 5)
+STAND_IN_TIME = dt.datetime(1801, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
+STAND_IN_TIME_2 = dt.datetime(1802, 4, 5, 6, 7, 8, tzinfo=dt.UTC)
+STAND_IN_LIMIT = 918273640  # a LIMIT is written into the SQL, not a parameter: a positive number found there
+_TYPES = (int, str, dt.date, dt.datetime)
 
 
 class CompiledQuery:
-    def __init__(self, build: Callable[..., QuerySet], **stand_ins: int):
-        if any(type(value) not in _STAND_IN_TYPES for value in stand_ins.values()):
-            raise TypeError("CompiledQuery takes integer or datetime stand-ins by name")
+    def __init__(self, build: Callable[..., QuerySet], **stand_ins):
+        if any(type(value) not in _TYPES for value in stand_ins.values()):
+            raise TypeError("CompiledQuery takes integer, text, date or datetime stand-ins by name")
+        if len(set(stand_ins.values())) != len(stand_ins):
+            raise ValueError("each stand-in needs its own value")
         self._build = build
         self._stand_ins = stand_ins
+        self.names = frozenset(stand_ins)
         self._compiled: dict[int, tuple] = {}  # id(connection) -> what `_compile` returns (it holds the connection)
 
     def _compile(self, connection) -> tuple:
         queryset = self._build(**self._stand_ins)
         compiler = queryset.query.get_compiler(using=connection.alias)
         sql, params = compiler.as_sql()
-        names = {str(value): name for name, value in self._stand_ins.items()}
-        slots, found = [], set()
-        for param in params:
-            if type(param) in _STAND_IN_TYPES and str(param) in names:
-                slots.append((names[str(param)], None))
-                found.add(names[str(param)])
-            elif isinstance(param, str) and any(text in param for text in names):
-                slots.append((None, param))
-                found.update(name for text, name in names.items() if text in param)
-            else:
-                slots.append(None)
+        sql, params, slots, found = self._limits(sql, list(params))
+        names = {(type(value), value): name for name, value in self._stand_ins.items()}
+        texts = {str(value): name for name, value in self._stand_ins.items() if type(value) in (int, str) and value != STAND_IN_LIMIT}
+        for index, param in enumerate(params):
+            if slots[index] is not None or type(param) not in _TYPES:
+                continue
+            if (type(param), param) in names:
+                slots[index] = (names[type(param), param], None)
+                found.add(names[type(param), param])
+            elif isinstance(param, str) and any(text in param for text in texts):
+                slots[index] = (None, param)
+                found.update(name for text, name in texts.items() if text in param)
         if found != set(self._stand_ins):
             raise ValueError(f"stand-ins not in the compiled query's parameters: {set(self._stand_ins) - found}")
         klass_info, select = compiler.klass_info, compiler.select
         converters = compiler.get_converters([column[0] for column in select[0:compiler.col_count]])
-        if queryset._iterable_class not in (ModelIterable, ValuesListIterable):
-            raise TypeError("CompiledQuery reads model instances or values_list() tuples")
-        if queryset._iterable_class is ValuesListIterable:  # values_list(): the rows are tuples
+        if queryset._iterable_class not in (ModelIterable, ValuesListIterable, ValuesIterable):
+            raise TypeError("CompiledQuery reads model instances, values_list() tuples or values() dicts")
+        if queryset._iterable_class is not ModelIterable:  # values_list() tuples, values() dicts
             selected = [*queryset.query.extra_select, *queryset.query.values_select, *queryset.query.annotation_select]
             if queryset._fields and list(queryset._fields) != selected:
                 raise ValueError(f"values_list{queryset._fields}: name the fields in the order they are selected ({selected})")
-            start = end = init_list = populators = None
+            start = end = populators = None
+            init_list = selected if queryset._iterable_class is ValuesIterable else None
         else:
             model_fields = klass_info["select_fields"]
             start, end = model_fields[0], model_fields[-1] + 1
             init_list = [column[0].target.attname for column in select[start:end]]
             populators = get_related_populators(klass_info, select, connection.alias)
         sliced = queryset.query.low_mark != 0 or queryset.query.high_mark is not None
-        return (connection, compiler, sql, params, slots, None if init_list is None else klass_info["model"], start, end,
+        model = klass_info["model"] if queryset._iterable_class is ModelIterable else None
+        return (connection, compiler, sql, params, slots, model, start, end,
                 init_list, converters, populators, compiler.annotation_col_map or {}, sliced)
+
+    def _limits(self, sql: str, params: list) -> tuple[str, list, list, set]:
+        """The SQL with each `LIMIT <STAND_IN_LIMIT>` as `LIMIT %s`, its parameter slot inserted where it stands."""
+        name = next((name for name, value in self._stand_ins.items() if type(value) is int and value == STAND_IN_LIMIT), None)
+        if name is None:
+            return sql, params, [None] * len(params), set()
+        pieces, slots, done = [], [], 0
+        for match in re.finditer(rf"%%|%s|LIMIT {STAND_IN_LIMIT}\b", sql):
+            if match.group() == "%s":
+                slots.append(None)
+            elif match.group() != "%%":
+                pieces.append(sql[done:match.start()] + "LIMIT %s")
+                done = match.end()
+                params.insert(len(slots), STAND_IN_LIMIT)
+                slots.append((name, None))
+        return "".join(pieces) + sql[done:], params, slots, {name} if pieces else set()
 
     def __call__(self, *, using: str = "default", **values) -> list:
         return self.rows(0, None, using=using, **values)
@@ -87,9 +117,7 @@ class CompiledQuery:
         return compiled[2], self._bind(compiled, values)
 
     def _compiled_for(self, connection, values: dict) -> tuple:
-        if set(values) != set(self._stand_ins) or any(
-                type(value) is not type(self._stand_ins[name]) for name, value in values.items()
-                if name in self._stand_ins):
+        if set(values) != set(self._stand_ins) or any(type(value) is not type(self._stand_ins[name]) for name, value in values.items()):
             raise TypeError(f"CompiledQuery needs values of the stand-ins' types for {sorted(self._stand_ins)}")
         compiled = self._compiled.get(id(connection))
         if compiled is None:
@@ -98,7 +126,8 @@ class CompiledQuery:
 
     def _bind(self, compiled: tuple, values: dict) -> list:
         params, slots = compiled[3], compiled[4]
-        texts = {str(self._stand_ins[name]): str(value) for name, value in values.items()}
+        texts = {str(self._stand_ins[name]): str(value) for name, value in values.items()
+                 if type(value) in (int, str) and self._stand_ins[name] != STAND_IN_LIMIT}
         bound = []
         for param, slot in zip(params, slots):
             if slot is None:
@@ -111,7 +140,7 @@ class CompiledQuery:
                 bound.append(param)
         return bound
 
-    def rows(self, start: int, stop: int | None, *, using: str = "default", **values) -> list:
+    def rows(self, start: int, stop: int | None, /, *, using: str = "default", **values) -> list:
         """The rows [start:stop] (LIMIT and OFFSET added to the SQL: for querysets compiled unsliced)."""
         connection = connections[using]
         compiled = self._compiled_for(connection, values)
@@ -129,6 +158,8 @@ class CompiledQuery:
         if converters:
             rows = compiler.apply_converters(rows, converters)
         if model is None:
+            if init_list is not None:  # values()
+                return [dict(zip(init_list, row)) for row in rows]
             return [tuple(row) for row in rows]
         objects = []
         for row in rows:
@@ -142,12 +173,15 @@ class CompiledQuery:
 
 
 class CompiledRows:
-    """A compiled query's rows for a Paginator whose count is known (`paginator.count` set): slices run it."""
+    """A compiled query's rows for a Paginator whose count is known (`paginator.count` set): slices run it.
+    `depth`: the name of a `STAND_IN_LIMIT` value each slice sets to its stop (a union's parts then
+    read no further than the page's end)."""
 
-    def __init__(self, query: CompiledQuery, **values: int):
-        self._query, self._values = query, values
+    def __init__(self, query: CompiledQuery, *, depth: str | None = None, **values):
+        self._query, self._depth, self._values = query, depth, values
 
     def __getitem__(self, index):
-        if not isinstance(index, slice) or index.step is not None:
-            raise TypeError("CompiledRows takes slices")
-        return self._query.rows(index.start or 0, index.stop, **self._values)
+        if not isinstance(index, slice) or index.step is not None or (self._depth and index.stop is None):
+            raise TypeError("CompiledRows takes slices (with a stop, for a depth)")
+        values = {**self._values, self._depth: index.stop} if self._depth else self._values
+        return self._query.rows(index.start or 0, index.stop, **values)

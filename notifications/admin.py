@@ -1,7 +1,6 @@
 from django.contrib import admin, messages
 
-from accounts.admin_mixins import BackOfficePermissions, ReadOnlyInline
-from django.utils.text import Truncator
+from accounts.admin_mixins import BackOfficePermissions, LastErrorColumn, ReadOnlyInline
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import gettext, ngettext
 
@@ -33,7 +32,7 @@ class NotificationAdmin(admin.ModelAdmin):
 
 
 @admin.register(EmailOutbox)
-class EmailOutboxAdmin(BackOfficePermissions, admin.ModelAdmin):
+class EmailOutboxAdmin(BackOfficePermissions, LastErrorColumn, admin.ModelAdmin):
     list_display = ("created_at", "recipient", "subject", "kind", "status", "attempts", "short_error", "next_attempt_at",
                     "sent_at")
     list_filter = ("status", "kind", "created_at")
@@ -75,10 +74,6 @@ class EmailOutboxAdmin(BackOfficePermissions, admin.ModelAdmin):
     def html(self, email: EmailOutbox) -> str:
         return self._content(email)[1]
 
-    @admin.display(description=_("last error"))
-    def short_error(self, email: EmailOutbox) -> str:
-        return Truncator(email.last_error).chars(80)
-
     @admin.action(description=_("Retry failed mail"), permissions=["retry_mail"])
     def retry_failed(self, request, queryset):
         count = services.email_retry(email_ids=list(queryset.values_list("pk", flat=True)))
@@ -92,7 +87,7 @@ class EmailOutboxAdmin(BackOfficePermissions, admin.ModelAdmin):
 
 
 @admin.register(NoticeBatch)
-class NoticeBatchAdmin(BackOfficePermissions, admin.ModelAdmin):
+class NoticeBatchAdmin(BackOfficePermissions, LastErrorColumn, admin.ModelAdmin):
     """Notices a renewal run wrote and has not stored as notifications yet: normally gone within
     seconds; one listed here with attempts has failed (deferred.MAX_ATTEMPTS stops the retries)."""
 
@@ -110,10 +105,6 @@ class NoticeBatchAdmin(BackOfficePermissions, admin.ModelAdmin):
     @admin.display(description=_("notices"))
     def size(self, batch: NoticeBatch) -> int:
         return len(batch.notices)
-
-    @admin.display(description=_("last error"))
-    def short_error(self, batch: NoticeBatch) -> str:
-        return Truncator(batch.last_error).chars(80)
 
     @admin.action(description=_("Retry stopped batches"), permissions=["retry_mail"])
     def retry(self, request, queryset):

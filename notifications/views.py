@@ -25,8 +25,6 @@ def inbox(request: HttpRequest) -> HttpResponse:
     page = Paginator(selectors.inbox_for(customer, user=request.user), PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "notifications/inbox.html", {
         "page": page, "can_manage_subscriptions": role_allows(request.user, Area.SETTINGS),
-        # A message with placeholders, formatted by the Jinja2 body (makemessages sees this msgid here).
-        "msg": {"page_of": _("Page %(number)s of %(total)s")},
     })
 
 

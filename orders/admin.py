@@ -11,7 +11,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from accounts.admin_mixins import BackOfficePermissions, ReadOnlyInline, admin_action_form
+from accounts.admin_mixins import BackOfficePermissions, LastErrorColumn, ReadOnlyInline, admin_action_form
 
 from .models import (AddonChange, HypervisorNode, IpAddress, IpPool, Location, Order, OrderAddon, OrderEvent, OrderRenewal, OsImage,
                      OsTemplate, Plan, PlanAddon, PlanAddonPrice, PlanPrice, ProductType, PromoCode, PromoRedemption,
@@ -404,7 +404,7 @@ class HypervisorNodeAdmin(admin.ModelAdmin):
             self.message_user(request, f"{node.name}: {message}", messages.SUCCESS if ok else messages.ERROR)
 
 
-class ProvisioningJobAdmin(admin.ModelAdmin):
+class ProvisioningJobAdmin(LastErrorColumn, admin.ModelAdmin):
     """The jobs list: filter by state/action/module, retry failed ones. Rows change only through jobs."""
 
     list_display = ("id", "order", "action", "module", "state", "attempts", "short_error", "next_attempt_at",
@@ -420,10 +420,6 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-    @admin.display(description=_("last error"))
-    def short_error(self, obj):
-        return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error
 
     @admin.action(description=_("Retry (fresh attempts, runs now)"), permissions=["change"])
     def retry(self, request, queryset):

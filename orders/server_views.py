@@ -29,9 +29,7 @@ def _power_buttons() -> list[tuple[str, str, str]]:
 
 def _state_context(request, order) -> dict:
     return {"order": order, "server": server_control.server_state(order=order),
-            "can_control": role_allows(request.user, Area.SERVICES), "power_buttons": _power_buttons(),
-            # A message with placeholders, formatted by the Jinja2 panel (makemessages sees this msgid here).
-            "msg": {"throttled_to": _("Throttled to %(mbps)s Mbit/s")}}
+            "can_control": role_allows(request.user, Area.SERVICES), "power_buttons": _power_buttons()}
 
 
 @customer_view(Area.ACCOUNT)
@@ -158,9 +156,7 @@ def server_reverse_dns(request: HttpRequest, order_id: int) -> HttpResponse:
             return redirect("orders:server_reverse_dns", order_id=order.pk)
     return render(request, "orders/server_reverse_dns.html", {
         "order": order, "records": reverse_dns.ptr_records(order), "error": error,
-        "posted": request.POST if request.method == "POST" else {},
-        # A message with a placeholder, formatted by the Jinja2 body (makemessages sees this msgid here).
-        "msg": {"order_number": _("Order #%(id)s")}}, status=400 if error else 200)
+        "posted": request.POST if request.method == "POST" else {}}, status=400 if error else 200)
 
 
 @customer_view(Area.SERVICES)
@@ -175,8 +171,4 @@ def server_usage(request: HttpRequest, order_id: int) -> HttpResponse:
     vm = usage.usage_vm(order)  # once, for the graphs, the traffic count and the throttle
     return render(request, "orders/_server_usage.html", {
         "order": order, "charts": [usage.usage_chart(order, vm=vm), usage.usage_chart(order, days=30, vm=vm)],
-        "traffic": usage.traffic_summary(order, vm=vm), "throttle": vm and traffic_quota.traffic_throttle(order, vm=vm),
-        # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
-        "msg": {"traffic_quota": _("Traffic this period: %(used)s GiB of %(quota)s TB"),
-                "traffic_unmetered": _("Traffic this period: %(used)s GiB (unmetered)"),
-                "throttled": _("the network speed is limited to %(mbps)s Mbit/s until the traffic count starts again on %(until)s.")}})
+        "traffic": usage.traffic_summary(order, vm=vm), "throttle": vm and traffic_quota.traffic_throttle(order, vm=vm)})

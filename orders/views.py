@@ -22,11 +22,11 @@ from accounts.roles import Area, acting_customer, customer_view, role_allows
 from billing.money import quantize
 from billing.selectors import tax_for
 from billing.tax import invoice_totals
+from core.jinja import memo_date
 
 from . import pricing, provisioning, selectors
 from .forms import AddonChangeForm, AutoRenewForm, BatchRenewForm, CancelForm, ChangePlanForm, OrderForm, RenewForm
 from .models import Order
-from .templatetags.order_tags import short_date
 from .services import addons as addon_services
 from .services import cancelling, placing, plan_change, renewing
 
@@ -69,9 +69,8 @@ def order_list(request: HttpRequest) -> HttpResponse:
     page = paginator.get_page(request.GET.get("page"))
     orders = list(page.object_list)
     selectors.table_addons(orders)
-    # (order, days left, renewable, "/ N mo", the checkbox's label, its add-ons' labels, its expiry date): computed
-    # here, not per row in the template; the "N mo" labels once per period length.
-    select_label = _("Select order %(id)s")
+    # (order, days left, renewable, "/ N mo", its add-ons' labels, its expiry date): computed here, not per row in
+    # the template; the "N mo" labels once per period length.
     period_labels: dict[int, str] = {}
     rows = []
     for order in orders:
@@ -80,12 +79,11 @@ def order_list(request: HttpRequest) -> HttpResponse:
         if period_label is None:
             period_label = period_labels[months] = _period_label(months)
         rows.append((order, selectors.days_remaining(order), order.status in RENEWABLE_STATUSES, period_label,
-                     select_label % {"id": order.pk}, [addon.label for addon in order.addons.all()] if order.has_addons else (),
-                     short_date(order.expires_at) if order.expires_at else None))
+                     [addon.label for addon in order.addons.all()] if order.has_addons else (),
+                     memo_date(order.expires_at, "SHORT_DATE_FORMAT") if order.expires_at else None))
     return render(request, "orders/order_list.html", {
         "page": page, "rows": rows, "params": params, "sort": sort, "can_pay": _can_pay(request),
         "status_filters": [(value, label, counts[value]) for value, label in Order.Status.choices if counts.get(value)],
-        "batch_periods": [(n, ngettext("%(n)s period", "%(n)s periods", n) % {"n": n}) for n in (1, 2, 3, 6, 12)],
     })
 
 
@@ -277,10 +275,6 @@ def _detail_context(request, order: Order) -> dict:
         "changeable": order.status == Order.Status.ACTIVE,
         "ended": order.status in (Order.Status.CANCELLED, Order.Status.TERMINATED),
         "setup": selectors.order_setup(order=order),
-        "period_label": ngettext("%(n)s month", "%(n)s months", order.period_months) % {"n": order.period_months},
-        # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
-        "msg": {"title": _("Order #%(id)s · %(plan)s"), "cost_parts": _("plan %(plan)s + add-ons %(addons)s"),
-                "switches_to": _("switches to %(plan)s")},
     }
 
 

@@ -36,9 +36,6 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
         "page": page, "status": status, "query": query, "status_filters": [
             ("open", _("Open")), ("closed", _("Closed")), ("all", _("All")),
         ],
-        # Messages with placeholders, formatted by the Jinja2 body (makemessages sees these msgids here).
-        "msg": {"staff_name": _("%(name)s (support)"), "page_of": _("Page %(number)s of %(total)s"),
-                "no_match": _("No tickets match “%(query)s”.")},
         # A row's time is printed twice (title: DATETIME_FORMAT, text: SHORT_): formatted once when they agree.
         "one_time_format": get_format("DATETIME_FORMAT") == get_format("SHORT_DATETIME_FORMAT"),
     })
@@ -79,10 +76,8 @@ def _thread_context(ticket, reply_form: ReplyForm) -> dict:
         "reply_form": reply_form,
         "reopen_deadline": deadline,
         "can_reopen": ticket.is_closed and deadline is not None and deadline >= timezone.now(),
-        # For the Jinja2 body: Django's filesizeformat (Jinja's builtin of that name prints other units), and
-        # messages with placeholders (makemessages sees these msgids here).
+        # For the Jinja2 body: Django's filesizeformat (Jinja's builtin of that name prints other units).
         "filesize": filesizeformat,
-        "msg": {"reopen_until": _("This ticket is closed. You can reopen it until %(date)s if the problem comes back.")},
     }
 
 

@@ -400,3 +400,24 @@ def test_profile_vat_number_needs_valid_check_digits(owner_client, owner):
         "profile_type": "company", "company_name": "Acme GmbH", "company_registration_number": "HRB 1",
         "company_vat_number": "de 136 695 976"})
     assert Customer.objects.get(pk=owner.customer_id).company_vat_number == "DE136695976"
+
+
+def test_activity_page_reads_what_activity_for_reads_for_owners_and_trusted_users(owner):
+    """The page's compiled count and rows (selectors.activity_page_rows) against activity_for's queryset,
+    every page, for the owner (everything) and a trusted user (own actions only)."""
+    from accounts.selectors import activity_for, activity_page_rows
+    from accounts.services.activity import activity_record
+
+    trusted = UserFactory(customer=owner.customer, role=User.Role.TECHNICAL)
+    other = UserFactory()
+    for index in range(7):
+        activity_record(action="login", customer=owner.customer, actor=owner if index % 3 else trusted)
+    activity_record(action="login", customer=other.customer, actor=other)
+    for user in (owner, trusted, other):
+        expected = list(activity_for(customer=user.customer, user=user))
+        count, rows = activity_page_rows(customer=user.customer, user=user)
+        assert count == len(expected) > 0
+        for start in range(0, count + 3, 3):
+            page = rows[start:start + 3]
+            assert [(e.pk, e.actor.username) for e in page] == [(e.pk, e.actor.username) for e in expected[start:start + 3]]
+    assert {e.actor_id for e in activity_page_rows(customer=owner.customer, user=trusted)[1][0:50]} == {trusted.pk}

@@ -4,8 +4,6 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.template.defaultfilters import date as date_filter
-from django.utils.timezone import template_localtime
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -16,38 +14,13 @@ from ..models import DataExport, PolicyVersion
 from ..roles import Area, acting_customer, customer_view, role_allows
 from ..services import data_export, deletion, policies  # modules: the views share their functions' names
 from ._posts import redirect_back, settings_form_post
-from .settings import blocktranslated, settings_render
-
-
-def _date(value, format_name: str) -> str:
-    """`{{ value|date:"DATE_FORMAT" }}` as a Django template prints it (in the current time zone)."""
-    return date_filter(template_localtime(value), format_name)
-
-
-def _deletion_note(request) -> str:
-    """The Deletion card's notice about the open or last request (the Jinja2 body prints it)."""
-    if request is None:
-        return ""
-    if request.status == "pending":
-        return blocktranslated(_("Your deletion request of %(when)s is awaiting review by our staff."),
-                               when=_date(request.created_at, "DATETIME_FORMAT"))
-    if request.status == "rejected":
-        return blocktranslated(_("Your previous request was declined: %(note)s"), note=request.staff_note)
-    return ""
+from .settings import settings_render
 
 
 def privacy_page(request: HttpRequest, deletion_form: DeletionRequestForm | None = None) -> HttpResponse:
     customer, user = acting_customer(request), request.user
-    version_of, accepted_on = _("version %(version)s of %(date)s"), _("Accepted %(when)s")
-    policies_shown = []
-    for policy in selectors.policies_current_for(user=user):  # with this user's acceptance: one query
-        accepted = policy.user_accepted_at is not None
-        policies_shown.append({
-            "policy": policy, "accepted": accepted,
-            "version_note": blocktranslated(version_of, version=policy.version,
-                                            date=_date(policy.published_at, "DATE_FORMAT")),
-            "accepted_note": blocktranslated(accepted_on, when=_date(policy.user_accepted_at, "DATETIME_FORMAT"))
-            if accepted else ""})
+    policies_shown = [{"policy": policy, "accepted": policy.user_accepted_at is not None}
+                      for policy in selectors.policies_current_for(user=user)]  # with this user's acceptance: one query
     context = {"policies": policies_shown, "link_hours": settings.ACCOUNTS_EXPORT_LINK_HOURS}
     if role_allows(user, Area.SETTINGS):
         exports, deletion_open = selectors.privacy_requests_for(customer=customer)  # one query
@@ -56,11 +29,6 @@ def privacy_page(request: HttpRequest, deletion_form: DeletionRequestForm | None
             "export_pending": any(export.status == DataExport.Status.PENDING for export in exports),
             "deletion": deletion_open,
             "deletion_form": deletion_form or DeletionRequestForm(user=user),
-            "export_note": blocktranslated(_(
-                "A ZIP archive with your profile, users, orders, invoices, balance history, payments, tickets and "
-                "notifications, each as JSON and CSV. The download link works for you only and expires after "
-                "%(link_hours)s hours."), link_hours=settings.ACCOUNTS_EXPORT_LINK_HOURS),
-            "deletion_note": _deletion_note(deletion_open),
         })
     if request.htmx and request.GET.get("part") == "exports":
         return render(request, "accounts/settings/_exports.html", context)

@@ -6,7 +6,6 @@ from base64 import b32encode
 from django.http import HttpRequest, HttpResponse
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from core.form_renderer import plain_widgets
@@ -19,7 +18,7 @@ from ..services.security import customer_set_code_word, customer_set_ip_allowlis
 from ..services.totp import totp_disable, totp_setup_confirm, totp_setup_start
 from ..session_policy import recent_auth_required
 from ._posts import settings_form_post
-from .settings import blocktranslated, settings_render
+from .settings import settings_render
 
 
 def totp_qr_svg(data: str) -> str:
@@ -48,9 +47,7 @@ def security_page(request: HttpRequest, **forms) -> HttpResponse:
         "otp_confirm_form": forms.get("otp_confirm_form") or OTPTokenForm(renderer=plain_widgets),
         "otp_disable_form": forms.get("otp_disable_form") or TOTPDisableForm(),
         "recovery_codes": request.session.pop("recovery_codes_once", None),
-        "recovery_left": (left := overview["recovery_left"]),
-        "recovery_left_text": ngettext("%(left)s recovery code left.", "%(left)s recovery codes left.", left) % {
-            "left": left},
+        "recovery_left": overview["recovery_left"],
         "previous_login": selectors.previous_login(user=user) if customer.show_last_login else None,
         "social_providers": selectors.social_providers(request),
         "social_accounts": (social_accounts := selectors.social_accounts_for(user=user)),
@@ -63,10 +60,7 @@ def security_page(request: HttpRequest, **forms) -> HttpResponse:
             "ip_form": forms.get("ip_form") or IPAllowlistForm(initial={"ip_allowlist": customer.ip_allowlist}),
             "login_options_form": forms.get("login_options_form") or LoginOptionsForm(initial={
                 "show_last_login": customer.show_last_login, "login_alerts": customer.login_alerts}),
-            "current_ip": (ip := client_ip(request)),
-            "current_ip_note": blocktranslated(_(
-                'Your current IP address: <code data-testid="current-ip">%(current_ip)s</code>. Be careful: if the '
-                "list does not include it, you will lose access to the portal."), current_ip=ip),
+            "current_ip": client_ip(request),
         })
     return settings_render(request, "security", "accounts/settings/security.html", context)
 

@@ -11,8 +11,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone, translation
-from django.utils.html import conditional_escape
-from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
@@ -67,12 +65,6 @@ def _section_url(name: str) -> str:
     return url
 
 
-def blocktranslated(message: str, **values) -> str:
-    """What `{% blocktranslate with a=b %}` prints, for Jinja2 bodies (whose `_()` takes no placeholders
-    makemessages would see): the translated `message` with the values escaped into it."""
-    return mark_safe(message % {key: conditional_escape(value) for key, value in values.items()})
-
-
 def settings_render(request: HttpRequest, section: str, template: str, context: dict) -> HttpResponse:
     """A Settings section page: the section menu (what the role may open), the payment blockers banner."""
     customer = acting_customer(request)
@@ -110,10 +102,6 @@ def profile_page(request: HttpRequest, **forms) -> HttpResponse:
         "phone_display": format_phone(user.phone),
         "avatar_form": forms.get("avatar_form") or AvatarForm(),
     }
-    if user.pending_email:
-        context["pending_email_note"] = blocktranslated(_(
-            "Waiting for confirmation of the new address %(email)s. Until then we keep using the current one."),
-            email=user.pending_email)
     if role_allows(user, Area.SETTINGS):
         context["address_form"] = forms.get("address_form") or AddressForm(
             initial={"street": customer.street, "city": customer.city, "postcode": customer.postcode,
@@ -258,10 +246,7 @@ def settings_email_routing(request: HttpRequest) -> HttpResponse:
         owner = selectors.customer_owner(customer=customer)
         account_email = owner.email if owner else ""
         return settings_render(request, "email", "accounts/settings/email_routing.html", {
-            "form": form, "account_email": account_email,
-            "account_email_note": blocktranslated(_(
-                "Choose where each kind of message goes. Empty fields use the account email %(email)s."),
-                email=account_email)})
+            "form": form, "account_email": account_email})
 
     if request.method != "POST":
         return page(form)
@@ -291,9 +276,10 @@ ACTIVITY_PAGE_SIZE = 25
 
 @customer_view(Area.ACCOUNT)
 def activity(request: HttpRequest) -> HttpResponse:
-    events = selectors.activity_for(customer=acting_customer(request), user=request.user)
-    page = Paginator(events, ACTIVITY_PAGE_SIZE).get_page(request.GET.get("page"))
+    count, events = selectors.activity_page_rows(customer=acting_customer(request), user=request.user)
+    paginator = Paginator(events, ACTIVITY_PAGE_SIZE)
+    paginator.count = count  # counted by the selector's compiled query
+    page = paginator.get_page(request.GET.get("page"))
     rows = [{"event": event, "label": activity_label(event)} for event in page]
     return settings_render(request, "activity", "accounts/settings/activity.html", {
-        "page": page, "rows": rows,
-        "page_of_note": blocktranslated(_("Page %(n)s of %(total)s"), n=page.number, total=page.paginator.num_pages)})
+        "page": page, "rows": rows})

@@ -160,28 +160,78 @@ def test_documents_and_payers_pages_in_russian(currencies, client_in, customer, 
     assert "Ожидает проверки" in payers and "По умолчанию · из профиля" in payers
 
 
+def _documents_by_full_union(customer, doc_type, start, end):
+    """The old documents query: every document of the shown types in one UNION, counted and sorted whole."""
+    from billing.selectors import _document_parts
+
+    parts = _document_parts(customer_id=customer.pk, doc_type=doc_type, start=start, end=end,
+                            start_day=start.date() if start else None, end_day=end.date() if end else None)
+    union = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
+    return union.count(), list(union.order_by("-doc_date", "-doc_id", "doc_type"))
+
+
+def _tied_documents(customer, fund):
+    """Documents sharing one date: four invoices issued then, an act whose month starts then, two credit notes
+    and a contract acceptance made then."""
+    from billing.models import CreditNote
+    from billing.services.corrections import credit_note_issue
+
+    _make_documents(customer, 12)
+    fund(customer, "50.00")
+    staff = StaffUserFactory()
+    for _ in range(2):
+        invoice = invoice_issue(customer=customer, kind="order", lines=[LineInput("VPS", 1, Decimal("10.00"))])
+        invoice_pay_from_balance(invoice=invoice)
+        credit_note_issue(invoice=invoice, reason="r", actor=staff)
+    tie = timezone.make_aware(dt.datetime(1950, 3, 1))
+    Invoice.objects.filter(pk__in=Invoice.objects.filter(customer=customer).order_by("pk").values("pk")[:4]).update(issued_at=tie)
+    Act.objects.filter(pk=Act.objects.filter(customer=customer).order_by("pk")[0].pk).update(period=tie.date())
+    ContractAcceptance.objects.filter(customer=customer).update(accepted_at=tie)
+    CreditNote.objects.filter(customer=customer).update(created_at=tie)
+
+
 @pytest.mark.django_db
-def test_documents_for_runs_the_compiled_union_with_each_call_s_customer_and_dates(currencies, contract):
-    """documents_for compiles the UNION once per filter shape: every shape, for two customers, gives the rows
-    the ORM gives for the same filters, in the same order."""
-    from billing.selectors import _documents_union, documents_for
+def test_documents_for_gives_the_full_union_s_count_and_pages_for_every_filter_and_page(currencies, contract, fund):
+    """documents_for counts per type and merges each type's newest rows down to the page's end: for every
+    filter shape, two customers and every page (first, middle, last, one past the end, empty filters),
+    the same count and rows in the same order as counting and sorting the whole union (ties: equal dates
+    within and across types)."""
+    from billing.selectors import documents_for
     from billing.services.acts import month_bounds
 
     customers = [UserFactory().customer, UserFactory().customer]
     for customer in customers:
         _make_documents(customer, 40)
-    april, june = dt.date(1910, 4, 1), dt.date(1930, 6, 1)
+    _tied_documents(customers[0], fund)
+    april, june = dt.date(1910, 4, 1), dt.date(1950, 6, 1)
     for customer in customers * 2:
-        for doc_type in ("", "invoice", "act", "contract"):
-            for date_from, date_to in ((None, None), (april, None), (None, june), (april, june)):
+        for doc_type in ("", "invoice", "act", "credit_note", "contract"):
+            for date_from, date_to in ((None, None), (april, None), (None, june), (april, june), (dt.date(2099, 1, 1), None)):
                 start = month_bounds(date_from)[0] if date_from else None
                 end = month_bounds(date_to)[1] if date_to else None
-                expected = list(_documents_union(customer_id=customer.pk, doc_type=doc_type, start=start, end=end)
-                                .order_by("-doc_date", "-doc_id"))
+                count, expected = _documents_by_full_union(customer, doc_type, start, end)
                 rows = documents_for(customer=customer, doc_type=doc_type, date_from=date_from, date_to=date_to)
-                assert rows.count() == len(expected) and rows[0:7] == expected[:7] and list(rows) == expected
-                assert rows[5:9] == expected[5:9]
-    assert documents_for(customer=customers[0], date_from=april, date_to=june).count() < documents_for(customer=customers[0]).count()
+                assert rows.count() == count == len(expected) and list(rows) == expected
+                for size in (1, 7, 20):
+                    for first in range(0, count + size, size):
+                        assert rows[first:first + size] == expected[first:first + size]
+    count, expected = _documents_by_full_union(customers[0], "", None, None)
+    tied = [row["doc_type"] for row in expected if row["doc_date"].year == 1950]
+    assert count > 40 and sorted(set(tied)) == ["act", "contract", "credit_note", "invoice"] and tied.count("invoice") == 4
+    assert documents_for(customer=customers[0], date_from=dt.date(2099, 1, 1)).count() == 0
+
+
+@pytest.mark.django_db
+def test_documents_page_reads_each_type_only_down_to_the_page_s_end(currencies, customer, contract):
+    from billing.selectors import documents_for
+
+    _make_documents(customer, 30)
+    rows = documents_for(customer=customer)
+    with CaptureQueriesContext(connection) as ctx:
+        rows[0:5]
+        rows[10:15]
+    assert [query["sql"].count("LIMIT 5)") for query in ctx] == [4, 0] and ctx[1]["sql"].count("LIMIT 15)") == 4
+    assert ctx[0]["sql"].endswith("LIMIT 5 OFFSET 0")
 
 
 @pytest.mark.django_db

@@ -1,3 +1,4 @@
+import re
 from decimal import Decimal
 
 import pytest
@@ -76,6 +77,20 @@ def test_bad_topup_input_is_a_form_error_and_creates_no_invoice(currencies, clie
     assert response.status_code == 400
     assert response.context["form"].errors
     assert not Invoice.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_cached_top_up_fields_carry_a_new_request_key_written_as_django_writes_it(currencies, client_in):
+    from billing.forms import TopUpForm
+
+    keys = []
+    for _ in range(2):
+        html = client_in.get(reverse("billing:balance")).content.decode()
+        key = re.search(r'<input type="hidden" name="request_key" value="([0-9a-f]{32})" id="id_request_key">', html).group(1)
+        assert html.count('name="request_key"') == 1
+        assert str(TopUpForm(currencies=[], initial={"request_key": key})["request_key"]) in html
+        keys.append(key)
+    assert keys[0] != keys[1]
 
 
 @pytest.mark.django_db

@@ -1,11 +1,16 @@
 """core.compiled: a queryset compiled once reads what the ORM reads, for every call's values."""
+import datetime as dt
+
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.db.models import Count, Q
 from django.test.utils import CaptureQueriesContext
 
-from core.compiled import STAND_IN, STAND_IN_2, STAND_IN_TIME, CompiledQuery
+from core.compiled import (
+    STAND_IN, STAND_IN_2, STAND_IN_LIMIT, STAND_IN_TEXT, STAND_IN_TIME, CompiledQuery, CompiledRows,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +42,9 @@ def test_each_call_reads_what_the_orm_reads_with_its_own_values_in_one_query():
 
 def test_stand_ins_must_be_integers_found_in_the_query_and_values_given_for_each():
     with pytest.raises(TypeError):
-        CompiledQuery(_permissions, group_id="1", content_type_id=STAND_IN_2)
+        CompiledQuery(_permissions, group_id=1.5, content_type_id=STAND_IN_2)
+    with pytest.raises(ValueError, match="own value"):
+        CompiledQuery(_permissions, group_id=STAND_IN, content_type_id=STAND_IN)
     with pytest.raises(ValueError, match="content_type_id"):
         CompiledQuery(lambda group_id, content_type_id: Permission.objects.filter(group__id=group_id),
                       group_id=STAND_IN, content_type_id=STAND_IN_2)(group_id=1, content_type_id=2)
@@ -52,35 +59,66 @@ def test_a_values_list_query_gives_tuples():
     query = CompiledQuery(lambda group_id: Group.objects.filter(pk=group_id).values_list("name", "pk"), group_id=STAND_IN)
     group = Group.objects.create(name="g")
     assert query(group_id=group.pk) == [("g", group.pk)] and query(group_id=-5) == []
+    assert CompiledQuery(lambda group_id: Group.objects.filter(pk=group_id).values("name", "pk"), group_id=STAND_IN)(
+        group_id=group.pk) == [{"name": "g", "pk": group.pk}]
     with pytest.raises(TypeError):
-        CompiledQuery(lambda group_id: Group.objects.filter(pk=group_id).values("name"), group_id=STAND_IN)(group_id=1)
+        CompiledQuery(lambda group_id: Group.objects.filter(pk=group_id).values_list("name", named=True), group_id=STAND_IN)(group_id=1)
     with pytest.raises(ValueError, match="order"):
         CompiledQuery(lambda group_id: Group.objects.filter(pk=group_id).annotate(n=Count("permissions")).values_list("n", "name"),
                       group_id=STAND_IN)(group_id=1)
 
 
-def test_a_datetime_stand_in_a_query_without_values_and_the_bound_statement():
-    from datetime import datetime, timedelta, timezone
+def test_text_and_time_stand_ins_take_each_call_s_values_of_their_type(django_user_model):
+    def build(name, since):
+        return (django_user_model.objects.filter(Q(username=name) | Q(username__startswith=f"{name}-"), date_joined__gte=since)
+                .order_by("username").values_list("username"))
 
-    from accounts.tests.factories import UserFactory
-    from django.contrib.auth import get_user_model
+    query = CompiledQuery(build, name=STAND_IN_TEXT, since=STAND_IN_TIME)
+    then = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    for username, joined in (("ann", then), ("ann-2", then), ("annie", then), ("bob", then), ("bob-old", then - dt.timedelta(days=1))):
+        django_user_model.objects.create(username=username, email=f"{username}@example.com", date_joined=joined)
+    for name in ("ann", "bob", "carl"):
+        assert query(name=name, since=then) == list(build(name, then))
+    assert query(name="ann", since=then) == [("ann",), ("ann-2",)] and query(name="bob", since=then - dt.timedelta(days=2)) == [
+        ("bob",), ("bob-old",)]
+    with pytest.raises(TypeError):
+        query(name="ann", since=then.date())  # a date for a datetime stand-in
 
+
+def test_a_limit_stand_in_bounds_each_part_of_a_union_by_the_call_s_value():
+    """STAND_IN_LIMIT: `qs[:depth]` becomes `LIMIT %s`; CompiledRows sets it to each slice's stop."""
+    def build(depth):
+        return (Group.objects.filter(name__startswith="a").order_by("-name").values_list("name")[:depth]
+                .union(Group.objects.filter(name__startswith="b").order_by("-name").values_list("name")[:depth], all=True)
+                .order_by("-name"))
+
+    Group.objects.bulk_create([Group(name=f"{letter}{n}") for letter in "ab" for n in range(5)])
+    query = CompiledQuery(build, depth=STAND_IN_LIMIT)
+    names = sorted((name for name, in Group.objects.values_list("name")), reverse=True)
+    assert query(depth=2) == [("b4",), ("b3",), ("a4",), ("a3",)]
+    rows = CompiledRows(query, depth="depth")
+    with CaptureQueriesContext(connection) as queries:
+        assert [rows[start:start + 3] for start in range(0, 12, 3)] == [
+            [(name,) for name in names[start:start + 3]] for start in range(0, 12, 3)]
+    assert "LIMIT 6)" in queries[1]["sql"] and queries[1]["sql"].endswith("LIMIT 3 OFFSET 3")
+    with pytest.raises(TypeError):
+        rows[3:]
+
+
+def test_the_bound_statement_runs_inside_a_larger_one_and_a_query_without_values():
     users = get_user_model().objects
     joined = CompiledQuery(lambda since, before: users.filter(date_joined__gte=since, pk__lt=before).order_by("pk")
                            .values_list("pk"), since=STAND_IN_TIME, before=STAND_IN)
-    old, new = UserFactory(), UserFactory()
-    moment = datetime(2027, 1, 1, tzinfo=timezone.utc)
-    users.filter(pk=old.pk).update(date_joined=moment - timedelta(days=1))
-    users.filter(pk=new.pk).update(date_joined=moment)
-    assert joined(since=moment, before=new.pk + 1) == [(new.pk,)]
-    assert joined(since=moment - timedelta(days=1), before=new.pk + 1) == [(old.pk,), (new.pk,)]
+    moment = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    new = users.create(username="new", email="new@example.com", date_joined=moment)
+    users.create(username="old", email="old@example.com", date_joined=moment - dt.timedelta(days=1))
+    sql, params = joined.statement(since=moment, before=new.pk + 1)
+    assert moment in params and new.pk + 1 in params
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT array_agg(pk) FROM ({sql}) AS rows (pk)", params)
+        assert cursor.fetchone() == ([new.pk],)
     with pytest.raises(TypeError):
-        joined(since=moment.date(), before=1)  # a value of another type than its stand-in
-    sql, params = joined.statement(since=moment, before=-7)
-    assert moment in params and -7 in params and "%s" in sql
-    with connection.cursor() as cursor:  # wrapped in a larger statement
-        cursor.execute(f"SELECT count(*) FROM ({sql}) rows", params)
-        assert cursor.fetchone() == (0,)
+        joined.statement(since=moment.date(), before=1)
     every = CompiledQuery(lambda: Group.objects.order_by("name").values_list("name"))
     Group.objects.create(name="b"), Group.objects.create(name="a")
     assert every() == [("a",), ("b",)]

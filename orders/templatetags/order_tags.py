@@ -7,8 +7,8 @@ with its nested conditions cost more than the rest of a row's cells.
 from functools import lru_cache
 
 from django import template
-from django.utils import timezone, translation
-from django.utils.formats import date_format, localize
+from django.utils import translation
+from django.utils.formats import localize
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
@@ -42,17 +42,6 @@ def _status_badge(status: str, setting_up: bool, cancels: bool, language: str | 
         html += format_html(' <span class="badge text-bg-light border" title="{}">{}</span>',
                             _("Cancels at the end of the paid period"), _("Cancels at period end"))
     return html
-
-
-def short_date(value) -> str:
-    """`{{ value|date:"SHORT_DATE_FORMAT" }}` of a datetime (in the current time zone); each worker keeps the
-    latest (value, language, zone)'s text: rows print a few dozen dates per page."""
-    return _short_date(value, translation.get_language(), timezone.get_current_timezone())
-
-
-@lru_cache(maxsize=4096)
-def _short_date(value, language, zone) -> str:
-    return date_format(timezone.localtime(value, zone) if timezone.is_aware(value) else value, "SHORT_DATE_FORMAT")
 
 
 def _value(details: dict, key: str) -> str:

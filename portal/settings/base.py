@@ -151,6 +151,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis / Celery ---
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
+# kombu's Redis transport, with an unanswered ack freeing the worker's prefetch slot (portal/broker.py).
+CELERY_BROKER_TRANSPORT = ("portal.broker:RedisTransport"
+                           if CELERY_BROKER_URL.split("://", 1)[0] in ("redis", "rediss") else None)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"

@@ -82,8 +82,13 @@ def test_worker_reconnects_after_a_long_broker_outage(outage, processes, throwaw
     assert worker.poll() is None, "the worker exited while the broker was away"
 
     _queue_mail_and_sweep(throwaway_redis.url, "after the outage")
-    wait_for(lambda: EmailOutbox.objects.filter(subject="after the outage", status="sent").exists(), 90,
-             "the worker to reconnect and run the queued task")
+    try:
+        # A worker whose ack timed out as the outage began kept its only prefetch slot taken and never
+        # fetched again (kombu's Redis QoS; fixed in portal/broker.py): the log shows it.
+        wait_for(lambda: EmailOutbox.objects.filter(subject="after the outage", status="sent").exists(), 90,
+                 "the worker to reconnect and run the queued task")
+    except AssertionError as timeout:
+        raise AssertionError(f"{timeout}; the worker's log:\n{worker.log_path.read_text()[-6000:]}") from None
     assert worker.poll() is None
 
 
