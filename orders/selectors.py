@@ -357,9 +357,9 @@ class RenewalForecast:
 
 
 # What the forecast and `pricing.renewal_amount` read of a due order, plus its pending renewal invoice.
-# A heavy customer has hundreds due but few distinct prices: one statement gives each due order, in the
-# job's order, the index of its price key and of its provider month (two integer arrays), the first
-# `shown` orders in full and one order per price key; Python prices each key once and walks the arrays.
+# A heavy customer has hundreds due but few distinct prices: one statement gives each distinct price
+# key (what the price depends on) with the positions of its orders in the job's order, the first `shown`
+# orders, and the provider-month index of every order in that order; Python prices each key once.
 _DUE_FIELDS = ("id", "expires_at", "current_period", "currency", "price", "addons_price", "period_months",
                "scheduled_plan_id", "scheduled_plan__base_currency", "scheduled_plan__name", "plan__name")
 _DUE_COLUMNS = ("id", "expires_at", "current_period", "currency", "price", "addons_price", "period_months",
@@ -370,21 +370,21 @@ _DUE_ORDERS = CompiledQuery(
     .values_list(*_DUE_FIELDS),
     customer_id=STAND_IN, horizon=STAND_IN_TIME)
 _FORECAST_SQL: dict[str, str] = {}
+_KEY_ROW, _SHOWN_ROW, _MONTHS_ROW = 0, 1, 2
 
 
 def _forecast_sql(due_sql: str) -> str:
     """The due orders (the job's query, compiled once) numbered in the job's order, with their pending
-    renewal invoice's open amount, their renewal moment (the job renews `lead` before expiry, or at its
-    next run), a price key (a number per distinct set of what the price depends on: grouped by hashing,
-    not sorting) and a month index (`width_bucket` over the provider months' starts). Detail rows: the
-    first `shown` and each key's first order; then one row of the two arrays."""
+    renewal invoice's open amount and their renewal moment (the job renews `lead` before expiry, or at
+    its next run). Rows: each price key with its orders' positions (grouped by hashing, not sorting; a
+    pending invoice's amount is part of the key), the first `shown` orders, then the month indexes
+    (`width_bucket` over the provider months' starts) in the job's order."""
     sql = _FORECAST_SQL.get(due_sql)
     if sql is None:
         q = connection.ops.quote_name
         renewal, invoice = q(OrderRenewal._meta.db_table), q(Invoice._meta.db_table)
-        key = "has_pending, k_due, k_currency, k_scheduled, price, addons_price, currency, period_months"
-        detail = ("n, id, renews_at, plan_name, key, inv_due, inv_currency, currency, price, addons_price, period_months, "
-                  "scheduled_plan_id, scheduled_base_currency, scheduled_name")
+        key = ("inv_due, inv_currency, currency, price, addons_price, period_months, scheduled_plan_id, "
+               "scheduled_base_currency, scheduled_name")
         sql = _FORECAST_SQL[due_sql] = (
             f"WITH due ({', '.join(_DUE_COLUMNS)}) AS ({due_sql}), "
             f"pending AS (SELECT r.{q('order_id')} AS order_id, r.{q('period')} AS period, "
@@ -392,22 +392,19 @@ def _forecast_sql(due_sql: str) -> str:
             f"FROM {renewal} r JOIN {invoice} i ON i.{q('id')} = r.{q('invoice_id')} "
             f"WHERE r.{q('status')} = %s AND i.{q('status')} = ANY(%s) AND i.{q('customer_id')} = %s), "
             f"numbered AS (SELECT due.*, pending.inv_due, pending.inv_currency, "
-            f"GREATEST(due.expires_at - %s, %s) AS renews_at, row_number() OVER (ORDER BY due.expires_at, due.id) AS n, "
-            f"pending.order_id IS NOT NULL AS has_pending, COALESCE(pending.inv_due, 0) AS k_due, "
-            f"COALESCE(pending.inv_currency, '') AS k_currency, COALESCE(due.scheduled_plan_id, 0) AS k_scheduled "
-            f"FROM due LEFT JOIN pending ON pending.order_id = due.id AND pending.period = due.current_period + 1), "
-            f"keys AS (SELECT {key}, min(n) AS first_n, row_number() OVER () AS key FROM numbered GROUP BY {key}), "
-            f"keyed AS (SELECT numbered.*, keys.key, keys.first_n FROM numbered JOIN keys USING ({key})) "
-            f"SELECT {detail}, NULL::int[] AS keys, NULL::int[] AS months FROM keyed WHERE n <= %s OR n = first_n "
-            f"UNION ALL SELECT {', '.join(['NULL'] * 14)}, array_agg(key ORDER BY n), "
-            f"array_agg(width_bucket(renews_at, %s::timestamptz[]) - 1 ORDER BY n) FROM keyed ORDER BY n NULLS LAST")
+            f"GREATEST(due.expires_at - %s, %s) AS renews_at, row_number() OVER (ORDER BY due.expires_at, due.id)::int AS n "
+            f"FROM due LEFT JOIN pending ON pending.order_id = due.id AND pending.period = due.current_period + 1) "
+            f"SELECT {_KEY_ROW} AS part, NULL::int AS n, NULL::bigint AS id, NULL::timestamptz AS renews_at, NULL AS plan_name, "
+            f"{key}, array_agg(n) AS positions FROM numbered GROUP BY {key} "
+            f"UNION ALL SELECT {_SHOWN_ROW}, n, id, renews_at, plan_name, {', '.join(['NULL'] * 9)}, NULL FROM numbered WHERE n <= %s "
+            f"UNION ALL SELECT {_MONTHS_ROW}, {', '.join(['NULL'] * 13)}, "
+            f"array_agg(width_bucket(renews_at, %s::timestamptz[]) - 1 ORDER BY n) FROM numbered ORDER BY part, n")
     return sql
 
 
 @dataclass(slots=True)
 class _DueOrder:
     """A due order as `pricing.renewal_amount` reads it (the attributes of `Order` it uses)."""
-    pk: int
     currency: str
     price: Decimal
     addons_price: Decimal
@@ -453,8 +450,14 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
         cursor.execute(_forecast_sql(due_sql), [
             *due_params, OrderRenewal.Status.PENDING.value, list(Invoice.OPEN_STATUSES), customer.pk, lead, now, shown,
             month_starts])
-        *details, (*_, keys, months) = cursor.fetchall()
-    keys, months, tax = keys or [], months or [], None
+        *found, (*_, months) = cursor.fetchall()
+    months = months or []
+    key_rows = [row for row in found if row[0] == _KEY_ROW]
+    keys = [0] * len(months)  # each due order's price key (an index into key_rows), in the job's order
+    for index, row in enumerate(key_rows):
+        for position in row[-1]:
+            keys[position - 1] = index
+    tax = None
     if keys:
         try:
             tax = tax_for(customer)
@@ -468,29 +471,26 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     month_cap = autopay.monthly_limit if autopay_on else ZERO
 
     # Each price key once: (amount, currency, in account currency, error).
-    representatives: dict[int, tuple] = {}
     scheduled_plans: dict[int, Plan] = {}
-    for (_n, pk, _renews_at, _plan_name, key, inv_due, inv_currency, order_currency, price, addons_price, period_months,
-         scheduled_id, scheduled_base_currency, scheduled_name, _keys, _months) in details:
-        if key not in representatives:
-            scheduled = None
-            if scheduled_id is not None:
-                scheduled = scheduled_plans.get(scheduled_id)
-                if scheduled is None:
-                    scheduled = scheduled_plans[scheduled_id] = Plan(pk=scheduled_id, base_currency=scheduled_base_currency,
-                                                                     name=scheduled_name)
-            pending = None if inv_due is None else (inv_due, inv_currency)
-            representatives[key] = (_DueOrder(pk, order_currency, price, addons_price, period_months, scheduled_id, scheduled),
-                                    pending)
+    representatives = []
+    for (*_, inv_due, inv_currency, order_currency, price, addons_price, period_months, scheduled_id, scheduled_base_currency,
+         scheduled_name, _positions) in key_rows:
+        scheduled = None
+        if scheduled_id is not None:
+            scheduled = scheduled_plans.get(scheduled_id)
+            if scheduled is None:
+                scheduled = scheduled_plans[scheduled_id] = Plan(pk=scheduled_id, base_currency=scheduled_base_currency,
+                                                                 name=scheduled_name)
+        pending = None if inv_due is None else (inv_due, inv_currency)
+        representatives.append((_DueOrder(order_currency, price, addons_price, period_months, scheduled_id, scheduled), pending))
     scheduled_prices = _scheduled_plan_prices(set(scheduled_plans))
-    priced = {key: _forecast_price(order, pending, scheduled_prices, tax, table, currency)
-              for key, (order, pending) in representatives.items()}
+    priced = [_forecast_price(order, pending, scheduled_prices, tax, table, currency) for order, pending in representatives]
 
     forecast = RenewalForecast(rows=[], balance=balance, currency=currency, autopay_enabled=autopay_on,
                                autopay_left_this_month=left_this_month, count=len(keys))
-    for n, pk, renews_at, plan_name, key, *_rest in details:
-        if n <= shown:
-            amount, row_currency, in_account, error = priced[key]
+    for part, n, pk, renews_at, plan_name, *_rest in found:
+        if part == _SHOWN_ROW:
+            amount, row_currency, in_account, error = priced[keys[n - 1]]
             forecast.rows.append(ForecastRow(order_id=pk, plan_name=plan_name, renews_at=renews_at, amount=amount,
                                              currency=row_currency, amount_in_account_currency=in_account, error=error))
     forecast.more_count = len(keys) - len(forecast.rows)
