@@ -300,8 +300,7 @@ def invoice_payer(request, invoice_id):
 @require_GET
 def payment_list(request):
     customer = acting_customer(request)
-    # Counted without the rows' join to the invoice: an index-only count (1.45 → 0.5 ms for 10,000 payments).
-    page = _page(request, selectors.payment_rows(customer), count=selectors.payments_for(customer).order_by().count())
+    page = _page(request, selectors.payment_rows(customer), count=selectors.payment_count(customer))
     return render(request, "billing/payment_list.html", {"page": page, "in_progress": hooks.payments_in_progress(customer),
                                                          "status_labels": {value: str(label) for value, label in Payment.Status.choices}})
 

@@ -168,5 +168,7 @@ class CompiledRows:
     def __getitem__(self, index):
         if not isinstance(index, slice) or index.step is not None or (self._depth and index.stop is None):
             raise TypeError("CompiledRows takes slices (with a stop, for a depth)")
+        if index.stop is not None and index.stop <= (index.start or 0):
+            return []  # as a queryset's empty slice: no query (a Paginator's page of nothing)
         values = {**self._values, self._depth: index.stop} if self._depth else self._values
         return self._query.rows(index.start or 0, index.stop, **values)

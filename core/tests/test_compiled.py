@@ -102,3 +102,12 @@ def test_a_limit_stand_in_bounds_each_part_of_a_union_by_the_call_s_value():
     assert "LIMIT 6)" in queries[1]["sql"] and queries[1]["sql"].endswith("LIMIT 3 OFFSET 3")
     with pytest.raises(TypeError):
         rows[3:]
+
+
+def test_an_empty_slice_of_compiled_rows_runs_no_query():
+    """A Paginator's page of nothing (no rows counted) asks for [0:0]: no query, as a queryset's empty slice."""
+    rows = CompiledRows(CompiledQuery(lambda group_id: Group.objects.filter(pk=group_id).values_list("name"), group_id=STAND_IN),
+                        group_id=1)
+    with CaptureQueriesContext(connection) as queries:
+        assert rows[0:0] == [] and rows[5:5] == []
+    assert len(queries) == 0
