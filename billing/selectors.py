@@ -16,7 +16,7 @@ from django.utils.translation import get_language, gettext, gettext_lazy as _
 from accounts.models import Customer
 from accounts.selectors import customer_owner, payment_blockers
 from core.compiled import (
-    STAND_IN, STAND_IN_2, STAND_IN_DATE, STAND_IN_DATE_2, STAND_IN_LIMIT, STAND_IN_TEXT, STAND_IN_TIME, STAND_IN_TIME_2,
+    STAND_IN, STAND_IN_2, STAND_IN_3, STAND_IN_DATE, STAND_IN_DATE_2, STAND_IN_LIMIT, STAND_IN_TEXT, STAND_IN_TIME, STAND_IN_TIME_2,
     CompiledQuery, CompiledRows,
 )
 from core.keyset import Cursor, KeysetPage, keyset_page
@@ -70,8 +70,11 @@ def bank_account() -> dict:
     return account if account.get("beneficiary") and account.get("iban") else {}
 
 
+_ENABLED_CURRENCIES = CompiledQuery(lambda: Currency.objects.filter(enabled=True))
+
+
 def enabled_currencies() -> list[Currency]:
-    return list(Currency.objects.filter(enabled=True))
+    return _ENABLED_CURRENCIES()
 
 
 def equivalents(amount: Decimal, currency: str, currencies: list[Currency]) -> list[dict]:
@@ -231,11 +234,15 @@ MOVEMENT_FIELDS = (
 MOVEMENT_DIRECTIONS = {"in": Q(amount__gt=0), "out": Q(amount__lt=0), "all": Q()}
 
 
+_CUSTOMER_ACCOUNTS = CompiledQuery(
+    lambda customer_id: LedgerAccount.objects.filter(customer_id=customer_id, kind=LedgerAccount.Kind.CUSTOMER).order_by("pk")
+    .values_list("pk", "currency", "balance"), customer_id=STAND_IN)
+
+
 def customer_accounts(customer: Customer) -> list[tuple[int, str, Decimal]]:
     """The customer's balance accounts (pk, currency, balance) by pk; one query (the Balance page reads
     its balance and its history's accounts here)."""
-    return list(LedgerAccount.objects.filter(customer=customer, kind=LedgerAccount.Kind.CUSTOMER).order_by("pk")
-                .values_list("pk", "currency", "balance"))
+    return _CUSTOMER_ACCOUNTS(customer_id=customer.pk)
 
 
 def balance_in(accounts: list[tuple[int, str, Decimal]], currency: str) -> Decimal:
@@ -254,27 +261,24 @@ def balance_history(*, customer: Customer, cursor: Cursor, size: int, direction:
     the caller gives customer_accounts' rows, and one fewer with a single account (the keys' query
     reads the rows)."""
     accounts = [row[0] for row in (customer_accounts(customer) if accounts is None else accounts)]
-    where = MOVEMENT_DIRECTIONS.get(direction, Q())
+    direction = direction if direction in MOVEMENT_DIRECTIONS else "all"
 
     def keys(*, before, after, ascending, limit):
         if not accounts:
             return []
+        if len(accounts) == 1:
+            # One account (the usual case): compiled once per shape (core.compiled), and a page's rows
+            # come with their keys, so load() reads them from here instead of a second query.
+            rows = limit > 1
+            query = _movement_keys_query(direction, before is not None, after is not None, ascending, limit, rows)
+            found = query(account_id=accounts[0], **({"before": before} if before is not None else {}),
+                          **({"after": after} if after is not None else {}))
+            if rows:
+                fetched.update((row[0], row) for row in found)
+            return [row[0] for row in found]
         order = "pk" if ascending else "-pk"
-        parts = []
-        for account_id in accounts:
-            qs = LedgerEntry.objects.filter(where, account_id=unseen_key(account_id))  # its (account, -id) index
-            qs = qs.filter(pk__lt=before) if before is not None else qs
-            qs = qs.filter(pk__gt=after) if after is not None else qs
-            parts.append(qs.order_by(order))
-        if len(parts) == 1 and limit > 1:
-            # One account (the usual case): the page's rows come with their keys, and load() reads
-            # them from here instead of a second query.
-            rows = list(parts[0].values_list(*MOVEMENT_ROW)[:limit])
-            fetched.update((row[0], row) for row in rows)
-            return [row[0] for row in rows]
-        parts = [part.values_list("pk", flat=True)[:limit] for part in parts]
-        if len(parts) == 1:
-            return list(parts[0])
+        parts = [_movements(direction, account_id, before, after, ascending).values_list("pk", flat=True)[:limit]
+                 for account_id in accounts]
         return list(parts[0].union(*parts[1:], all=True).order_by(order)[:limit])
 
     fetched: dict[int, tuple] = {}
@@ -288,6 +292,32 @@ def balance_history(*, customer: Customer, cursor: Cursor, size: int, direction:
                 .values_list(*MOVEMENT_ROW)]
 
     return keyset_page(keys, load, cursor=cursor, size=size, key=lambda entry: entry.pk, query=query)
+
+
+def _movements(direction: str, account_id: int, before: int | None, after: int | None, ascending: bool) -> QuerySet:
+    """One account's movements in `direction` between the keys, in the ledger's order (its (account, -id) index)."""
+    qs = LedgerEntry.objects.filter(MOVEMENT_DIRECTIONS[direction], account_id=unseen_key(account_id))
+    qs = qs.filter(pk__lt=before) if before is not None else qs
+    qs = qs.filter(pk__gt=after) if after is not None else qs
+    return qs.order_by("pk" if ascending else "-pk")
+
+
+_MOVEMENT_KEYS: dict[tuple, CompiledQuery] = {}
+
+
+def _movement_keys_query(direction: str, before: bool, after: bool, ascending: bool, limit: int, rows: bool) -> CompiledQuery:
+    """One account's keys (`rows`: with the page's MOVEMENT_ROW columns) for balance_history, compiled
+    once per shape: direction, which bounds, order and limit (the page size and the one-row probe)."""
+    shape = (direction, before, after, ascending, limit, rows)
+    query = _MOVEMENT_KEYS.get(shape)
+    if query is None:
+        def build(account_id, before=None, after=None):
+            qs = _movements(direction, account_id, before, after, ascending)
+            return (qs.values_list(*MOVEMENT_ROW) if rows else qs.values_list("pk"))[:limit]
+
+        query = _MOVEMENT_KEYS[shape] = CompiledQuery(build, account_id=STAND_IN, **({"before": STAND_IN_2} if before else {}),
+                                                      **({"after": STAND_IN_3} if after else {}))
+    return query
 
 
 MOVEMENT_ROW = (

@@ -111,3 +111,11 @@ def test_an_empty_slice_of_compiled_rows_runs_no_query():
     with CaptureQueriesContext(connection) as queries:
         assert rows[0:0] == [] and rows[5:5] == []
     assert len(queries) == 0
+
+
+def test_a_query_without_values_is_compiled_once_too():
+    query = CompiledQuery(lambda: Group.objects.filter(name__startswith="n").order_by("name"))
+    Group.objects.bulk_create([Group(name="n2"), Group(name="n1"), Group(name="m")])
+    assert [group.name for group in query()] == ["n1", "n2"] and not query()[0]._state.adding
+    with pytest.raises(TypeError):
+        query(name="n")
