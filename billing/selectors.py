@@ -2,11 +2,13 @@
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from django.conf import settings
+from django.contrib.postgres.aggregates import StringAgg
 from django.db.models import (
-    CharField, Count, DateTimeField, DecimalField, F, FilteredRelation, Func, IntegerField, Q, QuerySet, Subquery, Value,
+    CharField, Count, DateTimeField, DecimalField, F, FilteredRelation, Func, IntegerField, OuterRef, Q, QuerySet, Subquery,
+    Value,
 )
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.http import Http404
@@ -302,22 +304,16 @@ def _movements(direction: str, account_id: int, before: int | None, after: int |
     return qs.order_by("pk" if ascending else "-pk")
 
 
-_MOVEMENT_KEYS: dict[tuple, CompiledQuery] = {}
-
-
+@cache
 def _movement_keys_query(direction: str, before: bool, after: bool, ascending: bool, limit: int, rows: bool) -> CompiledQuery:
     """One account's keys (`rows`: with the page's MOVEMENT_ROW columns) for balance_history, compiled
     once per shape: direction, which bounds, order and limit (the page size and the one-row probe)."""
-    shape = (direction, before, after, ascending, limit, rows)
-    query = _MOVEMENT_KEYS.get(shape)
-    if query is None:
-        def build(account_id, before=None, after=None):
-            qs = _movements(direction, account_id, before, after, ascending)
-            return (qs.values_list(*MOVEMENT_ROW) if rows else qs.values_list("pk"))[:limit]
+    def build(account_id, before=None, after=None):
+        qs = _movements(direction, account_id, before, after, ascending)
+        return (qs.values_list(*MOVEMENT_ROW) if rows else qs.values_list("pk"))[:limit]
 
-        query = _MOVEMENT_KEYS[shape] = CompiledQuery(build, account_id=STAND_IN, **({"before": STAND_IN_2} if before else {}),
-                                                      **({"after": STAND_IN_3} if after else {}))
-    return query
+    return CompiledQuery(build, account_id=STAND_IN, **({"before": STAND_IN_2} if before else {}),
+                         **({"after": STAND_IN_3} if after else {}))
 
 
 MOVEMENT_ROW = (
@@ -397,39 +393,56 @@ class Expense:
 def expense_history(*, customer: Customer, cursor: Cursor, size: int, query: dict | None = None) -> KeysetPage:
     """The customer's expenses, newest first, by keyset on the spending ledger transaction: each charge
     to the balance and each service invoice paid directly by a payment, with the funding stored when it
-    was posted (billing.funding: FIFO over the balance's credits). Four queries at most whatever the
+    was posted (billing.funding: FIFO over the balance's credits). Three queries at most whatever the
     history: the page's transactions (an index scan of the expense rows), the probe for the other
-    side, the funding rows with their payments and transactions, the invoice lines."""
-    expenses = BalanceFunding.objects.filter(customer=customer, expense=True)
-
+    side, the funding rows with their payments, transactions and invoice lines. Each compiled once per
+    shape (core.compiled)."""
     def keys(*, before, after, ascending, limit):
-        qs = expenses.filter(transaction_id__lt=before) if before is not None else expenses
-        qs = qs.filter(transaction_id__gt=after) if after is not None else qs
-        order = "transaction_id" if ascending else "-transaction_id"
-        return list(qs.order_by(order).values_list("transaction_id", flat=True).distinct()[:limit])
+        return [row[0] for row in _expense_keys_query(before is not None, after is not None, ascending, limit)(
+            customer_id=customer.pk, **({"before": before} if before is not None else {}),
+            **({"after": after} if after is not None else {}))]
 
     def load(transaction_ids):
         # Plain rows grouped by hand (no transaction/invoice/funding/payment instances, no related
-        # managers): the same three queries, the columns the page prints.
-        # The funding parts with their transaction's printed fields (every expense has parts: the keys
-        # come from them), then the invoices' lines: two queries.
+        # managers): the funding parts with their transaction's printed fields and its invoice's line
+        # descriptions (every expense has parts: the keys come from them), one query. A page's
+        # transactions are all the customer's expenses between its first and last key (keys come in
+        # a run), so it reads that range of the expense index.
         txs: dict[int, tuple] = {}
         funding: dict[int, list[tuple]] = {}
-        for row in (BalanceFunding.objects.filter(expense=True, transaction_id__in=transaction_ids).order_by("pk")
-                    .values_list("transaction_id", "amount", "currency", "payment_id", "payment__method", "source_kind",
-                                 "transaction__created_at", "transaction__memo", "transaction__invoice_id",
-                                 "transaction__invoice__number")):
+        for row in _EXPENSE_FUNDING(customer_id=customer.pk, low=min(transaction_ids), high=max(transaction_ids)):
             if row[0] not in txs:
                 txs[row[0]] = (row[0], *row[6:])
             funding.setdefault(row[0], []).append(row[:6])
-        lines: dict[int, list[str]] = {}
-        invoice_ids = [row[3] for row in txs.values() if row[3]]
-        for invoice_id, description in (InvoiceLine.objects.filter(invoice_id__in=invoice_ids)
-                                        .values_list("invoice_id", "description") if invoice_ids else ()):
-            lines.setdefault(invoice_id, []).append(description)
-        return [_expense(txs[pk], funding[pk], lines) for pk in transaction_ids]
+        return [_expense(txs[pk], funding[pk]) for pk in transaction_ids]
 
     return keyset_page(keys, load, cursor=cursor, size=size, key=lambda expense: expense.transaction_id, query=query)
+
+
+@cache
+def _expense_keys_query(before: bool, after: bool, ascending: bool, limit: int) -> CompiledQuery:
+    """expense_history's keys (the spending transactions' ids) for one shape: which bounds, order, limit."""
+    def build(customer_id, before=None, after=None):
+        qs = BalanceFunding.objects.filter(customer_id=customer_id, expense=True)
+        qs = qs.filter(transaction_id__lt=before) if before is not None else qs
+        qs = qs.filter(transaction_id__gt=after) if after is not None else qs
+        return qs.order_by("transaction_id" if ascending else "-transaction_id").values_list("transaction_id").distinct()[:limit]
+
+    return CompiledQuery(build, customer_id=STAND_IN, **({"before": STAND_IN_2} if before else {}),
+                         **({"after": STAND_IN_3} if after else {}))
+
+
+def _expense_funding_query(customer_id: int, low: int, high: int) -> QuerySet:
+    names = (InvoiceLine.objects.filter(invoice_id=OuterRef("transaction__invoice_id")).order_by().values("invoice_id")
+             .annotate(names=StringAgg("description", "; ", order_by=("position", "pk"))).values("names"))
+    return (BalanceFunding.objects.filter(customer_id=customer_id, expense=True, transaction_id__gte=low, transaction_id__lte=high)
+            .annotate(lines=Subquery(names)).order_by("pk")
+            .values_list("transaction_id", "amount", "currency", "payment_id", "payment__method", "source_kind",
+                         "transaction__created_at", "transaction__memo", "transaction__invoice_id", "transaction__invoice__number",
+                         "lines"))
+
+
+_EXPENSE_FUNDING = CompiledQuery(_expense_funding_query, customer_id=STAND_IN, low=STAND_IN_2, high=STAND_IN_3)
 
 
 class InvoiceRef(NamedTuple):
@@ -446,10 +459,9 @@ class PaymentRef(NamedTuple):
     method: str
 
 
-def _expense(tx: tuple, parts: list[tuple], lines: dict[int, list[str]]) -> Expense:
-    pk, created_at, memo, invoice_id, number = tx
-    name = "; ".join(lines.get(invoice_id, ())) if invoice_id else ""
-    return Expense(date=created_at, name=name or (number if invoice_id else memo),
+def _expense(tx: tuple, parts: list[tuple]) -> Expense:
+    pk, created_at, memo, invoice_id, number, names = tx  # names: the invoice's line descriptions, "; "-joined
+    return Expense(date=created_at, name=names or (number if invoice_id else memo),
                    amount=sum((part[1] for part in parts), ZERO), currency=parts[0][2],
                    invoice=InvoiceRef(invoice_id, number) if invoice_id else None,
                    funding=[{"amount": amount, "currency": currency, "payment": PaymentRef(payment_id, method) if payment_id else None,
