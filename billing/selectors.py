@@ -117,11 +117,19 @@ def invoice_list(*, customer: Customer, status: str = "unpaid", sort: str = "-da
     return qs.order_by(*INVOICE_SORTS.get(sort, INVOICE_SORTS["-date"]))
 
 
+_INVOICE = CompiledQuery(lambda customer_id, invoice_id: Invoice.objects.filter(customer_id=customer_id, pk=invoice_id),
+                         customer_id=STAND_IN, invoice_id=STAND_IN_2)
+
+
 def invoice_get(*, customer: Customer, invoice_id: int, lines: bool = True) -> Invoice:
     """The customer's invoice (404 otherwise), its lines prefetched unless `lines=False` (the invoice page
-    reads them as rows: invoice_line_rows)."""
-    qs = invoices_for(customer).filter(pk=invoice_id)
-    invoice = (qs.prefetch_related("lines") if lines else qs).first()
+    reads them as rows, invoice_page_rows, and the invoice through a query compiled once)."""
+    if not lines:
+        found = _INVOICE(customer_id=customer.pk, invoice_id=int(invoice_id))
+        if not found:
+            raise Http404
+        return found[0]
+    invoice = invoices_for(customer).filter(pk=invoice_id).prefetch_related("lines").first()
     if invoice is None:
         raise Http404
     return invoice
@@ -495,6 +503,10 @@ def payers_archived(customer: Customer) -> list[Payer]:
     return list(Payer.objects.filter(customer=customer, archived_at__isnull=False).select_related("customer"))
 
 
+_ACTIVE_PAYERS = CompiledQuery(lambda customer_id: Payer.objects.filter(customer_id=customer_id, archived_at__isnull=True),
+                               customer_id=STAND_IN)
+
+
 def payer_choices(customer: Customer) -> list[Payer]:
     """Active payers, the profile payer first (created on first use). Each payer's `customer` is the
     given instance, so the profile payer's details read the owner that instance has loaded (one query
@@ -502,11 +514,10 @@ def payer_choices(customer: Customer) -> list[Payer]:
     the profile payer exists."""
     from .services.payers import payer_profile_get_or_create
 
-    active = Payer.objects.filter(customer=customer, archived_at__isnull=True)
-    payers = list(active)
+    payers = _ACTIVE_PAYERS(customer_id=customer.pk)
     if not payers or not payers[0].is_profile:  # the profile payer sorts first: not created yet
         payer_profile_get_or_create(customer=customer)
-        payers = list(active.all())  # a fresh queryset: `active` keeps its first result
+        payers = _ACTIVE_PAYERS(customer_id=customer.pk)
     for payer in payers:
         payer.customer = customer
     return payers

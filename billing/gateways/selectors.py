@@ -37,8 +37,11 @@ def gateway_offered(gateway: Gateway, *, currency: str, country: str, configs: d
     return config is not None and config.allows(currency=currency, country=country)
 
 
+_GATEWAY_CONFIGS = CompiledQuery(lambda: GatewayConfig.objects.all())  # read by every open invoice's page
+
+
 def gateways_available(*, customer: Customer, currency: str, saved_methods_only: bool = False) -> list[Gateway]:
-    configs = {config.code: config for config in GatewayConfig.objects.all()}
+    configs = {config.code: config for config in _GATEWAY_CONFIGS()}
     gateways = [
         gateway for gateway in all_gateways()
         if gateway_offered(gateway, currency=currency, country=customer.country, configs=configs)
