@@ -10,6 +10,10 @@ from core.compiled import STAND_IN, STAND_IN_2, CompiledQuery, CompiledRows
 from .models import Customer, PhoneVerification, User
 
 
+_FIRST_OWNER = CompiledQuery(lambda customer_id: User.objects.filter(customer_id=customer_id, role=User.Role.OWNER).order_by("pk")[:1],
+                             customer_id=STAND_IN)
+
+
 def customer_owners(*, customers: Iterable[Customer | None]) -> dict[int, User | None]:
     """The first owner login of each customer (by pk), in one query for the ones not loaded yet;
     remembered on each instance, where `Customer.__str__` and later calls look first. A list page
@@ -19,7 +23,12 @@ def customer_owners(*, customers: Iterable[Customer | None]) -> dict[int, User |
     for customer in customers:
         if getattr(customer, "_owner_cache", None) is None:
             waiting.setdefault(customer.pk, []).append(customer)
-    if waiting:
+    if len(waiting) == 1:  # a page's own customer (the payment gate, payer details): compiled once
+        (customer_id, instances), = waiting.items()
+        for owner in _FIRST_OWNER(customer_id=customer_id):
+            for customer in instances:
+                customer._owner_cache = owner
+    elif waiting:
         # Highest pk first, so the lowest (the first owner) is assigned last.
         owners = User.objects.filter(customer_id__in=list(waiting), role=User.Role.OWNER).order_by("customer_id", "-pk")
         for owner in owners:

@@ -139,16 +139,22 @@ class PayerForm(forms.Form):
 class InvoicePayerForm(forms.Form):
     payer = forms.TypedChoiceField(label=_("Payer"), coerce=int)
 
-    def __init__(self, *args, payers, **kwargs):
+    def __init__(self, *args, payers, choices=None, **kwargs):
+        """`choices`: invoice_payer_choices(payers), when the caller has them already."""
         super().__init__(*args, **kwargs)
-        from .selectors import payer_details
-
         self.payers = {p.pk: p for p in payers}
-        self.fields["payer"].choices = [(p.pk, _payer_choice_label(p, payer_details(p))) for p in payers]
+        self.fields["payer"].choices = invoice_payer_choices(payers) if choices is None else choices
         self.fields["payer"].widget.attrs["class"] = "form-select"
 
     def clean_payer(self):
         return self.payers[self.cleaned_data["payer"]]
+
+
+def invoice_payer_choices(payers) -> list[tuple[int, str]]:
+    """The payer field's choices: each payer's id and label, in the active language."""
+    from .selectors import payer_details
+
+    return [(p.pk, _payer_choice_label(p, payer_details(p))) for p in payers]
 
 
 def _payer_choice_label(payer, details) -> str:

@@ -21,7 +21,7 @@ from core.form_fields import as_field
 from core.keyset import Cursor
 
 from . import hooks, selectors
-from .forms import CurrencyChangeForm, DocumentFilterForm, InvoicePayerForm, PayerForm, TopUpForm
+from .forms import CurrencyChangeForm, DocumentFilterForm, InvoicePayerForm, PayerForm, TopUpForm, invoice_payer_choices
 from .models import Invoice, Payer, Payment
 from .money import format_money
 from .rates import RateTable
@@ -175,7 +175,7 @@ def invoice_detail(request, invoice_id):
         if invoice.status == Invoice.Status.UNPAID and not invoice.amount_paid:
             payers = selectors.payer_choices(customer)
             current = invoice.payer_id or next(p.pk for p in payers if p.is_profile)
-            context["payer_form"] = InvoicePayerForm(payers=payers, initial={"payer": current})
+            context["payer_select"] = _payer_select(get_language(), tuple(invoice_payer_choices(payers)), current)
         context["payment_panels"] = hooks.invoice_payment_panels(request, invoice)
         if invoice.kind != Invoice.Kind.ADVANCE:
             available = selectors.balance_in_currency(balance, customer.currency, invoice.currency)
@@ -184,6 +184,13 @@ def invoice_detail(request, invoice_id):
             if available is not None and 0 < available < invoice.amount_due:
                 context["difference"] = invoice.amount_due - available
     return render(request, "billing/invoice_detail.html", context)
+
+
+@lru_cache(maxsize=256)
+def _payer_select(language: str | None, choices: tuple[tuple[int, str], ...], current: int) -> str:
+    """The unbound payer form's select (HTML), made once per language, choices and chosen payer (all it
+    depends on; Django's widget costs ~0.3 ms per request)."""
+    return str(InvoicePayerForm(payers=(), choices=list(choices), initial={"payer": current})["payer"])
 
 
 def _invoice_for_post(request, invoice_id):
@@ -300,8 +307,7 @@ def invoice_payer(request, invoice_id):
 @require_GET
 def payment_list(request):
     customer = acting_customer(request)
-    # Counted without the rows' join to the invoice: an index-only count (1.45 → 0.5 ms for 10,000 payments).
-    page = _page(request, selectors.payment_rows(customer), count=selectors.payments_for(customer).order_by().count())
+    page = _page(request, selectors.payment_rows(customer), count=selectors.payment_count(customer))
     return render(request, "billing/payment_list.html", {"page": page, "in_progress": hooks.payments_in_progress(customer),
                                                          "status_labels": {value: str(label) for value, label in Payment.Status.choices}})
 

@@ -13,13 +13,13 @@ SQL is kept, and each call binds its own values and turns the rows into model in
 `ModelIterable` does (the ORM's converters, select_related objects, annotations), or, for a
 `values_list()` or `values()` queryset (a union of them too), into tuples or dicts. Stand-ins are
 values no real row has: integers (`STAND_IN`, `STAND_IN_2`, ...), a text (`STAND_IN_TEXT`), dates
-and times (`STAND_IN_DATE`, `STAND_IN_TIME`, ...); each call's values have the stand-ins' types. An
+and times (`STAND_IN_DATE`, `STAND_IN_TIME`, ...); each call's values have the stand-ins' types (a query
+without values, `CompiledQuery(build)`, takes none). An
 integer or text stand-in may also appear inside a string parameter ("order:<id>", a LIKE pattern),
 where the value's text replaces it. `STAND_IN_LIMIT` is a slice's bound (`qs[:depth]`, e.g. each
 part of a union): its LIMIT becomes a parameter. Only for querysets whose SQL depends on nothing but
-those values (no `now()`, no language), and not for writes; a query without values (the enabled
-currencies) takes no stand-ins. `CompiledRows` pages such a query for a Paginator; `statement()` gives
-the bound SQL to run inside a larger statement.
+those values (no `now()`, no language), and not for writes. `CompiledRows` pages such a query for a
+Paginator; `statement()` gives the bound SQL to run inside a larger statement.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ _TYPES = (int, str, dt.date, dt.datetime)
 
 class CompiledQuery:
     def __init__(self, build: Callable[..., QuerySet], **stand_ins):
-        if any(type(value) not in _TYPES for value in stand_ins.values()):
+        if any(type(value) not in _TYPES for value in stand_ins.values()):  # none: a query of no values
             raise TypeError("CompiledQuery takes integer, text, date or datetime stand-ins by name")
         if len(set(stand_ins.values())) != len(stand_ins):
             raise ValueError("each stand-in needs its own value")
@@ -183,5 +183,7 @@ class CompiledRows:
     def __getitem__(self, index):
         if not isinstance(index, slice) or index.step is not None or (self._depth and index.stop is None):
             raise TypeError("CompiledRows takes slices (with a stop, for a depth)")
+        if index.stop is not None and index.stop <= (index.start or 0):
+            return []  # as a queryset's empty slice: no query (a Paginator's page of nothing)
         values = {**self._values, self._depth: index.stop} if self._depth else self._values
         return self._query.rows(index.start or 0, index.stop, **values)

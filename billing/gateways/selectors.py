@@ -13,7 +13,7 @@ from billing import hooks
 from billing.models import Invoice
 from billing.money import quantize
 from billing.rates import RateTable, rate_per_base
-from billing.selectors import invoices_for
+from billing.selectors import InvoiceRef, invoices_for
 from core.compiled import STAND_IN, CompiledQuery
 
 from .base import Gateway
@@ -37,8 +37,11 @@ def gateway_offered(gateway: Gateway, *, currency: str, country: str, configs: d
     return config is not None and config.allows(currency=currency, country=country)
 
 
+_GATEWAY_CONFIGS = CompiledQuery(lambda: GatewayConfig.objects.all())  # read by every open invoice's page
+
+
 def gateways_available(*, customer: Customer, currency: str, saved_methods_only: bool = False) -> list[Gateway]:
-    configs = {config.code: config for config in GatewayConfig.objects.all()}
+    configs = {config.code: config for config in _GATEWAY_CONFIGS()}
     gateways = [
         gateway for gateway in all_gateways()
         if gateway_offered(gateway, currency=currency, country=customer.country, configs=configs)
@@ -73,18 +76,25 @@ def attempt_in_flight(invoice: Invoice) -> PaymentAttempt | None:
             .order_by("-created_at").first())
 
 
-def attempts_in_flight_for(customer: Customer):
+def attempts_in_flight_for(customer: Customer | int):
     return (PaymentAttempt.objects.filter(customer=customer, status=PaymentAttempt.Status.PENDING).exclude(transaction_id="")
             .select_related("invoice").order_by("-created_at"))
 
 
+_IN_FLIGHT_ROWS = CompiledQuery(
+    lambda customer_id: attempts_in_flight_for(customer_id).values_list("amount", "currency", "gateway", "invoice_id",
+                                                                        "invoice__number", "created_at"),
+    customer_id=STAND_IN)
+
+
 def payments_in_progress(customer: Customer) -> list[dict]:
-    """Billing's payments page rows (billing.hooks) for card payments awaiting confirmation."""
+    """Billing's payments page rows (billing.hooks) for card payments awaiting confirmation: plain rows,
+    the query compiled once (the page asks on every visit and almost always finds none)."""
     rows = []
-    for attempt in attempts_in_flight_for(customer):
-        gateway = get_gateway(attempt.gateway)
-        rows.append({"amount": attempt.amount, "currency": attempt.currency, "method": str(gateway.name if gateway else attempt.gateway),
-                     "invoice": attempt.invoice, "created_at": attempt.created_at})
+    for amount, currency, code, invoice_id, number, created_at in _IN_FLIGHT_ROWS(customer_id=customer.pk):
+        gateway = get_gateway(code)
+        rows.append({"amount": amount, "currency": currency, "method": str(gateway.name if gateway else code),
+                     "invoice": InvoiceRef(invoice_id, number) if invoice_id else None, "created_at": created_at})
     return rows
 
 

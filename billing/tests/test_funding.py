@@ -200,3 +200,35 @@ def test_expenses_page_shows_the_stored_funding_newest_first_by_keyset(currencie
     assert [int(pk) for pk in re.findall(r'data-expense="(\d+)"', second)] == charges[20:]
     page = expense_history(customer=customer, cursor=Cursor(), size=20)
     assert page[0].amount == Decimal("2.00") and page[0].name == "VPS 2.00" and page[0].invoice == (bills[-1].pk, bills[-1].number)
+
+
+@pytest.mark.django_db
+def test_expense_pages_read_their_range_with_each_invoice_s_lines_in_order(currencies, customer, fund):
+    """A page's funding is read as the range between its first and last key, the name as the invoice's
+    lines joined in line order (else its number, else the memo): every page of two equals the whole list."""
+    _history_of_every_shape(customer, fund)
+    fund(customer, "50.00")
+    several = invoices.invoice_issue(customer=customer, kind=Invoice.Kind.ORDER, lines=[
+        invoices.LineInput(description=name, quantity=1, unit_price=Decimal("2.00")) for name in ("Disk", "VPS", "IPv4")])
+    assert invoices.invoice_pay_from_balance(invoice=several)
+    everything = list(expense_history(customer=customer, cursor=Cursor(), size=100))
+    for expense in everything:
+        tx = LedgerTransaction.objects.select_related("invoice").get(pk=expense.transaction_id)
+        lines = list(tx.invoice.lines.order_by("position", "pk").values_list("description", flat=True)) if tx.invoice_id else []
+        assert expense.name == ("; ".join(lines) or (tx.invoice.number if tx.invoice_id else tx.memo))
+        assert expense.funding == [{"amount": part.amount, "currency": part.currency, "payment": (part.payment_id, part.payment.method)
+                                    if part.payment_id else None, "label": None if part.payment_id else _label(part.source_kind)}
+                                   for part in BalanceFunding.objects.filter(transaction=tx, expense=True).order_by("pk")]
+    assert everything[0].name == "Disk; VPS; IPv4"
+    walked, cursor = [], Cursor()
+    while True:
+        page = expense_history(customer=customer, cursor=cursor, size=2)
+        walked += page
+        if not page.has_older:
+            break
+        cursor = Cursor(before=page[-1].transaction_id)
+    assert walked == everything and len(everything) > 6
+
+
+def _label(source_kind: str) -> str:
+    return str(LedgerTransaction.Kind(source_kind).label) if source_kind else "Credit"

@@ -203,3 +203,16 @@ def test_messages_with_values_print_as_blocktranslate_did(currencies, client_in,
         currency = translation.gettext("In the account currency (%(code)s)") % {"code": "JPY"}
     assert rate in balance and currency in balance
     assert f"<h1>{title} " in detail
+
+
+@pytest.mark.django_db
+def test_an_invoice_id_beyond_bigint_is_not_found(currencies, client_in):
+    assert client_in.get(reverse("billing:invoice_detail", args=[10 ** 20])).status_code == 404
+
+
+@pytest.mark.django_db
+def test_payments_page_without_payments_reads_no_rows(currencies, client_in):
+    with CaptureQueriesContext(connection) as queries:
+        page = client_in.get(reverse("billing:payments"))
+    assert "No payments yet." in page.content.decode()
+    assert not any('FROM "billing_payment" LEFT OUTER JOIN' in query["sql"] for query in queries)  # counted 0: no page read

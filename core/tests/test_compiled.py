@@ -105,7 +105,7 @@ def test_a_limit_stand_in_bounds_each_part_of_a_union_by_the_call_s_value():
         rows[3:]
 
 
-def test_the_bound_statement_runs_inside_a_larger_one_and_a_query_without_values():
+def test_the_bound_statement_runs_inside_a_larger_one():
     users = get_user_model().objects
     joined = CompiledQuery(lambda since, before: users.filter(date_joined__gte=since, pk__lt=before).order_by("pk")
                            .values_list("pk"), since=STAND_IN_TIME, before=STAND_IN)
@@ -119,6 +119,20 @@ def test_the_bound_statement_runs_inside_a_larger_one_and_a_query_without_values
         assert cursor.fetchone() == ([new.pk],)
     with pytest.raises(TypeError):
         joined.statement(since=moment.date(), before=1)
-    every = CompiledQuery(lambda: Group.objects.order_by("name").values_list("name"))
-    Group.objects.create(name="b"), Group.objects.create(name="a")
-    assert every() == [("a",), ("b",)]
+
+
+def test_an_empty_slice_of_compiled_rows_runs_no_query():
+    """A Paginator's page of nothing (no rows counted) asks for [0:0]: no query, as a queryset's empty slice."""
+    rows = CompiledRows(CompiledQuery(lambda group_id: Group.objects.filter(pk=group_id).values_list("name"), group_id=STAND_IN),
+                        group_id=1)
+    with CaptureQueriesContext(connection) as queries:
+        assert rows[0:0] == [] and rows[5:5] == []
+    assert len(queries) == 0
+
+
+def test_a_query_without_values_is_compiled_once_too():
+    query = CompiledQuery(lambda: Group.objects.filter(name__startswith="n").order_by("name"))
+    Group.objects.bulk_create([Group(name="n2"), Group(name="n1"), Group(name="m")])
+    assert [group.name for group in query()] == ["n1", "n2"] and not query()[0]._state.adding
+    with pytest.raises(TypeError):
+        query(name="n")
