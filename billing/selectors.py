@@ -119,6 +119,29 @@ def invoice_list(*, customer: Customer, status: str = "unpaid", sort: str = "-da
     return qs.order_by(*INVOICE_SORTS.get(sort, INVOICE_SORTS["-date"]))
 
 
+INVOICE_ROW_FIELDS = ("pk", "number", "issued_at", "kind", "total", "amount_paid", "currency", "status")
+_INVOICE_ROWS: dict[tuple[str, str], CompiledQuery] = {}
+_INVOICE_COUNTS: dict[str, CompiledQuery] = {}
+
+
+def invoice_rows(*, customer: Customer, status: str = "all", sort: str = "-date") -> tuple[CompiledRows, int]:
+    """invoice_list without a search as plain rows (dicts of INVOICE_ROW_FIELDS) for the Invoices page's
+    Paginator, and their count: one query compiled once per filter and sort (core.compiled)."""
+    status = status if status in INVOICE_FILTERS else "all"
+    sort = sort if sort in INVOICE_SORTS else "-date"
+    rows = _INVOICE_ROWS.get((status, sort))
+    if rows is None:
+        rows = _INVOICE_ROWS[status, sort] = CompiledQuery(
+            lambda customer_id: Invoice.objects.filter(INVOICE_FILTERS[status], customer_id=customer_id)
+            .order_by(*INVOICE_SORTS[sort]).values(*INVOICE_ROW_FIELDS), customer_id=STAND_IN)
+    count = _INVOICE_COUNTS.get(status)
+    if count is None:
+        count = _INVOICE_COUNTS[status] = CompiledQuery(
+            lambda customer_id: Invoice.objects.filter(INVOICE_FILTERS[status], customer_id=customer_id).order_by()
+            .annotate(n=_ROW_COUNT).values_list("n"), customer_id=STAND_IN)
+    return CompiledRows(rows, customer_id=customer.pk), count(customer_id=customer.pk)[0][0]
+
+
 _INVOICE = CompiledQuery(lambda customer_id, invoice_id: Invoice.objects.filter(customer_id=customer_id, pk=invoice_id),
                          customer_id=STAND_IN, invoice_id=STAND_IN_2)
 

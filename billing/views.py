@@ -151,8 +151,15 @@ def invoice_list(request):
         status = "all"
     sort = request.GET.get("sort", "-date")
     search = request.GET.get("q", "")[:100]
-    page = _page(request, selectors.invoice_list(customer=customer, status=status, sort=sort, search=search))
+    if search.strip():
+        page = _page(request, selectors.invoice_list(customer=customer, status=status, sort=sort, search=search)
+                     .values(*selectors.INVOICE_ROW_FIELDS))
+    else:
+        rows, count = selectors.invoice_rows(customer=customer, status=status, sort=sort)
+        page = _page(request, rows, count=count)
     return render(request, "billing/invoice_list.html", {"page": page, "status": status, "sort": sort, "q": search,
+                                                         "kind_labels": {value: str(label) for value, label in Invoice.Kind.choices},
+                                                         "open_statuses": Invoice.OPEN_STATUSES,
                                                          "sort_links": {field: sort_link({"request": request}, field)
                                                                         for field in ("number", "date", "total", "status")}})
 

@@ -1,8 +1,12 @@
 
+from functools import lru_cache
+
 from django import template
 from django.utils.html import format_html
+from django.utils.translation import get_language
 
 from billing.hooks import payment_method_label
+from billing.models import Invoice
 from billing.money import format_money
 
 register = template.Library()
@@ -44,5 +48,17 @@ _INVOICE_BADGE_CLASSES = {"paid": "text-bg-success", "unpaid": "text-bg-warning"
 @register.filter
 def invoice_status_badge(invoice):
     """{{ invoice|invoice_status_badge }}: the invoice's status badge (in Python: list rows render one per row)."""
+    return invoice_status_badge_of(invoice.status)
+
+
+@register.filter
+def invoice_status_badge_of(status: str):
+    """{{ row.status|invoice_status_badge_of }}: the badge of an invoice status, made once per status and language."""
+    return _status_badge(status, get_language())
+
+
+@lru_cache(maxsize=64)
+def _status_badge(status: str, language: str | None):
+    label = dict(Invoice.Status.choices).get(status, status)
     return format_html('<span class="badge {}" data-testid="invoice-status">{}</span>',
-                       _INVOICE_BADGE_CLASSES.get(invoice.status, "text-bg-secondary"), invoice.get_status_display())
+                       _INVOICE_BADGE_CLASSES.get(status, "text-bg-secondary"), label)

@@ -216,3 +216,26 @@ def test_payments_page_without_payments_reads_no_rows(currencies, client_in):
         page = client_in.get(reverse("billing:payments"))
     assert "No payments yet." in page.content.decode()
     assert not any('FROM "billing_payment" LEFT OUTER JOIN' in query["sql"] for query in queries)  # counted 0: no page read
+
+
+@pytest.mark.django_db
+def test_invoice_rows_read_what_invoice_list_reads_for_every_filter_sort_and_page(currencies, customer, fund):
+    from django.utils import timezone
+
+    from billing import selectors
+
+    fund(customer, "30.00")
+    invoices = [_issue(customer, price) for price in ("20.00", "5.00", "20.00", "7.50", "1.00")]
+    invoice_pay_from_balance(invoice=invoices[0])
+    Invoice.objects.filter(pk=invoices[1].pk).update(status=Invoice.Status.IN_PROGRESS)
+    Invoice.objects.filter(pk=invoices[3].pk).update(status=Invoice.Status.CANCELLED)
+    Invoice.objects.filter(pk__in=[invoices[2].pk, invoices[4].pk]).update(issued_at=timezone.now())  # a tie: pk decides
+    _issue(UserFactory().customer, "3.00")  # another customer's: never read
+    for status in [*selectors.INVOICE_FILTERS, "bogus"]:
+        for sort in [*selectors.INVOICE_SORTS, "bogus"]:
+            expected = list(selectors.invoice_list(customer=customer, status=status, sort=sort).values(*selectors.INVOICE_ROW_FIELDS))
+            rows, count = selectors.invoice_rows(customer=customer, status=status, sort=sort)
+            assert count == len(expected), (status, sort)
+            assert rows[0:2] + rows[2:10] == expected and rows[1:3] == expected[1:3], (status, sort)
+    assert [row["pk"] for row in selectors.invoice_rows(customer=customer, status="all", sort="-date")[0][0:10]] == [
+        invoices[4].pk, invoices[2].pk, invoices[3].pk, invoices[1].pk, invoices[0].pk]
