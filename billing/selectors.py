@@ -7,7 +7,7 @@ from functools import cache, lru_cache
 from django.conf import settings
 from django.contrib.postgres.aggregates import StringAgg
 from django.db.models import (
-    CharField, Count, DateTimeField, DecimalField, F, FilteredRelation, Func, IntegerField, OuterRef, Q, QuerySet, Subquery,
+    CharField, Count, DateTimeField, DecimalField, F, FilteredRelation, OuterRef, Q, QuerySet, Subquery,
     Value,
 )
 from django.db.models.functions import Cast, Coalesce, NullIf
@@ -19,7 +19,7 @@ from accounts.models import Customer
 from accounts.selectors import customer_owner, payment_blockers
 from core.compiled import (
     STAND_IN, STAND_IN_2, STAND_IN_3, STAND_IN_DATE, STAND_IN_DATE_2, STAND_IN_LIMIT, STAND_IN_TEXT, STAND_IN_TIME, STAND_IN_TIME_2,
-    CompiledQuery, CompiledRows,
+    ROW_COUNT, CompiledQuery, CompiledRows,
 )
 from core.keyset import Cursor, KeysetPage, keyset_page
 from core.sql import unseen_key
@@ -138,7 +138,7 @@ def invoice_rows(*, customer: Customer, status: str = "all", sort: str = "-date"
     if count is None:
         count = _INVOICE_COUNTS[status] = CompiledQuery(
             lambda customer_id: Invoice.objects.filter(INVOICE_FILTERS[status], customer_id=customer_id).order_by()
-            .annotate(n=_ROW_COUNT).values_list("n"), customer_id=STAND_IN)
+            .annotate(n=ROW_COUNT).values_list("n"), customer_id=STAND_IN)
     return CompiledRows(rows, customer_id=customer.pk), count(customer_id=customer.pk)[0][0]
 
 
@@ -214,11 +214,9 @@ _PAYMENT_ROWS = CompiledQuery(
     lambda customer_id: Payment.objects.filter(customer_id=customer_id).order_by("-created_at", "-pk").values(
         "pk", "created_at", "method", "amount", "currency", "status", "invoice_id", "invoice__number"),
     customer_id=STAND_IN)
-# COUNT(*) as a plain column, not an aggregate: the ORM adds no GROUP BY (grouping cost PostgreSQL ~0.2 ms).
-_ROW_COUNT = Func(template="COUNT(*)", output_field=IntegerField())
 # Counted without the rows' join to the invoice: an index-only count (1.45 → 0.5 ms for 10,000 payments).
 _PAYMENT_COUNT = CompiledQuery(lambda customer_id: Payment.objects.filter(customer_id=customer_id).order_by()
-                               .annotate(n=_ROW_COUNT).values_list("n"), customer_id=STAND_IN)
+                               .annotate(n=ROW_COUNT).values_list("n"), customer_id=STAND_IN)
 
 
 def payment_rows(customer: Customer) -> CompiledRows:

@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable
 
 from django.db import connections
-from django.db.models import QuerySet
+from django.db.models import Func, IntegerField, QuerySet
 from django.db.models.query import ModelIterable, ValuesIterable, ValuesListIterable, get_related_populators
 
 STAND_IN = -918273641
@@ -41,6 +41,9 @@ STAND_IN_TIME = dt.datetime(1801, 2, 3, 4, 5, 6, tzinfo=dt.UTC)
 STAND_IN_TIME_2 = dt.datetime(1802, 4, 5, 6, 7, 8, tzinfo=dt.UTC)
 STAND_IN_LIMIT = 918273640  # a LIMIT is written into the SQL, not a parameter: a positive number found there
 _TYPES = (int, str, dt.date, dt.datetime)
+# A page's row count for a Paginator: `.order_by().annotate(n=ROW_COUNT).values_list("n")`. COUNT(*) as a
+# plain column, not an aggregate: the ORM adds no GROUP BY (grouping cost PostgreSQL ~0.2 ms).
+ROW_COUNT = Func(template="COUNT(*)", output_field=IntegerField())
 
 
 class CompiledQuery:
