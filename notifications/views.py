@@ -4,17 +4,20 @@ GET never changes state: opening a notification shows it; the detail page then P
 "mark as read" by itself via htmx (hx-trigger="load"), and without JavaScript the same form is a
 visible "Mark as read" button.
 """
+from functools import lru_cache
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.translation import gettext as _
+from django.utils.translation import get_language, gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.roles import Area, acting_customer, customer_view, role_allows
 
 from . import selectors, services
 from .forms import SubscriptionsForm
+from .models import Notification
 
 PAGE_SIZE = 20
 
@@ -22,10 +25,19 @@ PAGE_SIZE = 20
 @customer_view(Area.ACCOUNT)
 def inbox(request: HttpRequest) -> HttpResponse:
     customer = acting_customer(request)
-    page = Paginator(selectors.inbox_for(customer, user=request.user), PAGE_SIZE).get_page(request.GET.get("page"))
+    rows, count = selectors.inbox_rows(customer, user=request.user)
+    paginator = Paginator(rows, PAGE_SIZE)
+    paginator.count = count  # a cached_property: the Paginator never counts the rows itself
     return render(request, "notifications/inbox.html", {
-        "page": page, "can_manage_subscriptions": role_allows(request.user, Area.SETTINGS),
+        "page": paginator.get_page(request.GET.get("page")), "kind_labels": _kind_labels(get_language()),
+        "can_manage_subscriptions": role_allows(request.user, Area.SETTINGS),
     })
+
+
+@lru_cache(maxsize=8)
+def _kind_labels(language: str | None) -> dict[str, str]:
+    """The kinds' labels in `language` (the active one), made once per language for the inbox rows."""
+    return {value: str(label) for value, label in Notification._meta.get_field("kind").flatchoices}
 
 
 @customer_view(Area.ACCOUNT)

@@ -39,7 +39,7 @@ def test_inbox_detail_and_badge_show_only_the_roles_kinds(client, team, role):
     logins, notices = team
     client.force_login(logins[role])
     inbox = client.get(reverse("notifications:inbox"))
-    assert {n.kind for n in inbox.context["page"]} == SEES[role]
+    assert {n["kind"] for n in inbox.context["page"]} == SEES[role]  # rows: dicts (selectors.inbox_rows)
     assert inbox.context["topbar"]["notifications_unread"] == len(SEES[role])
     for kind, notice in notices.items():
         status = client.get(reverse("notifications:detail", args=[notice.pk])).status_code

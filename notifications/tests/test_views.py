@@ -69,6 +69,25 @@ def test_inbox_query_count_is_the_same_for_10_and_500_notifications(owner_client
     assert len(ours) == 3, "\n".join(ours)
 
 
+def test_inbox_rows_read_what_inbox_for_reads_for_every_role_and_page(customer):
+    from notifications.selectors import INBOX_ROW_FIELDS, inbox_for, inbox_rows
+
+    now = timezone.now()
+    kinds = [Kind.PAYMENT_RECEIVED, Kind.TICKET_REPLY, Kind.SECURITY_LOGIN, Kind.SERVICE_RENEWED, Kind.NEWSLETTER]
+    Notification.objects.bulk_create([
+        Notification(customer=customer, kind=kinds[n % len(kinds)], subject=f"N {n}", body_text="t", body_html="t",
+                     created_at=now - timezone.timedelta(minutes=n // 3), read_at=now if n % 4 else None)  # ties: pk decides
+        for n in range(23)])
+    make_notifications(UserFactory().customer, 3)  # someone else's: never read
+    for role in [*User.Role.values, "gone"]:
+        user = User(role=role, customer_id=customer.pk)
+        expected = list(inbox_for(customer, user=user).order_by("-created_at", "-pk").values(*INBOX_ROW_FIELDS))
+        rows, count = inbox_rows(customer, user=user)
+        assert count == len(expected), role
+        assert list(rows[0:10]) + list(rows[10:20]) + list(rows[20:40]) == expected and list(rows[5:7]) == expected[5:7], role
+    assert inbox_rows(customer, user=User(role=User.Role.OWNER, customer_id=None)) == ([], 0)  # sees no kind
+
+
 def test_viewing_does_not_mark_read_the_post_does(owner_client, customer):
     notification = make_notifications(customer, 1)[0]
     detail = owner_client.get(reverse("notifications:detail", args=[notification.pk]))
