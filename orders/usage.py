@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.charts import bar_geometry
+from core.compiled import STAND_IN, CompiledQuery
 
 from .models import Order, UsageSample, VirtualMachine
 from .provisioning import Operation, module_for
@@ -75,7 +76,13 @@ _LOOKUP = object()  # `vm` not given: looked up
 def usage_vm(order: Order) -> VirtualMachine | None:
     """The order's live VM, whose samples the graphs and the traffic count read (the usage card looks it
     up once and passes it to each as `vm`)."""
-    return VirtualMachine.objects.filter(order=order, deleted_at__isnull=True).first()
+    found = _USAGE_VM(order_id=order.pk)
+    return found[0] if found else None
+
+
+# usage_vm's `.first()` (by pk: the model has no ordering), compiled once (core.compiled).
+_USAGE_VM = CompiledQuery(lambda order_id: VirtualMachine.objects.filter(order_id=order_id, deleted_at__isnull=True).order_by("pk")[:1],
+                          order_id=STAND_IN)
 
 
 def _samples(order: Order, since, vm=_LOOKUP):
@@ -142,16 +149,16 @@ def _gib(value: Decimal) -> str:
 
 def usage_chart(order: Order, *, days: int | None = None, now=None, vm=_LOOKUP) -> dict:
     """Geometry and labels for orders/_usage_chart.html (network traffic per bucket)."""
-    from django.utils.formats import date_format
+    from core.jinja import memo_date  # local time, localized format; each bucket's label made once per language
 
     series = usage_series(order, now=now, days=days, vm=vm)
     chart = bar_geometry([net for _at, net, _cpu in series], tick_label=_gib, bar_share=0.7)
+    text = _("%(net)s, CPU %(cpu)s s")  # translated once, not per bar
     for index, (bar, (at, net, cpu)) in enumerate(zip(chart["bars"], series)):
-        local = timezone.localtime(at)
-        label = date_format(local, "j") if days else local.strftime("%H")
-        bar.update(label=label if (index % (3 if days else 4) == 0) else "",
-                   long_label=date_format(local, "SHORT_DATE_FORMAT" if days else "SHORT_DATETIME_FORMAT"),
-                   text=_("%(net)s, CPU %(cpu)s s") % {"net": _gib(net), "cpu": cpu.quantize(Decimal("1"))})
+        label = (memo_date(at, "j") if days else timezone.localtime(at).strftime("%H")) if index % (3 if days else 4) == 0 else ""
+        bar.update(label=label,
+                   long_label=memo_date(at, "SHORT_DATE_FORMAT" if days else "SHORT_DATETIME_FORMAT"),
+                   text=text % {"net": _gib(net), "cpu": cpu.quantize(Decimal("1"))})
     chart["id"] = "usage-30d" if days else "usage-24h"
     chart["title"] = _("Network traffic, last 30 days") if days else _("Network traffic, last 24 hours")
     return chart

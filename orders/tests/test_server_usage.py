@@ -68,3 +68,28 @@ def test_the_service_page_shows_the_graphs_and_the_traffic_quota(client, owner, 
     assert 'data-testid="usage-24h"' in usage and 'data-testid="usage-30d"' in usage and "<rect" in usage
     assert "12 GiB, CPU 5 s" in usage
     assert "Traffic this period: 15.00 GiB of 0.01 TB" in usage and 'data-testid="traffic-over"' in usage
+
+
+def test_compiled_order_get_and_usage_vm_read_what_the_orm_reads(server):
+    from django.http import Http404
+
+    from accounts.tests.factories import UserFactory
+    from orders.selectors import _orders_to_get, order_get
+    from orders.usage import usage_vm
+
+    customer = server.customer
+    for with_vm in (False, True):
+        found = order_get(customer=customer, order_id=server.pk, with_vm=with_vm, plan_locations=False)
+        expected = _orders_to_get(with_vm, False).get(customer=customer, pk=server.pk)
+        assert found.__dict__.keys() - {"_state"} == expected.__dict__.keys() - {"_state"}
+        assert [getattr(found, name) for name in expected.__dict__ if name != "_state"] == [
+            getattr(expected, name) for name in expected.__dict__ if name != "_state"]
+        assert (found.plan, found.plan.product_type, found.scheduled_plan) == (expected.plan, expected.plan.product_type, expected.scheduled_plan)
+        assert Order.vm.is_cached(found) is with_vm and (not with_vm or found.vm == expected.vm)
+        assert found.customer is customer
+        with pytest.raises(Http404):
+            order_get(customer=UserFactory().customer, order_id=server.pk, with_vm=with_vm, plan_locations=False)
+    vm = VirtualMachine.objects.get(order=server)
+    assert usage_vm(server) == VirtualMachine.objects.filter(order=server, deleted_at__isnull=True).first() == vm
+    VirtualMachine.objects.filter(pk=vm.pk).update(deleted_at=T0)
+    assert usage_vm(server) is None
