@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.content import localized
 from accounts.roles import Area, acting_customer, customer_view, role_allows
 from billing.money import quantize
 from billing.selectors import tax_for
@@ -69,18 +70,22 @@ def order_list(request: HttpRequest) -> HttpResponse:
     page = paginator.get_page(request.GET.get("page"))
     orders = list(page.object_list)
     selectors.table_addons(orders)
-    # (order, days left, renewable, "/ N mo", its add-ons' labels, its expiry date): computed here, not per row in
-    # the template; the "N mo" labels once per period length.
+    # (order, days left, renewable, "/ N mo", its add-ons' labels, its expiry date, its plan's name): computed here,
+    # not per row in the template; the "N mo" labels once per period length, the plans' names once per plan.
     period_labels: dict[int, str] = {}
+    plan_names: dict[int, str] = {}
     rows = []
     for order in orders:
         months = order.period_months
         period_label = period_labels.get(months)
         if period_label is None:
             period_label = period_labels[months] = _period_label(months)
+        plan_name = plan_names.get(order.plan_id)
+        if plan_name is None:
+            plan_name = plan_names[order.plan_id] = localized(order.plan, "name")
         rows.append((order, selectors.days_remaining(order), order.status in RENEWABLE_STATUSES, period_label,
                      [addon.label for addon in order.addons.all()] if order.has_addons else (),
-                     memo_date(order.expires_at, "SHORT_DATE_FORMAT") if order.expires_at else None))
+                     memo_date(order.expires_at, "SHORT_DATE_FORMAT") if order.expires_at else None, plan_name))
     return render(request, "orders/order_list.html", {
         "page": page, "rows": rows, "params": params, "sort": sort, "can_pay": _can_pay(request),
         "status_filters": [(value, label, counts[value]) for value, label in Order.Status.choices if counts.get(value)],
