@@ -46,3 +46,22 @@ def test_a_session_the_cache_lost_is_read_from_the_database(client, owner, cache
     assert _session_reads(client) == 1
     response = client.get("/accounts/whoami")
     assert response.json()["username"] == owner.username
+
+
+@pytest.mark.django_db
+def test_the_session_user_compiled_once_is_what_the_orm_reads():
+    from accounts.backends import UsernameOrEmailBackend
+    from accounts.models import User
+    from accounts.tests.factories import StaffUserFactory, UserFactory
+
+    backend = UsernameOrEmailBackend()
+    for user in (UserFactory(), StaffUserFactory()):
+        with CaptureQueriesContext(connection) as queries:
+            found = backend.get_user(user.pk)
+        expected = User.objects.select_related("customer").filter(pk=user.pk).first()
+        assert len(queries) == 1 and found == expected and not found._state.adding
+        assert {k: v for k, v in found.__dict__.items() if k != "_state"} == {k: v for k, v in expected.__dict__.items() if k != "_state"}
+        assert found.customer == expected.customer and (found.customer is None or found.customer.__dict__.keys() == expected.customer.__dict__.keys())
+        assert backend.get_user(str(user.pk)) == expected
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    assert backend.get_user(user.pk) is None and backend.get_user(-1) is None
