@@ -239,3 +239,13 @@ def test_invoice_rows_read_what_invoice_list_reads_for_every_filter_sort_and_pag
             assert rows[0:2] + rows[2:10] == expected and rows[1:3] == expected[1:3], (status, sort)
     assert [row["pk"] for row in selectors.invoice_rows(customer=customer, status="all", sort="-date")[0][0:10]] == [
         invoices[4].pk, invoices[2].pk, invoices[3].pk, invoices[1].pk, invoices[0].pk]
+
+
+@pytest.mark.django_db
+def test_invoice_rows_print_the_same_with_and_without_a_search(currencies, client_in, customer):
+    invoice = _issue(customer, "12.50", kind=Invoice.Kind.RENEWAL)
+    row = re.compile(rf'<tr data-testid="invoice-row-{invoice.number}">.*?</tr>', re.S)
+    plain = row.search(client_in.get(reverse("billing:invoices")).content.decode()).group()
+    searched = row.search(client_in.get(reverse("billing:invoices"), {"q": invoice.number}).content.decode()).group()
+    assert plain == searched
+    assert "Renewal" in plain and plain.count("€12.50") == 2 and 'data-testid="invoice-status">Unpaid<' in plain  # total and due
