@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
-from core.compiled import STAND_IN, STAND_IN_2, CompiledQuery, CompiledRows
+from core.compiled import ROW_COUNT, STAND_IN, STAND_IN_2, CompiledQuery, CompiledRows
 
 from .models import Customer, PhoneVerification, User
 
@@ -87,9 +87,7 @@ def _activity(customer_id: int, actor_id: int | None):
 
 
 def _activity_count(customer_id: int, actor_id: int | None):
-    from django.db.models import Count
-
-    return _activity(customer_id, actor_id).order_by().values_list("customer").annotate(n=Count("pk")).values_list("customer", "n")
+    return _activity(customer_id, actor_id).order_by().annotate(n=ROW_COUNT).values_list("n")
 
 
 # activity_for()'s rows and count for the Activity page, compiled once per shape (everything, or one actor's).
@@ -103,8 +101,7 @@ def activity_page_rows(*, customer: Customer, user: User) -> tuple[int, Compiled
     """activity_for() as the Activity page pages it: (how many, rows for a Paginator whose count is set)."""
     own = user.role != User.Role.OWNER
     values = {"customer_id": customer.pk, **({"actor_id": user.pk} if own else {})}
-    counted = _ACTIVITY_COUNTS[own](**values)
-    return (counted[0][1] if counted else 0), CompiledRows(_ACTIVITY_ROWS[own], **values)
+    return _ACTIVITY_COUNTS[own](**values)[0][0], CompiledRows(_ACTIVITY_ROWS[own], **values)
 
 
 def previous_login(*, user: User):

@@ -17,7 +17,7 @@ from accounts.selectors import customer_owners
 from billing.models import Currency, Invoice, LedgerAccount, LedgerEntry
 from billing.rates import is_stale, rate_published_at
 from billing.selectors import balance_of, enabled_currencies, equivalents, invoices_for
-from core.compiled import STAND_IN, CompiledQuery
+from core.compiled import ROW_COUNT, STAND_IN, CompiledQuery
 from notifications.selectors import inbox_for
 from orders.models import Order
 from orders.selectors import days_remaining, orders_for, renewal_forecast
@@ -93,7 +93,7 @@ _SERVICES = CompiledQuery(lambda customer_id: orders_for(Customer(pk=customer_id
     status__in=LIVE_SERVICE_STATUSES).select_related("plan").order_by(F("expires_at").asc(nulls_last=True), "pk")[:DASHBOARD_LIST_SIZE],
     customer_id=STAND_IN)
 _SERVICES_COUNT = CompiledQuery(lambda customer_id: orders_for(Customer(pk=customer_id)).filter(
-    status__in=LIVE_SERVICE_STATUSES).order_by().values_list("customer").annotate(n=Count("pk")).values_list("customer", "n"),
+    status__in=LIVE_SERVICE_STATUSES).order_by().annotate(n=ROW_COUNT).values_list("n"),
     customer_id=STAND_IN)
 _TICKETS = CompiledQuery(lambda customer_id: tickets_for(customer=Customer(pk=customer_id), status="open")
                          .select_related(None)[:DASHBOARD_LIST_SIZE], customer_id=STAND_IN)  # subject and status: no joins
@@ -129,7 +129,7 @@ def dashboard_data(*, customer: Customer, user: User, now: dt.datetime | None = 
         for order in services:
             order.days_left = days_remaining(order, now)
         data["services"] = services
-        data["services_count"] = sum(n for _customer, n in _SERVICES_COUNT(customer_id=customer.pk))
+        data["services_count"] = _SERVICES_COUNT(customer_id=customer.pk)[0][0]
     if can[Area.TICKETS]:
         data["tickets"] = _TICKETS(customer_id=customer.pk)
     data["notifications"] = _notifications(customer, user)

@@ -4,11 +4,11 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from accounts.models import Customer
-from core.compiled import STAND_IN, CompiledQuery, CompiledRows
+from core.compiled import ROW_COUNT, STAND_IN, CompiledQuery, CompiledRows
 
 from .models import Attachment, Department, Message, Ticket
 
@@ -72,14 +72,12 @@ _ROWS = {status: CompiledQuery(lambda customer_id, status=status: tickets_for(
     customer=Customer(pk=customer_id), status=status).values_list(*TICKET_ROW_FIELDS), customer_id=STAND_IN)
     for status in STATUS_FILTERS}
 _COUNTS = {status: CompiledQuery(lambda customer_id, status=status: tickets_for(
-    customer=Customer(pk=customer_id), status=status).order_by().values_list("customer").annotate(n=Count("pk"))
-    .values_list("customer", "n"), customer_id=STAND_IN) for status in STATUS_FILTERS}
+    customer=Customer(pk=customer_id), status=status).order_by().annotate(n=ROW_COUNT).values_list("n"), customer_id=STAND_IN) for status in STATUS_FILTERS}
 
 
 def ticket_count(*, customer: Customer, status: str) -> int:
     """`tickets_for(customer=customer, status=status).count()` (no search)."""
-    rows = _COUNTS[status](customer_id=customer.pk)
-    return rows[0][1] if rows else 0
+    return _COUNTS[status](customer_id=customer.pk)[0][0]
 
 
 class TicketRows:
