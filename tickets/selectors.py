@@ -5,10 +5,11 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db.models import Prefetch, Q, QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from accounts.models import Customer
-from core.compiled import ROW_COUNT, STAND_IN, CompiledQuery, CompiledRows
+from core.compiled import ROW_COUNT, STAND_IN, STAND_IN_2, CompiledQuery, CompiledRows
 
 from .models import Attachment, Department, Message, Ticket
 
@@ -92,9 +93,17 @@ class TicketRows:
 
 
 def ticket_get(*, customer: Customer, ticket_id: int) -> Ticket:
-    return get_object_or_404(
-        Ticket.objects.select_related("department", "related_order__plan"), customer=customer, pk=ticket_id
-    )
+    """The customer's ticket with its department and related service (its plan), 404 otherwise (another
+    customer's ticket too). Compiled once (core.compiled): building it cost the ORM ~0.5 ms on every thread page."""
+    found = _TICKET_GET(customer_id=customer.pk, ticket_id=int(ticket_id))
+    if not found:
+        raise Http404("No Ticket matches the given query.")
+    return found[0]
+
+
+_TICKET_GET = CompiledQuery(lambda customer_id, ticket_id: Ticket.objects.select_related(
+    "department", "related_order__plan").filter(customer_id=customer_id, pk=ticket_id).order_by(),
+    customer_id=STAND_IN, ticket_id=STAND_IN_2)
 
 
 def ticket_thread_for_customer(*, ticket: Ticket) -> QuerySet[Message]:
