@@ -19,7 +19,8 @@ matters for output:
   Jinja's own semantics then apply); filters that expect local time or the autoescape flag get them;
 - `_`, `gettext`, `ngettext`, `pgettext` are Django's (the active language), filled in like
   `{% blocktranslate %}`: `_("Page %(n)s of %(total)s", n=n, total=t)` escapes the values, not the message; `url(name, *args)` is
-  `reverse` (cached), `static(path)` is the static files storage's URL, `csrf_input(csrf_token)` writes the
+  `reverse` (cached), `memo_dates(fmt)` maps a page's rows' times to `memo_date(fmt)`'s text (language
+  and zone read once), `static(path)` is the static files storage's URL, `csrf_input(csrf_token)` writes the
   form's hidden CSRF field, `localtime()` is the time in the active zone, `django_include(name)` renders
   a shared Django partial (the Telegram link).
 """
@@ -159,6 +160,22 @@ def memo_date(value, fmt: str) -> str:
     return _date(value, fmt, translation.get_language(), timezone.get_current_timezone())
 
 
+class _PageDates(dict):
+    def __init__(self, fmt: str):
+        super().__init__()
+        self._key = (fmt, translation.get_language(), timezone.get_current_timezone())
+
+    def __missing__(self, value) -> str:
+        return _date(value, *self._key)
+
+
+def memo_dates(fmt: str) -> _PageDates:
+    """`{% set when = memo_dates("DATETIME_FORMAT") %}` ... `{{ when[value] }}`: `value|memo_date(fmt)` for a
+    page's rows, the language and time zone read once (the filter reads both on each call, ~4 µs), and a
+    subscript, not a call through Jinja2's context (~1 µs): a mapping whose missing keys are formatted."""
+    return _PageDates(fmt)
+
+
 def csrf_input(csrf_token) -> str:
     return format_html('<input type="hidden" name="csrfmiddlewaretoken" value="{}">', csrf_token)
 
@@ -182,6 +199,7 @@ def environment(**options) -> jinja2.Environment:
     env.newstyle_gettext = True
     env.globals.update(_=_gettext, gettext=_gettext, ngettext=_ngettext, pgettext=_pgettext, npgettext=_npgettext)
     env.filters["memo_date"] = memo_date
+    env.globals["memo_dates"] = memo_dates
     env.filters.update(_django_filters(set(env.filters)))
     env.globals.update(url=url, static=static, localtime=timezone.localtime, csrf_input=csrf_input,
                        django_include=django_include)

@@ -102,3 +102,15 @@ def test_memo_date_prints_as_the_date_filter_in_each_zone_and_language():
                 assert render("{{ m|memo_date(f) }}", m=moment, f=fmt) == render("{{ m|date(f) }}", m=moment, f=fmt)
     with timezone.override(zoneinfo.ZoneInfo("America/New_York")):
         assert render('{{ m|memo_date("Y-m-d") }}', m=moment) == "2026-12-31"  # the cache keys on the zone
+
+
+def test_memo_dates_prints_as_the_date_filter_with_the_pages_language_and_zone():
+    moments = [datetime.datetime(2027, 1, 1, 0, 30, tzinfo=datetime.UTC), datetime.datetime(2026, 6, 1, 12, tzinfo=datetime.UTC)]
+    source = '{% set when = memo_dates(f) %}{% for m in moments %}{{ when[m] }};{% endfor %}'
+    for language, zone in (("en", "UTC"), ("ru", "Europe/Moscow"), ("en", "America/New_York")):
+        with translation.override(language), timezone.override(zoneinfo.ZoneInfo(zone)):
+            for fmt in ("c", "DATETIME_FORMAT", "SHORT_DATE_FORMAT"):
+                expected = "".join(render("{{ m|date(f) }};", m=m, f=fmt) for m in moments)
+                assert render(source, moments=moments, f=fmt) == expected
+    with translation.override("en"), timezone.override(zoneinfo.ZoneInfo("America/New_York")):
+        assert render('{{ memo_dates("Y-m-d")[m] }}', m=moments[0]) == "2026-12-31"
