@@ -123,15 +123,19 @@ class ThreadAttachment(NamedTuple):
 
 
 class ThreadMessage:
-    """A message of the customer's thread page, with what the page prints (no model instances)."""
-    __slots__ = ("pk", "is_staff", "body", "created_at", "author_username", "author_first_name", "author_last_name",
-                 "attachments")
+    """A message of the customer's thread page, with what the page prints (no model instances).
+    `author_name`: None when the author's user is gone (SET_NULL); else a staff author's first name, a
+    customer author's full name or, without one, the username (as User.get_full_name() or username)."""
+    __slots__ = ("pk", "is_staff", "body", "created_at", "author_name", "attachments")
 
     def __init__(self, pk, is_staff, body, created_at, author_username, author_first_name, author_last_name):
         self.pk, self.is_staff, self.body, self.created_at = pk, is_staff, body, created_at
-        # author_username is None when the author's user is gone (SET_NULL)
-        self.author_username, self.author_first_name, self.author_last_name = (
-            author_username, author_first_name, author_last_name)
+        if author_username is None:
+            self.author_name = None
+        elif is_staff:
+            self.author_name = author_first_name
+        else:
+            self.author_name = f"{author_first_name} {author_last_name}".strip() or author_username
         self.attachments: list[ThreadAttachment] = []
 
 

@@ -277,3 +277,18 @@ def test_thread_lists_each_messages_attachments_in_order_with_one_thread_query(o
     assert body.index("a.log</a>") < body.index("b.log</a>")
     assert "(5\xa0bytes)" in messages[1] and "(7\xa0bytes)" in messages[1]
     assert sum('"tickets_' in query["sql"] for query in queries.captured_queries) == 3  # nav unread badge, the ticket, the thread
+
+
+def test_thread_names_each_messages_author(owner, owner_client, staff):
+    """A customer's full name (or username without one), a staff member's first name beside the Support
+    badge; an author whose user is gone: "Customer", or the badge alone for staff."""
+    ticket = TicketFactory(created_by=owner)
+    colleague = UserFactory(customer=owner.customer, role="technical", username="ops-bot", first_name="", last_name="")
+    Message.objects.create(ticket=ticket, author=colleague, body="second")
+    Message.objects.create(ticket=ticket, author=staff, is_staff=True, body="third")
+    Message.objects.create(ticket=ticket, author=None, body="fourth")
+    Message.objects.create(ticket=ticket, author=None, is_staff=True, body="fifth")
+    html = owner_client.get(reverse("tickets:detail", args=[ticket.pk])).content.decode()
+    headers = [part.split("</strong>")[0].split("<strong>")[1].strip() for part in html.split('data-testid="message"')[1:]]
+    assert headers == [f"{owner.first_name} {owner.last_name}", "ops-bot", "Maria", "Customer", ""]
+    assert html.count('<span class="badge text-bg-success me-1">Support</span>') == 2
