@@ -14,11 +14,11 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.content import localized
 from accounts.roles import Area, acting_customer, customer_view, role_allows
 from billing.money import quantize
 from billing.selectors import tax_for
@@ -62,30 +62,30 @@ def order_list(request: HttpRequest) -> HttpResponse:
         descending=sort.startswith("-") or sort not in selectors.SORTS,
     )
     counts = selectors.status_counts(customer=customer)
-    if params.query.strip().lstrip("#"):
-        paginator = Paginator(selectors.order_table(customer=customer, params=params), settings.ORDERS_PAGE_SIZE)
+    if params.query.strip().lstrip("#"):  # a search: the ORM's rows (and its COUNT)
+        paginator = Paginator(selectors.order_table_values(customer=customer, params=params), settings.ORDERS_PAGE_SIZE)
     else:  # without a search the status counts give the total (no COUNT query), and the rows' query is compiled once
         paginator = Paginator(selectors.order_table_rows(customer=customer, params=params), settings.ORDERS_PAGE_SIZE)
         paginator.count = counts.get(params.status, 0) if params.status in Order.Status.values else sum(counts.values())
     page = paginator.get_page(request.GET.get("page"))
-    orders = list(page.object_list)
-    selectors.table_addons(orders)
-    # (order, days left, renewable, "/ N mo", its add-ons' labels, its expiry date, its plan's name): computed here,
-    # not per row in the template; the "N mo" labels once per period length, the plans' names once per plan.
+    rows = list(page.object_list)  # dicts of selectors.TABLE_ROW_FIELDS
+    addon_labels = selectors.table_addon_labels([row["pk"] for row in rows if row["has_addons"]])
+    # Each row's days left, renewable flag, "N mo" label, add-ons' labels, expiry date and plan's name: computed
+    # here, not per row in the template; the "N mo" labels once per period length, the plans' names once per plan.
+    today = timezone.localdate()
+    name_field = "plan__name_" + (translation.get_language() or settings.LANGUAGE_CODE).split("-")[0]
     period_labels: dict[int, str] = {}
-    plan_names: dict[int, str] = {}
-    rows = []
-    for order in orders:
-        months = order.period_months
+    for row in rows:
+        months, expires_at, status = row["period_months"], row["expires_at"], row["status"]
         period_label = period_labels.get(months)
         if period_label is None:
             period_label = period_labels[months] = _period_label(months)
-        plan_name = plan_names.get(order.plan_id)
-        if plan_name is None:
-            plan_name = plan_names[order.plan_id] = localized(order.plan, "name")
-        rows.append((order, selectors.days_remaining(order), order.status in RENEWABLE_STATUSES, period_label,
-                     [addon.label for addon in order.addons.all()] if order.has_addons else (),
-                     memo_date(order.expires_at, "SHORT_DATE_FORMAT") if order.expires_at else None, plan_name))
+        row["days"] = selectors.days_left(expires_at, status, today)
+        row["renewable"] = status in RENEWABLE_STATUSES
+        row["period_label"] = period_label
+        row["addon_labels"] = addon_labels.get(row["pk"], ())
+        row["expires"] = memo_date(expires_at, "SHORT_DATE_FORMAT") if expires_at else None
+        row["plan_name"] = row.get(name_field) or row["plan__name"]  # accounts.content.localized's choice
     return render(request, "orders/order_list.html", {
         "page": page, "rows": rows, "params": params, "sort": sort, "can_pay": _can_pay(request),
         "status_filters": [(value, label, counts[value]) for value, label in Order.Status.choices if counts.get(value)],

@@ -1,4 +1,5 @@
-"""{% load order_tags %} — `{{ order|order_status_badge }}`: an order's status badge; `{{ event|event_label }}`:
+"""{% load order_tags %} — `{{ order|order_status_badge }}`: an order's status badge (`order_row_status_badge`: a
+table row's); `{{ event|event_label }}`:
 an order event's label.
 
 Written in Python rather than included as a template: list rows render it per row, and the include
@@ -25,6 +26,14 @@ def order_status_badge(order) -> str:
     setting_up = status == "pending" and order.provisioning != "not_started"
     return _status_badge(status, setting_up, bool(order.cancel_at_period_end and status == "active"),
                          translation.get_language())
+
+
+@register.filter
+def order_row_status_badge(row: dict) -> str:
+    """`order_status_badge` of an orders-table row (a dict with status, provisioning and cancel_at_period_end)."""
+    status = row["status"]
+    return _status_badge(status, status == "pending" and row["provisioning"] != "not_started",
+                         bool(row["cancel_at_period_end"] and status == "active"), translation.get_language())
 
 
 @lru_cache(maxsize=256)
