@@ -289,11 +289,12 @@ def days_remaining(order: Order, now=None) -> int | None:
     return days_left(order.expires_at, order.status, timezone.localtime(now or timezone.now()).date())
 
 
-def days_left(expires_at: dt.datetime | None, status: str, today: dt.date) -> int | None:
-    """`days_remaining` of an order's expiry and status (a row's), `today` in local time."""
+def days_left(expires_at: dt.datetime | None, status: str, today: dt.date, zone=None) -> int | None:
+    """`days_remaining` of an order's expiry and status (a row's), `today` in local time (`zone`: the current
+    time zone, read once by the caller of many)."""
     if expires_at is None or status in (Order.Status.CANCELLED, Order.Status.TERMINATED):
         return None
-    return max(0, (timezone.localtime(expires_at).date() - today).days)
+    return max(0, (timezone.localtime(expires_at, zone).date() - today).days)
 
 
 def order_setup(*, order: Order) -> dict:
