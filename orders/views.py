@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, to_locale
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.content import localized_value
 from accounts.roles import Area, acting_customer, customer_view, role_allows
 from billing.money import format_money, quantize
 from billing.selectors import tax_for
@@ -88,7 +89,6 @@ def _table_rows(rows: list[dict]) -> list[dict]:
     addon_labels = selectors.table_addon_labels([row["pk"] for row in rows if row["has_addons"]])
     language, zone = translation.get_language(), timezone.get_current_timezone()
     today, locale = timezone.localtime(timezone.now(), zone).date(), to_locale(language or "en")
-    name_field = "plan__name_" + (language or settings.LANGUAGE_CODE).split("-")[0]
     detail, renew, change_plan, pay = (link_maker(name) for name in (
         "orders:order_detail", "orders:order_renew", "orders:order_change_plan", "billing:invoice_detail"))
     period_labels: dict[int, str] = {}
@@ -101,7 +101,7 @@ def _table_rows(rows: list[dict]) -> list[dict]:
             days=selectors.days_left(expires_at, status, today, zone), renewable=status in RENEWABLE_STATUSES,
             period_label=period_label, addon_labels=addon_labels.get(pk, ()),
             expires=memo_date_in(expires_at, "SHORT_DATE_FORMAT", language, zone) if expires_at else None,
-            plan_name=row.get(name_field) or row["plan__name"],  # as accounts.content.localized chooses
+            plan_name=localized_value(row.get, "plan__name", language),
             badge=order_status_badge_of(status, row["provisioning"], row["cancel_at_period_end"], language),
             cost=format_money(row["period_cost"], row["currency"], locale),
             detail_url=detail(pk), renew_url=renew(pk), change_plan_url=change_plan(pk),
