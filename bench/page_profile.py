@@ -42,6 +42,8 @@ def main() -> int:
     parser.add_argument("--topbar-cache-ab", action="store_true", help="each page with the top-bar cache off and on")
     parser.add_argument("--split", action="store_true",
                         help="also print each page's CPU in Jinja2 renders (per template) and in SQL (ORM compile, execute, rows)")
+    parser.add_argument("--sql-times", action="store_true",
+                        help="also print each statement's median wall time (the round trip PostgreSQL's work is in)")
     args = parser.parse_args()
     url = loadkit.scratch_database_url(args.database)
     if not loadkit.database_exists(url):
@@ -98,6 +100,8 @@ def main() -> int:
                 client.get(path, **meta)
             for part, seconds in split.most_common():
                 print(f"    {seconds / args.n * 1000:6.2f} ms  {part}")
+        if args.sql_times:
+            _print_sql_times(client, path, meta, args.n, connection)
         if profiler:
             out = io.StringIO()
             stats = pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("PROFILE_SORT", "tottime"))
@@ -106,6 +110,29 @@ def main() -> int:
                 stats.print_callers(os.environ["PROFILE_CALLERS"])
             print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()), flush=True)
     return 0
+
+
+def _print_sql_times(client, path: str, meta: dict, n: int, connection) -> None:
+    """Each statement of the page (in order) with its median wall time over `n` requests."""
+    times: dict[int, list[float]] = {}
+    texts: dict[int, str] = {}
+
+    for _ in range(n):
+        position = iter(range(1000))
+
+        def timed(execute, sql, params, many, context):
+            index = next(position)
+            start = time.perf_counter()
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                times.setdefault(index, []).append(time.perf_counter() - start)
+                texts.setdefault(index, " ".join(sql.split())[:110])
+
+        with connection.execute_wrapper(timed):
+            client.get(path, **meta)
+    for index in sorted(times):
+        print(f"    {statistics.median(times[index]) * 1000:6.2f} ms  {texts[index]}")
 
 
 def _split_counters():

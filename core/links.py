@@ -25,6 +25,18 @@ def link_for(name: str, pk) -> str:
     return f"{shape[0]}{int(pk)}{shape[1]}"
 
 
+def link_maker(name: str):
+    """`link_for(name, ·)` for a page's many ids: the script prefix and the URL's shape read once."""
+    key = (get_script_prefix(), name)
+    if key not in _shapes:
+        link_for(name, _MARK)  # finds the shape
+    shape = _shapes[key]
+    if shape is None:
+        return lambda pk: reverse(name, args=[pk])
+    start, end = shape
+    return lambda pk: f"{start}{int(pk)}{end}"
+
+
 @register.filter
 def link(pk, name: str) -> str:
     return link_for(name, pk)

@@ -79,9 +79,24 @@ _INBOX_QUERIES: dict[tuple[str, ...], tuple[CompiledQuery, CompiledQuery]] = {} 
 def inbox_rows(customer: Customer, *, user: User) -> tuple[CompiledRows | list, int]:
     """inbox_for as plain rows (dicts of INBOX_ROW_FIELDS) for the inbox page's Paginator, and their
     count: queries compiled once per set of kinds a role sees (core.compiled)."""
+    queries = _inbox_queries(user)
+    if queries is None:
+        return [], 0  # no kind to see: the ORM would not even write the query
+    rows, count = queries
+    return CompiledRows(rows, customer_id=customer.pk), count(customer_id=customer.pk)[0][0]
+
+
+def latest_notifications(customer: Customer, *, user: User, limit: int) -> list[dict]:
+    """The newest `limit` of inbox_rows (the dashboard's card), without counting them."""
+    queries = _inbox_queries(user)
+    return [] if queries is None else queries[0].rows(0, limit, customer_id=customer.pk)
+
+
+def _inbox_queries(user: User) -> tuple[CompiledQuery, CompiledQuery] | None:
+    """The inbox's rows and count queries for the kinds `user` sees (None: no kind)."""
     kinds = tuple(kinds_visible_to(user))
     if not kinds:
-        return [], 0  # no kind to see: the ORM would not even write the query
+        return None
     queries = _INBOX_QUERIES.get(kinds)
     if queries is None:
         queries = _INBOX_QUERIES[kinds] = (
@@ -89,8 +104,7 @@ def inbox_rows(customer: Customer, *, user: User) -> tuple[CompiledRows | list, 
                           customer_id=STAND_IN),
             CompiledQuery(lambda customer_id: _inbox(customer_id, kinds).order_by().annotate(n=ROW_COUNT).values_list("n"),
                           customer_id=STAND_IN))
-    rows, count = queries
-    return CompiledRows(rows, customer_id=customer.pk), count(customer_id=customer.pk)[0][0]
+    return queries
 
 
 def notification_get(*, customer: Customer, user: User, notification_id: int) -> Notification:

@@ -154,27 +154,34 @@ def order_list(*, customer: Customer, params: OrderListParams) -> QuerySet[Order
     return orders.order_by(ordering, "-pk")
 
 
-# What the orders table prints of an order and its plan (`order_table`).
-TABLE_FIELDS = ("id", "customer_id", "plan_id", "period_months", "price", "currency", "addons_price", "status", "provisioning",
-                "ip", "expires_at", "cancel_at_period_end", "invoice_id", "paid_at", "plan__name", "plan__name_ru")
-
-
 def order_table(*, customer: Customer, params: OrderListParams) -> QuerySet[Order]:
-    """`order_list` as the orders page reads it: the printed fields only (`TABLE_FIELDS`), and `has_addons`
-    instead of the add-ons' prefetch (`table_addons` reads them for the page's orders that hold any)."""
+    """`order_list` as the orders page reads it (`order_table_values`): `has_addons` instead of the add-ons' prefetch
+    (`table_addon_labels` reads them for the page's orders that hold any)."""
     from django.db.models import Exists, OuterRef
 
     from .models import OrderAddon
 
-    return order_list(customer=customer, params=params).prefetch_related(None).only(*TABLE_FIELDS).annotate(
+    return order_list(customer=customer, params=params).prefetch_related(None).annotate(
         has_addons=Exists(OrderAddon.objects.filter(order=OuterRef("pk"))))
+
+
+# What the orders table prints of an order and its plan as a row (a dict): `order_table_rows` reads them
+# through a compiled query, a search through `order_table_values` (the ORM). `period_cost` is a period's
+# price plus add-ons (`Order.period_total`), `has_addons` whether `table_addon_labels` has any to read.
+TABLE_ROW_FIELDS = ("pk", "plan_id", "period_months", "currency", "status", "provisioning", "ip", "expires_at",
+                    "cancel_at_period_end", "invoice_id", "paid_at", "plan__name", "plan__name_ru", "period_cost", "has_addons")
+
+
+def order_table_values(*, customer: Customer, params: OrderListParams) -> QuerySet:
+    """`order_table` as rows: dicts of `TABLE_ROW_FIELDS` (no model instances)."""
+    return order_table(customer=customer, params=params).values(*TABLE_ROW_FIELDS)
 
 
 _TABLE_QUERIES: dict[tuple[str, bool, str], CompiledQuery] = {}
 
 
 def order_table_rows(*, customer: Customer, params: OrderListParams) -> CompiledRows:
-    """`order_table`'s rows without a search (`params.query` is ignored) for a Paginator whose count is set:
+    """`order_table_values`' rows without a search (`params.query` is ignored) for a Paginator whose count is set:
     compiled once per sort, direction and status filter (core.compiled)."""
     status = params.status if params.status in Order.Status.values else ""
     key = (SORTS.get(params.sort, "created_at"), params.descending, status)
@@ -182,21 +189,32 @@ def order_table_rows(*, customer: Customer, params: OrderListParams) -> Compiled
     if query is None:
         shape = OrderListParams(status=status, sort=params.sort, descending=params.descending)
         query = _TABLE_QUERIES[key] = CompiledQuery(
-            lambda customer_id: order_table(customer=Customer(pk=customer_id), params=shape), customer_id=STAND_IN)
+            lambda customer_id: order_table_values(customer=Customer(pk=customer_id), params=shape), customer_id=STAND_IN)
     return CompiledRows(query, customer_id=customer.pk)
 
 
-def table_addons(orders: list[Order]) -> None:
-    """The add-ons of those `orders` that hold any (`order_table`'s `has_addons`), prefetched as `order_list`
-    prefetches them; no query when none does."""
-    from django.db.models import Prefetch, prefetch_related_objects
-
+def table_addon_labels(order_ids: list[int]) -> dict[int, list[str]]:
+    """The add-ons' labels ("Extra RAM: 4 GB", `OrderAddon.label`) of those orders, in `order_list`'s prefetch order,
+    by order id: one query of plain rows (none without ids), each label made once per add-on and quantity."""
+    from .addons import describe
     from .models import OrderAddon
 
-    holding = [order for order in orders if order.has_addons]
-    if holding:
-        prefetch_related_objects(holding, Prefetch("addons", queryset=OrderAddon.objects.select_related("addon").order_by(
-            "addon__sort_order", "addon_id")))
+    if not order_ids:
+        return {}
+    labels: dict[int, list[str]] = {}
+    made: dict[tuple[int, int], str] = {}
+    addons: dict[int, PlanAddon] = {}
+    for order_id, addon_id, quantity, kind, name, name_ru, step in OrderAddon.objects.filter(order_id__in=order_ids).order_by(
+            "addon__sort_order", "addon_id").values_list("order_id", "addon_id", "quantity", "addon__kind", "addon__name",
+                                                         "addon__name_ru", "addon__step"):
+        label = made.get((addon_id, quantity))
+        if label is None:
+            addon = addons.get(addon_id)
+            if addon is None:
+                addon = addons[addon_id] = PlanAddon(pk=addon_id, kind=kind, name=name, name_ru=name_ru, step=step)
+            label = made[addon_id, quantity] = describe(addon, quantity)
+        labels.setdefault(order_id, []).append(label)
+    return labels
 
 
 def status_counts(*, customer: Customer) -> dict[str, int]:
@@ -268,10 +286,15 @@ def page_invoices(*, order: Order) -> list:
 
 
 def days_remaining(order: Order, now=None) -> int | None:
-    if order.expires_at is None or order.status in (Order.Status.CANCELLED, Order.Status.TERMINATED):
+    return days_left(order.expires_at, order.status, timezone.localtime(now or timezone.now()).date())
+
+
+def days_left(expires_at: dt.datetime | None, status: str, today: dt.date, zone=None) -> int | None:
+    """`days_remaining` of an order's expiry and status (a row's), `today` in local time (`zone`: the current
+    time zone, read once by the caller of many)."""
+    if expires_at is None or status in (Order.Status.CANCELLED, Order.Status.TERMINATED):
         return None
-    now = now or timezone.now()
-    return max(0, (timezone.localtime(order.expires_at).date() - timezone.localtime(now).date()).days)
+    return max(0, (timezone.localtime(expires_at, zone).date() - today).days)
 
 
 def order_setup(*, order: Order) -> dict:

@@ -14,22 +14,25 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import ngettext, to_locale
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.content import localized
+from accounts.content import localized_value
 from accounts.roles import Area, acting_customer, customer_view, role_allows
-from billing.money import quantize
+from billing.money import format_money, quantize
 from billing.selectors import tax_for
 from billing.tax import invoice_totals
-from core.jinja import memo_date
+from core.jinja import memo_date_in
+from core.links import link_maker
 
 from . import pricing, provisioning, selectors
 from .forms import AddonChangeForm, AutoRenewForm, BatchRenewForm, CancelForm, ChangePlanForm, OrderForm, RenewForm
 from .models import Order
 from .services import addons as addon_services
 from .services import cancelling, placing, plan_change, renewing
+from .templatetags.order_tags import order_status_badge_of
 
 
 def _can_pay(request: HttpRequest) -> bool:
@@ -62,30 +65,13 @@ def order_list(request: HttpRequest) -> HttpResponse:
         descending=sort.startswith("-") or sort not in selectors.SORTS,
     )
     counts = selectors.status_counts(customer=customer)
-    if params.query.strip().lstrip("#"):
-        paginator = Paginator(selectors.order_table(customer=customer, params=params), settings.ORDERS_PAGE_SIZE)
+    if params.query.strip().lstrip("#"):  # a search: the ORM's rows (and its COUNT)
+        paginator = Paginator(selectors.order_table_values(customer=customer, params=params), settings.ORDERS_PAGE_SIZE)
     else:  # without a search the status counts give the total (no COUNT query), and the rows' query is compiled once
         paginator = Paginator(selectors.order_table_rows(customer=customer, params=params), settings.ORDERS_PAGE_SIZE)
         paginator.count = counts.get(params.status, 0) if params.status in Order.Status.values else sum(counts.values())
     page = paginator.get_page(request.GET.get("page"))
-    orders = list(page.object_list)
-    selectors.table_addons(orders)
-    # (order, days left, renewable, "/ N mo", its add-ons' labels, its expiry date, its plan's name): computed here,
-    # not per row in the template; the "N mo" labels once per period length, the plans' names once per plan.
-    period_labels: dict[int, str] = {}
-    plan_names: dict[int, str] = {}
-    rows = []
-    for order in orders:
-        months = order.period_months
-        period_label = period_labels.get(months)
-        if period_label is None:
-            period_label = period_labels[months] = _period_label(months)
-        plan_name = plan_names.get(order.plan_id)
-        if plan_name is None:
-            plan_name = plan_names[order.plan_id] = localized(order.plan, "name")
-        rows.append((order, selectors.days_remaining(order), order.status in RENEWABLE_STATUSES, period_label,
-                     [addon.label for addon in order.addons.all()] if order.has_addons else (),
-                     memo_date(order.expires_at, "SHORT_DATE_FORMAT") if order.expires_at else None, plan_name))
+    rows = _table_rows(list(page.object_list))
     return render(request, "orders/order_list.html", {
         "page": page, "rows": rows, "params": params, "sort": sort, "can_pay": _can_pay(request),
         "status_filters": [(value, label, counts[value]) for value, label in Order.Status.choices if counts.get(value)],
@@ -93,6 +79,34 @@ def order_list(request: HttpRequest) -> HttpResponse:
 
 
 RENEWABLE_STATUSES = frozenset({Order.Status.ACTIVE, Order.Status.EXPIRED, Order.Status.SUSPENDED})
+
+
+def _table_rows(rows: list[dict]) -> list[dict]:
+    """The orders table's rows (dicts of selectors.TABLE_ROW_FIELDS) with what each prints: days left, renewable,
+    "N mo" label, add-ons' labels, expiry date, plan name, status badge, cost and links. Computed here, not per
+    row in the template; the language, time zone and URL shapes read once a page, the "N mo" labels once per
+    period length."""
+    addon_labels = selectors.table_addon_labels([row["pk"] for row in rows if row["has_addons"]])
+    language, zone = translation.get_language(), timezone.get_current_timezone()
+    today, locale = timezone.localtime(timezone.now(), zone).date(), to_locale(language or "en")
+    detail, renew, change_plan, pay = (link_maker(name) for name in (
+        "orders:order_detail", "orders:order_renew", "orders:order_change_plan", "billing:invoice_detail"))
+    period_labels: dict[int, str] = {}
+    for row in rows:
+        pk, months, expires_at, status = row["pk"], row["period_months"], row["expires_at"], row["status"]
+        period_label = period_labels.get(months)
+        if period_label is None:
+            period_label = period_labels[months] = _period_label(months)
+        row.update(
+            days=selectors.days_left(expires_at, status, today, zone), renewable=status in RENEWABLE_STATUSES,
+            period_label=period_label, addon_labels=addon_labels.get(pk, ()),
+            expires=memo_date_in(expires_at, "SHORT_DATE_FORMAT", language, zone) if expires_at else None,
+            plan_name=localized_value(row.get, "plan__name", language),
+            badge=order_status_badge_of(status, row["provisioning"], row["cancel_at_period_end"], language),
+            cost=format_money(row["period_cost"], row["currency"], locale),
+            detail_url=detail(pk), renew_url=renew(pk), change_plan_url=change_plan(pk),
+            pay_url=pay(row["invoice_id"]) if row["invoice_id"] else None)
+    return rows
 
 
 def _period_label(months: int) -> str:

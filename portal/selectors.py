@@ -18,7 +18,7 @@ from billing.models import Currency, Invoice, LedgerAccount, LedgerEntry
 from billing.rates import is_stale, rate_published_at
 from billing.selectors import balance_of, enabled_currencies, equivalents, invoices_for
 from core.compiled import ROW_COUNT, STAND_IN, CompiledQuery
-from notifications.selectors import inbox_for
+from notifications.selectors import latest_notifications
 from orders.models import Order
 from orders.selectors import days_remaining, orders_for, renewal_forecast
 from tickets.selectors import tickets_for
@@ -97,16 +97,6 @@ _SERVICES_COUNT = CompiledQuery(lambda customer_id: orders_for(Customer(pk=custo
     customer_id=STAND_IN)
 _TICKETS = CompiledQuery(lambda customer_id: tickets_for(customer=Customer(pk=customer_id), status="open")
                          .select_related(None)[:DASHBOARD_LIST_SIZE], customer_id=STAND_IN)  # subject and status: no joins
-_NOTIFICATIONS: dict[str, CompiledQuery] = {}  # per role: the kinds it may see are in the SQL
-
-
-def _notifications(customer: Customer, user: User) -> list:
-    query = _NOTIFICATIONS.get(user.role)
-    if query is None:
-        query = _NOTIFICATIONS[user.role] = CompiledQuery(lambda customer_id, role=user.role: inbox_for(
-            Customer(pk=customer_id), user=User(role=role, customer_id=customer_id)).order_by("-created_at", "-pk")[:DASHBOARD_LIST_SIZE],
-            customer_id=STAND_IN)
-    return query(customer_id=customer.pk)
 
 
 def dashboard_data(*, customer: Customer, user: User, now: dt.datetime | None = None) -> dict:
@@ -132,7 +122,7 @@ def dashboard_data(*, customer: Customer, user: User, now: dt.datetime | None = 
         data["services_count"] = _SERVICES_COUNT(customer_id=customer.pk)[0][0]
     if can[Area.TICKETS]:
         data["tickets"] = _TICKETS(customer_id=customer.pk)
-    data["notifications"] = _notifications(customer, user)
+    data["notifications"] = latest_notifications(customer, user=user, limit=DASHBOARD_LIST_SIZE)
     return data
 
 

@@ -1,4 +1,5 @@
-"""{% load order_tags %} — `{{ order|order_status_badge }}`: an order's status badge; `{{ event|event_label }}`:
+"""{% load order_tags %} — `{{ order|order_status_badge }}`: an order's status badge (`order_status_badge_of`: a
+table row's); `{{ event|event_label }}`:
 an order event's label.
 
 Written in Python rather than included as a template: list rows render it per row, and the include
@@ -21,10 +22,13 @@ _BADGE_CLASSES = {"active": "text-bg-success", "expired": "text-bg-warning", "su
 
 @register.filter
 def order_status_badge(order) -> str:
-    status = order.status
-    setting_up = status == "pending" and order.provisioning != "not_started"
-    return _status_badge(status, setting_up, bool(order.cancel_at_period_end and status == "active"),
-                         translation.get_language())
+    return order_status_badge_of(order.status, order.provisioning, order.cancel_at_period_end, translation.get_language())
+
+
+def order_status_badge_of(status: str, provisioning: str, cancel_at_period_end: bool, language: str | None) -> str:
+    """`order_status_badge` of an order's fields (a table row's) in the active `language`, read once by the caller."""
+    return _status_badge(status, status == "pending" and provisioning != "not_started",
+                         bool(cancel_at_period_end and status == "active"), language)
 
 
 @lru_cache(maxsize=256)

@@ -177,8 +177,48 @@ def test_orders_table_shows_addons_at_the_same_query_count_for_5_and_40_services
         response = client_owner.get(url, {"sort": "-cost"})
     assert len(response.context["rows"]) == 25
     assert len(small.captured_queries) == len(large.captured_queries) <= 13
-    costs = [row[0].period_total for row in response.context["rows"]]
+    costs = [row["period_cost"] for row in response.context["rows"]]
     assert costs == sorted(costs, reverse=True) and costs[0] == Decimal("19.50")  # 10.00 + 2.50 + 7.00
+
+
+def test_orders_table_row_prints_the_same_from_compiled_rows_and_from_a_searchs_orm_rows(client_owner, customer, fund):
+    """The page's rows are dicts, read by a compiled query or (a search) the ORM: both print a row alike, and
+    as the order's model prints it (add-on labels, status badge, plan name, days left, the pay link), in English and Russian."""
+    import re
+
+    from django.utils import translation
+
+    from accounts.content import localized
+    from accounts.models import Customer
+    from orders.selectors import days_remaining
+    from orders.templatetags.order_tags import order_status_badge
+
+    plan = PlanFactory(name_ru="ВПС Малый")
+    addons = standard_addons(plan)
+    pending = active(customer, plan, {addons["ram"]: 2, addons["backups"]: 1}, key="p")  # no balance: its invoice waits
+    fund(customer, "100.00")
+    running = active(customer, plan, {addons["ipv4"]: 2, addons["ram"]: 1}, key="r")
+    Order.objects.filter(pk=running.pk).update(cancel_at_period_end=True)
+    assert Order.objects.get(pk=pending.pk).status == Order.Status.PENDING and not Order.objects.get(pk=pending.pk).paid_at
+    url = reverse("orders:order_list")
+    for language in ("en", "ru"):
+        Customer.objects.filter(pk=customer.pk).update(language=language)
+        for order_id in (pending.pk, running.pk):
+            row = re.compile(rf'<tr data-testid="order-row-{order_id}">.*?</tr>', re.S)
+            with time_machine.travel(FEB14, tick=False):
+                plain = row.search(client_owner.get(url).content.decode()).group()
+                searched = row.search(client_owner.get(url, {"q": f"#{order_id}"}).content.decode()).group()
+            assert plain == searched, language
+            order = Order.objects.select_related("plan").get(pk=order_id)
+            with translation.override(language):
+                labels = [addon.label for addon in order.addons.select_related("addon").order_by("addon__sort_order", "addon_id")]
+                assert f'data-testid="order-addons">+ {", ".join(labels)}</div>' in plain
+                assert f"<td>{localized(order.plan, 'name')}<div" in plain and str(order_status_badge(order)) in plain
+            days = days_remaining(order, FEB14)
+            assert (f">{days}</span>" if days is not None else 'data-testid="order-days">—<') in plain and (days is None) == (order_id == pending.pk)
+            assert (reverse("billing:invoice_detail", args=[order.invoice_id]) in plain) == (order_id == pending.pk)
+        assert ("Cancels at period end" if language == "en" else "") in plain
+    assert "Дополнительная память: 2 ГБ" in plain and "ВПС Малый" in plain
 
 
 def test_russian_customer_sees_the_addons_and_gets_invoice_lines_in_russian(client_owner, customer, fund):

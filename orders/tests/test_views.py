@@ -37,7 +37,7 @@ def client_owner(client, owner):
 
 
 def table_ids(response):
-    return [row[0].pk for row in response.context["rows"]]
+    return [row["pk"] for row in response.context["rows"]]
 
 
 def test_orders_table_search_sort_filter(client_owner, customer, currencies):
@@ -106,11 +106,9 @@ def test_orders_table_compiled_rows_are_the_querysets_rows_for_every_sort_and_st
         for descending in (True, False):
             for status in ("", "active", "suspended", "bogus"):
                 params = selectors.OrderListParams(status=status, sort=sort, descending=descending)
-                expected = list(selectors.order_table(customer=customer, params=params))
+                expected = list(selectors.order_table_values(customer=customer, params=params))
                 for start, stop in ((0, 25), (25, 50), (5, 7)):
-                    found = selectors.order_table_rows(customer=customer, params=params)[start:stop]
-                    assert [(o.pk, o.plan.name, o.has_addons, o.expires_at) for o in found] == [
-                        (o.pk, o.plan.name, o.has_addons, o.expires_at) for o in expected[start:stop]]
+                    assert selectors.order_table_rows(customer=customer, params=params)[start:stop] == expected[start:stop]
     page2 = client_owner.get(reverse("orders:order_list"), {"sort": "-cost", "page": 2})
     assert len(page2.context["rows"]) == 5 and page2.context["page"].number == 2
 

@@ -9,7 +9,7 @@ from django.utils import translation
 
 from billing.models import Invoice, Payment
 from billing.money import format_money
-from core.links import link_for
+from core.links import link_for, link_maker
 from notifications.models import Notification
 from orders.models import Order
 from tickets.models import Ticket
@@ -22,7 +22,7 @@ NAMES = ["billing:invoice_detail", "billing:invoice_pdf", "billing:payment_detai
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("pk", [1, 42, 918273645, 10**12])
 def test_link_is_reverse(name, pk):
-    assert link_for(name, pk) == reverse(name, args=[pk])
+    assert link_for(name, pk) == reverse(name, args=[pk]) == link_maker(name)(pk)
 
 
 @override_settings(FORCE_SCRIPT_NAME="/portal/")
@@ -30,9 +30,10 @@ def test_link_follows_the_script_prefix():
     set_script_prefix("/portal/")
     try:
         assert link_for("billing:invoice_detail", 7) == reverse("billing:invoice_detail", args=[7]) == "/portal/billing/invoices/7/"
+        assert link_maker("billing:invoice_detail")(7) == "/portal/billing/invoices/7/"
     finally:
         set_script_prefix("/")
-    assert link_for("billing:invoice_detail", 7) == "/billing/invoices/7/"
+    assert link_for("billing:invoice_detail", 7) == link_maker("billing:invoice_detail")(7) == "/billing/invoices/7/"
 
 
 @pytest.mark.parametrize("model,field", [(Invoice, "kind"), (Invoice, "status"), (Payment, "status"), (Order, "status"),
