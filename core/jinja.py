@@ -160,23 +160,18 @@ def memo_date(value, fmt: str) -> str:
     return _date(value, fmt, translation.get_language(), timezone.get_current_timezone())
 
 
-def memo_date_in(value, fmt: str, language: str | None, zone) -> str:
-    """`memo_date` with the active language and time zone read once by the caller (a list's rows)."""
-    return _date(value, fmt, language, zone)
-
-
 class _PageDates(dict):
     def __init__(self, fmt: str):
         super().__init__()
         self._key = (fmt, translation.get_language(), timezone.get_current_timezone())
 
     def __missing__(self, value) -> str:
-        return _date(value, *self._key)  # memo_date_in with this page's language and zone
+        return _date(value, *self._key)  # memo_date with this page's language and zone
 
 
 def memo_dates(fmt: str) -> _PageDates:
-    """`{% set when = memo_dates("DATETIME_FORMAT") %}` ... `{{ when[value] }}`: memo_date_in for a Jinja2 body's
-    rows, the language and time zone read once (the memo_date filter reads both on each call, ~4 µs), and a
+    """`{% set when = memo_dates("DATETIME_FORMAT") %}` ... `{{ when[value] }}` (in Python: `when[value]`): memo_date
+    for a page's rows, the language and time zone read once (the memo_date filter reads both on each call, ~4 µs), and a
     subscript, not a call through Jinja2's context (~1 µs): a mapping whose missing keys are formatted."""
     return _PageDates(fmt)
 

@@ -24,7 +24,7 @@ from accounts.roles import Area, acting_customer, customer_view, role_allows
 from billing.money import format_money, quantize
 from billing.selectors import tax_for
 from billing.tax import invoice_totals
-from core.jinja import memo_date_in
+from core.jinja import memo_dates
 from core.links import link_maker
 
 from . import pricing, provisioning, selectors
@@ -89,6 +89,7 @@ def _table_rows(rows: list[dict]) -> list[dict]:
     addon_labels = selectors.table_addon_labels([row["pk"] for row in rows if row["has_addons"]])
     language, zone = translation.get_language(), timezone.get_current_timezone()
     today, locale = timezone.localtime(timezone.now(), zone).date(), to_locale(language or "en")
+    short_dates = memo_dates("SHORT_DATE_FORMAT")
     detail, renew, change_plan, pay = (link_maker(name) for name in (
         "orders:order_detail", "orders:order_renew", "orders:order_change_plan", "billing:invoice_detail"))
     period_labels: dict[int, str] = {}
@@ -100,7 +101,7 @@ def _table_rows(rows: list[dict]) -> list[dict]:
         row.update(
             days=selectors.days_left(expires_at, status, today, zone), renewable=status in RENEWABLE_STATUSES,
             period_label=period_label, addon_labels=addon_labels.get(pk, ()),
-            expires=memo_date_in(expires_at, "SHORT_DATE_FORMAT", language, zone) if expires_at else None,
+            expires=short_dates[expires_at] if expires_at else None,
             plan_name=localized_value(row.get, "plan__name", language),
             badge=order_status_badge_of(status, row["provisioning"], row["cancel_at_period_end"], language),
             cost=format_money(row["period_cost"], row["currency"], locale),
