@@ -146,7 +146,8 @@ class Invoice(ChoiceLabels, models.Model):
     number = models.CharField(_("number"), max_length=20, unique=True)
     year = models.PositiveSmallIntegerField()
     sequence = models.PositiveIntegerField()
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="invoices", verbose_name=_("customer"))
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="invoices", verbose_name=_("customer"),
+                                 db_index=False)  # indexed as the lead of (customer, -issued_at)
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.UNPAID, db_index=True)
     currency = models.CharField(_("currency"), max_length=3)
@@ -344,7 +345,8 @@ class LedgerTransaction(models.Model):
 
 class LedgerEntry(models.Model):
     transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
-    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries")
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries",
+                                db_index=False)  # indexed as the lead of (account, -id)
     amount = models.DecimalField(_("amount"), **AMOUNT)
     currency = models.CharField(_("currency"), max_length=3)
     balance_after = models.DecimalField(_("balance after"), **AMOUNT)
@@ -365,8 +367,12 @@ class BalanceFunding(models.Model):
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
     transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="funding")
-    debit = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="funded_by")
-    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # Both indexed as the lead of an index below: debit of the unique (debit, source) one, whose condition
+    # (debit not null) any `debit_id = x` implies; account of (account, source).
+    debit = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="funded_by",
+                              db_index=False)
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+                                db_index=False)
     source = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="funds")
     source_kind = models.CharField(max_length=16, blank=True)  # the source credit's transaction kind
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="+")

@@ -12,8 +12,8 @@ from .kinds import Kind
 class Notification(ChoiceLabels, models.Model):
     """One message in a customer's inbox; its emails are EmailOutbox rows."""
 
-    customer = models.ForeignKey(
-        Customer, on_delete=models.CASCADE, related_name="notifications", verbose_name=_("customer")
+    customer = models.ForeignKey(  # indexed as the lead of notification_inbox_idx
+        Customer, on_delete=models.CASCADE, related_name="notifications", verbose_name=_("customer"), db_index=False
     )
     kind = models.CharField(_("kind"), max_length=40, choices=Kind.choices)
     subject = models.CharField(_("subject"), max_length=255)

@@ -319,7 +319,9 @@ class Order(ChoiceLabels, models.Model):
         FAILED = "failed", _("Setup failed")
         DONE = "done", _("Done")
 
-    customer = models.ForeignKey("accounts.Customer", on_delete=models.PROTECT, related_name="orders", verbose_name=_("customer"))
+    # Indexed as the lead of (customer, -created_at) and (customer, expires_at, id).
+    customer = models.ForeignKey("accounts.Customer", on_delete=models.PROTECT, related_name="orders", verbose_name=_("customer"),
+                                 db_index=False)
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="orders", verbose_name=_("plan"))
     period_months = models.PositiveSmallIntegerField(_("billing period"), choices=PERIOD_CHOICES)
     # Recurring price of one period, fixed when ordered (or when the plan changes); catalogue price
@@ -329,7 +331,7 @@ class Order(ChoiceLabels, models.Model):
     # The add-ons' part of a period's price (sum of `OrderAddon.amount`, same currency), kept by the
     # add-on services: renewals charge `price + addons_price` and list pages read it without a join.
     addons_price = models.DecimalField(_("add-ons per period"), max_digits=14, decimal_places=2, default=Decimal("0"))
-    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)  # indexed: (status, expires_at)
     # Why a suspended order is suspended: paying lifts a non-payment suspension, only staff lift theirs.
     suspension_reason = models.CharField(_("suspension reason"), max_length=16, choices=SuspensionReason.choices,
                                          default=SuspensionReason.NONE, blank=True)
@@ -399,7 +401,7 @@ class OrderEvent(models.Model):
         SYSTEM = "system", _("System")
         PAYMENT = "payment", _("Payment")
 
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events", db_index=False)  # indexed: (order, -created_at)
     created_at = models.DateTimeField(auto_now_add=True)
     action = models.CharField(max_length=32)
     from_status = models.CharField(max_length=16, blank=True)
@@ -430,7 +432,7 @@ class OrderRenewal(models.Model):
         PENDING = "pending", _("Awaiting payment")
         PAID = "paid", _("Paid")
 
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="renewals")
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="renewals", db_index=False)  # indexed: unique (order, period)
     period = models.PositiveIntegerField()
     periods = models.PositiveSmallIntegerField(default=1)
     amount = models.DecimalField(max_digits=14, decimal_places=2)
