@@ -405,7 +405,7 @@ _DUE_COLUMNS = ("id", "expires_at", "current_period", "currency", "price", "addo
 _DUE_ORDERS = CompiledQuery(
     lambda customer_id, horizon: renewal_batch.due_for_auto_renewal(
         horizon - dt.timedelta(hours=settings.ORDERS_RENEW_HOURS_BEFORE_EXPIRY)).filter(customer_id=customer_id)
-    .values_list(*_DUE_FIELDS),
+    .order_by().values_list(*_DUE_FIELDS),  # unordered: the statement numbers them in the job's order itself
     customer_id=STAND_IN, horizon=STAND_IN_TIME)
 _FORECAST_SQL: dict[str, str] = {}
 _KEY_ROW, _SHOWN_ROW, _MONTHS_ROW = 0, 1, 2
