@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import Count, DecimalField, F, Q, Sum
+from django.db.models import Count, DecimalField, F, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncMonth
 from django.utils import timezone
 
@@ -82,21 +82,25 @@ def spending_by_month(*, customer: Customer, now: dt.datetime | None = None, mon
 # --- the dashboard ---------------------------------------------------------------------------------
 
 # The cards' reads have a fixed shape: each is built and compiled by the ORM once per process (core.compiled;
-# ~0.3-0.6 ms of CPU each per request otherwise). The number of live services in a query of its own: a
-# window count in the list's query made PostgreSQL join and sort every live service (6.7 ms against 0.8 for the two).
+# ~0.3-0.6 ms of CPU each per request otherwise).
 _UNPAID_INVOICES = CompiledQuery(lambda customer_id: invoices_for(Customer(pk=customer_id)).filter(
     status__in=Invoice.OPEN_STATUSES).only("number", "status", "currency", "total", "amount_paid", "issued_at")
     .order_by("issued_at", "pk")[:DASHBOARD_LIST_SIZE], customer_id=STAND_IN)  # what the card prints
 _UNPAID_SUMMARY = CompiledQuery(lambda customer_id: invoices_for(Customer(pk=customer_id)).filter(
     status__in=Invoice.OPEN_STATUSES).values_list("currency").annotate(count=Count("pk"), due=Sum(F("total") - F("amount_paid")))
     .order_by("currency").values_list("currency", "count", "due"), customer_id=STAND_IN)
-_SERVICES = CompiledQuery(lambda customer_id: orders_for(Customer(pk=customer_id)).filter(
-    status__in=LIVE_SERVICE_STATUSES).select_related("plan").only(  # what the card prints
-        "status", "provisioning", "cancel_at_period_end", "ip", "expires_at", "plan__name", "plan__name_ru")
+
+
+def _live_services(customer_id: int):
+    return orders_for(Customer(pk=customer_id)).filter(status__in=LIVE_SERVICE_STATUSES)
+
+
+# The soonest-expiring live services, each row carrying how many there are: an uncorrelated subquery PostgreSQL
+# counts once (one round trip for both; a window count made it join and sort every live service, 6.7 ms).
+_SERVICES = CompiledQuery(lambda customer_id: _live_services(customer_id).select_related("plan").only(  # what the card prints
+    "status", "provisioning", "cancel_at_period_end", "ip", "expires_at", "plan__name", "plan__name_ru")
+    .annotate(live_count=Subquery(_live_services(customer_id).order_by().annotate(n=ROW_COUNT).values("n")))
     .order_by(F("expires_at").asc(nulls_last=True), "pk")[:DASHBOARD_LIST_SIZE], customer_id=STAND_IN)
-_SERVICES_COUNT = CompiledQuery(lambda customer_id: orders_for(Customer(pk=customer_id)).filter(
-    status__in=LIVE_SERVICE_STATUSES).order_by().annotate(n=ROW_COUNT).values_list("n"),
-    customer_id=STAND_IN)
 _TICKETS = CompiledQuery(lambda customer_id: tickets_for(customer=Customer(pk=customer_id), status="open")
                          .select_related(None)[:DASHBOARD_LIST_SIZE], customer_id=STAND_IN)  # subject and status: no joins
 
@@ -121,7 +125,7 @@ def dashboard_data(*, customer: Customer, user: User, now: dt.datetime | None = 
         for order in services:
             order.days_left = days_remaining(order, now)
         data["services"] = services
-        data["services_count"] = _SERVICES_COUNT(customer_id=customer.pk)[0][0]
+        data["services_count"] = services[0].live_count if services else 0
     if can[Area.TICKETS]:
         data["tickets"] = _TICKETS(customer_id=customer.pk)
     data["notifications"] = latest_notifications(customer, user=user, limit=DASHBOARD_LIST_SIZE)
