@@ -5,51 +5,76 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+    # DROP INDEX CONCURRENTLY (outside a transaction): a plain DROP INDEX takes the table's exclusive lock,
+    # which waits behind any running query on it and blocks every read and write queued meanwhile.
+    atomic = False
 
     dependencies = [
         ('accounts', '0008_translated_content'),
         ('billing', '0014_open_invoices_index'),
     ]
 
+    # The indexes each one covers are named in the models. The varchar_pattern_ops twins PostgreSQL's backend adds
+    # to an indexed or unique CharField serve only LIKE/startswith, which nothing runs on these columns (admin
+    # search is icontains, which no btree serves); equality and uniqueness stay with the plain index or the unique
+    # constraint. The model state changes by the AlterFields (db_index=False); the indexes go by raw SQL.
     operations = [
-        migrations.AlterField(
-            model_name='balancefunding',
-            name='account',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='billing.ledgeraccount'),
-        ),
-        migrations.AlterField(
-            model_name='balancefunding',
-            name='debit',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='funded_by', to='billing.ledgerentry'),
-        ),
-        migrations.AlterField(
-            model_name='invoice',
-            name='customer',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='invoices', to='accounts.customer', verbose_name='customer'),
-        ),
-        migrations.AlterField(
-            model_name='ledgerentry',
-            name='account',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='entries', to='billing.ledgeraccount'),
-        ),
-        # The varchar_pattern_ops twins PostgreSQL's backend adds to an indexed or unique CharField serve only
-        # LIKE/startswith, which nothing runs on these columns (admin search is icontains, which no btree serves);
-        # equality and uniqueness stay with the plain index or the unique constraint. Not in the model state,
-        # so raw SQL (a later AlterField of the column drops them with IF EXISTS too).
-        migrations.RunSQL(
-            "DROP INDEX IF EXISTS billing_invoice_number_b2bb8a8d_like",
-            reverse_sql="CREATE INDEX IF NOT EXISTS billing_invoice_number_b2bb8a8d_like ON billing_invoice (number varchar_pattern_ops)",
-        ),
-        migrations.RunSQL(
-            "DROP INDEX IF EXISTS billing_invoice_status_1ba1484f_like",
-            reverse_sql="CREATE INDEX IF NOT EXISTS billing_invoice_status_1ba1484f_like ON billing_invoice (status varchar_pattern_ops)",
-        ),
-        migrations.RunSQL(
-            "DROP INDEX IF EXISTS billing_invoice_idempotency_key_1d86c79a_like",
-            reverse_sql="CREATE INDEX IF NOT EXISTS billing_invoice_idempotency_key_1d86c79a_like ON billing_invoice (idempotency_key varchar_pattern_ops)",
-        ),
-        migrations.RunSQL(
-            "DROP INDEX IF EXISTS billing_ledgertransaction_idempotency_key_c013d20a_like",
-            reverse_sql="CREATE INDEX IF NOT EXISTS billing_ledgertransaction_idempotency_key_c013d20a_like ON billing_ledgertransaction (idempotency_key varchar_pattern_ops)",
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AlterField(
+                    model_name='balancefunding',
+                    name='account',
+                    field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='billing.ledgeraccount'),
+                ),
+                migrations.AlterField(
+                    model_name='balancefunding',
+                    name='debit',
+                    field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='funded_by', to='billing.ledgerentry'),
+                ),
+                migrations.AlterField(
+                    model_name='invoice',
+                    name='customer',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='invoices', to='accounts.customer', verbose_name='customer'),
+                ),
+                migrations.AlterField(
+                    model_name='ledgerentry',
+                    name='account',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='entries', to='billing.ledgeraccount'),
+                ),
+            ],
+            database_operations=[
+                migrations.RunSQL(
+                    "DROP INDEX CONCURRENTLY IF EXISTS billing_invoice_customer_id_12e1ebba",
+                    reverse_sql="CREATE INDEX CONCURRENTLY IF NOT EXISTS billing_invoice_customer_id_12e1ebba ON billing_invoice (customer_id)",
+                ),
+                migrations.RunSQL(
+                    "DROP INDEX CONCURRENTLY IF EXISTS billing_ledgerentry_account_id_ac8d6a24",
+                    reverse_sql="CREATE INDEX CONCURRENTLY IF NOT EXISTS billing_ledgerentry_account_id_ac8d6a24 ON billing_ledgerentry (account_id)",
+                ),
+                migrations.RunSQL(
+                    "DROP INDEX CONCURRENTLY IF EXISTS billing_balancefunding_account_id_ddadcfbd",
+                    reverse_sql="CREATE INDEX CONCURRENTLY IF NOT EXISTS billing_balancefunding_account_id_ddadcfbd ON billing_balancefunding (account_id)",
+                ),
+                migrations.RunSQL(
+                    "DROP INDEX CONCURRENTLY IF EXISTS billing_balancefunding_debit_id_9cdafe45",
+                    reverse_sql="CREATE INDEX CONCURRENTLY IF NOT EXISTS billing_balancefunding_debit_id_9cdafe45 ON billing_balancefunding (debit_id)",
+                ),
+                migrations.RunSQL(
+                    "DROP INDEX CONCURRENTLY IF EXISTS billing_invoice_number_b2bb8a8d_like",
+                    reverse_sql="CREATE INDEX CONCURRENTLY IF NOT EXISTS billing_invoice_number_b2bb8a8d_like ON billing_invoice (number varchar_pattern_ops)",
+                ),
+                migrations.RunSQL(
+                    "DROP INDEX CONCURRENTLY IF EXISTS billing_invoice_status_1ba1484f_like",
+                    reverse_sql="CREATE INDEX CONCURRENTLY IF NOT EXISTS billing_invoice_status_1ba1484f_like ON billing_invoice (status varchar_pattern_ops)",
+                ),
+                migrations.RunSQL(
+                    "DROP INDEX CONCURRENTLY IF EXISTS billing_invoice_idempotency_key_1d86c79a_like",
+                    reverse_sql="CREATE INDEX CONCURRENTLY IF NOT EXISTS billing_invoice_idempotency_key_1d86c79a_like ON billing_invoice (idempotency_key varchar_pattern_ops)",
+                ),
+                migrations.RunSQL(
+                    "DROP INDEX CONCURRENTLY IF EXISTS billing_ledgertransaction_idempotency_key_c013d20a_like",
+                    reverse_sql="CREATE INDEX CONCURRENTLY IF NOT EXISTS billing_ledgertransaction_idempotency_key_c013d20a_like ON billing_ledgertransaction (idempotency_key varchar_pattern_ops)",
+                ),
+            ],
         ),
     ]

@@ -5,16 +5,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+    # DROP INDEX CONCURRENTLY (outside a transaction): a plain DROP INDEX takes the table's exclusive lock,
+    # which waits behind any running query on it and blocks every read and write queued meanwhile.
+    atomic = False
 
     dependencies = [
         ('accounts', '0008_translated_content'),
         ('notifications', '0008_notice_batch_attempts'),
     ]
 
+    # notification_inbox_idx (customer, -created_at, -id) leads with the customer: the FK's own index is redundant.
     operations = [
-        migrations.AlterField(
-            model_name='notification',
-            name='customer',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='notifications', to='accounts.customer', verbose_name='customer'),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AlterField(
+                    model_name='notification',
+                    name='customer',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='notifications', to='accounts.customer', verbose_name='customer'),
+                ),
+            ],
+            database_operations=[
+                migrations.RunSQL(
+                    "DROP INDEX CONCURRENTLY IF EXISTS notifications_notification_customer_id_5d1aafe4",
+                    reverse_sql="CREATE INDEX CONCURRENTLY IF NOT EXISTS notifications_notification_customer_id_5d1aafe4 ON notifications_notification (customer_id)",
+                ),
+            ],
         ),
     ]

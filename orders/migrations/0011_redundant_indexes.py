@@ -5,39 +5,68 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+    # DROP INDEX CONCURRENTLY (outside a transaction): a plain DROP INDEX takes the table's exclusive lock,
+    # which waits behind any running query on it and blocks every read and write queued meanwhile.
+    atomic = False
 
     dependencies = [
         ('accounts', '0008_translated_content'),
         ('orders', '0010_order_customer_expiry_index'),
     ]
 
+    # The indexes each one covers are named in the models. The varchar_pattern_ops twins PostgreSQL's backend adds
+    # to an indexed or unique CharField serve only LIKE/startswith, which nothing runs on these columns (admin
+    # search is icontains, which no btree serves); equality and uniqueness stay with the plain index or the unique
+    # constraint. The model state changes by the AlterFields (db_index=False); the indexes go by raw SQL.
     operations = [
-        migrations.AlterField(
-            model_name='order',
-            name='customer',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='orders', to='accounts.customer', verbose_name='customer'),
-        ),
-        migrations.AlterField(
-            model_name='order',
-            name='status',
-            field=models.CharField(choices=[('pending', 'Pending'), ('active', 'Active'), ('expired', 'Expired'), ('suspended', 'Suspended'), ('terminated', 'Terminated'), ('cancelled', 'Cancelled')], default='pending', max_length=16, verbose_name='status'),
-        ),
-        migrations.AlterField(
-            model_name='orderevent',
-            name='order',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='orders.order'),
-        ),
-        migrations.AlterField(
-            model_name='orderrenewal',
-            name='order',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='renewals', to='orders.order'),
-        ),
-        # The varchar_pattern_ops twins PostgreSQL's backend adds to an indexed or unique CharField serve only
-        # LIKE/startswith, which nothing runs on this column (admin search is icontains, which no btree serves);
-        # equality and uniqueness stay with the plain index or the unique constraint. Not in the model state,
-        # so raw SQL (a later AlterField of the column drops them with IF EXISTS too).
-        migrations.RunSQL(
-            "DROP INDEX IF EXISTS orders_order_idempotency_key_992d7a80_like",
-            reverse_sql="CREATE INDEX IF NOT EXISTS orders_order_idempotency_key_992d7a80_like ON orders_order (idempotency_key varchar_pattern_ops)",
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AlterField(
+                    model_name='order',
+                    name='customer',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='orders', to='accounts.customer', verbose_name='customer'),
+                ),
+                migrations.AlterField(
+                    model_name='order',
+                    name='status',
+                    field=models.CharField(choices=[('pending', 'Pending'), ('active', 'Active'), ('expired', 'Expired'), ('suspended', 'Suspended'), ('terminated', 'Terminated'), ('cancelled', 'Cancelled')], default='pending', max_length=16, verbose_name='status'),
+                ),
+                migrations.AlterField(
+                    model_name='orderevent',
+                    name='order',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='orders.order'),
+                ),
+                migrations.AlterField(
+                    model_name='orderrenewal',
+                    name='order',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='renewals', to='orders.order'),
+                ),
+            ],
+            database_operations=[
+                migrations.RunSQL(
+                    "DROP INDEX CONCURRENTLY IF EXISTS orders_order_customer_id_0b76f6a4",
+                    reverse_sql="CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_order_customer_id_0b76f6a4 ON orders_order (customer_id)",
+                ),
+                migrations.RunSQL(
+                    "DROP INDEX CONCURRENTLY IF EXISTS orders_order_status_445594e5",
+                    reverse_sql="CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_order_status_445594e5 ON orders_order (status)",
+                ),
+                migrations.RunSQL(
+                    "DROP INDEX CONCURRENTLY IF EXISTS orders_order_status_445594e5_like",
+                    reverse_sql="CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_order_status_445594e5_like ON orders_order (status varchar_pattern_ops)",
+                ),
+                migrations.RunSQL(
+                    "DROP INDEX CONCURRENTLY IF EXISTS orders_orderevent_order_id_b26297f3",
+                    reverse_sql="CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_orderevent_order_id_b26297f3 ON orders_orderevent (order_id)",
+                ),
+                migrations.RunSQL(
+                    "DROP INDEX CONCURRENTLY IF EXISTS orders_orderrenewal_order_id_2dbfdc65",
+                    reverse_sql="CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_orderrenewal_order_id_2dbfdc65 ON orders_orderrenewal (order_id)",
+                ),
+                migrations.RunSQL(
+                    "DROP INDEX CONCURRENTLY IF EXISTS orders_order_idempotency_key_992d7a80_like",
+                    reverse_sql="CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_order_idempotency_key_992d7a80_like ON orders_order (idempotency_key varchar_pattern_ops)",
+                ),
+            ],
         ),
     ]
