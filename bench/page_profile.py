@@ -42,6 +42,8 @@ def main() -> int:
     parser.add_argument("--topbar-cache-ab", action="store_true", help="each page with the top-bar cache off and on")
     parser.add_argument("--split", action="store_true",
                         help="also print each page's CPU in Jinja2 renders (per template) and in SQL (ORM compile, execute, rows)")
+    parser.add_argument("--plan-times", action="store_true",
+                        help="also print PostgreSQL's planning and execution time of the page's reads (EXPLAIN ANALYZE, best of 5)")
     parser.add_argument("--sql-times", action="store_true",
                         help="also print each statement's median wall time (the round trip PostgreSQL's work is in)")
     args = parser.parse_args()
@@ -80,7 +82,7 @@ def main() -> int:
                 raise RuntimeError(f"{path} answered {response.status_code}")
         with CaptureQueriesContext(connection) as queries:
             client.get(path, **meta)
-        statements = len(queries)  # now: the next request's start clears the connection's log
+        statements, captured = len(queries), list(queries.captured_queries)  # now: the next request's start clears the log
         walls, cpus = [], []
         profiler = cProfile.Profile() if args.profile else None
         for _ in range(args.n):
@@ -102,6 +104,8 @@ def main() -> int:
                 print(f"    {seconds / args.n * 1000:6.2f} ms  {part}")
         if args.sql_times:
             _print_sql_times(client, path, meta, args.n, connection)
+        if args.plan_times:
+            _print_plan_times(captured, connection)
         if profiler:
             out = io.StringIO()
             stats = pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("PROFILE_SORT", "tottime"))
@@ -133,6 +137,27 @@ def _print_sql_times(client, path: str, meta: dict, n: int, connection) -> None:
             client.get(path, **meta)
     for index in sorted(times):
         print(f"    {statistics.median(times[index]) * 1000:6.2f} ms  {texts[index]}")
+
+
+def _print_plan_times(captured: list[dict], connection) -> None:
+    """PostgreSQL's own time for the page's reads: planning and execution summed over its SELECTs, each the best
+    of 5 EXPLAIN ANALYZE runs (the server's CPU a page costs besides the round trips)."""
+    import re
+
+    planning = execution = 0.0
+    with connection.cursor() as cursor:
+        for query in captured:
+            sql = query["sql"]
+            if not sql.lstrip().upper().startswith(("SELECT", "WITH", "(")):
+                continue
+            plans, runs = [], []
+            for _ in range(5):
+                cursor.execute("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) " + sql)
+                text = "\n".join(row[0] for row in cursor.fetchall())
+                plans.append(float(re.search(r"Planning Time: ([\d.]+)", text).group(1)))
+                runs.append(float(re.search(r"Execution Time: ([\d.]+)", text).group(1)))
+            planning, execution = planning + min(plans), execution + min(runs)
+    print(f"    PostgreSQL: planning {planning:.2f} ms, execution {execution:.2f} ms")
 
 
 def _split_counters():
