@@ -273,7 +273,7 @@ def test_catalogue_and_order_pages_show_the_russian_names_staff_wrote(client_own
     plan = PlanFactory(name="VPS Small", name_ru="VPS Малый")
     ProductType.objects.filter(pk=plan.product_type_id).update(name="Virtual servers", name_ru="Виртуальные серверы",
                                                                description="Fast.", description_ru="Быстрые.")
-    untranslated = PlanFactory(name="VPS Untranslated", product_type=plan.product_type)
+    PlanFactory(name="VPS Untranslated", product_type=plan.product_type)  # no Russian name
     order = placing.order_place(customer=customer, actor=None, plan=plan, period_months=1, options={}, idempotency_key="ru").order
 
     english = client_owner.get(reverse("orders:catalogue")).content.decode()
