@@ -14,12 +14,17 @@ _MARK = 918273645  # an id no URL contains by accident
 _shapes: dict[tuple[str, str], tuple[str, str] | None] = {}
 
 
-def link_for(name: str, pk) -> str:
+def _shape(name: str) -> tuple[str, str] | None:
+    """The URL around the id for this script prefix (None: the id is not a plain part of it, reverse each)."""
     key = (get_script_prefix(), name)
-    shape = _shapes.get(key)
     if key not in _shapes:
         pieces = reverse(name, args=[_MARK]).split(str(_MARK))
-        shape = _shapes[key] = (pieces[0], pieces[1]) if len(pieces) == 2 else None
+        _shapes[key] = (pieces[0], pieces[1]) if len(pieces) == 2 else None
+    return _shapes[key]
+
+
+def link_for(name: str, pk) -> str:
+    shape = _shape(name)
     if shape is None:
         return reverse(name, args=[pk])
     return f"{shape[0]}{int(pk)}{shape[1]}"
@@ -27,10 +32,7 @@ def link_for(name: str, pk) -> str:
 
 def link_maker(name: str):
     """`link_for(name, ·)` for a page's many ids: the script prefix and the URL's shape read once."""
-    key = (get_script_prefix(), name)
-    if key not in _shapes:
-        link_for(name, _MARK)  # finds the shape
-    shape = _shapes[key]
+    shape = _shape(name)
     if shape is None:
         return lambda pk: reverse(name, args=[pk])
     start, end = shape
