@@ -73,7 +73,8 @@ _ROWS = {status: CompiledQuery(lambda customer_id, status=status: tickets_for(
     customer=Customer(pk=customer_id), status=status).values_list(*TICKET_ROW_FIELDS), customer_id=STAND_IN)
     for status in STATUS_FILTERS}
 _COUNTS = {status: CompiledQuery(lambda customer_id, status=status: tickets_for(
-    customer=Customer(pk=customer_id), status=status).order_by().annotate(n=ROW_COUNT).values_list("n"), customer_id=STAND_IN) for status in STATUS_FILTERS}
+    customer=Customer(pk=customer_id), status=status).order_by().annotate(n=ROW_COUNT).values_list("n"),
+    customer_id=STAND_IN) for status in STATUS_FILTERS}
 
 
 def ticket_count(*, customer: Customer, status: str) -> int:

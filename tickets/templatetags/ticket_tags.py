@@ -72,8 +72,6 @@ def department_name(name: str) -> str:
     return pgettext("department", name)
 
 
-
-
 _unbound_forms: dict[tuple, SafeString] = {}
 
 
