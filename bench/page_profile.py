@@ -118,6 +118,8 @@ def main() -> int:
 
 def _print_sql_times(client, path: str, meta: dict, n: int, connection) -> None:
     """Each statement of the page (in order) with its median wall time over `n` requests."""
+    from core.compiled import prepared_sql
+
     times: dict[int, list[float]] = {}
     texts: dict[int, str] = {}
 
@@ -131,7 +133,7 @@ def _print_sql_times(client, path: str, meta: dict, n: int, connection) -> None:
                 return execute(sql, params, many, context)
             finally:
                 times.setdefault(index, []).append(time.perf_counter() - start)
-                texts.setdefault(index, " ".join(sql.split())[:110])
+                texts.setdefault(index, " ".join(prepared_sql(sql).split())[:110])
 
         with connection.execute_wrapper(timed):
             client.get(path, **meta)
@@ -144,11 +146,13 @@ def _print_plan_times(captured: list[dict], connection) -> None:
     of 5 EXPLAIN ANALYZE runs (the server's CPU a page costs besides the round trips)."""
     import re
 
+    from core.compiled import prepared_sql
+
     planning = execution = 0.0
     with connection.cursor() as cursor:
         for query in captured:
-            sql = query["sql"]
-            if not sql.lstrip().upper().startswith(("SELECT", "WITH", "(")):
+            sql = query["sql"]  # EXPLAIN EXECUTE: a prepared statement's plan as it runs (cached, or planned now)
+            if not prepared_sql(sql).lstrip().upper().startswith(("SELECT", "WITH", "(")):
                 continue
             plans, runs = [], []
             for _ in range(5):

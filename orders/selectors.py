@@ -21,7 +21,7 @@ from billing.rates import RateError, RateTable
 from billing.selectors import balance_of, enabled_currencies, tax_for
 from billing.tax import NO_TAX, TaxDecision, TaxNotConfigured, invoice_totals
 from core.calendar import provider_today
-from core.compiled import STAND_IN, STAND_IN_2, STAND_IN_TIME, CompiledQuery, CompiledRows
+from core.compiled import STAND_IN, STAND_IN_2, STAND_IN_TIME, CompiledQuery, CompiledRows, execute_prepared
 
 from . import pricing
 from .services import renewal_batch
@@ -485,7 +485,7 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     month_starts = _provider_month_starts(now, end)
     due_sql, due_params = _DUE_ORDERS.statement(customer_id=customer.pk, horizon=end + lead)
     with connection.cursor() as cursor:
-        cursor.execute(_forecast_sql(due_sql), [
+        execute_prepared(cursor, _forecast_sql(due_sql), [
             *due_params, OrderRenewal.Status.PENDING.value, list(Invoice.OPEN_STATUSES), customer.pk, lead, now, shown,
             month_starts])
         *found, (*_, months) = cursor.fetchall()

@@ -16,6 +16,7 @@ from accounts.services.deletion import deletion_request_approve, deletion_reques
 from accounts.services.policies import policies_accept, policy_publish, policy_version_create
 from accounts.services.profile import user_set_avatar
 from accounts.tests.factories import StaffUserFactory, UserFactory
+from core.compiled import prepared_sql
 
 pytestmark = pytest.mark.django_db
 
@@ -123,7 +124,7 @@ def test_privacy_page_shows_each_current_version_accepted_or_to_review_in_one_po
     assert f"Accepted {date_format(localtime(accepted_at), 'DATETIME_FORMAT')}" in privacy_row
     assert "Review and accept" not in privacy_row
     assert "Review and accept" in terms_row and "Accepted" not in terms_row and "version 2 of" in terms_row
-    page_queries = [q["sql"] for q in captured.captured_queries if '"accounts_policy' in q["sql"]]
+    page_queries = [q["sql"] for q in captured.captured_queries if '"accounts_policy' in prepared_sql(q["sql"])]
     assert len(page_queries) == 2  # the banner's pending versions, the page's versions with acceptances (was 3)
 
 

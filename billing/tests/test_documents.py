@@ -19,6 +19,7 @@ from billing.services.contracts import contract_accept, contract_version_publish
 from billing.services.errors import BillingError
 from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
 from billing.services.payers import payer_profile_get_or_create
+from core.compiled import prepared_sql
 
 from .factories import CompanyPayerFactory
 
@@ -230,8 +231,12 @@ def test_documents_page_reads_each_type_only_down_to_the_page_s_end(currencies, 
     with CaptureQueriesContext(connection) as ctx:
         rows[0:5]
         rows[10:15]
-    assert [query["sql"].count("LIMIT 5)") for query in ctx] == [4, 0] and ctx[1]["sql"].count("LIMIT 15)") == 4
-    assert ctx[0]["sql"].endswith("LIMIT 5 OFFSET 0")
+    # One prepared statement: each type's part reads down to the page's end (its LIMIT), then the page
+    assert [prepared_sql(query["sql"]).count("LIMIT %s)") for query in ctx] == [4, 4]
+    assert prepared_sql(ctx[0]["sql"]).endswith("LIMIT %s OFFSET %s")
+    depth_5, depth_15 = (query["sql"] for query in ctx)  # EXECUTE cq<n>(... customer id, depth, ..., limit, offset)
+    assert depth_5.count(f"{customer.pk}, 5,") == 4 and depth_15.count(f"{customer.pk}, 15,") == 4
+    assert depth_5.endswith(", 5, 0)") and depth_15.endswith(", 5, 10)")
 
 
 @pytest.mark.django_db

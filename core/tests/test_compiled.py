@@ -1,15 +1,17 @@
 """core.compiled: a queryset compiled once reads what the ORM reads, for every call's values."""
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, Q
 from django.test.utils import CaptureQueriesContext
 
 from core.compiled import (
-    STAND_IN, STAND_IN_2, STAND_IN_LIMIT, STAND_IN_TEXT, STAND_IN_TIME, CompiledQuery, CompiledRows,
+    STAND_IN, STAND_IN_2, STAND_IN_LIMIT, STAND_IN_TEXT, STAND_IN_TIME, CompiledQuery, CompiledRows, execute_prepared,
+    prepared_sql,
 )
 
 pytestmark = pytest.mark.django_db
@@ -100,7 +102,8 @@ def test_a_limit_stand_in_bounds_each_part_of_a_union_by_the_call_s_value():
     with CaptureQueriesContext(connection) as queries:
         assert [rows[start:start + 3] for start in range(0, 12, 3)] == [
             [(name,) for name in names[start:start + 3]] for start in range(0, 12, 3)]
-    assert "LIMIT 6)" in queries[1]["sql"] and queries[1]["sql"].endswith("LIMIT 3 OFFSET 3")
+    assert "LIMIT %s)" in prepared_sql(queries[1]["sql"]) and prepared_sql(queries[1]["sql"]).endswith("LIMIT %s OFFSET %s")
+    assert queries[1]["sql"].endswith("('a%', 6, 'b%', 6, 3, 3)")  # depth 6: the slice [3:6]
     with pytest.raises(TypeError):
         rows[3:]
 
@@ -136,3 +139,79 @@ def test_a_query_without_values_is_compiled_once_too():
     assert [group.name for group in query()] == ["n1", "n2"] and not query()[0]._state.adding
     with pytest.raises(TypeError):
         query(name="n")
+
+
+def _prepared_statements() -> dict[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name, statement FROM pg_prepared_statements")
+        return dict(cursor.fetchall())
+
+
+def _groups(name: str, since: dt.datetime):
+    return (Group.objects.filter(name__startswith=name, user__date_joined__gte=since, user__is_active=True)
+            .values_list("name", flat=False).distinct().order_by("name"))
+
+
+def test_a_compiled_query_is_prepared_once_per_connection_and_every_page_shares_its_statement(django_user_model):
+    """PostgreSQL plans it once per connection; a page's LIMIT and OFFSET are values, not new statements."""
+    query = CompiledQuery(lambda name: Group.objects.filter(name__startswith=name).order_by("name").values_list("name"),
+                          name=STAND_IN_TEXT)
+    Group.objects.bulk_create([Group(name=f"p{n}") for n in range(7)])
+    rows = CompiledRows(query, name="p")
+    with CaptureQueriesContext(connection) as queries:
+        pages = [rows[start:start + 3] for start in range(0, 9, 3)] + [query(name="p1"), rows[6:None]]
+    assert pages == [[("p0",), ("p1",), ("p2",)], [("p3",), ("p4",), ("p5",)], [("p6",)], [("p1",)], [("p6",)]]
+    names = [q["sql"].split("(")[0].removeprefix("EXECUTE ") for q in queries]
+    assert names[0] == names[1] == names[2] and len(set(names)) == 3  # pages; the whole query; from an offset
+    prepared = _prepared_statements()
+    assert set(names) <= set(prepared) and prepared[names[0]].endswith("LIMIT $2 OFFSET $3")
+    assert prepared_sql(queries[0]["sql"]).endswith("LIMIT %s OFFSET %s") and queries[0]["sql"].endswith("('p%', 3, 0)")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prepared_statements_outlive_a_rollback_and_are_prepared_again_on_a_new_connection(django_user_model):
+    since = dt.datetime(2026, 2, 28, 23, 30, tzinfo=dt.UTC)
+    query = CompiledQuery(_groups, name=STAND_IN_TEXT, since=STAND_IN_TIME)
+    group = Group.objects.create(name="team")
+    user = django_user_model.objects.create(username="u", date_joined=since)
+    user.groups.add(group)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert query(name="te", since=since) == [("team",)]  # prepared inside a transaction ...
+        raise RuntimeError
+    assert query(name="te", since=since) == [("team",)]  # ... which rolled back: the statement stays
+    assert query(name="te", since=since + dt.timedelta(seconds=1)) == []  # the datetime compares as a timestamptz
+    connection.close()
+    assert query(name="te", since=since) == [("team",)]  # a new connection prepares it again
+
+
+def test_a_failing_prepare_inside_a_transaction_leaves_it_usable():
+    with transaction.atomic():
+        Group.objects.create(name="kept")
+        with pytest.raises(DatabaseError), connection.cursor() as cursor:
+            execute_prepared(cursor, "SELECT %s + %s", [None, None])  # PostgreSQL cannot tell the types
+        assert Group.objects.filter(name="kept").exists()
+    assert not [sql for sql in _prepared_statements().values() if "$1 + $2" in sql]
+
+
+def test_declared_types_and_inferred_ones_give_the_orm_s_answers():
+    """Datetimes, dates, decimals, booleans and intervals are declared; integers, texts and lists inferred."""
+    sql = ("SELECT %s::text, %s + %s, %s::date + 1, %s AND TRUE, %s * 2, %s || '!', "
+           "%s = ANY(ARRAY[1, 2]), 3 = ANY(%s), now() - %s < interval '100 years', %s * 3")
+    moment = dt.datetime(2028, 2, 29, 23, 59, 59, 999999, tzinfo=dt.UTC)
+    params = [moment, moment, dt.timedelta(days=1), dt.date(2026, 12, 31), True, Decimal("0.005"), "text", 2, [1, 3], moment,
+              2**40]
+    with connection.cursor() as cursor:
+        execute_prepared(cursor, sql, params)
+        prepared = cursor.fetchone()
+        cursor.execute(sql, params)
+        assert prepared == cursor.fetchone()
+        assert prepared[1] == dt.datetime(2028, 3, 1, 23, 59, 59, 999999, tzinfo=dt.UTC) and prepared[4] == Decimal("0.010")
+
+
+def test_without_prepared_statements_the_sql_runs_as_it_is(settings):
+    settings.DB_PREPARED_STATEMENTS = False
+    query = CompiledQuery(lambda name: Group.objects.filter(name=name).values_list("name"), name=STAND_IN_TEXT)
+    Group.objects.create(name="plain")
+    with CaptureQueriesContext(connection) as queries:
+        assert query(name="plain") == [("plain",)]
+    assert queries[0]["sql"].startswith("SELECT")
