@@ -82,6 +82,7 @@ class CompiledQuery:
                 found.update(name for text, name in texts.items() if text in param)
         if found != set(self._stand_ins):
             raise ValueError(f"stand-ins not in the compiled query's parameters: {set(self._stand_ins) - found}")
+        sql, params, slots = _inline_constants(connection, sql, params, slots)
         klass_info, select = compiler.klass_info, compiler.select
         converters = compiler.get_converters([column[0] for column in select[0:compiler.col_count]])
         if queryset._iterable_class not in (ModelIterable, ValuesListIterable, ValuesIterable):
@@ -183,6 +184,27 @@ class CompiledQuery:
                 setattr(obj, name, row[position])
             objects.append(obj)
         return objects
+
+
+def _inline_constants(connection, sql: str, params: list, slots: list) -> tuple[str, list, list]:
+    """The SQL with each parameter no stand-in fills (a status, a kind, a flag) written in as its literal,
+    and the parameters and slots left. A prepared statement's generic plan then sees the constants as
+    the ORM's SQL shows them: `status IN ('open', 'overdue')` matches a partial index's condition, which
+    a `status IN ($2, $3)` cannot prove."""
+    pairs = iter(zip(params, slots))
+    kept_params, kept_slots = [], []
+
+    def written(match) -> str:
+        if match.group() == "%%":
+            return "%%"
+        param, slot = next(pairs)
+        if slot is not None:
+            kept_params.append(param)
+            kept_slots.append(slot)
+            return "%s"
+        return connection.ops.compose_sql("%s", [param]).replace("%", "%%")
+
+    return _PLACEHOLDER.sub(written, sql), kept_params, kept_slots
 
 
 # Parameter types PostgreSQL is told when it prepares a statement (an integer column compares with a

@@ -21,7 +21,7 @@ from billing.rates import RateError, RateTable
 from billing.selectors import balance_of, enabled_currencies, tax_for
 from billing.tax import NO_TAX, TaxDecision, TaxNotConfigured, invoice_totals
 from core.calendar import provider_today
-from core.compiled import STAND_IN, STAND_IN_2, STAND_IN_TIME, CompiledQuery, CompiledRows, execute_prepared
+from core.compiled import STAND_IN, STAND_IN_2, STAND_IN_TIME, CompiledQuery, CompiledRows
 
 from . import pricing
 from .services import renewal_batch
@@ -485,7 +485,9 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     month_starts = _provider_month_starts(now, end)
     due_sql, due_params = _DUE_ORDERS.statement(customer_id=customer.pk, horizon=end + lead)
     with connection.cursor() as cursor:
-        execute_prepared(cursor, _forecast_sql(due_sql), [
+        # Planned on each call, not prepared: a generic plan expects one due order and loops per order
+        # (2.5 ms for the heavy customer's 450, against 0.8 ms planning + 1.4 ms).
+        cursor.execute(_forecast_sql(due_sql), [
             *due_params, OrderRenewal.Status.PENDING.value, list(Invoice.OPEN_STATUSES), customer.pk, lead, now, shown,
             month_starts])
         *found, (*_, months) = cursor.fetchall()
