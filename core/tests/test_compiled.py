@@ -103,7 +103,7 @@ def test_a_limit_stand_in_bounds_each_part_of_a_union_by_the_call_s_value():
         assert [rows[start:start + 3] for start in range(0, 12, 3)] == [
             [(name,) for name in names[start:start + 3]] for start in range(0, 12, 3)]
     assert "LIMIT %s)" in prepared_sql(queries[1]["sql"]) and prepared_sql(queries[1]["sql"]).endswith("LIMIT %s OFFSET %s")
-    assert queries[1]["sql"].endswith("('a%', 6, 'b%', 6, 3, 3)")  # depth 6: the slice [3:6]
+    assert queries[1]["sql"].endswith("(6, 6, 3, 3)")  # depth 6: the slice [3:6] (the patterns are constants)
     with pytest.raises(TypeError):
         rows[3:]
 
@@ -215,3 +215,18 @@ def test_without_prepared_statements_the_sql_runs_as_it_is(settings):
     with CaptureQueriesContext(connection) as queries:
         assert query(name="plain") == [("plain",)]
     assert queries[0]["sql"].startswith("SELECT")
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+def test_constants_are_written_into_the_sql_and_only_stand_ins_stay_parameters(settings, prepared):
+    """A generic plan sees `name IN ('a', 'b')` as the ORM wrote it (a partial index's condition can match);
+    a constant with a % (a LIKE pattern) reads the same rows prepared or not."""
+    settings.DB_PREPARED_STATEMENTS = prepared
+    query = CompiledQuery(lambda since: Group.objects.filter(Q(name__in=["50% off", "b"]) | Q(name__startswith="50%"),
+                                                             pk__gte=since).order_by("name").values_list("name"),
+                          since=STAND_IN)
+    Group.objects.bulk_create([Group(name=name) for name in ("50% off", "50%", "500", "b", "c")])
+    sql, params = query.statement(since=0)
+    assert params == [0] and "IN ('50%% off', 'b')" in sql and "LIKE '50\\%%%%'" in sql  # psycopg2 makes %% of %
+    assert query(since=0) == [("50%",), ("50% off",), ("b",)] == list(
+        Group.objects.filter(Q(name__in=["50% off", "b"]) | Q(name__startswith="50%")).order_by("name").values_list("name"))
