@@ -44,6 +44,9 @@ def main() -> int:
                         help="also print each page's CPU in Jinja2 renders (per template) and in SQL (ORM compile, execute, rows)")
     parser.add_argument("--plan-times", action="store_true",
                         help="also print PostgreSQL's planning and execution time of the page's reads (EXPLAIN ANALYZE, best of 5)")
+    parser.add_argument("--plan-modes", action="store_true",
+                        help="also print each prepared statement's planning + execution time with its generic plan "
+                             "and with a custom plan (EXPLAIN ANALYZE EXECUTE, best of 5 each)")
     parser.add_argument("--sql-times", action="store_true",
                         help="also print each statement's median wall time (the round trip PostgreSQL's work is in)")
     args = parser.parse_args()
@@ -106,6 +109,8 @@ def main() -> int:
             _print_sql_times(client, path, meta, args.n, connection)
         if args.plan_times:
             _print_plan_times(captured, connection)
+        if args.plan_modes:
+            _print_plan_modes(captured, connection)
         if profiler:
             out = io.StringIO()
             stats = pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("PROFILE_SORT", "tottime"))
@@ -162,6 +167,31 @@ def _print_plan_times(captured: list[dict], connection) -> None:
                 runs.append(float(re.search(r"Execution Time: ([\d.]+)", text).group(1)))
             planning, execution = planning + min(plans), execution + min(runs)
     print(f"    PostgreSQL: planning {planning:.2f} ms, execution {execution:.2f} ms")
+
+
+def _print_plan_modes(captured: list[dict], connection) -> None:
+    """Each prepared statement of the page (DB_PREPARED_STATEMENTS) with PostgreSQL's planning + execution
+    time under its generic plan (what the connection runs once it caches one) and under a plan for the
+    call's values, each the best of 5: where a generic plan is worse for the heavy customer."""
+    import re
+
+    from core.compiled import prepared_sql
+
+    def best(cursor, sql: str, mode: str) -> float:
+        cursor.execute(f"SET plan_cache_mode = {mode}")
+        times = []
+        for _ in range(5):
+            cursor.execute("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) " + sql)
+            text = "\n".join(row[0] for row in cursor.fetchall())
+            times.append(sum(float(value) for value in re.findall(r"(?:Planning|Execution) Time: ([\d.]+)", text)))
+        cursor.execute("RESET plan_cache_mode")
+        return min(times)
+
+    with connection.cursor() as cursor:
+        for query in captured:
+            if query["sql"].startswith("EXECUTE "):
+                generic, custom = best(cursor, query["sql"], "force_generic_plan"), best(cursor, query["sql"], "force_custom_plan")
+                print(f"    generic {generic:5.2f} ms  custom {custom:5.2f} ms  {' '.join(prepared_sql(query['sql']).split())[:90]}")
 
 
 def _split_counters():
