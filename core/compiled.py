@@ -28,9 +28,9 @@ once per connection instead of on every request (planning was 1.1 of the dashboa
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from collections.abc import Callable
-
 from decimal import Decimal
 
 from django.conf import settings
@@ -231,7 +231,7 @@ def execute_prepared(cursor, sql: str, params: list) -> None:
         prepared = wrapper._prepared_statements = (raw, set())
     name = _STATEMENT_NAMES.get(sql)
     if name is None:
-        name = _STATEMENT_NAMES[sql] = f"cq{len(_STATEMENT_NAMES)}"
+        name = _STATEMENT_NAMES.setdefault(sql, f"cq{next(_STATEMENT_NUMBERS)}")  # threads: one name per SQL
         _STATEMENT_SQL[name] = sql
     if name not in prepared[1]:
         with wrapper.wrap_database_errors:  # Django's exceptions, as for any statement
@@ -241,6 +241,7 @@ def execute_prepared(cursor, sql: str, params: list) -> None:
 
 
 # One name per SQL in this process (each connection prepares the names it runs).
+_STATEMENT_NUMBERS = itertools.count()
 _STATEMENT_NAMES: dict[str, str] = {}
 _STATEMENT_SQL: dict[str, str] = {}
 
