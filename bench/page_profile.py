@@ -146,26 +146,31 @@ def _print_sql_times(client, path: str, meta: dict, n: int, connection) -> None:
         print(f"    {statistics.median(times[index]) * 1000:6.2f} ms  {texts[index]}")
 
 
+def _explain_runs(cursor, sql: str, runs: int = 5) -> list[tuple[float, float]]:
+    """(planning ms, execution ms) of `runs` EXPLAIN ANALYZE runs of `sql` (an EXECUTE: the prepared
+    statement's plan as it runs, cached or planned now)."""
+    import re
+
+    times = []
+    for _ in range(runs):
+        cursor.execute("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) " + sql)
+        text = "\n".join(row[0] for row in cursor.fetchall())
+        times.append((float(re.search(r"Planning Time: ([\d.]+)", text).group(1)),
+                      float(re.search(r"Execution Time: ([\d.]+)", text).group(1))))
+    return times
+
+
 def _print_plan_times(captured: list[dict], connection) -> None:
     """PostgreSQL's own time for the page's reads: planning and execution summed over its SELECTs, each the best
     of 5 EXPLAIN ANALYZE runs (the server's CPU a page costs besides the round trips)."""
-    import re
-
     from core.compiled import prepared_sql
 
     planning = execution = 0.0
     with connection.cursor() as cursor:
         for query in captured:
-            sql = query["sql"]  # EXPLAIN EXECUTE: a prepared statement's plan as it runs (cached, or planned now)
-            if not prepared_sql(sql).lstrip().upper().startswith(("SELECT", "WITH", "(")):
-                continue
-            plans, runs = [], []
-            for _ in range(5):
-                cursor.execute("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) " + sql)
-                text = "\n".join(row[0] for row in cursor.fetchall())
-                plans.append(float(re.search(r"Planning Time: ([\d.]+)", text).group(1)))
-                runs.append(float(re.search(r"Execution Time: ([\d.]+)", text).group(1)))
-            planning, execution = planning + min(plans), execution + min(runs)
+            if prepared_sql(query["sql"]).lstrip().upper().startswith(("SELECT", "WITH", "(")):
+                plans, runs = zip(*_explain_runs(cursor, query["sql"]))
+                planning, execution = planning + min(plans), execution + min(runs)
     print(f"    PostgreSQL: planning {planning:.2f} ms, execution {execution:.2f} ms")
 
 
@@ -173,19 +178,13 @@ def _print_plan_modes(captured: list[dict], connection) -> None:
     """Each prepared statement of the page (DB_PREPARED_STATEMENTS) with PostgreSQL's planning + execution
     time under its generic plan (what the connection runs once it caches one) and under a plan for the
     call's values, each the best of 5: where a generic plan is worse for the heavy customer."""
-    import re
-
     from core.compiled import prepared_sql
 
     def best(cursor, sql: str, mode: str) -> float:
         cursor.execute(f"SET plan_cache_mode = {mode}")
-        times = []
-        for _ in range(5):
-            cursor.execute("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) " + sql)
-            text = "\n".join(row[0] for row in cursor.fetchall())
-            times.append(sum(float(value) for value in re.findall(r"(?:Planning|Execution) Time: ([\d.]+)", text)))
+        times = _explain_runs(cursor, sql)
         cursor.execute("RESET plan_cache_mode")
-        return min(times)
+        return min(planning + execution for planning, execution in times)
 
     with connection.cursor() as cursor:
         for query in captured:
