@@ -118,6 +118,11 @@ def main() -> int:
             if os.environ.get("PROFILE_CALLERS"):  # who calls the functions matching this pattern
                 stats.print_callers(os.environ["PROFILE_CALLERS"])
             print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()), flush=True)
+    with connection.cursor() as cursor:  # what the prepared statements' plans hold in this connection's backend
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        statements = cursor.fetchone()[0]
+        cursor.execute("SELECT coalesce(sum(total_bytes), 0) FROM pg_backend_memory_contexts WHERE name LIKE 'CachedPlan%'")
+        print(f"PostgreSQL backend: {statements} prepared statements, cached plans {cursor.fetchone()[0] / 2**20:.1f} MB")
     return 0
 
 

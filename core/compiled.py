@@ -34,7 +34,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.models import Func, IntegerField, QuerySet
 from django.db.models.query import ModelIterable, ValuesIterable, ValuesListIterable, get_related_populators
 
@@ -220,24 +220,51 @@ def execute_prepared(cursor, sql: str, params: list) -> None:
     """Run `sql` (psycopg2's %s placeholders) with `params` as a prepared statement of the cursor's
     connection: the first call on a connection sends PREPARE (not counted as a query: once per connection,
     as a SET), every call EXECUTE with the values. Django's query log and tests see `EXECUTE cq<n>(...)`;
-    `prepared_sql` gives its SQL. Without DB_PREPARED_STATEMENTS it runs `sql` as it is."""
+    `prepared_sql` gives its SQL. Without DB_PREPARED_STATEMENTS it runs `sql` as it is.
+
+    A statement the server no longer has, or whose result type a migration changed ("cached plan must not
+    change result type", until the connection is recycled), is prepared again: at once outside a
+    transaction, else on the connection's next call (the transaction is aborted)."""
     if not settings.DB_PREPARED_STATEMENTS or any(type(value) is int and not _BIGINT_MIN <= value <= _BIGINT_MAX for value in params):
         cursor.execute(sql, params)  # an integer beyond bigint (a hostile id) is a numeric literal: it finds nothing
         return
     wrapper = cursor.db
-    raw = wrapper.connection
-    prepared = wrapper.__dict__.get("_prepared_statements")
-    if prepared is None or prepared[0] is not raw:  # a new connection: its statements died with the old one
-        prepared = wrapper._prepared_statements = (raw, set())
     name = _STATEMENT_NAMES.get(sql)
     if name is None:
         name = _STATEMENT_NAMES.setdefault(sql, f"cq{next(_STATEMENT_NUMBERS)}")  # threads: one name per SQL
         _STATEMENT_SQL[name] = sql
-    if name not in prepared[1]:
-        with wrapper.wrap_database_errors:  # Django's exceptions, as for any statement
-            _prepare(raw, name, sql, params)
-        prepared[1].add(name)
-    cursor.execute(f"EXECUTE {name}({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {name}", params)
+    execute = f"EXECUTE {name}({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {name}"
+    for attempt in (1, 2):
+        prepared = _prepared_on(wrapper)
+        if name not in prepared:
+            with wrapper.wrap_database_errors:  # Django's exceptions, as for any statement
+                _prepare(wrapper.connection, name, sql, params)
+            prepared.add(name)
+        try:
+            cursor.execute(execute, params)
+            return
+        except DatabaseError as error:
+            if not _stale(error):
+                raise
+            prepared.discard(name)  # PREPARE replaces it (DEALLOCATE first) on the next attempt or call
+            if attempt == 2 or wrapper.in_atomic_block:
+                raise
+
+
+def _prepared_on(wrapper) -> set[str]:
+    """The names prepared on the wrapper's current psycopg2 connection (a new connection has none)."""
+    raw = wrapper.connection
+    prepared = wrapper.__dict__.get("_prepared_statements")
+    if prepared is None or prepared[0] is not raw:  # its statements died with the old connection
+        prepared = wrapper._prepared_statements = (raw, set())
+    return prepared[1]
+
+
+def _stale(error: DatabaseError) -> bool:
+    """The EXECUTE failed for the prepared statement itself: gone, or its result type changed."""
+    cause = error.__cause__
+    code = getattr(cause, "pgcode", None)
+    return code == "26000" or (code == "0A000" and "must not change result type" in str(cause))
 
 
 # One name per SQL in this process (each connection prepares the names it runs).
@@ -253,8 +280,10 @@ def prepared_sql(statement: str) -> str:
 
 
 def _prepare(raw, name: str, sql: str, params: list) -> None:
-    """PREPARE `sql` as `name` on the psycopg2 connection `raw`. PREPARE is not transactional (a rollback
-    keeps the statement); inside a transaction a savepoint keeps its failure from aborting it."""
+    """PREPARE `sql` as `name` on the psycopg2 connection `raw`, replacing a statement of that name the
+    bookkeeping lost track of (an exception between PREPARE and recording it) or gave up (stale). PREPARE
+    is not transactional (a rollback keeps the statement); inside a transaction a savepoint keeps its
+    failure from aborting it."""
     numbered = iter(range(1, len(params) + 1))
     body = _PLACEHOLDER.sub(lambda match: "%" if match.group() == "%%" else f"${next(numbered)}", sql)
     types = f"({', '.join(_PREPARED_TYPES.get(type(value), 'unknown') for value in params)})" if params else ""
@@ -263,6 +292,9 @@ def _prepare(raw, name: str, sql: str, params: list) -> None:
         if guarded:
             cursor.execute("SAVEPOINT prepare_compiled")
         try:
+            cursor.execute("SELECT EXISTS (SELECT FROM pg_prepared_statements WHERE name = %s)", [name])
+            if cursor.fetchone()[0]:
+                cursor.execute(f"DEALLOCATE {name}")
             cursor.execute(f"PREPARE {name}{types} AS {body}")
         except Exception:
             if guarded:

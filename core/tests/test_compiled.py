@@ -194,7 +194,7 @@ def test_a_failing_prepare_inside_a_transaction_leaves_it_usable():
 
 
 def test_declared_types_and_inferred_ones_give_the_orm_s_answers():
-    """Datetimes, dates, decimals, booleans and intervals are declared; integers, texts and lists inferred."""
+    """Datetimes, dates, decimals, booleans, intervals and integers (bigint) are declared; texts and lists inferred."""
     sql = ("SELECT %s::text, %s + %s, %s::date + 1, %s AND TRUE, %s * 2, %s || '!', "
            "%s = ANY(ARRAY[1, 2]), 3 = ANY(%s), now() - %s < interval '100 years', %s * 3")
     moment = dt.datetime(2028, 2, 29, 23, 59, 59, 999999, tzinfo=dt.UTC)
@@ -230,3 +230,54 @@ def test_constants_are_written_into_the_sql_and_only_stand_ins_stay_parameters(s
     assert params == [0] and "IN ('50%% off', 'b')" in sql and "LIKE '50\\%%%%'" in sql  # psycopg2 makes %% of %
     assert query(since=0) == [("50%",), ("50% off",), ("b",)] == list(
         Group.objects.filter(Q(name__in=["50% off", "b"]) | Q(name__startswith="50%")).order_by("name").values_list("name"))
+
+
+def _group_names():
+    return CompiledQuery(lambda name: Group.objects.filter(name__startswith=name).order_by("name").values_list("name"),
+                         name=STAND_IN_TEXT)
+
+
+def _alter_group_name(cursor, length: int) -> None:
+    cursor.execute(f'ALTER TABLE "auth_group" ALTER COLUMN "name" TYPE varchar({length})')
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_whose_result_type_a_migration_changed_is_prepared_again():
+    """"cached plan must not change result type" until the connection is recycled, otherwise: outside a
+    transaction the call prepares it again at once; inside one the transaction fails and the next call works."""
+    query = _group_names()
+    Group.objects.create(name="kept")
+    assert query(name="k") == [("kept",)]
+    try:
+        with connection.cursor() as cursor:
+            _alter_group_name(cursor, 200)
+        assert query(name="k") == [("kept",)]
+        with pytest.raises(DatabaseError), transaction.atomic():
+            with connection.cursor() as cursor:
+                _alter_group_name(cursor, 150)
+            query(name="k")
+        assert query(name="k") == [("kept",)]  # the rollback undid the ALTER: varchar(200) again, prepared again
+    finally:
+        with connection.cursor() as cursor:
+            _alter_group_name(cursor, 150)
+    assert query(name="k") == [("kept",)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_the_server_lost_is_prepared_again():
+    query = _group_names()
+    Group.objects.create(name="kept")
+    assert query(name="k") == [("kept",)]
+    with connection.connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # behind the bookkeeping's back
+    assert query(name="k") == [("kept",)]
+
+
+def test_a_statement_the_bookkeeping_lost_is_replaced():
+    """An exception between PREPARE and recording it (a Celery soft time limit) must not leave every later
+    call failing with "prepared statement already exists"."""
+    query = _group_names()
+    Group.objects.create(name="kept")
+    assert query(name="k") == [("kept",)]
+    connection._prepared_statements[1].clear()
+    assert query(name="k") == [("kept",)]  # PREPARE again would say "already exists": it is replaced

@@ -145,8 +145,8 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Behind PgBouncer in transaction mode a server-side cursor cannot outlive its transaction.
 DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env_bool("DB_DISABLE_SERVER_SIDE_CURSORS")
 # Pages' compiled queries as prepared statements (core.compiled): planned once per connection. SQL-level
-# PREPARE does not survive PgBouncer's transaction mode: turn it off there.
-DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
+# PREPARE does not survive PgBouncer's transaction mode: off there (by default where server-side cursors are).
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", not DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"])
 # Services own their transactions; ATOMIC_REQUESTS would delay on_commit hooks and defeat durable=True.
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -49,3 +49,23 @@ def test_atomic_requests_off_and_health_checks_on(settings):
     assert settings.DATABASES["default"]["ATOMIC_REQUESTS"] is False
     assert settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] is True
     assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+
+
+@pytest.mark.parametrize(("environment", "prepared"), [
+    ({}, "True"),
+    ({"DB_DISABLE_SERVER_SIDE_CURSORS": "1"}, "False"),  # PgBouncer in transaction mode: PREPARE would not last
+    ({"DB_DISABLE_SERVER_SIDE_CURSORS": "1", "DB_PREPARED_STATEMENTS": "1"}, "True"),
+    ({"DB_PREPARED_STATEMENTS": "0"}, "False"),
+])
+def test_prepared_statements_are_off_by_default_behind_pgbouncer(environment, prepared):
+    """deploy/portal.env.example runs through PgBouncer: it sets DB_DISABLE_SERVER_SIDE_CURSORS, which turns
+    the compiled reads' PREPARE off unless asked for."""
+    result = subprocess.run([sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
+                             "print(settings.DB_PREPARED_STATEMENTS)"], cwd=ROOT, capture_output=True, text=True,
+                            env={**{k: v for k, v in os.environ.items()
+                                    if k not in {"DB_DISABLE_SERVER_SIDE_CURSORS", "DB_PREPARED_STATEMENTS"}},
+                                 "DJANGO_SETTINGS_MODULE": "portal.settings.production",
+                                 "SECRET_KEY": "k" * 60, "ALLOWED_HOSTS": "portal.example.com", **environment})
+    assert result.stdout.strip() == prepared, result.stderr
+    example = (ROOT / "deploy" / "portal.env.example").read_text()
+    assert "DB_DISABLE_SERVER_SIDE_CURSORS=1" in example and "DB_PREPARED_STATEMENTS=0" in example
