@@ -218,8 +218,8 @@ _BIGINT_MIN, _BIGINT_MAX = -2**63, 2**63 - 1
 
 def execute_prepared(cursor, sql: str, params: list) -> None:
     """Run `sql` (psycopg2's %s placeholders) with `params` as a prepared statement of the cursor's
-    connection: the first call on a connection sends PREPARE (not counted as a query: once per connection,
-    as a SET), every call EXECUTE with the values. Django's query log and tests see `EXECUTE cq<n>(...)`;
+    connection: the first call on a connection sends PREPARE (after a look at pg_prepared_statements; neither
+    is counted as a query: once per connection, as a SET), every call EXECUTE with the values. Django's query log and tests see `EXECUTE cq<n>(...)`;
     `prepared_sql` gives its SQL. Without DB_PREPARED_STATEMENTS it runs `sql` as it is.
 
     A statement the server no longer has, or whose result type a migration changed ("cached plan must not
