@@ -149,13 +149,12 @@ def _prepared_statements() -> dict[str, str]:
 
 def _groups(name: str, since: dt.datetime):
     return (Group.objects.filter(name__startswith=name, user__date_joined__gte=since, user__is_active=True)
-            .values_list("name", flat=False).distinct().order_by("name"))
+            .values_list("name").distinct().order_by("name"))
 
 
 def test_a_compiled_query_is_prepared_once_per_connection_and_every_page_shares_its_statement(django_user_model):
     """PostgreSQL plans it once per connection; a page's LIMIT and OFFSET are values, not new statements."""
-    query = CompiledQuery(lambda name: Group.objects.filter(name__startswith=name).order_by("name").values_list("name"),
-                          name=STAND_IN_TEXT)
+    query = _group_names()
     Group.objects.bulk_create([Group(name=f"p{n}") for n in range(7)])
     rows = CompiledRows(query, name="p")
     with CaptureQueriesContext(connection) as queries:
