@@ -25,6 +25,17 @@ def check_deploy(**environment):
                           cwd=ROOT, env=env, capture_output=True, text=True)
 
 
+def production_setting(name: str, *, unset: set[str], **environment) -> str:
+    """A setting as production settings print it in a fresh process, without the `unset` variables."""
+    result = subprocess.run([sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
+                             f"print(settings.{name})"], cwd=ROOT, capture_output=True, text=True,
+                            env={**{k: v for k, v in os.environ.items() if k not in unset},
+                                 "DJANGO_SETTINGS_MODULE": "portal.settings.production",
+                                 "SECRET_KEY": "k" * 60, "ALLOWED_HOSTS": "portal.example.com", **environment})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 def test_check_deploy_with_production_settings_is_clean():
     result = check_deploy()
     assert result.returncode == 0, result.stdout + result.stderr
@@ -37,12 +48,7 @@ def test_production_has_the_sandbox_off_and_check_deploy_fails_when_it_is_on():
     assert "portal.E001" in with_default_secret.stderr and "portal.E002" in with_default_secret.stderr
     with_own_secret = check_deploy(PAYMENT_SANDBOX_ENABLED="1", SANDBOX_WEBHOOK_SECRET="x" * 40)
     assert "portal.E001" in with_own_secret.stderr and "portal.E002" not in with_own_secret.stderr
-    result = subprocess.run([sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
-                             "print(settings.PAYMENT_SANDBOX_ENABLED)"], cwd=ROOT, capture_output=True, text=True,
-                            env={**{k: v for k, v in os.environ.items() if k != "PAYMENT_SANDBOX_ENABLED"},
-                                 "DJANGO_SETTINGS_MODULE": "portal.settings.production",
-                                 "SECRET_KEY": "k" * 60, "ALLOWED_HOSTS": "portal.example.com"})
-    assert result.stdout.strip() == "False", result.stderr
+    assert production_setting("PAYMENT_SANDBOX_ENABLED", unset={"PAYMENT_SANDBOX_ENABLED"}) == "False"
 
 
 def test_atomic_requests_off_and_health_checks_on(settings):
@@ -60,12 +66,7 @@ def test_atomic_requests_off_and_health_checks_on(settings):
 def test_prepared_statements_are_off_by_default_behind_pgbouncer(environment, prepared):
     """deploy/portal.env.example runs through PgBouncer: it sets DB_DISABLE_SERVER_SIDE_CURSORS, which turns
     the compiled reads' PREPARE off unless asked for."""
-    result = subprocess.run([sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
-                             "print(settings.DB_PREPARED_STATEMENTS)"], cwd=ROOT, capture_output=True, text=True,
-                            env={**{k: v for k, v in os.environ.items()
-                                    if k not in {"DB_DISABLE_SERVER_SIDE_CURSORS", "DB_PREPARED_STATEMENTS"}},
-                                 "DJANGO_SETTINGS_MODULE": "portal.settings.production",
-                                 "SECRET_KEY": "k" * 60, "ALLOWED_HOSTS": "portal.example.com", **environment})
-    assert result.stdout.strip() == prepared, result.stderr
+    assert production_setting("DB_PREPARED_STATEMENTS", unset={"DB_DISABLE_SERVER_SIDE_CURSORS", "DB_PREPARED_STATEMENTS"},
+                              **environment) == prepared
     example = (ROOT / "deploy" / "portal.env.example").read_text()
     assert "DB_DISABLE_SERVER_SIDE_CURSORS=1" in example and "DB_PREPARED_STATEMENTS=0" in example
