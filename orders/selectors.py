@@ -400,13 +400,11 @@ class RenewalForecast:
 # order, then the first `shown` orders; Python prices each key once.
 _DUE_FIELDS = ("id", "expires_at", "current_period", "currency", "price", "addons_price", "period_months",
                "scheduled_plan_id", "plan_id")
-# The job's query for one customer, one shape per account default (`due_for_auto_renewal(customer=...)`).
-_DUE_ORDERS = {by_default: CompiledQuery(
-    lambda customer_id, horizon, by_default=by_default: renewal_batch.due_for_auto_renewal(
-        horizon - dt.timedelta(hours=settings.ORDERS_RENEW_HOURS_BEFORE_EXPIRY),
-        customer=Customer(pk=customer_id, auto_renew_default=by_default))
+_DUE_ORDERS = CompiledQuery(
+    lambda customer_id, horizon: renewal_batch.due_for_auto_renewal(
+        horizon - dt.timedelta(hours=settings.ORDERS_RENEW_HOURS_BEFORE_EXPIRY), customer_id=customer_id)
     .order_by().values_list(*_DUE_FIELDS),  # unordered: the statement numbers them in the job's order itself
-    customer_id=STAND_IN, horizon=STAND_IN_TIME) for by_default in (True, False)}
+    customer_id=STAND_IN, horizon=STAND_IN_TIME)
 _FORECAST_SQL: dict[str, str] = {}
 _KEY_ROW, _SHOWN_ROW = 0, 1
 
@@ -489,7 +487,7 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     lead = dt.timedelta(hours=settings.ORDERS_RENEW_HOURS_BEFORE_EXPIRY)
     end = now + dt.timedelta(days=days)
     month_starts = _provider_month_starts(now, end)
-    due_sql, due_params = _DUE_ORDERS[customer.auto_renew_default].statement(customer_id=customer.pk, horizon=end + lead)
+    due_sql, due_params = _DUE_ORDERS.statement(customer_id=customer.pk, horizon=end + lead)
     with connection.cursor() as cursor:
         execute_prepared(cursor, _forecast_sql(due_sql), [*due_params, customer.pk, lead, now, month_starts, shown])
         found = cursor.fetchall()
