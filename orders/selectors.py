@@ -491,16 +491,16 @@ def renewal_forecast(*, customer: Customer, now: dt.datetime | None = None, days
     with connection.cursor() as cursor:
         execute_prepared(cursor, _forecast_sql(due_sql), [*due_params, customer.pk, lead, now, month_starts, shown])
         found = cursor.fetchall()
-    key_rows = [row for row in found if row[0] == _KEY_ROW]
-    count = sum(len(row[-1]) for row in key_rows)
+    key_rows = [row[5:] for row in found if row[0] == _KEY_ROW]  # (*price key, month, positions)
+    count = sum(len(positions) for *_key, _month, positions in key_rows)
     keys = [0] * count  # each due order's price key (an index into `representatives`), in the job's order
     months = [0] * count  # and its provider month (0: the current one)
-    key_indexes: dict[tuple, int] = {}
-    for row in key_rows:
-        index = key_indexes.setdefault(row[5:14], len(key_indexes))
-        for position in row[-1]:
+    key_indexes: dict[tuple, int] = {}  # a price key spans several months: one index for all its rows
+    for *key, month, positions in key_rows:
+        index = key_indexes.setdefault(tuple(key), len(key_indexes))
+        for position in positions:
             keys[position - 1] = index
-            months[position - 1] = row[-2]
+            months[position - 1] = month
     tax = None
     if keys:
         try:

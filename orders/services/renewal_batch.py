@@ -66,7 +66,7 @@ def due_for_auto_renewal(now: datetime, *, customer_id: int | None = None):
     if customer_id is None:
         return due.filter(Q(auto_renew=True) | Q(auto_renew__isnull=True, customer__auto_renew_default=True))
     by_default = Exists(Customer.objects.filter(pk=customer_id, auto_renew_default=True))
-    return due.filter(Q(auto_renew=True) | Q(Q(auto_renew__isnull=True), by_default), customer_id=customer_id)
+    return due.filter(Q(auto_renew=True) | (Q(auto_renew__isnull=True) & by_default), customer_id=customer_id)
 
 
 def request_auto_payment(*, customer: Customer) -> bool:
