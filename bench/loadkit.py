@@ -106,6 +106,26 @@ def machine() -> dict:
     return {"nproc": os.cpu_count(), "cpu": cpu}
 
 
+CPU_ROLES = ("gunicorn", "postgres", "redis", "wrk")  # by the process's command line; the rest is "other"
+
+
+def cpu_seconds_by_role() -> dict[str, float]:
+    """CPU time (user + system) every running process has used so far, summed per `CPU_ROLES` role. The
+    difference of two calls is what each role spent in between (a process that exited meanwhile is lost,
+    so it is meant for a steady run)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals = dict.fromkeys((*CPU_ROLES, "other"), 0.0)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it exited
+            continue
+        role = next((role for role in CPU_ROLES if role in command), "other")
+        totals[role] += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return totals
+
+
 # --- seeding -----------------------------------------------------------------------------------
 
 def seed_base() -> None:
@@ -163,7 +183,6 @@ def customers_seed_history(customers: list, *, services: int, invoices: int, led
     charges = ledger_entries - topups
     advance_count = min(invoices // 5, topups)
     service_paid = max(0, min(invoices - advance_count - max(invoices // 25, 0), charges // 2))
-    unpaid_count = invoices - advance_count - service_paid
     with transaction.atomic():
         counter, _ = DocumentCounter.objects.get_or_create(series="INV", year=year)
         counter = DocumentCounter.objects.select_for_update().get(pk=counter.pk)

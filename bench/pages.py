@@ -11,7 +11,9 @@ in as the heavy customer through the login form, and runs wrk (8 connections) ag
 page, the minimal authenticated view (/accounts/whoami) and the bare layout (/bench/layout: base.html
 around an empty page, served only by the bench's URLconf, bench/urls.py). Prints requests/s,
 p50/p95/p99, the SQL query count and the throughput against the minimal view of each page, then the
-targets: p95 <= 50 ms, and each page's throughput >= 50% of the minimal view's.
+targets: p95 <= 50 ms, and each page's throughput >= 50% of the minimal view's. Each page's CPU per request
+is split into gunicorn's processes (app), PostgreSQL's (db) and the rest (wrk, Redis, ...), read from
+/proc before and after its run: what bounds its throughput on a machine whose CPUs are all busy.
 
 `--profile DIR` records each page's wrk run with py-spy (all gunicorn workers, `--idle`) into
 DIR/<page>.txt as collapsed stacks (py-spy must be installed: `.venv/bin/pip install py-spy`; it is
@@ -204,11 +206,15 @@ def drive(wrk: str, base: str, cookie: str, path: str, *, duration: int, connect
                                 "--pid", str(server_pid), "--subprocesses", "--idle", "--format", "raw",
                                 "--duration", str(duration), "--rate", "200", "--output", str(profile)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cpu_before = loadkit.cpu_seconds_by_role()
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    cpu_after = loadkit.cpu_seconds_by_role()
     if spy is not None:
         spy.wait(60)
     result = json.loads(next(line for line in output.splitlines() if line.startswith("{")))
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["cpu_ms"] = {role: 1000 * (cpu_after[role] - cpu_before[role]) / max(result["requests"], 1)
+                        for role in cpu_after}  # CPU per request, by role
     return result
 
 
@@ -291,14 +297,20 @@ def report(results: dict, counts: dict, args, url: str) -> None:
     print(f"\nbench/pages.py — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {info['nproc']} CPUs ({info['cpu']}); "
           f"PostgreSQL {loadkit.server_version(url)}; gunicorn {args.workers} sync workers; wrk {args.connections} connections, "
           f"{args.duration} s per page; {args.light} light customers")
-    print(f"{'page':<22}{'req/s':>8}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'queries':>9}{'vs min':>8}  verdict")
+    print(f"{'page':<22}{'req/s':>8}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'queries':>9}{'vs min':>8}"
+          f"{'app':>7}{'db':>6}{'rest':>6}  verdict")
     for name, r in results.items():
         ratio = r["rps"] / minimal
         ok = r["p95_us"] / 1000 <= P95_TARGET_MS and ratio >= THROUGHPUT_TARGET and not r["non_2xx"] and not r["socket_errors"]
         errors = f" ({r['non_2xx']} non-2xx, {r['socket_errors']} socket errors)" if r["non_2xx"] or r["socket_errors"] else ""
+        cpu = r["cpu_ms"]
+        rest = sum(cpu.values()) - cpu["gunicorn"] - cpu["postgres"]
         print(f"{name:<22}{r['rps']:>8.0f}{r['p50_us'] / 1000:>8.1f}{r['p95_us'] / 1000:>8.1f}{r['p99_us'] / 1000:>8.1f}"
-              f"{counts[name]:>9}{ratio:>8.0%}  {'ok' if ok else 'MISSED'}{errors}")
+              f"{counts[name]:>9}{ratio:>8.0%}{cpu['gunicorn']:>7.2f}{cpu['postgres']:>6.2f}{rest:>6.2f}"
+              f"  {'ok' if ok else 'MISSED'}{errors}")
     print(f"targets: p95 <= {P95_TARGET_MS} ms; throughput >= {THROUGHPUT_TARGET:.0%} of the minimal view's")
+    print("app, db, rest: CPU ms per request of gunicorn's processes, PostgreSQL's, and everything else (wrk, Redis, "
+          f"the kernel's share of other processes); the machine has {info['nproc']} CPUs' worth of it per second")
 
 
 if __name__ == "__main__":
