@@ -189,6 +189,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def backend_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of a PostgreSQL backend on this host; None when it runs elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def worker(now: str) -> None:
     """One renewal process: run the real job and print its figures as JSON on stdout."""
     from django.db import connection
@@ -230,15 +239,21 @@ def worker(now: str) -> None:
     def progress(_summary):
         rss_by_chunk.append(peak_rss_mb())
 
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    backend_before, cpu_before = backend_cpu_seconds(backend), time.process_time()
     started = time.time()
     with connection.execute_wrapper(count):
         summary = renewals_run(now=datetime.fromisoformat(now), progress=progress)
     finished = time.time()
+    cpu, backend_after = time.process_time() - cpu_before, backend_cpu_seconds(backend)
     for shape, (calls, seconds) in sorted(timings.items(), key=lambda item: -item[1][1])[:15]:
         log(f"    {seconds:7.2f} s {calls:6d}x  {shape}")
     print(json.dumps({
         "renewed": summary.renewed, "unpaid": summary.unpaid, "errors": summary.errors, "retries": summary.retries,
-        "statements": statements, "started": started, "finished": finished,
+        "statements": statements, "started": started, "finished": finished, "cpu_seconds": cpu,
+        "backend_cpu_seconds": None if backend_before is None or backend_after is None else backend_after - backend_before,
         "max_rss_mb": peak_rss_mb(),
         "rss_after_first_chunk_mb": rss_by_chunk[0] if rss_by_chunk else None,
     }))
@@ -254,6 +269,7 @@ def run_round(*, workers: int, now: datetime, env: dict) -> dict:
             raise SystemExit(f"renewal worker failed with exit code {proc.returncode}")
         results.append(json.loads(out.decode().strip().splitlines()[-1]))
     renewed = sum(r["renewed"] for r in results)
+    backends = [r["backend_cpu_seconds"] for r in results]
     seconds = max(r["finished"] for r in results) - min(r["started"] for r in results)
     return {
         "workers": workers, "renewed": renewed, "seconds": seconds, "per_second": renewed / seconds,
@@ -263,6 +279,10 @@ def run_round(*, workers: int, now: datetime, env: dict) -> dict:
         "max_rss_mb": [round(r["max_rss_mb"], 1) for r in results],
         "rss_after_first_chunk_mb": [round(r["rss_after_first_chunk_mb"] or 0, 1) for r in results],
         "split": [r["renewed"] for r in results],
+        # CPU per renewal: the workers' Python and their PostgreSQL backends (PostgreSQL's background
+        # processes, the WAL writer among them, are not counted)
+        "worker_cpu_ms": 1000 * sum(r["cpu_seconds"] for r in results) / max(renewed, 1),
+        "backend_cpu_ms": None if None in backends else 1000 * sum(backends) / max(renewed, 1),
     }
 
 
@@ -352,7 +372,8 @@ def main() -> None:
                 log(f"  {result['renewed']} renewed in {result['seconds']:.1f} s = {result['per_second']:.0f}/s, "
                     f"split {result['split']}, {result['statements_per_renewal']:.2f} statements/renewal, "
                     f"peak RSS {result['max_rss_mb']} MB (after the first chunk {result['rss_after_first_chunk_mb']}), "
-                    f"retried chunks {result['retries']}")
+                    f"retried chunks {result['retries']}, CPU per renewal: workers {result['worker_cpu_ms']:.3f} ms, "
+                    f"their PostgreSQL backends {result['backend_cpu_ms'] or 0:.3f} ms")
                 results[workers].append(result)
 
         log("audit_ledger")
@@ -377,16 +398,20 @@ def report(orders: int, results: dict[int, list[dict]], tps: dict[int, float]) -
     print(f"\nRenewal benchmark: {orders} orders, {orders // ORDERS_PER_CUSTOMER} customers, "
           f"{datetime.now(dt_timezone.utc):%Y-%m-%d %H:%M} UTC")
     print(f"{'workers':>7} | {'renewals/s best':>15} | {'spread':>13} | {'pgbench tps':>11} | {'ratio':>5} | "
-          f"{'total s (best)':>14} | {'statements/renewal':>18} | peak RSS MB per process")
+          f"{'total s (best)':>14} | {'statements/renewal':>18} | {'CPU ms/renewal: app + db':>24} | peak RSS MB per process")
     for workers, rounds in results.items():
         best = max(rounds, key=lambda r: r["per_second"])
         low = min(r["per_second"] for r in rounds)
         ratio = best["per_second"] / tps[workers]
         rss = max(max(r["max_rss_mb"]) for r in rounds)
+        db = "?" if best["backend_cpu_ms"] is None else f"{best['backend_cpu_ms']:.3f}"
+        cpu = f"{best['worker_cpu_ms']:.3f} + {db}"
         print(f"{workers:>7} | {best['per_second']:>15.0f} | {low:>6.0f}–{best['per_second']:<6.0f} | "
               f"{tps[workers]:>11.0f} | {ratio:>5.2f} | {best['seconds']:>14.1f} | "
-              f"{best['statements_per_renewal']:>18.2f} | {rss}")
+              f"{best['statements_per_renewal']:>18.2f} | {cpu:>24} | {rss}")
     print("Every round: every order renewed exactly once; audit_ledger passed.")
+    print(f"CPU ms/renewal: the workers' own (app) and their PostgreSQL backends' (db), in the best round; the "
+          f"machine's {os.cpu_count()} CPUs give {1000 * (os.cpu_count() or 1):.0f} ms of CPU per second to share")
 
 
 if __name__ == "__main__":
