@@ -22,6 +22,15 @@ def _rows(sql: str, params=()) -> list[tuple]:
         return cursor.fetchall()
 
 
+def _account_ids(kind: str) -> list[int]:
+    """The ids of the accounts of `kind`, for a query to name as constants. A provider account is hot (a leg
+    per payment, against a few per customer account): named by constants PostgreSQL estimates its legs from
+    the column's statistics, while `account_id IN (SELECT id ... WHERE kind = ...)` is estimated at the
+    average legs per account, and on a large ledger that planned a loop over every holding leg once per
+    invoice (quadratic: 39 s for 22,000 renewals)."""
+    return list(LedgerAccount.objects.filter(kind=kind).values_list("id", flat=True))
+
+
 def unbalanced_transactions() -> list[str]:
     rows = _rows("""
         SELECT t.id, t.idempotency_key, e.currency, SUM(e.amount) FROM billing_ledgertransaction t
@@ -63,9 +72,8 @@ def uncovered_invoices() -> list[str]:
                COALESCE(SUM(CASE WHEN e.amount < 0 AND t.kind <> 'reversal' THEN -e.amount ELSE 0 END), 0) AS settled
           FROM billing_invoice i
           LEFT JOIN billing_ledgertransaction t ON t.invoice_id = i.id
-          LEFT JOIN billing_ledgerentry e ON e.transaction_id = t.id
-               AND e.account_id IN (SELECT id FROM billing_ledgeraccount WHERE kind = 'holding')
-         GROUP BY i.id ORDER BY i.id""")
+          LEFT JOIN billing_ledgerentry e ON e.transaction_id = t.id AND e.account_id = ANY(%s)
+         GROUP BY i.id ORDER BY i.id""", [_account_ids(LedgerAccount.Kind.HOLDING)])
     advance = set(Invoice.objects.filter(kind=Invoice.Kind.ADVANCE).values_list("number", flat=True))
     failures = []
     for _pk, number, status, total, paid, held, settled in rows:
@@ -93,9 +101,9 @@ def clearing_mismatches() -> list[str]:
         SELECT p.id, p.idempotency_key, p.amount, p.refunded_amount, COALESCE(SUM(e.amount), 0) AS moved
           FROM billing_payment p
           LEFT JOIN billing_ledgertransaction t ON t.payment_id = p.id
-          LEFT JOIN billing_ledgerentry e ON e.transaction_id = t.id
-               AND e.account_id IN (SELECT id FROM billing_ledgeraccount WHERE kind = 'clearing')
-         GROUP BY p.id HAVING COALESCE(SUM(e.amount), 0) <> p.refunded_amount - p.amount ORDER BY p.id""")]
+          LEFT JOIN billing_ledgerentry e ON e.transaction_id = t.id AND e.account_id = ANY(%s)
+         GROUP BY p.id HAVING COALESCE(SUM(e.amount), 0) <> p.refunded_amount - p.amount ORDER BY p.id""",
+                                                        [_account_ids(LedgerAccount.Kind.CLEARING)])]
     failures += [f"transaction #{tid} ({key}) moves clearing account {code} without a payment"
                  for tid, key, code in _rows("""
         SELECT t.id, t.idempotency_key, a.code FROM billing_ledgertransaction t
