@@ -106,24 +106,39 @@ def machine() -> dict:
     return {"nproc": os.cpu_count(), "cpu": cpu}
 
 
-CPU_ROLES = ("gunicorn", "postgres", "redis", "wrk")  # by the process's command line; the rest is "other"
+CPU_ROLES = ("gunicorn", "postgres", "redis", "wrk")
 
 
-def cpu_seconds_by_role() -> dict[str, float]:
-    """CPU time (user + system) every running process has used so far, summed per `CPU_ROLES` role. The
-    difference of two calls is what each role spent in between (a process that exited meanwhile is lost,
-    so it is meant for a steady run)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    totals = dict.fromkeys((*CPU_ROLES, "other"), 0.0)
+def process_cpu_seconds(pid: int | str) -> float | None:
+    """CPU time (user + system) a process of this host has used so far; None when there is no such process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def cpu_snapshot() -> dict[int, tuple[str, float]]:
+    """Every running process's `CPU_ROLES` role (by its command line; the rest is "other") and CPU time so far."""
+    snapshot = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # it exited
             continue
-        role = next((role for role in CPU_ROLES if role in command), "other")
-        totals[role] += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return totals
+        seconds = process_cpu_seconds(pid)
+        if seconds is not None:
+            snapshot[int(pid)] = (next((role for role in CPU_ROLES if role in command), "other"), seconds)
+    return snapshot
+
+
+def cpu_spent_by_role(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds each role spent between two `cpu_snapshot()`s: a process started in between counts whole, one
+    that exited in between is lost (so it is meant for a steady run)."""
+    spent = dict.fromkeys((*CPU_ROLES, "other"), 0.0)
+    for pid, (role, seconds) in after.items():
+        spent[role] += seconds - before.get(pid, (role, 0.0))[1]
+    return spent
 
 
 # --- seeding -----------------------------------------------------------------------------------

@@ -206,15 +206,14 @@ def drive(wrk: str, base: str, cookie: str, path: str, *, duration: int, connect
                                 "--pid", str(server_pid), "--subprocesses", "--idle", "--format", "raw",
                                 "--duration", str(duration), "--rate", "200", "--output", str(profile)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cpu_before = loadkit.cpu_seconds_by_role()
+    cpu_before = loadkit.cpu_snapshot()
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    cpu_after = loadkit.cpu_seconds_by_role()
+    cpu = loadkit.cpu_spent_by_role(cpu_before, loadkit.cpu_snapshot())
     if spy is not None:
         spy.wait(60)
     result = json.loads(next(line for line in output.splitlines() if line.startswith("{")))
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
-    result["cpu_ms"] = {role: 1000 * (cpu_after[role] - cpu_before[role]) / max(result["requests"], 1)
-                        for role in cpu_after}  # CPU per request, by role
+    result["cpu_ms"] = {role: 1000 * seconds / max(result["requests"], 1) for role, seconds in cpu.items()}  # per request
     return result
 
 

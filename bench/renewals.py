@@ -31,6 +31,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+import loadkit  # noqa: E402
 
 ORDERS_PER_CUSTOMER = 5
 PRICE = Decimal("10.00")
@@ -189,15 +191,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def backend_cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system) of a PostgreSQL backend on this host; None when it runs elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def worker(now: str) -> None:
     """One renewal process: run the real job and print its figures as JSON on stdout."""
     from django.db import connection
@@ -242,12 +235,14 @@ def worker(now: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
-    backend_before, cpu_before = backend_cpu_seconds(backend), time.process_time()
+    if connection.settings_dict["HOST"] not in ("", "localhost", "127.0.0.1", "::1"):
+        backend = None  # on another host: its pid means nothing here
+    backend_before, cpu_before = loadkit.process_cpu_seconds(backend) if backend else None, time.process_time()
     started = time.time()
     with connection.execute_wrapper(count):
         summary = renewals_run(now=datetime.fromisoformat(now), progress=progress)
     finished = time.time()
-    cpu, backend_after = time.process_time() - cpu_before, backend_cpu_seconds(backend)
+    cpu, backend_after = time.process_time() - cpu_before, loadkit.process_cpu_seconds(backend) if backend else None
     for shape, (calls, seconds) in sorted(timings.items(), key=lambda item: -item[1][1])[:15]:
         log(f"    {seconds:7.2f} s {calls:6d}x  {shape}")
     print(json.dumps({
