@@ -4,7 +4,7 @@ Apps below billing's public API (gateways) add their own reconciliations with `r
 """
 from collections.abc import Callable
 
-from django.db import connection
+from django.db import connection, transaction
 
 from .funding import funding_mismatches
 from .models import Invoice, LedgerAccount
@@ -186,6 +186,19 @@ def credit_note_mismatches() -> list[str]:
 
 
 def audit() -> dict[str, list[str]]:
+    """Every check, each a list of failures. Called outside a transaction they all read one snapshot
+    (REPEATABLE READ, read only): a check reads in several statements (the provider accounts' ids, then their
+    legs), and a payment committed in between, on an account it is the first to use, would be half seen and
+    reported as a fault. Inside a caller's transaction they read what it sees."""
+    if connection.in_atomic_block:
+        return _checks_run()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        return _checks_run()
+
+
+def _checks_run() -> dict[str, list[str]]:
     results = {
         "transactions": unbalanced_transactions(),
         "accounts": account_mismatches(),

@@ -1,9 +1,11 @@
 """audit_ledger catches the classes of mistakes found in issue 15 (each test breaks the ledger on purpose,
 so the automatic audit after the test is off for them)."""
+import threading
 from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connections
 
 from accounts.models import Customer
 from accounts.tests.factories import StaffUserFactory
@@ -11,6 +13,7 @@ from billing import audit
 from billing.models import CreditNote, Invoice, LedgerAccount, LedgerTransaction
 from billing.services.invoices import LineInput, invoice_issue, invoice_pay_from_balance
 from billing.services.ledger import customer_account, ledger_post, provider_account
+from billing.services.payments import payment_record
 
 pytestmark = [pytest.mark.django_db, pytest.mark.ledger_corrupted_on_purpose]
 
@@ -70,3 +73,33 @@ def test_refunded_amount_without_ledger_movement_is_reported(currencies, custome
 
     failures = audit.clearing_mismatches()
     assert any(f"payment #{payment.pk}" in f and "clearing moved -10" in f for f in failures)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_payment_committed_while_the_audit_reads_is_wholly_seen_or_not(currencies, customer, fund, monkeypatch):
+    """The clearing check reads the clearing accounts' ids, then their legs. A payment through a new gateway
+    that commits in between (its clearing account is new) must not show up as a payment without clearing legs:
+    the audit reads one snapshot."""
+    fund(customer, "10.00")
+    read_ids, committed = audit._account_ids, []
+
+    def pay():
+        try:
+            committed.append(payment_record(idempotency_key="race:new-gateway", customer=customer, amount=Decimal("12.00"),
+                                            currency="EUR", method="card", gateway="newgateway"))
+        finally:
+            connections.close_all()
+
+    def ids_then_a_payment_commits(kind):
+        ids = read_ids(kind)
+        if kind == LedgerAccount.Kind.CLEARING and not committed:
+            thread = threading.Thread(target=pay)  # its own connection, committed before the legs are read
+            thread.start()
+            thread.join()
+        return ids
+
+    monkeypatch.setattr(audit, "_account_ids", ids_then_a_payment_commits)
+    assert {check: failures for check, failures in audit.audit().items() if failures} == {}
+    assert committed
+    monkeypatch.undo()
+    assert {check: failures for check, failures in audit.audit().items() if failures} == {}  # and seen by the next run
