@@ -106,38 +106,41 @@ def machine() -> dict:
     return {"nproc": os.cpu_count(), "cpu": cpu}
 
 
-CPU_ROLES = ("gunicorn", "postgres", "redis", "wrk")
+def process_stat(pid: int | str) -> tuple[str, int, list[float]] | None:
+    """A process of this host from /proc/<pid>/stat: its command name, its parent's pid and its CPU seconds
+    (user, system, and its reaped children's user and system); None when there is no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # state ppid ... utime stime cutime cstime
+    return (text[text.index("(") + 1:text.rindex(")")].split("/")[0], int(fields[1]),
+            [int(value) / os.sysconf("SC_CLK_TCK") for value in fields[11:15]])
+
+
+def processes() -> dict[int, tuple[str, int, list[float]]]:
+    """`process_stat()` of every process of this host, by pid."""
+    found = {int(pid): process_stat(pid) for pid in filter(str.isdigit, os.listdir("/proc"))}
+    return {pid: stat for pid, stat in found.items() if stat is not None}
 
 
 def process_cpu_seconds(pid: int | str) -> float | None:
     """CPU time (user + system) a process of this host has used so far; None when there is no such process."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    stat = process_stat(pid)
+    return None if stat is None else stat[2][0] + stat[2][1]
 
 
-def cpu_snapshot() -> dict[int, tuple[str, float]]:
-    """Every running process's `CPU_ROLES` role (by its command line; the rest is "other") and CPU time so far."""
-    snapshot = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # it exited
-            continue
-        seconds = process_cpu_seconds(pid)
-        if seconds is not None:
-            snapshot[int(pid)] = (next((role for role in CPU_ROLES if role in command), "other"), seconds)
-    return snapshot
+CPU_ROLES = ("gunicorn", "postgres", "redis", "wrk")  # by command name; the rest is "other"
 
 
 def cpu_spent_by_role(before: dict, after: dict) -> dict[str, float]:
-    """CPU seconds each role spent between two `cpu_snapshot()`s: a process started in between counts whole, one
-    that exited in between is lost (so it is meant for a steady run)."""
+    """CPU seconds each `CPU_ROLES` role spent between two `processes()`: a process started in between counts
+    whole, one that exited in between is lost (so it is meant for a steady run)."""
     spent = dict.fromkeys((*CPU_ROLES, "other"), 0.0)
-    for pid, (role, seconds) in after.items():
-        spent[role] += seconds - before.get(pid, (role, 0.0))[1]
+    for pid, (name, _parent, cpu) in after.items():
+        role = next((role for role in CPU_ROLES if name.startswith(role)), "other")
+        previous = before.get(pid, (name, 0, [0.0, 0.0]))[2]
+        spent[role] += cpu[0] + cpu[1] - previous[0] - previous[1]
     return spent
 
 

@@ -206,9 +206,9 @@ def drive(wrk: str, base: str, cookie: str, path: str, *, duration: int, connect
                                 "--pid", str(server_pid), "--subprocesses", "--idle", "--format", "raw",
                                 "--duration", str(duration), "--rate", "200", "--output", str(profile)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cpu_before = loadkit.cpu_snapshot()
+    cpu_before = loadkit.processes()
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    cpu = loadkit.cpu_spent_by_role(cpu_before, loadkit.cpu_snapshot())
+    cpu = loadkit.cpu_spent_by_role(cpu_before, loadkit.processes())
     if spy is not None:
         spy.wait(60)
     result = json.loads(next(line for line in output.splitlines() if line.startswith("{")))

@@ -322,15 +322,7 @@ def cpu_by_command() -> dict[str, float]:
     processes are marked (its Celery workers, gunicorn, redis-server) and count their reaped children
     too (genisoimage under the worker); an unmarked "python", "celery" or "gunicorn" is someone else's.
     (Only ours count children: init reaping someone's orphans would add their whole lives.)"""
-    procs = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2:].split()  # state ppid ... utime stime cutime cstime
-        procs[int(stat.parent.name)] = (text[text.index("(") + 1:text.rindex(")")].split("/")[0], int(fields[1]),
-                                        [int(v) / os.sysconf("SC_CLK_TCK") for v in fields[11:15]])
+    procs = loadkit.processes()
     ours = {os.getpid()}
     while more := {pid for pid, (_name, parent, _cpu) in procs.items() if parent in ours} - ours:
         ours |= more
